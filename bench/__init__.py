@@ -1,0 +1,1 @@
+"""treadle benchmark suite. Run ``make bench`` (or ``python -m bench``); see bench/README.md."""

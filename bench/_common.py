@@ -1,0 +1,500 @@
+"""Shared helpers for the treadle benchmark suite (``make bench``).
+
+Everything a benchmark needs that is not the benchmark itself lives here:
+command-line flags, the Postgres scratch database, timing loops, the reference
+graphs, treadle loading, table printing and the JSON-lines results file.
+
+Benchmarks are *not* tests: they print figures and ratios against references
+measured in the same run, and record them under ``bench/results/`` (gitignored).
+A missed target is reported as ``MISS`` but does not fail the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypedDict
+
+__all__ = [
+    "BENCH_DIR",
+    "RESULTS_DIR",
+    "Ratio",
+    "Report",
+    "TreadleLoader",
+    "Window",
+    "build_chain",
+    "call_with_timeout",
+    "chain_steps_per_run",
+    "close_quietly",
+    "commit_probe_setup",
+    "fresh_pg_database",
+    "new_config",
+    "parse_args",
+    "pg_server_info",
+    "run_for",
+    "run_threads_for",
+    "scratch_dir",
+    "sqlite_url",
+]
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/treadle_bench"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags shared by every benchmark script."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="smaller sizes / shorter windows")
+    p.add_argument(
+        "--pg-url",
+        default=os.environ.get("TREADLE_BENCH_PG", DEFAULT_PG_URL),
+        help="scratch Postgres database (dropped and recreated!); its name must "
+        "contain 'bench'. Env: TREADLE_BENCH_PG. Default: %(default)s",
+    )
+    p.add_argument("--skip-treadle", action="store_true", help="measure only the references")
+    p.add_argument("--no-json", action="store_true", help="do not append to bench/results/")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------- Postgres setup
+
+
+def _dbname(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return str(conninfo_to_dict(url).get("dbname") or "")
+
+
+def _admin_connect(url: str):
+    """An autocommit connection to a maintenance database of the same server."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    last: Exception | None = None
+    for maint in ("postgres", "template1"):
+        try:
+            return psycopg.connect(make_conninfo(url, dbname=maint), autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:  # pragma: no cover - depends on server
+            last = exc
+    raise RuntimeError(f"cannot reach a maintenance database next to {url!r}: {last}")
+
+
+def fresh_pg_database(url: str) -> str:
+    """Drop and recreate the scratch database named in ``url``; returns ``url``.
+
+    Called before every system measured so no system inherits another's tables,
+    bloat or cache state. Refuses database names without 'bench' in them.
+    """
+    from psycopg import sql
+
+    name = _dbname(url)
+    if "bench" not in name:
+        raise SystemExit(f"refusing to drop database {name!r}: scratch database name must contain 'bench'")
+    with _admin_connect(url) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return url
+
+
+def pg_server_info(url: str) -> dict[str, str]:
+    """Durability-relevant server settings, recorded with every result."""
+    import psycopg
+
+    out: dict[str, str] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        out["server_version"] = str(conn.execute("SHOW server_version").fetchone()[0])
+        for name in ("fsync", "synchronous_commit", "wal_sync_method", "commit_delay", "max_connections"):
+            out[name] = str(conn.execute(f"SHOW {name}").fetchone()[0])
+    return out
+
+
+def commit_probe_setup(url: str) -> None:
+    """(Re)create the table used to measure the raw commit rate."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS commit_probe")
+        conn.execute("CREATE TABLE commit_probe (id bigint PRIMARY KEY, client int NOT NULL, payload bytea NOT NULL)")
+
+
+# ------------------------------------------------------------------------ timing
+
+
+@dataclass
+class Window:
+    """Result of a timed loop."""
+
+    count: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_for(seconds: float, fn: Callable[[int], Any], *, warmup: int = 0) -> Window:
+    """Call ``fn(i)`` repeatedly for at least ``seconds`` (after ``warmup`` calls)."""
+    for i in range(warmup):
+        fn(-1 - i)
+    n = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        fn(n)
+        n += 1
+        now = time.perf_counter()
+        if now >= deadline:
+            return Window(n, now - start)
+
+
+def run_threads_for(
+    seconds: float, n_threads: int, make_worker: Callable[[int], Callable[[int], Any]]
+) -> tuple[Window, list[int]]:
+    """``n_threads`` threads each call their worker until the shared deadline.
+
+    ``make_worker(t)`` runs in the thread before the start barrier (open
+    connections there). Returns the aggregate window (all completed calls over
+    the time from barrier release to the last thread finishing its last call)
+    and the per-thread counts. The first error in any thread is re-raised.
+    """
+    barrier = threading.Barrier(n_threads + 1)
+    go = threading.Event()
+    counts = [0] * n_threads
+    ends = [0.0] * n_threads
+    errors: list[BaseException] = []
+    box: dict[str, float] = {}
+
+    def body(t: int) -> None:
+        try:
+            work = make_worker(t)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+            barrier.abort()
+            return
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return
+        go.wait()
+        deadline = box["deadline"]
+        n = 0
+        try:
+            while time.perf_counter() < deadline and not errors:
+                work(n)
+                n += 1
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        counts[t] = n
+        ends[t] = time.perf_counter()
+
+    threads = [threading.Thread(target=body, args=(t,), daemon=True, name=f"bench-{t}") for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    try:
+        barrier.wait(timeout=120)  # every worker is set up
+    except threading.BrokenBarrierError:
+        pass
+    start = time.perf_counter()
+    box["deadline"] = start + seconds
+    go.set()
+    for th in threads:
+        th.join(timeout=seconds + 120)
+    if errors:
+        raise errors[0]
+    if any(th.is_alive() for th in threads):
+        raise TimeoutError("benchmark threads did not finish in time")
+    return Window(sum(counts), max(ends) - start), counts
+
+
+def call_with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
+    """Run ``fn`` in a daemon thread; raise TimeoutError if it takes too long.
+
+    Keeps benchmarks bounded even if a system hangs (the thread is abandoned).
+    """
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001
+            box["error"] = exc
+
+    th = threading.Thread(target=body, daemon=True)
+    th.start()
+    th.join(timeout)
+    if th.is_alive():
+        raise TimeoutError(f"did not finish within {timeout:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@contextmanager
+def scratch_dir(prefix: str = "treadle-bench-") -> Iterator[Path]:
+    """A temporary directory for SQLite files, removed afterwards."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def new_config(**extra: Any) -> dict[str, Any]:
+    return {"configurable": {"thread_id": f"bench-{uuid.uuid4()}"}, **extra}
+
+
+# ------------------------------------------------------------- reference graphs
+
+
+class ChainState(TypedDict):
+    x: int
+
+
+def _inc(state: ChainState) -> dict[str, int]:
+    return {"x": state["x"] + 1}
+
+
+def build_chain(n_nodes: int = 10):
+    """Linear StateGraph START -> n0 -> ... -> n{k-1} -> END, each node x += 1."""
+    from langgraph.graph import END, START, StateGraph
+
+    builder = StateGraph(ChainState)
+    prev = START
+    for i in range(n_nodes):
+        builder.add_node(f"n{i}", _inc)
+        builder.add_edge(prev, f"n{i}")
+        prev = f"n{i}"
+    builder.add_edge(prev, END)
+    return builder
+
+
+def chain_steps_per_run(graph: Any, n_nodes: int) -> int:
+    """Run the chain once on a fresh thread and count the checkpoints written."""
+    cfg = new_config()
+    out = graph.invoke({"x": 0}, cfg, durability="sync")
+    if out["x"] != n_nodes:
+        raise AssertionError(f"chain returned {out!r}, expected x={n_nodes}")
+    return len(list(graph.get_state_history(cfg)))
+
+
+# ------------------------------------------------------------------------ treadle
+
+
+class TreadleLoader:
+    """Loads ``treadle.compile`` lazily; records why it is unavailable."""
+
+    def __init__(self, skip: bool = False) -> None:
+        self.reason: str | None = None
+        self.compile_fn: Callable[..., Any] | None = None
+        if skip:
+            self.reason = "skipped (--skip-treadle)"
+            return
+        try:
+            import treadle  # noqa: PLC0415
+        except Exception as exc:  # noqa: BLE001
+            self.reason = f"import treadle failed: {type(exc).__name__}: {exc}"
+            return
+        fn = getattr(treadle, "compile", None)
+        if fn is None:
+            self.reason = "treadle.compile does not exist yet"
+            return
+        self.compile_fn = fn
+
+    @property
+    def available(self) -> bool:
+        return self.compile_fn is not None
+
+    def compile(self, builder: Any, store: str) -> Any:
+        assert self.compile_fn is not None, self.reason
+        return self.compile_fn(builder, store=store)
+
+
+def sqlite_url(path: Path) -> str:
+    """``sqlite:///`` + absolute path (so ``sqlite:////tmp/...``)."""
+    return "sqlite:///" + str(path.resolve())
+
+
+def close_quietly(obj: Any) -> None:
+    close = getattr(obj, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001
+            print(f"  (close failed: {type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+# ------------------------------------------------------------------- reporting
+
+
+@dataclass
+class Ratio:
+    name: str
+    value: float | None  # None when a side is unavailable
+    target: str | None = None  # e.g. ">= 2.5" or "<= 1.5"
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None or self.target is None:
+            return None
+        op, num = self.target.split()
+        return self.value >= float(num) if op == ">=" else self.value <= float(num)
+
+
+@dataclass
+class Report:
+    """Collects one benchmark's figures, prints them and writes a JSON line."""
+
+    bench: str
+    title: str
+    columns: list[str]
+    quick: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    ratios: list[Ratio] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    env: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, **row: Any) -> None:
+        self.rows.append(row)
+
+    def ratio(self, name: str, num: float | None, den: float | None, target: str | None = None) -> Ratio:
+        value = None if not num or not den else num / den
+        r = Ratio(name, value, target)
+        self.ratios.append(r)
+        return r
+
+    # -- output
+    def print(self) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(width=None if sys.stdout.isatty() else 120)
+        t = Table(title=self.title, title_justify="left")
+        for c in self.columns:
+            t.add_column(c, justify="left" if c == self.columns[0] else "right")
+        for row in self.rows:
+            t.add_row(*[_fmt(row.get(c)) for c in self.columns])
+        console.print(t)
+        if self.ratios:
+            rt = Table(title="Ratios", title_justify="left")
+            rt.add_column("ratio")
+            rt.add_column("value", justify="right")
+            rt.add_column("target", justify="right")
+            rt.add_column("", justify="left")
+            for r in self.ratios:
+                verdict = {True: "[green]met[/]", False: "[red]MISS[/]", None: ""}[r.met]
+                if r.value is None:
+                    verdict = "[yellow]n/a[/]"
+                rt.add_row(r.name, "n/a" if r.value is None else f"{r.value:.2f}x", r.target or "", verdict)
+            console.print(rt)
+        for n in self.notes:
+            console.print(f"  [dim]- {n}[/]", highlight=False)
+        console.print()
+
+    def write(self) -> Path:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"{self.bench}.jsonl"
+        record = {
+            "bench": self.bench,
+            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "quick": self.quick,
+            "host": host_info(),
+            "env": self.env,
+            "params": self.params,
+            "rows": self.rows,
+            "ratios": [{"name": r.name, "value": r.value, "target": r.target, "met": r.met} for r in self.ratios],
+            "notes": self.notes,
+        }
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+        return path
+
+    def finish(self, no_json: bool) -> None:
+        self.print()
+        if not no_json:
+            path = self.write()
+            print(f"results appended to {path.relative_to(BENCH_DIR.parent)}")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if v >= 100:
+            return f"{v:,.0f}"
+        if v >= 10:
+            return f"{v:.1f}"
+        return f"{v:.3f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_rev() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=BENCH_DIR.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        rev = out.stdout.strip()
+        if not rev:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=BENCH_DIR.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def host_info() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "git": _git_rev(),
+        "versions": {
+            d: _version(d)
+            for d in (
+                "treadle",
+                "langgraph",
+                "langgraph-checkpoint",
+                "langgraph-checkpoint-postgres",
+                "langgraph-checkpoint-sqlite",
+                "psycopg",
+            )
+        },
+    }

@@ -1,0 +1,51 @@
+"""Typed settings read from ``TREADLE_*`` environment variables.
+
+Every setting has a CLI flag twin (see ``treadle --help``); flags win over the
+environment, the environment wins over these defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_STORE", "Settings", "get_settings"]
+
+DEFAULT_STORE = "sqlite:///" + str(Path(".treadle") / "treadle.db")
+
+
+class Settings(BaseSettings):
+    """Runtime-wide settings. Field ``x`` is read from ``TREADLE_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="TREADLE_", extra="ignore")
+
+    store: str = Field(DEFAULT_STORE, description="Store URL: sqlite:///path or postgresql://...")
+    max_workers: int | None = Field(
+        None, ge=1, description="Bound on concurrent node tasks per run (all pools)."
+    )
+    thread_workers: int = Field(64, ge=1, description="Default thread-pool size for sync nodes.")
+    async_workers: int = Field(1024, ge=1, description="Default concurrency for async nodes.")
+    process_workers: int = Field(0, ge=0, description="Process-pool size; 0 means CPU count.")
+    retry_max_attempts: int = Field(5, ge=1, description="Default attempts per node task.")
+    retry_initial_interval: float = Field(0.5, ge=0, description="First backoff, seconds.")
+    retry_backoff_factor: float = Field(2.0, ge=1, description="Backoff multiplier.")
+    retry_max_interval: float = Field(30.0, ge=0, description="Longest backoff, seconds.")
+    retry_jitter: bool = Field(True, description="Randomise backoff to avoid thundering herds.")
+    node_timeout: float | None = Field(None, gt=0, description="Default per-attempt timeout (s).")
+    breaker_threshold: int = Field(
+        5, ge=0, description="Consecutive failures that open a node's breaker; 0 disables."
+    )
+    breaker_cooldown: float = Field(30.0, ge=0, description="Seconds a breaker stays open.")
+    write_linger_ms: float = Field(
+        2.0, ge=0, description="How long a task's writes may wait to share a commit."
+    )
+    connect_timeout: float = Field(5.0, gt=0, description="Store connect timeout, seconds.")
+    durability: str = Field("sync", pattern="^(sync|async|exit)$", description="LangGraph durability.")
+    debug: bool = Field(False, description="Show tracebacks in the CLI.")
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit non-None overrides applied."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,95 @@
+"""treadle's exceptions: one root, specific leaves, messages that say what to do.
+
+    TreadleError
+    ├── ConfigError            bad option, env var or CLI flag
+    ├── GraphLoadError         a graph reference (REF) could not be loaded
+    ├── InputError             run input that cannot be parsed or validated
+    ├── StoreError             anything from the store
+    │   ├── StoreUnavailableError   the database cannot be reached
+    │   ├── FencedWriteError        a write from a writer whose claim is stale
+    │   └── SchemaError             schema newer than the code, or migrations missing
+    └── NodeError              a node attempt failed in a treadle-specific way
+        ├── NodeTimeoutError        the attempt ran past its timeout
+        ├── TaskCrashedError        the process running the attempt died
+        └── CircuitOpenError        the node's circuit breaker is open
+
+Driver errors are translated once, at the store boundary (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CircuitOpenError",
+    "ConfigError",
+    "FencedWriteError",
+    "GraphLoadError",
+    "InputError",
+    "NodeError",
+    "NodeTimeoutError",
+    "SchemaError",
+    "StoreError",
+    "StoreUnavailableError",
+    "TaskCrashedError",
+    "TreadleError",
+]
+
+
+class TreadleError(Exception):
+    """Root of every error treadle raises on purpose."""
+
+
+class ConfigError(TreadleError):
+    """An option, environment variable or CLI flag has a bad value."""
+
+
+class GraphLoadError(TreadleError):
+    """A graph reference could not be resolved to a LangGraph graph."""
+
+
+class InputError(TreadleError):
+    """Run input could not be parsed or does not fit the graph."""
+
+
+class StoreError(TreadleError):
+    """An error from the store (database) layer."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached."""
+
+
+class FencedWriteError(StoreError):
+    """A write was refused because another writer has claimed the thread since.
+
+    Raised when a checkpoint or task write carries an epoch older than the
+    thread's current one: the writer lost its claim and must stop.
+    """
+
+    def __init__(self, thread_id: str, epoch: int, current: int) -> None:
+        self.thread_id = thread_id
+        self.epoch = epoch
+        self.current = current
+        super().__init__(
+            f"write to thread {thread_id!r} refused: this writer holds epoch {epoch} but "
+            f"the thread was claimed again (epoch {current}); another execution owns it now"
+        )
+
+
+class SchemaError(StoreError):
+    """The database schema does not match what this code expects."""
+
+
+class NodeError(TreadleError):
+    """A node attempt failed for a reason treadle detected."""
+
+
+class NodeTimeoutError(NodeError, TimeoutError):
+    """A node attempt ran longer than its timeout and was abandoned or killed."""
+
+
+class TaskCrashedError(NodeError):
+    """The process running a node attempt died (os._exit, signal, segfault)."""
+
+
+class CircuitOpenError(NodeError):
+    """A node failed too many times in a row; calls fail fast during the cool-down."""

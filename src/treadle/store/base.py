@@ -1,0 +1,179 @@
+"""The store protocol: what every backend (SQLite, PostgreSQL) provides.
+
+A backend is synchronous; the checkpointer gives it async twins. Every write goes
+through one :class:`~treadle.store.writer.GroupCommitter` per backend instance, so
+concurrent writers share commits (group commit) and the fencing check runs inside
+the same transaction as the write it guards.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "BlobRow",
+    "CheckpointRecord",
+    "CheckpointRow",
+    "ClaimThread",
+    "PutCheckpoint",
+    "PutWrites",
+    "Store",
+    "ThreadInfo",
+    "WriteOp",
+    "WriteRow",
+]
+
+
+@dataclass(slots=True)
+class CheckpointRow:
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    run_id: str | None
+    type: str
+    checkpoint: bytes
+    channel_versions: str  # JSON object {channel: version-as-text}
+    metadata_type: str
+    metadata_blob: bytes
+    metadata: str  # JSON, for filtering
+
+
+@dataclass(slots=True)
+class BlobRow:
+    channel: str
+    version: str
+    type: str
+    blob: bytes | None
+
+
+@dataclass(slots=True)
+class WriteRow:
+    task_id: str
+    idx: int
+    channel: str
+    type: str | None
+    blob: bytes | None
+    task_path: str = ""
+
+
+@dataclass(slots=True)
+class CheckpointRecord:
+    """A checkpoint as read back: its row, the blobs it references, its pending writes."""
+
+    row: CheckpointRow
+    blobs: list[BlobRow]
+    writes: list[WriteRow]
+
+
+@dataclass(slots=True)
+class ThreadInfo:
+    thread_id: str
+    epoch: int
+    created_at: str
+    updated_at: str
+    checkpoints: int
+    latest_checkpoint_id: str | None
+
+
+# --- write operations, executed by the group committer -------------------------
+
+
+@dataclass(slots=True)
+class WriteOp:
+    """Base of the operations a committer batches. ``epoch`` None means unfenced."""
+
+    thread_id: str
+    epoch: int | None = field(default=None, kw_only=True)
+    # Writes of a finished task may wait a little to share a commit with the
+    # checkpoint that follows them; everything else commits at once.
+    lingers = False
+
+
+@dataclass(slots=True)
+class ClaimThread(WriteOp):
+    """Raise the thread's epoch and return it: the caller becomes its only writer."""
+
+
+@dataclass(slots=True)
+class PutCheckpoint(WriteOp):
+    row: CheckpointRow
+    blobs: list[BlobRow]
+
+
+@dataclass(slots=True)
+class PutWrites(WriteOp):
+    checkpoint_ns: str
+    checkpoint_id: str
+    rows: list[WriteRow]
+    upsert: bool  # special channels replace; regular writes are kept as first written
+    lingers = True
+
+
+class Store(abc.ABC):
+    """A database holding treadle's durable state."""
+
+    url: str
+
+    # writes (through the group committer) ----------------------------------
+    @abc.abstractmethod
+    def submit(self, op: WriteOp) -> Any:
+        """Queue ``op``; return a concurrent.futures.Future of its result."""
+
+    def claim_thread(self, thread_id: str) -> int:
+        return self.submit(ClaimThread(thread_id)).result()
+
+    # reads ------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_checkpoint(
+        self, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+    ) -> CheckpointRecord | None: ...
+
+    @abc.abstractmethod
+    def list_checkpoints(
+        self,
+        thread_id: str | None,
+        checkpoint_ns: str | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointRecord]: ...
+
+    @abc.abstractmethod
+    def list_threads(self, limit: int = 50) -> list[ThreadInfo]: ...
+
+    @abc.abstractmethod
+    def thread_epoch(self, thread_id: str) -> int: ...
+
+    # maintenance --------------------------------------------------------------
+    @abc.abstractmethod
+    def delete_thread(self, thread_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None: ...
+
+    @abc.abstractmethod
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def prune(self, thread_ids: Sequence[str], strategy: str) -> None: ...
+
+    @abc.abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names applied."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

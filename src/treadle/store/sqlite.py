@@ -1,0 +1,326 @@
+"""SQLite backend: the embedded default, one file, nothing to start.
+
+WAL mode lets readers run beside the single writer; ``synchronous=FULL`` (the
+default, override with ``?synchronous=NORMAL`` in the URL) makes every commit
+survive power loss, not just a process crash. Several processes may share one
+file: writes take SQLite's write lock (``BEGIN IMMEDIATE``) and wait up to
+``busy_timeout`` for it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from treadle.errors import ConfigError, FencedWriteError, StoreError, StoreUnavailableError
+from treadle.store import sqlite_queries as q
+from treadle.store.base import (
+    BlobRow,
+    CheckpointRecord,
+    CheckpointRow,
+    ClaimThread,
+    PutCheckpoint,
+    PutWrites,
+    Store,
+    ThreadInfo,
+    WriteOp,
+    WriteRow,
+)
+from treadle.store.migrate import load_migrations, pending
+from treadle.store.writer import GroupCommitter
+
+__all__ = ["SqliteStore", "sqlite_path"]
+
+_SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
+
+
+def sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
+    """``sqlite:///rel/path.db`` or ``sqlite:////abs/path.db`` -> (path, options)."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ConfigError(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    raw = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.netloc:
+        raw = parts.netloc + "/" + raw
+    if not raw or raw == ":memory:":
+        raise ConfigError(
+            f"{url!r} names no file; treadle needs a file so state outlives the process "
+            "(use sqlite:///path/to/file.db)"
+        )
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return Path(raw), options
+
+
+class SqliteStore(Store):
+    def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
+        self.url = url
+        self.path, options = sqlite_path(url)
+        self._synchronous = options.get("synchronous", "FULL").upper()
+        if self._synchronous not in _SYNC_MODES:
+            raise ConfigError(f"synchronous must be one of {sorted(_SYNC_MODES)}")
+        self._busy_ms = int(float(options.get("busy_timeout", "30")) * 1000)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot create {self.path.parent}: {exc}") from exc
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        if auto_migrate:
+            self.migrate()
+        self._committer: GroupCommitter[sqlite3.Connection] = GroupCommitter(
+            self._connect, self._apply, lambda c: c.close(), linger=linger,
+            name=f"treadle-sqlite-writer:{self.path.name}",
+        )
+
+    # --- connections -----------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False,
+                timeout=self._busy_ms / 1000,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"cannot open SQLite store {self.path}: {exc}") from exc
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError("the store is closed")
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    # --- writes ------------------------------------------------------------------
+    def submit(self, op: WriteOp) -> Any:
+        return self._committer.submit(op)
+
+    def _apply(self, conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"cannot lock SQLite store {self.path}: {exc}") from exc
+        try:
+            epochs: dict[str, int] = {}
+            results = [self._apply_one(conn, op, epochs) for op in ops]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _apply_one(self, conn: sqlite3.Connection, op: WriteOp, epochs: dict[str, int]) -> Any:
+        if isinstance(op, ClaimThread):
+            (epoch,) = conn.execute(q.CLAIM_THREAD, (op.thread_id,)).fetchone()
+            epochs[op.thread_id] = epoch
+            return epoch
+        if op.epoch is not None:
+            current = epochs.get(op.thread_id)
+            if current is None:
+                row = conn.execute(q.THREAD_EPOCH, (op.thread_id,)).fetchone()
+                current = epochs[op.thread_id] = row[0] if row else 0
+            if op.epoch != current:
+                return FencedWriteError(op.thread_id, op.epoch, current)
+        if isinstance(op, PutCheckpoint):
+            r = op.row
+            conn.execute(q.TOUCH_THREAD, (r.thread_id,))
+            conn.executemany(
+                q.UPSERT_BLOB,
+                [(r.thread_id, r.checkpoint_ns, b.channel, b.version, b.type, b.blob) for b in op.blobs],
+            )
+            conn.execute(
+                q.UPSERT_CHECKPOINT,
+                (r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.parent_checkpoint_id, r.run_id,
+                 r.type, r.checkpoint, r.channel_versions, r.metadata_type, r.metadata_blob,
+                 r.metadata),
+            )
+            return None
+        if isinstance(op, PutWrites):
+            conn.executemany(
+                q.INSERT_WRITE_REPLACE if op.upsert else q.INSERT_WRITE_KEEP,
+                [(op.thread_id, op.checkpoint_ns, op.checkpoint_id, w.task_id, w.idx, w.channel,
+                  w.type, w.blob, w.task_path) for w in op.rows],
+            )
+            return None
+        raise StoreError(f"unknown store operation {type(op).__name__}")
+
+    # --- reads -------------------------------------------------------------------
+    def _record(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> CheckpointRecord:
+        cp = CheckpointRow(*row)
+        blobs = [
+            BlobRow(*b)
+            for b in conn.execute(q.GET_BLOBS, (cp.channel_versions, cp.thread_id, cp.checkpoint_ns))
+        ]
+        writes = [
+            WriteRow(task_id=w[0], idx=w[1], channel=w[2], type=w[3], blob=w[4], task_path=w[5])
+            for w in conn.execute(q.GET_WRITES, (cp.thread_id, cp.checkpoint_ns, cp.checkpoint_id))
+        ]
+        return CheckpointRecord(cp, blobs, writes)
+
+    def get_checkpoint(
+        self, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+    ) -> CheckpointRecord | None:
+        conn = self._reader()
+        try:
+            if checkpoint_id:
+                row = conn.execute(
+                    q.GET_CHECKPOINT_BY_ID, (thread_id, checkpoint_ns, checkpoint_id)
+                ).fetchone()
+            else:
+                row = conn.execute(q.GET_LATEST_CHECKPOINT, (thread_id, checkpoint_ns)).fetchone()
+            return self._record(conn, row) if row else None
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading {self.path} failed: {exc}") from exc
+
+    def list_checkpoints(
+        self,
+        thread_id: str | None,
+        checkpoint_ns: str | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if thread_id is not None:
+            where.append(q.LIST_WHERE_THREAD)
+            params.append(thread_id)
+        if checkpoint_ns is not None:
+            where.append(q.LIST_WHERE_NS)
+            params.append(checkpoint_ns)
+        if before is not None:
+            where.append(q.LIST_WHERE_BEFORE)
+            params.append(before)
+        for key, value in (filter or {}).items():
+            where.append(q.LIST_WHERE_METADATA)
+            params += ["$." + json.dumps(str(key)), json.dumps(value, default=str)]
+        sql = q.LIST_CHECKPOINTS
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += q.LIST_ORDER
+        if limit is not None:
+            sql += q.LIST_LIMIT
+            params.append(int(limit))
+        conn = self._reader()
+        rows = conn.execute(sql, params).fetchall()
+        for row in rows:
+            yield self._record(conn, row)
+
+    def list_threads(self, limit: int = 50) -> list[ThreadInfo]:
+        return [ThreadInfo(*r) for r in self._reader().execute(q.LIST_THREADS, (limit,))]
+
+    def thread_epoch(self, thread_id: str) -> int:
+        row = self._reader().execute(q.THREAD_EPOCH, (thread_id,)).fetchone()
+        return row[0] if row else 0
+
+    # --- maintenance ---------------------------------------------------------------
+    def _write_tx(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        conn = self._reader()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._write_tx([
+            (q.FENCE_THREAD, (thread_id,)),
+            (q.DELETE_THREAD_WRITES, (thread_id,)),
+            (q.DELETE_THREAD_BLOBS, (thread_id,)),
+            (q.DELETE_THREAD_CHECKPOINTS, (thread_id,)),
+        ])
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        stmts: list[tuple[str, tuple[Any, ...]]] = []
+        for run_id in run_ids:
+            stmts += [(q.DELETE_RUN_WRITES, (run_id,)), (q.DELETE_RUN_CHECKPOINTS, (run_id,))]
+        if stmts:
+            self._write_tx(stmts)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        pair = (target_thread_id, source_thread_id)
+        self._write_tx([
+            (q.COPY_THREAD_ROW, (target_thread_id,)),
+            (q.COPY_CHECKPOINTS, pair),
+            (q.COPY_BLOBS, pair),
+            (q.COPY_WRITES, pair),
+        ])
+
+    def prune(self, thread_ids: Sequence[str], strategy: str) -> None:
+        if strategy not in ("keep_latest", "delete"):
+            raise ConfigError(f"unknown prune strategy {strategy!r} (use keep_latest or delete)")
+        if strategy == "delete":
+            for tid in thread_ids:
+                self.delete_thread(tid)
+            return
+        stmts: list[tuple[str, tuple[Any, ...]]] = []
+        for tid in thread_ids:
+            stmts += [(q.PRUNE_CHECKPOINTS, (tid,)), (q.PRUNE_WRITES, (tid,)), (q.PRUNE_BLOBS, (tid,))]
+        if stmts:
+            self._write_tx(stmts)
+
+    def migrate(self) -> list[str]:
+        known = load_migrations("sqlite")
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(q.CREATE_MIGRATIONS)
+                applied = {r[0] for r in conn.execute(q.APPLIED_MIGRATIONS)}
+                todo = pending(applied, known, url=self.url)
+                for m in todo:
+                    for statement in _statements(m.sql):
+                        conn.execute(statement)
+                    conn.execute(q.RECORD_MIGRATION, (m.version, m.name))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"migrating {self.path} failed: {exc}") from exc
+        finally:
+            conn.close()
+        return [m.name for m in todo]
+
+    def schema_version(self) -> int:
+        try:
+            row = self._reader().execute("SELECT max(version) FROM treadle_migrations").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return row[0] or 0
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._committer.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._readers.clear()
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file into statements (no semicolons inside our DDL)."""
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]

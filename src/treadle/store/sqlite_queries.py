@@ -1,0 +1,120 @@
+"""Every SQL statement of the SQLite backend, by name. Values are always bound."""
+
+CREATE_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS treadle_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+)"""
+APPLIED_MIGRATIONS = "SELECT version FROM treadle_migrations"
+RECORD_MIGRATION = "INSERT INTO treadle_migrations (version, name) VALUES (?, ?)"
+
+CLAIM_THREAD = """
+INSERT INTO treadle_threads (thread_id, epoch) VALUES (?, 1)
+ON CONFLICT (thread_id) DO UPDATE SET
+    epoch = treadle_threads.epoch + 1,
+    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+RETURNING epoch"""
+THREAD_EPOCH = "SELECT epoch FROM treadle_threads WHERE thread_id = ?"
+TOUCH_THREAD = """
+INSERT INTO treadle_threads (thread_id, epoch) VALUES (?, 0)
+ON CONFLICT (thread_id) DO UPDATE SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"""
+
+UPSERT_CHECKPOINT = """
+INSERT OR REPLACE INTO treadle_checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type, checkpoint,
+     channel_versions, metadata_type, metadata_blob, metadata)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+UPSERT_BLOB = """
+INSERT OR IGNORE INTO treadle_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+VALUES (?, ?, ?, ?, ?, ?)"""
+INSERT_WRITE_KEEP = """
+INSERT OR IGNORE INTO treadle_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+INSERT_WRITE_REPLACE = """
+INSERT OR REPLACE INTO treadle_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+CHECKPOINT_COLUMNS = """thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type,
+    checkpoint, channel_versions, metadata_type, metadata_blob, metadata"""
+GET_CHECKPOINT_BY_ID = f"""
+SELECT {CHECKPOINT_COLUMNS} FROM treadle_checkpoints
+WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"""
+GET_LATEST_CHECKPOINT = f"""
+SELECT {CHECKPOINT_COLUMNS} FROM treadle_checkpoints
+WHERE thread_id = ? AND checkpoint_ns = ?
+ORDER BY checkpoint_id DESC LIMIT 1"""
+# The list query is assembled from these fixed fragments; values stay bound.
+LIST_CHECKPOINTS = f"SELECT {CHECKPOINT_COLUMNS} FROM treadle_checkpoints"
+LIST_WHERE_THREAD = "thread_id = ?"
+LIST_WHERE_NS = "checkpoint_ns = ?"
+LIST_WHERE_BEFORE = "checkpoint_id < ?"
+LIST_WHERE_METADATA = "json_extract(metadata, ?) IS json_extract(?, '$')"
+LIST_ORDER = " ORDER BY checkpoint_id DESC"
+LIST_LIMIT = " LIMIT ?"
+
+GET_BLOBS = """
+SELECT b.channel, b.version, b.type, b.blob
+FROM treadle_blobs b, json_each(?) v
+WHERE b.thread_id = ? AND b.checkpoint_ns = ? AND b.channel = v.key AND b.version = v.value"""
+GET_WRITES = """
+SELECT task_id, idx, channel, type, blob, task_path FROM treadle_writes
+WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?
+ORDER BY task_id, idx"""
+
+LIST_THREADS = """
+SELECT t.thread_id, t.epoch, t.created_at, t.updated_at,
+       (SELECT count(*) FROM treadle_checkpoints c WHERE c.thread_id = t.thread_id),
+       (SELECT max(checkpoint_id) FROM treadle_checkpoints c
+         WHERE c.thread_id = t.thread_id AND c.checkpoint_ns = '')
+FROM treadle_threads t
+WHERE EXISTS (SELECT 1 FROM treadle_checkpoints c WHERE c.thread_id = t.thread_id)
+ORDER BY t.updated_at DESC LIMIT ?"""
+
+# Deleting a thread also bumps its epoch, fencing any writer still running on it.
+FENCE_THREAD = "UPDATE treadle_threads SET epoch = epoch + 1 WHERE thread_id = ?"
+DELETE_THREAD_CHECKPOINTS = "DELETE FROM treadle_checkpoints WHERE thread_id = ?"
+DELETE_THREAD_BLOBS = "DELETE FROM treadle_blobs WHERE thread_id = ?"
+DELETE_THREAD_WRITES = "DELETE FROM treadle_writes WHERE thread_id = ?"
+
+DELETE_RUN_WRITES = """
+DELETE FROM treadle_writes WHERE EXISTS (
+    SELECT 1 FROM treadle_checkpoints c
+    WHERE c.run_id = ? AND c.thread_id = treadle_writes.thread_id
+      AND c.checkpoint_ns = treadle_writes.checkpoint_ns
+      AND c.checkpoint_id = treadle_writes.checkpoint_id)"""
+DELETE_RUN_CHECKPOINTS = "DELETE FROM treadle_checkpoints WHERE run_id = ?"
+
+COPY_THREAD_ROW = """
+INSERT INTO treadle_threads (thread_id, epoch) VALUES (?, 0) ON CONFLICT (thread_id) DO NOTHING"""
+COPY_CHECKPOINTS = f"""
+INSERT OR REPLACE INTO treadle_checkpoints ({CHECKPOINT_COLUMNS})
+SELECT ?, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type, checkpoint,
+       channel_versions, metadata_type, metadata_blob, metadata
+FROM treadle_checkpoints WHERE thread_id = ?"""
+COPY_BLOBS = """
+INSERT OR REPLACE INTO treadle_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+SELECT ?, checkpoint_ns, channel, version, type, blob FROM treadle_blobs WHERE thread_id = ?"""
+COPY_WRITES = """
+INSERT OR REPLACE INTO treadle_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
+SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path
+FROM treadle_writes WHERE thread_id = ?"""
+
+PRUNE_CHECKPOINTS = """
+DELETE FROM treadle_checkpoints WHERE thread_id = ? AND checkpoint_id < (
+    SELECT max(c.checkpoint_id) FROM treadle_checkpoints c
+    WHERE c.thread_id = treadle_checkpoints.thread_id
+      AND c.checkpoint_ns = treadle_checkpoints.checkpoint_ns)"""
+PRUNE_WRITES = """
+DELETE FROM treadle_writes WHERE thread_id = ? AND NOT EXISTS (
+    SELECT 1 FROM treadle_checkpoints c
+    WHERE c.thread_id = treadle_writes.thread_id AND c.checkpoint_ns = treadle_writes.checkpoint_ns
+      AND c.checkpoint_id = treadle_writes.checkpoint_id)"""
+PRUNE_BLOBS = """
+DELETE FROM treadle_blobs WHERE thread_id = ? AND NOT EXISTS (
+    SELECT 1 FROM treadle_checkpoints c, json_each(c.channel_versions) v
+    WHERE c.thread_id = treadle_blobs.thread_id AND c.checkpoint_ns = treadle_blobs.checkpoint_ns
+      AND v.key = treadle_blobs.channel AND v.value = treadle_blobs.version)"""
