@@ -1,0 +1,51 @@
+"""treadle: a production runtime for LangGraph — durable, recoverable, parallel.
+
+Change one line: ``graph = builder.compile()`` becomes ``graph = treadle.compile(builder)``.
+"""
+
+from treadle.checkpointer import TreadleSaver
+from treadle.config import Settings
+from treadle.errors import (
+    CircuitOpenError,
+    ConfigError,
+    FencedWriteError,
+    GraphLoadError,
+    InputError,
+    NodeError,
+    NodeTimeoutError,
+    SchemaError,
+    StoreError,
+    StoreUnavailableError,
+    TaskCrashedError,
+    TreadleError,
+)
+from treadle.idempotency import idempotency_key
+from treadle.policies import is_transient
+from treadle.runtime import TreadleGraph, compile
+from treadle.store import Store, open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CircuitOpenError",
+    "ConfigError",
+    "FencedWriteError",
+    "GraphLoadError",
+    "InputError",
+    "NodeError",
+    "NodeTimeoutError",
+    "SchemaError",
+    "Settings",
+    "Store",
+    "StoreError",
+    "StoreUnavailableError",
+    "TaskCrashedError",
+    "TreadleError",
+    "TreadleGraph",
+    "TreadleSaver",
+    "__version__",
+    "compile",
+    "idempotency_key",
+    "is_transient",
+    "open_store",
+]

@@ -2,7 +2,7 @@
 
 Channel values are stored once per (channel, version) and shared by every
 checkpoint that references them, so a long thread does not rewrite its whole state
-at each step. Writes carrying a fencing epoch (``configurable["__treadle_epoch"]``,
+at each step. Writes carrying a claim token (``configurable["__treadle_epoch"]``,
 set by the runtime for each execution of a thread) are refused once another
 execution has claimed the thread; unfenced writes (direct saver use, time travel
 from user code) are accepted as LangGraph's own savers accept them.
@@ -40,7 +40,7 @@ from treadle.store.base import (
 
 __all__ = ["EPOCH_KEY", "TreadleSaver"]
 
-#: configurable key carrying the fencing epoch of the execution that writes.
+#: configurable key carrying the claim token of the execution that writes.
 EPOCH_KEY = "__treadle_epoch"
 
 
@@ -104,7 +104,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         next_config: RunnableConfig = {
             "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
         }
-        return PutCheckpoint(thread_id, row=row, blobs=blobs, epoch=conf.get(EPOCH_KEY)), next_config
+        return PutCheckpoint(thread_id, row=row, blobs=blobs, token=conf.get(EPOCH_KEY)), next_config
 
     def _writes_op(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
@@ -127,7 +127,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
             checkpoint_id=conf["checkpoint_id"],
             rows=rows,
             upsert=all(w[0] in WRITES_IDX_MAP for w in writes),
-            epoch=conf.get(EPOCH_KEY),
+            token=conf.get(EPOCH_KEY),
         )
 
     def put(

@@ -61,17 +61,18 @@ class StoreUnavailableError(StoreError):
 class FencedWriteError(StoreError):
     """A write was refused because another writer has claimed the thread since.
 
-    Raised when a checkpoint or task write carries an epoch older than the
-    thread's current one: the writer lost its claim and must stop.
+    Every execution of a thread claims it (the thread's epoch rises and the
+    execution's token becomes the owner); a checkpoint or task write carrying
+    another token is refused: its writer lost the claim and must stop.
     """
 
-    def __init__(self, thread_id: str, epoch: int, current: int) -> None:
+    def __init__(self, thread_id: str, current_epoch: int) -> None:
         self.thread_id = thread_id
-        self.epoch = epoch
-        self.current = current
+        self.current_epoch = current_epoch
         super().__init__(
-            f"write to thread {thread_id!r} refused: this writer holds epoch {epoch} but "
-            f"the thread was claimed again (epoch {current}); another execution owns it now"
+            f"write to thread {thread_id!r} refused: another execution has claimed the "
+            f"thread since this one started (thread epoch is now {current_epoch}); "
+            "this execution must stop"
         )
 
 

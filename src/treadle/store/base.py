@@ -84,10 +84,13 @@ class ThreadInfo:
 
 @dataclass(slots=True)
 class WriteOp:
-    """Base of the operations a committer batches. ``epoch`` None means unfenced."""
+    """Base of the operations a committer batches.
+
+    ``token`` is the claim token of the execution that writes; None means unfenced.
+    """
 
     thread_id: str
-    epoch: int | None = field(default=None, kw_only=True)
+    token: str | None = field(default=None, kw_only=True)
     # Writes of a finished task may wait a little to share a commit with the
     # checkpoint that follows them; everything else commits at once.
     lingers = False
@@ -95,7 +98,10 @@ class WriteOp:
 
 @dataclass(slots=True)
 class ClaimThread(WriteOp):
-    """Raise the thread's epoch and return it: the caller becomes its only writer."""
+    """Make ``token`` the thread's owner and raise its epoch; returns the new epoch.
+
+    Writes carrying any other token are refused from this commit on.
+    """
 
 
 @dataclass(slots=True)
@@ -123,8 +129,13 @@ class Store(abc.ABC):
     def submit(self, op: WriteOp) -> Any:
         """Queue ``op``; return a concurrent.futures.Future of its result."""
 
-    def claim_thread(self, thread_id: str) -> int:
-        return self.submit(ClaimThread(thread_id)).result()
+    def claim_thread(self, thread_id: str, token: str) -> int:
+        """Claim ``thread_id`` for the execution holding ``token``; wait for the commit."""
+        return self.submit(ClaimThread(thread_id, token=token)).result()
+
+    def claim_thread_async(self, thread_id: str, token: str) -> Any:
+        """Queue the claim without waiting: it commits before (or with) our next write."""
+        return self.submit(ClaimThread(thread_id, token=token))
 
     # reads ------------------------------------------------------------------
     @abc.abstractmethod

@@ -114,26 +114,28 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"cannot lock SQLite store {self.path}: {exc}") from exc
         try:
-            epochs: dict[str, int] = {}
-            results = [self._apply_one(conn, op, epochs) for op in ops]
+            owners: dict[str, tuple[int, str | None]] = {}
+            results = [self._apply_one(conn, op, owners) for op in ops]
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return results
 
-    def _apply_one(self, conn: sqlite3.Connection, op: WriteOp, epochs: dict[str, int]) -> Any:
+    def _apply_one(
+        self, conn: sqlite3.Connection, op: WriteOp, owners: dict[str, tuple[int, str | None]]
+    ) -> Any:
         if isinstance(op, ClaimThread):
-            (epoch,) = conn.execute(q.CLAIM_THREAD, (op.thread_id,)).fetchone()
-            epochs[op.thread_id] = epoch
+            (epoch,) = conn.execute(q.CLAIM_THREAD, (op.thread_id, op.token)).fetchone()
+            owners[op.thread_id] = (epoch, op.token)
             return epoch
-        if op.epoch is not None:
-            current = epochs.get(op.thread_id)
+        if op.token is not None:
+            current = owners.get(op.thread_id)
             if current is None:
-                row = conn.execute(q.THREAD_EPOCH, (op.thread_id,)).fetchone()
-                current = epochs[op.thread_id] = row[0] if row else 0
-            if op.epoch != current:
-                return FencedWriteError(op.thread_id, op.epoch, current)
+                row = conn.execute(q.THREAD_OWNER, (op.thread_id,)).fetchone()
+                current = owners[op.thread_id] = (row[0], row[1]) if row else (0, None)
+            if op.token != current[1]:
+                return FencedWriteError(op.thread_id, current[0])
         if isinstance(op, PutCheckpoint):
             r = op.row
             conn.execute(q.TOUCH_THREAD, (r.thread_id,))

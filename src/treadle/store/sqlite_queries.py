@@ -10,12 +10,14 @@ APPLIED_MIGRATIONS = "SELECT version FROM treadle_migrations"
 RECORD_MIGRATION = "INSERT INTO treadle_migrations (version, name) VALUES (?, ?)"
 
 CLAIM_THREAD = """
-INSERT INTO treadle_threads (thread_id, epoch) VALUES (?, 1)
+INSERT INTO treadle_threads (thread_id, epoch, owner) VALUES (?, 1, ?)
 ON CONFLICT (thread_id) DO UPDATE SET
     epoch = treadle_threads.epoch + 1,
+    owner = excluded.owner,
     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 RETURNING epoch"""
 THREAD_EPOCH = "SELECT epoch FROM treadle_threads WHERE thread_id = ?"
+THREAD_OWNER = "SELECT epoch, owner FROM treadle_threads WHERE thread_id = ?"
 TOUCH_THREAD = """
 INSERT INTO treadle_threads (thread_id, epoch) VALUES (?, 0)
 ON CONFLICT (thread_id) DO UPDATE SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"""
@@ -74,7 +76,7 @@ WHERE EXISTS (SELECT 1 FROM treadle_checkpoints c WHERE c.thread_id = t.thread_i
 ORDER BY t.updated_at DESC LIMIT ?"""
 
 # Deleting a thread also bumps its epoch, fencing any writer still running on it.
-FENCE_THREAD = "UPDATE treadle_threads SET epoch = epoch + 1 WHERE thread_id = ?"
+FENCE_THREAD = "UPDATE treadle_threads SET epoch = epoch + 1, owner = NULL WHERE thread_id = ?"
 DELETE_THREAD_CHECKPOINTS = "DELETE FROM treadle_checkpoints WHERE thread_id = ?"
 DELETE_THREAD_BLOBS = "DELETE FROM treadle_blobs WHERE thread_id = ?"
 DELETE_THREAD_WRITES = "DELETE FROM treadle_writes WHERE thread_id = ?"

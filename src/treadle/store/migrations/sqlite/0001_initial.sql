@@ -1,7 +1,8 @@
--- treadle schema v1 (SQLite): threads with fencing epochs, checkpoints, channel blobs, task writes.
+-- treadle schema v1 (SQLite): threads with fencing epochs and owner tokens, checkpoints, channel blobs, task writes.
 CREATE TABLE IF NOT EXISTS treadle_threads (
     thread_id   TEXT PRIMARY KEY,
     epoch       INTEGER NOT NULL DEFAULT 0,
+    owner       TEXT,
     created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     updated_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );

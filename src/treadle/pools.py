@@ -1,0 +1,301 @@
+"""Worker pools for node tasks, plugged in at LangGraph's node runnable.
+
+``treadle.compile`` replaces each node's ``bound`` runnable with a :class:`NodeProxy`.
+LangGraph still plans the step, wires channels, applies reducers, handles ``Send``,
+interrupts and checkpoints; the proxy only decides *where* the node body runs:
+
+* **thread** — sync nodes; inline in LangGraph's worker thread, or on treadle's
+  thread pool when the node has a timeout (a timed-out thread is abandoned).
+* **async** — async nodes, as tasks on the running event loop.
+* **process** — CPU-heavy nodes, on a crash-tolerant process pool (a crash or a
+  timeout kills only that attempt's process; the attempt fails and is retried).
+
+Each run gets a :class:`RunLimits`: at most ``max_workers`` node bodies run at once;
+further tasks wait for a slot (backpressure). Each node also has a circuit breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.errors import GraphBubbleUp
+from langgraph.types import RetryPolicy
+
+from treadle.config import Settings
+from treadle.errors import ConfigError, NodeTimeoutError
+from treadle.idempotency import key_from_config, set_process_key
+from treadle.policies import CircuitBreaker
+
+__all__ = ["LIMITS_KEY", "NodeOptions", "NodeProxy", "Pools", "RunLimits"]
+
+log = logging.getLogger("treadle.runtime")
+
+#: configurable key carrying the run's :class:`RunLimits`.
+LIMITS_KEY = "__treadle_limits"
+POOL_KINDS = ("auto", "thread", "async", "process")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    """Where and how a node runs. Set per node with ``metadata={"treadle": {...}}``
+    on ``add_node`` or ``treadle.compile(..., nodes={"name": {...}})``."""
+
+    pool: str = "auto"
+    timeout: float | None = None
+
+    @classmethod
+    def parse(cls, node: str, raw: Any, default_timeout: float | None) -> NodeOptions:
+        raw = dict(raw or {})
+        unknown = set(raw) - {"pool", "timeout"}
+        if unknown:
+            raise ConfigError(f"node {node!r}: unknown treadle option(s) {sorted(unknown)}")
+        pool = raw.get("pool", "auto")
+        if pool not in POOL_KINDS:
+            raise ConfigError(f"node {node!r}: pool must be one of {POOL_KINDS}, not {pool!r}")
+        timeout = raw.get("timeout", default_timeout)
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ConfigError(f"node {node!r}: timeout must be a positive number of seconds")
+        return cls(pool=pool, timeout=float(timeout) if timeout is not None else None)
+
+
+class RunLimits:
+    """Concurrency bound shared by every node task of one run (and its subgraphs)."""
+
+    def __init__(self, max_workers: int | None, settings: Settings) -> None:
+        self.max_workers = max_workers
+        self.thread_slots = threading.BoundedSemaphore(max_workers or settings.thread_workers)
+        self._async_limit = max_workers or settings.async_workers
+        self._async_slots: dict[int, asyncio.Semaphore] = {}
+        self._lock = threading.Lock()
+
+    def async_slots(self) -> asyncio.Semaphore:
+        loop_id = id(asyncio.get_running_loop())
+        with self._lock:
+            sem = self._async_slots.get(loop_id)
+            if sem is None:
+                sem = self._async_slots[loop_id] = asyncio.Semaphore(self._async_limit)
+            return sem
+
+
+class Pools:
+    """Executors shared by the runs of one compiled graph; created on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._threads: ThreadPoolExecutor | None = None
+        self._processes: Any = None
+        self._lock = threading.Lock()
+
+    def threads(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(
+                    max_workers=max(self.settings.thread_workers, self.settings.max_workers or 0),
+                    thread_name_prefix="treadle-node",
+                )
+            return self._threads
+
+    def processes(self) -> Any:
+        from treadle.process_pool import ProcessPool
+
+        with self._lock:
+            if self._processes is None:
+                size = self.settings.process_workers or os.cpu_count() or 1
+                self._processes = ProcessPool(size)
+            return self._processes
+
+    def close(self) -> None:
+        with self._lock:
+            threads, self._threads = self._threads, None
+            processes, self._processes = self._processes, None
+        if threads is not None:
+            threads.shutdown(wait=False, cancel_futures=True)
+        if processes is not None:
+            processes.shutdown()
+
+
+def _run_in_process(func: Any, state: Any, key: str | None, kwargs: dict[str, Any]) -> Any:
+    set_process_key(key)
+    return func(state, **kwargs)
+
+
+class NodeProxy(Runnable):
+    """Stands in for a node's ``bound`` runnable and runs it on the right pool."""
+
+    def __init__(
+        self,
+        name: str,
+        bound: Runnable,
+        options: NodeOptions,
+        pools: Pools,
+        breaker: CircuitBreaker,
+        retry_policy: Sequence[RetryPolicy],
+    ) -> None:
+        self.name = name
+        self.bound = bound
+        self.options = options
+        self.pools = pools
+        self.breaker = breaker
+        self.retry_policy = retry_policy
+        self.is_async = getattr(bound, "afunc", None) is not None
+        self.pool = options.pool
+        if self.pool == "auto":
+            self.pool = "async" if self.is_async else "thread"
+        if self.pool == "process":
+            self._check_process_node()
+
+    def _check_process_node(self) -> None:
+        func = getattr(self.bound, "func", None)
+        if func is None:
+            raise ConfigError(
+                f"node {self.name!r} cannot run on the process pool: only plain sync "
+                "functions can (it is async or not a function)"
+            )
+        extra = set(getattr(self.bound, "func_accepts", {})) - {"config"}
+        if extra:
+            raise ConfigError(
+                f"node {self.name!r} takes {sorted(extra)}; process-pool nodes receive only "
+                "the state (and a plain config): drop those parameters or use the thread pool"
+            )
+
+    # --- Runnable API ----------------------------------------------------------
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        return self.bound.get_name(suffix, name=name)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        config = config or {}
+        limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
+        self.breaker.before_call()
+        slots = limits.thread_slots if limits else None
+        if slots:
+            slots.acquire()
+        release = slots.release if slots else None
+        try:
+            if self.pool == "process":
+                result = self.pools.processes().run(
+                    _run_in_process, *self._process_args(input, config),
+                    timeout=self.options.timeout,
+                )
+            elif self.options.timeout is None:
+                result = self.bound.invoke(input, config, **kwargs)
+            else:
+                ctx = contextvars.copy_context()
+                fut = self.pools.threads().submit(
+                    ctx.run, functools.partial(self.bound.invoke, input, config, **kwargs)
+                )
+                if release:
+                    # The slot is freed when the body really ends, even if abandoned.
+                    fut.add_done_callback(lambda _f, r=release: r())
+                    release = None
+                result = self._wait(fut)
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            self._failed(exc, config)
+            raise
+        finally:
+            if release:
+                release()
+        self.breaker.on_success()
+        return result
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        config = config or {}
+        limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
+        self.breaker.before_call()
+        timeout = self.options.timeout
+        try:
+            if limits is not None:
+                await limits.async_slots().acquire()
+            try:
+                if self.pool == "process":
+                    result = await self.pools.processes().arun(
+                        _run_in_process, *self._process_args(input, config), timeout=timeout
+                    )
+                elif self.is_async:
+                    coro = self.bound.ainvoke(input, config, **kwargs)
+                    result = await (coro if timeout is None else asyncio.wait_for(coro, timeout))
+                else:
+                    ctx = contextvars.copy_context()
+                    fut = asyncio.get_running_loop().run_in_executor(
+                        self.pools.threads(),
+                        ctx.run,
+                        functools.partial(self.bound.invoke, input, config, **kwargs),
+                    )
+                    result = await (fut if timeout is None else asyncio.wait_for(fut, timeout))
+            finally:
+                if limits is not None:
+                    limits.async_slots().release()
+        except GraphBubbleUp:
+            raise
+        except asyncio.TimeoutError as exc:
+            err = self._timeout_error()
+            self._failed(err, config)
+            raise err from exc
+        except Exception as exc:
+            self._failed(exc, config)
+            raise
+        self.breaker.on_success()
+        return result
+
+    # --- helpers -----------------------------------------------------------------
+    def _process_args(self, input: Any, config: RunnableConfig) -> tuple[Any, ...]:
+        conf = config.get("configurable", {})
+        kwargs: dict[str, Any] = {}
+        if "config" in getattr(self.bound, "func_accepts", {}):
+            kwargs["config"] = {
+                "configurable": {
+                    k: v for k, v in conf.items()
+                    if isinstance(v, (str, int, float, bool)) and k != "__treadle_epoch"
+                }
+            }
+        return (self.bound.func, input, key_from_config(config), kwargs)  # type: ignore[attr-defined]
+
+    def _wait(self, fut: Future[Any]) -> Any:
+        try:
+            return fut.result(timeout=self.options.timeout)
+        except FuturesTimeout as exc:
+            raise self._timeout_error() from exc
+
+    def _timeout_error(self) -> NodeTimeoutError:
+        how = "its thread was abandoned" if self.pool == "thread" else "it was cancelled"
+        return NodeTimeoutError(
+            f"node {self.name!r} exceeded its timeout of {self.options.timeout:g}s; {how}"
+        )
+
+    def _failed(self, exc: BaseException, config: RunnableConfig) -> None:
+        self.breaker.on_failure()
+        policy = next((p for p in self.retry_policy if _retries(p, exc)), None)
+        attempt = _attempt(config)
+        if policy is not None and attempt < policy.max_attempts:
+            log.warning(
+                "node %r attempt %d/%d failed (%s: %s); retrying it from the last checkpoint",
+                self.name, attempt, policy.max_attempts, type(exc).__name__, exc,
+            )
+        else:
+            log.warning(
+                "node %r failed (%s: %s); not retried", self.name, type(exc).__name__, exc
+            )
+
+
+def _retries(policy: RetryPolicy, exc: BaseException) -> bool:
+    from langgraph.pregel._retry import _should_retry_on
+
+    return isinstance(exc, Exception) and bool(_should_retry_on(policy, exc))
+
+
+def _attempt(config: RunnableConfig) -> int:
+    runtime = config.get("configurable", {}).get("__pregel_runtime")
+    info = getattr(runtime, "execution_info", None)
+    return int(getattr(info, "node_attempt", 1) or 1)

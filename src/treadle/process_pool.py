@@ -1,0 +1,361 @@
+"""A process pool where one dead worker fails one task, not the whole pool.
+
+treadle runs CPU-heavy node bodies in worker processes. The obvious tool,
+``concurrent.futures.ProcessPoolExecutor``, treats the death of any worker
+(``os._exit``, SIGKILL from the OOM killer, a segfault in a C extension) as
+fatal for the pool: it raises ``BrokenProcessPool`` into *every* pending
+future and refuses new work. For a runtime that retries individual node
+attempts that is the wrong blast radius, and it gives no way to kill a single
+attempt that runs past its timeout.
+
+``ProcessPool`` keeps one ``multiprocessing`` process per slot, each joined
+to the parent by a ``Pipe``. One dispatcher thread hands tasks to idle
+workers and waits (``multiprocessing.connection.wait``, no busy-waiting) on
+the pipes, the process sentinels and the nearest deadline. When a worker dies
+only the attempt it was running fails, with ``TaskCrashedError``; an attempt
+past its timeout has its process killed and fails with ``NodeTimeoutError``.
+Either way the process is replaced and the pool keeps working.
+
+Functions and arguments travel with ``cloudpickle`` (lambdas, closures and
+functions from a script's ``__main__`` work); results and exceptions come back
+the same way. Workers exit when the parent dies: an idle worker sees EOF on its
+task pipe, and a watchdog thread notices when the worker is re-parented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import multiprocessing
+import os
+import pickle
+import signal
+import socket
+import threading
+import time
+import traceback
+import weakref
+from concurrent.futures import Future
+from multiprocessing.connection import wait
+from typing import Any, Callable
+
+import cloudpickle
+
+from treadle.errors import NodeTimeoutError, TaskCrashedError
+
+__all__ = ["ProcessPool"]
+
+_SHUT_DOWN = "process pool shut down"
+_POOLS: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
+
+
+# --------------------------------------------------------------------- worker side
+
+
+def _watch_parent(ppid: int) -> None:
+    while True:  # re-parented means the parent (or the forkserver) is gone
+        time.sleep(0.5)
+        if os.getppid() != ppid:
+            os._exit(1)
+
+
+def _execute(data: bytes) -> bytes:
+    try:
+        fn, args, kwargs = pickle.loads(data)
+        return pickle.dumps((True, cloudpickle.dumps(fn(*args, **kwargs)), "", ""))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the caller
+        try:
+            blob = cloudpickle.dumps(exc)
+        except Exception:  # noqa: BLE001
+            blob = b""
+        return pickle.dumps((False, blob, repr(exc), traceback.format_exc()))
+
+
+def _worker_main(conn: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # pool shut down, or the parent died
+        try:
+            conn.send_bytes(_execute(data))
+        except OSError:
+            return
+
+
+# --------------------------------------------------------------------- parent side
+
+
+class _Task:
+    __slots__ = ("future", "payload", "timeout")
+
+    def __init__(self, future: Future, payload: bytes, timeout: float | None) -> None:
+        self.future, self.payload, self.timeout = future, payload, timeout
+
+
+class _Slot:
+    __slots__ = ("process", "conn", "task", "deadline")
+
+    def __init__(self, process: Any, conn: Any) -> None:
+        self.process, self.conn = process, conn
+        self.task: _Task | None = None
+        self.deadline: float | None = None
+
+
+def _fail(future: Future, exc: BaseException) -> None:
+    if future.set_running_or_notify_cancel():
+        future.set_exception(exc)
+
+
+def _deliver(future: Future, raw: bytes) -> None:
+    ok, blob, text, tb = pickle.loads(raw)
+    if ok:
+        try:
+            future.set_result(pickle.loads(blob))
+        except Exception as exc:  # noqa: BLE001
+            future.set_exception(RuntimeError(f"the task's result could not be unpickled: {exc!r}"))
+        return
+    try:
+        error = pickle.loads(blob) if blob else None
+    except Exception:  # noqa: BLE001 - e.g. a custom __init__ that unpickling cannot call
+        error = None
+    if not isinstance(error, BaseException):
+        error = RuntimeError(f"{text} (exception could not be pickled)\n\nRemote traceback:\n{tb}")
+    try:
+        setattr(error, "__treadle_remote_traceback__", tb)
+    except Exception:  # noqa: BLE001
+        pass
+    future.set_exception(error)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class ProcessPool:
+    """Up to ``size`` warm worker processes; a crash or timeout fails one task only.
+
+    Processes start lazily on first use. ``timeout`` (seconds) counts from the
+    moment a worker starts the task, not from ``submit``; it is reserved, so a
+    function's own ``timeout`` keyword cannot be passed through.
+    """
+
+    def __init__(self, size: int, *, mp_context: str = "forkserver") -> None:
+        if size < 1:
+            raise ValueError(f"process pool size must be at least 1, got {size}")
+        self.size = size
+        self._ctx = multiprocessing.get_context(mp_context)
+        self._lock = threading.Lock()
+        self._queue: collections.deque[_Task] = collections.deque()
+        self._closing = False
+        self._kill = False
+        self._thread: threading.Thread | None = None
+        self._slots: list[_Slot] = []  # owned by the dispatcher thread
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    # public API ------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None,
+               **kwargs: Any) -> Future:
+        """Queue ``fn(*args, **kwargs)`` for a worker; never blocks."""
+        payload = cloudpickle.dumps((fn, args, kwargs))
+        future: Future = Future()
+        with self._lock:
+            if self._closing:
+                raise RuntimeError(_SHUT_DOWN)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="treadle-process-pool", daemon=True)
+                self._thread.start()
+                _POOLS.add(self)
+            self._queue.append(_Task(future, payload, timeout))
+        self._wake()
+        return future
+
+    async def arun(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None,
+                   **kwargs: Any) -> Any:
+        return await asyncio.wrap_future(self.submit(fn, *args, timeout=timeout, **kwargs))
+
+    def run(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None,
+            **kwargs: Any) -> Any:
+        return self.submit(fn, *args, timeout=timeout, **kwargs).result()
+
+    def shutdown(self, wait: bool = True, *, kill: bool = False) -> None:
+        """Stop the pool. Queued tasks fail with ``RuntimeError("process pool shut down")``.
+
+        Running tasks are allowed to finish, unless ``kill`` is true: then their
+        processes are killed and their futures fail the same way.
+        """
+        with self._lock:
+            self._closing = True
+            self._kill = self._kill or kill
+            queued = list(self._queue)
+            self._queue.clear()
+            thread = self._thread
+        for task in queued:
+            _fail(task.future, RuntimeError(_SHUT_DOWN))
+        if thread is None:
+            self._wake_r.close()
+            self._wake_w.close()
+            return
+        self._wake()
+        if wait and thread is not threading.current_thread():
+            thread.join()
+
+    def __enter__(self) -> ProcessPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown(wait=True)
+
+    # dispatcher ------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # buffer full (a wake-up is pending anyway) or already closed
+            pass
+
+    def _start_slot(self) -> _Slot:
+        parent_conn, child_conn = self._ctx.Pipe()
+        process = self._ctx.Process(target=_worker_main, args=(child_conn,),
+                                    name="treadle-process-worker")
+        try:
+            process.start()
+        finally:
+            child_conn.close()
+        slot = _Slot(process, parent_conn)
+        self._slots.append(slot)
+        return slot
+
+    def _retire(self, slot: _Slot, *, kill: bool) -> int | None:
+        """Remove a slot; reap its process (killing it first if asked)."""
+        self._slots.remove(slot)
+        slot.conn.close()
+        if kill and slot.process.exitcode is None:
+            slot.process.kill()
+        slot.process.join(timeout=None if kill else 2)
+        if slot.process.exitcode is None:
+            slot.process.kill()
+            slot.process.join()
+        code = slot.process.exitcode
+        slot.process.close()
+        return code
+
+    def _replace(self, slot: _Slot, *, kill: bool) -> int | None:
+        code = self._retire(slot, kill=kill)
+        if not self._closing:
+            try:
+                self._start_slot()  # keep the pool warm; on failure _dispatch retries
+            except Exception:  # noqa: BLE001
+                pass
+        return code
+
+    def _dispatch(self, task: _Task) -> None:
+        error: BaseException | None = None
+        for _ in range(2):  # a second try if the idle worker turns out to be dead
+            slot = None
+            try:
+                slot = next((s for s in self._slots if s.task is None), None) or self._start_slot()
+                slot.conn.send_bytes(task.payload)
+            except Exception as exc:  # noqa: BLE001 - broken pipe, or fork failed
+                if slot is not None and slot in self._slots:
+                    self._replace(slot, kill=True)
+                error = TaskCrashedError(f"could not hand the task to a worker process: {exc!r}")
+                continue
+            slot.task = task
+            slot.deadline = None if task.timeout is None else time.monotonic() + task.timeout
+            return
+        task.future.set_exception(error)
+
+    def _run(self) -> None:
+        try:
+            while self._step():
+                pass
+        finally:
+            self._teardown()
+
+    def _step(self) -> bool:
+        with self._lock:
+            busy = sum(s.task is not None for s in self._slots)
+            if self._kill or (self._closing and not busy):
+                return False
+            ready_tasks = []
+            while self._queue and busy + len(ready_tasks) < self.size:
+                task = self._queue.popleft()
+                if task.future.set_running_or_notify_cancel():
+                    ready_tasks.append(task)
+        for task in ready_tasks:
+            self._dispatch(task)
+        deadlines = [s.deadline for s in self._slots if s.deadline is not None]
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        objects = [self._wake_r, *(s.conn for s in self._slots),
+                   *(s.process.sentinel for s in self._slots)]
+        ready = set(wait(objects, timeout))
+        if self._wake_r in ready:
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except OSError:
+                pass
+        now = time.monotonic()
+        for slot in list(self._slots):
+            task = slot.task
+            if slot.conn in ready or slot.process.sentinel in ready:
+                raw = None
+                if slot.conn.poll():
+                    try:
+                        raw = slot.conn.recv_bytes()
+                    except (EOFError, OSError):
+                        pass  # the worker died (mid-send or idle)
+                if raw is not None and task is not None:
+                    slot.task = slot.deadline = None
+                    _deliver(task.future, raw)
+                    task = None
+                if raw is None or slot.process.sentinel in ready:
+                    code = self._replace(slot, kill=True)
+                    if task is not None:
+                        task.future.set_exception(TaskCrashedError(
+                            f"the worker process running this node attempt died "
+                            f"({_describe_exit(code)})"))
+            elif slot.deadline is not None and now >= slot.deadline:
+                self._replace(slot, kill=True)
+                assert task is not None
+                task.future.set_exception(NodeTimeoutError(
+                    f"node attempt exceeded its timeout of {task.timeout:g}s; "
+                    f"the process was killed"))
+        return True
+
+    def _teardown(self) -> None:
+        with self._lock:
+            self._closing = True
+            queued = list(self._queue)
+            self._queue.clear()
+        for task in queued:
+            _fail(task.future, RuntimeError(_SHUT_DOWN))
+        for slot in self._slots:
+            slot.conn.close()  # idle workers see EOF and exit, all at once
+        for slot in list(self._slots):
+            task = slot.task
+            self._retire(slot, kill=task is not None)
+            if task is not None:
+                task.future.set_exception(RuntimeError(_SHUT_DOWN))
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    """Kill every pool's workers at interpreter exit: no hang, no orphans."""
+    for pool in list(_POOLS):
+        pool.shutdown(wait=True, kill=True)

@@ -1,0 +1,271 @@
+"""``treadle.compile``: a LangGraph graph, made durable, recoverable and parallel.
+
+The returned :class:`TreadleGraph` has the compiled graph's API and semantics; it
+adds what the run config can ask of treadle (``thread_id`` at top level,
+``max_workers``, ``checkpoint_store``, ``runtime``) and, for every execution on a
+thread, a fencing token so two executions can never interleave their writes.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import StateGraph
+from langgraph.pregel import Pregel
+
+from treadle.checkpointer import EPOCH_KEY, TreadleSaver
+from treadle.config import Settings, get_settings
+from treadle.errors import ConfigError
+from treadle.pools import LIMITS_KEY, NodeOptions, NodeProxy, Pools, RunLimits
+from treadle.policies import CircuitBreaker, default_retry_policy
+from treadle.store import Store, open_store
+
+__all__ = ["TreadleGraph", "compile"]
+
+_CHECKPOINTER_KEY = "__pregel_checkpointer"
+# Keys treadle accepts at the top level of a run config (LangGraph keeps them in configurable).
+_LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
+_TREADLE_KEYS = ("max_workers", "checkpoint_store", "runtime")
+_RUNTIMES = ("local", "distributed")
+
+
+def compile(
+    graph: StateGraph | Pregel,
+    *,
+    store: str | None = None,
+    nodes: Mapping[str, Mapping[str, Any]] | None = None,
+    max_workers: int | None = None,
+    node_timeout: float | None = None,
+    durability: str | None = None,
+    settings: Settings | None = None,
+    **compile_kwargs: Any,
+) -> TreadleGraph:
+    """Compile ``graph`` (a ``StateGraph`` builder or a compiled graph) onto treadle.
+
+    ``store`` is a URL (``sqlite:///path`` or ``postgresql://...``); default
+    ``TREADLE_STORE`` or ``./.treadle/treadle.db``. ``nodes`` maps node names to
+    options (``{"pool": "process", "timeout": 30}``); node metadata
+    ``{"treadle": {...}}`` does the same. Other keyword arguments go to LangGraph's
+    ``StateGraph.compile`` (``interrupt_before``, ``store`` for long-term memory is
+    ``memory_store=``, ``name``, ...).
+    """
+    settings = settings or get_settings(
+        store=store, max_workers=max_workers, node_timeout=node_timeout, durability=durability
+    )
+    memory_store = compile_kwargs.pop("memory_store", None)
+    if "checkpointer" in compile_kwargs:
+        raise ConfigError("treadle supplies the checkpointer; pass store='<url>' instead")
+    backend = open_store(settings.store)
+    saver = TreadleSaver(backend)
+    if isinstance(graph, StateGraph):
+        compiled = graph.compile(checkpointer=saver, store=memory_store, **compile_kwargs)
+    elif isinstance(graph, Pregel):
+        if compile_kwargs:
+            raise ConfigError(
+                f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
+                "pass the builder instead of a compiled graph"
+            )
+        update: dict[str, Any] = {"checkpointer": saver}
+        if memory_store is not None:
+            update["store"] = memory_store
+        compiled = graph.copy(update)
+    else:
+        backend.close()
+        raise ConfigError(
+            f"treadle.compile() needs a LangGraph StateGraph or compiled graph, not {type(graph).__name__}"
+        )
+    return TreadleGraph(compiled, backend, saver, settings, dict(nodes or {}))
+
+
+class TreadleGraph:
+    """A compiled LangGraph graph running on treadle. Same API, durable by default."""
+
+    def __init__(
+        self,
+        compiled: Pregel,
+        backend: Store,
+        saver: TreadleSaver,
+        settings: Settings,
+        node_options: dict[str, Mapping[str, Any]],
+    ) -> None:
+        self.settings = settings
+        self.store = backend
+        self.checkpointer = saver
+        self.pools = Pools(settings)
+        self.retry_policy = (default_retry_policy(settings),)
+        self._extra_stores: dict[str, tuple[Store, TreadleSaver]] = {}
+        self._lock = threading.Lock()
+        unknown = set(node_options) - set(compiled.nodes)
+        if unknown:
+            raise ConfigError(f"nodes={sorted(unknown)} are not nodes of this graph")
+        self.graph = self._wrap(compiled, node_options)
+
+    # --- node wiring ---------------------------------------------------------------
+    def _wrap(self, graph: Pregel, node_options: Mapping[str, Mapping[str, Any]]) -> Pregel:
+        new_nodes = {}
+        for name, node in graph.nodes.items():
+            if node.subgraphs or name.startswith("__"):
+                # Subgraph nodes keep LangGraph's handling; their own nodes are wrapped.
+                if node.subgraphs:
+                    for sub in node.subgraphs:
+                        if isinstance(sub, Pregel):
+                            self._wrap_in_place(sub)
+                new_nodes[name] = node
+                continue
+            meta = (node.metadata or {}).get("treadle")
+            options = NodeOptions.parse(name, {**(meta or {}), **node_options.get(name, {})},
+                                        self.settings.node_timeout)
+            breaker = CircuitBreaker(name, self.settings.breaker_threshold,
+                                     self.settings.breaker_cooldown)
+            proxy = NodeProxy(name, node.bound, options, self.pools, breaker,
+                              list(node.retry_policy or ()) + list(self.retry_policy))
+            new_nodes[name] = node.copy({"bound": proxy})
+        return graph.copy({"nodes": new_nodes, "retry_policy": self.retry_policy})
+
+    def _wrap_in_place(self, sub: Pregel) -> None:
+        wrapped = self._wrap(sub, {})
+        sub.nodes = wrapped.nodes
+        sub.retry_policy = wrapped.retry_policy
+
+    # --- config --------------------------------------------------------------------
+    def _saver_for(self, url: str) -> TreadleSaver:
+        if url == self.settings.store:
+            return self.checkpointer
+        with self._lock:
+            if url not in self._extra_stores:
+                backend = open_store(url)
+                self._extra_stores[url] = (backend, TreadleSaver(backend))
+            return self._extra_stores[url][1]
+
+    def _config(self, config: RunnableConfig | None, *, run: bool) -> RunnableConfig:
+        cfg: dict[str, Any] = dict(config or {})
+        conf: dict[str, Any] = dict(cfg.get("configurable") or {})
+        for key in _LIFTED:
+            if key in cfg:
+                conf.setdefault(key, cfg.pop(key))
+        options = {k: cfg.pop(k) for k in _TREADLE_KEYS if k in cfg}
+        options.update({k: conf.pop(k) for k in _TREADLE_KEYS if k in conf})
+        runtime = options.get("runtime", "local")
+        if runtime not in _RUNTIMES:
+            raise ConfigError(f"runtime must be one of {_RUNTIMES}, not {runtime!r}")
+        if runtime == "distributed":
+            raise ConfigError(
+                "runtime='distributed' needs treadle's cluster (queued runs executed by "
+                "`treadle worker`), which this version does not include yet; use runtime='local'"
+            )
+        saver = self.checkpointer
+        if options.get("checkpoint_store"):
+            store_url = options["checkpoint_store"]
+            if not isinstance(store_url, str):
+                raise ConfigError("checkpoint_store must be a store URL string")
+            saver = self._saver_for(store_url)
+            conf[_CHECKPOINTER_KEY] = saver
+        if run:
+            if "thread_id" not in conf:
+                conf["thread_id"] = str(uuid.uuid4())
+            max_workers = options.get("max_workers")
+            if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+                raise ConfigError("max_workers must be a positive integer")
+            limits = RunLimits(max_workers or self.settings.max_workers, self.settings)
+            conf[LIMITS_KEY] = limits
+            # LangGraph's own executor must not be the bottleneck: size it to our bound.
+            cfg.setdefault("max_concurrency", (max_workers or self.settings.max_workers
+                                               or self.settings.thread_workers) + 8)
+            conf[EPOCH_KEY] = self._claim(saver, str(conf["thread_id"]))
+        elif "thread_id" not in conf:
+            raise ConfigError("this call needs a thread: pass thread_id (top level or configurable)")
+        cfg["configurable"] = conf
+        return cfg  # type: ignore[return-value]
+
+    @staticmethod
+    def _claim(saver: TreadleSaver, thread_id: str) -> str:
+        """Become the only writer of ``thread_id``; queued ahead of our first write."""
+        token = uuid.uuid4().hex
+        saver.store.claim_thread_async(thread_id, token)
+        return token
+
+    def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs.setdefault("durability", self.settings.durability)
+        return kwargs
+
+    # --- the compiled-graph API -----------------------------------------------------------
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self.graph.invoke(input, self._config(config, run=True), **self._kwargs(kwargs))
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await self.graph.ainvoke(input, self._config(config, run=True), **self._kwargs(kwargs))
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        return self.graph.stream(input, self._config(config, run=True), **self._kwargs(kwargs))
+
+    def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        return self.graph.astream(input, self._config(config, run=True), **self._kwargs(kwargs))
+
+    def astream_events(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self.graph.astream_events(input, self._config(config, run=True), **kwargs)
+
+    def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> Any:
+        return self.graph.get_state(self._config(config, run=False), subgraphs=subgraphs)
+
+    async def aget_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> Any:
+        return await self.graph.aget_state(self._config(config, run=False), subgraphs=subgraphs)
+
+    def get_state_history(self, config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
+        return self.graph.get_state_history(self._config(config, run=False), **kwargs)
+
+    def aget_state_history(self, config: RunnableConfig, **kwargs: Any) -> AsyncIterator[Any]:
+        return self.graph.aget_state_history(self._config(config, run=False), **kwargs)
+
+    def update_state(self, config: RunnableConfig, values: Any, as_node: str | None = None,
+                     **kwargs: Any) -> RunnableConfig:
+        cfg = self._config(config, run=False)
+        cfg["configurable"][EPOCH_KEY] = self._claim(self.checkpointer, str(cfg["configurable"]["thread_id"]))
+        return self.graph.update_state(cfg, values, as_node=as_node, **kwargs)
+
+    async def aupdate_state(self, config: RunnableConfig, values: Any, as_node: str | None = None,
+                            **kwargs: Any) -> RunnableConfig:
+        cfg = self._config(config, run=False)
+        cfg["configurable"][EPOCH_KEY] = self._claim(self.checkpointer, str(cfg["configurable"]["thread_id"]))
+        return await self.graph.aupdate_state(cfg, values, as_node=as_node, **kwargs)
+
+    def get_graph(self, config: RunnableConfig | None = None, *, xray: int | bool = False) -> Any:
+        return self.graph.get_graph(config, xray=xray)
+
+    @property
+    def nodes(self) -> Any:
+        return self.graph.nodes
+
+    @property
+    def builder(self) -> Any:
+        return getattr(self.graph, "builder", None)
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (schemas, get_subgraphs, with_config, ...) is the compiled graph's.
+        if name == "graph":
+            raise AttributeError(name)
+        return getattr(self.graph, name)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release pools and store connections. The graph cannot run afterwards."""
+        self.pools.close()
+        for backend, _ in self._extra_stores.values():
+            backend.close()
+        self._extra_stores.clear()
+        self.store.close()
+
+    def __enter__(self) -> TreadleGraph:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TreadleGraph({self.graph.get_name()!r}, store={self.settings.store!r})"
+
