@@ -53,11 +53,14 @@ _POOLS: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
 # --------------------------------------------------------------------- worker side
 
 
-def _watch_parent(ppid: int) -> None:
-    while True:  # re-parented means the parent (or the forkserver) is gone
-        time.sleep(0.5)
-        if os.getppid() != ppid:
-            os._exit(1)
+def _watch_parent(alive: Any, ppid: int) -> None:
+    # Only the pool's parent holds the write end of ``alive``: EOF means it is gone.
+    # (A forkserver worker's real parent is the forkserver, which outlives the pool's
+    # parent while workers live; with "fork", siblings inherit the write end, but the
+    # worker is re-parented.)
+    while not alive.poll(0.5) and os.getppid() == ppid:
+        pass
+    os._exit(1)
 
 
 def _execute(data: bytes) -> bytes:
@@ -72,9 +75,10 @@ def _execute(data: bytes) -> bytes:
         return pickle.dumps((False, blob, repr(exc), traceback.format_exc()))
 
 
-def _worker_main(conn: Any) -> None:
+def _worker_main(conn: Any, alive_r: Any, alive_w: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    alive_w.close()
+    threading.Thread(target=_watch_parent, args=(alive_r, os.getppid()), daemon=True).start()
     while True:
         try:
             data = conn.recv_bytes()
@@ -162,6 +166,7 @@ class ProcessPool:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
 
     # public API ------------------------------------------------------------------
 
@@ -205,8 +210,7 @@ class ProcessPool:
         for task in queued:
             _fail(task.future, RuntimeError(_SHUT_DOWN))
         if thread is None:
-            self._wake_r.close()
-            self._wake_w.close()
+            self._close_pipes()
             return
         self._wake()
         if wait and thread is not threading.current_thread():
@@ -228,8 +232,8 @@ class ProcessPool:
 
     def _start_slot(self) -> _Slot:
         parent_conn, child_conn = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker_main, args=(child_conn,),
-                                    name="treadle-process-worker")
+        process = self._ctx.Process(target=_worker_main, name="treadle-process-worker",
+                                    args=(child_conn, self._alive_r, self._alive_w))
         try:
             process.start()
         finally:
@@ -350,8 +354,11 @@ class ProcessPool:
             self._retire(slot, kill=task is not None)
             if task is not None:
                 task.future.set_exception(RuntimeError(_SHUT_DOWN))
-        self._wake_r.close()
-        self._wake_w.close()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for end in (self._wake_r, self._wake_w, self._alive_r, self._alive_w):
+            end.close()
 
 
 @atexit.register

@@ -1,0 +1,261 @@
+"""Graph references: ``path/to/file.py:attr`` or ``module.path:attr`` -> a LangGraph graph.
+
+The attribute may be a ``StateGraph`` builder, a compiled graph, a
+:class:`~treadle.TreadleGraph`, or a factory: a callable taking no argument or a
+config dict (as LangGraph's ``langgraph.json`` factories do) that returns one of
+those (a coroutine function is awaited). Every failure is a
+:class:`~treadle.errors.GraphLoadError` whose message is one line saying what was
+not found; an exception raised by the user's code is chained (``raise ... from``)
+so ``treadle --debug`` can show its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from langgraph.graph.state import StateGraph
+from langgraph.pregel import Pregel
+
+from treadle.errors import GraphLoadError
+
+__all__ = ["load_graph", "split_ref"]
+
+_FORM = "path/to/file.py:attr or module.path:attr"
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``"a/b.py:graph"`` -> ``("a/b.py", "graph")``; the last ``:`` separates them."""
+    target, sep, attr = ref.strip().rpartition(":")
+    if not sep or not target or not attr:
+        raise GraphLoadError(f"graph reference {ref!r} is not of the form {_FORM}")
+    if not attr.isidentifier():
+        raise GraphLoadError(
+            f"graph reference {ref!r}: {attr!r} is not an attribute name (expected {_FORM})"
+        )
+    return target, attr
+
+
+def _is_path(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or os.sep in target or (
+        os.altsep is not None and os.altsep in target
+    )
+
+
+def load_graph(ref: str, *, config: dict[str, Any] | None = None) -> StateGraph | Pregel:
+    """Resolve ``ref`` to a ``StateGraph`` builder or a compiled graph (``Pregel``).
+
+    ``config`` is passed to a factory that takes an argument (default
+    ``{"configurable": {}}``). A :class:`~treadle.TreadleGraph` yields the compiled
+    graph it wraps, with treadle's node wrappers removed, ready for
+    ``treadle.compile`` again.
+    """
+    target, attr = split_ref(ref)
+    if _is_path(target):
+        module, label = _load_file(target), target
+    else:
+        module, label = _import_module(target), target
+    if not hasattr(module, attr):
+        found = _graph_like_names(module)
+        hint = f" (found: {', '.join(found)})" if found else ""
+        raise GraphLoadError(f"{label} has no attribute {attr!r}{hint}")
+    obj = getattr(module, attr)
+    where = f"{label}:{attr}"
+    graph = _as_graph(obj)
+    if graph is not None:
+        return graph
+    if callable(obj) and not isinstance(obj, type):
+        result = _call_factory(obj, where, config)
+        graph = _as_graph(result)
+        if graph is None:
+            raise GraphLoadError(
+                f"{where}() returned {_a(result)}, not a LangGraph graph "
+                "(a StateGraph, a compiled graph or a TreadleGraph)"
+            )
+        return graph
+    raise GraphLoadError(
+        f"{where} is {_a(obj)}, not a LangGraph graph "
+        "(a StateGraph, a compiled graph, a TreadleGraph, or a function returning one)"
+    )
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def _load_file(target: str) -> ModuleType:
+    path = Path(target).expanduser()
+    if not path.exists():
+        raise GraphLoadError(f"no such file: {target}")
+    if path.is_dir():
+        raise GraphLoadError(f"{target} is a directory, not a Python file")
+    path = path.resolve()
+    directory = str(path.parent)
+    if directory not in sys.path:
+        # Sibling imports (``from helpers import x``) resolve as when run as a script.
+        sys.path.insert(0, directory)
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    stem = "".join(c if c.isalnum() or c == "_" else "_" for c in path.stem)
+    name = f"_treadle_graph_{stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise GraphLoadError(f"cannot load {target} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before it runs (dataclasses, typing and pickling look modules up by
+    # name); ``__name__`` is not "__main__", so the file's main block does not run.
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        sys.modules.pop(name, None)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
+            raise
+        raise GraphLoadError(f"importing {target} failed: {_summary(exc)}") from exc
+    _pickle_by_value(module)
+    return module
+
+
+def _import_module(target: str) -> ModuleType:
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        # ``treadle run pkg.mod:graph`` finds the project's modules like ``python -m`` does.
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (target == missing or target.startswith(missing + ".")):
+            raise GraphLoadError(f"no module named {target!r}") from exc
+        raise GraphLoadError(f"importing {target} failed: {_summary(exc)}") from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise GraphLoadError(f"importing {target} failed: {_summary(exc)}") from exc
+
+
+def _pickle_by_value(module: ModuleType) -> None:
+    """Let process-pool nodes defined in a file-loaded module reach worker processes.
+
+    The module's name is ours, not importable elsewhere, so its functions travel by
+    value (cloudpickle) instead of as an import reference.
+    """
+    try:
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
+    except Exception:  # noqa: BLE001 - an older cloudpickle: process nodes pickle by reference
+        pass
+
+
+def _call_factory(factory: Any, where: str, config: dict[str, Any] | None) -> Any:
+    try:
+        takes_config = _takes_argument(factory)
+    except (TypeError, ValueError):
+        takes_config = False
+    try:
+        result = factory(config if config is not None else {"configurable": {}}) if takes_config \
+            else factory()
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+    except KeyboardInterrupt:
+        raise
+    except GraphLoadError:
+        raise
+    except BaseException as exc:
+        raise GraphLoadError(f"{where}() raised {_summary(exc)}") from exc
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _takes_argument(func: Any) -> bool:
+    params = list(inspect.signature(func).parameters.values())
+    positional = [
+        p for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    if not positional:
+        return False
+    first = positional[0]
+    if first.kind is first.VAR_POSITIONAL:
+        return True
+    # ``def make_graph(config=None)`` takes it; ``def make_graph(*, x=1)`` does not.
+    return True
+
+
+# --- recognising graphs ---------------------------------------------------------------------
+
+
+def _as_graph(obj: Any) -> StateGraph | Pregel | None:
+    if isinstance(obj, (StateGraph, Pregel)):
+        return obj
+    from treadle.runtime import TreadleGraph
+
+    if isinstance(obj, TreadleGraph):
+        return _unwrap(obj.graph)
+    return None
+
+
+def _unwrap(graph: Pregel) -> Pregel:
+    """The compiled graph under a TreadleGraph, with its NodeProxy wrappers removed.
+
+    ``treadle.compile`` wraps every node again; wrapping twice would take two
+    concurrency slots per task and count each failure twice in the breaker.
+    """
+    from treadle.pools import NodeProxy
+
+    nodes = {}
+    for name, node in graph.nodes.items():
+        for sub in node.subgraphs or ():
+            if isinstance(sub, Pregel):
+                inner = _unwrap(sub)
+                sub.nodes = inner.nodes
+        if isinstance(node.bound, NodeProxy):
+            node = node.copy({"bound": node.bound.bound})
+        nodes[name] = node
+    return graph.copy({"nodes": nodes})
+
+
+def _graph_like_names(module: ModuleType) -> list[str]:
+    """Public names in ``module`` that could be given after the ``:``."""
+    names = []
+    for name, value in vars(module).items():
+        if name.startswith("_") or isinstance(value, ModuleType):
+            continue
+        if _as_graph_quiet(value) or (
+            inspect.isfunction(value) and getattr(value, "__module__", None) == module.__name__
+        ):
+            names.append(name)
+    return names
+
+
+def _as_graph_quiet(value: Any) -> bool:
+    try:
+        return isinstance(value, (StateGraph, Pregel)) or type(value).__name__ == "TreadleGraph"
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _a(obj: Any) -> str:
+    name = type(obj).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _summary(exc: BaseException) -> str:
+    """``ValueError: message`` on one line (first line of the message)."""
+    text = str(exc).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        first = f"{exc.msg} ({Path(exc.filename or '?').name}, line {exc.lineno})"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -1,0 +1,532 @@
+"""PostgreSQL backend: for several processes or machines sharing one store.
+
+Writes go through one :class:`~treadle.store.writer.GroupCommitter` per store, on a
+dedicated connection. A batch is sent as one pipeline — ``BEGIN``, one prepared
+statement per operation, ``COMMIT`` — so it costs a single network round trip and a
+single commit however many operations it holds. (The writer connection runs in
+autocommit mode and opens its transactions itself: with ``autocommit=False`` psycopg
+would sync on the implicit ``BEGIN``, a second round trip per batch.)
+
+Reads use a ``psycopg_pool.ConnectionPool``; a checkpoint with its blobs and pending
+writes is one query. Options in the URL query, removed before connecting:
+
+* ``pool_min`` / ``pool_max`` — reader pool size (default 1 / 16);
+* ``pool_timeout`` — seconds a read waits for a pooled connection (default 30);
+* ``prepare_threshold`` — executions before a statement is prepared server side
+  (default 0: at once; ``none`` disables, e.g. behind a transaction-mode pooler).
+
+Everything else in the URL goes to libpq unchanged. The connect timeout comes from
+``TREADLE_CONNECT_TIMEOUT`` unless the URL sets ``connect_timeout`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg_pool
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.numeric import Int8
+
+from treadle.errors import (
+    ConfigError,
+    FencedWriteError,
+    StoreError,
+    StoreUnavailableError,
+    TreadleError,
+)
+from treadle.store import postgres_queries as q
+from treadle.store.base import (
+    BlobRow,
+    CheckpointRecord,
+    CheckpointRow,
+    ClaimThread,
+    PutCheckpoint,
+    PutWrites,
+    Store,
+    ThreadInfo,
+    WriteOp,
+    WriteRow,
+)
+from treadle.store.migrate import load_migrations, pending
+from treadle.store.writer import GroupCommitter
+
+__all__ = ["PostgresStore", "postgres_options"]
+
+T = TypeVar("T")
+
+_TREADLE_OPTIONS = ("pool_min", "pool_max", "pool_timeout", "prepare_threshold")
+# SQLSTATEs after which the connection is gone: connection exceptions, server shutdown.
+_DISCONNECT_STATES = ("08", "57P01", "57P02", "57P03")
+# A JSON ``\u0000`` escape not preceded by another backslash; jsonb refuses NUL.
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def postgres_options(url: str) -> tuple[str, dict[str, str]]:
+    """Split treadle's own options off a PostgreSQL URL: (libpq URL, options)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"not a PostgreSQL URL: {_redact(url)!r} (expected postgresql://...)")
+    ours: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _TREADLE_OPTIONS:
+            ours[key] = value
+        else:
+            rest.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(rest))), ours
+
+
+def _redact(url: str) -> str:
+    """``url`` with any password replaced, for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            netloc = parts.netloc.rsplit("@", 1)
+            user = netloc[0].split(":", 1)[0]
+            parts = parts._replace(netloc=f"{user}:***@{netloc[1]}")
+        query = "&".join(
+            f"{k}=***" if k == "password" else f"{k}={v}"
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        )
+        return urlunsplit(parts._replace(query=query))
+    except ValueError:
+        return "postgresql://<unparseable URL>"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _int_option(options: dict[str, str], key: str, default: int, minimum: int) -> int:
+    raw = options.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{key} must be at least {minimum}, got {value}")
+    return value
+
+
+def _dead(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection it came from is gone."""
+    if isinstance(exc, (psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed)):
+        return False
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and (
+        exc.sqlstate is None or exc.sqlstate.startswith(_DISCONNECT_STATES)
+    )
+
+
+def _metadata_json(text: str) -> str:
+    # The metadata column only serves filtering (metadata_blob is the real value);
+    # jsonb cannot hold NUL, so drop it as LangGraph's own PostgresSaver does.
+    return _JSON_NUL.sub(r"\1", text) if "\\u0000" in text else text
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
+        from treadle.config import get_settings
+
+        self.url = url
+        self._conninfo, options = postgres_options(url)
+        params = conninfo_to_dict(self._conninfo)
+        self._where = self._describe(params)
+        self._pool_min = _int_option(options, "pool_min", 1, 0)
+        self._pool_max = _int_option(options, "pool_max", 16, 1)
+        if self._pool_max < self._pool_min:
+            raise ConfigError(f"pool_max ({self._pool_max}) is below pool_min ({self._pool_min})")
+        self._pool_timeout = float(_int_option(options, "pool_timeout", 30, 1))
+        raw_prepare = options.get("prepare_threshold", "0")
+        self._prepare: int | None = (
+            None
+            if raw_prepare.lower() in ("none", "off", "")
+            else _int_option(options, "prepare_threshold", 0, 0)
+        )
+        self._kwargs: dict[str, Any] = {"prepare_threshold": self._prepare}
+        if "connect_timeout" not in params:
+            # libpq takes whole seconds (and treats anything under 2 as 2).
+            self._kwargs["connect_timeout"] = max(1, math.ceil(get_settings().connect_timeout))
+        if "application_name" not in params:
+            self._kwargs["application_name"] = "treadle"
+        self._writer: psycopg.Connection[Any] | None = None
+        self._pool: psycopg_pool.ConnectionPool[Any] | None = None
+        self._committer: GroupCommitter[psycopg.Connection[Any]] | None = None
+        self._closed = False
+        try:
+            # Connecting the writer first checks the server is there, fast and clearly.
+            self._writer = self._connect()
+            if auto_migrate:
+                self.migrate()
+            self._pool = psycopg_pool.ConnectionPool(
+                self._conninfo,
+                min_size=self._pool_min,
+                max_size=self._pool_max,
+                timeout=self._pool_timeout,
+                kwargs={**self._kwargs, "autocommit": True},
+                name=f"treadle-pg-readers:{self._where}",
+                open=False,
+            )
+            self._pool.open(wait=False)
+            self._committer = GroupCommitter(
+                self._writer_connection,
+                self._apply,
+                self._close_conn,
+                linger=linger,
+                name=f"treadle-pg-writer:{self._where}",
+                is_disconnect=self._is_disconnect,
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    # --- connections -----------------------------------------------------------
+    @staticmethod
+    def _describe(params: dict[str, Any]) -> str:
+        host = params.get("host") or params.get("hostaddr") or "localhost"
+        port = params.get("port") or "5432"
+        where = f"{host}:{port}" if not str(host).startswith("/") else f"{host} (port {port})"
+        if params.get("dbname"):
+            where += f"/{params['dbname']}"
+        return where
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A new autocommit connection, or StoreUnavailableError naming the server."""
+        try:
+            return psycopg.connect(self._conninfo, autocommit=True, **self._kwargs)
+        except psycopg.Error as exc:
+            raise StoreUnavailableError(
+                f"cannot connect to PostgreSQL at {self._where}: {_one_line(exc)}"
+            ) from exc
+
+    def _writer_connection(self) -> psycopg.Connection[Any]:
+        # The connection opened by __init__ first, then fresh ones after a disconnect.
+        conn = self._writer
+        if conn is None or conn.closed:
+            conn = self._writer = self._connect()
+        return conn
+
+    def _close_conn(self, conn: psycopg.Connection[Any]) -> None:
+        if conn is self._writer:
+            self._writer = None
+        conn.close()
+
+    def _is_disconnect(self, exc: BaseException) -> bool:
+        cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+        if not isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return False
+        conn = self._writer
+        return conn is None or conn.closed or conn.broken or _dead(cause)
+
+    def _translate(self, exc: psycopg.Error, doing: str) -> StoreError:
+        if isinstance(exc, psycopg_pool.PoolTimeout):
+            return StoreUnavailableError(
+                f"no PostgreSQL connection to {self._where} within {self._pool_timeout:g}s "
+                f"while {doing}: {_one_line(exc)}"
+            )
+        if isinstance(exc, psycopg_pool.PoolClosed):
+            return StoreError("the store is closed")
+        if _dead(exc):
+            return StoreUnavailableError(
+                f"lost PostgreSQL at {self._where} while {doing}: {_one_line(exc)}"
+            )
+        return StoreError(f"{doing} failed on PostgreSQL at {self._where}: {_one_line(exc)}")
+
+    def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``fn`` on a pooled connection; retry once if the connection was dead."""
+        if self._closed or self._pool is None:
+            raise StoreError("the store is closed")
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as conn:
+                    return fn(conn)
+            except psycopg.Error as exc:
+                if attempt == 1 and _dead(exc):
+                    continue  # the pool dropped the broken connection; take another
+                raise self._translate(exc, doing) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- writes ------------------------------------------------------------------
+    def submit(self, op: WriteOp) -> Any:
+        if self._committer is None:
+            raise StoreError("the store is closed")
+        return self._committer.submit(op)
+
+    def _apply(self, conn: psycopg.Connection[Any], ops: list[WriteOp]) -> list[Any]:
+        """Run ``ops`` in one transaction, sent as one pipeline: one round trip."""
+        statements = [self._statement(op) for op in ops]  # before any I/O: may raise
+        try:
+            with conn.pipeline():
+                conn.execute(q.BEGIN, prepare=False)
+                cursors = [conn.execute(sql, params) for sql, params in statements]
+                conn.execute(q.COMMIT, prepare=False)
+            # Leaving the pipeline synced it: every cursor holds its result now.
+            return [self._result(op, cur) for op, cur in zip(ops, cursors, strict=True)]
+        except BaseException as exc:
+            if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                try:
+                    conn.execute(q.ROLLBACK, prepare=False)
+                except psycopg.Error:
+                    pass
+            if isinstance(exc, psycopg.Error):
+                raise self._translate(exc, "writing") from exc
+            raise
+
+    @staticmethod
+    def _statement(op: WriteOp) -> tuple[str, dict[str, Any]]:
+        fenced = op.epoch is not None
+        if isinstance(op, ClaimThread):
+            return q.CLAIM_THREAD, {"thread_id": op.thread_id}
+        if isinstance(op, PutCheckpoint):
+            r = op.row
+            params: dict[str, Any] = {
+                "thread_id": r.thread_id,
+                "checkpoint_ns": r.checkpoint_ns,
+                "checkpoint_id": r.checkpoint_id,
+                "parent_checkpoint_id": r.parent_checkpoint_id,
+                "run_id": r.run_id,
+                "type": r.type,
+                "checkpoint": r.checkpoint,
+                "channel_versions": r.channel_versions,
+                "metadata_type": r.metadata_type,
+                "metadata_blob": r.metadata_blob,
+                "metadata": _metadata_json(r.metadata),
+                "channels": [b.channel for b in op.blobs],
+                "versions": [b.version for b in op.blobs],
+                "types": [b.type for b in op.blobs],
+                "blobs": [b.blob for b in op.blobs],
+            }
+            if fenced:
+                params["epoch"] = Int8(op.epoch)
+            return (q.PUT_CHECKPOINT_FENCED if fenced else q.PUT_CHECKPOINT), params
+        if isinstance(op, PutWrites):
+            rows = op.rows
+            if op.upsert:
+                # One statement may not update a row twice: the last write of a key wins,
+                # as it does with SQLite's INSERT OR REPLACE.
+                rows = list({(w.task_id, w.idx): w for w in rows}.values())
+            params = {
+                "thread_id": op.thread_id,
+                "checkpoint_ns": op.checkpoint_ns,
+                "checkpoint_id": op.checkpoint_id,
+                "task_ids": [w.task_id for w in rows],
+                "idxs": [w.idx for w in rows],
+                "channels": [w.channel for w in rows],
+                "types": [w.type for w in rows],
+                "blobs": [w.blob for w in rows],
+                "task_paths": [w.task_path for w in rows],
+            }
+            if fenced:
+                params["epoch"] = Int8(op.epoch)
+                sql = q.PUT_WRITES_REPLACE_FENCED if op.upsert else q.PUT_WRITES_KEEP_FENCED
+            else:
+                sql = q.PUT_WRITES_REPLACE if op.upsert else q.PUT_WRITES_KEEP
+            return sql, params
+        raise StoreError(f"unknown store operation {type(op).__name__}")
+
+    @staticmethod
+    def _result(op: WriteOp, cur: psycopg.Cursor[Any]) -> Any:
+        if isinstance(op, ClaimThread):
+            return cur.fetchone()[0]  # type: ignore[index]
+        if op.epoch is not None:
+            current = cur.fetchone()[0]  # type: ignore[index]
+            if current != op.epoch:
+                return FencedWriteError(op.thread_id, op.epoch, current)
+        return None
+
+    # --- reads -------------------------------------------------------------------
+    @staticmethod
+    def _record(row: Sequence[Any]) -> CheckpointRecord:
+        cp = CheckpointRow(*row[:11])
+        b_channels, b_versions, b_types, b_blobs = row[11:15]
+        blobs = (
+            [BlobRow(*b) for b in zip(b_channels, b_versions, b_types, b_blobs, strict=True)]
+            if b_channels
+            else []
+        )
+        w_tasks, w_idxs, w_channels, w_types, w_blobs, w_paths = row[15:21]
+        writes = (
+            [
+                WriteRow(task_id=t, idx=i, channel=c, type=ty, blob=bl, task_path=p)
+                for t, i, c, ty, bl, p in zip(
+                    w_tasks, w_idxs, w_channels, w_types, w_blobs, w_paths, strict=True
+                )
+            ]
+            if w_tasks
+            else []
+        )
+        return CheckpointRecord(cp, blobs, writes)
+
+    def get_checkpoint(
+        self, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
+    ) -> CheckpointRecord | None:
+        if checkpoint_id:
+            sql, params = q.GET_CHECKPOINT_BY_ID, (thread_id, checkpoint_ns, checkpoint_id)
+        else:
+            sql, params = q.GET_LATEST_CHECKPOINT, (thread_id, checkpoint_ns)
+        row = self._with_conn(
+            "reading a checkpoint", lambda conn: conn.execute(sql, params, binary=True).fetchone()
+        )
+        return self._record(row) if row else None
+
+    def list_checkpoints(
+        self,
+        thread_id: str | None,
+        checkpoint_ns: str | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if thread_id is not None:
+            where.append(q.LIST_WHERE_THREAD)
+            params.append(thread_id)
+        if checkpoint_ns is not None:
+            where.append(q.LIST_WHERE_NS)
+            params.append(checkpoint_ns)
+        if before is not None:
+            where.append(q.LIST_WHERE_BEFORE)
+            params.append(before)
+        if filter:
+            where.append(q.LIST_WHERE_METADATA)
+            params.append(_metadata_json(json.dumps(filter, default=str)))
+        sql = q.LIST_HEAD
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += q.LIST_ORDER
+        if limit is not None:
+            sql += q.LIST_LIMIT
+            params.append(Int8(int(limit)))
+        sql += q.LIST_TAIL
+        rows = self._with_conn(
+            "listing checkpoints", lambda conn: conn.execute(sql, params, binary=True).fetchall()
+        )
+        for row in rows:
+            yield self._record(row)
+
+    def list_threads(self, limit: int = 50) -> list[ThreadInfo]:
+        rows = self._with_conn(
+            "listing threads", lambda conn: conn.execute(q.LIST_THREADS, (Int8(limit),)).fetchall()
+        )
+        return [ThreadInfo(*r) for r in rows]
+
+    def thread_epoch(self, thread_id: str) -> int:
+        row = self._with_conn(
+            "reading a thread epoch",
+            lambda conn: conn.execute(q.THREAD_EPOCH, (thread_id,)).fetchone(),
+        )
+        return row[0] if row else 0
+
+    # --- maintenance ---------------------------------------------------------------
+    def _write_tx(self, doing: str, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                for sql, params in statements:
+                    conn.execute(sql, params)
+
+        self._with_conn(doing, run)
+
+    def _delete_threads(self, thread_ids: list[str]) -> None:
+        if not thread_ids:
+            return
+        self._write_tx("deleting threads", [
+            (q.FENCE_THREADS, (thread_ids,)),
+            (q.DELETE_THREADS_WRITES, (thread_ids,)),
+            (q.DELETE_THREADS_BLOBS, (thread_ids,)),
+            (q.DELETE_THREADS_CHECKPOINTS, (thread_ids,)),
+        ])
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._delete_threads([thread_id])
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        ids = [str(r) for r in run_ids]
+        if ids:
+            self._write_tx("deleting runs", [
+                (q.DELETE_RUNS_WRITES, (ids,)),
+                (q.DELETE_RUNS_CHECKPOINTS, (ids,)),
+            ])
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        pair = (target_thread_id, source_thread_id)
+        self._write_tx("copying a thread", [
+            (q.COPY_THREAD_ROW, (target_thread_id,)),
+            (q.COPY_CHECKPOINTS, pair),
+            (q.COPY_BLOBS, pair),
+            (q.COPY_WRITES, pair),
+        ])
+
+    def prune(self, thread_ids: Sequence[str], strategy: str) -> None:
+        if strategy not in ("keep_latest", "delete"):
+            raise ConfigError(f"unknown prune strategy {strategy!r} (use keep_latest or delete)")
+        ids = [str(t) for t in thread_ids]
+        if not ids:
+            return
+        if strategy == "delete":
+            self._delete_threads(ids)
+            return
+        self._write_tx("pruning threads", [
+            (q.PRUNE_CHECKPOINTS, (ids,)),
+            (q.PRUNE_WRITES, (ids,)),
+            (q.PRUNE_BLOBS, (ids,)),
+        ])
+
+    def migrate(self) -> list[str]:
+        known = load_migrations("postgres")
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                # Concurrent migrate() calls (several pods starting) queue here; the
+                # lock is released with the transaction.
+                conn.execute(q.MIGRATION_LOCK, (q.MIGRATION_LOCK_KEY,), prepare=False)
+                conn.execute(q.CREATE_MIGRATIONS, prepare=False)
+                applied = {r[0] for r in conn.execute(q.APPLIED_MIGRATIONS, prepare=False)}
+                todo = pending(applied, known, url=_redact(self.url))
+                for m in todo:
+                    # No parameters: sent as a simple query, so a file may hold many statements.
+                    conn.execute(m.sql.encode(), prepare=False)  # type: ignore[call-overload]
+                    conn.execute(q.RECORD_MIGRATION, (m.version, m.name), prepare=False)
+        except TreadleError:
+            raise
+        except psycopg.Error as exc:
+            raise self._translate(exc, "migrating") from exc
+        finally:
+            conn.close()
+        return [m.name for m in todo]
+
+    def schema_version(self) -> int:
+        def read(conn: psycopg.Connection[Any]) -> int:
+            try:
+                return conn.execute(q.SCHEMA_VERSION).fetchone()[0]  # type: ignore[index]
+            except psycopg.errors.UndefinedTable:
+                return 0
+
+        return self._with_conn("reading the schema version", read)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._committer is not None:
+            self._committer.close()  # closes the writer connection from its thread
+        elif self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        if self._pool is not None:
+            self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({_redact(self.url)!r})"
+

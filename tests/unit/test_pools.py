@@ -1,0 +1,283 @@
+"""Worker pools, failure policies and idempotency keys, through treadle.compile."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+import operator
+
+import pytest
+from langgraph.graph import START, StateGraph
+from langgraph.types import Send
+
+import treadle
+from treadle.config import Settings
+from treadle.errors import CircuitOpenError, ConfigError, NodeTimeoutError, TaskCrashedError
+
+
+class S(TypedDict):
+    out: Annotated[list[Any], operator.add]
+
+
+def settings(tmp_path: Path, **kw: Any) -> Settings:
+    base = dict(store=f"sqlite:///{tmp_path}/p.db", retry_initial_interval=0.01,
+                retry_jitter=False, retry_max_attempts=3)
+    base.update(kw)
+    return Settings(**base)
+
+
+class Peak:
+    """Counts how many node bodies run at the same moment."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *a: object) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+def fanout(node, n: int) -> StateGraph:
+    b = StateGraph(S)
+    b.add_node("work", node)
+    b.add_conditional_edges(START, lambda s: [Send("work", {"i": i}) for i in range(n)], ["work"])
+    return b
+
+
+@pytest.mark.parametrize("max_workers", [1, 3])
+def test_max_workers_bounds_sync_concurrency(tmp_path, max_workers):
+    peak = Peak()
+    barrier_hits = []
+
+    def work(s: dict) -> dict:
+        with peak:
+            time.sleep(0.15)
+        barrier_hits.append(s["i"])
+        return {"out": [s["i"]]}
+
+    g = treadle.compile(fanout(work, 6), settings=settings(tmp_path))
+    res = g.invoke({"out": []}, {"max_workers": max_workers})
+    assert sorted(res["out"]) == list(range(6))
+    # Never more than the bound; and with room for 3, branches really overlap.
+    assert peak.peak == max_workers
+    g.close()
+
+
+async def test_max_workers_bounds_async_concurrency(tmp_path):
+    peak = Peak()
+
+    async def work(s: dict) -> dict:
+        with peak:
+            await asyncio.sleep(0.05)
+        return {"out": [s["i"]]}
+
+    g = treadle.compile(fanout(work, 20), settings=settings(tmp_path))
+    res = await g.ainvoke({"out": []}, {"max_workers": 4})
+    assert sorted(res["out"]) == list(range(20))
+    assert peak.peak == 4
+    g.close()
+
+
+def test_transient_error_retried_from_checkpoint(tmp_path):
+    calls: dict[str, int] = {"first": 0, "flaky": 0}
+
+    def first(s: S) -> dict:
+        calls["first"] += 1
+        return {"out": ["first"]}
+
+    def flaky(s: S) -> dict:
+        calls["flaky"] += 1
+        if calls["flaky"] < 3:
+            raise RuntimeError("Transient failure")
+        return {"out": ["flaky"]}
+
+    b = StateGraph(S)
+    b.add_node("first", first)
+    b.add_node("flaky", flaky)
+    b.add_edge(START, "first")
+    b.add_edge("first", "flaky")
+    g = treadle.compile(b, settings=settings(tmp_path))
+    assert g.invoke({"out": []})["out"] == ["first", "flaky"]
+    assert calls == {"first": 1, "flaky": 3}
+    g.close()
+
+
+def test_permanent_error_not_retried(tmp_path):
+    calls = {"n": 0}
+
+    def bad(s: S) -> dict:
+        calls["n"] += 1
+        raise ValueError("bad input")
+
+    b = StateGraph(S)
+    b.add_node("bad", bad)
+    b.add_edge(START, "bad")
+    g = treadle.compile(b, settings=settings(tmp_path))
+    with pytest.raises(ValueError, match="bad input"):
+        g.invoke({"out": []})
+    assert calls["n"] == 1
+    g.close()
+
+
+def test_sync_timeout_abandons_thread_and_retries(tmp_path):
+    calls = {"n": 0}
+
+    def slow_then_fast(s: S) -> dict:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            time.sleep(1.0)
+        return {"out": [calls["n"]]}
+
+    b = StateGraph(S)
+    b.add_node("slow", slow_then_fast, metadata={"treadle": {"timeout": 0.2}})
+    b.add_edge(START, "slow")
+    g = treadle.compile(b, settings=settings(tmp_path))
+    assert g.invoke({"out": []})["out"] == [2]
+    g.close()
+
+
+def test_timeout_exhausts_attempts(tmp_path):
+    async def hang(s: S) -> dict:
+        await asyncio.sleep(10)
+        return {"out": []}
+
+    b = StateGraph(S)
+    b.add_node("hang", hang)
+    b.add_edge(START, "hang")
+    g = treadle.compile(b, nodes={"hang": {"timeout": 0.05}}, settings=settings(tmp_path, retry_max_attempts=2))
+    with pytest.raises(NodeTimeoutError, match="exceeded its timeout"):
+        asyncio.run(g.ainvoke({"out": []}))
+    g.close()
+
+
+def test_circuit_breaker_opens_and_fails_fast(tmp_path):
+    calls = {"n": 0}
+
+    def down(s: S) -> dict:
+        calls["n"] += 1
+        raise ConnectionError("service down")
+
+    b = StateGraph(S)
+    b.add_node("down", down)
+    b.add_edge(START, "down")
+    g = treadle.compile(b, settings=settings(tmp_path, breaker_threshold=2, breaker_cooldown=60,
+                                             retry_max_attempts=5))
+    with pytest.raises(CircuitOpenError, match="circuit breaker is open"):
+        g.invoke({"out": []})
+    assert calls["n"] == 2  # the third attempt failed fast without calling the node
+    with pytest.raises(CircuitOpenError):
+        g.invoke({"out": []})
+    assert calls["n"] == 2
+    g.close()
+
+
+def _crash_once(state: dict) -> dict:
+    marker = Path(state["marker"])
+    if not marker.exists():
+        marker.write_text("crashed")
+        os._exit(7)
+    return {"out": [os.getpid()]}
+
+
+class PS(TypedDict):
+    marker: str
+    out: Annotated[list[Any], operator.add]
+
+
+def test_process_node_crash_fails_only_that_attempt(tmp_path):
+    b = StateGraph(PS)
+    b.add_node("crashy", _crash_once, metadata={"treadle": {"pool": "process"}})
+    b.add_edge(START, "crashy")
+    g = treadle.compile(b, settings=settings(tmp_path, process_workers=1))
+    res = g.invoke({"marker": str(tmp_path / "m"), "out": []})
+    assert res["out"][0] != os.getpid()  # ran in another process, after one crash
+    g.close()
+
+
+def _cpu(state: dict) -> dict:
+    return {"out": [os.getpid()]}
+
+
+def test_process_node_runs_out_of_process_and_fanout(tmp_path):
+    b = StateGraph(S)
+    b.add_node("cpu", _cpu, metadata={"treadle": {"pool": "process"}})
+    b.add_conditional_edges(START, lambda s: [Send("cpu", {}) for _ in range(4)], ["cpu"])
+    g = treadle.compile(b, settings=settings(tmp_path, process_workers=2))
+    res = g.invoke({"out": []})
+    assert len(res["out"]) == 4 and os.getpid() not in res["out"]
+    g.close()
+
+
+def test_crash_error_is_transient():
+    assert treadle.is_transient(TaskCrashedError("x"))
+    assert treadle.is_transient(RuntimeError("x"))
+    assert not treadle.is_transient(ValueError("x"))
+    assert not treadle.is_transient(CircuitOpenError("x"))
+    assert not treadle.is_transient(NotImplementedError("x"))
+
+
+def test_bad_node_options_are_clear(tmp_path):
+    b = StateGraph(S)
+    b.add_node("n", lambda s: {"out": []})
+    b.add_edge(START, "n")
+    with pytest.raises(ConfigError, match="pool must be one of"):
+        treadle.compile(b, nodes={"n": {"pool": "gpu"}}, settings=settings(tmp_path))
+    with pytest.raises(ConfigError, match="not nodes of this graph"):
+        treadle.compile(b, nodes={"missing": {}}, settings=settings(tmp_path))
+
+
+def test_idempotency_key_stable_across_retries(tmp_path):
+    keys: list[str] = []
+
+    def pay(s: S) -> dict:
+        keys.append(treadle.idempotency_key())
+        if len(keys) < 3:
+            raise RuntimeError("gateway hiccup")
+        return {"out": ["paid"]}
+
+    b = StateGraph(S)
+    b.add_node("pay", pay)
+    b.add_edge(START, "pay")
+    g = treadle.compile(b, settings=settings(tmp_path))
+    tid = str(uuid.uuid4())
+    g.invoke({"out": []}, {"thread_id": tid})
+    assert len(keys) == 3 and len(set(keys)) == 1 and keys[0].startswith(tid + ":")
+    g.invoke({"out": []}, {"thread_id": tid})  # a new run plans a new task: a new key
+    assert len(set(keys)) == 2
+    g.close()
+
+
+def test_distributed_runtime_is_a_clear_error(tmp_path):
+    b = StateGraph(S)
+    b.add_node("n", lambda s: {"out": []})
+    b.add_edge(START, "n")
+    g = treadle.compile(b, settings=settings(tmp_path))
+    with pytest.raises(ConfigError, match="distributed"):
+        g.invoke({"out": []}, {"runtime": "distributed"})
+    with pytest.raises(ConfigError, match="runtime must be one of"):
+        g.invoke({"out": []}, {"runtime": "cloud"})
+    g.close()
+
+
+def test_checkpoint_store_per_run(tmp_path):
+    b = StateGraph(S)
+    b.add_node("n", lambda s: {"out": ["x"]})
+    b.add_edge(START, "n")
+    g = treadle.compile(b, settings=settings(tmp_path))
+    other = f"sqlite:///{tmp_path}/other.db"
+    g.invoke({"out": []}, {"thread_id": "t1", "checkpoint_store": other})
+    assert g.get_state({"thread_id": "t1"}).values == {}  # not in the default store
+    assert g.get_state({"thread_id": "t1", "checkpoint_store": other}).values == {"out": ["x"]}
+    g.close()
