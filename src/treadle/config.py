@@ -35,7 +35,10 @@ class Settings(BaseSettings):
     retry_jitter: bool = Field(True, description="Randomise backoff to avoid thundering herds.")
     node_timeout: float | None = Field(None, gt=0, description="Default per-attempt timeout (s).")
     breaker_threshold: int = Field(
-        5, ge=0, description="Consecutive failures that open a node's breaker; 0 disables."
+        10,
+        ge=0,
+        description="Consecutive failed attempts that open a node's breaker; 0 disables. "
+        "Keep it above retry_max_attempts so one task using up its retries does not trip it.",
     )
     breaker_cooldown: float = Field(30.0, ge=0, description="Seconds a breaker stays open.")
     write_linger_ms: float = Field(

@@ -7,6 +7,7 @@ reruns alone from the last checkpoint while its finished siblings keep their wri
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from treadle.errors import (
 __all__ = ["CircuitBreaker", "default_retry_policy", "is_transient"]
 
 _NEVER = (NotImplementedError, RecursionError)
+
+log = logging.getLogger("treadle.runtime")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -70,6 +73,7 @@ class CircuitBreaker:
     failures: int = 0
     opened_at: float | None = None
     _trial_running: bool = False
+    _was_trial: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def before_call(self) -> None:
@@ -80,18 +84,21 @@ class CircuitBreaker:
                 return
             remaining = self.opened_at + self.cooldown - time.monotonic()
             if remaining > 0 or self._trial_running:
+                log.warning("node %r: circuit breaker open, call rejected", self.node)
                 raise CircuitOpenError(
                     f"node {self.node!r} failed {self.failures} times in a row; its circuit "
                     f"breaker is open, failing fast for another {max(remaining, 0):.1f}s "
                     "(fix the cause, or tune TREADLE_BREAKER_THRESHOLD / TREADLE_BREAKER_COOLDOWN)"
                 )
             self._trial_running = True  # half-open: this call is the trial
+            self._was_trial = True
 
     def on_success(self) -> None:
         with self._lock:
             self.failures = 0
             self.opened_at = None
             self._trial_running = False
+            self._was_trial = False
 
     def on_failure(self) -> None:
         if self.threshold <= 0:
@@ -100,7 +107,13 @@ class CircuitBreaker:
             self.failures += 1
             self._trial_running = False
             if self.failures >= self.threshold:
+                if self.opened_at is None or self._was_trial:
+                    log.warning(
+                        "node %r failed %d times in a row: circuit breaker opened for %gs",
+                        self.node, self.failures, self.cooldown,
+                    )
                 self.opened_at = time.monotonic()
+            self._was_trial = False
 
     @property
     def is_open(self) -> bool:

@@ -100,8 +100,11 @@ class WriteOp:
 class ClaimThread(WriteOp):
     """Make ``token`` the thread's owner and raise its epoch; returns the new epoch.
 
-    Writes carrying any other token are refused from this commit on.
+    Writes carrying any other token are refused from this commit on. A claim may
+    linger like task writes: the run's first checkpoint follows it at once.
     """
+
+    lingers = True
 
 
 @dataclass(slots=True)
