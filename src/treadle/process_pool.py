@@ -18,8 +18,10 @@ Either way the process is replaced and the pool keeps working.
 
 Functions and arguments travel with ``cloudpickle`` (lambdas, closures and
 functions from a script's ``__main__`` work); results and exceptions come back
-the same way. Workers exit when the parent dies: an idle worker sees EOF on its
-task pipe, and a watchdog thread notices when the worker is re-parented.
+the same way. Workers exit when the parent dies, even mid-task: a watchdog thread
+in each worker waits for EOF on a pipe whose write end only the parent holds.
+With the default "forkserver" context the fork server preloads this module (and
+so ``treadle``), which makes starting or replacing a worker a cheap fork.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import time
 import traceback
 import weakref
 from concurrent.futures import Future
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Callable
 
@@ -54,10 +57,9 @@ _POOLS: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
 
 
 def _watch_parent(alive: Any, ppid: int) -> None:
-    # Only the pool's parent holds the write end of ``alive``: EOF means it is gone.
-    # (A forkserver worker's real parent is the forkserver, which outlives the pool's
-    # parent while workers live; with "fork", siblings inherit the write end, but the
-    # worker is re-parented.)
+    # EOF on ``alive`` means the pool's parent is gone (with "forkserver", getppid() is
+    # the fork server, which lives on). With "fork" siblings inherit the write end too,
+    # but then the worker's own parent is the pool's parent, so re-parenting tells.
     while not alive.poll(0.5) and os.getppid() == ppid:
         pass
     os._exit(1)
@@ -83,7 +85,9 @@ def _worker_main(conn: Any, alive_r: Any, alive_w: Any) -> None:
         try:
             data = conn.recv_bytes()
         except (EOFError, OSError):
-            return  # pool shut down, or the parent died
+            return  # the parent died
+        if not data:
+            return  # the pool is shutting down
         try:
             conn.send_bytes(_execute(data))
         except OSError:
@@ -93,20 +97,19 @@ def _worker_main(conn: Any, alive_r: Any, alive_w: Any) -> None:
 # --------------------------------------------------------------------- parent side
 
 
+@dataclass(slots=True)
 class _Task:
-    __slots__ = ("future", "payload", "timeout")
+    future: Future
+    payload: bytes
+    timeout: float | None
 
-    def __init__(self, future: Future, payload: bytes, timeout: float | None) -> None:
-        self.future, self.payload, self.timeout = future, payload, timeout
 
-
+@dataclass(slots=True)
 class _Slot:
-    __slots__ = ("process", "conn", "task", "deadline")
-
-    def __init__(self, process: Any, conn: Any) -> None:
-        self.process, self.conn = process, conn
-        self.task: _Task | None = None
-        self.deadline: float | None = None
+    process: Any
+    conn: Any
+    task: _Task | None = None
+    deadline: float | None = None
 
 
 def _fail(future: Future, exc: BaseException) -> None:
@@ -120,7 +123,7 @@ def _deliver(future: Future, raw: bytes) -> None:
         try:
             future.set_result(pickle.loads(blob))
         except Exception as exc:  # noqa: BLE001
-            future.set_exception(RuntimeError(f"the task's result could not be unpickled: {exc!r}"))
+            future.set_exception(RuntimeError(f"the result could not be unpickled: {exc!r}"))
         return
     try:
         error = pickle.loads(blob) if blob else None
@@ -157,12 +160,17 @@ class ProcessPool:
             raise ValueError(f"process pool size must be at least 1, got {size}")
         self.size = size
         self._ctx = multiprocessing.get_context(mp_context)
+        if mp_context == "forkserver":
+            # Import treadle (and LangGraph) once in the fork server, not per worker. Not
+            # "__main__": preloading it would re-run a script's top-level code there.
+            self._ctx.set_forkserver_preload([__name__])
         self._lock = threading.Lock()
         self._queue: collections.deque[_Task] = collections.deque()
         self._closing = False
         self._kill = False
         self._thread: threading.Thread | None = None
         self._slots: list[_Slot] = []  # owned by the dispatcher thread
+        self._warm = 0  # how many processes to keep: the most that were ever needed
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -256,25 +264,19 @@ class ProcessPool:
         slot.process.close()
         return code
 
-    def _replace(self, slot: _Slot, *, kill: bool) -> int | None:
-        code = self._retire(slot, kill=kill)
-        if not self._closing:
-            try:
-                self._start_slot()  # keep the pool warm; on failure _dispatch retries
-            except Exception:  # noqa: BLE001
-                pass
-        return code
-
     def _dispatch(self, task: _Task) -> None:
         error: BaseException | None = None
         for _ in range(2):  # a second try if the idle worker turns out to be dead
             slot = None
             try:
-                slot = next((s for s in self._slots if s.task is None), None) or self._start_slot()
+                slot = next((s for s in self._slots if s.task is None), None)
+                if slot is None:
+                    slot = self._start_slot()
+                    self._warm = max(self._warm, len(self._slots))
                 slot.conn.send_bytes(task.payload)
             except Exception as exc:  # noqa: BLE001 - broken pipe, or fork failed
-                if slot is not None and slot in self._slots:
-                    self._replace(slot, kill=True)
+                if slot is not None:
+                    self._retire(slot, kill=True)
                 error = TaskCrashedError(f"could not hand the task to a worker process: {exc!r}")
                 continue
             slot.task = task
@@ -327,17 +329,21 @@ class ProcessPool:
                     _deliver(task.future, raw)
                     task = None
                 if raw is None or slot.process.sentinel in ready:
-                    code = self._replace(slot, kill=True)
+                    code = self._retire(slot, kill=True)
                     if task is not None:
                         task.future.set_exception(TaskCrashedError(
                             f"the worker process running this node attempt died "
                             f"({_describe_exit(code)})"))
-            elif slot.deadline is not None and now >= slot.deadline:
-                self._replace(slot, kill=True)
-                assert task is not None
+            elif task is not None and slot.deadline is not None and now >= slot.deadline:
+                self._retire(slot, kill=True)
                 task.future.set_exception(NodeTimeoutError(
                     f"node attempt exceeded its timeout of {task.timeout:g}s; "
                     f"the process was killed"))
+        try:  # replace dead processes now, so the next task finds a warm one
+            while len(self._slots) < self._warm and not self._closing:
+                self._start_slot()
+        except Exception:  # noqa: BLE001 - _dispatch will try again (and report) on demand
+            pass
         return True
 
     def _teardown(self) -> None:
@@ -348,7 +354,11 @@ class ProcessPool:
         for task in queued:
             _fail(task.future, RuntimeError(_SHUT_DOWN))
         for slot in self._slots:
-            slot.conn.close()  # idle workers see EOF and exit, all at once
+            if slot.task is None:
+                try:
+                    slot.conn.send_bytes(b"")  # stop; idle workers exit all at once
+                except OSError:
+                    pass
         for slot in list(self._slots):
             task = slot.task
             self._retire(slot, kill=task is not None)
