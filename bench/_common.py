@@ -45,7 +45,11 @@ __all__ = [
     "fresh_pg_database",
     "new_config",
     "parse_args",
+    "progress",
+    "interleaved",
+    "load_average",
     "pg_server_info",
+    "pg_url_variant",
     "run_for",
     "run_threads_for",
     "scratch_dir",
@@ -115,6 +119,70 @@ def fresh_pg_database(url: str) -> str:
     return url
 
 
+def pg_url_variant(url: str, suffix: str) -> str:
+    """``url`` with ``suffix`` appended to its database name (one scratch DB per system)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SystemExit(f"--pg-url must be a postgresql:// URL, got {url!r}")
+    return urlunsplit(parts._replace(path="/" + _dbname(url) + suffix))
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on Linux
+        return None
+
+
+class ForeignCpu:
+    """CPU used on this machine by *other* work while a benchmark runs (Linux).
+
+    Machine-wide busy time from /proc/stat, minus this process's CPU time,
+    minus every ``postgres`` process's CPU time (our server's backends; other
+    clients of the same server are counted as ours, so this undercounts).
+    """
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            tick = os.sysconf("SC_CLK_TCK")
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:9]]
+            busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / tick  # user nice system irq softirq steal
+            pg = 0.0
+            for d in os.listdir("/proc"):
+                if not d.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        raw = f.read()
+                except OSError:
+                    continue
+                comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+                if comm.startswith("postgres"):
+                    fields = raw[raw.rindex(")") + 2 :].split()
+                    pg += (int(fields[11]) + int(fields[12])) / tick  # utime stime
+            t = os.times()
+            return busy, pg, t.user + t.system + t.children_user + t.children_system
+        except (OSError, ValueError):
+            return None
+
+    def cores(self) -> float | None:
+        """Average number of cores used by other work since construction."""
+        end = self._sample()
+        wall = time.perf_counter() - self.t0
+        if self.start is None or end is None or wall <= 0:
+            return None
+        other = (end[0] - self.start[0]) - (end[1] - self.start[1]) - (end[2] - self.start[2])
+        return round(max(0.0, other) / wall, 2)
+
+
 def pg_server_info(url: str) -> dict[str, str]:
     """Durability-relevant server settings, recorded with every result."""
     import psycopg
@@ -141,14 +209,49 @@ def commit_probe_setup(url: str) -> None:
 
 @dataclass
 class Window:
-    """Result of a timed loop."""
+    """Result of a timed loop: ``count`` units of work in ``seconds``."""
 
-    count: int
-    seconds: float
+    count: int = 0
+    seconds: float = 0.0
+    per_client: list[int] | None = None
 
     @property
     def rate(self) -> float:
         return self.count / self.seconds if self.seconds > 0 else 0.0
+
+    def __add__(self, other: Window) -> Window:
+        pc = None
+        if self.per_client is not None or other.per_client is not None:
+            a, b = self.per_client or [], other.per_client or []
+            pc = [x + y for x, y in zip(a, b)] if a and b else list(a or b)
+        return Window(self.count + other.count, self.seconds + other.seconds, pc)
+
+
+def interleaved(
+    systems: list[tuple[str, Callable[[float], Window]]], seconds: float, rounds: int
+) -> tuple[dict[str, Window], dict[str, str]]:
+    """Measure every system for ``seconds`` in total, split into ``rounds`` rounds.
+
+    Systems take turns (the order rotates each round), so load from other work
+    on the machine spreads over all of them instead of skewing one. A system
+    that raises is reported in the second dict and skipped afterwards.
+    """
+    totals = {key: Window() for key, _ in systems}
+    errors: dict[str, str] = {}
+    for r in range(rounds):
+        k = r % len(systems) if systems else 0
+        for key, measure in systems[k:] + systems[:k]:
+            if key in errors:
+                continue
+            progress(f"round {r + 1}/{rounds}: {key}")
+            try:
+                totals[key] = totals[key] + measure(seconds / rounds)
+            except Exception as exc:  # noqa: BLE001
+                import traceback
+
+                traceback.print_exc()
+                errors[key] = f"error: {type(exc).__name__}: {exc}"
+    return totals, errors
 
 
 def run_for(seconds: float, fn: Callable[[int], Any], *, warmup: int = 0) -> Window:
@@ -168,13 +271,13 @@ def run_for(seconds: float, fn: Callable[[int], Any], *, warmup: int = 0) -> Win
 
 def run_threads_for(
     seconds: float, n_threads: int, make_worker: Callable[[int], Callable[[int], Any]]
-) -> tuple[Window, list[int]]:
+) -> Window:
     """``n_threads`` threads each call their worker until the shared deadline.
 
     ``make_worker(t)`` runs in the thread before the start barrier (open
     connections there). Returns the aggregate window (all completed calls over
-    the time from barrier release to the last thread finishing its last call)
-    and the per-thread counts. The first error in any thread is re-raised.
+    the time from barrier release to the last thread finishing its last call,
+    with per-thread counts). The first error in any thread is re-raised.
     """
     barrier = threading.Barrier(n_threads + 1)
     go = threading.Event()
@@ -222,7 +325,7 @@ def run_threads_for(
         raise errors[0]
     if any(th.is_alive() for th in threads):
         raise TimeoutError("benchmark threads did not finish in time")
-    return Window(sum(counts), max(ends) - start), counts
+    return Window(sum(counts), max(ends) - start, counts)
 
 
 def call_with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
@@ -256,6 +359,11 @@ def scratch_dir(prefix: str = "treadle-bench-") -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def progress(msg: str) -> None:
+    """One progress line on stderr (the tables go to stdout)."""
+    print(f".. {msg}", file=sys.stderr, flush=True)
 
 
 def new_config(**extra: Any) -> dict[str, Any]:
@@ -390,7 +498,9 @@ class Report:
         console = Console(width=None if sys.stdout.isatty() else 120)
         t = Table(title=self.title, title_justify="left")
         for c in self.columns:
-            t.add_column(c, justify="left" if c == self.columns[0] else "right")
+            vals = [row.get(c) for row in self.rows if row.get(c) is not None]
+            textual = c == self.columns[0] or (bool(vals) and all(isinstance(v, str) for v in vals))
+            t.add_column(c, justify="left" if textual else "right")
         for row in self.rows:
             t.add_row(*[_fmt(row.get(c)) for c in self.columns])
         console.print(t)
@@ -428,7 +538,22 @@ class Report:
             f.write(json.dumps(record, default=str) + "\n")
         return path
 
+    def __post_init__(self) -> None:
+        self.env["loadavg_start"] = load_average()
+        self._foreign = ForeignCpu()
+
     def finish(self, no_json: bool) -> None:
+        self.env["loadavg_end"] = load_average()
+        other = self._foreign.cores()
+        self.env["foreign_cpu_cores"] = other
+        if other is not None:
+            busy = other > 0.25
+            self.notes.append(
+                f"other work on this machine used {other:.2f} of {os.cpu_count()} cores on average during this benchmark"
+                + (" - BUSY: absolute figures are depressed; systems were interleaved, compare ratios" if busy else "")
+            )
+        self.notes = list(dict.fromkeys(self.notes))
+        sys.stderr.flush()
         self.print()
         if not no_json:
             path = self.write()

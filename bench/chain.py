@@ -10,27 +10,36 @@ measured from LangGraph's own state history for this graph (input checkpoint,
 the ``__start__`` step, then one per node: 12 for 10 nodes) and the same
 per-run figure is used for every system, so steps/s ratios equal runs/s ratios.
 
+Each system gets its own freshly created database (or SQLite file) and all
+systems are measured in interleaved rounds, so other load on the machine
+spreads over all of them.
+
     PYTHONPATH=src python -m bench.chain [--quick]
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
-import sys
 import traceback
+from contextlib import ExitStack
 from typing import Any
 
 from bench._common import (
     Report,
     TreadleLoader,
+    Window,
+    build_chain,
     chain_steps_per_run,
     close_quietly,
     commit_probe_setup,
-    build_chain,
     fresh_pg_database,
+    interleaved,
     new_config,
     parse_args,
     pg_server_info,
+    pg_url_variant,
+    progress,
     run_for,
     scratch_dir,
     sqlite_url,
@@ -40,30 +49,18 @@ N_NODES = 10
 COLUMNS = ["system", "store", "runs", "seconds", "runs/s", "steps/s", "ms/step", "ckpts/run"]
 
 
-def commit_rate(pg_url: str, seconds: float) -> tuple[int, float]:
-    """Single-client commit rate: INSERT one row + COMMIT, over one connection."""
-    import psycopg
-
-    commit_probe_setup(pg_url)
-    payload = b"x" * 128
-    with psycopg.connect(pg_url) as conn:  # autocommit off: INSERT opens a tx, commit() ends it
-
-        def one(i: int) -> None:
-            conn.execute("INSERT INTO commit_probe VALUES (%s, 0, %s)", (i + 1_000_000 if i < 0 else i, payload))
-            conn.commit()
-
-        w = run_for(seconds, one, warmup=50)
-    return w.count, w.seconds
-
-
-def chain_loop(graph: Any, seconds: float) -> tuple[int, float]:
+def chain_measure(graph: Any):
     def one(_: int) -> None:
         out = graph.invoke({"x": 0}, new_config(), durability="sync")
         if out["x"] != N_NODES:
             raise AssertionError(f"bad result {out!r}")
 
-    w = run_for(seconds, one, warmup=3)
-    return w.count, w.seconds
+    def measure(seconds: float) -> Window:
+        return run_for(seconds, one)
+
+    for i in range(2):  # warm-up
+        one(-1 - i)
+    return measure
 
 
 def treadle_history_len(graph: Any) -> int | str:
@@ -78,129 +75,150 @@ def treadle_history_len(graph: Any) -> int | str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], argv)
-    seconds = 1.0 if args.quick else 3.0
-    pg_url = args.pg_url
+    seconds, rounds = (1.0, 1) if args.quick else (3.0, 3)
     treadle = TreadleLoader(skip=args.skip_treadle)
     builder = build_chain(N_NODES)
+
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from psycopg.rows import dict_row
+
+    url_probe = args.pg_url
+    url_lg = pg_url_variant(args.pg_url, "_langgraph")
+    url_tr = pg_url_variant(args.pg_url, "_treadle")
 
     report = Report(
         bench="chain",
         title=f"chain: {N_NODES}-node linear StateGraph, durability='sync', fresh thread per run, 1 client",
         columns=COLUMNS,
         quick=args.quick,
-        params={"nodes": N_NODES, "seconds_per_system": seconds},
+        params={"nodes": N_NODES, "seconds_per_system": seconds, "rounds": rounds},
     )
-    fresh_pg_database(pg_url)
-    report.env["postgres"] = pg_server_info(pg_url)
-    rates: dict[str, float | None] = {}
-    steps_per_run: int | None = None
+    fresh_pg_database(url_probe)
+    report.env["postgres"] = pg_server_info(url_probe)
 
-    def record(key: str, system: str, store: str, runs: int, secs: float, per_run: int, ckpts: Any) -> None:
-        steps = runs * per_run
-        rate = steps / secs
+    labels = {
+        "pg_commit_limit": ("commit limit (INSERT+COMMIT)", "postgres"),
+        "langgraph_pg": ("LangGraph PostgresSaver", "postgres"),
+        "treadle_pg": ("treadle", "postgres"),
+        "langgraph_sqlite": ("LangGraph SqliteSaver", "sqlite"),
+        "treadle_sqlite": ("treadle", "sqlite"),
+    }
+    per_run = {"pg_commit_limit": 1}
+    ckpts: dict[str, Any] = {"pg_commit_limit": "1 row"}
+    errors: dict[str, str] = {}
+    systems: list[tuple[str, Any]] = []
+
+    with ExitStack() as stack:
+        tmp = stack.enter_context(scratch_dir())
+
+        # 1. physical limit: one connection, INSERT one row + COMMIT --------------
+        progress("setup: Postgres commit probe")
+        commit_probe_setup(url_probe)
+        probe = stack.enter_context(psycopg.connect(url_probe))  # not autocommit: INSERT opens a tx
+        ids = itertools.count()
+        payload = b"x" * 128
+
+        def commit_one(_: int) -> None:
+            probe.execute("INSERT INTO commit_probe VALUES (%s, 0, %s)", (next(ids), payload))
+            probe.commit()
+
+        for _ in range(50):
+            commit_one(0)
+        systems.append(("pg_commit_limit", lambda s: run_for(s, commit_one)))
+
+        # 2. LangGraph PostgresSaver ----------------------------------------------
+        progress("setup: LangGraph PostgresSaver")
+        fresh_pg_database(url_lg)
+        conn = stack.enter_context(
+            psycopg.Connection.connect(url_lg, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+        )
+        saver = PostgresSaver(conn)
+        saver.setup()
+        graph = builder.compile(checkpointer=saver)
+        steps_per_run = chain_steps_per_run(graph, N_NODES)
+        per_run["langgraph_pg"] = ckpts["langgraph_pg"] = steps_per_run
+        systems.append(("langgraph_pg", chain_measure(graph)))
+
+        # 3. treadle on Postgres --------------------------------------------------
+        def add_treadle(key: str, store: str) -> None:
+            if not treadle.available:
+                errors[key] = treadle.reason or "unavailable"
+                return
+            progress(f"setup: {key}")
+            try:
+                g = treadle.compile(builder, store)
+                stack.callback(close_quietly, g)
+                ckpts[key] = treadle_history_len(g)
+                per_run[key] = steps_per_run
+                systems.append((key, chain_measure(g)))
+            except Exception as exc:  # noqa: BLE001
+                traceback.print_exc()
+                errors[key] = f"error: {type(exc).__name__}: {exc}"
+
+        if treadle.available:
+            fresh_pg_database(url_tr)
+        add_treadle("treadle_pg", url_tr)
+
+        # 4. LangGraph SqliteSaver ------------------------------------------------
+        progress("setup: LangGraph SqliteSaver")
+        sconn = sqlite3.connect(str(tmp / "langgraph.db"), check_same_thread=False)
+        stack.callback(sconn.close)
+        ssaver = SqliteSaver(sconn)
+        ssaver.setup()
+        report.env["sqlite_saver"] = {
+            "journal_mode": sconn.execute("PRAGMA journal_mode").fetchone()[0],
+            "synchronous": sconn.execute("PRAGMA synchronous").fetchone()[0],
+        }
+        sgraph = builder.compile(checkpointer=ssaver)
+        ckpts["langgraph_sqlite"] = chain_steps_per_run(sgraph, N_NODES)
+        per_run["langgraph_sqlite"] = steps_per_run
+        systems.append(("langgraph_sqlite", chain_measure(sgraph)))
+
+        # 5. treadle on SQLite ----------------------------------------------------
+        add_treadle("treadle_sqlite", sqlite_url(tmp / "treadle.db"))
+
+        windows, run_errors = interleaved(systems, seconds, rounds)
+        errors.update(run_errors)
+
+    rates: dict[str, float | None] = {}
+    for key, (system, store) in labels.items():
+        w = windows.get(key)
+        if key in errors or w is None or not w.count:
+            rates[key] = None
+            why = errors.get(key, "not measured")
+            report.add(key=key, system=system, store=store, error=why, **{"ckpts/run": "unavailable"})
+            report.notes.append(f"{system} ({store}): {why}")
+            continue
+        rate = w.count * per_run[key] / w.seconds
         rates[key] = rate
         report.add(
             key=key,
             system=system,
             store=store,
-            runs=runs,
-            seconds=round(secs, 3),
-            **{"runs/s": runs / secs, "steps/s": rate, "ms/step": 1000 / rate, "ckpts/run": ckpts},
+            runs=w.count,
+            seconds=round(w.seconds, 3),
+            **{"runs/s": w.rate, "steps/s": rate, "ms/step": 1000 / rate, "ckpts/run": ckpts.get(key)},
         )
 
-    def failed(key: str, system: str, store: str, why: str) -> None:
-        rates[key] = None
-        report.add(key=key, system=system, store=store, runs=None, error=why, **{"ckpts/run": "unavailable"})
-        report.notes.append(f"{system}: {why}")
-
-    # 1. physical limit -------------------------------------------------------
-    print("measuring: Postgres single-client commit rate ...", file=sys.stderr)
-    fresh_pg_database(pg_url)
-    n, secs = commit_rate(pg_url, seconds)
-    record("pg_commit_limit", "commit limit (INSERT+COMMIT)", "postgres", n, secs, 1, "1 row")
-
-    # 2. LangGraph PostgresSaver ---------------------------------------------
-    print("measuring: LangGraph PostgresSaver ...", file=sys.stderr)
-    fresh_pg_database(pg_url)
-    from langgraph.checkpoint.postgres import PostgresSaver
-    from psycopg import Connection
-    from psycopg.rows import dict_row
-
-    with Connection.connect(pg_url, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
-        saver = PostgresSaver(conn)
-        saver.setup()
-        graph = builder.compile(checkpointer=saver)
-        steps_per_run = chain_steps_per_run(graph, N_NODES)
-        n, secs = chain_loop(graph, seconds)
-        record("langgraph_pg", "LangGraph PostgresSaver", "postgres", n, secs, steps_per_run, steps_per_run)
-
-    # 3. treadle on Postgres -------------------------------------------------
-    if treadle.available:
-        print("measuring: treadle on Postgres ...", file=sys.stderr)
-        fresh_pg_database(pg_url)
-        g = None
-        try:
-            g = treadle.compile(builder, pg_url)
-            ckpts = treadle_history_len(g)
-            n, secs = chain_loop(g, seconds)
-            record("treadle_pg", "treadle", "postgres", n, secs, steps_per_run, ckpts)
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
-            failed("treadle_pg", "treadle", "postgres", f"error: {type(exc).__name__}: {exc}")
-        finally:
-            close_quietly(g)
-    else:
-        failed("treadle_pg", "treadle", "postgres", treadle.reason or "unavailable")
-
-    with scratch_dir() as tmp:
-        # 4. LangGraph SqliteSaver -------------------------------------------
-        print("measuring: LangGraph SqliteSaver ...", file=sys.stderr)
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        sconn = sqlite3.connect(str(tmp / "langgraph.db"), check_same_thread=False)
-        try:
-            saver = SqliteSaver(sconn)
-            saver.setup()
-            sync_mode = sconn.execute("PRAGMA synchronous").fetchone()[0]
-            journal = sconn.execute("PRAGMA journal_mode").fetchone()[0]
-            report.env["sqlite_saver"] = {"journal_mode": journal, "synchronous": sync_mode}
-            graph = builder.compile(checkpointer=saver)
-            sq_steps = chain_steps_per_run(graph, N_NODES)
-            n, secs = chain_loop(graph, seconds)
-            record("langgraph_sqlite", "LangGraph SqliteSaver", "sqlite", n, secs, steps_per_run, sq_steps)
-        finally:
-            sconn.close()
-
-        # 5. treadle on SQLite -----------------------------------------------
-        if treadle.available:
-            print("measuring: treadle on SQLite ...", file=sys.stderr)
-            g = None
-            try:
-                g = treadle.compile(builder, sqlite_url(tmp / "treadle.db"))
-                ckpts = treadle_history_len(g)
-                n, secs = chain_loop(g, seconds)
-                record("treadle_sqlite", "treadle", "sqlite", n, secs, steps_per_run, ckpts)
-            except Exception as exc:  # noqa: BLE001
-                traceback.print_exc()
-                failed("treadle_sqlite", "treadle", "sqlite", f"error: {type(exc).__name__}: {exc}")
-            finally:
-                close_quietly(g)
-        else:
-            failed("treadle_sqlite", "treadle", "sqlite", treadle.reason or "unavailable")
-
-    report.ratio("treadle-PG / LangGraph-PostgresSaver", rates.get("treadle_pg"), rates.get("langgraph_pg"), ">= 2.5")
-    report.ratio("treadle-PG / PG commit limit", rates.get("treadle_pg"), rates.get("pg_commit_limit"), ">= 0.5")
-    report.ratio("treadle-SQLite / LangGraph-SqliteSaver", rates.get("treadle_sqlite"), rates.get("langgraph_sqlite"))
-    report.ratio("LangGraph-PostgresSaver / PG commit limit", rates.get("langgraph_pg"), rates.get("pg_commit_limit"))
+    report.ratio("treadle-PG / LangGraph-PostgresSaver", rates["treadle_pg"], rates["langgraph_pg"], ">= 2.5")
+    report.ratio("treadle-PG / PG commit limit", rates["treadle_pg"], rates["pg_commit_limit"], ">= 0.5")
+    report.ratio("treadle-SQLite / LangGraph-SqliteSaver", rates["treadle_sqlite"], rates["langgraph_sqlite"])
+    report.ratio("LangGraph-PostgresSaver / PG commit limit", rates["langgraph_pg"], rates["pg_commit_limit"])
     report.params["steps_per_run"] = steps_per_run
     pg = report.env["postgres"]
+    sq = report.env["sqlite_saver"]
     report.notes += [
         f"step = one checkpoint committed; a run writes {steps_per_run} (LangGraph's state history for this "
         f"graph: input + __start__ + {N_NODES} nodes); applied to every system",
         "commit limit: one connection, INSERT of one 128-byte row + COMMIT per step",
+        f"{rounds} interleaved round(s) of {seconds / rounds:.1f} s per system; each system has its own fresh "
+        "database / SQLite file",
         f"postgres {pg['server_version']}: fsync={pg['fsync']} synchronous_commit={pg['synchronous_commit']} "
-        f"wal_sync_method={pg['wal_sync_method']}",
-        f"ckpts/run for treadle = len(get_state_history) on one run when treadle offers it",
+        f"wal_sync_method={pg['wal_sync_method']}; SqliteSaver: journal_mode={sq['journal_mode']} "
+        f"synchronous={sq['synchronous']}",
+        "ckpts/run for treadle = len(get_state_history) after one run",
     ]
     report.finish(args.no_json)
     return 0

@@ -115,10 +115,11 @@ def _load_file(target: str) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except BaseException as exc:
+    except KeyboardInterrupt:
         sys.modules.pop(name, None)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
-            raise
+        raise
+    except BaseException as exc:  # SystemExit from a module-level sys.exit() included
+        sys.modules.pop(name, None)
         raise GraphLoadError(f"importing {target} failed: {_summary(exc)}") from exc
     _pickle_by_value(module)
     return module
@@ -159,8 +160,10 @@ def _pickle_by_value(module: ModuleType) -> None:
 def _call_factory(factory: Any, where: str, config: dict[str, Any] | None) -> Any:
     try:
         takes_config = _takes_argument(factory)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # no signature (some builtins): call it bare
         takes_config = False
+    except GraphLoadError as exc:
+        raise GraphLoadError(f"{where}: {exc}") from None
     try:
         result = factory(config if config is not None else {"configurable": {}}) if takes_config \
             else factory()
@@ -180,18 +183,16 @@ async def _await(awaitable: Any) -> Any:
 
 
 def _takes_argument(func: Any) -> bool:
+    """True when ``func`` is called with a config: ``make(config)``, ``make(config=None)``."""
     params = list(inspect.signature(func).parameters.values())
-    positional = [
-        p for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-    ]
-    if not positional:
-        return False
-    first = positional[0]
-    if first.kind is first.VAR_POSITIONAL:
-        return True
-    # ``def make_graph(config=None)`` takes it; ``def make_graph(*, x=1)`` does not.
-    return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if len(required) > 1:
+        raise GraphLoadError(
+            f"a graph factory takes no argument or one config dict; "
+            f"{getattr(func, '__name__', 'it')}() needs {len(required)}"
+        )
+    return bool(required) or len(positional) == 1 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 # --- recognising graphs ---------------------------------------------------------------------
@@ -211,7 +212,8 @@ def _unwrap(graph: Pregel) -> Pregel:
     """The compiled graph under a TreadleGraph, with its NodeProxy wrappers removed.
 
     ``treadle.compile`` wraps every node again; wrapping twice would take two
-    concurrency slots per task and count each failure twice in the breaker.
+    concurrency slots per task and count each failure twice in the breaker. Each
+    node's pool and timeout are kept in its ``{"treadle": {...}}`` metadata.
     """
     from treadle.pools import NodeProxy
 
@@ -221,33 +223,34 @@ def _unwrap(graph: Pregel) -> Pregel:
             if isinstance(sub, Pregel):
                 inner = _unwrap(sub)
                 sub.nodes = inner.nodes
-        if isinstance(node.bound, NodeProxy):
-            node = node.copy({"bound": node.bound.bound})
+        proxy = node.bound
+        if isinstance(proxy, NodeProxy):
+            # Options given as treadle.compile(nodes=...) travel on as node metadata.
+            options = {"pool": proxy.options.pool, "timeout": proxy.options.timeout}
+            metadata = {**(node.metadata or {}), "treadle": options}
+            node = node.copy({"bound": proxy.bound, "metadata": metadata})
         nodes[name] = node
     return graph.copy({"nodes": nodes})
 
 
-def _graph_like_names(module: ModuleType) -> list[str]:
-    """Public names in ``module`` that could be given after the ``:``."""
-    names = []
-    for name, value in vars(module).items():
-        if name.startswith("_") or isinstance(value, ModuleType):
-            continue
-        if _as_graph_quiet(value) or (
-            inspect.isfunction(value) and getattr(value, "__module__", None) == module.__name__
-        ):
-            names.append(name)
-    return names
+def _graph_like_names(module: ModuleType, limit: int = 10) -> list[str]:
+    """Names in ``module`` that could go after the ``:``: its graphs, else its functions."""
+    from treadle.runtime import TreadleGraph
 
-
-def _as_graph_quiet(value: Any) -> bool:
-    try:
-        return isinstance(value, (StateGraph, Pregel)) or type(value).__name__ == "TreadleGraph"
-    except Exception:  # noqa: BLE001
-        return False
+    public = [(k, v) for k, v in vars(module).items() if not k.startswith("_")]
+    graphs = [k for k, v in public if isinstance(v, (StateGraph, Pregel, TreadleGraph))]
+    if graphs:
+        return graphs[:limit]
+    functions = [
+        k for k, v in public
+        if inspect.isfunction(v) and getattr(v, "__module__", None) == module.__name__
+    ]
+    return functions[:limit]
 
 
 def _a(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"a class ({obj.__name__})"
     name = type(obj).__name__
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 

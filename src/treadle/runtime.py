@@ -141,7 +141,9 @@ class TreadleGraph:
                 self._extra_stores[url] = (backend, TreadleSaver(backend))
             return self._extra_stores[url][1]
 
-    def _config(self, config: RunnableConfig | None, *, run: bool) -> RunnableConfig:
+    def _config(
+        self, config: RunnableConfig | None, *, run: bool, is_async: bool = False
+    ) -> RunnableConfig:
         cfg: dict[str, Any] = dict(config or {})
         conf: dict[str, Any] = dict(cfg.get("configurable") or {})
         for key in _LIFTED:
@@ -172,9 +174,10 @@ class TreadleGraph:
                 raise ConfigError("max_workers must be a positive integer")
             limits = RunLimits(max_workers or self.settings.max_workers, self.settings)
             conf[LIMITS_KEY] = limits
-            # LangGraph's own executor must not be the bottleneck: size it to our bound.
-            cfg.setdefault("max_concurrency", (max_workers or self.settings.max_workers
-                                               or self.settings.thread_workers) + 8)
+            # LangGraph's own executor must not be the bottleneck: size it to our bound
+            # (plus room for its checkpoint writes, which share that executor).
+            default = self.settings.async_workers if is_async else self.settings.thread_workers
+            cfg.setdefault("max_concurrency", (max_workers or self.settings.max_workers or default) + 8)
             conf[EPOCH_KEY] = self._claim(saver, str(conf["thread_id"]))
         elif "thread_id" not in conf:
             raise ConfigError("this call needs a thread: pass thread_id (top level or configurable)")
@@ -197,7 +200,8 @@ class TreadleGraph:
         return self.graph.invoke(input, self._config(config, run=True), **self._kwargs(kwargs))
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await self.graph.ainvoke(input, self._config(config, run=True), **self._kwargs(kwargs))
+        cfg = self._config(config, run=True, is_async=True)
+        return await self.graph.ainvoke(input, cfg, **self._kwargs(kwargs))
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
         return self.graph.stream(input, self._config(config, run=True), **self._kwargs(kwargs))
@@ -205,10 +209,12 @@ class TreadleGraph:
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        return self.graph.astream(input, self._config(config, run=True), **self._kwargs(kwargs))
+        cfg = self._config(config, run=True, is_async=True)
+        return self.graph.astream(input, cfg, **self._kwargs(kwargs))
 
     def astream_events(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self.graph.astream_events(input, self._config(config, run=True), **kwargs)
+        cfg = self._config(config, run=True, is_async=True)
+        return self.graph.astream_events(input, cfg, **self._kwargs(kwargs))
 
     def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> Any:
         return self.graph.get_state(self._config(config, run=False), subgraphs=subgraphs)

@@ -1,0 +1,14 @@
+# treadle developer tasks.
+
+PYTHON ?= python
+export PYTHONPATH := $(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: bench bench-quick
+
+## bench: full benchmark suite (chain, concurrent, fanout); needs Postgres, see bench/README.md
+bench:
+	$(PYTHON) -m bench
+
+## bench-quick: the same benchmarks at smaller sizes / shorter windows
+bench-quick:
+	$(PYTHON) -m bench --quick

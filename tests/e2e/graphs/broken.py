@@ -1,0 +1,3 @@
+"""Fixture: importing this file fails."""
+
+raise RuntimeError("broken on purpose\nsecond line")
