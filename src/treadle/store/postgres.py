@@ -5,7 +5,8 @@ dedicated connection. A batch is sent as one pipeline — ``BEGIN``, one prepare
 statement per operation, ``COMMIT`` — so it costs a single network round trip and a
 single commit however many operations it holds. (The writer connection runs in
 autocommit mode and opens its transactions itself: with ``autocommit=False`` psycopg
-would sync on the implicit ``BEGIN``, a second round trip per batch.)
+syncs the pipeline on its implicit ``BEGIN`` and again on ``commit()``, three round
+trips per batch instead of one.)
 
 Reads use a ``psycopg_pool.ConnectionPool``; a checkpoint with its blobs and pending
 writes is one query. Options in the URL query, removed before connecting:
@@ -104,14 +105,20 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _int_option(options: dict[str, str], key: str, default: int, minimum: int) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number_option(
+    options: dict[str, str], key: str, default: N, kind: type[N], minimum: N
+) -> N:
     raw = options.get(key)
     if raw is None:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{key} must be {'an integer' if kind is int else 'a number'}, "
+                          f"got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{key} must be at least {minimum}, got {value}")
     return value
@@ -140,18 +147,21 @@ class PostgresStore(Store):
 
         self.url = url
         self._conninfo, options = postgres_options(url)
-        params = conninfo_to_dict(self._conninfo)
+        try:
+            params = conninfo_to_dict(self._conninfo)
+        except psycopg.Error as exc:
+            raise ConfigError(f"bad PostgreSQL URL {_redact(url)!r}: {_one_line(exc)}") from exc
         self._where = self._describe(params)
-        self._pool_min = _int_option(options, "pool_min", 1, 0)
-        self._pool_max = _int_option(options, "pool_max", 16, 1)
+        self._pool_min = _number_option(options, "pool_min", 1, int, 0)
+        self._pool_max = _number_option(options, "pool_max", 16, int, 1)
         if self._pool_max < self._pool_min:
             raise ConfigError(f"pool_max ({self._pool_max}) is below pool_min ({self._pool_min})")
-        self._pool_timeout = float(_int_option(options, "pool_timeout", 30, 1))
+        self._pool_timeout = _number_option(options, "pool_timeout", 30.0, float, 0.001)
         raw_prepare = options.get("prepare_threshold", "0")
         self._prepare: int | None = (
             None
             if raw_prepare.lower() in ("none", "off", "")
-            else _int_option(options, "prepare_threshold", 0, 0)
+            else _number_option(options, "prepare_threshold", 0, int, 0)
         )
         self._kwargs: dict[str, Any] = {"prepare_threshold": self._prepare}
         if "connect_timeout" not in params:
@@ -252,7 +262,13 @@ class PostgresStore(Store):
                     return fn(conn)
             except psycopg.Error as exc:
                 if attempt == 1 and _dead(exc):
-                    continue  # the pool dropped the broken connection; take another
+                    # The server dropped us (restart, failover): the pool has discarded
+                    # this connection; weed out its idle siblings too, then retry.
+                    try:
+                        self._pool.check()
+                    except psycopg.Error:
+                        pass
+                    continue
                 raise self._translate(exc, doing) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -284,9 +300,9 @@ class PostgresStore(Store):
 
     @staticmethod
     def _statement(op: WriteOp) -> tuple[str, dict[str, Any]]:
-        fenced = op.epoch is not None
+        fenced = op.token is not None
         if isinstance(op, ClaimThread):
-            return q.CLAIM_THREAD, {"thread_id": op.thread_id}
+            return q.CLAIM_THREAD, {"thread_id": op.thread_id, "token": op.token}
         if isinstance(op, PutCheckpoint):
             r = op.row
             params: dict[str, Any] = {
@@ -307,7 +323,7 @@ class PostgresStore(Store):
                 "blobs": [b.blob for b in op.blobs],
             }
             if fenced:
-                params["epoch"] = Int8(op.epoch)
+                params["token"] = op.token
             return (q.PUT_CHECKPOINT_FENCED if fenced else q.PUT_CHECKPOINT), params
         if isinstance(op, PutWrites):
             rows = op.rows
@@ -327,7 +343,7 @@ class PostgresStore(Store):
                 "task_paths": [w.task_path for w in rows],
             }
             if fenced:
-                params["epoch"] = Int8(op.epoch)
+                params["token"] = op.token
                 sql = q.PUT_WRITES_REPLACE_FENCED if op.upsert else q.PUT_WRITES_KEEP_FENCED
             else:
                 sql = q.PUT_WRITES_REPLACE if op.upsert else q.PUT_WRITES_KEEP
@@ -338,10 +354,11 @@ class PostgresStore(Store):
     def _result(op: WriteOp, cur: psycopg.Cursor[Any]) -> Any:
         if isinstance(op, ClaimThread):
             return cur.fetchone()[0]  # type: ignore[index]
-        if op.epoch is not None:
-            current = cur.fetchone()[0]  # type: ignore[index]
-            if current != op.epoch:
-                return FencedWriteError(op.thread_id, op.epoch, current)
+        if op.token is not None:
+            # The thread's row as the write saw it; none if it was never claimed.
+            epoch, owner = cur.fetchone() or (0, None)
+            if owner != op.token:
+                return FencedWriteError(op.thread_id, epoch)
         return None
 
     # --- reads -------------------------------------------------------------------
@@ -400,8 +417,14 @@ class PostgresStore(Store):
             where.append(q.LIST_WHERE_BEFORE)
             params.append(before)
         if filter:
-            where.append(q.LIST_WHERE_METADATA)
-            params.append(_metadata_json(json.dumps(filter, default=str)))
+            present = {str(k): v for k, v in filter.items() if v is not None}
+            if present:
+                where.append(q.LIST_WHERE_METADATA)
+                params.append(_metadata_json(json.dumps(present, default=str)))
+            for key, value in filter.items():
+                if value is None:
+                    where.append(q.LIST_WHERE_METADATA_NULL)
+                    params.append(str(key))
         sql = q.LIST_HEAD
         if where:
             sql += " WHERE " + " AND ".join(where)

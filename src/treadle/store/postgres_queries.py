@@ -6,11 +6,13 @@ statement with the rows passed as arrays and ``unnest``-ed server side. The writ
 pipelines a whole batch (``BEGIN``, one statement per operation, ``COMMIT``) in one
 network round trip.
 
-Fenced variants read the thread's epoch ``FOR SHARE`` inside the statement and only
-write when it matches the writer's; they return the epoch they saw so the caller can
-tell a refused write from an applied one. The share lock is held to the end of the
-batch transaction, so a concurrent claim (which updates the row) waits for the batch
-instead of slipping in between the check and the write.
+Fenced variants (the operation carries a claim token) read the thread's epoch and
+owner ``FOR SHARE`` inside the statement and only write when the owner is the
+writer's token; they return the epoch and owner they saw, so the caller can tell a
+refused write from an applied one. The share lock is held to the end of the batch
+transaction, so a concurrent claim (which updates the row) waits for the batch instead
+of slipping in between the check and the write. Each statement sees the effects of
+the earlier ones in its batch: a write queued behind a claim is checked against it.
 """
 
 # --- migrations ----------------------------------------------------------------
@@ -37,27 +39,27 @@ ROLLBACK = "ROLLBACK"
 # --- threads & fencing ------------------------------------------------------------
 
 CLAIM_THREAD = """
-INSERT INTO treadle_threads (thread_id, epoch) VALUES (%(thread_id)s, 1)
+INSERT INTO treadle_threads (thread_id, epoch, owner) VALUES (%(thread_id)s, 1, %(token)s)
 ON CONFLICT (thread_id) DO UPDATE SET
     epoch = treadle_threads.epoch + 1,
+    owner = EXCLUDED.owner,
     updated_at = now()
 RETURNING epoch"""
 THREAD_EPOCH = "SELECT epoch FROM treadle_threads WHERE thread_id = %s"
 
-# Prefix of a fenced write: ``cur`` holds the thread's epoch (0 without a row), read
-# under a share lock; ``ok`` has one row when the writer's epoch matches, else none.
+# Prefix of a fenced write: ``cur`` is the thread's row (none if the thread was never
+# claimed), read under a share lock; ``ok`` has one row when the writer's token owns
+# the thread, else none.
 _FENCED = """
 WITH cur AS (
-    SELECT coalesce(
-        (SELECT epoch FROM treadle_threads WHERE thread_id = %(thread_id)s FOR SHARE), 0
-    ) AS epoch
+    SELECT epoch, owner FROM treadle_threads WHERE thread_id = %(thread_id)s FOR SHARE
 ), ok AS (
-    SELECT FROM cur WHERE cur.epoch = %(epoch)s::bigint
+    SELECT FROM cur WHERE cur.owner = %(token)s
 )"""
-_FENCED_RESULT = "\nSELECT epoch FROM cur"
+_FENCED_RESULT = "\nSELECT epoch, owner FROM cur"
 # Prefix of an unfenced write: ``ok`` always has one row.
 _UNFENCED = "\nWITH ok AS (SELECT)"
-_UNFENCED_RESULT = "\nSELECT NULL::bigint"
+_UNFENCED_RESULT = "\nSELECT NULL::bigint, NULL::text"
 
 _PUT_CHECKPOINT_BODY = """,
 touch AS (
@@ -175,6 +177,8 @@ LIST_WHERE_THREAD = "thread_id = %s"
 LIST_WHERE_NS = "checkpoint_ns = %s"
 LIST_WHERE_BEFORE = "checkpoint_id < %s"
 LIST_WHERE_METADATA = "metadata @> %s::jsonb"
+# A filter value of None matches a null or a missing key, as with SQLite's json_extract.
+LIST_WHERE_METADATA_NULL = "coalesce(metadata -> %s::text, 'null'::jsonb) = 'null'::jsonb"
 LIST_ORDER = " ORDER BY checkpoint_id DESC"
 LIST_LIMIT = " LIMIT %s"
 LIST_TAIL = "\n" + _RECORD_TAIL
@@ -192,8 +196,10 @@ ORDER BY t.updated_at DESC LIMIT %s"""
 
 # --- maintenance (thread ids and run ids are passed as arrays) ------------------------
 
-# Deleting a thread also bumps its epoch, fencing any writer still running on it.
-FENCE_THREADS = "UPDATE treadle_threads SET epoch = epoch + 1 WHERE thread_id = ANY(%s::text[])"
+# Deleting a thread also bumps its epoch and drops its owner, fencing any writer still
+# running on it.
+FENCE_THREADS = """
+UPDATE treadle_threads SET epoch = epoch + 1, owner = NULL WHERE thread_id = ANY(%s::text[])"""
 DELETE_THREADS_WRITES = "DELETE FROM treadle_writes WHERE thread_id = ANY(%s::text[])"
 DELETE_THREADS_BLOBS = "DELETE FROM treadle_blobs WHERE thread_id = ANY(%s::text[])"
 DELETE_THREADS_CHECKPOINTS = "DELETE FROM treadle_checkpoints WHERE thread_id = ANY(%s::text[])"

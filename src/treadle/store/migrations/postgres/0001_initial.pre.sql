@@ -1,16 +1,17 @@
--- treadle schema v1 (PostgreSQL): threads with fencing epochs, checkpoints, channel blobs, task writes.
+-- treadle schema v1 (PostgreSQL): threads with fencing epochs and owner tokens, checkpoints, channel blobs, task writes.
 -- "pre": safe to apply before new code rolls out (only adds objects).
 CREATE TABLE IF NOT EXISTS treadle_threads (
     thread_id   TEXT PRIMARY KEY,
     epoch       BIGINT NOT NULL DEFAULT 0,
+    owner       TEXT,
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS treadle_checkpoints (
     thread_id            TEXT NOT NULL,
     checkpoint_ns        TEXT NOT NULL DEFAULT '',
-    checkpoint_id        TEXT NOT NULL,
-    parent_checkpoint_id TEXT,
+    checkpoint_id        TEXT COLLATE "C" NOT NULL,
+    parent_checkpoint_id TEXT COLLATE "C",
     run_id               TEXT,
     type                 TEXT NOT NULL,
     checkpoint           BYTEA NOT NULL,
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS treadle_blobs (
 CREATE TABLE IF NOT EXISTS treadle_writes (
     thread_id     TEXT NOT NULL,
     checkpoint_ns TEXT NOT NULL DEFAULT '',
-    checkpoint_id TEXT NOT NULL,
+    checkpoint_id TEXT COLLATE "C" NOT NULL,
     task_id       TEXT NOT NULL,
     idx           INTEGER NOT NULL,
     channel       TEXT NOT NULL,

@@ -1,0 +1,177 @@
+"""Fixtures shared by every test folder.
+
+PostgreSQL: ``pg_url`` is the URL of a fresh, empty database, dropped after the test.
+The server is ``TREADLE_TEST_PG_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``);
+if it cannot be reached and ``initdb``/``pg_ctl`` are installed, a throwaway cluster is
+started for the session. With neither, tests needing PostgreSQL skip — or fail when
+``CI=true``, so a CI job can never pass without running them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pg_error(url: str) -> str | None:
+    """None if ``url`` accepts connections, else why not."""
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
+
+
+def _pg_bindir() -> Path | None:
+    """A directory holding both initdb and pg_ctl: PATH first, then Debian's layout."""
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(found).parent
+    for bindir in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if (Path(bindir) / "initdb").exists() and (Path(bindir) / "pg_ctl").exists():
+            return Path(bindir)
+    return None
+
+
+class _ThrowawayCluster:
+    """A PostgreSQL cluster in a temporary directory on a free port, for one session."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="treadle-pg-"))
+        self.data = self.dir / "data"
+        self.user: str | None = None
+        if os.geteuid() == 0:  # postgres refuses to run as root
+            import pwd
+
+            for name in ("postgres", "nobody"):
+                try:
+                    entry = pwd.getpwnam(name)
+                except KeyError:
+                    continue
+                self.user = name
+                os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+                break
+            else:
+                raise RuntimeError("running as root and no 'postgres' or 'nobody' user to run as")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *cmd: str) -> None:
+        argv = [str(self.bindir / cmd[0]), *cmd[1:]]
+        if self.user is not None:
+            if shutil.which("runuser"):
+                argv = ["runuser", "-u", self.user, "--", *argv]
+            else:
+                argv = ["su", self.user, "-s", "/bin/sh", "-c", shlex.join(argv)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=self.dir)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:1])} failed: {done.stderr.strip() or done.stdout}")
+
+    def start(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                  "-E", "UTF8", "--no-locale", "--no-sync")
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c full_page_writes=off")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"),
+                  "-o", options, "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a reachable PostgreSQL server (its maintenance database)."""
+    url = os.environ.get("TREADLE_TEST_PG_URL") or DEFAULT_PG_URL
+    error = _pg_error(url)
+    if error is None:
+        yield url
+        return
+    reasons = [f"{url.split('@')[-1]} is unreachable ({error})"]
+    bindir = _pg_bindir()
+    if bindir is None:
+        reasons.append("no initdb/pg_ctl found in PATH or /usr/lib/postgresql/*/bin")
+    else:
+        cluster = _ThrowawayCluster(bindir)
+        try:
+            cluster.start()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            cluster.stop()
+            reasons.append(f"starting a throwaway cluster failed: {exc}")
+        else:
+            try:
+                yield cluster.url
+            finally:
+                cluster.stop()
+            return
+    message = "PostgreSQL tests need a server: " + "; ".join(reasons) + (
+        ". Set TREADLE_TEST_PG_URL or install PostgreSQL."
+    )
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database on the test server; dropped after the test.
+
+    Falls back to a fresh schema (via ``options=-csearch_path=...``) when the
+    server's user may not create databases.
+    """
+    import psycopg
+    from psycopg import sql
+
+    name = f"treadle_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        try:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.InsufficientPrivilege:
+            schema = True
+            admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        else:
+            schema = False
+    if schema:
+        parts = urlsplit(pg_server_url)
+        query = "&".join(filter(None, [parts.query, f"options=-csearch_path%3D{name}"]))
+        url = urlunsplit(parts._replace(query=query))
+    else:
+        url = _with_dbname(pg_server_url, name)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            if schema:
+                admin.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+                )
+            else:
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )

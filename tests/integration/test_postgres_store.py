@@ -1,0 +1,572 @@
+"""PostgresStore against a real server: conformance, fencing, migrations, failures."""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import psycopg
+import pytest
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import (
+    BASE_CAPABILITIES,
+    EXTENDED_CAPABILITIES,
+)
+from langgraph.checkpoint.conformance.report import ProgressCallbacks
+from langgraph.graph import START, StateGraph
+
+import treadle
+from treadle.checkpointer import TreadleSaver
+from treadle.errors import (
+    ConfigError,
+    FencedWriteError,
+    SchemaError,
+    StoreError,
+    StoreUnavailableError,
+)
+from treadle.store import open_store
+from treadle.store.base import (
+    BlobRow,
+    CheckpointRow,
+    ClaimThread,
+    PutCheckpoint,
+    PutWrites,
+    WriteRow,
+)
+from treadle.store.migrate import load_migrations
+from treadle.store.postgres import PostgresStore
+
+pytestmark = pytest.mark.postgres
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+# --- helpers -----------------------------------------------------------------------
+
+
+def _checkpoint(thread_id: str, checkpoint_id: str, *, token: str | None = None,
+                run_id: str | None = None, ns: str = "", source: str = "loop") -> PutCheckpoint:
+    version = f"v-{checkpoint_id}"
+    row = CheckpointRow(
+        thread_id=thread_id, checkpoint_ns=ns, checkpoint_id=checkpoint_id,
+        parent_checkpoint_id=None, run_id=run_id, type="json", checkpoint=b"{}",
+        channel_versions=json.dumps({"state": version}), metadata_type="json",
+        metadata_blob=b"{}", metadata=json.dumps({"source": source, "step": 1}),
+    )
+    return PutCheckpoint(thread_id, row=row, blobs=[BlobRow("state", version, "json", b"1")],
+                         token=token)
+
+
+def _writes(thread_id: str, checkpoint_id: str, task_id: str, *, token: str | None = None,
+            ns: str = "") -> PutWrites:
+    return PutWrites(thread_id, checkpoint_ns=ns, checkpoint_id=checkpoint_id, upsert=False,
+                     token=token,
+                     rows=[WriteRow(task_id=task_id, idx=0, channel="ch", type="json", blob=b"1")])
+
+
+def _record_batches(store: PostgresStore) -> list[int]:
+    """Sizes of the batches the store's writer applies from now on."""
+    sizes: list[int] = []
+    committer = store._committer
+    assert committer is not None
+    apply = committer._apply
+
+    def recording(conn: Any, ops: list[Any]) -> list[Any]:
+        sizes.append(len(ops))
+        return apply(conn, ops)
+
+    committer._apply = recording  # type: ignore[method-assign]
+    return sizes
+
+
+@contextmanager
+def _writer_held(store: PostgresStore, url: str) -> Iterator[None]:
+    """Keep the writer stuck in a commit: everything submitted inside forms one batch.
+
+    A fenced write to a gate thread waits on a row lock held by another connection;
+    the operations queued meanwhile are committed together once the lock is released.
+    """
+    store.claim_thread("gate", "gate-token")
+    blocker = psycopg.connect(url)
+    gate: Future[Any] | None = None
+    try:
+        blocker.execute("SELECT 1 FROM treadle_threads WHERE thread_id = 'gate' FOR UPDATE")
+        gate = store.submit(_writes("gate", "g", "gate-task", token="gate-token"))
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 30
+            while not watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the writer never reached the gate lock"
+                time.sleep(0.01)
+        yield
+    finally:
+        blocker.commit()
+        blocker.close()
+        if gate is not None:
+            assert gate.result(30) is None
+
+
+# --- conformance -------------------------------------------------------------------------
+
+
+async def test_langgraph_checkpointer_conformance(pg_url: str) -> None:
+    @checkpointer_test(name="treadle-postgres")
+    async def saver() -> Any:
+        store = open_store(pg_url)
+        try:
+            yield TreadleSaver(store)
+        finally:
+            store.close()
+
+    report = await validate(saver, progress=ProgressCallbacks.quiet())
+    failures = {name: r.failures for name, r in report.results.items() if r.passed is not True}
+    assert report.passed_all_base(), failures
+    for cap in EXTENDED_CAPABILITIES:
+        result = report.results.get(cap.value)
+        assert result is not None and result.detected and result.passed is True, (cap, failures)
+    assert len(BASE_CAPABILITIES | EXTENDED_CAPABILITIES) == 8
+    assert report.conformance_level() == "FULL", failures
+
+
+# --- fencing -------------------------------------------------------------------------------
+
+
+def test_claims_raise_the_epoch_and_stale_writes_fail_alone(pg_store: PostgresStore,
+                                                             pg_url: str) -> None:
+    store = pg_store
+    assert store.claim_thread("t", "tok-1") == 1
+    assert store.claim_thread("t", "tok-2") == 2
+    assert store.thread_epoch("t") == 2
+
+    batches = _record_batches(store)
+    with _writer_held(store, pg_url):
+        stale = store.submit(_checkpoint("t", "c1", token="tok-1"))
+        fresh_writes = store.submit(_writes("t", "c2", "task-a", token="tok-2"))
+        fresh = store.submit(_checkpoint("t", "c2", token="tok-2"))
+        unfenced = store.submit(_checkpoint("elsewhere", "c1"))
+
+    with pytest.raises(FencedWriteError) as info:
+        stale.result(10)
+    assert info.value.thread_id == "t" and info.value.current_epoch == 2
+    assert "another execution has claimed" in str(info.value)
+    assert fresh_writes.result(10) is None
+    assert fresh.result(10) is None
+    assert unfenced.result(10) is None
+    assert batches[-1] == 4  # all four were one transaction
+
+    # Nothing of the stale writer landed; everything of the others did.
+    assert store.get_checkpoint("t", "", "c1") is None
+    latest = store.get_checkpoint("t", "", None)
+    assert latest is not None and latest.row.checkpoint_id == "c2"
+    assert [w.task_id for w in latest.writes] == ["task-a"]
+    assert [(b.channel, b.version) for b in latest.blobs] == [("state", "v-c2")]
+    assert store.get_checkpoint("elsewhere", "", None) is not None
+
+
+def test_a_claim_fences_writes_queued_behind_it_in_the_same_batch(pg_store: PostgresStore,
+                                                                   pg_url: str) -> None:
+    store = pg_store
+    store.claim_thread("t", "tok-1")
+    batches = _record_batches(store)
+    with _writer_held(store, pg_url):
+        before = store.submit(_writes("t", "c1", "task-a", token="tok-1"))
+        claim = store.submit(ClaimThread("t", token="tok-2"))
+        late = store.submit(_writes("t", "c1", "task-b", token="tok-1"))
+        new_owner = store.submit(_writes("t", "c1", "task-c", token="tok-2"))
+    assert before.result(10) is None
+    assert claim.result(10) == 2
+    with pytest.raises(FencedWriteError):
+        late.result(10)
+    assert new_owner.result(10) is None
+    assert batches[-1] == 4  # all four were one transaction
+    record = store.get_checkpoint("t", "", "c1")
+    assert record is None  # writes only; their rows are still there:
+    rows = list(store._with_conn("test", lambda c: c.execute(
+        "SELECT task_id FROM treadle_writes WHERE thread_id = 't' ORDER BY task_id").fetchall()))
+    assert [r[0] for r in rows] == ["task-a", "task-c"]
+
+
+def test_a_failing_operation_fails_alone(pg_store: PostgresStore, pg_url: str) -> None:
+    store = pg_store
+    bad_client_side = _writes("t\x00nul", "c1", "x")  # text cannot hold NUL: refused by psycopg
+    bad_server_side = _checkpoint("t", "c-bad")
+    bad_server_side.row.channel_versions = "not json"  # refused by the server's jsonb parser
+    batches = _record_batches(store)
+    with _writer_held(store, pg_url):
+        good_1 = store.submit(_checkpoint("t", "c1"))
+        bad_1 = store.submit(bad_client_side)
+        bad_2 = store.submit(bad_server_side)
+        good_2 = store.submit(_writes("t", "c1", "task"))
+    assert good_1.result(10) is None and good_2.result(10) is None
+    for bad in (bad_1, bad_2):
+        with pytest.raises(StoreError):
+            bad.result(10)
+    assert batches[-5:] == [4, 1, 1, 1, 1]  # the batch failed, then each op ran on its own
+    record = store.get_checkpoint("t", "", None)
+    assert record is not None and record.row.checkpoint_id == "c1"
+    assert [w.task_id for w in record.writes] == ["task"]
+    # The writer connection is still usable afterwards.
+    assert store.submit(_checkpoint("t", "c2")).result(10) is None
+
+
+def test_writes_need_a_claim_and_unfenced_writes_are_accepted(pg_store: PostgresStore) -> None:
+    store = pg_store
+    with pytest.raises(FencedWriteError) as info:  # never claimed: no owner
+        store.submit(_writes("unclaimed", "c1", "x", token="tok")).result(10)
+    assert info.value.current_epoch == 0
+    store.claim_thread("t", "tok")
+    assert store.submit(_writes("t", "c1", "x")).result(10) is None  # direct saver use
+    assert store.submit(_checkpoint("t", "c1")).result(10) is None
+
+
+def test_delete_thread_fences_its_running_writer(pg_store: PostgresStore) -> None:
+    store = pg_store
+    assert store.claim_thread("t", "tok") == 1
+    store.submit(_checkpoint("t", "c1", token="tok")).result(10)
+    store.delete_thread("t")
+    assert store.thread_epoch("t") == 2
+    assert store.get_checkpoint("t", "", None) is None
+    with pytest.raises(FencedWriteError):
+        store.submit(_checkpoint("t", "c2", token="tok")).result(10)
+    assert store.get_checkpoint("t", "", None) is None
+
+
+def test_stale_graph_execution_cannot_write(pg_url: str) -> None:
+    class S(TypedDict):
+        log: Annotated[list[str], operator.add]
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow(s: S) -> dict:
+        started.set()
+        release.wait(10)
+        return {"log": ["from-A"]}
+
+    a_builder = StateGraph(S)
+    a_builder.add_node("step", slow)
+    a_builder.add_edge(START, "step")
+    a = treadle.compile(a_builder, store=pg_url)
+    b_builder = StateGraph(S)
+    b_builder.add_node("step", lambda s: {"log": ["from-B"]})
+    b_builder.add_edge(START, "step")
+    b = treadle.compile(b_builder, store=pg_url)
+    errors: list[BaseException] = []
+
+    def run_a() -> None:
+        try:
+            a.invoke({"log": []}, {"thread_id": "shared"})
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    try:
+        t = threading.Thread(target=run_a)
+        t.start()
+        assert started.wait(10)
+        assert b.invoke({"log": []}, {"thread_id": "shared"}) == {"log": ["from-B"]}
+        release.set()
+        t.join(10)
+        assert len(errors) == 1 and isinstance(errors[0], FencedWriteError), errors
+        assert b.get_state({"thread_id": "shared"}).values == {"log": ["from-B"]}
+    finally:
+        release.set()
+        a.close()
+        b.close()
+
+
+# --- reads and maintenance -------------------------------------------------------------------
+
+
+def test_round_trip_list_filter_and_maintenance(pg_store: PostgresStore) -> None:
+    store = pg_store
+    store.claim_thread("t", "tok")
+    for i, run in ((1, "run-1"), (2, "run-1"), (3, "run-2")):
+        store.submit(_writes("t", f"c{i}", f"task-{i}", token="tok")).result(10)
+        store.submit(_checkpoint("t", f"c{i}", token="tok", run_id=run,
+                                 source="input" if i == 1 else "loop")).result(10)
+
+    assert [r.row.checkpoint_id for r in store.list_checkpoints("t", "")] == ["c3", "c2", "c1"]
+    assert [r.row.checkpoint_id for r in store.list_checkpoints("t", None, limit=1)] == ["c3"]
+    older = store.list_checkpoints("t", "", before="c3")
+    assert [r.row.checkpoint_id for r in older] == ["c2", "c1"]
+    assert [r.row.checkpoint_id
+            for r in store.list_checkpoints(None, None, filter={"source": "input"})] == ["c1"]
+    assert list(store.list_checkpoints("t", "", filter={"source": "nowhere"})) == []
+    (info,) = store.list_threads()
+    assert (info.thread_id, info.epoch, info.checkpoints) == ("t", 1, 3)
+    assert info.latest_checkpoint_id == "c3"
+
+    store.copy_thread("t", "t-copy")
+    copied = store.get_checkpoint("t-copy", "", "c2")
+    assert copied is not None and [w.task_id for w in copied.writes] == ["task-2"]
+    assert copied.blobs and copied.blobs[0].blob == b"1"
+
+    store.delete_for_runs(["run-2"])  # the copy carries the run ids too
+    assert [r.row.checkpoint_id for r in store.list_checkpoints("t", "")] == ["c2", "c1"]
+    assert [r.row.checkpoint_id for r in store.list_checkpoints("t-copy", "")] == ["c2", "c1"]
+
+    store.prune(["t-copy"], "keep_latest")
+    kept = list(store.list_checkpoints("t-copy", None))
+    assert [r.row.checkpoint_id for r in kept] == ["c2"]
+    assert kept[0].blobs and kept[0].writes
+    blobs = store._with_conn("test", lambda c: c.execute(
+        "SELECT thread_id, version FROM treadle_blobs ORDER BY 1, 2").fetchall())
+    assert [tuple(b) for b in blobs] == [
+        ("t", "v-c1"), ("t", "v-c2"), ("t", "v-c3"), ("t-copy", "v-c2")]
+    store.prune(["t-copy"], "delete")
+    assert list(store.list_checkpoints("t-copy", None)) == []
+    with pytest.raises(ConfigError):
+        store.prune(["t"], "shred")
+
+
+def _scenario(store: Any) -> list[Any]:
+    """Drive a store through every operation; return what an observer would see."""
+    seen: list[Any] = []
+
+    def outcome(op: Any) -> Any:
+        try:
+            return store.submit(op).result(10)
+        except FencedWriteError as exc:
+            return ("fenced", exc.current_epoch)
+
+    def dump(thread_id: str) -> list[Any]:
+        return [
+            (r.row.checkpoint_ns, r.row.checkpoint_id, r.row.run_id,
+             sorted((b.channel, b.version, b.blob) for b in r.blobs),
+             [(w.task_id, w.idx, w.channel, w.blob, w.task_path) for w in r.writes])
+            for r in store.list_checkpoints(thread_id, None)
+        ]
+
+    def rows(*spec: tuple[str, int, bytes]) -> list[WriteRow]:
+        return [WriteRow(task_id=t, idx=i, channel=f"ch{i}", type="json", blob=b, task_path="p")
+                for t, i, b in spec]
+
+    seen.append(store.claim_thread("t", "tok-1"))
+    seen.append(outcome(_writes("t", "c1", "early", token="tok-0")))
+    seen.append(outcome(_checkpoint("t", "c1", token="tok-1", run_id="r1")))
+    seen.append(outcome(_checkpoint("t", "c1-sub", ns="sub", token="tok-1", run_id="r1")))
+    # Regular writes keep the first value of a key, special ones (upsert) the last.
+    seen.append(outcome(PutWrites("t", checkpoint_ns="", checkpoint_id="c1", upsert=False,
+                                  token="tok-1", rows=rows(("a", 0, b"1"), ("a", 0, b"2")))))
+    seen.append(outcome(PutWrites("t", checkpoint_ns="", checkpoint_id="c1", upsert=False,
+                                  token="tok-1", rows=rows(("a", 0, b"3"), ("a", 1, b"4")))))
+    seen.append(outcome(PutWrites("t", checkpoint_ns="", checkpoint_id="c1", upsert=True,
+                                  token="tok-1", rows=rows(("b", -1, b"5"), ("b", -1, b"6")))))
+    seen.append(outcome(PutWrites("t", checkpoint_ns="", checkpoint_id="c1", upsert=True,
+                                  token="tok-1", rows=rows(("b", -1, b"7")))))
+    seen.append(outcome(_checkpoint("t", "c2", token="tok-1", run_id="r2")))
+    seen.append(outcome(_writes("t", "c2", "task", token="tok-1")))
+    seen.append(store.claim_thread("t", "tok-2"))
+    seen.append(outcome(_checkpoint("t", "c3", token="tok-1", run_id="r2")))
+    seen.append(outcome(_checkpoint("t", "c3", token="tok-2", run_id="r3")))
+    seen.append(outcome(_checkpoint("t", "c4")))  # unfenced
+    seen.append(dump("t"))
+    for query in ({"source": "loop"}, {"source": "loop", "step": 1}, {"source": "input"},
+                  {"missing": None}, {"source": None}, {"step": 2}):
+        seen.append([r.row.checkpoint_id for r in store.list_checkpoints("t", None, filter=query)])
+    store.copy_thread("t", "u")
+    seen.append(dump("u"))
+    store.delete_for_runs(["r2"])
+    seen.append((dump("t"), dump("u")))
+    store.prune(["u"], "keep_latest")
+    seen.append(dump("u"))
+    seen.append([(i.thread_id, i.epoch, i.checkpoints, i.latest_checkpoint_id)
+                 for i in sorted(store.list_threads(), key=lambda i: i.thread_id)])
+    store.prune(["u"], "delete")
+    store.delete_thread("t")
+    seen.append((dump("t"), dump("u"), store.thread_epoch("t"), store.thread_epoch("u")))
+    seen.append(outcome(_checkpoint("t", "c5", token="tok-2")))
+    seen.append(store.schema_version())
+    return seen
+
+
+def test_same_observable_behaviour_as_sqlite(pg_store: PostgresStore, tmp_path: Path) -> None:
+    sqlite = open_store(f"sqlite:///{tmp_path}/parity.db")
+    try:
+        expected = _scenario(sqlite)
+    finally:
+        sqlite.close()
+    assert _scenario(pg_store) == expected
+
+
+def test_metadata_with_nul_is_stored(pg_store: PostgresStore) -> None:
+    op = _checkpoint("t", "c1")
+    op.row.metadata = json.dumps({"source": "loop", "note": "a\u0000b", "path": "C:\\u0000"})
+    assert pg_store.submit(op).result(10) is None
+    assert [r.row.checkpoint_id
+            for r in pg_store.list_checkpoints("t", "", filter={"path": "C:\\u0000"})] == ["c1"]
+
+
+def test_writer_and_readers_reconnect_after_the_server_drops_them(pg_store: PostgresStore,
+                                                                   pg_url: str) -> None:
+    store = pg_store
+    store.claim_thread("t", "tok")
+    store.submit(_checkpoint("t", "c1", token="tok")).result(10)
+    assert store.get_checkpoint("t", "", None) is not None
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+    assert killed >= 2  # the writer and at least one pooled reader
+    store.submit(_checkpoint("t", "c2", token="tok")).result(10)
+    latest = store.get_checkpoint("t", "", None)
+    assert latest is not None and latest.row.checkpoint_id == "c2"
+
+
+# --- options ---------------------------------------------------------------------------------
+
+
+def test_pool_options_are_read_from_the_url_and_stripped(pg_url: str) -> None:
+    sep = "&" if "?" in pg_url else "?"
+    store = PostgresStore(f"{pg_url}{sep}pool_max=3&pool_min=1&application_name=treadle-test")
+    try:
+        assert store._pool is not None and store._pool.max_size == 3
+        store.thread_epoch("t")  # a read through the pool
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            names = {r[0] for r in admin.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
+            )}
+        assert "treadle-test" in names  # libpq options pass through untouched
+    finally:
+        store.close()
+    with pytest.raises(ConfigError, match="pool_max"):
+        PostgresStore(f"{pg_url}{sep}pool_max=lots")
+
+
+# --- migrations --------------------------------------------------------------------------------
+
+
+def _migration_rows(url: str) -> list[tuple[int, str]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT version, name FROM treadle_migrations ORDER BY version"
+        ).fetchall()
+
+
+def test_concurrent_migrate_from_threads_applies_once(pg_url: str) -> None:
+    names = [m.name for m in load_migrations("postgres")]
+    stores = [PostgresStore(pg_url, auto_migrate=False) for _ in range(6)]
+    try:
+        barrier = threading.Barrier(len(stores))
+
+        def run(store: PostgresStore) -> list[str]:
+            barrier.wait(10)
+            return store.migrate()
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            results = list(pool.map(run, stores))
+        assert sorted(results) == [[]] * (len(stores) - 1) + [names]
+        assert all(s.schema_version() == len(names) for s in stores)
+    finally:
+        for s in stores:
+            s.close()
+    assert [name for _, name in _migration_rows(pg_url)] == names
+
+
+_MIGRATE_CHILD = """
+import json, sys
+from treadle.store.postgres import PostgresStore
+store = PostgresStore(sys.argv[1], auto_migrate=False)
+print("ready", flush=True)
+sys.stdin.readline()  # go
+print(json.dumps(store.migrate()), flush=True)
+store.close()
+"""
+
+
+def test_concurrent_migrate_from_processes_applies_once(pg_url: str) -> None:
+    names = [m.name for m in load_migrations("postgres")]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    children = [
+        subprocess.Popen([sys.executable, "-c", _MIGRATE_CHILD, pg_url], env=env, text=True,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    try:
+        for child in children:  # every child connected before any migrates
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready", (
+                child.stderr.read() if child.stderr else "")
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        results = []
+        for child in children:
+            out, err = child.communicate(timeout=120)
+            assert child.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+    assert sorted(results) == [[]] * (len(children) - 1) + [names]
+    assert [name for _, name in _migration_rows(pg_url)] == names
+
+
+def test_schema_newer_than_the_code_is_refused(pg_url: str) -> None:
+    PostgresStore(pg_url).close()
+    newest = load_migrations("postgres")[-1].version
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO treadle_migrations (version, name) VALUES (999, '0999_future.sql')"
+        )
+    with pytest.raises(SchemaError) as info:
+        PostgresStore(pg_url)
+    message = str(info.value)
+    assert "schema version 999" in message and f"versions up to {newest}" in message
+    store = PostgresStore(pg_url, auto_migrate=False)
+    try:
+        with pytest.raises(SchemaError):
+            store.migrate()
+        assert store.schema_version() == 999
+    finally:
+        store.close()
+
+
+def test_schema_version_of_an_empty_database_is_zero(pg_url: str) -> None:
+    store = PostgresStore(pg_url, auto_migrate=False)
+    try:
+        assert store.schema_version() == 0
+        assert store.migrate() == [m.name for m in load_migrations("postgres")]
+        assert store.migrate() == []
+        assert store.schema_version() == load_migrations("postgres")[-1].version
+    finally:
+        store.close()
+
+
+# --- unreachable server ------------------------------------------------------------------------
+
+
+def test_refused_connection_is_store_unavailable() -> None:
+    with pytest.raises(StoreUnavailableError) as info:
+        open_store("postgresql://postgres:s3cret@127.0.0.1:1/test")
+    message = str(info.value)
+    assert "127.0.0.1:1" in message
+    assert "s3cret" not in message and "\n" not in message
+    assert isinstance(info.value.__cause__, psycopg.Error)
+
+
+def test_silent_server_is_store_unavailable_after_the_connect_timeout(monkeypatch) -> None:
+    monkeypatch.setenv("TREADLE_CONNECT_TIMEOUT", "2")
+    with socket.socket() as silent:  # accepts TCP connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with pytest.raises(StoreUnavailableError) as info:
+            PostgresStore(f"postgresql://postgres:s3cret@127.0.0.1:{port}/test")
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message and "s3cret" not in message and "\n" not in message
