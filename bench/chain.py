@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     builder = build_chain(N_NODES)
 
     import psycopg
+    from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.checkpoint.postgres import PostgresSaver
     from langgraph.checkpoint.sqlite import SqliteSaver
     from psycopg.rows import dict_row
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "treadle_pg": ("treadle", "postgres"),
         "langgraph_sqlite": ("LangGraph SqliteSaver", "sqlite"),
         "treadle_sqlite": ("treadle", "sqlite"),
+        "langgraph_memory": ("LangGraph InMemorySaver (no I/O)", "memory"),
     }
     per_run = {"pg_commit_limit": 1}
     ckpts: dict[str, Any] = {"pg_commit_limit": "1 row"}
@@ -179,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         # 5. treadle on SQLite ----------------------------------------------------
         add_treadle("treadle_sqlite", sqlite_url(tmp / "treadle.db"))
 
+        # 6. LangGraph's own loop with no I/O: the ceiling for any sync-durable saver
+        mgraph = builder.compile(checkpointer=InMemorySaver())
+        ckpts["langgraph_memory"] = chain_steps_per_run(mgraph, N_NODES)
+        per_run["langgraph_memory"] = steps_per_run
+        systems.append(("langgraph_memory", chain_measure(mgraph)))
+
         windows, run_errors = interleaved(systems, seconds, rounds)
         errors.update(run_errors)
 
@@ -206,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     report.ratio("treadle-PG / PG commit limit", rates["treadle_pg"], rates["pg_commit_limit"], ">= 0.5")
     report.ratio("treadle-SQLite / LangGraph-SqliteSaver", rates["treadle_sqlite"], rates["langgraph_sqlite"])
     report.ratio("LangGraph-PostgresSaver / PG commit limit", rates["langgraph_pg"], rates["pg_commit_limit"])
+    # With durability="sync" LangGraph waits for each checkpoint before planning the next
+    # step, so a step costs at least LangGraph's own loop time plus one commit.
+    if rates.get("langgraph_memory") and rates.get("pg_commit_limit"):
+        bound = 1 / (1 / rates["langgraph_memory"] + 1 / rates["pg_commit_limit"])
+        report.ratio("bound: 1/(loop + 1 commit) / PostgresSaver", bound, rates["langgraph_pg"])
+        report.ratio("treadle-PG / that bound", rates["treadle_pg"], bound)
     report.params["steps_per_run"] = steps_per_run
     pg = report.env["postgres"]
     sq = report.env["sqlite_saver"]

@@ -91,9 +91,9 @@ class WriteOp:
 
     thread_id: str
     token: str | None = field(default=None, kw_only=True)
-    # Writes of a finished task may wait a little to share a commit with the
-    # checkpoint that follows them; everything else commits at once.
-    lingers = False
+    # Writes of a finished task may wait a little (``linger`` times this scale) to
+    # share a commit with the checkpoint that follows them; scale 0 commits at once.
+    linger_scale = 0.0
 
 
 @dataclass(slots=True)
@@ -101,10 +101,11 @@ class ClaimThread(WriteOp):
     """Make ``token`` the thread's owner and raise its epoch; returns the new epoch.
 
     Writes carrying any other token are refused from this commit on. A claim may
-    linger like task writes: the run's first checkpoint follows it at once.
+    linger longer than task writes: the run's first checkpoint follows it as soon as
+    LangGraph has read the thread, and sharing that commit saves one per execution.
     """
 
-    lingers = True
+    linger_scale = 10.0
 
 
 @dataclass(slots=True)
@@ -119,7 +120,7 @@ class PutWrites(WriteOp):
     checkpoint_id: str
     rows: list[WriteRow]
     upsert: bool  # special channels replace; regular writes are kept as first written
-    lingers = True
+    linger_scale = 1.0
 
 
 class Store(abc.ABC):

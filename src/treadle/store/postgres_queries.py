@@ -63,9 +63,11 @@ _UNFENCED_RESULT = "\nSELECT NULL::bigint, NULL::text"
 
 _PUT_CHECKPOINT_BODY = """,
 touch AS (
+    -- Only create a missing row: rewriting it each step would cost a tuple version and
+    -- WAL per checkpoint. updated_at is stamped by each claim (one per execution).
     INSERT INTO treadle_threads (thread_id, epoch)
     SELECT %(thread_id)s, 0 FROM ok
-    ON CONFLICT (thread_id) DO UPDATE SET updated_at = now()
+    ON CONFLICT (thread_id) DO NOTHING
 ), blobs AS (
     INSERT INTO treadle_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT %(thread_id)s, %(checkpoint_ns)s, b.channel, b.version, b.type, b.blob

@@ -18,9 +18,9 @@ ON CONFLICT (thread_id) DO UPDATE SET
 RETURNING epoch"""
 THREAD_EPOCH = "SELECT epoch FROM treadle_threads WHERE thread_id = ?"
 THREAD_OWNER = "SELECT epoch, owner FROM treadle_threads WHERE thread_id = ?"
+# Only create a missing row; updated_at is stamped by each claim (one per execution).
 TOUCH_THREAD = """
-INSERT INTO treadle_threads (thread_id, epoch) VALUES (?, 0)
-ON CONFLICT (thread_id) DO UPDATE SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"""
+INSERT INTO treadle_threads (thread_id, epoch) VALUES (?, 0) ON CONFLICT (thread_id) DO NOTHING"""
 
 UPSERT_CHECKPOINT = """
 INSERT OR REPLACE INTO treadle_checkpoints

@@ -109,10 +109,11 @@ class GroupCommitter(Generic[C]):
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                if self._linger <= 0 or not all(op.lingers for op, _ in batch):
+                scale = min(op.linger_scale for op, _ in batch)
+                if self._linger <= 0 or scale <= 0:
                     return False
                 if deadline is None:
-                    deadline = time.monotonic() + self._linger
+                    deadline = time.monotonic() + self._linger * scale
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
