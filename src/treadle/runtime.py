@@ -63,7 +63,9 @@ def compile(
     saver = TreadleSaver(backend)
     if isinstance(graph, StateGraph):
         compiled = graph.compile(checkpointer=saver, store=memory_store, **compile_kwargs)
-    elif isinstance(graph, Pregel):
+    elif isinstance(graph, (Pregel, TreadleGraph)):
+        if isinstance(graph, TreadleGraph):
+            graph = graph.graph  # its node proxies are re-wrapped, not nested
         if compile_kwargs:
             raise ConfigError(
                 f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
@@ -106,30 +108,43 @@ class TreadleGraph:
 
     # --- node wiring ---------------------------------------------------------------
     def _wrap(self, graph: Pregel, node_options: Mapping[str, Mapping[str, Any]]) -> Pregel:
+        """A copy of ``graph`` whose nodes run through treadle's pools.
+
+        Idempotent: a node that already holds a :class:`NodeProxy` (a graph compiled
+        by treadle before) is re-wrapped from its original runnable, never twice.
+        """
         new_nodes = {}
         for name, node in graph.nodes.items():
+            bound = node.bound
+            inherited: dict[str, Any] = {}
+            if isinstance(bound, NodeProxy):
+                inherited = {"pool": bound.options.pool, "timeout": bound.options.timeout}
+                bound = bound.bound
+            if isinstance(bound, Pregel):
+                # A compiled subgraph added as a node: wrap a copy, leave the user's alone.
+                sub = self._wrap(bound, {})
+                new_nodes[name] = node.copy({"bound": sub, "subgraphs": [sub]})
+                continue
             if node.subgraphs or name.startswith("__"):
-                # Subgraph nodes keep LangGraph's handling; their own nodes are wrapped.
-                if node.subgraphs:
-                    for sub in node.subgraphs:
-                        if isinstance(sub, Pregel):
-                            self._wrap_in_place(sub)
-                new_nodes[name] = node
+                # A subgraph called from inside a function can only be wrapped in place.
+                for sub in node.subgraphs or ():
+                    if isinstance(sub, Pregel):
+                        wrapped = self._wrap(sub, {})
+                        sub.nodes = wrapped.nodes
+                        sub.retry_policy = wrapped.retry_policy
+                new_nodes[name] = node.copy({"bound": bound}) if bound is not node.bound else node
                 continue
             meta = (node.metadata or {}).get("treadle")
-            options = NodeOptions.parse(name, {**(meta or {}), **node_options.get(name, {})},
-                                        self.settings.node_timeout)
+            options = NodeOptions.parse(
+                name, {**inherited, **(meta or {}), **node_options.get(name, {})},
+                self.settings.node_timeout,
+            )
             breaker = CircuitBreaker(name, self.settings.breaker_threshold,
                                      self.settings.breaker_cooldown)
-            proxy = NodeProxy(name, node.bound, options, self.pools, breaker,
+            proxy = NodeProxy(name, bound, options, self.pools, breaker,
                               list(node.retry_policy or ()) + list(self.retry_policy))
             new_nodes[name] = node.copy({"bound": proxy})
         return graph.copy({"nodes": new_nodes, "retry_policy": self.retry_policy})
-
-    def _wrap_in_place(self, sub: Pregel) -> None:
-        wrapped = self._wrap(sub, {})
-        sub.nodes = wrapped.nodes
-        sub.retry_policy = wrapped.retry_policy
 
     # --- config --------------------------------------------------------------------
     def _saver_for(self, url: str) -> TreadleSaver:

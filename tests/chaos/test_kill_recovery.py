@@ -66,3 +66,25 @@ def test_kill_9_then_resume(tmp_path, store_kind, request):
     # A repeated task keeps its idempotency key across the crash and the resume.
     keys = {name: {k for n, k in lines if n == name} for name in runs}
     assert all(len(v) == 1 for v in keys.values()), keys
+
+
+def test_cli_kill_9_then_resume(tmp_path):
+    """The same through the real CLI: `treadle run`, kill -9, `treadle run --resume`."""
+    url = f"sqlite:///{tmp_path}/cli.db"
+    log = tmp_path / "log.txt"
+    ref = f"{CHAIN}:builder"
+    base = [sys.executable, "-m", "treadle", "run", ref, "--store", url, "--thread", "cli-chaos"]
+    inp = json.dumps({"log_path": str(log), "done": []})
+    proc = subprocess.Popen(base + ["--input", inp, "--json"], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_lines(log, 3, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+    out = subprocess.run(base + ["--resume", "--json"], env=_env(), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["done"] == [f"n{i}" for i in range(1, 7)]
+    runs = Counter(line.split()[0] for line in log.read_text().splitlines())
+    assert runs["n1"] == runs["n2"] == 1 and runs["n3"] in (1, 2)
+    assert all(runs[f"n{i}"] == 1 for i in range(4, 7)), runs

@@ -361,3 +361,29 @@ def test_recursion_limit_applies(store_url):
     with pytest.raises(GraphRecursionError):
         ours.invoke({"path": []}, {"recursion_limit": 5})
     ours.close()
+
+
+def test_compiling_twice_never_nests_proxies(store_url, tmp_path):
+    from treadle.pools import NodeProxy
+
+    builder = subgraph_builder()
+    first = treadle.compile(builder, store=store_url)
+    second = treadle.compile(builder, store=f"sqlite:///{tmp_path}/second.db")
+    again = treadle.compile(first, store=f"sqlite:///{tmp_path}/third.db")
+
+    def depth(graph) -> int:
+        worst = 0
+        for node in graph.nodes.values():
+            d, bound = 0, node.bound
+            while isinstance(bound, NodeProxy):
+                d, bound = d + 1, bound.bound
+            worst = max(worst, d)
+            for sub in node.subgraphs or ():
+                worst = max(worst, depth(sub))
+        return worst
+
+    for g in (first, second, again):
+        assert depth(g.graph) == 1
+        # max_workers=1 would deadlock if a task took two slots.
+        assert g.invoke({"log": []}, {"max_workers": 1})["log"][-1] == "after"
+        g.close()
