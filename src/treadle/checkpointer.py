@@ -138,7 +138,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         op, next_config = self._put_op(config, checkpoint, metadata, new_versions)
-        self.store.submit(op).result()
+        self.store.apply(op)
         return next_config
 
     async def aput(
@@ -160,7 +160,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         if writes:
-            self.store.submit(self._writes_op(config, writes, task_id, task_path)).result()
+            self.store.apply(self._writes_op(config, writes, task_id, task_path))
 
     async def aput_writes(
         self,

@@ -388,7 +388,9 @@ def _scenario(store: Any) -> list[Any]:
     store.delete_thread("t")
     seen.append((dump("t"), dump("u"), store.thread_epoch("t"), store.thread_epoch("u")))
     seen.append(outcome(_checkpoint("t", "c5", token="tok-2")))
-    seen.append(store.schema_version())
+    # Each backend is at its own newest migration (their counts differ).
+    backend = "postgres" if type(store).__name__ == "PostgresStore" else "sqlite"
+    seen.append(store.schema_version() == len(load_migrations(backend)))
     return seen
 
 

@@ -133,9 +133,13 @@ class Store(abc.ABC):
     def submit(self, op: WriteOp) -> Any:
         """Queue ``op``; return a concurrent.futures.Future of its result."""
 
+    def apply(self, op: WriteOp) -> Any:
+        """Commit ``op`` (grouped with concurrent writes) and return its result."""
+        return self.submit(op).result()
+
     def claim_thread(self, thread_id: str, token: str) -> int:
         """Claim ``thread_id`` for the execution holding ``token``; wait for the commit."""
-        return self.submit(ClaimThread(thread_id, token=token)).result()
+        return self.apply(ClaimThread(thread_id, token=token))
 
     def claim_thread_async(self, thread_id: str, token: str) -> Any:
         """Queue the claim without waiting: it commits before (or with) our next write."""

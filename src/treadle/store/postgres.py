@@ -22,6 +22,7 @@ Everything else in the URL goes to libpq unchanged. The connect timeout comes fr
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -278,88 +279,75 @@ class PostgresStore(Store):
             raise StoreError("the store is closed")
         return self._committer.submit(op)
 
+    def apply(self, op: WriteOp) -> Any:
+        if self._committer is None:
+            raise StoreError("the store is closed")
+        return self._committer.call(op)
+
     def _apply(self, conn: psycopg.Connection[Any], ops: list[WriteOp]) -> list[Any]:
-        """Run ``ops`` in one transaction, sent as one pipeline: one round trip."""
-        statements = [self._statement(op) for op in ops]  # before any I/O: may raise
+        """Apply ``ops`` with one call of ``treadle_apply``: one statement, so one
+        transaction (autocommit) and one round trip, whatever the batch holds."""
+        payload = json.dumps([self._op_json(op) for op in ops])  # before any I/O: may raise
         try:
-            with conn.pipeline():
-                conn.execute(q.BEGIN, prepare=False)
-                cursors = [conn.execute(sql, params) for sql, params in statements]
-                conn.execute(q.COMMIT, prepare=False)
-            # Leaving the pipeline synced it: every cursor holds its result now.
-            return [self._result(op, cur) for op, cur in zip(ops, cursors, strict=True)]
-        except BaseException as exc:
-            if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                try:
-                    conn.execute(q.ROLLBACK, prepare=False)
-                except psycopg.Error:
-                    pass
-            if isinstance(exc, psycopg.Error):
-                raise self._translate(exc, "writing") from exc
-            raise
+            (results,) = conn.execute(q.APPLY_BATCH, (payload,)).fetchone()  # type: ignore[misc]
+        except psycopg.Error as exc:
+            raise self._translate(exc, "writing") from exc
+        return [self._result(op, r) for op, r in zip(ops, results, strict=True)]
 
     @staticmethod
-    def _statement(op: WriteOp) -> tuple[str, dict[str, Any]]:
-        fenced = op.token is not None
+    def _op_json(op: WriteOp) -> dict[str, Any]:
+        """One operation as ``treadle_apply`` reads it (bytes travel base64-encoded)."""
         if isinstance(op, ClaimThread):
-            return q.CLAIM_THREAD, {"thread_id": op.thread_id, "token": op.token}
+            return {"k": "claim", "thread_id": op.thread_id, "token": op.token}
         if isinstance(op, PutCheckpoint):
             r = op.row
-            params: dict[str, Any] = {
+            doc: dict[str, Any] = {
+                "k": "checkpoint",
                 "thread_id": r.thread_id,
-                "checkpoint_ns": r.checkpoint_ns,
-                "checkpoint_id": r.checkpoint_id,
-                "parent_checkpoint_id": r.parent_checkpoint_id,
+                "ns": r.checkpoint_ns,
+                "id": r.checkpoint_id,
+                "parent": r.parent_checkpoint_id,
                 "run_id": r.run_id,
                 "type": r.type,
-                "checkpoint": r.checkpoint,
-                "channel_versions": r.channel_versions,
+                "checkpoint": _b64(r.checkpoint),
+                "versions": r.channel_versions,
                 "metadata_type": r.metadata_type,
-                "metadata_blob": r.metadata_blob,
+                "metadata_blob": _b64(r.metadata_blob),
                 "metadata": _metadata_json(r.metadata),
-                "channels": [b.channel for b in op.blobs],
-                "versions": [b.version for b in op.blobs],
-                "types": [b.type for b in op.blobs],
-                "blobs": [b.blob for b in op.blobs],
+                "blobs": [
+                    {"c": b.channel, "v": b.version, "t": b.type, "b": _b64(b.blob)}
+                    for b in op.blobs
+                ],
             }
-            if fenced:
-                params["token"] = op.token
-            return (q.PUT_CHECKPOINT_FENCED if fenced else q.PUT_CHECKPOINT), params
-        if isinstance(op, PutWrites):
+        elif isinstance(op, PutWrites):
             rows = op.rows
             if op.upsert:
                 # One statement may not update a row twice: the last write of a key wins,
                 # as it does with SQLite's INSERT OR REPLACE.
                 rows = list({(w.task_id, w.idx): w for w in rows}.values())
-            params = {
+            doc = {
+                "k": "writes",
                 "thread_id": op.thread_id,
-                "checkpoint_ns": op.checkpoint_ns,
-                "checkpoint_id": op.checkpoint_id,
-                "task_ids": [w.task_id for w in rows],
-                "idxs": [w.idx for w in rows],
-                "channels": [w.channel for w in rows],
-                "types": [w.type for w in rows],
-                "blobs": [w.blob for w in rows],
-                "task_paths": [w.task_path for w in rows],
+                "ns": op.checkpoint_ns,
+                "id": op.checkpoint_id,
+                "upsert": op.upsert,
+                "rows": [
+                    {"k": w.task_id, "i": w.idx, "c": w.channel, "t": w.type,
+                     "b": _b64(w.blob), "p": w.task_path}
+                    for w in rows
+                ],
             }
-            if fenced:
-                params["token"] = op.token
-                sql = q.PUT_WRITES_REPLACE_FENCED if op.upsert else q.PUT_WRITES_KEEP_FENCED
-            else:
-                sql = q.PUT_WRITES_REPLACE if op.upsert else q.PUT_WRITES_KEEP
-            return sql, params
-        raise StoreError(f"unknown store operation {type(op).__name__}")
+        else:
+            raise StoreError(f"unknown store operation {type(op).__name__}")
+        if op.token is not None:
+            doc["token"] = op.token
+        return doc
 
     @staticmethod
-    def _result(op: WriteOp, cur: psycopg.Cursor[Any]) -> Any:
-        if isinstance(op, ClaimThread):
-            return cur.fetchone()[0]  # type: ignore[index]
-        if op.token is not None:
-            # The thread's row as the write saw it; none if it was never claimed.
-            epoch, owner = cur.fetchone() or (0, None)
-            if owner != op.token:
-                return FencedWriteError(op.thread_id, epoch)
-        return None
+    def _result(op: WriteOp, result: Any) -> Any:
+        if isinstance(result, dict) and "fenced" in result:
+            return FencedWriteError(op.thread_id, int(result["fenced"]))
+        return result
 
     # --- reads -------------------------------------------------------------------
     @staticmethod
@@ -543,7 +531,7 @@ class PostgresStore(Store):
             return
         self._closed = True
         if self._committer is not None:
-            self._committer.close()  # closes the writer connection from its thread
+            self._committer.close()  # closes the writer connection
         elif self._writer is not None:
             self._writer.close()
         self._writer = None
@@ -553,3 +541,6 @@ class PostgresStore(Store):
     def __repr__(self) -> str:
         return f"PostgresStore({_redact(self.url)!r})"
 
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")

@@ -1,18 +1,8 @@
 """Every SQL statement of the PostgreSQL backend, by name. Values are always bound.
 
-Write statements are built so that one operation is one statement: a checkpoint
-(thread touch + channel blobs + checkpoint row) or a task's writes go in as a single
-statement with the rows passed as arrays and ``unnest``-ed server side. The writer
-pipelines a whole batch (``BEGIN``, one statement per operation, ``COMMIT``) in one
-network round trip.
-
-Fenced variants (the operation carries a claim token) read the thread's epoch and
-owner ``FOR SHARE`` inside the statement and only write when the owner is the
-writer's token; they return the epoch and owner they saw, so the caller can tell a
-refused write from an applied one. The share lock is held to the end of the batch
-transaction, so a concurrent claim (which updates the row) waits for the batch instead
-of slipping in between the check and the write. Each statement sees the effects of
-the earlier ones in its batch: a write queued behind a claim is checked against it.
+Writes go through one function, ``treadle_apply`` (its source is the migration
+``0002_apply_function.pre.sql``), called once per group-commit batch; reads are
+single queries that return a checkpoint with its blobs and pending writes.
 """
 
 # --- migrations ----------------------------------------------------------------
@@ -30,93 +20,14 @@ APPLIED_MIGRATIONS = "SELECT version FROM treadle_migrations"
 RECORD_MIGRATION = "INSERT INTO treadle_migrations (version, name) VALUES (%s, %s)"
 SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM treadle_migrations"
 
-# --- batch transaction control (the writer runs with autocommit and pipelines these) --
+# --- writes ----------------------------------------------------------------------------
+# The group committer applies a whole batch (claims, checkpoints, task writes) with one
+# call of treadle_apply (migration 0002), passing the operations as one JSON document:
+# one statement, so one transaction under autocommit and one round trip. Fencing is
+# checked inside it, per operation, against the thread row read FOR SHARE.
+APPLY_BATCH = "SELECT treadle_apply(%s::jsonb)"
 
-BEGIN = "BEGIN"
-COMMIT = "COMMIT"
-ROLLBACK = "ROLLBACK"
-
-# --- threads & fencing ------------------------------------------------------------
-
-CLAIM_THREAD = """
-INSERT INTO treadle_threads (thread_id, epoch, owner) VALUES (%(thread_id)s, 1, %(token)s)
-ON CONFLICT (thread_id) DO UPDATE SET
-    epoch = treadle_threads.epoch + 1,
-    owner = EXCLUDED.owner,
-    updated_at = now()
-RETURNING epoch"""
 THREAD_EPOCH = "SELECT epoch FROM treadle_threads WHERE thread_id = %s"
-
-# Prefix of a fenced write: ``cur`` is the thread's row (none if the thread was never
-# claimed), read under a share lock; ``ok`` has one row when the writer's token owns
-# the thread, else none.
-_FENCED = """
-WITH cur AS (
-    SELECT epoch, owner FROM treadle_threads WHERE thread_id = %(thread_id)s FOR SHARE
-), ok AS (
-    SELECT FROM cur WHERE cur.owner = %(token)s
-)"""
-_FENCED_RESULT = "\nSELECT epoch, owner FROM cur"
-# Prefix of an unfenced write: ``ok`` always has one row.
-_UNFENCED = "\nWITH ok AS (SELECT)"
-_UNFENCED_RESULT = "\nSELECT NULL::bigint, NULL::text"
-
-_PUT_CHECKPOINT_BODY = """,
-touch AS (
-    -- Only create a missing row: rewriting it each step would cost a tuple version and
-    -- WAL per checkpoint. updated_at is stamped by each claim (one per execution).
-    INSERT INTO treadle_threads (thread_id, epoch)
-    SELECT %(thread_id)s, 0 FROM ok
-    ON CONFLICT (thread_id) DO NOTHING
-), blobs AS (
-    INSERT INTO treadle_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT %(thread_id)s, %(checkpoint_ns)s, b.channel, b.version, b.type, b.blob
-    FROM ok, unnest(%(channels)s::text[], %(versions)s::text[], %(types)s::text[],
-                    %(blobs)s::bytea[]) AS b (channel, version, type, blob)
-    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
-), checkpoint AS (
-    INSERT INTO treadle_checkpoints
-        (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type,
-         checkpoint, channel_versions, metadata_type, metadata_blob, metadata)
-    SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s, %(parent_checkpoint_id)s,
-           %(run_id)s, %(type)s, %(checkpoint)s, %(channel_versions)s::jsonb,
-           %(metadata_type)s, %(metadata_blob)s, %(metadata)s::jsonb
-    FROM ok
-    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
-        parent_checkpoint_id = EXCLUDED.parent_checkpoint_id,
-        run_id = EXCLUDED.run_id,
-        type = EXCLUDED.type,
-        checkpoint = EXCLUDED.checkpoint,
-        channel_versions = EXCLUDED.channel_versions,
-        metadata_type = EXCLUDED.metadata_type,
-        metadata_blob = EXCLUDED.metadata_blob,
-        metadata = EXCLUDED.metadata
-)"""
-PUT_CHECKPOINT = _UNFENCED + _PUT_CHECKPOINT_BODY + _UNFENCED_RESULT
-PUT_CHECKPOINT_FENCED = _FENCED + _PUT_CHECKPOINT_BODY + _FENCED_RESULT
-
-_PUT_WRITES_HEAD = """,
-writes AS (
-    INSERT INTO treadle_writes
-        (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
-    SELECT %(thread_id)s, %(checkpoint_ns)s, %(checkpoint_id)s,
-           w.task_id, w.idx, w.channel, w.type, w.blob, w.task_path
-    FROM ok, unnest(%(task_ids)s::text[], %(idxs)s::int[], %(channels)s::text[],
-                    %(types)s::text[], %(blobs)s::bytea[], %(task_paths)s::text[])
-         AS w (task_id, idx, channel, type, blob, task_path)
-    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)"""
-# Regular writes are kept as first written; special channels (errors, interrupts...) replace.
-_KEEP = " DO NOTHING\n)"
-_REPLACE = """ DO UPDATE SET
-        channel = EXCLUDED.channel,
-        type = EXCLUDED.type,
-        blob = EXCLUDED.blob,
-        task_path = EXCLUDED.task_path
-)"""
-PUT_WRITES_KEEP = _UNFENCED + _PUT_WRITES_HEAD + _KEEP + _UNFENCED_RESULT
-PUT_WRITES_KEEP_FENCED = _FENCED + _PUT_WRITES_HEAD + _KEEP + _FENCED_RESULT
-PUT_WRITES_REPLACE = _UNFENCED + _PUT_WRITES_HEAD + _REPLACE + _UNFENCED_RESULT
-PUT_WRITES_REPLACE_FENCED = _FENCED + _PUT_WRITES_HEAD + _REPLACE + _FENCED_RESULT
 
 # --- reads ---------------------------------------------------------------------------
 # A checkpoint comes back in one row with the blobs it references and its pending

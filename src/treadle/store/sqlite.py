@@ -108,6 +108,9 @@ class SqliteStore(Store):
     def submit(self, op: WriteOp) -> Any:
         return self._committer.submit(op)
 
+    def apply(self, op: WriteOp) -> Any:
+        return self._committer.call(op)
+
     def _apply(self, conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any]:
         try:
             conn.execute("BEGIN IMMEDIATE")

@@ -1,20 +1,28 @@
-"""Group commit: one writer thread per store turns many concurrent writes into few commits.
+"""Group commit: many concurrent writes become few commits, without extra thread hops.
 
 Why: a durable step needs its task writes and its checkpoint on disk. Committing each
-call separately (what LangGraph's savers do) costs one fsync per call; here every
-operation queued while a commit is in flight joins the next one. Task writes may
-also *linger* up to ``linger`` seconds so the checkpoint that usually follows them
-within microseconds shares their commit. Nothing is acknowledged before its commit.
+call separately (what LangGraph's savers do) costs one commit per call; here every
+operation queued while a commit is in flight joins the next one. Task writes may also
+*linger* (``linger`` seconds times the operation's ``linger_scale``) so the checkpoint
+that usually follows them within microseconds shares their commit. Nothing is
+acknowledged before its commit.
+
+Leader/follower: a blocking caller (:meth:`GroupCommitter.call`) that finds nobody
+committing becomes the *leader* and commits the batch itself, in its own thread;
+callers arriving meanwhile are *followers* whose operations join the leader's next
+batch. A leader hands over as soon as its own operation is committed. Non-blocking
+submissions (:meth:`GroupCommitter.submit`, used by async callers) are led by a
+background thread. Either way one thread at a time owns the connection.
 
 Each batch runs in one transaction. A fenced operation that is refused fails alone;
-if the batch as a whole fails, it is rolled back and every operation is retried in
-a transaction of its own, so one bad operation never fails its neighbours.
+if the batch as a whole fails, it is rolled back and every operation is retried in a
+transaction of its own, so one bad operation never fails its neighbours.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +37,7 @@ __all__ = ["GroupCommitter"]
 log = logging.getLogger("treadle.store")
 
 C = TypeVar("C")
-_STOP = object()
+_Item = tuple[WriteOp, "Future[Any]"]
 
 
 class GroupCommitter(Generic[C]):
@@ -53,80 +61,111 @@ class GroupCommitter(Generic[C]):
     ) -> None:
         self._connect = connect
         self._apply = apply
-        self._close = close
+        self._close_conn = close
         self._linger = linger
         self._max_batch = max_batch
         self._is_disconnect = is_disconnect
-        self._queue: queue.SimpleQueue[tuple[WriteOp, Future[Any]] | object] = queue.SimpleQueue()
-        self._conn: C | None = None
+        self._cv = threading.Condition()
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._leading = False
         self._closed = False
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._conn: C | None = None
+        self._thread = threading.Thread(target=self._background, name=name, daemon=True)
         self._thread.start()
 
+    # --- API -------------------------------------------------------------------------
     def submit(self, op: WriteOp) -> Future[Any]:
+        """Queue ``op`` and return at once; the background leader commits it."""
         fut: Future[Any] = Future()
-        if self._closed:
-            fut.set_exception(StoreError("the store is closed"))
-            return fut
-        self._queue.put((op, fut))
+        with self._cv:
+            if self._closed:
+                fut.set_exception(StoreError("the store is closed"))
+                return fut
+            self._pending.append((op, fut))
+            self._cv.notify_all()
         return fut
 
+    def call(self, op: WriteOp) -> Any:
+        """Commit ``op`` and return its result; lead the commit if nobody is."""
+        fut: Future[Any] = Future()
+        with self._cv:
+            if self._closed:
+                raise StoreError("the store is closed")
+            self._pending.append((op, fut))
+            self._cv.notify_all()
+            lead = not self._leading
+            if lead:
+                self._leading = True
+        if lead:
+            self._lead(until=fut)
+        return fut.result()
+
     def close(self) -> None:
-        with self._lock:
+        with self._cv:
             if self._closed:
                 return
             self._closed = True
-        self._queue.put(_STOP)
+            self._cv.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)
+        with self._cv:
+            leftovers, self._pending = list(self._pending), collections.deque()
+        for _, fut in leftovers:
+            _set(fut, exc=StoreError("the store is closed"))
+        if self._conn is not None:
+            try:
+                self._close_conn(self._conn)
+            except Exception:  # pragma: no cover - best effort on shutdown
+                pass
+            self._conn = None
 
-    # --- writer thread ---------------------------------------------------------
-    def _run(self) -> None:
+    # --- leading -----------------------------------------------------------------------
+    def _background(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and (not self._pending or self._leading):
+                    self._cv.wait()
+                if self._closed:
+                    # Finish what was queued before close; later submits are refused.
+                    if not self._pending or self._leading:
+                        return
+                self._leading = True
+            self._lead(until=None)
+
+    def _lead(self, until: Future[Any] | None) -> None:
+        """Commit batches until ``until`` is done (or, for the background leader, until
+        nothing is pending), then hand leadership back."""
         try:
             while True:
-                item = self._queue.get()
-                if item is _STOP:
+                batch = self._take_batch()
+                if batch:
+                    self._commit(batch)
+                if until is not None and until.done():
                     return
-                batch: list[tuple[WriteOp, Future[Any]]] = [item]  # type: ignore[list-item]
-                stop = self._fill(batch)
-                self._commit(batch)
-                if stop:
+                if not batch:
                     return
         finally:
-            self._drain_closed()
-            if self._conn is not None:
-                try:
-                    self._close(self._conn)
-                except Exception:  # pragma: no cover - best effort on shutdown
-                    pass
-                self._conn = None
+            with self._cv:
+                self._leading = False
+                self._cv.notify_all()  # the background thread takes over what is left
 
-    def _fill(self, batch: list[tuple[WriteOp, Future[Any]]]) -> bool:
-        """Add whatever is queued; linger while only task writes are waiting."""
-        deadline = None
-        while len(batch) < self._max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                scale = min(op.linger_scale for op, _ in batch)
+    def _take_batch(self) -> list[_Item]:
+        with self._cv:
+            deadline = None
+            while self._pending and len(self._pending) < self._max_batch and not self._closed:
+                scale = min(op.linger_scale for op, _ in self._pending)
                 if self._linger <= 0 or scale <= 0:
-                    return False
+                    break
+                now = time.monotonic()
                 if deadline is None:
-                    deadline = time.monotonic() + self._linger * scale
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    return False
-            if item is _STOP:
-                return True
-            batch.append(item)  # type: ignore[arg-type]
-        return False
+                    deadline = now + self._linger * scale
+                if now >= deadline:
+                    break
+                self._cv.wait(deadline - now)
+            n = min(len(self._pending), self._max_batch)
+            return [self._pending.popleft() for _ in range(n)]
 
-    def _commit(self, batch: list[tuple[WriteOp, Future[Any]]]) -> None:
+    def _commit(self, batch: list[_Item]) -> None:
         ops = [op for op, _ in batch]
         try:
             results = self._apply_with_conn(ops)
@@ -157,22 +196,13 @@ class GroupCommitter(Generic[C]):
                     raise
                 log.warning("store connection lost (%s); reconnecting", exc)
                 try:
-                    self._close(self._conn)
+                    self._close_conn(self._conn)
                 except Exception:
                     pass
                 self._conn = None
                 if attempt == 2:
                     raise StoreUnavailableError(f"lost the store connection: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _drain_closed(self) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not _STOP:
-                _set(item[1], exc=StoreError("the store is closed"))  # type: ignore[index]
 
 
 def _set(fut: Future[Any], *, result: Any = None, exc: BaseException | None = None) -> None:
