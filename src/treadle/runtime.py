@@ -19,7 +19,7 @@ from langgraph.pregel import Pregel
 
 from treadle.checkpointer import EPOCH_KEY, TreadleSaver
 from treadle.config import Settings, get_settings
-from treadle.errors import ConfigError
+from treadle.errors import ConfigError, FencedWriteError
 from treadle.pools import LIMITS_KEY, NodeOptions, NodeProxy, Pools, RunLimits
 from treadle.policies import CircuitBreaker, default_retry_policy
 from treadle.store import Store, open_store
@@ -31,6 +31,8 @@ _CHECKPOINTER_KEY = "__pregel_checkpointer"
 _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
 _TREADLE_KEYS = ("max_workers", "checkpoint_store", "runtime")
 _RUNTIMES = ("local", "distributed")
+# Claims still in flight or failed, by token: a failed claim explains refused writes.
+_CLAIMS: dict[str, Any] = {}
 
 
 def compile(
@@ -203,8 +205,19 @@ class TreadleGraph:
     def _claim(saver: TreadleSaver, thread_id: str) -> str:
         """Become the only writer of ``thread_id``; queued ahead of our first write."""
         token = uuid.uuid4().hex
-        saver.store.claim_thread_async(thread_id, token)
+        fut = saver.store.claim_thread_async(thread_id, token)
+        _CLAIMS[token] = fut
+        fut.add_done_callback(lambda f, t=token: f.exception() is None and _CLAIMS.pop(t, None))
         return token
+
+    @staticmethod
+    def _explain(exc: FencedWriteError, config: RunnableConfig) -> BaseException:
+        """A write refused because our own claim never committed: report why it failed."""
+        token = config.get("configurable", {}).get(EPOCH_KEY)
+        fut = _CLAIMS.pop(token, None) if token else None
+        if fut is not None and fut.done() and fut.exception() is not None:
+            return fut.exception()  # type: ignore[return-value]
+        return exc
 
     def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         kwargs.setdefault("durability", self.settings.durability)
@@ -212,20 +225,35 @@ class TreadleGraph:
 
     # --- the compiled-graph API -----------------------------------------------------------
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self.graph.invoke(input, self._config(config, run=True), **self._kwargs(kwargs))
+        cfg = self._config(config, run=True)
+        try:
+            return self.graph.invoke(input, cfg, **self._kwargs(kwargs))
+        except FencedWriteError as exc:
+            raise self._explain(exc, cfg) from exc
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         cfg = self._config(config, run=True, is_async=True)
-        return await self.graph.ainvoke(input, cfg, **self._kwargs(kwargs))
+        try:
+            return await self.graph.ainvoke(input, cfg, **self._kwargs(kwargs))
+        except FencedWriteError as exc:
+            raise self._explain(exc, cfg) from exc
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        return self.graph.stream(input, self._config(config, run=True), **self._kwargs(kwargs))
+        cfg = self._config(config, run=True)
+        try:
+            yield from self.graph.stream(input, cfg, **self._kwargs(kwargs))
+        except FencedWriteError as exc:
+            raise self._explain(exc, cfg) from exc
 
-    def astream(
+    async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         cfg = self._config(config, run=True, is_async=True)
-        return self.graph.astream(input, cfg, **self._kwargs(kwargs))
+        try:
+            async for chunk in self.graph.astream(input, cfg, **self._kwargs(kwargs)):
+                yield chunk
+        except FencedWriteError as exc:
+            raise self._explain(exc, cfg) from exc
 
     def astream_events(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         cfg = self._config(config, run=True, is_async=True)

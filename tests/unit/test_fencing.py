@@ -97,3 +97,24 @@ def test_unfenced_writes_still_allowed(tmp_path):
     assert store.submit(op).result(5) is None
     assert EPOCH_KEY.startswith("__")  # excluded from checkpoint metadata by LangGraph
     store.close()
+
+
+def test_failed_claim_is_reported_not_a_fencing_error(tmp_path):
+    """If the claim itself cannot commit, the run fails with that cause."""
+    from treadle.errors import StoreError
+
+    b = StateGraph(S)
+    b.add_node("step", lambda s: {"log": ["x"]})
+    b.add_edge(START, "step")
+    g = treadle.compile(b, store=f"sqlite:///{tmp_path}/c.db")
+    real_apply = g.store._apply
+
+    def failing_claims(conn, ops):
+        if any(isinstance(op, ClaimThread) for op in ops):
+            raise StoreError("disk full (simulated)")
+        return real_apply(conn, ops)
+
+    g.store._committer._apply = failing_claims
+    with pytest.raises(StoreError, match="disk full"):
+        g.invoke({"log": []}, {"thread_id": "t"})
+    g.close()

@@ -281,3 +281,21 @@ def test_checkpoint_store_per_run(tmp_path):
     assert g.get_state({"thread_id": "t1"}).values == {}  # not in the default store
     assert g.get_state({"thread_id": "t1", "checkpoint_store": other}).values == {"out": ["x"]}
     g.close()
+
+
+def _hang_once(state: dict) -> dict:
+    marker = Path(state["marker"])
+    if not marker.exists():
+        marker.write_text("hung")
+        time.sleep(60)
+    return {"out": [os.getpid()]}
+
+
+def test_process_node_timeout_kills_and_retries(tmp_path):
+    b = StateGraph(PS)
+    b.add_node("hang", _hang_once, metadata={"treadle": {"pool": "process", "timeout": 1.0}})
+    b.add_edge(START, "hang")
+    g = treadle.compile(b, settings=settings(tmp_path, process_workers=1))
+    res = g.invoke({"marker": str(tmp_path / "m"), "out": []})
+    assert len(res["out"]) == 1  # the hung attempt was killed; the retry finished
+    g.close()
