@@ -223,7 +223,7 @@ class Window:
         pc = None
         if self.per_client is not None or other.per_client is not None:
             a, b = self.per_client or [], other.per_client or []
-            pc = [x + y for x, y in zip(a, b)] if a and b else list(a or b)
+            pc = [x + y for x, y in zip(a, b, strict=False)] if a and b else list(a or b)
         return Window(self.count + other.count, self.seconds + other.seconds, pc)
 
 
@@ -525,7 +525,7 @@ class Report:
         path = RESULTS_DIR / f"{self.bench}.jsonl"
         record = {
             "bench": self.bench,
-            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "quick": self.quick,
             "host": host_info(),
             "env": self.env,

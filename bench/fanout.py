@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             for key, _, fn in systems:  # warm-up, untimed
                 progress(f"{scase}: warm-up {key}")
                 try:
-                    check(call_with_timeout(lambda: fn(10, new_config()), TIMEOUT), 10)
+                    check(call_with_timeout(lambda fn=fn: fn(10, new_config()), TIMEOUT), 10)
                 except Exception as exc:  # noqa: BLE001
                     traceback.print_exc()
                     errors[key] = f"error: {type(exc).__name__}: {exc}"
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                     progress(f"{scase}: run {r + 1}/{repeats} {key}")
                     t0 = time.perf_counter()
                     try:
-                        out = call_with_timeout(lambda: fn(n_sync, new_config()), TIMEOUT)
+                        out = call_with_timeout(lambda fn=fn: fn(n_sync, new_config()), TIMEOUT)
                         times[key].append(time.perf_counter() - t0)
                         check(out, n_sync)
                     except Exception as exc:  # noqa: BLE001

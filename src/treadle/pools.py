@@ -239,7 +239,7 @@ class NodeProxy(Runnable):
                     limits.async_slots().release()
         except GraphBubbleUp:
             raise
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             err = self._timeout_error()
             self._failed(err, config)
             raise err from exc

@@ -38,10 +38,11 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import Any
 
 import cloudpickle
 
@@ -132,7 +133,7 @@ def _deliver(future: Future, raw: bytes) -> None:
     if not isinstance(error, BaseException):
         error = RuntimeError(f"{text} (exception could not be pickled)\n\nRemote traceback:\n{tb}")
     try:
-        setattr(error, "__treadle_remote_traceback__", tb)
+        error.__treadle_remote_traceback__ = tb
     except Exception:  # noqa: BLE001
         pass
     future.set_exception(error)

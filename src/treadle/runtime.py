@@ -20,8 +20,8 @@ from langgraph.pregel import Pregel
 from treadle.checkpointer import EPOCH_KEY, TreadleSaver
 from treadle.config import Settings, get_settings
 from treadle.errors import ConfigError, FencedWriteError
-from treadle.pools import LIMITS_KEY, NodeOptions, NodeProxy, Pools, RunLimits
 from treadle.policies import CircuitBreaker, default_retry_policy
+from treadle.pools import LIMITS_KEY, NodeOptions, NodeProxy, Pools, RunLimits
 from treadle.store import Store, open_store
 
 __all__ = ["TreadleGraph", "compile"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
-import operator
 
 import pytest
 from langgraph.graph import START, StateGraph

@@ -32,7 +32,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
-from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import Int8
 

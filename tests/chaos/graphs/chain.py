@@ -38,7 +38,7 @@ builder = StateGraph(State)
 for name in NODES:
     builder.add_node(name, make(name))
 builder.add_edge(START, NODES[0])
-for a, b in zip(NODES, NODES[1:]):
+for a, b in zip(NODES, NODES[1:], strict=False):
     builder.add_edge(a, b)
 
 if __name__ == "__main__":

@@ -34,6 +34,6 @@ names = [f"n{i}" for i in range(1, 6)]
 for name in names:
     builder.add_node(name, _node(name))
 builder.add_edge(START, names[0])
-for a, b in zip(names, names[1:]):
+for a, b in zip(names, names[1:], strict=False):
     builder.add_edge(a, b)
 builder.add_edge(names[-1], END)

@@ -3,9 +3,8 @@
 import operator
 from typing import Annotated, TypedDict
 
-from langgraph.graph import END, START, StateGraph
-
 from helpers import shout  # a sibling import: the file's directory is on sys.path
+from langgraph.graph import END, START, StateGraph
 
 
 class State(TypedDict, total=False):
