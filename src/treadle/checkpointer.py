@@ -14,7 +14,7 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -176,8 +176,10 @@ class TreadleSaver(BaseCheckpointSaver[str]):
     def _tuple(self, rec: CheckpointRecord) -> CheckpointTuple:
         row = rec.row
         checkpoint: Checkpoint = self.serde.loads_typed((row.type, row.checkpoint))
+        # Blob columns are nullable (an "empty" channel, skipped here, stores no bytes);
+        # the serde gets each row as stored.
         checkpoint["channel_values"] = {
-            b.channel: self.serde.loads_typed((b.type, b.blob))
+            b.channel: self.serde.loads_typed(cast("tuple[str, bytes]", (b.type, b.blob)))
             for b in rec.blobs
             if b.type != "empty"
         }
@@ -194,7 +196,8 @@ class TreadleSaver(BaseCheckpointSaver[str]):
             metadata=metadata,
             parent_config=parent,  # type: ignore[arg-type]
             pending_writes=[
-                (w.task_id, w.channel, self.serde.loads_typed((w.type, w.blob))) for w in rec.writes
+                (w.task_id, w.channel, self.serde.loads_typed(cast("tuple[str, bytes]", (w.type, w.blob))))
+                for w in rec.writes
             ],
         )
 

@@ -15,7 +15,8 @@ import shlex
 import sys
 import traceback
 import uuid
-from typing import Any, NoReturn
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -25,6 +26,9 @@ from rich.table import Table
 from rich.text import Text
 
 from treadle.errors import ConfigError, InputError, TreadleError
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
 
 __all__ = ["app", "main"]
 
@@ -237,7 +241,7 @@ def run(
 
     settings = _settings(store=store, max_workers=max_workers)
     thread_id = thread or str(uuid.uuid4())
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     if recursion_limit is not None:
         config["recursion_limit"] = recursion_limit
 
@@ -407,7 +411,7 @@ def _version_key(version: Any) -> tuple[int, str]:
         return (-1, str(version))
 
 
-def _next_nodes(checkpoint: dict[str, Any]) -> list[str]:
+def _next_nodes(checkpoint: Mapping[str, Any]) -> list[str]:
     """Nodes the next step would run, read off the checkpoint alone (no graph needed).
 
     A node is next when one of its ``branch:to:<node>`` triggers holds a value newer

@@ -7,6 +7,7 @@ environment, the environment wins over these defaults.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,4 +52,6 @@ class Settings(BaseSettings):
 
 def get_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit non-None overrides applied."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    # Values are validated (and coerced) by pydantic at runtime.
+    values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**values)

@@ -50,7 +50,9 @@ def _is_path(target: str) -> bool:
     )
 
 
-def load_graph(ref: str, *, config: dict[str, Any] | None = None) -> StateGraph | Pregel:
+def load_graph(
+    ref: str, *, config: dict[str, Any] | None = None
+) -> StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any]:
     """Resolve ``ref`` to a ``StateGraph`` builder or a compiled graph (``Pregel``).
 
     ``config`` is passed to a factory that takes an argument (default
@@ -198,7 +200,7 @@ def _takes_argument(func: Any) -> bool:
 # --- recognising graphs ---------------------------------------------------------------------
 
 
-def _as_graph(obj: Any) -> StateGraph | Pregel | None:
+def _as_graph(obj: Any) -> StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any] | None:
     if isinstance(obj, (StateGraph, Pregel)):
         return obj
     from treadle.runtime import TreadleGraph
@@ -208,7 +210,7 @@ def _as_graph(obj: Any) -> StateGraph | Pregel | None:
     return None
 
 
-def _unwrap(graph: Pregel) -> Pregel:
+def _unwrap(graph: Pregel[Any, Any, Any, Any]) -> Pregel[Any, Any, Any, Any]:
     """The compiled graph under a TreadleGraph, with its NodeProxy wrappers removed.
 
     ``treadle.compile`` wraps every node again; wrapping twice would take two

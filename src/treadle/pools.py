@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.errors import GraphBubbleUp
@@ -130,13 +130,21 @@ def _run_in_process(func: Any, state: Any, key: str | None, kwargs: dict[str, An
     return func(state, **kwargs)
 
 
-class NodeProxy(Runnable):
+if TYPE_CHECKING:
+    _RunnableBase = Runnable[Any, Any]
+else:
+    # Unsubscripted at runtime, so Runnable.InputType/OutputType (read from the
+    # class's generic bases) stay what they were.
+    _RunnableBase = Runnable
+
+
+class NodeProxy(_RunnableBase):
     """Stands in for a node's ``bound`` runnable and runs it on the right pool."""
 
     def __init__(
         self,
         name: str,
-        bound: Runnable,
+        bound: Runnable[Any, Any],
         options: NodeOptions,
         pools: Pools,
         breaker: CircuitBreaker,
@@ -196,7 +204,8 @@ class NodeProxy(Runnable):
                 )
                 if release:
                     # The slot is freed when the body really ends, even if abandoned.
-                    fut.add_done_callback(lambda _f, r=release: r())
+                    free = release
+                    fut.add_done_callback(lambda _f: free())
                     release = None
                 result = self._wait(fut)
         except GraphBubbleUp:

@@ -42,7 +42,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any
+from multiprocessing.process import BaseProcess
+from typing import Any, cast
 
 import cloudpickle
 
@@ -100,25 +101,25 @@ def _worker_main(conn: Any, alive_r: Any, alive_w: Any) -> None:
 
 @dataclass(slots=True)
 class _Task:
-    future: Future
+    future: Future[Any]
     payload: bytes
     timeout: float | None
 
 
 @dataclass(slots=True)
 class _Slot:
-    process: Any
+    process: BaseProcess
     conn: Any
     task: _Task | None = None
     deadline: float | None = None
 
 
-def _fail(future: Future, exc: BaseException) -> None:
+def _fail(future: Future[Any], exc: BaseException) -> None:
     if future.set_running_or_notify_cancel():
         future.set_exception(exc)
 
 
-def _deliver(future: Future, raw: bytes) -> None:
+def _deliver(future: Future[Any], raw: bytes) -> None:
     ok, blob, text, tb = pickle.loads(raw)
     if ok:
         try:
@@ -133,7 +134,7 @@ def _deliver(future: Future, raw: bytes) -> None:
     if not isinstance(error, BaseException):
         error = RuntimeError(f"{text} (exception could not be pickled)\n\nRemote traceback:\n{tb}")
     try:
-        error.__treadle_remote_traceback__ = tb
+        cast(Any, error).__treadle_remote_traceback__ = tb
     except Exception:  # noqa: BLE001
         pass
     future.set_exception(error)
@@ -180,10 +181,10 @@ class ProcessPool:
     # public API ------------------------------------------------------------------
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None,
-               **kwargs: Any) -> Future:
+               **kwargs: Any) -> Future[Any]:
         """Queue ``fn(*args, **kwargs)`` for a worker; never blocks."""
         payload = cloudpickle.dumps((fn, args, kwargs))
-        future: Future = Future()
+        future: Future[Any] = Future()
         with self._lock:
             if self._closing:
                 raise RuntimeError(_SHUT_DOWN)
@@ -241,8 +242,11 @@ class ProcessPool:
 
     def _start_slot(self) -> _Slot:
         parent_conn, child_conn = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker_main, name="treadle-process-worker",
-                                    args=(child_conn, self._alive_r, self._alive_w))
+        # typeshed types get_context(str) as BaseContext, which lacks Process; every
+        # concrete context (fork, spawn, forkserver) has it.
+        process = self._ctx.Process(  # type: ignore[attr-defined]
+            target=_worker_main, name="treadle-process-worker",
+            args=(child_conn, self._alive_r, self._alive_w))
         try:
             process.start()
         finally:
@@ -293,11 +297,12 @@ class ProcessPool:
             self._teardown()
 
     def _step(self) -> bool:
+        task: _Task | None
         with self._lock:
             busy = sum(s.task is not None for s in self._slots)
             if self._kill or (self._closing and not busy):
                 return False
-            ready_tasks = []
+            ready_tasks: list[_Task] = []
             while self._queue and busy + len(ready_tasks) < self.size:
                 task = self._queue.popleft()
                 if task.future.set_running_or_notify_cancel():
@@ -348,6 +353,7 @@ class ProcessPool:
         return True
 
     def _teardown(self) -> None:
+        task: _Task | None
         with self._lock:
             self._closing = True
             queued = list(self._queue)

@@ -88,6 +88,7 @@ class Progress(logging.Handler):
             # Subgraph tasks: "parent/child" (namespace entries are "node:task_id").
             name = "/".join(ns.split(":", 1)[0] for ns in namespace) + "/" + name
         task_id = str(event.get("id", ""))
+        row: TaskRow | None
         with self._lock:
             if "result" not in event and "error" not in event:
                 row = TaskRow(task_id, name, time.monotonic())
@@ -134,7 +135,7 @@ class Progress(logging.Handler):
         """treadle's node retry records: ``node %r attempt %d/%d failed (...)``."""
         try:
             msg = str(record.msg)
-            args = record.args if isinstance(record.args, tuple) else ()
+            args: tuple[Any, ...] = record.args if isinstance(record.args, tuple) else ()
             if _RETRY.match(msg) and len(args) >= 3:
                 node, attempt, max_attempts = args[0], int(args[1]), int(args[2])
                 with self._lock:

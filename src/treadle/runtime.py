@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import StateGraph
@@ -36,7 +36,7 @@ _CLAIMS: dict[str, Any] = {}
 
 
 def compile(
-    graph: StateGraph | Pregel,
+    graph: StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any],
     *,
     store: str | None = None,
     nodes: Mapping[str, Mapping[str, Any]] | None = None,
@@ -63,6 +63,7 @@ def compile(
         raise ConfigError("treadle supplies the checkpointer; pass store='<url>' instead")
     backend = open_store(settings.store)
     saver = TreadleSaver(backend)
+    compiled: Pregel[Any, Any, Any, Any]
     if isinstance(graph, StateGraph):
         compiled = graph.compile(checkpointer=saver, store=memory_store, **compile_kwargs)
     elif isinstance(graph, (Pregel, TreadleGraph)):
@@ -90,7 +91,7 @@ class TreadleGraph:
 
     def __init__(
         self,
-        compiled: Pregel,
+        compiled: Pregel[Any, Any, Any, Any],
         backend: Store,
         saver: TreadleSaver,
         settings: Settings,
@@ -109,7 +110,9 @@ class TreadleGraph:
         self.graph = self._wrap(compiled, node_options)
 
     # --- node wiring ---------------------------------------------------------------
-    def _wrap(self, graph: Pregel, node_options: Mapping[str, Mapping[str, Any]]) -> Pregel:
+    def _wrap(
+        self, graph: Pregel[Any, Any, Any, Any], node_options: Mapping[str, Mapping[str, Any]]
+    ) -> Pregel[Any, Any, Any, Any]:
         """A copy of ``graph`` whose nodes run through treadle's pools.
 
         Idempotent: a node that already holds a :class:`NodeProxy` (a graph compiled
@@ -129,11 +132,11 @@ class TreadleGraph:
                 continue
             if node.subgraphs or name.startswith("__"):
                 # A subgraph called from inside a function can only be wrapped in place.
-                for sub in node.subgraphs or ():
-                    if isinstance(sub, Pregel):
-                        wrapped = self._wrap(sub, {})
-                        sub.nodes = wrapped.nodes
-                        sub.retry_policy = wrapped.retry_policy
+                for inner in node.subgraphs or ():
+                    if isinstance(inner, Pregel):
+                        wrapped = self._wrap(inner, {})
+                        inner.nodes = wrapped.nodes
+                        inner.retry_policy = wrapped.retry_policy
                 new_nodes[name] = node.copy({"bound": bound}) if bound is not node.bound else node
                 continue
             meta = (node.metadata or {}).get("treadle")
@@ -216,7 +219,7 @@ class TreadleGraph:
         token = config.get("configurable", {}).get(EPOCH_KEY)
         fut = _CLAIMS.pop(token, None) if token else None
         if fut is not None and fut.done() and fut.exception() is not None:
-            return fut.exception()  # type: ignore[return-value]
+            return cast(BaseException, fut.exception())
         return exc
 
     def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:

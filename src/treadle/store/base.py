@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "BlobRow",
@@ -139,7 +139,7 @@ class Store(abc.ABC):
 
     def claim_thread(self, thread_id: str, token: str) -> int:
         """Claim ``thread_id`` for the execution holding ``token``; wait for the commit."""
-        return self.apply(ClaimThread(thread_id, token=token))
+        return cast(int, self.apply(ClaimThread(thread_id, token=token)))
 
     def claim_thread_async(self, thread_id: str, token: str) -> Any:
         """Queue the claim without waiting: it commits before (or with) our next write."""

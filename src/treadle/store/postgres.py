@@ -27,7 +27,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -374,6 +374,7 @@ class PostgresStore(Store):
     def get_checkpoint(
         self, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
     ) -> CheckpointRecord | None:
+        params: tuple[str, ...]
         if checkpoint_id:
             sql, params = q.GET_CHECKPOINT_BY_ID, (thread_id, checkpoint_ns, checkpoint_id)
         else:
@@ -519,7 +520,8 @@ class PostgresStore(Store):
     def schema_version(self) -> int:
         def read(conn: psycopg.Connection[Any]) -> int:
             try:
-                return conn.execute(q.SCHEMA_VERSION).fetchone()[0]  # type: ignore[index]
+                # An aggregate query always returns exactly one row.
+                return cast("tuple[int]", conn.execute(q.SCHEMA_VERSION).fetchone())[0]
             except psycopg.errors.UndefinedTable:
                 return 0
 
