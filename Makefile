@@ -12,3 +12,14 @@ bench:
 ## bench-quick: the same benchmarks at smaller sizes / shorter windows
 bench-quick:
 	$(PYTHON) -m bench --quick
+
+.PHONY: test check
+
+## test: the whole suite (what CI runs)
+test:
+	$(PYTHON) -m pytest -q
+
+## check: lint and strict type check
+check:
+	ruff check src tests bench
+	mypy

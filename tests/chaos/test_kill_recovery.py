@@ -88,3 +88,23 @@ def test_cli_kill_9_then_resume(tmp_path):
     runs = Counter(line.split()[0] for line in log.read_text().splitlines())
     assert runs["n1"] == runs["n2"] == 1 and runs["n3"] in (1, 2)
     assert all(runs[f"n{i}"] == 1 for i in range(4, 7)), runs
+
+
+def test_processes_share_one_sqlite_file(tmp_path):
+    """Several processes write one SQLite file at once: SQLite's write lock and busy
+    timeout serialise them; every run completes with exact state."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    script = Path(__file__).parent / "graphs" / "many.py"
+    procs = [
+        subprocess.Popen([sys.executable, str(script), url, f"p{k}", "25"], env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for k in range(3)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1]) == {"bad": []}
+    from treadle.store import open_store
+
+    with open_store(url) as store:
+        assert len(store.list_threads(limit=1000)) == 75
