@@ -63,7 +63,13 @@ def test_max_workers_bounds_sync_concurrency(tmp_path, max_workers):
 
     def work(s: dict) -> dict:
         with peak:
-            time.sleep(0.15)
+            # Hold the slot until as many bodies as allowed are running (or 5 s pass), so
+            # overlap is certain when the bound allows it even on a loaded machine; a
+            # broken bound shows as a higher peak.
+            deadline = time.monotonic() + 5
+            while peak.now < max_workers and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.05)
         barrier_hits.append(s["i"])
         return {"out": [s["i"]]}
 
