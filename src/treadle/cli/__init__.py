@@ -1,0 +1,96 @@
+"""The ``treadle`` command line: run graphs, inspect threads, migrate the store.
+
+Errors print as one red line ``error: <message>`` on stderr and exit with code 1
+(2 for usage errors); ``--debug`` (or ``TREADLE_DEBUG=1``) adds the traceback.
+Every option has an environment twin (``--store`` / ``TREADLE_STORE``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any, NoReturn
+
+import typer
+
+# Importing the command modules registers their commands on the app.
+from treadle.cli import admin, run, threads  # noqa: E402,F401
+from treadle.cli._app import _STATE, app
+from treadle.cli._output import _error, _summary
+from treadle.errors import TreadleError
+
+__all__ = ["app", "main", "run_cli"]
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def _is_click_exception(exc: BaseException) -> bool:
+    # typer >= 0.2x vendors click; older typers raise click's own: match by name.
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+
+
+def _env_debug() -> bool:
+    return os.environ.get("TREADLE_DEBUG", "").strip().lower() in ("1", "true", "yes", "on", "y")
+
+
+def run_cli(args: list[str] | None = None) -> int:
+    """Run the CLI on ``args`` (default ``sys.argv[1:]``); return the exit code."""
+    argv = sys.argv[1:] if args is None else list(args)
+    # --debug is global but accepted anywhere (before a "--"): `treadle run REF --debug`.
+    cut = argv.index("--") if "--" in argv else len(argv)
+    _STATE.debug = _env_debug() or "--debug" in argv[:cut]
+    argv = [a for a in argv[:cut] if a != "--debug"] + argv[cut:]
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="treadle", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        _error("aborted")
+        return 1
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:
+        # `treadle ... | head`: the reader left; say nothing more.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+        if _is_click_exception(exc):
+            return _usage_error(exc)
+        if _STATE.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        if isinstance(exc, TreadleError):
+            _error(str(exc) or type(exc).__name__)
+        else:
+            _error(f"{_summary(exc)} (run with --debug for the traceback)"
+                   if not _STATE.debug else _summary(exc))
+        return 1
+
+
+def _usage_error(exc: Any) -> int:
+    code = int(getattr(exc, "exit_code", 2))
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        sys.stdout.write(ctx.get_help() + "\n")
+        return code
+    message = exc.format_message()
+    if ctx is not None and code == 2:
+        message = f"{message} (see: {ctx.command_path} --help)"
+    _error(message)
+    return code
+
+
+def main() -> NoReturn:
+    """Console-script entry point (``treadle = "treadle.cli:main"``)."""
+    sys.exit(run_cli())
+
+
+if __name__ == "__main__":
+    main()

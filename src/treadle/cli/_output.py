@@ -1,0 +1,135 @@
+"""Output plumbing shared by the commands: consoles, JSON lines, redaction, settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+from rich.console import Console
+from rich.json import JSON
+from rich.text import Text
+
+from treadle.cli._app import _STATE, app
+from treadle.errors import ConfigError
+
+# --- plumbing -----------------------------------------------------------------------------------
+
+
+def _stdout() -> Console:
+    # Piped output is not cut to 80 columns: tables keep their full ids.
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 4096)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+def _summary(exc: BaseException) -> str:
+    first = _first_line(str(exc))
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _settings(**overrides: Any) -> Any:
+    """Settings from TREADLE_* and the flags; a bad value is one ConfigError line."""
+    from pydantic import ValidationError
+
+    from treadle.config import get_settings
+
+    try:
+        return get_settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err.get("loc", ())) or "?"
+            flag = f"--{field.replace('_', '-')}" if field in overrides else None
+            where = f"{flag} / TREADLE_{field.upper()}" if flag else f"TREADLE_{field.upper()}"
+            problems.append(f"{where}: {err.get('msg', 'invalid')}")
+        raise ConfigError("invalid setting " + "; ".join(problems)) from exc
+
+
+def _redact(url: str) -> str:
+    """The store URL without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _to_jsonable(value: Any) -> Any:
+    """``default=`` for json.dumps: pydantic models, dataclasses, sets; else ``str``."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump()
+        except Exception:  # noqa: BLE001
+            pass
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        try:
+            return dataclasses.asdict(value)
+        except Exception:  # noqa: BLE001
+            pass
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _json_line(data: Any) -> str:
+    return json.dumps(data, default=_to_jsonable, ensure_ascii=False)
+
+
+def _print_json_line(data: Any) -> None:
+    sys.stdout.write(_json_line(data) + "\n")
+    sys.stdout.flush()
+
+
+def _pretty_json(console: Console, data: Any) -> None:
+    console.print(JSON(_json_line(data), indent=2), soft_wrap=True)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", envvar="TREADLE_DEBUG", help="Show tracebacks for errors."
+    ),
+) -> None:
+    _STATE.debug = debug = _STATE.debug or debug
+    if debug:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.getLogger("treadle").addHandler(handler)
+        logging.getLogger("treadle").setLevel(logging.DEBUG)
+
+
+def _error(message: str) -> None:
+    message = " ".join(_first_line(message).split()) if not _STATE.debug else \
+        " ".join(str(message).split())
+    _stderr().print(Text(f"error: {message}", style="red"))
+
+
+_STORE_OPTION = typer.Option(
+    None, "--store", envvar="TREADLE_STORE", show_default=False,
+    help="Store URL: sqlite:///path.db or postgresql://... (default .treadle/treadle.db).",
+)
+_JSON_OPTION = typer.Option(False, "--json", envvar="TREADLE_JSON", help="Print JSON.")
+
+
+def _open(store: str | None, *, auto_migrate: bool = True) -> Any:
+    from treadle.store import open_store
+
+    settings = _settings(store=store)
+    return open_store(settings.store, auto_migrate=auto_migrate)

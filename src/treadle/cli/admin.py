@@ -1,0 +1,53 @@
+"""``treadle migrate`` and ``treadle version``."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.text import Text
+
+from treadle.cli._app import app
+from treadle.cli._output import _JSON_OPTION, _STORE_OPTION, _open, _print_json_line, _redact, _stdout
+
+# --- migrate / version ------------------------------------------------------------------------
+
+
+@app.command()
+def migrate(
+    store: str | None = _STORE_OPTION,
+    json_output: bool = _JSON_OPTION,
+) -> None:
+    """Apply pending schema migrations to the store."""
+    backend = _open(store, auto_migrate=False)
+    try:
+        applied = backend.migrate()
+        version = backend.schema_version()
+        url = backend.url
+    finally:
+        backend.close()
+    if json_output:
+        _print_json_line({"store": _redact(url), "applied": applied, "schema_version": version})
+        return
+    out = _stdout()
+    if applied:
+        for name in applied:
+            out.print(Text.assemble(("applied ", "green"), name))
+    else:
+        out.print("schema is up to date; nothing to apply")
+    out.print(f"schema version {version} ({_redact(url)})", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print treadle's version (and LangGraph's)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    import treadle
+
+    try:
+        langgraph = dist_version("langgraph")
+    except PackageNotFoundError:
+        langgraph = "?"
+    py = ".".join(str(p) for p in sys.version_info[:3])
+    sys.stdout.write(f"treadle {treadle.__version__} (langgraph {langgraph}, python {py})\n")

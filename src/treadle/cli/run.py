@@ -1,0 +1,220 @@
+"""``treadle run``: run a graph with live per-node progress, or print its final state as JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import uuid
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from treadle.errors import InputError, TreadleError
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
+from treadle.cli._app import _MISSING, _STATE, app
+from treadle.cli._output import (
+    _error,
+    _json_line,
+    _pretty_json,
+    _print_json_line,
+    _redact,
+    _settings,
+    _stderr,
+    _stdout,
+    _summary,
+)
+
+# --- run -------------------------------------------------------------------------------------
+
+
+def _parse_input(raw: str) -> Any:
+    text = raw
+    source = "--input"
+    if raw.startswith("@"):
+        path = raw[1:]
+        source = f"--input file {path}"
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise InputError(f"cannot read --input file {path}: {exc.strerror or exc}") from exc
+    elif raw == "-":
+        source = "--input from stdin"
+        text = sys.stdin.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"invalid {source} JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
+            f"(char {exc.pos})"
+        ) from exc
+
+
+def _resume_hint(ref: str, thread_id: str, *, value: bool = False) -> str:
+    cmd = f"treadle run {shlex.quote(ref)} --thread {shlex.quote(thread_id)} --resume"
+    return cmd + (" --input '<JSON value>'" if value else "")
+
+
+@app.command()
+def run(
+    ref: str = typer.Argument(
+        ..., metavar="REF", help="The graph: path/to/file.py:attr or module.path:attr.",
+        show_default=False,
+    ),
+    input_: str | None = typer.Option(
+        None, "--input", "-i", envvar="TREADLE_INPUT", show_default=False,
+        help="Input as JSON (@file.json reads a file, - reads stdin). With --resume: the "
+             "value handed to the pending interrupt() (Command(resume=...)).",
+    ),
+    thread: str | None = typer.Option(
+        None, "--thread", "-t", envvar="TREADLE_THREAD", show_default=False,
+        help="Thread id (default: a new one).",
+    ),
+    store: str | None = typer.Option(
+        None, "--store", envvar="TREADLE_STORE", show_default=False,
+        help="Store URL: sqlite:///path.db or postgresql://... (default .treadle/treadle.db).",
+    ),
+    max_workers: int | None = typer.Option(
+        None, "--max-workers", envvar="TREADLE_MAX_WORKERS", min=1, show_default=False,
+        help="At most this many nodes run at once.",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", envvar="TREADLE_RESUME",
+        help="Continue --thread from its last checkpoint; finished nodes are not run again.",
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", envvar="TREADLE_JSON",
+        help="Print only the final state, as one JSON line on stdout.",
+    ),
+    recursion_limit: int | None = typer.Option(
+        None, "--recursion-limit", envvar="TREADLE_RECURSION_LIMIT", min=1, show_default=False,
+        help="LangGraph's limit on super-steps per run (default 25).",
+    ),
+) -> None:
+    """Run a graph on a thread, durably; show per-node progress and the final state."""
+    if resume and not thread:
+        raise typer.BadParameter(
+            "--resume needs --thread ID (the thread to continue)", param_hint="'--resume'"
+        )
+    parsed = _parse_input(input_) if input_ is not None else _MISSING
+
+    from langgraph.types import Command
+
+    import treadle
+    from treadle.graphs import load_graph
+    from treadle.progress import LiveProgress, NullProgress, PlainProgress, Progress
+
+    settings = _settings(store=store, max_workers=max_workers)
+    thread_id = thread or str(uuid.uuid4())
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    if recursion_limit is not None:
+        config["recursion_limit"] = recursion_limit
+
+    graph = load_graph(ref, config={"configurable": {"thread_id": thread_id}})
+    tg = treadle.compile(graph, settings=settings)
+    try:
+        if resume:
+            if tg.checkpointer.get_tuple({"configurable": {"thread_id": thread_id}}) is None:
+                raise InputError(
+                    f"thread {thread_id!r} has no checkpoint in {_redact(settings.store)}: "
+                    "nothing to resume (check --thread and --store)"
+                )
+            run_input: Any = None if parsed is _MISSING else Command(resume=parsed)
+        else:
+            run_input = {} if parsed is _MISSING else parsed
+
+        interactive = not json_output and sys.stdout.isatty()
+        progress: Progress
+        if json_output:
+            progress = NullProgress()
+        elif interactive:
+            progress = LiveProgress(Console(stderr=False))
+        else:
+            progress = PlainProgress(sys.stderr)
+
+        log = logging.getLogger("treadle")
+        log.addHandler(progress)
+        if not _STATE.debug:
+            log.propagate = False  # retry records are shown by the progress display
+        last_values: Any = _MISSING
+        failure: BaseException | None = None
+        try:
+            with progress:
+                try:
+                    for namespace, mode, chunk in tg.stream(
+                        run_input, config, stream_mode=["tasks", "values"], subgraphs=True
+                    ):
+                        if mode == "tasks":
+                            progress.on_task(tuple(namespace), chunk)
+                        elif mode == "values" and not namespace:
+                            last_values = chunk
+                            if not (isinstance(chunk, dict) and "__interrupt__" in chunk):
+                                progress.on_step_done()
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    failure = exc
+                finally:
+                    progress.on_stop(failed=failure is not None)
+        finally:
+            log.removeHandler(progress)
+
+        if failure is not None:
+            _run_failed(failure, progress, ref, thread_id)
+
+        snapshot = tg.get_state({"configurable": {"thread_id": thread_id}})
+        final = snapshot.values if last_values is _MISSING else last_values
+        interrupts = list(getattr(snapshot, "interrupts", ()) or ())
+        if json_output:
+            if interrupts and isinstance(final, dict) and "__interrupt__" not in final:
+                final = {**final, "__interrupt__": interrupts}
+            _print_json_line(final)
+            return
+        _report(final, interrupts, tuple(snapshot.next or ()), ref, thread_id, interactive)
+    finally:
+        tg.close()
+
+
+def _run_failed(failure: BaseException, progress: Any, ref: str, thread_id: str) -> NoReturn:
+    hint = f"thread {thread_id}; after fixing the cause, resume with: {_resume_hint(ref, thread_id)}"
+    if isinstance(failure, KeyboardInterrupt):
+        _error(f"interrupted ({hint})")
+        raise typer.Exit(130)
+    row = progress.failed
+    if row is not None:
+        raise TreadleError(f"node {row.name!r} failed: {row.error} ({hint})") from failure
+    if isinstance(failure, TreadleError):
+        raise failure
+    if not isinstance(failure, Exception):
+        raise failure
+    raise TreadleError(f"run failed: {_summary(failure)} ({hint})") from failure
+
+
+def _report(
+    final: Any, interrupts: list[Any], next_nodes: tuple[str, ...], ref: str, thread_id: str,
+    interactive: bool,
+) -> None:
+    """The final state on stdout; thread and resume hints beside it (stderr if piped)."""
+    out = _stdout()
+    info = out if interactive else _stderr()
+    state = {k: v for k, v in final.items() if k != "__interrupt__"} if isinstance(final, dict) \
+        else final
+    _pretty_json(out, state)
+    info.print(Text.assemble(("thread: ", "bold"), thread_id))
+    if interrupts:
+        for intr in interrupts:
+            value = getattr(intr, "value", intr)
+            info.print(Text.assemble(
+                ("interrupted: ", "bold magenta"), _json_line(value),
+            ))
+        info.print(Text.assemble(
+            ("resume with: ", "bold"), _resume_hint(ref, thread_id, value=True),
+        ))
+    elif next_nodes:
+        info.print(Text.assemble(("paused before: ", "bold magenta"), ", ".join(next_nodes)))
+        info.print(Text.assemble(("continue with: ", "bold"), _resume_hint(ref, thread_id)))

@@ -1,0 +1,171 @@
+"""``treadle threads list|show``: inspect the threads in a store."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from treadle.cli._app import threads_app
+from treadle.cli._output import (
+    _JSON_OPTION,
+    _STORE_OPTION,
+    _json_line,
+    _open,
+    _pretty_json,
+    _print_json_line,
+    _redact,
+    _stdout,
+    _summary,
+)
+from treadle.errors import TreadleError
+
+# --- threads ---------------------------------------------------------------------------------
+
+
+@threads_app.command("list")
+def threads_list(
+    store: str | None = _STORE_OPTION,
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="Show at most this many."),
+    json_output: bool = _JSON_OPTION,
+) -> None:
+    """List threads, most recently updated first."""
+    backend = _open(store)
+    try:
+        threads = backend.list_threads(limit)
+    finally:
+        backend.close()
+    if json_output:
+        _print_json_line([dataclasses.asdict(t) for t in threads])
+        return
+    out = _stdout()
+    if not threads:
+        out.print("no threads")
+        return
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for column in ("thread", "epoch", "checkpoints", "updated_at", "latest checkpoint"):
+        table.add_column(column, no_wrap=True)
+    for t in threads:
+        table.add_row(t.thread_id, str(t.epoch), str(t.checkpoints), str(t.updated_at),
+                      t.latest_checkpoint_id or "-")
+    out.print(table)
+
+
+_INTERNAL_PREFIXES = ("__", "branch:", "join:")
+
+
+def _is_internal(channel: str) -> bool:
+    return channel.startswith(_INTERNAL_PREFIXES)
+
+
+def _version_key(version: Any) -> tuple[int, str]:
+    """Channel versions compare by their integer part (``"00..05.0.123"`` or ``5``)."""
+    if version is None:
+        return (-1, "")
+    head, _, tail = str(version).partition(".")
+    try:
+        return (int(head), tail)
+    except ValueError:
+        return (-1, str(version))
+
+
+def _next_nodes(checkpoint: Mapping[str, Any]) -> list[str]:
+    """Nodes the next step would run, read off the checkpoint alone (no graph needed).
+
+    A node is next when one of its ``branch:to:<node>`` triggers holds a value newer
+    than the node has seen, or a ``Send`` to it is pending; ``__start__`` when input
+    has not been processed yet.
+    """
+    values = checkpoint.get("channel_values") or {}
+    versions = checkpoint.get("channel_versions") or {}
+    seen = checkpoint.get("versions_seen") or {}
+    nodes: list[str] = []
+    for channel in values:
+        if channel.startswith("branch:to:"):
+            node = channel[len("branch:to:"):]
+        elif channel == "__start__":
+            node = "__start__"
+        else:
+            continue
+        if _version_key(versions.get(channel)) > _version_key(seen.get(node, {}).get(channel)):
+            nodes.append(node)
+    for packet in values.get("__pregel_tasks") or ():
+        node = getattr(packet, "node", None)
+        if node:
+            nodes.append(str(node))
+    return list(dict.fromkeys(nodes))
+
+
+@threads_app.command("show")
+def threads_show(
+    thread_id: str = typer.Argument(
+        ..., metavar="THREAD_ID", help="The thread to show.", show_default=False
+    ),
+    store: str | None = _STORE_OPTION,
+    json_output: bool = _JSON_OPTION,
+) -> None:
+    """Show a thread's latest checkpoint: state, metadata, next nodes, pending writes."""
+    from treadle.checkpointer import TreadleSaver
+
+    backend = _open(store)
+    try:
+        saver = TreadleSaver(backend)
+        tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
+        if tup is None:
+            raise TreadleError(f"no thread {thread_id!r} in {_redact(backend.url)}")
+        epoch = backend.thread_epoch(thread_id)
+    finally:
+        backend.close()
+    checkpoint = tup.checkpoint
+    values = {k: v for k, v in (checkpoint.get("channel_values") or {}).items()
+              if not _is_internal(k)}
+    errors = [
+        {"task_id": task_id, "error": _summary(value) if isinstance(value, BaseException)
+         else str(value)}
+        for task_id, channel, value in tup.pending_writes or ()
+        if channel == "__error__"
+    ]
+    interrupts = [
+        getattr(item, "value", item)
+        for _task, channel, value in tup.pending_writes or ()
+        if channel == "__interrupt__"
+        for item in (value if isinstance(value, (list, tuple)) else [value])
+    ]
+    info = {
+        "thread_id": thread_id,
+        "epoch": epoch,
+        "checkpoint_id": tup.config["configurable"].get("checkpoint_id"),
+        "parent_checkpoint_id": (tup.parent_config or {}).get("configurable", {}).get(
+            "checkpoint_id"),
+        "created_at": checkpoint.get("ts"),
+        "metadata": dict(tup.metadata or {}),
+        "next": _next_nodes(checkpoint),
+        "pending_writes": len(tup.pending_writes or ()),
+        "errors": errors,
+        "interrupts": interrupts,
+        "values": values,
+    }
+    if json_output:
+        _print_json_line(info)
+        return
+    out = _stdout()
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for key in ("thread_id", "epoch", "checkpoint_id", "parent_checkpoint_id", "created_at"):
+        grid.add_row(key.replace("_", " "), str(info[key] if info[key] is not None else "-"))
+    grid.add_row("next", ", ".join(info["next"]) or "- (finished)")
+    grid.add_row("pending writes", str(info["pending_writes"]))
+    for err in errors:
+        grid.add_row("error", Text(f"task {err['task_id']}: {err['error']}", style="red"))
+    for value in interrupts:
+        grid.add_row("interrupt", Text(_json_line(value), style="magenta"))
+    out.print(grid)
+    out.print(Text("metadata", style="bold"))
+    _pretty_json(out, info["metadata"])
+    out.print(Text("values", style="bold"))
+    _pretty_json(out, values)
