@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from treadle.config import Settings, get_settings
 from treadle.errors import ConfigError, FencedWriteError
 from treadle.policies import CircuitBreaker, default_retry_policy
 from treadle.pools import LIMITS_KEY, NodeOptions, NodeProxy, Pools, RunLimits
-from treadle.store import Store, open_store
+from treadle.store import Store, shared
 
 __all__ = ["TreadleGraph", "compile"]
 
@@ -61,29 +62,32 @@ def compile(
     memory_store = compile_kwargs.pop("memory_store", None)
     if "checkpointer" in compile_kwargs:
         raise ConfigError("treadle supplies the checkpointer; pass store='<url>' instead")
-    backend = open_store(settings.store)
-    saver = TreadleSaver(backend)
-    compiled: Pregel[Any, Any, Any, Any]
-    if isinstance(graph, StateGraph):
-        compiled = graph.compile(checkpointer=saver, store=memory_store, **compile_kwargs)
-    elif isinstance(graph, (Pregel, TreadleGraph)):
-        if isinstance(graph, TreadleGraph):
-            graph = graph.graph  # its node proxies are re-wrapped, not nested
-        if compile_kwargs:
-            raise ConfigError(
-                f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
-                "pass the builder instead of a compiled graph"
-            )
-        update: dict[str, Any] = {"checkpointer": saver}
-        if memory_store is not None:
-            update["store"] = memory_store
-        compiled = graph.copy(update)
-    else:
-        backend.close()
+    if not isinstance(graph, (StateGraph, Pregel, TreadleGraph)):
         raise ConfigError(
             f"treadle.compile() needs a LangGraph StateGraph or compiled graph, not {type(graph).__name__}"
         )
-    return TreadleGraph(compiled, backend, saver, settings, dict(nodes or {}))
+    if not isinstance(graph, StateGraph) and compile_kwargs:
+        raise ConfigError(
+            f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
+            "pass the builder instead of a compiled graph"
+        )
+    backend = shared.acquire(settings.store)
+    try:
+        saver = TreadleSaver(backend)
+        compiled: Pregel[Any, Any, Any, Any]
+        if isinstance(graph, StateGraph):
+            compiled = graph.compile(checkpointer=saver, store=memory_store, **compile_kwargs)
+        else:
+            if isinstance(graph, TreadleGraph):
+                graph = graph.graph  # its node proxies are re-wrapped, not nested
+            update: dict[str, Any] = {"checkpointer": saver}
+            if memory_store is not None:
+                update["store"] = memory_store
+            compiled = graph.copy(update)
+        return TreadleGraph(compiled, backend, saver, settings, dict(nodes or {}))
+    except BaseException:
+        shared.release(settings.store)
+        raise
 
 
 class TreadleGraph:
@@ -108,6 +112,10 @@ class TreadleGraph:
         if unknown:
             raise ConfigError(f"nodes={sorted(unknown)} are not nodes of this graph")
         self.graph = self._wrap(compiled, node_options)
+        # Runs when close() is called or when the graph is garbage-collected.
+        self._finalizer = weakref.finalize(
+            self, _release, self.pools, settings.store, self._extra_stores
+        )
 
     # --- node wiring ---------------------------------------------------------------
     def _wrap(
@@ -157,7 +165,7 @@ class TreadleGraph:
             return self.checkpointer
         with self._lock:
             if url not in self._extra_stores:
-                backend = open_store(url)
+                backend = shared.acquire(url)
                 self._extra_stores[url] = (backend, TreadleSaver(backend))
             return self._extra_stores[url][1]
 
@@ -305,12 +313,11 @@ class TreadleGraph:
 
     # --- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
-        """Release pools and store connections. The graph cannot run afterwards."""
-        self.pools.close()
-        for backend, _ in self._extra_stores.values():
-            backend.close()
-        self._extra_stores.clear()
-        self.store.close()
+        """Release pools and stores. The graph cannot run afterwards.
+
+        Graphs that are garbage-collected without ``close()`` release them too.
+        """
+        self._finalizer()
 
     def __enter__(self) -> TreadleGraph:
         return self
@@ -321,3 +328,10 @@ class TreadleGraph:
     def __repr__(self) -> str:
         return f"TreadleGraph({self.graph.get_name()!r}, store={self.settings.store!r})"
 
+
+def _release(pools: Pools, url: str, extra: dict[str, tuple[Store, TreadleSaver]]) -> None:
+    pools.close()
+    for extra_url in list(extra):
+        shared.release(extra_url)
+    extra.clear()
+    shared.release(url)

@@ -387,3 +387,21 @@ def test_compiling_twice_never_nests_proxies(store_url, tmp_path):
         # max_workers=1 would deadlock if a task took two slots.
         assert g.invoke({"log": []}, {"max_workers": 1})["log"][-1] == "after"
         g.close()
+
+
+def test_graphs_share_one_store_per_url_and_release_it(store_url):
+    import gc
+
+    from treadle.store import shared
+
+    a = treadle.compile(command_builder(), store=store_url)
+    b = treadle.compile(command_builder(), store=store_url)
+    assert a.store is b.store
+    a.close()
+    assert b.invoke({"path": []}) == {"path": ["a", "c"]}  # still open for b
+    del b
+    gc.collect()  # a graph dropped without close() releases its store too
+    assert store_url not in shared._stores
+    with pytest.raises(treadle.ConfigError):
+        treadle.compile(command_builder(), store=store_url, nodes={"nope": {}})
+    assert store_url not in shared._stores  # a failed compile leaks nothing
