@@ -149,7 +149,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         op, next_config = self._put_op(config, checkpoint, metadata, new_versions)
-        await asyncio.wrap_future(self.store.submit(op))
+        await self.store.submit_async(op)
         return next_config
 
     def put_writes(
@@ -170,7 +170,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         if writes:
-            await asyncio.wrap_future(self.store.submit(self._writes_op(config, writes, task_id, task_path)))
+            await self.store.submit_async(self._writes_op(config, writes, task_id, task_path))
 
     # --- read --------------------------------------------------------------------
     def _tuple(self, rec: CheckpointRecord) -> CheckpointTuple:

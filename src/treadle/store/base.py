@@ -133,6 +133,12 @@ class Store(abc.ABC):
     def submit(self, op: WriteOp) -> Any:
         """Queue ``op``; return a concurrent.futures.Future of its result."""
 
+    def submit_async(self, op: WriteOp) -> Any:
+        """Queue ``op`` from a coroutine; returns an asyncio future of its result."""
+        import asyncio
+
+        return asyncio.wrap_future(self.submit(op))
+
     def apply(self, op: WriteOp) -> Any:
         """Commit ``op`` (grouped with concurrent writes) and return its result."""
         return self.submit(op).result()

@@ -278,6 +278,11 @@ class PostgresStore(Store):
             raise StoreError("the store is closed")
         return self._committer.submit(op)
 
+    def submit_async(self, op: WriteOp) -> Any:
+        if self._committer is None:
+            raise StoreError("the store is closed")
+        return self._committer.submit_async(op)
+
     def apply(self, op: WriteOp) -> Any:
         if self._committer is None:
             raise StoreError("the store is closed")

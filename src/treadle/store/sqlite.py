@@ -108,25 +108,42 @@ class SqliteStore(Store):
     def submit(self, op: WriteOp) -> Any:
         return self._committer.submit(op)
 
+    def submit_async(self, op: WriteOp) -> Any:
+        return self._committer.submit_async(op)
+
     def apply(self, op: WriteOp) -> Any:
         return self._committer.call(op)
 
     def _apply(self, conn: sqlite3.Connection, ops: list[WriteOp]) -> list[Any]:
+        """Apply ``ops`` in one transaction.
+
+        Fencing is decided per operation, in order (a claim counts for the operations
+        after it); the rows of the accepted operations are then written with one
+        ``executemany`` per statement, which keeps a large batch (a fan-out's task
+        writes) cheap. The outcome equals applying them one by one: keep-first writes
+        go before replacing ones, and a replacing write wins either way.
+        """
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"cannot lock SQLite store {self.path}: {exc}") from exc
         try:
             owners: dict[str, tuple[int, str | None]] = {}
-            results = [self._apply_one(conn, op, owners) for op in ops]
+            rows = _Rows()
+            results = [self._accept(conn, op, owners, rows) for op in ops]
+            rows.write(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return results
 
-    def _apply_one(
-        self, conn: sqlite3.Connection, op: WriteOp, owners: dict[str, tuple[int, str | None]]
+    def _accept(
+        self,
+        conn: sqlite3.Connection,
+        op: WriteOp,
+        owners: dict[str, tuple[int, str | None]],
+        rows: _Rows,
     ) -> Any:
         if isinstance(op, ClaimThread):
             (epoch,) = conn.execute(q.CLAIM_THREAD, (op.thread_id, op.token)).fetchone()
@@ -141,23 +158,20 @@ class SqliteStore(Store):
                 return FencedWriteError(op.thread_id, current[0])
         if isinstance(op, PutCheckpoint):
             r = op.row
-            conn.execute(q.TOUCH_THREAD, (r.thread_id,))
-            conn.executemany(
-                q.UPSERT_BLOB,
-                [(r.thread_id, r.checkpoint_ns, b.channel, b.version, b.type, b.blob) for b in op.blobs],
-            )
-            conn.execute(
-                q.UPSERT_CHECKPOINT,
+            rows.threads.append((r.thread_id,))
+            rows.blobs += [
+                (r.thread_id, r.checkpoint_ns, b.channel, b.version, b.type, b.blob) for b in op.blobs
+            ]
+            rows.checkpoints.append(
                 (r.thread_id, r.checkpoint_ns, r.checkpoint_id, r.parent_checkpoint_id, r.run_id,
                  r.type, r.checkpoint, r.channel_versions, r.metadata_type, r.metadata_blob,
-                 r.metadata),
+                 r.metadata)
             )
             return None
         if isinstance(op, PutWrites):
-            conn.executemany(
-                q.INSERT_WRITE_REPLACE if op.upsert else q.INSERT_WRITE_KEEP,
-                [(op.thread_id, op.checkpoint_ns, op.checkpoint_id, w.task_id, w.idx, w.channel,
-                  w.type, w.blob, w.task_path) for w in op.rows],
+            (rows.replace if op.upsert else rows.keep).extend(
+                (op.thread_id, op.checkpoint_ns, op.checkpoint_id, w.task_id, w.idx, w.channel,
+                 w.type, w.blob, w.task_path) for w in op.rows
             )
             return None
         raise StoreError(f"unknown store operation {type(op).__name__}")
@@ -329,3 +343,36 @@ def _statements(sql: str) -> list[str]:
     """Split a migration file into statements (no semicolons inside our DDL)."""
     body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
     return [s.strip() for s in body.split(";") if s.strip()]
+
+
+class _Rows:
+    """The rows of one batch's accepted operations, grouped by statement."""
+
+    __slots__ = ("blobs", "checkpoints", "keep", "replace", "threads")
+
+    def __init__(self) -> None:
+        self.threads: list[tuple[Any, ...]] = []
+        self.blobs: list[tuple[Any, ...]] = []
+        self.checkpoints: list[tuple[Any, ...]] = []
+        self.keep: list[tuple[Any, ...]] = []
+        self.replace: list[tuple[Any, ...]] = []
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        for head, width, batch in (
+            (q.TOUCH_THREADS_HEAD, 0, self.threads),
+            (q.UPSERT_BLOBS_HEAD, 6, self.blobs),
+            (q.UPSERT_CHECKPOINTS_HEAD, 11, self.checkpoints),
+            (q.INSERT_WRITES_KEEP_HEAD, 9, self.keep),
+            (q.INSERT_WRITES_REPLACE_HEAD, 9, self.replace),
+        ):
+            for start in range(0, len(batch), _CHUNK):
+                chunk = batch[start : start + _CHUNK]
+                groups = (
+                    ", ".join([q.TOUCH_THREADS_ROW] * len(chunk)) if width == 0
+                    else q.values(len(chunk), width)
+                )
+                conn.execute(head + groups, [v for row in chunk for v in row])
+
+
+# Rows per statement: far below SQLite's 32,766 bound variables at 11 columns.
+_CHUNK = 500

@@ -21,6 +21,7 @@ transaction of its own, so one bad operation never fails its neighbours.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
@@ -37,7 +38,19 @@ __all__ = ["GroupCommitter"]
 log = logging.getLogger("treadle.store")
 
 C = TypeVar("C")
-_Item = tuple[WriteOp, "Future[Any]"]
+
+
+class _Awaiter:
+    """An async submitter waiting on its event loop (see ``submit_async``)."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+
+_Item = tuple[WriteOp, "Future[Any] | _Awaiter"]
 
 
 class GroupCommitter(Generic[C]):
@@ -85,6 +98,22 @@ class GroupCommitter(Generic[C]):
             self._cv.notify_all()
         return fut
 
+    def submit_async(self, op: WriteOp) -> asyncio.Future[Any]:
+        """Queue ``op`` from a coroutine; await the returned future for its result.
+
+        Results reach each event loop in one callback per batch: resolving a
+        thousand task writes one ``call_soon_threadsafe`` at a time would make the
+        committer fight the busy loop for the GIL a thousand times.
+        """
+        waiter = _Awaiter(asyncio.get_running_loop())
+        with self._cv:
+            if self._closed:
+                waiter.future.set_exception(StoreError("the store is closed"))
+                return waiter.future
+            self._pending.append((op, waiter))
+            self._cv.notify_all()
+        return waiter.future
+
     def call(self, op: WriteOp) -> Any:
         """Commit ``op`` and return its result; lead the commit if nobody is."""
         fut: Future[Any] = Future()
@@ -110,8 +139,7 @@ class GroupCommitter(Generic[C]):
             self._thread.join(timeout=30)
         with self._cv:
             leftovers, self._pending = list(self._pending), collections.deque()
-        for _, fut in leftovers:
-            _set(fut, exc=StoreError("the store is closed"))
+        _deliver([(target, None, StoreError("the store is closed")) for _, target in leftovers])
         if self._conn is not None:
             try:
                 self._close_conn(self._conn)
@@ -132,7 +160,7 @@ class GroupCommitter(Generic[C]):
                 self._leading = True
             self._lead(until=None)
 
-    def _lead(self, until: Future[Any] | None) -> None:
+    def _lead(self, until: Future[Any] | _Awaiter | None) -> None:
         """Commit batches until ``until`` is done (or, for the background leader, until
         nothing is pending), then hand leadership back."""
         try:
@@ -140,7 +168,7 @@ class GroupCommitter(Generic[C]):
                 batch = self._take_batch()
                 if batch:
                     self._commit(batch)
-                if until is not None and until.done():
+                if until is not None and isinstance(until, Future) and until.done():
                     return
                 if not batch:
                     return
@@ -167,23 +195,24 @@ class GroupCommitter(Generic[C]):
 
     def _commit(self, batch: list[_Item]) -> None:
         ops = [op for op, _ in batch]
+        outcomes: list[tuple[Any, Any, BaseException | None]] = []
         try:
             results = self._apply_with_conn(ops)
         except Exception as exc:
             if len(batch) == 1:
-                _set(batch[0][1], exc=exc)
-                return
-            # Isolate the failure: every operation in a transaction of its own.
-            for op, fut in batch:
-                try:
-                    (result,) = self._apply_with_conn([op])
-                except Exception as one_exc:
-                    _set(fut, exc=one_exc)
-                else:
-                    _set(fut, result=result)
-            return
-        for (_, fut), result in zip(batch, results, strict=True):
-            _set(fut, result=result)
+                outcomes.append((batch[0][1], None, exc))
+            else:
+                # Isolate the failure: every operation in a transaction of its own.
+                for op, target in batch:
+                    try:
+                        (result,) = self._apply_with_conn([op])
+                    except Exception as one_exc:
+                        outcomes.append((target, None, one_exc))
+                    else:
+                        outcomes.append((target, result, None))
+        else:
+            outcomes = [(target, result, None) for (_, target), result in zip(batch, results, strict=True)]
+        _deliver(outcomes)
 
     def _apply_with_conn(self, ops: list[WriteOp]) -> list[Any]:
         for attempt in (1, 2):
@@ -214,3 +243,30 @@ def _set(fut: Future[Any], *, result: Any = None, exc: BaseException | None = No
         fut.set_exception(exc)
     else:
         fut.set_result(result)
+
+
+def _deliver(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
+    """Resolve waiters: thread futures at once, each event loop's in one callback."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+    for target, result, exc in outcomes:
+        if isinstance(target, _Awaiter):
+            by_loop.setdefault(target.loop, []).append((target.future, result, exc))
+        else:
+            _set(target, result=result, exc=exc)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve_async, items)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve_async(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, result, exc in items:
+        if fut.done():
+            continue
+        if exc is None and isinstance(result, BaseException):
+            exc = result
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
