@@ -1,34 +1,23 @@
 """PostgreSQL backend: for several processes or machines sharing one store.
 
 Writes go through one :class:`~treadle.store.writer.GroupCommitter` per store, on a
-dedicated connection. A batch is sent as one pipeline — ``BEGIN``, one prepared
-statement per operation, ``COMMIT`` — so it costs a single network round trip and a
-single commit however many operations it holds. (The writer connection runs in
-autocommit mode and opens its transactions itself: with ``autocommit=False`` psycopg
-syncs the pipeline on its implicit ``BEGIN`` and again on ``commit()``, three round
-trips per batch instead of one.)
+dedicated autocommit connection. A whole batch is one statement,
+``SELECT treadle_apply(batch)`` (the PL/pgSQL function of migration 0002): one round
+trip and one transaction, whatever the batch holds; fencing is checked inside it.
+Operations travel as JSON with bytes base64-encoded, both encoded in C — psycopg's
+Python-level array adaptation cost more CPU per step than the commit itself.
 
 Reads use a ``psycopg_pool.ConnectionPool``; a checkpoint with its blobs and pending
-writes is one query. Options in the URL query, removed before connecting:
-
-* ``pool_min`` / ``pool_max`` — reader pool size (default 1 / 16);
-* ``pool_timeout`` — seconds a read waits for a pooled connection (default 30);
-* ``prepare_threshold`` — executions before a statement is prepared server side
-  (default 0: at once; ``none`` disables, e.g. behind a transaction-mode pooler).
-
-Everything else in the URL goes to libpq unchanged. The connect timeout comes from
-``TREADLE_CONNECT_TIMEOUT`` unless the URL sets ``connect_timeout`` itself.
+writes is one query. URL options and error classification are in
+:mod:`treadle.store.postgres_options`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
@@ -56,90 +45,20 @@ from treadle.store.base import (
     WriteRow,
 )
 from treadle.store.migrate import load_migrations, pending
+from treadle.store.postgres_options import (
+    b64,
+    is_dead,
+    metadata_json,
+    number_option,
+    one_line,
+    postgres_options,
+    redact,
+)
 from treadle.store.writer import GroupCommitter
 
-__all__ = ["PostgresStore", "postgres_options"]
+__all__ = ["PostgresStore"]
 
 T = TypeVar("T")
-
-_TREADLE_OPTIONS = ("pool_min", "pool_max", "pool_timeout", "prepare_threshold")
-# SQLSTATEs after which the connection is gone: connection exceptions, server shutdown.
-_DISCONNECT_STATES = ("08", "57P01", "57P02", "57P03")
-# A JSON ``\u0000`` escape not preceded by another backslash; jsonb refuses NUL.
-_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-def postgres_options(url: str) -> tuple[str, dict[str, str]]:
-    """Split treadle's own options off a PostgreSQL URL: (libpq URL, options)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"not a PostgreSQL URL: {_redact(url)!r} (expected postgresql://...)")
-    ours: dict[str, str] = {}
-    rest: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in _TREADLE_OPTIONS:
-            ours[key] = value
-        else:
-            rest.append((key, value))
-    return urlunsplit(parts._replace(query=urlencode(rest))), ours
-
-
-def _redact(url: str) -> str:
-    """``url`` with any password replaced, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            netloc = parts.netloc.rsplit("@", 1)
-            user = netloc[0].split(":", 1)[0]
-            parts = parts._replace(netloc=f"{user}:***@{netloc[1]}")
-        query = "&".join(
-            f"{k}=***" if k == "password" else f"{k}={v}"
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        )
-        return urlunsplit(parts._replace(query=query))
-    except ValueError:
-        return "postgresql://<unparseable URL>"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-N = TypeVar("N", int, float)
-
-
-def _number_option(
-    options: dict[str, str], key: str, default: N, kind: type[N], minimum: N
-) -> N:
-    raw = options.get(key)
-    if raw is None:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{key} must be {'an integer' if kind is int else 'a number'}, "
-                          f"got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{key} must be at least {minimum}, got {value}")
-    return value
-
-
-def _dead(exc: BaseException) -> bool:
-    """Whether ``exc`` means the connection it came from is gone."""
-    if isinstance(exc, (psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed)):
-        return False
-    if isinstance(exc, psycopg.InterfaceError):
-        return True
-    return isinstance(exc, psycopg.OperationalError) and (
-        exc.sqlstate is None or exc.sqlstate.startswith(_DISCONNECT_STATES)
-    )
-
-
-def _metadata_json(text: str) -> str:
-    # The metadata column only serves filtering (metadata_blob is the real value);
-    # jsonb cannot hold NUL, so drop it as LangGraph's own PostgresSaver does.
-    return _JSON_NUL.sub(r"\1", text) if "\\u0000" in text else text
-
 
 class PostgresStore(Store):
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
@@ -150,18 +69,18 @@ class PostgresStore(Store):
         try:
             params = conninfo_to_dict(self._conninfo)
         except psycopg.Error as exc:
-            raise ConfigError(f"bad PostgreSQL URL {_redact(url)!r}: {_one_line(exc)}") from exc
+            raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: {one_line(exc)}") from exc
         self._where = self._describe(params)
-        self._pool_min = _number_option(options, "pool_min", 1, int, 0)
-        self._pool_max = _number_option(options, "pool_max", 16, int, 1)
+        self._pool_min = number_option(options, "pool_min", 1, int, 0)
+        self._pool_max = number_option(options, "pool_max", 16, int, 1)
         if self._pool_max < self._pool_min:
             raise ConfigError(f"pool_max ({self._pool_max}) is below pool_min ({self._pool_min})")
-        self._pool_timeout = _number_option(options, "pool_timeout", 30.0, float, 0.001)
+        self._pool_timeout = number_option(options, "pool_timeout", 30.0, float, 0.001)
         raw_prepare = options.get("prepare_threshold", "0")
         self._prepare: int | None = (
             None
             if raw_prepare.lower() in ("none", "off", "")
-            else _number_option(options, "prepare_threshold", 0, int, 0)
+            else number_option(options, "prepare_threshold", 0, int, 0)
         )
         self._kwargs: dict[str, Any] = {"prepare_threshold": self._prepare}
         if "connect_timeout" not in params:
@@ -216,7 +135,7 @@ class PostgresStore(Store):
             return psycopg.connect(self._conninfo, autocommit=True, **self._kwargs)
         except psycopg.Error as exc:
             raise StoreUnavailableError(
-                f"cannot connect to PostgreSQL at {self._where}: {_one_line(exc)}"
+                f"cannot connect to PostgreSQL at {self._where}: {one_line(exc)}"
             ) from exc
 
     def _writer_connection(self) -> psycopg.Connection[Any]:
@@ -236,21 +155,21 @@ class PostgresStore(Store):
         if not isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError)):
             return False
         conn = self._writer
-        return conn is None or conn.closed or conn.broken or _dead(cause)
+        return conn is None or conn.closed or conn.broken or is_dead(cause)
 
     def _translate(self, exc: psycopg.Error, doing: str) -> StoreError:
         if isinstance(exc, psycopg_pool.PoolTimeout):
             return StoreUnavailableError(
                 f"no PostgreSQL connection to {self._where} within {self._pool_timeout:g}s "
-                f"while {doing}: {_one_line(exc)}"
+                f"while {doing}: {one_line(exc)}"
             )
         if isinstance(exc, psycopg_pool.PoolClosed):
             return StoreError("the store is closed")
-        if _dead(exc):
+        if is_dead(exc):
             return StoreUnavailableError(
-                f"lost PostgreSQL at {self._where} while {doing}: {_one_line(exc)}"
+                f"lost PostgreSQL at {self._where} while {doing}: {one_line(exc)}"
             )
-        return StoreError(f"{doing} failed on PostgreSQL at {self._where}: {_one_line(exc)}")
+        return StoreError(f"{doing} failed on PostgreSQL at {self._where}: {one_line(exc)}")
 
     def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``fn`` on a pooled connection; retry once if the connection was dead."""
@@ -261,7 +180,7 @@ class PostgresStore(Store):
                 with self._pool.connection() as conn:
                     return fn(conn)
             except psycopg.Error as exc:
-                if attempt == 1 and _dead(exc):
+                if attempt == 1 and is_dead(exc):
                     # The server dropped us (restart, failover): the pool has discarded
                     # this connection; weed out its idle siblings too, then retry.
                     try:
@@ -313,13 +232,13 @@ class PostgresStore(Store):
                 "parent": r.parent_checkpoint_id,
                 "run_id": r.run_id,
                 "type": r.type,
-                "checkpoint": _b64(r.checkpoint),
+                "checkpoint": b64(r.checkpoint),
                 "versions": r.channel_versions,
                 "metadata_type": r.metadata_type,
-                "metadata_blob": _b64(r.metadata_blob),
-                "metadata": _metadata_json(r.metadata),
+                "metadata_blob": b64(r.metadata_blob),
+                "metadata": metadata_json(r.metadata),
                 "blobs": [
-                    {"c": b.channel, "v": b.version, "t": b.type, "b": _b64(b.blob)}
+                    {"c": b.channel, "v": b.version, "t": b.type, "b": b64(b.blob)}
                     for b in op.blobs
                 ],
             }
@@ -337,7 +256,7 @@ class PostgresStore(Store):
                 "upsert": op.upsert,
                 "rows": [
                     {"k": w.task_id, "i": w.idx, "c": w.channel, "t": w.type,
-                     "b": _b64(w.blob), "p": w.task_path}
+                     "b": b64(w.blob), "p": w.task_path}
                     for w in rows
                 ],
             }
@@ -413,7 +332,7 @@ class PostgresStore(Store):
             present = {str(k): v for k, v in filter.items() if v is not None}
             if present:
                 where.append(q.LIST_WHERE_METADATA)
-                params.append(_metadata_json(json.dumps(present, default=str)))
+                params.append(metadata_json(json.dumps(present, default=str)))
             for key, value in filter.items():
                 if value is None:
                     where.append(q.LIST_WHERE_METADATA_NULL)
@@ -509,7 +428,7 @@ class PostgresStore(Store):
                 conn.execute(q.MIGRATION_LOCK, (q.MIGRATION_LOCK_KEY,), prepare=False)
                 conn.execute(q.CREATE_MIGRATIONS, prepare=False)
                 applied = {r[0] for r in conn.execute(q.APPLIED_MIGRATIONS, prepare=False)}
-                todo = pending(applied, known, url=_redact(self.url))
+                todo = pending(applied, known, url=redact(self.url))
                 for m in todo:
                     # No parameters: sent as a simple query, so a file may hold many statements.
                     conn.execute(m.sql.encode(), prepare=False)  # type: ignore[call-overload]
@@ -545,8 +464,4 @@ class PostgresStore(Store):
             self._pool.close()
 
     def __repr__(self) -> str:
-        return f"PostgresStore({_redact(self.url)!r})"
-
-
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode("ascii")
+        return f"PostgresStore({redact(self.url)!r})"
