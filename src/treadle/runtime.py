@@ -170,8 +170,15 @@ class TreadleGraph:
             return self._extra_stores[url][1]
 
     def _config(
-        self, config: RunnableConfig | None, *, run: bool, is_async: bool = False
+        self,
+        config: RunnableConfig | None,
+        *,
+        run: bool,
+        is_async: bool = False,
+        claim: bool | None = None,
     ) -> RunnableConfig:
+        """Normalise a run config. ``run``: an execution (fresh thread if none, limits);
+        ``claim`` (default: ``run``): it writes, so it claims the thread on its store."""
         cfg: dict[str, Any] = dict(config or {})
         conf: dict[str, Any] = dict(cfg.get("configurable") or {})
         for key in _LIFTED:
@@ -206,9 +213,11 @@ class TreadleGraph:
             # (plus room for its checkpoint writes, which share that executor).
             default = self.settings.async_workers if is_async else self.settings.thread_workers
             cfg.setdefault("max_concurrency", (max_workers or self.settings.max_workers or default) + 8)
-            conf[EPOCH_KEY] = self._claim(saver, str(conf["thread_id"]))
         elif "thread_id" not in conf:
             raise ConfigError("this call needs a thread: pass thread_id (top level or configurable)")
+        if run if claim is None else claim:
+            # On the store this call writes to (checkpoint_store may name another).
+            conf[EPOCH_KEY] = self._claim(saver, str(conf["thread_id"]))
         cfg["configurable"] = conf
         return cfg  # type: ignore[return-value]
 
@@ -284,14 +293,12 @@ class TreadleGraph:
 
     def update_state(self, config: RunnableConfig, values: Any, as_node: str | None = None,
                      **kwargs: Any) -> RunnableConfig:
-        cfg = self._config(config, run=False)
-        cfg["configurable"][EPOCH_KEY] = self._claim(self.checkpointer, str(cfg["configurable"]["thread_id"]))
+        cfg = self._config(config, run=False, claim=True)
         return self.graph.update_state(cfg, values, as_node=as_node, **kwargs)
 
     async def aupdate_state(self, config: RunnableConfig, values: Any, as_node: str | None = None,
                             **kwargs: Any) -> RunnableConfig:
-        cfg = self._config(config, run=False)
-        cfg["configurable"][EPOCH_KEY] = self._claim(self.checkpointer, str(cfg["configurable"]["thread_id"]))
+        cfg = self._config(config, run=False, claim=True)
         return await self.graph.aupdate_state(cfg, values, as_node=as_node, **kwargs)
 
     def get_graph(self, config: RunnableConfig | None = None, *, xray: int | bool = False) -> Any:

@@ -305,3 +305,16 @@ def test_process_node_timeout_kills_and_retries(tmp_path):
     res = g.invoke({"marker": str(tmp_path / "m"), "out": []})
     assert len(res["out"]) == 1  # the hung attempt was killed; the retry finished
     g.close()
+
+
+def test_update_state_on_a_per_call_store(tmp_path):
+    """update_state claims the thread on the store it writes to, not the default one."""
+    b = StateGraph(S)
+    b.add_node("n", lambda s: {"out": ["x"]})
+    b.add_edge(START, "n")
+    g = treadle.compile(b, settings=settings(tmp_path))
+    other = {"thread_id": "t", "checkpoint_store": f"sqlite:///{tmp_path}/other.db"}
+    g.invoke({"out": []}, other)
+    g.update_state(other, {"out": ["edited"]})
+    assert g.get_state(other).values == {"out": ["x", "edited"]}
+    g.close()

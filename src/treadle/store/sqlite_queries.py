@@ -23,8 +23,6 @@ THREAD_OWNER = "SELECT epoch, owner FROM treadle_threads WHERE thread_id = ?"
 # "(?, ...)" group per row. One statement per batch matters: Python's sqlite3 releases
 # and re-takes the GIL around every row of an executemany, and under a busy event loop
 # each re-take can wait a whole switch interval (measured: 400 rows, 407 ms vs 25 ms).
-TOUCH_THREAD = """
-INSERT INTO treadle_threads (thread_id, epoch) VALUES (?, 0) ON CONFLICT (thread_id) DO NOTHING"""
 TOUCH_THREADS_HEAD = "INSERT OR IGNORE INTO treadle_threads (thread_id, epoch) VALUES "
 TOUCH_THREADS_ROW = "(?, 0)"
 UPSERT_CHECKPOINTS_HEAD = """
