@@ -100,6 +100,12 @@ class CircuitBreaker:
             self._trial_running = False
             self._was_trial = False
 
+    def on_neither(self) -> None:
+        """The call ended without an outcome (an interrupt, a cancellation): a trial
+        call, if it was one, no longer holds the half-open breaker."""
+        with self._lock:
+            self._trial_running = False
+
     def on_failure(self) -> None:
         if self.threshold <= 0:
             return

@@ -208,10 +208,14 @@ class NodeProxy(_RunnableBase):
                     fut.add_done_callback(lambda _f: free())
                     release = None
                 result = self._wait(fut)
-        except GraphBubbleUp:
+        except GraphBubbleUp:  # an interrupt: the node neither failed nor finished
+            self.breaker.on_neither()
             raise
         except Exception as exc:
             self._failed(exc, config)
+            raise
+        except BaseException:
+            self.breaker.on_neither()
             raise
         finally:
             if release:
@@ -246,7 +250,8 @@ class NodeProxy(_RunnableBase):
             finally:
                 if limits is not None:
                     limits.async_slots().release()
-        except GraphBubbleUp:
+        except GraphBubbleUp:  # an interrupt: the node neither failed nor finished
+            self.breaker.on_neither()
             raise
         except TimeoutError as exc:
             err = self._timeout_error()
@@ -254,6 +259,9 @@ class NodeProxy(_RunnableBase):
             raise err from exc
         except Exception as exc:
             self._failed(exc, config)
+            raise
+        except BaseException:  # cancelled
+            self.breaker.on_neither()
             raise
         self.breaker.on_success()
         return result

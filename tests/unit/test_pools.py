@@ -318,3 +318,29 @@ def test_update_state_on_a_per_call_store(tmp_path):
     g.update_state(other, {"out": ["edited"]})
     assert g.get_state(other).values == {"out": ["x", "edited"]}
     g.close()
+
+
+def test_breaker_trial_ending_in_interrupt_does_not_stick(tmp_path):
+    """After the cool-down one trial call is let through; if that call asks for human
+    input (interrupt), the breaker must not stay open for ever."""
+    from langgraph.types import Command, interrupt
+
+    calls = {"n": 0}
+
+    def node(s: S) -> dict:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("down")
+        return {"out": [interrupt("approve?")]}
+
+    b = StateGraph(S)
+    b.add_node("n", node)
+    b.add_edge(START, "n")
+    g = treadle.compile(b, settings=settings(tmp_path, breaker_threshold=1, breaker_cooldown=0.05,
+                                             retry_max_attempts=1))
+    with pytest.raises(ConnectionError):
+        g.invoke({"out": []}, {"thread_id": "a"})
+    time.sleep(0.1)  # past the cool-down: the next call is the half-open trial
+    assert "__interrupt__" in g.invoke({"out": []}, {"thread_id": "b"})
+    assert g.invoke(Command(resume="yes"), {"thread_id": "b"})["out"] == ["yes"]
+    g.close()
