@@ -32,8 +32,9 @@ _CHECKPOINTER_KEY = "__pregel_checkpointer"
 _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
 _TREADLE_KEYS = ("max_workers", "checkpoint_store", "runtime")
 _RUNTIMES = ("local", "distributed")
-# Claims still in flight or failed, by token: a failed claim explains refused writes.
-_CLAIMS: dict[str, Any] = {}
+# configurable key carrying this execution's claim future (a failed claim explains
+# why its writes were refused).
+_CLAIM_KEY = "__treadle_claim"
 
 
 def compile(
@@ -217,24 +218,21 @@ class TreadleGraph:
             raise ConfigError("this call needs a thread: pass thread_id (top level or configurable)")
         if run if claim is None else claim:
             # On the store this call writes to (checkpoint_store may name another).
-            conf[EPOCH_KEY] = self._claim(saver, str(conf["thread_id"]))
+            conf[EPOCH_KEY], conf[_CLAIM_KEY] = self._claim(saver, str(conf["thread_id"]))
         cfg["configurable"] = conf
         return cfg  # type: ignore[return-value]
 
     @staticmethod
-    def _claim(saver: TreadleSaver, thread_id: str) -> str:
-        """Become the only writer of ``thread_id``; queued ahead of our first write."""
+    def _claim(saver: TreadleSaver, thread_id: str) -> tuple[str, Any]:
+        """Become the only writer of ``thread_id``; queued ahead of our first write.
+        Returns the claim token and the claim's future."""
         token = uuid.uuid4().hex
-        fut = saver.store.claim_thread_async(thread_id, token)
-        _CLAIMS[token] = fut
-        fut.add_done_callback(lambda f, t=token: f.exception() is None and _CLAIMS.pop(t, None))
-        return token
+        return token, saver.store.claim_thread_async(thread_id, token)
 
     @staticmethod
     def _explain(exc: FencedWriteError, config: RunnableConfig) -> BaseException:
         """A write refused because our own claim never committed: report why it failed."""
-        token = config.get("configurable", {}).get(EPOCH_KEY)
-        fut = _CLAIMS.pop(token, None) if token else None
+        fut = config.get("configurable", {}).get(_CLAIM_KEY)
         if fut is not None and fut.done() and fut.exception() is not None:
             return cast(BaseException, fut.exception())
         return exc
