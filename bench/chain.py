@@ -26,7 +26,6 @@ from contextlib import ExitStack
 from typing import Any
 
 from bench._common import (
-    Report,
     TreadleLoader,
     Window,
     build_chain,
@@ -44,6 +43,7 @@ from bench._common import (
     scratch_dir,
     sqlite_url,
 )
+from bench._report import Report
 
 N_NODES = 10
 COLUMNS = ["system", "store", "runs", "seconds", "runs/s", "steps/s", "ms/step", "ckpts/run"]

@@ -27,7 +27,6 @@ from contextlib import ExitStack
 from typing import Any
 
 from bench._common import (
-    Report,
     TreadleLoader,
     Window,
     build_chain,
@@ -43,6 +42,7 @@ from bench._common import (
     progress,
     run_threads_for,
 )
+from bench._report import Report
 
 N_NODES = 10
 N_THREADS = 32

@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypedDict
 
 from bench._common import (
-    Report,
     TreadleLoader,
     call_with_timeout,
     close_quietly,
@@ -38,6 +37,7 @@ from bench._common import (
     scratch_dir,
     sqlite_url,
 )
+from bench._report import Report
 
 IO_SECONDS = 0.1
 TIMEOUT = 60.0
