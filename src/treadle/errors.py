@@ -29,7 +29,10 @@ __all__ = [
     "SchemaError",
     "StoreError",
     "StoreUnavailableError",
+    "RemoteNodeError",
+    "RunFailedError",
     "TaskCrashedError",
+    "ThreadBusyError",
     "TreadleError",
 ]
 
@@ -94,3 +97,35 @@ class TaskCrashedError(NodeError):
 
 class CircuitOpenError(NodeError):
     """A node failed too many times in a row; calls fail fast during the cool-down."""
+
+
+class ThreadBusyError(TreadleError):
+    """A run was refused because its thread already has an active run
+    (``multitask_strategy="reject"``)."""
+
+    def __init__(self, thread_id: str, active: list[str]) -> None:
+        self.thread_id = thread_id
+        self.active = active
+        super().__init__(
+            f"thread {thread_id!r} is busy with run(s) {', '.join(active)}; wait for them, "
+            "or pass multitask_strategy='enqueue', 'interrupt' or 'rollback'"
+        )
+
+
+class RunFailedError(TreadleError):
+    """A cluster run ended without success (error, timeout, cancelled)."""
+
+    def __init__(self, run_id: str, status: str, error: str | None) -> None:
+        self.run_id = run_id
+        self.status = status
+        self.error = error
+        detail = f": {error}" if error else ""
+        super().__init__(f"run {run_id} ended with status {status!r}{detail}")
+
+
+class RemoteNodeError(NodeError):
+    """A node task run by another worker failed; the message is that worker's error."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        self.transient = transient
+        super().__init__(message)

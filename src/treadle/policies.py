@@ -18,6 +18,7 @@ from langgraph.types import RetryPolicy
 from treadle.config import Settings
 from treadle.errors import (
     CircuitOpenError,
+    RemoteNodeError,
     NodeTimeoutError,
     TaskCrashedError,
     TreadleError,
@@ -40,6 +41,8 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, (TaskCrashedError, NodeTimeoutError, TimeoutError, ConnectionError)):
         return True
+    if isinstance(exc, RemoteNodeError):
+        return exc.transient
     if isinstance(exc, (CircuitOpenError, TreadleError)):
         return False
     if isinstance(exc, RuntimeError):

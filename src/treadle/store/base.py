@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from treadle.store.queue import RunQueue
+
 __all__ = [
     "BlobRow",
     "CheckpointRecord",
@@ -106,6 +108,11 @@ class ClaimThread(WriteOp):
     """
 
     linger_scale = 10.0
+    # A cluster run's claim: refused (a FencedWriteError result) unless the run is
+    # still ``running`` under ``run_epoch``, so a worker whose lease was taken over
+    # can never take the thread back.
+    run_id: str | None = field(default=None, kw_only=True)
+    run_epoch: int | None = field(default=None, kw_only=True)
 
 
 @dataclass(slots=True)
@@ -123,8 +130,9 @@ class PutWrites(WriteOp):
     linger_scale = 1.0
 
 
-class Store(abc.ABC):
-    """A database holding treadle's durable state."""
+class Store(RunQueue, abc.ABC):
+    """A database holding treadle's durable state: checkpoints (here) and the run
+    queue (:class:`~treadle.store.queue.RunQueue`)."""
 
     url: str
 

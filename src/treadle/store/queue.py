@@ -1,0 +1,315 @@
+"""The run queue protocol: durable runs, node tasks, stream events and shipped graphs.
+
+Every backend implements :class:`RunQueue` beside the checkpoint store (the cluster
+layer in ``treadle.cluster`` drives it). Timestamps are Unix seconds (float) taken
+from the *database's* clock, so leases mean the same on every machine.
+
+Runs
+    ``pending -> running -> success | error | interrupted | cancelled | timeout``.
+    At most one run per thread is ``running`` (a partial unique index enforces it)
+    and a thread's pending runs start in the order they were queued. Each claim
+    raises the run's ``epoch``; every later write of that execution names the epoch
+    and is refused once another claim has raised it (fencing).
+
+Tasks
+    A node task sent to the cluster: ``pending -> running -> success | error``.
+    Keyed by ``task_key`` (``thread_id:checkpoint_ns:task_id``), so an orchestrator
+    that resumes a run finds the results of tasks that already ran. Tasks have their
+    own lease and epoch, with the same fencing.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ACTIVE",
+    "CANCEL_ACTIONS",
+    "MULTITASK_STRATEGIES",
+    "RUN_STATUSES",
+    "TERMINAL",
+    "Event",
+    "Heartbeat",
+    "Listener",
+    "NewRun",
+    "NewTask",
+    "RunQueue",
+    "RunRow",
+    "TaskRow",
+]
+
+RUN_STATUSES = ("pending", "running", "success", "error", "interrupted", "cancelled", "timeout")
+ACTIVE = ("pending", "running")
+TERMINAL = ("success", "error", "interrupted", "cancelled", "timeout")
+MULTITASK_STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
+CANCEL_ACTIONS = ("cancel", "interrupt", "rollback")
+# Final status of a run stopped by each cancel action.
+CANCEL_STATUS = {"cancel": "cancelled", "interrupt": "interrupted", "rollback": "cancelled"}
+
+# Notification channels (PostgreSQL LISTEN/NOTIFY; payload in brackets).
+CHANNEL_RUNS = "treadle_runs"  # a run became claimable [run_id]
+CHANNEL_RUN_DONE = "treadle_run_done"  # a run reached a terminal status [run_id]
+CHANNEL_CANCEL = "treadle_cancel"  # a running run was asked to stop [run_id]
+CHANNEL_TASKS = "treadle_tasks"  # a task became claimable [task_key]
+CHANNEL_TASK_DONE = "treadle_task_done"  # a task finished [task_key]
+CHANNEL_EVENTS = "treadle_events"  # a run has new stream events [run_id]
+CHANNELS = (CHANNEL_RUNS, CHANNEL_RUN_DONE, CHANNEL_CANCEL, CHANNEL_TASKS, CHANNEL_TASK_DONE,
+            CHANNEL_EVENTS)
+
+
+@dataclass(slots=True)
+class NewRun:
+    run_id: str
+    thread_id: str
+    graph_id: str  # "ref:<name>" (loaded by reference) or "pickle:<sha256>" (shipped by value)
+    payload: bytes  # opaque to the store (the cluster's codec: input, config, kwargs)
+    max_attempts: int = 3
+    timeout_s: float | None = None  # run timeout, counted from the first start
+    stream: bool = False  # the caller wants stream events recorded
+    metadata: str = "{}"  # JSON object
+
+
+@dataclass(slots=True)
+class RunRow:
+    run_id: str
+    thread_id: str
+    graph_id: str
+    payload: bytes
+    status: str
+    attempt: int  # claims so far that counted (a graceful hand-off gives its attempt back)
+    max_attempts: int
+    epoch: int  # raised by every claim
+    worker: str | None
+    lease_expires_at: float | None
+    timeout_s: float | None
+    stream: bool
+    cancel: str | None  # a requested cancel action, see CANCEL_ACTIONS
+    metadata: str
+    result: bytes | None
+    error: str | None
+    created_at: float
+    started_at: float | None  # first claim
+    ended_at: float | None
+
+
+@dataclass(slots=True)
+class NewTask:
+    task_key: str
+    run_id: str
+    thread_id: str
+    graph_id: str
+    node: str
+    payload: bytes
+    max_attempts: int = 3  # lease expiries tolerated before the task errors
+
+
+@dataclass(slots=True)
+class TaskRow:
+    task_key: str
+    run_id: str
+    thread_id: str
+    graph_id: str
+    node: str
+    payload: bytes
+    status: str  # pending | running | success | error
+    attempt: int
+    max_attempts: int
+    epoch: int
+    worker: str | None
+    lease_expires_at: float | None
+    result: bytes | None
+    error: str | None
+    created_at: float
+    ended_at: float | None
+
+
+@dataclass(slots=True)
+class Event:
+    seq: int
+    kind: str  # e.g. "values", "updates", "custom", "end"
+    data: bytes
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    """What a heartbeat found: the leases still held, and cancel requests for them."""
+
+    runs: dict[str, str | None] = field(default_factory=dict)  # run_id -> cancel action or None
+    tasks: set[str] = field(default_factory=set)  # task keys still held
+
+
+class Listener(abc.ABC):
+    """Wake-ups pushed by the database (PostgreSQL LISTEN/NOTIFY).
+
+    Never the only path: callers also poll, so a lost notification only delays.
+    """
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> list[tuple[str, str]]:
+        """Block up to ``timeout`` s; return the (channel, payload) pairs received.
+
+        Returns early when a notification arrives. On a lost connection, returns
+        ``[]`` and reconnects on a later call (never raises for that)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class RunQueue(abc.ABC):
+    """Durable runs and node tasks. Every method is one short transaction."""
+
+    # --- runs --------------------------------------------------------------------
+    @abc.abstractmethod
+    def enqueue_run(self, run: NewRun, *, multitask: str = "enqueue") -> RunRow:
+        """Queue ``run`` as ``pending``; return it. Notifies CHANNEL_RUNS.
+
+        When the thread has active runs (pending or running), ``multitask`` decides,
+        atomically with the insert (the thread's row is locked):
+        ``reject`` raises ThreadBusyError and writes nothing; ``enqueue`` queues
+        behind them; ``interrupt`` / ``rollback`` cancel pending ones at once (status
+        ``interrupted`` / ``cancelled``) and set ``cancel`` on the running one, whose
+        worker stops it; the new run starts when the thread is free.
+        """
+
+    @abc.abstractmethod
+    def claim_run(
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float
+    ) -> RunRow | None:
+        """Claim the oldest claimable run, or None.
+
+        Claimable: ``pending``; ``graph_id`` in ``graph_ids`` (or a ``pickle:`` id when
+        ``allow_pickled``); no run of its thread is ``running``; no older pending run
+        on its thread. The claim sets running, ``worker``, ``epoch + 1``,
+        ``attempt + 1``, ``lease_expires_at = now + ttl``, ``started_at`` if unset.
+        Concurrent claimers never get the same run (``FOR UPDATE SKIP LOCKED``).
+        """
+
+    @abc.abstractmethod
+    def heartbeat(
+        self,
+        worker: str,
+        runs: Sequence[tuple[str, int]],
+        tasks: Sequence[tuple[str, int]],
+        ttl: float,
+    ) -> Heartbeat:
+        """Extend the leases of ``(run_id, epoch)`` runs and ``(task_key, epoch)`` tasks
+        that are still ``running`` under that epoch and worker; report which are."""
+
+    @abc.abstractmethod
+    def finish_run(
+        self,
+        run_id: str,
+        epoch: int,
+        status: str,
+        *,
+        result: bytes | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Move a running run to terminal ``status`` if ``epoch`` is still its epoch.
+
+        Clears worker and lease, sets ``ended_at``. Notifies CHANNEL_RUN_DONE and,
+        since its thread may now be free, CHANNEL_RUNS. False when fenced."""
+
+    @abc.abstractmethod
+    def release_run(self, run_id: str, epoch: int) -> bool:
+        """Hand a running run back (graceful shutdown): ``pending``, no worker, no
+        lease, ``attempt - 1``. Notifies CHANNEL_RUNS. False when fenced."""
+
+    @abc.abstractmethod
+    def cancel_run(self, run_id: str, action: str = "cancel") -> RunRow | None:
+        """Ask a run to stop. Pending: terminal at once (CANCEL_STATUS[action]).
+        Running: sets ``cancel`` and notifies CHANNEL_CANCEL; its worker stops it.
+        Terminal: unchanged. Returns the row after the change (None: unknown id)."""
+
+    @abc.abstractmethod
+    def sweep(self) -> list[tuple[str, str]]:
+        """Recover from dead workers; return ``(run_id or task_key, new status)``.
+
+        Running runs whose lease expired: with a ``cancel`` request, terminal
+        (CANCEL_STATUS); at ``max_attempts``, ``error`` (error names the lease expiry
+        and keeps the previous error); otherwise back to ``pending`` (error notes the
+        lost lease; epoch unchanged: the next claim raises it). Running tasks whose
+        lease expired: back to ``pending`` or, at ``max_attempts``, ``error``.
+        Notifies CHANNEL_RUNS / CHANNEL_TASKS / CHANNEL_RUN_DONE as fits."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRow | None: ...
+
+    @abc.abstractmethod
+    def list_runs(
+        self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[RunRow]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def queue_depth(self) -> tuple[int, float | None]:
+        """(pending runs, age in seconds of the oldest pending run or None)."""
+
+    # --- tasks -------------------------------------------------------------------
+    @abc.abstractmethod
+    def submit_task(self, task: NewTask) -> TaskRow:
+        """Insert ``task`` as pending unless its key exists; return the row as it is.
+
+        An existing ``error`` row is reset to pending (the orchestrator retries it);
+        rows in any other status are returned unchanged (a resumed orchestrator
+        reuses a finished result or waits for a running one). Notifies CHANNEL_TASKS
+        when it (re)queued the task."""
+
+    @abc.abstractmethod
+    def claim_tasks(
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int
+    ) -> list[TaskRow]:
+        """Claim up to ``limit`` pending tasks, oldest first (graph filter as for runs).
+        Each: running, ``worker``, ``epoch + 1``, ``attempt + 1``, lease now + ttl.
+        Tasks whose run is no longer ``running`` are not claimed."""
+
+    @abc.abstractmethod
+    def finish_task(
+        self,
+        task_key: str,
+        epoch: int,
+        status: str,
+        *,
+        result: bytes | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record a task's outcome (``success`` or ``error``) if ``epoch`` is still its
+        epoch and it is running. Notifies CHANNEL_TASK_DONE. False when fenced."""
+
+    @abc.abstractmethod
+    def get_tasks(self, task_keys: Sequence[str]) -> list[TaskRow]: ...
+
+    @abc.abstractmethod
+    def list_tasks(self, run_id: str) -> list[TaskRow]: ...
+
+    # --- stream events -----------------------------------------------------------
+    @abc.abstractmethod
+    def put_events(self, run_id: str, epoch: int, events: Sequence[Event]) -> bool:
+        """Append events if ``epoch`` is the run's epoch (duplicates of a seq are
+        ignored). Notifies CHANNEL_EVENTS. False when fenced."""
+
+    @abc.abstractmethod
+    def read_events(self, run_id: str, after_seq: int, limit: int = 1000) -> list[Event]:
+        """Events with ``seq > after_seq``, in order."""
+
+    # --- graphs shipped by value -------------------------------------------------
+    @abc.abstractmethod
+    def put_graph(self, graph_id: str, blob: bytes) -> None:
+        """Store a pickled graph under its content hash (idempotent)."""
+
+    @abc.abstractmethod
+    def get_graph(self, graph_id: str) -> bytes | None: ...
+
+    # --- wake-ups ------------------------------------------------------------------
+    def listener(self, channels: Sequence[str]) -> Listener | None:
+        """A :class:`Listener` for ``channels``, or None when the backend has none
+        (SQLite: callers poll)."""
+        return None
+
+    def now(self) -> float:
+        """The database clock, Unix seconds."""
+        import time
+
+        return time.time()
