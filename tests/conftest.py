@@ -175,3 +175,85 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
                 admin.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
+
+
+# --- cluster workers as real processes ------------------------------------------------------
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+CLUSTER_GRAPHS = Path(__file__).resolve().parent / "cluster_graphs"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A `treadle worker` subprocess; its output goes to ``log``."""
+
+    def __init__(self, url: str, graphs: list[str], log: Path, args: list[str],
+                 env: dict[str, str]) -> None:
+        import sys
+
+        self.url, self.graphs, self.log_path, self.args, self.env = url, graphs, log, args, env
+        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "treadle", "worker", "--store", url, *args, *graphs],
+            env=env, stdout=self._out, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "serving" in self.log():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.log()}")
+            time.sleep(0.05)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()}")
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 15) -> None:
+        import signal as _signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(_signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._out.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[object]:
+    """``start_worker(url, *graphs, args=[...], env={...}, ready=True)`` -> WorkerProcess."""
+    started: list[WorkerProcess] = []
+
+    def start(url: str, *graphs: str, args: list[str] | None = None,
+              env: dict[str, str] | None = None, ready: bool = True) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(started)}.log"
+        w = WorkerProcess(url, list(graphs), log, list(args or []), subprocess_env(**(env or {})))
+        started.append(w)
+        if ready:
+            w.wait_ready()
+        return w
+
+    yield start
+    for w in started:
+        w.stop(timeout=5)

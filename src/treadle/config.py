@@ -48,6 +48,23 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(5.0, gt=0, description="Store connect timeout, seconds.")
     durability: str = Field("sync", pattern="^(sync|async|exit)$", description="LangGraph durability.")
     debug: bool = Field(False, description="Show tracebacks in the CLI.")
+    # --- cluster workers (treadle worker) ---------------------------------------------
+    worker_concurrency: int = Field(8, ge=1, description="Runs a worker executes at once.")
+    worker_task_slots: int = Field(
+        4, ge=0, description="Remote node tasks a worker executes at once (0: none)."
+    )
+    lease_ttl: float = Field(
+        10.0, gt=0, description="Seconds a worker's lease lasts without a heartbeat."
+    )
+    drain_timeout: float = Field(
+        30.0, ge=0, description="On SIGTERM, seconds to let node tasks in flight finish."
+    )
+    poll_interval: float = Field(
+        1.0, gt=0, description="Seconds between queue polls when notifications are missed."
+    )
+    allow_pickled_graphs: bool = Field(
+        False, description="Let workers load graphs shipped by value (runs code from the store)."
+    )
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -228,7 +228,8 @@ def _unwrap(graph: Pregel[Any, Any, Any, Any]) -> Pregel[Any, Any, Any, Any]:
         proxy = node.bound
         if isinstance(proxy, NodeProxy):
             # Options given as treadle.compile(nodes=...) travel on as node metadata.
-            options = {"pool": proxy.options.pool, "timeout": proxy.options.timeout}
+            options = {"pool": proxy.options.pool, "timeout": proxy.options.timeout,
+                       "placement": proxy.options.placement}
             metadata = {**(node.metadata or {}), "treadle": options}
             node = node.copy({"bound": proxy.bound, "metadata": metadata})
         nodes[name] = node

@@ -61,3 +61,7 @@ def idempotency_key(config: RunnableConfig | None = None) -> str:
 
 def set_process_key(key: str | None) -> contextvars.Token[str | None]:
     return _PROCESS_KEY.set(key)
+
+
+def reset_process_key(token: contextvars.Token[str | None]) -> None:
+    _PROCESS_KEY.reset(token)

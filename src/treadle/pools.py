@@ -34,16 +34,18 @@ from langgraph.types import RetryPolicy
 
 from treadle.config import Settings
 from treadle.errors import ConfigError, NodeTimeoutError
+from treadle.execution import EXECUTION_KEY, Execution
 from treadle.idempotency import key_from_config, set_process_key
 from treadle.policies import CircuitBreaker
 
-__all__ = ["LIMITS_KEY", "NodeOptions", "NodeProxy", "Pools", "RunLimits"]
+__all__ = ["LIMITS_KEY", "NodeOptions", "NodeProxy", "Pools", "RunLimits", "plain_config"]
 
 log = logging.getLogger("treadle.runtime")
 
 #: configurable key carrying the run's :class:`RunLimits`.
 LIMITS_KEY = "__treadle_limits"
 POOL_KINDS = ("auto", "thread", "async", "process")
+PLACEMENTS = ("local", "remote")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +55,14 @@ class NodeOptions:
 
     pool: str = "auto"
     timeout: float | None = None
+    # "remote": in a cluster run, the body becomes a durable task any worker may run
+    # (on that worker's ``pool``); in a local run it runs here as usual.
+    placement: str = "local"
 
     @classmethod
     def parse(cls, node: str, raw: Any, default_timeout: float | None) -> NodeOptions:
         raw = dict(raw or {})
-        unknown = set(raw) - {"pool", "timeout"}
+        unknown = set(raw) - {"pool", "timeout", "placement"}
         if unknown:
             raise ConfigError(f"node {node!r}: unknown treadle option(s) {sorted(unknown)}")
         pool = raw.get("pool", "auto")
@@ -66,7 +71,13 @@ class NodeOptions:
         timeout = raw.get("timeout", default_timeout)
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise ConfigError(f"node {node!r}: timeout must be a positive number of seconds")
-        return cls(pool=pool, timeout=float(timeout) if timeout is not None else None)
+        placement = raw.get("placement", "local")
+        if placement not in PLACEMENTS:
+            raise ConfigError(
+                f"node {node!r}: placement must be one of {PLACEMENTS}, not {placement!r}"
+            )
+        return cls(pool=pool, timeout=float(timeout) if timeout is not None else None,
+                   placement=placement)
 
 
 class RunLimits:
@@ -162,6 +173,8 @@ class NodeProxy(_RunnableBase):
             self.pool = "async" if self.is_async else "thread"
         if self.pool == "process":
             self._check_process_node()
+        if options.placement == "remote":
+            self._check_plain_node("placement='remote'", "run it locally")
 
     def _check_process_node(self) -> None:
         func = getattr(self.bound, "func", None)
@@ -170,11 +183,16 @@ class NodeProxy(_RunnableBase):
                 f"node {self.name!r} cannot run on the process pool: only plain sync "
                 "functions can (it is async or not a function)"
             )
+        self._check_plain_node("process-pool", "use the thread pool")
+
+    def _check_plain_node(self, what: str, instead: str) -> None:
+        if getattr(self.bound, "func", None) is None and getattr(self.bound, "afunc", None) is None:
+            raise ConfigError(f"node {self.name!r} cannot use {what}: it is not a function")
         extra = set(getattr(self.bound, "func_accepts", {})) - {"config"}
         if extra:
             raise ConfigError(
-                f"node {self.name!r} takes {sorted(extra)}; process-pool nodes receive only "
-                "the state (and a plain config): drop those parameters or use the thread pool"
+                f"node {self.name!r} takes {sorted(extra)}; {what} nodes receive only "
+                f"the state (and a plain config): drop those parameters or {instead}"
             )
 
     # --- Runnable API ----------------------------------------------------------
@@ -225,6 +243,18 @@ class NodeProxy(_RunnableBase):
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         config = config or {}
+        execution: Execution | None = config.get("configurable", {}).get(EXECUTION_KEY)
+        if execution is None:
+            return await self._ainvoke(input, config, **kwargs)
+        await execution.enter()  # parked here while the worker drains
+        try:
+            if self.options.placement == "remote":
+                return await execution.dispatch(self.name, input, plain_config(config))
+            return await self._ainvoke(input, config, **kwargs)
+        finally:
+            execution.leave()
+
+    async def _ainvoke(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
         self.breaker.before_call()
         timeout = self.options.timeout
@@ -268,15 +298,9 @@ class NodeProxy(_RunnableBase):
 
     # --- helpers -----------------------------------------------------------------
     def _process_args(self, input: Any, config: RunnableConfig) -> tuple[Any, ...]:
-        conf = config.get("configurable", {})
         kwargs: dict[str, Any] = {}
         if "config" in getattr(self.bound, "func_accepts", {}):
-            kwargs["config"] = {
-                "configurable": {
-                    k: v for k, v in conf.items()
-                    if isinstance(v, (str, int, float, bool)) and k != "__treadle_epoch"
-                }
-            }
+            kwargs["config"] = plain_config(config)
         return (self.bound.func, input, key_from_config(config), kwargs)  # type: ignore[attr-defined]
 
     def _wait(self, fut: Future[Any]) -> Any:
@@ -304,6 +328,19 @@ class NodeProxy(_RunnableBase):
             log.warning(
                 "node %r failed (%s: %s); not retried", self.name, type(exc).__name__, exc
             )
+
+
+def plain_config(config: RunnableConfig) -> dict[str, Any]:
+    """What a node running away from LangGraph's loop (a process, another worker)
+    receives as its config: the scalar configurable values, LangGraph's task id
+    included (so its idempotency key is the same)."""
+    conf = config.get("configurable", {})
+    return {
+        "configurable": {
+            k: v for k, v in conf.items()
+            if isinstance(v, (str, int, float, bool)) and k != "__treadle_epoch"
+        }
+    }
 
 
 def _retries(policy: RetryPolicy, exc: BaseException) -> bool:

@@ -23,14 +23,17 @@ from treadle.config import Settings, get_settings
 from treadle.errors import ConfigError, FencedWriteError
 from treadle.policies import CircuitBreaker, default_retry_policy
 from treadle.pools import LIMITS_KEY, NodeOptions, NodeProxy, Pools, RunLimits
+from treadle.execution import EXECUTION_KEY, Execution
 from treadle.store import Store, shared
+from treadle.store.base import ClaimThread
 
 __all__ = ["TreadleGraph", "compile"]
 
 _CHECKPOINTER_KEY = "__pregel_checkpointer"
 # Keys treadle accepts at the top level of a run config (LangGraph keeps them in configurable).
 _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
-_TREADLE_KEYS = ("max_workers", "checkpoint_store", "runtime")
+_TREADLE_KEYS = ("max_workers", "checkpoint_store", "runtime", "multitask_strategy", "max_attempts",
+                 "run_timeout")
 _RUNTIMES = ("local", "distributed")
 # configurable key carrying this execution's claim future (a failed claim explains
 # why its writes were refused).
@@ -46,6 +49,7 @@ def compile(
     node_timeout: float | None = None,
     durability: str | None = None,
     settings: Settings | None = None,
+    graph_id: str | None = None,
     **compile_kwargs: Any,
 ) -> TreadleGraph:
     """Compile ``graph`` (a ``StateGraph`` builder or a compiled graph) onto treadle.
@@ -56,6 +60,10 @@ def compile(
     ``{"treadle": {...}}`` does the same. Other keyword arguments go to LangGraph's
     ``StateGraph.compile`` (``interrupt_before``, ``store`` for long-term memory is
     ``memory_store=``, ``name``, ...).
+
+    ``graph_id`` names the graph for ``runtime="distributed"`` runs: workers that load
+    it under that name (a ``langgraph.json`` key or ``treadle worker name=REF``) run
+    them. Without it, such runs ship the graph by value (see docs/architecture.md).
     """
     settings = settings or get_settings(
         store=store, max_workers=max_workers, node_timeout=node_timeout, durability=durability
@@ -85,7 +93,9 @@ def compile(
             if memory_store is not None:
                 update["store"] = memory_store
             compiled = graph.copy(update)
-        return TreadleGraph(compiled, backend, saver, settings, dict(nodes or {}))
+        tg = TreadleGraph(compiled, backend, saver, settings, dict(nodes or {}))
+        tg.graph_id = graph_id
+        return tg
     except BaseException:
         shared.release(settings.store)
         raise
@@ -108,6 +118,8 @@ class TreadleGraph:
         self.pools = Pools(settings)
         self.retry_policy = (default_retry_policy(settings),)
         self._extra_stores: dict[str, tuple[Store, TreadleSaver]] = {}
+        self.graph_id: str | None = None  # its name for workers (runtime="distributed")
+        self._shipped: str | None = None  # its id once shipped to workers by value
         self._lock = threading.Lock()
         unknown = set(node_options) - set(compiled.nodes)
         if unknown:
@@ -132,7 +144,8 @@ class TreadleGraph:
             bound = node.bound
             inherited: dict[str, Any] = {}
             if isinstance(bound, NodeProxy):
-                inherited = {"pool": bound.options.pool, "timeout": bound.options.timeout}
+                inherited = {"pool": bound.options.pool, "timeout": bound.options.timeout,
+                             "placement": bound.options.placement}
                 bound = bound.bound
             if isinstance(bound, Pregel):
                 # A compiled subgraph added as a node: wrap a copy, leave the user's alone.
@@ -190,11 +203,6 @@ class TreadleGraph:
         runtime = options.get("runtime", "local")
         if runtime not in _RUNTIMES:
             raise ConfigError(f"runtime must be one of {_RUNTIMES}, not {runtime!r}")
-        if runtime == "distributed":
-            raise ConfigError(
-                "runtime='distributed' needs treadle's cluster (queued runs executed by "
-                "`treadle worker`), which this version does not include yet; use runtime='local'"
-            )
         saver = self.checkpointer
         if options.get("checkpoint_store"):
             store_url = options["checkpoint_store"]
@@ -218,14 +226,23 @@ class TreadleGraph:
             raise ConfigError("this call needs a thread: pass thread_id (top level or configurable)")
         if run if claim is None else claim:
             # On the store this call writes to (checkpoint_store may name another).
-            conf[EPOCH_KEY], conf[_CLAIM_KEY] = self._claim(saver, str(conf["thread_id"]))
+            conf[EPOCH_KEY], conf[_CLAIM_KEY] = self._claim(
+                saver, str(conf["thread_id"]), conf.get(EXECUTION_KEY)
+            )
         cfg["configurable"] = conf
         return cfg  # type: ignore[return-value]
 
     @staticmethod
-    def _claim(saver: TreadleSaver, thread_id: str) -> tuple[str, Any]:
+    def _claim(
+        saver: TreadleSaver, thread_id: str, execution: Execution | None = None
+    ) -> tuple[str, Any]:
         """Become the only writer of ``thread_id``; queued ahead of our first write.
-        Returns the claim token and the claim's future."""
+        Returns the claim token and the claim's future. A cluster run's claim holds
+        only while its lease's epoch is current."""
+        if execution is not None:
+            op = ClaimThread(thread_id, token=execution.token, run_id=execution.run_id,
+                             run_epoch=execution.epoch)
+            return execution.token, saver.store.submit(op)
         token = uuid.uuid4().hex
         return token, saver.store.claim_thread_async(thread_id, token)
 
@@ -243,6 +260,8 @@ class TreadleGraph:
 
     # --- the compiled-graph API -----------------------------------------------------------
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if _distributed(config):
+            return _cluster().invoke(self, input, cast(dict[str, Any], config), kwargs)
         cfg = self._config(config, run=True)
         try:
             return self.graph.invoke(input, cfg, **self._kwargs(kwargs))
@@ -250,6 +269,8 @@ class TreadleGraph:
             raise self._explain(exc, cfg) from exc
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        if _distributed(config):
+            return await _cluster().ainvoke(self, input, cast(dict[str, Any], config), kwargs)
         cfg = self._config(config, run=True, is_async=True)
         try:
             return await self.graph.ainvoke(input, cfg, **self._kwargs(kwargs))
@@ -257,6 +278,9 @@ class TreadleGraph:
             raise self._explain(exc, cfg) from exc
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        if _distributed(config):
+            yield from _cluster().stream(self, input, cast(dict[str, Any], config), kwargs)
+            return
         cfg = self._config(config, run=True)
         try:
             yield from self.graph.stream(input, cfg, **self._kwargs(kwargs))
@@ -266,6 +290,10 @@ class TreadleGraph:
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        if _distributed(config):
+            async for chunk in _cluster().astream(self, input, cast(dict[str, Any], config), kwargs):
+                yield chunk
+            return
         cfg = self._config(config, run=True, is_async=True)
         try:
             async for chunk in self.graph.astream(input, cfg, **self._kwargs(kwargs)):
@@ -332,6 +360,25 @@ class TreadleGraph:
 
     def __repr__(self) -> str:
         return f"TreadleGraph({self.graph.get_name()!r}, store={self.settings.store!r})"
+
+
+def _distributed(config: RunnableConfig | Mapping[str, Any] | None) -> bool:
+    """True when the call asks for a cluster run (``runtime="distributed"``, top level
+    or in ``configurable``); an unknown runtime is a ConfigError."""
+    if not config:
+        return False
+    runtime = config.get("runtime") or (config.get("configurable") or {}).get("runtime") or "local"
+    if runtime not in _RUNTIMES:
+        raise ConfigError(f"runtime must be one of {_RUNTIMES}, not {runtime!r}")
+    return bool(runtime == "distributed")
+
+
+def _cluster() -> Any:
+    # The one call from the runtime up into the cluster layer: runtime="distributed"
+    # hands the whole call over, lazily, so local runs never import the cluster.
+    from treadle.cluster import client
+
+    return client
 
 
 def _release(pools: Pools, url: str, extra: dict[str, tuple[Store, TreadleSaver]]) -> None:

@@ -97,6 +97,11 @@ def run(
         None, "--recursion-limit", envvar="TREADLE_RECURSION_LIMIT", min=1, show_default=False,
         help="LangGraph's limit on super-steps per run (default 25).",
     ),
+    runtime: str = typer.Option(
+        "local", "--runtime", envvar="TREADLE_RUNTIME",
+        help="local: run here. distributed: queue the run for `treadle worker` processes "
+        "serving REF (same string) on the same --store, and follow it.",
+    ),
 ) -> None:
     """Run a graph on a thread, durably; show per-node progress and the final state."""
     if resume and not thread:
@@ -111,14 +116,19 @@ def run(
     from treadle.graphs import load_graph
     from treadle.progress import LiveProgress, NullProgress, PlainProgress, Progress
 
+    if runtime not in ("local", "distributed"):
+        raise typer.BadParameter("must be local or distributed", param_hint="'--runtime'")
     settings = _settings(store=store, max_workers=max_workers)
     thread_id = thread or str(uuid.uuid4())
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     if recursion_limit is not None:
         config["recursion_limit"] = recursion_limit
+    if runtime == "distributed":
+        config["runtime"] = "distributed"  # type: ignore[typeddict-unknown-key]
 
     graph = load_graph(ref, config={"configurable": {"thread_id": thread_id}})
-    tg = treadle.compile(graph, settings=settings)
+    tg = treadle.compile(graph, settings=settings,
+                         graph_id=ref if runtime == "distributed" else None)
     try:
         if resume:
             if tg.checkpointer.get_tuple({"configurable": {"thread_id": thread_id}}) is None:

@@ -1,0 +1,81 @@
+"""``treadle worker``: execute queued runs and remote node tasks from a shared store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import typer
+
+from treadle.cli._app import app
+from treadle.cli._output import _STORE_OPTION, _redact, _settings
+from treadle.errors import ConfigError
+
+_GRAPHS_ARG = typer.Argument(
+    None, metavar="[REF | name=REF]...",
+    help="Graphs to serve: path/file.py:attr, module:attr, or name=REF. Callers name the "
+    "graph the same way (graph_id=name, or the REF itself).",
+)
+
+
+@app.command()
+def worker(
+    graphs: list[str] | None = _GRAPHS_ARG,
+    store: str | None = _STORE_OPTION,
+    config: str | None = typer.Option(
+        None, "--graphs", "--config", help="A langgraph.json whose graphs to serve (by their names)."
+    ),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", min=1, help="Runs executed at once [TREADLE_WORKER_CONCURRENCY]."
+    ),
+    task_slots: int | None = typer.Option(
+        None, "--task-slots", min=0,
+        help="Remote node tasks executed at once; 0 for none [TREADLE_WORKER_TASK_SLOTS].",
+    ),
+    lease_ttl: float | None = typer.Option(
+        None, "--lease-ttl", help="Seconds a lease lives without a heartbeat [TREADLE_LEASE_TTL]."
+    ),
+    drain_timeout: float | None = typer.Option(
+        None, "--drain-timeout",
+        help="On SIGTERM, seconds in-flight node tasks may take to finish [TREADLE_DRAIN_TIMEOUT].",
+    ),
+    poll_interval: float | None = typer.Option(
+        None, "--poll-interval", help="Seconds between queue polls [TREADLE_POLL_INTERVAL]."
+    ),
+    allow_pickled_graphs: bool | None = typer.Option(
+        None, "--allow-pickled-graphs/--no-pickled-graphs",
+        help="Also run graphs shipped by value through the store. This executes code read "
+        "from the store: enable it only if the database is as trusted as this machine "
+        "[TREADLE_ALLOW_PICKLED_GRAPHS].",
+    ),
+    name: str | None = typer.Option(None, "--name", help="Worker name in leases and logs."),
+) -> None:
+    """Claim and execute queued runs and remote node tasks until SIGTERM (then drain)."""
+    from treadle.cluster.registry import parse_graph_args
+    from treadle.cluster.worker import Worker
+
+    settings = _settings(
+        store=store, worker_concurrency=concurrency, worker_task_slots=task_slots,
+        lease_ttl=lease_ttl, drain_timeout=drain_timeout, poll_interval=poll_interval,
+        allow_pickled_graphs=allow_pickled_graphs,
+    )
+    refs = parse_graph_args(graphs or [], config)
+    if not refs and not settings.allow_pickled_graphs:
+        raise ConfigError(
+            "this worker would serve nothing: name graphs (REF, name=REF or --graphs "
+            "langgraph.json) or pass --allow-pickled-graphs"
+        )
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    w = Worker(settings, refs, name=name)
+    try:
+        served = w.load()
+        if refs and not served and not settings.allow_pickled_graphs:
+            raise ConfigError("no graph could be loaded (see the errors above); nothing to serve")
+        logging.getLogger("treadle.worker").info("store %s", _redact(settings.store))
+        asyncio.run(w.run())
+    finally:
+        w.close()

@@ -1,0 +1,196 @@
+"""The caller's side of a cluster run: queue it, then wait for it or stream it.
+
+``graph.invoke(input, {"runtime": "distributed", ...})`` on a TreadleGraph lands
+here. The run is written to the store with its input, config and stream options;
+a ``treadle worker`` claims it and executes it with the same runtime; the caller
+reads the outcome (and, when streaming, the run's events) back from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from treadle.cluster import graphs_by_value
+from treadle.cluster.codec import decode, encode
+from treadle.cluster.notify import notifier_for
+from treadle.cluster.registry import REF_PREFIX
+from treadle.errors import ConfigError, RunFailedError
+from treadle.store import Store
+from treadle.store.queue import (
+    CHANNEL_EVENTS,
+    CHANNEL_RUN_DONE,
+    MULTITASK_STRATEGIES,
+    TERMINAL,
+    NewRun,
+    RunRow,
+)
+
+if TYPE_CHECKING:
+    from treadle.runtime import TreadleGraph
+
+__all__ = ["ainvoke", "astream", "cancel", "invoke", "stream", "submit", "wait"]
+
+# Keys of a run config that steer the cluster run rather than LangGraph.
+_RUN_OPTIONS = ("runtime", "multitask_strategy", "max_attempts", "run_timeout")
+_LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
+_END = "__end__"  # kind of the event closing a run attempt's stream
+
+
+def _graph_id(graph: TreadleGraph) -> str:
+    if graph.graph_id is not None:
+        return REF_PREFIX + graph.graph_id
+    if graph._shipped is None:
+        compiled = graph.graph
+        kwargs = {
+            "interrupt_before": list(getattr(compiled, "interrupt_before_nodes", []) or []),
+            "interrupt_after": list(getattr(compiled, "interrupt_after_nodes", []) or []),
+            "name": compiled.get_name(),
+        }
+        nodes = {
+            name: {"pool": n.bound.options.pool, "timeout": n.bound.options.timeout,
+                   "placement": n.bound.options.placement}
+            for name, n in compiled.nodes.items() if hasattr(n.bound, "options")
+        }
+        gid, blob = graphs_by_value.pack(getattr(compiled, "builder", None), kwargs, nodes)
+        graph.store.put_graph(gid, blob)
+        graph._shipped = gid
+    return graph._shipped
+
+
+def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
+           kwargs: dict[str, Any], *, stream: bool = False) -> RunRow:
+    """Queue a run of ``graph``; return its record (status ``pending``)."""
+    cfg: dict[str, Any] = dict(config or {})
+    conf: dict[str, Any] = dict(cfg.get("configurable") or {})
+    for key in _LIFTED:
+        if key in cfg:
+            conf.setdefault(key, cfg.pop(key))
+    options = {k: cfg.pop(k) for k in _RUN_OPTIONS if k in cfg}
+    options.update({k: conf.pop(k) for k in _RUN_OPTIONS if k in conf})
+    if "checkpoint_store" in cfg or "checkpoint_store" in conf:
+        raise ConfigError("checkpoint_store does not apply to distributed runs: they use the "
+                          "graph's store, which the workers share")
+    multitask = options.get("multitask_strategy", "enqueue")
+    if multitask not in MULTITASK_STRATEGIES:
+        raise ConfigError(f"multitask_strategy must be one of {MULTITASK_STRATEGIES}")
+    max_attempts = int(options.get("max_attempts", 3))
+    if max_attempts < 1:
+        raise ConfigError("max_attempts must be at least 1")
+    timeout = options.get("run_timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ConfigError("run_timeout must be a positive number of seconds")
+    thread_id = str(conf.pop("thread_id", None) or uuid.uuid4())
+    run_id = str(cfg.pop("run_id", None) or uuid.uuid4())
+    cfg["configurable"] = conf
+    payload = encode({"input": input, "config": cfg, "kwargs": kwargs})
+    run = NewRun(
+        run_id=run_id, thread_id=thread_id, graph_id=_graph_id(graph), payload=payload,
+        max_attempts=max_attempts, timeout_s=float(timeout) if timeout else None, stream=stream,
+        metadata=json.dumps(cfg.get("metadata") or {}, default=str),
+    )
+    return graph.store.enqueue_run(run, multitask=multitask)
+
+
+def wait(store: Store, run_id: str, timeout: float | None = None) -> RunRow:
+    """Block until the run is terminal (or ``timeout`` s pass: TimeoutError)."""
+    notifier = notifier_for(store)
+    poll = 1.0 if notifier.pushes else 0.02
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ev, sub = notifier.event(CHANNEL_RUN_DONE, run_id)
+    with sub:
+        while True:
+            row = store.get_run(run_id)
+            if row is None:
+                raise RunFailedError(run_id, "deleted", "the run no longer exists")
+            if row.status in TERMINAL:
+                return row
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"run {run_id} is still {row.status} after {timeout:g}s")
+            ev.wait(poll if left is None else min(poll, left))
+            ev.clear()
+
+
+def outcome(row: RunRow) -> Any:
+    """The run's output, or RunFailedError for error / timeout / cancelled."""
+    if row.status in ("success", "interrupted") and row.result is not None:
+        return decode(row.result)
+    if row.status in ("success", "interrupted"):
+        return None
+    raise RunFailedError(row.run_id, row.status, row.error)
+
+
+def invoke(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
+           kwargs: dict[str, Any]) -> Any:
+    row = submit(graph, input, config, kwargs)
+    return outcome(wait(graph.store, row.run_id))
+
+
+async def ainvoke(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
+                  kwargs: dict[str, Any]) -> Any:
+    row = await asyncio.to_thread(submit, graph, input, config, kwargs)
+    done = await asyncio.to_thread(wait, graph.store, row.run_id)
+    return outcome(done)
+
+
+def stream(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
+           kwargs: dict[str, Any]) -> Iterator[Any]:
+    """Yield the run's stream chunks as its worker records them."""
+    row = submit(graph, input, config, kwargs, stream=True)
+    yield from follow(graph.store, row.run_id)
+
+
+def follow(store: Store, run_id: str, after_seq: int = 0) -> Iterator[Any]:
+    """The chunks of run ``run_id`` after ``after_seq``, until the run ends."""
+    notifier = notifier_for(store)
+    poll = 1.0 if notifier.pushes else 0.02
+    ev, sub = notifier.event((CHANNEL_EVENTS, CHANNEL_RUN_DONE), run_id)
+    with sub:
+        while True:
+            events = store.read_events(run_id, after_seq)
+            for event in events:
+                after_seq = event.seq
+                if event.kind != _END:
+                    yield _chunk(decode(event.data))
+            if events:
+                continue
+            row = store.get_run(run_id)
+            if row is None:
+                raise RunFailedError(run_id, "deleted", "the run no longer exists")
+            if row.status in TERMINAL:
+                if store.read_events(run_id, after_seq):
+                    continue  # written just before the status: read them first
+                outcome(row)  # raises for a failed run
+                return
+            ev.wait(poll)
+            ev.clear()
+
+
+def _chunk(doc: dict[str, Any]) -> Any:
+    chunk = doc["c"]
+    if doc.get("t"):
+        chunk = tuple(chunk)
+        if doc.get("ns"):
+            chunk = (tuple(chunk[0]), *chunk[1:])
+    return chunk
+
+
+async def astream(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
+                  kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    row = await asyncio.to_thread(submit, graph, input, config, kwargs, stream=True)
+    it = follow(graph.store, row.run_id)
+    done = object()
+    while True:
+        chunk = await asyncio.to_thread(next, it, done)
+        if chunk is done:
+            return
+        yield chunk
+
+
+def cancel(store: Store, run_id: str, action: str = "cancel") -> RunRow | None:
+    return store.cancel_run(run_id, action)

@@ -1,0 +1,37 @@
+"""How run payloads, task payloads and results travel through the store.
+
+Values use LangGraph's own serializer (msgpack with LangChain/pydantic/dataclass
+support, the same one checkpoints use): ``Command``, ``Send``, messages and
+``Interrupt`` round-trip. Nothing read from a run or task record is unpickled, so
+a queued run can carry data, never code; code travels only as a graph shipped by
+value, which workers load only when told to trust the store (see ``graphs_by_value``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from treadle.errors import InputError
+
+__all__ = ["decode", "encode"]
+
+_serde = JsonPlusSerializer()
+
+
+def encode(value: Any) -> bytes:
+    """``value`` as bytes: ``<type>\\n<data>``."""
+    try:
+        kind, data = _serde.dumps_typed(value)
+    except Exception as exc:
+        raise InputError(
+            f"cannot send {type(value).__name__} through the store ({exc}); "
+            "use JSON-like data, pydantic models, dataclasses or LangChain messages"
+        ) from exc
+    return kind.encode() + b"\n" + data
+
+
+def decode(blob: bytes) -> Any:
+    kind, _, data = bytes(blob).partition(b"\n")
+    return _serde.loads_typed((kind.decode(), data))

@@ -1,0 +1,142 @@
+"""The graphs a worker serves: loaded by reference at start, or by value on demand.
+
+A graph's id in the queue is ``ref:<name>`` or ``pickle:<sha256>``. The name is
+a ``langgraph.json`` key, the ``name`` of a ``name=REF`` argument, or the REF
+string itself; callers use the same name (``treadle.compile(..., graph_id=name)``,
+``treadle run REF --runtime distributed``). A graph that fails to load is reported
+once and its runs are left for workers that can load it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from treadle.cluster import graphs_by_value
+from treadle.config import Settings
+from treadle.errors import ConfigError, GraphLoadError, TreadleError
+from treadle.graphs import load_graph
+from treadle.runtime import TreadleGraph, compile
+from treadle.store import Store
+
+__all__ = ["GraphRegistry", "REF_PREFIX", "parse_graph_args", "read_langgraph_json"]
+
+log = logging.getLogger("treadle.worker")
+
+REF_PREFIX = "ref:"
+
+
+def read_langgraph_json(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``langgraph.json`` -> {name: REF}; applies its ``env`` and puts local
+    ``dependencies`` on ``sys.path``, as ``langgraph dev`` does."""
+    file = Path(path)
+    try:
+        doc = json.loads(file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file} is not valid JSON: {exc}") from exc
+    graphs = doc.get("graphs") if isinstance(doc, dict) else None
+    if not isinstance(graphs, dict) or not graphs:
+        raise ConfigError(f'{file} has no "graphs" object (name -> "path.py:attr")')
+    base = file.resolve().parent
+    for dep in doc.get("dependencies") or ():
+        if isinstance(dep, str) and dep.startswith("."):
+            sys.path.insert(0, str((base / dep).resolve()))
+    env = doc.get("env")
+    if isinstance(env, dict):
+        for key, value in env.items():
+            os.environ.setdefault(str(key), str(value))
+    elif isinstance(env, str):
+        _load_env_file(base / env)
+    refs: dict[str, str] = {}
+    for name, ref in graphs.items():
+        if isinstance(ref, dict):  # {"path": "...", "description": ...}
+            ref = ref.get("path")
+        if not isinstance(ref, str):
+            raise ConfigError(f"{file}: graph {name!r} must be a string 'path.py:attr'")
+        target, sep, attr = ref.rpartition(":")
+        if sep and (target.endswith(".py") or "/" in target):
+            ref = f"{(base / target).resolve()}:{attr}"
+        refs[str(name)] = ref
+    return refs
+
+
+def _load_env_file(path: Path) -> None:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        log.warning("langgraph.json names env file %s, which cannot be read", path)
+        return
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+
+
+def parse_graph_args(args: Sequence[str], config: str | None) -> dict[str, str]:
+    """``["name=path.py:attr", "mod:attr"]`` (+ a langgraph.json) -> {name: REF}."""
+    refs = read_langgraph_json(config) if config else {}
+    for arg in args:
+        name, sep, ref = arg.partition("=")
+        if not sep:
+            name, ref = arg, arg
+        if not name or not ref:
+            raise ConfigError(f"graph argument {arg!r}: expected REF or name=REF")
+        refs[name] = ref
+    return refs
+
+
+class GraphRegistry:
+    def __init__(self, store: Store, refs: dict[str, str], *, allow_pickled: bool,
+                 settings: Settings) -> None:
+        self.store = store
+        self.refs = refs
+        self.allow_pickled = allow_pickled
+        self.settings = settings
+        self.graphs: dict[str, TreadleGraph] = {}
+        self.failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def load_all(self) -> None:
+        """Load every graph by reference; a failure is recorded, not raised."""
+        for name, ref in self.refs.items():
+            gid = REF_PREFIX + name
+            try:
+                self.graphs[gid] = compile(load_graph(ref), settings=self.settings)
+            except TreadleError as exc:
+                self.failed[gid] = str(exc)
+                log.error("graph %r (%s) cannot be loaded, its runs are left to other "
+                          "workers: %s", name, ref, exc)
+
+    @property
+    def graph_ids(self) -> list[str]:
+        return sorted(self.graphs)
+
+    def get(self, graph_id: str) -> TreadleGraph:
+        found = self.graphs.get(graph_id)
+        if found is not None:
+            return found
+        if not graph_id.startswith(graphs_by_value.PICKLE_PREFIX) or not self.allow_pickled:
+            raise GraphLoadError(f"this worker does not serve graph {graph_id!r}")
+        with self._lock:
+            found = self.graphs.get(graph_id)
+            if found is None:
+                blob = self.store.get_graph(graph_id)
+                if blob is None:
+                    raise GraphLoadError(f"graph {graph_id} is not in the store")
+                builder, kwargs, nodes = graphs_by_value.load(graph_id, blob)
+                found = compile(builder, settings=self.settings, nodes=nodes, **kwargs)
+                self.graphs[graph_id] = found
+            return found
+
+    def close(self) -> None:
+        for graph in self.graphs.values():
+            graph.close()
+        self.graphs.clear()

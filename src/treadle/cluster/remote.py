@@ -1,0 +1,112 @@
+"""Node tasks across workers: the orchestrator's side and the executing worker's side.
+
+A node placed ``remote`` becomes a durable task record keyed by
+``thread_id:checkpoint_ns:task_id`` (LangGraph's task id is deterministic, so an
+orchestrator that resumes the run after a crash asks for the same key and finds
+the result if the task already ran, or waits for it if it is running). Any worker
+with free task slots claims it, runs the node body on its own pools, and stores the
+output under the task's lease epoch; the orchestrator hands the output back to
+LangGraph, which applies it exactly as if the node had run locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from treadle.cluster.codec import decode, encode
+from treadle.cluster.notify import Notifier
+from treadle.errors import RemoteNodeError, TreadleError
+from treadle.idempotency import key_from_config, reset_process_key, set_process_key
+from treadle.policies import is_transient
+from treadle.pools import NodeProxy
+from treadle.store import Store
+from treadle.store.queue import CHANNEL_TASK_DONE, NewTask, TaskRow
+
+if TYPE_CHECKING:
+    from treadle.cluster.registry import GraphRegistry
+
+__all__ = ["call_remote", "run_task", "task_key"]
+
+log = logging.getLogger("treadle.worker")
+
+
+def task_key(config: dict[str, Any]) -> str:
+    conf = config.get("configurable", {})
+    return f"{conf.get('thread_id', '')}:{conf.get('checkpoint_ns', '')}:{conf['__pregel_task_id']}"
+
+
+async def call_remote(
+    store: Store, notifier: Notifier, *, run_id: str, graph_id: str, node: str, input: Any,
+    config: dict[str, Any], poll: float,
+) -> Any:
+    """Send one node body to the cluster and return its output (or raise its error)."""
+    key = task_key(config)
+    conf = config.get("configurable", {})
+    payload = encode({"input": input, "config": config, "key": key_from_config(config)})
+    task = NewTask(task_key=key, run_id=run_id, thread_id=str(conf.get("thread_id", "")),
+                   graph_id=graph_id, node=node, payload=payload)
+    ev, sub = notifier.async_event(CHANNEL_TASK_DONE, key)
+    with sub:
+        row = await asyncio.to_thread(store.submit_task, task)
+        while row.status not in ("success", "error"):
+            try:
+                await asyncio.wait_for(ev.wait(), poll)
+            except TimeoutError:
+                pass
+            ev.clear()
+            rows = await asyncio.to_thread(store.get_tasks, [key])
+            if not rows:
+                raise RemoteNodeError(f"task {key} of node {node!r} vanished from the store",
+                                      transient=True)
+            row = rows[0]
+    return _outcome(row)
+
+
+def _outcome(row: TaskRow) -> Any:
+    if row.status == "success":
+        return decode(row.result) if row.result is not None else None
+    info = decode(row.result) if row.result else {}
+    transient = bool(info.get("transient", True)) if isinstance(info, dict) else True
+    raise RemoteNodeError(
+        f"node {row.node!r} failed on {row.worker or 'a worker'}: {row.error}", transient=transient
+    )
+
+
+async def run_task(store: Store, registry: GraphRegistry, row: TaskRow) -> bool:
+    """Execute a claimed task on this worker; record its outcome. False when fenced."""
+    try:
+        graph = registry.get(row.graph_id)
+        node = graph.graph.nodes.get(row.node)
+        proxy = node.bound if node is not None else None
+        if not isinstance(proxy, NodeProxy):
+            raise RemoteNodeError(f"graph {row.graph_id} has no node {row.node!r} on this worker")
+        payload = decode(row.payload)
+    except (TreadleError, ValueError, TypeError) as exc:
+        return await asyncio.to_thread(
+            store.finish_task, row.task_key, row.epoch, "error",
+            error=f"{type(exc).__name__}: {exc}", result=encode({"transient": False}),
+        )
+    token = set_process_key(payload.get("key"))
+    try:
+        output = await proxy._ainvoke(payload["input"], payload["config"])
+        blob = encode(output)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("remote task %s (node %r) failed: %s: %s", row.task_key, row.node,
+                    type(exc).__name__, exc)
+        return await asyncio.to_thread(
+            store.finish_task, row.task_key, row.epoch, "error",
+            error=f"{type(exc).__name__}: {exc}",
+            result=encode({"transient": is_transient(exc)}),
+        )
+    finally:
+        reset_process_key(token)
+    done = await asyncio.to_thread(store.finish_task, row.task_key, row.epoch, "success",
+                                   result=blob)
+    if not done:
+        log.warning("task %s: result refused, its lease was taken over (epoch %d)",
+                    row.task_key, row.epoch)
+    return done

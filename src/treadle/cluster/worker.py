@@ -1,0 +1,520 @@
+"""``treadle worker``: claims queued runs and remote node tasks and executes them.
+
+One asyncio process with ``concurrency`` run slots and ``task_slots`` node-task
+slots. Loops: claim runs, claim tasks, heartbeat (extends leases, learns about
+cancel requests and lost leases), sweep (re-queues the runs and tasks of dead
+workers). Store errors make a loop back off and log; they never kill the worker.
+
+Shutdown: the first SIGTERM/SIGINT drains (stop claiming, let node bodies in flight
+finish for up to ``drain_timeout``, wait for their writes to commit, hand each run
+back to the queue so another worker resumes it at once); a second one stops at once
+(leases then expire and the sweeper re-queues the runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from treadle.cluster.codec import decode, encode
+from treadle.cluster.notify import close_notifier, notifier_for
+from treadle.cluster.registry import GraphRegistry
+from treadle.cluster.remote import call_remote, run_task
+from treadle.config import Settings
+from treadle.errors import FencedWriteError, InputError, NodeTimeoutError, StoreError, TreadleError
+from treadle.execution import EXECUTION_KEY, Execution
+from treadle.store import Store, shared
+from treadle.store.base import PutWrites
+from treadle.store.queue import (
+    CANCEL_STATUS,
+    CHANNEL_CANCEL,
+    CHANNEL_RUNS,
+    CHANNEL_TASKS,
+    Event,
+    RunRow,
+    TaskRow,
+)
+
+__all__ = ["Worker", "worker_name"]
+
+log = logging.getLogger("treadle.worker")
+
+_END = "__end__"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class _RunExecution(Execution):
+    """A run attempt on this worker: its lease epoch, its asyncio task, why it stopped."""
+
+    def __init__(self, worker: Worker, row: RunRow) -> None:
+        super().__init__(row.run_id, row.epoch, row.graph_id)
+        self.worker = worker
+        self.row = row
+        self.task: asyncio.Task[None] | None = None
+        self.stop_reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            if self.task is not None:
+                self.task.cancel()
+
+    async def dispatch(self, node: str, input: Any, config: dict[str, Any]) -> Any:
+        w = self.worker
+        return await call_remote(
+            w.store, w.notifier, run_id=self.run_id, graph_id=self.graph_id, node=node,
+            input=input, config=config, poll=w.poll,
+        )
+
+
+class Worker:
+    def __init__(self, settings: Settings, refs: dict[str, str], *, name: str | None = None,
+                 concurrency: int | None = None, task_slots: int | None = None) -> None:
+        self.settings = settings
+        self.name = name or worker_name()
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.task_slots = settings.worker_task_slots if task_slots is None else task_slots
+        self.ttl = settings.lease_ttl
+        self.store: Store = shared.acquire(settings.store)
+        self.notifier = notifier_for(self.store)
+        self.poll = settings.poll_interval if self.notifier.pushes else min(settings.poll_interval, 0.05)
+        self.registry = GraphRegistry(self.store, refs, allow_pickled=settings.allow_pickled_graphs,
+                                      settings=settings)
+        self.runs: dict[str, _RunExecution] = {}
+        self.tasks: dict[str, tuple[TaskRow, asyncio.Task[Any]]] = {}
+        self.stopping = False
+        self._stop = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._stop_requests = 0
+        self._last_heartbeat = time.monotonic()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def load(self) -> list[str]:
+        """Load the graphs; return their ids (failures are logged, see registry.failed)."""
+        self.registry.load_all()
+        return self.registry.graph_ids
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max(32, self.concurrency * 4),
+                                                     thread_name_prefix="treadle-worker"))
+        self._run_wake, run_sub = self.notifier.async_event(CHANNEL_RUNS)
+        self._task_wake, task_sub = self.notifier.async_event(CHANNEL_TASKS)
+        cancel_sub = self.notifier.subscribe(
+            CHANNEL_CANCEL, lambda _c, run_id: loop.call_soon_threadsafe(self._on_cancel, run_id)
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        log.info("worker %s serving %s (runs %d, task slots %d, lease %gs)", self.name,
+                 ", ".join(self.registry.graph_ids) or "no graph by reference",
+                 self.concurrency, self.task_slots, self.ttl)
+        loops = [asyncio.create_task(c) for c in (
+            self._claim_runs(), self._claim_tasks(), self._heartbeats(), self._sweeps())]
+        try:
+            await self._stop.wait()
+            await self._drain()
+        finally:
+            for t in loops:
+                t.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            for sub in (run_sub, task_sub, cancel_sub):
+                sub.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError):
+                    pass
+            log.info("worker %s stopped", self.name)
+
+    def request_stop(self) -> None:
+        self._stop_requests += 1
+        if self._stop_requests == 1:
+            log.info("worker %s draining: no new claims; in-flight node tasks get %gs",
+                     self.name, self.settings.drain_timeout)
+            self.stopping = True
+            self._stop.set()
+        else:
+            log.warning("worker %s stopping now: leases will expire and be re-queued", self.name)
+            for ex in list(self.runs.values()):
+                ex.stop("shutdown")
+            for _row, task in list(self.tasks.values()):
+                task.cancel()
+
+    def close(self) -> None:
+        self.registry.close()
+        close_notifier(self.store)
+        shared.release(self.settings.store)
+
+    async def _drain(self) -> None:
+        self.stopping = True
+        deadline = self.settings.drain_timeout
+        for ex in self.runs.values():
+            ex.close_gate()
+        waits = [ex.wait_idle(deadline) for ex in self.runs.values()]
+        waits += [asyncio.wait_for(asyncio.shield(t), deadline) for _r, t in self.tasks.values()]
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+        await asyncio.sleep(0.02)  # let LangGraph submit the writes of the bodies that ended
+        for ex in list(self.runs.values()):
+            ex.stop("drain")
+        for _row, task in list(self.tasks.values()):
+            task.cancel()
+        pending = [ex.task for ex in self.runs.values() if ex.task is not None]
+        pending += [t for _r, t in self.tasks.values()]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- loops ---------------------------------------------------------------------------
+    async def _backoff(self, what: str, exc: BaseException, failures: int) -> None:
+        delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * (0.5 + random.random() / 2)
+        log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+        await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _claim_runs(self) -> None:
+        failures = 0
+        while not self.stopping:
+            if len(self.runs) >= self.concurrency:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                row = await asyncio.to_thread(
+                    self.store.claim_run, self.name, self.registry.graph_ids,
+                    self.registry.allow_pickled, self.ttl,
+                )
+                failures = 0
+            except StoreError as exc:
+                failures += 1
+                await self._backoff("claiming runs", exc, failures)
+                continue
+            if self.stopping and row is not None:
+                await asyncio.to_thread(self.store.release_run, row.run_id, row.epoch)
+                return
+            if row is None:
+                await self._wait(self._run_wake)
+                continue
+            self._start_run(row)
+
+    async def _claim_tasks(self) -> None:
+        if self.task_slots <= 0:
+            return
+        failures = 0
+        while not self.stopping:
+            free = self.task_slots - len(self.tasks)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                rows = await asyncio.to_thread(
+                    self.store.claim_tasks, self.name, self.registry.graph_ids,
+                    self.registry.allow_pickled, self.ttl, free,
+                )
+                failures = 0
+            except StoreError as exc:
+                failures += 1
+                await self._backoff("claiming tasks", exc, failures)
+                continue
+            if not rows:
+                await self._wait(self._task_wake)
+                continue
+            for row in rows:
+                task = asyncio.create_task(self._run_task(row))
+                self.tasks[row.task_key] = (row, task)
+
+    async def _wait(self, wake: asyncio.Event) -> None:
+        try:
+            await asyncio.wait_for(wake.wait(), self.poll)
+        except TimeoutError:
+            pass
+        wake.clear()
+
+    async def _heartbeats(self) -> None:
+        interval = self.ttl / 3
+        while True:
+            await asyncio.sleep(interval)
+            runs = [(ex.run_id, ex.epoch) for ex in self.runs.values()]
+            tasks = [(row.task_key, row.epoch) for row, _t in self.tasks.values()]
+            if not runs and not tasks:
+                self._last_heartbeat = time.monotonic()
+                continue
+            try:
+                beat = await asyncio.to_thread(self.store.heartbeat, self.name, runs, tasks, self.ttl)
+            except StoreError as exc:
+                log.warning("heartbeat failed (%s)", exc)
+                if time.monotonic() - self._last_heartbeat > self.ttl:
+                    # Our leases have expired: whatever we write now would be refused.
+                    for ex in list(self.runs.values()):
+                        ex.stop("lost")
+                    for _row, task in list(self.tasks.values()):
+                        task.cancel()
+                continue
+            self._last_heartbeat = time.monotonic()
+            for run_id, epoch in runs:
+                ex = self.runs.get(run_id)
+                if ex is None or ex.epoch != epoch:
+                    continue
+                if run_id not in beat.runs:
+                    log.warning("run %s: lease lost (epoch %d); stopping it here", run_id, epoch)
+                    ex.stop("lost")
+                elif beat.runs[run_id]:
+                    ex.stop(str(beat.runs[run_id]))
+            for key, _epoch in tasks:
+                if key not in beat.tasks and key in self.tasks:
+                    log.warning("task %s: lease lost; stopping it here", key)
+                    self.tasks[key][1].cancel()
+
+    async def _sweeps(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.ttl / 4) * (0.75 + random.random() / 2))
+            try:
+                changed = await asyncio.to_thread(self.store.sweep)
+            except StoreError as exc:
+                log.warning("sweeping expired leases failed (%s)", exc)
+                continue
+            for ident, status in changed:
+                log.warning("lease expired: %s -> %s", ident, status)
+
+    def _on_cancel(self, run_id: str) -> None:
+        if run_id in self.runs:
+            asyncio.ensure_future(self._check_cancel(run_id))
+
+    async def _check_cancel(self, run_id: str) -> None:
+        try:
+            row = await asyncio.to_thread(self.store.get_run, run_id)
+        except StoreError:
+            return  # the heartbeat will tell
+        ex = self.runs.get(run_id)
+        if row is not None and row.cancel and ex is not None and ex.epoch == row.epoch:
+            ex.stop(row.cancel)
+
+    # --- runs ----------------------------------------------------------------------------
+    def _start_run(self, row: RunRow) -> None:
+        ex = _RunExecution(self, row)
+        self.runs[row.run_id] = ex
+        ex.task = asyncio.create_task(self._execute(ex))
+        ex.task.add_done_callback(lambda _t: self._ended(row.run_id, ex))
+
+    def _ended(self, run_id: str, ex: _RunExecution) -> None:
+        if self.runs.get(run_id) is ex:
+            del self.runs[run_id]
+        self._slot_free.set()
+
+    async def _execute(self, ex: _RunExecution) -> None:
+        row = ex.row
+        log.info("run %s (thread %s, attempt %d/%d, epoch %d) started", row.run_id,
+                 row.thread_id, row.attempt, row.max_attempts, row.epoch)
+        try:
+            graph = self.registry.get(row.graph_id)
+            payload = decode(row.payload)
+            input, config, kwargs = await self._prepare(ex, graph, payload)
+        except asyncio.CancelledError:
+            await self._stopped(ex)
+            return
+        except (TreadleError, ValueError, TypeError, KeyError) as exc:
+            await self._finish(ex, "error", error=f"cannot start the run: {exc}")
+            return
+        timeout = None
+        if row.timeout_s is not None and row.started_at is not None:
+            timeout = max(0.0, row.started_at + row.timeout_s - await asyncio.to_thread(self.store.now))
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self._drive(ex, graph, input, config, kwargs)
+            status = "success"
+            state = await graph.aget_state({"configurable": {"thread_id": row.thread_id}})
+            if state.next:
+                status = "interrupted"
+        except asyncio.CancelledError:
+            await self._stopped(ex)
+            return
+        except FencedWriteError:
+            log.warning("run %s: writes refused, another worker took the run over (epoch %d "
+                        "is stale); dropping this attempt", row.run_id, row.epoch)
+            return
+        except TimeoutError as exc:
+            if isinstance(exc, NodeTimeoutError):
+                await self._finish(ex, "error", error=f"{type(exc).__name__}: {exc}")
+            else:
+                await self._finish(ex, "timeout", error=f"run exceeded its timeout of {row.timeout_s:g}s")
+            return
+        except Exception as exc:
+            log.warning("run %s failed: %s: %s", row.run_id, type(exc).__name__, exc)
+            await self._finish(ex, "error", error=f"{type(exc).__name__}: {exc}")
+            return
+        await self._finish(ex, status, result=encode(result))
+
+    async def _prepare(self, ex: _RunExecution, graph: Any, payload: dict[str, Any]
+                       ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        row = ex.row
+        config = dict(payload.get("config") or {})
+        conf = dict(config.get("configurable") or {})
+        conf["thread_id"] = row.thread_id
+        conf[EXECUTION_KEY] = ex
+        config["configurable"] = conf
+        try:
+            config["run_id"] = uuid.UUID(row.run_id)
+        except ValueError:
+            pass
+        # Checkpoint metadata carries the run id: a later attempt finds where this run
+        # got to, and a rollback finds what to delete.
+        config["metadata"] = {**(config.get("metadata") or {}), "run_id": row.run_id}
+        input = payload.get("input")
+        if input is not None:
+            _validate_input(graph, input)
+        # A run that already committed a checkpoint continues from it: giving the input
+        # again would start it over (and append the input twice to a message list).
+        latest = await asyncio.to_thread(self.store.get_checkpoint, row.thread_id, "", None)
+        if latest is not None and latest.row.run_id == row.run_id:
+            input = None
+        return input, config, dict(payload.get("kwargs") or {})
+
+    async def _drive(self, ex: _RunExecution, graph: Any, input: Any, config: dict[str, Any],
+                     kwargs: dict[str, Any]) -> Any:
+        if not ex.row.stream:
+            return await graph.ainvoke(input, config, **kwargs)
+        events = _EventWriter(self.store, ex)
+        await events.start()
+        try:
+            async for chunk in graph.astream(input, config, **kwargs):
+                events.add(chunk)
+            events.add_end()
+        finally:
+            await events.flush()
+        return None
+
+    async def _barrier(self, ex: _RunExecution) -> None:
+        """Wait until every write this process queued before now has committed (the
+        committer applies batches in order, so an empty write is a barrier)."""
+        try:
+            await self.store.submit_async(
+                PutWrites(ex.row.thread_id, checkpoint_ns="", checkpoint_id="", rows=[], upsert=False)
+            )
+        except StoreError as exc:
+            log.warning("run %s: waiting for its last writes failed (%s)", ex.run_id, exc)
+
+    async def _stopped(self, ex: _RunExecution) -> None:
+        reason = ex.stop_reason
+        row = ex.row
+        if reason in CANCEL_STATUS:
+            await self._barrier(ex)
+            if reason == "rollback":
+                await asyncio.to_thread(self.store.delete_for_runs, [row.run_id])
+            log.info("run %s stopped on request (%s)", row.run_id, reason)
+            await self._finish(ex, CANCEL_STATUS[reason], error=f"{reason} requested")
+        elif reason == "drain":
+            await self._barrier(ex)
+            try:
+                released = await asyncio.to_thread(self.store.release_run, row.run_id, row.epoch)
+            except StoreError as exc:
+                log.warning("run %s: hand-off failed (%s); its lease will expire", row.run_id, exc)
+                return
+            log.info("run %s handed back to the queue%s", row.run_id,
+                     "" if released else " (it had been taken over already)")
+        elif reason == "lost":
+            log.warning("run %s: stopped, its lease is lost", row.run_id)
+        # "shutdown": leave the lease to expire
+
+    async def _finish(self, ex: _RunExecution, status: str, *, result: bytes | None = None,
+                      error: str | None = None) -> None:
+        row = ex.row
+        try:
+            done = await asyncio.to_thread(self.store.finish_run, row.run_id, row.epoch, status,
+                                           result=result, error=error)
+        except StoreError as exc:
+            log.warning("run %s: recording %s failed (%s); its lease will expire and the run "
+                        "resumes elsewhere", row.run_id, status, exc)
+            return
+        if done:
+            log.info("run %s %s", row.run_id, status)
+        else:
+            log.warning("run %s: status %s refused, another worker took the run over",
+                        row.run_id, status)
+
+    # --- tasks ---------------------------------------------------------------------------
+    async def _run_task(self, row: TaskRow) -> None:
+        try:
+            await run_task(self.store, self.registry, row)
+        except asyncio.CancelledError:
+            pass
+        except StoreError as exc:
+            log.warning("task %s: recording its outcome failed (%s)", row.task_key, exc)
+        finally:
+            if self.tasks.get(row.task_key, (None,))[0] is row:
+                del self.tasks[row.task_key]
+            self._slot_free.set()
+
+
+def _validate_input(graph: Any, input: Any) -> None:
+    """Check a run's input against the graph's pydantic input schema before anything is
+    written (LangGraph validates only after it has saved the input checkpoint)."""
+    from pydantic import BaseModel, ValidationError
+
+    schema = getattr(graph.graph, "builder", None)
+    schema = getattr(schema, "input_schema", None) if schema is not None else None
+    if not isinstance(input, dict) or not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        return
+    try:
+        schema.model_validate(input)
+    except ValidationError as exc:
+        raise InputError(f"the run's input does not fit the graph's input schema: {exc}") from exc
+
+
+class _EventWriter:
+    """Appends a streaming run's chunks to the store, coalescing them into batches."""
+
+    def __init__(self, store: Store, ex: _RunExecution) -> None:
+        self.store = store
+        self.ex = ex
+        self.seq = 0
+        self.buffer: list[Event] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # A resumed attempt continues after the events its predecessors wrote.
+        last = await asyncio.to_thread(self.store.read_events, self.ex.run_id, 0, 1_000_000)
+        self.seq = last[-1].seq if last else 0
+
+    def add(self, chunk: Any) -> None:
+        self.seq += 1
+        # msgpack has no tuple: note which chunks (and namespaces) were tuples.
+        is_tuple = isinstance(chunk, tuple)
+        ns = is_tuple and bool(chunk) and isinstance(chunk[0], tuple)
+        self.buffer.append(Event(self.seq, "chunk", encode({"c": chunk, "t": is_tuple, "ns": ns})))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write())
+
+    def add_end(self) -> None:
+        self.seq += 1
+        self.buffer.append(Event(self.seq, _END, b""))
+
+    async def _write(self) -> None:
+        while self.buffer:
+            batch, self.buffer = self.buffer, []
+            ok = await asyncio.to_thread(self.store.put_events, self.ex.run_id, self.ex.epoch, batch)
+            if not ok:
+                raise FencedWriteError(self.ex.row.thread_id, self.ex.epoch)
+
+    async def flush(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        await self._write()
