@@ -92,10 +92,18 @@ class _ThrowawayCluster:
     def start(self) -> None:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--no-locale", "--no-sync")
+        self._start()
+
+    def _start(self) -> None:
         options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c full_page_writes=off")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"),
                   "-o", options, "-w", "-t", "60", "start")
+
+    def restart(self) -> None:
+        """Stop the server (fast: clients are cut off) and start it again."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+        self._start()
 
     def stop(self) -> None:
         try:
@@ -257,3 +265,20 @@ def start_worker(tmp_path: Path) -> Iterator[object]:
     yield start
     for w in started:
         w.stop(timeout=5)
+
+
+@pytest.fixture
+def private_pg() -> Iterator[_ThrowawayCluster]:
+    """A PostgreSQL server of this test's own (initdb + pg_ctl), which it may restart."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        message = "needs initdb and pg_ctl (PostgreSQL server binaries) to start a private server"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    cluster = _ThrowawayCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -27,6 +27,10 @@ class Execution:
         self.epoch = epoch
         self.graph_id = graph_id
         self.token = f"{run_id}:{epoch}"
+        # Set once the worker has committed this attempt's claim of the thread (it does
+        # so before reading the thread, so nothing a stale attempt writes can slip in
+        # between what it read and its own first write).
+        self.claimed = False
         self.in_flight = 0
         self._open = asyncio.Event()
         self._open.set()

@@ -239,6 +239,8 @@ class TreadleGraph:
         """Become the only writer of ``thread_id``; queued ahead of our first write.
         Returns the claim token and the claim's future. A cluster run's claim holds
         only while its lease's epoch is current."""
+        if execution is not None and execution.claimed:
+            return execution.token, None
         if execution is not None:
             op = ClaimThread(thread_id, token=execution.token, run_id=execution.run_id,
                              run_epoch=execution.epoch)

@@ -32,7 +32,7 @@ from treadle.config import Settings
 from treadle.errors import FencedWriteError, InputError, NodeTimeoutError, StoreError, TreadleError
 from treadle.execution import EXECUTION_KEY, Execution
 from treadle.store import Store, shared
-from treadle.store.base import PutWrites
+from treadle.store.base import ClaimThread, PutWrites
 from treadle.store.queue import (
     CANCEL_STATUS,
     CHANNEL_CANCEL,
@@ -331,6 +331,16 @@ class Worker:
         except asyncio.CancelledError:
             await self._stopped(ex)
             return
+        except FencedWriteError:
+            log.warning("run %s: taken over before it started here (epoch %d is stale)",
+                        row.run_id, row.epoch)
+            return
+        except StoreError as exc:
+            log.warning("run %s: the store failed as it started (%s); handing it back",
+                        row.run_id, exc)
+            ex.stop_reason = "drain"
+            await self._stopped(ex)
+            return
         except (TreadleError, ValueError, TypeError, KeyError) as exc:
             await self._finish(ex, "error", error=f"cannot start the run: {exc}")
             return
@@ -350,6 +360,13 @@ class Worker:
         except FencedWriteError:
             log.warning("run %s: writes refused, another worker took the run over (epoch %d "
                         "is stale); dropping this attempt", row.run_id, row.epoch)
+            return
+        except StoreError as exc:
+            # The store failed under the run (a restart, a failover): not the run's fault.
+            # Hand it back (or let the lease expire) so it resumes from its last commit.
+            log.warning("run %s: the store failed under it (%s); handing it back", row.run_id, exc)
+            ex.stop_reason = "drain"
+            await self._stopped(ex)
             return
         except TimeoutError as exc:
             if isinstance(exc, NodeTimeoutError):
@@ -381,6 +398,11 @@ class Worker:
         input = payload.get("input")
         if input is not None:
             _validate_input(graph, input)
+        # Claim the thread first: from this commit on, the previous attempt's writes are
+        # refused, so the checkpoint read next is final.
+        await self.store.submit_async(ClaimThread(row.thread_id, token=ex.token, run_id=row.run_id,
+                                                  run_epoch=row.epoch))
+        ex.claimed = True
         # A run that already committed a checkpoint continues from it: giving the input
         # again would start it over (and append the input twice to a message list).
         latest = await asyncio.to_thread(self.store.get_checkpoint, row.thread_id, "", None)
