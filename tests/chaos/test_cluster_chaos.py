@@ -176,3 +176,39 @@ def _check_exactly_once_one(graph, thread_id: str) -> None:
         for c in cps]
     state = graph.get_state({"configurable": {"thread_id": thread_id}})
     assert state.values["done"] == [f"s{i}" for i in range(1, STEPS + 1)]
+
+
+FANOUT_REF = f"{GRAPHS / 'fanout.py'}:builder"
+
+
+def test_orchestrator_killed_mid_superstep_reuses_finished_remote_tasks(pg_url, start_worker):
+    """kill -9 the worker orchestrating a fan-out while its remote tasks run elsewhere: the
+    run resumes on another worker, which reuses the tasks' stored results (none runs twice)."""
+    env = {"WORK_SLEEP": "1.0"}
+    fan = f"fanout={FANOUT_REF}"
+    orchestrator = start_worker(pg_url, fan, args=[*WORKER_ARGS, "--task-slots", "0"], env=env)
+    with treadle.compile(load_graph(FANOUT_REF), store=pg_url, graph_id="fanout") as g:
+        row = client.submit(g, {"n": 4, "results": []},
+                            {"runtime": "distributed", "configurable": {"thread_id": "orch"}}, {})
+        deadline = time.monotonic() + 20
+        while g.store.get_run(row.run_id).status != "running" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Only now a worker that executes tasks (2 at a time) but takes no runs.
+        start_worker(pg_url, fan, args=[*WORKER_ARGS, "--task-slots", "2", "--concurrency", "1"],
+                     env=env)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            tasks = g.store.list_tasks(row.run_id)
+            if sum(t.status == "success" for t in tasks) >= 2 and \
+                    sum(t.status == "running" for t in tasks) >= 1:
+                break
+            time.sleep(0.02)
+        orchestrator.signal(signal.SIGKILL)
+        orchestrator.proc.wait(10)
+        start_worker(pg_url, fan, args=[*WORKER_ARGS, "--task-slots", "0"], env=env)
+        done = client.wait(g.store, row.run_id, timeout=60)
+        assert done.status == "success" and done.attempt == 2
+        tasks = g.store.list_tasks(row.run_id)
+        assert len(tasks) == 4 and all(t.status == "success" and t.attempt == 1 for t in tasks)
+        state = g.get_state({"configurable": {"thread_id": "orch"}})
+        assert sorted(r["i"] for r in state.values["results"]) == [0, 1, 2, 3]
