@@ -265,16 +265,37 @@ def test_idempotency_key_stable_across_retries(tmp_path):
     g.close()
 
 
-def test_distributed_runtime_is_a_clear_error(tmp_path):
+def test_distributed_runtime_queues_the_run(tmp_path):
+    """runtime="distributed" queues a run for workers (executed in tests/e2e/test_worker.py);
+    an unknown runtime is a clear error."""
+    from treadle.cluster import client
+
     b = StateGraph(S)
     b.add_node("n", lambda s: {"out": []})
     b.add_edge(START, "n")
     g = treadle.compile(b, settings=settings(tmp_path))
-    with pytest.raises(ConfigError, match="distributed"):
-        g.invoke({"out": []}, {"runtime": "distributed"})
+    row = client.submit(g, {"out": []}, {"runtime": "distributed", "thread_id": "q"}, {})
+    assert (row.status, row.thread_id) == ("pending", "q")
+    assert row.graph_id.startswith("pickle:")  # no graph_id: shipped by value
+    assert g.store.get_graph(row.graph_id) is not None
     with pytest.raises(ConfigError, match="runtime must be one of"):
         g.invoke({"out": []}, {"runtime": "cloud"})
+    with pytest.raises(ConfigError, match="checkpoint_store"):
+        client.submit(g, {}, {"runtime": "distributed", "checkpoint_store": "sqlite:///x.db"}, {})
     g.close()
+
+
+def test_placement_option(tmp_path):
+    b = StateGraph(S)
+    b.add_node("n", lambda s: {"out": []}, metadata={"treadle": {"placement": "remote"}})
+    b.add_edge(START, "n")
+    g = treadle.compile(b, settings=settings(tmp_path))
+    assert g.graph.nodes["n"].bound.options.placement == "remote"
+    # In a local run a remote node simply runs here.
+    assert g.invoke({"out": []}) == {"out": []}
+    g.close()
+    with pytest.raises(ConfigError, match="placement must be one of"):
+        treadle.compile(b, settings=settings(tmp_path), nodes={"n": {"placement": "moon"}})
 
 
 def test_checkpoint_store_per_run(tmp_path):

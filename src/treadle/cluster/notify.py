@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from treadle.errors import StoreError
 from treadle.store import Store
 from treadle.store.queue import CHANNELS
 
@@ -52,7 +53,11 @@ class Notifier:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        listener = store.listener(CHANNELS)
+        try:
+            listener = store.listener(CHANNELS)
+        except StoreError as exc:
+            log.warning("cannot listen for notifications (%s); polling instead", exc)
+            listener = None
         if listener is not None:
             self.pushes = True
             self._thread = threading.Thread(

@@ -61,6 +61,10 @@ async def call_remote(
                 raise RemoteNodeError(f"task {key} of node {node!r} vanished from the store",
                                       transient=True)
             row = rows[0]
+            if row.status == "pending" and row.run_id != run_id:
+                # Re-queued under an earlier run of the thread that has ended since:
+                # adopt it, or no worker would claim it.
+                row = await asyncio.to_thread(store.submit_task, task)
     return _outcome(row)
 
 

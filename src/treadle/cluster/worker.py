@@ -111,9 +111,11 @@ class Worker:
                                                      thread_name_prefix="treadle-worker"))
         self._run_wake, run_sub = self.notifier.async_event(CHANNEL_RUNS)
         self._task_wake, task_sub = self.notifier.async_event(CHANNEL_TASKS)
-        cancel_sub = self.notifier.subscribe(
-            CHANNEL_CANCEL, lambda _c, run_id: loop.call_soon_threadsafe(self._on_cancel, run_id)
-        )
+
+        def on_cancel(_channel: str, run_id: str) -> None:
+            loop.call_soon_threadsafe(self._on_cancel, run_id)
+
+        cancel_sub = self.notifier.subscribe(CHANNEL_CANCEL, on_cancel)
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self.request_stop)
@@ -271,14 +273,14 @@ class Worker:
                 continue
             self._last_heartbeat = time.monotonic()
             for run_id, epoch in runs:
-                ex = self.runs.get(run_id)
-                if ex is None or ex.epoch != epoch:
+                held = self.runs.get(run_id)
+                if held is None or held.epoch != epoch:
                     continue
                 if run_id not in beat.runs:
                     log.warning("run %s: lease lost (epoch %d); stopping it here", run_id, epoch)
-                    ex.stop("lost")
+                    held.stop("lost")
                 elif beat.runs[run_id]:
-                    ex.stop(str(beat.runs[run_id]))
+                    held.stop(str(beat.runs[run_id]))
             for key, _epoch in tasks:
                 if key not in beat.tasks and key in self.tasks:
                     log.warning("task %s: lease lost; stopping it here", key)

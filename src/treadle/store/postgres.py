@@ -2,14 +2,15 @@
 
 Writes go through one :class:`~treadle.store.writer.GroupCommitter` per store, on a
 dedicated autocommit connection. A whole batch is one statement,
-``SELECT treadle_apply(batch)`` (the PL/pgSQL function of migration 0002): one round
+``SELECT treadle_apply(batch)`` (the PL/pgSQL function of migrations 0002/0003): one round
 trip and one transaction, whatever the batch holds; fencing is checked inside it.
 Operations travel as JSON with bytes base64-encoded, both encoded in C — psycopg's
 Python-level array adaptation cost more CPU per step than the commit itself.
 
 Reads use a ``psycopg_pool.ConnectionPool``; a checkpoint with its blobs and pending
 writes is one query. URL options and error classification are in
-:mod:`treadle.store.postgres_options`.
+:mod:`treadle.store.postgres_options`. The run queue's methods come from
+:class:`~treadle.store.postgres_queue.PostgresQueue`.
 """
 
 from __future__ import annotations
@@ -54,13 +55,14 @@ from treadle.store.postgres_options import (
     postgres_options,
     redact,
 )
+from treadle.store.postgres_queue import PostgresQueue
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
-class PostgresStore(Store):
+class PostgresStore(PostgresQueue, Store):
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
         from treadle.config import get_settings
 
@@ -221,7 +223,12 @@ class PostgresStore(Store):
     def _op_json(op: WriteOp) -> dict[str, Any]:
         """One operation as ``treadle_apply`` reads it (bytes travel base64-encoded)."""
         if isinstance(op, ClaimThread):
-            return {"k": "claim", "thread_id": op.thread_id, "token": op.token}
+            claim: dict[str, Any] = {"k": "claim", "thread_id": op.thread_id, "token": op.token}
+            if op.run_id is not None:
+                # A cluster run's claim: refused unless the run still runs under run_epoch.
+                claim["run_id"] = op.run_id
+                claim["run_epoch"] = op.run_epoch
+            return claim
         if isinstance(op, PutCheckpoint):
             r = op.row
             doc: dict[str, Any] = {

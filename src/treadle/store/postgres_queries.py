@@ -1,9 +1,21 @@
 """Every SQL statement of the PostgreSQL backend, by name. Values are always bound.
 
-Writes go through one function, ``treadle_apply`` (its source is the migration
-``0002_apply_function.pre.sql``), called once per group-commit batch; reads are
-single queries that return a checkpoint with its blobs and pending writes.
+Writes go through one function, ``treadle_apply`` (first defined by the migration
+``0002_apply_function.pre.sql``, replaced by ``0003_run_queue.pre.sql``), called once per
+group-commit batch; reads are
+single queries that return a checkpoint with its blobs and pending writes. The run
+queue's statements are in the last section.
 """
+
+from treadle.store.queue import (
+    CANCEL_STATUS,
+    CHANNEL_CANCEL,
+    CHANNEL_EVENTS,
+    CHANNEL_RUN_DONE,
+    CHANNEL_RUNS,
+    CHANNEL_TASK_DONE,
+    CHANNEL_TASKS,
+)
 
 # --- migrations ----------------------------------------------------------------
 
@@ -22,7 +34,7 @@ SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM treadle_migrations"
 
 # --- writes ----------------------------------------------------------------------------
 # The group committer applies a whole batch (claims, checkpoints, task writes) with one
-# call of treadle_apply (migration 0002), passing the operations as one JSON document:
+# call of treadle_apply (migrations 0002, 0003), passing the operations as one JSON document:
 # one statement, so one transaction under autocommit and one round trip. Fencing is
 # checked inside it, per operation, against the thread row read FOR SHARE.
 APPLY_BATCH = "SELECT treadle_apply(%s::jsonb)"
@@ -175,3 +187,254 @@ WHERE b.thread_id = ANY(%s::text[]) AND NOT EXISTS (
     SELECT 1 FROM treadle_checkpoints c, jsonb_each_text(c.channel_versions) AS v
     WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns
       AND v.key = b.channel AND v.value = b.version)"""
+
+# --- run queue (treadle.store.queue.RunQueue; see postgres_queue.py) --------------------
+# Tables and the functions treadle_enqueue_run / treadle_claim_run come from migration
+# 0003_run_queue.pre.sql. Each statement below is one transaction (autocommit) unless
+# postgres_queue.py wraps several in one. Notifications (pg_notify) are sent in the
+# statement that makes the change, so they go out exactly when it commits. Times are
+# timestamptz, returned as Unix seconds (float8); pg_notify's result (void) comes back as
+# an extra last column where a statement notifies, and is ignored.
+
+CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
+
+
+def _seconds(column: str) -> str:
+    return f"extract(epoch FROM {column})::float8"
+
+
+# Columns in the order of the RunRow / TaskRow fields, from a relation aliased r / t.
+RUN_ROW = f"""r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_attempts,
+    r.epoch, r.worker, {_seconds('r.lease_expires_at')}, r.timeout_s, r.stream, r.cancel,
+    r.metadata, r.result, r.error, {_seconds('r.created_at')}, {_seconds('r.started_at')},
+    {_seconds('r.ended_at')}"""
+TASK_ROW = f"""t.task_key, t.run_id, t.thread_id, t.graph_id, t.node, t.payload, t.status,
+    t.attempt, t.max_attempts, t.epoch, t.worker, {_seconds('t.lease_expires_at')}, t.result,
+    t.error, {_seconds('t.created_at')}, {_seconds('t.ended_at')}"""
+
+_LEASE = "clock_timestamp() + make_interval(secs => %(ttl)s::float8)"
+# The graph filter of claims: graph ids listed, or pickled ones when allowed.
+_GRAPH_FILTER = """(t.graph_id = ANY (%(graph_ids)s::text[])
+       OR (%(allow_pickled)s::boolean AND starts_with(t.graph_id, 'pickle:')))"""
+
+
+def _notify_next_run(alias: str) -> str:
+    """Tell claimers about the next pending run of ``alias``'s thread, now free (if any)."""
+    return f"""(SELECT pg_notify('{CHANNEL_RUNS}', n.run_id)::text FROM (
+        SELECT p.run_id FROM treadle_runs p
+        WHERE p.thread_id = {alias}.thread_id AND p.status = 'pending'
+          AND p.run_id <> {alias}.run_id
+        ORDER BY p.seq LIMIT 1) AS n)"""
+
+
+# The multitask decision and the insert, atomically under the thread's row lock.
+# A 'reject' refused raises SQLSTATE ENQUEUE_BUSY_STATE, active run ids (JSON) in DETAIL.
+ENQUEUE_BUSY_STATE = "TRBSY"
+ENQUEUE_RUN = f"""
+SELECT {RUN_ROW} FROM treadle_enqueue_run(
+    %s::text, %s::text, %s::text, %s::bytea, %s::integer, %s::float8, %s::boolean, %s::text,
+    %s::text) AS r"""
+CLAIM_RUN = f"""
+SELECT {RUN_ROW} FROM treadle_claim_run(%s::text, %s::text[], %s::boolean, %s::float8) AS r"""
+
+# Leases still held (same epoch, worker, running) are extended; the rows found come back
+# as ('run', run_id, cancel) and ('task', task_key, NULL).
+HEARTBEAT = f"""
+WITH runs AS (
+    UPDATE treadle_runs r SET lease_expires_at = {_LEASE}
+    FROM unnest(%(run_ids)s::text[], %(run_epochs)s::bigint[]) AS h (run_id, epoch)
+    WHERE r.run_id = h.run_id AND r.epoch = h.epoch AND r.worker = %(worker)s
+      AND r.status = 'running'
+    RETURNING r.run_id, r.cancel
+), tasks AS (
+    UPDATE treadle_tasks t SET lease_expires_at = {_LEASE}
+    FROM unnest(%(task_keys)s::text[], %(task_epochs)s::bigint[]) AS h (task_key, epoch)
+    WHERE t.task_key = h.task_key AND t.epoch = h.epoch AND t.worker = %(worker)s
+      AND t.status = 'running'
+    RETURNING t.task_key
+)
+SELECT 'run', run_id, cancel FROM runs
+UNION ALL
+SELECT 'task', task_key, NULL FROM tasks"""
+
+# %s = status, result, error, run_id, epoch. One row when done (False when fenced).
+FINISH_RUN = f"""
+WITH done AS (
+    UPDATE treadle_runs SET status = %s, result = %s, error = %s, worker = NULL,
+        lease_expires_at = NULL, ended_at = clock_timestamp()
+    WHERE run_id = %s AND epoch = %s AND status = 'running'
+    RETURNING run_id, thread_id
+)
+SELECT d.run_id, pg_notify('{CHANNEL_RUN_DONE}', d.run_id)::text, {_notify_next_run('d')}
+FROM done AS d"""
+RELEASE_RUN = f"""
+WITH released AS (
+    UPDATE treadle_runs SET status = 'pending', worker = NULL, lease_expires_at = NULL,
+        attempt = greatest(attempt - 1, 0)
+    WHERE run_id = %s AND epoch = %s AND status = 'running'
+    RETURNING run_id
+)
+SELECT run_id, pg_notify('{CHANNEL_RUNS}', run_id)::text FROM released"""
+# %(final)s = CANCEL_STATUS[action]. A pending run ends at once (its thread's next run
+# may now start); a running one gets the request and its worker is told.
+CANCEL_RUN = f"""
+WITH upd AS (
+    UPDATE treadle_runs SET
+        status = CASE WHEN status = 'pending' THEN %(final)s ELSE status END,
+        ended_at = CASE WHEN status = 'pending' THEN clock_timestamp() ELSE ended_at END,
+        cancel = %(action)s
+    WHERE run_id = %(run_id)s AND status IN ('pending', 'running')
+    RETURNING *
+)
+SELECT {RUN_ROW},
+    CASE WHEN r.status = 'running' THEN pg_notify('{CHANNEL_CANCEL}', r.run_id)::text
+         ELSE pg_notify('{CHANNEL_RUN_DONE}', r.run_id)::text || coalesce({_notify_next_run('r')}, '')
+    END
+FROM upd AS r"""
+GET_RUN = f"SELECT {RUN_ROW} FROM treadle_runs AS r WHERE r.run_id = %s"
+# list_runs is assembled from these fixed fragments; values stay bound.
+LIST_RUNS = f"SELECT {RUN_ROW} FROM treadle_runs AS r"
+LIST_RUNS_WHERE_THREAD = "r.thread_id = %s"
+LIST_RUNS_WHERE_STATUS = "r.status = %s"
+LIST_RUNS_ORDER = " ORDER BY r.seq DESC LIMIT %s"
+QUEUE_DEPTH = f"""
+SELECT count(*), {_seconds('clock_timestamp() - min(created_at)')}
+FROM treadle_runs WHERE status = 'pending'"""
+
+# Expired leases. Rows another transaction holds are skipped (caught by the next sweep),
+# so the sweeper never waits nor deadlocks. A run with a cancel request ends (its
+# CANCEL_STATUS); the last attempt errors; any other goes back to pending, epoch unchanged
+# (the next claim raises it).
+_RUN_CANCEL_STATUS = (
+    "CASE r.cancel "
+    + " ".join(f"WHEN '{action}' THEN '{status}'" for action, status in CANCEL_STATUS.items())
+    + " ELSE 'cancelled' END"
+)
+_LOST_LEASE = """'lease of worker ' || coalesce({a}.worker, '?') || ' expired on attempt '
+            || {a}.attempt || ' of ' || {a}.max_attempts"""
+SWEEP_RUNS = f"""
+WITH expired AS (
+    SELECT run_id FROM treadle_runs
+    WHERE status = 'running' AND lease_expires_at < clock_timestamp()
+    FOR UPDATE SKIP LOCKED
+), swept AS (
+    UPDATE treadle_runs r SET
+        status = CASE
+            WHEN r.cancel IS NOT NULL THEN {_RUN_CANCEL_STATUS}
+            WHEN r.attempt >= r.max_attempts THEN 'error'
+            ELSE 'pending' END,
+        error = CASE
+            WHEN r.cancel IS NOT NULL THEN r.error
+            WHEN r.attempt >= r.max_attempts THEN
+                {_LOST_LEASE.format(a='r')} || ': giving up'
+                || coalesce('; previous error: ' || r.error, '')
+            ELSE {_LOST_LEASE.format(a='r')} || '; queued again' END,
+        ended_at = CASE WHEN r.cancel IS NOT NULL OR r.attempt >= r.max_attempts
+                        THEN clock_timestamp() END,
+        worker = NULL,
+        lease_expires_at = NULL
+    FROM expired AS e
+    WHERE r.run_id = e.run_id
+    RETURNING r.run_id, r.thread_id, r.status
+)
+SELECT s.run_id, s.status,
+    CASE WHEN s.status = 'pending' THEN pg_notify('{CHANNEL_RUNS}', s.run_id)::text
+         ELSE pg_notify('{CHANNEL_RUN_DONE}', s.run_id)::text || coalesce({_notify_next_run('s')}, '')
+    END
+FROM swept AS s"""
+SWEEP_TASKS = f"""
+WITH expired AS (
+    SELECT task_key FROM treadle_tasks
+    WHERE status = 'running' AND lease_expires_at < clock_timestamp()
+    FOR UPDATE SKIP LOCKED
+), swept AS (
+    UPDATE treadle_tasks t SET
+        status = CASE WHEN t.attempt >= t.max_attempts THEN 'error' ELSE 'pending' END,
+        error = {_LOST_LEASE.format(a='t')}
+            || CASE WHEN t.attempt >= t.max_attempts THEN ': giving up' ELSE '; queued again' END,
+        ended_at = CASE WHEN t.attempt >= t.max_attempts THEN clock_timestamp() END,
+        worker = NULL,
+        lease_expires_at = NULL
+    FROM expired AS e
+    WHERE t.task_key = e.task_key
+    RETURNING t.task_key, t.status
+)
+SELECT s.task_key, s.status,
+    pg_notify(CASE WHEN s.status = 'pending' THEN '{CHANNEL_TASKS}' ELSE '{CHANNEL_TASK_DONE}' END,
+              s.task_key)::text
+FROM swept AS s"""
+
+# A new key is inserted; an 'error' row is reset to pending for the submitting run (the
+# orchestrator retries it); the rows (re)queued come back (and are announced). When none
+# does, the existing row is read by TASK_BY_KEY in a second statement: a fresh snapshot,
+# which sees a row a concurrent submit just committed.
+# %s = task_key, run_id, thread_id, graph_id, node, payload, max_attempts
+SUBMIT_TASK = f"""
+WITH queued AS (
+    INSERT INTO treadle_tasks AS t
+        (task_key, run_id, thread_id, graph_id, node, payload, max_attempts)
+    VALUES (%s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (task_key) DO UPDATE SET
+        status = 'pending', run_id = EXCLUDED.run_id, thread_id = EXCLUDED.thread_id,
+        graph_id = EXCLUDED.graph_id, node = EXCLUDED.node, payload = EXCLUDED.payload,
+        max_attempts = EXCLUDED.max_attempts, attempt = 0, worker = NULL,
+        lease_expires_at = NULL, result = NULL, error = NULL, ended_at = NULL
+    WHERE t.status = 'error' OR (t.status = 'pending' AND t.run_id IS DISTINCT FROM EXCLUDED.run_id)
+    RETURNING *
+)
+SELECT {TASK_ROW}, pg_notify('{CHANNEL_TASKS}', t.task_key)::text FROM queued AS t"""
+TASK_BY_KEY = f"SELECT {TASK_ROW} FROM treadle_tasks AS t WHERE t.task_key = %s"
+CLAIM_TASKS = f"""
+WITH picked AS (
+    SELECT t.task_key FROM treadle_tasks t
+    WHERE t.status = 'pending' AND {_GRAPH_FILTER}
+      AND EXISTS (SELECT 1 FROM treadle_runs r
+                  WHERE r.run_id = t.run_id AND r.status = 'running')
+    ORDER BY t.seq
+    LIMIT %(limit)s
+    FOR UPDATE OF t SKIP LOCKED
+), claimed AS (
+    UPDATE treadle_tasks t SET
+        status = 'running', worker = %(worker)s, epoch = t.epoch + 1, attempt = t.attempt + 1,
+        lease_expires_at = {_LEASE}
+    FROM picked AS p
+    WHERE t.task_key = p.task_key
+    RETURNING t.*
+)
+SELECT {TASK_ROW} FROM claimed AS t ORDER BY t.seq"""
+# %s = status, result, error, task_key, epoch
+FINISH_TASK = f"""
+WITH done AS (
+    UPDATE treadle_tasks SET status = %s, result = %s, error = %s, worker = NULL,
+        lease_expires_at = NULL, ended_at = clock_timestamp()
+    WHERE task_key = %s AND epoch = %s AND status = 'running'
+    RETURNING task_key
+)
+SELECT task_key, pg_notify('{CHANNEL_TASK_DONE}', task_key)::text FROM done"""
+GET_TASKS = f"""
+SELECT {TASK_ROW} FROM treadle_tasks AS t
+WHERE t.task_key = ANY (%s::text[]) ORDER BY t.seq"""
+LIST_TASKS = f"SELECT {TASK_ROW} FROM treadle_tasks AS t WHERE t.run_id = %s ORDER BY t.seq"
+
+# Events are appended only while the run's epoch is the writer's; the run row is read
+# FOR SHARE, so a claim raising the epoch waits for this statement (and then fences the
+# next one). A seq already stored is kept as first written.
+# %s = run_id, epoch, seqs, kinds, datas. One row unless fenced.
+PUT_EVENTS = f"""
+WITH run AS (
+    SELECT run_id FROM treadle_runs WHERE run_id = %s AND epoch = %s FOR SHARE
+), added AS (
+    INSERT INTO treadle_events (run_id, seq, kind, data)
+    SELECT run.run_id, e.seq, e.kind, e.data
+    FROM run, unnest(%s::bigint[], %s::text[], %s::bytea[]) AS e (seq, kind, data)
+    ON CONFLICT (run_id, seq) DO NOTHING
+)
+SELECT run_id, pg_notify('{CHANNEL_EVENTS}', run_id)::text FROM run"""
+RUN_AT_EPOCH = "SELECT 1 FROM treadle_runs WHERE run_id = %s AND epoch = %s"
+READ_EVENTS = """
+SELECT seq, kind, data FROM treadle_events
+WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s"""
+
+PUT_GRAPH = """
+INSERT INTO treadle_graphs (graph_id, blob) VALUES (%s, %s) ON CONFLICT (graph_id) DO NOTHING"""
+GET_GRAPH = "SELECT blob FROM treadle_graphs WHERE graph_id = %s"

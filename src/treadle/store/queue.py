@@ -252,8 +252,10 @@ class RunQueue(abc.ABC):
     def submit_task(self, task: NewTask) -> TaskRow:
         """Insert ``task`` as pending unless its key exists; return the row as it is.
 
-        An existing ``error`` row is reset to pending (the orchestrator retries it);
-        rows in any other status are returned unchanged (a resumed orchestrator
+        An existing ``error`` row is reset to pending (the orchestrator retries it), and
+        a ``pending`` row of another run is adopted by ``task.run_id`` (so a run resuming a
+        thread whose earlier run ended can get it claimed); rows in any other status are
+        returned unchanged (a resumed orchestrator
         reuses a finished result or waits for a running one). Notifies CHANNEL_TASKS
         when it (re)queued the task."""
 

@@ -32,6 +32,7 @@ from treadle.store.base import (
     WriteRow,
 )
 from treadle.store.migrate import load_migrations, pending
+from treadle.store.sqlite_queue import SqliteQueue
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["SqliteStore", "sqlite_path"]
@@ -56,7 +57,7 @@ def sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
     return Path(raw), options
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteQueue, Store):
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
         self.url = url
         self.path, options = sqlite_path(url)
@@ -146,14 +147,16 @@ class SqliteStore(Store):
         rows: _Rows,
     ) -> Any:
         if isinstance(op, ClaimThread):
+            if op.run_id is not None and conn.execute(
+                q.RUN_HOLDS_CLAIM, (op.run_id, op.run_epoch)
+            ).fetchone() is None:
+                # The run's lease was taken over: the thread keeps its owner.
+                return FencedWriteError(op.thread_id, _owner(conn, op.thread_id, owners)[0])
             (epoch,) = conn.execute(q.CLAIM_THREAD, (op.thread_id, op.token)).fetchone()
             owners[op.thread_id] = (epoch, op.token)
             return epoch
         if op.token is not None:
-            current = owners.get(op.thread_id)
-            if current is None:
-                row = conn.execute(q.THREAD_OWNER, (op.thread_id,)).fetchone()
-                current = owners[op.thread_id] = (row[0], row[1]) if row else (0, None)
+            current = _owner(conn, op.thread_id, owners)
             if op.token != current[1]:
                 return FencedWriteError(op.thread_id, current[0])
         if isinstance(op, PutCheckpoint):
@@ -337,6 +340,17 @@ class SqliteStore(Store):
                 except sqlite3.Error:
                     pass
             self._readers.clear()
+
+
+def _owner(
+    conn: sqlite3.Connection, thread_id: str, owners: dict[str, tuple[int, str | None]]
+) -> tuple[int, str | None]:
+    """The thread's (epoch, owner token) as of this point of the batch."""
+    current = owners.get(thread_id)
+    if current is None:
+        row = conn.execute(q.THREAD_OWNER, (thread_id,)).fetchone()
+        current = owners[thread_id] = (row[0], row[1]) if row else (0, None)
+    return current
 
 
 def _statements(sql: str) -> list[str]:

@@ -1,5 +1,7 @@
 """Every SQL statement of the SQLite backend, by name. Values are always bound."""
 
+from treadle.store.queue import CANCEL_STATUS
+
 CREATE_MIGRATIONS = """
 CREATE TABLE IF NOT EXISTS treadle_migrations (
     version    INTEGER PRIMARY KEY,
@@ -130,3 +132,174 @@ DELETE FROM treadle_blobs WHERE thread_id = ? AND NOT EXISTS (
     SELECT 1 FROM treadle_checkpoints c, json_each(c.channel_versions) v
     WHERE c.thread_id = treadle_blobs.thread_id AND c.checkpoint_ns = treadle_blobs.checkpoint_ns
       AND v.key = treadle_blobs.channel AND v.value = treadle_blobs.version)"""
+
+
+# --- run queue (treadle.store.queue.RunQueue; see sqlite_queue.py) --------------------
+# The clock: Unix seconds as REAL (SQLite 3.40 has no unixepoch('subsec')). 'now' is the
+# same for every use within one statement.
+NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+CLOCK = f"SELECT {NOW}"
+
+# Columns in the order of the RunRow / TaskRow fields.
+RUN_COLUMNS = """run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at, started_at,
+    ended_at"""
+TASK_COLUMNS = """task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at"""
+
+
+def _graph_filter(alias: str) -> str:
+    """The graph filter of claims: ? = JSON array of graph ids, ? = 1 to accept pickled ones."""
+    return (f"({alias}.graph_id IN (SELECT value FROM json_each(?))"
+            f" OR (? AND {alias}.graph_id GLOB 'pickle:*'))")
+
+
+ACTIVE_RUNS = """
+SELECT run_id, status FROM treadle_runs
+WHERE thread_id = ? AND status IN ('pending', 'running') ORDER BY seq"""
+# multitask interrupt / rollback: ? = final status, ? = the cancel action, ? = thread.
+STOP_PENDING_RUNS = f"""
+UPDATE treadle_runs SET status = ?, cancel = ?, ended_at = {NOW}
+WHERE thread_id = ? AND status = 'pending'"""
+REQUEST_CANCEL_RUNNING = """
+UPDATE treadle_runs SET cancel = ? WHERE thread_id = ? AND status = 'running'"""
+INSERT_RUN = f"""
+INSERT INTO treadle_runs
+    (run_id, thread_id, graph_id, payload, max_attempts, timeout_s, stream, metadata)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING {RUN_COLUMNS}"""
+# The oldest pending run of an allowed graph whose thread has no running run and no
+# older pending run. ? = worker, ? = ttl, graph filter.
+CLAIM_RUN = f"""
+UPDATE treadle_runs SET
+    status = 'running', worker = ?, epoch = epoch + 1, attempt = attempt + 1,
+    lease_expires_at = {NOW} + ?, started_at = coalesce(started_at, {NOW})
+WHERE seq = (
+    SELECT r.seq FROM treadle_runs r
+    WHERE r.status = 'pending' AND {_graph_filter('r')}
+      AND NOT EXISTS (SELECT 1 FROM treadle_runs o
+                      WHERE o.thread_id = r.thread_id AND o.status = 'running')
+      AND NOT EXISTS (SELECT 1 FROM treadle_runs o
+                      WHERE o.thread_id = r.thread_id AND o.status = 'pending' AND o.seq < r.seq)
+    ORDER BY r.seq LIMIT 1)
+RETURNING {RUN_COLUMNS}"""
+# ? = ttl, ? = run_id, ? = epoch, ? = worker
+HEARTBEAT_RUN = f"""
+UPDATE treadle_runs SET lease_expires_at = {NOW} + ?
+WHERE run_id = ? AND epoch = ? AND worker = ? AND status = 'running'
+RETURNING cancel"""
+HEARTBEAT_TASK = f"""
+UPDATE treadle_tasks SET lease_expires_at = {NOW} + ?
+WHERE task_key = ? AND epoch = ? AND worker = ? AND status = 'running'
+RETURNING task_key"""
+# ? = status, ? = result, ? = error, ? = run_id, ? = epoch
+FINISH_RUN = f"""
+UPDATE treadle_runs SET status = ?, result = ?, error = ?, worker = NULL,
+    lease_expires_at = NULL, ended_at = {NOW}
+WHERE run_id = ? AND epoch = ? AND status = 'running'"""
+RELEASE_RUN = """
+UPDATE treadle_runs SET status = 'pending', worker = NULL, lease_expires_at = NULL,
+    attempt = max(attempt - 1, 0)
+WHERE run_id = ? AND epoch = ? AND status = 'running'"""
+# ? = final status, ? = action, ? = run_id
+CANCEL_PENDING_RUN = f"""
+UPDATE treadle_runs SET status = ?, cancel = ?, ended_at = {NOW}
+WHERE run_id = ? AND status = 'pending'"""
+CANCEL_RUNNING_RUN = """
+UPDATE treadle_runs SET cancel = ? WHERE run_id = ? AND status = 'running'"""
+GET_RUN = f"SELECT {RUN_COLUMNS} FROM treadle_runs WHERE run_id = ?"
+# list_runs is assembled from these fixed fragments; values stay bound.
+LIST_RUNS = f"SELECT {RUN_COLUMNS} FROM treadle_runs"
+LIST_RUNS_WHERE_THREAD = "thread_id = ?"
+LIST_RUNS_WHERE_STATUS = "status = ?"
+LIST_RUNS_ORDER = " ORDER BY seq DESC LIMIT ?"
+QUEUE_DEPTH = f"""
+SELECT count(*), {NOW} - min(created_at) FROM treadle_runs WHERE status = 'pending'"""
+
+# Expired run leases (one statement, so 'now' is one instant): a requested cancel ends
+# the run (its CANCEL_STATUS), the last attempt errors, any other goes back to pending
+# with the epoch unchanged (the next claim raises it).
+_RUN_CANCEL_STATUS = (
+    "CASE cancel "
+    + " ".join(f"WHEN '{action}' THEN '{status}'" for action, status in CANCEL_STATUS.items())
+    + " ELSE 'cancelled' END"
+)
+SWEEP_RUNS = f"""
+UPDATE treadle_runs SET
+    status = CASE
+        WHEN cancel IS NOT NULL THEN {_RUN_CANCEL_STATUS}
+        WHEN attempt >= max_attempts THEN 'error'
+        ELSE 'pending' END,
+    error = CASE
+        WHEN cancel IS NOT NULL THEN error
+        WHEN attempt >= max_attempts THEN
+            'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt
+            || ' of ' || max_attempts || ': giving up'
+            || coalesce('; previous error: ' || error, '')
+        ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt
+            || ' of ' || max_attempts || '; queued again' END,
+    ended_at = CASE WHEN cancel IS NOT NULL OR attempt >= max_attempts THEN {NOW} END,
+    worker = NULL,
+    lease_expires_at = NULL
+WHERE status = 'running' AND lease_expires_at < {NOW}
+RETURNING run_id, status"""
+SWEEP_TASKS = f"""
+UPDATE treadle_tasks SET
+    status = CASE WHEN attempt >= max_attempts THEN 'error' ELSE 'pending' END,
+    error = 'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt
+        || ' of ' || max_attempts
+        || CASE WHEN attempt >= max_attempts THEN ': giving up' ELSE '; queued again' END,
+    ended_at = CASE WHEN attempt >= max_attempts THEN {NOW} END,
+    worker = NULL,
+    lease_expires_at = NULL
+WHERE status = 'running' AND lease_expires_at < {NOW}
+RETURNING task_key, status"""
+
+INSERT_TASK = """
+INSERT INTO treadle_tasks (task_key, run_id, thread_id, graph_id, node, payload, max_attempts)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (task_key) DO NOTHING"""
+# A failed task submitted again is retried from scratch, for the submitting run; a pending
+# task of another (ended) run is adopted by the submitting run, so it can be claimed.
+# ? = run_id, thread_id, graph_id, node, payload, max_attempts, task_key, run_id
+RESET_FAILED_TASK = """
+UPDATE treadle_tasks SET status = 'pending', run_id = ?, thread_id = ?, graph_id = ?, node = ?,
+    payload = ?, max_attempts = ?, attempt = 0, worker = NULL, lease_expires_at = NULL,
+    result = NULL, error = NULL, ended_at = NULL
+WHERE task_key = ? AND (status = 'error' OR (status = 'pending' AND run_id IS NOT ?))"""
+GET_TASK = f"SELECT {TASK_COLUMNS} FROM treadle_tasks WHERE task_key = ?"
+# Up to ? pending tasks of running runs, oldest first. ? = worker, ? = ttl, graph filter,
+# ? = limit. RETURNING has no order: seq comes last for sorting.
+CLAIM_TASKS = f"""
+UPDATE treadle_tasks SET
+    status = 'running', worker = ?, epoch = epoch + 1, attempt = attempt + 1,
+    lease_expires_at = {NOW} + ?
+WHERE seq IN (
+    SELECT t.seq FROM treadle_tasks t
+    WHERE t.status = 'pending' AND {_graph_filter('t')}
+      AND EXISTS (SELECT 1 FROM treadle_runs r
+                  WHERE r.run_id = t.run_id AND r.status = 'running')
+    ORDER BY t.seq LIMIT ?)
+RETURNING {TASK_COLUMNS}, seq"""
+# ? = status, ? = result, ? = error, ? = task_key, ? = epoch
+FINISH_TASK = f"""
+UPDATE treadle_tasks SET status = ?, result = ?, error = ?, worker = NULL,
+    lease_expires_at = NULL, ended_at = {NOW}
+WHERE task_key = ? AND epoch = ? AND status = 'running'"""
+GET_TASKS = f"""
+SELECT {TASK_COLUMNS} FROM treadle_tasks
+WHERE task_key IN (SELECT value FROM json_each(?)) ORDER BY seq"""
+LIST_TASKS = f"SELECT {TASK_COLUMNS} FROM treadle_tasks WHERE run_id = ? ORDER BY seq"
+
+RUN_EPOCH = "SELECT epoch FROM treadle_runs WHERE run_id = ?"
+# Completed by ``values(rows, 4)``; a seq already stored is kept as first written.
+INSERT_EVENTS_HEAD = "INSERT OR IGNORE INTO treadle_events (run_id, seq, kind, data) VALUES "
+READ_EVENTS = """
+SELECT seq, kind, data FROM treadle_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"""
+
+PUT_GRAPH = "INSERT OR IGNORE INTO treadle_graphs (graph_id, blob) VALUES (?, ?)"
+GET_GRAPH = "SELECT blob FROM treadle_graphs WHERE graph_id = ?"
+
+# A cluster run's thread claim is refused unless the run still runs under its epoch.
+RUN_HOLDS_CLAIM = """
+SELECT 1 FROM treadle_runs WHERE run_id = ? AND status = 'running' AND epoch = ?"""

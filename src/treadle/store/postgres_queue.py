@@ -1,0 +1,295 @@
+"""The run queue (:class:`~treadle.store.queue.RunQueue`) on PostgreSQL.
+
+Every method is one short transaction on a pooled autocommit connection: mostly one
+statement (data-modifying CTEs), or a PL/pgSQL function of migration
+``0003_run_queue.pre.sql`` where a decision needs several statements atomically
+(``treadle_enqueue_run``, ``treadle_claim_run``). Claims lock candidates
+``FOR UPDATE SKIP LOCKED``; the partial unique index on running runs keeps one running
+run per thread, and ``treadle_claim_run`` turns a lost race for a thread into "look for
+another run". Changes are announced with ``pg_notify`` in the statement that makes
+them, so a notification goes out exactly when its change commits; :class:`PgListener`
+receives them. All SQL is in :mod:`treadle.store.postgres_queries`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.types.numeric import Int8
+
+from treadle.errors import ConfigError, ThreadBusyError
+from treadle.store import postgres_queries as q
+from treadle.store.postgres_listen import PgListener
+from treadle.store.queue import (
+    CANCEL_ACTIONS,
+    CANCEL_STATUS,
+    MULTITASK_STRATEGIES,
+    TERMINAL,
+    Event,
+    Heartbeat,
+    NewRun,
+    NewTask,
+    RunQueue,
+    RunRow,
+    TaskRow,
+)
+
+__all__ = ["PostgresQueue"]
+
+T = TypeVar("T")
+
+_RUN_FIELDS = len(dataclasses.fields(RunRow))
+_TASK_FIELDS = len(dataclasses.fields(TaskRow))
+_TASK_OUTCOMES = ("success", "error")
+
+
+def _run(row: Sequence[Any]) -> RunRow:
+    # Statements that notify return pg_notify's (empty) result in extra last columns.
+    return RunRow(*row[:_RUN_FIELDS])
+
+
+def _task(row: Sequence[Any]) -> TaskRow:
+    return TaskRow(*row[:_TASK_FIELDS])
+
+
+class PostgresQueue(RunQueue):
+    """The :class:`RunQueue` half of :class:`~treadle.store.postgres.PostgresStore`."""
+
+    @abc.abstractmethod
+    def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``fn`` on a pooled autocommit connection; driver errors become StoreError."""
+
+    @abc.abstractmethod
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A new, unpooled autocommit connection."""
+
+    # --- helpers ---------------------------------------------------------------------
+    def _one(self, doing: str, sql: str, params: Any) -> Any:
+        return self._with_conn(
+            doing, lambda conn: conn.execute(sql, params, binary=True).fetchone()
+        )
+
+    def _all(self, doing: str, sql: str, params: Any) -> list[Any]:
+        return self._with_conn(
+            doing, lambda conn: conn.execute(sql, params, binary=True).fetchall()
+        )
+
+    def _write_then_read(
+        self, doing: str, write: str, write_params: Any, read: str, read_params: Any
+    ) -> Any:
+        """``write`` (returning the changed row); when it changed nothing, ``read`` the
+        row as it is, in the same transaction: a later statement has a fresh snapshot."""
+
+        def run(conn: psycopg.Connection[Any]) -> Any:
+            with conn.transaction():
+                row = conn.execute(write, write_params, binary=True).fetchone()
+                if row is None:
+                    row = conn.execute(read, read_params, binary=True).fetchone()
+                return row
+
+        return self._with_conn(doing, run)
+
+    def now(self) -> float:
+        return float(self._one("reading the clock", q.CLOCK, ())[0])
+
+    def listener(self, channels: Sequence[str]) -> PgListener:
+        return PgListener(self._connect, channels)
+
+    # --- runs ----------------------------------------------------------------------
+    def enqueue_run(self, run: NewRun, *, multitask: str = "enqueue") -> RunRow:
+        if multitask not in MULTITASK_STRATEGIES:
+            raise ConfigError(
+                f"unknown multitask strategy {multitask!r} (use one of "
+                f"{', '.join(MULTITASK_STRATEGIES)})"
+            )
+        params = (run.run_id, run.thread_id, run.graph_id, run.payload, run.max_attempts,
+                  run.timeout_s, run.stream, run.metadata, multitask)
+
+        def enqueue(conn: psycopg.Connection[Any]) -> Any:
+            try:
+                return conn.execute(q.ENQUEUE_RUN, params, binary=True).fetchone()
+            except psycopg.Error as exc:
+                if exc.sqlstate != q.ENQUEUE_BUSY_STATE:
+                    raise
+                active = json.loads(exc.diag.message_detail or "[]")
+                raise ThreadBusyError(run.thread_id, [str(a) for a in active]) from None
+
+        return _run(self._with_conn(f"queueing run {run.run_id}", enqueue))
+
+    def claim_run(
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float
+    ) -> RunRow | None:
+        row = self._one("claiming a run", q.CLAIM_RUN,
+                        (worker, list(graph_ids), allow_pickled, float(ttl)))
+        return _run(row) if row else None
+
+    def heartbeat(
+        self,
+        worker: str,
+        runs: Sequence[tuple[str, int]],
+        tasks: Sequence[tuple[str, int]],
+        ttl: float,
+    ) -> Heartbeat:
+        found = Heartbeat()
+        if not runs and not tasks:
+            return found
+        params = {
+            "worker": worker,
+            "ttl": float(ttl),
+            "run_ids": [r for r, _ in runs],
+            "run_epochs": [int(e) for _, e in runs],
+            "task_keys": [t for t, _ in tasks],
+            "task_epochs": [int(e) for _, e in tasks],
+        }
+        for kind, key, cancel in self._all(f"heartbeat of worker {worker}", q.HEARTBEAT, params):
+            if kind == "run":
+                found.runs[key] = cancel
+            else:
+                found.tasks.add(key)
+        return found
+
+    def finish_run(
+        self,
+        run_id: str,
+        epoch: int,
+        status: str,
+        *,
+        result: bytes | None = None,
+        error: str | None = None,
+    ) -> bool:
+        if status not in TERMINAL:
+            raise ConfigError(
+                f"a run cannot finish as {status!r} (use one of {', '.join(TERMINAL)})"
+            )
+        row = self._one(f"finishing run {run_id}", q.FINISH_RUN,
+                        (status, result, error, run_id, Int8(epoch)))
+        return row is not None
+
+    def release_run(self, run_id: str, epoch: int) -> bool:
+        return self._one(f"releasing run {run_id}", q.RELEASE_RUN, (run_id, Int8(epoch))) is not None
+
+    def cancel_run(self, run_id: str, action: str = "cancel") -> RunRow | None:
+        if action not in CANCEL_ACTIONS:
+            raise ConfigError(
+                f"unknown cancel action {action!r} (use one of {', '.join(CANCEL_ACTIONS)})"
+            )
+        row = self._write_then_read(
+            f"cancelling run {run_id}",
+            q.CANCEL_RUN, {"final": CANCEL_STATUS[action], "action": action, "run_id": run_id},
+            q.GET_RUN, (run_id,),
+        )
+        return _run(row) if row else None
+
+    def sweep(self) -> list[tuple[str, str]]:
+        def run(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+            with conn.transaction():
+                changed = [(r[0], r[1]) for r in conn.execute(q.SWEEP_RUNS).fetchall()]
+                changed += [(r[0], r[1]) for r in conn.execute(q.SWEEP_TASKS).fetchall()]
+            return changed
+
+        return self._with_conn("sweeping expired leases", run)
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        row = self._one(f"reading run {run_id}", q.GET_RUN, (run_id,))
+        return _run(row) if row else None
+
+    def list_runs(
+        self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[RunRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        if thread_id is not None:
+            where.append(q.LIST_RUNS_WHERE_THREAD)
+            params.append(thread_id)
+        if status is not None:
+            where.append(q.LIST_RUNS_WHERE_STATUS)
+            params.append(status)
+        sql = q.LIST_RUNS
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += q.LIST_RUNS_ORDER
+        params.append(Int8(max(int(limit), 0)))
+        return [_run(r) for r in self._all("listing runs", sql, params)]
+
+    def queue_depth(self) -> tuple[int, float | None]:
+        count, age = self._one("reading the queue depth", q.QUEUE_DEPTH, ())
+        return int(count), (max(float(age), 0.0) if age is not None else None)
+
+    # --- tasks -----------------------------------------------------------------------
+    def submit_task(self, task: NewTask) -> TaskRow:
+        row = self._write_then_read(
+            f"submitting task {task.task_key}",
+            q.SUBMIT_TASK,
+            (task.task_key, task.run_id, task.thread_id, task.graph_id, task.node,
+             task.payload, task.max_attempts),
+            q.TASK_BY_KEY, (task.task_key,),
+        )
+        return _task(row)
+
+    def claim_tasks(
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int
+    ) -> list[TaskRow]:
+        if limit <= 0:
+            return []
+        params = {
+            "worker": worker,
+            "graph_ids": list(graph_ids),
+            "allow_pickled": allow_pickled,
+            "ttl": float(ttl),
+            "limit": Int8(limit),
+        }
+        return [_task(r) for r in self._all("claiming tasks", q.CLAIM_TASKS, params)]
+
+    def finish_task(
+        self,
+        task_key: str,
+        epoch: int,
+        status: str,
+        *,
+        result: bytes | None = None,
+        error: str | None = None,
+    ) -> bool:
+        if status not in _TASK_OUTCOMES:
+            raise ConfigError(f"a task cannot finish as {status!r} (use success or error)")
+        row = self._one(f"finishing task {task_key}", q.FINISH_TASK,
+                        (status, result, error, task_key, Int8(epoch)))
+        return row is not None
+
+    def get_tasks(self, task_keys: Sequence[str]) -> list[TaskRow]:
+        if not task_keys:
+            return []
+        return [_task(r) for r in self._all("reading tasks", q.GET_TASKS, (list(task_keys),))]
+
+    def list_tasks(self, run_id: str) -> list[TaskRow]:
+        return [_task(r) for r in self._all(f"listing tasks of run {run_id}", q.LIST_TASKS,
+                                            (run_id,))]
+
+    # --- stream events ---------------------------------------------------------------
+    def put_events(self, run_id: str, epoch: int, events: Sequence[Event]) -> bool:
+        doing = f"recording events of run {run_id}"
+        if not events:
+            return self._one(doing, q.RUN_AT_EPOCH, (run_id, Int8(epoch))) is not None
+        row = self._one(doing, q.PUT_EVENTS, (
+            run_id, Int8(epoch),
+            [Int8(e.seq) for e in events], [e.kind for e in events], [e.data for e in events],
+        ))
+        return row is not None
+
+    def read_events(self, run_id: str, after_seq: int, limit: int = 1000) -> list[Event]:
+        rows = self._all(f"reading events of run {run_id}", q.READ_EVENTS,
+                         (run_id, Int8(after_seq), Int8(max(int(limit), 0))))
+        return [Event(seq=r[0], kind=r[1], data=r[2]) for r in rows]
+
+    # --- graphs shipped by value -----------------------------------------------------
+    def put_graph(self, graph_id: str, blob: bytes) -> None:
+        self._with_conn(f"storing graph {graph_id}",
+                        lambda conn: conn.execute(q.PUT_GRAPH, (graph_id, blob)))
+
+    def get_graph(self, graph_id: str) -> bytes | None:
+        row = self._one(f"reading graph {graph_id}", q.GET_GRAPH, (graph_id,))
+        return row[0] if row else None

@@ -1,0 +1,301 @@
+"""The run queue (:class:`~treadle.store.queue.RunQueue`) on SQLite.
+
+Every method is one short transaction on the calling thread's connection. Writes
+start with ``BEGIN IMMEDIATE``, which takes SQLite's single write lock, so writers in
+every process sharing the file are serialised: a claim reads and updates its run
+without anyone else writing in between (SQLite's answer to ``FOR UPDATE SKIP LOCKED``).
+SQLite has no notifications: :meth:`listener` stays None and callers poll.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from treadle.errors import ConfigError, StoreError, StoreUnavailableError, ThreadBusyError
+from treadle.store import sqlite_queries as q
+from treadle.store.queue import (
+    CANCEL_ACTIONS,
+    CANCEL_STATUS,
+    MULTITASK_STRATEGIES,
+    TERMINAL,
+    Event,
+    Heartbeat,
+    NewRun,
+    NewTask,
+    RunQueue,
+    RunRow,
+    TaskRow,
+)
+
+__all__ = ["SqliteQueue"]
+
+_TASK_OUTCOMES = ("success", "error")
+# Events per INSERT statement (4 bound values each; far below SQLite's limit).
+_EVENT_CHUNK = 500
+# SQLite messages meaning the database cannot be reached or locked right now.
+_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly")
+
+
+def _run(row: Sequence[Any]) -> RunRow:
+    r = RunRow(*row)
+    r.stream = bool(r.stream)
+    return r
+
+
+def _task(row: Sequence[Any]) -> TaskRow:
+    return TaskRow(*row)
+
+
+class SqliteQueue(RunQueue):
+    """The :class:`RunQueue` half of :class:`~treadle.store.sqlite.SqliteStore`."""
+
+    path: Path
+
+    @abc.abstractmethod
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's autocommit connection."""
+
+    # --- transactions --------------------------------------------------------------
+    def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
+        message = f"{what} failed on SQLite store {self.path}: {' '.join(str(exc).split())}"
+        if isinstance(exc, sqlite3.OperationalError) and any(
+            word in str(exc).lower() for word in _UNAVAILABLE
+        ):
+            return StoreUnavailableError(message)
+        return StoreError(message)
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back if the block raises."""
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(
+                f"{what}: cannot lock SQLite store {self.path}: {exc}"
+            ) from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(what, exc) from exc
+            raise
+
+    def _read(self, what: str, sql: str, params: Sequence[Any]) -> list[Any]:
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(what, exc) from exc
+
+    def now(self) -> float:
+        return float(self._read("reading the clock", q.CLOCK, ())[0][0])
+
+    # --- runs ----------------------------------------------------------------------
+    def enqueue_run(self, run: NewRun, *, multitask: str = "enqueue") -> RunRow:
+        if multitask not in MULTITASK_STRATEGIES:
+            raise ConfigError(
+                f"unknown multitask strategy {multitask!r} (use one of "
+                f"{', '.join(MULTITASK_STRATEGIES)})"
+            )
+        with self._write(f"queueing run {run.run_id}") as conn:
+            active = conn.execute(q.ACTIVE_RUNS, (run.thread_id,)).fetchall()
+            if active:
+                if multitask == "reject":
+                    raise ThreadBusyError(run.thread_id, [r[0] for r in active])
+                if multitask in ("interrupt", "rollback"):
+                    conn.execute(
+                        q.STOP_PENDING_RUNS, (CANCEL_STATUS[multitask], multitask, run.thread_id)
+                    )
+                    conn.execute(q.REQUEST_CANCEL_RUNNING, (multitask, run.thread_id))
+            row = conn.execute(
+                q.INSERT_RUN,
+                (run.run_id, run.thread_id, run.graph_id, run.payload, run.max_attempts,
+                 run.timeout_s, int(run.stream), run.metadata),
+            ).fetchone()
+        return _run(row)
+
+    def claim_run(
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float
+    ) -> RunRow | None:
+        with self._write("claiming a run") as conn:
+            row = conn.execute(
+                q.CLAIM_RUN, (worker, ttl, json.dumps(list(graph_ids)), int(allow_pickled))
+            ).fetchone()
+        return _run(row) if row else None
+
+    def heartbeat(
+        self,
+        worker: str,
+        runs: Sequence[tuple[str, int]],
+        tasks: Sequence[tuple[str, int]],
+        ttl: float,
+    ) -> Heartbeat:
+        found = Heartbeat()
+        if not runs and not tasks:
+            return found
+        with self._write(f"heartbeat of worker {worker}") as conn:
+            for run_id, epoch in runs:
+                row = conn.execute(q.HEARTBEAT_RUN, (ttl, run_id, epoch, worker)).fetchone()
+                if row is not None:
+                    found.runs[run_id] = row[0]
+            for task_key, epoch in tasks:
+                row = conn.execute(q.HEARTBEAT_TASK, (ttl, task_key, epoch, worker)).fetchone()
+                if row is not None:
+                    found.tasks.add(task_key)
+        return found
+
+    def finish_run(
+        self,
+        run_id: str,
+        epoch: int,
+        status: str,
+        *,
+        result: bytes | None = None,
+        error: str | None = None,
+    ) -> bool:
+        if status not in TERMINAL:
+            raise ConfigError(f"a run cannot finish as {status!r} (use one of {', '.join(TERMINAL)})")
+        with self._write(f"finishing run {run_id}") as conn:
+            done = conn.execute(q.FINISH_RUN, (status, result, error, run_id, epoch)).rowcount
+        return done == 1
+
+    def release_run(self, run_id: str, epoch: int) -> bool:
+        with self._write(f"releasing run {run_id}") as conn:
+            done = conn.execute(q.RELEASE_RUN, (run_id, epoch)).rowcount
+        return done == 1
+
+    def cancel_run(self, run_id: str, action: str = "cancel") -> RunRow | None:
+        if action not in CANCEL_ACTIONS:
+            raise ConfigError(
+                f"unknown cancel action {action!r} (use one of {', '.join(CANCEL_ACTIONS)})"
+            )
+        with self._write(f"cancelling run {run_id}") as conn:
+            conn.execute(q.CANCEL_PENDING_RUN, (CANCEL_STATUS[action], action, run_id))
+            conn.execute(q.CANCEL_RUNNING_RUN, (action, run_id))
+            row = conn.execute(q.GET_RUN, (run_id,)).fetchone()
+        return _run(row) if row else None
+
+    def sweep(self) -> list[tuple[str, str]]:
+        with self._write("sweeping expired leases") as conn:
+            changed = [(r[0], r[1]) for r in conn.execute(q.SWEEP_RUNS).fetchall()]
+            changed += [(r[0], r[1]) for r in conn.execute(q.SWEEP_TASKS).fetchall()]
+        return changed
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        rows = self._read(f"reading run {run_id}", q.GET_RUN, (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def list_runs(
+        self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[RunRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        if thread_id is not None:
+            where.append(q.LIST_RUNS_WHERE_THREAD)
+            params.append(thread_id)
+        if status is not None:
+            where.append(q.LIST_RUNS_WHERE_STATUS)
+            params.append(status)
+        sql = q.LIST_RUNS
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += q.LIST_RUNS_ORDER
+        params.append(int(limit))
+        return [_run(r) for r in self._read("listing runs", sql, params)]
+
+    def queue_depth(self) -> tuple[int, float | None]:
+        count, age = self._read("reading the queue depth", q.QUEUE_DEPTH, ())[0]
+        return int(count), (max(float(age), 0.0) if age is not None else None)
+
+    # --- tasks ---------------------------------------------------------------------
+    def submit_task(self, task: NewTask) -> TaskRow:
+        with self._write(f"submitting task {task.task_key}") as conn:
+            conn.execute(
+                q.INSERT_TASK,
+                (task.task_key, task.run_id, task.thread_id, task.graph_id, task.node,
+                 task.payload, task.max_attempts),
+            )
+            conn.execute(
+                q.RESET_FAILED_TASK,
+                (task.run_id, task.thread_id, task.graph_id, task.node, task.payload,
+                 task.max_attempts, task.task_key, task.run_id),
+            )
+            row = conn.execute(q.GET_TASK, (task.task_key,)).fetchone()
+        return _task(row)
+
+    def claim_tasks(
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int
+    ) -> list[TaskRow]:
+        if limit <= 0:
+            return []
+        with self._write("claiming tasks") as conn:
+            rows = conn.execute(
+                q.CLAIM_TASKS,
+                (worker, ttl, json.dumps(list(graph_ids)), int(allow_pickled), int(limit)),
+            ).fetchall()
+        rows.sort(key=lambda r: r[-1])  # RETURNING has no order: by seq
+        return [_task(r[:-1]) for r in rows]
+
+    def finish_task(
+        self,
+        task_key: str,
+        epoch: int,
+        status: str,
+        *,
+        result: bytes | None = None,
+        error: str | None = None,
+    ) -> bool:
+        if status not in _TASK_OUTCOMES:
+            raise ConfigError(f"a task cannot finish as {status!r} (use success or error)")
+        with self._write(f"finishing task {task_key}") as conn:
+            done = conn.execute(q.FINISH_TASK, (status, result, error, task_key, epoch)).rowcount
+        return done == 1
+
+    def get_tasks(self, task_keys: Sequence[str]) -> list[TaskRow]:
+        if not task_keys:
+            return []
+        rows = self._read("reading tasks", q.GET_TASKS, (json.dumps(list(task_keys)),))
+        return [_task(r) for r in rows]
+
+    def list_tasks(self, run_id: str) -> list[TaskRow]:
+        return [_task(r) for r in self._read(f"listing tasks of run {run_id}", q.LIST_TASKS,
+                                              (run_id,))]
+
+    # --- stream events -------------------------------------------------------------
+    def put_events(self, run_id: str, epoch: int, events: Sequence[Event]) -> bool:
+        with self._write(f"recording events of run {run_id}") as conn:
+            row = conn.execute(q.RUN_EPOCH, (run_id,)).fetchone()
+            if row is None or row[0] != epoch:
+                return False
+            for start in range(0, len(events), _EVENT_CHUNK):
+                chunk = events[start : start + _EVENT_CHUNK]
+                conn.execute(
+                    q.INSERT_EVENTS_HEAD + q.values(len(chunk), 4),
+                    [v for e in chunk for v in (run_id, e.seq, e.kind, e.data)],
+                )
+        return True
+
+    def read_events(self, run_id: str, after_seq: int, limit: int = 1000) -> list[Event]:
+        rows = self._read(f"reading events of run {run_id}", q.READ_EVENTS,
+                          (run_id, after_seq, int(limit)))
+        return [Event(seq=r[0], kind=r[1], data=r[2]) for r in rows]
+
+    # --- graphs shipped by value ---------------------------------------------------
+    def put_graph(self, graph_id: str, blob: bytes) -> None:
+        with self._write(f"storing graph {graph_id}") as conn:
+            conn.execute(q.PUT_GRAPH, (graph_id, blob))
+
+    def get_graph(self, graph_id: str) -> bytes | None:
+        rows = self._read(f"reading graph {graph_id}", q.GET_GRAPH, (graph_id,))
+        return bytes(rows[0][0]) if rows else None
