@@ -18,8 +18,8 @@ from langgraph.types import RetryPolicy
 from treadle.config import Settings
 from treadle.errors import (
     CircuitOpenError,
-    RemoteNodeError,
     NodeTimeoutError,
+    RemoteNodeError,
     TaskCrashedError,
     TreadleError,
 )

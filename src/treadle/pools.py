@@ -249,7 +249,7 @@ class NodeProxy(_RunnableBase):
         await execution.enter()  # parked here while the worker drains
         try:
             if self.options.placement == "remote":
-                return await execution.dispatch(self.name, input, plain_config(config))
+                return await execution.dispatch(str(self.name), input, plain_config(config))
             return await self._ainvoke(input, config, **kwargs)
         finally:
             execution.leave()

@@ -21,9 +21,9 @@ from langgraph.pregel import Pregel
 from treadle.checkpointer import EPOCH_KEY, TreadleSaver
 from treadle.config import Settings, get_settings
 from treadle.errors import ConfigError, FencedWriteError
+from treadle.execution import EXECUTION_KEY, Execution
 from treadle.policies import CircuitBreaker, default_retry_policy
 from treadle.pools import LIMITS_KEY, NodeOptions, NodeProxy, Pools, RunLimits
-from treadle.execution import EXECUTION_KEY, Execution
 from treadle.store import Store, shared
 from treadle.store.base import ClaimThread
 
