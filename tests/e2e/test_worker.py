@@ -248,3 +248,51 @@ def test_distributed_needs_known_runtime(tmp_path):
                          store=_url(tmp_path)) as g:
         with pytest.raises(ConfigError, match="runtime"):
             g.invoke({"n": 0, "done": []}, {"runtime": "cloud"})
+
+
+def test_worker_serves_a_langgraph_json(tmp_path, start_worker):
+    url = _url(tmp_path)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "graphs.py").write_text((GRAPHS / "chain.py").read_text())
+    (app / "langgraph.json").write_text(json.dumps(
+        {"dependencies": ["."], "graphs": {"agent": "./graphs.py:builder"}, "env": {"STEP_SLEEP": "0"}}
+    ))
+    start_worker(url, args=[*FAST, "--graphs", str(app / "langgraph.json")])
+    with _graph(url, f"{app / 'graphs.py'}:builder", "agent") as g:
+        assert g.invoke({"n": 0, "done": []}, _dist())["n"] == 10
+
+
+def test_multitask_rollback_deletes_the_active_runs_checkpoints(tmp_path, start_worker):
+    url = _url(tmp_path)
+    start_worker(url, CHAIN, args=FAST, env={"STEP_SLEEP": "0.2"})
+    from treadle.cluster import client
+
+    with _graph(url, CHAIN.split("=", 1)[1], "chain") as g:
+        old = client.submit(g, {"n": 0, "done": []}, _dist("rb"), {})
+        deadline = time.monotonic() + 20
+        while len(_steps(g.store, "rb")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        new = client.submit(g, {"n": 500, "done": []}, _dist("rb", multitask_strategy="rollback"), {})
+        assert client.wait(g.store, old.run_id, timeout=30).status == "cancelled"
+        assert client.wait(g.store, new.run_id, timeout=30).status == "success"
+        runs = {json.loads(c.row.metadata).get("run_id") for c in g.store.list_checkpoints("rb", "")}
+        assert runs == {new.run_id}  # the rolled-back run left nothing behind
+        state = g.get_state({"configurable": {"thread_id": "rb"}})
+        assert state.values["n"] == 510 and len(state.values["done"]) == 10
+
+
+def test_worker_waits_for_an_unreachable_store(tmp_path, start_worker):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    w = start_worker(f"postgresql://postgres@127.0.0.1:{port}/x", CHAIN, ready=False)
+    time.sleep(4)
+    assert w.proc.poll() is None, w.log()  # backing off, not dead
+    retries = w.log().count("store unreachable")
+    assert 2 <= retries <= 6, w.log()  # backing off, not spinning
+    assert "Traceback" not in w.log()
+    w.signal(signal.SIGTERM)
+    assert w.proc.wait(10) == 0

@@ -72,6 +72,8 @@ def worker(
     )
     w = Worker(settings, refs, name=name)
     try:
+        if not w.connect():
+            return
         served = w.load()
         if refs and not served and not settings.allow_pickled_graphs:
             raise ConfigError("no graph could be loaded (see the errors above); nothing to serve")

@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,14 @@ from treadle.cluster.notify import close_notifier, notifier_for
 from treadle.cluster.registry import GraphRegistry
 from treadle.cluster.remote import call_remote, run_task
 from treadle.config import Settings
-from treadle.errors import FencedWriteError, InputError, NodeTimeoutError, StoreError, TreadleError
+from treadle.errors import (
+    FencedWriteError,
+    InputError,
+    NodeTimeoutError,
+    StoreError,
+    StoreUnavailableError,
+    TreadleError,
+)
 from treadle.execution import EXECUTION_KEY, Execution
 from treadle.store import Store, shared
 from treadle.store.base import ClaimThread, PutWrites
@@ -86,11 +94,7 @@ class Worker:
         self.concurrency = concurrency or settings.worker_concurrency
         self.task_slots = settings.worker_task_slots if task_slots is None else task_slots
         self.ttl = settings.lease_ttl
-        self.store: Store = shared.acquire(settings.store)
-        self.notifier = notifier_for(self.store)
-        self.poll = settings.poll_interval if self.notifier.pushes else min(settings.poll_interval, 0.05)
-        self.registry = GraphRegistry(self.store, refs, allow_pickled=settings.allow_pickled_graphs,
-                                      settings=settings)
+        self.refs = refs
         self.runs: dict[str, _RunExecution] = {}
         self.tasks: dict[str, tuple[TaskRow, asyncio.Task[Any]]] = {}
         self.stopping = False
@@ -100,6 +104,39 @@ class Worker:
         self._last_heartbeat = time.monotonic()
 
     # --- lifecycle -----------------------------------------------------------------------
+    def connect(self) -> bool:
+        """Open the store, retrying with backoff while it is unreachable (a worker may
+        start before its database). False when SIGTERM/SIGINT came first."""
+        stop = threading.Event()
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[sig] = signal.signal(sig, lambda *_: stop.set())
+            except ValueError:  # not the main thread
+                pass
+        try:
+            failures = 0
+            while True:
+                try:
+                    self.store = shared.acquire(self.settings.store)
+                    break
+                except StoreUnavailableError as exc:
+                    failures += 1
+                    delay = _backoff_delay(failures)
+                    log.warning("store unreachable (%s); retrying in %.1fs", exc, delay)
+                    if stop.wait(delay):
+                        return False
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.notifier = notifier_for(self.store)
+        pushes = self.notifier.pushes
+        self.poll = self.settings.poll_interval if pushes else min(self.settings.poll_interval, 0.05)
+        self.registry = GraphRegistry(self.store, self.refs,
+                                      allow_pickled=self.settings.allow_pickled_graphs,
+                                      settings=self.settings)
+        return True
+
     def load(self) -> list[str]:
         """Load the graphs; return their ids (failures are logged, see registry.failed)."""
         self.registry.load_all()
@@ -157,6 +194,8 @@ class Worker:
                 task.cancel()
 
     def close(self) -> None:
+        if not hasattr(self, "store"):
+            return
         self.registry.close()
         close_notifier(self.store)
         shared.release(self.settings.store)
@@ -182,7 +221,7 @@ class Worker:
 
     # --- loops ---------------------------------------------------------------------------
     async def _backoff(self, what: str, exc: BaseException, failures: int) -> None:
-        delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * (0.5 + random.random() / 2)
+        delay = _backoff_delay(failures)
         log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
         await self._sleep(delay)
 
@@ -486,6 +525,11 @@ class Worker:
             if self.tasks.get(row.task_key, (None,))[0] is row:
                 del self.tasks[row.task_key]
             self._slot_free.set()
+
+
+def _backoff_delay(failures: int) -> float:
+    """Exponential backoff with jitter: about 0.5 s, 1 s, 2 s ... up to 30 s."""
+    return float(min(30.0, 0.5 * 2 ** min(failures - 1, 6)) * (0.5 + random.random() / 2))
 
 
 def _validate_input(graph: Any, input: Any) -> None:
