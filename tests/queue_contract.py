@@ -557,11 +557,20 @@ class QueueContract:
         assert store.read_events("r1", 6) == []
         assert store.read_events("other", 0) == []
 
-    def test_events_after_finish_keep_the_epoch(self, store: Store) -> None:
+    def test_events_only_while_running(self, store: Store) -> None:
         r = running(store, "r1")
-        assert store.finish_run("r1", r.epoch, "success")
         assert store.put_events("r1", r.epoch, [Event(1, "end", b"")])
+        assert store.finish_run("r1", r.epoch, "success")
+        assert not store.put_events("r1", r.epoch, [Event(2, "late", b"")])
+        store.enqueue_run(new_run("r2", "t2"))
+        s = claim(store, ttl=TTL)
+        assert s is not None
+        time.sleep(EXPIRE)
+        assert store.sweep() == [("r2", "pending")]
+        # Back in the queue with the same epoch: the lost worker's events are refused.
+        assert not store.put_events("r2", s.epoch, [Event(1, "stale", b"")])
         assert store.read_events("r1", 0) == [Event(1, "end", b"")]
+        assert store.read_events("r2", 0) == []
 
     # --- graphs ------------------------------------------------------------------------
     def test_graphs(self, store: Store) -> None:

@@ -365,6 +365,10 @@ class Worker:
         row = ex.row
         log.info("run %s (thread %s, attempt %d/%d, epoch %d) started", row.run_id,
                  row.thread_id, row.attempt, row.max_attempts, row.epoch)
+        if row.cancel:  # asked to stop while it was being handed over
+            ex.stop_reason = row.cancel
+            await self._stopped(ex)
+            return
         try:
             graph = self.registry.get(row.graph_id)
             payload = decode(row.payload)

@@ -422,7 +422,8 @@ LIST_TASKS = f"SELECT {TASK_ROW} FROM treadle_tasks AS t WHERE t.run_id = %s ORD
 # %s = run_id, epoch, seqs, kinds, datas. One row unless fenced.
 PUT_EVENTS = f"""
 WITH run AS (
-    SELECT run_id FROM treadle_runs WHERE run_id = %s AND epoch = %s FOR SHARE
+    SELECT run_id FROM treadle_runs WHERE run_id = %s AND epoch = %s AND status = 'running'
+    FOR SHARE
 ), added AS (
     INSERT INTO treadle_events (run_id, seq, kind, data)
     SELECT run.run_id, e.seq, e.kind, e.data

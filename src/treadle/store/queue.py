@@ -289,8 +289,8 @@ class RunQueue(abc.ABC):
     # --- stream events -----------------------------------------------------------
     @abc.abstractmethod
     def put_events(self, run_id: str, epoch: int, events: Sequence[Event]) -> bool:
-        """Append events if ``epoch`` is the run's epoch (duplicates of a seq are
-        ignored). Notifies CHANNEL_EVENTS. False when fenced."""
+        """Append events if the run is ``running`` under ``epoch`` (duplicates of a seq
+        are ignored). Notifies CHANNEL_EVENTS. False when fenced."""
 
     @abc.abstractmethod
     def read_events(self, run_id: str, after_seq: int, limit: int = 1000) -> list[Event]:

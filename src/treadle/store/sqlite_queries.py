@@ -291,7 +291,7 @@ SELECT {TASK_COLUMNS} FROM treadle_tasks
 WHERE task_key IN (SELECT value FROM json_each(?)) ORDER BY seq"""
 LIST_TASKS = f"SELECT {TASK_COLUMNS} FROM treadle_tasks WHERE run_id = ? ORDER BY seq"
 
-RUN_EPOCH = "SELECT epoch FROM treadle_runs WHERE run_id = ?"
+RUN_EPOCH_STATUS = "SELECT epoch, status FROM treadle_runs WHERE run_id = ?"
 # Completed by ``values(rows, 4)``; a seq already stored is kept as first written.
 INSERT_EVENTS_HEAD = "INSERT OR IGNORE INTO treadle_events (run_id, seq, kind, data) VALUES "
 READ_EVENTS = """

@@ -275,8 +275,8 @@ class SqliteQueue(RunQueue):
     # --- stream events -------------------------------------------------------------
     def put_events(self, run_id: str, epoch: int, events: Sequence[Event]) -> bool:
         with self._write(f"recording events of run {run_id}") as conn:
-            row = conn.execute(q.RUN_EPOCH, (run_id,)).fetchone()
-            if row is None or row[0] != epoch:
+            row = conn.execute(q.RUN_EPOCH_STATUS, (run_id,)).fetchone()
+            if row is None or row[0] != epoch or row[1] != "running":
                 return False
             for start in range(0, len(events), _EVENT_CHUNK):
                 chunk = events[start : start + _EVENT_CHUNK]
