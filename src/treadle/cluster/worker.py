@@ -71,9 +71,10 @@ class _RunExecution(Execution):
         self.row = row
         self.task: asyncio.Task[None] | None = None
         self.stop_reason: str | None = None
+        self.ending = False  # its final status (or hand-off) is being written
 
     def stop(self, reason: str) -> None:
-        if self.stop_reason is None:
+        if self.stop_reason is None and not self.ending:
             self.stop_reason = reason
             if self.task is not None:
                 self.task.cancel()
@@ -313,17 +314,32 @@ class Worker:
             self._last_heartbeat = time.monotonic()
             for run_id, epoch in runs:
                 held = self.runs.get(run_id)
-                if held is None or held.epoch != epoch:
-                    continue
+                if held is None or held.epoch != epoch or held.ending:
+                    continue  # ended while the heartbeat was in flight
                 if run_id not in beat.runs:
                     log.warning("run %s: lease lost (epoch %d); stopping it here", run_id, epoch)
                     held.stop("lost")
                 elif beat.runs[run_id]:
                     held.stop(str(beat.runs[run_id]))
-            for key, _epoch in tasks:
-                if key not in beat.tasks and key in self.tasks:
-                    log.warning("task %s: lease lost; stopping it here", key)
-                    self.tasks[key][1].cancel()
+            missing = [(k, e) for k, e in tasks if k not in beat.tasks and k in self.tasks]
+            if missing:
+                await self._check_lost_tasks(missing)
+
+    async def _check_lost_tasks(self, missing: list[tuple[str, int]]) -> None:
+        """Tasks a heartbeat did not extend: lost, or finished while it was in flight."""
+        try:
+            rows = {r.task_key: r for r in await asyncio.to_thread(
+                self.store.get_tasks, [k for k, _e in missing])}
+        except StoreError:
+            return  # the next heartbeat decides
+        for key, epoch in missing:
+            row = rows.get(key)
+            if row is not None and row.epoch == epoch and row.status in ("success", "error"):
+                continue  # we finished it meanwhile
+            entry = self.tasks.get(key)
+            if entry is not None and entry[0].epoch == epoch:
+                log.warning("task %s: lease lost; stopping it here", key)
+                entry[1].cancel()
 
     async def _sweeps(self) -> None:
         while True:
@@ -480,6 +496,7 @@ class Worker:
             log.warning("run %s: waiting for its last writes failed (%s)", ex.run_id, exc)
 
     async def _stopped(self, ex: _RunExecution) -> None:
+        ex.ending = True
         reason = ex.stop_reason
         row = ex.row
         if reason in CANCEL_STATUS:
@@ -503,6 +520,7 @@ class Worker:
 
     async def _finish(self, ex: _RunExecution, status: str, *, result: bytes | None = None,
                       error: str | None = None) -> None:
+        ex.ending = True
         row = ex.row
         try:
             done = await asyncio.to_thread(self.store.finish_run, row.run_id, row.epoch, status,
