@@ -296,3 +296,28 @@ def test_worker_waits_for_an_unreachable_store(tmp_path, start_worker):
     assert "Traceback" not in w.log()
     w.signal(signal.SIGTERM)
     assert w.proc.wait(10) == 0
+
+
+def test_cli_runs_list_show_cancel(tmp_path):
+    url = _url(tmp_path)
+    from treadle.cluster import client
+
+    with _graph(url, CHAIN.split("=", 1)[1], "chain") as g:
+        row = client.submit(g, {"n": 0, "done": []}, _dist("cli-runs"), {})  # no worker: pending
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "treadle", *args, "--store", url],
+                              capture_output=True, text=True, timeout=60)
+
+    listed = cli("runs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    doc = json.loads(listed.stdout)
+    assert doc["pending"] == 1 and doc["runs"][0]["run_id"] == row.run_id
+    shown = cli("runs", "show", row.run_id)
+    assert shown.returncode == 0 and "pending" in shown.stdout
+    cancelled = cli("runs", "cancel", row.run_id)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+    assert json.loads(cli("runs", "show", row.run_id, "--json").stdout)["status"] == "cancelled"
+    missing = cli("runs", "show", "nope")
+    assert missing.returncode == 1 and "no run 'nope'" in missing.stderr
+    assert "Traceback" not in missing.stderr

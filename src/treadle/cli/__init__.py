@@ -1,4 +1,4 @@
-"""The ``treadle`` command line: run graphs, inspect threads, migrate the store.
+"""The ``treadle`` command line: run graphs, run workers, inspect threads and runs, migrate.
 
 Errors print as one red line ``error: <message>`` on stderr and exit with code 1
 (2 for usage errors); ``--debug`` (or ``TREADLE_DEBUG=1``) adds the traceback.
@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import typer
 
 # Importing the command modules registers their commands on the app.
-from treadle.cli import admin, run, threads, worker  # noqa: E402,F401
+from treadle.cli import admin, run, runs, threads, worker  # noqa: E402,F401
 from treadle.cli._app import _STATE, app
 from treadle.cli._output import _error, _summary
 from treadle.errors import TreadleError

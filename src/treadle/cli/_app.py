@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-__all__ = ["app", "threads_app"]
+__all__ = ["app", "runs_app", "threads_app"]
 
 _HELP = (
     "treadle: a production runtime for LangGraph: durable, recoverable, parallel.\n\n"
@@ -25,6 +25,11 @@ threads_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(threads_app, name="threads")
+runs_app = typer.Typer(
+    name="runs", help="Inspect and cancel runs queued for workers (runtime=distributed).",
+    no_args_is_help=True, pretty_exceptions_enable=False,
+)
+app.add_typer(runs_app, name="runs")
 
 
 class _State:
