@@ -22,14 +22,11 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.numeric import Int8
 
-from treadle.errors import ConfigError, ThreadBusyError
+from treadle.errors import ThreadBusyError
 from treadle.store import postgres_queries as q
 from treadle.store.postgres_listen import PgListener
 from treadle.store.queue import (
-    CANCEL_ACTIONS,
     CANCEL_STATUS,
-    MULTITASK_STRATEGIES,
-    TERMINAL,
     Event,
     Heartbeat,
     NewRun,
@@ -37,6 +34,7 @@ from treadle.store.queue import (
     RunQueue,
     RunRow,
     TaskRow,
+    check,
 )
 
 __all__ = ["PostgresQueue"]
@@ -45,7 +43,6 @@ T = TypeVar("T")
 
 _RUN_FIELDS = len(dataclasses.fields(RunRow))
 _TASK_FIELDS = len(dataclasses.fields(TaskRow))
-_TASK_OUTCOMES = ("success", "error")
 
 
 def _run(row: Sequence[Any]) -> RunRow:
@@ -102,11 +99,7 @@ class PostgresQueue(RunQueue):
 
     # --- runs ----------------------------------------------------------------------
     def enqueue_run(self, run: NewRun, *, multitask: str = "enqueue") -> RunRow:
-        if multitask not in MULTITASK_STRATEGIES:
-            raise ConfigError(
-                f"unknown multitask strategy {multitask!r} (use one of "
-                f"{', '.join(MULTITASK_STRATEGIES)})"
-            )
+        check("multitask strategy", multitask)
         params = (run.run_id, run.thread_id, run.graph_id, run.payload, run.max_attempts,
                   run.timeout_s, run.stream, run.metadata, multitask)
 
@@ -162,10 +155,7 @@ class PostgresQueue(RunQueue):
         result: bytes | None = None,
         error: str | None = None,
     ) -> bool:
-        if status not in TERMINAL:
-            raise ConfigError(
-                f"a run cannot finish as {status!r} (use one of {', '.join(TERMINAL)})"
-            )
+        check("final run status", status)
         row = self._one(f"finishing run {run_id}", q.FINISH_RUN,
                         (status, result, error, run_id, Int8(epoch)))
         return row is not None
@@ -174,10 +164,7 @@ class PostgresQueue(RunQueue):
         return self._one(f"releasing run {run_id}", q.RELEASE_RUN, (run_id, Int8(epoch))) is not None
 
     def cancel_run(self, run_id: str, action: str = "cancel") -> RunRow | None:
-        if action not in CANCEL_ACTIONS:
-            raise ConfigError(
-                f"unknown cancel action {action!r} (use one of {', '.join(CANCEL_ACTIONS)})"
-            )
+        check("cancel action", action)
         row = self._write_then_read(
             f"cancelling run {run_id}",
             q.CANCEL_RUN, {"final": CANCEL_STATUS[action], "action": action, "run_id": run_id},
@@ -254,8 +241,7 @@ class PostgresQueue(RunQueue):
         result: bytes | None = None,
         error: str | None = None,
     ) -> bool:
-        if status not in _TASK_OUTCOMES:
-            raise ConfigError(f"a task cannot finish as {status!r} (use success or error)")
+        check("final task status", status)
         row = self._one(f"finishing task {task_key}", q.FINISH_TASK,
                         (status, result, error, task_key, Int8(epoch)))
         return row is not None

@@ -29,6 +29,7 @@ __all__ = [
     "CANCEL_ACTIONS",
     "MULTITASK_STRATEGIES",
     "RUN_STATUSES",
+    "TASK_OUTCOMES",
     "TERMINAL",
     "Event",
     "Heartbeat",
@@ -38,6 +39,7 @@ __all__ = [
     "RunQueue",
     "RunRow",
     "TaskRow",
+    "check",
 ]
 
 RUN_STATUSES = ("pending", "running", "success", "error", "interrupted", "cancelled", "timeout")
@@ -47,6 +49,23 @@ MULTITASK_STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
 CANCEL_ACTIONS = ("cancel", "interrupt", "rollback")
 # Final status of a run stopped by each cancel action.
 CANCEL_STATUS = {"cancel": "cancelled", "interrupt": "interrupted", "rollback": "cancelled"}
+TASK_OUTCOMES = ("success", "error")
+
+_ALLOWED = {
+    "multitask strategy": MULTITASK_STRATEGIES,
+    "cancel action": CANCEL_ACTIONS,
+    "final run status": TERMINAL,
+    "final task status": TASK_OUTCOMES,
+}
+
+
+def check(kind: str, value: str) -> None:
+    """Raise ConfigError unless ``value`` is one of the allowed values of ``kind``."""
+    from treadle.errors import ConfigError
+
+    allowed = _ALLOWED[kind]
+    if value not in allowed:
+        raise ConfigError(f"unknown {kind} {value!r} (use one of {', '.join(allowed)})")
 
 # Notification channels (PostgreSQL LISTEN/NOTIFY; payload in brackets).
 CHANNEL_RUNS = "treadle_runs"  # a run became claimable [run_id]

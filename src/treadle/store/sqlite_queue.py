@@ -17,13 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from treadle.errors import ConfigError, StoreError, StoreUnavailableError, ThreadBusyError
+from treadle.errors import StoreError, StoreUnavailableError, ThreadBusyError
 from treadle.store import sqlite_queries as q
 from treadle.store.queue import (
-    CANCEL_ACTIONS,
     CANCEL_STATUS,
-    MULTITASK_STRATEGIES,
-    TERMINAL,
     Event,
     Heartbeat,
     NewRun,
@@ -31,11 +28,11 @@ from treadle.store.queue import (
     RunQueue,
     RunRow,
     TaskRow,
+    check,
 )
 
 __all__ = ["SqliteQueue"]
 
-_TASK_OUTCOMES = ("success", "error")
 # Events per INSERT statement (4 bound values each; far below SQLite's limit).
 _EVENT_CHUNK = 500
 # SQLite messages meaning the database cannot be reached or locked right now.
@@ -103,11 +100,7 @@ class SqliteQueue(RunQueue):
 
     # --- runs ----------------------------------------------------------------------
     def enqueue_run(self, run: NewRun, *, multitask: str = "enqueue") -> RunRow:
-        if multitask not in MULTITASK_STRATEGIES:
-            raise ConfigError(
-                f"unknown multitask strategy {multitask!r} (use one of "
-                f"{', '.join(MULTITASK_STRATEGIES)})"
-            )
+        check("multitask strategy", multitask)
         with self._write(f"queueing run {run.run_id}") as conn:
             active = conn.execute(q.ACTIVE_RUNS, (run.thread_id,)).fetchall()
             if active:
@@ -164,8 +157,7 @@ class SqliteQueue(RunQueue):
         result: bytes | None = None,
         error: str | None = None,
     ) -> bool:
-        if status not in TERMINAL:
-            raise ConfigError(f"a run cannot finish as {status!r} (use one of {', '.join(TERMINAL)})")
+        check("final run status", status)
         with self._write(f"finishing run {run_id}") as conn:
             done = conn.execute(q.FINISH_RUN, (status, result, error, run_id, epoch)).rowcount
         return done == 1
@@ -176,10 +168,7 @@ class SqliteQueue(RunQueue):
         return done == 1
 
     def cancel_run(self, run_id: str, action: str = "cancel") -> RunRow | None:
-        if action not in CANCEL_ACTIONS:
-            raise ConfigError(
-                f"unknown cancel action {action!r} (use one of {', '.join(CANCEL_ACTIONS)})"
-            )
+        check("cancel action", action)
         with self._write(f"cancelling run {run_id}") as conn:
             conn.execute(q.CANCEL_PENDING_RUN, (CANCEL_STATUS[action], action, run_id))
             conn.execute(q.CANCEL_RUNNING_RUN, (action, run_id))
@@ -256,8 +245,7 @@ class SqliteQueue(RunQueue):
         result: bytes | None = None,
         error: str | None = None,
     ) -> bool:
-        if status not in _TASK_OUTCOMES:
-            raise ConfigError(f"a task cannot finish as {status!r} (use success or error)")
+        check("final task status", status)
         with self._write(f"finishing task {task_key}") as conn:
             done = conn.execute(q.FINISH_TASK, (status, result, error, task_key, epoch)).rowcount
         return done == 1
