@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from treadle.cluster import graphs_by_value
 from treadle.cluster.codec import decode, encode
+from treadle.cluster.events import END, decode_chunk
 from treadle.cluster.notify import notifier_for
 from treadle.cluster.registry import REF_PREFIX
 from treadle.errors import ConfigError, RunFailedError
@@ -38,7 +39,6 @@ __all__ = ["ainvoke", "astream", "cancel", "invoke", "stream", "submit", "wait"]
 # Keys of a run config that steer the cluster run rather than LangGraph.
 _RUN_OPTIONS = ("runtime", "multitask_strategy", "max_attempts", "run_timeout")
 _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
-_END = "__end__"  # kind of the event closing a run attempt's stream
 
 
 def _graph_id(graph: TreadleGraph) -> str:
@@ -155,8 +155,8 @@ def follow(store: Store, run_id: str, after_seq: int = 0) -> Iterator[Any]:
             events = store.read_events(run_id, after_seq)
             for event in events:
                 after_seq = event.seq
-                if event.kind != _END:
-                    yield _chunk(decode(event.data))
+                if event.kind != END:
+                    yield decode_chunk(event.data)
             if events:
                 continue
             row = store.get_run(run_id)
@@ -169,15 +169,6 @@ def follow(store: Store, run_id: str, after_seq: int = 0) -> Iterator[Any]:
                 return
             ev.wait(poll)
             ev.clear()
-
-
-def _chunk(doc: dict[str, Any]) -> Any:
-    chunk = doc["c"]
-    if doc.get("t"):
-        chunk = tuple(chunk)
-        if doc.get("ns"):
-            chunk = (tuple(chunk[0]), *chunk[1:])
-    return chunk
 
 
 async def astream(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,

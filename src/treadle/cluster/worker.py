@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from treadle.cluster.codec import decode, encode
+from treadle.cluster.events import EventWriter
 from treadle.cluster.notify import close_notifier, notifier_for
 from treadle.cluster.registry import GraphRegistry
 from treadle.cluster.remote import call_remote, run_task
@@ -39,14 +40,13 @@ from treadle.errors import (
     TreadleError,
 )
 from treadle.execution import EXECUTION_KEY, Execution
-from treadle.store import Store, shared
+from treadle.store import shared
 from treadle.store.base import ClaimThread, PutWrites
 from treadle.store.queue import (
     CANCEL_STATUS,
     CHANNEL_CANCEL,
     CHANNEL_RUNS,
     CHANNEL_TASKS,
-    Event,
     RunRow,
     TaskRow,
 )
@@ -54,9 +54,6 @@ from treadle.store.queue import (
 __all__ = ["Worker", "worker_name"]
 
 log = logging.getLogger("treadle.worker")
-
-_END = "__end__"
-
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -475,7 +472,7 @@ class Worker:
                      kwargs: dict[str, Any]) -> Any:
         if not ex.row.stream:
             return await graph.ainvoke(input, config, **kwargs)
-        events = _EventWriter(self.store, ex)
+        events = EventWriter(self.store, ex.run_id, ex.epoch, ex.row.thread_id)
         await events.start()
         try:
             async for chunk in graph.astream(input, config, **kwargs):
@@ -567,44 +564,3 @@ def _validate_input(graph: Any, input: Any) -> None:
         schema.model_validate(input)
     except ValidationError as exc:
         raise InputError(f"the run's input does not fit the graph's input schema: {exc}") from exc
-
-
-class _EventWriter:
-    """Appends a streaming run's chunks to the store, coalescing them into batches."""
-
-    def __init__(self, store: Store, ex: _RunExecution) -> None:
-        self.store = store
-        self.ex = ex
-        self.seq = 0
-        self.buffer: list[Event] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        # A resumed attempt continues after the events its predecessors wrote.
-        last = await asyncio.to_thread(self.store.read_events, self.ex.run_id, 0, 1_000_000)
-        self.seq = last[-1].seq if last else 0
-
-    def add(self, chunk: Any) -> None:
-        self.seq += 1
-        # msgpack has no tuple: note which chunks (and namespaces) were tuples.
-        is_tuple = isinstance(chunk, tuple)
-        ns = is_tuple and bool(chunk) and isinstance(chunk[0], tuple)
-        self.buffer.append(Event(self.seq, "chunk", encode({"c": chunk, "t": is_tuple, "ns": ns})))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._write())
-
-    def add_end(self) -> None:
-        self.seq += 1
-        self.buffer.append(Event(self.seq, _END, b""))
-
-    async def _write(self) -> None:
-        while self.buffer:
-            batch, self.buffer = self.buffer, []
-            ok = await asyncio.to_thread(self.store.put_events, self.ex.run_id, self.ex.epoch, batch)
-            if not ok:
-                raise FencedWriteError(self.ex.row.thread_id, self.ex.epoch)
-
-    async def flush(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
-        await self._write()

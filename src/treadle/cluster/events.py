@@ -1,0 +1,77 @@
+"""A streaming run's chunks in the store: written by its worker, read by its caller.
+
+Each chunk is one event (kind ``chunk``) encoded with the run codec; an attempt that
+runs to the end closes its stream with an ``END`` event. msgpack has no tuple, so a
+chunk records which parts were tuples (``(mode, data)``, ``(namespace, mode, data)``)
+and the reader restores them: a follower sees what a local ``stream`` yields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from treadle.cluster.codec import decode, encode
+from treadle.errors import FencedWriteError
+from treadle.store import Store
+from treadle.store.queue import Event
+
+__all__ = ["END", "EventWriter", "decode_chunk"]
+
+END = "__end__"  # kind of the event closing a run attempt's stream
+
+
+def _encode_chunk(chunk: Any) -> bytes:
+    is_tuple = isinstance(chunk, tuple)
+    ns = is_tuple and bool(chunk) and isinstance(chunk[0], tuple)
+    return encode({"c": chunk, "t": is_tuple, "ns": ns})
+
+
+def decode_chunk(data: bytes) -> Any:
+    doc = decode(data)
+    chunk = doc["c"]
+    if doc.get("t"):
+        chunk = tuple(chunk)
+        if doc.get("ns"):
+            chunk = (tuple(chunk[0]), *chunk[1:])
+    return chunk
+
+
+class EventWriter:
+    """Appends a run attempt's chunks, coalescing them into batches, fenced by its epoch."""
+
+    def __init__(self, store: Store, run_id: str, epoch: int, thread_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.epoch = epoch
+        self.thread_id = thread_id
+        self.seq = 0
+        self.buffer: list[Event] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # A resumed attempt continues after the events its predecessors wrote.
+        last = await asyncio.to_thread(self.store.read_events, self.run_id, 0, 1_000_000)
+        self.seq = last[-1].seq if last else 0
+
+    def add(self, chunk: Any) -> None:
+        self.seq += 1
+        self.buffer.append(Event(self.seq, "chunk", _encode_chunk(chunk)))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write())
+
+    def add_end(self) -> None:
+        self.seq += 1
+        self.buffer.append(Event(self.seq, END, b""))
+
+    async def _write(self) -> None:
+        while self.buffer:
+            batch, self.buffer = self.buffer, []
+            ok = await asyncio.to_thread(self.store.put_events, self.run_id, self.epoch, batch)
+            if not ok:
+                raise FencedWriteError(self.thread_id, self.epoch)
+
+    async def flush(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        await self._write()
