@@ -282,3 +282,102 @@ def private_pg() -> Iterator[_ThrowawayCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+# --- treadle dev / treadle serve as real processes -------------------------------------------
+
+SERVER_GRAPHS = Path(__file__).resolve().parent / "server_graphs"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """A `treadle dev` / `treadle serve` subprocess on a free port."""
+
+    def __init__(self, command: str, store: str, log: Path, args: list[str],
+                 env: dict[str, str], config: Path) -> None:
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "treadle", command, "--config", str(config), "--store", store,
+             "--port", str(self.port), *args],
+            env=env, stdout=self._out, stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout: float = 20) -> None:
+        import signal as _signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(_signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._out.close()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[object]:
+    """``start_server(command="dev", store=None, args=[...], env={...})`` -> ServerProcess."""
+    started: list[ServerProcess] = []
+
+    def start(command: str = "dev", store: str | None = None, args: list[str] | None = None,
+              env: dict[str, str] | None = None, config: Path | None = None,
+              ready: bool = True) -> ServerProcess:
+        store = store or f"sqlite:///{tmp_path / 'server.db'}"
+        log = tmp_path / f"server-{len(started)}.log"
+        s = ServerProcess(command, store, log, list(args or []),
+                          subprocess_env(**{"TREADLE_LEASE_TTL": "3", **(env or {})}),
+                          config or SERVER_GRAPHS / "langgraph.json")
+        started.append(s)
+        if ready:
+            s.wait_ready()
+        return s
+
+    yield start
+    for s in started:
+        s.stop(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A `treadle dev` serving tests/server_graphs on a fresh SQLite file (one per module)."""
+    tmp = tmp_path_factory.mktemp("dev-server")
+    server = ServerProcess("dev", f"sqlite:///{tmp / 'dev.db'}", tmp / "server.log", [],
+                           subprocess_env(TREADLE_LEASE_TTL="3"), SERVER_GRAPHS / "langgraph.json")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop(timeout=10)

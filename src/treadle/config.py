@@ -65,6 +65,26 @@ class Settings(BaseSettings):
     allow_pickled_graphs: bool = Field(
         False, description="Let workers load graphs shipped by value (runs code from the store)."
     )
+    run_max_attempts: int = Field(
+        3, ge=1, description="Attempts of a run queued through the HTTP API (lost leases count)."
+    )
+    # --- HTTP server (treadle dev / treadle serve) ----------------------------------------
+    host: str = Field("127.0.0.1", description="Address the server listens on.")
+    port: int = Field(2024, ge=0, le=65535, description="Port the server listens on.")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above it)."
+    )
+    event_retention: float = Field(
+        3600.0, ge=0, description="Seconds a finished run's stream events are kept for rejoining."
+    )
+    sse_heartbeat: float = Field(
+        10.0, gt=0, description="Seconds between SSE keep-alive comments on a quiet stream."
+    )
+    webhook_max_attempts: int = Field(5, ge=1, description="Deliveries tried per webhook.")
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds per webhook delivery.")
+    cron_interval: float = Field(
+        1.0, gt=0, description="Seconds between checks for due crons (each replica)."
+    )
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -4,6 +4,7 @@
     ├── ConfigError            bad option, env var or CLI flag
     ├── GraphLoadError         a graph reference (REF) could not be loaded
     ├── InputError             run input that cannot be parsed or validated
+    ├── ConflictError          a resource with that id exists already
     ├── StoreError             anything from the store
     │   ├── StoreUnavailableError   the database cannot be reached
     │   ├── FencedWriteError        a write from a writer whose claim is stale
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "CircuitOpenError",
     "ConfigError",
+    "ConflictError",
     "FencedWriteError",
     "GraphLoadError",
     "InputError",
@@ -51,6 +53,10 @@ class GraphLoadError(TreadleError):
 
 class InputError(TreadleError):
     """Run input could not be parsed or does not fit the graph."""
+
+
+class ConflictError(TreadleError):
+    """A resource (assistant, thread, cron) with that id exists already."""
 
 
 class StoreError(TreadleError):

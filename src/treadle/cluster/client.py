@@ -25,6 +25,7 @@ from treadle.store import Store
 from treadle.store.queue import (
     CHANNEL_EVENTS,
     CHANNEL_RUN_DONE,
+    CHANNEL_RUNS,
     MULTITASK_STRATEGIES,
     TERMINAL,
     NewRun,
@@ -93,7 +94,9 @@ def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
         max_attempts=max_attempts, timeout_s=float(timeout) if timeout else None, stream=stream,
         metadata=json.dumps(cfg.get("metadata") or {}, default=str),
     )
-    return graph.store.enqueue_run(run, multitask=multitask)
+    row = graph.store.enqueue_run(run, multitask=multitask)
+    notifier_for(graph.store).emit(CHANNEL_RUNS, row.run_id)
+    return row
 
 
 def wait(store: Store, run_id: str, timeout: float | None = None) -> RunRow:

@@ -12,9 +12,10 @@ import asyncio
 from typing import Any
 
 from treadle.cluster.codec import decode, encode
+from treadle.cluster.notify import notifier_for
 from treadle.errors import FencedWriteError
 from treadle.store import Store
-from treadle.store.queue import Event
+from treadle.store.queue import CHANNEL_EVENTS, Event
 
 __all__ = ["END", "EventWriter", "decode_chunk"]
 
@@ -70,6 +71,7 @@ class EventWriter:
             ok = await asyncio.to_thread(self.store.put_events, self.run_id, self.epoch, batch)
             if not ok:
                 raise FencedWriteError(self.thread_id, self.epoch)
+            notifier_for(self.store).emit(CHANNEL_EVENTS, self.run_id)
 
     async def flush(self) -> None:
         if self._task is not None:

@@ -94,6 +94,25 @@ class Notifier:
 
         return ev, self.subscribe(channels, fire, key)
 
+    def emit(self, channel: str, payload: str) -> None:
+        """Deliver a notification to this process's subscribers now.
+
+        Writers call it after a commit that other parts of the same process wait for
+        (an embedded server and its in-process workers): SQLite has no push, and even
+        on PostgreSQL this skips the round trip through the listening connection."""
+        self._deliver([(channel, payload)])
+
+    def _deliver(self, received: list[tuple[str, str]]) -> None:
+        with self._lock:
+            subs = list(self._subs)
+        for channel, payload in received:
+            for sub in subs:
+                if channel in sub.channels and (sub.key is None or sub.key == payload):
+                    try:
+                        sub.callback(channel, payload)
+                    except Exception:  # a subscriber's bug must not stop the others
+                        log.exception("notification callback failed")
+
     def _remove(self, sub: Subscription) -> None:
         with self._lock:
             try:
@@ -113,17 +132,8 @@ class Notifier:
                     log.warning("notification listener failed (%s); polling meanwhile", exc)
                     self._stop.wait(1.0)
                     continue
-                if not received:
-                    continue
-                with self._lock:
-                    subs = list(self._subs)
-                for channel, payload in received:
-                    for sub in subs:
-                        if channel in sub.channels and (sub.key is None or sub.key == payload):
-                            try:
-                                sub.callback(channel, payload)
-                            except Exception:  # a subscriber's bug must not stop the others
-                                log.exception("notification callback failed")
+                if received:
+                    self._deliver(received)
         finally:
             listener.close()  # type: ignore[attr-defined]
 

@@ -45,6 +45,7 @@ from treadle.store.base import ClaimThread, PutWrites
 from treadle.store.queue import (
     CANCEL_STATUS,
     CHANNEL_CANCEL,
+    CHANNEL_RUN_DONE,
     CHANNEL_RUNS,
     CHANNEL_TASKS,
     RunRow,
@@ -69,6 +70,8 @@ class _RunExecution(Execution):
         self.task: asyncio.Task[None] | None = None
         self.stop_reason: str | None = None
         self.ending = False  # its final status (or hand-off) is being written
+        self.payload: dict[str, Any] = {}
+        self.last_values: Any = None  # the last root "values" chunk of a streaming run
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None and not self.ending:
@@ -140,10 +143,11 @@ class Worker:
         self.registry.load_all()
         return self.registry.graph_ids
 
-    async def run(self) -> None:
+    async def run(self, *, handle_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(max(32, self.concurrency * 4),
-                                                     thread_name_prefix="treadle-worker"))
+        if handle_signals:  # its own process: size the default executor for its runs
+            loop.set_default_executor(ThreadPoolExecutor(max(32, self.concurrency * 4),
+                                                         thread_name_prefix="treadle-worker"))
         self._run_wake, run_sub = self.notifier.async_event(CHANNEL_RUNS)
         self._task_wake, task_sub = self.notifier.async_event(CHANNEL_TASKS)
 
@@ -151,7 +155,7 @@ class Worker:
             loop.call_soon_threadsafe(self._on_cancel, run_id)
 
         cancel_sub = self.notifier.subscribe(CHANNEL_CANCEL, on_cancel)
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
             try:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
@@ -170,7 +174,7 @@ class Worker:
             await asyncio.gather(*loops, return_exceptions=True)
             for sub in (run_sub, task_sub, cancel_sub):
                 sub.close()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
                 try:
                     loop.remove_signal_handler(sig)
                 except (NotImplementedError, RuntimeError):
@@ -384,7 +388,7 @@ class Worker:
             return
         try:
             graph = self.registry.get(row.graph_id)
-            payload = decode(row.payload)
+            payload = ex.payload = decode(row.payload)
             input, config, kwargs = await self._prepare(ex, graph, payload)
         except asyncio.CancelledError:
             await self._stopped(ex)
@@ -412,6 +416,9 @@ class Worker:
             state = await graph.aget_state({"configurable": {"thread_id": row.thread_id}})
             if state.next:
                 status = "interrupted"
+            if result is None and ex.row.stream:
+                result = ex.last_values
+            await self._thread_state(ex, "interrupted" if state.next else "idle", state)
         except asyncio.CancelledError:
             await self._stopped(ex)
             return
@@ -428,12 +435,15 @@ class Worker:
             return
         except TimeoutError as exc:
             if isinstance(exc, NodeTimeoutError):
+                await self._thread_state(ex, "error", error=f"{type(exc).__name__}: {exc}")
                 await self._finish(ex, "error", error=f"{type(exc).__name__}: {exc}")
             else:
+                await self._thread_state(ex, "idle")
                 await self._finish(ex, "timeout", error=f"run exceeded its timeout of {row.timeout_s:g}s")
             return
         except Exception as exc:
             log.warning("run %s failed: %s: %s", row.run_id, type(exc).__name__, exc)
+            await self._thread_state(ex, "error", error=f"{type(exc).__name__}: {exc}")
             await self._finish(ex, "error", error=f"{type(exc).__name__}: {exc}")
             return
         await self._finish(ex, status, result=encode(result))
@@ -456,27 +466,38 @@ class Worker:
         input = payload.get("input")
         if input is not None:
             _validate_input(graph, input)
+        command = payload.get("command")
+        if command:
+            from langgraph.types import Command
+
+            input = Command(**{k: v for k, v in command.items()
+                               if k in ("resume", "update", "goto") and v is not None})
         # Claim the thread first: from this commit on, the previous attempt's writes are
         # refused, so the checkpoint read next is final.
         await self.store.submit_async(ClaimThread(row.thread_id, token=ex.token, run_id=row.run_id,
                                                   run_epoch=row.epoch))
         ex.claimed = True
+        if payload.get("thread_record"):
+            await self._thread_state(ex, "busy")
         # A run that already committed a checkpoint continues from it: giving the input
         # again would start it over (and append the input twice to a message list).
         latest = await asyncio.to_thread(self.store.get_checkpoint, row.thread_id, "", None)
-        if latest is not None and latest.row.run_id == row.run_id:
+        if latest is not None and latest.row.run_id == row.run_id and not command:
             input = None
         return input, config, dict(payload.get("kwargs") or {})
 
     async def _drive(self, ex: _RunExecution, graph: Any, input: Any, config: dict[str, Any],
                      kwargs: dict[str, Any]) -> Any:
         if not ex.row.stream:
+            # Stream options of a run nobody streams would change what ainvoke returns.
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("stream_mode", "subgraphs")}
             return await graph.ainvoke(input, config, **kwargs)
         events = EventWriter(self.store, ex.run_id, ex.epoch, ex.row.thread_id)
         await events.start()
         try:
             async for chunk in graph.astream(input, config, **kwargs):
                 events.add(chunk)
+                _keep_values(ex, chunk)
             events.add_end()
         finally:
             await events.flush()
@@ -501,6 +522,7 @@ class Worker:
             if reason == "rollback":
                 await asyncio.to_thread(self.store.delete_for_runs, [row.run_id])
             log.info("run %s stopped on request (%s)", row.run_id, reason)
+            await self._thread_state(ex, "idle")
             await self._finish(ex, CANCEL_STATUS[reason], error=f"{reason} requested")
         elif reason == "drain":
             await self._barrier(ex)
@@ -509,6 +531,8 @@ class Worker:
             except StoreError as exc:
                 log.warning("run %s: hand-off failed (%s); its lease will expire", row.run_id, exc)
                 return
+            if released:
+                self.notifier.emit(CHANNEL_RUNS, row.run_id)
             log.info("run %s handed back to the queue%s", row.run_id,
                      "" if released else " (it had been taken over already)")
         elif reason == "lost":
@@ -528,9 +552,44 @@ class Worker:
             return
         if done:
             log.info("run %s %s", row.run_id, status)
+            self.notifier.emit(CHANNEL_RUN_DONE, row.run_id)
+            self.notifier.emit(CHANNEL_RUNS, row.run_id)
+            await self._after_run(ex, status)
         else:
             log.warning("run %s: status %s refused, another worker took the run over",
                         row.run_id, status)
+
+    async def _thread_state(self, ex: _RunExecution, status: str, state: Any = None,
+                            error: str | None = None) -> None:
+        """Keep the thread's record (threads made through the HTTP API) in step:
+        busy while a run executes, then idle / interrupted / error with its values."""
+        if not ex.payload.get("thread_record"):
+            return
+        from treadle.jsonable import to_json
+
+        kwargs: dict[str, Any] = {"status": status, "error": error}
+        if state is not None:
+            kwargs["values"] = to_json(state.values)
+            kwargs["interrupts"] = {t.id: to_json(list(t.interrupts)) for t in state.tasks
+                                    if getattr(t, "interrupts", None)}
+        try:
+            await asyncio.to_thread(self.store.set_thread_state, ex.row.thread_id, **kwargs)
+        except StoreError as exc:
+            log.warning("run %s: updating its thread's status failed (%s)", ex.run_id, exc)
+
+    async def _after_run(self, ex: _RunExecution, status: str) -> None:
+        """What a run asked for at its end: delete a stateless run's thread, call a webhook."""
+        payload = ex.payload
+        if payload.get("on_completion") == "delete":
+            try:
+                await asyncio.to_thread(self.store.delete_thread, ex.row.thread_id)
+                await asyncio.to_thread(self.store.delete_thread_record, ex.row.thread_id)
+            except StoreError as exc:
+                log.warning("run %s: deleting its thread failed (%s)", ex.run_id, exc)
+        if payload.get("webhook"):
+            from treadle.server.webhooks import schedule_webhook
+
+            schedule_webhook(self.store, str(payload["webhook"]), ex.run_id, self.settings)
 
     # --- tasks ---------------------------------------------------------------------------
     async def _run_task(self, row: TaskRow) -> None:
@@ -544,6 +603,15 @@ class Worker:
             if self.tasks.get(row.task_key, (None,))[0] is row:
                 del self.tasks[row.task_key]
             self._slot_free.set()
+
+
+def _keep_values(ex: _RunExecution, chunk: Any) -> None:
+    """Remember the last root "values" chunk: a streamed run's result."""
+    if isinstance(chunk, tuple):
+        if len(chunk) == 3 and chunk[0] == () and chunk[1] == "values":
+            ex.last_values = chunk[2]
+        elif len(chunk) == 2 and chunk[0] == "values":
+            ex.last_values = chunk[1]
 
 
 def _backoff_delay(failures: int) -> float:

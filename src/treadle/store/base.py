@@ -13,7 +13,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from treadle.store.items import ItemStore
 from treadle.store.queue import RunQueue
+from treadle.store.resources import ResourceStore
 
 __all__ = [
     "BlobRow",
@@ -130,9 +132,10 @@ class PutWrites(WriteOp):
     linger_scale = 1.0
 
 
-class Store(RunQueue, abc.ABC):
-    """A database holding treadle's durable state: checkpoints (here) and the run
-    queue (:class:`~treadle.store.queue.RunQueue`)."""
+class Store(RunQueue, ResourceStore, ItemStore, abc.ABC):
+    """A database holding treadle's durable state: checkpoints (here), the run
+    queue (:class:`~treadle.store.queue.RunQueue`) and the API resources
+    (:class:`~treadle.store.resources.ResourceStore`)."""
 
     url: str
 

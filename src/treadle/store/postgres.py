@@ -10,7 +10,8 @@ Python-level array adaptation cost more CPU per step than the commit itself.
 Reads use a ``psycopg_pool.ConnectionPool``; a checkpoint with its blobs and pending
 writes is one query. URL options and error classification are in
 :mod:`treadle.store.postgres_options`. The run queue's methods come from
-:class:`~treadle.store.postgres_queue.PostgresQueue`.
+:class:`~treadle.store.postgres_queue.PostgresQueue`, the API resources' from
+:class:`~treadle.store.postgres_resources.PostgresResources`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from treadle.store.base import (
     WriteRow,
 )
 from treadle.store.migrate import load_migrations, pending
+from treadle.store.postgres_items import PostgresItems
 from treadle.store.postgres_options import (
     b64,
     is_dead,
@@ -56,13 +58,14 @@ from treadle.store.postgres_options import (
     redact,
 )
 from treadle.store.postgres_queue import PostgresQueue
+from treadle.store.postgres_resources import PostgresResources
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
-class PostgresStore(PostgresQueue, Store):
+class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
         from treadle.config import get_settings
 

@@ -296,7 +296,15 @@ GET_RUN = f"SELECT {RUN_ROW} FROM treadle_runs AS r WHERE r.run_id = %s"
 LIST_RUNS = f"SELECT {RUN_ROW} FROM treadle_runs AS r"
 LIST_RUNS_WHERE_THREAD = "r.thread_id = %s"
 LIST_RUNS_WHERE_STATUS = "r.status = %s"
-LIST_RUNS_ORDER = " ORDER BY r.seq DESC LIMIT %s"
+LIST_RUNS_ORDER = " ORDER BY r.seq DESC LIMIT %s OFFSET %s"
+DELETE_RUN_TASKS = "DELETE FROM treadle_tasks WHERE run_id = %s"
+DELETE_RUN_EVENTS = "DELETE FROM treadle_events WHERE run_id = %s"
+DELETE_RUN = "DELETE FROM treadle_runs WHERE run_id = %s AND status NOT IN ('pending', 'running')"
+PURGE_EVENTS = """
+DELETE FROM treadle_events WHERE run_id IN (
+    SELECT run_id FROM treadle_runs WHERE ended_at IS NOT NULL
+    AND ended_at < extract(epoch FROM clock_timestamp()) - %s)
+"""
 QUEUE_DEPTH = f"""
 SELECT count(*), {_seconds('clock_timestamp() - min(created_at)')}
 FROM treadle_runs WHERE status = 'pending'"""

@@ -186,7 +186,8 @@ class PostgresQueue(RunQueue):
         return _run(row) if row else None
 
     def list_runs(
-        self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100
+        self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100,
+        offset: int = 0,
     ) -> list[RunRow]:
         where: list[str] = []
         params: list[Any] = []
@@ -201,6 +202,7 @@ class PostgresQueue(RunQueue):
             sql += " WHERE " + " AND ".join(where)
         sql += q.LIST_RUNS_ORDER
         params.append(Int8(max(int(limit), 0)))
+        params.append(Int8(max(int(offset), 0)))
         return [_run(r) for r in self._all("listing runs", sql, params)]
 
     def queue_depth(self) -> tuple[int, float | None]:
@@ -275,6 +277,24 @@ class PostgresQueue(RunQueue):
     def put_graph(self, graph_id: str, blob: bytes) -> None:
         self._with_conn(f"storing graph {graph_id}",
                         lambda conn: conn.execute(q.PUT_GRAPH, (graph_id, blob)))
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        def run(conn: psycopg.Connection[Any]) -> int:
+            deleted = 0
+            with conn.transaction():
+                for run_id in run_ids:
+                    cur = conn.execute(q.DELETE_RUN, (run_id,))
+                    if cur.rowcount:
+                        deleted += cur.rowcount
+                        conn.execute(q.DELETE_RUN_TASKS, (run_id,))
+                        conn.execute(q.DELETE_RUN_EVENTS, (run_id,))
+            return deleted
+
+        return self._with_conn("deleting runs", run)
+
+    def purge_events(self, older_than: float) -> int:
+        return self._with_conn("purging old stream events", lambda conn: int(
+            conn.execute(q.PURGE_EVENTS, (older_than,)).rowcount or 0))
 
     def get_graph(self, graph_id: str) -> bytes | None:
         row = self._one(f"reading graph {graph_id}", q.GET_GRAPH, (graph_id,))

@@ -258,9 +258,20 @@ class RunQueue(abc.ABC):
 
     @abc.abstractmethod
     def list_runs(
-        self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100
+        self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100,
+        offset: int = 0,
     ) -> list[RunRow]:
         """Newest first."""
+
+    @abc.abstractmethod
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete finished runs (with their tasks and events); active ones are kept.
+        Returns how many were deleted."""
+
+    @abc.abstractmethod
+    def purge_events(self, older_than: float) -> int:
+        """Delete the stream events of runs that ended more than ``older_than`` seconds
+        ago; returns how many events went."""
 
     @abc.abstractmethod
     def queue_depth(self) -> tuple[int, float | None]:

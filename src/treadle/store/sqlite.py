@@ -32,7 +32,9 @@ from treadle.store.base import (
     WriteRow,
 )
 from treadle.store.migrate import load_migrations, pending
+from treadle.store.sqlite_items import SqliteItems
 from treadle.store.sqlite_queue import SqliteQueue
+from treadle.store.sqlite_resources import SqliteResources
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["SqliteStore", "sqlite_path"]
@@ -57,7 +59,7 @@ def sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
     return Path(raw), options
 
 
-class SqliteStore(SqliteQueue, Store):
+class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
         self.url = url
         self.path, options = sqlite_path(url)

@@ -212,7 +212,14 @@ GET_RUN = f"SELECT {RUN_COLUMNS} FROM treadle_runs WHERE run_id = ?"
 LIST_RUNS = f"SELECT {RUN_COLUMNS} FROM treadle_runs"
 LIST_RUNS_WHERE_THREAD = "thread_id = ?"
 LIST_RUNS_WHERE_STATUS = "status = ?"
-LIST_RUNS_ORDER = " ORDER BY seq DESC LIMIT ?"
+LIST_RUNS_ORDER = " ORDER BY seq DESC LIMIT ? OFFSET ?"
+DELETE_RUN_TASKS = "DELETE FROM treadle_tasks WHERE run_id = ?"
+DELETE_RUN_EVENTS = "DELETE FROM treadle_events WHERE run_id = ?"
+DELETE_RUN = "DELETE FROM treadle_runs WHERE run_id = ? AND status NOT IN ('pending', 'running')"
+PURGE_EVENTS = """
+DELETE FROM treadle_events WHERE run_id IN (
+    SELECT run_id FROM treadle_runs WHERE ended_at IS NOT NULL AND ended_at < ?)
+"""
 QUEUE_DEPTH = f"""
 SELECT count(*), {NOW} - min(created_at) FROM treadle_runs WHERE status = 'pending'"""
 

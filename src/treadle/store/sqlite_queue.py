@@ -186,7 +186,8 @@ class SqliteQueue(RunQueue):
         return _run(rows[0]) if rows else None
 
     def list_runs(
-        self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100
+        self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100,
+        offset: int = 0,
     ) -> list[RunRow]:
         where: list[str] = []
         params: list[Any] = []
@@ -201,6 +202,7 @@ class SqliteQueue(RunQueue):
             sql += " WHERE " + " AND ".join(where)
         sql += q.LIST_RUNS_ORDER
         params.append(int(limit))
+        params.append(max(int(offset), 0))
         return [_run(r) for r in self._read("listing runs", sql, params)]
 
     def queue_depth(self) -> tuple[int, float | None]:
@@ -283,6 +285,24 @@ class SqliteQueue(RunQueue):
     def put_graph(self, graph_id: str, blob: bytes) -> None:
         with self._write(f"storing graph {graph_id}") as conn:
             conn.execute(q.PUT_GRAPH, (graph_id, blob))
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        def run(conn: Any) -> int:
+            deleted = 0
+            for run_id in run_ids:
+                cur = conn.execute(q.DELETE_RUN, (run_id,))
+                if cur.rowcount:
+                    deleted += cur.rowcount
+                    conn.execute(q.DELETE_RUN_TASKS, (run_id,))
+                    conn.execute(q.DELETE_RUN_EVENTS, (run_id,))
+            return deleted
+
+        with self._write("deleting runs") as conn:
+            return run(conn)
+
+    def purge_events(self, older_than: float) -> int:
+        with self._write("purging old stream events") as conn:
+            return int(conn.execute(q.PURGE_EVENTS, (self.now() - older_than,)).rowcount or 0)
 
     def get_graph(self, graph_id: str) -> bytes | None:
         rows = self._read(f"reading graph {graph_id}", q.GET_GRAPH, (graph_id,))

@@ -1,0 +1,190 @@
+"""HTTP server subprocesses for the server benchmark: start, wait for ``GET /ok``, stop.
+
+Each server runs in its own process group with its output captured to a log
+file; a server that fails to start raises :class:`ServerUnavailable` carrying
+the tail of that log, so the benchmark can print "not available" and go on.
+
+The reference ``langgraph dev`` (``langgraph-cli[inmem]``) pins its own versions
+of LangGraph and friends, so it lives in a separate virtualenv, never in the
+environment treadle is developed in: ``.bench/langgraph-dev/`` at the repository
+root (created on first use), or the one named by ``TREADLE_BENCH_LANGGRAPH_DEV``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from bench._common import BENCH_DIR, progress
+
+__all__ = [
+    "LANGGRAPH_DEV_ENV",
+    "ServerProc",
+    "ServerUnavailable",
+    "free_port",
+    "langgraph_dev_venv",
+    "offline_env",
+]
+
+ROOT = BENCH_DIR.parent
+LANGGRAPH_DEV_ENV = "TREADLE_BENCH_LANGGRAPH_DEV"
+DEFAULT_VENV = ROOT / ".bench" / "langgraph-dev"
+LANGGRAPH_DEV_REQUIREMENT = "langgraph-cli[inmem]"
+
+
+class ServerUnavailable(RuntimeError):
+    """A server could not be started (missing command, crash, no answer on /ok)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def offline_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment that keeps LangGraph's tooling off the network.
+
+    ``langgraph dev`` otherwise posts CLI analytics (supabase.co) and asks PyPI for
+    newer ``langgraph-api`` versions on start; LangSmith tracing is off too.
+    """
+    env = dict(os.environ if base is None else base)
+    env.update(
+        LANGSMITH_TRACING="false",
+        LANGCHAIN_TRACING_V2="false",
+        LANGGRAPH_CLI_NO_ANALYTICS="1",
+        LANGGRAPH_NO_VERSION_CHECK="true",
+        PYTHONUNBUFFERED="1",
+    )
+    for key in ("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "LANGSMITH_ENDPOINT"):
+        env.pop(key, None)
+    return env
+
+
+def langgraph_dev_venv(install: bool = True) -> Path:
+    """The virtualenv holding ``langgraph dev``; created with pip when missing.
+
+    ``TREADLE_BENCH_LANGGRAPH_DEV=/path/to/venv`` points at an existing one (it is
+    never modified). Raises :class:`ServerUnavailable` when no usable venv exists.
+    """
+    override = os.environ.get(LANGGRAPH_DEV_ENV)
+    venv = Path(override).expanduser() if override else DEFAULT_VENV
+    exe = venv / "bin" / "langgraph"
+    if exe.exists():
+        return venv
+    if override:
+        raise ServerUnavailable(f"{LANGGRAPH_DEV_ENV}={override}: no bin/langgraph in that virtualenv")
+    if not install:
+        raise ServerUnavailable(f"no langgraph dev virtualenv at {venv}")
+    progress(f"creating {venv.relative_to(ROOT)} with pip install {LANGGRAPH_DEV_REQUIREMENT!r} (once)")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", LANGGRAPH_DEV_REQUIREMENT],
+            check=True, capture_output=True, text=True, timeout=600,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = getattr(exc, "stderr", None) or ""
+        raise ServerUnavailable(f"installing {LANGGRAPH_DEV_REQUIREMENT} into {venv} failed: {exc}\n"
+                                f"{str(detail)[-1500:]}") from exc
+    if not exe.exists():
+        raise ServerUnavailable(f"pip install {LANGGRAPH_DEV_REQUIREMENT} left no {exe}")
+    return venv
+
+
+class ServerProc:
+    """One server subprocess on ``127.0.0.1:<port>``, output in ``<log_dir>/<label>.log``."""
+
+    def __init__(self, label: str, argv: list[str], port: int, *, cwd: Path, env: dict[str, str],
+                 log_dir: Path) -> None:
+        self.label = label
+        self.argv = argv
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_dir / f"{label.replace(' ', '-')}.log"
+        self._out = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.started = time.perf_counter()
+        self.ready_s: float | None = None
+        try:
+            # own process group: stop() reaches anything the server forks (reloaders, workers)
+            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as exc:
+            self._out.close()
+            self.proc = None
+            raise ServerUnavailable(f"cannot execute {argv[0]}: {exc}") from exc
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, chars: int = 2500) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return re.sub(r"\x1b\[[0-9;]*m", "", text)[-chars:]
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Poll ``GET /ok`` until it answers 200; seconds since start."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if not self.alive():
+                rc = self.proc.returncode if self.proc is not None else None
+                raise ServerUnavailable(f"exited with status {rc} before answering /ok")
+            try:
+                with urllib.request.urlopen(self.url + "/ok", timeout=2) as resp:
+                    if resp.status == 200:
+                        self.ready_s = time.perf_counter() - self.started
+                        return self.ready_s
+                    last = f"HTTP {resp.status}"
+            except urllib.error.HTTPError as exc:
+                last = f"HTTP {exc.code}"
+            except (urllib.error.URLError, OSError) as exc:
+                last = str(getattr(exc, "reason", exc))
+            time.sleep(0.1)
+        raise ServerUnavailable(f"GET /ok did not answer 200 within {timeout:.0f} s (last: {last})")
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        """SIGTERM the process group, SIGKILL after ``grace`` s; returns the exit status."""
+        try:
+            if self.alive():
+                assert self.proc is not None
+                self._signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    self._signal(signal.SIGKILL)
+                    self.proc.wait(5)
+            if self.proc is not None:
+                try:  # stragglers of the group (the leader is gone, the group id is still ours)
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        finally:
+            self._out.close()
+        return self.proc.returncode if self.proc is not None else None
+
+    def _signal(self, sig: int) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def describe_failure(self, exc: BaseException) -> str:
+        """Reason plus log tail, indented, for stderr."""
+        tail = self.log_tail().rstrip()
+        body = "\n".join("    | " + line for line in tail.splitlines()[-25:]) if tail else "    | (empty log)"
+        return f"{self.label}: {exc}\n  command: {' '.join(self.argv)}\n  log tail ({self.log_path}):\n{body}"

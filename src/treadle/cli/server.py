@@ -1,0 +1,112 @@
+"""``treadle dev`` and ``treadle serve``: LangGraph Platform's HTTP API on treadle."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from treadle.cli._app import app
+from treadle.cli._output import _STORE_OPTION, _redact, _settings
+from treadle.errors import ConfigError
+
+_CONFIG_OPTION = typer.Option(
+    "langgraph.json", "--config", "-c", help="The langgraph.json whose graphs to serve."
+)
+_HOST_OPTION = typer.Option(None, "--host", help="Address to listen on [TREADLE_HOST].")
+_PORT_OPTION = typer.Option(None, "--port", "-p", help="Port to listen on [TREADLE_PORT].")
+
+
+def _refs(config: str) -> dict[str, str]:
+    from treadle.cluster.registry import read_langgraph_json
+
+    if not Path(config).is_file():
+        raise ConfigError(f"{config} not found: pass --config path/to/langgraph.json")
+    return read_langgraph_json(config)
+
+
+def _serve(settings: object, refs: dict[str, str], *, in_process_worker: bool,
+           log_level: str) -> None:
+    import uvicorn
+
+    from treadle.server.app import create_app
+
+    application = create_app(settings, refs, in_process_worker=in_process_worker)  # type: ignore[arg-type]
+    uvicorn.run(application, host=settings.host, port=settings.port,  # type: ignore[attr-defined]
+                log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
+                lifespan="on")
+
+
+def _logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def dev(
+    config: str = _CONFIG_OPTION,
+    store: str | None = _STORE_OPTION,
+    host: str | None = _HOST_OPTION,
+    port: int | None = _PORT_OPTION,
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", min=1, help="Runs executed at once [TREADLE_WORKER_CONCURRENCY]."
+    ),
+) -> None:
+    """One process: the API, an in-process worker, an embedded SQLite store by default."""
+    settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency)
+    refs = _refs(config)
+    _logging(False)
+    logging.getLogger("treadle.server").info(
+        "treadle dev: %s on http://%s:%d (store %s)", ", ".join(refs), settings.host,
+        settings.port, _redact(settings.store))
+    _serve(settings, refs, in_process_worker=True, log_level="info")
+
+
+@app.command()
+def serve(
+    config: str = _CONFIG_OPTION,
+    store: str | None = _STORE_OPTION,
+    host: str | None = _HOST_OPTION,
+    port: int | None = _PORT_OPTION,
+    workers: int = typer.Option(
+        1, "--workers", min=0,
+        help="`treadle worker` processes to start beside the API (0: API only; scale "
+        "workers separately).",
+    ),
+    no_workers: bool = typer.Option(False, "--no-workers", help="Same as --workers 0."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", min=1,
+        help="Runs each worker executes at once [TREADLE_WORKER_CONCURRENCY].",
+    ),
+) -> None:
+    """The production server: the API, plus --workers worker processes on the same store."""
+    settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency)
+    refs = _refs(config)
+    _logging(False)
+    count = 0 if no_workers else workers
+    children: list[subprocess.Popen[bytes]] = []
+    env = {**os.environ, "TREADLE_STORE": settings.store}
+    if concurrency:
+        env["TREADLE_WORKER_CONCURRENCY"] = str(concurrency)
+    try:
+        for _ in range(count):
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "treadle", "worker", "--config", config], env=env))
+        logging.getLogger("treadle.server").info(
+            "treadle serve: %s on http://%s:%d with %d worker process(es) (store %s)",
+            ", ".join(refs), settings.host, settings.port, count, _redact(settings.store))
+        _serve(settings, refs, in_process_worker=False, log_level="warning")
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=settings.drain_timeout + 5)
+            except subprocess.TimeoutExpired:
+                child.kill()

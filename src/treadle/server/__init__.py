@@ -1,0 +1,1 @@
+"""treadle server: the LangGraph Platform HTTP API."""

@@ -1,0 +1,140 @@
+"""The ASGI app: LangGraph Platform's HTTP API over treadle's store and run queue.
+
+``create_app`` builds it; the lifespan opens the store, loads the graphs of
+``langgraph.json``, creates each graph's default assistant and starts the
+background loops (the in-process worker of ``treadle dev``, the cron scheduler,
+the purge of old stream events). Any number of replicas may share one store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from treadle.config import Settings
+from treadle.errors import (
+    ConfigError,
+    ConflictError,
+    InputError,
+    StoreUnavailableError,
+    ThreadBusyError,
+    TreadleError,
+)
+from treadle.server.context import Ctx
+from treadle.server.graphs import ServerGraphs
+from treadle.server.limits import BodyLimit
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("treadle.server")
+
+
+def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: bool = False
+               ) -> FastAPI:
+    """The server app for graphs ``refs`` (name -> REF, as in langgraph.json)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from treadle.store import shared
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Store calls run in threads: size the pool for many concurrent requests.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(64, thread_name_prefix="treadle-server"))
+        store = await asyncio.to_thread(shared.acquire, settings.store)
+        graphs = ServerGraphs(store, refs, settings)
+        await asyncio.to_thread(graphs.load)
+        await asyncio.to_thread(graphs.ensure_default_assistants)
+        ctx = Ctx(settings=settings, store=store, graphs=graphs)
+        app.state.ctx = ctx
+        loops = [asyncio.create_task(_purge_events(ctx))]
+        try:
+            from treadle.server.crons import run_scheduler
+
+            loops.append(asyncio.create_task(run_scheduler(ctx)))
+        except ImportError:  # pragma: no cover
+            pass
+        worker = None
+        if in_process_worker:
+            from treadle.cluster.worker import Worker
+
+            worker = Worker(settings, refs)
+            await asyncio.to_thread(worker.connect)
+            await asyncio.to_thread(worker.load)
+            worker_task = asyncio.create_task(worker.run(handle_signals=False))
+        try:
+            yield
+        finally:
+            ctx.extra["draining"] = True
+            if worker is not None:
+                worker.request_stop()
+                with contextlib.suppress(Exception):
+                    await worker_task
+                worker.close()
+            for t in loops:
+                t.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            graphs.close()
+            shared.release(settings.store)
+
+    app = FastAPI(title="treadle", version=_version(), lifespan=lifespan,
+                  summary="LangGraph Platform's HTTP API, served by treadle",
+                  docs_url="/docs", openapi_url="/openapi.json")
+    from treadle.server.routes import assistants, meta, runs, threads
+
+    app.include_router(meta.router)
+    app.include_router(assistants.router)
+    app.include_router(threads.router)
+    app.include_router(runs.router)
+    for optional in ("store", "crons", "thread_stream"):
+        try:
+            module = __import__(f"treadle.server.routes.{optional}", fromlist=["router"])
+        except ImportError:
+            continue
+        app.include_router(module.router)
+    _error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("treadle")
+    except PackageNotFoundError:  # pragma: no cover
+        return "0"
+
+
+_STATUS: list[tuple[type[TreadleError], int]] = [
+    (ThreadBusyError, 409), (ConflictError, 409), (InputError, 422), (ConfigError, 422),
+    (StoreUnavailableError, 503),
+]
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TreadleError)
+    async def treadle_error(_request: Request, exc: Exception) -> JSONResponse:
+        for kind, status in _STATUS:
+            if isinstance(exc, kind):
+                return JSONResponse({"detail": str(exc)}, status_code=status)
+        log.error("request failed: %s: %s", type(exc).__name__, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=500)
+
+
+async def _purge_events(ctx: Ctx) -> None:
+    """Delete the stream events of runs that ended longer ago than the retention."""
+    while True:
+        await asyncio.sleep(min(60.0, max(1.0, ctx.settings.event_retention / 10)))
+        try:
+            await asyncio.to_thread(ctx.store.purge_events, ctx.settings.event_retention)
+        except TreadleError as exc:
+            log.warning("purging old stream events failed (%s)", exc)
+
+

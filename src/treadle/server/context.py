@@ -1,0 +1,34 @@
+"""What every request handler reaches: the server's settings, store and graphs.
+
+Handlers take it with ``ctx: Ctx = Depends(get_ctx)`` (or ``get_store`` for just
+the store); the app factory builds one per process and puts it on ``app.state``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from treadle.config import Settings
+from treadle.store import Store
+
+__all__ = ["Ctx", "get_ctx", "get_store"]
+
+
+@dataclass
+class Ctx:
+    settings: Settings
+    store: Store
+    graphs: Any  # treadle.server.graphs.ServerGraphs (the graphs of langgraph.json)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def get_ctx(request: Request) -> Ctx:
+    ctx: Ctx = request.app.state.ctx
+    return ctx
+
+
+def get_store(request: Request) -> Store:
+    return get_ctx(request).store

@@ -1,0 +1,113 @@
+"""The graphs a server serves (from ``langgraph.json``), their schemas and default assistants.
+
+Each graph gets a default assistant whose id is derived from the graph's name the way
+LangGraph Platform derives it, so ``assistant_id="agent"`` and the default assistant's
+UUID both work, as clients of ``langgraph dev`` expect.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import HTTPException
+
+from treadle.cluster.registry import REF_PREFIX, GraphRegistry
+from treadle.config import Settings
+from treadle.errors import ConflictError
+from treadle.runtime import TreadleGraph
+from treadle.store import Store
+
+__all__ = ["ServerGraphs", "default_assistant_id"]
+
+log = logging.getLogger("treadle.server")
+
+# The namespace LangGraph Platform uses for default assistant ids (uuid5 of the graph id).
+_NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+
+
+def default_assistant_id(graph_id: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE_GRAPH, graph_id))
+
+
+class ServerGraphs:
+    def __init__(self, store: Store, refs: dict[str, str], settings: Settings) -> None:
+        self.store = store
+        self.refs = refs
+        self.registry = GraphRegistry(store, refs, allow_pickled=False, settings=settings)
+
+    def load(self) -> None:
+        self.registry.load_all()
+        for gid, graph in self.registry.graphs.items():
+            graph.graph_id = gid.removeprefix(REF_PREFIX)
+            _attach_memory(graph, self.store)
+        for gid, reason in self.registry.failed.items():
+            log.error("graph %s is not served: %s", gid.removeprefix(REF_PREFIX), reason)
+
+    @property
+    def names(self) -> list[str]:
+        return [g.removeprefix(REF_PREFIX) for g in self.registry.graph_ids]
+
+    def get(self, graph_id: str) -> TreadleGraph:
+        graph = self.registry.graphs.get(REF_PREFIX + graph_id)
+        if graph is None:
+            raise HTTPException(404, f"graph {graph_id!r} is not served here "
+                                     f"(served: {', '.join(self.names) or 'none'})")
+        return graph
+
+    def has(self, graph_id: str) -> bool:
+        return REF_PREFIX + graph_id in self.registry.graphs
+
+    def ensure_default_assistants(self) -> None:
+        from treadle.store.resources import Assistant
+
+        for name in self.names:
+            a = Assistant(assistant_id=default_assistant_id(name), graph_id=name, config={},
+                          context={}, metadata={"created_by": "system"}, name=name,
+                          description=None, version=1, created_at=0.0, updated_at=0.0)
+            try:
+                self.store.put_assistant(a, if_exists="do_nothing")
+            except ConflictError:
+                pass
+
+    def schemas(self, graph_id: str) -> dict[str, Any]:
+        graph = self.get(graph_id).graph
+        return {"graph_id": graph_id, **_schemas(graph)}
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+def _schemas(graph: Any) -> dict[str, Any]:
+    def attempt(fn: str) -> Any:
+        try:
+            return getattr(graph, fn)()
+        except Exception:  # noqa: BLE001 - a schema LangGraph cannot render is "missing"
+            return None
+
+    state = None
+    schema = getattr(getattr(graph, "builder", None), "state_schema", None)
+    if schema is not None:
+        try:
+            from pydantic import TypeAdapter
+
+            state = TypeAdapter(schema).json_schema()
+        except Exception:  # noqa: BLE001 - e.g. a state holding arbitrary classes
+            state = None
+    return {
+        "input_schema": attempt("get_input_jsonschema"),
+        "output_schema": attempt("get_output_jsonschema"),
+        "state_schema": state,
+        "config_schema": attempt("get_config_jsonschema"),
+        "context_schema": attempt("get_context_jsonschema"),
+    }
+
+
+def _attach_memory(graph: TreadleGraph, store: Store) -> None:
+    """Give the graph treadle's BaseStore (long-term memory) on the same database."""
+    try:
+        from treadle.memory import TreadleStore
+    except ImportError:  # pragma: no cover - the memory module is part of the package
+        return
+    graph.graph.store = TreadleStore(store)

@@ -1,0 +1,217 @@
+"""Thread runs and stateless runs: create, stream, wait, list, get, delete, join, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+
+from treadle.cluster.notify import notifier_for
+from treadle.server.context import Ctx, get_ctx
+from treadle.server.runs import create_run, run_output, stream_modes, wait_for_run
+from treadle.server.schemas import RunBatchItem, RunCancelMany, RunCreate
+from treadle.server.serialize import run_json, run_payload
+from treadle.server.sse import follow_run
+from treadle.store.queue import ACTIVE, CHANNEL_CANCEL, RunRow
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["runs"])
+CtxDep = Annotated[Ctx, Depends(get_ctx)]
+
+
+def _run_path(row: RunRow) -> str:
+    return f"/threads/{row.thread_id}/runs/{row.run_id}"
+
+
+def _sse(ctx: Ctx, stream: AsyncIterator[dict[str, Any]], headers: dict[str, str]
+         ) -> EventSourceResponse:
+    return EventSourceResponse(stream, ping=ctx.settings.sse_heartbeat, sep="\n",
+                               headers=headers)
+
+
+async def _run_or_404(ctx: Ctx, thread_id: str | None, run_id: str) -> RunRow:
+    row = await asyncio.to_thread(ctx.store.get_run, run_id)
+    if row is None or (thread_id is not None and row.thread_id != thread_id):
+        raise HTTPException(404, f"run {run_id!r} not found")
+    return row
+
+
+async def _stream_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless: bool
+                      ) -> EventSourceResponse:
+    row, payload = await create_run(ctx, body, thread_id, stream=True, stateless=stateless)
+    modes = stream_modes(body.stream_mode)
+    events = follow_run(ctx, row.run_id, modes, body.stream_subgraphs)
+    if body.on_disconnect == "cancel":
+        events = _cancel_on_disconnect(ctx, row.run_id, events)
+    path = _run_path(row)
+    return _sse(ctx, events, {"Location": f"{path}/stream", "Content-Location": path})
+
+
+async def _cancel_on_disconnect(ctx: Ctx, run_id: str, events: AsyncIterator[dict[str, Any]]
+                                ) -> AsyncIterator[dict[str, Any]]:
+    finished = False
+    try:
+        async for message in events:
+            yield message
+        finished = True
+    finally:
+        if not finished:
+            await asyncio.shield(asyncio.to_thread(ctx.store.cancel_run, run_id, "cancel"))
+            notifier_for(ctx.store).emit(CHANNEL_CANCEL, run_id)
+
+
+async def _wait_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless: bool,
+                    response_headers: dict[str, str] | None = None) -> JSONResponse:
+    row, _payload = await create_run(ctx, body, thread_id, stream=False, stateless=stateless)
+    path = _run_path(row)
+    done = await wait_for_run(ctx, row.run_id)
+    if done is None:
+        raise HTTPException(404, f"run {row.run_id} was deleted while it ran")
+    return JSONResponse(run_output(done), headers={"Location": f"{path}/join",
+                                                    "Content-Location": path})
+
+
+# --- thread runs -----------------------------------------------------------------------
+@router.post("/threads/{thread_id}/runs", summary="Create a background run")
+async def create_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep) -> JSONResponse:
+    row, payload = await create_run(ctx, body, thread_id, stream=True)
+    return JSONResponse(run_json(row, payload), headers={"Content-Location": _run_path(row)})
+
+
+@router.post("/threads/{thread_id}/runs/stream", summary="Create a run and stream its output",
+             response_class=EventSourceResponse)
+async def stream_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep) -> EventSourceResponse:
+    return await _stream_new(ctx, body, thread_id, stateless=False)
+
+
+@router.post("/threads/{thread_id}/runs/wait", summary="Create a run and wait for its output")
+async def wait_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep) -> JSONResponse:
+    return await _wait_new(ctx, body, thread_id, stateless=False)
+
+
+@router.get("/threads/{thread_id}/runs", summary="List a thread's runs, newest first")
+async def list_thread_runs(
+    thread_id: str, ctx: CtxDep, limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: Literal["pending", "running", "error", "success", "timeout", "interrupted"] | None = None,
+) -> list[dict[str, Any]]:
+    thread = await asyncio.to_thread(ctx.store.get_thread, thread_id)
+    if thread is None:
+        raise HTTPException(404, f"thread {thread_id!r} not found")
+    rows = await asyncio.to_thread(ctx.store.list_runs, thread_id=thread_id, status=status,
+                                   limit=limit, offset=offset)
+    return [run_json(r) for r in rows]
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}", summary="Get a run")
+async def get_thread_run(thread_id: str, run_id: str, ctx: CtxDep) -> dict[str, Any]:
+    return run_json(await _run_or_404(ctx, thread_id, run_id))
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, summary="Delete a finished run")
+async def delete_thread_run(thread_id: str, run_id: str, ctx: CtxDep) -> Response:
+    row = await _run_or_404(ctx, thread_id, run_id)
+    if row.status in ACTIVE:
+        raise HTTPException(409, f"run {run_id} is {row.status}: cancel it before deleting it")
+    await asyncio.to_thread(ctx.store.delete_runs, [run_id])
+    return Response(status_code=204)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join", summary="Wait for a run's output")
+async def join_thread_run(thread_id: str, run_id: str, ctx: CtxDep) -> Any:
+    await _run_or_404(ctx, thread_id, run_id)
+    done = await wait_for_run(ctx, run_id)
+    if done is None:
+        raise HTTPException(404, f"run {run_id!r} not found")
+    return run_output(done)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream", summary="Join a run's stream",
+            response_class=EventSourceResponse)
+async def join_thread_run_stream(
+    thread_id: str, run_id: str, ctx: CtxDep,
+    stream_mode: Annotated[list[str] | None, Query()] = None,
+    cancel_on_disconnect: bool = False,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    row = await _run_or_404(ctx, thread_id, run_id)
+    payload = run_payload(row)
+    modes = stream_modes(stream_mode or payload.get("stream_mode"))
+    subgraphs = bool((payload.get("kwargs") or {}).get("subgraphs"))
+    events = follow_run(ctx, run_id, modes, subgraphs, last_event_id=last_event_id)
+    if cancel_on_disconnect:
+        events = _cancel_on_disconnect(ctx, run_id, events)
+    return _sse(ctx, events, {"Location": f"{_run_path(row)}/stream"})
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", summary="Cancel a run")
+async def cancel_thread_run(
+    thread_id: str, run_id: str, ctx: CtxDep, wait: bool = False,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> Response:
+    await _run_or_404(ctx, thread_id, run_id)
+    await _cancel(ctx, run_id, action)
+    if wait:
+        done = await wait_for_run(ctx, run_id)
+        return JSONResponse(run_output(done) if done is not None else None)
+    return Response(status_code=202)
+
+
+async def _cancel(ctx: Ctx, run_id: str, action: str) -> RunRow | None:
+    row = await asyncio.to_thread(ctx.store.cancel_run, run_id, action)
+    notifier_for(ctx.store).emit(CHANNEL_CANCEL, run_id)
+    return row
+
+
+# --- stateless runs --------------------------------------------------------------------
+@router.post("/runs", summary="Create a stateless background run")
+async def create_stateless_run(body: RunCreate, ctx: CtxDep) -> JSONResponse:
+    row, payload = await create_run(ctx, body, None, stream=True, stateless=True)
+    return JSONResponse(run_json(row, payload), headers={"Content-Location": _run_path(row)})
+
+
+@router.post("/runs/stream", summary="Create a stateless run and stream its output",
+             response_class=EventSourceResponse)
+async def stream_stateless_run(body: RunCreate, ctx: CtxDep) -> EventSourceResponse:
+    return await _stream_new(ctx, body, None, stateless=True)
+
+
+@router.post("/runs/wait", summary="Create a stateless run and wait for its output")
+async def wait_stateless_run(body: RunCreate, ctx: CtxDep) -> JSONResponse:
+    return await _wait_new(ctx, body, None, stateless=True)
+
+
+@router.post("/runs/batch", summary="Create stateless background runs")
+async def create_run_batch(body: list[RunBatchItem], ctx: CtxDep) -> list[dict[str, Any]]:
+    out = []
+    for item in body:
+        row, payload = await create_run(ctx, item, None, stream=True, stateless=True)
+        out.append(run_json(row, payload))
+    return out
+
+
+@router.post("/runs/cancel", status_code=204, summary="Cancel several runs")
+async def cancel_runs(body: RunCancelMany, ctx: CtxDep, request: Request,
+                      action: Literal["interrupt", "rollback"] = "interrupt") -> Response:
+    store = ctx.store
+    if body.run_ids:
+        rows = [r for r in [await asyncio.to_thread(store.get_run, i) for i in body.run_ids] if r]
+        if body.thread_id:
+            rows = [r for r in rows if r.thread_id == body.thread_id]
+    elif body.thread_id or body.status:
+        statuses = ["pending", "running"] if body.status in (None, "all") else [body.status]
+        rows = []
+        for status in statuses:
+            rows += await asyncio.to_thread(store.list_runs, thread_id=body.thread_id,
+                                            status=status, limit=10_000)
+    else:
+        raise HTTPException(422, "give run_ids, thread_id or status")
+    for row in rows:
+        if row.status in ACTIVE:
+            await _cancel(ctx, row.run_id, action)
+    return Response(status_code=204)

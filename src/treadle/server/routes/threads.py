@@ -1,0 +1,259 @@
+"""Threads: create, search, count, get, patch, delete, copy, prune, state and history."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Response
+
+from treadle.errors import ConflictError
+from treadle.jsonable import to_json
+from treadle.server.context import Ctx, get_ctx
+from treadle.server.schemas import (
+    CountBody,
+    ThreadCreate,
+    ThreadHistory,
+    ThreadPatch,
+    ThreadPrune,
+    ThreadSearch,
+    ThreadStateCheckpoint,
+    ThreadStateUpdate,
+)
+from treadle.server.serialize import checkpoint_json, state_json, thread_json
+from treadle.store.queue import ACTIVE
+
+__all__ = ["router", "thread_graph"]
+
+router = APIRouter(tags=["threads"])
+CtxDep = Annotated[Ctx, Depends(get_ctx)]
+
+
+async def _thread_or_404(ctx: Ctx, thread_id: str) -> Any:
+    found = await asyncio.to_thread(ctx.store.get_thread, thread_id)
+    if found is None:
+        raise HTTPException(404, f"thread {thread_id!r} not found")
+    return found
+
+
+def thread_graph(ctx: Ctx, thread: Any) -> Any:
+    """The graph whose state a thread holds (named by its first run), or None."""
+    graph_id = (thread.metadata or {}).get("graph_id")
+    if graph_id and ctx.graphs.has(graph_id):
+        return ctx.graphs.get(graph_id)
+    return None
+
+
+def _empty_state() -> dict[str, Any]:
+    return {"values": {}, "next": [], "checkpoint": None, "metadata": {}, "created_at": None,
+            "parent_checkpoint": None, "tasks": [], "interrupts": []}
+
+
+def _config(thread_id: str, checkpoint: dict[str, Any] | None = None,
+            checkpoint_id: str | None = None) -> dict[str, Any]:
+    conf: dict[str, Any] = {"thread_id": thread_id}
+    if checkpoint:
+        conf.update({k: v for k, v in checkpoint.items() if v is not None and k != "thread_id"})
+    if checkpoint_id:
+        conf["checkpoint_id"] = checkpoint_id
+    return {"configurable": conf}
+
+
+async def _busy(ctx: Ctx, thread_id: str) -> bool:
+    for status in ACTIVE:
+        if await asyncio.to_thread(ctx.store.list_runs, thread_id=thread_id, status=status, limit=1):
+            return True
+    return False
+
+
+@router.post("/threads", summary="Create a thread")
+async def create_thread(body: ThreadCreate, ctx: CtxDep) -> dict[str, Any]:
+    from treadle.store.resources import Thread
+
+    metadata = dict(body.metadata or {})
+    if body.graph_id:
+        ctx.graphs.get(body.graph_id)
+        metadata.setdefault("graph_id", body.graph_id)
+    thread = Thread(thread_id=body.thread_id or str(uuid.uuid4()), metadata=metadata,
+                    status="idle", values=None, interrupts={}, config={}, error=None,
+                    created_at=0.0, updated_at=0.0)
+    try:
+        created = await asyncio.to_thread(ctx.store.put_thread, thread, if_exists=body.if_exists)
+    except ConflictError as exc:
+        raise HTTPException(409, f"thread {thread.thread_id} already exists") from exc
+    if body.supersteps:
+        graph = thread_graph(ctx, created)
+        if graph is None:
+            raise HTTPException(422, "supersteps need graph_id (the graph they apply to)")
+        for step in body.supersteps:
+            for update in step.updates:
+                await graph.aupdate_state(_config(created.thread_id), update.values,
+                                          as_node=update.as_node)
+        state = await graph.aget_state(_config(created.thread_id))
+        await asyncio.to_thread(ctx.store.set_thread_state, created.thread_id,
+                                status="interrupted" if state.next else "idle",
+                                values=to_json(state.values))
+        created = await _thread_or_404(ctx, created.thread_id)
+    return thread_json(created)
+
+
+@router.post("/threads/search", summary="Search threads")
+async def search_threads(body: ThreadSearch, ctx: CtxDep) -> list[dict[str, Any]]:
+    found = await asyncio.to_thread(
+        ctx.store.search_threads, metadata=body.metadata, values=body.values,
+        status=body.status, ids=body.ids, limit=body.limit, offset=body.offset,
+        sort_by=body.sort_by or "created_at", sort_order=body.sort_order or "desc")
+    return [_select(thread_json(t), body.select) for t in found]
+
+
+def _select(doc: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k in fields} if fields else doc
+
+
+@router.post("/threads/count", summary="Count threads")
+async def count_threads(body: CountBody, ctx: CtxDep) -> int:
+    return await asyncio.to_thread(ctx.store.count_threads, metadata=body.metadata,
+                                   values=body.values, status=body.status)
+
+
+@router.post("/threads/prune", summary="Delete threads, or all but their latest checkpoint")
+async def prune_threads(body: ThreadPrune, ctx: CtxDep) -> dict[str, Any]:
+    count = 0
+    for thread_id in body.thread_ids:
+        if await asyncio.to_thread(ctx.store.get_thread, thread_id) is None:
+            continue
+        if body.strategy == "delete":
+            await _delete_thread(ctx, thread_id)
+        else:
+            await asyncio.to_thread(ctx.store.prune, [thread_id], "keep_latest")
+        count += 1
+    return {"pruned_count": count}
+
+
+@router.get("/threads/{thread_id}", summary="Get a thread")
+async def get_thread(thread_id: str, ctx: CtxDep) -> dict[str, Any]:
+    return thread_json(await _thread_or_404(ctx, thread_id))
+
+
+@router.patch("/threads/{thread_id}", summary="Merge metadata into a thread")
+async def patch_thread(thread_id: str, body: ThreadPatch, ctx: CtxDep) -> dict[str, Any]:
+    found = await asyncio.to_thread(ctx.store.patch_thread, thread_id, metadata=body.metadata)
+    if found is None:
+        raise HTTPException(404, f"thread {thread_id!r} not found")
+    return thread_json(found)
+
+
+async def _delete_thread(ctx: Ctx, thread_id: str) -> None:
+    store = ctx.store
+    for status in ACTIVE:
+        for row in await asyncio.to_thread(store.list_runs, thread_id=thread_id, status=status,
+                                           limit=10_000):
+            await asyncio.to_thread(store.cancel_run, row.run_id, "cancel")
+    await asyncio.to_thread(store.delete_crons_of_thread, thread_id)
+    await asyncio.to_thread(store.delete_thread_record, thread_id)
+    await asyncio.to_thread(store.delete_thread, thread_id)
+    runs = await asyncio.to_thread(store.list_runs, thread_id=thread_id, limit=100_000)
+    await asyncio.to_thread(store.delete_runs, [r.run_id for r in runs])
+
+
+@router.delete("/threads/{thread_id}", status_code=204, summary="Delete a thread, its state and runs")
+async def delete_thread(thread_id: str, ctx: CtxDep) -> Response:
+    await _thread_or_404(ctx, thread_id)
+    await _delete_thread(ctx, thread_id)
+    return Response(status_code=204)
+
+
+@router.post("/threads/{thread_id}/copy", summary="Copy a thread with its checkpoints")
+async def copy_thread(thread_id: str, ctx: CtxDep) -> dict[str, Any]:
+    from treadle.store.resources import Thread
+
+    source = await _thread_or_404(ctx, thread_id)
+    new_id = str(uuid.uuid4())
+    await asyncio.to_thread(ctx.store.copy_thread, thread_id, new_id)
+    copy = Thread(thread_id=new_id, metadata=dict(source.metadata or {}), status="idle",
+                  values=source.values, interrupts=source.interrupts or {}, config={},
+                  error=None, created_at=0.0, updated_at=0.0)
+    created = await asyncio.to_thread(ctx.store.put_thread, copy)
+    if source.status == "interrupted":
+        await asyncio.to_thread(ctx.store.set_thread_state, new_id, status="interrupted",
+                                values=source.values, interrupts=source.interrupts)
+        created = await _thread_or_404(ctx, new_id)
+    return thread_json(created)
+
+
+# --- state -----------------------------------------------------------------------------
+@router.get("/threads/{thread_id}/state", summary="Get a thread's latest state")
+async def get_state(thread_id: str, ctx: CtxDep, subgraphs: bool = False) -> dict[str, Any]:
+    return await _state(ctx, thread_id, None, subgraphs)
+
+
+@router.get("/threads/{thread_id}/state/{checkpoint_id}", summary="Get a thread's state at a checkpoint")
+async def get_state_at(thread_id: str, checkpoint_id: str, ctx: CtxDep,
+                       subgraphs: bool = False) -> dict[str, Any]:
+    return await _state(ctx, thread_id, {"checkpoint_id": checkpoint_id}, subgraphs)
+
+
+@router.post("/threads/{thread_id}/state/checkpoint", summary="Get a thread's state at a checkpoint")
+async def post_state_at(thread_id: str, body: ThreadStateCheckpoint, ctx: CtxDep) -> dict[str, Any]:
+    return await _state(ctx, thread_id, body.checkpoint, body.subgraphs)
+
+
+async def _state(ctx: Ctx, thread_id: str, checkpoint: dict[str, Any] | None,
+                 subgraphs: bool) -> dict[str, Any]:
+    thread = await _thread_or_404(ctx, thread_id)
+    graph = thread_graph(ctx, thread)
+    if graph is None:
+        return _empty_state()
+    state = await graph.aget_state(_config(thread_id, checkpoint), subgraphs=subgraphs)
+    if checkpoint and checkpoint.get("checkpoint_id") and state.config is None:
+        raise HTTPException(404, f"checkpoint {checkpoint.get('checkpoint_id')!r} not found")
+    return state_json(state)
+
+
+@router.post("/threads/{thread_id}/state", summary="Update a thread's state")
+async def update_state(thread_id: str, body: ThreadStateUpdate, ctx: CtxDep) -> dict[str, Any]:
+    thread = await _thread_or_404(ctx, thread_id)
+    graph = thread_graph(ctx, thread)
+    if graph is None:
+        raise HTTPException(409, f"thread {thread_id} has no graph yet: run it once (or create "
+                                 "it with graph_id) before updating its state")
+    if await _busy(ctx, thread_id):
+        raise HTTPException(409, f"thread {thread_id} has a run in progress; wait for it or "
+                                 "cancel it before updating its state")
+    config = _config(thread_id, body.checkpoint, body.checkpoint_id)
+    try:
+        new = await graph.aupdate_state(config, body.values, as_node=body.as_node)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HTTPException(422, f"cannot update the state: {exc}") from exc
+    state = await graph.aget_state(_config(thread_id))
+    await asyncio.to_thread(
+        ctx.store.set_thread_state, thread_id,
+        status="interrupted" if state.next else "idle", values=to_json(state.values),
+        interrupts={t.id: to_json(list(t.interrupts)) for t in state.tasks if t.interrupts})
+    return {"checkpoint": checkpoint_json(new)}
+
+
+@router.post("/threads/{thread_id}/history", summary="A thread's past states, newest first")
+async def history(thread_id: str, body: ThreadHistory, ctx: CtxDep) -> list[dict[str, Any]]:
+    thread = await _thread_or_404(ctx, thread_id)
+    graph = thread_graph(ctx, thread)
+    if graph is None:
+        return []
+    before = body.before
+    if isinstance(before, str):
+        before = {"configurable": {"checkpoint_id": before}}
+    elif isinstance(before, dict) and "configurable" not in before:
+        before = {"configurable": before}
+    out = []
+    async for state in graph.aget_state_history(_config(thread_id, body.checkpoint),
+                                                limit=body.limit, before=before,
+                                                filter=body.metadata):
+        out.append(state_json(state))
+    return out
+
+
+@router.get("/threads/{thread_id}/history", summary="A thread's past states, newest first")
+async def history_get(thread_id: str, ctx: CtxDep, limit: int = 10,
+                      before: str | None = None) -> list[dict[str, Any]]:
+    return await history(thread_id, ThreadHistory(limit=max(1, min(limit, 1000)), before=before), ctx)

@@ -1,0 +1,165 @@
+"""Creating, waiting for and cancelling runs on behalf of the HTTP API.
+
+A run created here is a row in the run queue (``treadle.store.queue``) with the
+assistant's graph, merged config and the stream options in its payload; any
+``treadle worker`` (or the server's own in-process worker) executes it. Waiting
+and streaming read the store, so any replica can serve them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from fastapi import HTTPException
+
+from treadle.cluster.codec import decode, encode
+from treadle.cluster.notify import notifier_for
+from treadle.cluster.registry import REF_PREFIX
+from treadle.errors import ThreadBusyError
+from treadle.jsonable import to_json
+from treadle.server.context import Ctx
+from treadle.server.graphs import default_assistant_id
+from treadle.server.schemas import RunCreate
+from treadle.store.queue import CHANNEL_RUN_DONE, CHANNEL_RUNS, TERMINAL, NewRun, RunRow
+
+__all__ = ["create_run", "get_assistant_or_404", "run_output", "stream_modes", "wait_for_run"]
+
+# LangGraph stream modes behind each API stream mode ("values" is always recorded: it
+# is a streamed run's result).
+_ENGINE_MODES = {"values": "values", "updates": "updates", "messages": "messages",
+                 "messages-tuple": "messages", "custom": "custom", "debug": "debug",
+                 "tasks": "tasks", "checkpoints": "checkpoints", "events": "events"}
+
+
+def stream_modes(requested: Any) -> list[str]:
+    if requested is None:
+        return ["values"]
+    return [requested] if isinstance(requested, str) else list(requested) or ["values"]
+
+
+async def get_assistant_or_404(ctx: Ctx, assistant_id: str) -> Any:
+    store = ctx.store
+    found = await asyncio.to_thread(store.get_assistant, assistant_id)
+    if found is None and ctx.graphs.has(assistant_id):
+        found = await asyncio.to_thread(store.get_assistant, default_assistant_id(assistant_id))
+    if found is None:
+        raise HTTPException(404, f"assistant {assistant_id!r} not found")
+    return found
+
+
+def _merge_config(base: dict[str, Any], given: dict[str, Any] | None) -> dict[str, Any]:
+    merged = {**base, **(given or {})}
+    conf = {**(base.get("configurable") or {}), **((given or {}).get("configurable") or {})}
+    merged["configurable"] = conf
+    return merged
+
+
+async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream: bool,
+                     stateless: bool = False) -> tuple[RunRow, dict[str, Any]]:
+    """Queue a run; 404 for an unknown assistant/thread, 409 when the thread is busy
+    and ``multitask_strategy`` is ``reject``. Nothing is written on a rejection."""
+    store = ctx.store
+    assistant = await get_assistant_or_404(ctx, body.assistant_id)
+    ctx.graphs.get(assistant.graph_id)  # 404 unless this deployment serves the graph
+    if body.input is not None and body.command is not None:
+        raise HTTPException(422, "give either input or command, not both")
+    on_completion = body.on_completion
+    if stateless or thread_id is None:
+        thread_id = str(uuid.uuid4())
+        await asyncio.to_thread(store.ensure_thread, thread_id, metadata={
+            "graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id})
+        on_completion = on_completion or "delete"
+    else:
+        thread = await asyncio.to_thread(store.get_thread, thread_id)
+        if thread is None:
+            if body.if_not_exists != "create":
+                raise HTTPException(404, f"thread {thread_id!r} not found "
+                                         "(create it first, or pass if_not_exists='create')")
+            thread = await asyncio.to_thread(store.ensure_thread, thread_id, metadata={})
+        if (thread.metadata or {}).get("graph_id") != assistant.graph_id:
+            # The thread's state belongs to this graph from now on (state reads use it).
+            await asyncio.to_thread(store.patch_thread, thread_id, metadata={
+                "graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id})
+    config = _merge_config(assistant.config or {}, body.config)
+    conf = config["configurable"]
+    conf.setdefault("assistant_id", assistant.assistant_id)
+    conf.setdefault("graph_id", assistant.graph_id)
+    checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
+    if checkpoint_id:
+        conf["checkpoint_id"] = checkpoint_id
+        conf.setdefault("checkpoint_ns", (body.checkpoint or {}).get("checkpoint_ns", ""))
+    context = {**(assistant.context or {}), **(body.context or {})}
+    requested = stream_modes(body.stream_mode)
+    engine = sorted({_ENGINE_MODES[m] for m in requested if m in _ENGINE_MODES} | {"values"}
+                    - {"events"})
+    kwargs: dict[str, Any] = {"stream_mode": engine, "subgraphs": bool(body.stream_subgraphs)}
+    if body.interrupt_before is not None:
+        kwargs["interrupt_before"] = body.interrupt_before
+    if body.interrupt_after is not None:
+        kwargs["interrupt_after"] = body.interrupt_after
+    if context:
+        kwargs["context"] = context
+    if body.durability:
+        kwargs["durability"] = body.durability
+    multitask = body.multitask_strategy or "enqueue"
+    metadata = {**(body.metadata or {}), "assistant_id": assistant.assistant_id,
+                "graph_id": assistant.graph_id}
+    config["metadata"] = {**(config.get("metadata") or {}), **metadata}
+    payload: dict[str, Any] = {
+        "input": body.input, "command": body.command, "config": config, "kwargs": kwargs,
+        "assistant_id": assistant.assistant_id, "multitask_strategy": multitask,
+        "webhook": body.webhook, "on_completion": on_completion, "thread_record": True,
+        "stream_mode": requested, "context": context or None,
+        "interrupt_before": body.interrupt_before, "interrupt_after": body.interrupt_after,
+    }
+    run = NewRun(
+        run_id=str(uuid.uuid4()), thread_id=thread_id, graph_id=REF_PREFIX + assistant.graph_id,
+        payload=encode(payload), max_attempts=ctx.settings.run_max_attempts, stream=stream,
+        metadata=json.dumps(metadata, default=str),
+    )
+    try:
+        row = await asyncio.to_thread(store.enqueue_run, run, multitask=multitask)
+    except ThreadBusyError as exc:
+        raise HTTPException(409, f"thread {thread_id} is busy with another run "
+                                 "(multitask_strategy=reject)") from exc
+    notifier_for(store).emit(CHANNEL_RUNS, row.run_id)
+    return row, payload
+
+
+async def wait_for_run(ctx: Ctx, run_id: str, timeout: float | None = None) -> RunRow | None:
+    """The run once terminal (None: it was deleted). ``timeout``: return it as it is then."""
+    store = ctx.store
+    notifier = notifier_for(store)
+    poll = 1.0 if notifier.pushes else 0.05
+    ev, sub = notifier.async_event(CHANNEL_RUN_DONE, run_id)
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    try:
+        while True:
+            ev.clear()
+            row = await asyncio.to_thread(store.get_run, run_id)
+            if row is None or row.status in TERMINAL:
+                return row
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return row
+            try:
+                await asyncio.wait_for(ev.wait(), poll if left is None else min(poll, left))
+            except TimeoutError:
+                pass
+    finally:
+        sub.close()
+
+
+def run_output(row: RunRow) -> Any:
+    """What ``/runs/wait`` and ``/join`` return: the final values, or ``__error__``."""
+    if row.status in ("success", "interrupted") or (row.status == "cancelled" and row.result):
+        return to_json(decode(row.result)) if row.result is not None else None
+    error = row.error or row.status
+    kind, sep, message = error.partition(": ")
+    if not sep:
+        kind, message = row.status, error
+    return {"__error__": {"error": kind, "message": message}}

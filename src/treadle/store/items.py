@@ -1,0 +1,310 @@
+"""The item store protocol: LangGraph's long-term memory (key-value items) in treadle's database.
+
+Every backend implements :class:`ItemStore` beside the checkpoint store and the run
+queue; :class:`treadle.memory.TreadleStore` adapts it to LangGraph's ``BaseStore``.
+
+Items
+    A JSON object (``value``) stored under a namespace (a tuple of labels: non-empty
+    strings without ``.``) and a ``key``. Namespaces are stored as their labels joined
+    by ``.``. Times are Unix seconds (float) from the *database's* clock.
+
+TTL
+    An item written with ``ttl_minutes`` expires that many minutes after its last write
+    or its last read that refreshed it (reads refresh when asked to). Expired items are
+    invisible to every read at once; :meth:`ItemStore.sweep_items` deletes them. A write
+    over an expired item creates it anew (a new ``created_at``).
+
+Filters
+    A search filter holds conditions on top-level keys of the value (see
+    :func:`parse_filter`): equality (``{"k": v}`` or ``$eq``) compares JSON values
+    (numbers by value, objects and arrays exactly; ``None`` matches a JSON null or a
+    missing key), ``$ne`` is its negation, and ``$gt`` / ``$gte`` / ``$lt`` / ``$lte``
+    compare numbers with numbers and strings with strings (by code point); an item
+    whose value has another type there does not match.
+
+Order
+    Searches return the most recently updated items first (then by namespace and key);
+    namespaces are listed sorted by their dotted text, bytewise (as LangGraph's own
+    PostgresStore orders them).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from treadle.errors import InputError
+
+__all__ = [
+    "COMPARISONS",
+    "OPERATORS",
+    "Condition",
+    "ItemKey",
+    "ItemRow",
+    "ItemSearch",
+    "ItemStore",
+    "ItemWrite",
+    "NamespaceMatch",
+    "NamespaceQuery",
+    "encode_value",
+    "join_namespace",
+    "last_writes",
+    "parse_filter",
+    "split_namespace",
+]
+
+OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+WILDCARD = "*"
+
+ItemKey = tuple[tuple[str, ...], str]  # (namespace, key)
+
+
+# --- namespaces and values -------------------------------------------------------------------
+def check_namespace(namespace: Sequence[str]) -> tuple[str, ...]:
+    """``namespace`` as a tuple, or InputError naming the bad label."""
+    labels = tuple(namespace)
+    for label in labels:
+        if not isinstance(label, str) or not label or "." in label or "\x00" in label:
+            raise InputError(
+                f"bad namespace label {label!r} in {labels!r}: labels are non-empty strings "
+                "without '.'"
+            )
+    return labels
+
+
+def join_namespace(namespace: Sequence[str]) -> str:
+    return ".".join(namespace)
+
+
+def split_namespace(text: str) -> tuple[str, ...]:
+    return tuple(text.split(".")) if text else ()
+
+
+def encode_value(value: Any) -> str:
+    """A value as stored: JSON object text, keys sorted (equal objects have equal text)."""
+    if not isinstance(value, Mapping):
+        raise InputError(f"an item's value must be a JSON object (a dict), not {type(value).__name__}")
+    return _canonical(dict(value), "the item's value")
+
+
+def _canonical(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} is not JSON: {exc}") from exc
+
+
+# --- rows and operations ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    namespace: tuple[str, ...]
+    key: str
+    value: dict[str, Any]
+    created_at: float
+    updated_at: float
+    ttl_minutes: float | None
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemWrite:
+    """Put (``value`` is the JSON text of :func:`encode_value`) or delete (``value`` None).
+
+    Build puts with :meth:`put`, which encodes and checks the value."""
+
+    namespace: tuple[str, ...]
+    key: str
+    value: str | None
+    ttl_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        check_namespace(self.namespace)
+        if not isinstance(self.key, str):
+            raise InputError(f"an item's key must be a string, not {type(self.key).__name__}")
+        if self.value is not None and not self.namespace:
+            raise InputError("an item needs a namespace of at least one label")
+        ttl = self.ttl_minutes
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)
+                                or not math.isfinite(ttl) or ttl <= 0):
+            raise InputError(f"ttl must be a positive number of minutes or None, not {ttl!r}")
+
+    @classmethod
+    def put(cls, namespace: Sequence[str], key: str, value: Mapping[str, Any],
+            ttl_minutes: float | None = None) -> ItemWrite:
+        return cls(tuple(namespace), key, encode_value(value), ttl_minutes)
+
+    @classmethod
+    def delete(cls, namespace: Sequence[str], key: str) -> ItemWrite:
+        return cls(tuple(namespace), key, None)
+
+
+def last_writes(writes: Sequence[ItemWrite]) -> list[ItemWrite]:
+    """The last write of each item, in the order of first appearance."""
+    return list({(w.namespace, w.key): w for w in writes}.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """``value[key] <op> operand``; see the module docstring for the semantics."""
+
+    key: str
+    op: str  # one of OPERATORS
+    operand: Any
+
+    @property
+    def operand_json(self) -> str:
+        return _canonical(self.operand, f"the filter value of {self.key!r}")
+
+
+def parse_filter(filter: Mapping[str, Any] | None) -> tuple[Condition, ...]:
+    """LangGraph's search filter as conditions, or InputError saying what is wrong.
+
+    ``{"k": v}`` is ``v`` equals ``value["k"]``; ``{"k": {"$gt": 1, "$lt": 5}}`` holds
+    operators (all of OPERATORS), all of which must hold."""
+    if filter is None:
+        return ()
+    if not isinstance(filter, Mapping):
+        raise InputError(f"a filter must be an object, not {type(filter).__name__}")
+    conditions: list[Condition] = []
+    for key, spec in filter.items():
+        if not isinstance(key, str):
+            raise InputError(f"filter keys must be strings, not {key!r}")
+        ops = [k for k in spec if isinstance(k, str) and k.startswith("$")] \
+            if isinstance(spec, Mapping) else []
+        if not ops:
+            conditions.append(Condition(key, "$eq", spec))
+            continue
+        if len(ops) != len(spec):
+            raise InputError(f"filter on {key!r} mixes operators ({', '.join(ops)}) with plain keys")
+        for op, operand in spec.items():
+            if op not in OPERATORS:
+                raise InputError(f"unknown filter operator {op!r} on {key!r} "
+                                 f"(use one of {', '.join(OPERATORS)})")
+            if op in COMPARISONS and not _comparable(operand):
+                raise InputError(f"{op} on {key!r} needs a number or a string, got {operand!r}")
+            conditions.append(Condition(key, op, operand))
+    for c in conditions:
+        c.operand_json  # noqa: B018 - raises InputError for an operand that is not JSON
+    return tuple(conditions)
+
+
+def _comparable(operand: Any) -> bool:
+    if isinstance(operand, bool):
+        return False
+    if isinstance(operand, int | float):
+        return math.isfinite(operand)
+    return isinstance(operand, str)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSearch:
+    prefix: tuple[str, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    limit: int = 10
+    offset: int = 0
+    refresh_ttl: bool = True
+
+    def __post_init__(self) -> None:
+        check_namespace(self.prefix)
+        _check_page(self.limit, self.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceMatch:
+    """Namespaces starting (``prefix``) or ending (``suffix``) with ``path``; a ``*``
+    label matches any one label. An empty path matches every namespace."""
+
+    kind: Literal["prefix", "suffix"]
+    path: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("prefix", "suffix"):
+            raise InputError(f"unknown namespace match {self.kind!r} (use prefix or suffix)")
+        check_namespace(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceQuery:
+    matches: tuple[NamespaceMatch, ...] = ()
+    max_depth: int | None = None  # namespaces are cut to this many labels (then deduplicated)
+    limit: int = 100
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_depth is not None and (isinstance(self.max_depth, bool)
+                                           or not isinstance(self.max_depth, int)
+                                           or self.max_depth < 1):
+            raise InputError(f"max_depth must be a positive integer or None, not {self.max_depth!r}")
+        _check_page(self.limit, self.offset)
+
+    def literal_prefix(self) -> tuple[str, ...]:
+        """The longest run of leading labels (before any ``*``) some prefix match fixes."""
+        best: tuple[str, ...] = ()
+        for m in self.matches:
+            if m.kind == "prefix":
+                n = m.path.index(WILDCARD) if WILDCARD in m.path else len(m.path)
+                if n > len(best):
+                    best = m.path[:n]
+        return best
+
+    def min_depth(self) -> int:
+        return max((len(m.path) for m in self.matches), default=0)
+
+    def label_checks(self) -> list[tuple[int, str]]:
+        """``(position, label)`` pairs every namespace must have, beyond its
+        :meth:`literal_prefix` and :meth:`min_depth`: position ``i >= 0`` counts from the
+        first label, ``-1`` is the last."""
+        literal = self.literal_prefix()
+        checks: list[tuple[int, str]] = []
+        for m in self.matches:
+            n = len(m.path)
+            for i, label in enumerate(m.path):
+                if label == WILDCARD:
+                    continue
+                if m.kind == "suffix":
+                    checks.append((i - n, label))
+                elif i >= len(literal) or literal[i] != label:
+                    checks.append((i, label))
+        return checks
+
+
+def _check_page(limit: int, offset: int) -> None:
+    for name, n in (("limit", limit), ("offset", offset)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InputError(f"{name} must be a non-negative integer, not {n!r}")
+
+
+# --- the protocol -----------------------------------------------------------------------------
+class ItemStore(abc.ABC):
+    """Key-value items with TTLs; every write call is one transaction."""
+
+    @abc.abstractmethod
+    def get_items(self, keys: Sequence[ItemKey], *, refresh_ttl: bool = True) -> list[ItemRow | None]:
+        """The live items at ``keys`` (None where there is none), in the order asked.
+
+        With ``refresh_ttl``, the items found that have a TTL expire ``ttl_minutes`` from
+        now (the rows returned show the new ``expires_at``)."""
+
+    @abc.abstractmethod
+    def search_items(self, search: ItemSearch) -> list[ItemRow]:
+        """Live items under ``search.prefix`` meeting every condition, most recently
+        updated first, paged by ``limit`` / ``offset``; refreshes TTLs as get_items."""
+
+    @abc.abstractmethod
+    def list_item_namespaces(self, query: NamespaceQuery) -> list[tuple[str, ...]]:
+        """The distinct namespaces holding live items that meet every match, each cut to
+        ``max_depth`` labels, sorted (see the module docstring), paged."""
+
+    @abc.abstractmethod
+    def write_items(self, writes: Sequence[ItemWrite]) -> None:
+        """Apply puts and deletes in one transaction; the last write of an item wins."""
+
+    @abc.abstractmethod
+    def sweep_items(self) -> int:
+        """Delete expired items; return how many."""
