@@ -198,9 +198,9 @@ class ResourcesContract:
         ({"b": 1}, ["a2"]),  # true is not 1
         ({"z": None}, ["a1"]),  # null matches null, not a missing key
         ({"l": [1, {"k": "v"}]}, ["a1"]),  # nested values: equality
-        ({"l": [1]}, []),
+        ({"l": [1]}, ["a3"]),  # not a1: [1, {...}] contains [1] but is not equal
         ({"o": {"u": "é ☃", "deep": {"er": [1, 2]}}}, ["a1"]),  # key order does not matter
-        ({"o": {"deep": {"er": [1, 2]}}}, []),  # a sub-object is not equal
+        ({"o": {"deep": {"er": [1, 2]}}}, ["a4"]),  # not a1: its "o" holds more
         ({"missing": "x"}, []),
         ({"s": None}, []),
     ])

@@ -146,6 +146,15 @@ async def test_stream_values_updates_and_metadata_first(client):
     assert updates == [{f"s{i}": {"n": i + 1}} for i in range(10)]
 
 
+async def test_stream_events_mode(client):
+    parts = [p async for p in client.runs.stream(None, "chain", input={"n": 0},
+                                                 stream_mode=["events", "values"])]
+    kinds = [p.data["event"] for p in parts if p.event == "events"]
+    assert kinds[0] == "on_chain_start" and kinds[-1] == "on_chain_end"
+    assert kinds.count("on_chain_start") >= 11  # the graph and its ten nodes
+    assert [p.data for p in parts if p.event == "values"][-1] == {"n": 10}
+
+
 async def test_stream_messages_custom_subgraphs_and_store(client):
     t = await client.threads.create()
     parts = [p async for p in client.runs.stream(
@@ -249,6 +258,7 @@ async def test_interrupt_before_and_goto(client):
     await client.runs.wait(t2["thread_id"], "chain", input={"n": 0}, interrupt_after=["s1"])
     assert (await client.threads.get_state(t2["thread_id"]))["next"] == ["s2"]
     t3 = await client.threads.create()
+    assert await client.runs.wait(t3["thread_id"], "chain", input={"n": 0}) == {"n": 10}
     out = await client.runs.wait(t3["thread_id"], "chain", command={"goto": "s8",
                                                                     "update": {"n": 50}})
     assert out == {"n": 52}

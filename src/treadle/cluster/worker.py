@@ -495,13 +495,33 @@ class Worker:
         events = EventWriter(self.store, ex.run_id, ex.epoch, ex.row.thread_id)
         await events.start()
         try:
-            async for chunk in graph.astream(input, config, **kwargs):
-                events.add(chunk)
-                _keep_values(ex, chunk)
+            if "events" in (ex.payload.get("stream_mode") or ()):
+                await self._drive_events(ex, graph, input, config, kwargs, events)
+            else:
+                async for chunk in graph.astream(input, config, **kwargs):
+                    events.add(chunk)
+                    _keep_values(ex, chunk)
             events.add_end()
         finally:
             await events.flush()
         return None
+
+    async def _drive_events(self, ex: _RunExecution, graph: Any, input: Any,
+                            config: dict[str, Any], kwargs: dict[str, Any],
+                            events: EventWriter) -> None:
+        """Stream mode "events": LangChain's astream_events (v2), recorded as JSON, with
+        the other requested modes taken from the root graph's ``on_chain_stream``."""
+        from treadle.jsonable import to_json
+
+        subgraphs = bool(kwargs.get("subgraphs"))
+        async for ev in graph.astream_events(input, config, version="v2", **kwargs):
+            doc = to_json(ev)
+            events.add(((), "events", doc) if subgraphs else ("events", doc))
+            if ev.get("event") == "on_chain_stream" and not ev.get("parent_ids"):
+                chunk = ev.get("data", {}).get("chunk")
+                if isinstance(chunk, tuple):
+                    events.add(chunk)
+                    _keep_values(ex, chunk)
 
     async def _barrier(self, ex: _RunExecution) -> None:
         """Wait until every write this process queued before now has committed (the

@@ -189,7 +189,7 @@ class SqliteItems(ItemStore):
         final = last_writes(writes)
         deletes = [(w.namespace, w.key) for w in final if w.value is None]
         puts = [
-            [join_namespace(w.namespace), json.dumps(list(w.namespace), ensure_ascii=False), w.key,
+            [join_namespace(w.namespace), json.dumps(list(w.namespace), ensure_ascii=False, separators=(",", ":")), w.key,
              w.value, w.ttl_minutes]
             for w in final if w.value is not None
         ]

@@ -29,8 +29,8 @@ router = APIRouter(tags=["store"])
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
-def _labels(labels: list[str], *, wildcards: bool = False) -> list[str]:
-    for label in labels:
+def _labels(labels: list[str] | None) -> list[str] | None:
+    for label in labels or ():
         if not label or "." in label:
             raise ValueError(f"namespace labels are non-empty strings without '.', got {label!r}")
     return labels
@@ -44,14 +44,14 @@ class PutItem(BaseModel):
         default=None, description="Accepted for compatibility; treadle has no vector index.")
     ttl: float | None = Field(default=None, gt=0, description="Minutes until it expires.")
 
-    _namespace = field_validator("namespace")(_labels)
+    check_namespace = field_validator("namespace")(_labels)
 
 
 class DeleteItem(BaseModel):
     namespace: list[str] = Field(min_length=1)
     key: str = Field(min_length=1)
 
-    _namespace = field_validator("namespace")(_labels)
+    check_namespace = field_validator("namespace")(_labels)
 
 
 class SearchItems(BaseModel):
@@ -64,7 +64,7 @@ class SearchItems(BaseModel):
     query: str | None = Field(default=None, description="Ignored: treadle has no vector index.")
     refresh_ttl: bool | None = None
 
-    _namespace = field_validator("namespace_prefix")(_labels)
+    check_namespace = field_validator("namespace_prefix")(_labels)
 
 
 class ListNamespaces(BaseModel):
@@ -74,10 +74,7 @@ class ListNamespaces(BaseModel):
     limit: int = Field(default=100, ge=0)
     offset: int = Field(default=0, ge=0)
 
-    @field_validator("prefix", "suffix")
-    @classmethod
-    def _paths(cls, labels: list[str] | None) -> list[str] | None:
-        return None if labels is None else _labels(labels)
+    check_paths = field_validator("prefix", "suffix")(_labels)
 
 
 class StoreItem(BaseModel):
@@ -127,7 +124,7 @@ async def put_item(body: PutItem, store: StoreDep) -> Response:
 async def get_item(
     store: StoreDep,
     key: Annotated[str, Query(min_length=1)],
-    namespace: Annotated[str, Query(description="The labels joined by '.'")] = "",
+    namespace: Annotated[str, Query(description="The labels joined by '.'")],
     refresh_ttl: bool | None = None,
 ) -> dict[str, Any]:
     labels = namespace.split(".") if namespace else []
