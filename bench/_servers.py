@@ -27,6 +27,7 @@ from bench._common import BENCH_DIR, progress
 
 __all__ = [
     "LANGGRAPH_DEV_ENV",
+    "STUB_APP",
     "ServerProc",
     "ServerUnavailable",
     "free_port",
@@ -38,6 +39,47 @@ ROOT = BENCH_DIR.parent
 LANGGRAPH_DEV_ENV = "TREADLE_BENCH_LANGGRAPH_DEV"
 DEFAULT_VENV = ROOT / ".bench" / "langgraph-dev"
 LANGGRAPH_DEV_REQUIREMENT = "langgraph-cli[inmem]"
+
+
+STUB_APP = "bench._servers:stub_app"  # for ``uvicorn --factory``
+
+
+def stub_app():  # noqa: ANN201 - Starlette is imported lazily
+    """The HTTP floor: answers the benchmark's two calls with canned JSON, runs nothing.
+
+    ``POST /threads`` returns a thread, ``POST /threads/{id}/runs/wait`` returns
+    ``{"n": 10}``: what remains of an op's cost is the client, HTTP and uvicorn.
+    """
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    def reply(body: object) -> Response:
+        return Response(json.dumps(body), media_type="application/json")
+
+    async def ok(request: Request) -> Response:
+        return reply({"ok": True})
+
+    async def create_thread(request: Request) -> Response:
+        await request.body()
+        now = datetime.now(UTC).isoformat()
+        return reply({"thread_id": str(uuid.uuid4()), "created_at": now, "updated_at": now, "metadata": {},
+                      "status": "idle", "values": None, "interrupts": {}})
+
+    async def wait_run(request: Request) -> Response:
+        await request.body()
+        return reply({"n": 10})
+
+    return Starlette(routes=[
+        Route("/ok", ok),
+        Route("/threads", create_thread, methods=["POST"]),
+        Route("/threads/{thread_id}/runs/wait", wait_run, methods=["POST"]),
+    ])
 
 
 class ServerUnavailable(RuntimeError):
@@ -77,28 +119,34 @@ def langgraph_dev_venv(install: bool = True) -> Path:
     never modified). Raises :class:`ServerUnavailable` when no usable venv exists.
     """
     override = os.environ.get(LANGGRAPH_DEV_ENV)
-    venv = Path(override).expanduser() if override else DEFAULT_VENV
-    exe = venv / "bin" / "langgraph"
-    if exe.exists():
-        return venv
     if override:
-        raise ServerUnavailable(f"{LANGGRAPH_DEV_ENV}={override}: no bin/langgraph in that virtualenv")
+        venv = Path(override).expanduser()
+        if not (venv / "bin" / "langgraph").exists():
+            raise ServerUnavailable(f"{LANGGRAPH_DEV_ENV}={override}: no bin/langgraph in that virtualenv")
+        return venv
+    venv = DEFAULT_VENV
+    marker = venv / ".treadle-bench-ready"  # written only after pip succeeded (an interrupted install retries)
+    if marker.exists():
+        return venv
     if not install:
         raise ServerUnavailable(f"no langgraph dev virtualenv at {venv}")
-    progress(f"creating {venv.relative_to(ROOT)} with pip install {LANGGRAPH_DEV_REQUIREMENT!r} (once)")
+    progress(f"creating {venv.relative_to(ROOT)}: pip install {LANGGRAPH_DEV_REQUIREMENT!r} (first run only)")
     venv.parent.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True,
+                       timeout=120)
         subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", LANGGRAPH_DEV_REQUIREMENT],
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             LANGGRAPH_DEV_REQUIREMENT],
             check=True, capture_output=True, text=True, timeout=600,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        detail = getattr(exc, "stderr", None) or ""
-        raise ServerUnavailable(f"installing {LANGGRAPH_DEV_REQUIREMENT} into {venv} failed: {exc}\n"
-                                f"{str(detail)[-1500:]}") from exc
-    if not exe.exists():
-        raise ServerUnavailable(f"pip install {LANGGRAPH_DEV_REQUIREMENT} left no {exe}")
+        detail = str(getattr(exc, "stderr", None) or "").strip()
+        raise ServerUnavailable(f"installing {LANGGRAPH_DEV_REQUIREMENT} into {venv} failed: {exc}"
+                                + (f": {detail.splitlines()[-1]}" if detail else "")) from exc
+    if not (venv / "bin" / "langgraph").exists():
+        raise ServerUnavailable(f"pip install {LANGGRAPH_DEV_REQUIREMENT} left no {venv}/bin/langgraph")
+    marker.write_text(LANGGRAPH_DEV_REQUIREMENT + "\n")
     return venv
 
 

@@ -10,10 +10,12 @@ Systems, all started at once and measured in interleaved rounds:
 * ``langgraph dev`` (``langgraph-cli[inmem]``, in-memory runtime), the reference,
   from its own virtualenv (``.bench/langgraph-dev/`` or ``$TREADLE_BENCH_LANGGRAPH_DEV``);
 * ``treadle dev`` on SQLite (a file in a temporary directory);
-* ``treadle serve --workers 1`` on PostgreSQL (scratch database ``<pg-url db>_server``).
+* ``treadle serve --workers 1`` on PostgreSQL (scratch database ``<pg-url db>_server``);
+* the HTTP floor: a Starlette stub answering both calls with canned JSON, i.e.
+  the cost of the client, HTTP and uvicorn alone on this machine.
 
-Measures: concurrency 1 (ops one after another from one client: p50/p90/p99 of
-the op latency) and concurrency 32 (32 asyncio workers, one client and one
+Measures: concurrency 1 (ops one after another from one client, at most 300 or
+10 s: p50/p90/p99 of the op latency) and concurrency 32 (32 asyncio workers, one client and one
 connection each, for a fixed window: runs/s). Targets on the 2-core machine:
 p50 <= 15 ms at c=1; >= 300 runs/s (SQLite) and >= 200 runs/s (PostgreSQL) at
 c=32. A server that does not start is reported as "not available" and skipped.
@@ -45,7 +47,7 @@ from bench._common import (
     sqlite_url,
 )
 from bench._report import Report
-from bench._servers import ServerProc, ServerUnavailable, free_port, langgraph_dev_venv, offline_env
+from bench._servers import STUB_APP, ServerProc, ServerUnavailable, free_port, langgraph_dev_venv, offline_env
 
 GRAPHS_DIR = BENCH_DIR / "server_graphs"
 ASSISTANT = "chain"  # both servers create a default assistant per graph, id = graph name
@@ -56,10 +58,14 @@ WARMUP_OPS = 20
 WARMUP_SECONDS = 3.0
 OP_TIMEOUT = 30.0
 P50_TARGET_MS = 15.0
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 LG_JOBS = CONCURRENCY  # langgraph dev runs 1 run at a time unless --n-jobs-per-worker is raised
-# c=1: ops, p50 / p90 latency; c=32: runs/s, p50 latency; "/ ref" = ratio to langgraph dev
-COLUMNS = ["server", "store", "c=1 n", "p50 ms", "p90 ms", "c=32 runs/s", "p50 ms c=32", "failed",
-           "cores cl/sv/pg", "p50 / ref", "runs/s / ref", "target p50, runs/s"]
+COLUMNS = ["server", "c1 n", "c1 p50", "c1 p90", "c32 r/s", "c32 p50", "fail", "CPU c/s/pg", "p50/ref", "r/s/ref",
+           "target"]
+LEGEND = ("c1 = concurrency 1: ops measured, p50 / p90 op latency in ms; c32 = concurrency 32: runs/s and p50 op "
+          "latency in ms; fail = failed ops; CPU c/s/pg = cores used during the c32 windows by this client / the "
+          "server's process group / all postgres processes; p50/ref and r/s/ref = ratio to langgraph dev; "
+          "target = c1 p50 <= 15 ms, c32 runs/s >= 300 (SQLite) / 200 (PostgreSQL)")
 
 
 @dataclass
@@ -82,6 +88,14 @@ class System:
     @property
     def available(self) -> bool:
         return self.reason is None and self.server is not None
+
+    def reset(self) -> None:
+        """Forget the warm-up."""
+        self.lat1.clear()
+        self.lat32.clear()
+        self.ops32, self.secs32, self.ok = 0, 0.0, 0
+        self.cpu32 = Counter()
+        self.failures.clear()
 
 
 class BadResult(AssertionError):
@@ -113,7 +127,7 @@ async def checked(sys_: System, client: Any) -> float | None:
     try:
         dt = await asyncio.wait_for(op(client), OP_TIMEOUT)
     except Exception as exc:  # noqa: BLE001
-        kind = f"{type(exc).__name__}: {str(exc)[:160]}"
+        kind = UUID_RE.sub("<id>", f"{type(exc).__name__}: {str(exc)[:160]}")
         if kind not in sys_.failures:
             print(f"  {sys_.label}: op failed: {kind}", file=sys.stderr, flush=True)
         sys_.failures[kind] += 1
@@ -164,6 +178,24 @@ async def concurrent(sys_: System, seconds: float) -> None:
         sys_.cpu32[k] += cpu1[k] - cpu0[k]
 
 
+def measure(runner: asyncio.Runner, s: System, phase: str, n_seq: int, seq_s: float, window: float) -> None:
+    """One round of ``s``: c=1 then c=32. A server that died, hangs or failed every op of
+    the round is marked unavailable (its reason printed with its log) and left out afterwards."""
+    ok0 = s.ok
+    try:
+        runner.run(sequential(s, n_seq, seq_s))
+        runner.run(asyncio.wait_for(concurrent(s, window), window + 2 * OP_TIMEOUT))
+    except Exception as exc:  # noqa: BLE001 - e.g. TimeoutError from a hung server
+        s.reason = f"{phase}: {type(exc).__name__}: {exc}"
+    assert s.server is not None
+    if not s.server.alive():
+        s.reason = f"server exited (status {s.server.proc.returncode}) during the {phase}"
+    elif s.reason is None and s.ok == ok0:
+        s.reason = f"every op of the {phase} failed: {next(iter(s.failures), '?')}"
+    if s.reason:
+        print(s.server.describe_failure(RuntimeError(s.reason)), file=sys.stderr, flush=True)
+
+
 def cpu_sample(server: ServerProc | None) -> dict[str, float]:
     """CPU seconds so far of this process (the client), the server's process group and postgres."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -186,6 +218,10 @@ def cpu_sample(server: ServerProc | None) -> dict[str, float]:
         elif comm.startswith("postgres"):
             out["pg"] += cpu
     return out
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
 
 
 def pct(values: list[float], q: float) -> float:
@@ -216,6 +252,10 @@ def start_servers(systems: list[System], args: Any, tmp: Path) -> None:
                 env = offline_env()
                 env.pop("PYTHONPATH", None)
                 env.pop("VIRTUAL_ENV", None)
+            elif s.key == "stub":
+                argv = [sys.executable, "-m", "uvicorn", "--factory", STUB_APP, "--port", str(port),
+                        "--log-level", "warning", "--no-access-log"]
+                env = tr_env
             elif s.key == "treadle_dev":
                 argv = [sys.executable, "-m", "treadle", "dev", "--config", config, "--port", str(port),
                         "--store", sqlite_url(tmp / "bench.db")]
@@ -277,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         System("langgraph_dev", "langgraph dev", "in-memory"),
         System("treadle_dev", "treadle dev", "SQLite", rps_target=300.0),
         System("treadle_serve", "treadle serve", "PostgreSQL", rps_target=200.0),
+        System("stub", "HTTP floor", "none"),
     ]
     try:
         import langgraph_sdk
@@ -286,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report.env["langgraph_sdk"] = langgraph_sdk.__version__
     if args.skip_treadle:
-        for s in systems[1:]:
+        for s in systems[1:3]:
             s.reason = "skipped (--skip-treadle)"
 
     try:
@@ -308,29 +349,15 @@ def main(argv: list[str] | None = None) -> int:
                 assert s.server is not None
                 s.clients = [new_client(s.server.url) for _ in range(CONCURRENCY + 1)]
                 progress(f"{s.label}: warm-up, {WARMUP_OPS} ops + {CONCURRENCY} concurrent")
-                runner.run(sequential(s, WARMUP_OPS, WARMUP_SECONDS))
-                runner.run(asyncio.wait_for(concurrent(s, 0.5), 120))
-                if s.ok == 0:
-                    s.reason = f"every warm-up op failed: {next(iter(s.failures))}"
-                s.lat1.clear()
-                s.lat32.clear()
-                s.ops32, s.secs32, s.ok = 0, 0.0, 0
-                s.cpu32 = Counter()
-                s.failures.clear()
-            live = [s for s in live if s.available]
+                measure(runner, s, "warm-up", WARMUP_OPS, WARMUP_SECONDS, 0.5)
+                s.reset()
             for r in range(ROUNDS):
+                live = [s for s in live if s.available]
                 k = r % len(live) if live else 0
                 for s in live[k:] + live[:k]:
-                    if not s.available:
-                        continue
                     progress(f"round {r + 1}/{ROUNDS}: {s.label}: c=1 x {n_seq // ROUNDS} ops (at most "
                              f"{seq_cap / ROUNDS:g} s), c={CONCURRENCY} for {window / ROUNDS:g} s")
-                    runner.run(sequential(s, n_seq // ROUNDS, seq_cap / ROUNDS))
-                    runner.run(asyncio.wait_for(concurrent(s, window / ROUNDS), window + 120))
-                    assert s.server is not None
-                    if not s.server.alive():
-                        s.reason = f"server exited (status {s.server.proc.returncode}) during the benchmark"
-                        print(s.server.describe_failure(RuntimeError(s.reason)), file=sys.stderr)
+                    measure(runner, s, f"round {r + 1}", n_seq // ROUNDS, seq_cap / ROUNDS, window / ROUNDS)
         finally:
             for s in systems:
                 for c in s.clients:
@@ -346,38 +373,36 @@ def main(argv: list[str] | None = None) -> int:
                     report.env[f"{s.key}_command"] = " ".join(s.server.argv)
 
     # ------------------------------------------------------------------------ report
-    ref = systems[0]
-    ref_p50 = pct(ref.lat1, 0.5) if ref.lat1 else None
-    ref_rps = ref.ops32 / ref.secs32 if ref.secs32 else None
+    p50 = {s.key: pct(s.lat1, 0.5) * 1000 if s.lat1 else None for s in systems}
+    rps = {s.key: s.ops32 / s.secs32 if s.secs32 else None for s in systems}
+    ref, floor = systems[0], systems[3]
     for s in systems:
         if not s.lat1 and not s.ops32:
             why = s.reason or "not measured"
             print(f"{s.label}: not available: {why}")
             report.add(key=s.key, server=s.label, store=s.store, error=f"not available: {why}",
-                       **{"target p50, runs/s": "not available"})
+                       target="n/a")
             continue
-        p50 = pct(s.lat1, 0.5) * 1000 if s.lat1 else None
-        rps = s.ops32 / s.secs32 if s.secs32 else None
-        wall = s.secs32 or 1.0
-        cores = {k: v / wall for k, v in s.cpu32.items()}
+        cores = {k: v / (s.secs32 or 1.0) for k, v in s.cpu32.items()}
+        vs_ref = s.rps_target is not None
         verdict = None
         if s.rps_target is not None:
-            p_ok = p50 is not None and p50 <= P50_TARGET_MS
-            r_ok = rps is not None and rps >= s.rps_target
+            p_ok = p50[s.key] is not None and p50[s.key] <= P50_TARGET_MS
+            r_ok = rps[s.key] is not None and rps[s.key] >= s.rps_target
             verdict = f"{'met' if p_ok else 'MISS'}, {'met' if r_ok else 'MISS'}"
         report.add(
             key=s.key, server=s.label, store=s.store,
             **{
-                "c=1 n": len(s.lat1),
-                "p50 ms": p50,
-                "p90 ms": pct(s.lat1, 0.9) * 1000 if s.lat1 else None,
-                "c=32 runs/s": rps,
-                "p50 ms c=32": pct(s.lat32, 0.5) * 1000 if s.lat32 else None,
-                "failed": sum(s.failures.values()),
-                "cores cl/sv/pg": "/".join(f"{cores.get(k, 0.0):.2f}" for k in ("client", "server", "pg")),
-                "p50 / ref": p50 / (ref_p50 * 1000) if p50 and ref_p50 and s is not ref else None,
-                "runs/s / ref": rps / ref_rps if rps and ref_rps and s is not ref else None,
-                "target p50, runs/s": verdict,
+                "c1 n": len(s.lat1),
+                "c1 p50": p50[s.key],
+                "c1 p90": pct(s.lat1, 0.9) * 1000 if s.lat1 else None,
+                "c32 r/s": rps[s.key],
+                "c32 p50": pct(s.lat32, 0.5) * 1000 if s.lat32 else None,
+                "fail": sum(s.failures.values()),
+                "CPU c/s/pg": "/".join(f"{cores.get(k, 0.0):.1f}" for k in ("client", "server", "pg")),
+                "p50/ref": _div(p50[s.key], p50[ref.key]) if vs_ref else None,
+                "r/s/ref": _div(rps[s.key], rps[ref.key]) if vs_ref else None,
+                "target": verdict,
             },
             ops_c32=s.ops32, secs_c32=round(s.secs32, 3),
             client_cpu_ms_per_op=round(s.cpu32["client"] / s.ops32 * 1000, 3) if s.ops32 else None,
@@ -386,21 +411,20 @@ def main(argv: list[str] | None = None) -> int:
             cores_c32={k: round(v, 3) for k, v in cores.items()},
             failures=dict(s.failures), unavailable=s.reason,
         )
-    for s in systems[1:]:
-        p50 = pct(s.lat1, 0.5) * 1000 if s.lat1 else None
-        rps = s.ops32 / s.secs32 if s.secs32 else None
-        report.ratio(f"{s.label} c=1 p50 / langgraph dev", p50, ref_p50 * 1000 if ref_p50 else None)
-        report.ratio(f"{s.label} c={CONCURRENCY} runs/s / langgraph dev", rps, ref_rps)
-        report.ratio(f"{s.label} c=1 p50 / {P50_TARGET_MS:g} ms", p50, P50_TARGET_MS, "<= 1")
-        report.ratio(f"{s.label} c={CONCURRENCY} runs/s / {s.rps_target:g}", rps, s.rps_target, ">= 1")
+    for s in systems[1:3]:
+        report.ratio(f"{s.label} c=1 p50 / langgraph dev", p50[s.key], p50[ref.key])
+        report.ratio(f"{s.label} c={CONCURRENCY} runs/s / langgraph dev", rps[s.key], rps[ref.key])
+        report.ratio(f"{s.label} c={CONCURRENCY} runs/s / HTTP floor", rps[s.key], rps[floor.key])
+        report.ratio(f"{s.label} c=1 p50 / {P50_TARGET_MS:g} ms", p50[s.key], P50_TARGET_MS, "<= 1")
+        report.ratio(f"{s.label} c={CONCURRENCY} runs/s / {s.rps_target:g}", rps[s.key], s.rps_target, ">= 1")
 
     report.notes += [
+        LEGEND,
         f"op = threads.create() + runs.wait(thread, {ASSISTANT!r}, input={{'n': 0}}), result checked (n == "
-        f"{N_NODES}); c=1: {n_seq} ops one after another (stopped after {seq_cap:g} s in total); c={CONCURRENCY}: {CONCURRENCY} asyncio workers, one "
-        f"langgraph_sdk client (one keep-alive connection) each, {window:g} s; {ROUNDS} interleaved rounds, all "
-        f"servers up throughout; warm-up {WARMUP_OPS} (at most {WARMUP_SECONDS:g} s) + {CONCURRENCY} ops per "
-        f"server; client loop: "
-        f"{report.env['client_loop']}",
+        f"{N_NODES}); c=1: {n_seq} ops one after another (stopped after {seq_cap:g} s in total); "
+        f"c={CONCURRENCY}: {CONCURRENCY} asyncio workers, one langgraph_sdk client (one keep-alive connection) "
+        f"each, {window:g} s; {ROUNDS} interleaved rounds, all servers up throughout; warm-up {WARMUP_OPS} "
+        f"(at most {WARMUP_SECONDS:g} s) + {CONCURRENCY} ops per server; client loop: {report.env['client_loop']}",
         f"langgraph dev runs with --n-jobs-per-worker {LG_JOBS} (its default is 1 run at a time) in its own "
         f"virtualenv, offline (LANGGRAPH_CLI_NO_ANALYTICS=1, LANGGRAPH_NO_VERSION_CHECK=true, "
         f"LANGSMITH_TRACING=false); it keeps state in memory and pickles it to .langgraph_api/ every 10 s",
@@ -408,18 +432,21 @@ def main(argv: list[str] | None = None) -> int:
         "whenever its previous poll found no pending run, and only takes runs created before that sleep began, "
         "so its c=1 latency is ~0.5-1 s whatever the graph costs; each poll also scans and sorts every run it "
         "has stored, so it slows as runs accumulate",
-        "cores = CPU used during the c=32 windows by this client process / the server's process group / "
-        f"all postgres processes; client and servers share the machine's {os.cpu_count()} cores",
+        "HTTP floor: a Starlette app on uvicorn answering the same two calls with canned JSON (runs nothing): "
+        "the cost of the client, HTTP and uvicorn alone, the ceiling any server can reach on this machine",
+        f"client and servers share the machine's {os.cpu_count()} cores",
     ]
     per_op = [s.cpu32["client"] / s.ops32 for s in systems if s.ops32]
     if per_op:
         report.notes.append(
-            f"the client spent {min(per_op) * 1000:.2f}-{max(per_op) * 1000:.2f} ms of CPU per op at c={CONCURRENCY} "
-            f"(~{1 / max(per_op):.0f} ops/s per core it gets; the servers get the rest of the machine)")
+            f"the client spent {min(per_op) * 1000:.2f}-{max(per_op) * 1000:.2f} ms of CPU per op at "
+            f"c={CONCURRENCY} (langgraph-sdk on httpx: two requests per op)")
     if systems[2].lat1:
         report.notes.append(f"treadle serve: scratch database {pg_url_variant(args.pg_url, '_server')} "
                             "(dropped and recreated at the start)")
     for s in systems:
+        if s.reason and (s.lat1 or s.ops32):
+            report.notes.append(f"{s.label}: measured in part only, then left out: {s.reason}")
         for kind, n in s.failures.items():
             report.notes.append(f"{s.label}: {n} failed op(s): {kind}")
     report.env["elapsed_s"] = round(time.perf_counter() - t_begin, 1)

@@ -39,8 +39,8 @@ from treadle.memory import TreadleStore
 from treadle.store.base import Store
 from treadle.store.items import ItemSearch, ItemWrite, NamespaceMatch, NamespaceQuery
 
-SHORT_TTL = 0.002  # minutes: 120 ms
-EXPIRE = 0.4  # seconds: sleep this long to see SHORT_TTL expire
+SHORT_TTL = 0.005  # minutes: 300 ms
+EXPIRE = 0.6  # seconds: sleep this long to see SHORT_TTL expire
 
 
 def keys(items: list[Any]) -> list[str]:
@@ -107,7 +107,7 @@ class MemoryContract:
         memory.put(("50%_off",), "k/with:odd chars", {"v": 2})
         item = memory.get(odd, "k/with:odd chars")
         assert item is not None and item.namespace == odd and item.value == {"v": 1}
-        assert memory.get(("50%_off",), "k/with:odd chars").value == {"v": 2}  # type: ignore[union-attr]
+        assert memory.get(("50%_off",), "k/with:odd chars").value == {"v": 2}
         assert memory.get(("50X_off", "*", "ünï", "a b"), "k/with:odd chars") is None
 
     # --- validation ---------------------------------------------------------------------
@@ -162,8 +162,8 @@ class MemoryContract:
             GetOp(("a",), "1"),
         ])
         assert len(results) == 6
-        assert results[0].value == {"v": 1}  # type: ignore[union-attr]
-        assert keys(results[1]) == ["2"]  # type: ignore[arg-type]
+        assert results[0].value == {"v": 1}
+        assert keys(results[1]) == ["2"]
         assert results[2] is None
         assert results[3] == [("a",), ("b",)]
         assert results[4] is None
@@ -177,9 +177,9 @@ class MemoryContract:
             PutOp(("n",), "fresh", {"v": 1}),
             SearchOp(("n",)),
         ])
-        assert results[1].value == {"v": "old"}  # type: ignore[union-attr]
-        assert keys(results[3]) == ["k"]  # type: ignore[arg-type]
-        assert memory.get(("n",), "k").value == {"v": "new"}  # type: ignore[union-attr]
+        assert results[1].value == {"v": "old"}
+        assert keys(results[3]) == ["k"]
+        assert memory.get(("n",), "k").value == {"v": "new"}
         assert memory.get(("n",), "fresh") is not None
 
     def test_the_last_write_of_an_item_in_a_batch_wins(self, memory: TreadleStore) -> None:
@@ -192,9 +192,9 @@ class MemoryContract:
             PutOp(("n",), "deleted-then-put", None),
             PutOp(("n",), "deleted-then-put", {"v": 3}),
         ])
-        assert memory.get(("n",), "k").value == {"v": 2}  # type: ignore[union-attr]
+        assert memory.get(("n",), "k").value == {"v": 2}
         assert memory.get(("n",), "put-then-deleted") is None
-        assert memory.get(("n",), "deleted-then-put").value == {"v": 3}  # type: ignore[union-attr]
+        assert memory.get(("n",), "deleted-then-put").value == {"v": 3}
 
     def test_a_batch_with_a_bad_op_writes_nothing(self, memory: TreadleStore) -> None:
         with pytest.raises(InputError):
@@ -210,7 +210,7 @@ class MemoryContract:
         memory.batch([PutOp(("bulk", str(i % 7)), f"k{i}", {"i": i}) for i in range(500)])
         assert len(memory.search(("bulk",), limit=1000)) == 500
         got = memory.batch([GetOp(("bulk", str(i % 7)), f"k{i}") for i in range(500)])
-        assert [g.value["i"] for g in got] == list(range(500))  # type: ignore[union-attr]
+        assert [g.value["i"] for g in got] == list(range(500))
         memory.batch([PutOp(("bulk", str(i % 7)), f"k{i}", None) for i in range(0, 500, 2)])
         assert len(memory.search(("bulk",), limit=1000)) == 250
 
@@ -335,12 +335,21 @@ class MemoryContract:
                                                                                   "float4.5"}
 
     def test_filter_keys_may_hold_any_characters(self, memory: TreadleStore) -> None:
-        memory.put(("odd",), "k", {'qu"ote': 1, "dot.ted": 2, "back\\slash": 3, "": 4, "$x": 5})
+        memory.put(("odd",), "k", {'qu"ote': 1, "dot.ted": 2, "back\\slash": 3, "": 4, "$x": 5,
+                                   "1": 6, "[0]": 7})
         for key, value in [('qu"ote', 1), ("dot.ted", 2), ("back\\slash", 3), ("", 4),
-                           ("$x", 5)]:
+                           ("$x", 5), ("1", 6), ("[0]", 7)]:
             assert keys(memory.search(("odd",), filter={key: value})) == ["k"], key
             assert keys(memory.search(("odd",), filter={key: {"$gte": value}})) == ["k"], key
             assert memory.search(("odd",), filter={key: value + 1}) == [], key
+
+    def test_numbers_beyond_64_bits(self, memory: TreadleStore) -> None:
+        memory.put(("big",), "huge", {"n": 10**30})
+        memory.put(("big",), "small", {"n": -5})
+        assert memory.get(("big",), "huge").value == {"n": 10**30}
+        assert keys(memory.search(("big",), filter={"n": {"$gt": 10**20}})) == ["huge"]
+        assert keys(memory.search(("big",), filter={"n": {"$lt": -(10**20)}})) == []
+        assert keys(memory.search(("big",), filter={"n": 10**30})) == ["huge"]
 
     @pytest.mark.parametrize("filter", [
         {"n": {"$regex": "x"}},
@@ -459,20 +468,20 @@ class MemoryContract:
         assert same is not None and same.expires_at == start
         memory.get(("t",), "k")  # refresh_ttl defaults to True
         (after_get,) = store.get_items([(("t",), "k")], refresh_ttl=False)
-        assert after_get is not None and after_get.expires_at > start  # type: ignore[operator]
+        assert after_get is not None and after_get.expires_at > start
         time.sleep(0.05)
         memory.search(("t",))
         (after_search,) = store.get_items([(("t",), "k")], refresh_ttl=False)
         assert after_search is not None
-        assert after_search.expires_at > after_get.expires_at  # type: ignore[operator]
+        assert after_search.expires_at > after_get.expires_at
         assert after_search.updated_at == row.updated_at  # a refresh is not an update
 
     def test_a_refreshing_read_keeps_an_item_alive(self, memory: TreadleStore) -> None:
-        memory.put(("t",), "k", {"v": 1}, ttl=0.005)  # 300 ms
-        for _ in range(4):
-            time.sleep(0.15)
+        memory.put(("t",), "k", {"v": 1}, ttl=0.01)  # 600 ms
+        for _ in range(4):  # 800 ms in all: without the refreshes it would have expired
+            time.sleep(0.2)
             assert memory.get(("t",), "k") is not None
-        time.sleep(0.6)
+        time.sleep(0.9)
         assert memory.get(("t",), "k") is None
 
     def test_a_put_without_ttl_clears_it(self, store: Store, memory: TreadleStore) -> None:
@@ -506,7 +515,7 @@ class MemoryContract:
         assert same is not None and same.expires_at == row.expires_at
         memory.get(("t",), "k", refresh_ttl=True)
         (later,) = store.get_items([(("t",), "k")], refresh_ttl=False)
-        assert later is not None and later.expires_at > row.expires_at  # type: ignore[operator]
+        assert later is not None and later.expires_at > row.expires_at
 
     # --- the item store itself ----------------------------------------------------------------------
     def test_get_items_answers_in_the_order_asked(self, store: Store) -> None:

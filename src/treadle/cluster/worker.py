@@ -41,7 +41,7 @@ from treadle.errors import (
 )
 from treadle.execution import EXECUTION_KEY, Execution
 from treadle.store import shared
-from treadle.store.base import ClaimThread, PutWrites
+from treadle.store.base import ClaimThreadNow, PutWrites
 from treadle.store.queue import (
     CANCEL_STATUS,
     CHANNEL_CANCEL,
@@ -474,8 +474,8 @@ class Worker:
                                if k in ("resume", "update", "goto") and v is not None})
         # Claim the thread first: from this commit on, the previous attempt's writes are
         # refused, so the checkpoint read next is final.
-        await self.store.submit_async(ClaimThread(row.thread_id, token=ex.token, run_id=row.run_id,
-                                                  run_epoch=row.epoch))
+        await self.store.submit_async(ClaimThreadNow(row.thread_id, token=ex.token,
+                                                     run_id=row.run_id, run_epoch=row.epoch))
         ex.claimed = True
         if payload.get("thread_record"):
             await self._thread_state(ex, "busy")

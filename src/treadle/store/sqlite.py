@@ -72,6 +72,7 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
         except OSError as exc:
             raise StoreUnavailableError(f"cannot create {self.path.parent}: {exc}") from exc
         self._local = threading.local()
+        self._write_lock = threading.RLock()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
@@ -126,20 +127,21 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
         writes) cheap. The outcome equals applying them one by one: keep-first writes
         go before replacing ones, and a replacing write wins either way.
         """
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"cannot lock SQLite store {self.path}: {exc}") from exc
-        try:
-            owners: dict[str, tuple[int, str | None]] = {}
-            rows = _Rows()
-            results = [self._accept(conn, op, owners, rows) for op in ops]
-            rows.write(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return results
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"cannot lock SQLite store {self.path}: {exc}") from exc
+            try:
+                owners: dict[str, tuple[int, str | None]] = {}
+                rows = _Rows()
+                results = [self._accept(conn, op, owners, rows) for op in ops]
+                rows.write(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return results
 
     def _accept(
         self,
@@ -253,15 +255,16 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
 
     # --- maintenance ---------------------------------------------------------------
     def _write_tx(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        conn = self._reader()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in statements:
-                conn.execute(sql, params)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._write_lock:
+            conn = self._reader()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def delete_thread(self, thread_id: str) -> None:
         self._write_tx([

@@ -99,6 +99,8 @@ def _condition(c: Condition) -> tuple[str, list[Any]]:
     else:
         (t, v), ref = _FIELD_BY_PATH, "$." + json.dumps(c.key, ensure_ascii=False)
     x = c.operand
+    if isinstance(x, int) and not isinstance(x, bool) and not -(2**63) <= x < 2**63:
+        x = float(x)  # beyond SQLite's integers (JSON holds them as reals there too)
     if c.op in COMPARISONS:
         template = (_CMP_TEXT if isinstance(x, str) else _CMP_NUMBER) % COMPARISONS[c.op]
         return template.format(t=t, v=v), [ref, ref, x]
@@ -117,8 +119,12 @@ def _condition(c: Condition) -> tuple[str, list[Any]]:
     return (f"NOT {sql}" if c.op == "$ne" else sql), params
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def _keys_json(keys: Sequence[ItemKey]) -> str:
-    return json.dumps([[join_namespace(ns), key] for ns, key in keys], ensure_ascii=False)
+    return _json([[join_namespace(ns), key] for ns, key in keys])
 
 
 def _row(r: Sequence[Any]) -> ItemRow:
@@ -187,19 +193,16 @@ class SqliteItems(ItemStore):
 
     def write_items(self, writes: Sequence[ItemWrite]) -> None:
         final = last_writes(writes)
-        deletes = [(w.namespace, w.key) for w in final if w.value is None]
-        puts = [
-            [join_namespace(w.namespace), json.dumps(list(w.namespace), ensure_ascii=False, separators=(",", ":")), w.key,
-             w.value, w.ttl_minutes]
-            for w in final if w.value is not None
-        ]
         if not final:
             return
+        deletes = [(w.namespace, w.key) for w in final if w.value is None]
+        puts = [[join_namespace(w.namespace), _json(list(w.namespace)), w.key, w.value,
+                 w.ttl_minutes] for w in final if w.value is not None]
         with self._write(f"writing {len(final)} item(s)") as conn:
             if deletes:
                 conn.execute(DELETE_ITEMS, (_keys_json(deletes),))
             if puts:
-                conn.execute(PUT_ITEMS, (json.dumps(puts, ensure_ascii=False),))
+                conn.execute(PUT_ITEMS, (_json(puts),))
 
     def sweep_items(self) -> int:
         with self._write("deleting expired items") as conn:

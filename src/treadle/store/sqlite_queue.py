@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +54,7 @@ class SqliteQueue(RunQueue):
     """The :class:`RunQueue` half of :class:`~treadle.store.sqlite.SqliteStore`."""
 
     path: Path
+    _write_lock: threading.RLock  # one writer of this process at a time (see _write)
 
     @abc.abstractmethod
     def _reader(self) -> sqlite3.Connection:
@@ -69,25 +71,29 @@ class SqliteQueue(RunQueue):
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction; rolled back if the block raises."""
-        conn = self._reader()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreUnavailableError(
-                f"{what}: cannot lock SQLite store {self.path}: {exc}"
-            ) from exc
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
+        """One write transaction; rolled back if the block raises.
+
+        Writers of this process take ``_write_lock`` first: they queue on it instead of
+        on SQLite's busy handler, which sleeps (up to 100 ms) while the file is locked."""
+        with self._write_lock:
+            conn = self._reader()
             try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            if isinstance(exc, sqlite3.Error):
-                raise self._error(what, exc) from exc
-            raise
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(
+                    f"{what}: cannot lock SQLite store {self.path}: {exc}"
+                ) from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error(what, exc) from exc
+                raise
 
     def _read(self, what: str, sql: str, params: Sequence[Any]) -> list[Any]:
         try:
