@@ -66,6 +66,9 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     ctx.graphs.get(assistant.graph_id)  # 404 unless this deployment serves the graph
     if body.input is not None and body.command is not None:
         raise HTTPException(422, "give either input or command, not both")
+    if body.after_seconds:
+        raise HTTPException(422, "after_seconds (delayed runs) is not supported by treadle: "
+                                 "create the run when it is due, or use a cron")
     on_completion = body.on_completion
     if stateless or thread_id is None:
         thread_id = str(uuid.uuid4())
