@@ -40,9 +40,9 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from treadle.store import shared
-
         from concurrent.futures import ThreadPoolExecutor
+
+        from treadle.store import shared
 
         # Store calls run in threads: size the pool for many concurrent requests.
         asyncio.get_running_loop().set_default_executor(

@@ -86,6 +86,8 @@ async def tick(ctx: Ctx) -> int:
     now = await asyncio.to_thread(store.now)
     fired = 0
     for cron in await asyncio.to_thread(store.due_crons, now):
+        if cron.next_run_at is None:
+            continue
         extra = (cron.payload or {}).get("_treadle", {})
         try:
             nxt = next_tick(cron.schedule, max(now, cron.next_run_at or now),

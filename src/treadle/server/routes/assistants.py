@@ -105,7 +105,8 @@ def _drawn_json(drawn: Any) -> dict[str, Any]:
 @router.get("/assistants/{assistant_id}/schemas", summary="The assistant's graph's JSON schemas")
 async def get_schemas(assistant_id: str, ctx: CtxDep) -> dict[str, Any]:
     a = await get_assistant_or_404(ctx, assistant_id)
-    return ctx.graphs.schemas(a.graph_id)
+    schemas: dict[str, Any] = ctx.graphs.schemas(a.graph_id)
+    return schemas
 
 
 @router.get("/assistants/{assistant_id}/subgraphs", summary="The schemas of the graph's subgraphs")
