@@ -180,6 +180,30 @@ def _call_factory(factory: Any, where: str, config: dict[str, Any] | None) -> An
     return result
 
 
+def config_factory(ref: str) -> Any:
+    """The factory ``ref`` names when it takes a config (``make_graph(config)``), else None.
+
+    Servers call such a factory for every run, with the run's config, as LangGraph
+    Platform does; a graph or a factory without parameters is loaded once."""
+    target, attr = split_ref(ref)
+    module = _load_file(target) if _is_path(target) else _import_module(target)
+    obj = getattr(module, attr, None)
+    if obj is None or _as_graph(obj) is not None or not callable(obj) or isinstance(obj, type):
+        return None
+    try:
+        return obj if _takes_argument(obj) else None
+    except (TypeError, ValueError, GraphLoadError):
+        return None
+
+
+def call_factory(factory: Any, ref: str, config: dict[str, Any]) -> Any:
+    """``factory(config)`` as a graph (GraphLoadError if it returns something else)."""
+    graph = _as_graph(_call_factory(factory, ref, config))
+    if graph is None:
+        raise GraphLoadError(f"{ref}() did not return a LangGraph graph")
+    return graph
+
+
 async def _await(awaitable: Any) -> Any:
     return await awaitable
 

@@ -351,6 +351,9 @@ def test_langgraph_json_env_and_factory(dev_server):
     client = get_sync_client(url=dev_server.url)
     assert client.runs.wait(None, "env", input={})["value"] == "from-langgraph-json"
     assert client.runs.wait(None, "factory", input={"n": 1}) == {"n": 11}
+    # the factory is called per run with the run's config, as LangGraph Platform does
+    assert client.runs.wait(None, "factory", input={"n": 1},
+                            config={"configurable": {"length": 3}}) == {"n": 4}
 
 
 def test_webhook_is_called_on_run_end(dev_server):

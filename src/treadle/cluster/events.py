@@ -13,7 +13,7 @@ from typing import Any
 
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.notify import notifier_for
-from treadle.errors import FencedWriteError
+from treadle.errors import FencedWriteError, InputError
 from treadle.store import Store
 from treadle.store.queue import CHANNEL_EVENTS, Event
 
@@ -25,7 +25,18 @@ END = "__end__"  # kind of the event closing a run attempt's stream
 def _encode_chunk(chunk: Any) -> bytes:
     is_tuple = isinstance(chunk, tuple)
     ns = is_tuple and bool(chunk) and isinstance(chunk[0], tuple)
-    return encode({"c": chunk, "t": is_tuple, "ns": ns})
+    try:
+        return encode({"c": chunk, "t": is_tuple, "ns": ns})
+    except InputError:
+        # Payloads of the debug / tasks / checkpoints modes carry the run's config,
+        # which holds runtime objects (the execution, pools): record them as JSON.
+        from treadle.jsonable import to_json
+
+        if is_tuple:
+            chunk = (*chunk[:-1], to_json(chunk[-1]))
+        else:
+            chunk = to_json(chunk)
+        return encode({"c": chunk, "t": is_tuple, "ns": ns})
 
 
 def decode_chunk(data: bytes) -> Any:

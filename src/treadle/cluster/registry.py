@@ -16,11 +16,12 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from treadle.cluster import graphs_by_value
 from treadle.config import Settings
 from treadle.errors import ConfigError, GraphLoadError, TreadleError
-from treadle.graphs import load_graph
+from treadle.graphs import call_factory, config_factory, load_graph
 from treadle.runtime import TreadleGraph, compile
 from treadle.store import Store
 
@@ -102,6 +103,7 @@ class GraphRegistry:
         self.settings = settings
         self.graphs: dict[str, TreadleGraph] = {}
         self.failed: dict[str, str] = {}
+        self.factories: dict[str, tuple[Any, str]] = {}  # graph id -> (factory(config), REF)
         self._lock = threading.Lock()
 
     def load_all(self) -> None:
@@ -109,11 +111,35 @@ class GraphRegistry:
         for name, ref in self.refs.items():
             gid = REF_PREFIX + name
             try:
-                self.graphs[gid] = compile(load_graph(ref), settings=self.settings)
+                self.graphs[gid] = self._attach(compile(load_graph(ref), settings=self.settings))
+                factory = config_factory(ref)
+                if factory is not None:
+                    self.factories[gid] = (factory, ref)
             except TreadleError as exc:
                 self.failed[gid] = str(exc)
                 log.error("graph %r (%s) cannot be loaded, its runs are left to other "
                           "workers: %s", name, ref, exc)
+
+    def _attach(self, graph: TreadleGraph) -> TreadleGraph:
+        """Give the graph LangGraph's BaseStore (long-term memory) on the same database,
+        unless it was compiled with a store of its own."""
+        from treadle.memory import TreadleStore
+
+        if getattr(graph.graph, "store", None) is None:
+            graph.graph.store = TreadleStore(self.store)
+        return graph
+
+    def for_run(self, graph_id: str, config: dict[str, Any] | None) -> tuple[TreadleGraph, bool]:
+        """The graph to execute a run with; True when it was made for this run (a
+        factory taking the run's config) and the caller must close it afterwards."""
+        graph = self.get(graph_id)
+        made = self.factories.get(graph_id)
+        if made is None:
+            return graph, False
+        factory, ref = made
+        built = compile(call_factory(factory, ref, dict(config or {})), settings=self.settings)
+        built.graph_id = graph.graph_id
+        return self._attach(built), True
 
     @property
     def graph_ids(self) -> list[str]:
@@ -132,7 +158,7 @@ class GraphRegistry:
                 if blob is None:
                     raise GraphLoadError(f"graph {graph_id} is not in the store")
                 builder, kwargs, nodes = graphs_by_value.load(graph_id, blob)
-                found = compile(builder, settings=self.settings, nodes=nodes, **kwargs)
+                found = self._attach(compile(builder, settings=self.settings, nodes=nodes, **kwargs))
                 self.graphs[graph_id] = found
             return found
 

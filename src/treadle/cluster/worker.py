@@ -72,6 +72,7 @@ class _RunExecution(Execution):
         self.ending = False  # its final status (or hand-off) is being written
         self.payload: dict[str, Any] = {}
         self.last_values: Any = None  # the last root "values" chunk of a streaming run
+        self.owned_graph: Any = None  # a graph a factory made for this run (closed after it)
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None and not self.ending:
@@ -379,6 +380,13 @@ class Worker:
         self._slot_free.set()
 
     async def _execute(self, ex: _RunExecution) -> None:
+        try:
+            await self._execute_attempt(ex)
+        finally:
+            if ex.owned_graph is not None:  # made by a factory for this run
+                await asyncio.to_thread(ex.owned_graph.close)
+
+    async def _execute_attempt(self, ex: _RunExecution) -> None:
         row = ex.row
         log.info("run %s (thread %s, attempt %d/%d, epoch %d) started", row.run_id,
                  row.thread_id, row.attempt, row.max_attempts, row.epoch)
@@ -387,8 +395,11 @@ class Worker:
             await self._stopped(ex)
             return
         try:
-            graph = self.registry.get(row.graph_id)
             payload = ex.payload = decode(row.payload)
+            graph, owned = await asyncio.to_thread(self.registry.for_run, row.graph_id,
+                                                   payload.get("config"))
+            if owned:
+                ex.owned_graph = graph
             input, config, kwargs = await self._prepare(ex, graph, payload)
         except asyncio.CancelledError:
             await self._stopped(ex)

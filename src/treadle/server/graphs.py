@@ -41,7 +41,6 @@ class ServerGraphs:
         self.registry.load_all()
         for gid, graph in self.registry.graphs.items():
             graph.graph_id = gid.removeprefix(REF_PREFIX)
-            _attach_memory(graph, self.store)
         for gid, reason in self.registry.failed.items():
             log.error("graph %s is not served: %s", gid.removeprefix(REF_PREFIX), reason)
 
@@ -102,12 +101,3 @@ def _schemas(graph: Any) -> dict[str, Any]:
         "config_schema": attempt("get_config_jsonschema"),
         "context_schema": attempt("get_context_jsonschema"),
     }
-
-
-def _attach_memory(graph: TreadleGraph, store: Store) -> None:
-    """Give the graph treadle's BaseStore (long-term memory) on the same database."""
-    try:
-        from treadle.memory import TreadleStore
-    except ImportError:  # pragma: no cover - the memory module is part of the package
-        return
-    graph.graph.store = TreadleStore(store)
