@@ -129,12 +129,14 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 async def _purge_events(ctx: Ctx) -> None:
-    """Delete the stream events of runs that ended longer ago than the retention."""
+    """Delete the stream events of runs that ended longer ago than the retention, and
+    store items whose TTL has passed (reads already skip them)."""
     while True:
         await asyncio.sleep(min(60.0, max(1.0, ctx.settings.event_retention / 10)))
         try:
             await asyncio.to_thread(ctx.store.purge_events, ctx.settings.event_retention)
+            await asyncio.to_thread(ctx.store.sweep_items)
         except TreadleError as exc:
-            log.warning("purging old stream events failed (%s)", exc)
+            log.warning("purging old stream events or expired items failed (%s)", exc)
 
 
