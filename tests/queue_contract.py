@@ -557,6 +557,30 @@ class QueueContract:
         assert store.read_events("r1", 6) == []
         assert store.read_events("other", 0) == []
 
+    def test_purge_events_keeps_recent_and_active_runs(self, store: Store) -> None:
+        done = running(store, "r1")
+        assert store.put_events("r1", done.epoch, [Event(1, "values", b"a")])
+        assert store.finish_run("r1", done.epoch, "success")
+        active = running(store, "r2", "t2")
+        assert store.put_events("r2", active.epoch, [Event(1, "values", b"b")])
+        assert store.purge_events(3600) == 0  # ended just now: kept
+        assert len(store.read_events("r1", 0)) == 1
+        time.sleep(0.05)
+        assert store.purge_events(0.01) == 1  # ended longer ago than the retention
+        assert store.read_events("r1", 0) == []
+        assert len(store.read_events("r2", 0)) == 1  # still running: never purged
+
+    def test_delete_runs_only_finished_ones(self, store: Store) -> None:
+        done = running(store, "r1")
+        assert store.put_events("r1", done.epoch, [Event(1, "values", b"a")])
+        assert store.finish_run("r1", done.epoch, "success")
+        running(store, "r2", "t2")
+        assert store.delete_runs(["r1", "r2", "nope"]) == 1
+        assert store.get_run("r1") is None and store.read_events("r1", 0) == []
+        assert store.get_run("r2") is not None
+        assert [r.run_id for r in store.list_runs(limit=1, offset=0)] == ["r2"]
+        assert store.list_runs(limit=10, offset=1) == []
+
     def test_events_only_while_running(self, store: Store) -> None:
         r = running(store, "r1")
         assert store.put_events("r1", r.epoch, [Event(1, "end", b"")])

@@ -303,7 +303,7 @@ DELETE_RUN = "DELETE FROM treadle_runs WHERE run_id = %s AND status NOT IN ('pen
 PURGE_EVENTS = """
 DELETE FROM treadle_events WHERE run_id IN (
     SELECT run_id FROM treadle_runs WHERE ended_at IS NOT NULL
-    AND ended_at < extract(epoch FROM clock_timestamp()) - %s)
+    AND ended_at < clock_timestamp() - make_interval(secs => %s))
 """
 QUEUE_DEPTH = f"""
 SELECT count(*), {_seconds('clock_timestamp() - min(created_at)')}
