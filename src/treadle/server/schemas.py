@@ -7,12 +7,12 @@ that treadle does not act on are accepted and listed in docs/api.md.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "AssistantCreate", "AssistantPatch", "AssistantSearch", "AssistantVersionsSearch",
+    "MAX_OFFSET", "AssistantCreate", "AssistantPatch", "AssistantSearch", "AssistantVersionsSearch",
     "CountBody", "CronCreate", "CronPatch", "CronSearch", "LatestVersion", "RunBatchItem",
     "RunCancelMany", "RunCreate", "ThreadCopy", "ThreadCreate", "ThreadHistory",
     "ThreadPatch", "ThreadPrune", "ThreadSearch", "ThreadStateCheckpoint", "ThreadStateUpdate",
@@ -23,6 +23,10 @@ StreamModeName = Literal["values", "messages", "messages-tuple", "updates", "eve
 MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
 SortOrder = Literal["asc", "desc"]
 Json = dict[str, Any]
+# The largest integer SQLite and PostgreSQL bind (a signed 64-bit one): a larger offset
+# is a 422 here rather than an overflow in the driver. Versions are 32-bit columns.
+MAX_OFFSET = 2**63 - 1
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
 
 
 class _Body(BaseModel):
@@ -54,7 +58,7 @@ class AssistantSearch(_Body):
     graph_id: str | None = None
     name: str | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
     sort_order: SortOrder | None = None
     select: list[str] | None = None
@@ -73,11 +77,11 @@ class CountBody(_Body):
 class AssistantVersionsSearch(_Body):
     metadata: Json | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
 
 
 class LatestVersion(_Body):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
 
 
 class _SuperstepUpdate(_Body):
@@ -110,7 +114,7 @@ class ThreadSearch(_Body):
     ids: list[str] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
     sort_order: SortOrder | None = None
     select: list[str] | None = None
@@ -208,7 +212,7 @@ class CronSearch(_Body):
     thread_id: str | None = None
     enabled: bool | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     sort_by: Literal["cron_id", "assistant_id", "thread_id", "next_run_date", "end_time",
                      "created_at", "updated_at"] | None = None
     sort_order: SortOrder | None = None

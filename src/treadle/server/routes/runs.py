@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 from treadle.cluster.notify import notifier_for
 from treadle.server.context import Ctx, get_ctx
 from treadle.server.runs import create_run, run_output, stream_modes, wait_for_run
-from treadle.server.schemas import RunBatchItem, RunCancelMany, RunCreate
+from treadle.server.schemas import MAX_OFFSET, RunBatchItem, RunCancelMany, RunCreate
 from treadle.server.serialize import run_json, run_payload
 from treadle.server.sse import follow_run
 from treadle.store.queue import ACTIVE, CHANNEL_CANCEL, RunRow
@@ -97,7 +97,7 @@ async def wait_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep) -> JSONR
 @router.get("/threads/{thread_id}/runs", summary="List a thread's runs, newest first")
 async def list_thread_runs(
     thread_id: str, ctx: CtxDep, limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     status: Literal["pending", "running", "error", "success", "timeout", "interrupted"] | None = None,
 ) -> list[dict[str, Any]]:
     thread = await asyncio.to_thread(ctx.store.get_thread, thread_id)
