@@ -163,6 +163,7 @@ class ServerProc:
         self._out = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.started = time.perf_counter()
         self.ready_s: float | None = None
+        self._terminated = False
         try:
             # own process group: stop() reaches anything the server forks (reloaders, workers)
             self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
@@ -204,12 +205,18 @@ class ServerProc:
             time.sleep(0.1)
         raise ServerUnavailable(f"GET /ok did not answer 200 within {timeout:.0f} s (last: {last})")
 
+    def terminate(self) -> None:
+        """Send SIGTERM to the process group once (a second one makes uvicorn skip its shutdown)."""
+        if self.alive() and not self._terminated:
+            self._terminated = True
+            self._signal(signal.SIGTERM)
+
     def stop(self, grace: float = 5.0) -> int | None:
         """SIGTERM the process group, SIGKILL after ``grace`` s; returns the exit status."""
         try:
             if self.alive():
                 assert self.proc is not None
-                self._signal(signal.SIGTERM)
+                self.terminate()
                 try:
                     self.proc.wait(grace)
                 except subprocess.TimeoutExpired:

@@ -106,7 +106,7 @@ def api(dev_server: Any) -> Iterator[Any]:
         stats[(case.operation.label, "time")] += response.elapsed
     yield schema
     with open("/tmp/st/stats.txt", "w") as f:
-        for k, v in sorted(stats.items()):
+        for k, v in sorted(stats.items(), key=str):
             print(k, v, file=f)
 
 
