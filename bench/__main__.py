@@ -17,6 +17,8 @@ BENCHES = ["chain", "concurrent", "fanout", "cluster", "server"]
 # it starts worker processes and waits out a lease expiry three times; server: ~130 s, it
 # starts four HTTP servers, and on its first run installs langgraph dev into .bench/)
 TIMEOUT = 180
+# the server bench may first create the langgraph dev virtualenv (pip, about a minute)
+TIMEOUTS = {"server": 420}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"=== bench.{name} {' '.join(flags)}".rstrip(), flush=True)
         t0 = time.perf_counter()
         try:
-            rc = subprocess.run([sys.executable, "-m", f"bench.{name}", *flags], cwd=root, env=env, timeout=TIMEOUT).returncode
+            rc = subprocess.run([sys.executable, "-m", f"bench.{name}", *flags], cwd=root, env=env, timeout=TIMEOUTS.get(name, TIMEOUT)).returncode
             outcome = "ok" if rc == 0 else f"exit {rc}"
         except subprocess.TimeoutExpired:
-            outcome = f"timeout after {TIMEOUT} s"
+            outcome = f"timeout after {TIMEOUTS.get(name, TIMEOUT)} s"
         status.append((name, outcome, time.perf_counter() - t0))
         print(flush=True)
     print("=== summary")

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.timeout(240)
 
 # Generated examples per operation and phase: enough to find the 5xx of a careless handler,
 # few enough that the whole module stays well under two minutes.
-MAX_EXAMPLES = 20
+import os
+MAX_EXAMPLES = int(os.environ.get("MAXEX", 20))
 # Runs the fuzzer starts use these graphs (they end in milliseconds); never "slow".
 FAST_ASSISTANTS = ("chain", "approval")
 
@@ -76,7 +77,7 @@ def _seed(url: str) -> Seeds:
 def api(dev_server: Any) -> Iterator[Any]:
     seeds = _seed(dev_server.url)
     config = SchemathesisConfig.from_dict({
-        "seed": 20240611,
+        "seed": int(os.environ.get("SEED", 20240611)),
         "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
         "request-timeout": 20,
     })
@@ -94,11 +95,15 @@ def api(dev_server: Any) -> Iterator[Any]:
 
     @schema.hook
     def flatmap_body(context: Any, body: Any) -> Any:
-        if isinstance(body, dict) and isinstance(body.get("assistant_id"), str):
-            return st.sampled_from([body, *({**body, "assistant_id": a} for a in seeds.ids["assistant_id"])])
-        return st.just(body)
+        options = [body]
+        if isinstance(body, dict):
+            for name, real in (("assistant_id", seeds.ids["assistant_id"]),
+                               ("graph_id", FAST_ASSISTANTS), ("thread_id", seeds.ids["thread_id"])):
+                if isinstance(body.get(name), str):
+                    options += [{**body, name: value} for value in real]
+        return st.sampled_from(options)
 
-    import collections, atexit, os
+    import collections
     stats = collections.Counter()
     @schema.hook
     def after_call(context, case, response):

@@ -113,7 +113,7 @@ async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str,
 
 @router.websocket("/threads/{thread_id}/stream/events")
 async def thread_events_socket(websocket: WebSocket, thread_id: str) -> None:
-    ctx = get_ctx(websocket)  # type: ignore[arg-type]  # reads .app.state like a Request
+    ctx: Ctx = websocket.app.state.ctx
     await websocket.accept()
     lock = asyncio.Lock()
     pumps: dict[str, asyncio.Task[None]] = {}
