@@ -22,7 +22,7 @@ from treadle.idempotency import key_from_config, reset_process_key, set_process_
 from treadle.policies import is_transient
 from treadle.pools import NodeProxy
 from treadle.store import Store
-from treadle.store.queue import CHANNEL_TASK_DONE, NewTask, TaskRow
+from treadle.store.queue import CHANNEL_TASK_DONE, CHANNEL_TASKS, NewTask, TaskRow
 
 if TYPE_CHECKING:
     from treadle.cluster.registry import GraphRegistry
@@ -50,6 +50,7 @@ async def call_remote(
     ev, sub = notifier.async_event(CHANNEL_TASK_DONE, key)
     with sub:
         row = await asyncio.to_thread(store.submit_task, task)
+        notifier.emit(CHANNEL_TASKS, key)  # a worker of this process claims it at once
         while row.status not in ("success", "error"):
             try:
                 await asyncio.wait_for(ev.wait(), poll)

@@ -626,6 +626,7 @@ class Worker:
     async def _run_task(self, row: TaskRow) -> None:
         try:
             await run_task(self.store, self.registry, row)
+            self.notifier.emit(CHANNEL_TASK_DONE, row.task_key)
         except asyncio.CancelledError:
             pass
         except StoreError as exc:
