@@ -47,6 +47,7 @@ from treadle.store.queue import (
     CHANNEL_CANCEL,
     CHANNEL_RUN_DONE,
     CHANNEL_RUNS,
+    CHANNEL_TASK_DONE,
     CHANNEL_TASKS,
     RunRow,
     TaskRow,

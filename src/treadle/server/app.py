@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from treadle.config import Settings
@@ -27,7 +27,7 @@ from treadle.errors import (
 )
 from treadle.server.context import Ctx
 from treadle.server.graphs import ServerGraphs
-from treadle.server.limits import BodyLimit
+from treadle.server.limits import BodyLimit, valid_unicode
 
 __all__ = ["create_app"]
 
@@ -84,6 +84,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
             shared.release(settings.store)
 
     app = FastAPI(title="treadle", version=_version(), lifespan=lifespan,
+                  dependencies=[Depends(valid_unicode)],
                   summary="LangGraph Platform's HTTP API, served by treadle",
                   docs_url="/docs", openapi_url="/openapi.json")
     from treadle.server.routes import assistants, meta, runs, threads

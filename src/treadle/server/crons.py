@@ -15,7 +15,7 @@ import logging
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from fastapi import HTTPException
 
 from treadle.errors import TreadleError
@@ -30,7 +30,11 @@ def validate_schedule(schedule: str, timezone: str | None) -> None:
     if not croniter.is_valid(schedule):
         raise HTTPException(422, f"schedule {schedule!r} is not a cron expression "
                                  "(e.g. '*/5 * * * *')")
-    _zone(timezone)
+    zone = _zone(timezone)
+    try:  # well-formed yet matching no date, like '0 0 31 2 *' (February 31st)
+        croniter(schedule, dt.datetime.now(zone)).get_next(float)
+    except CroniterError as exc:
+        raise HTTPException(422, f"schedule {schedule!r} never fires: no date matches it") from exc
 
 
 def _zone(timezone: str | None) -> dt.tzinfo:
@@ -62,7 +66,13 @@ def parse_end_time(value: str | None) -> float | None:
         raise HTTPException(422, f"end_time {value!r} is not an ISO 8601 date-time") from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
+    try:
+        ts = when.astimezone(dt.UTC).timestamp()
+        dt.datetime.fromtimestamp(ts, dt.UTC)  # responses show it back as a date
+    except (OverflowError, ValueError) as exc:
+        raise HTTPException(422, f"end_time {value!r} is out of range (years 1 to 9999 in UTC)"
+                            ) from exc
+    return ts
 
 
 async def fire(ctx: Ctx, cron: Any) -> str | None:

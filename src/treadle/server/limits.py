@@ -1,11 +1,36 @@
-"""Request body limit: bodies over ``max_body_bytes`` get 413 before any handler runs."""
+"""Request body checks before any handler runs: size (413) and text that is not Unicode (422)."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-__all__ = ["BodyLimit"]
+from fastapi import HTTPException, Request
+from starlette.requests import HTTPConnection
+
+__all__ = ["BodyLimit", "valid_unicode"]
+
+# A JSON escape of a UTF-16 surrogate: legal JSON, but a lone one is not Unicode text.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+async def valid_unicode(request: HTTPConnection) -> None:
+    """422 for a JSON body holding a lone surrogate (``"\\udc00"``): no database can
+    store it and no response can echo it, so it is refused before anything is written."""
+    if not isinstance(request, Request) or request.method not in ("POST", "PUT", "PATCH",
+                                                                  "DELETE"):
+        return  # a WebSocket, or a request without a body
+    body = await request.body()
+    if not _SURROGATE_ESCAPE.search(body):
+        return
+    try:
+        json.dumps(json.loads(body), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise HTTPException(422, "the body holds text that is not valid Unicode (a lone "
+                                 "surrogate escape such as \\udc00); send UTF-8 text") from exc
+    except ValueError:
+        return  # not JSON: the route's own validation answers
 
 Scope = dict[str, Any]
 
@@ -31,19 +56,27 @@ class BodyLimit:
                     await self._reject(send)
                     return
         seen = 0
-        started = False
+        started = over = False
 
         async def limited_receive() -> Any:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    over = True
                     raise _TooLarge
             return message
 
         async def tracking_send(message: Any) -> None:
             nonlocal started
+            if over:
+                # FastAPI turns the failed read into "400 error parsing the body": the
+                # client is told the real reason instead.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._reject(send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -25,7 +25,7 @@ from treadle.server.graphs import default_assistant_id
 from treadle.server.schemas import RunCreate
 from treadle.store.queue import CHANNEL_RUN_DONE, CHANNEL_RUNS, TERMINAL, NewRun, RunRow
 
-__all__ = ["create_run", "get_assistant_or_404", "run_output", "stream_modes", "wait_for_run"]
+__all__ = ["check_run", "create_run", "get_assistant_or_404", "run_output", "stream_modes", "wait_for_run"]
 
 # LangGraph stream modes behind each API stream mode ("values" is always recorded: it
 # is a streamed run's result).
@@ -57,11 +57,8 @@ def _merge_config(base: dict[str, Any], given: dict[str, Any] | None) -> dict[st
     return merged
 
 
-async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream: bool,
-                     stateless: bool = False) -> tuple[RunRow, dict[str, Any]]:
-    """Queue a run; 404 for an unknown assistant/thread, 409 when the thread is busy
-    and ``multitask_strategy`` is ``reject``. Nothing is written on a rejection."""
-    store = ctx.store
+async def check_run(ctx: Ctx, body: RunCreate) -> Any:
+    """The run's assistant, or the 404/422 that refuses the run (nothing is written)."""
     assistant = await get_assistant_or_404(ctx, body.assistant_id)
     ctx.graphs.get(assistant.graph_id)  # 404 unless this deployment serves the graph
     if body.input is not None and body.command is not None:
@@ -69,7 +66,17 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     if body.after_seconds:
         raise HTTPException(422, "after_seconds (delayed runs) is not supported by treadle: "
                                  "create the run when it is due, or use a cron")
+    return assistant
+
+
+async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream: bool,
+                     stateless: bool = False) -> tuple[RunRow, dict[str, Any]]:
+    """Queue a run; 404 for an unknown assistant/thread, 409 when the thread is busy
+    and ``multitask_strategy`` is ``reject``. Nothing is written on a rejection."""
+    store = ctx.store
+    assistant = await check_run(ctx, body)
     on_completion = body.on_completion
+    regraph = False
     if stateless or thread_id is None:
         thread_id = str(uuid.uuid4())
         await asyncio.to_thread(store.ensure_thread, thread_id, metadata={
@@ -82,10 +89,7 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
                 raise HTTPException(404, f"thread {thread_id!r} not found "
                                          "(create it first, or pass if_not_exists='create')")
             thread = await asyncio.to_thread(store.ensure_thread, thread_id, metadata={})
-        if (thread.metadata or {}).get("graph_id") != assistant.graph_id:
-            # The thread's state belongs to this graph from now on (state reads use it).
-            await asyncio.to_thread(store.patch_thread, thread_id, metadata={
-                "graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id})
+        regraph = (thread.metadata or {}).get("graph_id") != assistant.graph_id
     config = _merge_config(assistant.config or {}, body.config)
     conf = config["configurable"]
     conf.setdefault("assistant_id", assistant.assistant_id)
@@ -128,6 +132,10 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     except ThreadBusyError as exc:
         raise HTTPException(409, f"thread {thread_id} is busy with another run "
                                  "(multitask_strategy=reject)") from exc
+    if regraph:  # once queued (a refused run leaves the thread as it was):
+        # the thread's state belongs to this graph from now on (state reads use it).
+        await asyncio.to_thread(store.patch_thread, thread_id, metadata={
+            "graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id})
     notifier_for(store).emit(CHANNEL_RUNS, row.run_id)
     return row, payload
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "MAX_OFFSET", "AssistantCreate", "AssistantPatch", "AssistantSearch", "AssistantVersionsSearch",
@@ -29,6 +29,35 @@ MAX_OFFSET = 2**63 - 1
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
 
 
+def _runnable_config(config: Json) -> Json:
+    """The parts of a config treadle merges itself must be objects (the rest the graph checks)."""
+    for key in ("configurable", "metadata"):
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            raise ValueError(f"config.{key} must be an object, not {config[key]!r}")
+    return config
+
+
+_CHECKPOINT_FIELDS = {"thread_id": str, "checkpoint_ns": str, "checkpoint_id": str,
+                      "checkpoint_map": dict}
+
+
+def _checkpoint(checkpoint: Json) -> Json:
+    """A checkpoint reference ({checkpoint_id, checkpoint_ns, ...}, or a config holding one
+    under ``configurable``) whose known fields have the types LangGraph reads them as."""
+    inner = checkpoint.get("configurable", checkpoint)
+    if not isinstance(inner, dict):
+        raise ValueError(f"configurable must be an object, not {inner!r}")
+    for key, kind in _CHECKPOINT_FIELDS.items():
+        if inner.get(key) is not None and not isinstance(inner[key], kind):
+            what = "a string" if kind is str else "an object"
+            raise ValueError(f"{key} must be {what}, not {inner[key]!r}")
+    return checkpoint
+
+
+RunnableConfig = Annotated[Json, AfterValidator(_runnable_config)]
+Checkpoint = Annotated[Json, AfterValidator(_checkpoint)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -36,7 +65,7 @@ class _Body(BaseModel):
 class AssistantCreate(_Body):
     graph_id: str = Field(min_length=1)
     assistant_id: str | None = None
-    config: Json | None = None
+    config: RunnableConfig | None = None
     context: Json | None = None
     metadata: Json | None = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
@@ -46,7 +75,7 @@ class AssistantCreate(_Body):
 
 class AssistantPatch(_Body):
     graph_id: str | None = Field(default=None, min_length=1)
-    config: Json | None = None
+    config: RunnableConfig | None = None
     context: Json | None = None
     metadata: Json | None = None
     name: str | None = None
@@ -132,27 +161,32 @@ class ThreadPrune(_Body):
 class ThreadStateUpdate(_Body):
     values: Any = None
     as_node: str | None = None
-    checkpoint: Json | None = None
+    checkpoint: Checkpoint | None = None
     checkpoint_id: str | None = None
 
 
 class ThreadStateCheckpoint(_Body):
-    checkpoint: Json
+    checkpoint: Checkpoint
     subgraphs: bool = False
 
 
 class ThreadHistory(_Body):
     limit: int = Field(default=10, ge=1, le=1000)
-    before: Any = None
+    before: str | Json | None = None
     metadata: Json | None = None
-    checkpoint: Json | None = None
+    checkpoint: Checkpoint | None = None
+
+    @field_validator("before")
+    @classmethod
+    def _before(cls, before: str | Json | None) -> str | Json | None:
+        return _checkpoint(before) if isinstance(before, dict) else before
 
 
 class RunCreate(_Body):
     assistant_id: str = Field(min_length=1)
     input: Any = None
     command: Json | None = None
-    config: Json | None = None
+    config: RunnableConfig | None = None
     context: Json | None = None
     metadata: Json | None = None
     stream_mode: StreamModeName | list[StreamModeName] | None = None
@@ -161,7 +195,7 @@ class RunCreate(_Body):
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
     webhook: str | None = None
-    checkpoint: Json | None = None
+    checkpoint: Checkpoint | None = None
     checkpoint_id: str | None = None
     multitask_strategy: MultitaskStrategy | None = None
     if_not_exists: Literal["create", "reject"] | None = None
@@ -196,7 +230,7 @@ class CronPatch(_Body):
     end_time: str | None = None
     input: Any = None
     metadata: Json | None = None
-    config: Json | None = None
+    config: RunnableConfig | None = None
     context: Json | None = None
     webhook: str | None = None
     interrupt_before: Literal["*"] | list[str] | None = None

@@ -17,9 +17,9 @@ from treadle.cluster.notify import notifier_for
 from treadle.jsonable import dumps, to_json
 from treadle.server.context import Ctx
 from treadle.server.runs import run_output
-from treadle.store.queue import CHANNEL_EVENTS, CHANNEL_RUN_DONE, TERMINAL
+from treadle.store.queue import CHANNEL_EVENTS, CHANNEL_RUN_DONE, TERMINAL, Event, RunRow
 
-__all__ = ["ChunkFormatter", "follow_run"]
+__all__ = ["ChunkFormatter", "follow_run", "recorded_events"]
 
 Message = dict[str, Any]  # {"event": ..., "data": str, "id": str | None}
 
@@ -76,38 +76,22 @@ def _message(event: str, data: Any, ident: int | None) -> Message:
             "id": None if ident is None else str(ident)}
 
 
-async def follow_run(ctx: Ctx, run_id: str, modes: list[str], subgraphs: bool, *,
-                     last_event_id: str | None = None, metadata: bool = True
-                     ) -> AsyncIterator[Message]:
-    """The SSE messages of run ``run_id``, after ``last_event_id``, until it ends."""
+async def recorded_events(ctx: Ctx, run_id: str, after: int = 0
+                      ) -> AsyncIterator[Event | RunRow]:
+    """The run's recorded events after ``after`` as they are written, then the run once it
+    has ended (nothing more if it was deleted)."""
     store = ctx.store
-    after = 0
-    if last_event_id is not None:
-        try:
-            after = max(0, int(last_event_id))
-        except ValueError:
-            after = 0
-    row = await asyncio.to_thread(store.get_run, run_id)
-    if row is None:
-        yield _message("error", {"error": "NotFound", "message": f"run {run_id} not found"}, None)
-        return
-    if metadata and last_event_id is None:
-        yield _message("metadata", {"run_id": run_id, "attempt": max(row.attempt, 1)}, 0)
-    formatter = ChunkFormatter(modes, subgraphs)
     notifier = notifier_for(store)
     poll = 1.0 if notifier.pushes else 0.05
-    ev, sub = notifier.async_event((CHANNEL_EVENTS, CHANNEL_RUN_DONE), run_id)
+    wake, sub = notifier.async_event((CHANNEL_EVENTS, CHANNEL_RUN_DONE), run_id)
     try:
         while True:
-            ev.clear()
+            wake.clear()
             events = await asyncio.to_thread(store.read_events, run_id, after)
             for event in events:
                 after = event.seq
-                if event.kind == END:
-                    continue
-                chunk = decode_chunk(event.data)
-                for name, data in formatter.format(chunk):
-                    yield _message(name, to_json(data), event.seq)
+                if event.kind != END:
+                    yield event
             if events:
                 continue
             row = await asyncio.to_thread(store.get_run, run_id)
@@ -116,16 +100,42 @@ async def follow_run(ctx: Ctx, run_id: str, modes: list[str], subgraphs: bool, *
             if row.status in TERMINAL:
                 if await asyncio.to_thread(store.read_events, run_id, after, 1):
                     continue  # written just before the status: send them first
-                if row.status in ("error", "timeout"):
-                    err = run_output(row)["__error__"]
-                    yield _message("error", err, None)
-                elif not row.stream and "values" in formatter.modes and row.result is not None:
-                    # A run that recorded no events (created by /wait): its final values.
-                    yield _message("values", run_output(row), None)
+                yield row
                 return
             try:
-                await asyncio.wait_for(ev.wait(), poll)
+                await asyncio.wait_for(wake.wait(), poll)
             except TimeoutError:
                 pass
     finally:
         sub.close()
+
+
+
+
+async def follow_run(ctx: Ctx, run_id: str, modes: list[str], subgraphs: bool, *,
+                     last_event_id: str | None = None, metadata: bool = True
+                     ) -> AsyncIterator[Message]:
+    """The SSE messages of run ``run_id``, after ``last_event_id``, until it ends."""
+    after = 0
+    if last_event_id is not None:
+        try:
+            after = max(0, int(last_event_id))
+        except ValueError:
+            after = 0
+    row = await asyncio.to_thread(ctx.store.get_run, run_id)
+    if row is None:
+        yield _message("error", {"error": "NotFound", "message": f"run {run_id} not found"}, None)
+        return
+    if metadata and last_event_id is None:
+        yield _message("metadata", {"run_id": run_id, "attempt": max(row.attempt, 1)}, 0)
+    formatter = ChunkFormatter(modes, subgraphs)
+    async for item in recorded_events(ctx, run_id, after):
+        if isinstance(item, RunRow):
+            if item.status in ("error", "timeout"):
+                yield _message("error", run_output(item)["__error__"], None)
+            elif not item.stream and "values" in formatter.modes and item.result is not None:
+                # A run that recorded no events (created by /wait): its final values.
+                yield _message("values", run_output(item), None)
+            return
+        for name, data in formatter.format(decode_chunk(item.data)):
+            yield _message(name, to_json(data), item.seq)

@@ -12,7 +12,7 @@ from sse_starlette import EventSourceResponse
 
 from treadle.cluster.notify import notifier_for
 from treadle.server.context import Ctx, get_ctx
-from treadle.server.runs import create_run, run_output, stream_modes, wait_for_run
+from treadle.server.runs import check_run, create_run, run_output, stream_modes, wait_for_run
 from treadle.server.schemas import MAX_OFFSET, RunBatchItem, RunCancelMany, RunCreate
 from treadle.server.serialize import run_json, run_payload
 from treadle.server.sse import follow_run
@@ -188,6 +188,8 @@ async def wait_stateless_run(body: RunCreate, ctx: CtxDep) -> JSONResponse:
 
 @router.post("/runs/batch", summary="Create stateless background runs")
 async def create_run_batch(body: list[RunBatchItem], ctx: CtxDep) -> list[dict[str, Any]]:
+    for item in body:  # all or none: refuse the batch before queueing any of it
+        await check_run(ctx, item)
     out = []
     for item in body:
         row, payload = await create_run(ctx, item, None, stream=True, stateless=True)

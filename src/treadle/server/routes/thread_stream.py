@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, WebSocket
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
@@ -74,14 +74,17 @@ def _filter(channels: list[str], namespaces: list[list[str]] | None, depth: int 
 @router.get("/threads/{thread_id}/stream", response_class=EventSourceResponse,
             summary="Stream every run of a thread, one after the other")
 async def join_thread_stream(
-    thread_id: str, ctx: CtxDep,
+    thread_id: str, request: Request, ctx: CtxDep,
     stream_mode: Annotated[list[ThreadStreamMode] | None, Query()] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     if await asyncio.to_thread(ctx.store.get_thread, thread_id) is None:
         raise HTTPException(404, f"thread {thread_id!r} not found")
     events = join_thread(ctx, thread_id, stream_mode or ["run_modes"], last_event_id)
-    return EventSourceResponse(events, ping=ctx.settings.sse_heartbeat, sep="\n")
+    # The SDK reconnects a dropped stream to Location with the last id it saw.
+    location = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return EventSourceResponse(events, ping=ctx.settings.sse_heartbeat, sep="\n",
+                               headers={"Location": location})
 
 
 @router.post("/threads/{thread_id}/commands", summary="Run a thread protocol command")

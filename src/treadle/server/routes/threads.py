@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response
+from langgraph.errors import InvalidUpdateError
 
 from treadle.errors import ConflictError
 from treadle.jsonable import to_json
@@ -28,6 +29,9 @@ __all__ = ["router", "thread_graph"]
 
 router = APIRouter(tags=["threads"])
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
+# What LangGraph raises for a state update that does not fit the graph (unknown node,
+# values of the wrong shape): the caller's mistake, so a 422.
+_BAD_UPDATE = (InvalidUpdateError, ValueError, KeyError, TypeError)
 
 
 async def _thread_or_404(ctx: Ctx, thread_id: str) -> Any:
@@ -78,18 +82,25 @@ async def create_thread(body: ThreadCreate, ctx: CtxDep) -> dict[str, Any]:
     thread = Thread(thread_id=body.thread_id or str(uuid.uuid4()), metadata=metadata,
                     status="idle", values=None, interrupts={}, config={}, error=None,
                     created_at=0.0, updated_at=0.0)
+    graph = thread_graph(ctx, thread)
+    if body.supersteps and graph is None:
+        raise HTTPException(422, "supersteps need graph_id (the graph they apply to)")
+    existed = body.if_exists == "do_nothing" and bool(body.supersteps) and (
+        await asyncio.to_thread(ctx.store.get_thread, thread.thread_id) is not None)
     try:
         created = await asyncio.to_thread(ctx.store.put_thread, thread, if_exists=body.if_exists)
     except ConflictError as exc:
         raise HTTPException(409, f"thread {thread.thread_id} already exists") from exc
-    if body.supersteps:
-        graph = thread_graph(ctx, created)
-        if graph is None:
-            raise HTTPException(422, "supersteps need graph_id (the graph they apply to)")
-        for step in body.supersteps:
-            for update in step.updates:
-                await graph.aupdate_state(_config(created.thread_id), update.values,
-                                          as_node=update.as_node)
+    if body.supersteps and graph is not None and not existed:  # applied once, on creation
+        for i, step in enumerate(body.supersteps):
+            for j, update in enumerate(step.updates):
+                try:
+                    await graph.aupdate_state(_config(created.thread_id), update.values,
+                                              as_node=update.as_node)
+                except _BAD_UPDATE as exc:
+                    await _delete_thread(ctx, created.thread_id)  # a rejection leaves nothing
+                    raise HTTPException(422, f"supersteps[{i}].updates[{j}] does not apply to "
+                                             f"graph {body.graph_id!r}: {exc}") from exc
         state = await graph.aget_state(_config(created.thread_id))
         await asyncio.to_thread(ctx.store.set_thread_state, created.thread_id,
                                 status="interrupted" if state.next else "idle",
@@ -206,8 +217,10 @@ async def _state(ctx: Ctx, thread_id: str, checkpoint: dict[str, Any] | None,
     if graph is None:
         return _empty_state()
     state = await graph.aget_state(_config(thread_id, checkpoint), subgraphs=subgraphs)
-    if checkpoint and checkpoint.get("checkpoint_id") and state.config is None:
-        raise HTTPException(404, f"checkpoint {checkpoint.get('checkpoint_id')!r} not found")
+    # LangGraph answers a checkpoint it does not have with an empty snapshot (no created_at).
+    if checkpoint and checkpoint.get("checkpoint_id") and state.created_at is None:
+        raise HTTPException(404, f"checkpoint {checkpoint.get('checkpoint_id')!r} not found "
+                                 f"in thread {thread_id}")
     return state_json(state)
 
 
@@ -224,7 +237,7 @@ async def update_state(thread_id: str, body: ThreadStateUpdate, ctx: CtxDep) -> 
     config = _config(thread_id, body.checkpoint, body.checkpoint_id)
     try:
         new = await graph.aupdate_state(config, body.values, as_node=body.as_node)
-    except (ValueError, KeyError, TypeError) as exc:
+    except _BAD_UPDATE as exc:
         raise HTTPException(422, f"cannot update the state: {exc}") from exc
     state = await graph.aget_state(_config(thread_id))
     await asyncio.to_thread(
