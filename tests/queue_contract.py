@@ -557,6 +557,22 @@ class QueueContract:
         assert store.read_events("r1", 6) == []
         assert store.read_events("other", 0) == []
 
+    def test_claim_and_finish_keep_the_thread_record_in_step(self, store: Store) -> None:
+        from treadle.store.resources import ThreadUpdate
+
+        store.ensure_thread("t")
+        r = running(store, "r1", "t")
+        assert store.get_thread("t").status == "busy"
+        stale = ThreadUpdate("t", "error", error="from a stale epoch")
+        assert not store.finish_run("r1", r.epoch + 1, "error", thread=stale)
+        assert store.get_thread("t").status == "busy"  # a refused finish writes nothing
+        done = ThreadUpdate("t", "interrupted", values={"n": 1}, interrupts={"task": [{"v": 1}]})
+        assert store.finish_run("r1", r.epoch, "interrupted", thread=done)
+        t = store.get_thread("t")
+        assert (t.status, t.values, t.interrupts) == ("interrupted", {"n": 1}, {"task": [{"v": 1}]})
+        running(store, "r2", "no-record")  # a thread without a record: nothing to update
+        assert store.get_thread("no-record") is None
+
     def test_purge_events_keeps_recent_and_active_runs(self, store: Store) -> None:
         done = running(store, "r1")
         assert store.put_events("r1", done.epoch, [Event(1, "values", b"a")])

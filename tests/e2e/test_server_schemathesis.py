@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -366,6 +367,18 @@ def test_refused_run_leaves_the_thread_as_it_was(http: httpx.Client) -> None:
     assert [run["run_id"] for run in http.get(f"/threads/{thread_id}/runs").json()] == [
         busy["run_id"]]
     assert http.get(f"/threads/{thread_id}/runs/{busy['run_id']}/join").json()["n"] == 3
+
+
+def test_any_text_is_an_id(http: httpx.Client) -> None:
+    """Ids are any text; the Location headers that hold them are percent-encoded Latin-1."""
+    thread_id = "thread-ü-✓-𝄞"
+    r = http.post(f"/threads/{quote(thread_id)}/runs/wait", json={
+        "assistant_id": "chain", "input": {"n": 0}, "if_not_exists": "create"})
+    assert r.status_code == 200 and r.json() == {"n": 10}, r.text
+    run_id = http.get(f"/threads/{quote(thread_id)}/runs").json()[0]["run_id"]
+    assert r.headers["location"] == f"/threads/{quote(thread_id, safe='')}/runs/{run_id}/join"
+    assert http.get(r.headers["location"]).json() == {"n": 10}
+    assert http.get(r.headers["content-location"]).json()["thread_id"] == thread_id
 
 
 def test_body_over_the_limit_is_413(http: httpx.Client, known: dict[str, str]) -> None:

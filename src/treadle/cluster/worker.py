@@ -74,6 +74,7 @@ class _RunExecution(Execution):
         self.payload: dict[str, Any] = {}
         self.last_values: Any = None  # the last root "values" chunk of a streaming run
         self.owned_graph: Any = None  # a graph a factory made for this run (closed after it)
+        self.thread_update: Any = None  # the thread record's state, written with the status
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None and not self.ending:
@@ -281,15 +282,19 @@ class Worker:
                 await self._backoff("claiming tasks", exc, failures)
                 continue
             if not rows:
-                await self._wait(self._task_wake)
+                # Without pushed notifications (SQLite), idle task polls are write
+                # transactions: poll tasks less often than runs. Tasks submitted in this
+                # process wake us at once (Notifier.emit).
+                await self._wait(self._task_wake, self.poll if self.notifier.pushes
+                                 else max(self.poll, 0.25))
                 continue
             for row in rows:
                 task = asyncio.create_task(self._run_task(row))
                 self.tasks[row.task_key] = (row, task)
 
-    async def _wait(self, wake: asyncio.Event) -> None:
+    async def _wait(self, wake: asyncio.Event, timeout: float | None = None) -> None:
         try:
-            await asyncio.wait_for(wake.wait(), self.poll)
+            await asyncio.wait_for(wake.wait(), self.poll if timeout is None else timeout)
         except TimeoutError:
             pass
         wake.clear()
@@ -430,7 +435,7 @@ class Worker:
                 status = "interrupted"
             if result is None and ex.row.stream:
                 result = ex.last_values
-            await self._thread_state(ex, "interrupted" if state.next else "idle", state)
+            self._thread_state(ex, "interrupted" if state.next else "idle", state)
         except asyncio.CancelledError:
             await self._stopped(ex)
             return
@@ -447,15 +452,15 @@ class Worker:
             return
         except TimeoutError as exc:
             if isinstance(exc, NodeTimeoutError):
-                await self._thread_state(ex, "error", error=f"{type(exc).__name__}: {exc}")
+                self._thread_state(ex, "error", error=f"{type(exc).__name__}: {exc}")
                 await self._finish(ex, "error", error=f"{type(exc).__name__}: {exc}")
             else:
-                await self._thread_state(ex, "idle")
+                self._thread_state(ex, "idle")
                 await self._finish(ex, "timeout", error=f"run exceeded its timeout of {row.timeout_s:g}s")
             return
         except Exception as exc:
             log.warning("run %s failed: %s: %s", row.run_id, type(exc).__name__, exc)
-            await self._thread_state(ex, "error", error=f"{type(exc).__name__}: {exc}")
+            self._thread_state(ex, "error", error=f"{type(exc).__name__}: {exc}")
             await self._finish(ex, "error", error=f"{type(exc).__name__}: {exc}")
             return
         await self._finish(ex, status, result=encode(result))
@@ -489,8 +494,6 @@ class Worker:
         await self.store.submit_async(ClaimThreadNow(row.thread_id, token=ex.token,
                                                      run_id=row.run_id, run_epoch=row.epoch))
         ex.claimed = True
-        if payload.get("thread_record"):
-            await self._thread_state(ex, "busy")
         # A run that already committed a checkpoint continues from it: giving the input
         # again would start it over (and append the input twice to a message list).
         latest = await asyncio.to_thread(self.store.get_checkpoint, row.thread_id, "", None)
@@ -554,7 +557,7 @@ class Worker:
             if reason == "rollback":
                 await asyncio.to_thread(self.store.delete_for_runs, [row.run_id])
             log.info("run %s stopped on request (%s)", row.run_id, reason)
-            await self._thread_state(ex, "idle")
+            self._thread_state(ex, "idle")
             await self._finish(ex, CANCEL_STATUS[reason], error=f"{reason} requested")
         elif reason == "drain":
             await self._barrier(ex)
@@ -577,7 +580,7 @@ class Worker:
         row = ex.row
         try:
             done = await asyncio.to_thread(self.store.finish_run, row.run_id, row.epoch, status,
-                                           result=result, error=error)
+                                           result=result, error=error, thread=ex.thread_update)
         except StoreError as exc:
             log.warning("run %s: recording %s failed (%s); its lease will expire and the run "
                         "resumes elsewhere", row.run_id, status, exc)
@@ -591,23 +594,22 @@ class Worker:
             log.warning("run %s: status %s refused, another worker took the run over",
                         row.run_id, status)
 
-    async def _thread_state(self, ex: _RunExecution, status: str, state: Any = None,
-                            error: str | None = None) -> None:
-        """Keep the thread's record (threads made through the HTTP API) in step:
-        busy while a run executes, then idle / interrupted / error with its values."""
+    def _thread_state(self, ex: _RunExecution, status: str, state: Any = None,
+                      error: str | None = None) -> None:
+        """The thread record's state once the run ends (threads made through the HTTP
+        API): written with the run's final status, in the same transaction. The claim
+        already marked it busy."""
         if not ex.payload.get("thread_record"):
             return
         from treadle.jsonable import to_json
+        from treadle.store.resources import ThreadUpdate
 
-        kwargs: dict[str, Any] = {"status": status, "error": error}
+        update = ThreadUpdate(ex.row.thread_id, status, error=error)
         if state is not None:
-            kwargs["values"] = to_json(state.values)
-            kwargs["interrupts"] = {t.id: to_json(list(t.interrupts)) for t in state.tasks
-                                    if getattr(t, "interrupts", None)}
-        try:
-            await asyncio.to_thread(self.store.set_thread_state, ex.row.thread_id, **kwargs)
-        except StoreError as exc:
-            log.warning("run %s: updating its thread's status failed (%s)", ex.run_id, exc)
+            update.values = to_json(state.values)
+            update.interrupts = {t.id: to_json(list(t.interrupts)) for t in state.tasks
+                                 if getattr(t, "interrupts", None)}
+        ex.thread_update = update
 
     async def _after_run(self, ex: _RunExecution, status: str) -> None:
         """What a run asked for at its end: delete a stateless run's thread, call a webhook."""

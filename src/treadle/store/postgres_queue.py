@@ -36,6 +36,7 @@ from treadle.store.queue import (
     TaskRow,
     check,
 )
+from treadle.store.resources import ThreadUpdate
 
 __all__ = ["PostgresQueue"]
 
@@ -60,6 +61,10 @@ class PostgresQueue(RunQueue):
     @abc.abstractmethod
     def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``fn`` on a pooled autocommit connection; driver errors become StoreError."""
+
+    # The statement recording a thread's state, from the resources half of the store
+    # (an annotation, not an abstract method: the resources mixin comes later in the MRO).
+    _thread_state_stmt: Callable[[ThreadUpdate], tuple[str, dict[str, Any]]]
 
     @abc.abstractmethod
     def _connect(self) -> psycopg.Connection[Any]:
@@ -117,8 +122,16 @@ class PostgresQueue(RunQueue):
     def claim_run(
         self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float
     ) -> RunRow | None:
-        row = self._one("claiming a run", q.CLAIM_RUN,
-                        (worker, list(graph_ids), allow_pickled, float(ttl)))
+        def run(conn: psycopg.Connection[Any]) -> Any:
+            with conn.transaction():
+                row = conn.execute(q.CLAIM_RUN, (worker, list(graph_ids), allow_pickled,
+                                                 float(ttl)), binary=True).fetchone()
+                if row is not None:
+                    conn.execute(*self._thread_state_stmt(ThreadUpdate(_run(row).thread_id,
+                                                                       "busy")))
+                return row
+
+        row = self._with_conn("claiming a run", run)
         return _run(row) if row else None
 
     def heartbeat(
@@ -154,11 +167,21 @@ class PostgresQueue(RunQueue):
         *,
         result: bytes | None = None,
         error: str | None = None,
+        thread: ThreadUpdate | None = None,
     ) -> bool:
         check("final run status", status)
-        row = self._one(f"finishing run {run_id}", q.FINISH_RUN,
-                        (status, result, error, run_id, Int8(epoch)))
-        return row is not None
+        params = (status, result, error, run_id, Int8(epoch))
+        if thread is None:
+            return self._one(f"finishing run {run_id}", q.FINISH_RUN, params) is not None
+
+        def run(conn: psycopg.Connection[Any]) -> bool:
+            with conn.transaction():
+                done = conn.execute(q.FINISH_RUN, params, binary=True).fetchone() is not None
+                if done:
+                    conn.execute(*self._thread_state_stmt(thread))
+                return done
+
+        return self._with_conn(f"finishing run {run_id}", run)
 
     def release_run(self, run_id: str, epoch: int) -> bool:
         return self._one(f"releasing run {run_id}", q.RELEASE_RUN, (run_id, Int8(epoch))) is not None

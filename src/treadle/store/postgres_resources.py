@@ -30,6 +30,7 @@ from treadle.store.resources import (
     Cron,
     ResourceStore,
     Thread,
+    ThreadUpdate,
     Unset,
     check_choice,
     merge_metadata,
@@ -475,6 +476,16 @@ class PostgresResources(ResourceStore):
     ) -> int:
         return self._count("counting threads", self._thread_query(metadata, values, status),
                            COUNT_THREADS)
+
+    def _thread_state_stmt(self, u: ThreadUpdate) -> tuple[str, dict[str, Any]]:
+        """The statement recording ``u`` (for callers inside their own transaction)."""
+        check_choice("thread status", u.status, THREAD_STATUSES)
+        given = not isinstance(u.values, Unset)
+        return SET_THREAD_STATE, {
+            "status": u.status, "set_values": given,
+            "values": _jsonb_or_null(u.values) if given else None,
+            "interrupts": _jsonb(u.interrupts or {}), "error": u.error, "thread_id": u.thread_id,
+        }
 
     def set_thread_state(
         self,

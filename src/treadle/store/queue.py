@@ -23,6 +23,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from treadle.store.resources import ThreadUpdate
 
 __all__ = [
     "ACTIVE",
@@ -201,7 +205,9 @@ class RunQueue(abc.ABC):
         Claimable: ``pending``; ``graph_id`` in ``graph_ids`` (or a ``pickle:`` id when
         ``allow_pickled``); no run of its thread is ``running``; no older pending run
         on its thread. The claim sets running, ``worker``, ``epoch + 1``,
-        ``attempt + 1``, ``lease_expires_at = now + ttl``, ``started_at`` if unset.
+        ``attempt + 1``, ``lease_expires_at = now + ttl``, ``started_at`` if unset; the
+        thread's record (threads made through the HTTP API) becomes ``busy`` in the same
+        transaction.
         Concurrent claimers never get the same run (``FOR UPDATE SKIP LOCKED``).
         """
 
@@ -225,8 +231,12 @@ class RunQueue(abc.ABC):
         *,
         result: bytes | None = None,
         error: str | None = None,
+        thread: ThreadUpdate | None = None,
     ) -> bool:
         """Move a running run to terminal ``status`` if ``epoch`` is still its epoch.
+
+        ``thread``: also record the thread's new state (its record, if it has one) in
+        the same transaction, and only if the run's status was recorded.
 
         Clears worker and lease, sets ``ended_at``. Notifies CHANNEL_RUN_DONE and,
         since its thread may now be free, CHANNEL_RUNS. False when fenced."""

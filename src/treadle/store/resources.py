@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
+    "ThreadUpdate",
     "ASSISTANT_SORT",
     "CRON_SORT",
     "IF_EXISTS",
@@ -98,6 +99,18 @@ class Assistant:
     version: int = 1  # set by the store
     created_at: float = 0.0  # set by the store; a version's: when it was made
     updated_at: float = 0.0  # set by the store; a version's: equals its created_at
+
+
+@dataclass(slots=True)
+class ThreadUpdate:
+    """A thread record's new state, written with a run's status change (see
+    ``RunQueue.finish_run``): one transaction, not two."""
+
+    thread_id: str
+    status: str
+    values: Any = UNSET
+    interrupts: dict[str, Any] | None = None
+    error: str | None = None
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ import abc
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from treadle.store.queue import (
     TaskRow,
     check,
 )
+from treadle.store.resources import ThreadUpdate
 
 __all__ = ["SqliteQueue"]
 
@@ -68,6 +69,10 @@ class SqliteQueue(RunQueue):
         ):
             return StoreUnavailableError(message)
         return StoreError(message)
+
+    # The statement recording a thread's state, from the resources half of the store
+    # (an annotation, not an abstract method: the resources mixin comes later in the MRO).
+    _thread_state_stmt: Callable[[ThreadUpdate], tuple[str, tuple[Any, ...]]]
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -131,6 +136,8 @@ class SqliteQueue(RunQueue):
             row = conn.execute(
                 q.CLAIM_RUN, (worker, ttl, json.dumps(list(graph_ids)), int(allow_pickled))
             ).fetchone()
+            if row is not None:
+                conn.execute(*self._thread_state_stmt(ThreadUpdate(_run(row).thread_id, "busy")))
         return _run(row) if row else None
 
     def heartbeat(
@@ -162,10 +169,13 @@ class SqliteQueue(RunQueue):
         *,
         result: bytes | None = None,
         error: str | None = None,
+        thread: ThreadUpdate | None = None,
     ) -> bool:
         check("final run status", status)
         with self._write(f"finishing run {run_id}") as conn:
             done = conn.execute(q.FINISH_RUN, (status, result, error, run_id, epoch)).rowcount
+            if done == 1 and thread is not None:
+                conn.execute(*self._thread_state_stmt(thread))
         return done == 1
 
     def release_run(self, run_id: str, epoch: int) -> bool:

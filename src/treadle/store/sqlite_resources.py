@@ -30,6 +30,7 @@ from treadle.store.resources import (
     Cron,
     ResourceStore,
     Thread,
+    ThreadUpdate,
     Unset,
     check_choice,
     merge_metadata,
@@ -419,6 +420,14 @@ class SqliteResources(ResourceStore):
     ) -> int:
         return self._count("counting threads", self._thread_query(metadata, values, status),
                            COUNT_THREADS)
+
+    def _thread_state_stmt(self, u: ThreadUpdate) -> tuple[str, tuple[Any, ...]]:
+        """The statement recording ``u`` (for callers inside their own transaction)."""
+        check_choice("thread status", u.status, THREAD_STATUSES)
+        given = not isinstance(u.values, Unset)
+        return SET_THREAD_STATE, (
+            u.status, int(given), _dump(u.values) if given and u.values is not None else None,
+            _dump(u.interrupts or {}), u.error, u.thread_id)
 
     def set_thread_state(
         self,

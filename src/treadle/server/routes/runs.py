@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -25,7 +26,8 @@ CtxDep = Annotated[Ctx, Depends(get_ctx)]
 
 
 def _run_path(row: RunRow) -> str:
-    return f"/threads/{row.thread_id}/runs/{row.run_id}"
+    # Percent-encoded: it goes into headers, which are Latin-1, and ids are any text.
+    return f"/threads/{quote(row.thread_id, safe='')}/runs/{quote(row.run_id, safe='')}"
 
 
 def _sse(ctx: Ctx, stream: AsyncIterator[dict[str, Any]], headers: dict[str, str]
