@@ -573,6 +573,15 @@ class QueueContract:
         running(store, "r2", "no-record")  # a thread without a record: nothing to update
         assert store.get_thread("no-record") is None
 
+    def test_a_run_given_up_by_the_sweeper_frees_its_thread_record(self, store: Store) -> None:
+        store.ensure_thread("t")
+        store.enqueue_run(new_run("r1", "t", max_attempts=1))
+        assert claim(store, ttl=TTL) is not None
+        assert store.get_thread("t").status == "busy"
+        time.sleep(EXPIRE)
+        assert store.sweep() == [("r1", "error")]
+        assert store.get_thread("t").status == "error"
+
     def test_purge_events_keeps_recent_and_active_runs(self, store: Store) -> None:
         done = running(store, "r1")
         assert store.put_events("r1", done.epoch, [Event(1, "values", b"a")])

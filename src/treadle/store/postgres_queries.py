@@ -345,7 +345,7 @@ WITH expired AS (
     WHERE r.run_id = e.run_id
     RETURNING r.run_id, r.thread_id, r.status
 )
-SELECT s.run_id, s.status,
+SELECT s.run_id, s.status, s.thread_id,
     CASE WHEN s.status = 'pending' THEN pg_notify('{CHANNEL_RUNS}', s.run_id)::text
          ELSE pg_notify('{CHANNEL_RUN_DONE}', s.run_id)::text || coalesce({_notify_next_run('s')}, '')
     END

@@ -27,6 +27,7 @@ from treadle.store import postgres_queries as q
 from treadle.store.postgres_listen import PgListener
 from treadle.store.queue import (
     CANCEL_STATUS,
+    TERMINAL,
     Event,
     Heartbeat,
     NewRun,
@@ -198,7 +199,12 @@ class PostgresQueue(RunQueue):
     def sweep(self) -> list[tuple[str, str]]:
         def run(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
             with conn.transaction():
-                changed = [(r[0], r[1]) for r in conn.execute(q.SWEEP_RUNS).fetchall()]
+                swept = conn.execute(q.SWEEP_RUNS).fetchall()
+                changed = [(r[0], r[1]) for r in swept]
+                for r in swept:
+                    if r[1] in TERMINAL:  # given up or cancelled: its thread is no longer busy
+                        state = "error" if r[1] == "error" else "idle"
+                        conn.execute(*self._thread_state_stmt(ThreadUpdate(r[2], state)))
                 changed += [(r[0], r[1]) for r in conn.execute(q.SWEEP_TASKS).fetchall()]
             return changed
 

@@ -249,7 +249,7 @@ UPDATE treadle_runs SET
     worker = NULL,
     lease_expires_at = NULL
 WHERE status = 'running' AND lease_expires_at < {NOW}
-RETURNING run_id, status"""
+RETURNING run_id, status, thread_id"""
 SWEEP_TASKS = f"""
 UPDATE treadle_tasks SET
     status = CASE WHEN attempt >= max_attempts THEN 'error' ELSE 'pending' END,

@@ -22,6 +22,7 @@ from treadle.errors import StoreError, StoreUnavailableError, ThreadBusyError
 from treadle.store import sqlite_queries as q
 from treadle.store.queue import (
     CANCEL_STATUS,
+    TERMINAL,
     Event,
     Heartbeat,
     NewRun,
@@ -193,7 +194,12 @@ class SqliteQueue(RunQueue):
 
     def sweep(self) -> list[tuple[str, str]]:
         with self._write("sweeping expired leases") as conn:
-            changed = [(r[0], r[1]) for r in conn.execute(q.SWEEP_RUNS).fetchall()]
+            swept = conn.execute(q.SWEEP_RUNS).fetchall()
+            changed = [(r[0], r[1]) for r in swept]
+            for r in swept:
+                if r[1] in TERMINAL:  # given up or cancelled: its thread is no longer busy
+                    state = "error" if r[1] == "error" else "idle"
+                    conn.execute(*self._thread_state_stmt(ThreadUpdate(r[2], state)))
             changed += [(r[0], r[1]) for r in conn.execute(q.SWEEP_TASKS).fetchall()]
         return changed
 
