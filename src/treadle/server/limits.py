@@ -13,15 +13,22 @@ __all__ = ["BodyLimit", "valid_unicode"]
 
 # A JSON escape of a UTF-16 surrogate: legal JSON, but a lone one is not Unicode text.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_NUL_ESCAPE = re.compile(rb"\\u0000")
 
 
 async def valid_unicode(request: HTTPConnection) -> None:
-    """422 for a JSON body holding a lone surrogate (``"\\udc00"``): no database can
-    store it and no response can echo it, so it is refused before anything is written."""
+    """422 for text no database can store: a lone surrogate (``"\\udc00"``, legal JSON but
+    not Unicode) or a NUL character (``"\\u0000"``, refused by PostgreSQL), in a JSON body
+    or in the path. Checked before anything is written, the same on every backend."""
+    if "\x00" in request.url.path:
+        raise HTTPException(422, "the path holds a NUL character; ids cannot contain it")
     if not isinstance(request, Request) or request.method not in ("POST", "PUT", "PATCH",
                                                                   "DELETE"):
         return  # a WebSocket, or a request without a body
     body = await request.body()
+    if _NUL_ESCAPE.search(body) and _has_nul(body):
+        raise HTTPException(422, "the body holds a NUL character (\\u0000), which cannot be "
+                                 "stored; remove it")
     if not _SURROGATE_ESCAPE.search(body):
         return
     try:
@@ -31,6 +38,26 @@ async def valid_unicode(request: HTTPConnection) -> None:
                                  "surrogate escape such as \\udc00); send UTF-8 text") from exc
     except ValueError:
         return  # not JSON: the route's own validation answers
+
+
+def _has_nul(body: bytes) -> bool:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False  # not JSON: the route's own validation answers
+    stack: list[Any] = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
 
 Scope = dict[str, Any]
 

@@ -29,6 +29,18 @@ MAX_OFFSET = 2**63 - 1
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
 
 
+def _webhook(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("webhook must be an http:// or https:// URL")
+    return url
+
+
+WebhookUrl = Annotated[str, AfterValidator(_webhook)]
+
+
 def _runnable_config(config: Json) -> Json:
     """The parts of a config treadle merges itself must be objects (the rest the graph checks)."""
     for key in ("configurable", "metadata"):
@@ -194,7 +206,7 @@ class RunCreate(_Body):
     stream_resumable: bool = False
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
-    webhook: str | None = None
+    webhook: WebhookUrl | None = None
     checkpoint: Checkpoint | None = None
     checkpoint_id: str | None = None
     multitask_strategy: MultitaskStrategy | None = None
@@ -232,7 +244,7 @@ class CronPatch(_Body):
     metadata: Json | None = None
     config: RunnableConfig | None = None
     context: Json | None = None
-    webhook: str | None = None
+    webhook: WebhookUrl | None = None
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
     on_run_completed: Literal["delete", "keep"] | None = None

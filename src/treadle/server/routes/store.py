@@ -59,8 +59,8 @@ class SearchItems(BaseModel):
     filter: dict[str, Any] | None = Field(
         default=None, description="Top-level keys of the value: a value, or operators "
         "($eq, $ne, $gt, $gte, $lt, $lte).")
-    limit: int = Field(default=10, ge=0)
-    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=10, ge=0, le=10_000)
+    offset: int = Field(default=0, ge=0, le=2**63 - 1)
     query: str | None = Field(default=None, description="Ignored: treadle has no vector index.")
     refresh_ttl: bool | None = None
 
@@ -70,9 +70,9 @@ class SearchItems(BaseModel):
 class ListNamespaces(BaseModel):
     prefix: list[str] | None = Field(default=None, description="'*' matches any one label.")
     suffix: list[str] | None = Field(default=None, description="'*' matches any one label.")
-    max_depth: int | None = Field(default=None, ge=1)
-    limit: int = Field(default=100, ge=0)
-    offset: int = Field(default=0, ge=0)
+    max_depth: int | None = Field(default=None, ge=1, le=1_000)
+    limit: int = Field(default=100, ge=0, le=10_000)
+    offset: int = Field(default=0, ge=0, le=2**63 - 1)
 
     check_paths = field_validator("prefix", "suffix")(_labels)
 

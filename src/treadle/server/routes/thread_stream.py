@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
@@ -82,7 +83,7 @@ async def join_thread_stream(
         raise HTTPException(404, f"thread {thread_id!r} not found")
     events = join_thread(ctx, thread_id, stream_mode or ["run_modes"], last_event_id)
     # The SDK reconnects a dropped stream to Location with the last id it saw.
-    location = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    location = quote(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
     return EventSourceResponse(events, ping=ctx.settings.sse_heartbeat, sep="\n",
                                headers={"Location": location})
 
