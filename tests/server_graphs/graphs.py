@@ -26,9 +26,9 @@ def _step(state: Count) -> dict[str, int]:
     return {"n": state["n"] + 1}
 
 
-def _chain() -> Any:
+def _chain(length: int = 10) -> Any:
     b = StateGraph(Count)
-    names = [f"s{i}" for i in range(10)]
+    names = [f"s{i}" for i in range(length)]
     for name in names:
         b.add_node(name, _step)
     b.add_edge(START, names[0])
@@ -181,16 +181,7 @@ fanout = _fanout().compile()
 # --- factory: a graph made per config (langgraph.json may name a function) ----------------
 def make_graph(config: dict[str, Any]) -> Any:
     """Called per run with the run's config: ``configurable.length`` nodes (default 10)."""
-    length = int((config.get("configurable") or {}).get("length", 10))
-    b = StateGraph(Count)
-    names = [f"s{i}" for i in range(length)]
-    for name in names:
-        b.add_node(name, _step)
-    b.add_edge(START, names[0])
-    for a, c in zip(names, names[1:], strict=False):
-        b.add_edge(a, c)
-    b.add_edge(names[-1], END)
-    return b.compile()
+    return _chain(int((config.get("configurable") or {}).get("length", 10))).compile()
 
 
 # --- env: reads a variable langgraph.json's "env" sets ------------------------------------
