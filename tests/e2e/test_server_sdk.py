@@ -388,3 +388,23 @@ def test_webhook_is_called_on_run_end(dev_server):
         assert received[1]["values"] == {"n": 10}
     finally:
         srv.shutdown()
+
+
+def test_dev_refuses_a_graph_that_cannot_load_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    config = tmp_path / "langgraph.json"
+    config.write_text('{"graphs": {"agent": "./missing.py:graph"}}')
+    for args in (["--config", str(config)], ["--config", str(tmp_path / "nope.json")]):
+        r = subprocess.run([sys.executable, "-m", "treadle", "dev", *args, "--port", "0",
+                            "--store", f"sqlite:///{tmp_path / 'x.db'}"],
+                           capture_output=True, text=True, timeout=60, env=subprocess_env())
+        assert r.returncode == 1, r.stderr
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "missing.py" in subprocess.run(
+        [sys.executable, "-m", "treadle", "dev", "--config", str(config)], capture_output=True,
+        text=True, timeout=60, env=subprocess_env()).stderr

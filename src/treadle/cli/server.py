@@ -27,7 +27,17 @@ def _refs(config: str) -> dict[str, str]:
 
     if not Path(config).is_file():
         raise ConfigError(f"{config} not found: pass --config path/to/langgraph.json")
-    return read_langgraph_json(config)
+    refs = read_langgraph_json(config)
+    # Fail before listening, in one line, rather than serve a deployment missing a graph.
+    from treadle.errors import GraphLoadError
+    from treadle.graphs import load_graph
+
+    for name, ref in refs.items():
+        try:
+            load_graph(ref)
+        except GraphLoadError as exc:
+            raise ConfigError(f"graph {name!r} of {config} cannot be loaded: {exc}") from exc
+    return refs
 
 
 def _serve(settings: object, refs: dict[str, str], *, in_process_worker: bool,
