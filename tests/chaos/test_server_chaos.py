@@ -9,7 +9,7 @@ import signal
 import pytest
 from langgraph_sdk import get_client
 
-from conftest import SERVER_GRAPHS
+from processes import SERVER_GRAPHS
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.timeout(180)]
 

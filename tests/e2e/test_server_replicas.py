@@ -11,7 +11,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError
 
-from conftest import SERVER_GRAPHS
+from processes import SERVER_GRAPHS
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
-from conftest import SERVER_GRAPHS, ServerProcess, subprocess_env
+from processes import SERVER_GRAPHS, ServerProcess, subprocess_env
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -394,7 +394,7 @@ def test_dev_refuses_a_graph_that_cannot_load_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    from conftest import subprocess_env
+    from processes import subprocess_env
 
     config = tmp_path / "langgraph.json"
     config.write_text('{"graphs": {"agent": "./missing.py:graph"}}')

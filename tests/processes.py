@@ -1,0 +1,77 @@
+"""Real processes for the end-to-end and chaos tests: `treadle dev` / `treadle serve`
+servers and the environment subprocesses run in. A module (not conftest.py) so test
+modules can import it by name: ``from processes import ServerProcess``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+SERVER_GRAPHS = Path(__file__).resolve().parent / "server_graphs"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """A `treadle dev` / `treadle serve` subprocess on a free port."""
+
+    def __init__(self, command: str, store: str, log: Path, args: list[str],
+                 env: dict[str, str], config: Path) -> None:
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "treadle", command, "--config", str(config), "--store", store,
+             "--port", str(self.port), *args],
+            env=env, stdout=self._out, stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout: float = 20) -> None:
+        import signal as _signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(_signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._out.close()
