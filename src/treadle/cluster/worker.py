@@ -394,6 +394,10 @@ class Worker:
 
     async def _execute_attempt(self, ex: _RunExecution) -> None:
         row = ex.row
+        try:
+            ex.payload = decode(row.payload)
+        except Exception:  # noqa: BLE001 - reported below, where it is decoded for use
+            ex.payload = {}
         log.info("run %s (thread %s, attempt %d/%d, epoch %d) started", row.run_id,
                  row.thread_id, row.attempt, row.max_attempts, row.epoch)
         if row.cancel:  # asked to stop while it was being handed over
