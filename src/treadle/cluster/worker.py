@@ -26,14 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from treadle.cluster.codec import decode, encode
-from treadle.cluster.events import EventWriter
+from treadle.cluster.drive import drive, validate_input
 from treadle.cluster.notify import close_notifier, notifier_for
 from treadle.cluster.registry import GraphRegistry
 from treadle.cluster.remote import call_remote, run_task
 from treadle.config import Settings
 from treadle.errors import (
     FencedWriteError,
-    InputError,
     NodeTimeoutError,
     StoreError,
     StoreUnavailableError,
@@ -72,7 +71,6 @@ class _RunExecution(Execution):
         self.stop_reason: str | None = None
         self.ending = False  # its final status (or hand-off) is being written
         self.payload: dict[str, Any] = {}
-        self.last_values: Any = None  # the last root "values" chunk of a streaming run
         self.owned_graph: Any = None  # a graph a factory made for this run (closed after it)
         self.thread_update: Any = None  # the thread record's state, written with the status
 
@@ -432,13 +430,11 @@ class Worker:
             timeout = max(0.0, row.started_at + row.timeout_s - await asyncio.to_thread(self.store.now))
         try:
             async with asyncio.timeout(timeout):
-                result = await self._drive(ex, graph, input, config, kwargs)
+                result = await drive(self.store, row, ex.payload, graph, input, config, kwargs)
             status = "success"
             state = await graph.aget_state({"configurable": {"thread_id": row.thread_id}})
             if state.next:
                 status = "interrupted"
-            if result is None and ex.row.stream:
-                result = ex.last_values
             self._thread_state(ex, "interrupted" if state.next else "idle", state)
         except asyncio.CancelledError:
             await self._stopped(ex)
@@ -486,7 +482,7 @@ class Worker:
         config["metadata"] = {**(config.get("metadata") or {}), "run_id": row.run_id}
         input = payload.get("input")
         if input is not None:
-            _validate_input(graph, input)
+            validate_input(graph, input)
         command = payload.get("command")
         if command:
             from langgraph.types import Command
@@ -504,43 +500,6 @@ class Worker:
         if latest is not None and latest.row.run_id == row.run_id and not command:
             input = None
         return input, config, dict(payload.get("kwargs") or {})
-
-    async def _drive(self, ex: _RunExecution, graph: Any, input: Any, config: dict[str, Any],
-                     kwargs: dict[str, Any]) -> Any:
-        if not ex.row.stream:
-            # Stream options of a run nobody streams would change what ainvoke returns.
-            kwargs = {k: v for k, v in kwargs.items() if k not in ("stream_mode", "subgraphs")}
-            return await graph.ainvoke(input, config, **kwargs)
-        events = EventWriter(self.store, ex.run_id, ex.epoch, ex.row.thread_id)
-        await events.start()
-        try:
-            if "events" in (ex.payload.get("stream_mode") or ()):
-                await self._drive_events(ex, graph, input, config, kwargs, events)
-            else:
-                async for chunk in graph.astream(input, config, **kwargs):
-                    events.add(chunk)
-                    _keep_values(ex, chunk)
-            events.add_end()
-        finally:
-            await events.flush()
-        return None
-
-    async def _drive_events(self, ex: _RunExecution, graph: Any, input: Any,
-                            config: dict[str, Any], kwargs: dict[str, Any],
-                            events: EventWriter) -> None:
-        """Stream mode "events": LangChain's astream_events (v2), recorded as JSON, with
-        the other requested modes taken from the root graph's ``on_chain_stream``."""
-        from treadle.jsonable import to_json
-
-        subgraphs = bool(kwargs.get("subgraphs"))
-        async for ev in graph.astream_events(input, config, version="v2", **kwargs):
-            doc = to_json(ev)
-            events.add(((), "events", doc) if subgraphs else ("events", doc))
-            if ev.get("event") == "on_chain_stream" and not ev.get("parent_ids"):
-                chunk = ev.get("data", {}).get("chunk")
-                if isinstance(chunk, tuple):
-                    events.add(chunk)
-                    _keep_values(ex, chunk)
 
     async def _barrier(self, ex: _RunExecution) -> None:
         """Wait until every write this process queued before now has committed (the
@@ -644,30 +603,6 @@ class Worker:
             self._slot_free.set()
 
 
-def _keep_values(ex: _RunExecution, chunk: Any) -> None:
-    """Remember the last root "values" chunk: a streamed run's result."""
-    if isinstance(chunk, tuple):
-        if len(chunk) == 3 and chunk[0] == () and chunk[1] == "values":
-            ex.last_values = chunk[2]
-        elif len(chunk) == 2 and chunk[0] == "values":
-            ex.last_values = chunk[1]
-
-
 def _backoff_delay(failures: int) -> float:
     """Exponential backoff with jitter: about 0.5 s, 1 s, 2 s ... up to 30 s."""
     return float(min(30.0, 0.5 * 2 ** min(failures - 1, 6)) * (0.5 + random.random() / 2))
-
-
-def _validate_input(graph: Any, input: Any) -> None:
-    """Check a run's input against the graph's pydantic input schema before anything is
-    written (LangGraph validates only after it has saved the input checkpoint)."""
-    from pydantic import BaseModel, ValidationError
-
-    schema = getattr(graph.graph, "builder", None)
-    schema = getattr(schema, "input_schema", None) if schema is not None else None
-    if not isinstance(input, dict) or not (isinstance(schema, type) and issubclass(schema, BaseModel)):
-        return
-    try:
-        schema.model_validate(input)
-    except ValidationError as exc:
-        raise InputError(f"the run's input does not fit the graph's input schema: {exc}") from exc
