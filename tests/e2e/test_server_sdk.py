@@ -204,6 +204,24 @@ async def test_stream_reconnect_with_last_event_id(client, dev_server):
     assert len([p for p in everything if p.event == "updates"]) == 3
 
 
+async def test_on_disconnect_cancel_stops_the_run(client):
+    t = await client.threads.create()
+    stream = client.runs.stream(t["thread_id"], "slow", input={"n": 0, "delay": 1.0},
+                                stream_mode="updates", on_disconnect="cancel")
+    run_id = None
+    async for part in stream:
+        run_id = part.data["run_id"]  # the metadata event: drop the connection
+        break
+    await stream.aclose()
+    assert run_id is not None
+    for _ in range(100):
+        run = await client.runs.get(t["thread_id"], run_id)
+        if run["status"] not in ("pending", "running"):
+            break
+        await asyncio.sleep(0.1)
+    assert run["status"] == "interrupted"
+
+
 async def test_stateless_runs_and_batch(client):
     assert await client.runs.wait(None, "chain", input={"n": 2}) == {"n": 12}
     parts = [p async for p in client.runs.stream(None, "chain", input={"n": 0})]

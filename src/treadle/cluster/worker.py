@@ -90,8 +90,11 @@ class _RunExecution(Execution):
 
 class Worker:
     def __init__(self, settings: Settings, refs: dict[str, str], *, name: str | None = None,
-                 concurrency: int | None = None, task_slots: int | None = None) -> None:
+                 concurrency: int | None = None, task_slots: int | None = None,
+                 registry: GraphRegistry | None = None) -> None:
         self.settings = settings
+        # An embedding process (treadle dev) may share its loaded graphs; it closes them.
+        self._shared_registry = registry
         self.name = name or worker_name()
         self.concurrency = concurrency or settings.worker_concurrency
         self.task_slots = settings.worker_task_slots if task_slots is None else task_slots
@@ -134,14 +137,15 @@ class Worker:
         self.notifier = notifier_for(self.store)
         pushes = self.notifier.pushes
         self.poll = self.settings.poll_interval if pushes else min(self.settings.poll_interval, 0.05)
-        self.registry = GraphRegistry(self.store, self.refs,
-                                      allow_pickled=self.settings.allow_pickled_graphs,
-                                      settings=self.settings)
+        self.registry = self._shared_registry or GraphRegistry(
+            self.store, self.refs, allow_pickled=self.settings.allow_pickled_graphs,
+            settings=self.settings)
         return True
 
     def load(self) -> list[str]:
         """Load the graphs; return their ids (failures are logged, see registry.failed)."""
-        self.registry.load_all()
+        if self._shared_registry is None:
+            self.registry.load_all()
         return self.registry.graph_ids
 
     async def run(self, *, handle_signals: bool = True) -> None:
@@ -199,7 +203,8 @@ class Worker:
     def close(self) -> None:
         if not hasattr(self, "store"):
             return
-        self.registry.close()
+        if self._shared_registry is None:
+            self.registry.close()
         close_notifier(self.store)
         shared.release(self.settings.store)
 

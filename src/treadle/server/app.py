@@ -64,7 +64,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         if in_process_worker:
             from treadle.cluster.worker import Worker
 
-            worker = Worker(settings, refs)
+            worker = Worker(settings, refs, registry=graphs.registry)  # graphs loaded once
             await asyncio.to_thread(worker.connect)
             await asyncio.to_thread(worker.load)
             worker_task = asyncio.create_task(worker.run(handle_signals=False))

@@ -35,7 +35,8 @@ class ServerGraphs:
     def __init__(self, store: Store, refs: dict[str, str], settings: Settings) -> None:
         self.store = store
         self.refs = refs
-        self.registry = GraphRegistry(store, refs, allow_pickled=False, settings=settings)
+        self.registry = GraphRegistry(store, refs, allow_pickled=settings.allow_pickled_graphs,
+                                      settings=settings)
 
     def load(self) -> None:
         self.registry.load_all()

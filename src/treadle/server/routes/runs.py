@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
@@ -200,7 +200,7 @@ async def create_run_batch(body: list[RunBatchItem], ctx: CtxDep) -> list[dict[s
 
 
 @router.post("/runs/cancel", status_code=204, summary="Cancel several runs")
-async def cancel_runs(body: RunCancelMany, ctx: CtxDep, request: Request,
+async def cancel_runs(body: RunCancelMany, ctx: CtxDep,
                       action: Literal["interrupt", "rollback"] = "interrupt") -> Response:
     store = ctx.store
     if body.run_ids:
