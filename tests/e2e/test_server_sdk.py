@@ -426,3 +426,14 @@ def test_dev_refuses_a_graph_that_cannot_load_in_one_line(tmp_path):
     assert "missing.py" in subprocess.run(
         [sys.executable, "-m", "treadle", "dev", "--config", str(config)], capture_output=True,
         text=True, timeout=60, env=subprocess_env()).stderr
+
+
+def test_quiet_streams_carry_heartbeats(start_server):
+    server = start_server(env={"TREADLE_SSE_HEARTBEAT": "0.2"})
+    body = {"assistant_id": "slow", "input": {"n": 0, "delay": 1.0}, "stream_mode": "updates"}
+    comments = 0
+    with httpx.stream("POST", f"{server.url}/runs/stream", json=body, timeout=30) as r:
+        for line in r.iter_lines():
+            if line.startswith(":"):
+                comments += 1
+    assert comments >= 3  # a 3 s run with nothing but an update a second
