@@ -85,6 +85,31 @@ class Settings(BaseSettings):
     cron_interval: float = Field(
         1.0, gt=0, description="Seconds between checks for due crons (each replica)."
     )
+    shutdown_delay: float = Field(
+        0.0, ge=0, description="On SIGTERM, seconds the API keeps serving with /readyz failing "
+        "before it stops listening (lets a load balancer take it out of rotation).",
+    )
+    # --- operations: probes, metrics, traces, logs ------------------------------------------
+    worker_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Port of a worker's HTTP endpoint (/healthz, /readyz, /metrics); unset: none.",
+    )
+    log_format: str = Field(
+        "auto", pattern="^(auto|json|console)$",
+        description="Log lines as JSON objects or readable console text; auto: console in "
+        "`treadle dev`, JSON elsewhere.",
+    )
+    log_level: str = Field(
+        "info", pattern="^(?i:debug|info|warning|error)$", description="Lowest level logged."
+    )
+    trace_exporter: str = Field(
+        "none", pattern="^(none|otlp|console)$",
+        description="Where OpenTelemetry spans go: none, otlp (OTLP over HTTP) or console.",
+    )
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP endpoint (e.g. http://collector:4318); unset: the standard "
+        "OTEL_EXPORTER_OTLP_* variables decide.",
+    )
 
 
 def get_settings(**overrides: object) -> Settings:
