@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     g = tr.compile(cg.chain, store=url, graph_id="chain")
     rates: dict[int, float] = {}
     per_run: dict[int, float] = {}
+    cpu_ms: dict[int, float] = {}
     with scratch_dir("treadle-bench-scaling-") as tmp:
         for n in replicas:
             fleet = Fleet(url, tmp)
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                        unit="commits", **{"vs reference": f"{per_run[n] / CHAIN_STEPS:.2f} per step"})
             worker_ms = (cpu1[0] - cpu0[0]) * 1000 / n_runs
             pg_ms = (cpu1[1] - cpu0[1]) * 1000 / n_runs
+            cpu_ms[n] = worker_ms + pg_ms
             report.add(measure="worker CPU per run", setup=f"{n} worker replica(s)", value=worker_ms,
                        unit="CPU ms", **{"vs reference": f"{1000 / worker_ms:.0f} runs/s per core"
                                           if worker_ms else "-"})
@@ -200,9 +202,18 @@ def main(argv: list[str] | None = None) -> int:
     bound = best_budget / c
     report.add(measure="bound B / C", setup="best budget / commits per run (1 replica)", value=bound,
                unit="runs/s", **{"vs reference": f"{rates[max(replicas)] / bound:.2f}x reached"})
+    import os
+
+    cores = os.cpu_count() or 1
+    cpu_bound = cores * 1000 / cpu_ms[1] if cpu_ms[1] else None
+    if cpu_bound:
+        report.add(measure="bound: this machine's CPU", setup=f"{cores} cores / (worker + PostgreSQL CPU ms "
+                   "per run, 1 replica)", value=cpu_bound, unit="runs/s",
+                   **{"vs reference": f"{max(rates.values()) / cpu_bound:.2f}x reached (best)"})
     for n in replicas[1:]:
         report.ratio(f"runs/s, {n} replicas / 1 replica", rates[n], rates[1])
     report.ratio(f"runs/s with {max(replicas)} replicas / bound B/C", rates[max(replicas)], bound)
+    report.ratio("best runs/s / this machine's CPU bound", max(rates.values()), cpu_bound)
     report.notes.append(
         "commits per run count every transaction on the database while the batch ran, read-only "
         "ones included (claims that find nothing, heartbeats, sweeps), so they slightly overstate "
