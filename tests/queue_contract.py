@@ -22,7 +22,7 @@ import pytest
 
 from treadle.errors import ConfigError, FencedWriteError, ThreadBusyError
 from treadle.store.base import ClaimThread, PutWrites, Store, WriteRow
-from treadle.store.queue import Event, NewRun, NewTask, RunRow, TaskRow
+from treadle.store.queue import Event, NewRun, NewTask, QueueStats, RunRow, TaskRow
 
 TTL = 0.05  # a lease that expires during the test
 LONG = 60.0  # a lease that does not
@@ -376,6 +376,27 @@ class QueueContract:
         claim(store)
         claim(store)
         assert store.queue_depth() == (0, None)
+
+    def test_queue_stats_count_what_an_autoscaler_counts(self, store: Store) -> None:
+        assert store.queue_stats() == QueueStats(0, 0, None)
+        store.enqueue_run(new_run("r1", "t1"))
+        time.sleep(0.1)
+        store.enqueue_run(new_run("r2", "t1"))  # behind r1 on its thread: still pending
+        store.enqueue_run(new_run("r3", "t2"))
+        store.enqueue_run(new_run("r4", "t3", graph_id="ref:other"))  # no worker serves it
+        stats = store.queue_stats()
+        assert (stats.pending, stats.running) == (4, 0)
+        assert stats.oldest_pending_age is not None and 0.05 <= stats.oldest_pending_age < 30
+        assert [getattr(claim(store), "run_id", None) for _ in range(2)] == ["r1", "r3"]
+        stats = store.queue_stats()
+        assert (stats.pending, stats.running) == (2, 2)
+        assert stats.pending == len(store.list_runs(status="pending"))
+        assert stats.oldest_pending_age is not None and stats.oldest_pending_age < 30
+        store.cancel_run("r2")
+        store.cancel_run("r4")
+        r1 = store.get_run("r1")
+        assert r1 is not None and store.finish_run("r1", r1.epoch, "success")
+        assert store.queue_stats() == QueueStats(0, 1, None)
 
     # --- tasks -------------------------------------------------------------------------
     def test_submit_task_inserts_once(self, store: Store) -> None:

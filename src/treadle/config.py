@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(5.0, gt=0, description="Store connect timeout, seconds.")
     durability: str = Field("sync", pattern="^(sync|async|exit)$", description="LangGraph durability.")
     debug: bool = Field(False, description="Show tracebacks in the CLI.")
+    auto_migrate: bool = Field(
+        True, description="Apply pending migrations when a process opens the store. Off (as in "
+        "Kubernetes, where a Job runs `treadle migrate --phase pre`): refuse to start while a "
+        "pre migration is missing.",
+    )
     # --- cluster workers (treadle worker) ---------------------------------------------
     worker_concurrency: int = Field(8, ge=1, description="Runs a worker executes at once.")
     worker_task_slots: int = Field(

@@ -17,12 +17,14 @@ further tasks wait for a slot (backpressure). Each node also has a circuit break
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import RetryPolicy
 
+from treadle import logs, metrics, tracing
 from treadle.config import Settings
 from treadle.errors import ConfigError, NodeTimeoutError
 from treadle.execution import EXECUTION_KEY, Execution
@@ -201,12 +204,18 @@ class NodeProxy(_RunnableBase):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         config = config or {}
+        self._count_retry(config)
+        with self._observed(config):
+            return self._invoke(input, config, **kwargs)
+
+    def _invoke(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
         self.breaker.before_call()
         slots = limits.thread_slots if limits else None
         if slots:
             slots.acquire()
         release = slots.release if slots else None
+        started = time.perf_counter()
         try:
             if self.pool == "process":
                 result = self.pools.processes().run(
@@ -230,7 +239,7 @@ class NodeProxy(_RunnableBase):
             self.breaker.on_neither()
             raise
         except Exception as exc:
-            self._failed(exc, config)
+            self._failed(exc, config, started)
             raise
         except BaseException:
             self.breaker.on_neither()
@@ -239,10 +248,16 @@ class NodeProxy(_RunnableBase):
             if release:
                 release()
         self.breaker.on_success()
+        metrics.node_attempt(self.name, "success", time.perf_counter() - started)
         return result
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         config = config or {}
+        self._count_retry(config)
+        with self._observed(config):
+            return await self._run_or_dispatch(input, config, **kwargs)
+
+    async def _run_or_dispatch(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         execution: Execution | None = config.get("configurable", {}).get(EXECUTION_KEY)
         if execution is None:
             return await self._ainvoke(input, config, **kwargs)
@@ -258,9 +273,11 @@ class NodeProxy(_RunnableBase):
         limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
         self.breaker.before_call()
         timeout = self.options.timeout
+        started = time.perf_counter()
         try:
             if limits is not None:
                 await limits.async_slots().acquire()
+                started = time.perf_counter()  # the attempt starts once it has a slot
             try:
                 if self.pool == "process":
                     result = await self.pools.processes().arun(
@@ -285,18 +302,49 @@ class NodeProxy(_RunnableBase):
             raise
         except TimeoutError as exc:
             err = self._timeout_error()
-            self._failed(err, config)
+            self._failed(err, config, started)
             raise err from exc
         except Exception as exc:
-            self._failed(exc, config)
+            self._failed(exc, config, started)
             raise
         except BaseException:  # cancelled
             self.breaker.on_neither()
             raise
         self.breaker.on_success()
+        metrics.node_attempt(self.name, "success", time.perf_counter() - started)
         return result
 
     # --- helpers -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _observed(self, config: RunnableConfig) -> Iterator[None]:
+        """One node attempt: its log context (node, node_attempt) and its span
+        ``treadle.node <name>``. The body's thread gets both: LangGraph and the pools
+        run it in a copy of this context."""
+        attempt = _attempt(config)
+        with logs.bound(node=self.name, node_attempt=attempt):
+            if not tracing.enabled():
+                yield
+                return
+            conf = config.get("configurable", {})
+            execution: Execution | None = conf.get(EXECUTION_KEY)
+            attributes = {
+                "treadle.node": self.name, "treadle.node_attempt": attempt,
+                "treadle.step": (config.get("metadata") or {}).get("langgraph_step"),
+                "treadle.thread_id": conf.get("thread_id"),
+                "treadle.checkpoint_ns": conf.get("checkpoint_ns") or None,
+                "treadle.pool": self.pool, "treadle.placement": self.options.placement,
+                "treadle.run_id": execution.run_id if execution else None,
+                "treadle.graph_id": execution.graph_id if execution else None,
+            }
+            with tracing.span(f"treadle.node {self.name}", attributes,
+                              not_errors=(GraphBubbleUp,)):
+                yield
+
+    def _count_retry(self, config: RunnableConfig) -> None:
+        # Counted where LangGraph retries (for a remote node: on the orchestrator).
+        if _attempt(config) > 1:
+            metrics.node_retried(self.name)
+
     def _process_args(self, input: Any, config: RunnableConfig) -> tuple[Any, ...]:
         kwargs: dict[str, Any] = {}
         if "config" in getattr(self.bound, "func_accepts", {}):
@@ -315,7 +363,8 @@ class NodeProxy(_RunnableBase):
             f"node {self.name!r} exceeded its timeout of {self.options.timeout:g}s; {how}"
         )
 
-    def _failed(self, exc: BaseException, config: RunnableConfig) -> None:
+    def _failed(self, exc: BaseException, config: RunnableConfig, started: float) -> None:
+        metrics.node_attempt(self.name, "error", time.perf_counter() - started)
         self.breaker.on_failure()
         policy = next((p for p in self.retry_policy if _retries(p, exc)), None)
         attempt = _attempt(config)

@@ -68,6 +68,10 @@ def compile(
     settings = settings or get_settings(
         store=store, max_workers=max_workers, node_timeout=node_timeout, durability=durability
     )
+    if settings.trace_exporter != "none":  # TREADLE_TRACE_EXPORTER in a Python program
+        from treadle.tracing import configure_tracing
+
+        configure_tracing(settings, "treadle")
     memory_store = compile_kwargs.pop("memory_store", None)
     if "checkpointer" in compile_kwargs:
         raise ConfigError("treadle supplies the checkpointer; pass store='<url>' instead")

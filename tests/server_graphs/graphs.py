@@ -198,3 +198,35 @@ _env_builder.add_node("read_env", read_env)
 _env_builder.add_edge(START, "read_env")
 _env_builder.add_edge("read_env", END)
 env = _env_builder.compile()
+
+
+# --- flaky: a node that fails once per thread (transient), then a node run remotely -------
+class Flaky(TypedDict, total=False):
+    fail: bool  # fail for good (a permanent error): the run ends in error
+    done: Annotated[list[str], operator.add]
+
+
+_FAILED_ONCE: set[str] = set()  # threads whose first attempt of "shaky" failed (this process)
+
+
+def shaky(state: Flaky, config: RunnableConfig) -> dict[str, Any]:
+    if state.get("fail"):
+        raise ValueError("asked to fail")
+    thread_id = config["configurable"]["thread_id"]
+    if thread_id not in _FAILED_ONCE:
+        _FAILED_ONCE.add(thread_id)
+        raise ConnectionError("fails once per thread (transient: retried)")
+    return {"done": ["shaky"]}
+
+
+def far(state: Flaky) -> dict[str, Any]:
+    return {"done": ["far"]}
+
+
+_flaky_builder = StateGraph(Flaky)
+_flaky_builder.add_node("shaky", shaky)
+_flaky_builder.add_node("far", far, metadata={"treadle": {"placement": "remote"}})
+_flaky_builder.add_edge(START, "shaky")
+_flaky_builder.add_edge("shaky", "far")
+_flaky_builder.add_edge("far", END)
+flaky = _flaky_builder.compile()

@@ -1,4 +1,5 @@
-"""The ``treadle`` command line: run graphs, run workers, inspect threads and runs, migrate.
+"""The ``treadle`` command line: run graphs, run workers, inspect threads and runs, migrate,
+render deployment manifests.
 
 Errors print as one red line ``error: <message>`` on stderr and exit with code 1
 (2 for usage errors); ``--debug`` (or ``TREADLE_DEBUG=1``) adds the traceback.
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 import typer
 
 # Importing the command modules registers their commands on the app.
-from treadle.cli import admin, run, runs, server, threads, worker  # noqa: E402,F401
+from treadle.cli import admin, deploy, run, runs, server, threads, worker  # noqa: E402,F401
 from treadle.cli._app import _STATE, app
 from treadle.cli._output import _error, _summary
 from treadle.errors import TreadleError

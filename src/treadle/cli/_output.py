@@ -128,7 +128,7 @@ _STORE_OPTION = typer.Option(
 _JSON_OPTION = typer.Option(False, "--json", envvar="TREADLE_JSON", help="Print JSON.")
 
 
-def _open(store: str | None, *, auto_migrate: bool = True) -> Any:
+def _open(store: str | None, *, auto_migrate: bool | None = None) -> Any:
     from treadle.store import open_store
 
     settings = _settings(store=store)

@@ -13,6 +13,13 @@ import typer
 
 from treadle.cli._app import app
 from treadle.cli._output import _STORE_OPTION, _redact, _settings
+from treadle.cli._telemetry import (
+    _LOG_FORMAT_OPTION,
+    _LOG_LEVEL_OPTION,
+    _TRACE_EXPORTER_OPTION,
+    setup_telemetry,
+    telemetry_env,
+)
 from treadle.errors import ConfigError
 
 _CONFIG_OPTION = typer.Option(
@@ -42,19 +49,28 @@ def _refs(config: str) -> dict[str, str]:
 
 def _serve(settings: object, refs: dict[str, str], *, in_process_worker: bool,
            log_level: str) -> None:
-    import uvicorn
-
+    from treadle.server import drain
     from treadle.server.app import create_app
 
+    from treadle.store import shared
+
     application = create_app(settings, refs, in_process_worker=in_process_worker)  # type: ignore[arg-type]
-    uvicorn.run(application, host=settings.host, port=settings.port,  # type: ignore[attr-defined]
-                log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
-                lifespan="on")
+    # Open the store before listening: an unusable one (unreachable, or missing migrations
+    # with TREADLE_AUTO_MIGRATE off) stops start-up in one line; the app shares this store.
+    shared.acquire(settings.store)  # type: ignore[attr-defined]
+    try:
+        # On SIGTERM: /readyz fails at once, the API serves on for shutdown_delay seconds.
+        drain.run(application, shutdown_delay=settings.shutdown_delay,  # type: ignore[attr-defined]
+                  host=settings.host, port=settings.port,  # type: ignore[attr-defined]
+                  log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
+                  log_config=None,  # uvicorn's loggers go through treadle's (logs.py)
+                  lifespan="on")
+    finally:
+        shared.release(settings.store)  # type: ignore[attr-defined]
 
 
-def _logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(settings: object, *, auto_format: str) -> None:
+    setup_telemetry(settings, "treadle-api", auto_format=auto_format)
 
 
 @app.command()
@@ -66,11 +82,16 @@ def dev(
     concurrency: int | None = typer.Option(
         None, "--concurrency", min=1, help="Runs executed at once [TREADLE_WORKER_CONCURRENCY]."
     ),
+    log_format: str | None = _LOG_FORMAT_OPTION,
+    log_level: str | None = _LOG_LEVEL_OPTION,
+    trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
 ) -> None:
     """One process: the API, an in-process worker, an embedded SQLite store by default."""
-    settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency)
+    settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
+                         log_format=log_format, log_level=log_level,
+                         trace_exporter=trace_exporter)
     refs = _refs(config)
-    _logging(False)
+    _logging(settings, auto_format="console")
     logging.getLogger("treadle.server").info(
         "treadle dev: %s on http://%s:%d (store %s)", ", ".join(refs), settings.host,
         settings.port, _redact(settings.store))
@@ -93,20 +114,31 @@ def serve(
         None, "--concurrency", min=1,
         help="Runs each worker executes at once [TREADLE_WORKER_CONCURRENCY].",
     ),
+    log_format: str | None = _LOG_FORMAT_OPTION,
+    log_level: str | None = _LOG_LEVEL_OPTION,
+    trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
 ) -> None:
     """The production server: the API, plus --workers worker processes on the same store."""
-    settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency)
+    settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
+                         log_format=log_format, log_level=log_level,
+                         trace_exporter=trace_exporter)
     refs = _refs(config)
-    _logging(False)
+    _logging(settings, auto_format="json")
     count = 0 if no_workers else workers
     children: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, "TREADLE_STORE": settings.store}
+    env = {**os.environ, "TREADLE_STORE": settings.store, **telemetry_env(settings)}
     if concurrency:
         env["TREADLE_WORKER_CONCURRENCY"] = str(concurrency)
     try:
-        for _ in range(count):
+        if settings.worker_port is not None:  # their endpoints listen where the API does
+            env["TREADLE_HOST"] = settings.host
+        for i in range(count):
+            # Worker i serves its probes and metrics on worker_port + i.
+            endpoint = [] if settings.worker_port is None else [
+                "--port", str(settings.worker_port + i if settings.worker_port else 0)]
             children.append(subprocess.Popen(
-                [sys.executable, "-m", "treadle", "worker", "--config", config], env=env))
+                [sys.executable, "-m", "treadle", "worker", "--config", config, *endpoint],
+                env=env))
         logging.getLogger("treadle.server").info(
             "treadle serve: %s on http://%s:%d with %d worker process(es) (store %s)",
             ", ".join(refs), settings.host, settings.port, count, _redact(settings.store))

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 
 import typer
 
 from treadle.cli._app import app
 from treadle.cli._output import _STORE_OPTION, _redact, _settings
+from treadle.cli._telemetry import (
+    _LOG_FORMAT_OPTION,
+    _LOG_LEVEL_OPTION,
+    _TRACE_EXPORTER_OPTION,
+    setup_telemetry,
+)
 from treadle.errors import ConfigError
 
 _GRAPHS_ARG = typer.Argument(
@@ -50,6 +55,14 @@ def worker(
         "[TREADLE_ALLOW_PICKLED_GRAPHS].",
     ),
     name: str | None = typer.Option(None, "--name", help="Worker name in leases and logs."),
+    port: int | None = typer.Option(
+        None, "--port", min=0, max=65535,
+        help="Serve /healthz, /readyz and /metrics on this port (on TREADLE_HOST) "
+        "[TREADLE_WORKER_PORT].",
+    ),
+    log_format: str | None = _LOG_FORMAT_OPTION,
+    log_level: str | None = _LOG_LEVEL_OPTION,
+    trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
 ) -> None:
     """Claim and execute queued runs and remote node tasks until SIGTERM (then drain)."""
     from treadle.cluster.registry import parse_graph_args
@@ -58,7 +71,8 @@ def worker(
     settings = _settings(
         store=store, worker_concurrency=concurrency, worker_task_slots=task_slots,
         lease_ttl=lease_ttl, drain_timeout=drain_timeout, poll_interval=poll_interval,
-        allow_pickled_graphs=allow_pickled_graphs,
+        allow_pickled_graphs=allow_pickled_graphs, log_format=log_format, log_level=log_level,
+        trace_exporter=trace_exporter, worker_port=port,
     )
     refs = parse_graph_args(graphs or [], config)
     if not refs and not settings.allow_pickled_graphs:
@@ -66,11 +80,12 @@ def worker(
             "this worker would serve nothing: name graphs (REF, name=REF or --graphs "
             "langgraph.json) or pass --allow-pickled-graphs"
         )
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    w = Worker(settings, refs, name=name)
+    from treadle.logs import bind
+    from treadle.tracing import shutdown_tracing
+
+    setup_telemetry(settings, "treadle-worker", auto_format="json")
+    w = Worker(settings, refs, name=name, port=settings.worker_port)
+    bind(worker=w.name)
     try:
         if not w.connect():
             return
@@ -81,3 +96,4 @@ def worker(
         asyncio.run(w.run())
     finally:
         w.close()
+        shutdown_tracing()

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from treadle import tracing
 from treadle.cluster import graphs_by_value
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.events import END, decode_chunk
@@ -88,13 +89,18 @@ def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
     thread_id = str(conf.pop("thread_id", None) or uuid.uuid4())
     run_id = str(cfg.pop("run_id", None) or uuid.uuid4())
     cfg["configurable"] = conf
-    payload = encode({"input": input, "config": cfg, "kwargs": kwargs})
-    run = NewRun(
-        run_id=run_id, thread_id=thread_id, graph_id=_graph_id(graph), payload=payload,
-        max_attempts=max_attempts, timeout_s=float(timeout) if timeout else None, stream=stream,
-        metadata=json.dumps(cfg.get("metadata") or {}, default=str),
-    )
-    row = graph.store.enqueue_run(run, multitask=multitask)
+    graph_id = _graph_id(graph)
+    # The run's trace starts here; its context rides in the payload to every attempt.
+    with tracing.span("treadle.run.enqueue", {"treadle.run_id": run_id, "treadle.thread_id": thread_id,
+                                              "treadle.graph_id": graph_id}, kind="producer"):
+        payload = encode({"input": input, "config": cfg, "kwargs": kwargs,
+                          tracing.TRACE_KEY: tracing.carrier()})
+        run = NewRun(
+            run_id=run_id, thread_id=thread_id, graph_id=graph_id, payload=payload,
+            max_attempts=max_attempts, timeout_s=float(timeout) if timeout else None,
+            stream=stream, metadata=json.dumps(cfg.get("metadata") or {}, default=str),
+        )
+        row = graph.store.enqueue_run(run, multitask=multitask)
     notifier_for(graph.store).emit(CHANNEL_RUNS, row.run_id)
     return row
 

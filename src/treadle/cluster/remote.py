@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from treadle import logs, tracing
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.notify import Notifier
 from treadle.errors import RemoteNodeError, TreadleError
@@ -44,7 +45,10 @@ async def call_remote(
     """Send one node body to the cluster and return its output (or raise its error)."""
     key = task_key(config)
     conf = config.get("configurable", {})
-    payload = encode({"input": input, "config": config, "key": key_from_config(config)})
+    # The node span's context and the log context go along: the executing worker's span
+    # and log lines join this run's trace and carry its run_id, attempt, node ...
+    payload = encode({"input": input, "config": config, "key": key_from_config(config),
+                      tracing.TRACE_KEY: tracing.carrier(), "log": logs.carried()})
     task = NewTask(task_key=key, run_id=run_id, thread_id=str(conf.get("thread_id", "")),
                    graph_id=graph_id, node=node, payload=payload)
     ev, sub = notifier.async_event(CHANNEL_TASK_DONE, key)
@@ -93,6 +97,19 @@ async def run_task(store: Store, registry: GraphRegistry, row: TaskRow) -> bool:
             store.finish_task, row.task_key, row.epoch, "error",
             error=f"{type(exc).__name__}: {exc}", result=encode({"transient": False}),
         )
+    carried = payload.get("log") if isinstance(payload.get("log"), dict) else {}
+    with logs.bound(**{**carried, "run_id": row.run_id, "thread_id": row.thread_id,
+                       "graph_id": row.graph_id, "node": row.node, "task_key": row.task_key}), \
+            tracing.span(f"treadle.task {row.node}", {
+                "treadle.node": row.node, "treadle.node_attempt": carried.get("node_attempt"),
+                "treadle.task_key": row.task_key, "treadle.task_attempt": row.attempt,
+                "treadle.run_id": row.run_id, "treadle.thread_id": row.thread_id,
+                "treadle.graph_id": row.graph_id, "treadle.worker": row.worker,
+            }, parent=payload.get(tracing.TRACE_KEY), kind="consumer"):
+        return await _execute(store, proxy, row, payload)
+
+
+async def _execute(store: Store, proxy: NodeProxy, row: TaskRow, payload: dict[str, Any]) -> bool:
     token = set_process_key(payload.get("key"))
     try:
         output = await proxy._ainvoke(payload["input"], payload["config"])
@@ -100,6 +117,7 @@ async def run_task(store: Store, registry: GraphRegistry, row: TaskRow) -> bool:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
+        tracing.record_error(exc)
         log.warning("remote task %s (node %r) failed: %s: %s", row.task_key, row.node,
                     type(exc).__name__, exc)
         return await asyncio.to_thread(

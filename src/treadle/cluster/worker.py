@@ -25,6 +25,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from treadle import logs, metrics, tracing
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.drive import drive, validate_input
 from treadle.cluster.notify import close_notifier, notifier_for
@@ -73,6 +74,16 @@ class _RunExecution(Execution):
         self.payload: dict[str, Any] = {}
         self.owned_graph: Any = None  # a graph a factory made for this run (closed after it)
         self.thread_update: Any = None  # the thread record's state, written with the status
+        # How it ended, for treadle_runs_total: the final status recorded, "handed_over"
+        # or, when nothing was recorded (lease lost, fenced, store down), "lost".
+        self.outcome = "lost"
+        self._lease_counted = False
+
+    def lease_lost(self) -> None:
+        """Count this attempt's lease as lost, once however the worker found out."""
+        if not self._lease_counted:
+            self._lease_counted = True
+            metrics.LEASE_LOSSES.labels("run").inc()
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None and not self.ending:
@@ -91,8 +102,9 @@ class _RunExecution(Execution):
 class Worker:
     def __init__(self, settings: Settings, refs: dict[str, str], *, name: str | None = None,
                  concurrency: int | None = None, task_slots: int | None = None,
-                 registry: GraphRegistry | None = None) -> None:
+                 registry: GraphRegistry | None = None, port: int | None = None) -> None:
         self.settings = settings
+        self.port = port  # of its HTTP endpoint (probes, metrics); None: none
         # An embedding process (treadle dev) may share its loaded graphs; it closes them.
         self._shared_registry = registry
         self.name = name or worker_name()
@@ -107,6 +119,8 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._stop_requests = 0
         self._last_heartbeat = time.monotonic()
+        self.loops: list[asyncio.Task[None]] = []  # claim runs, claim tasks, heartbeat, sweep
+        self.ticked_at = time.monotonic()  # the heartbeat loop's last round (liveness)
 
     # --- lifecycle -----------------------------------------------------------------------
     def connect(self) -> bool:
@@ -149,10 +163,17 @@ class Worker:
         return self.registry.graph_ids
 
     async def run(self, *, handle_signals: bool = True) -> None:
+        log_context = logs.bind(worker=self.name)  # every line of its loops, runs and tasks
         loop = asyncio.get_running_loop()
         if handle_signals:  # its own process: size the default executor for its runs
             loop.set_default_executor(ThreadPoolExecutor(max(32, self.concurrency * 4),
                                                          thread_name_prefix="treadle-worker"))
+        endpoint = None
+        if self.port is not None:  # listening before "serving": probes answer from then on
+            from treadle.cluster.endpoint import WorkerEndpoint
+
+            endpoint = WorkerEndpoint(self, self.settings.host, self.port)
+            await endpoint.start()
         self._run_wake, run_sub = self.notifier.async_event(CHANNEL_RUNS)
         self._task_wake, task_sub = self.notifier.async_event(CHANNEL_TASKS)
 
@@ -168,11 +189,13 @@ class Worker:
         log.info("worker %s serving %s (runs %d, task slots %d, lease %gs)", self.name,
                  ", ".join(self.registry.graph_ids) or "no graph by reference",
                  self.concurrency, self.task_slots, self.ttl)
-        loops = [asyncio.create_task(c) for c in (
-            self._claim_runs(), self._claim_tasks(), self._heartbeats(), self._sweeps())]
+        loops = self.loops = [asyncio.create_task(c, name=n) for n, c in (
+            ("claim-runs", self._claim_runs()), ("claim-tasks", self._claim_tasks()),
+            ("heartbeat", self._heartbeats()), ("sweep", self._sweeps()))]
         try:
-            await self._stop.wait()
-            await self._drain()
+            with metrics.track_worker(self):
+                await self._stop.wait()
+                await self._drain()
         finally:
             for t in loops:
                 t.cancel()
@@ -185,6 +208,9 @@ class Worker:
                 except (NotImplementedError, RuntimeError):
                     pass
             log.info("worker %s stopped", self.name)
+            if endpoint is not None:  # /readyz said 503 until now
+                await endpoint.stop()
+            logs.reset(log_context)
 
     def request_stop(self) -> None:
         self._stop_requests += 1
@@ -306,6 +332,7 @@ class Worker:
         interval = self.ttl / 3
         while True:
             await asyncio.sleep(interval)
+            self.ticked_at = time.monotonic()
             runs = [(ex.run_id, ex.epoch) for ex in self.runs.values()]
             tasks = [(row.task_key, row.epoch) for row, _t in self.tasks.values()]
             if not runs and not tasks:
@@ -318,8 +345,12 @@ class Worker:
                 if time.monotonic() - self._last_heartbeat > self.ttl:
                     # Our leases have expired: whatever we write now would be refused.
                     for ex in list(self.runs.values()):
+                        if not ex.ending:
+                            ex.lease_lost()
                         ex.stop("lost")
                     for _row, task in list(self.tasks.values()):
+                        if not task.cancelling():
+                            metrics.LEASE_LOSSES.labels("task").inc()
                         task.cancel()
                 continue
             self._last_heartbeat = time.monotonic()
@@ -329,6 +360,7 @@ class Worker:
                     continue  # ended while the heartbeat was in flight
                 if run_id not in beat.runs:
                     log.warning("run %s: lease lost (epoch %d); stopping it here", run_id, epoch)
+                    held.lease_lost()
                     held.stop("lost")
                 elif beat.runs[run_id]:
                     held.stop(str(beat.runs[run_id]))
@@ -350,6 +382,7 @@ class Worker:
             entry = self.tasks.get(key)
             if entry is not None and entry[0].epoch == epoch:
                 log.warning("task %s: lease lost; stopping it here", key)
+                metrics.LEASE_LOSSES.labels("task").inc()
                 entry[1].cancel()
 
     async def _sweeps(self) -> None:
@@ -378,6 +411,7 @@ class Worker:
 
     # --- runs ----------------------------------------------------------------------------
     def _start_run(self, row: RunRow) -> None:
+        metrics.run_claimed(row.graph_id, row.attempt)
         ex = _RunExecution(self, row)
         self.runs[row.run_id] = ex
         ex.task = asyncio.create_task(self._execute(ex))
@@ -389,18 +423,30 @@ class Worker:
         self._slot_free.set()
 
     async def _execute(self, ex: _RunExecution) -> None:
+        row = ex.row
+        started = time.monotonic()
+        metrics.set_graph(row.graph_id)  # this task's node metrics
         try:
-            await self._execute_attempt(ex)
-        finally:
-            if ex.owned_graph is not None:  # made by a factory for this run
-                await asyncio.to_thread(ex.owned_graph.close)
+            ex.payload = decode(row.payload)
+        except Exception:  # noqa: BLE001 - reported in _execute_attempt, where it is decoded for use
+            ex.payload = {}
+        # The attempt's log context and span (a child of the span that queued the run).
+        with logs.bound(run_id=row.run_id, thread_id=row.thread_id, graph_id=row.graph_id,
+                        attempt=row.attempt), \
+                tracing.span("treadle.run", {
+                    "treadle.run_id": row.run_id, "treadle.thread_id": row.thread_id,
+                    "treadle.graph_id": row.graph_id, "treadle.attempt": row.attempt,
+                    "treadle.epoch": row.epoch, "treadle.worker": self.name,
+                }, parent=ex.payload.get(tracing.TRACE_KEY), kind="consumer"):
+            try:
+                await self._execute_attempt(ex)
+            finally:
+                metrics.run_ended(row.graph_id, ex.outcome, time.monotonic() - started)
+                if ex.owned_graph is not None:  # made by a factory for this run
+                    await asyncio.to_thread(ex.owned_graph.close)
 
     async def _execute_attempt(self, ex: _RunExecution) -> None:
         row = ex.row
-        try:
-            ex.payload = decode(row.payload)
-        except Exception:  # noqa: BLE001 - reported below, where it is decoded for use
-            ex.payload = {}
         log.info("run %s (thread %s, attempt %d/%d, epoch %d) started", row.run_id,
                  row.thread_id, row.attempt, row.max_attempts, row.epoch)
         if row.cancel:  # asked to stop while it was being handed over
@@ -420,6 +466,7 @@ class Worker:
         except FencedWriteError:
             log.warning("run %s: taken over before it started here (epoch %d is stale)",
                         row.run_id, row.epoch)
+            ex.lease_lost()
             return
         except StoreError as exc:
             log.warning("run %s: the store failed as it started (%s); handing it back",
@@ -447,6 +494,7 @@ class Worker:
         except FencedWriteError:
             log.warning("run %s: writes refused, another worker took the run over (epoch %d "
                         "is stale); dropping this attempt", row.run_id, row.epoch)
+            ex.lease_lost()
             return
         except StoreError as exc:
             # The store failed under the run (a restart, a failover): not the run's fault.
@@ -519,6 +567,7 @@ class Worker:
     async def _stopped(self, ex: _RunExecution) -> None:
         ex.ending = True
         reason = ex.stop_reason
+        tracing.set_attributes({"treadle.stopped": reason})
         row = ex.row
         if reason in CANCEL_STATUS:
             await self._barrier(ex)
@@ -535,7 +584,10 @@ class Worker:
                 log.warning("run %s: hand-off failed (%s); its lease will expire", row.run_id, exc)
                 return
             if released:
+                ex.outcome = "handed_over"
                 self.notifier.emit(CHANNEL_RUNS, row.run_id)
+            else:
+                ex.lease_lost()
             log.info("run %s handed back to the queue%s", row.run_id,
                      "" if released else " (it had been taken over already)")
         elif reason == "lost":
@@ -546,6 +598,8 @@ class Worker:
                       error: str | None = None) -> None:
         ex.ending = True
         row = ex.row
+        tracing.set_attributes({"treadle.status": status},
+                               error=error if status in ("error", "timeout") else None)
         try:
             done = await asyncio.to_thread(self.store.finish_run, row.run_id, row.epoch, status,
                                            result=result, error=error, thread=ex.thread_update)
@@ -554,6 +608,7 @@ class Worker:
                         "resumes elsewhere", row.run_id, status, exc)
             return
         if done:
+            ex.outcome = status
             log.info("run %s %s", row.run_id, status)
             self.notifier.emit(CHANNEL_RUN_DONE, row.run_id)
             self.notifier.emit(CHANNEL_RUNS, row.run_id)
@@ -561,6 +616,7 @@ class Worker:
         else:
             log.warning("run %s: status %s refused, another worker took the run over",
                         row.run_id, status)
+            ex.lease_lost()
 
     def _thread_state(self, ex: _RunExecution, status: str, state: Any = None,
                       error: str | None = None) -> None:
@@ -595,6 +651,7 @@ class Worker:
 
     # --- tasks ---------------------------------------------------------------------------
     async def _run_task(self, row: TaskRow) -> None:
+        metrics.set_graph(row.graph_id)  # this task's node metrics
         try:
             await run_task(self.store, self.registry, row)
             self.notifier.emit(CHANNEL_TASK_DONE, row.task_key)

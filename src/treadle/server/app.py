@@ -53,6 +53,9 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         await asyncio.to_thread(graphs.ensure_default_assistants)
         ctx = Ctx(settings=settings, store=store, graphs=graphs)
         app.state.ctx = ctx
+        from treadle import metrics
+
+        metrics.watch_queue(store)  # /metrics reads the queue gauges from this store
         loops = [asyncio.create_task(_purge_events(ctx))]
         try:
             from treadle.server.crons import run_scheduler
@@ -80,6 +83,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
             for t in loops:
                 t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+            metrics.unwatch_queue(store)
             graphs.close()
             shared.release(settings.store)
 

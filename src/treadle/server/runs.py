@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from treadle import tracing
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.notify import notifier_for
 from treadle.cluster.registry import REF_PREFIX
@@ -122,16 +123,23 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
         "stream_mode": requested, "context": context or None,
         "interrupt_before": body.interrupt_before, "interrupt_after": body.interrupt_after,
     }
-    run = NewRun(
-        run_id=str(uuid.uuid4()), thread_id=thread_id, graph_id=REF_PREFIX + assistant.graph_id,
-        payload=encode(payload), max_attempts=ctx.settings.run_max_attempts, stream=stream,
-        metadata=json.dumps(metadata, default=str),
-    )
-    try:
-        row = await asyncio.to_thread(store.enqueue_run, run, multitask=multitask)
-    except ThreadBusyError as exc:
-        raise HTTPException(409, f"thread {thread_id} is busy with another run "
-                                 "(multitask_strategy=reject)") from exc
+    run_id = str(uuid.uuid4())
+    # The run's trace starts here; its context rides in the payload to every attempt.
+    with tracing.span("treadle.run.enqueue", {
+            "treadle.run_id": run_id, "treadle.thread_id": thread_id,
+            "treadle.graph_id": REF_PREFIX + assistant.graph_id,
+            "treadle.assistant_id": assistant.assistant_id}, kind="producer"):
+        payload[tracing.TRACE_KEY] = tracing.carrier()
+        run = NewRun(
+            run_id=run_id, thread_id=thread_id, graph_id=REF_PREFIX + assistant.graph_id,
+            payload=encode(payload), max_attempts=ctx.settings.run_max_attempts, stream=stream,
+            metadata=json.dumps(metadata, default=str),
+        )
+        try:
+            row = await asyncio.to_thread(store.enqueue_run, run, multitask=multitask)
+        except ThreadBusyError as exc:
+            raise HTTPException(409, f"thread {thread_id} is busy with another run "
+                                     "(multitask_strategy=reject)") from exc
     if regraph:  # once queued (a refused run leaves the thread as it was):
         # the thread's state belongs to this graph from now on (state reads use it).
         await asyncio.to_thread(store.patch_thread, thread_id, metadata={

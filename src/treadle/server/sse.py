@@ -12,6 +12,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
+
+from treadle import metrics
 from treadle.cluster.events import END, decode_chunk
 from treadle.cluster.notify import notifier_for
 from treadle.jsonable import dumps, to_json
@@ -19,9 +23,17 @@ from treadle.server.context import Ctx
 from treadle.server.runs import run_output
 from treadle.store.queue import CHANNEL_EVENTS, CHANNEL_RUN_DONE, TERMINAL, Event, RunRow
 
-__all__ = ["ChunkFormatter", "follow_run", "recorded_events"]
+__all__ = ["ChunkFormatter", "EventStream", "follow_run", "recorded_events"]
 
 Message = dict[str, Any]  # {"event": ..., "data": str, "id": str | None}
+
+
+class EventStream(EventSourceResponse):
+    """An SSE response, counted in ``treadle_stream_subscribers`` while it is open."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with metrics.STREAM_SUBSCRIBERS.track_inprogress():
+            await super().__call__(scope, receive, send)
 
 
 class ChunkFormatter:

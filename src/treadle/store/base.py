@@ -208,8 +208,14 @@ class Store(RunQueue, ResourceStore, ItemStore, abc.ABC):
     def prune(self, thread_ids: Sequence[str], strategy: str) -> None: ...
 
     @abc.abstractmethod
-    def migrate(self) -> list[str]:
-        """Apply pending migrations; return the names applied."""
+    def migrate(self, phase: str = "all") -> list[str]:
+        """Apply pending migrations of ``phase`` (pre, post or all; see
+        :mod:`treadle.store.migrate`); return the names applied."""
+
+    @abc.abstractmethod
+    def check_schema(self) -> None:
+        """Raise :class:`~treadle.errors.SchemaError` unless this code can use the schema
+        as it is (what a process that does not migrate checks on start)."""
 
     @abc.abstractmethod
     def schema_version(self) -> int: ...

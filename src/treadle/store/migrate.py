@@ -5,6 +5,11 @@ run before new code rolls out; *post* ones (dropping what old code still reads) 
 after the old pods are gone. Applying takes a lock (PostgreSQL advisory lock, SQLite
 write lock), so concurrent ``treadle migrate`` runs apply each migration once. A
 database whose schema is newer than this code is refused with both versions.
+
+A rolling upgrade is therefore ``treadle migrate --phase pre`` (a Job), the rollout, then
+``treadle migrate --phase post``. Processes started with ``TREADLE_AUTO_MIGRATE=false``
+do not migrate; they :func:`check` that every pre migration they know is applied, and
+tolerate pre migrations newer than themselves (an old pod during the rollout).
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from treadle.errors import SchemaError
+from treadle.errors import ConfigError, SchemaError
 
-__all__ = ["Migration", "load_migrations", "pending"]
+__all__ = ["PHASES", "Migration", "check", "load_migrations", "pending", "select"]
+
+#: ``treadle migrate --phase``: ``pre`` before a rollout, ``post`` after it, ``all`` both.
+PHASES = ("pre", "post", "all")
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(pre|post))?\.sql$")
 
@@ -60,3 +68,44 @@ def pending(applied: set[int], known: list[Migration], *, url: str) -> list[Migr
             f"knows versions up to {newest_known}; upgrade treadle before using this store"
         )
     return [m for m in known if m.version not in applied]
+
+
+def select(applied: set[int], known: list[Migration], phase: str, *, url: str) -> list[Migration]:
+    """The migrations ``treadle migrate --phase PHASE`` applies, in version order.
+
+    ``pre``: the pending pre migrations (pending post ones wait for the end of the rollout).
+    ``post``: every pending migration, refused while a pre one is pending (the rollout it
+    precedes has not happened). ``all``: every pending migration.
+    """
+    if phase not in PHASES:
+        raise ConfigError(f"unknown migration phase {phase!r}: use pre, post or all")
+    todo = pending(applied, known, url=url)
+    if phase == "pre":
+        return [m for m in todo if m.phase == "pre"]
+    if phase == "post":
+        missing = [m.name for m in todo if m.phase == "pre"]
+        if missing:
+            raise SchemaError(
+                f"the database at {url} lacks pre migrations {', '.join(missing)}: run "
+                "`treadle migrate --phase pre` and roll out before `--phase post`"
+            )
+    return todo
+
+
+def check(applied: dict[int, str], known: list[Migration], *, url: str) -> None:
+    """Refuse a schema this code cannot run on without migrating (``applied``: version ->
+    file name): a pre migration it knows is missing, or a post migration newer than it."""
+    versions = {m.version for m in known}
+    newer_post = sorted(n for v, n in applied.items() if v not in versions and ".post." in n)
+    if newer_post:
+        raise SchemaError(
+            f"the database at {url} has post migrations newer than this treadle "
+            f"({', '.join(newer_post)}); upgrade treadle before using this store"
+        )
+    missing = [m.name for m in known if m.phase == "pre" and m.version not in applied]
+    if missing:
+        lacks = f"lacks migrations {', '.join(missing)}" if applied else "has no treadle schema"
+        raise SchemaError(
+            f"the database at {url} {lacks} and TREADLE_AUTO_MIGRATE is off: "
+            "run `treadle migrate --phase pre` first"
+        )

@@ -46,7 +46,7 @@ from treadle.store.base import (
     WriteOp,
     WriteRow,
 )
-from treadle.store.migrate import load_migrations, pending
+from treadle.store.migrate import check, load_migrations, select
 from treadle.store.postgres_items import PostgresItems
 from treadle.store.postgres_options import (
     b64,
@@ -428,7 +428,7 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
             (q.PRUNE_BLOBS, (ids,)),
         ])
 
-    def migrate(self) -> list[str]:
+    def migrate(self, phase: str = "all") -> list[str]:
         known = load_migrations("postgres")
         conn = self._connect()
         try:
@@ -438,7 +438,7 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
                 conn.execute(q.MIGRATION_LOCK, (q.MIGRATION_LOCK_KEY,), prepare=False)
                 conn.execute(q.CREATE_MIGRATIONS, prepare=False)
                 applied = {r[0] for r in conn.execute(q.APPLIED_MIGRATIONS, prepare=False)}
-                todo = pending(applied, known, url=redact(self.url))
+                todo = select(applied, known, phase, url=redact(self.url))
                 for m in todo:
                     # No parameters: sent as a simple query, so a file may hold many statements.
                     conn.execute(m.sql.encode(), prepare=False)  # type: ignore[call-overload]
@@ -450,6 +450,16 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         finally:
             conn.close()
         return [m.name for m in todo]
+
+    def check_schema(self) -> None:
+        def read(conn: psycopg.Connection[Any]) -> dict[int, str]:
+            try:
+                return {r[0]: r[1] for r in conn.execute(q.APPLIED_MIGRATIONS)}
+            except psycopg.errors.UndefinedTable:
+                return {}
+
+        applied = self._with_conn("reading the applied migrations", read)
+        check(applied, load_migrations("postgres"), url=redact(self.url))
 
     def schema_version(self) -> int:
         def read(conn: psycopg.Connection[Any]) -> int:

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS treadle_migrations (
     name       TEXT NOT NULL,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )"""
-APPLIED_MIGRATIONS = "SELECT version FROM treadle_migrations"
+APPLIED_MIGRATIONS = "SELECT version, name FROM treadle_migrations"
 RECORD_MIGRATION = "INSERT INTO treadle_migrations (version, name) VALUES (%s, %s)"
 SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM treadle_migrations"
 
@@ -305,9 +305,12 @@ DELETE FROM treadle_events WHERE run_id IN (
     SELECT run_id FROM treadle_runs WHERE ended_at IS NOT NULL
     AND ended_at < clock_timestamp() - make_interval(secs => %s))
 """
-QUEUE_DEPTH = f"""
-SELECT count(*), {_seconds('clock_timestamp() - min(created_at)')}
-FROM treadle_runs WHERE status = 'pending'"""
+# pending is what a KEDA postgresql scaler counts:
+# SELECT count(*) FROM treadle_runs WHERE status = 'pending'
+QUEUE_STATS = f"""
+SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'running'),
+    {_seconds("clock_timestamp() - min(created_at) FILTER (WHERE status = 'pending')")}
+FROM treadle_runs WHERE status IN ('pending', 'running')"""
 
 # Expired leases. Rows another transaction holds are skipped (caught by the next sweep),
 # so the sweeper never waits nor deadlocks. A run with a cancel request ends (its

@@ -32,6 +32,7 @@ from treadle.store.queue import (
     Heartbeat,
     NewRun,
     NewTask,
+    QueueStats,
     RunQueue,
     RunRow,
     TaskRow,
@@ -234,9 +235,10 @@ class PostgresQueue(RunQueue):
         params.append(Int8(max(int(offset), 0)))
         return [_run(r) for r in self._all("listing runs", sql, params)]
 
-    def queue_depth(self) -> tuple[int, float | None]:
-        count, age = self._one("reading the queue depth", q.QUEUE_DEPTH, ())
-        return int(count), (max(float(age), 0.0) if age is not None else None)
+    def queue_stats(self) -> QueueStats:
+        pending, running, age = self._one("reading the queue's size", q.QUEUE_STATS, ())
+        return QueueStats(int(pending), int(running),
+                          max(float(age), 0.0) if age is not None else None)
 
     # --- tasks -----------------------------------------------------------------------
     def submit_task(self, task: NewTask) -> TaskRow:

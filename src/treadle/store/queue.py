@@ -40,6 +40,7 @@ __all__ = [
     "Listener",
     "NewRun",
     "NewTask",
+    "QueueStats",
     "RunQueue",
     "RunRow",
     "TaskRow",
@@ -153,6 +154,15 @@ class Event:
     seq: int
     kind: str  # e.g. "values", "updates", "custom", "end"
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What the run queue holds right now (metrics and autoscaling read it)."""
+
+    pending: int  # runs waiting for a worker: the autoscaling signal
+    running: int  # runs a worker holds a lease on
+    oldest_pending_age: float | None  # seconds the oldest pending run has waited; None: none
 
 
 @dataclass(slots=True)
@@ -284,8 +294,17 @@ class RunQueue(abc.ABC):
         ago; returns how many events went."""
 
     @abc.abstractmethod
+    def queue_stats(self) -> QueueStats:
+        """Pending and running runs, and the age of the oldest pending one (one read).
+
+        ``pending`` counts every run with status ``pending`` — also those waiting behind
+        a running run of their thread — exactly what an autoscaler counting
+        ``SELECT count(*) FROM treadle_runs WHERE status = 'pending'`` sees."""
+
     def queue_depth(self) -> tuple[int, float | None]:
         """(pending runs, age in seconds of the oldest pending run or None)."""
+        stats = self.queue_stats()
+        return stats.pending, stats.oldest_pending_age
 
     # --- tasks -------------------------------------------------------------------
     @abc.abstractmethod

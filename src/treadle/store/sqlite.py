@@ -31,7 +31,7 @@ from treadle.store.base import (
     WriteOp,
     WriteRow,
 )
-from treadle.store.migrate import load_migrations, pending
+from treadle.store.migrate import check, load_migrations, select
 from treadle.store.sqlite_items import SqliteItems
 from treadle.store.sqlite_queue import SqliteQueue
 from treadle.store.sqlite_resources import SqliteResources
@@ -303,7 +303,7 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
         if stmts:
             self._write_tx(stmts)
 
-    def migrate(self) -> list[str]:
+    def migrate(self, phase: str = "all") -> list[str]:
         known = load_migrations("sqlite")
         conn = self._connect()
         try:
@@ -311,7 +311,7 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
             try:
                 conn.execute(q.CREATE_MIGRATIONS)
                 applied = {r[0] for r in conn.execute(q.APPLIED_MIGRATIONS)}
-                todo = pending(applied, known, url=self.url)
+                todo = select(applied, known, phase, url=self.url)
                 for m in todo:
                     for statement in _statements(m.sql):
                         conn.execute(statement)
@@ -325,6 +325,13 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
         finally:
             conn.close()
         return [m.name for m in todo]
+
+    def check_schema(self) -> None:
+        try:
+            applied = {r[0]: r[1] for r in self._reader().execute(q.APPLIED_MIGRATIONS)}
+        except sqlite3.OperationalError:
+            applied = {}
+        check(applied, load_migrations("sqlite"), url=self.url)
 
     def schema_version(self) -> int:
         try:

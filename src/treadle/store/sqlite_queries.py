@@ -8,7 +8,7 @@ CREATE TABLE IF NOT EXISTS treadle_migrations (
     name       TEXT NOT NULL,
     applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 )"""
-APPLIED_MIGRATIONS = "SELECT version FROM treadle_migrations"
+APPLIED_MIGRATIONS = "SELECT version, name FROM treadle_migrations"
 RECORD_MIGRATION = "INSERT INTO treadle_migrations (version, name) VALUES (?, ?)"
 
 CLAIM_THREAD = """
@@ -220,8 +220,11 @@ PURGE_EVENTS = """
 DELETE FROM treadle_events WHERE run_id IN (
     SELECT run_id FROM treadle_runs WHERE ended_at IS NOT NULL AND ended_at < ?)
 """
-QUEUE_DEPTH = f"""
-SELECT count(*), {NOW} - min(created_at) FROM treadle_runs WHERE status = 'pending'"""
+QUEUE_STATS = f"""
+SELECT count(CASE WHEN status = 'pending' THEN 1 END),
+    count(CASE WHEN status = 'running' THEN 1 END),
+    {NOW} - min(CASE WHEN status = 'pending' THEN created_at END)
+FROM treadle_runs WHERE status IN ('pending', 'running')"""
 
 # Expired run leases (one statement, so 'now' is one instant): a requested cancel ends
 # the run (its CANCEL_STATUS), the last attempt errors, any other goes back to pending

@@ -27,6 +27,7 @@ from treadle.store.queue import (
     Heartbeat,
     NewRun,
     NewTask,
+    QueueStats,
     RunQueue,
     RunRow,
     TaskRow,
@@ -227,9 +228,10 @@ class SqliteQueue(RunQueue):
         params.append(max(int(offset), 0))
         return [_run(r) for r in self._read("listing runs", sql, params)]
 
-    def queue_depth(self) -> tuple[int, float | None]:
-        count, age = self._read("reading the queue depth", q.QUEUE_DEPTH, ())[0]
-        return int(count), (max(float(age), 0.0) if age is not None else None)
+    def queue_stats(self) -> QueueStats:
+        pending, running, age = self._read("reading the queue's size", q.QUEUE_STATS, ())[0]
+        return QueueStats(int(pending), int(running),
+                          max(float(age), 0.0) if age is not None else None)
 
     # --- tasks ---------------------------------------------------------------------
     def submit_task(self, task: NewTask) -> TaskRow:

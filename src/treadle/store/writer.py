@@ -31,6 +31,7 @@ from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from treadle.errors import StoreError, StoreUnavailableError
+from treadle.metrics import CHECKPOINT_WRITE_SECONDS
 from treadle.store.base import WriteOp
 
 __all__ = ["GroupCommitter"]
@@ -194,6 +195,7 @@ class GroupCommitter(Generic[C]):
             return [self._pending.popleft() for _ in range(n)]
 
     def _commit(self, batch: list[_Item]) -> None:
+        started = time.perf_counter()
         ops = [op for op, _ in batch]
         outcomes: list[tuple[Any, Any, BaseException | None]] = []
         try:
@@ -212,6 +214,7 @@ class GroupCommitter(Generic[C]):
                         outcomes.append((target, result, None))
         else:
             outcomes = [(target, result, None) for (_, target), result in zip(batch, results, strict=True)]
+        CHECKPOINT_WRITE_SECONDS.observe(time.perf_counter() - started)
         _deliver(outcomes)
 
     def _apply_with_conn(self, ops: list[WriteOp]) -> list[Any]:

@@ -16,7 +16,7 @@ from treadle.server.context import Ctx, get_ctx
 from treadle.server.runs import check_run, create_run, run_output, stream_modes, wait_for_run
 from treadle.server.schemas import MAX_OFFSET, RunBatchItem, RunCancelMany, RunCreate
 from treadle.server.serialize import run_json, run_payload
-from treadle.server.sse import follow_run
+from treadle.server.sse import EventStream, follow_run
 from treadle.store.queue import ACTIVE, CHANNEL_CANCEL, RunRow
 
 __all__ = ["router"]
@@ -32,8 +32,7 @@ def _run_path(row: RunRow) -> str:
 
 def _sse(ctx: Ctx, stream: AsyncIterator[dict[str, Any]], headers: dict[str, str]
          ) -> EventSourceResponse:
-    return EventSourceResponse(stream, ping=ctx.settings.sse_heartbeat, sep="\n",
-                               headers=headers)
+    return EventStream(stream, ping=ctx.settings.sse_heartbeat, sep="\n", headers=headers)
 
 
 async def _run_or_404(ctx: Ctx, thread_id: str | None, run_id: str) -> RunRow:

@@ -25,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 from starlette.websockets import WebSocketDisconnect
 
+from treadle import metrics
 from treadle.errors import TreadleError
 from treadle.jsonable import dumps
 from treadle.server.context import Ctx, get_ctx
+from treadle.server.sse import EventStream
 from treadle.server.thread_stream import (
     CHANNELS,
     EventFilter,
@@ -84,8 +86,8 @@ async def join_thread_stream(
     events = join_thread(ctx, thread_id, stream_mode or ["run_modes"], last_event_id)
     # The SDK reconnects a dropped stream to Location with the last id it saw.
     location = quote(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
-    return EventSourceResponse(events, ping=ctx.settings.sse_heartbeat, sep="\n",
-                               headers={"Location": location})
+    return EventStream(events, ping=ctx.settings.sse_heartbeat, sep="\n",
+                       headers={"Location": location})
 
 
 @router.post("/threads/{thread_id}/commands", summary="Run a thread protocol command")
@@ -101,8 +103,8 @@ async def thread_events(thread_id: str, body: Annotated[EventStreamRequest, Body
         filt = _filter(body.channels, body.namespaces, body.depth)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    return EventSourceResponse(_sse(protocol_events(ctx, thread_id, body.since, filt)),
-                               ping=ctx.settings.sse_heartbeat, sep="\n")
+    return EventStream(_sse(protocol_events(ctx, thread_id, body.since, filt)),
+                       ping=ctx.settings.sse_heartbeat, sep="\n")
 
 
 async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
@@ -119,6 +121,7 @@ async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str,
 async def thread_events_socket(websocket: WebSocket, thread_id: str) -> None:
     ctx: Ctx = websocket.app.state.ctx
     await websocket.accept()
+    metrics.STREAM_SUBSCRIBERS.inc()
     lock = asyncio.Lock()
     pumps: dict[str, asyncio.Task[None]] = {}
 
@@ -170,6 +173,7 @@ async def thread_events_socket(websocket: WebSocket, thread_id: str) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        metrics.STREAM_SUBSCRIBERS.dec()
         for task in pumps.values():
             task.cancel()
         await asyncio.gather(*pumps.values(), return_exceptions=True)

@@ -1,0 +1,95 @@
+"""``treadle deploy k8s``: Kubernetes manifests for an image of your graphs, no kubectl needed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from treadle.cli._app import app
+from treadle.cli._output import _stderr
+
+deploy_app = typer.Typer(
+    name="deploy", help="Deployment manifests.", no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("k8s")
+def k8s(
+    image: str | None = typer.Option(
+        None, "--image", envvar="TREADLE_DEPLOY_IMAGE",
+        help="The image of your graphs (built with deploy/Dockerfile), e.g. "
+        "ghcr.io/acme/agents:1.2.0.",
+    ),
+    overlay: str = typer.Option(
+        "prod", "--overlay", envvar="TREADLE_DEPLOY_OVERLAY",
+        help="dev (one pod each, console logs) or prod (autoscaled: HPA and KEDA, PDBs).",
+    ),
+    namespace: str | None = typer.Option(
+        None, "--namespace", "-n", envvar="TREADLE_DEPLOY_NAMESPACE",
+        help="Namespace of every resource (default: the overlay's, treadle or treadle-dev).",
+    ),
+    api_replicas: int | None = typer.Option(
+        None, "--api-replicas", envvar="TREADLE_DEPLOY_API_REPLICAS",
+        help="API pods (prod: the HPA's minimum).",
+    ),
+    worker_replicas: int | None = typer.Option(
+        None, "--worker-replicas", envvar="TREADLE_DEPLOY_WORKER_REPLICAS",
+        help="Worker pods (prod: KEDA's minimum).",
+    ),
+    worker_concurrency: int | None = typer.Option(
+        None, "--worker-concurrency", envvar="TREADLE_DEPLOY_WORKER_CONCURRENCY",
+        help="Runs each worker pod executes at once (TREADLE_WORKER_CONCURRENCY; also KEDA's "
+        "target runs per pod).",
+    ),
+    database_secret: str | None = typer.Option(
+        None, "--database-secret", envvar="TREADLE_DEPLOY_DATABASE_SECRET",
+        help="Secret holding the PostgreSQL URL [default: treadle-database].",
+    ),
+    database_key: str | None = typer.Option(
+        None, "--database-secret-key", envvar="TREADLE_DEPLOY_DATABASE_SECRET_KEY",
+        help="Key of that Secret [default: url].",
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", envvar="TREADLE_DEPLOY_CONFIG",
+        help="The langgraph.json to serve (put in the treadle-graphs ConfigMap); the image must "
+        "hold its graphs under /app.",
+    ),
+    cron_graph: str | None = typer.Option(
+        None, "--cron-graph", envvar="TREADLE_DEPLOY_CRON_GRAPH",
+        help="Graph (a name in langgraph.json) the example batch CronJob runs.",
+    ),
+    post_migrate: bool = typer.Option(
+        False, "--post-migrate", envvar="TREADLE_DEPLOY_POST_MIGRATE",
+        help="Render only the post-migration Job, to apply once the rollout is complete.",
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", envvar="TREADLE_DEPLOY_OUTPUT",
+        help="Write one file per resource into this directory (default: the YAML on stdout).",
+    ),
+) -> None:
+    """Render the Kubernetes manifests: API, workers, migrations, autoscaling, policies.
+
+    Apply the pre-migration Job first and wait for it, then the rest; after the rollout,
+    the post-migration Job (--post-migrate). Expects the Secret treadle-database (key url:
+    the PostgreSQL URL) and optionally treadle-graph-env (model provider keys).
+    """
+    from treadle.deploy.manifests import K8sOptions, dump, render, write
+
+    docs, notes = render(K8sOptions(
+        overlay=overlay, image=image, namespace=namespace, api_replicas=api_replicas,
+        worker_replicas=worker_replicas, worker_concurrency=worker_concurrency,
+        database_secret=database_secret, database_key=database_key, config=config,
+        cron_graph=cron_graph, post_migrate=post_migrate,
+    ))
+    err = _stderr()
+    for note in notes:
+        err.print(f"note: {note}", highlight=False)
+    if output is None:
+        sys.stdout.write(dump(docs))
+        return
+    written = write(docs, output)
+    err.print(f"wrote {len(written)} manifests to {output}", highlight=False)

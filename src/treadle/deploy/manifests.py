@@ -1,0 +1,295 @@
+"""``treadle deploy k8s``: the shipped overlays, rendered with the command's parameters.
+
+The overlay is built first (:func:`treadle.deploy.kustomize.build`, as ``kubectl kustomize``
+would), then each parameter given changes what it names: every container's image, the
+namespace, the replica counts (the autoscaler's minimum where one owns the Deployment),
+the Secret holding the database URL, the runs each worker executes, the langgraph.json
+served, and the graph the example CronJob runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from treadle.deploy import kustomize
+from treadle.deploy.kustomize import Resource
+from treadle.errors import ConfigError
+
+__all__ = ["K8S", "OVERLAYS", "K8sOptions", "dump", "render", "write"]
+
+#: The shipped kustomize tree (base, overlays/dev, overlays/prod, post-migrate).
+K8S = Path(__file__).resolve().parent / "k8s"
+OVERLAYS = ("dev", "prod")
+#: Names in the base that parameters rewrite.
+DATABASE_SECRET, DATABASE_KEY = "treadle-database", "url"
+ENV_CONFIGMAP, GRAPHS_CONFIGMAP, GRAPHS_KEY = "treadle-env", "treadle-graphs", "langgraph.json"
+API, WORKER, BATCH = "treadle-api", "treadle-worker", "treadle-batch"
+APP_DIR = "/app"  # where the image holds the graphs (deploy/Dockerfile)
+
+# [registry[:port]/]path[:tag][@sha256:hex], lower-case path components (docker's grammar).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?|localhost)/)?"
+    rf"{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+@dataclass
+class K8sOptions:
+    """What ``treadle deploy k8s`` was asked for (None: as the overlay has it)."""
+
+    overlay: str = "prod"
+    image: str | None = None
+    namespace: str | None = None
+    api_replicas: int | None = None
+    worker_replicas: int | None = None
+    worker_concurrency: int | None = None
+    database_secret: str | None = None
+    database_key: str | None = None
+    config: Path | None = None
+    cron_graph: str | None = None
+    post_migrate: bool = False
+
+
+def render(options: K8sOptions) -> tuple[list[Resource], list[str]]:
+    """The manifests, in kustomize's order, and notes for the user (one line each)."""
+    _validate(options)
+    overlay = K8S / "overlays" / options.overlay
+    notes: list[str] = []
+    if options.post_migrate:
+        docs = _post_migrate(overlay)
+    else:
+        docs = kustomize.build(overlay)
+    if options.image:
+        image = options.image
+        kustomize.set_images(docs, lambda _: image)
+        # A Job's pod template cannot change: each image gets a Job of its own.
+        suffix = hashlib.sha256(image.encode()).hexdigest()[:8]
+        for doc in _kind(docs, "Job"):
+            doc["metadata"]["name"] = f"{doc['metadata']['name']}-{suffix}"
+    if options.namespace:
+        kustomize.set_namespace(docs, options.namespace)
+    if options.database_secret or options.database_key:
+        _database_secret(docs, options.database_secret or DATABASE_SECRET,
+                         options.database_key or DATABASE_KEY)
+    if not options.post_migrate:
+        if options.api_replicas is not None:
+            _replicas(docs, API, options.api_replicas)
+        if options.worker_replicas is not None:
+            _replicas(docs, WORKER, options.worker_replicas)
+        if options.worker_concurrency is not None:
+            _env_configmap(docs)["data"]["TREADLE_WORKER_CONCURRENCY"] = \
+                str(options.worker_concurrency)
+        _tie_keda_target(docs)
+        if options.config is not None or options.cron_graph is not None:
+            notes += _graphs(docs, options)
+    docs.sort(key=kustomize.kind_order)
+    return docs, notes
+
+
+def dump(docs: list[Resource]) -> str:
+    """The documents as one YAML stream (multi-line strings as literal blocks)."""
+    return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                         allow_unicode=True, width=100)
+
+
+def write(docs: list[Resource], directory: Path) -> list[Path]:
+    """One file per document in ``directory`` (made if missing). A directory written
+    before is cleared of the files it got then; any other non-empty one is refused."""
+    marker = directory / ".treadle-deploy"
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--output {directory} is a file, not a directory")
+    if directory.is_dir() and any(directory.iterdir()):
+        if not marker.is_file():
+            raise ConfigError(f"--output {directory} is not empty (and was not written by "
+                              "treadle deploy k8s): choose a new directory")
+        for name in marker.read_text(encoding="utf-8").split():
+            (directory / name).unlink(missing_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for i, doc in enumerate(docs, 1):
+        path = directory / f"{i:02d}-{doc['kind'].lower()}-{doc['metadata']['name']}.yaml"
+        path.write_text(dump([doc]), encoding="utf-8")
+        written.append(path)
+    marker.write_text("".join(f"{p.name}\n" for p in written), encoding="utf-8")
+    return written
+
+
+# --- parameters --------------------------------------------------------------------------
+
+
+def _validate(options: K8sOptions) -> None:
+    if options.overlay not in OVERLAYS:
+        raise ConfigError(f"unknown overlay {options.overlay!r}: use {' or '.join(OVERLAYS)}")
+    if options.image is not None and not _IMAGE.match(options.image):
+        raise ConfigError(f"bad image reference {options.image!r}: expected "
+                          "[registry/]name[:tag][@sha256:digest], e.g. ghcr.io/acme/agents:1.2.0")
+    for flag, value in (("--namespace", options.namespace),
+                        ("--database-secret", options.database_secret)):
+        if value is not None and (len(value) > 63 or not _LABEL.match(value)):
+            raise ConfigError(f"bad {flag} {value!r}: lower-case letters, digits and '-', "
+                              "at most 63 characters")
+    if options.database_key is not None and not _SECRET_KEY.match(options.database_key):
+        raise ConfigError(f"bad --database-secret-key {options.database_key!r}: letters, "
+                          "digits, '-', '_' and '.'")
+    for flag, count in (("--api-replicas", options.api_replicas),
+                        ("--worker-replicas", options.worker_replicas),
+                        ("--worker-concurrency", options.worker_concurrency)):
+        if count is not None and count < 1:
+            raise ConfigError(f"{flag} must be at least 1, not {count}")
+    if options.post_migrate and (options.config or options.cron_graph):
+        raise ConfigError("--post-migrate renders the post-migration Job only: it takes no "
+                          "--config or --cron-graph")
+
+
+def _post_migrate(overlay: Path) -> list[Resource]:
+    """The post-migration Job, with the overlay's namespace, labels and images."""
+    docs = kustomize.build(K8S / "post-migrate")
+    spec = kustomize.load_kustomization(overlay)
+    kustomize.transform(docs, {k: spec[k] for k in ("namespace", "labels", "images") if k in spec},
+                        overlay)
+    return docs
+
+
+def _database_secret(docs: list[Resource], name: str, key: str) -> None:
+    for ref in _walk(docs):
+        secret = ref.get("secretKeyRef")
+        if isinstance(secret, dict) and secret.get("name") == DATABASE_SECRET:
+            secret.update(name=name, key=key)
+    for auth in _kind(docs, "TriggerAuthentication"):
+        for target in auth["spec"].get("secretTargetRef", []):
+            if target.get("name") == DATABASE_SECRET:
+                target.update(name=name, key=key)
+
+
+def _replicas(docs: list[Resource], deployment: str, count: int) -> None:
+    """The autoscaler's minimum when one scales ``deployment``, else its replicas."""
+    scaled = False
+    for hpa in _kind(docs, "HorizontalPodAutoscaler"):
+        if hpa["spec"]["scaleTargetRef"].get("name") == deployment:
+            hpa["spec"]["minReplicas"] = count
+            hpa["spec"]["maxReplicas"] = max(count, hpa["spec"].get("maxReplicas", count))
+            scaled = True
+    for so in _kind(docs, "ScaledObject"):
+        if so["spec"]["scaleTargetRef"].get("name") == deployment:
+            so["spec"]["minReplicaCount"] = count
+            so["spec"]["maxReplicaCount"] = max(count, so["spec"].get("maxReplicaCount", count))
+            scaled = True
+    if not scaled:
+        for doc in _kind(docs, "Deployment"):
+            if doc["metadata"]["name"] == deployment:
+                doc["spec"]["replicas"] = count
+
+
+def _tie_keda_target(docs: list[Resource]) -> None:
+    """The runs trigger's target is the runs one worker executes at once."""
+    concurrency = _env_configmap(docs)["data"].get("TREADLE_WORKER_CONCURRENCY")
+    for so in _kind(docs, "ScaledObject"):
+        for trigger in so["spec"].get("triggers", []):
+            if trigger.get("name") == "runs" and concurrency is not None:
+                trigger["metadata"]["targetQueryValue"] = str(concurrency)
+
+
+def _graphs(docs: list[Resource], options: K8sOptions) -> list[str]:
+    notes: list[str] = []
+    cm = _one(docs, "ConfigMap", GRAPHS_CONFIGMAP)
+    if options.config is not None:
+        cm["data"][GRAPHS_KEY] = _read_config(options.config)
+    graphs = _graph_refs(cm["data"][GRAPHS_KEY])
+    source = str(options.config) if options.config is not None else "the overlay's langgraph.json"
+    for cron in _kind(docs, "CronJob"):
+        container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        if options.cron_graph is not None:
+            if options.cron_graph not in graphs:
+                raise ConfigError(f"--cron-graph {options.cron_graph!r} is not a graph of "
+                                  f"{source} (it has {', '.join(graphs)})")
+            container["args"][1] = graphs[options.cron_graph]
+        elif container["args"][1] not in graphs.values():
+            docs.remove(cron)
+            notes.append(f"left out CronJob {cron['metadata']['name']}: it runs "
+                         f"{container['args'][1]}, which {source} does not serve; pass "
+                         "--cron-graph NAME to schedule one of its graphs")
+    return notes
+
+
+def _read_config(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path} not found: pass the langgraph.json to serve") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read --config {path}: {exc.strerror or exc}") from exc
+    _graph_refs(text, source=str(path))
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _graph_refs(text: str, source: str = "langgraph.json") -> dict[str, str]:
+    """{name: REF as seen inside the image} of a langgraph.json's graphs."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    graphs = doc.get("graphs") if isinstance(doc, dict) else None
+    if not isinstance(graphs, dict) or not graphs:
+        raise ConfigError(f'{source} has no "graphs" object (name -> "path.py:attr")')
+    refs: dict[str, str] = {}
+    for name, ref in graphs.items():
+        ref = ref.get("path") if isinstance(ref, dict) else ref
+        if not isinstance(ref, str):
+            raise ConfigError(f"{source}: graph {name!r} must be a string 'path.py:attr'")
+        target, sep, attr = ref.rpartition(":")
+        if sep and (target.endswith(".py") or "/" in target) and not target.startswith("/"):
+            ref = f"{posixpath.normpath(posixpath.join(APP_DIR, target))}:{attr}"
+        refs[str(name)] = ref
+    return refs
+
+
+def _env_configmap(docs: list[Resource]) -> Resource:
+    cm = _one(docs, "ConfigMap", ENV_CONFIGMAP)
+    cm.setdefault("data", {})
+    return cm
+
+
+def _one(docs: list[Resource], kind: str, name: str) -> Resource:
+    for doc in _kind(docs, kind):
+        if doc["metadata"]["name"] == name:
+            return doc
+    raise ConfigError(f"the overlay has no {kind} {name}")
+
+
+def _kind(docs: list[Resource], kind: str) -> list[Resource]:
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
