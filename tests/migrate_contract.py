@@ -27,8 +27,9 @@ class MigrateContract:
                       "CREATE TABLE IF NOT EXISTS treadle_test_pre (x INTEGER)"),
         ]
         module = f"treadle.store.{'sqlite' if backend == 'sqlite' else 'postgres'}"
-        monkeypatch.setattr(f"{module}.load_migrations", lambda _backend: real + fake)
-        return real + fake
+        known: list[Migration] = [*real, *fake]
+        monkeypatch.setattr(f"{module}.load_migrations", lambda _backend: known)
+        return known
 
     def test_pre_applies_pre_migrations_only(self, url: str, known: list[Migration]) -> None:
         with open_store(url, auto_migrate=False) as store:

@@ -2,30 +2,21 @@
 
 Metrics live in prometheus-client's default registry, beside its process and Python
 collectors, so one scrape of a process shows both. Each process counts what happened
-in it: a run's counters go up on the worker that executed it, a node's on the worker
-that ran its body (for a ``remote`` node, the worker that claimed the task).
+in it: a run's counters go up on the worker that executed the attempt, a node's on the
+process that ran its body (for a ``remote`` node, the worker that claimed the task).
+docs/api.md#metrics describes every series; in short:
 
-=========================================== ==============================================
-``treadle_runs_total{graph,status}``        run attempts that ended on this worker, by how
-                                            (:data:`RUN_OUTCOMES`)
-``treadle_run_duration_seconds{graph,...}`` one run attempt, claim to end (same labels)
-``treadle_run_retries_total{graph}``        runs claimed again after a failed attempt
-``treadle_node_duration_seconds{graph,      one node body attempt; status success | error
-node,status}``                              (an interrupt or a cancel is neither)
-``treadle_node_retries_total{graph,node}``  node attempts that were retries (attempt > 1)
-``treadle_worker_slots{kind,state}``        run / task slots of this worker, busy or idle
-``treadle_lease_losses_total{kind}``        leases this worker found lost (run | task)
-``treadle_checkpoint_write_seconds``        one commit of a batch of store writes
-                                            (checkpoints, task writes, thread claims)
-``treadle_stream_subscribers``              SSE streams and WebSockets open on this API
-``treadle_queue_depth``                     pending runs (the autoscaling signal; API only)
-``treadle_queue_oldest_pending_age_seconds`` how long the oldest pending run has waited
-``treadle_queue_runs{status}``              runs pending / running in the whole store
-=========================================== ==============================================
-
-The queue gauges are read from the store when scraped (cached about a second, so a
-storm of scrapes costs one query); the API process exports them, workers do not (every
-replica would report the same number).
+* runs: ``treadle_runs_total`` and ``treadle_run_duration_seconds`` {graph, status},
+  ``treadle_run_retries_total`` {graph};
+* nodes: ``treadle_node_duration_seconds`` {graph, node, status},
+  ``treadle_node_retries_total`` {graph, node};
+* workers: ``treadle_worker_slots`` {kind, state}, ``treadle_lease_losses_total`` {kind};
+* store: ``treadle_checkpoint_write_seconds`` (one group commit);
+* API: ``treadle_stream_subscribers``, and the queue read from the store at scrape time
+  (cached about a second, so a storm of scrapes costs one query):
+  ``treadle_queue_depth``, ``treadle_queue_oldest_pending_age_seconds``,
+  ``treadle_queue_runs`` {status}. Workers do not export the queue: every replica would
+  report the same number.
 """
 
 from __future__ import annotations

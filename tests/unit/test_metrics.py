@@ -1,6 +1,6 @@
 """Prometheus metrics (treadle.metrics) and the API's probes, in-process on SQLite.
 
-The end-to-end twin (tests/e2e/test_metrics.py) scrapes real servers and workers; these
+The end-to-end twin (tests/e2e/test_server_metrics.py) scrapes real servers and workers; these
 pin the pieces: labels, the node seam (sync, async, retries, graph label carried into
 LangGraph's threads), the queue collector's cache and failure mode, the worker slots,
 and /healthz, /readyz, /metrics on the app.
@@ -273,3 +273,47 @@ def test_every_metric_is_exported(tmp_path: Path) -> None:
         names = {f.name for f in REGISTRY.collect()}
     names |= {f.name for f in metrics.QueueCollector().describe()}  # the API's queue gauges
     assert set(METRIC_NAMES) <= names
+
+
+# --- the worker's probes ---------------------------------------------------------------------
+def test_worker_health_and_readiness(tmp_path: Path) -> None:
+    import time
+
+    from treadle.cluster.endpoint import health, readiness
+    from treadle.cluster.worker import Worker
+
+    w = Worker(settings(tmp_path, lease_ttl=2.0), {})
+    assert readiness(w) == "starting"  # its loops have not started
+
+    async def probe() -> list[str | None]:
+        async def sleeps() -> None:
+            await asyncio.sleep(3600)
+
+        async def returns() -> None:  # a loop with nothing to do (no task slots) just ends
+            return None
+
+        async def crashes() -> None:
+            raise RuntimeError("a bug")
+
+        w.loops = [asyncio.create_task(sleeps(), name="sweep"),
+                   asyncio.create_task(returns(), name="claim-tasks")]
+        await asyncio.sleep(0)
+        seen = [health(w), readiness(w)]
+        w.ticked_at = time.monotonic() - 3 * w.ttl - 1  # the heartbeat loop is stuck
+        seen.append(health(w))
+        w.ticked_at = time.monotonic()
+        w.loops.append(asyncio.create_task(crashes(), name="heartbeat"))
+        await asyncio.sleep(0)
+        seen.append(health(w))
+        w.stopping = True
+        seen.append(readiness(w))
+        for task in w.loops:
+            task.cancel()
+        await asyncio.gather(*w.loops, return_exceptions=True)
+        return seen
+
+    ok, ready, stuck, crashed, draining = asyncio.run(probe())
+    assert (ok, ready) == (None, None)
+    assert stuck is not None and "heartbeat loop has not run" in stuck
+    assert crashed is not None and "heartbeat loop died" in crashed and "a bug" in crashed
+    assert draining == "draining"

@@ -53,7 +53,7 @@ def k8s(
         None, "--database-secret-key", envvar="TREADLE_DEPLOY_DATABASE_SECRET_KEY",
         help="Key of that Secret [default: url].",
     ),
-    config: Path | None = typer.Option(
+    config: str | None = typer.Option(
         None, "--config", "-c", envvar="TREADLE_DEPLOY_CONFIG",
         help="The langgraph.json to serve (put in the treadle-graphs ConfigMap); the image must "
         "hold its graphs under /app.",
@@ -66,7 +66,7 @@ def k8s(
         False, "--post-migrate", envvar="TREADLE_DEPLOY_POST_MIGRATE",
         help="Render only the post-migration Job, to apply once the rollout is complete.",
     ),
-    output: Path | None = typer.Option(
+    output: str | None = typer.Option(
         None, "--output", "-o", envvar="TREADLE_DEPLOY_OUTPUT",
         help="Write one file per resource into this directory (default: the YAML on stdout).",
     ),
@@ -82,7 +82,8 @@ def k8s(
     docs, notes = render(K8sOptions(
         overlay=overlay, image=image, namespace=namespace, api_replicas=api_replicas,
         worker_replicas=worker_replicas, worker_concurrency=worker_concurrency,
-        database_secret=database_secret, database_key=database_key, config=config,
+        database_secret=database_secret, database_key=database_key,
+        config=Path(config) if config is not None else None,
         cron_graph=cron_graph, post_migrate=post_migrate,
     ))
     err = _stderr()
@@ -91,5 +92,5 @@ def k8s(
     if output is None:
         sys.stdout.write(dump(docs))
         return
-    written = write(docs, output)
+    written = write(docs, Path(output))
     err.print(f"wrote {len(written)} manifests to {output}", highlight=False)

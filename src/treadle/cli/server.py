@@ -51,7 +51,6 @@ def _serve(settings: object, refs: dict[str, str], *, in_process_worker: bool,
            log_level: str) -> None:
     from treadle.server import drain
     from treadle.server.app import create_app
-
     from treadle.store import shared
 
     application = create_app(settings, refs, in_process_worker=in_process_worker)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from treadle.deploy import kustomize
 from treadle.deploy.kustomize import Resource
 from treadle.errors import ConfigError
 
-__all__ = ["K8S", "OVERLAYS", "K8sOptions", "dump", "render", "write"]
+__all__ = ["K8S", "KEDA_TARGETS", "OVERLAYS", "K8sOptions", "dump", "render", "write"]
 
 #: The shipped kustomize tree (base, overlays/dev, overlays/prod, post-migrate).
 K8S = Path(__file__).resolve().parent / "k8s"
@@ -101,8 +101,8 @@ def render(options: K8sOptions) -> tuple[list[Resource], list[str]]:
 
 def dump(docs: list[Resource]) -> str:
     """The documents as one YAML stream (multi-line strings as literal blocks)."""
-    return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                         allow_unicode=True, width=100)
+    return str(yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                             allow_unicode=True, width=100))
 
 
 def write(docs: list[Resource], directory: Path) -> list[Path]:
@@ -193,13 +193,21 @@ def _replicas(docs: list[Resource], deployment: str, count: int) -> None:
                 doc["spec"]["replicas"] = count
 
 
+#: KEDA trigger -> the setting that is its target per worker pod.
+KEDA_TARGETS = {"runs": "TREADLE_WORKER_CONCURRENCY", "tasks": "TREADLE_WORKER_TASK_SLOTS"}
+
+
 def _tie_keda_target(docs: list[Resource]) -> None:
-    """The runs trigger's target is the runs one worker executes at once."""
-    concurrency = _env_configmap(docs)["data"].get("TREADLE_WORKER_CONCURRENCY")
+    """A trigger's target is what one worker pod takes at once (KEDA_TARGETS)."""
+    settings = _env_configmap(docs)["data"]
     for so in _kind(docs, "ScaledObject"):
-        for trigger in so["spec"].get("triggers", []):
-            if trigger.get("name") == "runs" and concurrency is not None:
-                trigger["metadata"]["targetQueryValue"] = str(concurrency)
+        for trigger in list(so["spec"].get("triggers", [])):
+            setting = KEDA_TARGETS.get(trigger.get("name", ""))
+            if setting and settings.get(setting) is not None:
+                if str(settings[setting]) == "0":  # e.g. no task slots: nothing to scale on
+                    so["spec"]["triggers"].remove(trigger)
+                else:
+                    trigger["metadata"]["targetQueryValue"] = str(settings[setting])
 
 
 def _graphs(docs: list[Resource], options: K8sOptions) -> list[str]:
@@ -283,7 +291,7 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
             yield from _walk(value)
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no types
     pass
 
 

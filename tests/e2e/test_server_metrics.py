@@ -284,6 +284,7 @@ def test_a_draining_worker_is_unready_until_it_exits(pg_url, start_server, start
         wait_for(lambda: store.get_run(run["run_id"]).status == "running", "the run to start")
     finally:
         store.close()
+    time.sleep(0.5)  # its first node body is under way
     w.signal(signal.SIGTERM)
     wait_for(lambda: status(url, "/readyz") == 503, "/readyz to fail", timeout=10)
     answers: list[tuple[int | None, Any]] = []
