@@ -116,7 +116,8 @@ def write(docs: list[Resource], directory: Path) -> list[Path]:
             raise ConfigError(f"--output {directory} is not empty (and was not written by "
                               "treadle deploy k8s): choose a new directory")
         for name in marker.read_text(encoding="utf-8").split():
-            (directory / name).unlink(missing_ok=True)
+            if "/" not in name and name.endswith(".yaml"):
+                (directory / name).unlink(missing_ok=True)
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for i, doc in enumerate(docs, 1):
