@@ -9,6 +9,7 @@ Every option has an environment twin (``--store`` / ``TREADLE_STORE``, ...).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -88,8 +89,18 @@ def _usage_error(exc: Any) -> int:
     return code
 
 
+def exit_on_sigterm_as_pid1(pid: int | None = None) -> None:
+    """In a container, ``treadle`` is often PID 1, and the kernel ignores SIGTERM for PID 1
+    unless it has a handler: `treadle migrate` or `treadle run` would then sit out the whole
+    grace period and be killed. Give SIGTERM its usual meaning (exit 143) there. Commands
+    that handle SIGTERM themselves (serve, dev, worker: they drain) replace this handler."""
+    if (os.getpid() if pid is None else pid) == 1 and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def main() -> NoReturn:
     """Console-script entry point (``treadle = "treadle.cli:main"``)."""
+    exit_on_sigterm_as_pid1()
     sys.exit(run_cli())
 
 
