@@ -156,6 +156,15 @@ def test_keda_queries_count_the_work_waiting_for_workers(pg_url: str) -> None:
             return int(row[0])
 
     with open_store(pg_url, auto_migrate=True) as store:
+        assert count("runs") == 0
+        for i in range(4):  # the plain case: N = 4 pending runs, nothing else
+            store.enqueue_run(run(f"n{i}", f"thread-n{i}"))
+        assert count("runs") == 4
+        for _ in range(4):  # out of the way of what follows
+            claimed = store.claim_run("w0", ["ref:g"], False, 60)
+            assert claimed is not None
+            assert store.finish_run(claimed.run_id, claimed.epoch, "success")
+        assert count("runs") == 0
         running = []
         for i in range(3):  # R = 3 running
             store.enqueue_run(run(f"r{i}", f"thread-r{i}"))

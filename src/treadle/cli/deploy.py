@@ -47,11 +47,11 @@ def k8s(
     ),
     database_secret: str | None = typer.Option(
         None, "--database-secret", envvar="TREADLE_DEPLOY_DATABASE_SECRET",
-        help="Secret holding the PostgreSQL URL [default: treadle-database].",
+        help="Secret holding the PostgreSQL URL (default: treadle-database).",
     ),
     database_key: str | None = typer.Option(
         None, "--database-secret-key", envvar="TREADLE_DEPLOY_DATABASE_SECRET_KEY",
-        help="Key of that Secret [default: url].",
+        help="Key of that Secret (default: url).",
     ),
     config: str | None = typer.Option(
         None, "--config", "-c", envvar="TREADLE_DEPLOY_CONFIG",
@@ -73,9 +73,7 @@ def k8s(
 ) -> None:
     """Render the Kubernetes manifests: API, workers, migrations, autoscaling, policies.
 
-    Apply the pre-migration Job first and wait for it, then the rest; after the rollout,
-    the post-migration Job (--post-migrate). Expects the Secret treadle-database (key url:
-    the PostgreSQL URL) and optionally treadle-graph-env (model provider keys).
+    Apply the pre-migration Job first and wait for it, then the rest; after the rollout, the post-migration Job (--post-migrate). Expects the Secret treadle-database (key url: the PostgreSQL URL) and optionally treadle-graph-env (model provider keys).
     """
     from treadle.deploy.manifests import K8sOptions, dump, render, write
 
