@@ -12,7 +12,7 @@ all three figures in one run, on one fresh database:
   counts every transaction of every process on that database: the submits, the
   claims, the checkpoints, the heartbeats and the sweeps.
 * **runs/s with 1, 2 and 3 worker replicas** (``treadle worker --concurrency 8``):
-  the same batch of 10-step chain runs queued at once, timed on the database clock
+  the same batch of 10-step chain runs queued at once (bench.cluster's runs_per_second), timed on the database clock
   from the first submit to the last end. The reference is the 1-replica figure,
   and the bound B / C.
 
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
-from typing import Any
 
 from bench._common import (
     commit_probe_setup,
@@ -39,11 +37,11 @@ from bench._common import (
 )
 from bench._report import Report
 from bench._workers import Fleet
+from bench.cluster import runs_per_second
 from bench.cluster_graphs import CHAIN_STEPS
 
 COLUMNS = ["measure", "setup", "value", "unit", "vs reference"]
 CONCURRENCY = 8
-RUN_TIMEOUT = 120.0
 
 
 def commit_rate(url: str, connections: int, seconds: float) -> float:
@@ -112,19 +110,6 @@ def cpu_seconds(pids: list[int] | None) -> float:
     return total / tick
 
 
-def batch(client: Any, g: Any, n: int) -> dict[str, float]:
-    """Queue ``n`` chain runs at once; database-clock runs/s from first submit to last end."""
-    rows = [client.submit(g, {"x": 0, "sleep": 0.0}, {"configurable": {"runtime": "distributed"}}, {})
-            for _ in range(n)]
-    deadline = time.monotonic() + RUN_TIMEOUT
-    done = [client.wait(g.store, r.run_id, timeout=max(1.0, deadline - time.monotonic())) for r in rows]
-    bad = Counter(d.status for d in done if d.status != "success")
-    if bad:
-        raise AssertionError(f"runs not successful: {dict(bad)}")
-    span = max(d.ended_at for d in done) - min(r.created_at for r in rows)
-    return {"rate": n / span, "span": span}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], argv)
     quick = args.quick
@@ -169,13 +154,13 @@ def main(argv: list[str] | None = None) -> int:
                 fleet.start_ready([f"r{n}-{i}" for i in range(n)],
                                   ["--concurrency", str(CONCURRENCY), "--task-slots", "0"])
                 progress(f"{n} replica(s): warm-up")
-                batch(client, g, 2 * n)
+                runs_per_second(client, g, 2 * n)
                 time.sleep(1.2)  # statistics flush
                 before = xact_commits(url)
                 pids = [w.pid for w in fleet.all]
                 cpu0 = (cpu_seconds(pids), cpu_seconds(None))
                 progress(f"{n} replica(s): {n_runs} chain runs queued at once")
-                res = batch(client, g, n_runs)
+                res = runs_per_second(client, g, n_runs)
                 cpu1 = (cpu_seconds(pids), cpu_seconds(None))
                 time.sleep(1.2)
                 after = xact_commits(url)
