@@ -63,7 +63,17 @@ def test_json_lines_carry_what_is_bound(configure):
         except ValueError:
             log.exception("failed")
     log.debug("not shown at info")
-    logging.getLogger("uvicorn.error").info("Uvicorn running")
+    uv_logger = logging.getLogger("uvicorn.error")
+    uv_level, uv_disabled = uv_logger.level, uv_logger.disabled
+    # An in-process uvicorn started by an earlier test sets this logger's level (its
+    # log_level); what is tested here is where its lines go, not that level.
+    uv_logger.setLevel(logging.INFO)
+    uv_logger.disabled = False
+    try:
+        uv_logger.info("Uvicorn running")
+    finally:
+        uv_logger.setLevel(uv_level)
+        uv_logger.disabled = uv_disabled
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.warn("deprecated thing", DeprecationWarning, stacklevel=1)
