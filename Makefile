@@ -5,7 +5,7 @@ export PYTHONPATH := $(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: bench bench-quick
 
-## bench: full benchmark suite (chain, concurrent, fanout, cluster, server); needs Postgres, see bench/README.md
+## bench: full benchmark suite (chain, concurrent, fanout, cluster, server, scaling); needs Postgres, see bench/README.md
 bench:
 	$(PYTHON) -m bench
 
