@@ -30,6 +30,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 __all__ = [
     "TRACE_KEY",
+    "attached",
     "carrier",
     "configure_tracing",
     "enabled",
@@ -111,6 +112,23 @@ def carrier() -> dict[str, str] | None:
     headers: dict[str, str] = {}
     _propagator.inject(headers)
     return headers or None
+
+
+@contextlib.contextmanager
+def attached(headers: Mapping[str, str]) -> Iterator[None]:
+    """Inside the block, the current context is the one ``headers`` (W3C ``traceparent``,
+    ``tracestate``) carry: spans started there continue the caller's trace. Does nothing
+    when tracing is off or the headers hold no context."""
+    if not enabled() or not headers.get("traceparent"):
+        yield
+        return
+    from opentelemetry import context as otel_context
+
+    token = otel_context.attach(_propagator.extract(dict(headers)))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def _parent(headers: Any) -> Context:

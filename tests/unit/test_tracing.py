@@ -293,3 +293,32 @@ def test_a_run_created_through_the_http_api_is_one_trace(spans, tmp_path):
     (attempt,) = [s for s in mine if s.name == "treadle.run"]
     assert attempt.parent.span_id == enqueue.context.span_id
     assert len(_nodes(mine)) == 4 and len([s for s in mine if s.name == "treadle.task work"]) == 2
+
+
+def test_a_callers_traceparent_header_is_continued(spans, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from treadle.server.app import create_app
+
+    tracer = trace.get_tracer("client")
+    settings = _settings(tmp_path, poll_interval=0.05, lease_ttl=3)
+    graph_ref = TRACED.replace(":builder", ":graph")
+    with TestClient(create_app(settings, {"traced": graph_ref}, in_process_worker=True)) as http:
+        with tracer.start_as_current_span("client call") as caller:
+            headers = tracing.carrier()
+        assert headers and headers["traceparent"]
+        r = http.post("/runs/wait", headers=headers,
+                      json={"assistant_id": "traced", "input": {"n": 1, "fail": False, "results": []}})
+        assert r.status_code == 200, r.text
+        run_id = r.headers["Content-Location"].rsplit("/", 1)[-1]
+        # Without the header, a run starts its own trace.
+        r = http.post("/runs/wait", json={"assistant_id": "traced",
+                                          "input": {"n": 1, "fail": False, "results": []}})
+        assert r.status_code == 200, r.text
+        other_id = r.headers["Content-Location"].rsplit("/", 1)[-1]
+    finished = spans.get_finished_spans()
+    (enqueue,) = [s for s in _trace_of(finished, run_id) if s.name == "treadle.run.enqueue"]
+    assert enqueue.context.trace_id == caller.get_span_context().trace_id
+    assert enqueue.parent is not None and enqueue.parent.span_id == caller.get_span_context().span_id
+    (other,) = [s for s in _trace_of(finished, other_id) if s.name == "treadle.run.enqueue"]
+    assert other.context.trace_id != caller.get_span_context().trace_id

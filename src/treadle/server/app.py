@@ -105,6 +105,9 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         app.include_router(module.router)
     _error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    from treadle.server.trace_context import TraceContext
+
+    app.add_middleware(TraceContext)
     return app
 
 
