@@ -468,8 +468,16 @@ def test_the_shipped_kustomizations_stay_in_the_subset() -> None:
         kustomize.load_kustomization(path.parent)  # raises on anything else
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
 def test_the_repository_path_is_the_packaged_tree() -> None:
-    assert (REPO / "deploy" / "k8s").resolve() == K8S.resolve()
+    # deploy/k8s is the package's tree (a symlink), and the treadle under test (installed
+    # or this checkout) ships the same files.
+    assert (REPO / "deploy" / "k8s").resolve() == (REPO / "src" / "treadle" / "deploy" / "k8s").resolve()
+    assert _tree(REPO / "deploy" / "k8s") == _tree(K8S)
 
 
 # --- the image ------------------------------------------------------------------------------
