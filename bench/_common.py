@@ -43,6 +43,7 @@ __all__ = [
     "load_average",
     "pg_server_info",
     "pg_url_variant",
+    "process_cpu_seconds",
     "run_for",
     "run_threads_for",
     "scratch_dir",
@@ -129,6 +130,26 @@ def load_average() -> list[float] | None:
         return None
 
 
+def process_cpu_seconds(pids: list[int] | None = None, *, name_prefix: str | None = None) -> float:
+    """CPU seconds (user + system) used so far by ``pids``, or by every process whose
+    name starts with ``name_prefix`` (Linux /proc; processes gone meanwhile are skipped)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    if pids is None:
+        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        if name_prefix is not None and not raw[raw.index("(") + 1 : raw.rindex(")")].startswith(name_prefix):
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime stime
+    return total
+
+
 class ForeignCpu:
     """CPU used on this machine by *other* work while a benchmark runs (Linux).
 
@@ -148,19 +169,7 @@ class ForeignCpu:
             with open("/proc/stat") as f:
                 v = [int(x) for x in f.readline().split()[1:9]]
             busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / tick  # user nice system irq softirq steal
-            pg = 0.0
-            for d in os.listdir("/proc"):
-                if not d.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{d}/stat") as f:
-                        raw = f.read()
-                except OSError:
-                    continue
-                comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-                if comm.startswith("postgres"):
-                    fields = raw[raw.rindex(")") + 2 :].split()
-                    pg += (int(fields[11]) + int(fields[12])) / tick  # utime stime
+            pg = process_cpu_seconds(name_prefix="postgres")
             t = os.times()
             return busy, pg, t.user + t.system + t.children_user + t.children_system
         except (OSError, ValueError):

@@ -32,6 +32,7 @@ from bench._common import (
     parse_args,
     pg_server_info,
     pg_url_variant,
+    process_cpu_seconds,
     progress,
     scratch_dir,
 )
@@ -87,29 +88,6 @@ def xact_commits(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def cpu_seconds(pids: list[int] | None) -> float:
-    """CPU seconds (user + system) used so far by ``pids``, or by every process named
-    ``postgres`` when ``pids`` is None (Linux /proc; 0.0 elsewhere)."""
-    import os
-
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    total = 0
-    candidates = pids if pids is not None else [int(p) for p in os.listdir("/proc") if p.isdigit()] \
-        if os.path.isdir("/proc") else []
-    for pid in candidates:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        if pids is None and name != "postgres":
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], argv)
     quick = args.quick
@@ -158,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1.2)  # statistics flush
                 before = xact_commits(url)
                 pids = [w.pid for w in fleet.all]
-                cpu0 = (cpu_seconds(pids), cpu_seconds(None))
+                cpu0 = (process_cpu_seconds(pids), process_cpu_seconds(name_prefix="postgres"))
                 progress(f"{n} replica(s): {n_runs} chain runs queued at once")
                 res = runs_per_second(client, g, n_runs)
-                cpu1 = (cpu_seconds(pids), cpu_seconds(None))
+                cpu1 = (process_cpu_seconds(pids), process_cpu_seconds(name_prefix="postgres"))
                 time.sleep(1.2)
                 after = xact_commits(url)
             finally:
