@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from processes import SERVER_GRAPHS, ServerProcess, subprocess_env
+from processes import SERVER_GRAPHS, ServerProcess, subprocess_env, terminate
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -231,15 +231,7 @@ class WorkerProcess:
             os.kill(self.proc.pid, sig)
 
     def stop(self, timeout: float = 15) -> None:
-        import signal as _signal
-
-        if self.proc.poll() is None:
-            self.proc.send_signal(_signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, timeout)
         self._out.close()
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from dockerfile_parse import DockerfileParser
 
-from processes import SRC, free_port
+from processes import SRC, free_port, terminate
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
@@ -166,15 +166,7 @@ class LocalPod:
         raise AssertionError(f"{kind} never answered 200 (last: {last}):\n{self.log()}")
 
     def stop(self, timeout: float = 20) -> None:
-        import signal
-
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, timeout)
         if getattr(self, "_out", None) is not None:
             self._out.close()
 

@@ -19,6 +19,19 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM ``proc`` (as Kubernetes would), SIGKILL it after ``timeout`` s; reap it."""
+    import signal
+
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def free_port() -> int:
     import socket
 
@@ -65,13 +78,5 @@ class ServerProcess:
         raise AssertionError(f"server not ready after {timeout}s:\n{self.log()}")
 
     def stop(self, timeout: float = 20) -> None:
-        import signal as _signal
-
-        if self.proc.poll() is None:
-            self.proc.send_signal(_signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, timeout)
         self._out.close()
