@@ -86,8 +86,12 @@ class NodeOptions:
 class RunLimits:
     """Concurrency bound shared by every node task of one run (and its subgraphs)."""
 
-    def __init__(self, max_workers: int | None, settings: Settings) -> None:
+    def __init__(self, max_workers: int | None, settings: Settings, *,
+                 body_max_concurrency: int | None = None) -> None:
         self.max_workers = max_workers
+        # What node bodies see as config["max_concurrency"] (LangGraph's executor runs
+        # unbounded under treadle; a body's own batch calls keep the caller's value).
+        self.body_max_concurrency = body_max_concurrency
         self.thread_slots = threading.BoundedSemaphore(max_workers or settings.thread_workers)
         self._async_limit = max_workers or settings.async_workers
         self._async_slots: dict[int, asyncio.Semaphore] = {}
@@ -210,6 +214,7 @@ class NodeProxy(_RunnableBase):
 
     def _invoke(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
+        config = _body_config(config, limits)
         self.breaker.before_call()
         slots = limits.thread_slots if limits else None
         if slots:
@@ -271,6 +276,7 @@ class NodeProxy(_RunnableBase):
 
     async def _ainvoke(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
+        config = _body_config(config, limits)
         self.breaker.before_call()
         timeout = self.options.timeout
         started = time.perf_counter()
@@ -390,6 +396,18 @@ def plain_config(config: RunnableConfig) -> dict[str, Any]:
             if isinstance(v, (str, int, float, bool)) and k != "__treadle_epoch"
         }
     }
+
+
+def _body_config(config: RunnableConfig, limits: RunLimits | None) -> RunnableConfig:
+    """The config a node body receives: LangGraph's, with the caller's max_concurrency."""
+    if limits is None or "max_concurrency" not in config:
+        return config
+    body = dict(config)
+    if limits.body_max_concurrency is None:
+        del body["max_concurrency"]
+    else:
+        body["max_concurrency"] = limits.body_max_concurrency
+    return body  # type: ignore[return-value]
 
 
 def _retries(policy: RetryPolicy, exc: BaseException) -> bool:

@@ -38,6 +38,8 @@ _RUNTIMES = ("local", "distributed")
 # configurable key carrying this execution's claim future (a failed claim explains
 # why its writes were refused).
 _CLAIM_KEY = "__treadle_claim"
+# LangGraph's sync executor size for treadle runs: in effect unbounded (see TreadleGraph._limits).
+_UNBOUNDED = 1 << 30
 
 
 def compile(
@@ -217,15 +219,7 @@ class TreadleGraph:
         if run:
             if "thread_id" not in conf:
                 conf["thread_id"] = str(uuid.uuid4())
-            max_workers = options.get("max_workers")
-            if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
-                raise ConfigError("max_workers must be a positive integer")
-            limits = RunLimits(max_workers or self.settings.max_workers, self.settings)
-            conf[LIMITS_KEY] = limits
-            # LangGraph's own executor must not be the bottleneck: size it to our bound
-            # (plus room for its checkpoint writes, which share that executor).
-            default = self.settings.async_workers if is_async else self.settings.thread_workers
-            cfg.setdefault("max_concurrency", (max_workers or self.settings.max_workers or default) + 8)
+            conf[LIMITS_KEY] = self._limits(cfg, options.get("max_workers"), is_async)
         elif "thread_id" not in conf:
             raise ConfigError("this call needs a thread: pass thread_id (top level or configurable)")
         if run if claim is None else claim:
@@ -235,6 +229,31 @@ class TreadleGraph:
             )
         cfg["configurable"] = conf
         return cfg  # type: ignore[return-value]
+
+    def _limits(self, cfg: dict[str, Any], max_workers: Any, is_async: bool) -> RunLimits:
+        """The run's concurrency bound, and LangGraph's executor unbounded beneath it.
+
+        LangGraph runs a step's tasks *and* the checkpointer's ``put_writes`` calls on
+        one FIFO executor (a thread pool of ``max_concurrency``, or an asyncio
+        semaphore of that size). Bounded, a finished task's writes queue behind the
+        step's tasks that have not started, and stay uncommitted until they start: a
+        crash then re-runs finished tasks. So treadle leaves that executor unbounded
+        (every submission starts at once) and bounds only node bodies, with the run's
+        slots (:class:`RunLimits`). ``max_concurrency`` given by the caller means what it
+        means in LangGraph, the most node calls at once: it becomes ``max_workers``, and
+        node bodies see it again in their config (for their own ``batch`` calls).
+        """
+        given = cfg.pop("max_concurrency", None)
+        if max_workers is None:
+            max_workers = given
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
+        ):
+            raise ConfigError("max_workers (or max_concurrency) must be a positive integer")
+        if not is_async:
+            # A thread per submission; they park on the run's slots (sync has no "unbounded").
+            cfg["max_concurrency"] = _UNBOUNDED
+        return RunLimits(max_workers or self.settings.max_workers, self.settings, body_max_concurrency=given)
 
     @staticmethod
     def _claim(
