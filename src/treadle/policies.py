@@ -96,8 +96,10 @@ def _named(*names: str) -> Match:
 
 
 def _from(package: str, *, but: tuple[str, ...] = ()) -> Match:
-    """Matches an error whose class is defined in ``package`` (unless named in ``but``)."""
-    return lambda exc: _root(type(exc)) == package and type(exc).__name__ not in but
+    """Matches an error whose class, or a base class, is defined in ``package`` (unless
+    that class is named in ``but``)."""
+    return lambda exc: any(_root(c) == package and c.__name__ not in but
+                           for c in type(exc).__mro__)
 
 
 def _int(value: object) -> int | None:
@@ -210,8 +212,8 @@ TRANSIENCE: tuple[Rule, ...] = (
     Rule("`ConnectionError` (and its subclasses), `TimeoutError` (so `socket.timeout`, "
          "`asyncio.TimeoutError`), `socket.gaierror`", True, "the network or a peer failed",
          _is(ConnectionError, TimeoutError, socket.gaierror)),
-    Rule("`OSError` with a network errno (`ECONNRESET`, `ECONNREFUSED`, `ETIMEDOUT`, "
-         "`EHOSTUNREACH`, `ENETUNREACH`, `EPIPE`, ...)", True, "the network failed",
+    Rule("`OSError` with a network errno (`EHOSTUNREACH`, `ENETUNREACH`, `ENETDOWN`, "
+         "`ENETRESET`, `ENOTCONN`, ...)", True, "the network failed",
          _network_errno),
     Rule("`urllib.error.URLError`", "if its `reason` is", "urllib wraps the network error", _named("urllib.URLError"), _url_error_reason),
     Rule("any other `OSError` (`FileNotFoundError`, `PermissionError`, ...)", False,
