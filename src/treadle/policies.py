@@ -145,7 +145,7 @@ def _network_errno(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS
 
 
-def _url_error_reason(exc: BaseException) -> bool:
+def _reason(exc: BaseException) -> bool:
     reason = getattr(exc, "reason", None)
     return isinstance(reason, BaseException) and is_transient(reason)
 
@@ -165,6 +165,7 @@ _overloaded = _named(*_OVERLOAD_NAMES)
 _NETWORK_NAMES = (
     "httpx.TimeoutException", "httpx.NetworkError", "httpx.RemoteProtocolError",
     "requests.ConnectionError", "requests.Timeout", "requests.ChunkedEncodingError",
+    "urllib3.TimeoutError", "urllib3.NewConnectionError", "urllib3.ProtocolError",
     "aiohttp.ClientConnectionError", "aiohttp.ClientPayloadError",
     *(f"{p}.{n}" for p in PROVIDERS for n in ("APIConnectionError", "APITimeoutError")),
     "google.TransportError",
@@ -182,7 +183,7 @@ TRANSIENCE: tuple[Rule, ...] = (
          _is(StoreUnavailableError)),
     Rule("other treadle errors (`CircuitOpenError`, `ConfigError`, `FencedWriteError`, ...)",
          False, "an open breaker fails fast on purpose; the others are configuration or a "
-         "stale claim, which a rerun repeats", _is(CircuitOpenError, TreadleError)),
+         "stale claim, which a rerun repeats", _is(TreadleError)),
     Rule("LangGraph `NodeTimeoutError` (a `TimeoutPolicy` ran out)", True,
          "a timed-out attempt", _named("langgraph.NodeTimeoutError")),
     Rule("LangGraph's own errors (`InvalidUpdateError`: a node returned a non-dict, "
@@ -206,7 +207,8 @@ TRANSIENCE: tuple[Rule, ...] = (
          "error caused by one)", False, "a configuration problem", _caused_by_bad_certificate),
     Rule("connection and timeout errors of httpx (`TimeoutException`, `NetworkError`, "
          "`RemoteProtocolError`), requests (`ConnectionError`, `Timeout`, "
-         "`ChunkedEncodingError`), aiohttp, and the model-provider SDKs "
+         "`ChunkedEncodingError`), urllib3 (`TimeoutError`, `NewConnectionError`, "
+         "`ProtocolError`), aiohttp, and the model-provider SDKs "
          "(`APIConnectionError`, `APITimeoutError`)", True,
          "the network or the server failed the call", _named(*_NETWORK_NAMES)),
     Rule("`ConnectionError` (and its subclasses), `TimeoutError` (so `socket.timeout`, "
@@ -215,7 +217,9 @@ TRANSIENCE: tuple[Rule, ...] = (
     Rule("`OSError` with a network errno (`EHOSTUNREACH`, `ENETUNREACH`, `ENETDOWN`, "
          "`ENETRESET`, `ENOTCONN`, ...)", True, "the network failed",
          _network_errno),
-    Rule("`urllib.error.URLError`", "if its `reason` is", "urllib wraps the network error", _named("urllib.URLError"), _url_error_reason),
+    Rule("`urllib.error.URLError`, urllib3's `MaxRetryError`", "if its `reason` is",
+         "they wrap the network error", _named("urllib.URLError", "urllib3.MaxRetryError"),
+         _reason),
     Rule("any other `OSError` (`FileNotFoundError`, `PermissionError`, ...)", False,
          "a local file or permission problem is still there next time", _is(OSError)),
     Rule("any other `RuntimeError`", True, "what many SDKs raise for a failed remote call",

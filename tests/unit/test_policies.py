@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypedDict
 import httpx
 import pytest
 import requests
+import urllib3
 from langgraph.errors import (
     EmptyInputError,
     GraphRecursionError,
@@ -81,6 +82,14 @@ def requests_refused() -> requests.ConnectionError:
     raise AssertionError("port 1 answered")
 
 
+def urllib3_refused() -> urllib3.exceptions.MaxRetryError:
+    try:
+        urllib3.PoolManager(retries=0).request("GET", "http://127.0.0.1:1/")
+    except urllib3.exceptions.MaxRetryError as exc:
+        return exc
+    raise AssertionError("port 1 answered")
+
+
 def caused_by(exc: BaseException, cause: BaseException) -> BaseException:
     exc.__cause__ = cause
     return exc
@@ -93,7 +102,7 @@ def sdk_class(module: str, name: str, base: type[Exception] = Exception) -> type
     return type(name, (base,), {"__module__": module})
 
 
-def stainless(package: str) -> dict[str, type[Exception]]:
+def stainless(package: str) -> dict[str, Any]:
     """The error classes of a Stainless-generated SDK (openai, anthropic, groq, ...)."""
     api_error = sdk_class(package, "APIError")
 
@@ -105,7 +114,7 @@ def stainless(package: str) -> dict[str, type[Exception]]:
     status_error = type("APIStatusError", (api_error,), {"__module__": package,
                                                          "__init__": status_init})
     connection = sdk_class(package, "APIConnectionError", api_error)
-    classes = {"APIError": api_error, "APIStatusError": status_error,
+    classes: dict[str, Any] = {"APIError": api_error, "APIStatusError": status_error,
                "APIConnectionError": connection,
                "APITimeoutError": sdk_class(package, "APITimeoutError", connection)}
     for name in ("RateLimitError", "InternalServerError", "OverloadedError", "BadRequestError",
@@ -122,7 +131,7 @@ groq_rate_limit = sdk_class("groq", "RateLimitError")  # matched by name alone
 def cohere_error(status: int, name: str) -> Exception:
     api_error = type("ApiError", (Exception,), {"__module__": "cohere.core.api_error"})
     cls = type(name, (api_error,), {"__module__": f"cohere.errors.{name.lower()}"})
-    exc = cls(f"status_code: {status}")
+    exc: Exception = cls(f"status_code: {status}")
     exc.status_code = status  # type: ignore[attr-defined]
     return exc
 
@@ -131,7 +140,7 @@ def google_genai_error(code: int) -> Exception:
     api_error = type("APIError", (Exception,), {"__module__": "google.genai.errors"})
     cls = type("ServerError" if code >= 500 else "ClientError", (api_error,),
                {"__module__": "google.genai.errors"})
-    exc = cls(f"{code} error")
+    exc: Exception = cls(f"{code} error")
     exc.code = code  # type: ignore[attr-defined]
     return exc
 
@@ -211,6 +220,8 @@ CASES: list[tuple[str, BaseException, bool, str]] = [
     ("requests-refused", requests_refused(), True, NETWORK_LIBS),
     ("requests-read-timeout", requests.exceptions.ReadTimeout("timed out"), True, NETWORK_LIBS),
     ("requests-chunked", requests.exceptions.ChunkedEncodingError("broken"), True, NETWORK_LIBS),
+    ("urllib3-read-timeout", urllib3.exceptions.ReadTimeoutError(None, "/", "Read timed out."), True, NETWORK_LIBS),  # type: ignore[arg-type]
+    ("urllib3-protocol", urllib3.exceptions.ProtocolError("Connection aborted."), True, NETWORK_LIBS),
     ("aiohttp-connection", sdk_class("aiohttp.client_exceptions", "ClientConnectionError")("x"), True, NETWORK_LIBS),
     ("openai-connection", openai["APIConnectionError"]("Connection error."), True, NETWORK_LIBS),
     ("openai-timeout", openai["APITimeoutError"]("Request timed out."), True, NETWORK_LIBS),
@@ -225,6 +236,8 @@ CASES: list[tuple[str, BaseException, bool, str]] = [
     ("oserror-enetdown", OSError(errno.ENETDOWN, "Network is down"), True, "`OSError` with a network errno"),
     ("urlerror-refused", urllib.error.URLError(ConnectionRefusedError(errno.ECONNREFUSED, "refused")), True, "`urllib.error.URLError`"),
     ("urlerror-unknown-type", urllib.error.URLError("unknown url type: htp"), False, "`urllib.error.URLError`"),
+    ("urllib3-max-retries-refused", urllib3_refused(), True, "`urllib.error.URLError`"),
+    ("urllib3-max-retries-4xx", urllib3.exceptions.MaxRetryError(None, "/", urllib3.exceptions.ResponseError("too many 404 error responses")), False, "`urllib.error.URLError`"),  # type: ignore[arg-type]
     ("file-not-found", FileNotFoundError(errno.ENOENT, "No such file", "x.txt"), False, "any other `OSError`"),
     ("permission", PermissionError(errno.EACCES, "Permission denied", "x.txt"), False, "any other `OSError`"),
     ("requests-no-response", requests.HTTPError("no response"), False, "any other `OSError`"),
