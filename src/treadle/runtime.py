@@ -175,7 +175,8 @@ class TreadleGraph:
             breaker = CircuitBreaker(name, self.settings.breaker_threshold,
                                      self.settings.breaker_cooldown)
             proxy = NodeProxy(name, bound, options, self.pools, breaker,
-                              list(node.retry_policy or ()) + list(self.retry_policy))
+                              # LangGraph's rule: the node's own policy, else the graph's.
+                              list(node.retry_policy or self.retry_policy))
             new_nodes[name] = node.copy({"bound": proxy})
         return graph.copy({"nodes": new_nodes, "retry_policy": self.retry_policy})
 
