@@ -65,7 +65,8 @@ def _resume_hint(ref: str, thread_id: str, *, value: bool = False) -> str:
 @app.command()
 def run(
     ref: str = typer.Argument(
-        ..., metavar="REF", help="The graph: path/to/file.py:attr or module.path:attr.",
+        ..., metavar="REF", help="The graph: path/to/file.py:attr, module.path:attr, or a "
+        "graph name of the langgraph.json (--config, else ./langgraph.json).",
         show_default=False,
     ),
     input_: str | None = typer.Option(
@@ -100,7 +101,18 @@ def run(
     runtime: str = typer.Option(
         "local", "--runtime", envvar="TREADLE_RUNTIME",
         help="local: run here. distributed: queue the run for `treadle worker` processes "
-        "serving REF (same string) on the same --store, and follow it.",
+        "on the same --store serving REF (its langgraph.json name, else the REF string), "
+        "and follow it.",
+    ),
+    config_file: str | None = typer.Option(
+        None, "--config", "-c", envvar="TREADLE_CONFIG", show_default=False,
+        help="A langgraph.json: REF may be one of its graph names, and a distributed run of "
+        "one of its graphs is queued under that name (default: ./langgraph.json if present).",
+    ),
+    queue_timeout: float | None = typer.Option(
+        None, "--queue-timeout", show_default=False,
+        help="Distributed: cancel the run if no worker claims it within this many seconds "
+        "[TREADLE_QUEUE_TIMEOUT].",
     ),
 ) -> None:
     """Run a graph on a thread, durably; show per-node progress and the final state."""
@@ -118,7 +130,7 @@ def run(
 
     if runtime not in ("local", "distributed"):
         raise typer.BadParameter("must be local or distributed", param_hint="'--runtime'")
-    settings = _settings(store=store, max_workers=max_workers)
+    settings = _settings(store=store, max_workers=max_workers, queue_timeout=queue_timeout)
     thread_id = thread or str(uuid.uuid4())
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     if recursion_limit is not None:
@@ -126,9 +138,13 @@ def run(
     if runtime == "distributed":
         config["runtime"] = "distributed"  # type: ignore[typeddict-unknown-key]
 
-    graph = load_graph(ref, config={"configurable": {"thread_id": thread_id}})
+    load_ref, name, worker_args = _resolve(ref, config_file, runtime == "distributed")
+    graph = load_graph(load_ref, config={"configurable": {"thread_id": thread_id}})
     tg = treadle.compile(graph, settings=settings,
-                         graph_id=ref if runtime == "distributed" else None)
+                         graph_id=name if runtime == "distributed" else None)
+    tg.worker_args = worker_args
+    waiting = _SayWaiting()  # "no live worker serves graph ..." (treadle.cluster.pending)
+    logging.getLogger("treadle.client").addHandler(waiting)
     try:
         if resume:
             if tg.checkpointer.get_tuple({"configurable": {"thread_id": thread_id}}) is None:
@@ -187,7 +203,65 @@ def run(
             return
         _report(final, interrupts, tuple(snapshot.next or ()), ref, thread_id, interactive)
     finally:
+        logging.getLogger("treadle.client").removeHandler(waiting)
         tg.close()
+
+
+class _SayWaiting(logging.Handler):
+    """Prints a waiting caller's warnings (one plain line each, never wrapped: it holds a
+    command to copy) on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"waiting: {record.getMessage()}\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - a display problem must never break the run
+            pass
+
+
+def _resolve(ref: str, config: str | None, distributed: bool) -> tuple[str, str | None, str]:
+    """REF or a langgraph.json graph name -> (the REF to load, the graph's name for
+    workers, the graph arguments of a `treadle worker` serving it).
+
+    The name is the langgraph.json key when the graph is one of its entries (so
+    `treadle worker --graphs langgraph.json` serves it), else the REF string itself."""
+    from pathlib import Path
+
+    from treadle.cluster.registry import read_langgraph_json
+
+    path = config or ("langgraph.json" if Path("langgraph.json").is_file() else None)
+    bare = ":" not in ref
+    if path is None or (not bare and not distributed and config is None):
+        if bare:
+            raise InputError(
+                f"{ref!r} is neither a REF (path/file.py:attr, module:attr) nor a graph of a "
+                "langgraph.json (none in this directory; pass --config path/to/langgraph.json)"
+            )
+        return ref, ref, shlex.quote(ref)
+    refs = read_langgraph_json(path)
+    served_by = f"--graphs {shlex.quote(path)}"
+    if bare:
+        if ref not in refs:
+            raise InputError(f"{path} has no graph {ref!r} (its graphs: {', '.join(refs)})")
+        return refs[ref], ref, served_by
+    target = _canonical(ref)
+    for name, entry in refs.items():
+        if _canonical(entry) == target:
+            return ref, name, served_by
+    return ref, ref, shlex.quote(ref)
+
+
+def _canonical(ref: str) -> str:
+    """A REF with its file path made absolute (two spellings of one file compare equal)."""
+    from pathlib import Path
+
+    target, sep, attr = ref.rpartition(":")
+    if sep and (target.endswith(".py") or "/" in target):
+        return f"{Path(target).resolve()}:{attr}"
+    return ref
 
 
 def _run_failed(failure: BaseException, progress: Any, ref: str, thread_id: str) -> NoReturn:

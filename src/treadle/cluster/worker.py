@@ -30,7 +30,7 @@ from typing import Any
 from treadle import logs, metrics
 from treadle.cluster.attempt import RunAttempts, RunExecution
 from treadle.cluster.notify import close_notifier, notifier_for
-from treadle.cluster.registry import GraphRegistry
+from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.cluster.remote import run_task
 from treadle.config import Settings
 from treadle.errors import (
@@ -45,14 +45,21 @@ from treadle.store.queue import (
     CHANNEL_TASKS,
     RunRow,
     TaskRow,
+    WorkerInfo,
 )
 
-__all__ = ["Worker", "worker_name"]
+__all__ = ["Worker", "new_worker_id", "worker_name"]
 
 log = logging.getLogger("treadle.worker")
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def new_worker_id() -> str:
+    """A worker's unique id (one per Worker, so per process in ``treadle worker``): the key
+    of its ``treadle_workers`` row. Made here only."""
+    return uuid.uuid4().hex
 
 
 class Worker(RunAttempts):
@@ -64,6 +71,7 @@ class Worker(RunAttempts):
         # An embedding process (treadle dev) may share its loaded graphs; it closes them.
         self._shared_registry = registry
         self.name = name or worker_name()
+        self.worker_id = new_worker_id()
         self.concurrency = concurrency or settings.worker_concurrency
         self.task_slots = settings.worker_task_slots if task_slots is None else task_slots
         self.ttl = settings.lease_ttl
@@ -145,6 +153,7 @@ class Worker(RunAttempts):
         log.info("worker %s serving %s (runs %d, task slots %d, lease %gs)", self.name,
                  ", ".join(self.registry.graph_ids) or "no graph by reference",
                  self.concurrency, self.task_slots, self.ttl)
+        await self._advertise()  # before its first claim: callers see it at once
         loops = self.loops = [asyncio.create_task(c, name=n) for n, c in (
             ("claim-runs", self._claim_runs()), ("claim-tasks", self._claim_tasks()),
             ("heartbeat", self._heartbeats()), ("sweep", self._sweeps()))]
@@ -163,6 +172,10 @@ class Worker(RunAttempts):
                     loop.remove_signal_handler(sig)
                 except (NotImplementedError, RuntimeError):
                     pass
+            try:
+                await asyncio.to_thread(self.store.remove_worker, self.worker_id)
+            except StoreError as exc:  # it expires on its own
+                log.warning("could not unregister worker %s (%s)", self.name, exc)
             log.info("worker %s stopped", self.name)
             if endpoint is not None:  # /readyz said 503 until now
                 await endpoint.stop()
@@ -289,6 +302,8 @@ class Worker(RunAttempts):
         while True:
             await asyncio.sleep(interval)
             self.ticked_at = time.monotonic()
+            if not self.stopping:
+                await self._advertise()
             runs = [(ex.run_id, ex.epoch) for ex in self.runs.values()]
             tasks = [(row.task_key, row.epoch) for row, _t in self.tasks.values()]
             if not runs and not tasks:
@@ -323,6 +338,19 @@ class Worker(RunAttempts):
             missing = [(k, e) for k, e in tasks if k not in beat.tasks and k in self.tasks]
             if missing:
                 await self._check_lost_tasks(missing)
+
+    async def _advertise(self) -> None:
+        """Upsert this worker's row in ``treadle_workers`` (the graphs it serves, its load):
+        a caller whose run waits on a graph no live worker serves is told so."""
+        info = WorkerInfo(
+            worker_id=self.worker_id, name=self.name,
+            graph_ids=[g for g in self.registry.graph_ids if g.startswith(REF_PREFIX)],
+            allow_pickled=self.registry.allow_pickled, slots=self.concurrency,
+            running=len(self.runs), started_at=0.0, heartbeat_at=0.0, expires_at=0.0)
+        try:
+            await asyncio.to_thread(self.store.register_worker, info, self.ttl)
+        except StoreError as exc:
+            log.warning("advertising worker %s failed (%s)", self.name, exc)
 
     async def _check_lost_tasks(self, missing: list[tuple[str, int]]) -> None:
         """Tasks a heartbeat did not extend: lost, or finished while it was in flight."""
