@@ -180,3 +180,38 @@ def test_the_worker_command_never_shows_a_password() -> None:
     assert command == "treadle worker --store 'postgresql://app:***@db/agents' " \
                       "pipeline=path/to/module.py:graph"
     assert worker_command("sqlite:///x.db", "pickle:abc").endswith("--allow-pickled-graphs")
+
+
+def _run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "treadle", "run", *args], cwd=cwd,
+                          env=subprocess_env(TREADLE_UNSERVED_WARNING="0"), capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_treadle_run_names_a_graph_as_its_langgraph_json_does(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/q.db"
+    # A REF that is an entry of the langgraph.json is queued under the entry's name.
+    done = _run_cli("examples/pipeline.py:builder", "--config", "examples/langgraph.json",
+                    "--runtime", "distributed", "--store", url, "--queue-timeout", "0.5",
+                    "--input", '{"text": "a"}')
+    assert done.returncode == 1
+    assert "no live worker serves graph 'pipeline'" in done.stderr
+    assert "--graphs examples/langgraph.json" in done.stderr
+    assert "queue_timeout of 0.5s" in done.stderr
+    # Without a langgraph.json naming it, the REF string is the name.
+    done = _run_cli("examples/pipeline.py:builder", "--runtime", "distributed", "--store", url,
+                    "--queue-timeout", "0.5", "--input", '{"text": "a"}')
+    assert "graph 'examples/pipeline.py:builder'" in done.stderr
+    assert f"treadle worker --store {url} examples/pipeline.py:builder" in done.stderr
+    with open_store(url) as store:
+        assert {r.graph_id for r in store.list_runs()} == {
+            "ref:pipeline", "ref:examples/pipeline.py:builder"}
+        assert {r.status for r in store.list_runs()} == {"cancelled"}
+    # A name runs locally too (./langgraph.json by default); an unknown one says what there is.
+    local = _run_cli("pipeline", "--store", url, "--json", "--input", '{"text": "a. b"}',
+                     cwd=REPO / "examples")
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout)["report"] == "a… (1 words); b… (1 words)"
+    unknown = _run_cli("pipline", "--config", "examples/langgraph.json", "--store", url)
+    assert unknown.returncode == 1
+    assert "examples/langgraph.json has no graph 'pipline' (its graphs: pipeline)" in unknown.stderr
