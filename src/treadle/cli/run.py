@@ -57,8 +57,10 @@ def _parse_input(raw: str) -> Any:
         ) from exc
 
 
-def _resume_hint(ref: str, thread_id: str, *, value: bool = False) -> str:
-    cmd = f"treadle run {shlex.quote(ref)} --thread {shlex.quote(thread_id)} --resume"
+def _resume_hint(ref: str, thread_id: str, *, value: bool = False,
+                 config: str | None = None) -> str:
+    graph = shlex.quote(ref) + (f" --config {shlex.quote(config)}" if config else "")
+    cmd = f"treadle run {graph} --thread {shlex.quote(thread_id)} --resume"
     return cmd + (" --input '<JSON value>'" if value else "")
 
 
@@ -191,7 +193,7 @@ def run(
             log.removeHandler(progress)
 
         if failure is not None:
-            _run_failed(failure, progress, ref, thread_id)
+            _run_failed(failure, progress, ref, thread_id, config_file)
 
         snapshot = tg.get_state({"configurable": {"thread_id": thread_id}})
         final = snapshot.values if last_values is _MISSING else last_values
@@ -201,7 +203,8 @@ def run(
                 final = {**final, "__interrupt__": interrupts}
             _print_json_line(final)
             return
-        _report(final, interrupts, tuple(snapshot.next or ()), ref, thread_id, interactive)
+        _report(final, interrupts, tuple(snapshot.next or ()), ref, thread_id, interactive,
+                config_file)
     finally:
         logging.getLogger("treadle.client").removeHandler(waiting)
         tg.close()
@@ -264,8 +267,10 @@ def _canonical(ref: str) -> str:
     return ref
 
 
-def _run_failed(failure: BaseException, progress: Any, ref: str, thread_id: str) -> NoReturn:
-    hint = f"thread {thread_id}; after fixing the cause, resume with: {_resume_hint(ref, thread_id)}"
+def _run_failed(failure: BaseException, progress: Any, ref: str, thread_id: str,
+                config: str | None) -> NoReturn:
+    resume = _resume_hint(ref, thread_id, config=config)
+    hint = f"thread {thread_id}; after fixing the cause, resume with: {resume}"
     if isinstance(failure, KeyboardInterrupt):
         _error(f"interrupted ({hint})")
         raise typer.Exit(130)
@@ -281,7 +286,7 @@ def _run_failed(failure: BaseException, progress: Any, ref: str, thread_id: str)
 
 def _report(
     final: Any, interrupts: list[Any], next_nodes: tuple[str, ...], ref: str, thread_id: str,
-    interactive: bool,
+    interactive: bool, config: str | None,
 ) -> None:
     """The final state on stdout; thread and resume hints beside it (stderr if piped)."""
     out = _stdout()
@@ -297,8 +302,9 @@ def _report(
                 ("interrupted: ", "bold magenta"), _json_line(value),
             ))
         info.print(Text.assemble(
-            ("resume with: ", "bold"), _resume_hint(ref, thread_id, value=True),
+            ("resume with: ", "bold"), _resume_hint(ref, thread_id, value=True, config=config),
         ))
     elif next_nodes:
         info.print(Text.assemble(("paused before: ", "bold magenta"), ", ".join(next_nodes)))
-        info.print(Text.assemble(("continue with: ", "bold"), _resume_hint(ref, thread_id)))
+        info.print(Text.assemble(("continue with: ", "bold"),
+                                 _resume_hint(ref, thread_id, config=config)))
