@@ -240,8 +240,9 @@ def _resolve(ref: str, config: str | None, distributed: bool) -> tuple[str, str 
     if path is None or (not bare and not distributed and config is None):
         if bare:
             raise InputError(
-                f"{ref!r} is neither a REF (path/file.py:attr, module:attr) nor a graph of a "
-                "langgraph.json (none in this directory; pass --config path/to/langgraph.json)"
+                f"graph reference {ref!r} is not of the form path/to/file.py:attr or "
+                "module.path:attr, nor a graph name of a langgraph.json (none in this "
+                "directory; pass --config path/to/langgraph.json)"
             )
         return ref, ref, shlex.quote(ref)
     refs = read_langgraph_json(path)
