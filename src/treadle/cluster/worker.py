@@ -3,7 +3,9 @@
 One asyncio process with ``concurrency`` run slots and ``task_slots`` node-task
 slots. Loops: claim runs, claim tasks, heartbeat (extends leases, learns about
 cancel requests and lost leases), sweep (re-queues the runs and tasks of dead
-workers). Store errors make a loop back off and log; they never kill the worker.
+workers), advertise (keeps its row in ``treadle_workers``: the graphs it serves, so a
+caller waiting on a graph nobody serves is told). Store errors make a loop back off and
+log; they never kill the worker.
 
 Shutdown: the first SIGTERM/SIGINT drains (stop claiming, let node bodies in flight
 finish for up to ``drain_timeout``, wait for their writes to commit, hand each run
@@ -83,7 +85,8 @@ class Worker(RunAttempts):
         self._slot_free = asyncio.Event()
         self._stop_requests = 0
         self._last_heartbeat = time.monotonic()
-        self.loops: list[asyncio.Task[None]] = []  # claim runs, claim tasks, heartbeat, sweep
+        # claim runs, claim tasks, heartbeat, sweep, advertise
+        self.loops: list[asyncio.Task[None]] = []
         self.ticked_at = time.monotonic()  # the heartbeat loop's last round (liveness)
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -156,7 +159,8 @@ class Worker(RunAttempts):
         await self._advertise()  # before its first claim: callers see it at once
         loops = self.loops = [asyncio.create_task(c, name=n) for n, c in (
             ("claim-runs", self._claim_runs()), ("claim-tasks", self._claim_tasks()),
-            ("heartbeat", self._heartbeats()), ("sweep", self._sweeps()))]
+            ("heartbeat", self._heartbeats()), ("sweep", self._sweeps()),
+            ("advertise", self._advertisements()))]
         try:
             with metrics.track_worker(self):
                 await self._stop.wait()
@@ -302,8 +306,6 @@ class Worker(RunAttempts):
         while True:
             await asyncio.sleep(interval)
             self.ticked_at = time.monotonic()
-            if not self.stopping:
-                await self._advertise()
             runs = [(ex.run_id, ex.epoch) for ex in self.runs.values()]
             tasks = [(row.task_key, row.epoch) for row, _t in self.tasks.values()]
             if not runs and not tasks:
@@ -338,6 +340,14 @@ class Worker(RunAttempts):
             missing = [(k, e) for k, e in tasks if k not in beat.tasks and k in self.tasks]
             if missing:
                 await self._check_lost_tasks(missing)
+
+    async def _advertisements(self) -> None:
+        """Refresh this worker's advertisement every TTL/3 while it takes work (its own loop:
+        a slow store never delays the lease heartbeats)."""
+        while not self.stopping:
+            await self._sleep(self.ttl / 3)
+            if not self.stopping:
+                await self._advertise()
 
     async def _advertise(self) -> None:
         """Upsert this worker's row in ``treadle_workers`` (the graphs it serves, its load):
