@@ -126,6 +126,9 @@ class TreadleGraph:
         self._extra_stores: dict[str, tuple[Store, TreadleSaver]] = {}
         self.graph_id: str | None = None  # its name for workers (runtime="distributed")
         self._shipped: str | None = None  # its id once shipped to workers by value
+        # The graph arguments of a `treadle worker` serving it, when known (`name=REF`,
+        # `--graphs langgraph.json`): the hint given when no live worker serves it.
+        self.worker_args: str | None = None
         self._lock = threading.Lock()
         unknown = set(node_options) - set(compiled.nodes)
         if unknown:

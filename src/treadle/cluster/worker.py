@@ -3,7 +3,9 @@
 One asyncio process with ``concurrency`` run slots and ``task_slots`` node-task
 slots. Loops: claim runs, claim tasks, heartbeat (extends leases, learns about
 cancel requests and lost leases), sweep (re-queues the runs and tasks of dead
-workers). Store errors make a loop back off and log; they never kill the worker.
+workers), advertise (keeps its row in ``treadle_workers``: the graphs it serves, so a
+caller waiting on a graph nobody serves is told). Store errors make a loop back off and
+log; they never kill the worker.
 
 Shutdown: the first SIGTERM/SIGINT drains (stop claiming, let node bodies in flight
 finish for up to ``drain_timeout``, wait for their writes to commit, hand each run
@@ -30,7 +32,7 @@ from typing import Any
 from treadle import logs, metrics
 from treadle.cluster.attempt import RunAttempts, RunExecution
 from treadle.cluster.notify import close_notifier, notifier_for
-from treadle.cluster.registry import GraphRegistry
+from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.cluster.remote import run_task
 from treadle.config import Settings
 from treadle.errors import (
@@ -45,14 +47,21 @@ from treadle.store.queue import (
     CHANNEL_TASKS,
     RunRow,
     TaskRow,
+    WorkerInfo,
 )
 
-__all__ = ["Worker", "worker_name"]
+__all__ = ["Worker", "new_worker_id", "worker_name"]
 
 log = logging.getLogger("treadle.worker")
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def new_worker_id() -> str:
+    """A worker's unique id (one per Worker, so per process in ``treadle worker``): the key
+    of its ``treadle_workers`` row. Made here only."""
+    return uuid.uuid4().hex
 
 
 class Worker(RunAttempts):
@@ -64,6 +73,7 @@ class Worker(RunAttempts):
         # An embedding process (treadle dev) may share its loaded graphs; it closes them.
         self._shared_registry = registry
         self.name = name or worker_name()
+        self.worker_id = new_worker_id()
         self.concurrency = concurrency or settings.worker_concurrency
         self.task_slots = settings.worker_task_slots if task_slots is None else task_slots
         self.ttl = settings.lease_ttl
@@ -75,7 +85,8 @@ class Worker(RunAttempts):
         self._slot_free = asyncio.Event()
         self._stop_requests = 0
         self._last_heartbeat = time.monotonic()
-        self.loops: list[asyncio.Task[None]] = []  # claim runs, claim tasks, heartbeat, sweep
+        # claim runs, claim tasks, heartbeat, sweep, advertise
+        self.loops: list[asyncio.Task[None]] = []
         self.ticked_at = time.monotonic()  # the heartbeat loop's last round (liveness)
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -145,9 +156,11 @@ class Worker(RunAttempts):
         log.info("worker %s serving %s (runs %d, task slots %d, lease %gs)", self.name,
                  ", ".join(self.registry.graph_ids) or "no graph by reference",
                  self.concurrency, self.task_slots, self.ttl)
+        await self._advertise()  # before its first claim: callers see it at once
         loops = self.loops = [asyncio.create_task(c, name=n) for n, c in (
             ("claim-runs", self._claim_runs()), ("claim-tasks", self._claim_tasks()),
-            ("heartbeat", self._heartbeats()), ("sweep", self._sweeps()))]
+            ("heartbeat", self._heartbeats()), ("sweep", self._sweeps()),
+            ("advertise", self._advertisements()))]
         try:
             with metrics.track_worker(self):
                 await self._stop.wait()
@@ -163,6 +176,10 @@ class Worker(RunAttempts):
                     loop.remove_signal_handler(sig)
                 except (NotImplementedError, RuntimeError):
                     pass
+            try:
+                await asyncio.to_thread(self.store.remove_worker, self.worker_id)
+            except StoreError as exc:  # it expires on its own
+                log.warning("could not unregister worker %s (%s)", self.name, exc)
             log.info("worker %s stopped", self.name)
             if endpoint is not None:  # /readyz said 503 until now
                 await endpoint.stop()
@@ -323,6 +340,27 @@ class Worker(RunAttempts):
             missing = [(k, e) for k, e in tasks if k not in beat.tasks and k in self.tasks]
             if missing:
                 await self._check_lost_tasks(missing)
+
+    async def _advertisements(self) -> None:
+        """Refresh this worker's advertisement every TTL/3 while it takes work (its own loop:
+        a slow store never delays the lease heartbeats)."""
+        while not self.stopping:
+            await self._sleep(self.ttl / 3)
+            if not self.stopping:
+                await self._advertise()
+
+    async def _advertise(self) -> None:
+        """Upsert this worker's row in ``treadle_workers`` (the graphs it serves, its load):
+        a caller whose run waits on a graph no live worker serves is told so."""
+        info = WorkerInfo(
+            worker_id=self.worker_id, name=self.name,
+            graph_ids=[g for g in self.registry.graph_ids if g.startswith(REF_PREFIX)],
+            allow_pickled=self.registry.allow_pickled, slots=self.concurrency,
+            running=len(self.runs), started_at=0.0, heartbeat_at=0.0, expires_at=0.0)
+        try:
+            await asyncio.to_thread(self.store.register_worker, info, self.ttl)
+        except StoreError as exc:
+            log.warning("advertising worker %s failed (%s)", self.name, exc)
 
     async def _check_lost_tasks(self, missing: list[tuple[str, int]]) -> None:
         """Tasks a heartbeat did not extend: lost, or finished while it was in flight."""
