@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     poll_interval: float = Field(
         1.0, gt=0, description="Seconds between queue polls when notifications are missed."
     )
+    max_abandoned_threads: int = Field(
+        64, ge=1, description="Sync node bodies a worker may abandon (still running after their "
+        "run was cancelled or timed out) before it stops claiming, hands its runs back and exits "
+        "with code 75 so its supervisor restarts it.",
+    )
     allow_pickled_graphs: bool = Field(
         False, description="Let workers load graphs shipped by value (runs code from the store)."
     )

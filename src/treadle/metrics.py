@@ -35,6 +35,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "ABANDONED_THREADS",
     "CHECKPOINT_WRITE_SECONDS",
     "CONTENT_TYPE",
     "LEASE_LOSSES",
@@ -93,6 +94,10 @@ CHECKPOINT_WRITE_SECONDS = Histogram(
     buckets=_COMMIT_BUCKETS)
 STREAM_SUBSCRIBERS = Gauge("treadle_stream_subscribers",
                            "SSE streams and WebSockets open on this API process.")
+ABANDONED_THREADS = Gauge(
+    "treadle_abandoned_threads",
+    "Node-pool threads still running a body whose run was cancelled or timed out "
+    "(the worker recycles itself at TREADLE_MAX_ABANDONED_THREADS).")
 for _kind in ("run", "task"):
     LEASE_LOSSES.labels(_kind)
 

@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from treadle.config import Settings
 from treadle.errors import ConfigError, NodeTimeoutError
 from treadle.execution import EXECUTION_KEY, Execution
 from treadle.idempotency import key_from_config, set_process_key
+from treadle.node_threads import NodeThreads
 from treadle.policies import CircuitBreaker, is_transient
 
 __all__ = ["LIMITS_KEY", "NodeOptions", "NodeProxy", "Pools", "RunLimits", "plain_config"]
@@ -111,14 +112,14 @@ class Pools:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._threads: ThreadPoolExecutor | None = None
+        self._threads: NodeThreads | None = None
         self._processes: Any = None
         self._lock = threading.Lock()
 
-    def threads(self) -> ThreadPoolExecutor:
+    def threads(self) -> NodeThreads:
         with self._lock:
             if self._threads is None:
-                self._threads = ThreadPoolExecutor(
+                self._threads = NodeThreads(
                     max_workers=max(self.settings.thread_workers, self.settings.max_workers or 0),
                     thread_name_prefix="treadle-node",
                 )
@@ -141,6 +142,20 @@ class Pools:
             threads.shutdown(wait=False, cancel_futures=True)
         if processes is not None:
             processes.shutdown()
+
+
+def _is_async(bound: Runnable[Any, Any]) -> bool:
+    """Whether the node's body is a coroutine function. LangGraph gives a sync node an
+    ``afunc`` too, a shim that runs it on the event loop's default executor: such a node
+    is sync, and its body runs on treadle's thread pool instead (where a body abandoned
+    by a cancelled run is counted and replaced, and the worker's own calls never wait)."""
+    afunc = getattr(bound, "afunc", None)
+    if afunc is None:
+        return False
+    from langchain_core.runnables.config import run_in_executor
+
+    return not (isinstance(afunc, functools.partial) and afunc.func is run_in_executor
+                and getattr(bound, "func", None) is not None)
 
 
 def _run_in_process(func: Any, state: Any, key: str | None, kwargs: dict[str, Any]) -> Any:
@@ -174,7 +189,7 @@ class NodeProxy(_RunnableBase):
         self.pools = pools
         self.breaker = breaker
         self.retry_policy = retry_policy
-        self.is_async = getattr(bound, "afunc", None) is not None
+        self.is_async = _is_async(bound)
         self.pool = options.pool
         if self.pool == "auto":
             self.pool = "async" if self.is_async else "thread"
@@ -294,12 +309,17 @@ class NodeProxy(_RunnableBase):
                     result = await (coro if timeout is None else asyncio.wait_for(coro, timeout))
                 else:
                     ctx = contextvars.copy_context()
-                    fut = asyncio.get_running_loop().run_in_executor(
-                        self.pools.threads(),
-                        ctx.run,
-                        functools.partial(self.bound.invoke, input, config, **kwargs),
+                    threads = self.pools.threads()
+                    body = threads.submit(
+                        ctx.run, functools.partial(self.bound.invoke, input, config, **kwargs)
                     )
-                    result = await (fut if timeout is None else asyncio.wait_for(fut, timeout))
+                    fut = asyncio.wrap_future(body)
+                    try:
+                        result = await (fut if timeout is None else asyncio.wait_for(fut, timeout))
+                    except BaseException:
+                        # Cancelled or timed out: the run goes on (or ends) without the body.
+                        threads.abandon(body, self.name)
+                        raise
             finally:
                 if limits is not None:
                     limits.async_slots().release()
@@ -361,6 +381,7 @@ class NodeProxy(_RunnableBase):
         try:
             return fut.result(timeout=self.options.timeout)
         except FuturesTimeout as exc:
+            self.pools.threads().abandon(fut, self.name)
             raise self._timeout_error() from exc
 
     def _timeout_error(self) -> NodeTimeoutError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +17,9 @@ from treadle.cli._telemetry import (
     setup_telemetry,
 )
 from treadle.errors import ConfigError
+
+if TYPE_CHECKING:
+    from treadle.cluster.worker import Worker
 
 _GRAPHS_ARG = typer.Argument(
     None, metavar="[REF | name=REF]...",
@@ -54,6 +58,11 @@ def worker(
         "from the store: enable it only if the database is as trusted as this machine "
         "[TREADLE_ALLOW_PICKLED_GRAPHS].",
     ),
+    max_abandoned_threads: int | None = typer.Option(
+        None, "--max-abandoned-threads", min=1,
+        help="Recycle the worker (exit code 75) once this many sync node bodies are abandoned "
+        "still running by cancelled or timed-out runs [TREADLE_MAX_ABANDONED_THREADS].",
+    ),
     name: str | None = typer.Option(None, "--name", help="Worker name in leases and logs."),
     port: int | None = typer.Option(
         None, "--port", min=0, max=65535,
@@ -73,6 +82,7 @@ def worker(
         lease_ttl=lease_ttl, drain_timeout=drain_timeout, poll_interval=poll_interval,
         allow_pickled_graphs=allow_pickled_graphs, log_format=log_format, log_level=log_level,
         trace_exporter=trace_exporter, worker_port=port,
+        max_abandoned_threads=max_abandoned_threads,
     )
     refs = parse_graph_args(graphs or [], config)
     if not refs and not settings.allow_pickled_graphs:
@@ -93,7 +103,36 @@ def worker(
         if refs and not served and not settings.allow_pickled_graphs:
             raise ConfigError("no graph could be loaded (see the errors above); nothing to serve")
         logging.getLogger("treadle.worker").info("store %s", _redact(settings.store))
-        asyncio.run(w.run())
+        _run(w)
     finally:
         w.close()
         shutdown_tracing()
+        _exit_past_abandoned_threads(w.exit_code)
+    if w.exit_code:
+        raise typer.Exit(w.exit_code)
+
+
+def _run(w: Worker) -> None:
+    """``asyncio.run(w.run())`` without waiting for the default executor's threads on the
+    way out (a body stuck in one must not hold the process)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(w.run())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()  # shuts the default executor down without waiting
+
+
+def _exit_past_abandoned_threads(code: int) -> None:
+    """With abandoned node threads still running, the interpreter would wait for them
+    at exit (forever, for a body that blocks): leave now, everything else is closed."""
+    import os
+    import sys
+
+    from treadle.node_threads import abandoned_threads
+
+    if abandoned_threads():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -12,6 +12,13 @@ finish for up to ``drain_timeout``, wait for their writes to commit, hand each r
 back to the queue so another worker resumes it at once); a second one stops at once
 (leases then expire and the sweeper re-queues the runs).
 
+Abandoned node threads (sync bodies still running after their run was cancelled or timed
+out, see :mod:`treadle.node_threads`) cannot be interrupted: once there are
+``max_abandoned_threads`` of them the worker recycles itself (drains as on SIGTERM, then
+exits with :data:`EXIT_RECYCLE` so its supervisor starts a fresh process). Its own store
+calls (claims, heartbeats, advertisements) run on a small executor of its own, which no
+node body can fill.
+
 A run attempt itself (prepare, drive, record its end) is in :mod:`treadle.cluster.attempt`.
 """
 
@@ -39,6 +46,7 @@ from treadle.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from treadle.node_threads import abandoned_threads
 from treadle.store import shared
 from treadle.store.queue import (
     CHANNEL_CANCEL,
@@ -50,9 +58,12 @@ from treadle.store.queue import (
     WorkerInfo,
 )
 
-__all__ = ["Worker", "new_worker_id", "worker_name"]
+__all__ = ["EXIT_RECYCLE", "Worker", "new_worker_id", "worker_name"]
 
 log = logging.getLogger("treadle.worker")
+
+#: Exit code of a worker that recycled itself (too many abandoned node threads): restart it.
+EXIT_RECYCLE = 75
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -88,6 +99,10 @@ class Worker(RunAttempts):
         # claim runs, claim tasks, heartbeat, sweep, advertise
         self.loops: list[asyncio.Task[None]] = []
         self.ticked_at = time.monotonic()  # the heartbeat loop's last round (liveness)
+        self.exit_code = 0  # EXIT_RECYCLE once it recycled itself
+        self._recycles = False  # in its own process (run(handle_signals=True))
+        # Its own store calls (claims, heartbeats, advertisements): never behind node bodies.
+        self._own = ThreadPoolExecutor(4, thread_name_prefix="treadle-worker-own")
 
     # --- lifecycle -----------------------------------------------------------------------
     def connect(self) -> bool:
@@ -132,6 +147,7 @@ class Worker(RunAttempts):
     async def run(self, *, handle_signals: bool = True) -> None:
         log_context = logs.bind(worker=self.name)  # every line of its loops, runs and tasks
         loop = asyncio.get_running_loop()
+        self._recycles = handle_signals
         if handle_signals:  # its own process: size the default executor for its runs
             loop.set_default_executor(ThreadPoolExecutor(max(32, self.concurrency * 4),
                                                          thread_name_prefix="treadle-worker"))
@@ -180,6 +196,7 @@ class Worker(RunAttempts):
                 await asyncio.to_thread(self.store.remove_worker, self.worker_id)
             except StoreError as exc:  # it expires on its own
                 log.warning("could not unregister worker %s (%s)", self.name, exc)
+            self._own.shutdown(wait=False)
             log.info("worker %s stopped", self.name)
             if endpoint is not None:  # /readyz said 503 until now
                 await endpoint.stop()
@@ -246,7 +263,7 @@ class Worker(RunAttempts):
                 await self._slot_free.wait()
                 continue
             try:
-                row = await asyncio.to_thread(
+                row = await self._call(
                     self.store.claim_run, self.name, self.registry.graph_ids,
                     self.registry.allow_pickled, self.ttl,
                 )
@@ -274,7 +291,7 @@ class Worker(RunAttempts):
                 await self._slot_free.wait()
                 continue
             try:
-                rows = await asyncio.to_thread(
+                rows = await self._call(
                     self.store.claim_tasks, self.name, self.registry.graph_ids,
                     self.registry.allow_pickled, self.ttl, free,
                 )
@@ -301,18 +318,36 @@ class Worker(RunAttempts):
             pass
         wake.clear()
 
+    async def _call(self, func: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._own, func, *args)
+
+    def _check_abandoned(self) -> None:
+        """Recycle the worker once it holds too many abandoned node threads."""
+        count = abandoned_threads()
+        if (count < self.settings.max_abandoned_threads or self.exit_code
+                or not self._recycles):  # embedded (treadle dev): its process decides
+            return
+        self.exit_code = EXIT_RECYCLE
+        log.error("worker %s holds %d abandoned node threads (bound %d, "
+                  "TREADLE_MAX_ABANDONED_THREADS): recycling: no new claims, handing its runs "
+                  "back, then exiting with code %d for its supervisor to restart it",
+                  self.name, count, self.settings.max_abandoned_threads, EXIT_RECYCLE)
+        if not self.stopping:
+            self.request_stop()
+
     async def _heartbeats(self) -> None:
         interval = self.ttl / 3
         while True:
             await asyncio.sleep(interval)
             self.ticked_at = time.monotonic()
+            self._check_abandoned()
             runs = [(ex.run_id, ex.epoch) for ex in self.runs.values()]
             tasks = [(row.task_key, row.epoch) for row, _t in self.tasks.values()]
             if not runs and not tasks:
                 self._last_heartbeat = time.monotonic()
                 continue
             try:
-                beat = await asyncio.to_thread(self.store.heartbeat, self.name, runs, tasks, self.ttl)
+                beat = await self._call(self.store.heartbeat, self.name, runs, tasks, self.ttl)
             except StoreError as exc:
                 log.warning("heartbeat failed (%s)", exc)
                 if time.monotonic() - self._last_heartbeat > self.ttl:
@@ -358,7 +393,7 @@ class Worker(RunAttempts):
             allow_pickled=self.registry.allow_pickled, slots=self.concurrency,
             running=len(self.runs), started_at=0.0, heartbeat_at=0.0, expires_at=0.0)
         try:
-            await asyncio.to_thread(self.store.register_worker, info, self.ttl)
+            await self._call(self.store.register_worker, info, self.ttl)
         except StoreError as exc:
             log.warning("advertising worker %s failed (%s)", self.name, exc)
 
@@ -415,6 +450,7 @@ class Worker(RunAttempts):
         if self.runs.get(run_id) is ex:
             del self.runs[run_id]
         self._slot_free.set()
+        self._check_abandoned()
 
     # --- tasks ---------------------------------------------------------------------------
     async def _run_task(self, row: TaskRow) -> None:
