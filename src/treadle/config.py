@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     poll_interval: float = Field(
         1.0, gt=0, description="Seconds between queue polls when notifications are missed."
     )
+    run_max_handbacks: int = Field(
+        20, ge=0, description="Times a run may be handed back to the queue without an attempt "
+        "counted (a worker draining, the store failing under it) before it fails.",
+    )
     max_abandoned_threads: int = Field(
         64, ge=1, description="Sync node bodies a worker may abandon (still running after their "
         "run was cancelled or timed out) before it stops claiming, hands its runs back and exits "

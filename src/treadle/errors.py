@@ -6,7 +6,8 @@
     ├── InputError             run input that cannot be parsed or validated
     ├── ConflictError          a resource with that id exists already
     ├── StoreError             anything from the store
-    │   ├── StoreUnavailableError   the database cannot be reached
+    │   ├── StoreUnavailableError   the database cannot be reached (transient)
+    │   ├── StoreDataError          a value the database can never store (permanent)
     │   ├── FencedWriteError        a write from a writer whose claim is stale
     │   └── SchemaError             schema newer than the code, or migrations missing
     ├── RunFailedError         a cluster run ended without success
@@ -32,6 +33,7 @@ __all__ = [
     "NodeTimeoutError",
     "QueueTimeoutError",
     "SchemaError",
+    "StoreDataError",
     "StoreError",
     "StoreUnavailableError",
     "RemoteNodeError",
@@ -68,6 +70,11 @@ class StoreError(TreadleError):
 
 class StoreUnavailableError(StoreError):
     """The store could not be reached."""
+
+
+class StoreDataError(StoreError):
+    """The store refused a value it can never hold (too large, invalid text, a NUL where
+    text cannot have one): retrying cannot succeed, so the run fails at once."""
 
 
 class FencedWriteError(StoreError):

@@ -58,6 +58,11 @@ def worker(
         "from the store: enable it only if the database is as trusted as this machine "
         "[TREADLE_ALLOW_PICKLED_GRAPHS].",
     ),
+    max_handbacks: int | None = typer.Option(
+        None, "--max-handbacks", min=0,
+        help="Fail a run handed back to the queue more often than this without finishing "
+        "(drains, store failures) [TREADLE_RUN_MAX_HANDBACKS].",
+    ),
     max_abandoned_threads: int | None = typer.Option(
         None, "--max-abandoned-threads", min=1,
         help="Recycle the worker (exit code 75) once this many sync node bodies are abandoned "
@@ -82,7 +87,7 @@ def worker(
         lease_ttl=lease_ttl, drain_timeout=drain_timeout, poll_interval=poll_interval,
         allow_pickled_graphs=allow_pickled_graphs, log_format=log_format, log_level=log_level,
         trace_exporter=trace_exporter, worker_port=port,
-        max_abandoned_threads=max_abandoned_threads,
+        max_abandoned_threads=max_abandoned_threads, run_max_handbacks=max_handbacks,
     )
     refs = parse_graph_args(graphs or [], config)
     if not refs and not settings.allow_pickled_graphs:

@@ -23,7 +23,13 @@ from treadle.cluster.notify import Notifier
 from treadle.cluster.registry import GraphRegistry
 from treadle.cluster.remote import call_remote
 from treadle.config import Settings
-from treadle.errors import FencedWriteError, NodeTimeoutError, StoreError, TreadleError
+from treadle.errors import (
+    FencedWriteError,
+    NodeTimeoutError,
+    StoreDataError,
+    StoreError,
+    TreadleError,
+)
 from treadle.execution import EXECUTION_KEY, Execution
 from treadle.store.base import ClaimThreadNow, PutWrites, Store
 from treadle.store.queue import CANCEL_STATUS, CHANNEL_RUN_DONE, CHANNEL_RUNS, RunRow
@@ -112,6 +118,16 @@ class RunAttempts:
             ex.stop_reason = row.cancel
             await self._stopped(ex)
             return
+        # Claims that did not count an attempt were hand-backs (drains, store failures):
+        # a run that cannot get anywhere must not circle between workers for ever.
+        handbacks = row.epoch - row.attempt
+        if handbacks > self.settings.run_max_handbacks:
+            error = (f"the run was handed back to the queue {handbacks} times without "
+                     f"finishing (TREADLE_RUN_MAX_HANDBACKS={self.settings.run_max_handbacks}); "
+                     "giving up: the workers' logs say why each attempt stopped")
+            self._thread_state(ex, "error", error=error)
+            await self._finish(ex, "error", error=error)
+            return
         try:
             payload = ex.payload = decode(row.payload)
             graph, owned = await asyncio.to_thread(self.registry.for_run, row.graph_id,
@@ -126,6 +142,9 @@ class RunAttempts:
             log.warning("run %s: taken over before it started here (epoch %d is stale)",
                         row.run_id, row.epoch)
             ex.lease_lost()
+            return
+        except StoreDataError as exc:
+            await self._refused(ex, exc)
             return
         except StoreError as exc:
             log.warning("run %s: the store failed as it started (%s); handing it back",
@@ -154,6 +173,9 @@ class RunAttempts:
             log.warning("run %s: writes refused, another worker took the run over (epoch %d "
                         "is stale); dropping this attempt", row.run_id, row.epoch)
             ex.lease_lost()
+            return
+        except StoreDataError as exc:
+            await self._refused(ex, exc)
             return
         except StoreError as exc:
             # The store failed under the run (a restart, a failover): not the run's fault.
@@ -213,6 +235,19 @@ class RunAttempts:
             input = None
         return input, config, dict(payload.get("kwargs") or {})
 
+    async def _refused(self, ex: RunExecution, exc: StoreDataError, *,
+                       last: bool = False) -> None:
+        """The store refused the run's data for good: fail the run now, with the reason
+        (handing it back would fail the same way on every worker, for ever)."""
+        # Text only, here and in the log record: the exception's traceback holds the
+        # frames of the graph's loop, and so its state (perhaps hundreds of MB), for as
+        # long as a log handler keeps the record.
+        reason = str(exc)
+        log.warning("run %s: %s; failing the run", ex.run_id, reason)
+        error = f"{type(exc).__name__}: {reason}"
+        self._thread_state(ex, "error", error=error)
+        await self._finish(ex, "error", error=error, last=last)
+
     async def _barrier(self, ex: RunExecution) -> None:
         """Wait until every write this process queued before now has committed (the
         committer applies batches in order, so an empty write is a barrier)."""
@@ -254,14 +289,25 @@ class RunAttempts:
         # "shutdown": leave the lease to expire
 
     async def _finish(self, ex: RunExecution, status: str, *, result: bytes | None = None,
-                      error: str | None = None) -> None:
+                      error: str | None = None, last: bool = False) -> None:
         ex.ending = True
         row = ex.row
+        if error is not None:  # text a node's exception made: no NUL, no lone surrogate
+            error = error.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
         tracing.set_attributes({"treadle.status": status},
                                error=error if status in ("error", "timeout") else None)
         try:
             done = await asyncio.to_thread(self.store.finish_run, row.run_id, row.epoch, status,
                                            result=result, error=error, thread=ex.thread_update)
+        except StoreDataError as exc:
+            if last:
+                log.warning("run %s: recording %s failed (%s); its lease will expire",
+                            row.run_id, status, str(exc))
+                return
+            # Its result, its error or the thread's values cannot be stored: record the
+            # store's refusal instead (an error with no result, no values).
+            await self._refused(ex, exc, last=True)
+            return
         except StoreError as exc:
             log.warning("run %s: recording %s failed (%s); its lease will expire and the run "
                         "resumes elsewhere", row.run_id, status, exc)

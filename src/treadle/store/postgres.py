@@ -29,6 +29,7 @@ from psycopg.types.numeric import Int8
 from treadle.errors import (
     ConfigError,
     FencedWriteError,
+    StoreDataError,
     StoreError,
     StoreUnavailableError,
     TreadleError,
@@ -50,6 +51,7 @@ from treadle.store.migrate import check, load_migrations, select
 from treadle.store.postgres_items import PostgresItems
 from treadle.store.postgres_options import (
     b64,
+    is_data_error,
     is_dead,
     metadata_json,
     number_option,
@@ -173,6 +175,11 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         if is_dead(exc):
             return StoreUnavailableError(
                 f"lost PostgreSQL at {self._where} while {doing}: {one_line(exc)}"
+            )
+        if is_data_error(exc):
+            return StoreDataError(
+                f"{doing} failed on PostgreSQL at {self._where}: it cannot store this data "
+                f"(not retried): {one_line(exc).split(' CONTEXT:')[0]}"
             )
         return StoreError(f"{doing} failed on PostgreSQL at {self._where}: {one_line(exc)}")
 

@@ -25,6 +25,7 @@ from treadle.errors import ConfigError
 
 __all__ = [
     "b64",
+    "is_data_error",
     "is_dead",
     "metadata_json",
     "number_option",
@@ -106,6 +107,17 @@ def is_dead(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError) and (
         exc.sqlstate is None or exc.sqlstate.startswith(_DISCONNECT_STATES)
     )
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether ``exc`` refuses the data itself, so sending it again can never succeed:
+    class 22 (data exception: invalid text or JSON, untranslatable characters, NUL bytes,
+    which psycopg refuses itself with a DataError too) and 54 (program limit exceeded:
+    "string too long to represent as jsonb string", an index row too large)."""
+    if isinstance(exc, psycopg.DataError):
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, psycopg.Error) and state.startswith(("22", "54"))
 
 
 def metadata_json(text: str) -> str:

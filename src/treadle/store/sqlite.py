@@ -33,7 +33,7 @@ from treadle.store.base import (
 )
 from treadle.store.migrate import check, load_migrations, select
 from treadle.store.sqlite_items import SqliteItems
-from treadle.store.sqlite_queue import SqliteQueue
+from treadle.store.sqlite_queue import SqliteQueue, data_error, is_data_error
 from treadle.store.sqlite_resources import SqliteResources
 from treadle.store.writer import GroupCommitter
 
@@ -67,6 +67,12 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
         if self._synchronous not in _SYNC_MODES:
             raise ConfigError(f"synchronous must be one of {sorted(_SYNC_MODES)}")
         self._busy_ms = int(float(options.get("busy_timeout", "30")) * 1000)
+        # The largest string or blob SQLite accepts (SQLITE_LIMIT_LENGTH; SQLite's own
+        # default, 1e9 bytes, when unset): a bigger state fails its run at once.
+        try:
+            self._max_length = int(options.get("max_length", "0"))
+        except ValueError as exc:
+            raise ConfigError(f"max_length must be a number of bytes, not {options['max_length']!r}") from exc
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -93,6 +99,8 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            if self._max_length > 0:
+                conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self._max_length)
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"cannot open SQLite store {self.path}: {exc}") from exc
         return conn
@@ -138,8 +146,10 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
                 results = [self._accept(conn, op, owners, rows) for op in ops]
                 rows.write(conn)
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 conn.execute("ROLLBACK")
+                if is_data_error(exc):
+                    raise data_error("writing", self.path, exc) from exc
                 raise
             return results
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from treadle.errors import StoreError, StoreUnavailableError, ThreadBusyError
+from treadle.errors import StoreDataError, StoreError, StoreUnavailableError, ThreadBusyError
 from treadle.store import sqlite_queries as q
 from treadle.store.queue import (
     CANCEL_STATUS,
@@ -43,6 +43,20 @@ __all__ = ["SqliteQueue"]
 _EVENT_CHUNK = 500
 # SQLite messages meaning the database cannot be reached or locked right now.
 _UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly")
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether ``exc`` refuses the data itself, so writing it again can never succeed:
+    "string or blob too big" (SQLITE_LIMIT_LENGTH) and the other DataErrors, text Python
+    cannot encode (lone surrogates), an int beyond 64 bits."""
+    if isinstance(exc, (sqlite3.DataError, UnicodeEncodeError, OverflowError)):
+        return True
+    return isinstance(exc, sqlite3.Error) and "too big" in str(exc)
+
+
+def data_error(what: str, path: Path, exc: BaseException) -> StoreDataError:
+    return StoreDataError(f"{what} failed on SQLite store {path}: it cannot store this data "
+                          f"(not retried): {' '.join(str(exc).split())}")
 
 
 def _run(row: Sequence[Any]) -> RunRow:
@@ -73,7 +87,9 @@ class SqliteQueue(RunQueue):
         """This thread's autocommit connection."""
 
     # --- transactions --------------------------------------------------------------
-    def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        if is_data_error(exc):
+            return data_error(what, self.path, exc)
         message = f"{what} failed on SQLite store {self.path}: {' '.join(str(exc).split())}"
         if isinstance(exc, sqlite3.OperationalError) and any(
             word in str(exc).lower() for word in _UNAVAILABLE
@@ -107,7 +123,7 @@ class SqliteQueue(RunQueue):
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, sqlite3.Error) or is_data_error(exc):
                     raise self._error(what, exc) from exc
                 raise
 
