@@ -4,7 +4,6 @@ hand-back, no lease expiry, no second attempt (PostgreSQL and SQLite, real worke
 from __future__ import annotations
 
 import asyncio
-import gc
 import uuid
 from pathlib import Path
 from typing import Any
@@ -92,12 +91,14 @@ async def test_a_refused_state_is_released_when_its_run_ends(tmp_path: Path) -> 
         row = await asyncio.to_thread(_run, settings.store, {"size": 300_000})
         _failed_at_once(row, "string or blob too big")
         assert len(bulky.REFS) == before + 1
+        while w.runs:  # its attempt's task is done on the worker too
+            await asyncio.sleep(0.01)
+        # Freed by reference counting as the run ended (no wait for the cyclic GC).
+        assert bulky.REFS[-1]() is None
     finally:
         w.request_stop()
         await running
         w.close()
-    gc.collect()
-    assert bulky.REFS[-1]() is None
 
 
 def test_hand_backs_are_bounded(tmp_path: Path, start_worker: Any) -> None:

@@ -11,6 +11,7 @@ the attempt's span and its log context are kept here too.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import uuid
@@ -55,6 +56,7 @@ class RunExecution(Execution):
         # How it ended, for treadle_runs_total: the final status recorded, "handed_over"
         # or, when nothing was recorded (lease lost, fenced, store down), "lost".
         self.outcome = "lost"
+        self.refused = False  # the store refused its data (perhaps a huge state)
         self._lease_counted = False
 
     def lease_lost(self) -> None:
@@ -106,6 +108,11 @@ class RunAttempts:
             try:
                 await self._execute_attempt(ex)
             finally:
+                if ex.refused:
+                    # The refused state sits in reference cycles (the graph loop's frames
+                    # and its exceptions): free it now, not at the next full collection,
+                    # which an idle worker may not reach for a long time.
+                    gc.collect()
                 metrics.run_ended(row.graph_id, ex.outcome, time.monotonic() - started)
                 if ex.owned_graph is not None:  # made by a factory for this run
                     await asyncio.to_thread(ex.owned_graph.close)
@@ -243,6 +250,7 @@ class RunAttempts:
         # frames of the graph's loop, and so its state (perhaps hundreds of MB), for as
         # long as a log handler keeps the record.
         reason = str(exc)
+        ex.refused = True
         log.warning("run %s: %s; failing the run", ex.run_id, reason)
         error = f"{type(exc).__name__}: {reason}"
         self._thread_state(ex, "error", error=error)
@@ -353,3 +361,4 @@ class RunAttempts:
             from treadle.server.webhooks import schedule_webhook
 
             schedule_webhook(self.store, str(payload["webhook"]), ex.run_id, self.settings)
+
