@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         None, gt=0, description="Seconds a distributed run may wait for a worker to claim it; "
         "then it is cancelled (QueueTimeoutError). Unset: wait as long as it takes.",
     )
+    run_timeout: float = Field(
+        3600.0, ge=0, description="Default longest run, in seconds from its first start, for runs "
+        "that set no run_timeout of their own; then it ends with status timeout and frees its "
+        "worker slot. 0: no limit.",
+    )
     run_max_attempts: int = Field(
         3, ge=1, description="Attempts of a run queued through the HTTP API (lost leases count)."
     )

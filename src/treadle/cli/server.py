@@ -81,12 +81,18 @@ def dev(
     concurrency: int | None = typer.Option(
         None, "--concurrency", min=1, help="Runs executed at once [TREADLE_WORKER_CONCURRENCY]."
     ),
+    run_timeout: float | None = typer.Option(
+        None, "--run-timeout", min=0,
+        help="Default longest run in seconds (runs without their own run_timeout); 0: no "
+        "limit [TREADLE_RUN_TIMEOUT].",
+    ),
     log_format: str | None = _LOG_FORMAT_OPTION,
     log_level: str | None = _LOG_LEVEL_OPTION,
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
 ) -> None:
     """One process: the API, an in-process worker, an embedded SQLite store by default."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
+                         run_timeout=run_timeout,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     refs = _refs(config)
@@ -113,12 +119,18 @@ def serve(
         None, "--concurrency", min=1,
         help="Runs each worker executes at once [TREADLE_WORKER_CONCURRENCY].",
     ),
+    run_timeout: float | None = typer.Option(
+        None, "--run-timeout", min=0,
+        help="Default longest run in seconds (runs without their own run_timeout); 0: no "
+        "limit [TREADLE_RUN_TIMEOUT].",
+    ),
     log_format: str | None = _LOG_FORMAT_OPTION,
     log_level: str | None = _LOG_LEVEL_OPTION,
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
 ) -> None:
     """The production server: the API, plus --workers worker processes on the same store."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
+                         run_timeout=run_timeout,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     refs = _refs(config)
@@ -128,6 +140,8 @@ def serve(
     env = {**os.environ, "TREADLE_STORE": settings.store, **telemetry_env(settings)}
     if concurrency:
         env["TREADLE_WORKER_CONCURRENCY"] = str(concurrency)
+    if run_timeout is not None:
+        env["TREADLE_RUN_TIMEOUT"] = str(run_timeout)
     try:
         if settings.worker_port is not None:  # their endpoints listen where the API does
             env["TREADLE_HOST"] = settings.host

@@ -60,6 +60,11 @@ def worker(
         help="Serve /healthz, /readyz and /metrics on this port (on TREADLE_HOST) "
         "[TREADLE_WORKER_PORT].",
     ),
+    run_timeout: float | None = typer.Option(
+        None, "--run-timeout", min=0,
+        help="Default longest run in seconds (runs without their own run_timeout); 0: no "
+        "limit [TREADLE_RUN_TIMEOUT].",
+    ),
     log_format: str | None = _LOG_FORMAT_OPTION,
     log_level: str | None = _LOG_LEVEL_OPTION,
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
@@ -72,7 +77,7 @@ def worker(
         store=store, worker_concurrency=concurrency, worker_task_slots=task_slots,
         lease_ttl=lease_ttl, drain_timeout=drain_timeout, poll_interval=poll_interval,
         allow_pickled_graphs=allow_pickled_graphs, log_format=log_format, log_level=log_level,
-        trace_exporter=trace_exporter, worker_port=port,
+        trace_exporter=trace_exporter, worker_port=port, run_timeout=run_timeout,
     )
     refs = parse_graph_args(graphs or [], config)
     if not refs and not settings.allow_pickled_graphs:

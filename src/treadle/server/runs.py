@@ -58,6 +58,21 @@ def _merge_config(base: dict[str, Any], given: dict[str, Any] | None) -> dict[st
     return merged
 
 
+def _run_timeout(body: RunCreate, config: dict[str, Any]) -> float | None:
+    """The run's ``run_timeout`` (seconds): a body field, or a key of its config (top level
+    or ``configurable``, removed from it: it steers the run, not the graph); 422 unless a
+    positive number. None: the worker's default (TREADLE_RUN_TIMEOUT) applies."""
+    found = [v for v in ((body.model_extra or {}).get("run_timeout"),
+                         config.pop("run_timeout", None),
+                         config["configurable"].pop("run_timeout", None)) if v is not None]
+    if not found:
+        return None
+    value = found[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e12:
+        raise HTTPException(422, f"run_timeout must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
 async def check_run(ctx: Ctx, body: RunCreate) -> Any:
     """The run's assistant, or the 404/422 that refuses the run (nothing is written)."""
     assistant = await get_assistant_or_404(ctx, body.assistant_id)
@@ -76,6 +91,8 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     and ``multitask_strategy`` is ``reject``. Nothing is written on a rejection."""
     store = ctx.store
     assistant = await check_run(ctx, body)
+    config = _merge_config(assistant.config or {}, body.config)
+    timeout_s = _run_timeout(body, config)  # a 422 here writes nothing
     on_completion = body.on_completion
     regraph = False
     if stateless or thread_id is None:
@@ -91,7 +108,6 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
                                          "(create it first, or pass if_not_exists='create')")
             thread = await asyncio.to_thread(store.ensure_thread, thread_id, metadata={})
         regraph = (thread.metadata or {}).get("graph_id") != assistant.graph_id
-    config = _merge_config(assistant.config or {}, body.config)
     conf = config["configurable"]
     conf.setdefault("assistant_id", assistant.assistant_id)
     conf.setdefault("graph_id", assistant.graph_id)
@@ -133,6 +149,7 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
         run = NewRun(
             run_id=run_id, thread_id=thread_id, graph_id=REF_PREFIX + assistant.graph_id,
             payload=encode(payload), max_attempts=ctx.settings.run_max_attempts, stream=stream,
+            timeout_s=timeout_s,
             metadata=json.dumps(metadata, default=str),
         )
         try:
