@@ -22,7 +22,7 @@ import pytest
 
 from treadle.errors import ConfigError, FencedWriteError, ThreadBusyError
 from treadle.store.base import ClaimThread, PutWrites, Store, WriteRow
-from treadle.store.queue import Event, NewRun, NewTask, QueueStats, RunRow, TaskRow
+from treadle.store.queue import DEFAULT_MAX_WORKER_LOSSES, Event, NewRun, NewTask, QueueStats, RunRow, TaskRow
 
 TTL = 0.05  # a lease that expires during the test
 LONG = 60.0  # a lease that does not
@@ -320,27 +320,46 @@ class QueueContract:
         assert store.sweep() == [("r1", "pending")]
         row = store.get_run("r1")
         assert row is not None
-        assert (row.status, row.epoch, row.attempt) == ("pending", expiring.epoch, 1)
+        assert (row.status, row.epoch, row.attempt, row.lost) == ("pending", expiring.epoch, 1, 1)
         assert row.worker is None and row.lease_expires_at is None and row.ended_at is None
         assert row.error is not None and "lease" in row.error.lower()
         assert status(store, "r2") == "running"
         assert store.sweep() == []
 
-    def test_sweep_errors_at_max_attempts_keeping_the_previous_error(self, store: Store) -> None:
-        store.enqueue_run(new_run("r1", max_attempts=2))
-        assert store.claim_run("w1", ["ref:g"], False, TTL) is not None
-        time.sleep(EXPIRE)
-        assert store.sweep() == [("r1", "pending")]
+    def test_sweep_errors_at_max_worker_losses_keeping_the_previous_error(self, store: Store
+                                                                           ) -> None:
+        # Worker losses have their own budget (TREADLE_MAX_WORKER_LOSSES): max_attempts
+        # (here 1) does not end a run whose workers keep dying.
+        store.enqueue_run(new_run("r1", max_attempts=1))
+        for n in (1, 2):
+            row = store.claim_run(f"w{n}", ["ref:g"], False, TTL)
+            assert row is not None and row.attempt == n
+            time.sleep(EXPIRE)
+            assert store.sweep(3) == [("r1", "pending")]
+            assert store.get_run("r1").lost == n  # type: ignore[union-attr]
         first_error = store.get_run("r1").error  # type: ignore[union-attr]
-        assert first_error
-        second = store.claim_run("w2", ["ref:g"], False, TTL)
-        assert second is not None and second.attempt == 2
+        assert first_error and "queued again" in first_error
+        assert store.claim_run("w3", ["ref:g"], False, TTL) is not None
         time.sleep(EXPIRE)
-        assert store.sweep() == [("r1", "error")]
+        assert store.sweep(3) == [("r1", "error")]
         row = store.get_run("r1")
         assert row is not None and row.status == "error" and row.ended_at is not None
-        assert row.error is not None and "lease" in row.error.lower() and first_error in row.error
+        assert row.lost == 3 and row.error is not None
+        assert row.error.startswith("the run's worker died 3 times (killed, OOM or lost); "
+                                    "giving up; last: lease of worker w3 expired")
+        assert first_error in row.error
         assert claim(store) is None
+
+    def test_the_default_budget_of_worker_losses_is_larger_than_attempts(self, store: Store
+                                                                          ) -> None:
+        store.enqueue_run(new_run("r1"))  # max_attempts 3
+        for _ in range(DEFAULT_MAX_WORKER_LOSSES - 1):
+            assert store.claim_run("w", ["ref:g"], False, TTL) is not None
+            time.sleep(EXPIRE)
+            assert store.sweep() == [("r1", "pending")]
+        assert store.claim_run("w", ["ref:g"], False, TTL) is not None
+        time.sleep(EXPIRE)
+        assert store.sweep() == [("r1", "error")]
 
     @pytest.mark.parametrize(("action", "final"), [("cancel", "cancelled"),
                                                    ("interrupt", "interrupted"),
@@ -600,7 +619,7 @@ class QueueContract:
         assert claim(store, ttl=TTL) is not None
         assert store.get_thread("t").status == "busy"
         time.sleep(EXPIRE)
-        assert store.sweep() == [("r1", "error")]
+        assert store.sweep(1) == [("r1", "error")]
         assert store.get_thread("t").status == "error"
 
     def test_purge_events_keeps_recent_and_active_runs(self, store: Store) -> None:

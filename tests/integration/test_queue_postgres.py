@@ -232,7 +232,7 @@ def test_cancel_run(pg_store: PostgresStore) -> None:
 
 def test_sweep_recovers_expired_runs(pg_url: str, pg_store: PostgresStore) -> None:
     pg_store.enqueue_run(_run("again", "t1"))
-    pg_store.enqueue_run(_run("last", "t2", max_attempts=1))
+    pg_store.enqueue_run(_run("last", "t2"))
     pg_store.enqueue_run(_run("cancelled", "t3"))
     pg_store.enqueue_run(_run("fresh", "t4"))
     for _ in range(3):
@@ -241,24 +241,27 @@ def test_sweep_recovers_expired_runs(pg_url: str, pg_store: PostgresStore) -> No
     _expire(pg_url)
     live = pg_store.claim_run("alive", [G], False, 30)
     assert live is not None and live.run_id == "fresh"
-    assert sorted(pg_store.sweep()) == [("again", "pending"), ("cancelled", "cancelled"),
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # "last" has lost 4 workers before
+        conn.execute("UPDATE treadle_runs SET lost_count = 4 WHERE run_id = 'last'")
+    assert sorted(pg_store.sweep(5)) == [("again", "pending"), ("cancelled", "cancelled"),
                                         ("last", "error")]
     again, last = pg_store.get_run("again"), pg_store.get_run("last")
     assert again is not None and last is not None
     assert (again.epoch, again.attempt, again.worker, again.ended_at) == (1, 1, None, None)
     assert again.error is not None and "lease" in again.error and "dead" in again.error
     assert last.error is not None and "lease" in last.error and last.ended_at is not None
+    assert "died 5 times" in last.error and (again.lost, last.lost) == (1, 5)
     assert pg_store.sweep() == []
     retry = pg_store.claim_run("alive", [G], False, 30)
     assert retry is not None and (retry.run_id, retry.epoch, retry.attempt) == ("again", 2, 2)
 
 
-def test_sweep_at_max_attempts_keeps_the_previous_error(pg_url: str, pg_store: PostgresStore) -> None:
-    pg_store.enqueue_run(_run("r1", max_attempts=2))
+def test_sweep_at_max_losses_keeps_the_previous_error(pg_url: str, pg_store: PostgresStore) -> None:
+    pg_store.enqueue_run(_run("r1", max_attempts=1))  # max_attempts does not bound losses
     for _ in range(2):
         assert pg_store.claim_run("w", [G], False, 30) is not None
         _expire(pg_url)
-        pg_store.sweep()
+        pg_store.sweep(2)
     row = pg_store.get_run("r1")
     assert row is not None and row.status == "error" and row.error is not None
     assert "giving up" in row.error and "queued again" in row.error

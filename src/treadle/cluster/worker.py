@@ -5,6 +5,15 @@ slots. Loops: claim runs, claim tasks, heartbeat (extends leases, learns about
 cancel requests and lost leases), sweep (re-queues the runs and tasks of dead
 workers). Store errors make a loop back off and log; they never kill the worker.
 
+Failover without waiting for the lease (PostgreSQL): the worker holds a session lock
+(:class:`~treadle.store.queue.WorkerSession`, keyed from its ``id``) for its whole life
+and claims under that key; when it dies its session ends, and the next sweep of any
+worker re-queues its runs. The sweep loop also checks the worker's own session every
+``sweep_interval``: while it is lost (database restart, partition) the worker claims
+nothing, and it judges other workers' sessions only once its own has been held for
+``SESSION_GRACE`` seconds, so the workers coming back after a database restart get time
+to take their locks again before anyone counts them dead.
+
 Shutdown: the first SIGTERM/SIGINT drains (stop claiming, let node bodies in flight
 finish for up to ``drain_timeout``, wait for their writes to commit, hand each run
 back to the queue so another worker resumes it at once); a second one stops at once
@@ -45,11 +54,16 @@ from treadle.store.queue import (
     CHANNEL_TASKS,
     RunRow,
     TaskRow,
+    WorkerSession,
 )
 
 __all__ = ["Worker", "worker_name"]
 
 log = logging.getLogger("treadle.worker")
+
+# Seconds a worker's own session must have been held before its sweeps judge others'.
+SESSION_GRACE = 2.0
+
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -64,6 +78,9 @@ class Worker(RunAttempts):
         # An embedding process (treadle dev) may share its loaded graphs; it closes them.
         self._shared_registry = registry
         self.name = name or worker_name()
+        self.id = uuid.uuid4()  # this process's identity (its session lock key derives from it)
+        self.session: WorkerSession | None = None  # set by run() (None: the backend has none)
+        self._session_held = True
         self.concurrency = concurrency or settings.worker_concurrency
         self.task_slots = settings.worker_task_slots if task_slots is None else task_slots
         self.ttl = settings.lease_ttl
@@ -142,6 +159,9 @@ class Worker(RunAttempts):
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
+        self.session = self.store.worker_session(
+            int.from_bytes(self.id.bytes[:8], "big", signed=True))
+        await self._check_session()
         log.info("worker %s serving %s (runs %d, task slots %d, lease %gs)", self.name,
                  ", ".join(self.registry.graph_ids) or "no graph by reference",
                  self.concurrency, self.task_slots, self.ttl)
@@ -163,6 +183,8 @@ class Worker(RunAttempts):
                     loop.remove_signal_handler(sig)
                 except (NotImplementedError, RuntimeError):
                     pass
+            if self.session is not None:  # its runs are ended or handed back by now
+                await asyncio.to_thread(self.session.close)
             log.info("worker %s stopped", self.name)
             if endpoint is not None:  # /readyz said 503 until now
                 await endpoint.stop()
@@ -228,10 +250,13 @@ class Worker(RunAttempts):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            if not self._session_held:  # a claim now would be swept at once
+                await self._sleep(self.settings.sweep_interval)
+                continue
             try:
                 row = await asyncio.to_thread(
                     self.store.claim_run, self.name, self.registry.graph_ids,
-                    self.registry.allow_pickled, self.ttl,
+                    self.registry.allow_pickled, self.ttl, self._session_key(),
                 )
                 failures = 0
             except StoreError as exc:
@@ -256,10 +281,13 @@ class Worker(RunAttempts):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            if not self._session_held:
+                await self._sleep(self.settings.sweep_interval)
+                continue
             try:
                 rows = await asyncio.to_thread(
                     self.store.claim_tasks, self.name, self.registry.graph_ids,
-                    self.registry.allow_pickled, self.ttl, free,
+                    self.registry.allow_pickled, self.ttl, free, self._session_key(),
                 )
                 failures = 0
             except StoreError as exc:
@@ -341,16 +369,43 @@ class Worker(RunAttempts):
                 metrics.LEASE_LOSSES.labels("task").inc()
                 entry[1].cancel()
 
+    def _session_key(self) -> int | None:
+        return self.session.key if self.session is not None else None
+
+    async def _check_session(self) -> bool:
+        """Is this worker's session (its lock) held? Reconnects it when it was lost.
+        True when it has been held for SESSION_GRACE seconds (or there is none)."""
+        session = self.session
+        if session is None:
+            return False
+        try:
+            held = await asyncio.to_thread(session.held)
+        except StoreError as exc:
+            log.warning("checking the worker session failed (%s)", exc)
+            held = False
+        if held != self._session_held:
+            log.log(logging.INFO if held else logging.WARNING,
+                    "worker session %s", "held: claiming again" if held
+                    else "lost: claiming nothing until it is back")
+        self._session_held = held
+        since = session.held_since
+        return held and since is not None and time.monotonic() - since >= SESSION_GRACE
+
     async def _sweeps(self) -> None:
+        interval = min(self.settings.sweep_interval, self.ttl / 4)
         while True:
-            await asyncio.sleep(min(1.0, self.ttl / 4) * (0.75 + random.random() / 2))
+            await asyncio.sleep(interval * (0.75 + random.random() / 2))
+            check_sessions = await self._check_session()
             try:
-                changed = await asyncio.to_thread(self.store.sweep)
+                changed = await asyncio.to_thread(
+                    self.store.sweep, self.settings.max_worker_losses,
+                    check_sessions=check_sessions)
             except StoreError as exc:
-                log.warning("sweeping expired leases failed (%s)", exc)
+                log.warning("sweeping lost leases failed (%s)", exc)
                 continue
             for ident, status in changed:
-                log.warning("lease expired: %s -> %s", ident, status)
+                log.warning("worker lost (session ended or lease expired): %s -> %s",
+                            ident, status)
 
     def _on_cancel(self, run_id: str) -> None:
         if run_id in self.runs:

@@ -143,7 +143,7 @@ CLOCK = f"SELECT {NOW}"
 # Columns in the order of the RunRow / TaskRow fields.
 RUN_COLUMNS = """run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
     lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at, started_at,
-    ended_at"""
+    ended_at, lost_count"""
 TASK_COLUMNS = """task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
     max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at"""
 
@@ -227,28 +227,30 @@ SELECT count(CASE WHEN status = 'pending' THEN 1 END),
 FROM treadle_runs WHERE status IN ('pending', 'running')"""
 
 # Expired run leases (one statement, so 'now' is one instant): a requested cancel ends
-# the run (its CANCEL_STATUS), the last attempt errors, any other goes back to pending
-# with the epoch unchanged (the next claim raises it).
+# the run (its CANCEL_STATUS), its :max_losses-th loss (TREADLE_MAX_WORKER_LOSSES) errors,
+# any other goes back to pending with the epoch unchanged (the next claim raises it).
 _RUN_CANCEL_STATUS = (
     "CASE cancel "
     + " ".join(f"WHEN '{action}' THEN '{status}'" for action, status in CANCEL_STATUS.items())
     + " ELSE 'cancelled' END"
 )
+_GIVE_UP = "cancel IS NULL AND lost_count + 1 >= :max_losses"
+_LOST = "'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt"
 SWEEP_RUNS = f"""
 UPDATE treadle_runs SET
     status = CASE
         WHEN cancel IS NOT NULL THEN {_RUN_CANCEL_STATUS}
-        WHEN attempt >= max_attempts THEN 'error'
+        WHEN {_GIVE_UP} THEN 'error'
         ELSE 'pending' END,
     error = CASE
         WHEN cancel IS NOT NULL THEN error
-        WHEN attempt >= max_attempts THEN
-            'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt
-            || ' of ' || max_attempts || ': giving up'
+        WHEN {_GIVE_UP} THEN
+            'the run''s worker died ' || (lost_count + 1)
+            || ' times (killed, OOM or lost); giving up; last: ' || {_LOST}
             || coalesce('; previous error: ' || error, '')
-        ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt
-            || ' of ' || max_attempts || '; queued again' END,
-    ended_at = CASE WHEN cancel IS NOT NULL OR attempt >= max_attempts THEN {NOW} END,
+        ELSE {_LOST} || '; queued again' END,
+    ended_at = CASE WHEN cancel IS NOT NULL OR {_GIVE_UP} THEN {NOW} END,
+    lost_count = lost_count + 1,
     worker = NULL,
     lease_expires_at = NULL
 WHERE status = 'running' AND lease_expires_at < {NOW}

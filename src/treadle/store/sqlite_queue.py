@@ -22,6 +22,7 @@ from treadle.errors import StoreError, StoreUnavailableError, ThreadBusyError
 from treadle.store import sqlite_queries as q
 from treadle.store.queue import (
     CANCEL_STATUS,
+    DEFAULT_MAX_WORKER_LOSSES,
     TERMINAL,
     Event,
     Heartbeat,
@@ -132,7 +133,8 @@ class SqliteQueue(RunQueue):
         return _run(row)
 
     def claim_run(
-        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float,
+        lock: int | None = None,  # no session locks on SQLite: the lease decides
     ) -> RunRow | None:
         with self._write("claiming a run") as conn:
             row = conn.execute(
@@ -193,9 +195,10 @@ class SqliteQueue(RunQueue):
             row = conn.execute(q.GET_RUN, (run_id,)).fetchone()
         return _run(row) if row else None
 
-    def sweep(self) -> list[tuple[str, str]]:
+    def sweep(self, max_losses: int = DEFAULT_MAX_WORKER_LOSSES, *,
+              check_sessions: bool = False) -> list[tuple[str, str]]:
         with self._write("sweeping expired leases") as conn:
-            swept = conn.execute(q.SWEEP_RUNS).fetchall()
+            swept = conn.execute(q.SWEEP_RUNS, {"max_losses": int(max_losses)}).fetchall()
             changed = [(r[0], r[1]) for r in swept]
             for r in swept:
                 if r[1] in TERMINAL:  # given up or cancelled: its thread is no longer busy
@@ -250,7 +253,8 @@ class SqliteQueue(RunQueue):
         return _task(row)
 
     def claim_tasks(
-        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int,
+        lock: int | None = None,
     ) -> list[TaskRow]:
         if limit <= 0:
             return []
