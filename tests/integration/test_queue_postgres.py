@@ -717,7 +717,9 @@ def test_a_session_retakes_its_key_after_a_disconnect(pg_url: str, pg_store: Pos
     with psycopg.connect(pg_url, autocommit=True) as conn:  # the server drops the session
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks "
                      "WHERE locktype = 'advisory' AND objid = 99 AND objsubid = 1")
+    assert not session.reconnected
     assert session.held() and session.key == 99  # reconnected, the same key taken again
+    assert session.reconnected  # its sweeps wait SESSION_GRACE before judging others
     assert session.held_since is not None and first is not None and session.held_since > first
     assert pg_store.sweep(check_sessions=True) == []  # so its claims stay its own
     other = pg_store.worker_session(99)  # a key still held elsewhere: a new one is drawn

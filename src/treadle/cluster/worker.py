@@ -10,9 +10,10 @@ Failover without waiting for the lease (PostgreSQL): the worker holds a session 
 and claims under that key; when it dies its session ends, and the next sweep of any
 worker re-queues its runs. The sweep loop also checks the worker's own session every
 ``sweep_interval``: while it is lost (database restart, partition) the worker claims
-nothing, and it judges other workers' sessions only once its own has been held for
-``SESSION_GRACE`` seconds, so the workers coming back after a database restart get time
-to take their locks again before anyone counts them dead.
+nothing, and once it is back the worker judges other workers' sessions only after
+``SESSION_GRACE`` seconds (as the sweep does after the database's own start), so the
+workers coming back after a database restart or failover get time to take their locks
+again before anyone counts them dead.
 
 Shutdown: the first SIGTERM/SIGINT drains (stop claiming, let node bodies in flight
 finish for up to ``drain_timeout``, wait for their writes to commit, hand each run
@@ -52,6 +53,7 @@ from treadle.store.queue import (
     CHANNEL_RUNS,
     CHANNEL_TASK_DONE,
     CHANNEL_TASKS,
+    SESSION_GRACE,
     RunRow,
     TaskRow,
     WorkerSession,
@@ -60,10 +62,6 @@ from treadle.store.queue import (
 __all__ = ["Worker", "worker_name"]
 
 log = logging.getLogger("treadle.worker")
-
-# Seconds a worker's own session must have been held before its sweeps judge others'.
-SESSION_GRACE = 2.0
-
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -374,7 +372,8 @@ class Worker(RunAttempts):
 
     async def _check_session(self) -> bool:
         """Is this worker's session (its lock) held? Reconnects it when it was lost.
-        True when it has been held for SESSION_GRACE seconds (or there is none)."""
+        True when its sweeps may judge other sessions: held, and for SESSION_GRACE
+        seconds when it was taken again after a loss."""
         session = self.session
         if session is None:
             return False
@@ -389,7 +388,8 @@ class Worker(RunAttempts):
                     else "lost: claiming nothing until it is back")
         self._session_held = held
         since = session.held_since
-        return held and since is not None and time.monotonic() - since >= SESSION_GRACE
+        return held and since is not None and (
+            not session.reconnected or time.monotonic() - since >= SESSION_GRACE)
 
     async def _sweeps(self) -> None:
         interval = min(self.settings.sweep_interval, self.ttl / 4)

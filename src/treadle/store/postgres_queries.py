@@ -316,7 +316,8 @@ FROM treadle_runs WHERE status IN ('pending', 'running')"""
 # Lost claims: an expired lease or, with %(check_sessions)s, a claimer's session lock
 # (migration 0006) no longer held by any session: its worker died. pg_locks shows a
 # pg_advisory_lock(bigint) key as classid (high 32 bits) and objid (low 32 bits),
-# objsubid 1. Rows another transaction holds are skipped (caught by the next sweep), so
+# objsubid 1. Not within %(grace)s s (SESSION_GRACE) of the server's start: workers are
+# taking their locks again after a restart. Rows another transaction holds are skipped (caught by the next sweep), so
 # the sweeper never waits nor deadlocks. A run with a cancel request ends (its
 # CANCEL_STATUS); its %(max_losses)s-th loss errors; any other goes back to pending, epoch
 # unchanged (the next claim raises it). %(max_losses)s = TREADLE_MAX_WORKER_LOSSES.
@@ -326,6 +327,8 @@ _RUN_CANCEL_STATUS = (
     + " ELSE 'cancelled' END"
 )
 _SESSION_GONE = """(%(check_sessions)s::boolean AND {a}.worker_lock IS NOT NULL
+           AND pg_postmaster_start_time()
+               < clock_timestamp() - make_interval(secs => %(grace)s::float8)
            AND NOT EXISTS (
                SELECT 1 FROM pg_locks l
                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1

@@ -29,6 +29,7 @@ from treadle.store.postgres_session import PgWorkerSession
 from treadle.store.queue import (
     CANCEL_STATUS,
     DEFAULT_MAX_WORKER_LOSSES,
+    SESSION_GRACE,
     TERMINAL,
     Event,
     Heartbeat,
@@ -205,7 +206,8 @@ class PostgresQueue(RunQueue):
 
     def sweep(self, max_losses: int = DEFAULT_MAX_WORKER_LOSSES, *,
               check_sessions: bool = False) -> list[tuple[str, str]]:
-        params = {"max_losses": int(max_losses), "check_sessions": bool(check_sessions)}
+        params = {"max_losses": int(max_losses), "check_sessions": bool(check_sessions),
+                  "grace": SESSION_GRACE}
 
         def run(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
             with conn.transaction():

@@ -43,6 +43,7 @@ class PgWorkerSession(WorkerSession):
         self._connect = connect
         self.key = key
         self.held_since: float | None = None
+        self.reconnected = False
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -60,6 +61,7 @@ class PgWorkerSession(WorkerSession):
                     log.warning("worker session lost (%s); taking the lock again",
                                 one_line(exc))
                     self._drop()
+                    self.reconnected = True
             try:
                 conn = self._connect()
             except StoreError as exc:

@@ -35,6 +35,7 @@ __all__ = [
     "RUN_STATUSES",
     "TASK_OUTCOMES",
     "DEFAULT_MAX_WORKER_LOSSES",
+    "SESSION_GRACE",
     "TERMINAL",
     "Event",
     "Heartbeat",
@@ -59,6 +60,9 @@ CANCEL_STATUS = {"cancel": "cancelled", "interrupt": "interrupted", "rollback": 
 TASK_OUTCOMES = ("success", "error")
 # Worker losses (killed, OOM, stalled past its lease) a run survives before it errors.
 DEFAULT_MAX_WORKER_LOSSES = 10
+# Seconds after a database (re)start, or after a worker's own session came back, during
+# which sessions are not judged: workers reconnecting after a restart take their locks again.
+SESSION_GRACE = 2.0
 
 _ALLOWED = {
     "multitask strategy": MULTITASK_STRATEGIES,
@@ -205,6 +209,7 @@ class WorkerSession(abc.ABC):
 
     key: int
     held_since: float | None  # time.monotonic() when the lock was last (re)taken
+    reconnected: bool  # the lock was taken again after its session was lost
 
     @abc.abstractmethod
     def held(self) -> bool:
@@ -299,7 +304,8 @@ class RunQueue(abc.ABC):
 
         A running run or task is lost when its lease expired or, with ``check_sessions``,
         when it was claimed with a :class:`WorkerSession` key whose session has ended
-        (its worker died; PostgreSQL only). A lost run: with a ``cancel`` request,
+        (its worker died; PostgreSQL only; not within SESSION_GRACE of the database's
+        start, when workers are taking their locks again). A lost run: with a ``cancel`` request,
         terminal (CANCEL_STATUS); when this is its ``max_losses``-th loss, ``error``
         (error names the losses and keeps the previous error); otherwise back to
         ``pending`` (error notes the loss; epoch unchanged: the next claim raises it).
