@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     kill_median = statistics.median(kill_ckpts) if kills else None
     kill_p90 = pct(kill_ckpts, 0.9) if kills else None
     if kills:
-        report.add(key="kill_p90", measure="  kill -9 -> next checkpoint, p90", setup=f"n={len(kills)}",
+        report.add(key="kill_p90", measure="  same, p90", setup=f"{len(kills)} kills",
                    n=len(kills), median=kill_p90, unit="s")
     sweeps = res.get("sweep")
     if sweeps:
