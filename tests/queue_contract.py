@@ -361,6 +361,29 @@ class QueueContract:
         time.sleep(EXPIRE)
         assert store.sweep() == [("r1", "error")]
 
+    def test_claims_of_an_ended_worker_session_are_swept_before_their_lease(self, store: Store
+                                                                            ) -> None:
+        session = store.worker_session(4321)
+        assert session is not None and session.held()
+        store.enqueue_run(new_run("r1", "t1"))
+        store.enqueue_run(new_run("r2", "t2"))
+        mine = store.claim_run("w1", ["ref:g"], False, LONG, session.key)
+        assert mine is not None and mine.run_id == "r1"
+        assert claim(store, worker="w2") is not None  # r2: claimed without a session
+        store.submit_task(new_task("k1", "r1"))
+        assert len(store.claim_tasks("w1", ["ref:g"], False, LONG, 1, session.key)) == 1
+        assert store.sweep(check_sessions=True) == []  # alive (or stopped: still alive)
+        session.close()  # what the kernel does when the worker's process dies
+        assert store.sweep() == []  # its leases are still valid
+        assert sorted(store.sweep(check_sessions=True)) == [("k1", "pending"), ("r1", "pending")]
+        row = store.get_run("r1")
+        assert row is not None and (row.status, row.lost, row.worker) == ("pending", 1, None)
+        assert row.error is not None and "worker w1 died" in row.error
+        assert status(store, "r2") == "running"
+        again = claim(store, worker="w3")
+        assert again is not None and (again.run_id, again.epoch) == ("r1", mine.epoch + 1)
+        assert store.sweep(check_sessions=True) == []
+
     @pytest.mark.parametrize(("action", "final"), [("cancel", "cancelled"),
                                                    ("interrupt", "interrupted"),
                                                    ("rollback", "cancelled")])

@@ -5,8 +5,9 @@ slots. Loops: claim runs, claim tasks, heartbeat (extends leases, learns about
 cancel requests and lost leases), sweep (re-queues the runs and tasks of dead
 workers). Store errors make a loop back off and log; they never kill the worker.
 
-Failover without waiting for the lease (PostgreSQL): the worker holds a session lock
-(:class:`~treadle.store.queue.WorkerSession`, keyed from its ``id``) for its whole life
+Failover without waiting for the lease: the worker holds a session lock
+(:class:`~treadle.store.queue.WorkerSession`: a PostgreSQL session-level advisory lock, or a
+file lock beside an SQLite store; keyed from its ``id``) for its whole life
 and claims under that key; when it dies its session ends, and the next sweep of any
 worker re-queues its runs. The sweep loop also checks the worker's own session every
 ``sweep_interval``: while it is lost (database restart, partition) the worker claims

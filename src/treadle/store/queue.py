@@ -200,9 +200,10 @@ class Listener(abc.ABC):
 
 
 class WorkerSession(abc.ABC):
-    """A worker's liveness as the database sees it (PostgreSQL: a session-level advisory
-    lock on a dedicated connection, released by the server the moment the worker's
-    process dies and the kernel closes its socket).
+    """A worker's liveness as the store sees it, released the moment the worker's process
+    dies: on PostgreSQL a session-level advisory lock on a dedicated connection (the
+    server ends the session when the kernel closes its socket), on SQLite a ``flock`` on
+    a file beside the store (the kernel drops it with the process).
 
     Claims made with this session's ``key`` are recovered by any sweeper as soon as the
     session is gone, without waiting for their leases."""
@@ -304,8 +305,8 @@ class RunQueue(abc.ABC):
 
         A running run or task is lost when its lease expired or, with ``check_sessions``,
         when it was claimed with a :class:`WorkerSession` key whose session has ended
-        (its worker died; PostgreSQL only; not within SESSION_GRACE of the database's
-        start, when workers are taking their locks again). A lost run: with a ``cancel`` request,
+        (its worker died; on PostgreSQL not within SESSION_GRACE of the server's start,
+        when workers are taking their locks again). A lost run: with a ``cancel`` request,
         terminal (CANCEL_STATUS); when this is its ``max_losses``-th loss, ``error``
         (error names the losses and keeps the previous error); otherwise back to
         ``pending`` (error notes the loss; epoch unchanged: the next claim raises it).
@@ -406,8 +407,8 @@ class RunQueue(abc.ABC):
 
     # --- wake-ups ------------------------------------------------------------------
     def worker_session(self, key: int) -> WorkerSession | None:
-        """A :class:`WorkerSession` under ``key`` (not connected yet: call ``held``), or
-        None when the backend has none (SQLite: the lease alone decides)."""
+        """A :class:`WorkerSession` under ``key`` (not taken yet: call ``held``), or None
+        when the backend has none (then the lease alone decides)."""
         return None
 
     def listener(self, channels: Sequence[str]) -> Listener | None:

@@ -172,7 +172,7 @@ RETURNING {RUN_COLUMNS}"""
 # older pending run. ? = worker, ? = ttl, graph filter.
 CLAIM_RUN = f"""
 UPDATE treadle_runs SET
-    status = 'running', worker = ?, epoch = epoch + 1, attempt = attempt + 1,
+    status = 'running', worker = ?, worker_lock = ?, epoch = epoch + 1, attempt = attempt + 1,
     lease_expires_at = {NOW} + ?, started_at = coalesce(started_at, {NOW})
 WHERE seq = (
     SELECT r.seq FROM treadle_runs r
@@ -235,7 +235,14 @@ _RUN_CANCEL_STATUS = (
     + " ELSE 'cancelled' END"
 )
 _GIVE_UP = "cancel IS NULL AND lost_count + 1 >= :max_losses"
-_LOST = "'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt"
+# :dead = JSON array of the session keys whose process is gone (sqlite_session).
+_DEAD = "worker_lock IN (SELECT value FROM json_each(:dead))"
+_LOST = f"""CASE WHEN {_DEAD} THEN 'worker ' || coalesce(worker, '?') || ' died (its process is gone)'
+        ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired' END
+        || ' on attempt ' || attempt"""
+LIVE_SESSION_KEYS = """
+SELECT worker_lock FROM treadle_runs WHERE status = 'running' AND worker_lock IS NOT NULL
+UNION SELECT worker_lock FROM treadle_tasks WHERE status = 'running' AND worker_lock IS NOT NULL"""
 SWEEP_RUNS = f"""
 UPDATE treadle_runs SET
     status = CASE
@@ -252,19 +259,20 @@ UPDATE treadle_runs SET
     ended_at = CASE WHEN cancel IS NOT NULL OR {_GIVE_UP} THEN {NOW} END,
     lost_count = lost_count + 1,
     worker = NULL,
+    worker_lock = NULL,
     lease_expires_at = NULL
-WHERE status = 'running' AND lease_expires_at < {NOW}
+WHERE status = 'running' AND (lease_expires_at < {NOW} OR {_DEAD})
 RETURNING run_id, status, thread_id"""
 SWEEP_TASKS = f"""
 UPDATE treadle_tasks SET
     status = CASE WHEN attempt >= max_attempts THEN 'error' ELSE 'pending' END,
-    error = 'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt
-        || ' of ' || max_attempts
+    error = {_LOST} || ' of ' || max_attempts
         || CASE WHEN attempt >= max_attempts THEN ': giving up' ELSE '; queued again' END,
     ended_at = CASE WHEN attempt >= max_attempts THEN {NOW} END,
     worker = NULL,
+    worker_lock = NULL,
     lease_expires_at = NULL
-WHERE status = 'running' AND lease_expires_at < {NOW}
+WHERE status = 'running' AND (lease_expires_at < {NOW} OR {_DEAD})
 RETURNING task_key, status"""
 
 INSERT_TASK = """
@@ -280,11 +288,11 @@ UPDATE treadle_tasks SET status = 'pending', run_id = ?, thread_id = ?, graph_id
     result = NULL, error = NULL, ended_at = NULL
 WHERE task_key = ? AND (status = 'error' OR (status = 'pending' AND run_id IS NOT ?))"""
 GET_TASK = f"SELECT {TASK_COLUMNS} FROM treadle_tasks WHERE task_key = ?"
-# Up to ? pending tasks of running runs, oldest first. ? = worker, ? = ttl, graph filter,
+# Up to ? pending tasks of running runs, oldest first. ? = worker, ? = lock, ? = ttl, graph filter,
 # ? = limit. RETURNING has no order: seq comes last for sorting.
 CLAIM_TASKS = f"""
 UPDATE treadle_tasks SET
-    status = 'running', worker = ?, epoch = epoch + 1, attempt = attempt + 1,
+    status = 'running', worker = ?, worker_lock = ?, epoch = epoch + 1, attempt = attempt + 1,
     lease_expires_at = {NOW} + ?
 WHERE seq IN (
     SELECT t.seq FROM treadle_tasks t
