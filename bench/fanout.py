@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         systems: list[tuple[str, str, Callable[[int, dict], Awaitable[Any]]]] = [
             ("async_lg", "LangGraph in-memory, compile()", lambda n, c: g0.ainvoke({"n": n}, c)),
             ("async_lg_mem", "LangGraph InMemorySaver", lambda n, c: g1.ainvoke({"n": n}, c, durability="sync")),
+            ("async_lg_wide", f"LangGraph in-memory, max_concurrency={n_async}",
+             lambda n, c: g0.ainvoke({"n": n}, {**c, "max_concurrency": n_async})),
         ]
         tg = None
         if treadle.available:
@@ -159,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                 systems.append(
                     ("async_treadle", "treadle SQLite (durable)",
                      lambda n, c: tg.ainvoke({"n": n}, c, durability="sync"))
+                )
+                systems.append(
+                    ("async_treadle_wide", f"treadle SQLite (durable), max_workers={n_async}",
+                     lambda n, c: tg.ainvoke({"n": n}, {**c, "max_workers": n_async}, durability="sync"))
                 )
             except Exception as exc:  # noqa: BLE001
                 traceback.print_exc()
@@ -214,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                 systems.append(
                     ("sync_treadle", "treadle SQLite (durable)", lambda n, c: tg.invoke({"n": n}, c, durability="sync"))
                 )
+                systems.append(
+                    ("sync_treadle_wide", f"treadle SQLite (durable), max_workers={n_sync}",
+                     lambda n, c: tg.invoke({"n": n}, {**c, "max_workers": n_sync}, durability="sync"))
+                )
             except Exception as exc:  # noqa: BLE001
                 traceback.print_exc()
                 failed("sync_treadle", scase, "treadle SQLite (durable)", n_sync, f"error: {type(exc).__name__}: {exc}")
@@ -251,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     with scratch_dir() as tmp:
         asyncio.run(async_case(tmp))
         sync_case(tmp)
-    order = ["async_lg", "async_lg_mem", "async_treadle", "sync_lg", "sync_lg_wide", "sync_lg_mem", "sync_treadle"]
+    order = ["async_lg", "async_lg_mem", "async_lg_wide", "async_treadle", "async_treadle_wide", "sync_lg", "sync_lg_wide", "sync_lg_mem", "sync_treadle",
+             "sync_treadle_wide"]
     report.rows.sort(key=lambda row: order.index(row["key"]))
 
     def best(*keys: str) -> float | None:
@@ -270,6 +281,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{scase}: treadle / best LangGraph in-memory",
         med.get("sync_treadle"),
         best("sync_lg", "sync_lg_wide", "sync_lg_mem"),
+        "<= 1.5",
+    )
+    report.ratio(
+        f"{case}: treadle max_workers=N / LangGraph max_concurrency=N",
+        med.get("async_treadle_wide"),
+        med.get("async_lg_wide"),
+        "<= 1.5",
+    )
+    report.ratio(
+        f"{scase}: treadle max_workers=N / LangGraph max_concurrency=N",
+        med.get("sync_treadle_wide"),
+        med.get("sync_lg_wide"),
         "<= 1.5",
     )
     report.notes += [

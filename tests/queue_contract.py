@@ -22,7 +22,16 @@ import pytest
 
 from treadle.errors import ConfigError, FencedWriteError, ThreadBusyError
 from treadle.store.base import ClaimThread, PutWrites, Store, WriteRow
-from treadle.store.queue import DEFAULT_MAX_WORKER_LOSSES, Event, NewRun, NewTask, QueueStats, RunRow, TaskRow
+from treadle.store.queue import (
+    DEFAULT_MAX_WORKER_LOSSES,
+    Event,
+    NewRun,
+    NewTask,
+    QueueStats,
+    RunRow,
+    TaskRow,
+    WorkerInfo,
+)
 
 TTL = 0.05  # a lease that expires during the test
 LONG = 60.0  # a lease that does not
@@ -50,6 +59,13 @@ def running(store: Store, run_id: str, thread_id: str = "t", **kw: object) -> Ru
     row = claim(store)
     assert row is not None and row.run_id == run_id
     return row
+
+
+def worker_info(worker_id: str, graph_ids: tuple[str, ...] = ("ref:g",), *,
+                pickled: bool = False, slots: int = 8, running: int = 0) -> WorkerInfo:
+    return WorkerInfo(worker_id=worker_id, name=f"host:1:{worker_id}", graph_ids=list(graph_ids),
+                      allow_pickled=pickled, slots=slots, running=running, started_at=0.0,
+                      heartbeat_at=0.0, expires_at=0.0)
 
 
 def status(store: Store, run_id: str) -> str:
@@ -728,3 +744,58 @@ class QueueContract:
     def _writes(token: str, task: str) -> PutWrites:
         return PutWrites("t", checkpoint_ns="", checkpoint_id="c1", upsert=False, token=token,
                          rows=[WriteRow(task_id=task, idx=0, channel="ch", type="json", blob=b"1")])
+
+    # --- workers: who is alive, serving which graphs ----------------------------------
+    def test_registered_workers_are_listed_with_what_they_serve(self, store: Store) -> None:
+        assert store.list_workers() == []
+        before = store.now()
+        store.register_worker(worker_info("a", ("ref:g", "ref:h"), slots=4, running=1), LONG)
+        store.register_worker(worker_info("b", (), pickled=True), LONG)
+        [a, b] = store.list_workers()
+        assert (a.worker_id, a.name, a.graph_ids, a.allow_pickled, a.slots, a.running) == (
+            "a", "host:1:a", ["ref:g", "ref:h"], False, 4, 1)
+        assert (b.worker_id, b.graph_ids, b.allow_pickled) == ("b", [], True)
+        assert before - 1 <= a.started_at <= a.heartbeat_at <= store.now() + 1
+        assert a.expires_at >= a.heartbeat_at + LONG - 1
+        # Who serves a graph: by name, or any worker taking pickled graphs.
+        assert [w.worker_id for w in store.list_workers("ref:h")] == ["a"]
+        assert [w.worker_id for w in store.list_workers("pickle:abc")] == ["b"]
+        assert store.list_workers("ref:nobody") == []
+
+    def test_a_heartbeat_refreshes_a_worker_and_keeps_its_start(self, store: Store) -> None:
+        store.register_worker(worker_info("a"), LONG)
+        [first] = store.list_workers()
+        time.sleep(0.02)
+        store.register_worker(worker_info("a", ("ref:g", "ref:new"), running=3), LONG)
+        [again] = store.list_workers()
+        assert again.started_at == first.started_at
+        assert again.heartbeat_at > first.heartbeat_at
+        assert (again.graph_ids, again.running) == (["ref:g", "ref:new"], 3)
+
+    def test_a_worker_without_heartbeat_expires_and_a_stopped_one_is_gone(
+            self, store: Store) -> None:
+        store.register_worker(worker_info("dying"), TTL)
+        store.register_worker(worker_info("stopping"), LONG)
+        store.register_worker(worker_info("staying"), LONG)
+        store.remove_worker("stopping")
+        store.remove_worker("unknown")  # no error
+        time.sleep(EXPIRE)
+        assert [w.worker_id for w in store.list_workers()] == ["staying"]
+        assert store.list_workers("ref:g")[0].worker_id == "staying"
+        # A dead worker that beats again is live again (a long pause is not a death).
+        store.register_worker(worker_info("dying"), LONG)
+        assert {w.worker_id for w in store.list_workers()} == {"dying", "staying"}
+
+    def test_expiring_a_pending_run_ends_it_for_good(self, store: Store) -> None:
+        store.enqueue_run(new_run("r1"))
+        store.enqueue_run(new_run("r2"))  # same thread, behind r1
+        row = store.expire_pending_run("r1", "not claimed within 5s")
+        assert row is not None and row.status == "cancelled"
+        assert row.error == "not claimed within 5s" and row.ended_at is not None
+        # No worker claims it later; the thread's next run is claimable at once.
+        got = claim(store)
+        assert got is not None and got.run_id == "r2"
+        # A run claimed meanwhile is left alone.
+        after = store.expire_pending_run("r2", "late")
+        assert after is not None and after.status == "running" and after.error is None
+        assert store.expire_pending_run("nope", "x") is None

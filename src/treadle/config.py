@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     allow_pickled_graphs: bool = Field(
         False, description="Let workers load graphs shipped by value (runs code from the store)."
     )
+    unserved_warning: float = Field(
+        3.0, ge=0, description="Seconds a distributed run's caller waits before saying that no "
+        "live worker serves the run's graph (and how to start one).",
+    )
+    queue_timeout: float | None = Field(
+        None, gt=0, description="Seconds a distributed run may wait for a worker to claim it; "
+        "then it is cancelled (QueueTimeoutError). Unset: wait as long as it takes.",
+    )
     run_max_attempts: int = Field(
         3, ge=1, description="Recorded on runs queued through the HTTP API (worker losses count against "
         "max_worker_losses instead)."

@@ -9,6 +9,8 @@
     │   ├── StoreUnavailableError   the database cannot be reached
     │   ├── FencedWriteError        a write from a writer whose claim is stale
     │   └── SchemaError             schema newer than the code, or migrations missing
+    ├── RunFailedError         a cluster run ended without success
+    │   └── QueueTimeoutError       no worker claimed it within its queue_timeout
     └── NodeError              a node attempt failed in a treadle-specific way
         ├── NodeTimeoutError        the attempt ran past its timeout
         ├── TaskCrashedError        the process running the attempt died
@@ -28,6 +30,7 @@ __all__ = [
     "InputError",
     "NodeError",
     "NodeTimeoutError",
+    "QueueTimeoutError",
     "SchemaError",
     "StoreError",
     "StoreUnavailableError",
@@ -127,6 +130,15 @@ class RunFailedError(TreadleError):
         self.error = error
         detail = f": {error}" if error else ""
         super().__init__(f"run {run_id} ended with status {status!r}{detail}")
+
+
+class QueueTimeoutError(RunFailedError, TimeoutError):
+    """No worker claimed a cluster run within its ``queue_timeout``; the run was cancelled
+    (for good: no worker picks it up later)."""
+
+    def __init__(self, run_id: str, graph_id: str, error: str) -> None:
+        self.run_id, self.status, self.error, self.graph_id = run_id, "cancelled", error, graph_id
+        TreadleError.__init__(self, f"run {run_id} cancelled: {error}")
 
 
 class RemoteNodeError(NodeError):

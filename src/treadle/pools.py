@@ -39,7 +39,7 @@ from treadle.config import Settings
 from treadle.errors import ConfigError, NodeTimeoutError
 from treadle.execution import EXECUTION_KEY, Execution
 from treadle.idempotency import key_from_config, set_process_key
-from treadle.policies import CircuitBreaker
+from treadle.policies import CircuitBreaker, is_transient
 
 __all__ = ["LIMITS_KEY", "NodeOptions", "NodeProxy", "Pools", "RunLimits", "plain_config"]
 
@@ -374,15 +374,23 @@ class NodeProxy(_RunnableBase):
         self.breaker.on_failure()
         policy = next((p for p in self.retry_policy if _retries(p, exc)), None)
         attempt = _attempt(config)
+        error = f"{type(exc).__name__}: {exc}"
         if policy is not None and attempt < policy.max_attempts:
             log.warning(
-                "node %r attempt %d/%d failed (%s: %s); retrying it from the last checkpoint",
-                self.name, attempt, policy.max_attempts, type(exc).__name__, exc,
+                "node %r attempt %d/%d failed (%s); retrying it from the last checkpoint",
+                self.name, attempt, policy.max_attempts, error,
             )
+            return
+        ran = f" after {attempt} attempts" if attempt > 1 else ""
+        if policy is not None:
+            log.warning("node %r failed%s (%s); giving up", self.name, ran or " after 1 attempt",
+                        error)
+        elif any(p.retry_on is is_transient for p in self.retry_policy):
+            log.warning("node %r failed%s (%s); not retried (not transient: see "
+                        "docs/guarantees.md#retries)", self.name, ran, error)
         else:
-            log.warning(
-                "node %r failed (%s: %s); not retried", self.name, type(exc).__name__, exc
-            )
+            log.warning("node %r failed%s (%s); not retried (its RetryPolicy's retry_on "
+                        "does not match it)", self.name, ran, error)
 
 
 def plain_config(config: RunnableConfig) -> dict[str, Any]:

@@ -126,6 +126,9 @@ class TreadleGraph:
         self._extra_stores: dict[str, tuple[Store, TreadleSaver]] = {}
         self.graph_id: str | None = None  # its name for workers (runtime="distributed")
         self._shipped: str | None = None  # its id once shipped to workers by value
+        # The graph arguments of a `treadle worker` serving it, when known (`name=REF`,
+        # `--graphs langgraph.json`): the hint given when no live worker serves it.
+        self.worker_args: str | None = None
         self._lock = threading.Lock()
         unknown = set(node_options) - set(compiled.nodes)
         if unknown:
@@ -175,7 +178,8 @@ class TreadleGraph:
             breaker = CircuitBreaker(name, self.settings.breaker_threshold,
                                      self.settings.breaker_cooldown)
             proxy = NodeProxy(name, bound, options, self.pools, breaker,
-                              list(node.retry_policy or ()) + list(self.retry_policy))
+                              # LangGraph's rule: the node's own policy, else the graph's.
+                              list(node.retry_policy or self.retry_policy))
             new_nodes[name] = node.copy({"bound": proxy})
         return graph.copy({"nodes": new_nodes, "retry_policy": self.retry_policy})
 

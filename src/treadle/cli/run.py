@@ -57,15 +57,18 @@ def _parse_input(raw: str) -> Any:
         ) from exc
 
 
-def _resume_hint(ref: str, thread_id: str, *, value: bool = False) -> str:
-    cmd = f"treadle run {shlex.quote(ref)} --thread {shlex.quote(thread_id)} --resume"
+def _resume_hint(ref: str, thread_id: str, *, value: bool = False,
+                 config: str | None = None) -> str:
+    graph = shlex.quote(ref) + (f" --config {shlex.quote(config)}" if config else "")
+    cmd = f"treadle run {graph} --thread {shlex.quote(thread_id)} --resume"
     return cmd + (" --input '<JSON value>'" if value else "")
 
 
 @app.command()
 def run(
     ref: str = typer.Argument(
-        ..., metavar="REF", help="The graph: path/to/file.py:attr or module.path:attr.",
+        ..., metavar="REF", help="The graph: path/to/file.py:attr, module.path:attr, or a "
+        "graph name of the langgraph.json (--config, else ./langgraph.json).",
         show_default=False,
     ),
     input_: str | None = typer.Option(
@@ -100,7 +103,18 @@ def run(
     runtime: str = typer.Option(
         "local", "--runtime", envvar="TREADLE_RUNTIME",
         help="local: run here. distributed: queue the run for `treadle worker` processes "
-        "serving REF (same string) on the same --store, and follow it.",
+        "on the same --store serving REF (its langgraph.json name, else the REF string), "
+        "and follow it.",
+    ),
+    config_file: str | None = typer.Option(
+        None, "--config", "-c", envvar="TREADLE_CONFIG", show_default=False,
+        help="A langgraph.json: REF may be one of its graph names, and a distributed run of "
+        "one of its graphs is queued under that name (default: ./langgraph.json if present).",
+    ),
+    queue_timeout: float | None = typer.Option(
+        None, "--queue-timeout", show_default=False,
+        help="Distributed: cancel the run if no worker claims it within this many seconds "
+        "[TREADLE_QUEUE_TIMEOUT].",
     ),
 ) -> None:
     """Run a graph on a thread, durably; show per-node progress and the final state."""
@@ -118,7 +132,7 @@ def run(
 
     if runtime not in ("local", "distributed"):
         raise typer.BadParameter("must be local or distributed", param_hint="'--runtime'")
-    settings = _settings(store=store, max_workers=max_workers)
+    settings = _settings(store=store, max_workers=max_workers, queue_timeout=queue_timeout)
     thread_id = thread or str(uuid.uuid4())
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
     if recursion_limit is not None:
@@ -126,9 +140,13 @@ def run(
     if runtime == "distributed":
         config["runtime"] = "distributed"  # type: ignore[typeddict-unknown-key]
 
-    graph = load_graph(ref, config={"configurable": {"thread_id": thread_id}})
+    load_ref, name, worker_args = _resolve(ref, config_file, runtime == "distributed")
+    graph = load_graph(load_ref, config={"configurable": {"thread_id": thread_id}})
     tg = treadle.compile(graph, settings=settings,
-                         graph_id=ref if runtime == "distributed" else None)
+                         graph_id=name if runtime == "distributed" else None)
+    tg.worker_args = worker_args
+    waiting = _SayWaiting()  # "no live worker serves graph ..." (treadle.cluster.pending)
+    logging.getLogger("treadle.client").addHandler(waiting)
     try:
         if resume:
             if tg.checkpointer.get_tuple({"configurable": {"thread_id": thread_id}}) is None:
@@ -175,7 +193,7 @@ def run(
             log.removeHandler(progress)
 
         if failure is not None:
-            _run_failed(failure, progress, ref, thread_id)
+            _run_failed(failure, progress, ref, thread_id, config_file)
 
         snapshot = tg.get_state({"configurable": {"thread_id": thread_id}})
         final = snapshot.values if last_values is _MISSING else last_values
@@ -185,13 +203,75 @@ def run(
                 final = {**final, "__interrupt__": interrupts}
             _print_json_line(final)
             return
-        _report(final, interrupts, tuple(snapshot.next or ()), ref, thread_id, interactive)
+        _report(final, interrupts, tuple(snapshot.next or ()), ref, thread_id, interactive,
+                config_file)
     finally:
+        logging.getLogger("treadle.client").removeHandler(waiting)
         tg.close()
 
 
-def _run_failed(failure: BaseException, progress: Any, ref: str, thread_id: str) -> NoReturn:
-    hint = f"thread {thread_id}; after fixing the cause, resume with: {_resume_hint(ref, thread_id)}"
+class _SayWaiting(logging.Handler):
+    """Prints a waiting caller's warnings (one plain line each, never wrapped: it holds a
+    command to copy) on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"waiting: {record.getMessage()}\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - a display problem must never break the run
+            pass
+
+
+def _resolve(ref: str, config: str | None, distributed: bool) -> tuple[str, str | None, str]:
+    """REF or a langgraph.json graph name -> (the REF to load, the graph's name for
+    workers, the graph arguments of a `treadle worker` serving it).
+
+    The name is the langgraph.json key when the graph is one of its entries (so
+    `treadle worker --graphs langgraph.json` serves it), else the REF string itself."""
+    from pathlib import Path
+
+    from treadle.cluster.registry import read_langgraph_json
+
+    path = config or ("langgraph.json" if Path("langgraph.json").is_file() else None)
+    bare = ":" not in ref
+    if path is None or (not bare and not distributed and config is None):
+        if bare:
+            raise InputError(
+                f"graph reference {ref!r} is not of the form path/to/file.py:attr or "
+                "module.path:attr, nor a graph name of a langgraph.json (none in this "
+                "directory; pass --config path/to/langgraph.json)"
+            )
+        return ref, ref, shlex.quote(ref)
+    refs = read_langgraph_json(path)
+    served_by = f"--graphs {shlex.quote(path)}"
+    if bare:
+        if ref not in refs:
+            raise InputError(f"{path} has no graph {ref!r} (its graphs: {', '.join(refs)})")
+        return refs[ref], ref, served_by
+    target = _canonical(ref)
+    for name, entry in refs.items():
+        if _canonical(entry) == target:
+            return ref, name, served_by
+    return ref, ref, shlex.quote(ref)
+
+
+def _canonical(ref: str) -> str:
+    """A REF with its file path made absolute (two spellings of one file compare equal)."""
+    from pathlib import Path
+
+    target, sep, attr = ref.rpartition(":")
+    if sep and (target.endswith(".py") or "/" in target):
+        return f"{Path(target).resolve()}:{attr}"
+    return ref
+
+
+def _run_failed(failure: BaseException, progress: Any, ref: str, thread_id: str,
+                config: str | None) -> NoReturn:
+    resume = _resume_hint(ref, thread_id, config=config)
+    hint = f"thread {thread_id}; after fixing the cause, resume with: {resume}"
     if isinstance(failure, KeyboardInterrupt):
         _error(f"interrupted ({hint})")
         raise typer.Exit(130)
@@ -207,7 +287,7 @@ def _run_failed(failure: BaseException, progress: Any, ref: str, thread_id: str)
 
 def _report(
     final: Any, interrupts: list[Any], next_nodes: tuple[str, ...], ref: str, thread_id: str,
-    interactive: bool,
+    interactive: bool, config: str | None,
 ) -> None:
     """The final state on stdout; thread and resume hints beside it (stderr if piped)."""
     out = _stdout()
@@ -223,8 +303,9 @@ def _report(
                 ("interrupted: ", "bold magenta"), _json_line(value),
             ))
         info.print(Text.assemble(
-            ("resume with: ", "bold"), _resume_hint(ref, thread_id, value=True),
+            ("resume with: ", "bold"), _resume_hint(ref, thread_id, value=True, config=config),
         ))
     elif next_nodes:
         info.print(Text.assemble(("paused before: ", "bold magenta"), ", ".join(next_nodes)))
-        info.print(Text.assemble(("continue with: ", "bold"), _resume_hint(ref, thread_id)))
+        info.print(Text.assemble(("continue with: ", "bold"),
+                                 _resume_hint(ref, thread_id, config=config)))

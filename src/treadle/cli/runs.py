@@ -20,13 +20,22 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _doc(row: RunRow) -> dict[str, Any]:
-    return {
+def _doc(row: RunRow, waiting: str | None = None) -> dict[str, Any]:
+    doc = {
         "run_id": row.run_id, "thread_id": row.thread_id, "graph_id": row.graph_id,
         "status": row.status, "attempt": row.attempt, "max_attempts": row.max_attempts,
         "lost_workers": row.lost, "epoch": row.epoch, "worker": row.worker, "cancel": row.cancel, "error": row.error,
         "created_at": row.created_at, "started_at": row.started_at, "ended_at": row.ended_at,
     }
+    if row.status == "pending":
+        doc["waiting"] = waiting  # why it has not started (treadle.cluster.pending)
+    return doc
+
+
+def _reasons(backend: Any, rows: list[RunRow]) -> dict[str, str]:
+    from treadle.cluster.pending import pending_reason
+
+    return {r.run_id: pending_reason(backend, r) for r in rows if r.status == "pending"}
 
 
 @runs_app.command("list")
@@ -44,10 +53,12 @@ def runs_list(
     try:
         rows = backend.list_runs(thread_id=thread, status=status, limit=limit)
         depth, age = backend.queue_depth()
+        waiting = _reasons(backend, rows)
     finally:
         backend.close()
     if json_output:
-        _print_json_line({"runs": [_doc(r) for r in rows], "pending": depth, "oldest_pending_s": age})
+        _print_json_line({"runs": [_doc(r, waiting.get(r.run_id)) for r in rows],
+                          "pending": depth, "oldest_pending_s": age})
         return
     out = _stdout()
     if not rows:
@@ -61,6 +72,8 @@ def runs_list(
                           f"{r.attempt}/{r.max_attempts}" + (f", {r.lost} lost" if r.lost else ""),
                           r.worker or "-", _when(r.created_at))
         out.print(table)
+        for run_id, why in waiting.items():  # below the table: a reason is a sentence
+            out.print(f"{run_id}: {why}", highlight=False, soft_wrap=True)
     out.print(f"pending: {depth}" + (f" (oldest {age:.1f}s)" if age is not None else ""))
 
 
@@ -77,13 +90,13 @@ def runs_show(
     store: str | None = _STORE_OPTION,
     json_output: bool = _JSON_OPTION,
 ) -> None:
-    """Show one run: status, attempts, lease, error."""
+    """Show one run: status, attempts, lease, error; for a pending one, what it waits for."""
     backend = _open(store)
     try:
         row = _get(backend, run_id)
+        doc = _doc(row, _reasons(backend, [row]).get(row.run_id))
     finally:
         backend.close()
-    doc = _doc(row)
     if json_output:
         _print_json_line(doc)
         return
@@ -91,7 +104,8 @@ def runs_show(
     for key, value in doc.items():
         if key.endswith("_at"):
             value = _when(value)
-        out.print(f"[bold]{key}[/]: {'-' if value is None else value}", highlight=False)
+        out.print(f"[bold]{key}[/]: {'-' if value is None else value}", highlight=False,
+                  soft_wrap=True)
 
 
 @runs_app.command("cancel")

@@ -20,6 +20,7 @@ from treadle.cluster import graphs_by_value
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.events import END, decode_chunk
 from treadle.cluster.notify import notifier_for
+from treadle.cluster.pending import PendingWatch
 from treadle.cluster.registry import REF_PREFIX
 from treadle.errors import ConfigError, RunFailedError
 from treadle.store import Store
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["ainvoke", "astream", "cancel", "invoke", "stream", "submit", "wait"]
 
 # Keys of a run config that steer the cluster run rather than LangGraph.
-_RUN_OPTIONS = ("runtime", "multitask_strategy", "max_attempts", "run_timeout")
+_RUN_OPTIONS = ("runtime", "multitask_strategy", "max_attempts", "run_timeout", "queue_timeout")
 _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
 
 
@@ -64,6 +65,26 @@ def _graph_id(graph: TreadleGraph) -> str:
     return graph._shipped
 
 
+def _queue_timeout(graph: TreadleGraph, config: dict[str, Any] | None) -> float | None:
+    """The run's ``queue_timeout`` (run config, top level or ``configurable``; else
+    ``TREADLE_QUEUE_TIMEOUT``): seconds it may stay unclaimed before it is cancelled."""
+    cfg = dict(config or {})
+    value = cfg.get("queue_timeout", (cfg.get("configurable") or {}).get("queue_timeout"))
+    if value is None:
+        return graph.settings.queue_timeout
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError("queue_timeout must be a positive number of seconds")
+    return float(value)
+
+
+def watch(graph: TreadleGraph, config: dict[str, Any] | None, row: RunRow) -> PendingWatch:
+    """What the caller of a queued run watches while it waits (see treadle.cluster.pending)."""
+    return PendingWatch(graph.store, graph.settings.store, row.run_id, row.graph_id,
+                        warn_after=graph.settings.unserved_warning,
+                        queue_timeout=_queue_timeout(graph, config),
+                        graph_args=graph.worker_args)
+
+
 def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
            kwargs: dict[str, Any], *, stream: bool = False) -> RunRow:
     """Queue a run of ``graph``; return its record (status ``pending``)."""
@@ -86,6 +107,7 @@ def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
     timeout = options.get("run_timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError("run_timeout must be a positive number of seconds")
+    _queue_timeout(graph, options)  # checked before anything is queued
     thread_id = str(conf.pop("thread_id", None) or uuid.uuid4())
     run_id = str(cfg.pop("run_id", None) or uuid.uuid4())
     cfg["configurable"] = conf
@@ -105,8 +127,12 @@ def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
     return row
 
 
-def wait(store: Store, run_id: str, timeout: float | None = None) -> RunRow:
-    """Block until the run is terminal (or ``timeout`` s pass: TimeoutError)."""
+def wait(store: Store, run_id: str, timeout: float | None = None, *,
+         pending: PendingWatch | None = None) -> RunRow:
+    """Block until the run is terminal (or ``timeout`` s pass: TimeoutError).
+
+    ``pending``: warn when no live worker serves the run's graph, and enforce its
+    queue_timeout (QueueTimeoutError)."""
     notifier = notifier_for(store)
     poll = 1.0 if notifier.pushes else 0.02
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -118,10 +144,13 @@ def wait(store: Store, run_id: str, timeout: float | None = None) -> RunRow:
                 raise RunFailedError(run_id, "deleted", "the run no longer exists")
             if row.status in TERMINAL:
                 return row
+            if pending is not None:
+                pending.check(row)
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TimeoutError(f"run {run_id} is still {row.status} after {timeout:g}s")
-            ev.wait(poll if left is None else min(poll, left))
+            sleep = poll if pending is None else pending.next_wake(poll)
+            ev.wait(sleep if left is None else min(sleep, left))
             ev.clear()
 
 
@@ -137,13 +166,14 @@ def outcome(row: RunRow) -> Any:
 def invoke(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
            kwargs: dict[str, Any]) -> Any:
     row = submit(graph, input, config, kwargs)
-    return outcome(wait(graph.store, row.run_id))
+    return outcome(wait(graph.store, row.run_id, pending=watch(graph, config, row)))
 
 
 async def ainvoke(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
                   kwargs: dict[str, Any]) -> Any:
     row = await asyncio.to_thread(submit, graph, input, config, kwargs)
-    done = await asyncio.to_thread(wait, graph.store, row.run_id)
+    done = await asyncio.to_thread(wait, graph.store, row.run_id, None,
+                                   pending=watch(graph, config, row))
     return outcome(done)
 
 
@@ -151,11 +181,13 @@ def stream(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
            kwargs: dict[str, Any]) -> Iterator[Any]:
     """Yield the run's stream chunks as its worker records them."""
     row = submit(graph, input, config, kwargs, stream=True)
-    yield from follow(graph.store, row.run_id)
+    yield from follow(graph.store, row.run_id, pending=watch(graph, config, row))
 
 
-def follow(store: Store, run_id: str, after_seq: int = 0) -> Iterator[Any]:
-    """The chunks of run ``run_id`` after ``after_seq``, until the run ends."""
+def follow(store: Store, run_id: str, after_seq: int = 0, *,
+           pending: PendingWatch | None = None) -> Iterator[Any]:
+    """The chunks of run ``run_id`` after ``after_seq``, until the run ends (``pending``:
+    as for :func:`wait`)."""
     notifier = notifier_for(store)
     poll = 1.0 if notifier.pushes else 0.02
     ev, sub = notifier.event((CHANNEL_EVENTS, CHANNEL_RUN_DONE), run_id)
@@ -176,14 +208,16 @@ def follow(store: Store, run_id: str, after_seq: int = 0) -> Iterator[Any]:
                     continue  # written just before the status: read them first
                 outcome(row)  # raises for a failed run
                 return
-            ev.wait(poll)
+            if pending is not None:
+                pending.check(row)
+            ev.wait(poll if pending is None else pending.next_wake(poll))
             ev.clear()
 
 
 async def astream(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
                   kwargs: dict[str, Any]) -> AsyncIterator[Any]:
     row = await asyncio.to_thread(submit, graph, input, config, kwargs, stream=True)
-    it = follow(graph.store, row.run_id)
+    it = follow(graph.store, row.run_id, pending=watch(graph, config, row))
     done = object()
     while True:
         chunk = await asyncio.to_thread(next, it, done)

@@ -3,11 +3,13 @@
 One asyncio process with ``concurrency`` run slots and ``task_slots`` node-task
 slots. Loops: claim runs, claim tasks, heartbeat (extends leases, learns about
 cancel requests and lost leases), sweep (re-queues the runs and tasks of dead
-workers). Store errors make a loop back off and log; they never kill the worker.
+workers), advertise (keeps its row in ``treadle_workers``: the graphs it serves, so a
+caller waiting on a graph nobody serves is told). Store errors make a loop back off and
+log; they never kill the worker.
 
 Failover without waiting for the lease: the worker holds a session lock
 (:class:`~treadle.store.queue.WorkerSession`: a PostgreSQL session-level advisory lock, or a
-file lock beside an SQLite store; keyed from its ``id``) for its whole life
+file lock beside an SQLite store; keyed from its ``worker_id``) for its whole life
 and claims under that key; when it dies its session ends, and the next sweep of any
 worker re-queues its runs. The sweep loop also checks the worker's own session every
 ``sweep_interval``: while it is lost (database restart, partition) the worker claims
@@ -41,7 +43,7 @@ from typing import Any
 from treadle import logs, metrics
 from treadle.cluster.attempt import RunAttempts, RunExecution
 from treadle.cluster.notify import close_notifier, notifier_for
-from treadle.cluster.registry import GraphRegistry
+from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.cluster.remote import run_task
 from treadle.config import Settings
 from treadle.errors import (
@@ -57,15 +59,27 @@ from treadle.store.queue import (
     SESSION_GRACE,
     RunRow,
     TaskRow,
+    WorkerInfo,
     WorkerSession,
 )
 
-__all__ = ["Worker", "worker_name"]
+__all__ = ["Worker", "new_worker_id", "worker_name"]
 
 log = logging.getLogger("treadle.worker")
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def new_worker_id() -> str:
+    """A worker's unique id (one per Worker, so per process in ``treadle worker``): the key
+    of its ``treadle_workers`` row. Made here only."""
+    return uuid.uuid4().hex
+
+
+def session_key(worker_id: str) -> int:
+    """The key of a worker's session lock (a signed 64-bit int) from its id."""
+    return int.from_bytes(bytes.fromhex(worker_id[:16]), "big", signed=True)
 
 
 class Worker(RunAttempts):
@@ -77,7 +91,7 @@ class Worker(RunAttempts):
         # An embedding process (treadle dev) may share its loaded graphs; it closes them.
         self._shared_registry = registry
         self.name = name or worker_name()
-        self.id = uuid.uuid4()  # this process's identity (its session lock key derives from it)
+        self.worker_id = new_worker_id()
         self.session: WorkerSession | None = None  # set by run() (None: the backend has none)
         self._session_held = True
         self.concurrency = concurrency or settings.worker_concurrency
@@ -91,7 +105,8 @@ class Worker(RunAttempts):
         self._slot_free = asyncio.Event()
         self._stop_requests = 0
         self._last_heartbeat = time.monotonic()
-        self.loops: list[asyncio.Task[None]] = []  # claim runs, claim tasks, heartbeat, sweep
+        # claim runs, claim tasks, heartbeat, sweep, advertise
+        self.loops: list[asyncio.Task[None]] = []
         self.ticked_at = time.monotonic()  # the heartbeat loop's last round (liveness)
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -158,15 +173,16 @@ class Worker(RunAttempts):
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
-        self.session = self.store.worker_session(
-            int.from_bytes(self.id.bytes[:8], "big", signed=True))
+        self.session = self.store.worker_session(session_key(self.worker_id))
         await self._check_session()
         log.info("worker %s serving %s (runs %d, task slots %d, lease %gs)", self.name,
                  ", ".join(self.registry.graph_ids) or "no graph by reference",
                  self.concurrency, self.task_slots, self.ttl)
+        await self._advertise()  # before its first claim: callers see it at once
         loops = self.loops = [asyncio.create_task(c, name=n) for n, c in (
             ("claim-runs", self._claim_runs()), ("claim-tasks", self._claim_tasks()),
-            ("heartbeat", self._heartbeats()), ("sweep", self._sweeps()))]
+            ("heartbeat", self._heartbeats()), ("sweep", self._sweeps()),
+            ("advertise", self._advertisements()))]
         try:
             with metrics.track_worker(self):
                 await self._stop.wait()
@@ -182,6 +198,10 @@ class Worker(RunAttempts):
                     loop.remove_signal_handler(sig)
                 except (NotImplementedError, RuntimeError):
                     pass
+            try:
+                await asyncio.to_thread(self.store.remove_worker, self.worker_id)
+            except StoreError as exc:  # it expires on its own
+                log.warning("could not unregister worker %s (%s)", self.name, exc)
             if self.session is not None:  # its runs are ended or handed back by now
                 await asyncio.to_thread(self.session.close)
             log.info("worker %s stopped", self.name)
@@ -350,6 +370,27 @@ class Worker(RunAttempts):
             missing = [(k, e) for k, e in tasks if k not in beat.tasks and k in self.tasks]
             if missing:
                 await self._check_lost_tasks(missing)
+
+    async def _advertisements(self) -> None:
+        """Refresh this worker's advertisement every TTL/3 while it takes work (its own loop:
+        a slow store never delays the lease heartbeats)."""
+        while not self.stopping:
+            await self._sleep(self.ttl / 3)
+            if not self.stopping:
+                await self._advertise()
+
+    async def _advertise(self) -> None:
+        """Upsert this worker's row in ``treadle_workers`` (the graphs it serves, its load):
+        a caller whose run waits on a graph no live worker serves is told so."""
+        info = WorkerInfo(
+            worker_id=self.worker_id, name=self.name,
+            graph_ids=[g for g in self.registry.graph_ids if g.startswith(REF_PREFIX)],
+            allow_pickled=self.registry.allow_pickled, slots=self.concurrency,
+            running=len(self.runs), started_at=0.0, heartbeat_at=0.0, expires_at=0.0)
+        try:
+            await asyncio.to_thread(self.store.register_worker, info, self.ttl)
+        except StoreError as exc:
+            log.warning("advertising worker %s failed (%s)", self.name, exc)
 
     async def _check_lost_tasks(self, missing: list[tuple[str, int]]) -> None:
         """Tasks a heartbeat did not extend: lost, or finished while it was in flight."""

@@ -314,7 +314,7 @@ SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status
 FROM treadle_runs WHERE status IN ('pending', 'running')"""
 
 # Lost claims: an expired lease or, with %(check_sessions)s, a claimer's session lock
-# (migration 0006) no longer held by any session: its worker died. pg_locks shows a
+# (migration 0007) no longer held by any session: its worker died. pg_locks shows a
 # pg_advisory_lock(bigint) key as classid (high 32 bits) and objid (low 32 bits),
 # objsubid 1. Not within %(grace)s s (SESSION_GRACE) of the server's start: workers are
 # taking their locks again after a restart. Rows another transaction holds are skipped (caught by the next sweep), so
@@ -475,3 +475,37 @@ WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s"""
 PUT_GRAPH = """
 INSERT INTO treadle_graphs (graph_id, blob) VALUES (%s, %s) ON CONFLICT (graph_id) DO NOTHING"""
 GET_GRAPH = "SELECT blob FROM treadle_graphs WHERE graph_id = %s"
+
+# A pending run whose queue_timeout passed ends cancelled (left alone once claimed); its
+# thread's next run may now start.
+EXPIRE_PENDING_RUN = f"""
+WITH upd AS (
+    UPDATE treadle_runs SET status = 'cancelled', error = %(error)s,
+        ended_at = clock_timestamp()
+    WHERE run_id = %(run_id)s AND status = 'pending'
+    RETURNING *
+)
+SELECT {RUN_ROW}, pg_notify('{CHANNEL_RUN_DONE}', r.run_id)::text, {_notify_next_run('r')}
+FROM upd AS r"""
+
+# --- workers (treadle_workers: who is alive, serving which graphs) --------------------
+WORKER_ROW = f"""w.worker_id, w.name, w.graph_ids, w.allow_pickled, w.slots, w.running,
+    {_seconds('w.started_at')}, {_seconds('w.heartbeat_at')}, {_seconds('w.expires_at')}"""
+REGISTER_WORKER = """
+WITH forget AS (
+    DELETE FROM treadle_workers WHERE expires_at <= clock_timestamp()
+      AND worker_id <> %(worker_id)s
+)
+INSERT INTO treadle_workers (worker_id, name, graph_ids, allow_pickled, slots, running,
+                             expires_at)
+VALUES (%(worker_id)s, %(name)s, %(graph_ids)s::text[], %(allow_pickled)s, %(slots)s,
+        %(running)s, clock_timestamp() + make_interval(secs => %(ttl)s::float8))
+ON CONFLICT (worker_id) DO UPDATE SET
+    name = excluded.name, graph_ids = excluded.graph_ids,
+    allow_pickled = excluded.allow_pickled, slots = excluded.slots,
+    running = excluded.running, heartbeat_at = clock_timestamp(),
+    expires_at = excluded.expires_at"""
+REMOVE_WORKER = "DELETE FROM treadle_workers WHERE worker_id = %s"
+LIVE_WORKERS = f"""
+SELECT {WORKER_ROW} FROM treadle_workers AS w WHERE w.expires_at > clock_timestamp()
+ORDER BY w.started_at, w.worker_id"""

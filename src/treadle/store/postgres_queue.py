@@ -39,7 +39,9 @@ from treadle.store.queue import (
     RunQueue,
     RunRow,
     TaskRow,
+    WorkerInfo,
     check,
+    serves,
 )
 from treadle.store.resources import ThreadUpdate
 
@@ -58,6 +60,12 @@ def _run(row: Sequence[Any]) -> RunRow:
 
 def _task(row: Sequence[Any]) -> TaskRow:
     return TaskRow(*row[:_TASK_FIELDS])
+
+
+def _worker(row: Sequence[Any]) -> WorkerInfo:
+    w = WorkerInfo(*row)
+    w.graph_ids = list(w.graph_ids)
+    return w
 
 
 class PostgresQueue(RunQueue):
@@ -203,6 +211,29 @@ class PostgresQueue(RunQueue):
             q.GET_RUN, (run_id,),
         )
         return _run(row) if row else None
+
+    def expire_pending_run(self, run_id: str, error: str) -> RunRow | None:
+        row = self._write_then_read(
+            f"expiring run {run_id}", q.EXPIRE_PENDING_RUN, {"error": error, "run_id": run_id},
+            q.GET_RUN, (run_id,),
+        )
+        return _run(row) if row else None
+
+    # --- workers -------------------------------------------------------------------
+    def register_worker(self, worker: WorkerInfo, ttl: float) -> None:
+        self._with_conn(f"registering worker {worker.name}", lambda conn: conn.execute(
+            q.REGISTER_WORKER,
+            {"worker_id": worker.worker_id, "name": worker.name,
+             "graph_ids": list(worker.graph_ids), "allow_pickled": worker.allow_pickled,
+             "slots": worker.slots, "running": worker.running, "ttl": float(ttl)}))
+
+    def remove_worker(self, worker_id: str) -> None:
+        self._with_conn(f"removing worker {worker_id}",
+                        lambda conn: conn.execute(q.REMOVE_WORKER, (worker_id,)))
+
+    def list_workers(self, graph_id: str | None = None) -> list[WorkerInfo]:
+        live = [_worker(r) for r in self._all("listing workers", q.LIVE_WORKERS, ())]
+        return live if graph_id is None else [w for w in live if serves(w, graph_id)]
 
     def sweep(self, max_losses: int = DEFAULT_MAX_WORKER_LOSSES, *,
               check_sessions: bool = False) -> list[tuple[str, str]]:

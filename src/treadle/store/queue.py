@@ -46,8 +46,10 @@ __all__ = [
     "RunQueue",
     "RunRow",
     "TaskRow",
+    "WorkerInfo",
     "WorkerSession",
     "check",
+    "serves",
 ]
 
 RUN_STATUSES = ("pending", "running", "success", "error", "interrupted", "cancelled", "timeout")
@@ -163,6 +165,27 @@ class Event:
     seq: int
     kind: str  # e.g. "values", "updates", "custom", "end"
     data: bytes
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    """A live worker as it advertises itself (``treadle_workers``), refreshed by its heartbeat."""
+
+    worker_id: str  # unique per worker instance (treadle.cluster.worker.new_worker_id)
+    name: str  # host:pid:suffix, the name its leases carry (RunRow.worker)
+    graph_ids: list[str]  # the "ref:<name>" graphs it loaded
+    allow_pickled: bool  # it also serves every "pickle:<sha>" graph
+    slots: int  # runs it executes at once
+    running: int  # runs it held at its last heartbeat
+    started_at: float
+    heartbeat_at: float
+    expires_at: float  # dead (not listed) from then on unless it beats again
+
+
+def serves(worker: WorkerInfo, graph_id: str) -> bool:
+    """True when ``worker`` can claim runs of ``graph_id`` (the claim's graph filter)."""
+    return graph_id in worker.graph_ids or (
+        worker.allow_pickled and graph_id.startswith("pickle:"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +369,29 @@ class RunQueue(abc.ABC):
         """(pending runs, age in seconds of the oldest pending run or None)."""
         stats = self.queue_stats()
         return stats.pending, stats.oldest_pending_age
+
+    @abc.abstractmethod
+    def expire_pending_run(self, run_id: str, error: str) -> RunRow | None:
+        """End a run that is still ``pending`` as ``cancelled`` with ``error`` (its
+        ``queue_timeout`` passed before any worker claimed it). A run claimed meanwhile is
+        left alone. Notifies CHANNEL_RUN_DONE when it ended it. Returns the row after the
+        change (None: unknown id)."""
+
+    # --- workers -----------------------------------------------------------------
+    @abc.abstractmethod
+    def register_worker(self, worker: WorkerInfo, ttl: float) -> None:
+        """Insert or refresh ``worker``'s advertisement: ``heartbeat_at = now``,
+        ``expires_at = now + ttl`` (``started_at`` is kept from the first call; the
+        given timestamps are ignored). Also forgets workers that expired."""
+
+    @abc.abstractmethod
+    def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker at once (its clean stop)."""
+
+    @abc.abstractmethod
+    def list_workers(self, graph_id: str | None = None) -> list[WorkerInfo]:
+        """Live workers (``expires_at`` in the future), oldest first; with ``graph_id``
+        only those that serve it (see :func:`serves`)."""
 
     # --- tasks -------------------------------------------------------------------
     @abc.abstractmethod

@@ -323,3 +323,25 @@ GET_GRAPH = "SELECT blob FROM treadle_graphs WHERE graph_id = ?"
 # A cluster run's thread claim is refused unless the run still runs under its epoch.
 RUN_HOLDS_CLAIM = """
 SELECT 1 FROM treadle_runs WHERE run_id = ? AND status = 'running' AND epoch = ?"""
+
+# A pending run whose queue_timeout passed ends cancelled (left alone once claimed).
+EXPIRE_PENDING_RUN = f"""
+UPDATE treadle_runs SET status = 'cancelled', error = ?, ended_at = {NOW}
+WHERE run_id = ? AND status = 'pending'"""
+
+# --- workers (treadle_workers: who is alive, serving which graphs) --------------------
+WORKER_COLUMNS = """worker_id, name, graph_ids, allow_pickled, slots, running, started_at,
+    heartbeat_at, expires_at"""
+FORGET_DEAD_WORKERS = f"DELETE FROM treadle_workers WHERE expires_at <= {NOW} AND worker_id <> ?"
+REGISTER_WORKER = f"""
+INSERT INTO treadle_workers (worker_id, name, graph_ids, allow_pickled, slots, running,
+                             expires_at)
+VALUES (?, ?, ?, ?, ?, ?, {NOW} + ?)
+ON CONFLICT (worker_id) DO UPDATE SET
+    name = excluded.name, graph_ids = excluded.graph_ids,
+    allow_pickled = excluded.allow_pickled, slots = excluded.slots,
+    running = excluded.running, heartbeat_at = {NOW}, expires_at = excluded.expires_at"""
+REMOVE_WORKER = "DELETE FROM treadle_workers WHERE worker_id = ?"
+LIVE_WORKERS = f"""
+SELECT {WORKER_COLUMNS} FROM treadle_workers WHERE expires_at > {NOW}
+ORDER BY started_at, worker_id"""

@@ -32,7 +32,9 @@ from treadle.store.queue import (
     RunQueue,
     RunRow,
     TaskRow,
+    WorkerInfo,
     check,
+    serves,
 )
 from treadle.store.resources import ThreadUpdate
 from treadle.store.sqlite_session import SqliteWorkerSession, dead_sessions, sessions_folder
@@ -53,6 +55,13 @@ def _run(row: Sequence[Any]) -> RunRow:
 
 def _task(row: Sequence[Any]) -> TaskRow:
     return TaskRow(*row)
+
+
+def _worker(row: Sequence[Any]) -> WorkerInfo:
+    w = WorkerInfo(*row)
+    w.graph_ids = list(json.loads(w.graph_ids))  # type: ignore[arg-type]
+    w.allow_pickled = bool(w.allow_pickled)
+    return w
 
 
 class SqliteQueue(RunQueue):
@@ -244,6 +253,28 @@ class SqliteQueue(RunQueue):
         pending, running, age = self._read("reading the queue's size", q.QUEUE_STATS, ())[0]
         return QueueStats(int(pending), int(running),
                           max(float(age), 0.0) if age is not None else None)
+
+    def expire_pending_run(self, run_id: str, error: str) -> RunRow | None:
+        with self._write(f"expiring run {run_id}") as conn:
+            conn.execute(q.EXPIRE_PENDING_RUN, (error, run_id))
+            row = conn.execute(q.GET_RUN, (run_id,)).fetchone()
+        return _run(row) if row else None
+
+    # --- workers -------------------------------------------------------------------
+    def register_worker(self, worker: WorkerInfo, ttl: float) -> None:
+        with self._write(f"registering worker {worker.name}") as conn:
+            conn.execute(q.FORGET_DEAD_WORKERS, (worker.worker_id,))
+            conn.execute(q.REGISTER_WORKER, (
+                worker.worker_id, worker.name, json.dumps(list(worker.graph_ids)),
+                int(worker.allow_pickled), worker.slots, worker.running, float(ttl)))
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self._write(f"removing worker {worker_id}") as conn:
+            conn.execute(q.REMOVE_WORKER, (worker_id,))
+
+    def list_workers(self, graph_id: str | None = None) -> list[WorkerInfo]:
+        live = [_worker(r) for r in self._read("listing workers", q.LIVE_WORKERS, ())]
+        return live if graph_id is None else [w for w in live if serves(w, graph_id)]
 
     # --- tasks ---------------------------------------------------------------------
     def submit_task(self, task: NewTask) -> TaskRow:

@@ -1,4 +1,4 @@
--- treadle schema v6 (PostgreSQL): failover that does not wait for the lease, and a budget of
+-- treadle schema v7 (PostgreSQL): failover that does not wait for the lease, and a budget of
 -- worker losses separate from the run's attempts.
 -- "pre": only adds columns and a function overload; the 4-argument claim old code calls keeps
 -- working (it now records "no session lock", so its runs fall back to the lease).
@@ -65,7 +65,7 @@ BEGIN
 END
 $$;
 
--- The claim of code older than v6: no lock, so a stale key from an earlier claim never
+-- The claim of code older than v7: no lock, so a stale key from an earlier claim never
 -- makes the sweeper take an old worker's run away from it.
 CREATE OR REPLACE FUNCTION treadle_claim_run(
     p_worker text, p_graph_ids text[], p_allow_pickled boolean, p_ttl double precision

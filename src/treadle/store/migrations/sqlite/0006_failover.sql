@@ -1,4 +1,5 @@
--- treadle schema v5 (SQLite): failover on a dead worker's process, and a budget of worker losses separate from the run's attempts.
+-- treadle schema v6 (SQLite): failover on a dead worker's process, and a budget of worker
+-- losses separate from the run's attempts.
 -- lost_count: how many times the sweeper took the run back from a lost worker (its process
 -- is gone or its lease expired); the run errors once it reaches the sweeper's TREADLE_MAX_WORKER_LOSSES.
 ALTER TABLE treadle_runs ADD COLUMN lost_count INTEGER NOT NULL DEFAULT 0;
