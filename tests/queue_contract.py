@@ -23,6 +23,7 @@ import pytest
 from treadle.errors import ConfigError, FencedWriteError, ThreadBusyError
 from treadle.store.base import ClaimThread, PutWrites, Store, WriteRow
 from treadle.store.queue import (
+    DEFAULT_MAX_WORKER_LOSSES,
     Event,
     NewRun,
     NewTask,
@@ -335,27 +336,69 @@ class QueueContract:
         assert store.sweep() == [("r1", "pending")]
         row = store.get_run("r1")
         assert row is not None
-        assert (row.status, row.epoch, row.attempt) == ("pending", expiring.epoch, 1)
+        assert (row.status, row.epoch, row.attempt, row.lost) == ("pending", expiring.epoch, 1, 1)
         assert row.worker is None and row.lease_expires_at is None and row.ended_at is None
         assert row.error is not None and "lease" in row.error.lower()
         assert status(store, "r2") == "running"
         assert store.sweep() == []
 
-    def test_sweep_errors_at_max_attempts_keeping_the_previous_error(self, store: Store) -> None:
-        store.enqueue_run(new_run("r1", max_attempts=2))
-        assert store.claim_run("w1", ["ref:g"], False, TTL) is not None
-        time.sleep(EXPIRE)
-        assert store.sweep() == [("r1", "pending")]
+    def test_sweep_errors_at_max_worker_losses_keeping_the_previous_error(self, store: Store
+                                                                           ) -> None:
+        # Worker losses have their own budget (TREADLE_MAX_WORKER_LOSSES): max_attempts
+        # (here 1) does not end a run whose workers keep dying.
+        store.enqueue_run(new_run("r1", max_attempts=1))
+        for n in (1, 2):
+            row = store.claim_run(f"w{n}", ["ref:g"], False, TTL)
+            assert row is not None and row.attempt == n
+            time.sleep(EXPIRE)
+            assert store.sweep(3) == [("r1", "pending")]
+            assert store.get_run("r1").lost == n  # type: ignore[union-attr]
         first_error = store.get_run("r1").error  # type: ignore[union-attr]
-        assert first_error
-        second = store.claim_run("w2", ["ref:g"], False, TTL)
-        assert second is not None and second.attempt == 2
+        assert first_error and "queued again" in first_error
+        assert store.claim_run("w3", ["ref:g"], False, TTL) is not None
         time.sleep(EXPIRE)
-        assert store.sweep() == [("r1", "error")]
+        assert store.sweep(3) == [("r1", "error")]
         row = store.get_run("r1")
         assert row is not None and row.status == "error" and row.ended_at is not None
-        assert row.error is not None and "lease" in row.error.lower() and first_error in row.error
+        assert row.lost == 3 and row.error is not None
+        assert row.error.startswith("the run's worker died 3 times (killed, OOM or lost); "
+                                    "giving up; last: lease of worker w3 expired")
+        assert first_error in row.error
         assert claim(store) is None
+
+    def test_the_default_budget_of_worker_losses_is_larger_than_attempts(self, store: Store
+                                                                          ) -> None:
+        store.enqueue_run(new_run("r1"))  # max_attempts 3
+        for _ in range(DEFAULT_MAX_WORKER_LOSSES - 1):
+            assert store.claim_run("w", ["ref:g"], False, TTL) is not None
+            time.sleep(EXPIRE)
+            assert store.sweep() == [("r1", "pending")]
+        assert store.claim_run("w", ["ref:g"], False, TTL) is not None
+        time.sleep(EXPIRE)
+        assert store.sweep() == [("r1", "error")]
+
+    def test_claims_of_an_ended_worker_session_are_swept_before_their_lease(self, store: Store
+                                                                            ) -> None:
+        session = store.worker_session(4321)
+        assert session is not None and session.held()
+        store.enqueue_run(new_run("r1", "t1"))
+        store.enqueue_run(new_run("r2", "t2"))
+        mine = store.claim_run("w1", ["ref:g"], False, LONG, session.key)
+        assert mine is not None and mine.run_id == "r1"
+        assert claim(store, worker="w2") is not None  # r2: claimed without a session
+        store.submit_task(new_task("k1", "r1"))
+        assert len(store.claim_tasks("w1", ["ref:g"], False, LONG, 1, session.key)) == 1
+        assert store.sweep(check_sessions=True) == []  # alive (or stopped: still alive)
+        session.close()  # what the kernel does when the worker's process dies
+        assert store.sweep() == []  # its leases are still valid
+        assert sorted(store.sweep(check_sessions=True)) == [("k1", "pending"), ("r1", "pending")]
+        row = store.get_run("r1")
+        assert row is not None and (row.status, row.lost, row.worker) == ("pending", 1, None)
+        assert row.error is not None and "worker w1 died" in row.error
+        assert status(store, "r2") == "running"
+        again = claim(store, worker="w3")
+        assert again is not None and (again.run_id, again.epoch) == ("r1", mine.epoch + 1)
+        assert store.sweep(check_sessions=True) == []
 
     @pytest.mark.parametrize(("action", "final"), [("cancel", "cancelled"),
                                                    ("interrupt", "interrupted"),
@@ -615,7 +658,7 @@ class QueueContract:
         assert claim(store, ttl=TTL) is not None
         assert store.get_thread("t").status == "busy"
         time.sleep(EXPIRE)
-        assert store.sweep() == [("r1", "error")]
+        assert store.sweep(1) == [("r1", "error")]
         assert store.get_thread("t").status == "error"
 
     def test_purge_events_keeps_recent_and_active_runs(self, store: Store) -> None:

@@ -313,6 +313,7 @@ def test_cli_runs_list_show_cancel(tmp_path):
     assert listed.returncode == 0, listed.stderr
     doc = json.loads(listed.stdout)
     assert doc["pending"] == 1 and doc["runs"][0]["run_id"] == row.run_id
+    assert doc["runs"][0]["lost_workers"] == 0
     shown = cli("runs", "show", row.run_id)
     assert shown.returncode == 0 and "pending" in shown.stdout
     cancelled = cli("runs", "cancel", row.run_id)

@@ -41,6 +41,14 @@ def worker(
     lease_ttl: float | None = typer.Option(
         None, "--lease-ttl", help="Seconds a lease lives without a heartbeat [TREADLE_LEASE_TTL]."
     ),
+    max_worker_losses: int | None = typer.Option(
+        None, "--max-worker-losses", min=1,
+        help="Times a run may lose its worker before it errors [TREADLE_MAX_WORKER_LOSSES].",
+    ),
+    sweep_interval: float | None = typer.Option(
+        None, "--sweep-interval",
+        help="Seconds between sweeps for runs of dead workers [TREADLE_SWEEP_INTERVAL].",
+    ),
     drain_timeout: float | None = typer.Option(
         None, "--drain-timeout",
         help="On SIGTERM, seconds in-flight node tasks may take to finish [TREADLE_DRAIN_TIMEOUT].",
@@ -76,6 +84,7 @@ def worker(
     settings = _settings(
         store=store, worker_concurrency=concurrency, worker_task_slots=task_slots,
         lease_ttl=lease_ttl, drain_timeout=drain_timeout, poll_interval=poll_interval,
+        max_worker_losses=max_worker_losses, sweep_interval=sweep_interval,
         allow_pickled_graphs=allow_pickled_graphs, log_format=log_format, log_level=log_level,
         trace_exporter=trace_exporter, worker_port=port, run_timeout=run_timeout,
     )
