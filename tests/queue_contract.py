@@ -16,11 +16,12 @@ database's, which is this machine's in tests.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from treadle.errors import ConfigError, FencedWriteError, ThreadBusyError
+from treadle.errors import ConfigError, FencedWriteError, IdempotencyKeyError, ThreadBusyError
 from treadle.store.base import ClaimThread, PutWrites, Store, WriteRow
 from treadle.store.queue import (
     DEFAULT_MAX_WORKER_LOSSES,
@@ -214,6 +215,75 @@ class QueueContract:
         for i, strategy in enumerate(("interrupt", "rollback")):
             row = store.enqueue_run(new_run(f"r{i}", f"t{i}"), multitask=strategy)
             assert row.status == "pending" and row.cancel is None
+
+    # --- idempotency keys ----------------------------------------------------------------
+    def test_idempotency_key_returns_the_first_run(self, store: Store) -> None:
+        first = store.enqueue_run(new_run("r1", idempotency_key="k", request_hash="h"))
+        again = store.enqueue_run(new_run("r2", idempotency_key="k", request_hash="h"))
+        assert again.run_id == "r1" and again.payload == first.payload
+        assert store.get_run("r2") is None
+        assert [r.run_id for r in store.list_runs(thread_id="t")] == ["r1"]
+        found = store.get_run_by_key("k", "h")
+        assert found is not None and found.run_id == "r1"
+        assert store.get_run_by_key("other", "h") is None
+        # Once the run ended, a retry still gets it, as it ended.
+        r1 = claim(store)
+        assert r1 is not None and store.finish_run("r1", r1.epoch, "success", result=b"out")
+        done = store.enqueue_run(new_run("r3", idempotency_key="k", request_hash="h"))
+        assert (done.run_id, done.status, done.result) == ("r1", "success", b"out")
+        # Runs without a key, and with other keys, queue as before.
+        store.enqueue_run(new_run("r4"))
+        store.enqueue_run(new_run("r5"))
+        store.enqueue_run(new_run("r6", idempotency_key="k2", request_hash="h"))
+        assert {r.run_id for r in store.list_runs(thread_id="t")} == {"r1", "r4", "r5", "r6"}
+
+    def test_idempotency_key_of_another_request_is_refused(self, store: Store) -> None:
+        store.enqueue_run(new_run("r1", idempotency_key="k", request_hash="h1"))
+        with pytest.raises(IdempotencyKeyError) as info:
+            store.enqueue_run(new_run("r2", "t2", idempotency_key="k", request_hash="h2"))
+        assert (info.value.key, info.value.run_id) == ("k", "r1")
+        with pytest.raises(IdempotencyKeyError):
+            store.get_run_by_key("k", "h2")
+        assert store.get_run("r2") is None and store.list_runs(thread_id="t2") == []
+
+    def test_idempotent_retry_makes_no_multitask_decision(self, store: Store) -> None:
+        running(store, "r1", idempotency_key="k", request_hash="h")
+        for strategy in ("reject", "interrupt", "rollback"):
+            row = store.enqueue_run(new_run("r2", idempotency_key="k", request_hash="h"),
+                                    multitask=strategy)
+            assert row.run_id == "r1" and row.status == "running" and row.cancel is None
+
+    def test_deleting_the_run_frees_its_key(self, store: Store) -> None:
+        r1 = running(store, "r1", idempotency_key="k", request_hash="h")
+        assert store.finish_run("r1", r1.epoch, "success")
+        assert store.delete_runs(["r1"]) == 1
+        assert store.get_run_by_key("k", "h") is None
+        assert store.enqueue_run(new_run("r2", idempotency_key="k", request_hash="h")).run_id == "r2"
+
+    def test_concurrent_enqueues_with_one_key_make_one_run(self, store: Store) -> None:
+        """Creates racing with one key (each its own run and thread id, as stateless runs
+        have): one run is queued, and every caller gets it."""
+        n = 6
+        barrier = threading.Barrier(n)
+        got: list[str] = []
+        errors: list[BaseException] = []
+
+        def create(i: int) -> None:
+            try:
+                barrier.wait()
+                got.append(store.enqueue_run(new_run(f"r{i}", f"t{i}", idempotency_key="k",
+                                                     request_hash="h")).run_id)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=create, args=(i,)) for i in range(n)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert errors == []
+        assert len(got) == n and len(set(got)) == 1
+        assert [r.run_id for r in store.list_runs(limit=100)] == got[:1]
 
     def test_unknown_multitask_strategy(self, store: Store) -> None:
         with pytest.raises(ConfigError):

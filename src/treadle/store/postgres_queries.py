@@ -230,10 +230,12 @@ def _notify_next_run(alias: str) -> str:
 # The multitask decision and the insert, atomically under the thread's row lock.
 # A 'reject' refused raises SQLSTATE ENQUEUE_BUSY_STATE, active run ids (JSON) in DETAIL.
 ENQUEUE_BUSY_STATE = "TRBSY"
+# With an idempotency key (0008): the key's existing run, if any, instead of a new one; the
+# stored request hash comes first for the caller to compare.
 ENQUEUE_RUN = f"""
-SELECT {RUN_ROW} FROM treadle_enqueue_run(
+SELECT r.request_hash, {RUN_ROW} FROM treadle_enqueue_run(
     %s::text, %s::text, %s::text, %s::bytea, %s::integer, %s::float8, %s::boolean, %s::text,
-    %s::text) AS r"""
+    %s::text, %s::text, %s::text) AS r"""
 CLAIM_RUN = f"""
 SELECT {RUN_ROW}
 FROM treadle_claim_run(%s::text, %s::text[], %s::boolean, %s::float8, %s::bigint) AS r"""
@@ -293,6 +295,7 @@ SELECT {RUN_ROW},
     END
 FROM upd AS r"""
 GET_RUN = f"SELECT {RUN_ROW} FROM treadle_runs AS r WHERE r.run_id = %s"
+RUN_BY_KEY = f"SELECT r.request_hash, {RUN_ROW} FROM treadle_runs AS r WHERE r.idempotency_key = %s"
 # list_runs is assembled from these fixed fragments; values stay bound.
 LIST_RUNS = f"SELECT {RUN_ROW} FROM treadle_runs AS r"
 LIST_RUNS_WHERE_THREAD = "r.thread_id = %s"

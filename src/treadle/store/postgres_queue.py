@@ -41,6 +41,7 @@ from treadle.store.queue import (
     TaskRow,
     WorkerInfo,
     check,
+    same_request,
     serves,
 )
 from treadle.store.resources import ThreadUpdate
@@ -122,7 +123,8 @@ class PostgresQueue(RunQueue):
     def enqueue_run(self, run: NewRun, *, multitask: str = "enqueue") -> RunRow:
         check("multitask strategy", multitask)
         params = (run.run_id, run.thread_id, run.graph_id, run.payload, run.max_attempts,
-                  run.timeout_s, run.stream, run.metadata, multitask)
+                  run.timeout_s, run.stream, run.metadata, multitask, run.idempotency_key,
+                  run.request_hash)
 
         def enqueue(conn: psycopg.Connection[Any]) -> Any:
             try:
@@ -133,7 +135,10 @@ class PostgresQueue(RunQueue):
                 active = json.loads(exc.diag.message_detail or "[]")
                 raise ThreadBusyError(run.thread_id, [str(a) for a in active]) from None
 
-        return _run(self._with_conn(f"queueing run {run.run_id}", enqueue))
+        row = self._with_conn(f"queueing run {run.run_id}", enqueue)
+        if run.idempotency_key is not None:  # the key's run, maybe an earlier one
+            same_request(run.idempotency_key, row[1], row[0], run.request_hash)
+        return _run(row[1:])
 
     def claim_run(
         self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float,
@@ -256,6 +261,13 @@ class PostgresQueue(RunQueue):
     def get_run(self, run_id: str) -> RunRow | None:
         row = self._one(f"reading run {run_id}", q.GET_RUN, (run_id,))
         return _run(row) if row else None
+
+    def get_run_by_key(self, idempotency_key: str, request_hash: str | None) -> RunRow | None:
+        row = self._one("reading a run by its idempotency key", q.RUN_BY_KEY, (idempotency_key,))
+        if row is None:
+            return None
+        same_request(idempotency_key, row[1], row[0], request_hash)
+        return _run(row[1:])
 
     def list_runs(
         self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100,

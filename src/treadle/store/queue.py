@@ -49,6 +49,7 @@ __all__ = [
     "WorkerInfo",
     "WorkerSession",
     "check",
+    "same_request",
     "serves",
 ]
 
@@ -82,6 +83,14 @@ def check(kind: str, value: str) -> None:
     if value not in allowed:
         raise ConfigError(f"unknown {kind} {value!r} (use one of {', '.join(allowed)})")
 
+def same_request(key: str, run_id: str, stored_hash: str | None, request_hash: str | None) -> None:
+    """Raise IdempotencyKeyError unless the run found under ``key`` came from this request."""
+    from treadle.errors import IdempotencyKeyError
+
+    if (stored_hash or None) != (request_hash or None):
+        raise IdempotencyKeyError(key, run_id)
+
+
 # Notification channels (PostgreSQL LISTEN/NOTIFY; payload in brackets).
 CHANNEL_RUNS = "treadle_runs"  # a run became claimable [run_id]
 CHANNEL_RUN_DONE = "treadle_run_done"  # a run reached a terminal status [run_id]
@@ -103,6 +112,11 @@ class NewRun:
     timeout_s: float | None = None  # run timeout, counted from the first start
     stream: bool = False  # the caller wants stream events recorded
     metadata: str = "{}"  # JSON object
+    # Creating the run is idempotent under this key (unique in the store): a second
+    # enqueue with it returns the first run, or raises IdempotencyKeyError when its
+    # request_hash differs (the key was reused for another request).
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
 
 @dataclass(slots=True)
@@ -259,7 +273,17 @@ class RunQueue(abc.ABC):
         behind them; ``interrupt`` / ``rollback`` cancel pending ones at once (status
         ``interrupted`` / ``cancelled``) and set ``cancel`` on the running one, whose
         worker stops it; the new run starts when the thread is free.
+
+        With ``run.idempotency_key``, the key's run is looked up first, in the same
+        transaction (concurrent enqueues with one key are serialised): if there is one,
+        it is returned as it is now and nothing else happens (no multitask decision);
+        IdempotencyKeyError if its request_hash differs from ``run.request_hash``.
         """
+
+    @abc.abstractmethod
+    def get_run_by_key(self, idempotency_key: str, request_hash: str | None) -> RunRow | None:
+        """The run created under ``idempotency_key`` (None: none, or it was deleted);
+        IdempotencyKeyError if it was created with a different ``request_hash``."""
 
     @abc.abstractmethod
     def claim_run(

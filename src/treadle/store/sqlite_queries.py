@@ -165,9 +165,12 @@ REQUEST_CANCEL_RUNNING = """
 UPDATE treadle_runs SET cancel = ? WHERE thread_id = ? AND status = 'running'"""
 INSERT_RUN = f"""
 INSERT INTO treadle_runs
-    (run_id, thread_id, graph_id, payload, max_attempts, timeout_s, stream, metadata)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    (run_id, thread_id, graph_id, payload, max_attempts, timeout_s, stream, metadata,
+     idempotency_key, request_hash)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING {RUN_COLUMNS}"""
+# The run created under an idempotency key, its request hash first. ? = key.
+RUN_BY_KEY = f"SELECT request_hash, {RUN_COLUMNS} FROM treadle_runs WHERE idempotency_key = ?"
 # The oldest pending run of an allowed graph whose thread has no running run and no
 # older pending run. ? = worker, ? = ttl, graph filter.
 CLAIM_RUN = f"""

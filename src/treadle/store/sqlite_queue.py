@@ -34,6 +34,7 @@ from treadle.store.queue import (
     TaskRow,
     WorkerInfo,
     check,
+    same_request,
     serves,
 )
 from treadle.store.resources import ThreadUpdate
@@ -126,6 +127,11 @@ class SqliteQueue(RunQueue):
     def enqueue_run(self, run: NewRun, *, multitask: str = "enqueue") -> RunRow:
         check("multitask strategy", multitask)
         with self._write(f"queueing run {run.run_id}") as conn:
+            if run.idempotency_key is not None:  # under the write lock: no race
+                found = conn.execute(q.RUN_BY_KEY, (run.idempotency_key,)).fetchone()
+                if found is not None:
+                    same_request(run.idempotency_key, found[1], found[0], run.request_hash)
+                    return _run(found[1:])
             active = conn.execute(q.ACTIVE_RUNS, (run.thread_id,)).fetchall()
             if active:
                 if multitask == "reject":
@@ -138,7 +144,8 @@ class SqliteQueue(RunQueue):
             row = conn.execute(
                 q.INSERT_RUN,
                 (run.run_id, run.thread_id, run.graph_id, run.payload, run.max_attempts,
-                 run.timeout_s, int(run.stream), run.metadata),
+                 run.timeout_s, int(run.stream), run.metadata, run.idempotency_key,
+                 run.request_hash),
             ).fetchone()
         return _run(row)
 
@@ -228,6 +235,13 @@ class SqliteQueue(RunQueue):
     def get_run(self, run_id: str) -> RunRow | None:
         rows = self._read(f"reading run {run_id}", q.GET_RUN, (run_id,))
         return _run(rows[0]) if rows else None
+
+    def get_run_by_key(self, idempotency_key: str, request_hash: str | None) -> RunRow | None:
+        rows = self._read("reading a run by its idempotency key", q.RUN_BY_KEY, (idempotency_key,))
+        if not rows:
+            return None
+        same_request(idempotency_key, rows[0][1], rows[0][0], request_hash)
+        return _run(rows[0][1:])
 
     def list_runs(
         self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100,
