@@ -1,62 +1,123 @@
-"""Request body checks before any handler runs: size (413) and text that is not Unicode (422)."""
+"""What the HTTP API accepts, decided in one place, and the checks that run before any handler.
+
+Every limit is here and in docs/api.md ("Limits"). A request over one is refused at the
+edge (422 naming the field, 413 for the body size) before anything is written, the same
+on every backend, so the store never sees what it cannot hold:
+
+- every JSON body: at most ``MAX_JSON_DEPTH`` nested objects/arrays; numbers finite
+  (no ``NaN``, ``Infinity``, nor a literal such as ``1e400`` that overflows a double);
+  text Unicode (no lone surrogate) without NUL; the same for query parameters and the path;
+- ids (threads, runs, assistants, crons, checkpoints; path or body): ``MAX_ID_LENGTH``
+  characters;
+- store items: key and namespace (labels joined by ``.``) each ``MAX_STORE_PATH_BYTES``
+  bytes of UTF-8, at most ``MAX_NAMESPACE_LABELS`` labels; TTLs at most ``MAX_TTL_MINUTES``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.requests import HTTPConnection
 
-__all__ = ["BodyLimit", "valid_unicode"]
+__all__ = [
+    "MAX_ID_LENGTH", "MAX_JSON_DEPTH", "MAX_NAMESPACE_LABELS", "MAX_STORE_PATH_BYTES",
+    "MAX_TTL_MINUTES", "BodyLimit", "valid_request",
+]
 
-# A JSON escape of a UTF-16 surrogate: legal JSON, but a lone one is not Unicode text.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-_NUL_ESCAPE = re.compile(rb"\\u0000")
+# Deeper documents break recursive encoders (and a response that cannot be encoded after
+# the write is a half-done request); no LangGraph state needs more.
+MAX_JSON_DEPTH = 100
+# Ids are any text, up to this many characters: a PostgreSQL index entry holds ~2.7 kB.
+MAX_ID_LENGTH = 256
+# A store item's (namespace, key) is one PostgreSQL index entry: both fit together.
+MAX_STORE_PATH_BYTES = 1024
+MAX_NAMESPACE_LABELS = 32
+# 100 years: a later expiry overflows the databases' timestamps.
+MAX_TTL_MINUTES = 100 * 366 * 24 * 60
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-async def valid_unicode(request: HTTPConnection) -> None:
-    """422 for text no database can store: a lone surrogate (``"\\udc00"``, legal JSON but
-    not Unicode) or a NUL character (``"\\u0000"``, refused by PostgreSQL), in a JSON body
-    or in the path. Checked before anything is written, the same on every backend."""
+def _refuse(loc: list[str | int], msg: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": tuple(loc), "msg": msg,
+                                    "input": None}])
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "holds a NUL character (\\u0000), which cannot be stored; remove it"
+    if _LONE_SURROGATE.search(text):
+        return ("holds text that is not valid Unicode (a lone surrogate escape such as "
+                "\\udc00); send UTF-8 text")
+    return None
+
+
+async def valid_request(request: HTTPConnection) -> None:
+    """422 for what no store can hold or no response can carry, in the path, the query
+    or a JSON body (see the module docstring). Checked before anything is written."""
     if "\x00" in request.url.path:
         raise HTTPException(422, "the path holds a NUL character; ids cannot contain it")
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+            raise _refuse(["path", name], f"at most {MAX_ID_LENGTH} characters")
+    for name, value in request.query_params.multi_items():
+        problem = _text_problem(name) or _text_problem(value)
+        if problem:
+            raise _refuse(["query", name], f"the query parameter {problem}")
     if not isinstance(request, Request) or request.method not in ("POST", "PUT", "PATCH",
                                                                   "DELETE"):
         return  # a WebSocket, or a request without a body
     body = await request.body()
-    if _NUL_ESCAPE.search(body) and _has_nul(body):
-        raise HTTPException(422, "the body holds a NUL character (\\u0000), which cannot be "
-                                 "stored; remove it")
-    if not _SURROGATE_ESCAPE.search(body):
+    if not body.strip():
         return
     try:
-        json.dumps(json.loads(body), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise HTTPException(422, "the body holds text that is not valid Unicode (a lone "
-                                 "surrogate escape such as \\udc00); send UTF-8 text") from exc
+        doc = json.loads(body, parse_constant=_NotFinite, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise _refuse(["body"], f"nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except ValueError:
-        return  # not JSON: the route's own validation answers
+        return  # not JSON: the route's own validation answers (422 json_invalid)
+    _walk(doc)
 
 
-def _has_nul(body: bytes) -> bool:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return False  # not JSON: the route's own validation answers
-    stack: list[Any] = [doc]
+class _NotFinite:
+    """A number no JSON encoder nor store takes (NaN, Infinity, 1e400), where it was."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _finite_float(text: str) -> float | _NotFinite:
+    value = float(text)
+    return value if math.isfinite(value) else _NotFinite(text)
+
+
+def _walk(doc: Any) -> None:
+    """Depth, text and numbers of a parsed body, without recursion; 422 at the first fault."""
+    stack: list[tuple[Any, list[str | int]]] = [(doc, ["body"])]
     while stack:
-        item = stack.pop()
+        item, loc = stack.pop()
+        if len(loc) > MAX_JSON_DEPTH + 1:
+            raise _refuse(loc[:3], f"nested deeper than {MAX_JSON_DEPTH} levels; flatten it")
+        if isinstance(item, _NotFinite):
+            raise _refuse(loc, f"{item.text} is not a number JSON or the store can hold; "
+                               "send a finite number (or null)")
         if isinstance(item, str):
-            if "\x00" in item:
-                return True
+            problem = _text_problem(item)
+            if problem:
+                raise _refuse(loc, f"the body {problem}")
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            for key, value in item.items():
+                problem = _text_problem(key)
+                if problem:
+                    raise _refuse(loc, f"a key of the body {problem}")
+                stack.append((value, [*loc, key]))
         elif isinstance(item, list):
-            stack.extend(item)
-    return False
+            stack.extend((value, [*loc, i]) for i, value in enumerate(item))
 
 
 Scope = dict[str, Any]

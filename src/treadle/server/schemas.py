@@ -11,6 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from treadle.server.limits import MAX_ID_LENGTH
+from treadle.server.run_config import check_client_config
+
 __all__ = [
     "MAX_OFFSET", "AssistantCreate", "AssistantPatch", "AssistantSearch", "AssistantVersionsSearch",
     "CountBody", "CronCreate", "CronPatch", "CronSearch", "LatestVersion", "RunBatchItem",
@@ -27,6 +30,9 @@ Json = dict[str, Any]
 # is a 422 here rather than an overflow in the driver. Versions are 32-bit columns.
 MAX_OFFSET = 2**63 - 1
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
+# Thread, run, assistant, cron and checkpoint ids (treadle.server.limits).
+Id = Annotated[str, Field(max_length=MAX_ID_LENGTH)]
+NonEmptyId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
 def _webhook(url: str) -> str:
@@ -42,7 +48,9 @@ WebhookUrl = Annotated[str, AfterValidator(_webhook)]
 
 
 def _runnable_config(config: Json) -> Json:
-    """The parts of a config treadle merges itself must be objects (the rest the graph checks)."""
+    """The parts of a config treadle merges itself must be objects (the rest the graph checks);
+    no key that steers treadle itself (a 400, see treadle.server.run_config)."""
+    check_client_config(config)
     for key in ("configurable", "metadata"):
         if config.get(key) is not None and not isinstance(config[key], dict):
             raise ValueError(f"config.{key} must be an object, not {config[key]!r}")
@@ -55,7 +63,9 @@ _CHECKPOINT_FIELDS = {"thread_id": str, "checkpoint_ns": str, "checkpoint_id": s
 
 def _checkpoint(checkpoint: Json) -> Json:
     """A checkpoint reference ({checkpoint_id, checkpoint_ns, ...}, or a config holding one
-    under ``configurable``) whose known fields have the types LangGraph reads them as."""
+    under ``configurable``) whose known fields have the types LangGraph reads them as, and
+    no key that steers treadle (a 400: state reads and updates pass it on as a config)."""
+    check_client_config(checkpoint, "checkpoint")
     inner = checkpoint.get("configurable", checkpoint)
     if not isinstance(inner, dict):
         raise ValueError(f"configurable must be an object, not {inner!r}")
@@ -76,7 +86,7 @@ class _Body(BaseModel):
 
 class AssistantCreate(_Body):
     graph_id: str = Field(min_length=1)
-    assistant_id: str | None = None
+    assistant_id: Id | None = None
     config: RunnableConfig | None = None
     context: Json | None = None
     metadata: Json | None = None
@@ -111,8 +121,8 @@ class CountBody(_Body):
     name: str | None = None
     values: Json | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
-    assistant_id: str | None = None
-    thread_id: str | None = None
+    assistant_id: Id | None = None
+    thread_id: Id | None = None
 
 
 class AssistantVersionsSearch(_Body):
@@ -136,7 +146,7 @@ class _Superstep(_Body):
 
 
 class ThreadCreate(_Body):
-    thread_id: str | None = None
+    thread_id: Id | None = None
     metadata: Json | None = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
     supersteps: list[_Superstep] | None = None
@@ -152,7 +162,7 @@ class ThreadPatch(_Body):
 class ThreadSearch(_Body):
     metadata: Json | None = None
     values: Json | None = None
-    ids: list[str] | None = None
+    ids: list[Id] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: Offset = 0
@@ -166,7 +176,7 @@ class ThreadCopy(_Body):
 
 
 class ThreadPrune(_Body):
-    thread_ids: list[str]
+    thread_ids: list[Id]
     strategy: Literal["delete", "keep_latest"] = "delete"
 
 
@@ -174,7 +184,7 @@ class ThreadStateUpdate(_Body):
     values: Any = None
     as_node: str | None = None
     checkpoint: Checkpoint | None = None
-    checkpoint_id: str | None = None
+    checkpoint_id: Id | None = None
 
 
 class ThreadStateCheckpoint(_Body):
@@ -195,7 +205,7 @@ class ThreadHistory(_Body):
 
 
 class RunCreate(_Body):
-    assistant_id: str = Field(min_length=1)
+    assistant_id: NonEmptyId
     input: Any = None
     command: Json | None = None
     config: RunnableConfig | None = None
@@ -208,7 +218,7 @@ class RunCreate(_Body):
     interrupt_after: Literal["*"] | list[str] | None = None
     webhook: WebhookUrl | None = None
     checkpoint: Checkpoint | None = None
-    checkpoint_id: str | None = None
+    checkpoint_id: Id | None = None
     multitask_strategy: MultitaskStrategy | None = None
     if_not_exists: Literal["create", "reject"] | None = None
     on_disconnect: Literal["cancel", "continue"] | None = None
@@ -223,8 +233,8 @@ class RunBatchItem(RunCreate):
 
 
 class RunCancelMany(_Body):
-    thread_id: str | None = None
-    run_ids: list[str] | None = None
+    thread_id: Id | None = None
+    run_ids: list[Id] | None = None
     status: Literal["pending", "running", "all"] | None = None
     action: Literal["interrupt", "rollback"] = "interrupt"
 
@@ -254,8 +264,8 @@ class CronPatch(_Body):
 
 
 class CronSearch(_Body):
-    assistant_id: str | None = None
-    thread_id: str | None = None
+    assistant_id: Id | None = None
+    thread_id: Id | None = None
     enabled: bool | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: Offset = 0
