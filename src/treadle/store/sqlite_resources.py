@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from treadle.errors import ConflictError
+from treadle.store import jsonsafe
 from treadle.store.resources import (
     ASSISTANT_SORT,
     CRON_SORT,
@@ -185,13 +186,8 @@ def _dump(value: Any) -> str:
 
 
 def _load(text: str | None) -> Any:
-    # NaN / Infinity (stored before the HTTP API refused them) read as null: no response
-    # can carry them.
-    return None if text is None else json.loads(text, parse_constant=_no_constant)
-
-
-def _no_constant(_name: str) -> None:
-    return None
+    # A row stored before the HTTP API refused NaN or too-deep JSON still reads.
+    return None if text is None else jsonsafe.loads(text)
 
 
 def _assistant(row: Sequence[Any]) -> Assistant:
