@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,39 @@ async def test_a_stored_assistant_cannot_steer_runs_either(start_server: Any, tm
     with pytest.raises(httpx.HTTPStatusError, match="checkpoint_store") as refused:
         await client.runs.wait(None, assistant["assistant_id"], input={"n": 0})
     assert refused.value.response.status_code == 400
+    assert not target.exists()
+
+
+def test_a_run_queued_with_checkpoint_store_fails_saying_so(start_server: Any, tmp_path: Path
+                                                            ) -> None:
+    """A run queued before the API refused checkpoint_store (here, written to the queue
+    directly) ends in an error naming checkpoint_store, not in "taken over by another
+    worker", and writes nothing where it names."""
+    from treadle.cluster.codec import decode, encode
+    from treadle.store import open_store
+    from treadle.store.queue import NewRun
+
+    db = tmp_path / "server.db"
+    server = start_server(store=f"sqlite:///{db}")
+    target = tmp_path / "named-by-an-old-run.db"
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        thread = http.post("/threads", json={}).json()["thread_id"]
+        http.post(f"/threads/{thread}/runs/wait", json={"assistant_id": "chain", "input": {"n": 0}})
+        model = http.get(f"/threads/{thread}/runs").json()[0]["run_id"]
+        store = open_store(f"sqlite:///{db}")
+        try:
+            row = store.get_run(model)
+            assert row is not None
+            payload = decode(row.payload)
+            payload["config"]["configurable"]["checkpoint_store"] = f"sqlite:///{target}"
+            queued = store.enqueue_run(NewRun(run_id=str(uuid.uuid4()), thread_id=thread,
+                                              graph_id=row.graph_id, payload=encode(payload),
+                                              max_attempts=1, stream=False, metadata="{}"))
+        finally:
+            store.close()
+        run = http.get(f"/threads/{thread}/runs/{queued.run_id}/join").json()
+        assert "checkpoint_store does not apply to a queued run" in run["__error__"]["message"]
+        assert "taken over" not in json.dumps(run)
     assert not target.exists()
 
 
