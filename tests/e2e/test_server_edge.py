@@ -219,6 +219,10 @@ def test_input_the_store_cannot_hold_is_422_naming_the_field(any_store_server: A
             r = http.request(method, path, json=payload)
             assert r.status_code == 422, (method, path[:80], field, r.status_code, r.text[:300])
             assert field in json.dumps(r.json()["detail"]), r.text[:300]
+        for params in [{"namespace": ".".join(["l"] * 1000), "key": "k"},
+                       {"namespace": "a", "key": "k" * 1025}]:
+            r = http.get("/store/items", params=params)
+            assert r.status_code == 422, (r.status_code, r.text[:300])
         for path, params in [("/store/items", {"namespace": "a", "key": "k\x00"}),
                              (f"/threads/{thread}/history", {"limit": "1\x00"}),
                              ("/store/items", {"namespace": "a\x00", "key": "k"})]:

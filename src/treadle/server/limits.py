@@ -41,6 +41,9 @@ MAX_NAMESPACE_LABELS = 32
 MAX_TTL_MINUTES = 100 * 366 * 24 * 60
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# In a raw body, the only ways to spell NUL or a lone surrogate: a JSON escape, or (for a
+# surrogate) its UTF-8-style bytes, which start with 0xED. Text is checked only then.
+_SUSPECT_TEXT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\xed")
 
 
 def _refuse(loc: list[str | int], msg: str) -> RequestValidationError:
@@ -75,13 +78,36 @@ async def valid_request(request: HTTPConnection) -> None:
     body = await request.body()
     if not body.strip():
         return
+    odd: list[str] = []  # the non-finite numbers met while parsing
+
+    def constant(text: str) -> _NotFinite:
+        odd.append(text)
+        return _NotFinite(text)
+
+    def number(text: str) -> float | _NotFinite:
+        value = float(text)
+        return value if math.isfinite(value) else constant(text)
+
     try:
-        doc = json.loads(body, parse_constant=_NotFinite, parse_float=_finite_float)
+        doc = json.loads(body, parse_constant=constant, parse_float=number)
     except RecursionError as exc:
         raise _refuse(["body"], f"nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except ValueError:
         return  # not JSON: the route's own validation answers (422 json_invalid)
-    _walk(doc)
+    text = _SUSPECT_TEXT.search(body) is not None
+    if odd or text or _too_deep(doc):
+        _walk(doc, text)  # the slow walk finds where, for the answer
+
+
+def _too_deep(doc: Any) -> bool:
+    """Nested over MAX_JSON_DEPTH: a level-by-level pass (most bodies are shallow and wide)."""
+    level = [doc] if isinstance(doc, dict | list) else []
+    for _ in range(MAX_JSON_DEPTH):
+        if not level:
+            return False
+        level = [v for c in level for v in (c.values() if type(c) is dict else c)
+                 if type(v) is dict or type(v) is list]
+    return bool(level)
 
 
 class _NotFinite:
@@ -91,33 +117,45 @@ class _NotFinite:
         self.text = text
 
 
-def _finite_float(text: str) -> float | _NotFinite:
-    value = float(text)
-    return value if math.isfinite(value) else _NotFinite(text)
+# Where an item sits: (depth, its key or index, the parent's Where); built in O(1) per item,
+# spelled out only for the answer.
+_Where = tuple[int, "str | int", "Any"]
 
 
-def _walk(doc: Any) -> None:
-    """Depth, text and numbers of a parsed body, without recursion; 422 at the first fault."""
-    stack: list[tuple[Any, list[str | int]]] = [(doc, ["body"])]
+def _loc(where: _Where | None) -> list[str | int]:
+    path: list[str | int] = []
+    while where is not None:
+        path.append(where[1])
+        where = where[2]
+    return path[::-1]
+
+
+def _walk(doc: Any, text: bool = True) -> None:
+    """Depth, numbers and (``text``) strings of a parsed body, without recursion; 422 at the
+    first fault."""
+    stack: list[tuple[Any, _Where]] = [(doc, (0, "body", None))]
     while stack:
-        item, loc = stack.pop()
-        if len(loc) > MAX_JSON_DEPTH + 1:
-            raise _refuse(loc[:3], f"nested deeper than {MAX_JSON_DEPTH} levels; flatten it")
-        if isinstance(item, _NotFinite):
-            raise _refuse(loc, f"{item.text} is not a number JSON or the store can hold; "
-                               "send a finite number (or null)")
+        item, where = stack.pop()
         if isinstance(item, str):
-            problem = _text_problem(item)
+            problem = _text_problem(item) if text else None
             if problem:
-                raise _refuse(loc, f"the body {problem}")
-        elif isinstance(item, dict):
-            for key, value in item.items():
-                problem = _text_problem(key)
-                if problem:
-                    raise _refuse(loc, f"a key of the body {problem}")
-                stack.append((value, [*loc, key]))
-        elif isinstance(item, list):
-            stack.extend((value, [*loc, i]) for i, value in enumerate(item))
+                raise _refuse(_loc(where), f"the body {problem}")
+        elif isinstance(item, dict | list):
+            depth = where[0] + 1
+            if depth > MAX_JSON_DEPTH:
+                raise _refuse(_loc(where)[:3], f"nested deeper than {MAX_JSON_DEPTH} levels; "
+                                               "flatten it")
+            if isinstance(item, dict):
+                for key, value in item.items():
+                    problem = _text_problem(key) if text else None
+                    if problem:
+                        raise _refuse(_loc(where), f"a key of the body {problem}")
+                    stack.append((value, (depth, key, where)))
+            else:
+                stack.extend((value, (depth, i, where)) for i, value in enumerate(item))
+        elif isinstance(item, _NotFinite):
+            raise _refuse(_loc(where), f"{item.text} is not a number JSON or the store can "
+                                       "hold; send a finite number (or null)")
 
 
 Scope = dict[str, Any]

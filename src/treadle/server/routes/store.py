@@ -148,6 +148,11 @@ async def get_item(
     if not labels or not all(labels):
         raise HTTPException(422, f"namespace {namespace!r} must be labels joined by '.', "
                                  "none of them empty")
+    try:
+        _labels(labels)
+        _key(key)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
     with _unprocessable():
         item = await TreadleStore(store).aget(tuple(labels), key, refresh_ttl=refresh_ttl)
     if item is None:
