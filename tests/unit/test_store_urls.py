@@ -8,7 +8,7 @@ import pytest
 from treadle.cluster.pending import worker_command
 from treadle.errors import ConfigError
 from treadle.store import open_store
-from treadle.store.urls import redact
+from treadle.store.urls import redact, scrub
 
 
 @pytest.mark.parametrize(("url", "shown"), [
@@ -38,3 +38,21 @@ def test_unsupported_store_url_error_hides_the_password() -> None:
 def test_worker_command_hides_the_password() -> None:
     command = worker_command("postgresql://alice:s3cret@db/app", "ref:chain")
     assert "s3cret" not in command and "alice:***@db" in command
+
+
+@pytest.mark.parametrize("url", ["postgresql://alice:s3cret@[db/app",
+                                 "postgresql://alice:s3cret@db/app?foo=bar",
+                                 "postgresql://alice:s3cret@db:notaport/app",
+                                 "postgresql://alice:s3cret%zz@db/app"])
+def test_a_bad_postgres_url_error_hides_the_password(url: str) -> None:
+    try:
+        open_store(url).close()
+    except ConfigError as exc:
+        assert "s3cret" not in str(exc) and "bad PostgreSQL URL" in str(exc), exc
+    except Exception as exc:  # noqa: BLE001 - a connection error must not show it either
+        assert "s3cret" not in str(exc), exc
+
+
+def test_scrub_hides_the_url_and_its_password_in_a_driver_message() -> None:
+    url = "postgresql://alice:s3cret@[db/app"
+    assert "s3cret" not in scrub(f'unparseable: "{url}"', url)

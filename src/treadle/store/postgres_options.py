@@ -45,7 +45,10 @@ _JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 def postgres_options(url: str) -> tuple[str, dict[str, str]]:
     """Split treadle's own options off a PostgreSQL URL: (libpq URL, options)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: {exc}") from exc
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"not a PostgreSQL URL: {redact(url)!r} (expected postgresql://...)")
     ours: dict[str, str] = {}

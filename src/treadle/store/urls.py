@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-__all__ = ["redact"]
+__all__ = ["redact", "scrub"]
 
 
 def redact(url: str) -> str:
@@ -32,3 +32,17 @@ def redact(url: str) -> str:
     except ValueError:
         scheme = url.split(":", 1)[0] if ":" in url else "store"
         return f"{scheme[:20]}://<unparseable URL>"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's message about ``url``) with ``url`` and its password hidden:
+    libpq, for one, quotes the whole URI it could not parse."""
+    text = text.replace(url, redact(url))
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+        if "@" in url and "://" in url:  # user:password@ before an unparseable host
+            userinfo = url.split("://", 1)[1].rsplit("@", 1)[0]
+            password = userinfo.split(":", 1)[1] if ":" in userinfo else None
+    return text.replace(password, "***") if password else text
