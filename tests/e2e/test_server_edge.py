@@ -201,7 +201,6 @@ def test_input_the_store_cannot_hold_is_422_naming_the_field(any_store_server: A
         shaped = [  # (method, path, JSON body, field)
             ("POST", "/threads", {"thread_id": long_id}, "thread_id"),
             ("POST", "/threads", {"thread_id": "t" * 257}, "thread_id"),
-            ("POST", "/threads/search", {"ids": ["t" * 257]}, "ids"),
             ("POST", f"/threads/{'t' * 257}/runs/wait",
              {"assistant_id": "chain", "input": {"n": 0}, "if_not_exists": "create"}, "thread_id"),
             ("PUT", "/store/items", {"namespace": ["a"], "key": "k" * (1 << 20), "value": {}}, "key"),

@@ -7,8 +7,8 @@ on every backend, so the store never sees what it cannot hold:
 - every JSON body: at most ``MAX_JSON_DEPTH`` nested objects/arrays; numbers finite
   (no ``NaN``, ``Infinity``, nor a literal such as ``1e400`` that overflows a double);
   text Unicode (no lone surrogate) without NUL; the same for query parameters and the path;
-- ids (threads, runs, assistants, crons, checkpoints; path or body): ``MAX_ID_LENGTH``
-  characters;
+- ids (threads, runs, assistants, crons, checkpoints; path or body) in a request that
+  writes: ``MAX_ID_LENGTH`` characters;
 - store items: key and namespace (labels joined by ``.``) each ``MAX_STORE_PATH_BYTES``
   bytes of UTF-8, at most ``MAX_NAMESPACE_LABELS`` labels; TTLs at most ``MAX_TTL_MINUTES``.
 """
@@ -65,9 +65,11 @@ async def valid_request(request: HTTPConnection) -> None:
     or a JSON body (see the module docstring). Checked before anything is written."""
     if "\x00" in request.url.path:
         raise HTTPException(422, "the path holds a NUL character; ids cannot contain it")
-    for name, value in request.path_params.items():
-        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
-            raise _refuse(["path", name], f"at most {MAX_ID_LENGTH} characters")
+    if request.scope.get("method") in ("POST", "PUT", "PATCH"):
+        # Writes only: a longer id stored before this limit stays readable and deletable.
+        for name, value in request.path_params.items():
+            if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+                raise _refuse(["path", name], f"at most {MAX_ID_LENGTH} characters")
     for name, value in request.query_params.multi_items():
         problem = _text_problem(name) or _text_problem(value)
         if problem:

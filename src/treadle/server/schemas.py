@@ -30,9 +30,9 @@ Json = dict[str, Any]
 # is a 422 here rather than an overflow in the driver. Versions are 32-bit columns.
 MAX_OFFSET = 2**63 - 1
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
-# Thread, run, assistant, cron and checkpoint ids (treadle.server.limits).
-Id = Annotated[str, Field(max_length=MAX_ID_LENGTH)]
-NonEmptyId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+# An id a request gives a new thread or assistant (treadle.server.limits); ids that only
+# refer to something take any length, so a longer one stored earlier stays reachable.
+NewId = Annotated[str, Field(max_length=MAX_ID_LENGTH)]
 
 
 def _webhook(url: str) -> str:
@@ -86,7 +86,7 @@ class _Body(BaseModel):
 
 class AssistantCreate(_Body):
     graph_id: str = Field(min_length=1)
-    assistant_id: Id | None = None
+    assistant_id: NewId | None = None
     config: RunnableConfig | None = None
     context: Json | None = None
     metadata: Json | None = None
@@ -121,8 +121,8 @@ class CountBody(_Body):
     name: str | None = None
     values: Json | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
-    assistant_id: Id | None = None
-    thread_id: Id | None = None
+    assistant_id: str | None = None
+    thread_id: str | None = None
 
 
 class AssistantVersionsSearch(_Body):
@@ -146,7 +146,7 @@ class _Superstep(_Body):
 
 
 class ThreadCreate(_Body):
-    thread_id: Id | None = None
+    thread_id: NewId | None = None
     metadata: Json | None = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
     supersteps: list[_Superstep] | None = None
@@ -162,7 +162,7 @@ class ThreadPatch(_Body):
 class ThreadSearch(_Body):
     metadata: Json | None = None
     values: Json | None = None
-    ids: list[Id] | None = None
+    ids: list[str] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: Offset = 0
@@ -176,7 +176,7 @@ class ThreadCopy(_Body):
 
 
 class ThreadPrune(_Body):
-    thread_ids: list[Id]
+    thread_ids: list[str]
     strategy: Literal["delete", "keep_latest"] = "delete"
 
 
@@ -184,7 +184,7 @@ class ThreadStateUpdate(_Body):
     values: Any = None
     as_node: str | None = None
     checkpoint: Checkpoint | None = None
-    checkpoint_id: Id | None = None
+    checkpoint_id: str | None = None
 
 
 class ThreadStateCheckpoint(_Body):
@@ -205,7 +205,7 @@ class ThreadHistory(_Body):
 
 
 class RunCreate(_Body):
-    assistant_id: NonEmptyId
+    assistant_id: str = Field(min_length=1)
     input: Any = None
     command: Json | None = None
     config: RunnableConfig | None = None
@@ -218,7 +218,7 @@ class RunCreate(_Body):
     interrupt_after: Literal["*"] | list[str] | None = None
     webhook: WebhookUrl | None = None
     checkpoint: Checkpoint | None = None
-    checkpoint_id: Id | None = None
+    checkpoint_id: str | None = None
     multitask_strategy: MultitaskStrategy | None = None
     if_not_exists: Literal["create", "reject"] | None = None
     on_disconnect: Literal["cancel", "continue"] | None = None
@@ -233,8 +233,8 @@ class RunBatchItem(RunCreate):
 
 
 class RunCancelMany(_Body):
-    thread_id: Id | None = None
-    run_ids: list[Id] | None = None
+    thread_id: str | None = None
+    run_ids: list[str] | None = None
     status: Literal["pending", "running", "all"] | None = None
     action: Literal["interrupt", "rollback"] = "interrupt"
 
@@ -264,8 +264,8 @@ class CronPatch(_Body):
 
 
 class CronSearch(_Body):
-    assistant_id: Id | None = None
-    thread_id: Id | None = None
+    assistant_id: str | None = None
+    thread_id: str | None = None
     enabled: bool | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: Offset = 0
