@@ -284,3 +284,36 @@ def test_a_poison_row_stored_earlier_cannot_fail_a_search(
         for thread_id in (nan, deep):
             assert http.get(f"/threads/{thread_id}").status_code == 200
         assert http.post("/threads/count", json={"metadata": {"k": "v"}}).status_code == 200
+
+
+def test_thread_protocol_commands_meet_the_same_checks(start_server: Any, tmp_path: Path) -> None:
+    """Commands of the thread protocol (over its WebSocket and its HTTP endpoint) meet the
+    limits and config checks of every other body: nothing runs, nothing is written."""
+    from websockets.sync.client import connect
+
+    server = start_server()
+    target = tmp_path / "chosen-over-the-socket.db"
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        thread = http.post("/threads", json={}).json()["thread_id"]
+        commands = [
+            '{"id": 1, "method": "run.start", "params": {"assistant_id": "chain", '
+            '"input": {"n": NaN}}}',
+            json.dumps({"id": 2, "method": "run.start", "params": {
+                "assistant_id": "chain", "input": {"n": 0},
+                "config": {"configurable": {"checkpoint_store": f"sqlite:///{target}"}}}}),
+            json.dumps({"id": 3, "method": "run.start", "params": {
+                "assistant_id": "chain", "input": {"n": 0}, "metadata": _deep(600)}}),
+        ]
+        url = server.url.replace("http://", "ws://") + f"/threads/{thread}/stream/events"
+        with connect(url, open_timeout=30) as socket:
+            for command in commands:
+                socket.send(command)
+                answer = json.loads(socket.recv(timeout=30))
+                assert answer["type"] == "error", answer
+                assert answer["error"] == "invalid_argument", answer
+        for command in commands:
+            r = http.post(f"/threads/{thread}/commands", content=command.encode(),
+                          headers={"content-type": "application/json"})
+            assert r.status_code in (400, 422) or r.json().get("type") == "error", r.text[:300]
+        assert http.get(f"/threads/{thread}/runs").json() == []
+    assert not target.exists()

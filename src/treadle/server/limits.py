@@ -26,7 +26,7 @@ from starlette.requests import HTTPConnection
 
 __all__ = [
     "MAX_ID_LENGTH", "MAX_JSON_DEPTH", "MAX_NAMESPACE_LABELS", "MAX_STORE_PATH_BYTES",
-    "MAX_TTL_MINUTES", "BodyLimit", "valid_request",
+    "MAX_TTL_MINUTES", "BodyLimit", "check_json", "valid_request",
 ]
 
 # Deeper documents break recursive encoders (and a response that cannot be encoded after
@@ -78,8 +78,14 @@ async def valid_request(request: HTTPConnection) -> None:
                                                                   "DELETE"):
         return  # a WebSocket, or a request without a body
     body = await request.body()
-    if not body.strip():
-        return
+    if body.strip():
+        check_json(body)
+
+
+def check_json(body: bytes | str) -> None:
+    """RequestValidationError (422, ``loc`` the field) for a JSON document that breaks a
+    limit above; nothing for one that is not JSON (its reader answers that)."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     odd: list[str] = []  # the non-finite numbers met while parsing
 
     def constant(text: str) -> _NotFinite:
@@ -91,12 +97,12 @@ async def valid_request(request: HTTPConnection) -> None:
         return value if math.isfinite(value) else constant(text)
 
     try:
-        doc = json.loads(body, parse_constant=constant, parse_float=number)
+        doc = json.loads(raw, parse_constant=constant, parse_float=number)
     except RecursionError as exc:
         raise _refuse(["body"], f"nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except ValueError:
         return  # not JSON: the route's own validation answers (422 json_invalid)
-    text = _SUSPECT_TEXT.search(body) is not None
+    text = _SUSPECT_TEXT.search(raw) is not None
     if odd or text or _too_deep(doc):
         _walk(doc, text)  # the slow walk finds where, for the answer
 
