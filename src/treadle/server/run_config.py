@@ -23,7 +23,7 @@ REFUSED_KEYS = ("checkpoint_store",)
 # ``configurable`` keys that belong to LangGraph (``__pregel_*``) or treadle (``__treadle_*``).
 INTERNAL_PREFIXES = ("__pregel_", "__treadle_")
 # ``runtime`` may only say what the server does anyway.
-_RUNTIME_OK = ("local",)
+_RUNTIME_OK = ("local", None)
 
 
 def _refused(config: Mapping[str, Any], prefix: str) -> str | None:
