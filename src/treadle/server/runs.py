@@ -23,6 +23,7 @@ from treadle.errors import ThreadBusyError
 from treadle.jsonable import to_json
 from treadle.server.context import Ctx
 from treadle.server.graphs import default_assistant_id
+from treadle.server.run_config import check_client_config
 from treadle.server.schemas import RunCreate
 from treadle.store.queue import CHANNEL_RUN_DONE, CHANNEL_RUNS, TERMINAL, NewRun, RunRow
 
@@ -92,6 +93,7 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
             thread = await asyncio.to_thread(store.ensure_thread, thread_id, metadata={})
         regraph = (thread.metadata or {}).get("graph_id") != assistant.graph_id
     config = _merge_config(assistant.config or {}, body.config)
+    check_client_config(config)  # an assistant stored before the check was made
     conf = config["configurable"]
     conf.setdefault("assistant_id", assistant.assistant_id)
     conf.setdefault("graph_id", assistant.graph_id)
