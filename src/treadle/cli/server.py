@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from treadle.cli._app import app
-from treadle.cli._output import _STORE_OPTION, _redact, _settings
+from treadle.cli._output import _STORE_OPTION, _settings
 from treadle.cli._telemetry import (
     _LOG_FORMAT_OPTION,
     _LOG_LEVEL_OPTION,
@@ -21,6 +21,7 @@ from treadle.cli._telemetry import (
     telemetry_env,
 )
 from treadle.errors import ConfigError
+from treadle.store.urls import redact
 
 _CONFIG_OPTION = typer.Option(
     "langgraph.json", "--config", "-c", help="The langgraph.json whose graphs to serve."
@@ -99,7 +100,7 @@ def dev(
     _logging(settings, auto_format="console")
     logging.getLogger("treadle.server").info(
         "treadle dev: %s on http://%s:%d (store %s)", ", ".join(refs), settings.host,
-        settings.port, _redact(settings.store))
+        settings.port, redact(settings.store))
     _serve(settings, refs, in_process_worker=True, log_level="info")
 
 
@@ -154,7 +155,7 @@ def serve(
                 env=env))
         logging.getLogger("treadle.server").info(
             "treadle serve: %s on http://%s:%d with %d worker process(es) (store %s)",
-            ", ".join(refs), settings.host, settings.port, count, _redact(settings.store))
+            ", ".join(refs), settings.host, settings.port, count, redact(settings.store))
         _serve(settings, refs, in_process_worker=False, log_level="warning")
     finally:
         for child in children:

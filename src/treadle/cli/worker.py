@@ -8,7 +8,7 @@ import logging
 import typer
 
 from treadle.cli._app import app
-from treadle.cli._output import _STORE_OPTION, _redact, _settings
+from treadle.cli._output import _STORE_OPTION, _settings
 from treadle.cli._telemetry import (
     _LOG_FORMAT_OPTION,
     _LOG_LEVEL_OPTION,
@@ -16,6 +16,7 @@ from treadle.cli._telemetry import (
     setup_telemetry,
 )
 from treadle.errors import ConfigError
+from treadle.store.urls import redact
 
 _GRAPHS_ARG = typer.Argument(
     None, metavar="[REF | name=REF]...",
@@ -106,7 +107,7 @@ def worker(
         served = w.load()
         if refs and not served and not settings.allow_pickled_graphs:
             raise ConfigError("no graph could be loaded (see the errors above); nothing to serve")
-        logging.getLogger("treadle.worker").info("store %s", _redact(settings.store))
+        logging.getLogger("treadle.worker").info("store %s", redact(settings.store))
         asyncio.run(w.run())
     finally:
         w.close()

@@ -24,6 +24,7 @@ from treadle.jsonable import to_json
 from treadle.server.context import Ctx
 from treadle.server.graphs import default_assistant_id
 from treadle.server.idempotency import RunKey
+from treadle.server.run_config import check_client_config
 from treadle.server.schemas import RunCreate
 from treadle.server.serialize import run_payload
 from treadle.store.queue import CHANNEL_RUN_DONE, CHANNEL_RUNS, TERMINAL, NewRun, RunRow
@@ -102,7 +103,8 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
             return found, run_payload(found)
     assistant = await check_run(ctx, body)
     config = _merge_config(assistant.config or {}, body.config)
-    timeout_s = _run_timeout(body, config)  # a 422 here writes nothing
+    check_client_config(config)  # an assistant stored before the check was made
+    timeout_s = _run_timeout(body, config)  # a 4xx here writes nothing
     on_completion = body.on_completion
     regraph = False
     if stateless or thread_id is None:

@@ -65,7 +65,9 @@ LIST_CHECKPOINTS = f"SELECT {CHECKPOINT_COLUMNS} FROM treadle_checkpoints"
 LIST_WHERE_THREAD = "thread_id = ?"
 LIST_WHERE_NS = "checkpoint_ns = ?"
 LIST_WHERE_BEFORE = "checkpoint_id < ?"
-LIST_WHERE_METADATA = "json_extract(metadata, ?) IS json_extract(?, '$')"
+# A row whose metadata is not valid JSON (NaN) matches nothing rather than failing the list.
+LIST_WHERE_METADATA = ("json_extract(CASE WHEN json_valid(metadata) THEN metadata END, ?) "
+                       "IS json_extract(?, '$')")
 LIST_ORDER = " ORDER BY checkpoint_id DESC"
 LIST_LIMIT = " LIMIT ?"
 
