@@ -16,13 +16,15 @@ database's, which is this machine's in tests.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from treadle.errors import ConfigError, FencedWriteError, ThreadBusyError
+from treadle.errors import ConfigError, FencedWriteError, IdempotencyKeyError, ThreadBusyError
 from treadle.store.base import ClaimThread, PutWrites, Store, WriteRow
 from treadle.store.queue import (
+    DEFAULT_MAX_WORKER_LOSSES,
     Event,
     NewRun,
     NewTask,
@@ -214,6 +216,75 @@ class QueueContract:
             row = store.enqueue_run(new_run(f"r{i}", f"t{i}"), multitask=strategy)
             assert row.status == "pending" and row.cancel is None
 
+    # --- idempotency keys ----------------------------------------------------------------
+    def test_idempotency_key_returns_the_first_run(self, store: Store) -> None:
+        first = store.enqueue_run(new_run("r1", idempotency_key="k", request_hash="h"))
+        again = store.enqueue_run(new_run("r2", idempotency_key="k", request_hash="h"))
+        assert again.run_id == "r1" and again.payload == first.payload
+        assert store.get_run("r2") is None
+        assert [r.run_id for r in store.list_runs(thread_id="t")] == ["r1"]
+        found = store.get_run_by_key("k", "h")
+        assert found is not None and found.run_id == "r1"
+        assert store.get_run_by_key("other", "h") is None
+        # Once the run ended, a retry still gets it, as it ended.
+        r1 = claim(store)
+        assert r1 is not None and store.finish_run("r1", r1.epoch, "success", result=b"out")
+        done = store.enqueue_run(new_run("r3", idempotency_key="k", request_hash="h"))
+        assert (done.run_id, done.status, done.result) == ("r1", "success", b"out")
+        # Runs without a key, and with other keys, queue as before.
+        store.enqueue_run(new_run("r4"))
+        store.enqueue_run(new_run("r5"))
+        store.enqueue_run(new_run("r6", idempotency_key="k2", request_hash="h"))
+        assert {r.run_id for r in store.list_runs(thread_id="t")} == {"r1", "r4", "r5", "r6"}
+
+    def test_idempotency_key_of_another_request_is_refused(self, store: Store) -> None:
+        store.enqueue_run(new_run("r1", idempotency_key="k", request_hash="h1"))
+        with pytest.raises(IdempotencyKeyError) as info:
+            store.enqueue_run(new_run("r2", "t2", idempotency_key="k", request_hash="h2"))
+        assert (info.value.key, info.value.run_id) == ("k", "r1")
+        with pytest.raises(IdempotencyKeyError):
+            store.get_run_by_key("k", "h2")
+        assert store.get_run("r2") is None and store.list_runs(thread_id="t2") == []
+
+    def test_idempotent_retry_makes_no_multitask_decision(self, store: Store) -> None:
+        running(store, "r1", idempotency_key="k", request_hash="h")
+        for strategy in ("reject", "interrupt", "rollback"):
+            row = store.enqueue_run(new_run("r2", idempotency_key="k", request_hash="h"),
+                                    multitask=strategy)
+            assert row.run_id == "r1" and row.status == "running" and row.cancel is None
+
+    def test_deleting_the_run_frees_its_key(self, store: Store) -> None:
+        r1 = running(store, "r1", idempotency_key="k", request_hash="h")
+        assert store.finish_run("r1", r1.epoch, "success")
+        assert store.delete_runs(["r1"]) == 1
+        assert store.get_run_by_key("k", "h") is None
+        assert store.enqueue_run(new_run("r2", idempotency_key="k", request_hash="h")).run_id == "r2"
+
+    def test_concurrent_enqueues_with_one_key_make_one_run(self, store: Store) -> None:
+        """Creates racing with one key (each its own run and thread id, as stateless runs
+        have): one run is queued, and every caller gets it."""
+        n = 6
+        barrier = threading.Barrier(n)
+        got: list[str] = []
+        errors: list[BaseException] = []
+
+        def create(i: int) -> None:
+            try:
+                barrier.wait()
+                got.append(store.enqueue_run(new_run(f"r{i}", f"t{i}", idempotency_key="k",
+                                                     request_hash="h")).run_id)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=create, args=(i,)) for i in range(n)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert errors == []
+        assert len(got) == n and len(set(got)) == 1
+        assert [r.run_id for r in store.list_runs(limit=100)] == got[:1]
+
     def test_unknown_multitask_strategy(self, store: Store) -> None:
         with pytest.raises(ConfigError):
             store.enqueue_run(new_run("r1"), multitask="replace")
@@ -335,27 +406,69 @@ class QueueContract:
         assert store.sweep() == [("r1", "pending")]
         row = store.get_run("r1")
         assert row is not None
-        assert (row.status, row.epoch, row.attempt) == ("pending", expiring.epoch, 1)
+        assert (row.status, row.epoch, row.attempt, row.lost) == ("pending", expiring.epoch, 1, 1)
         assert row.worker is None and row.lease_expires_at is None and row.ended_at is None
         assert row.error is not None and "lease" in row.error.lower()
         assert status(store, "r2") == "running"
         assert store.sweep() == []
 
-    def test_sweep_errors_at_max_attempts_keeping_the_previous_error(self, store: Store) -> None:
-        store.enqueue_run(new_run("r1", max_attempts=2))
-        assert store.claim_run("w1", ["ref:g"], False, TTL) is not None
-        time.sleep(EXPIRE)
-        assert store.sweep() == [("r1", "pending")]
+    def test_sweep_errors_at_max_worker_losses_keeping_the_previous_error(self, store: Store
+                                                                           ) -> None:
+        # Worker losses have their own budget (TREADLE_MAX_WORKER_LOSSES): max_attempts
+        # (here 1) does not end a run whose workers keep dying.
+        store.enqueue_run(new_run("r1", max_attempts=1))
+        for n in (1, 2):
+            row = store.claim_run(f"w{n}", ["ref:g"], False, TTL)
+            assert row is not None and row.attempt == n
+            time.sleep(EXPIRE)
+            assert store.sweep(3) == [("r1", "pending")]
+            assert store.get_run("r1").lost == n  # type: ignore[union-attr]
         first_error = store.get_run("r1").error  # type: ignore[union-attr]
-        assert first_error
-        second = store.claim_run("w2", ["ref:g"], False, TTL)
-        assert second is not None and second.attempt == 2
+        assert first_error and "queued again" in first_error
+        assert store.claim_run("w3", ["ref:g"], False, TTL) is not None
         time.sleep(EXPIRE)
-        assert store.sweep() == [("r1", "error")]
+        assert store.sweep(3) == [("r1", "error")]
         row = store.get_run("r1")
         assert row is not None and row.status == "error" and row.ended_at is not None
-        assert row.error is not None and "lease" in row.error.lower() and first_error in row.error
+        assert row.lost == 3 and row.error is not None
+        assert row.error.startswith("the run's worker died 3 times (killed, OOM or lost); "
+                                    "giving up; last: lease of worker w3 expired")
+        assert first_error in row.error
         assert claim(store) is None
+
+    def test_the_default_budget_of_worker_losses_is_larger_than_attempts(self, store: Store
+                                                                          ) -> None:
+        store.enqueue_run(new_run("r1"))  # max_attempts 3
+        for _ in range(DEFAULT_MAX_WORKER_LOSSES - 1):
+            assert store.claim_run("w", ["ref:g"], False, TTL) is not None
+            time.sleep(EXPIRE)
+            assert store.sweep() == [("r1", "pending")]
+        assert store.claim_run("w", ["ref:g"], False, TTL) is not None
+        time.sleep(EXPIRE)
+        assert store.sweep() == [("r1", "error")]
+
+    def test_claims_of_an_ended_worker_session_are_swept_before_their_lease(self, store: Store
+                                                                            ) -> None:
+        session = store.worker_session(4321)
+        assert session is not None and session.held()
+        store.enqueue_run(new_run("r1", "t1"))
+        store.enqueue_run(new_run("r2", "t2"))
+        mine = store.claim_run("w1", ["ref:g"], False, LONG, session.key)
+        assert mine is not None and mine.run_id == "r1"
+        assert claim(store, worker="w2") is not None  # r2: claimed without a session
+        store.submit_task(new_task("k1", "r1"))
+        assert len(store.claim_tasks("w1", ["ref:g"], False, LONG, 1, session.key)) == 1
+        assert store.sweep(check_sessions=True) == []  # alive (or stopped: still alive)
+        session.close()  # what the kernel does when the worker's process dies
+        assert store.sweep() == []  # its leases are still valid
+        assert sorted(store.sweep(check_sessions=True)) == [("k1", "pending"), ("r1", "pending")]
+        row = store.get_run("r1")
+        assert row is not None and (row.status, row.lost, row.worker) == ("pending", 1, None)
+        assert row.error is not None and "worker w1 died" in row.error
+        assert status(store, "r2") == "running"
+        again = claim(store, worker="w3")
+        assert again is not None and (again.run_id, again.epoch) == ("r1", mine.epoch + 1)
+        assert store.sweep(check_sessions=True) == []
 
     @pytest.mark.parametrize(("action", "final"), [("cancel", "cancelled"),
                                                    ("interrupt", "interrupted"),
@@ -615,7 +728,7 @@ class QueueContract:
         assert claim(store, ttl=TTL) is not None
         assert store.get_thread("t").status == "busy"
         time.sleep(EXPIRE)
-        assert store.sweep() == [("r1", "error")]
+        assert store.sweep(1) == [("r1", "error")]
         assert store.get_thread("t").status == "error"
 
     def test_purge_events_keeps_recent_and_active_runs(self, store: Store) -> None:

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     lease_ttl: float = Field(
         10.0, gt=0, description="Seconds a worker's lease lasts without a heartbeat."
     )
+    max_worker_losses: int = Field(
+        10, ge=1, description="Times a run may lose its worker (killed, OOM, lease expired) "
+        "before it errors; counted apart from node failures.",
+    )
+    sweep_interval: float = Field(
+        0.5, gt=0, description="Seconds between a worker's sweeps for runs of dead workers.",
+    )
     drain_timeout: float = Field(
         30.0, ge=0, description="On SIGTERM, seconds to let node tasks in flight finish."
     )
@@ -87,8 +94,14 @@ class Settings(BaseSettings):
         None, gt=0, description="Seconds a distributed run may wait for a worker to claim it; "
         "then it is cancelled (QueueTimeoutError). Unset: wait as long as it takes.",
     )
+    run_timeout: float = Field(
+        3600.0, ge=0, description="Default longest run, in seconds from its first start, for runs "
+        "that set no run_timeout of their own; then it ends with status timeout and frees its "
+        "worker slot. 0: no limit.",
+    )
     run_max_attempts: int = Field(
-        3, ge=1, description="Attempts of a run queued through the HTTP API (lost leases count)."
+        3, ge=1, description="Recorded on runs queued through the HTTP API (worker losses count against "
+        "max_worker_losses instead)."
     )
     # --- HTTP server (treadle dev / treadle serve) ----------------------------------------
     host: str = Field("127.0.0.1", description="Address the server listens on.")

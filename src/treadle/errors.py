@@ -5,6 +5,7 @@
     ├── GraphLoadError         a graph reference (REF) could not be loaded
     ├── InputError             run input that cannot be parsed or validated
     ├── ConflictError          a resource with that id exists already
+    │   └── IdempotencyKeyError     an idempotency key reused for a different request
     ├── StoreError             anything from the store
     │   ├── StoreUnavailableError   the database cannot be reached (transient)
     │   ├── StoreDataError          a value the database can never store (permanent)
@@ -28,6 +29,7 @@ __all__ = [
     "ConflictError",
     "FencedWriteError",
     "GraphLoadError",
+    "IdempotencyKeyError",
     "InputError",
     "NodeError",
     "NodeTimeoutError",
@@ -62,6 +64,17 @@ class InputError(TreadleError):
 
 class ConflictError(TreadleError):
     """A resource (assistant, thread, cron) with that id exists already."""
+
+
+class IdempotencyKeyError(ConflictError):
+    """An idempotency key already names a run created by a different request."""
+
+    def __init__(self, key: str, run_id: str) -> None:
+        self.key, self.run_id = key, run_id
+        super().__init__(
+            f"idempotency key {key!r} was used for a different request (run {run_id}): "
+            "retry with the same request, or use a new key for a new run"
+        )
 
 
 class StoreError(TreadleError):

@@ -150,6 +150,21 @@ def _reason(exc: BaseException) -> bool:
     return isinstance(reason, BaseException) and is_transient(reason)
 
 
+_PG_DRIVERS = ("psycopg", "psycopg2")
+_PG_RETRIED_STATES = ("08", "57P", "53", "40001", "40P01")
+
+
+def _pg_driver(exc: BaseException) -> bool:
+    return any(_root(c) in _PG_DRIVERS for c in type(exc).__mro__)
+
+
+def _pg_retried(exc: BaseException) -> bool:
+    state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    if state is None:  # no server answered: the connection failed or was lost
+        return any(c.__name__ == "OperationalError" for c in type(exc).__mro__)
+    return str(state).startswith(_PG_RETRIED_STATES)
+
+
 def _group_members(exc: BaseException) -> bool:
     members = getattr(exc, "exceptions", ())
     return bool(members) and all(is_transient(m) for m in members)
@@ -220,6 +235,12 @@ TRANSIENCE: tuple[Rule, ...] = (
     Rule("`urllib.error.URLError`, urllib3's `MaxRetryError`", "if its `reason` is",
          "they wrap the network error", _named("urllib.URLError", "urllib3.MaxRetryError"),
          _reason),
+    Rule("PostgreSQL driver errors (psycopg, psycopg2): a failed or lost connection "
+         "(`OperationalError` with no SQLSTATE), SQLSTATE class 08 (connection), 57P (server "
+         "shutting down), 53 (insufficient resources), 40001 / 40P01 (serialization failure, "
+         "deadlock)", "if its SQLSTATE is one of these",
+         "the database went away or asked for a retry; other SQLSTATEs (a constraint "
+         "violation, bad SQL, bad data) fail the same way again", _pg_driver, _pg_retried),
     Rule("any other `OSError` (`FileNotFoundError`, `PermissionError`, ...)", False,
          "a local file or permission problem is still there next time", _is(OSError)),
     Rule("any other `RuntimeError`", True, "what many SDKs raise for a failed remote call",

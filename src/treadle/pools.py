@@ -284,7 +284,12 @@ class NodeProxy(_RunnableBase):
         await execution.enter()  # parked here while the worker drains
         try:
             if self.options.placement == "remote":
-                return await execution.dispatch(str(self.name), input, plain_config(config))
+                # A remote body is one of the run's bodies: it holds one of its slots.
+                limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
+                if limits is None:
+                    return await execution.dispatch(str(self.name), input, plain_config(config))
+                async with limits.async_slots():
+                    return await execution.dispatch(str(self.name), input, plain_config(config))
             return await self._ainvoke(input, config, **kwargs)
         finally:
             execution.leave()

@@ -26,6 +26,7 @@ from treadle.policies import CircuitBreaker, default_retry_policy
 from treadle.pools import LIMITS_KEY, NodeOptions, NodeProxy, Pools, RunLimits
 from treadle.store import Store, shared
 from treadle.store.base import ClaimThread
+from treadle.store.urls import redact
 
 __all__ = ["TreadleGraph", "compile"]
 
@@ -218,6 +219,9 @@ class TreadleGraph:
             store_url = options["checkpoint_store"]
             if not isinstance(store_url, str):
                 raise ConfigError("checkpoint_store must be a store URL string")
+            if conf.get(EXECUTION_KEY) is not None:  # said before a write is refused as stale
+                raise ConfigError("checkpoint_store does not apply to a queued run: it runs on "
+                                  "its worker's store; remove checkpoint_store from its config")
             saver = self._saver_for(store_url)
             conf[_CHECKPOINTER_KEY] = saver
         if run:
@@ -388,7 +392,7 @@ class TreadleGraph:
         self.close()
 
     def __repr__(self) -> str:
-        return f"TreadleGraph({self.graph.get_name()!r}, store={self.settings.store!r})"
+        return f"TreadleGraph({self.graph.get_name()!r}, store={redact(self.settings.store)!r})"
 
 
 def _distributed(config: RunnableConfig | Mapping[str, Any] | None) -> bool:

@@ -1,7 +1,7 @@
 """Send fan-out whose branches run as remote node tasks on any worker.
 
 ``work`` burns CPU (WORK_SECONDS of CPU time, default 0.05) or sleeps
-(WORK_SLEEP) and reports which worker process ran it.
+(WORK_SLEEP) and reports which worker process ran it, and when.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def fan(state: State) -> list[Send]:
 
 
 def work(item: Item) -> dict:
+    began = time.time()
     sleep = float(os.environ.get("WORK_SLEEP", "0"))
     if sleep:
         time.sleep(sleep)
@@ -42,7 +43,7 @@ def work(item: Item) -> dict:
         x = 0
         while time.thread_time() < end:
             x += 1
-    return {"results": [{"i": item["i"], "pid": os.getpid()}]}
+    return {"results": [{"i": item["i"], "pid": os.getpid(), "began": began, "ended": time.time()}]}
 
 
 def total(state: State) -> dict:

@@ -44,6 +44,14 @@ FAST_GRAPHS = ("chain", "approval")
 # Streams that follow a thread until the client leaves: read for a moment, then hang up.
 ENDLESS_STREAMS = r"^/threads/\{thread_id\}/stream(/events)?$"
 BODY_LIMIT = 4096
+ID_FIELDS = ("assistant_id", "thread_id", "checkpoint_id", "cron_id", "run_id", "key")
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for _ in range(levels):
+        doc = {"a": doc}
+    return doc
 
 
 # --- generated requests -----------------------------------------------------------------
@@ -116,6 +124,10 @@ def api(dev_server: ServerProcess) -> Any:
                                ("graph_id", FAST_GRAPHS), ("thread_id", seeds.ids["thread_id"])):
                 if isinstance(body.get(name), str):
                     options += [{**body, name: value} for value in real]
+            # What the store cannot hold (see treadle.server.limits): every operation with a
+            # body also meets a too-deep document, and an over-long id where it takes one.
+            options.append({**body, "metadata": _deep(600)})
+            options += [{**body, name: "i" * 100_000} for name in ID_FIELDS if name in body]
         return st.sampled_from(options)
 
     return schema

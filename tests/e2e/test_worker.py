@@ -82,6 +82,19 @@ def test_remote_node_tasks_spread_over_workers(tmp_path, start_worker):
         assert len(tasks) == 8 and {t.status for t in tasks} == {"success"}
 
 
+def test_max_workers_bounds_remote_branches(tmp_path, start_worker):
+    """Remote branches of a run are bodies of that run: at most max_workers at once,
+    however many task slots the workers have."""
+    url = _url(tmp_path)
+    start_worker(url, FANOUT, args=[*FAST, "--task-slots", "8"], env={"WORK_SLEEP": "0.2"})
+    with _graph(url, FANOUT.split("=", 1)[1], "fanout") as g:
+        out = g.invoke({"n": 8, "results": []}, _dist("fan-bounded", max_workers=2))
+    results = out["results"]
+    assert sorted(r["i"] for r in results) == list(range(8))
+    peak = max(sum(1 for o in results if o["began"] <= r["began"] < o["ended"]) for r in results)
+    assert peak <= 2, peak
+
+
 def test_cli_run_distributed(tmp_path, start_worker):
     url = _url(tmp_path)
     ref = f"{GRAPHS / 'chain.py'}:builder"
@@ -313,6 +326,7 @@ def test_cli_runs_list_show_cancel(tmp_path):
     assert listed.returncode == 0, listed.stderr
     doc = json.loads(listed.stdout)
     assert doc["pending"] == 1 and doc["runs"][0]["run_id"] == row.run_id
+    assert doc["runs"][0]["lost_workers"] == 0
     shown = cli("runs", "show", row.run_id)
     assert shown.returncode == 0 and "pending" in shown.stdout
     cancelled = cli("runs", "cancel", row.run_id)

@@ -232,7 +232,7 @@ def test_cancel_run(pg_store: PostgresStore) -> None:
 
 def test_sweep_recovers_expired_runs(pg_url: str, pg_store: PostgresStore) -> None:
     pg_store.enqueue_run(_run("again", "t1"))
-    pg_store.enqueue_run(_run("last", "t2", max_attempts=1))
+    pg_store.enqueue_run(_run("last", "t2"))
     pg_store.enqueue_run(_run("cancelled", "t3"))
     pg_store.enqueue_run(_run("fresh", "t4"))
     for _ in range(3):
@@ -241,24 +241,27 @@ def test_sweep_recovers_expired_runs(pg_url: str, pg_store: PostgresStore) -> No
     _expire(pg_url)
     live = pg_store.claim_run("alive", [G], False, 30)
     assert live is not None and live.run_id == "fresh"
-    assert sorted(pg_store.sweep()) == [("again", "pending"), ("cancelled", "cancelled"),
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # "last" has lost 4 workers before
+        conn.execute("UPDATE treadle_runs SET lost_count = 4 WHERE run_id = 'last'")
+    assert sorted(pg_store.sweep(5)) == [("again", "pending"), ("cancelled", "cancelled"),
                                         ("last", "error")]
     again, last = pg_store.get_run("again"), pg_store.get_run("last")
     assert again is not None and last is not None
     assert (again.epoch, again.attempt, again.worker, again.ended_at) == (1, 1, None, None)
     assert again.error is not None and "lease" in again.error and "dead" in again.error
     assert last.error is not None and "lease" in last.error and last.ended_at is not None
+    assert "died 5 times" in last.error and (again.lost, last.lost) == (1, 5)
     assert pg_store.sweep() == []
     retry = pg_store.claim_run("alive", [G], False, 30)
     assert retry is not None and (retry.run_id, retry.epoch, retry.attempt) == ("again", 2, 2)
 
 
-def test_sweep_at_max_attempts_keeps_the_previous_error(pg_url: str, pg_store: PostgresStore) -> None:
-    pg_store.enqueue_run(_run("r1", max_attempts=2))
+def test_sweep_at_max_losses_keeps_the_previous_error(pg_url: str, pg_store: PostgresStore) -> None:
+    pg_store.enqueue_run(_run("r1", max_attempts=1))  # max_attempts does not bound losses
     for _ in range(2):
         assert pg_store.claim_run("w", [G], False, 30) is not None
         _expire(pg_url)
-        pg_store.sweep()
+        pg_store.sweep(2)
     row = pg_store.get_run("r1")
     assert row is not None and row.status == "error" and row.error is not None
     assert "giving up" in row.error and "queued again" in row.error
@@ -677,3 +680,50 @@ def test_fenced_claim_fails_alone_in_its_batch(pg_url: str) -> None:
         assert _owner(pg_url, "t1") == (1, "b")
     finally:
         store.close()
+
+
+# --- worker sessions: failover without waiting for the lease -----------------------------
+def test_claims_of_an_ended_session_are_swept_before_their_lease(pg_store: PostgresStore) -> None:
+    session = pg_store.worker_session(1234)
+    assert session.held() and session.key == 1234
+    pg_store.enqueue_run(_run("r1", "t1"))
+    pg_store.enqueue_run(_run("old", "t2"))
+    mine = pg_store.claim_run("w", [G], False, 60, session.key)
+    assert mine is not None and mine.run_id == "r1"
+    assert pg_store.claim_run("old-code", [G], False, 60) is not None  # claims without a lock
+    pg_store.submit_task(_task("k1", "r1"))
+    assert len(pg_store.claim_tasks("w", [G], False, 60, 1, session.key)) == 1
+    # Alive (also stopped: SIGSTOP keeps the session): nothing is taken away.
+    assert pg_store.sweep(check_sessions=True) == []
+    session.close()  # what the server does when the worker's process dies
+    assert pg_store.sweep() == []  # the lease alone: still valid for a minute
+    assert sorted(pg_store.sweep(check_sessions=True)) == [("k1", "pending"), ("r1", "pending")]
+    row = pg_store.get_run("r1")
+    assert row is not None and (row.status, row.lost, row.worker) == ("pending", 1, None)
+    assert row.error is not None and "worker w died (its database session ended)" in row.error
+    assert row.lease_expires_at is None
+    assert pg_store.get_run("old") is not None and pg_store.get_run("old").status == "running"  # type: ignore[union-attr]
+    again = pg_store.claim_run("w2", [G], False, 60)
+    assert again is not None and (again.run_id, again.epoch) == ("r1", mine.epoch + 1)
+    assert pg_store.sweep(check_sessions=True) == []  # claimed without a lock: lease only
+
+
+def test_a_session_retakes_its_key_after_a_disconnect(pg_url: str, pg_store: PostgresStore) -> None:
+    session = pg_store.worker_session(99)
+    assert session.held()
+    first = session.held_since
+    pg_store.enqueue_run(_run("r1"))
+    assert pg_store.claim_run("w", [G], False, 60, session.key) is not None
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the server drops the session
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks "
+                     "WHERE locktype = 'advisory' AND objid = 99 AND objsubid = 1")
+    assert not session.reconnected
+    assert session.held() and session.key == 99  # reconnected, the same key taken again
+    assert session.reconnected  # its sweeps wait SESSION_GRACE before judging others
+    assert session.held_since is not None and first is not None and session.held_since > first
+    assert pg_store.sweep(check_sessions=True) == []  # so its claims stay its own
+    other = pg_store.worker_session(99)  # a key still held elsewhere: a new one is drawn
+    assert other.held() and other.key != 99
+    other.close()
+    session.close()
+    assert not session.held()

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import httpx
+import psycopg
+import psycopg.errors
 import pytest
 import requests
 import urllib3
@@ -173,6 +175,7 @@ NETWORK_LIBS = "connection and timeout errors of httpx"
 NETWORK = "`ConnectionError` (and its subclasses)"
 
 #: (error, retried by the default policy?, the row that decides it: start of its text)
+PG = "PostgreSQL driver errors"
 CASES: list[tuple[str, BaseException, bool, str]] = [
     ("treadle-timeout", NodeTimeoutError("node 'n' exceeded its timeout"), True, "treadle `NodeTimeoutError`"),
     ("treadle-crash", TaskCrashedError("process died"), True, "treadle `NodeTimeoutError`"),
@@ -188,6 +191,14 @@ CASES: list[tuple[str, BaseException, bool, str]] = [
     ("empty-input", EmptyInputError(), False, "LangGraph's own errors"),
     ("node-cancelled", NodeCancelledError("n"), False, "LangGraph's own errors"),
     ("memory-error", MemoryError(), False, "`MemoryError`"),
+    ("psycopg-connection-failed", psycopg.OperationalError("connection failed"), True, PG),
+    ("psycopg-admin-shutdown", psycopg.errors.AdminShutdown("terminating connection"), True, PG),
+    ("psycopg-serialization", psycopg.errors.SerializationFailure("retry"), True, PG),
+    ("psycopg-deadlock", psycopg.errors.DeadlockDetected("deadlock"), True, PG),
+    ("psycopg-too-many-connections", psycopg.errors.TooManyConnections("full"), True, PG),
+    ("psycopg-unique-violation", psycopg.errors.UniqueViolation("dup"), False, PG),
+    ("psycopg-bad-sql", psycopg.errors.UndefinedTable("no such table"), False, PG),
+    ("psycopg-bad-data", psycopg.errors.InvalidTextRepresentation("bad"), False, PG),
     ("recursion-error", RecursionError("deep"), False, "`RecursionError`, `NotImplementedError`"),
     ("not-implemented", NotImplementedError(), False, "`RecursionError`, `NotImplementedError`"),
     *[(f"httpx-{s}", httpx_status(s), True, HTTP_RETRIED) for s in (408, 429, 500, 503)],

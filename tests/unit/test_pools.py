@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import START, StateGraph
 from langgraph.types import Send
 
@@ -94,6 +95,28 @@ async def test_max_workers_bounds_async_concurrency(tmp_path):
     assert sorted(res["out"]) == list(range(20))
     assert peak.peak == 4
     g.close()
+
+
+@pytest.mark.parametrize("width", [1, 40])
+def test_max_concurrency_means_max_workers_and_bodies_see_the_callers_value(tmp_path, width):
+    peak, seen = Peak(), []
+
+    def work(s: dict, config: RunnableConfig) -> dict:
+        with peak:
+            seen.append(config.get("max_concurrency"))
+            time.sleep(0.01)
+        return {"out": [s["i"]]}
+
+    with treadle.compile(fanout(work, width), settings=settings(tmp_path)) as g:
+        res = g.invoke({"out": []}, {"max_concurrency": 2})
+        assert sorted(res["out"]) == list(range(width))
+        assert peak.peak <= 2
+        assert set(seen) == {2}  # a body's own batch() calls keep the caller's bound
+        seen.clear()
+        g.invoke({"out": []})
+        assert set(seen) == {None}  # not treadle's unbounded executor size
+        with pytest.raises(ConfigError, match="max_concurrency"):
+            g.invoke({"out": []}, {"max_concurrency": 0})
 
 
 def test_transient_error_retried_from_checkpoint(tmp_path):

@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
@@ -54,18 +53,6 @@ def _settings(**overrides: Any) -> Any:
             where = f"{flag} / TREADLE_{field.upper()}" if flag else f"TREADLE_{field.upper()}"
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
         raise ConfigError("invalid setting " + "; ".join(problems)) from exc
-
-
-def _redact(url: str) -> str:
-    """The store URL without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _to_jsonable(value: Any) -> Any:

@@ -8,9 +8,10 @@ import typer
 from rich.text import Text
 
 from treadle.cli._app import app
-from treadle.cli._output import _JSON_OPTION, _STORE_OPTION, _open, _print_json_line, _redact, _stdout
+from treadle.cli._output import _JSON_OPTION, _STORE_OPTION, _open, _print_json_line, _stdout
 from treadle.errors import ConfigError
 from treadle.store.migrate import PHASES
+from treadle.store.urls import redact
 
 # --- migrate / version ------------------------------------------------------------------------
 
@@ -36,7 +37,7 @@ def migrate(
     finally:
         backend.close()
     if json_output:
-        _print_json_line({"store": _redact(url), "phase": phase, "applied": applied,
+        _print_json_line({"store": redact(url), "phase": phase, "applied": applied,
                           "schema_version": version})
         return
     out = _stdout()
@@ -46,7 +47,7 @@ def migrate(
     else:
         out.print("schema is up to date; nothing to apply" if phase == "all"
                   else f"no {phase} migration to apply")
-    out.print(f"schema version {version} ({_redact(url)})", highlight=False)
+    out.print(f"schema version {version} ({redact(url)})", highlight=False)
 
 
 @app.command()

@@ -24,12 +24,12 @@ from treadle.cli._output import (
     _json_line,
     _pretty_json,
     _print_json_line,
-    _redact,
     _settings,
     _stderr,
     _stdout,
     _summary,
 )
+from treadle.store.urls import redact
 
 # --- run -------------------------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ def run(
         if resume:
             if tg.checkpointer.get_tuple({"configurable": {"thread_id": thread_id}}) is None:
                 raise InputError(
-                    f"thread {thread_id!r} has no checkpoint in {_redact(settings.store)}: "
+                    f"thread {thread_id!r} has no checkpoint in {redact(settings.store)}: "
                     "nothing to resume (check --thread and --store)"
                 )
             run_input: Any = None if parsed is _MISSING else Command(resume=parsed)

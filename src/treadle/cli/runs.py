@@ -24,7 +24,7 @@ def _doc(row: RunRow, waiting: str | None = None) -> dict[str, Any]:
     doc = {
         "run_id": row.run_id, "thread_id": row.thread_id, "graph_id": row.graph_id,
         "status": row.status, "attempt": row.attempt, "max_attempts": row.max_attempts,
-        "epoch": row.epoch, "worker": row.worker, "cancel": row.cancel, "error": row.error,
+        "lost_workers": row.lost, "epoch": row.epoch, "worker": row.worker, "cancel": row.cancel, "error": row.error,
         "created_at": row.created_at, "started_at": row.started_at, "ended_at": row.ended_at,
     }
     if row.status == "pending":
@@ -69,7 +69,8 @@ def runs_list(
             table.add_column(column, no_wrap=True)
         for r in rows:
             table.add_row(r.run_id, r.thread_id, r.graph_id, r.status,
-                          f"{r.attempt}/{r.max_attempts}", r.worker or "-", _when(r.created_at))
+                          f"{r.attempt}/{r.max_attempts}" + (f", {r.lost} lost" if r.lost else ""),
+                          r.worker or "-", _when(r.created_at))
         out.print(table)
         for run_id, why in waiting.items():  # below the table: a reason is a sentence
             out.print(f"{run_id}: {why}", highlight=False, soft_wrap=True)

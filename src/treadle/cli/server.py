@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from treadle.cli._app import app
-from treadle.cli._output import _STORE_OPTION, _redact, _settings
+from treadle.cli._output import _STORE_OPTION, _settings
 from treadle.cli._telemetry import (
     _LOG_FORMAT_OPTION,
     _LOG_LEVEL_OPTION,
@@ -21,6 +21,7 @@ from treadle.cli._telemetry import (
     telemetry_env,
 )
 from treadle.errors import ConfigError
+from treadle.store.urls import redact
 
 _CONFIG_OPTION = typer.Option(
     "langgraph.json", "--config", "-c", help="The langgraph.json whose graphs to serve."
@@ -81,19 +82,25 @@ def dev(
     concurrency: int | None = typer.Option(
         None, "--concurrency", min=1, help="Runs executed at once [TREADLE_WORKER_CONCURRENCY]."
     ),
+    run_timeout: float | None = typer.Option(
+        None, "--run-timeout", min=0,
+        help="Default longest run in seconds (runs without their own run_timeout); 0: no "
+        "limit [TREADLE_RUN_TIMEOUT].",
+    ),
     log_format: str | None = _LOG_FORMAT_OPTION,
     log_level: str | None = _LOG_LEVEL_OPTION,
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
 ) -> None:
     """One process: the API, an in-process worker, an embedded SQLite store by default."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
+                         run_timeout=run_timeout,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     refs = _refs(config)
     _logging(settings, auto_format="console")
     logging.getLogger("treadle.server").info(
         "treadle dev: %s on http://%s:%d (store %s)", ", ".join(refs), settings.host,
-        settings.port, _redact(settings.store))
+        settings.port, redact(settings.store))
     _serve(settings, refs, in_process_worker=True, log_level="info")
 
 
@@ -113,12 +120,18 @@ def serve(
         None, "--concurrency", min=1,
         help="Runs each worker executes at once [TREADLE_WORKER_CONCURRENCY].",
     ),
+    run_timeout: float | None = typer.Option(
+        None, "--run-timeout", min=0,
+        help="Default longest run in seconds (runs without their own run_timeout); 0: no "
+        "limit [TREADLE_RUN_TIMEOUT].",
+    ),
     log_format: str | None = _LOG_FORMAT_OPTION,
     log_level: str | None = _LOG_LEVEL_OPTION,
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
 ) -> None:
     """The production server: the API, plus --workers worker processes on the same store."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
+                         run_timeout=run_timeout,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     refs = _refs(config)
@@ -128,6 +141,8 @@ def serve(
     env = {**os.environ, "TREADLE_STORE": settings.store, **telemetry_env(settings)}
     if concurrency:
         env["TREADLE_WORKER_CONCURRENCY"] = str(concurrency)
+    if run_timeout is not None:
+        env["TREADLE_RUN_TIMEOUT"] = str(run_timeout)
     try:
         if settings.worker_port is not None:  # their endpoints listen where the API does
             env["TREADLE_HOST"] = settings.host
@@ -140,7 +155,7 @@ def serve(
                 env=env))
         logging.getLogger("treadle.server").info(
             "treadle serve: %s on http://%s:%d with %d worker process(es) (store %s)",
-            ", ".join(refs), settings.host, settings.port, count, _redact(settings.store))
+            ", ".join(refs), settings.host, settings.port, count, redact(settings.store))
         _serve(settings, refs, in_process_worker=False, log_level="warning")
     finally:
         for child in children:

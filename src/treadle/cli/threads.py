@@ -18,11 +18,11 @@ from treadle.cli._output import (
     _open,
     _pretty_json,
     _print_json_line,
-    _redact,
     _stdout,
     _summary,
 )
 from treadle.errors import TreadleError
+from treadle.store.urls import redact
 
 # --- threads ---------------------------------------------------------------------------------
 
@@ -116,7 +116,7 @@ def threads_show(
         saver = TreadleSaver(backend)
         tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
         if tup is None:
-            raise TreadleError(f"no thread {thread_id!r} in {_redact(backend.url)}")
+            raise TreadleError(f"no thread {thread_id!r} in {redact(backend.url)}")
         epoch = backend.thread_epoch(thread_id)
     finally:
         backend.close()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from treadle.cli._app import app
-from treadle.cli._output import _STORE_OPTION, _redact, _settings
+from treadle.cli._output import _STORE_OPTION, _settings
 from treadle.cli._telemetry import (
     _LOG_FORMAT_OPTION,
     _LOG_LEVEL_OPTION,
@@ -17,6 +17,7 @@ from treadle.cli._telemetry import (
     setup_telemetry,
 )
 from treadle.errors import ConfigError
+from treadle.store.urls import redact
 
 if TYPE_CHECKING:
     from treadle.cluster.worker import Worker
@@ -44,6 +45,14 @@ def worker(
     ),
     lease_ttl: float | None = typer.Option(
         None, "--lease-ttl", help="Seconds a lease lives without a heartbeat [TREADLE_LEASE_TTL]."
+    ),
+    max_worker_losses: int | None = typer.Option(
+        None, "--max-worker-losses", min=1,
+        help="Times a run may lose its worker before it errors [TREADLE_MAX_WORKER_LOSSES].",
+    ),
+    sweep_interval: float | None = typer.Option(
+        None, "--sweep-interval",
+        help="Seconds between sweeps for runs of dead workers [TREADLE_SWEEP_INTERVAL].",
     ),
     drain_timeout: float | None = typer.Option(
         None, "--drain-timeout",
@@ -74,6 +83,11 @@ def worker(
         help="Serve /healthz, /readyz and /metrics on this port (on TREADLE_HOST) "
         "[TREADLE_WORKER_PORT].",
     ),
+    run_timeout: float | None = typer.Option(
+        None, "--run-timeout", min=0,
+        help="Default longest run in seconds (runs without their own run_timeout); 0: no "
+        "limit [TREADLE_RUN_TIMEOUT].",
+    ),
     log_format: str | None = _LOG_FORMAT_OPTION,
     log_level: str | None = _LOG_LEVEL_OPTION,
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
@@ -85,8 +99,9 @@ def worker(
     settings = _settings(
         store=store, worker_concurrency=concurrency, worker_task_slots=task_slots,
         lease_ttl=lease_ttl, drain_timeout=drain_timeout, poll_interval=poll_interval,
+        max_worker_losses=max_worker_losses, sweep_interval=sweep_interval,
         allow_pickled_graphs=allow_pickled_graphs, log_format=log_format, log_level=log_level,
-        trace_exporter=trace_exporter, worker_port=port,
+        trace_exporter=trace_exporter, worker_port=port, run_timeout=run_timeout,
         max_abandoned_threads=max_abandoned_threads, run_max_handbacks=max_handbacks,
     )
     refs = parse_graph_args(graphs or [], config)
@@ -107,7 +122,7 @@ def worker(
         served = w.load()
         if refs and not served and not settings.allow_pickled_graphs:
             raise ConfigError("no graph could be loaded (see the errors above); nothing to serve")
-        logging.getLogger("treadle.worker").info("store %s", _redact(settings.store))
+        logging.getLogger("treadle.worker").info("store %s", redact(settings.store))
         _run(w)
     finally:
         w.close()

@@ -162,9 +162,12 @@ class RunAttempts:
         except (TreadleError, ValueError, TypeError, KeyError) as exc:
             await self._finish(ex, "error", error=f"cannot start the run: {exc}")
             return
+        # The run's own run_timeout, else this worker's default (TREADLE_RUN_TIMEOUT; 0: none),
+        # counted from the run's first start. A node blocked in a sync call is abandoned.
+        limit = row.timeout_s if row.timeout_s is not None else (self.settings.run_timeout or None)
         timeout = None
-        if row.timeout_s is not None and row.started_at is not None:
-            timeout = max(0.0, row.started_at + row.timeout_s - await asyncio.to_thread(self.store.now))
+        if limit is not None and row.started_at is not None:
+            timeout = max(0.0, row.started_at + limit - await asyncio.to_thread(self.store.now))
         try:
             async with asyncio.timeout(timeout):
                 result = await drive(self.store, row, ex.payload, graph, input, config, kwargs)
@@ -197,7 +200,7 @@ class RunAttempts:
                 await self._finish(ex, "error", error=f"{type(exc).__name__}: {exc}")
             else:
                 self._thread_state(ex, "idle")
-                await self._finish(ex, "timeout", error=f"run exceeded its timeout of {row.timeout_s:g}s")
+                await self._finish(ex, "timeout", error=f"run exceeded its timeout of {limit:g}s")
             return
         except Exception as exc:
             log.warning("run %s failed: %s: %s", row.run_id, type(exc).__name__, exc)

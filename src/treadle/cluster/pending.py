@@ -22,6 +22,7 @@ from treadle.cluster.registry import REF_PREFIX
 from treadle.errors import QueueTimeoutError
 from treadle.store import Store
 from treadle.store.queue import RunRow, WorkerInfo
+from treadle.store.urls import redact
 
 __all__ = ["PendingWatch", "graph_label", "pending_reason", "worker_command"]
 
@@ -50,11 +51,7 @@ def worker_command(store_url: str, graph_id: str, graph_args: str | None = None)
     elif graph_args is None:
         name = graph_id[len(REF_PREFIX):] if graph_id.startswith(REF_PREFIX) else graph_id
         graph_args = shlex.quote(f"{name}=path/to/module.py:graph")
-    if store_url.startswith(("postgres://", "postgresql://")):
-        from treadle.store.postgres_options import redact  # imports psycopg: only for it
-
-        store_url = redact(store_url)
-    return f"treadle worker --store {shlex.quote(store_url)} {graph_args}"
+    return f"treadle worker --store {shlex.quote(redact(store_url))} {graph_args}"
 
 
 def pending_reason(store: Store, row: RunRow) -> str:

@@ -7,6 +7,17 @@ workers), advertise (keeps its row in ``treadle_workers``: the graphs it serves,
 caller waiting on a graph nobody serves is told). Store errors make a loop back off and
 log; they never kill the worker.
 
+Failover without waiting for the lease: the worker holds a session lock
+(:class:`~treadle.store.queue.WorkerSession`: a PostgreSQL session-level advisory lock, or a
+file lock beside an SQLite store; keyed from its ``worker_id``) for its whole life
+and claims under that key; when it dies its session ends, and the next sweep of any
+worker re-queues its runs. The sweep loop also checks the worker's own session every
+``sweep_interval``: while it is lost (database restart, partition) the worker claims
+nothing, and once it is back the worker judges other workers' sessions only after
+``SESSION_GRACE`` seconds (as the sweep does after the database's own start), so the
+workers coming back after a database restart or failover get time to take their locks
+again before anyone counts them dead.
+
 Shutdown: the first SIGTERM/SIGINT drains (stop claiming, let node bodies in flight
 finish for up to ``drain_timeout``, wait for their writes to commit, hand each run
 back to the queue so another worker resumes it at once); a second one stops at once
@@ -53,9 +64,11 @@ from treadle.store.queue import (
     CHANNEL_RUNS,
     CHANNEL_TASK_DONE,
     CHANNEL_TASKS,
+    SESSION_GRACE,
     RunRow,
     TaskRow,
     WorkerInfo,
+    WorkerSession,
 )
 
 __all__ = ["EXIT_RECYCLE", "Worker", "new_worker_id", "worker_name"]
@@ -75,6 +88,11 @@ def new_worker_id() -> str:
     return uuid.uuid4().hex
 
 
+def session_key(worker_id: str) -> int:
+    """The key of a worker's session lock (a signed 64-bit int) from its id."""
+    return int.from_bytes(bytes.fromhex(worker_id[:16]), "big", signed=True)
+
+
 class Worker(RunAttempts):
     def __init__(self, settings: Settings, refs: dict[str, str], *, name: str | None = None,
                  concurrency: int | None = None, task_slots: int | None = None,
@@ -85,6 +103,8 @@ class Worker(RunAttempts):
         self._shared_registry = registry
         self.name = name or worker_name()
         self.worker_id = new_worker_id()
+        self.session: WorkerSession | None = None  # set by run() (None: the backend has none)
+        self._session_held = True
         self.concurrency = concurrency or settings.worker_concurrency
         self.task_slots = settings.worker_task_slots if task_slots is None else task_slots
         self.ttl = settings.lease_ttl
@@ -169,6 +189,8 @@ class Worker(RunAttempts):
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
+        self.session = self.store.worker_session(session_key(self.worker_id))
+        await self._check_session()
         log.info("worker %s serving %s (runs %d, task slots %d, lease %gs)", self.name,
                  ", ".join(self.registry.graph_ids) or "no graph by reference",
                  self.concurrency, self.task_slots, self.ttl)
@@ -196,6 +218,8 @@ class Worker(RunAttempts):
                 await asyncio.to_thread(self.store.remove_worker, self.worker_id)
             except StoreError as exc:  # it expires on its own
                 log.warning("could not unregister worker %s (%s)", self.name, exc)
+            if self.session is not None:  # its runs are ended or handed back by now
+                await asyncio.to_thread(self.session.close)
             self._own.shutdown(wait=False)
             log.info("worker %s stopped", self.name)
             if endpoint is not None:  # /readyz said 503 until now
@@ -262,10 +286,13 @@ class Worker(RunAttempts):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            if not self._session_held:  # a claim now would be swept at once
+                await self._sleep(self.settings.sweep_interval)
+                continue
             try:
                 row = await self._call(
                     self.store.claim_run, self.name, self.registry.graph_ids,
-                    self.registry.allow_pickled, self.ttl,
+                    self.registry.allow_pickled, self.ttl, self._session_key(),
                 )
                 failures = 0
             except StoreError as exc:
@@ -290,10 +317,13 @@ class Worker(RunAttempts):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            if not self._session_held:
+                await self._sleep(self.settings.sweep_interval)
+                continue
             try:
                 rows = await self._call(
                     self.store.claim_tasks, self.name, self.registry.graph_ids,
-                    self.registry.allow_pickled, self.ttl, free,
+                    self.registry.allow_pickled, self.ttl, free, self._session_key(),
                 )
                 failures = 0
             except StoreError as exc:
@@ -414,16 +444,45 @@ class Worker(RunAttempts):
                 metrics.LEASE_LOSSES.labels("task").inc()
                 entry[1].cancel()
 
+    def _session_key(self) -> int | None:
+        return self.session.key if self.session is not None else None
+
+    async def _check_session(self) -> bool:
+        """Is this worker's session (its lock) held? Reconnects it when it was lost.
+        True when its sweeps may judge other sessions: held, and for SESSION_GRACE
+        seconds when it was taken again after a loss."""
+        session = self.session
+        if session is None:
+            return False
+        try:
+            held = await asyncio.to_thread(session.held)
+        except StoreError as exc:
+            log.warning("checking the worker session failed (%s)", exc)
+            held = False
+        if held != self._session_held:
+            log.log(logging.INFO if held else logging.WARNING,
+                    "worker session %s", "held: claiming again" if held
+                    else "lost: claiming nothing until it is back")
+        self._session_held = held
+        since = session.held_since
+        return held and since is not None and (
+            not session.reconnected or time.monotonic() - since >= SESSION_GRACE)
+
     async def _sweeps(self) -> None:
+        interval = min(self.settings.sweep_interval, self.ttl / 4)
         while True:
-            await asyncio.sleep(min(1.0, self.ttl / 4) * (0.75 + random.random() / 2))
+            await asyncio.sleep(interval * (0.75 + random.random() / 2))
+            check_sessions = await self._check_session()
             try:
-                changed = await asyncio.to_thread(self.store.sweep)
+                changed = await asyncio.to_thread(
+                    self.store.sweep, self.settings.max_worker_losses,
+                    check_sessions=check_sessions)
             except StoreError as exc:
-                log.warning("sweeping expired leases failed (%s)", exc)
+                log.warning("sweeping lost leases failed (%s)", exc)
                 continue
             for ident, status in changed:
-                log.warning("lease expired: %s -> %s", ident, status)
+                log.warning("worker lost (session ended or lease expired): %s -> %s",
+                            ident, status)
 
     def _on_cancel(self, run_id: str) -> None:
         if run_id in self.runs:

@@ -27,7 +27,7 @@ from treadle.errors import (
 )
 from treadle.server.context import Ctx
 from treadle.server.graphs import ServerGraphs
-from treadle.server.limits import BodyLimit, valid_unicode
+from treadle.server.limits import BodyLimit, valid_request
 
 __all__ = ["create_app"]
 
@@ -88,7 +88,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
             shared.release(settings.store)
 
     app = FastAPI(title="treadle", version=_version(), lifespan=lifespan,
-                  dependencies=[Depends(valid_unicode)],
+                  dependencies=[Depends(valid_request)],
                   summary="LangGraph Platform's HTTP API, served by treadle",
                   docs_url="/docs", openapi_url="/openapi.json")
     from treadle.server.routes import assistants, meta, runs, threads

@@ -1,62 +1,169 @@
-"""Request body checks before any handler runs: size (413) and text that is not Unicode (422)."""
+"""What the HTTP API accepts, decided in one place, and the checks that run before any handler.
+
+Every limit is here and in docs/api.md ("Limits"). A request over one is refused at the
+edge (422 naming the field, 413 for the body size) before anything is written, the same
+on every backend, so the store never sees what it cannot hold:
+
+- every JSON body: at most ``MAX_JSON_DEPTH`` nested objects/arrays; numbers finite
+  (no ``NaN``, ``Infinity``, nor a literal such as ``1e400`` that overflows a double);
+  text Unicode (no lone surrogate) without NUL; the same for query parameters and the path;
+- ids (threads, runs, assistants, crons, checkpoints; path or body) in a request that
+  writes: ``MAX_ID_LENGTH`` characters;
+- store items: key and namespace (labels joined by ``.``) each ``MAX_STORE_PATH_BYTES``
+  bytes of UTF-8, at most ``MAX_NAMESPACE_LABELS`` labels; TTLs at most ``MAX_TTL_MINUTES``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.requests import HTTPConnection
 
-__all__ = ["BodyLimit", "valid_unicode"]
+__all__ = [
+    "MAX_ID_LENGTH", "MAX_JSON_DEPTH", "MAX_NAMESPACE_LABELS", "MAX_STORE_PATH_BYTES",
+    "MAX_TTL_MINUTES", "BodyLimit", "check_json", "valid_request",
+]
 
-# A JSON escape of a UTF-16 surrogate: legal JSON, but a lone one is not Unicode text.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-_NUL_ESCAPE = re.compile(rb"\\u0000")
+# Deeper documents break recursive encoders (and a response that cannot be encoded after
+# the write is a half-done request); no LangGraph state needs more.
+MAX_JSON_DEPTH = 100
+# Ids are any text, up to this many characters: a PostgreSQL index entry holds ~2.7 kB.
+MAX_ID_LENGTH = 256
+# A store item's (namespace, key) is one PostgreSQL index entry: both fit together.
+MAX_STORE_PATH_BYTES = 1024
+MAX_NAMESPACE_LABELS = 32
+# 100 years: a later expiry overflows the databases' timestamps.
+MAX_TTL_MINUTES = 100 * 366 * 24 * 60
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# In a raw body, the only ways to spell NUL or a lone surrogate: a JSON escape, or (for a
+# surrogate) its UTF-8-style bytes, which start with 0xED. Text is checked only then.
+_SUSPECT_TEXT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\xed")
 
 
-async def valid_unicode(request: HTTPConnection) -> None:
-    """422 for text no database can store: a lone surrogate (``"\\udc00"``, legal JSON but
-    not Unicode) or a NUL character (``"\\u0000"``, refused by PostgreSQL), in a JSON body
-    or in the path. Checked before anything is written, the same on every backend."""
+def _refuse(loc: list[str | int], msg: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": tuple(loc), "msg": msg,
+                                    "input": None}])
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "holds a NUL character (\\u0000), which cannot be stored; remove it"
+    if _LONE_SURROGATE.search(text):
+        return ("holds text that is not valid Unicode (a lone surrogate escape such as "
+                "\\udc00); send UTF-8 text")
+    return None
+
+
+async def valid_request(request: HTTPConnection) -> None:
+    """422 for what no store can hold or no response can carry, in the path, the query
+    or a JSON body (see the module docstring). Checked before anything is written."""
     if "\x00" in request.url.path:
         raise HTTPException(422, "the path holds a NUL character; ids cannot contain it")
+    if request.scope.get("method") in ("POST", "PUT", "PATCH"):
+        # Writes only: a longer id stored before this limit stays readable and deletable.
+        for name, value in request.path_params.items():
+            if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+                raise _refuse(["path", name], f"at most {MAX_ID_LENGTH} characters")
+    for name, value in request.query_params.multi_items():
+        problem = _text_problem(name) or _text_problem(value)
+        if problem:
+            raise _refuse(["query", name], f"the query parameter {problem}")
     if not isinstance(request, Request) or request.method not in ("POST", "PUT", "PATCH",
                                                                   "DELETE"):
         return  # a WebSocket, or a request without a body
     body = await request.body()
-    if _NUL_ESCAPE.search(body) and _has_nul(body):
-        raise HTTPException(422, "the body holds a NUL character (\\u0000), which cannot be "
-                                 "stored; remove it")
-    if not _SURROGATE_ESCAPE.search(body):
-        return
-    try:
-        json.dumps(json.loads(body), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise HTTPException(422, "the body holds text that is not valid Unicode (a lone "
-                                 "surrogate escape such as \\udc00); send UTF-8 text") from exc
-    except ValueError:
-        return  # not JSON: the route's own validation answers
+    if body.strip():
+        check_json(body)
 
 
-def _has_nul(body: bytes) -> bool:
+def check_json(body: bytes | str) -> None:
+    """RequestValidationError (422, ``loc`` the field) for a JSON document that breaks a
+    limit above; nothing for one that is not JSON (its reader answers that)."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    odd: list[str] = []  # the non-finite numbers met while parsing
+
+    def constant(text: str) -> _NotFinite:
+        odd.append(text)
+        return _NotFinite(text)
+
+    def number(text: str) -> float | _NotFinite:
+        value = float(text)
+        return value if math.isfinite(value) else constant(text)
+
     try:
-        doc = json.loads(body)
+        doc = json.loads(raw, parse_constant=constant, parse_float=number)
+    except RecursionError as exc:
+        raise _refuse(["body"], f"nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except ValueError:
-        return False  # not JSON: the route's own validation answers
-    stack: list[Any] = [doc]
+        return  # not JSON: the route's own validation answers (422 json_invalid)
+    text = _SUSPECT_TEXT.search(raw) is not None
+    if odd or text or _too_deep(doc):
+        _walk(doc, text)  # the slow walk finds where, for the answer
+
+
+def _too_deep(doc: Any) -> bool:
+    """Nested over MAX_JSON_DEPTH: a level-by-level pass (most bodies are shallow and wide)."""
+    level = [doc] if isinstance(doc, dict | list) else []
+    for _ in range(MAX_JSON_DEPTH):
+        if not level:
+            return False
+        level = [v for c in level for v in (c.values() if type(c) is dict else c)
+                 if type(v) is dict or type(v) is list]
+    return bool(level)
+
+
+class _NotFinite:
+    """A number no JSON encoder nor store takes (NaN, Infinity, 1e400), where it was."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+# Where an item sits: (depth, its key or index, the parent's Where); built in O(1) per item,
+# spelled out only for the answer.
+_Where = tuple[int, "str | int", "Any"]
+
+
+def _loc(where: _Where | None) -> list[str | int]:
+    path: list[str | int] = []
+    while where is not None:
+        path.append(where[1])
+        where = where[2]
+    return path[::-1]
+
+
+def _walk(doc: Any, text: bool = True) -> None:
+    """Depth, numbers and (``text``) strings of a parsed body, without recursion; 422 at the
+    first fault."""
+    stack: list[tuple[Any, _Where]] = [(doc, (0, "body", None))]
     while stack:
-        item = stack.pop()
+        item, where = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+            problem = _text_problem(item) if text else None
+            if problem:
+                raise _refuse(_loc(where), f"the body {problem}")
+        elif isinstance(item, dict | list):
+            depth = where[0] + 1
+            if depth > MAX_JSON_DEPTH:
+                raise _refuse(_loc(where)[:3], f"nested deeper than {MAX_JSON_DEPTH} levels; "
+                                               "flatten it")
+            if isinstance(item, dict):
+                for key, value in item.items():
+                    problem = _text_problem(key) if text else None
+                    if problem:
+                        raise _refuse(_loc(where), f"a key of the body {problem}")
+                    stack.append((value, (depth, key, where)))
+            else:
+                stack.extend((value, (depth, i, where)) for i, value in enumerate(item))
+        elif isinstance(item, _NotFinite):
+            raise _refuse(_loc(where), f"{item.text} is not a number JSON or the store can "
+                                       "hold; send a finite number (or null)")
 
 
 Scope = dict[str, Any]

@@ -19,11 +19,14 @@ from treadle import tracing
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.notify import notifier_for
 from treadle.cluster.registry import REF_PREFIX
-from treadle.errors import ThreadBusyError
+from treadle.errors import IdempotencyKeyError, ThreadBusyError
 from treadle.jsonable import to_json
 from treadle.server.context import Ctx
 from treadle.server.graphs import default_assistant_id
+from treadle.server.idempotency import RunKey
+from treadle.server.run_config import check_client_config
 from treadle.server.schemas import RunCreate
+from treadle.server.serialize import run_payload
 from treadle.store.queue import CHANNEL_RUN_DONE, CHANNEL_RUNS, TERMINAL, NewRun, RunRow
 
 __all__ = ["check_run", "create_run", "get_assistant_or_404", "run_output", "stream_modes", "wait_for_run"]
@@ -58,6 +61,21 @@ def _merge_config(base: dict[str, Any], given: dict[str, Any] | None) -> dict[st
     return merged
 
 
+def _run_timeout(body: RunCreate, config: dict[str, Any]) -> float | None:
+    """The run's ``run_timeout`` (seconds): a body field, or a key of its config (top level
+    or ``configurable``, removed from it: it steers the run, not the graph); 422 unless a
+    positive number. None: the worker's default (TREADLE_RUN_TIMEOUT) applies."""
+    found = [v for v in ((body.model_extra or {}).get("run_timeout"),
+                         config.pop("run_timeout", None),
+                         config["configurable"].pop("run_timeout", None)) if v is not None]
+    if not found:
+        return None
+    value = found[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e12:
+        raise HTTPException(422, f"run_timeout must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
 async def check_run(ctx: Ctx, body: RunCreate) -> Any:
     """The run's assistant, or the 404/422 that refuses the run (nothing is written)."""
     assistant = await get_assistant_or_404(ctx, body.assistant_id)
@@ -71,15 +89,26 @@ async def check_run(ctx: Ctx, body: RunCreate) -> Any:
 
 
 async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream: bool,
-                     stateless: bool = False) -> tuple[RunRow, dict[str, Any]]:
+                     stateless: bool = False, key: RunKey | None = None
+                     ) -> tuple[RunRow, dict[str, Any]]:
     """Queue a run; 404 for an unknown assistant/thread, 409 when the thread is busy
-    and ``multitask_strategy`` is ``reject``. Nothing is written on a rejection."""
+    and ``multitask_strategy`` is ``reject``. Nothing is written on a rejection.
+
+    ``key`` (the Idempotency-Key header, see treadle.server.idempotency): the run first
+    created with it, if any, instead of a new one; 422 if that was another request."""
     store = ctx.store
+    if key is not None:
+        found = await _keyed_run(ctx, key)
+        if found is not None:
+            return found, run_payload(found)
     assistant = await check_run(ctx, body)
+    config = _merge_config(assistant.config or {}, body.config)
+    check_client_config(config)  # an assistant stored before the check was made
+    timeout_s = _run_timeout(body, config)  # a 4xx here writes nothing
     on_completion = body.on_completion
     regraph = False
     if stateless or thread_id is None:
-        thread_id = str(uuid.uuid4())
+        thread_id = key.stateless_thread_id() if key is not None else str(uuid.uuid4())
         await asyncio.to_thread(store.ensure_thread, thread_id, metadata={
             "graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id})
         on_completion = on_completion or "delete"
@@ -91,7 +120,6 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
                                          "(create it first, or pass if_not_exists='create')")
             thread = await asyncio.to_thread(store.ensure_thread, thread_id, metadata={})
         regraph = (thread.metadata or {}).get("graph_id") != assistant.graph_id
-    config = _merge_config(assistant.config or {}, body.config)
     conf = config["configurable"]
     conf.setdefault("assistant_id", assistant.assistant_id)
     conf.setdefault("graph_id", assistant.graph_id)
@@ -133,19 +161,32 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
         run = NewRun(
             run_id=run_id, thread_id=thread_id, graph_id=REF_PREFIX + assistant.graph_id,
             payload=encode(payload), max_attempts=ctx.settings.run_max_attempts, stream=stream,
-            metadata=json.dumps(metadata, default=str),
+            timeout_s=timeout_s, metadata=json.dumps(metadata, default=str),
+            idempotency_key=key.key if key is not None else None,
+            request_hash=key.request_hash if key is not None else None,
         )
         try:
             row = await asyncio.to_thread(store.enqueue_run, run, multitask=multitask)
         except ThreadBusyError as exc:
             raise HTTPException(409, f"thread {thread_id} is busy with another run "
                                      "(multitask_strategy=reject)") from exc
+        except IdempotencyKeyError as exc:
+            raise (key.refused(exc.run_id) if key else HTTPException(422, str(exc))) from exc
+    if row.run_id != run_id:  # a concurrent request with the same key queued it first
+        return row, run_payload(row)
     if regraph:  # once queued (a refused run leaves the thread as it was):
         # the thread's state belongs to this graph from now on (state reads use it).
         await asyncio.to_thread(store.patch_thread, thread_id, metadata={
             "graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id})
     notifier_for(store).emit(CHANNEL_RUNS, row.run_id)
     return row, payload
+
+
+async def _keyed_run(ctx: Ctx, key: RunKey) -> RunRow | None:
+    try:
+        return await asyncio.to_thread(ctx.store.get_run_by_key, key.key, key.request_hash)
+    except IdempotencyKeyError as exc:
+        raise key.refused(exc.run_id) from exc
 
 
 async def wait_for_run(ctx: Ctx, run_id: str, timeout: float | None = None) -> RunRow | None:

@@ -11,6 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from treadle.server.limits import MAX_ID_LENGTH
+from treadle.server.run_config import check_client_config
+
 __all__ = [
     "MAX_OFFSET", "AssistantCreate", "AssistantPatch", "AssistantSearch", "AssistantVersionsSearch",
     "CountBody", "CronCreate", "CronPatch", "CronSearch", "LatestVersion", "RunBatchItem",
@@ -27,6 +30,9 @@ Json = dict[str, Any]
 # is a 422 here rather than an overflow in the driver. Versions are 32-bit columns.
 MAX_OFFSET = 2**63 - 1
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
+# An id a request gives a new thread or assistant (treadle.server.limits); ids that only
+# refer to something take any length, so a longer one stored earlier stays reachable.
+NewId = Annotated[str, Field(max_length=MAX_ID_LENGTH)]
 
 
 def _webhook(url: str) -> str:
@@ -42,7 +48,9 @@ WebhookUrl = Annotated[str, AfterValidator(_webhook)]
 
 
 def _runnable_config(config: Json) -> Json:
-    """The parts of a config treadle merges itself must be objects (the rest the graph checks)."""
+    """The parts of a config treadle merges itself must be objects (the rest the graph checks);
+    no key that steers treadle itself (a 400, see treadle.server.run_config)."""
+    check_client_config(config)
     for key in ("configurable", "metadata"):
         if config.get(key) is not None and not isinstance(config[key], dict):
             raise ValueError(f"config.{key} must be an object, not {config[key]!r}")
@@ -55,7 +63,9 @@ _CHECKPOINT_FIELDS = {"thread_id": str, "checkpoint_ns": str, "checkpoint_id": s
 
 def _checkpoint(checkpoint: Json) -> Json:
     """A checkpoint reference ({checkpoint_id, checkpoint_ns, ...}, or a config holding one
-    under ``configurable``) whose known fields have the types LangGraph reads them as."""
+    under ``configurable``) whose known fields have the types LangGraph reads them as, and
+    no key that steers treadle (a 400: state reads and updates pass it on as a config)."""
+    check_client_config(checkpoint, "checkpoint")
     inner = checkpoint.get("configurable", checkpoint)
     if not isinstance(inner, dict):
         raise ValueError(f"configurable must be an object, not {inner!r}")
@@ -76,7 +86,7 @@ class _Body(BaseModel):
 
 class AssistantCreate(_Body):
     graph_id: str = Field(min_length=1)
-    assistant_id: str | None = None
+    assistant_id: NewId | None = None
     config: RunnableConfig | None = None
     context: Json | None = None
     metadata: Json | None = None
@@ -136,7 +146,7 @@ class _Superstep(_Body):
 
 
 class ThreadCreate(_Body):
-    thread_id: str | None = None
+    thread_id: NewId | None = None
     metadata: Json | None = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
     supersteps: list[_Superstep] | None = None

@@ -283,7 +283,8 @@ def error_response(ident: int | None, code: str, message: str) -> dict[str, Any]
 
 
 _RESPOND_WAIT = 10.0  # seconds input.respond waits for the interrupted run to end
-_HTTP_CODES = {404: "invalid_argument", 409: "invalid_argument", 422: "invalid_argument"}
+_HTTP_CODES = {400: "invalid_argument", 404: "invalid_argument", 409: "invalid_argument",
+               422: "invalid_argument"}
 
 
 async def run_command(ctx: Ctx, thread_id: str, command: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from treadle.errors import ConfigError
 from treadle.store.base import Store
+from treadle.store.urls import redact
 
 __all__ = ["Store", "open_store"]
 
@@ -33,7 +34,7 @@ def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | No
         store = PostgresStore(url, linger=linger, auto_migrate=migrate)
     else:
         raise ConfigError(
-            f"unsupported store URL {url!r}: use sqlite:///path/to/file.db or postgresql://user@host/db"
+            f"unsupported store URL {redact(url)!r}: use sqlite:///path/to/file.db or postgresql://user@host/db"
         )
     if auto_migrate is None and not migrate:
         try:

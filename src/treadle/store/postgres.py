@@ -57,10 +57,10 @@ from treadle.store.postgres_options import (
     number_option,
     one_line,
     postgres_options,
-    redact,
 )
 from treadle.store.postgres_queue import PostgresQueue
 from treadle.store.postgres_resources import PostgresResources
+from treadle.store.urls import redact, scrub
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["PostgresStore"]
@@ -76,7 +76,8 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         try:
             params = conninfo_to_dict(self._conninfo)
         except psycopg.Error as exc:
-            raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: {one_line(exc)}") from exc
+            raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: "
+                              f"{scrub(one_line(exc), self._conninfo)}") from exc
         self._where = self._describe(params)
         self._pool_min = number_option(options, "pool_min", 1, int, 0)
         self._pool_max = number_option(options, "pool_max", 16, int, 1)

@@ -22,6 +22,7 @@ import psycopg
 import psycopg_pool
 
 from treadle.errors import ConfigError
+from treadle.store.urls import redact
 
 __all__ = [
     "b64",
@@ -45,7 +46,10 @@ _JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 def postgres_options(url: str) -> tuple[str, dict[str, str]]:
     """Split treadle's own options off a PostgreSQL URL: (libpq URL, options)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: {exc}") from exc
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"not a PostgreSQL URL: {redact(url)!r} (expected postgresql://...)")
     ours: dict[str, str] = {}
@@ -56,23 +60,6 @@ def postgres_options(url: str) -> tuple[str, dict[str, str]]:
         else:
             rest.append((key, value))
     return urlunsplit(parts._replace(query=urlencode(rest))), ours
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            netloc = parts.netloc.rsplit("@", 1)
-            user = netloc[0].split(":", 1)[0]
-            parts = parts._replace(netloc=f"{user}:***@{netloc[1]}")
-        query = "&".join(
-            f"{k}=***" if k == "password" else f"{k}={v}"
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        )
-        return urlunsplit(parts._replace(query=query))
-    except ValueError:
-        return "postgresql://<unparseable URL>"
 
 
 def one_line(exc: BaseException) -> str:

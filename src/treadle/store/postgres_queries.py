@@ -207,7 +207,7 @@ def _seconds(column: str) -> str:
 RUN_ROW = f"""r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_attempts,
     r.epoch, r.worker, {_seconds('r.lease_expires_at')}, r.timeout_s, r.stream, r.cancel,
     r.metadata, r.result, r.error, {_seconds('r.created_at')}, {_seconds('r.started_at')},
-    {_seconds('r.ended_at')}"""
+    {_seconds('r.ended_at')}, r.lost_count"""
 TASK_ROW = f"""t.task_key, t.run_id, t.thread_id, t.graph_id, t.node, t.payload, t.status,
     t.attempt, t.max_attempts, t.epoch, t.worker, {_seconds('t.lease_expires_at')}, t.result,
     t.error, {_seconds('t.created_at')}, {_seconds('t.ended_at')}"""
@@ -230,12 +230,15 @@ def _notify_next_run(alias: str) -> str:
 # The multitask decision and the insert, atomically under the thread's row lock.
 # A 'reject' refused raises SQLSTATE ENQUEUE_BUSY_STATE, active run ids (JSON) in DETAIL.
 ENQUEUE_BUSY_STATE = "TRBSY"
+# With an idempotency key (0008): the key's existing run, if any, instead of a new one; the
+# stored request hash comes first for the caller to compare.
 ENQUEUE_RUN = f"""
-SELECT {RUN_ROW} FROM treadle_enqueue_run(
+SELECT r.request_hash, {RUN_ROW} FROM treadle_enqueue_run(
     %s::text, %s::text, %s::text, %s::bytea, %s::integer, %s::float8, %s::boolean, %s::text,
-    %s::text) AS r"""
+    %s::text, %s::text, %s::text) AS r"""
 CLAIM_RUN = f"""
-SELECT {RUN_ROW} FROM treadle_claim_run(%s::text, %s::text[], %s::boolean, %s::float8) AS r"""
+SELECT {RUN_ROW}
+FROM treadle_claim_run(%s::text, %s::text[], %s::boolean, %s::float8, %s::bigint) AS r"""
 
 # Leases still held (same epoch, worker, running) are extended; the rows found come back
 # as ('run', run_id, cancel) and ('task', task_key, NULL).
@@ -292,6 +295,7 @@ SELECT {RUN_ROW},
     END
 FROM upd AS r"""
 GET_RUN = f"SELECT {RUN_ROW} FROM treadle_runs AS r WHERE r.run_id = %s"
+RUN_BY_KEY = f"SELECT r.request_hash, {RUN_ROW} FROM treadle_runs AS r WHERE r.idempotency_key = %s"
 # list_runs is assembled from these fixed fragments; values stay bound.
 LIST_RUNS = f"SELECT {RUN_ROW} FROM treadle_runs AS r"
 LIST_RUNS_WHERE_THREAD = "r.thread_id = %s"
@@ -312,40 +316,59 @@ SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status
     {_seconds("clock_timestamp() - min(created_at) FILTER (WHERE status = 'pending')")}
 FROM treadle_runs WHERE status IN ('pending', 'running')"""
 
-# Expired leases. Rows another transaction holds are skipped (caught by the next sweep),
-# so the sweeper never waits nor deadlocks. A run with a cancel request ends (its
-# CANCEL_STATUS); the last attempt errors; any other goes back to pending, epoch unchanged
-# (the next claim raises it).
+# Lost claims: an expired lease or, with %(check_sessions)s, a claimer's session lock
+# (migration 0007) no longer held by any session: its worker died. pg_locks shows a
+# pg_advisory_lock(bigint) key as classid (high 32 bits) and objid (low 32 bits),
+# objsubid 1. Not within %(grace)s s (SESSION_GRACE) of the server's start: workers are
+# taking their locks again after a restart. Rows another transaction holds are skipped (caught by the next sweep), so
+# the sweeper never waits nor deadlocks. A run with a cancel request ends (its
+# CANCEL_STATUS); its %(max_losses)s-th loss errors; any other goes back to pending, epoch
+# unchanged (the next claim raises it). %(max_losses)s = TREADLE_MAX_WORKER_LOSSES.
 _RUN_CANCEL_STATUS = (
     "CASE r.cancel "
     + " ".join(f"WHEN '{action}' THEN '{status}'" for action, status in CANCEL_STATUS.items())
     + " ELSE 'cancelled' END"
 )
-_LOST_LEASE = """'lease of worker ' || coalesce({a}.worker, '?') || ' expired on attempt '
-            || {a}.attempt || ' of ' || {a}.max_attempts"""
+_SESSION_GONE = """(%(check_sessions)s::boolean AND {a}.worker_lock IS NOT NULL
+           AND pg_postmaster_start_time()
+               < clock_timestamp() - make_interval(secs => %(grace)s::float8)
+           AND NOT EXISTS (
+               SELECT 1 FROM pg_locks l
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                 AND l.database = (SELECT oid FROM pg_database
+                                   WHERE datname = current_database())
+                 AND ((l.classid::bigint << 32) | l.objid::bigint) = {a}.worker_lock))"""
+_LOST = """CASE WHEN l.died THEN 'worker ' || coalesce({a}.worker, '?')
+                || ' died (its database session ended)'
+            ELSE 'lease of worker ' || coalesce({a}.worker, '?') || ' expired' END
+        || ' on attempt ' || {a}.attempt"""
+_GIVE_UP = "r.cancel IS NULL AND r.lost_count + 1 >= %(max_losses)s::integer"
 SWEEP_RUNS = f"""
-WITH expired AS (
-    SELECT run_id FROM treadle_runs
-    WHERE status = 'running' AND lease_expires_at < clock_timestamp()
+WITH lost AS (
+    SELECT run_id, lease_expires_at >= clock_timestamp() AS died FROM treadle_runs r
+    WHERE status = 'running'
+      AND (lease_expires_at < clock_timestamp() OR {_SESSION_GONE.format(a='r')})
     FOR UPDATE SKIP LOCKED
 ), swept AS (
     UPDATE treadle_runs r SET
         status = CASE
             WHEN r.cancel IS NOT NULL THEN {_RUN_CANCEL_STATUS}
-            WHEN r.attempt >= r.max_attempts THEN 'error'
+            WHEN {_GIVE_UP} THEN 'error'
             ELSE 'pending' END,
         error = CASE
             WHEN r.cancel IS NOT NULL THEN r.error
-            WHEN r.attempt >= r.max_attempts THEN
-                {_LOST_LEASE.format(a='r')} || ': giving up'
-                || coalesce('; previous error: ' || r.error, '')
-            ELSE {_LOST_LEASE.format(a='r')} || '; queued again' END,
-        ended_at = CASE WHEN r.cancel IS NOT NULL OR r.attempt >= r.max_attempts
-                        THEN clock_timestamp() END,
+            WHEN {_GIVE_UP} THEN
+                'the run''s worker died ' || (r.lost_count + 1)
+                || ' times (killed, OOM or lost); giving up; last: '
+                || {_LOST.format(a='r')} || coalesce('; previous error: ' || r.error, '')
+            ELSE {_LOST.format(a='r')} || '; queued again' END,
+        ended_at = CASE WHEN r.cancel IS NOT NULL OR {_GIVE_UP} THEN clock_timestamp() END,
+        lost_count = r.lost_count + 1,
         worker = NULL,
+        worker_lock = NULL,
         lease_expires_at = NULL
-    FROM expired AS e
-    WHERE r.run_id = e.run_id
+    FROM lost AS l
+    WHERE r.run_id = l.run_id
     RETURNING r.run_id, r.thread_id, r.status
 )
 SELECT s.run_id, s.status, s.thread_id,
@@ -354,26 +377,31 @@ SELECT s.run_id, s.status, s.thread_id,
     END
 FROM swept AS s"""
 SWEEP_TASKS = f"""
-WITH expired AS (
-    SELECT task_key FROM treadle_tasks
-    WHERE status = 'running' AND lease_expires_at < clock_timestamp()
+WITH lost AS (
+    SELECT task_key, lease_expires_at >= clock_timestamp() AS died FROM treadle_tasks t
+    WHERE status = 'running'
+      AND (lease_expires_at < clock_timestamp() OR {_SESSION_GONE.format(a='t')})
     FOR UPDATE SKIP LOCKED
 ), swept AS (
     UPDATE treadle_tasks t SET
         status = CASE WHEN t.attempt >= t.max_attempts THEN 'error' ELSE 'pending' END,
-        error = {_LOST_LEASE.format(a='t')}
+        error = {_LOST.format(a='t')} || ' of ' || t.max_attempts
             || CASE WHEN t.attempt >= t.max_attempts THEN ': giving up' ELSE '; queued again' END,
         ended_at = CASE WHEN t.attempt >= t.max_attempts THEN clock_timestamp() END,
         worker = NULL,
+        worker_lock = NULL,
         lease_expires_at = NULL
-    FROM expired AS e
-    WHERE t.task_key = e.task_key
+    FROM lost AS l
+    WHERE t.task_key = l.task_key
     RETURNING t.task_key, t.status
 )
 SELECT s.task_key, s.status,
     pg_notify(CASE WHEN s.status = 'pending' THEN '{CHANNEL_TASKS}' ELSE '{CHANNEL_TASK_DONE}' END,
               s.task_key)::text
 FROM swept AS s"""
+# A worker's session lock (WorkerSession): taken once on its dedicated connection.
+TAKE_SESSION_LOCK = "SELECT pg_try_advisory_lock(%s::bigint)"
+SESSION_PING = "SELECT 1"
 
 # A new key is inserted; an 'error' row is reset to pending for the submitting run (the
 # orchestrator retries it); the rows (re)queued come back (and are announced). When none
@@ -406,8 +434,8 @@ WITH picked AS (
     FOR UPDATE OF t SKIP LOCKED
 ), claimed AS (
     UPDATE treadle_tasks t SET
-        status = 'running', worker = %(worker)s, epoch = t.epoch + 1, attempt = t.attempt + 1,
-        lease_expires_at = {_LEASE}
+        status = 'running', worker = %(worker)s, worker_lock = %(lock)s::bigint,
+        epoch = t.epoch + 1, attempt = t.attempt + 1, lease_expires_at = {_LEASE}
     FROM picked AS p
     WHERE t.task_key = p.task_key
     RETURNING t.*
@@ -417,7 +445,7 @@ SELECT {TASK_ROW} FROM claimed AS t ORDER BY t.seq"""
 FINISH_TASK = f"""
 WITH done AS (
     UPDATE treadle_tasks SET status = %s, result = %s, error = %s, worker = NULL,
-        lease_expires_at = NULL, ended_at = clock_timestamp()
+        worker_lock = NULL, lease_expires_at = NULL, ended_at = clock_timestamp()
     WHERE task_key = %s AND epoch = %s AND status = 'running'
     RETURNING task_key
 )

@@ -25,8 +25,11 @@ from psycopg.types.numeric import Int8
 from treadle.errors import ThreadBusyError
 from treadle.store import postgres_queries as q
 from treadle.store.postgres_listen import PgListener
+from treadle.store.postgres_session import PgWorkerSession
 from treadle.store.queue import (
     CANCEL_STATUS,
+    DEFAULT_MAX_WORKER_LOSSES,
+    SESSION_GRACE,
     TERMINAL,
     Event,
     Heartbeat,
@@ -38,6 +41,7 @@ from treadle.store.queue import (
     TaskRow,
     WorkerInfo,
     check,
+    same_request,
     serves,
 )
 from treadle.store.resources import ThreadUpdate
@@ -109,6 +113,9 @@ class PostgresQueue(RunQueue):
     def now(self) -> float:
         return float(self._one("reading the clock", q.CLOCK, ())[0])
 
+    def worker_session(self, key: int) -> PgWorkerSession:
+        return PgWorkerSession(self._connect, key)
+
     def listener(self, channels: Sequence[str]) -> PgListener:
         return PgListener(self._connect, channels)
 
@@ -116,7 +123,8 @@ class PostgresQueue(RunQueue):
     def enqueue_run(self, run: NewRun, *, multitask: str = "enqueue") -> RunRow:
         check("multitask strategy", multitask)
         params = (run.run_id, run.thread_id, run.graph_id, run.payload, run.max_attempts,
-                  run.timeout_s, run.stream, run.metadata, multitask)
+                  run.timeout_s, run.stream, run.metadata, multitask, run.idempotency_key,
+                  run.request_hash)
 
         def enqueue(conn: psycopg.Connection[Any]) -> Any:
             try:
@@ -127,15 +135,19 @@ class PostgresQueue(RunQueue):
                 active = json.loads(exc.diag.message_detail or "[]")
                 raise ThreadBusyError(run.thread_id, [str(a) for a in active]) from None
 
-        return _run(self._with_conn(f"queueing run {run.run_id}", enqueue))
+        row = self._with_conn(f"queueing run {run.run_id}", enqueue)
+        if run.idempotency_key is not None:  # the key's run, maybe an earlier one
+            same_request(run.idempotency_key, row[1], row[0], run.request_hash)
+        return _run(row[1:])
 
     def claim_run(
-        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float,
+        lock: int | None = None,
     ) -> RunRow | None:
         def run(conn: psycopg.Connection[Any]) -> Any:
             with conn.transaction():
                 row = conn.execute(q.CLAIM_RUN, (worker, list(graph_ids), allow_pickled,
-                                                 float(ttl)), binary=True).fetchone()
+                                                 float(ttl), lock), binary=True).fetchone()
                 if row is not None:
                     conn.execute(*self._thread_state_stmt(ThreadUpdate(_run(row).thread_id,
                                                                        "busy")))
@@ -228,23 +240,34 @@ class PostgresQueue(RunQueue):
         live = [_worker(r) for r in self._all("listing workers", q.LIVE_WORKERS, ())]
         return live if graph_id is None else [w for w in live if serves(w, graph_id)]
 
-    def sweep(self) -> list[tuple[str, str]]:
+    def sweep(self, max_losses: int = DEFAULT_MAX_WORKER_LOSSES, *,
+              check_sessions: bool = False) -> list[tuple[str, str]]:
+        params = {"max_losses": int(max_losses), "check_sessions": bool(check_sessions),
+                  "grace": SESSION_GRACE}
+
         def run(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
             with conn.transaction():
-                swept = conn.execute(q.SWEEP_RUNS).fetchall()
+                swept = conn.execute(q.SWEEP_RUNS, params).fetchall()
                 changed = [(r[0], r[1]) for r in swept]
                 for r in swept:
                     if r[1] in TERMINAL:  # given up or cancelled: its thread is no longer busy
                         state = "error" if r[1] == "error" else "idle"
                         conn.execute(*self._thread_state_stmt(ThreadUpdate(r[2], state)))
-                changed += [(r[0], r[1]) for r in conn.execute(q.SWEEP_TASKS).fetchall()]
+                changed += [(r[0], r[1]) for r in conn.execute(q.SWEEP_TASKS, params).fetchall()]
             return changed
 
-        return self._with_conn("sweeping expired leases", run)
+        return self._with_conn("sweeping lost leases", run)
 
     def get_run(self, run_id: str) -> RunRow | None:
         row = self._one(f"reading run {run_id}", q.GET_RUN, (run_id,))
         return _run(row) if row else None
+
+    def get_run_by_key(self, idempotency_key: str, request_hash: str | None) -> RunRow | None:
+        row = self._one("reading a run by its idempotency key", q.RUN_BY_KEY, (idempotency_key,))
+        if row is None:
+            return None
+        same_request(idempotency_key, row[1], row[0], request_hash)
+        return _run(row[1:])
 
     def list_runs(
         self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100,
@@ -283,7 +306,8 @@ class PostgresQueue(RunQueue):
         return _task(row)
 
     def claim_tasks(
-        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int,
+        lock: int | None = None,
     ) -> list[TaskRow]:
         if limit <= 0:
             return []
@@ -293,6 +317,7 @@ class PostgresQueue(RunQueue):
             "allow_pickled": allow_pickled,
             "ttl": float(ttl),
             "limit": Int8(limit),
+            "lock": lock,
         }
         return [_task(r) for r in self._all("claiming tasks", q.CLAIM_TASKS, params)]
 

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
 from treadle.errors import ConflictError
+from treadle.store.jsonsafe import cap_depth
 from treadle.store.resources import (
     IF_EXISTS,
     SORT_ORDERS,
@@ -222,16 +223,24 @@ def _jsonb_or_null(value: Any) -> Jsonb | None:
     return None if value is None else _jsonb(value)
 
 
+# Metadata is what clients filter on and every search returns: a row stored before the
+# HTTP API refused too-deep JSON still reads (jsonb cannot hold NaN).
 def _assistant(row: Sequence[Any]) -> Assistant:
-    return Assistant(*row)
+    a = Assistant(*row)
+    a.metadata = cap_depth(a.metadata)
+    return a
 
 
 def _thread(row: Sequence[Any]) -> Thread:
-    return Thread(*row)
+    t = Thread(*row)
+    t.metadata = cap_depth(t.metadata)
+    return t
 
 
 def _cron(row: Sequence[Any]) -> Cron:
-    return Cron(*row)
+    c = Cron(*row)
+    c.metadata = cap_depth(c.metadata)
+    return c
 
 
 class _Query:

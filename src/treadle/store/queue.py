@@ -34,6 +34,8 @@ __all__ = [
     "MULTITASK_STRATEGIES",
     "RUN_STATUSES",
     "TASK_OUTCOMES",
+    "DEFAULT_MAX_WORKER_LOSSES",
+    "SESSION_GRACE",
     "TERMINAL",
     "Event",
     "Heartbeat",
@@ -45,7 +47,9 @@ __all__ = [
     "RunRow",
     "TaskRow",
     "WorkerInfo",
+    "WorkerSession",
     "check",
+    "same_request",
     "serves",
 ]
 
@@ -57,6 +61,11 @@ CANCEL_ACTIONS = ("cancel", "interrupt", "rollback")
 # Final status of a run stopped by each cancel action.
 CANCEL_STATUS = {"cancel": "cancelled", "interrupt": "interrupted", "rollback": "cancelled"}
 TASK_OUTCOMES = ("success", "error")
+# Worker losses (killed, OOM, stalled past its lease) a run survives before it errors.
+DEFAULT_MAX_WORKER_LOSSES = 10
+# Seconds after a database (re)start, or after a worker's own session came back, during
+# which sessions are not judged: workers reconnecting after a restart take their locks again.
+SESSION_GRACE = 2.0
 
 _ALLOWED = {
     "multitask strategy": MULTITASK_STRATEGIES,
@@ -73,6 +82,14 @@ def check(kind: str, value: str) -> None:
     allowed = _ALLOWED[kind]
     if value not in allowed:
         raise ConfigError(f"unknown {kind} {value!r} (use one of {', '.join(allowed)})")
+
+def same_request(key: str, run_id: str, stored_hash: str | None, request_hash: str | None) -> None:
+    """Raise IdempotencyKeyError unless the run found under ``key`` came from this request."""
+    from treadle.errors import IdempotencyKeyError
+
+    if (stored_hash or None) != (request_hash or None):
+        raise IdempotencyKeyError(key, run_id)
+
 
 # Notification channels (PostgreSQL LISTEN/NOTIFY; payload in brackets).
 CHANNEL_RUNS = "treadle_runs"  # a run became claimable [run_id]
@@ -95,6 +112,11 @@ class NewRun:
     timeout_s: float | None = None  # run timeout, counted from the first start
     stream: bool = False  # the caller wants stream events recorded
     metadata: str = "{}"  # JSON object
+    # Creating the run is idempotent under this key (unique in the store): a second
+    # enqueue with it returns the first run, or raises IdempotencyKeyError when its
+    # request_hash differs (the key was reused for another request).
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
 
 @dataclass(slots=True)
@@ -118,6 +140,7 @@ class RunRow:
     created_at: float
     started_at: float | None  # first claim
     ended_at: float | None
+    lost: int = 0  # times the sweeper took it back from a lost worker (see sweep)
 
 
 @dataclass(slots=True)
@@ -213,6 +236,29 @@ class Listener(abc.ABC):
     def close(self) -> None: ...
 
 
+class WorkerSession(abc.ABC):
+    """A worker's liveness as the store sees it, released the moment the worker's process
+    dies: on PostgreSQL a session-level advisory lock on a dedicated connection (the
+    server ends the session when the kernel closes its socket), on SQLite a ``flock`` on
+    a file beside the store (the kernel drops it with the process).
+
+    Claims made with this session's ``key`` are recovered by any sweeper as soon as the
+    session is gone, without waiting for their leases."""
+
+    key: int
+    held_since: float | None  # time.monotonic() when the lock was last (re)taken
+    reconnected: bool  # the lock was taken again after its session was lost
+
+    @abc.abstractmethod
+    def held(self) -> bool:
+        """Check that the session is alive and holds its lock; reconnect and take the lock
+        again when it was dropped. False while the database cannot be reached (then claim
+        nothing: the sweepers will take back what is claimed)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
 class RunQueue(abc.ABC):
     """Durable runs and node tasks. Every method is one short transaction."""
 
@@ -227,13 +273,27 @@ class RunQueue(abc.ABC):
         behind them; ``interrupt`` / ``rollback`` cancel pending ones at once (status
         ``interrupted`` / ``cancelled``) and set ``cancel`` on the running one, whose
         worker stops it; the new run starts when the thread is free.
+
+        With ``run.idempotency_key``, the key's run is looked up first, in the same
+        transaction (concurrent enqueues with one key are serialised): if there is one,
+        it is returned as it is now and nothing else happens (no multitask decision);
+        IdempotencyKeyError if its request_hash differs from ``run.request_hash``.
         """
 
     @abc.abstractmethod
+    def get_run_by_key(self, idempotency_key: str, request_hash: str | None) -> RunRow | None:
+        """The run created under ``idempotency_key`` (None: none, or it was deleted);
+        IdempotencyKeyError if it was created with a different ``request_hash``."""
+
+    @abc.abstractmethod
     def claim_run(
-        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float,
+        lock: int | None = None,
     ) -> RunRow | None:
         """Claim the oldest claimable run, or None.
+
+        ``lock``: the key of the claimer's :class:`WorkerSession` (the run is recovered as
+        soon as that session ends); None: the lease alone decides.
 
         Claimable: ``pending``; ``graph_id`` in ``graph_ids`` (or a ``pickle:`` id when
         ``allow_pickled``); no run of its thread is ``running``; no older pending run
@@ -286,14 +346,19 @@ class RunQueue(abc.ABC):
         Terminal: unchanged. Returns the row after the change (None: unknown id)."""
 
     @abc.abstractmethod
-    def sweep(self) -> list[tuple[str, str]]:
+    def sweep(self, max_losses: int = DEFAULT_MAX_WORKER_LOSSES, *,
+              check_sessions: bool = False) -> list[tuple[str, str]]:
         """Recover from dead workers; return ``(run_id or task_key, new status)``.
 
-        Running runs whose lease expired: with a ``cancel`` request, terminal
-        (CANCEL_STATUS); at ``max_attempts``, ``error`` (error names the lease expiry
-        and keeps the previous error); otherwise back to ``pending`` (error notes the
-        lost lease; epoch unchanged: the next claim raises it). Running tasks whose
-        lease expired: back to ``pending`` or, at ``max_attempts``, ``error``.
+        A running run or task is lost when its lease expired or, with ``check_sessions``,
+        when it was claimed with a :class:`WorkerSession` key whose session has ended
+        (its worker died; on PostgreSQL not within SESSION_GRACE of the server's start,
+        when workers are taking their locks again). A lost run: with a ``cancel`` request,
+        terminal (CANCEL_STATUS); when this is its ``max_losses``-th loss, ``error``
+        (error names the losses and keeps the previous error); otherwise back to
+        ``pending`` (error notes the loss; epoch unchanged: the next claim raises it).
+        Either way ``lost`` rises by one; ``max_attempts`` is not consulted. A lost
+        task: back to ``pending`` or, at its ``max_attempts``, ``error``.
         Notifies CHANNEL_RUNS / CHANNEL_TASKS / CHANNEL_RUN_DONE as fits."""
 
     @abc.abstractmethod
@@ -366,7 +431,8 @@ class RunQueue(abc.ABC):
 
     @abc.abstractmethod
     def claim_tasks(
-        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int,
+        lock: int | None = None,
     ) -> list[TaskRow]:
         """Claim up to ``limit`` pending tasks, oldest first (graph filter as for runs).
         Each: running, ``worker``, ``epoch + 1``, ``attempt + 1``, lease now + ttl.
@@ -410,6 +476,11 @@ class RunQueue(abc.ABC):
     def get_graph(self, graph_id: str) -> bytes | None: ...
 
     # --- wake-ups ------------------------------------------------------------------
+    def worker_session(self, key: int) -> WorkerSession | None:
+        """A :class:`WorkerSession` under ``key`` (not taken yet: call ``held``), or None
+        when the backend has none (then the lease alone decides)."""
+        return None
+
     def listener(self, channels: Sequence[str]) -> Listener | None:
         """A :class:`Listener` for ``channels``, or None when the backend has none
         (SQLite: callers poll)."""

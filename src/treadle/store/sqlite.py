@@ -35,6 +35,7 @@ from treadle.store.migrate import check, load_migrations, select
 from treadle.store.sqlite_items import SqliteItems
 from treadle.store.sqlite_queue import SqliteQueue, data_error, is_data_error
 from treadle.store.sqlite_resources import SqliteResources
+from treadle.store.urls import redact
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["SqliteStore", "sqlite_path"]
@@ -46,7 +47,7 @@ def sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
     """``sqlite:///rel/path.db`` or ``sqlite:////abs/path.db`` -> (path, options)."""
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
-        raise ConfigError(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.db)")
+        raise ConfigError(f"not a SQLite URL: {redact(url)!r} (expected sqlite:///path/to/file.db)")
     raw = parts.path[1:] if parts.path.startswith("/") else parts.path
     if parts.netloc:
         raw = parts.netloc + "/" + raw

@@ -65,7 +65,9 @@ LIST_CHECKPOINTS = f"SELECT {CHECKPOINT_COLUMNS} FROM treadle_checkpoints"
 LIST_WHERE_THREAD = "thread_id = ?"
 LIST_WHERE_NS = "checkpoint_ns = ?"
 LIST_WHERE_BEFORE = "checkpoint_id < ?"
-LIST_WHERE_METADATA = "json_extract(metadata, ?) IS json_extract(?, '$')"
+# A row whose metadata is not valid JSON (NaN) matches nothing rather than failing the list.
+LIST_WHERE_METADATA = ("json_extract(CASE WHEN json_valid(metadata) THEN metadata END, ?) "
+                       "IS json_extract(?, '$')")
 LIST_ORDER = " ORDER BY checkpoint_id DESC"
 LIST_LIMIT = " LIMIT ?"
 
@@ -143,7 +145,7 @@ CLOCK = f"SELECT {NOW}"
 # Columns in the order of the RunRow / TaskRow fields.
 RUN_COLUMNS = """run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
     lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at, started_at,
-    ended_at"""
+    ended_at, lost_count"""
 TASK_COLUMNS = """task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
     max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at"""
 
@@ -165,14 +167,17 @@ REQUEST_CANCEL_RUNNING = """
 UPDATE treadle_runs SET cancel = ? WHERE thread_id = ? AND status = 'running'"""
 INSERT_RUN = f"""
 INSERT INTO treadle_runs
-    (run_id, thread_id, graph_id, payload, max_attempts, timeout_s, stream, metadata)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    (run_id, thread_id, graph_id, payload, max_attempts, timeout_s, stream, metadata,
+     idempotency_key, request_hash)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING {RUN_COLUMNS}"""
+# The run created under an idempotency key, its request hash first. ? = key.
+RUN_BY_KEY = f"SELECT request_hash, {RUN_COLUMNS} FROM treadle_runs WHERE idempotency_key = ?"
 # The oldest pending run of an allowed graph whose thread has no running run and no
 # older pending run. ? = worker, ? = ttl, graph filter.
 CLAIM_RUN = f"""
 UPDATE treadle_runs SET
-    status = 'running', worker = ?, epoch = epoch + 1, attempt = attempt + 1,
+    status = 'running', worker = ?, worker_lock = ?, epoch = epoch + 1, attempt = attempt + 1,
     lease_expires_at = {NOW} + ?, started_at = coalesce(started_at, {NOW})
 WHERE seq = (
     SELECT r.seq FROM treadle_runs r
@@ -227,42 +232,52 @@ SELECT count(CASE WHEN status = 'pending' THEN 1 END),
 FROM treadle_runs WHERE status IN ('pending', 'running')"""
 
 # Expired run leases (one statement, so 'now' is one instant): a requested cancel ends
-# the run (its CANCEL_STATUS), the last attempt errors, any other goes back to pending
-# with the epoch unchanged (the next claim raises it).
+# the run (its CANCEL_STATUS), its :max_losses-th loss (TREADLE_MAX_WORKER_LOSSES) errors,
+# any other goes back to pending with the epoch unchanged (the next claim raises it).
 _RUN_CANCEL_STATUS = (
     "CASE cancel "
     + " ".join(f"WHEN '{action}' THEN '{status}'" for action, status in CANCEL_STATUS.items())
     + " ELSE 'cancelled' END"
 )
+_GIVE_UP = "cancel IS NULL AND lost_count + 1 >= :max_losses"
+# :dead = JSON array of the session keys whose process is gone (sqlite_session).
+_DEAD = "worker_lock IN (SELECT value FROM json_each(:dead))"
+_LOST = f"""CASE WHEN {_DEAD} THEN 'worker ' || coalesce(worker, '?') || ' died (its process is gone)'
+        ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired' END
+        || ' on attempt ' || attempt"""
+LIVE_SESSION_KEYS = """
+SELECT worker_lock FROM treadle_runs WHERE status = 'running' AND worker_lock IS NOT NULL
+UNION SELECT worker_lock FROM treadle_tasks WHERE status = 'running' AND worker_lock IS NOT NULL"""
 SWEEP_RUNS = f"""
 UPDATE treadle_runs SET
     status = CASE
         WHEN cancel IS NOT NULL THEN {_RUN_CANCEL_STATUS}
-        WHEN attempt >= max_attempts THEN 'error'
+        WHEN {_GIVE_UP} THEN 'error'
         ELSE 'pending' END,
     error = CASE
         WHEN cancel IS NOT NULL THEN error
-        WHEN attempt >= max_attempts THEN
-            'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt
-            || ' of ' || max_attempts || ': giving up'
+        WHEN {_GIVE_UP} THEN
+            'the run''s worker died ' || (lost_count + 1)
+            || ' times (killed, OOM or lost); giving up; last: ' || {_LOST}
             || coalesce('; previous error: ' || error, '')
-        ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt
-            || ' of ' || max_attempts || '; queued again' END,
-    ended_at = CASE WHEN cancel IS NOT NULL OR attempt >= max_attempts THEN {NOW} END,
+        ELSE {_LOST} || '; queued again' END,
+    ended_at = CASE WHEN cancel IS NOT NULL OR {_GIVE_UP} THEN {NOW} END,
+    lost_count = lost_count + 1,
     worker = NULL,
+    worker_lock = NULL,
     lease_expires_at = NULL
-WHERE status = 'running' AND lease_expires_at < {NOW}
+WHERE status = 'running' AND (lease_expires_at < {NOW} OR {_DEAD})
 RETURNING run_id, status, thread_id"""
 SWEEP_TASKS = f"""
 UPDATE treadle_tasks SET
     status = CASE WHEN attempt >= max_attempts THEN 'error' ELSE 'pending' END,
-    error = 'lease of worker ' || coalesce(worker, '?') || ' expired on attempt ' || attempt
-        || ' of ' || max_attempts
+    error = {_LOST} || ' of ' || max_attempts
         || CASE WHEN attempt >= max_attempts THEN ': giving up' ELSE '; queued again' END,
     ended_at = CASE WHEN attempt >= max_attempts THEN {NOW} END,
     worker = NULL,
+    worker_lock = NULL,
     lease_expires_at = NULL
-WHERE status = 'running' AND lease_expires_at < {NOW}
+WHERE status = 'running' AND (lease_expires_at < {NOW} OR {_DEAD})
 RETURNING task_key, status"""
 
 INSERT_TASK = """
@@ -278,11 +293,11 @@ UPDATE treadle_tasks SET status = 'pending', run_id = ?, thread_id = ?, graph_id
     result = NULL, error = NULL, ended_at = NULL
 WHERE task_key = ? AND (status = 'error' OR (status = 'pending' AND run_id IS NOT ?))"""
 GET_TASK = f"SELECT {TASK_COLUMNS} FROM treadle_tasks WHERE task_key = ?"
-# Up to ? pending tasks of running runs, oldest first. ? = worker, ? = ttl, graph filter,
+# Up to ? pending tasks of running runs, oldest first. ? = worker, ? = lock, ? = ttl, graph filter,
 # ? = limit. RETURNING has no order: seq comes last for sorting.
 CLAIM_TASKS = f"""
 UPDATE treadle_tasks SET
-    status = 'running', worker = ?, epoch = epoch + 1, attempt = attempt + 1,
+    status = 'running', worker = ?, worker_lock = ?, epoch = epoch + 1, attempt = attempt + 1,
     lease_expires_at = {NOW} + ?
 WHERE seq IN (
     SELECT t.seq FROM treadle_tasks t

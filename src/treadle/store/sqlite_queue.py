@@ -22,6 +22,7 @@ from treadle.errors import StoreDataError, StoreError, StoreUnavailableError, Th
 from treadle.store import sqlite_queries as q
 from treadle.store.queue import (
     CANCEL_STATUS,
+    DEFAULT_MAX_WORKER_LOSSES,
     TERMINAL,
     Event,
     Heartbeat,
@@ -33,9 +34,11 @@ from treadle.store.queue import (
     TaskRow,
     WorkerInfo,
     check,
+    same_request,
     serves,
 )
 from treadle.store.resources import ThreadUpdate
+from treadle.store.sqlite_session import SqliteWorkerSession, dead_sessions, sessions_folder
 
 __all__ = ["SqliteQueue"]
 
@@ -140,6 +143,11 @@ class SqliteQueue(RunQueue):
     def enqueue_run(self, run: NewRun, *, multitask: str = "enqueue") -> RunRow:
         check("multitask strategy", multitask)
         with self._write(f"queueing run {run.run_id}") as conn:
+            if run.idempotency_key is not None:  # under the write lock: no race
+                found = conn.execute(q.RUN_BY_KEY, (run.idempotency_key,)).fetchone()
+                if found is not None:
+                    same_request(run.idempotency_key, found[1], found[0], run.request_hash)
+                    return _run(found[1:])
             active = conn.execute(q.ACTIVE_RUNS, (run.thread_id,)).fetchall()
             if active:
                 if multitask == "reject":
@@ -152,16 +160,18 @@ class SqliteQueue(RunQueue):
             row = conn.execute(
                 q.INSERT_RUN,
                 (run.run_id, run.thread_id, run.graph_id, run.payload, run.max_attempts,
-                 run.timeout_s, int(run.stream), run.metadata),
+                 run.timeout_s, int(run.stream), run.metadata, run.idempotency_key,
+                 run.request_hash),
             ).fetchone()
         return _run(row)
 
     def claim_run(
-        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float,
+        lock: int | None = None,
     ) -> RunRow | None:
         with self._write("claiming a run") as conn:
             row = conn.execute(
-                q.CLAIM_RUN, (worker, ttl, json.dumps(list(graph_ids)), int(allow_pickled))
+                q.CLAIM_RUN, (worker, lock, ttl, json.dumps(list(graph_ids)), int(allow_pickled))
             ).fetchone()
             if row is not None:
                 conn.execute(*self._thread_state_stmt(ThreadUpdate(_run(row).thread_id, "busy")))
@@ -218,20 +228,36 @@ class SqliteQueue(RunQueue):
             row = conn.execute(q.GET_RUN, (run_id,)).fetchone()
         return _run(row) if row else None
 
-    def sweep(self) -> list[tuple[str, str]]:
-        with self._write("sweeping expired leases") as conn:
-            swept = conn.execute(q.SWEEP_RUNS).fetchall()
+    def sweep(self, max_losses: int = DEFAULT_MAX_WORKER_LOSSES, *,
+              check_sessions: bool = False) -> list[tuple[str, str]]:
+        dead: list[int] = []
+        if check_sessions:  # keys of running claims whose process is gone
+            keys = [r[0] for r in self._read("reading worker locks", q.LIVE_SESSION_KEYS, ())]
+            dead = dead_sessions(sessions_folder(self.path), keys)
+        params = {"max_losses": int(max_losses), "dead": json.dumps(dead)}
+        with self._write("sweeping lost leases") as conn:
+            swept = conn.execute(q.SWEEP_RUNS, params).fetchall()
             changed = [(r[0], r[1]) for r in swept]
             for r in swept:
                 if r[1] in TERMINAL:  # given up or cancelled: its thread is no longer busy
                     state = "error" if r[1] == "error" else "idle"
                     conn.execute(*self._thread_state_stmt(ThreadUpdate(r[2], state)))
-            changed += [(r[0], r[1]) for r in conn.execute(q.SWEEP_TASKS).fetchall()]
+            changed += [(r[0], r[1]) for r in conn.execute(q.SWEEP_TASKS, params).fetchall()]
         return changed
+
+    def worker_session(self, key: int) -> SqliteWorkerSession:
+        return SqliteWorkerSession(sessions_folder(self.path), key)
 
     def get_run(self, run_id: str) -> RunRow | None:
         rows = self._read(f"reading run {run_id}", q.GET_RUN, (run_id,))
         return _run(rows[0]) if rows else None
+
+    def get_run_by_key(self, idempotency_key: str, request_hash: str | None) -> RunRow | None:
+        rows = self._read("reading a run by its idempotency key", q.RUN_BY_KEY, (idempotency_key,))
+        if not rows:
+            return None
+        same_request(idempotency_key, rows[0][1], rows[0][0], request_hash)
+        return _run(rows[0][1:])
 
     def list_runs(
         self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100,
@@ -297,14 +323,15 @@ class SqliteQueue(RunQueue):
         return _task(row)
 
     def claim_tasks(
-        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int
+        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int,
+        lock: int | None = None,
     ) -> list[TaskRow]:
         if limit <= 0:
             return []
         with self._write("claiming tasks") as conn:
             rows = conn.execute(
                 q.CLAIM_TASKS,
-                (worker, ttl, json.dumps(list(graph_ids)), int(allow_pickled), int(limit)),
+                (worker, lock, ttl, json.dumps(list(graph_ids)), int(allow_pickled), int(limit)),
             ).fetchall()
         rows.sort(key=lambda r: r[-1])  # RETURNING has no order: by seq
         return [_task(r[:-1]) for r in rows]

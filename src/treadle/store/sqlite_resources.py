@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from treadle.errors import ConflictError
+from treadle.store import jsonsafe
 from treadle.store.resources import (
     ASSISTANT_SORT,
     CRON_SORT,
@@ -48,9 +49,11 @@ _NOW = "((julianday('now') - 2440587.5) * 86400.0)"  # as sqlite_queries.NOW
 def _json_match(column: str) -> str:
     """``column`` (a JSON object) has every top-level key of the bound JSON object ``?``
     with an equal value. Objects and arrays compare as (sorted-key) text; a number
-    equals a number of the same value, whether integer or real."""
+    equals a number of the same value, whether integer or real. A row whose column is not
+    valid JSON (``NaN`` written before the HTTP API refused it) matches nothing, and cannot
+    make the search fail."""
     return f"""NOT EXISTS (SELECT 1 FROM json_each(?) f WHERE NOT EXISTS (
-    SELECT 1 FROM json_each({column}) m
+    SELECT 1 FROM json_each(CASE WHEN json_valid({column}) THEN {column} ELSE '{{}}' END) m
     WHERE m.key = f.key AND m.value IS f.value
       AND (m.type = f.type OR (m.type IN ('integer', 'real') AND f.type IN ('integer', 'real')))))"""
 
@@ -183,7 +186,8 @@ def _dump(value: Any) -> str:
 
 
 def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    # A row stored before the HTTP API refused NaN or too-deep JSON still reads.
+    return None if text is None else jsonsafe.loads(text)
 
 
 def _assistant(row: Sequence[Any]) -> Assistant:

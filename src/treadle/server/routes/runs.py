@@ -13,6 +13,7 @@ from sse_starlette import EventSourceResponse
 
 from treadle.cluster.notify import notifier_for
 from treadle.server.context import Ctx, get_ctx
+from treadle.server.idempotency import HEADER, run_key
 from treadle.server.runs import check_run, create_run, run_output, stream_modes, wait_for_run
 from treadle.server.schemas import MAX_OFFSET, RunBatchItem, RunCancelMany, RunCreate
 from treadle.server.serialize import run_json, run_payload
@@ -23,6 +24,11 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["runs"])
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
+# Retrying a create with the same key returns (or joins) the first run: see
+# treadle.server.idempotency.
+KeyHeader = Annotated[str | None, Header(alias=HEADER, description=(
+    "Make the create idempotent: a retry with the same key and request returns (for "
+    "/stream and /wait, joins) the run the first one created."))]
 
 
 def _run_path(row: RunRow) -> str:
@@ -42,9 +48,11 @@ async def _run_or_404(ctx: Ctx, thread_id: str | None, run_id: str) -> RunRow:
     return row
 
 
-async def _stream_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless: bool
-                      ) -> EventSourceResponse:
-    row, payload = await create_run(ctx, body, thread_id, stream=True, stateless=stateless)
+async def _stream_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless: bool,
+                      key: str | None) -> EventSourceResponse:
+    row, payload = await create_run(
+        ctx, body, thread_id, stream=True, stateless=stateless,
+        key=run_key(key, body, thread_id, stateless=stateless, stream=True))
     modes = stream_modes(body.stream_mode)
     events = follow_run(ctx, row.run_id, modes, body.stream_subgraphs)
     if body.on_disconnect == "cancel":
@@ -67,8 +75,10 @@ async def _cancel_on_disconnect(ctx: Ctx, run_id: str, events: AsyncIterator[dic
 
 
 async def _wait_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless: bool,
-                    response_headers: dict[str, str] | None = None) -> JSONResponse:
-    row, _payload = await create_run(ctx, body, thread_id, stream=False, stateless=stateless)
+                    key: str | None) -> JSONResponse:
+    row, _payload = await create_run(
+        ctx, body, thread_id, stream=False, stateless=stateless,
+        key=run_key(key, body, thread_id, stateless=stateless, stream=False))
     path = _run_path(row)
     done = await wait_for_run(ctx, row.run_id)
     if done is None:
@@ -79,20 +89,25 @@ async def _wait_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless:
 
 # --- thread runs -----------------------------------------------------------------------
 @router.post("/threads/{thread_id}/runs", summary="Create a background run")
-async def create_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep) -> JSONResponse:
-    row, payload = await create_run(ctx, body, thread_id, stream=True)
+async def create_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep,
+                            idempotency_key: KeyHeader = None) -> JSONResponse:
+    row, payload = await create_run(
+        ctx, body, thread_id, stream=True,
+        key=run_key(idempotency_key, body, thread_id, stateless=False, stream=True))
     return JSONResponse(run_json(row, payload), headers={"Content-Location": _run_path(row)})
 
 
 @router.post("/threads/{thread_id}/runs/stream", summary="Create a run and stream its output",
              response_class=EventSourceResponse)
-async def stream_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep) -> EventSourceResponse:
-    return await _stream_new(ctx, body, thread_id, stateless=False)
+async def stream_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep,
+                            idempotency_key: KeyHeader = None) -> EventSourceResponse:
+    return await _stream_new(ctx, body, thread_id, False, idempotency_key)
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Create a run and wait for its output")
-async def wait_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep) -> JSONResponse:
-    return await _wait_new(ctx, body, thread_id, stateless=False)
+async def wait_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep,
+                          idempotency_key: KeyHeader = None) -> JSONResponse:
+    return await _wait_new(ctx, body, thread_id, False, idempotency_key)
 
 
 @router.get("/threads/{thread_id}/runs", summary="List a thread's runs, newest first")
@@ -171,29 +186,36 @@ async def _cancel(ctx: Ctx, run_id: str, action: str) -> RunRow | None:
 
 # --- stateless runs --------------------------------------------------------------------
 @router.post("/runs", summary="Create a stateless background run")
-async def create_stateless_run(body: RunCreate, ctx: CtxDep) -> JSONResponse:
-    row, payload = await create_run(ctx, body, None, stream=True, stateless=True)
+async def create_stateless_run(body: RunCreate, ctx: CtxDep,
+                               idempotency_key: KeyHeader = None) -> JSONResponse:
+    row, payload = await create_run(
+        ctx, body, None, stream=True, stateless=True,
+        key=run_key(idempotency_key, body, None, stateless=True, stream=True))
     return JSONResponse(run_json(row, payload), headers={"Content-Location": _run_path(row)})
 
 
 @router.post("/runs/stream", summary="Create a stateless run and stream its output",
              response_class=EventSourceResponse)
-async def stream_stateless_run(body: RunCreate, ctx: CtxDep) -> EventSourceResponse:
-    return await _stream_new(ctx, body, None, stateless=True)
+async def stream_stateless_run(body: RunCreate, ctx: CtxDep,
+                               idempotency_key: KeyHeader = None) -> EventSourceResponse:
+    return await _stream_new(ctx, body, None, True, idempotency_key)
 
 
 @router.post("/runs/wait", summary="Create a stateless run and wait for its output")
-async def wait_stateless_run(body: RunCreate, ctx: CtxDep) -> JSONResponse:
-    return await _wait_new(ctx, body, None, stateless=True)
+async def wait_stateless_run(body: RunCreate, ctx: CtxDep,
+                             idempotency_key: KeyHeader = None) -> JSONResponse:
+    return await _wait_new(ctx, body, None, True, idempotency_key)
 
 
 @router.post("/runs/batch", summary="Create stateless background runs")
-async def create_run_batch(body: list[RunBatchItem], ctx: CtxDep) -> list[dict[str, Any]]:
+async def create_run_batch(body: list[RunBatchItem], ctx: CtxDep,
+                           idempotency_key: KeyHeader = None) -> list[dict[str, Any]]:
     for item in body:  # all or none: refuse the batch before queueing any of it
         await check_run(ctx, item)
     out = []
-    for item in body:
-        row, payload = await create_run(ctx, item, None, stream=True, stateless=True)
+    for i, item in enumerate(body):  # with a key: item i is keyed "<key>#i"
+        key = run_key(idempotency_key, item, None, stateless=True, stream=True, index=i)
+        row, payload = await create_run(ctx, item, None, stream=True, stateless=True, key=key)
         out.append(run_json(row, payload))
     return out
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, field_validator
 from treadle.errors import InputError
 from treadle.memory import TreadleStore
 from treadle.server.context import get_store
+from treadle.server.limits import MAX_NAMESPACE_LABELS, MAX_STORE_PATH_BYTES, MAX_TTL_MINUTES
 from treadle.store import Store
 
 __all__ = ["router"]
@@ -33,7 +34,21 @@ def _labels(labels: list[str] | None) -> list[str] | None:
     for label in labels or ():
         if not label or "." in label:
             raise ValueError(f"namespace labels are non-empty strings without '.', got {label!r}")
+    if len(labels or ()) > MAX_NAMESPACE_LABELS:
+        raise ValueError(f"at most {MAX_NAMESPACE_LABELS} namespace labels")
+    if len(".".join(labels or ()).encode("utf-8", "surrogatepass")) > MAX_STORE_PATH_BYTES:
+        raise ValueError(f"the namespace (labels joined by '.') is at most "
+                         f"{MAX_STORE_PATH_BYTES} bytes of UTF-8")
     return labels
+
+
+def _key(key: str) -> str:
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_STORE_PATH_BYTES:
+        raise ValueError(f"the key is at most {MAX_STORE_PATH_BYTES} bytes of UTF-8")
+    return key
+
+
+Ttl = Annotated[float, Field(gt=0, le=MAX_TTL_MINUTES, description="Minutes until it expires.")]
 
 
 class PutItem(BaseModel):
@@ -42,9 +57,10 @@ class PutItem(BaseModel):
     value: dict[str, Any] = Field(description="The item: a JSON object.")
     index: Literal[False] | list[str] | None = Field(
         default=None, description="Accepted for compatibility; treadle has no vector index.")
-    ttl: float | None = Field(default=None, gt=0, description="Minutes until it expires.")
+    ttl: Ttl | None = None
 
     check_namespace = field_validator("namespace")(_labels)
+    check_key = field_validator("key")(_key)
 
 
 class DeleteItem(BaseModel):
@@ -52,6 +68,7 @@ class DeleteItem(BaseModel):
     key: str = Field(min_length=1)
 
     check_namespace = field_validator("namespace")(_labels)
+    check_key = field_validator("key")(_key)
 
 
 class SearchItems(BaseModel):
@@ -131,6 +148,11 @@ async def get_item(
     if not labels or not all(labels):
         raise HTTPException(422, f"namespace {namespace!r} must be labels joined by '.', "
                                  "none of them empty")
+    try:
+        _labels(labels)
+        _key(key)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
     with _unprocessable():
         item = await TreadleStore(store).aget(tuple(labels), key, refresh_ttl=refresh_ttl)
     if item is None:

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
@@ -29,6 +30,7 @@ from treadle import metrics
 from treadle.errors import TreadleError
 from treadle.jsonable import dumps
 from treadle.server.context import Ctx, get_ctx
+from treadle.server.limits import check_json
 from treadle.server.sse import EventStream
 from treadle.server.thread_stream import (
     CHANNELS,
@@ -142,7 +144,12 @@ async def thread_events_socket(websocket: WebSocket, thread_id: str) -> None:
     try:
         while True:
             try:
-                command = json.loads(await websocket.receive_text())
+                text = await websocket.receive_text()
+                check_json(text)  # the limits every HTTP body meets
+                command = json.loads(text)
+            except RequestValidationError as exc:
+                await send(error_response(None, "invalid_argument", str(exc.errors()[0]["msg"])))
+                continue
             except ValueError:
                 await send(error_response(None, "invalid_argument", "a command is a JSON object"))
                 continue
