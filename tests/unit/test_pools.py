@@ -308,6 +308,20 @@ def test_distributed_runtime_queues_the_run(tmp_path):
     g.close()
 
 
+def test_max_attempts_is_not_silently_ignored(tmp_path, caplog, monkeypatch):
+    from treadle.cluster import client
+
+    monkeypatch.setattr(client, "_warned_max_attempts", False)
+    b = StateGraph(S)
+    b.add_node("n", lambda s: {"out": []})
+    b.add_edge(START, "n")
+    with treadle.compile(b, settings=settings(tmp_path)) as g, caplog.at_level("WARNING", "treadle.client"):
+        client.submit(g, {"out": []}, {"runtime": "distributed", "max_attempts": 5}, {})
+        client.submit(g, {"out": []}, {"runtime": "distributed", "max_attempts": 5}, {})
+    said = [r.getMessage() for r in caplog.records if "max_attempts" in r.getMessage()]
+    assert len(said) == 1 and "TREADLE_MAX_WORKER_LOSSES" in said[0]
+
+
 def test_placement_option(tmp_path):
     b = StateGraph(S)
     b.add_node("n", lambda s: {"out": []}, metadata={"treadle": {"placement": "remote"}})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["ainvoke", "astream", "cancel", "invoke", "stream", "submit", "wait"]
 
 # Keys of a run config that steer the cluster run rather than LangGraph.
+log = logging.getLogger("treadle.client")
+
 _RUN_OPTIONS = ("runtime", "multitask_strategy", "max_attempts", "run_timeout", "queue_timeout")
 _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
 
@@ -85,6 +88,18 @@ def watch(graph: TreadleGraph, config: dict[str, Any] | None, row: RunRow) -> Pe
                         graph_args=graph.worker_args)
 
 
+_warned_max_attempts = False
+
+
+def _warn_max_attempts() -> None:
+    # Said once per process, not silently ignored: runs are not retried as a whole.
+    global _warned_max_attempts
+    _warned_max_attempts = True
+    log.warning("max_attempts is recorded but bounds nothing: a failed node is retried by its retry "
+                "policy, a lost worker counts against TREADLE_MAX_WORKER_LOSSES and a hand-back "
+                "against TREADLE_RUN_MAX_HANDBACKS (docs/cluster.md)")
+
+
 def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
            kwargs: dict[str, Any], *, stream: bool = False) -> RunRow:
     """Queue a run of ``graph``; return its record (status ``pending``)."""
@@ -104,6 +119,8 @@ def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
     max_attempts = int(options.get("max_attempts", 3))
     if max_attempts < 1:
         raise ConfigError("max_attempts must be at least 1")
+    if "max_attempts" in options and not _warned_max_attempts:
+        _warn_max_attempts()
     timeout = options.get("run_timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError("run_timeout must be a positive number of seconds")
