@@ -252,12 +252,11 @@ class TreadleGraph:
         node bodies see it again in their config (for their own ``batch`` calls).
         """
         given = cfg.pop("max_concurrency", None)
+        for key, value in (("max_workers", max_workers), ("max_concurrency", given)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{key} must be a positive integer, not {value!r}")
         if max_workers is None:
             max_workers = given
-        if max_workers is not None and (
-            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
-        ):
-            raise ConfigError("max_workers (or max_concurrency) must be a positive integer")
         if not is_async:
             # A thread per submission; they park on the run's slots (sync has no "unbounded").
             cfg["max_concurrency"] = _UNBOUNDED
