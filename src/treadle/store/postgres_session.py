@@ -67,25 +67,17 @@ class PgWorkerSession(WorkerSession):
             except StoreError as exc:
                 log.debug("worker session cannot reconnect: %s", exc)
                 return False
-            try:
-                row = conn.execute(q.TAKE_SESSION_LOCK, (self.key,)).fetchone()
-            except psycopg.Error as exc:
-                log.warning("taking the worker session lock failed (%s)", one_line(exc))
-                conn.close()
-                return False
-            while not row or not row[0]:
+            taken = _take(conn, self.key)
+            while taken is False:
                 # Our own earlier session, still alive on the server after a partition (it
                 # goes at the server's TCP keepalive): its claims fall back to their leases;
                 # new claims carry a new key.
                 old, self.key = self.key, secrets.randbits(64) - 2**63
                 log.warning("worker session key %d is still held by an earlier session; "
                             "using key %d", old, self.key)
-                try:
-                    row = conn.execute(q.TAKE_SESSION_LOCK, (self.key,)).fetchone()
-                except psycopg.Error as exc:
-                    log.warning("taking the worker session lock failed (%s)", one_line(exc))
-                    conn.close()
-                    return False
+                taken = _take(conn, self.key)
+            if taken is None:
+                return False
             self._conn = conn
             self.held_since = time.monotonic()
             return True
@@ -103,3 +95,15 @@ class PgWorkerSession(WorkerSession):
         with self._lock:
             self._closed = True
             self._drop()
+
+
+def _take(conn: psycopg.Connection[Any], key: int) -> bool | None:
+    """Try to take the session lock ``key`` on ``conn``: taken, held by another session
+    (False), or the connection failed (None; it is closed)."""
+    try:
+        row = conn.execute(q.TAKE_SESSION_LOCK, (key,)).fetchone()
+    except psycopg.Error as exc:
+        log.warning("taking the worker session lock failed (%s)", one_line(exc))
+        conn.close()
+        return None
+    return bool(row and row[0])
