@@ -225,12 +225,12 @@ def _takes_argument(func: Any) -> bool:
 
 
 def _as_graph(obj: Any) -> StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any] | None:
-    if isinstance(obj, (StateGraph, Pregel)):
-        return obj
     from treadle.runtime import TreadleGraph
 
-    if isinstance(obj, TreadleGraph):
-        return _unwrap(obj.graph)
+    if isinstance(obj, TreadleGraph):  # a Pregel too: unwrapped, it is compiled again
+        return _unwrap(obj)
+    if isinstance(obj, (StateGraph, Pregel)):
+        return obj
     return None
 
 
