@@ -9,9 +9,7 @@ thread, a fencing token so two executions can never interleave their writes.
 from __future__ import annotations
 
 import inspect
-import threading
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, cast
 
@@ -25,10 +23,10 @@ from langgraph.types import StateSnapshot
 
 from treadle.checkpointer import EPOCH_KEY, TreadleSaver
 from treadle.config import Settings, get_settings
+from treadle.core import GraphCore, wrap_nodes
 from treadle.errors import ConfigError, FencedWriteError
 from treadle.execution import EXECUTION_KEY, Execution
-from treadle.policies import CircuitBreaker, default_retry_policy
-from treadle.pools import LIMITS_KEY, NodeOptions, NodeProxy, Pools, RunLimits
+from treadle.pools import LIMITS_KEY, Pools, RunLimits
 from treadle.store import Store, shared
 from treadle.store.base import ClaimThread
 from treadle.store.urls import redact
@@ -113,9 +111,9 @@ def compile(
             if memory_store is not None:
                 update["store"] = memory_store
             compiled = _rebuild(graph, _plain_class(type(graph)), update)
-        core = _Core(backend, saver, settings)
+        core = GraphCore(backend, saver, settings)
         core.graph_id = graph_id
-        wrapped = _wrap(compiled, dict(nodes or {}), core)
+        wrapped = wrap_nodes(compiled, dict(nodes or {}), core)
         return cast(TreadleGraph, _rebuild(wrapped, _treadle_class(type(wrapped)), {"treadle_core": core}))
     except BaseException:
         shared.release(settings.store)
@@ -152,73 +150,6 @@ def _check_compile_kwargs(kwargs: Mapping[str, Any]) -> None:
         )
 
 
-class _Core:
-    """What a treadle graph and all its copies (``with_config``, ...) share: its
-    settings, treadle store, saver and pools. Released by ``close()`` or once no copy
-    is left."""
-
-    def __init__(self, backend: Store, saver: TreadleSaver, settings: Settings) -> None:
-        self.settings = settings
-        self.backend = backend
-        self.saver = saver
-        self.pools = Pools(settings)
-        self.retry_policy = (default_retry_policy(settings),)
-        self.extra_stores: dict[str, tuple[Store, TreadleSaver]] = {}
-        self.lock = threading.Lock()
-        self.graph_id: str | None = None  # its name for workers (runtime="distributed")
-        self.shipped: str | None = None  # its id once shipped to workers by value
-        # The graph arguments of a `treadle worker` serving it, when known (`name=REF`,
-        # `--graphs langgraph.json`): the hint given when no live worker serves it.
-        self.worker_args: str | None = None
-        self.finalizer = weakref.finalize(self, _release, self.pools, settings.store,
-                                          self.extra_stores)
-
-
-def _wrap(graph: Pregel[Any, Any, Any, Any], node_options: Mapping[str, Mapping[str, Any]],
-          core: _Core) -> Pregel[Any, Any, Any, Any]:
-    """A copy of ``graph`` whose nodes run through treadle's pools.
-
-    Idempotent: a node that already holds a :class:`NodeProxy` (a graph compiled
-    by treadle before) is re-wrapped from its original runnable, never twice.
-    """
-    unknown = set(node_options) - set(graph.nodes)
-    if unknown:
-        raise ConfigError(f"nodes={sorted(unknown)} are not nodes of this graph")
-    settings = core.settings
-    new_nodes = {}
-    for name, node in graph.nodes.items():
-        bound = node.bound
-        inherited: dict[str, Any] = {}
-        if isinstance(bound, NodeProxy):
-            inherited = {"pool": bound.options.pool, "timeout": bound.options.timeout,
-                         "placement": bound.options.placement}
-            bound = bound.bound
-        if isinstance(bound, Pregel):
-            # A compiled subgraph added as a node: wrap a copy, leave the user's alone.
-            sub = _wrap(bound, {}, core)
-            new_nodes[name] = node.copy({"bound": sub, "subgraphs": [sub]})
-            continue
-        if node.subgraphs or name.startswith("__"):
-            # A subgraph called from inside a function can only be wrapped in place.
-            for inner in node.subgraphs or ():
-                if isinstance(inner, Pregel):
-                    wrapped = _wrap(inner, {}, core)
-                    inner.nodes = wrapped.nodes
-                    inner.retry_policy = wrapped.retry_policy
-            new_nodes[name] = node.copy({"bound": bound}) if bound is not node.bound else node
-            continue
-        meta = (node.metadata or {}).get("treadle")
-        options = NodeOptions.parse(
-            name, {**inherited, **(meta or {}), **node_options.get(name, {})}, settings.node_timeout,
-        )
-        breaker = CircuitBreaker(name, settings.breaker_threshold, settings.breaker_cooldown)
-        proxy = NodeProxy(name, bound, options, core.pools, breaker,
-                          # LangGraph's rule: the node's own policy, else the graph's.
-                          list(node.retry_policy or core.retry_policy))
-        new_nodes[name] = node.copy({"bound": proxy})
-    return graph.copy({"nodes": new_nodes, "retry_policy": core.retry_policy})
-
-
 def _rebuild(graph: Pregel[Any, Any, Any, Any], cls: type[Any],
              update: Mapping[str, Any]) -> Pregel[Any, Any, Any, Any]:
     """``graph`` as an instance of ``cls`` (as ``Pregel.copy`` does, another class)."""
@@ -239,7 +170,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
 
     _plain: type[Pregel[Any, Any, Any, Any]] = Pregel
 
-    def __init__(self, *, treadle_core: _Core, **kwargs: Any) -> None:
+    def __init__(self, *, treadle_core: GraphCore, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.treadle_core = treadle_core
 
@@ -539,11 +470,3 @@ def _cluster() -> Any:
     from treadle.cluster import client
 
     return client
-
-
-def _release(pools: Pools, url: str, extra: dict[str, tuple[Store, TreadleSaver]]) -> None:
-    pools.close()
-    for extra_url in list(extra):
-        shared.release(extra_url)
-    extra.clear()
-    shared.release(url)

@@ -149,7 +149,7 @@ def run(
     logging.getLogger("treadle.client").addHandler(waiting)
     try:
         if resume:
-            if tg.checkpointer.get_tuple({"configurable": {"thread_id": thread_id}}) is None:
+            if tg.treadle_core.saver.get_tuple({"configurable": {"thread_id": thread_id}}) is None:
                 raise InputError(
                     f"thread {thread_id!r} has no checkpoint in {redact(settings.store)}: "
                     "nothing to resume (check --thread and --store)"
