@@ -141,9 +141,18 @@ def run(
         config["runtime"] = "distributed"  # type: ignore[typeddict-unknown-key]
 
     load_ref, name, worker_args = _resolve(ref, config_file, runtime == "distributed")
-    graph = load_graph(load_ref, config={"configurable": {"thread_id": thread_id}})
-    tg = treadle.compile(graph, settings=settings,
-                         graph_id=name if runtime == "distributed" else None)
+    from treadle.memory import TreadleStore
+    from treadle.store import shared
+
+    # A factory taking a ServerRuntime gets one for executing a run, on the run's store.
+    memory = TreadleStore(shared.acquire(settings.store))
+    try:
+        graph = load_graph(load_ref, config={"configurable": {"thread_id": thread_id}},
+                           access_context="threads.create_run", store=memory)
+        tg = treadle.compile(graph, settings=settings,
+                             graph_id=name if runtime == "distributed" else None)
+    finally:
+        shared.release(settings.store)  # the compiled graph holds the store from now on
     tg.worker_args = worker_args
     waiting = _SayWaiting()  # "no live worker serves graph ..." (treadle.cluster.pending)
     logging.getLogger("treadle.client").addHandler(waiting)
