@@ -121,6 +121,15 @@ class Factory:
     def takes_arguments(self) -> bool:
         return bool(self.config_param or self.runtime_param or self.config_by_star)
 
+    @property
+    def per_use(self) -> bool:
+        """Whether servers call it for each use: when it takes a config or a runtime, or
+        makes a context manager (``@contextmanager`` / ``@asynccontextmanager``); a
+        factory without parameters that returns a graph is called once, its graph shared."""
+        wrapped = getattr(self.func, "__wrapped__", None)
+        return self.takes_arguments or inspect.isgeneratorfunction(wrapped) \
+            or inspect.isasyncgenfunction(wrapped)
+
     def call(self, config: dict[str, Any], runtime: Any) -> Any:
         """``func(...)`` with the config and/or runtime it asks for: the graph, an
         awaitable or a context manager. The config is also the current runnable config

@@ -85,3 +85,15 @@ async def test_context_manager_factory_is_exited_after_the_run(server: ServerPro
             break
         await asyncio.sleep(0.1)
     assert calls == expected
+
+
+def test_a_factory_no_server_could_call_stops_start_up(tmp_path: Path) -> None:
+    proc = ServerProcess("dev", f"sqlite:///{tmp_path / 'dev.db'}", tmp_path / "server.log", [],
+                         subprocess_env(), GRAPHS / "bad.json")
+    try:
+        assert proc.proc.wait(60) != 0
+    finally:
+        proc.stop(timeout=10)
+    assert ("graph 'bad' of " in proc.log() and "factories.py:two_configs: a graph factory takes "
+            "a config and/or a ServerRuntime, but other is neither (give it a default, or "
+            "annotate the runtime parameter as ServerRuntime)" in proc.log()), proc.log()

@@ -322,3 +322,41 @@ def test_registry_factory_failure_is_a_graph_load_error_and_body_errors_pass(
 
     with pytest.raises(KeyError, match="mine"):
         asyncio.run(body_fails())
+
+
+def test_registry_shares_a_parameterless_factory_graph_but_enters_its_context_manager(
+        pysrc: Path) -> None:
+    path = _write(pysrc, """
+        def once():
+            EVENTS.append("once")
+            return build()
+
+        @contextlib.contextmanager
+        def managed():
+            EVENTS.append("enter")
+            yield build()
+            EVENTS.append("exit")
+    """)
+    url = f"sqlite:///{pysrc / 'reg0.db'}"
+    store = open_store(url)
+    reg = GraphRegistry(store, {"once": f"{path}:once", "managed": f"{path}:managed"},
+                        allow_pickled=False, settings=get_settings(store=url))
+    reg.load_all()
+    try:
+        events = _module(reg.graphs[REF_PREFIX + "once"].graph).EVENTS
+        assert events == ["once", "enter", "exit"]  # each loaded at start
+
+        async def use() -> tuple[Any, Any]:
+            async with reg.open(REF_PREFIX + "once", None, "threads.read") as once:
+                pass
+            async with reg.open(REF_PREFIX + "managed", None, "threads.read") as managed:
+                assert events[-1] == "enter"
+            return once, managed
+
+        once, managed = asyncio.run(use())
+        assert events == ["once", "enter", "exit", "enter", "exit"]
+        assert once is reg.graphs[REF_PREFIX + "once"]
+        assert managed is not reg.graphs[REF_PREFIX + "managed"]
+    finally:
+        reg.close()
+        store.close()

@@ -117,7 +117,7 @@ class GraphRegistry:
                 graph = load_graph(ref, store=self._memory())
                 self.graphs[gid] = self._attach(compile(graph, settings=self.settings))
                 factory = load_factory(ref)
-                if factory is not None and factory.takes_arguments:
+                if factory is not None and factory.per_use:
                     self.factories[gid] = factory
             except TreadleError as exc:
                 self.failed[gid] = str(exc)
@@ -141,8 +141,8 @@ class GraphRegistry:
                    *, context: Any = None) -> AsyncIterator[TreadleGraph]:
         """The graph to use for ``access_context`` (see :mod:`treadle.factories`).
 
-        A graph loaded at start is shared. A factory that takes a config or a runtime is
-        called again, as LangGraph Platform calls it: with ``config`` and a
+        A graph loaded at start is shared. A factory that takes a config or a runtime, or
+        makes a context manager, is called again, as LangGraph Platform calls it: with ``config`` and a
         ``ServerRuntime`` (the run's ``context`` when executing); the graph it made is
         closed, and a context manager it returned exited, when the block ends."""
         graph = self.get(graph_id)

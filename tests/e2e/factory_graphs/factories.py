@@ -64,3 +64,8 @@ async def managed_graph(runtime: ServerRuntime) -> AsyncIterator[CompiledStateGr
     await _record(runtime, "managed", "enter")
     yield _graph(runtime, {})
     await _record(runtime, "managed", "exit")
+
+
+def two_configs(config: RunnableConfig, other: RunnableConfig) -> CompiledStateGraph:
+    """No server can call this: neither parameter is a ServerRuntime."""
+    raise AssertionError("never called")
