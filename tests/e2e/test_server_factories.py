@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from langgraph_sdk import get_client
+
 from processes import ServerProcess, subprocess_env
 
 pytestmark = pytest.mark.timeout(120)
