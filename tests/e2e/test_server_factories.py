@@ -98,3 +98,19 @@ def test_a_factory_no_server_could_call_stops_start_up(tmp_path: Path) -> None:
     assert ("graph 'bad' of " in proc.log() and "factories.py:two_configs: a graph factory takes "
             "a config and/or a ServerRuntime, but other is neither (give it a default, or "
             "annotate the runtime parameter as ServerRuntime)" in proc.log()), proc.log()
+
+
+def test_treadle_run_gives_a_factory_an_execution_runtime(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "treadle", "run", f"{GRAPHS / 'factories.py'}:make_graph",
+         "--input", '{"text": "hi"}', "--thread", "T1", "--json",
+         "--store", f"sqlite:///{tmp_path / 'run.db'}"],
+        env=subprocess_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "text": "hi echoed", "access_context": "threads.create_run", "is_for_execution": True,
+        "context": None, "thread_id": "T1"}
