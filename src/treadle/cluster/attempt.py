@@ -365,7 +365,6 @@ class RunAttempts:
             schedule_webhook(self.store, str(payload["webhook"]), ex.run_id, self.settings)
 
 
-
 def _factory_config(row: RunRow, payload: dict[str, Any]) -> dict[str, Any]:
     """The config a graph factory gets for a run: the run's, with its thread and run ids."""
     config = dict(payload.get("config") or {})

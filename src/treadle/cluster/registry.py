@@ -142,9 +142,10 @@ class GraphRegistry:
         """The graph to use for ``access_context`` (see :mod:`treadle.factories`).
 
         A graph loaded at start is shared. A factory that takes a config or a runtime, or
-        makes a context manager, is called again, as LangGraph Platform calls it: with ``config`` and a
-        ``ServerRuntime`` (the run's ``context`` when executing); the graph it made is
-        closed, and a context manager it returned exited, when the block ends."""
+        makes a context manager, is called again, as LangGraph Platform calls it: with
+        ``config`` and a ``ServerRuntime`` (the run's ``context`` when executing); the
+        graph it made is closed, and a context manager it returned exited, when the block
+        ends."""
         graph = self.get(graph_id)
         factory = self.factories.get(graph_id)
         if factory is None:
