@@ -15,12 +15,13 @@ import pytest
 from langgraph.pregel.remote import RemoteGraph
 from langgraph.types import Command
 from langgraph_sdk import get_client, get_sync_client
+
 from processes import ServerProcess, subprocess_env
 
 pytestmark = pytest.mark.timeout(120)
 
 CONFIG = Path(__file__).resolve().parent / "graphs" / "protocol.json"
-ASK = [{"role": "user", "content": "find treadle"}]
+ASK: Any = [{"role": "user", "content": "find treadle"}]
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,74 @@ async def test_v3_tools_channel_carries_the_tool_calls(server: ServerProcess) ->
     datas = [e["params"]["data"] for e in events]
     assert _tool_events(datas) == [("tool-started", "call-1"), ("tool-finished", "call-1")]
     assert datas[0]["tool_name"] == "lookup"
+
+
+# --- run.start on a thread stopped at an interrupt --------------------------------------------
+async def test_v3_run_start_with_input_resumes_an_interrupted_thread(server: ServerProcess) -> None:
+    client = get_client(url=server.url)
+    async with client.threads.stream(assistant_id="review") as thread:
+        await thread.run.start(input={"draft": "d1"})
+        await _within(_collect(thread.values))  # ends at the interrupt
+        assert thread.interrupted
+        await thread.run.start(input="approved")  # plain input: the answer to the interrupt
+        final = await _within(thread.output)
+    assert final == {"draft": "d1", "verdict": "approved"}
+    state: Any = await client.threads.get_state(thread.thread_id)
+    assert state["next"] == [] and state["values"]["verdict"] == "approved"
+
+
+async def test_v3_run_start_waits_for_the_interrupted_run_to_end(server: ServerProcess) -> None:
+    # The second run.start comes before the first run has even started: it must decide
+    # once that run has recorded its end, so the input answers the interrupt.
+    client = get_client(url=server.url)
+    async with client.threads.stream(assistant_id="review") as thread:
+        first = await thread.run.start(input={"draft": "d2"})
+        second = await thread.run.start(input={"ok": True})
+        final = await _within(thread.output)
+    assert final == {"draft": "d2", "verdict": {"ok": True}}
+    runs = {r["run_id"]: r for r in await client.runs.list(thread.thread_id)}
+    assert runs[first["run_id"]]["status"] == "interrupted"
+    assert runs[second["run_id"]]["status"] == "success"
+
+
+async def test_v3_run_start_on_a_thread_not_interrupted_is_new_input(server: ServerProcess) -> None:
+    client = get_client(url=server.url)
+    async with client.threads.stream(assistant_id="review") as thread:
+        await thread.run.start(input={"draft": "d3"})
+        await _within(_collect(thread.values))
+        await thread.run.start(input="yes")
+        await _within(thread.output)
+        # Answered: the thread is idle, so new input starts the graph over (and asks again).
+        await thread.run.start(input={"draft": "d4"})
+        await _within(_collect(thread.values))
+        assert thread.interrupted
+        [asked] = thread.interrupts
+        assert asked["value"] == {"draft": "d4"}
+    state = await client.threads.get_state(thread.thread_id)
+    assert state["values"] == {"draft": "d4", "verdict": "yes"} and state["next"] == ["ask"]
+
+
+@pytest.mark.parametrize("answer", [Command(resume="lgtm"), "lgtm"])
+def test_remote_graph_v3_resumes_with_the_answer(server: ServerProcess, answer: Any) -> None:
+    remote = RemoteGraph("review", url=server.url)
+    tid = get_sync_client(url=server.url).threads.create()["thread_id"]
+    config: Any = {"configurable": {"thread_id": tid}}
+    with remote.stream_events({"draft": "d5"}, config, version="v3") as run:
+        values = list(run.values)
+        assert values[-1] == {"draft": "d5"}
+        assert run.interrupted
+        assert [i["value"] for i in run.interrupts] == [{"draft": "d5"}]
+    with remote.stream_events(answer, config, version="v3") as run:
+        assert run.output == {"draft": "d5", "verdict": "lgtm"}
+    assert remote.get_state(config).values == {"draft": "d5", "verdict": "lgtm"}
+
+
+async def test_remote_graph_v3_async_resumes_with_the_answer(server: ServerProcess) -> None:
+    remote = RemoteGraph("review", url=server.url)
+    config: Any = {"configurable": {"thread_id": (
+        await get_client(url=server.url).threads.create())["thread_id"]}}
+    async with await remote.astream_events({"draft": "d6"}, config, version="v3") as run:
+        await _within(_collect(run.values))  # ends at the interrupt
+        assert await run.interrupted()
+    async with await remote.astream_events(Command(resume="fine"), config, version="v3") as run:
+        assert await _within(run.output()) == {"draft": "d6", "verdict": "fine"}
