@@ -1,7 +1,8 @@
 """Fixture graphs for the protocol compatibility tests (served by ``protocol.json``).
 
 * ``agent``: a chat model streams a reply, then a node writes an AI message with a tool
-  call itself (no model), and LangGraph's ``ToolNode`` runs the tool.
+  call itself (no model), LangGraph's ``ToolNode`` runs the tool, and a chat model that
+  does not stream answers.
 * ``review``: stops at ``interrupt()`` and records the answer it is resumed with.
 """
 
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.language_models.fake_chat_models import (
+    FakeMessagesListChatModel,
+    GenericFakeChatModel,
+)
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
@@ -36,15 +40,22 @@ def plan(state: MessagesState) -> dict[str, Any]:
     return {"messages": [AIMessage(content="calling lookup", tool_calls=[call])]}
 
 
+async def answer(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+    chat = FakeMessagesListChatModel(responses=[AIMessage(content="all done")])  # no _stream
+    return {"messages": [await chat.ainvoke(state["messages"], config)]}
+
+
 def _agent() -> Any:
     b = StateGraph(MessagesState)
     b.add_node("model", model)
     b.add_node("plan", plan)
     b.add_node("tools", ToolNode([lookup]))
+    b.add_node("answer", answer)
     b.add_edge(START, "model")
     b.add_edge("model", "plan")
     b.add_edge("plan", "tools")
-    b.add_edge("tools", END)
+    b.add_edge("tools", "answer")
+    b.add_edge("answer", END)
     return b.compile()
 
 
