@@ -178,3 +178,16 @@ async def test_remote_graph_v3_async_resumes_with_the_answer(server: ServerProce
         assert await run.interrupted()
     async with await remote.astream_events(Command(resume="fine"), config, version="v3") as run:
         assert await _within(run.output()) == {"draft": "d6", "verdict": "fine"}
+
+
+def test_remote_graph_invoke_resumes_with_a_command(server: ServerProcess) -> None:
+    # RemoteGraph.invoke / stream use the run API: a Command travels as the run's `command`
+    # (plain input there is new input, as on LangGraph Platform).
+    remote = RemoteGraph("review", url=server.url)
+    tid = get_sync_client(url=server.url).threads.create()["thread_id"]
+    config: Any = {"configurable": {"thread_id": tid}}
+    stopped = remote.invoke({"draft": "d7"}, config)
+    assert stopped["draft"] == "d7"
+    assert [i["value"] for i in stopped["__interrupt__"]] == [{"draft": "d7"}]
+    assert remote.invoke(Command(resume="ship it"), config) == {"draft": "d7", "verdict": "ship it"}
+    assert remote.get_state(config).next == ()
