@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from langgraph_sdk import get_client, get_sync_client
-from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
+from langgraph_sdk.errors import UnprocessableEntityError
 
 from treadle.config import get_settings
 from treadle.memory import TreadleStore
@@ -26,10 +27,9 @@ from treadle.store import Store, open_store
 from treadle.store.items import NamespaceQuery
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Store]]:
-    """(base URL, store) of the store routes served on a free port."""
-    store = open_store(f"sqlite:///{tmp_path}/server.db")
+@contextmanager
+def _serve(store: Store) -> Iterator[str]:
+    """The base URL of the store routes over ``store``, served on a free port."""
     app = FastAPI()
     app.include_router(router)
     app.state.ctx = Ctx(settings=get_settings(), store=store, graphs=None)
@@ -44,11 +44,34 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Store]]:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}", store
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Store]]:
+    """(base URL, store) of the store routes over a SQLite store."""
+    store = open_store(f"sqlite:///{tmp_path}/server.db")
+    try:
+        with _serve(store) as url:
+            yield url, store
+    finally:
+        store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def served_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The base URL of the store routes over a SQLite store, then a PostgreSQL one."""
+    url = (f"sqlite:///{tmp_path}/server.db" if request.param == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    store = open_store(url)
+    try:
+        with _serve(store) as base:
+            yield base
+    finally:
         store.close()
 
 
@@ -85,8 +108,7 @@ def test_async_client_round_trip(served: tuple[str, Store]) -> None:
         assert listed == {"namespaces": [["teams", "x"]]}
 
         await client.store.delete_item(["users", "ada"], "prefs")
-        with pytest.raises(NotFoundError):
-            await client.store.get_item(["users", "ada"], "prefs")
+        assert await client.store.get_item(["users", "ada"], "prefs") is None
 
     asyncio.run(scenario())
     # The server wrote to the treadle store: graphs sharing it see the same items.
@@ -105,8 +127,7 @@ def test_sync_client_round_trip(served: tuple[str, Store]) -> None:
     assert client.store.list_namespaces() == {"namespaces": [["from", "graph"]]}
     client.store.delete_item(["from", "graph"], "k")
     client.store.delete_item(["from", "graph"], "k")  # deleting a missing item is fine
-    with pytest.raises(NotFoundError):
-        client.store.get_item(["from", "graph"], "k")
+    assert client.store.get_item(["from", "graph"], "k") is None
 
 
 def test_ttl_over_http(served: tuple[str, Store]) -> None:
@@ -116,9 +137,25 @@ def test_ttl_over_http(served: tuple[str, Store]) -> None:
     (row,) = store.get_items([(("t",), "k")], refresh_ttl=False)
     assert row is not None and row.ttl_minutes == 0.005
     time.sleep(0.6)
-    with pytest.raises(NotFoundError):
-        client.store.get_item(["t"], "k")
+    assert client.store.get_item(["t"], "k") is None
     assert client.store.search_items(["t"]) == {"items": []}
+
+
+def test_a_missing_item_is_null_not_404(served_any: str) -> None:
+    # As LangGraph Platform answers: 200 with `null`; the SDK's get_item returns None.
+    client = get_sync_client(url=served_any, api_key=None)
+    assert client.store.get_item(["never"], "written") is None
+    client.store.put_item(["once"], "k", {"v": 1})
+    assert client.store.get_item(["once"], "other") is None
+    assert client.store.get_item(["once", "deeper"], "k") is None
+    r = httpx.get(served_any + "/store/items", params={"namespace": "once", "key": "gone"})
+    assert (r.status_code, r.content) == (200, b"null")
+    client.store.delete_item(["once"], "k")
+
+    async def scenario() -> None:
+        assert await get_client(url=served_any, api_key=None).store.get_item(["once"], "k") is None
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("method, path, body, field", [

@@ -212,6 +212,13 @@ class _Messages:
         return [("messages", list(ns), data) for data in datas]
 
 
+def _from_chat_model(meta: Any) -> bool:
+    """Whether a recorded ``messages`` chunk is a chat model's output. LangGraph's
+    ``messages`` mode also repeats the messages nodes return (with the node's metadata);
+    a chat model call's metadata carries LangChain's ``ls_model_type``."""
+    return isinstance(meta, dict) and "ls_model_type" in meta
+
+
 def _interrupts(value: Any) -> list[tuple[str, Any]]:
     """(id, value) of the ``Interrupt`` objects (or their JSON) in ``value``."""
     out: list[tuple[str, Any]] = []
@@ -242,6 +249,8 @@ class RunConverter:
         out = self._discover(ns)
         if mode == "messages":
             msg, meta = data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, {})
+            if not _from_chat_model(meta):
+                return out  # a message a node returned: state (values, updates), not output
             return out + self.messages.feed(ns, msg, meta)
         if mode == "values":
             if isinstance(data, dict) and "__interrupt__" in data:

@@ -35,7 +35,8 @@ __all__ = ["check_run", "create_run", "get_assistant_or_404", "run_output", "str
 # is a streamed run's result).
 _ENGINE_MODES = {"values": "values", "updates": "updates", "messages": "messages",
                  "messages-tuple": "messages", "custom": "custom", "debug": "debug",
-                 "tasks": "tasks", "checkpoints": "checkpoints", "events": "events"}
+                 "tasks": "tasks", "checkpoints": "checkpoints", "events": "events",
+                 "tools": "tools"}
 
 
 def stream_modes(requested: Any) -> list[str]:

@@ -44,6 +44,7 @@ from treadle.store.queue import (
     CHANNEL_RUNS,
     RunRow,
 )
+from treadle.store.resources import Thread
 
 __all__ = ["CHANNELS", "PROTOCOL_STREAM_MODES", "EventFilter", "join_thread",
            "protocol_events", "run_command", "seq_of"]
@@ -339,6 +340,16 @@ async def _start(ctx: Ctx, thread_id: str, fields: dict[str, Any]) -> dict[str, 
     return {"run_id": row.run_id, **await _applied_through(ctx, thread_id, row.run_id)}
 
 
+async def _settled(ctx: Ctx, thread_id: str) -> tuple[Thread | None, list[RunRow]]:
+    """The thread's record once its latest run has recorded its end (waiting at most
+    ``_RESPOND_WAIT``: an interrupt is streamed before its run records it on the thread),
+    and its runs."""
+    runs = await _thread_runs(ctx, thread_id)
+    if runs and runs[-1].status in ACTIVE:
+        await wait_for_run(ctx, runs[-1].run_id, timeout=_RESPOND_WAIT)
+    return await asyncio.to_thread(ctx.store.get_thread, thread_id), runs
+
+
 async def _run_start(ctx: Ctx, thread_id: str, params: dict[str, Any]
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
     assistant_id = params.get("assistant_id")
@@ -347,8 +358,15 @@ async def _run_start(ctx: Ctx, thread_id: str, params: dict[str, Any]
     multitask = params.get("multitask_strategy", params.get("multitaskStrategy"))
     if multitask not in (None, "reject", "interrupt", "rollback", "enqueue"):
         raise CommandError("invalid_argument", f"unknown multitask strategy {multitask!r}")
+    # As LangGraph Platform decides (and RemoteGraph's v3 stream relies on): input given
+    # to a thread stopped at an interrupt is the answer to it.
+    given = params.get("input")
+    resume = given is not None and (
+        (thread := (await _settled(ctx, thread_id))[0]) is not None
+        and thread.status == "interrupted")
     started = await _start(ctx, thread_id, {
-        "assistant_id": assistant_id, "input": params.get("input"),
+        "assistant_id": assistant_id, "input": None if resume else given,
+        "command": {"resume": given} if resume else None,
         "config": _dict_or_none(params, "config"), "metadata": _dict_or_none(params, "metadata"),
         "multitask_strategy": multitask})
     run_id = started.pop("run_id")
@@ -365,11 +383,7 @@ async def _input_respond(ctx: Ctx, thread_id: str, params: dict[str, Any]
         resume[entry["interrupt_id"]] = entry.get("response")
     if not resume:
         raise CommandError("invalid_argument", "input.respond needs at least one response")
-    runs = await _thread_runs(ctx, thread_id)
-    if runs and runs[-1].status in ACTIVE:
-        # The interrupt was streamed before its run ended and recorded it on the thread.
-        await wait_for_run(ctx, runs[-1].run_id, timeout=_RESPOND_WAIT)
-    thread = await asyncio.to_thread(ctx.store.get_thread, thread_id)
+    thread, runs = await _settled(ctx, thread_id)
     if thread is None:
         raise CommandError("no_such_run", f"thread {thread_id!r} not found")
     pending = {i.get("id") for found in (thread.interrupts or {}).values()

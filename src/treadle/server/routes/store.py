@@ -137,13 +137,15 @@ async def put_item(body: PutItem, store: StoreDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/store/items", response_model=StoreItem, summary="Get an item")
+@router.get("/store/items", response_model=StoreItem | None, summary="Get an item",
+            description="The item, or `null` when the namespace holds no such key "
+                        "(as LangGraph Platform answers).")
 async def get_item(
     store: StoreDep,
     key: Annotated[str, Query(min_length=1)],
     namespace: Annotated[str, Query(description="The labels joined by '.'")],
     refresh_ttl: bool | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     labels = namespace.split(".") if namespace else []
     if not labels or not all(labels):
         raise HTTPException(422, f"namespace {namespace!r} must be labels joined by '.', "
@@ -155,9 +157,7 @@ async def get_item(
         raise HTTPException(422, str(exc)) from exc
     with _unprocessable():
         item = await TreadleStore(store).aget(tuple(labels), key, refresh_ttl=refresh_ttl)
-    if item is None:
-        raise HTTPException(404, f"no item {key!r} in namespace {labels}")
-    return _out(item)
+    return None if item is None else _out(item)
 
 
 @router.delete("/store/items", status_code=204, response_class=Response,
