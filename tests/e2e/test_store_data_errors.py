@@ -4,6 +4,7 @@ hand-back, no lease expiry, no second attempt (PostgreSQL and SQLite, real worke
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,53 @@ async def test_a_refused_state_is_released_when_its_run_ends(tmp_path: Path) -> 
         w.request_stop()
         await running
         w.close()
+
+
+#: A state PostgreSQL can never hold: base64-encoded in a jsonb string it is ~347 MB, over
+#: jsonb's 256 MB limit (the issue's reproduction). SQLite refuses it under ``max_length``.
+HUGE = 260_000_000
+MB = 1024 * 1024
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """The process's resident set now (VmRSS) and at its peak (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM")}
+
+
+def _refused_state_is_given_back(url: str, start_worker: Any, reason: str) -> None:
+    # A long lease: sending hundreds of MB on a busy machine must not hand the run over.
+    w = start_worker(url, REF, args=["--lease-ttl", "60", "--poll-interval", "0.05"])
+    assert _run(url, {"size": 3}).status == "success"
+    baseline = _memory(w.pid)["VmRSS"]
+    row = _run(url, {"size": HUGE})
+    _failed_at_once(row, reason)
+    peak = _memory(w.pid)["VmHWM"]
+    assert peak > baseline + HUGE, (baseline, peak)  # the worker really held the state
+    # Later runs work (a fresh connection where one was closed) ...
+    for _ in range(2):
+        assert _run(url, {"size": 3}).status == "success"
+    # ... and the memory is back: nothing keeps the state, or a buffer it went through.
+    deadline = time.monotonic() + 30
+    while (rss := _memory(w.pid)["VmRSS"]) > baseline + 150 * MB:
+        assert time.monotonic() < deadline, (
+            f"worker RSS {rss // MB} MB after the refused run: baseline {baseline // MB} MB, "
+            f"peak {peak // MB} MB")
+        time.sleep(0.2)
+
+
+def test_postgres_gives_back_the_memory_of_a_refused_huge_state(
+        pg_url: str, start_worker: Any) -> None:
+    """The writer connection that carried the 347 MB statement is closed after it: libpq
+    never shrinks a connection's output buffer (512 MB here, ~660 MB of RSS before)."""
+    _refused_state_is_given_back(pg_url, start_worker, "string too long to represent as jsonb")
+
+
+def test_sqlite_gives_back_the_memory_of_a_refused_huge_state(
+        tmp_path: Path, start_worker: Any) -> None:
+    url = f"sqlite:///{tmp_path}/q.db?max_length=100000000"
+    _refused_state_is_given_back(url, start_worker, "string or blob too big")
 
 
 def test_hand_backs_are_bounded(tmp_path: Path, start_worker: Any) -> None:

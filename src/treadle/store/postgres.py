@@ -51,6 +51,7 @@ from treadle.store.migrate import check, load_migrations, select
 from treadle.store.postgres_items import PostgresItems
 from treadle.store.postgres_options import (
     b64,
+    describe,
     is_data_error,
     is_dead,
     metadata_json,
@@ -67,6 +68,10 @@ __all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
+#: The writer connection is closed after sending a batch of this many bytes or more: libpq
+#: never shrinks a connection's output buffer (a refused 260 MB state kept 512 MB resident).
+RETIRE_WRITER_AFTER = 16 * 1024 * 1024
+
 class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
         from treadle.config import get_settings
@@ -78,7 +83,7 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         except psycopg.Error as exc:
             raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: "
                               f"{scrub(one_line(exc), self._conninfo)}") from exc
-        self._where = self._describe(params)
+        self._where = describe(params)
         self._pool_min = number_option(options, "pool_min", 1, int, 0)
         self._pool_max = number_option(options, "pool_max", 16, int, 1)
         if self._pool_max < self._pool_min:
@@ -100,6 +105,7 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._committer: GroupCommitter[psycopg.Connection[Any]] | None = None
         self._closed = False
+        self._writer_sent = 0  # the size of the last batch the writer sent
         try:
             # Connecting the writer first checks the server is there, fast and clearly.
             self._writer = self._connect()
@@ -122,21 +128,13 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
                 linger=linger,
                 name=f"treadle-pg-writer:{self._where}",
                 is_disconnect=self._is_disconnect,
+                retire=self._retire,
             )
         except BaseException:
             self.close()
             raise
 
     # --- connections -----------------------------------------------------------
-    @staticmethod
-    def _describe(params: dict[str, Any]) -> str:
-        host = params.get("host") or params.get("hostaddr") or "localhost"
-        port = params.get("port") or "5432"
-        where = f"{host}:{port}" if not str(host).startswith("/") else f"{host} (port {port})"
-        if params.get("dbname"):
-            where += f"/{params['dbname']}"
-        return where
-
     def _connect(self) -> psycopg.Connection[Any]:
         """A new autocommit connection, or StoreUnavailableError naming the server."""
         try:
@@ -164,6 +162,11 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
             return False
         conn = self._writer
         return conn is None or conn.closed or conn.broken or is_dead(cause)
+
+    def _retire(self, conn: psycopg.Connection[Any]) -> bool:
+        """Close the writer after a batch of RETIRE_WRITER_AFTER bytes or more."""
+        sent, self._writer_sent = self._writer_sent, 0
+        return sent >= RETIRE_WRITER_AFTER
 
     def _translate(self, exc: psycopg.Error, doing: str) -> StoreError:
         if isinstance(exc, psycopg_pool.PoolTimeout):
@@ -224,6 +227,7 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         """Apply ``ops`` with one call of ``treadle_apply``: one statement, so one
         transaction (autocommit) and one round trip, whatever the batch holds."""
         payload = json.dumps([self._op_json(op) for op in ops])  # before any I/O: may raise
+        self._writer_sent = len(payload)
         try:
             (results,) = conn.execute(q.APPLY_BATCH, (payload,)).fetchone()  # type: ignore[misc]
         except psycopg.Error as exc:
