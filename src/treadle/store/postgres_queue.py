@@ -24,6 +24,7 @@ from psycopg.types.numeric import Int8
 
 from treadle.errors import ThreadBusyError
 from treadle.store import postgres_queries as q
+from treadle.store.postgres_buffers import is_big
 from treadle.store.postgres_listen import PgListener
 from treadle.store.postgres_session import PgWorkerSession
 from treadle.store.queue import (
@@ -73,8 +74,10 @@ class PostgresQueue(RunQueue):
     """The :class:`RunQueue` half of :class:`~treadle.store.postgres.PostgresStore`."""
 
     @abc.abstractmethod
-    def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``fn`` on a pooled autocommit connection; driver errors become StoreError."""
+    def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T],
+                   big: Callable[[T], bool] = lambda result: False) -> T:
+        """Run ``fn`` on a pooled autocommit connection; driver errors become StoreError.
+        The connection is closed, not kept, after a ``big`` result (postgres_buffers)."""
 
     # The statement recording a thread's state, from the resources half of the store
     # (an annotation, not an abstract method: the resources mixin comes later in the MRO).
@@ -87,12 +90,14 @@ class PostgresQueue(RunQueue):
     # --- helpers ---------------------------------------------------------------------
     def _one(self, doing: str, sql: str, params: Any) -> Any:
         return self._with_conn(
-            doing, lambda conn: conn.execute(sql, params, binary=True).fetchone()
+            doing, lambda conn: conn.execute(sql, params, binary=True).fetchone(),
+            lambda row: is_big(params, row),
         )
 
     def _all(self, doing: str, sql: str, params: Any) -> list[Any]:
         return self._with_conn(
-            doing, lambda conn: conn.execute(sql, params, binary=True).fetchall()
+            doing, lambda conn: conn.execute(sql, params, binary=True).fetchall(),
+            lambda rows: is_big(params, rows),
         )
 
     def _write_then_read(
@@ -203,7 +208,7 @@ class PostgresQueue(RunQueue):
                     conn.execute(*self._thread_state_stmt(thread))
                 return done
 
-        return self._with_conn(f"finishing run {run_id}", run)
+        return self._with_conn(f"finishing run {run_id}", run, lambda _: is_big(params))
 
     def release_run(self, run_id: str, epoch: int) -> bool:
         return self._one(f"releasing run {run_id}", q.RELEASE_RUN, (run_id, Int8(epoch))) is not None
