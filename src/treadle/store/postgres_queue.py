@@ -140,7 +140,8 @@ class PostgresQueue(RunQueue):
                 active = json.loads(exc.diag.message_detail or "[]")
                 raise ThreadBusyError(run.thread_id, [str(a) for a in active]) from None
 
-        row = self._with_conn(f"queueing run {run.run_id}", enqueue)
+        row = self._with_conn(f"queueing run {run.run_id}", enqueue,
+                              lambda row: is_big(params, row))
         if run.idempotency_key is not None:  # the key's run, maybe an earlier one
             same_request(run.idempotency_key, row[1], row[0], run.request_hash)
         return _run(row[1:])
@@ -158,7 +159,7 @@ class PostgresQueue(RunQueue):
                                                                        "busy")))
                 return row
 
-        row = self._with_conn("claiming a run", run)
+        row = self._with_conn("claiming a run", run, is_big)
         return _run(row) if row else None
 
     def heartbeat(
