@@ -1,6 +1,6 @@
 """A one-node graph whose state can be made too big, or awkward, for a store: ``grow``
-sets ``text`` to ``size`` characters (``fill``, default "x") when ``size`` is set (a str
-subclass, so a test can hold a weak reference to it: see REFS), and raises
+sets ``text`` to ``fill`` (default "x") repeated ``size`` times when ``size`` is set (a
+str subclass, so a test can hold a weak reference to it: see REFS), and raises
 ValueError(``fail``) when ``fail`` is."""
 
 from __future__ import annotations
