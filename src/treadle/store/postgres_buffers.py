@@ -4,8 +4,9 @@ libpq grows a connection's input and output buffers to the largest message it re
 sent (to the power of two above it) and never shrinks them: a connection that once carried
 a 260 MB state keeps 512 MB resident for as long as it lives. So the writer connection is
 closed after a batch of :data:`RETIRE_AFTER` bytes or more, and a pooled connection after a
-checkpoint read that big or after the server refused its data (what it sent may have been
-huge); the pool opens a fresh one. Reconnecting costs far less than moving that much data.
+checkpoint read, or a run's payload or result sent or read, that big, or after the server
+refused its data (what it sent may have been huge); the pool opens a fresh one.
+Reconnecting costs far less than moving that much data.
 """
 
 from __future__ import annotations
