@@ -81,7 +81,7 @@ def run_distributed(client: Any, g: Any, inp: dict[str, Any], timeout: float = R
     """Submit, wait; returns (final RunRow, output, caller wall seconds)."""
     t0 = time.perf_counter()
     row = client.submit(g, inp, dist(), {})
-    done = client.wait(g.store, row.run_id, timeout=timeout)
+    done = client.wait(g.backend, row.run_id, timeout=timeout)
     wall = time.perf_counter() - t0
     return done, client.outcome(done), wall
 
@@ -108,7 +108,7 @@ def fanout_once(client: Any, g: Any, n: int, cpu: float) -> tuple[float, Counter
     results = out.get("results") or []
     if done.status != "success" or sorted(r["i"] for r in results) != list(range(n)):
         raise AssertionError(f"fan-out run {done.status}: {len(results)} of {n} results ({done.error})")
-    retried = sum(1 for t in g.store.list_tasks(done.run_id) if t.attempt > 1)
+    retried = sum(1 for t in g.backend.list_tasks(done.run_id) if t.attempt > 1)
     return wall, Counter(r["pid"] for r in results), retried
 
 
@@ -128,7 +128,7 @@ def round_trip(client: Any, g_remote: Any, g_local: Any, runs: int) -> dict[str,
             walls[kind].append(wall)
             if kind == "remote":
                 body = {f"r{t[0]}": t for t in ts}
-                for task in g.store.list_tasks(done.run_id):
+                for task in g.backend.list_tasks(done.run_id):
                     t = body.get(task.node)
                     if t is None or task.ended_at is None:
                         continue
@@ -141,7 +141,7 @@ def failover(client: Any, g: Any, fleet: Fleet, sig: int, step_s: float, at_step
     """Start a chain of ``step_s`` steps; once ``at_step`` is committed, send ``sig`` to
     the worker running it; time (wall clock) to the run's next claim and to the first
     checkpoint committed after that claim."""
-    store = g.store
+    store = g.backend
     thread_id = f"bench-{uuid.uuid4()}"
     row = client.submit(g, {"x": 0, "sleep": step_s}, dist(thread_id), {})
     deadline = time.monotonic() + 30
@@ -216,7 +216,7 @@ def runs_per_second(client: Any, g: Any, n: int) -> dict[str, float]:
     rows = [client.submit(g, {"x": 0, "sleep": 0.0}, dist(), {}) for _ in range(n)]
     submit_s = time.perf_counter() - t0
     deadline = time.monotonic() + RUN_TIMEOUT
-    done = [client.wait(g.store, r.run_id, timeout=max(1.0, deadline - time.monotonic())) for r in rows]
+    done = [client.wait(g.backend, r.run_id, timeout=max(1.0, deadline - time.monotonic())) for r in rows]
     bad = Counter(d.status for d in done if d.status != "success")
     if bad:
         raise AssertionError(f"runs not successful: {dict(bad)}")

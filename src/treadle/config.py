@@ -6,11 +6,14 @@ environment, the environment wins over these defaults.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from treadle.errors import ConfigError
 
 __all__ = ["DEFAULT_STORE", "Settings", "get_settings"]
 
@@ -147,8 +150,29 @@ class Settings(BaseSettings):
     )
 
 
-def get_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit non-None overrides applied."""
+def get_settings(*, as_flags: bool = False, **overrides: object) -> Settings:
+    """Settings from the environment, with explicit non-None overrides applied.
+
+    A bad value raises :class:`~treadle.errors.ConfigError`, one line naming the
+    setting (as given here — a keyword, or a CLI flag with ``as_flags`` — or its
+    ``TREADLE_*`` variable) and what it must be."""
     # Values are validated (and coerced) by pydantic at runtime.
     values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err.get("loc", ())) or "?"
+            env = f"TREADLE_{field.upper()}"
+            given = f"--{field.replace('_', '-')}" if as_flags else f"{field}="
+            where = f"{given} / {env}" if field in values else env
+            shown = "" if field == "store" else f" (got {err.get('input')!r})"
+            problems.append(f"{where}: {_readable(str(err.get('msg', 'invalid')))}{shown}")
+        raise ConfigError("invalid setting " + "; ".join(problems)) from None
+
+
+def _readable(msg: str) -> str:
+    """pydantic's "String should match pattern '^(a|b)$'" as "must be one of a, b"."""
+    match = re.fullmatch(r"String should match pattern '\^\((?:\?i:)?([\w|]+)\)\$'", msg)
+    return f"must be one of {', '.join(match.group(1).split('|'))}" if match else msg

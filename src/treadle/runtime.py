@@ -8,29 +8,31 @@ thread, a fencing token so two executions can never interleave their writes.
 
 from __future__ import annotations
 
-import threading
+import inspect
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph.state import StateGraph
+from langchain_core.runnables.config import ensure_config, merge_configs
+from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER, CONFIG_KEY_TASK_ID
+from langgraph.graph.state import CompiledStateGraph, StateGraph
 from langgraph.pregel import Pregel
+from langgraph.store.base import BaseStore
+from langgraph.types import StateSnapshot
 
 from treadle.checkpointer import EPOCH_KEY, TreadleSaver
 from treadle.config import Settings, get_settings
+from treadle.core import GraphCore, wrap_nodes
 from treadle.errors import ConfigError, FencedWriteError
 from treadle.execution import EXECUTION_KEY, Execution
-from treadle.policies import CircuitBreaker, default_retry_policy
-from treadle.pools import LIMITS_KEY, NodeOptions, NodeProxy, Pools, RunLimits
+from treadle.pools import LIMITS_KEY, Pools, RunLimits
 from treadle.store import Store, shared
 from treadle.store.base import ClaimThread
 from treadle.store.urls import redact
 
-__all__ = ["TreadleGraph", "compile"]
+__all__ = ["TreadleGraph", "TreadleStateGraph", "compile"]
 
-_CHECKPOINTER_KEY = "__pregel_checkpointer"
 # Keys treadle accepts at the top level of a run config (LangGraph keeps them in configurable).
 _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
 _TREADLE_KEYS = ("max_workers", "checkpoint_store", "runtime", "multitask_strategy", "max_attempts",
@@ -39,6 +41,8 @@ _RUNTIMES = ("local", "distributed")
 # configurable key carrying this execution's claim future (a failed claim explains
 # why its writes were refused).
 _CLAIM_KEY = "__treadle_claim"
+# configurable key marking a config treadle prepared (Pregel's own calls pass it on).
+_PREPARED = "__treadle_prepared"
 # LangGraph's sync executor size for treadle runs: in effect unbounded (see TreadleGraph._limits).
 _UNBOUNDED = 1 << 30
 
@@ -46,7 +50,8 @@ _UNBOUNDED = 1 << 30
 def compile(
     graph: StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any],
     *,
-    store: str | None = None,
+    store: str | BaseStore | None = None,
+    store_url: str | None = None,
     nodes: Mapping[str, Mapping[str, Any]] | None = None,
     max_workers: int | None = None,
     node_timeout: float | None = None,
@@ -57,32 +62,40 @@ def compile(
 ) -> TreadleGraph:
     """Compile ``graph`` (a ``StateGraph`` builder or a compiled graph) onto treadle.
 
-    ``store`` is a URL (``sqlite:///path`` or ``postgresql://...``); default
-    ``TREADLE_STORE`` or ``./.treadle/treadle.db``. ``nodes`` maps node names to
-    options (``{"pool": "process", "timeout": 30}``); node metadata
-    ``{"treadle": {...}}`` does the same. Other keyword arguments go to LangGraph's
-    ``StateGraph.compile`` (``interrupt_before``, ``store`` for long-term memory is
-    ``memory_store=``, ``name``, ...).
+    The result is a real LangGraph graph (a ``CompiledStateGraph`` for a builder, else
+    a ``Pregel``) whose runs are durable. Keyword arguments of ``StateGraph.compile``
+    mean what they mean there: ``store`` is LangGraph's long-term memory store (a
+    ``BaseStore``), ``interrupt_before``, ``cache``, ``name``, ... .
+
+    ``store_url`` is treadle's store, where checkpoints and runs live
+    (``sqlite:///path`` or ``postgresql://...``); default ``TREADLE_STORE`` or
+    ``./.treadle/treadle.db``. A URL string given as ``store`` is accepted too.
+    ``nodes`` maps node names to options (``{"pool": "process", "timeout": 30}``);
+    node metadata ``{"treadle": {...}}`` does the same.
 
     ``graph_id`` names the graph for ``runtime="distributed"`` runs: workers that load
     it under that name (a ``langgraph.json`` key or ``treadle worker name=REF``) run
     them. Without it, such runs ship the graph by value (see docs/architecture.md).
     """
+    url, memory_store = _stores(store, store_url, compile_kwargs.pop("memory_store", None))
     settings = settings or get_settings(
-        store=store, max_workers=max_workers, node_timeout=node_timeout, durability=durability
+        store=url, max_workers=max_workers, node_timeout=node_timeout, durability=durability
     )
     if settings.trace_exporter != "none":  # TREADLE_TRACE_EXPORTER in a Python program
         from treadle.tracing import configure_tracing
 
         configure_tracing(settings, "treadle")
-    memory_store = compile_kwargs.pop("memory_store", None)
-    if "checkpointer" in compile_kwargs:
-        raise ConfigError("treadle supplies the checkpointer; pass store='<url>' instead")
-    if not isinstance(graph, (StateGraph, Pregel, TreadleGraph)):
+    if compile_kwargs.get("checkpointer") is not None:
+        raise ConfigError("treadle is the checkpointer: drop checkpointer= (treadle's store is "
+                          "store_url=), or compile with LangGraph alone to use your own saver")
+    compile_kwargs.pop("checkpointer", None)
+    if not isinstance(graph, (StateGraph, Pregel)):
         raise ConfigError(
             f"treadle.compile() needs a LangGraph StateGraph or compiled graph, not {type(graph).__name__}"
         )
-    if not isinstance(graph, StateGraph) and compile_kwargs:
+    if isinstance(graph, StateGraph):
+        _check_compile_kwargs(compile_kwargs)
+    elif compile_kwargs:
         raise ConfigError(
             f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
             "pass the builder instead of a compiled graph"
@@ -94,105 +107,123 @@ def compile(
         if isinstance(graph, StateGraph):
             compiled = graph.compile(checkpointer=saver, store=memory_store, **compile_kwargs)
         else:
-            if isinstance(graph, TreadleGraph):
-                graph = graph.graph  # its node proxies are re-wrapped, not nested
             update: dict[str, Any] = {"checkpointer": saver}
             if memory_store is not None:
                 update["store"] = memory_store
-            compiled = graph.copy(update)
-        tg = TreadleGraph(compiled, backend, saver, settings, dict(nodes or {}))
-        tg.graph_id = graph_id
-        return tg
+            compiled = _rebuild(graph, _plain_class(type(graph)), update)
+        core = GraphCore(backend, saver, settings)
+        core.graph_id = graph_id
+        wrapped = wrap_nodes(compiled, dict(nodes or {}), core)
+        return cast(TreadleGraph, _rebuild(wrapped, _treadle_class(type(wrapped)), {"treadle_core": core}))
     except BaseException:
         shared.release(settings.store)
         raise
 
 
-class TreadleGraph:
-    """A compiled LangGraph graph running on treadle. Same API, durable by default."""
+def _stores(store: Any, store_url: str | None, memory_store: Any) -> tuple[str | None, BaseStore | None]:
+    """(treadle's store URL, LangGraph's memory store) from ``store=``/``store_url=``
+    (and the older spelling ``memory_store=``)."""
+    if isinstance(store, str):
+        if store_url is not None:
+            raise ConfigError("store= is LangGraph's memory store (a BaseStore); pass treadle's "
+                              "store URL as store_url= only")
+        store_url, store = store, None
+    if store is not None and memory_store is not None:
+        raise ConfigError("store= and memory_store= both name LangGraph's memory store; keep store=")
+    memory = store if store is not None else memory_store
+    if memory is not None and not isinstance(memory, BaseStore):
+        raise ConfigError(f"store= takes LangGraph's memory store (a BaseStore) or treadle's store URL "
+                          f"(a string), not {type(memory).__name__}")
+    if store_url is not None and not isinstance(store_url, str):
+        raise ConfigError("store_url= takes a store URL string (sqlite:///path or postgresql://...)")
+    return store_url, memory
 
-    def __init__(
-        self,
-        compiled: Pregel[Any, Any, Any, Any],
-        backend: Store,
-        saver: TreadleSaver,
-        settings: Settings,
-        node_options: dict[str, Mapping[str, Any]],
-    ) -> None:
-        self.settings = settings
-        self.store = backend
-        self.checkpointer = saver
-        self.pools = Pools(settings)
-        self.retry_policy = (default_retry_policy(settings),)
-        self._extra_stores: dict[str, tuple[Store, TreadleSaver]] = {}
-        self.graph_id: str | None = None  # its name for workers (runtime="distributed")
-        self._shipped: str | None = None  # its id once shipped to workers by value
-        # The graph arguments of a `treadle worker` serving it, when known (`name=REF`,
-        # `--graphs langgraph.json`): the hint given when no live worker serves it.
-        self.worker_args: str | None = None
-        self._lock = threading.Lock()
-        unknown = set(node_options) - set(compiled.nodes)
-        if unknown:
-            raise ConfigError(f"nodes={sorted(unknown)} are not nodes of this graph")
-        self.graph = self._wrap(compiled, node_options)
-        # Runs when close() is called or when the graph is garbage-collected.
-        self._finalizer = weakref.finalize(
-            self, _release, self.pools, settings.store, self._extra_stores
+
+def _check_compile_kwargs(kwargs: Mapping[str, Any]) -> None:
+    accepted = set(inspect.signature(StateGraph.compile).parameters) - {"self"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"treadle.compile() got unknown keyword(s) {unknown}: it takes treadle's (store_url, "
+            f"nodes, max_workers, node_timeout, durability, settings, graph_id) and "
+            f"StateGraph.compile's ({', '.join(sorted(accepted - {'checkpointer'}))})"
         )
 
-    # --- node wiring ---------------------------------------------------------------
-    def _wrap(
-        self, graph: Pregel[Any, Any, Any, Any], node_options: Mapping[str, Mapping[str, Any]]
-    ) -> Pregel[Any, Any, Any, Any]:
-        """A copy of ``graph`` whose nodes run through treadle's pools.
 
-        Idempotent: a node that already holds a :class:`NodeProxy` (a graph compiled
-        by treadle before) is re-wrapped from its original runnable, never twice.
-        """
-        new_nodes = {}
-        for name, node in graph.nodes.items():
-            bound = node.bound
-            inherited: dict[str, Any] = {}
-            if isinstance(bound, NodeProxy):
-                inherited = {"pool": bound.options.pool, "timeout": bound.options.timeout,
-                             "placement": bound.options.placement}
-                bound = bound.bound
-            if isinstance(bound, Pregel):
-                # A compiled subgraph added as a node: wrap a copy, leave the user's alone.
-                sub = self._wrap(bound, {})
-                new_nodes[name] = node.copy({"bound": sub, "subgraphs": [sub]})
-                continue
-            if node.subgraphs or name.startswith("__"):
-                # A subgraph called from inside a function can only be wrapped in place.
-                for inner in node.subgraphs or ():
-                    if isinstance(inner, Pregel):
-                        wrapped = self._wrap(inner, {})
-                        inner.nodes = wrapped.nodes
-                        inner.retry_policy = wrapped.retry_policy
-                new_nodes[name] = node.copy({"bound": bound}) if bound is not node.bound else node
-                continue
-            meta = (node.metadata or {}).get("treadle")
-            options = NodeOptions.parse(
-                name, {**inherited, **(meta or {}), **node_options.get(name, {})},
-                self.settings.node_timeout,
-            )
-            breaker = CircuitBreaker(name, self.settings.breaker_threshold,
-                                     self.settings.breaker_cooldown)
-            proxy = NodeProxy(name, bound, options, self.pools, breaker,
-                              # LangGraph's rule: the node's own policy, else the graph's.
-                              list(node.retry_policy or self.retry_policy))
-            new_nodes[name] = node.copy({"bound": proxy})
-        return graph.copy({"nodes": new_nodes, "retry_policy": self.retry_policy})
+def _rebuild(graph: Pregel[Any, Any, Any, Any], cls: type[Any],
+             update: Mapping[str, Any]) -> Pregel[Any, Any, Any, Any]:
+    """``graph`` as an instance of ``cls`` (as ``Pregel.copy`` does, another class)."""
+    attrs = {k: v for k, v in graph.__dict__.items() if k not in ("__orig_class__", "treadle_core")}
+    attrs.update(update)
+    return cast(Pregel[Any, Any, Any, Any], cls(**attrs))
+
+
+class TreadleGraph(Pregel[Any, Any, Any, Any]):
+    """A compiled LangGraph graph running on treadle: a real ``Pregel`` (and, compiled
+    from a ``StateGraph``, a ``CompiledStateGraph``), durable by default.
+
+    Runs add what the run config can ask of treadle (``thread_id`` at top level,
+    ``max_workers``, ``checkpoint_store``, ``runtime``) and, for every execution on a
+    thread, a fencing token so two executions can never interleave their writes. As a
+    node of another graph it is a LangGraph subgraph: it checkpoints with its parent.
+    """
+
+    _plain: type[Pregel[Any, Any, Any, Any]] = Pregel
+
+    def __init__(self, *, treadle_core: GraphCore, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.treadle_core = treadle_core
+
+    # --- what treadle adds ---------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self.treadle_core.settings
+
+    @property
+    def backend(self) -> Store:
+        """treadle's store (checkpoints, runs, queue) — not LangGraph's memory ``store``."""
+        return self.treadle_core.backend
+
+    @property
+    def pools(self) -> Pools:
+        return self.treadle_core.pools
+
+    @property
+    def graph(self) -> TreadleGraph:
+        """The graph itself (older treadle versions wrapped a compiled graph here)."""
+        return self
+
+    @property
+    def graph_id(self) -> str | None:
+        return self.treadle_core.graph_id
+
+    @graph_id.setter
+    def graph_id(self, value: str | None) -> None:
+        self.treadle_core.graph_id = value
+
+    @property
+    def worker_args(self) -> str | None:
+        return self.treadle_core.worker_args
+
+    @worker_args.setter
+    def worker_args(self, value: str | None) -> None:
+        self.treadle_core.worker_args = value
 
     # --- config --------------------------------------------------------------------
     def _saver_for(self, url: str) -> TreadleSaver:
-        if url == self.settings.store:
-            return self.checkpointer
-        with self._lock:
-            if url not in self._extra_stores:
+        core = self.treadle_core
+        if url == core.settings.store:
+            return core.saver
+        with core.lock:
+            if url not in core.extra_stores:
                 backend = shared.acquire(url)
-                self._extra_stores[url] = (backend, TreadleSaver(backend))
-            return self._extra_stores[url][1]
+                core.extra_stores[url] = (backend, TreadleSaver(backend))
+            return core.extra_stores[url][1]
+
+    def _merged(self, config: RunnableConfig | None) -> RunnableConfig:
+        """The call's config as LangGraph will see it: this graph's own (``with_config``)
+        and the caller's context (a parent graph's task) merged under it."""
+        return ensure_config(merge_configs(self.config, config))
 
     def _config(
         self,
@@ -201,20 +232,30 @@ class TreadleGraph:
         run: bool,
         is_async: bool = False,
         claim: bool | None = None,
-    ) -> RunnableConfig:
-        """Normalise a run config. ``run``: an execution (fresh thread if none, limits);
-        ``claim`` (default: ``run``): it writes, so it claims the thread on its store."""
+    ) -> RunnableConfig | None:
+        """Normalise a run config; ``None`` when LangGraph's own handling applies: a call
+        treadle prepared already, or one made as a subgraph of another graph (which
+        checkpoints it with the parent's saver, or not at all). ``run``: an execution
+        (fresh thread if none, limits); ``claim`` (default: ``run``): it writes, so it
+        claims the thread on its store."""
+        merged = self._merged(config)
+        conf_in = merged.get("configurable") or {}
+        if _PREPARED in conf_in or CONFIG_KEY_TASK_ID in conf_in or CONFIG_KEY_CHECKPOINTER in conf_in:
+            return None
         cfg: dict[str, Any] = dict(config or {})
         conf: dict[str, Any] = dict(cfg.get("configurable") or {})
+        own = dict(self.config.get("configurable") or {}) if self.config else {}
         for key in _LIFTED:
             if key in cfg:
                 conf.setdefault(key, cfg.pop(key))
-        options = {k: cfg.pop(k) for k in _TREADLE_KEYS if k in cfg}
+        options = {k: v for k, v in ((self.config or {}).items()) if k in _TREADLE_KEYS}
+        options.update({k: own[k] for k in _TREADLE_KEYS if k in own})
+        options.update({k: cfg.pop(k) for k in _TREADLE_KEYS if k in cfg})
         options.update({k: conf.pop(k) for k in _TREADLE_KEYS if k in conf})
         runtime = options.get("runtime", "local")
         if runtime not in _RUNTIMES:
             raise ConfigError(f"runtime must be one of {_RUNTIMES}, not {runtime!r}")
-        saver = self.checkpointer
+        saver = self.treadle_core.saver
         if options.get("checkpoint_store"):
             store_url = options["checkpoint_store"]
             if not isinstance(store_url, str):
@@ -223,21 +264,20 @@ class TreadleGraph:
                 raise ConfigError("checkpoint_store does not apply to a queued run: it runs on "
                                   "its worker's store; remove checkpoint_store from its config")
             saver = self._saver_for(store_url)
-            conf[_CHECKPOINTER_KEY] = saver
+            conf[CONFIG_KEY_CHECKPOINTER] = saver
+        thread_id = conf.get("thread_id", own.get("thread_id"))
         if run:
-            if "thread_id" not in conf:
-                conf["thread_id"] = str(uuid.uuid4())
+            if thread_id is None:
+                thread_id = conf["thread_id"] = str(uuid.uuid4())
             conf[LIMITS_KEY] = self._limits(cfg, options.get("max_workers"), is_async)
-        elif "thread_id" not in conf:
+        elif thread_id is None:
             raise ConfigError("this call needs a thread: pass thread_id (top level or configurable)")
         if run if claim is None else claim:
             # On the store this call writes to (checkpoint_store may name another).
-            conf[EPOCH_KEY], conf[_CLAIM_KEY] = self._claim(
-                saver, str(conf["thread_id"]), conf.get(EXECUTION_KEY)
-            )
+            conf[EPOCH_KEY], conf[_CLAIM_KEY] = self._claim(saver, str(thread_id), conf.get(EXECUTION_KEY))
+        conf[_PREPARED] = True
         cfg["configurable"] = conf
         return cfg  # type: ignore[return-value]
-
     def _limits(self, cfg: dict[str, Any], max_workers: Any, is_async: bool) -> RunLimits:
         """The run's concurrency bound, and LangGraph's executor unbounded beneath it.
 
@@ -260,7 +300,8 @@ class TreadleGraph:
         if not is_async:
             # A thread per submission; they park on the run's slots (sync has no "unbounded").
             cfg["max_concurrency"] = _UNBOUNDED
-        return RunLimits(max_workers or self.settings.max_workers, self.settings, body_max_concurrency=given)
+        settings = self.settings
+        return RunLimits(max_workers or settings.max_workers, settings, body_max_concurrency=given)
 
     @staticmethod
     def _claim(
@@ -287,102 +328,96 @@ class TreadleGraph:
         return exc
 
     def _kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        kwargs.setdefault("durability", self.settings.durability)
+        if kwargs.get("durability") is None:
+            kwargs["durability"] = self.settings.durability
         return kwargs
 
-    # --- the compiled-graph API -----------------------------------------------------------
+    def _distributed(self, config: RunnableConfig | None) -> bool:
+        merged = self._merged(config)
+        conf = merged.get("configurable") or {}
+        if _PREPARED in conf or CONFIG_KEY_TASK_ID in conf:
+            return False  # inside a run already: a subgraph runs where its parent runs
+        return _distributed({**(self.config or {}), **(config or {})})
+
+    def _cluster_config(self, config: RunnableConfig | None) -> dict[str, Any]:
+        own = cast(dict[str, Any], self.config or {})
+        return {**own, **(config or {}),
+                "configurable": {**(own.get("configurable") or {}),
+                                 **((config or {}).get("configurable") or {})}}
+
+    # --- the compiled-graph API, made durable ------------------------------------------------
+    # Pregel's invoke/ainvoke/batch/astream_events/stream_events all run through
+    # stream/astream, so preparing the config there covers every way in.
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        if _distributed(config):
-            return _cluster().invoke(self, input, cast(dict[str, Any], config), kwargs)
-        cfg = self._config(config, run=True)
-        try:
-            return self.graph.invoke(input, cfg, **self._kwargs(kwargs))
-        except FencedWriteError as exc:
-            raise self._explain(exc, cfg) from exc
+        if self._distributed(config):
+            return _cluster().invoke(self, input, self._cluster_config(config), kwargs)
+        return super().invoke(input, config, **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        if _distributed(config):
-            return await _cluster().ainvoke(self, input, cast(dict[str, Any], config), kwargs)
-        cfg = self._config(config, run=True, is_async=True)
-        try:
-            return await self.graph.ainvoke(input, cfg, **self._kwargs(kwargs))
-        except FencedWriteError as exc:
-            raise self._explain(exc, cfg) from exc
+        if self._distributed(config):
+            return await _cluster().ainvoke(self, input, self._cluster_config(config), kwargs)
+        return await super().ainvoke(input, config, **kwargs)
 
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        if _distributed(config):
-            yield from _cluster().stream(self, input, cast(dict[str, Any], config), kwargs)
+    def stream(self, input: Any, config: RunnableConfig | None = None,  # type: ignore[override]
+               **kwargs: Any) -> Iterator[Any]:
+        if self._distributed(config):
+            yield from _cluster().stream(self, input, self._cluster_config(config), kwargs)
             return
         cfg = self._config(config, run=True)
+        if cfg is None:
+            yield from super().stream(input, config, **kwargs)
+            return
         try:
-            yield from self.graph.stream(input, cfg, **self._kwargs(kwargs))
+            yield from super().stream(input, cfg, **self._kwargs(kwargs))
         except FencedWriteError as exc:
             raise self._explain(exc, cfg) from exc
 
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        if _distributed(config):
-            async for chunk in _cluster().astream(self, input, cast(dict[str, Any], config), kwargs):
+    async def astream(self, input: Any, config: RunnableConfig | None = None,  # type: ignore[override]
+                      **kwargs: Any) -> AsyncIterator[Any]:
+        if self._distributed(config):
+            async for chunk in _cluster().astream(self, input, self._cluster_config(config), kwargs):
                 yield chunk
             return
         cfg = self._config(config, run=True, is_async=True)
+        if cfg is None:
+            async for chunk in super().astream(input, config, **kwargs):
+                yield chunk
+            return
         try:
-            async for chunk in self.graph.astream(input, cfg, **self._kwargs(kwargs)):
+            async for chunk in super().astream(input, cfg, **self._kwargs(kwargs)):
                 yield chunk
         except FencedWriteError as exc:
             raise self._explain(exc, cfg) from exc
 
-    def astream_events(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        cfg = self._config(config, run=True, is_async=True)
-        return self.graph.astream_events(input, cfg, **self._kwargs(kwargs))
+    def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
+        return super().get_state(self._config(config, run=False) or config, subgraphs=subgraphs)
 
-    def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> Any:
-        return self.graph.get_state(self._config(config, run=False), subgraphs=subgraphs)
+    async def aget_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
+        return await super().aget_state(self._config(config, run=False) or config, subgraphs=subgraphs)
 
-    async def aget_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> Any:
-        return await self.graph.aget_state(self._config(config, run=False), subgraphs=subgraphs)
+    def get_state_history(self, config: RunnableConfig, **kwargs: Any) -> Iterator[StateSnapshot]:
+        return super().get_state_history(self._config(config, run=False) or config, **kwargs)
 
-    def get_state_history(self, config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
-        return self.graph.get_state_history(self._config(config, run=False), **kwargs)
+    def aget_state_history(self, config: RunnableConfig,  # type: ignore[override]
+                           **kwargs: Any) -> AsyncIterator[StateSnapshot]:
+        return super().aget_state_history(self._config(config, run=False) or config, **kwargs)
 
-    def aget_state_history(self, config: RunnableConfig, **kwargs: Any) -> AsyncIterator[Any]:
-        return self.graph.aget_state_history(self._config(config, run=False), **kwargs)
+    # update_state/aupdate_state run through these two.
+    def bulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
+        cfg = self._config(config, run=False, claim=True) or config
+        return super().bulk_update_state(cfg, supersteps)
 
-    def update_state(self, config: RunnableConfig, values: Any, as_node: str | None = None,
-                     **kwargs: Any) -> RunnableConfig:
-        cfg = self._config(config, run=False, claim=True)
-        return self.graph.update_state(cfg, values, as_node=as_node, **kwargs)
-
-    async def aupdate_state(self, config: RunnableConfig, values: Any, as_node: str | None = None,
-                            **kwargs: Any) -> RunnableConfig:
-        cfg = self._config(config, run=False, claim=True)
-        return await self.graph.aupdate_state(cfg, values, as_node=as_node, **kwargs)
-
-    def get_graph(self, config: RunnableConfig | None = None, *, xray: int | bool = False) -> Any:
-        return self.graph.get_graph(config, xray=xray)
-
-    @property
-    def nodes(self) -> Any:
-        return self.graph.nodes
-
-    @property
-    def builder(self) -> Any:
-        return getattr(self.graph, "builder", None)
-
-    def __getattr__(self, name: str) -> Any:
-        # Everything else (schemas, get_subgraphs, with_config, ...) is the compiled graph's.
-        if name == "graph":
-            raise AttributeError(name)
-        return getattr(self.graph, name)
+    async def abulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
+        cfg = self._config(config, run=False, claim=True) or config
+        return await super().abulk_update_state(cfg, supersteps)
 
     # --- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
-        """Release pools and stores. The graph cannot run afterwards.
+        """Release pools and stores, for this graph and its copies. It cannot run afterwards.
 
         Graphs that are garbage-collected without ``close()`` release them too.
         """
-        self._finalizer()
+        self.treadle_core.finalizer()
 
     def __enter__(self) -> TreadleGraph:
         return self
@@ -391,7 +426,31 @@ class TreadleGraph:
         self.close()
 
     def __repr__(self) -> str:
-        return f"TreadleGraph({self.graph.get_name()!r}, store={redact(self.settings.store)!r})"
+        return f"{type(self).__name__}({self.get_name()!r}, store={redact(self.settings.store)!r})"
+
+
+class TreadleStateGraph(TreadleGraph, CompiledStateGraph[Any, Any, Any, Any]):
+    """What ``treadle.compile`` returns for a ``StateGraph``: a ``CompiledStateGraph``."""
+
+    _plain = CompiledStateGraph
+
+
+_CLASSES: dict[type[Any], type[Any]] = {Pregel: TreadleGraph, CompiledStateGraph: TreadleStateGraph}
+
+
+def _plain_class(cls: type[Any]) -> type[Any]:
+    """The LangGraph class under a treadle graph class (``cls`` itself if none)."""
+    return cast(type[Any], cls._plain) if issubclass(cls, TreadleGraph) else cls
+
+
+def _treadle_class(cls: type[Any]) -> type[Any]:
+    """The treadle twin of a compiled-graph class (made once for a Pregel subclass)."""
+    plain = _plain_class(cls)
+    made = _CLASSES.get(plain)
+    if made is None:
+        made = _CLASSES[plain] = type(f"Treadle{plain.__name__}", (TreadleGraph, plain),
+                                      {"_plain": plain, "__module__": __name__})
+    return made
 
 
 def _distributed(config: RunnableConfig | Mapping[str, Any] | None) -> bool:
@@ -411,11 +470,3 @@ def _cluster() -> Any:
     from treadle.cluster import client
 
     return client
-
-
-def _release(pools: Pools, url: str, extra: dict[str, tuple[Store, TreadleSaver]]) -> None:
-    pools.close()
-    for extra_url in list(extra):
-        shared.release(extra_url)
-    extra.clear()
-    shared.release(url)

@@ -58,7 +58,7 @@ def _wait_all(store, run_ids, timeout: float, during=None) -> dict:
 
 
 def _check_exactly_once(url: str, graph, rows: dict) -> None:
-    store = graph.store
+    store = graph.backend
     for row in rows.values():
         assert row.status == "success", (row.run_id, row.status, row.error)
         state = graph.get_state({"configurable": {"thread_id": row.thread_id}})
@@ -103,7 +103,7 @@ def test_kill_9_random_workers_under_load(pg_url, start_worker):
             workers[victim] = start_worker(pg_url, CHAIN, args=WORKER_ARGS, env=env, ready=False)
             next_kill = time.monotonic() + rng.uniform(0.6, 1.2)
 
-        rows = _wait_all(g.store, runs, timeout=240, during=chaos)
+        rows = _wait_all(g.backend, runs, timeout=240, during=chaos)
         assert kills >= 3, "the load ended before the chaos could hit it"
         _check_exactly_once(pg_url, g, rows)
         resumed = [r for r in rows.values() if r.attempt > 1]
@@ -131,10 +131,10 @@ def test_postgres_restart_under_load(private_pg, start_worker):
             for i in range(40)
         ]
         time.sleep(1.0)
-        before = Counter(g.store.get_run(r).status for r in runs)
+        before = Counter(g.backend.get_run(r).status for r in runs)
         assert before["success"] < len(runs), "the load ended before the restart"
         private_pg.restart()
-        rows = _wait_all(g.store, runs, timeout=180)
+        rows = _wait_all(g.backend, runs, timeout=180)
         _check_exactly_once(url, g, rows)
 
 
@@ -145,7 +145,7 @@ def test_sigstopped_worker_is_fenced_after_its_lease(pg_url, start_worker):
         row = client.submit(g, {"n": 0, "done": []},
                             {"runtime": "distributed", "configurable": {"thread_id": "stopped"}}, {})
         deadline = time.monotonic() + 20
-        while g.store.get_run(row.run_id).status != "running" and time.monotonic() < deadline:
+        while g.backend.get_run(row.run_id).status != "running" and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.6)  # a step or so in
         a.signal(signal.SIGSTOP)
@@ -153,12 +153,12 @@ def test_sigstopped_worker_is_fenced_after_its_lease(pg_url, start_worker):
             b = start_worker(pg_url, CHAIN, args=WORKER_ARGS, env=env)
             # B's sweeper re-queues the run once A's lease expires, and B resumes it.
             deadline = time.monotonic() + 30
-            while g.store.get_run(row.run_id).epoch < 2 and time.monotonic() < deadline:
+            while g.backend.get_run(row.run_id).epoch < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert g.store.get_run(row.run_id).epoch >= 2
+            assert g.backend.get_run(row.run_id).epoch >= 2
         finally:
             a.signal(signal.SIGCONT)
-        done = client.wait(g.store, row.run_id, timeout=60)
+        done = client.wait(g.backend, row.run_id, timeout=60)
         assert done.status == "success" and done.attempt == 2
         _check_exactly_once_one(g, "stopped")
         time.sleep(1.0)  # A has had time to try its late writes
@@ -169,7 +169,7 @@ def test_sigstopped_worker_is_fenced_after_its_lease(pg_url, start_worker):
 
 
 def _check_exactly_once_one(graph, thread_id: str) -> None:
-    cps = list(graph.store.list_checkpoints(thread_id, ""))
+    cps = list(graph.backend.list_checkpoints(thread_id, ""))
     steps = [json.loads(c.row.metadata)["step"] for c in cps]
     assert sorted(steps) == list(range(-1, STEPS + 1)), [
         (c.row.checkpoint_id[-12:], (c.row.parent_checkpoint_id or "")[-12:], c.row.metadata)
@@ -191,14 +191,14 @@ def test_orchestrator_killed_mid_superstep_reuses_finished_remote_tasks(pg_url, 
         row = client.submit(g, {"n": 4, "results": []},
                             {"runtime": "distributed", "configurable": {"thread_id": "orch"}}, {})
         deadline = time.monotonic() + 20
-        while g.store.get_run(row.run_id).status != "running" and time.monotonic() < deadline:
+        while g.backend.get_run(row.run_id).status != "running" and time.monotonic() < deadline:
             time.sleep(0.02)
         # Only now a worker that executes tasks (2 at a time) but takes no runs.
         start_worker(pg_url, fan, args=[*WORKER_ARGS, "--task-slots", "2", "--concurrency", "1"],
                      env=env)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            tasks = g.store.list_tasks(row.run_id)
+            tasks = g.backend.list_tasks(row.run_id)
             if sum(t.status == "success" for t in tasks) >= 2 and \
                     sum(t.status == "running" for t in tasks) >= 1:
                 break
@@ -206,9 +206,9 @@ def test_orchestrator_killed_mid_superstep_reuses_finished_remote_tasks(pg_url, 
         orchestrator.signal(signal.SIGKILL)
         orchestrator.proc.wait(10)
         start_worker(pg_url, fan, args=[*WORKER_ARGS, "--task-slots", "0"], env=env)
-        done = client.wait(g.store, row.run_id, timeout=60)
+        done = client.wait(g.backend, row.run_id, timeout=60)
         assert done.status == "success" and done.attempt == 2
-        tasks = g.store.list_tasks(row.run_id)
+        tasks = g.backend.list_tasks(row.run_id)
         assert len(tasks) == 4 and all(t.status == "success" and t.attempt == 1 for t in tasks)
         state = g.get_state({"configurable": {"thread_id": "orch"}})
         assert sorted(r["i"] for r in state.values["results"]) == [0, 1, 2, 3]

@@ -208,7 +208,7 @@ def test_crash_matrix_postgres_worker(tmp_path: Path, pg_url: str, start_worker:
             finished[spec["thread_id"]] |= _remote_done(pg_url, spec["thread_id"])
         (tmp_path / "release").touch()
         start_worker(pg_url, *graphs, args=args, env=ENV)
-        rows = _pg_terminal(reader.store, list(runs.values()), limit=240)
+        rows = _pg_terminal(reader.backend, list(runs.values()), limit=240)
         bad = {tid: (rows[r].status, rows[r].error) for tid, r in runs.items()
                if rows[r].status != "success"}
         assert not bad, bad

@@ -49,7 +49,7 @@ def test_kill_9_hands_the_run_over_before_its_lease_expires(store_kind, tmp_path
     env = {"STEP_SLEEP": "0.3"}
     workers = [start_worker(url, f"chain={CHAIN_REF}", args=ARGS, env=env) for _ in range(2)]
     with treadle.compile(load_graph(CHAIN_REF), store=url, graph_id="chain") as g:
-        store = g.store
+        store = g.backend
         run = client.submit(g, {"n": 0, "done": []},
                             {"runtime": "distributed", "configurable": {"thread_id": "fo"}}, {})
         _wait("a step committed", lambda: len(list(store.list_checkpoints("fo", ""))) >= 3, 30)
@@ -90,7 +90,7 @@ def test_a_run_that_kills_every_worker_ends_in_error(pg_url, start_worker):
             w = start_worker(pg_url, f"killer={KILLER_REF}", args=ARGS, env=env, ready=False)
             victims.append(w)
             _wait(f"worker {n} killed by the run", lambda w=w: w.proc.poll() is not None, 60)
-        done = client.wait(g.store, run.run_id, timeout=TTL)
+        done = client.wait(g.backend, run.run_id, timeout=TTL)
         assert done.status == "error" and done.lost == 2 and done.attempt == 2
         assert done.error is not None and done.error.startswith(
             "the run's worker died 2 times (killed, OOM or lost); giving up"), done.error

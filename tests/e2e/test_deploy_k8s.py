@@ -335,7 +335,7 @@ def test_sigterm_drains_a_worker_and_hands_its_run_over(pg_url: str, tmp_path: P
             assert a.proc.returncode == 0, a.log()
             assert 503 in seen, seen  # draining: out of rotation
             assert 200 not in seen[seen.index(503):], seen  # and it stays out
-            done = client.wait(graph.store, row.run_id, timeout=60)
+            done = client.wait(graph.backend, row.run_id, timeout=60)
             assert done.status == "success" and done.attempt == 1, done  # handed over, not failed
             assert _steps(graph, "handoff") == list(range(-1, 11))  # every step committed once
             assert "handed back" in a.log()
@@ -347,7 +347,7 @@ def test_sigterm_drains_a_worker_and_hands_its_run_over(pg_url: str, tmp_path: P
 
 def _steps(graph: Any, thread_id: str) -> list[int]:
     return sorted(json.loads(r.row.metadata).get("step")
-                  for r in graph.store.list_checkpoints(thread_id, ""))
+                  for r in graph.backend.list_checkpoints(thread_id, ""))
 
 
 def test_src_is_what_the_pods_import() -> None:

@@ -27,7 +27,7 @@ FAST = ["--lease-ttl", "2", "--poll-interval", "0.05"]
 def _run(url: str, input: dict[str, Any], timeout: float = 60, **config: Any) -> RunRow:
     with treadle.compile(load_graph(f"{GRAPH}:builder"), store=url, graph_id="bulky") as g:
         row = client.submit(g, input, {"runtime": "distributed", **config}, {})
-        return client.wait(g.store, row.run_id, timeout)
+        return client.wait(g.backend, row.run_id, timeout)
 
 
 def _failed_at_once(row: RunRow, reason: str) -> None:
@@ -42,11 +42,11 @@ def _run_on_thread_record(url: str, input: dict[str, Any], timeout: float = 60) 
     values (jsonb on PostgreSQL) with the run's status."""
     with treadle.compile(load_graph(f"{GRAPH}:builder"), store=url, graph_id="bulky") as g:
         thread_id = str(uuid.uuid4())
-        g.store.put_thread(Thread(thread_id))
+        g.backend.put_thread(Thread(thread_id))
         payload = encode({"input": input, "config": {}, "kwargs": {}, "thread_record": True})
-        row = g.store.enqueue_run(NewRun(run_id=str(uuid.uuid4()), thread_id=thread_id,
+        row = g.backend.enqueue_run(NewRun(run_id=str(uuid.uuid4()), thread_id=thread_id,
                                          graph_id="ref:bulky", payload=payload))
-        return client.wait(g.store, row.run_id, timeout)
+        return client.wait(g.backend, row.run_id, timeout)
 
 
 def test_postgres_refusals_fail_the_run_at_once(pg_url: str, start_worker: Any) -> None:
@@ -57,7 +57,7 @@ def test_postgres_refusals_fail_the_run_at_once(pg_url: str, start_worker: Any) 
     _failed_at_once(row, "StoreDataError")
     assert "cannot store this data" in (row.error or "")
     with treadle.compile(load_graph(f"{GRAPH}:builder"), store=pg_url) as g:
-        thread = g.store.get_thread(row.thread_id)
+        thread = g.backend.get_thread(row.thread_id)
         assert thread is not None and thread.status == "error"
         assert "cannot store this data" in (thread.error or "")
     # A NUL in a node's error text used to make the outcome unrecordable (lease expired,
@@ -180,12 +180,12 @@ def test_hand_backs_are_bounded(tmp_path: Path, start_worker: Any) -> None:
     with treadle.compile(load_graph(f"{GRAPH}:builder"), store=url, graph_id="bulky") as g:
         row = client.submit(g, {"size": 1}, {"runtime": "distributed"}, {})
         for _ in range(3):  # what three workers draining (or failing) in turn leave behind
-            claimed = g.store.claim_run("w-drain", ["ref:bulky"], False, 5.0)
+            claimed = g.backend.claim_run("w-drain", ["ref:bulky"], False, 5.0)
             assert claimed is not None and claimed.run_id == row.run_id
-            assert g.store.release_run(claimed.run_id, claimed.epoch)
+            assert g.backend.release_run(claimed.run_id, claimed.epoch)
     start_worker(url, REF, args=[*FAST, "--max-handbacks", "2"])
     with treadle.compile(load_graph(f"{GRAPH}:builder"), store=url, graph_id="bulky") as g:
-        done = client.wait(g.store, row.run_id, 60)
+        done = client.wait(g.backend, row.run_id, 60)
     assert done.status == "error" and done.epoch == 4
     assert "handed back to the queue 3 times" in (done.error or "")
     assert "TREADLE_RUN_MAX_HANDBACKS=2" in (done.error or "")

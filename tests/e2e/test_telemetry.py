@@ -50,7 +50,7 @@ def _run(url: str, thread_id: str, state: dict[str, Any] | None = None) -> Any:
     with treadle.compile(load_graph(f"{TRACED_FILE}:builder"), store=url, graph_id="traced") as g:
         row = client.submit(g, state or INPUT, {"runtime": "distributed",
                                                 "configurable": {"thread_id": thread_id}}, {})
-        return client.wait(g.store, row.run_id, timeout=60)
+        return client.wait(g.backend, row.run_id, timeout=60)
 
 
 def test_worker_logs_json_lines_with_the_run_context(tmp_path, start_worker):
@@ -172,12 +172,12 @@ def test_one_trace_across_two_worker_processes(pg_url, tmp_path):
                              graph_id="traced") as g:
             row = client.submit(g, {"n": 3, "fail": False, "results": []},
                                 {"runtime": "distributed"}, {})
-            _wait_for(lambda: g.store.get_run(row.run_id).status != "pending",
+            _wait_for(lambda: g.backend.get_run(row.run_id).status != "pending",
                       lambda: a.log())
             # B only now (the run is A's): it executes the remote node tasks A queues.
             b = _TracedWorker(tmp_path, "B", pg_url, ["--task-slots", "4", "--concurrency", "1"])
             workers.append(b)
-            done = client.wait(g.store, row.run_id, timeout=60)
+            done = client.wait(g.backend, row.run_id, timeout=60)
             assert done.status == "success", done.error
         spans_a, spans_b = a.stop(), b.stop()
     finally:

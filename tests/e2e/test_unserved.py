@@ -124,10 +124,10 @@ def test_library_caller_is_warned_and_queue_timeout_cancels_for_good(
                "nobody=path/to/module.py:graph" in warning
         assert info.value.graph_id == "ref:nobody" and "no live worker serves it" in str(info.value)
         # The cancel is durable: the run ended, and a worker serving the graph never gets it.
-        [row] = g.store.list_runs(thread_id="t-nobody")
+        [row] = g.backend.list_runs(thread_id="t-nobody")
         assert row.status == "cancelled" and row.ended_at is not None
         assert "queue_timeout" in (row.error or "")
-        assert g.store.claim_run("w", ["ref:nobody"], False, 60.0) is None
+        assert g.backend.claim_run("w", ["ref:nobody"], False, 60.0) is None
 
 
 def test_no_warning_while_a_live_worker_serves_the_graph(
@@ -136,7 +136,7 @@ def test_no_warning_while_a_live_worker_serves_the_graph(
     settings = treadle.Settings(store=store_url, unserved_warning=0.0)
     with treadle.compile(load_graph(PIPELINE), settings=settings, graph_id="busy") as g:
         # A live worker serving the graph, all of whose slots are taken.
-        g.store.register_worker(WorkerInfo("w1", "host:1:w1", ["ref:busy"], False, 1, 1,
+        g.backend.register_worker(WorkerInfo("w1", "host:1:w1", ["ref:busy"], False, 1, 1,
                                            0.0, 0.0, 0.0), 60.0)
         with pytest.raises(QueueTimeoutError) as info:
             g.invoke({"text": "a"}, {"runtime": "distributed", "queue_timeout": 1.5})

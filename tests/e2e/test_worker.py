@@ -49,8 +49,8 @@ def test_distributed_invoke_and_stream(tmp_path, start_worker):
         out = g.invoke({"n": 0, "done": []}, _dist("t-invoke"))
         assert out["n"] == 10 and out["done"] == [f"s{i}" for i in range(1, 11)]
         # Every step committed exactly once, by the worker, on the shared store.
-        assert _steps(g.store, "t-invoke") == list(range(-1, 11))
-        run = g.store.list_runs(thread_id="t-invoke")[0]
+        assert _steps(g.backend, "t-invoke") == list(range(-1, 11))
+        run = g.backend.list_runs(thread_id="t-invoke")[0]
         assert run.status == "success" and run.attempt == 1
 
         chunks = list(g.stream({"n": 0, "done": []}, _dist("t-stream"), stream_mode="updates"))
@@ -78,7 +78,7 @@ def test_remote_node_tasks_spread_over_workers(tmp_path, start_worker):
         out = g.invoke({"n": 8, "results": []}, _dist("fan"))
         assert sorted(r["i"] for r in out["results"]) == list(range(8))
         assert len({r["pid"] for r in out["results"]}) == 2  # both workers ran branches
-        tasks = g.store.list_tasks(g.store.list_runs(thread_id="fan")[0].run_id)
+        tasks = g.backend.list_tasks(g.backend.list_runs(thread_id="fan")[0].run_id)
         assert len(tasks) == 8 and {t.status for t in tasks} == {"success"}
 
 
@@ -139,8 +139,8 @@ def test_pickled_runs_wait_for_a_trusting_worker(tmp_path, start_worker):
         row = client.submit(g, {"n": 0, "done": []}, _dist(), {})
         assert row.graph_id.startswith("pickle:")
         time.sleep(1.0)
-        assert g.store.get_run(row.run_id).status == "pending"
-        g.store.cancel_run(row.run_id)
+        assert g.backend.get_run(row.run_id).status == "pending"
+        g.backend.cancel_run(row.run_id)
 
 
 def test_worker_reports_unloadable_graph_and_serves_the_rest(tmp_path, start_worker):
@@ -155,7 +155,7 @@ def test_worker_reports_unloadable_graph_and_serves_the_rest(tmp_path, start_wor
 
         row = client.submit(bad, {"n": 0, "done": []}, _dist(), {})
         assert ok.invoke({"n": 0, "done": []}, _dist())["n"] == 10
-        assert bad.store.get_run(row.run_id).status == "pending"  # left for another worker
+        assert bad.backend.get_run(row.run_id).status == "pending"  # left for another worker
 
 
 def test_worker_with_nothing_to_serve_fails_clearly(tmp_path):
@@ -173,19 +173,19 @@ def test_cancel_keeps_partial_state_and_timeout(tmp_path, start_worker):
     with _graph(url, CHAIN.split("=", 1)[1], "chain") as g:
         row = client.submit(g, {"n": 0, "done": []}, _dist("c1"), {})
         deadline = time.monotonic() + 20
-        while len(_steps(g.store, "c1")) < 3 and time.monotonic() < deadline:
+        while len(_steps(g.backend, "c1")) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        g.store.cancel_run(row.run_id)
-        done = client.wait(g.store, row.run_id, timeout=20)
+        g.backend.cancel_run(row.run_id)
+        done = client.wait(g.backend, row.run_id, timeout=20)
         assert done.status == "cancelled"
-        kept = _steps(g.store, "c1")
+        kept = _steps(g.backend, "c1")
         assert 3 <= len(kept) < 12  # partial state is kept
         time.sleep(0.8)
-        assert _steps(g.store, "c1") == kept  # and nothing runs after the cancel
+        assert _steps(g.backend, "c1") == kept  # and nothing runs after the cancel
 
         with pytest.raises(RunFailedError, match="timeout"):
             g.invoke({"n": 0, "done": []}, _dist("c2", run_timeout=0.5))
-        assert g.store.list_runs(thread_id="c2")[0].status == "timeout"
+        assert g.backend.list_runs(thread_id="c2")[0].status == "timeout"
 
 
 def test_multitask_strategies(tmp_path, start_worker):
@@ -198,17 +198,17 @@ def test_multitask_strategies(tmp_path, start_worker):
         with pytest.raises(ThreadBusyError):
             client.submit(g, {"n": 0, "done": []}, _dist("busy", multitask_strategy="reject"), {})
         queued = client.submit(g, {"n": 100, "done": []}, _dist("busy"), {})  # enqueue
-        a = client.wait(g.store, first.run_id, timeout=30)
-        b = client.wait(g.store, queued.run_id, timeout=30)
+        a = client.wait(g.backend, first.run_id, timeout=30)
+        b = client.wait(g.backend, queued.run_id, timeout=30)
         assert (a.status, b.status) == ("success", "success")
         assert b.started_at >= a.ended_at  # one run per thread at a time, in order
 
         slow = client.submit(g, {"n": 0, "done": []}, _dist("busy2"), {})
-        while g.store.get_run(slow.run_id).status != "running":
+        while g.backend.get_run(slow.run_id).status != "running":
             time.sleep(0.02)
         newer = client.submit(g, {"n": 1000, "done": []}, _dist("busy2", multitask_strategy="interrupt"), {})
-        assert client.wait(g.store, slow.run_id, timeout=30).status == "interrupted"
-        assert client.wait(g.store, newer.run_id, timeout=30).status == "success"
+        assert client.wait(g.backend, slow.run_id, timeout=30).status == "interrupted"
+        assert client.wait(g.backend, newer.run_id, timeout=30).status == "success"
 
         with pytest.raises(ConfigError):
             client.submit(g, None, _dist("x", multitask_strategy="bogus"), {})
@@ -230,7 +230,7 @@ def test_invalid_input_errors_with_the_validation_message(tmp_path, start_worker
         with pytest.raises(RunFailedError, match="count") as err:
             g.invoke({"count": "not a number"}, _dist("bad-input"))
         assert err.value.status == "error"
-        assert list(g.store.list_checkpoints("bad-input", None)) == []  # nothing written
+        assert list(g.backend.list_checkpoints("bad-input", None)) == []  # nothing written
         assert g.invoke({"count": 1}, _dist("good-input")) == {"count": 2}
 
 
@@ -243,16 +243,16 @@ def test_sigterm_hands_the_run_over(tmp_path, start_worker):
     with _graph(url, CHAIN.split("=", 1)[1], "chain") as g:
         row = client.submit(g, {"n": 0, "done": []}, _dist("handoff"), {})
         deadline = time.monotonic() + 20
-        while len(_steps(g.store, "handoff")) < 3 and time.monotonic() < deadline:
+        while len(_steps(g.backend, "handoff")) < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
         b = start_worker(url, CHAIN, args=FAST, env=env)
         a.signal(signal.SIGTERM)
         a.proc.wait(20)
         assert a.proc.returncode == 0, a.log()
         assert "handed back" in a.log()
-        done = client.wait(g.store, row.run_id, timeout=30)
+        done = client.wait(g.backend, row.run_id, timeout=30)
         assert done.status == "success" and done.attempt == 1  # a hand-off is not a failure
-        assert _steps(g.store, "handoff") == list(range(-1, 11))  # each step once
+        assert _steps(g.backend, "handoff") == list(range(-1, 11))  # each step once
         assert "started" in b.log()
 
 
@@ -284,12 +284,12 @@ def test_multitask_rollback_deletes_the_active_runs_checkpoints(tmp_path, start_
     with _graph(url, CHAIN.split("=", 1)[1], "chain") as g:
         old = client.submit(g, {"n": 0, "done": []}, _dist("rb"), {})
         deadline = time.monotonic() + 20
-        while len(_steps(g.store, "rb")) < 3 and time.monotonic() < deadline:
+        while len(_steps(g.backend, "rb")) < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
         new = client.submit(g, {"n": 500, "done": []}, _dist("rb", multitask_strategy="rollback"), {})
-        assert client.wait(g.store, old.run_id, timeout=30).status == "cancelled"
-        assert client.wait(g.store, new.run_id, timeout=30).status == "success"
-        runs = {json.loads(c.row.metadata).get("run_id") for c in g.store.list_checkpoints("rb", "")}
+        assert client.wait(g.backend, old.run_id, timeout=30).status == "cancelled"
+        assert client.wait(g.backend, new.run_id, timeout=30).status == "success"
+        runs = {json.loads(c.row.metadata).get("run_id") for c in g.backend.list_checkpoints("rb", "")}
         assert runs == {new.run_id}  # the rolled-back run left nothing behind
         state = g.get_state({"configurable": {"thread_id": "rb"}})
         assert state.values["n"] == 510 and len(state.values["done"]) == 10

@@ -60,7 +60,7 @@ class _Bench:
         return row.run_id
 
     def status(self, run_id: str) -> str:
-        row = self.graph.store.get_run(run_id)
+        row = self.graph.backend.get_run(run_id)
         assert row is not None
         return row.status
 
@@ -69,7 +69,7 @@ class _Bench:
         before = self.started()
         run_id = self.submit(HOUR)
         _until(lambda: self.started() > before, "the blocking body to start")
-        client.cancel(self.graph.store, run_id)
+        client.cancel(self.graph.backend, run_id)
         _until(lambda: self.status(run_id) == "cancelled", "the run to be cancelled")
 
     def quick_run_succeeds(self) -> None:
@@ -93,13 +93,13 @@ def test_abandoned_bodies_do_not_wedge_the_worker(backend: str, tmp_path: Path,
     assert _get(bench.port, "/healthz")[0] == 200
     live = bench.submit(HOUR)
     _until(lambda: bench.status(live) == "running", "a run to be claimed")
-    first = bench.graph.store.get_run(live).lease_expires_at  # type: ignore[union-attr]
-    _until(lambda: bench.graph.store.get_run(live).lease_expires_at != first,  # type: ignore[union-attr]
+    first = bench.graph.backend.get_run(live).lease_expires_at  # type: ignore[union-attr]
+    _until(lambda: bench.graph.backend.get_run(live).lease_expires_at != first,  # type: ignore[union-attr]
            "the lease heartbeat to advance")
     assert _get(bench.port, "/healthz")[0] == 200
     assert "abandoned thread(s) in this process" in bench.worker.log()
     # The live run's body makes the 4th abandoned thread: the worker recycles itself.
-    client.cancel(bench.graph.store, live)
+    client.cancel(bench.graph.backend, live)
     assert bench.worker.proc.wait(timeout=60) == EXIT_RECYCLE
     assert "recycling" in bench.worker.log()
     assert bench.status(live) == "cancelled"

@@ -121,7 +121,7 @@ def test_many_concurrent_runs_share_commits(pg_url):
     for t in threads:
         t.join(120)
     assert failures == []
-    assert len(g.store.list_threads(limit=500)) == 128
+    assert len(g.backend.list_threads(limit=500)) == 128
     g.close()
 
 

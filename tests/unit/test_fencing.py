@@ -107,14 +107,14 @@ def test_failed_claim_is_reported_not_a_fencing_error(tmp_path):
     b.add_node("step", lambda s: {"log": ["x"]})
     b.add_edge(START, "step")
     g = treadle.compile(b, store=f"sqlite:///{tmp_path}/c.db")
-    real_apply = g.store._apply
+    real_apply = g.backend._apply
 
     def failing_claims(conn, ops):
         if any(isinstance(op, ClaimThread) for op in ops):
             raise StoreError("disk full (simulated)")
         return real_apply(conn, ops)
 
-    g.store._committer._apply = failing_claims
+    g.backend._committer._apply = failing_claims
     with pytest.raises(StoreError, match="disk full"):
         g.invoke({"log": []}, {"thread_id": "t"})
     g.close()

@@ -126,7 +126,7 @@ async def test_a_cluster_runs_lines_carry_run_node_and_worker(configure, tmp_pat
     try:
         row = await asyncio.to_thread(client.submit, g, {"n": 2, "fail": False, "results": []},
                                       {"runtime": "distributed"}, {})
-        done = await asyncio.to_thread(client.wait, g.store, row.run_id, 60)
+        done = await asyncio.to_thread(client.wait, g.backend, row.run_id, 60)
         assert done.status == "success"
     finally:
         w.request_stop()

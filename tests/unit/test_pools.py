@@ -300,7 +300,7 @@ def test_distributed_runtime_queues_the_run(tmp_path):
     row = client.submit(g, {"out": []}, {"runtime": "distributed", "thread_id": "q"}, {})
     assert (row.status, row.thread_id) == ("pending", "q")
     assert row.graph_id.startswith("pickle:")  # no graph_id: shipped by value
-    assert g.store.get_graph(row.graph_id) is not None
+    assert g.backend.get_graph(row.graph_id) is not None
     with pytest.raises(ConfigError, match="runtime must be one of"):
         g.invoke({"out": []}, {"runtime": "cloud"})
     with pytest.raises(ConfigError, match="checkpoint_store"):

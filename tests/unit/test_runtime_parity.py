@@ -396,7 +396,7 @@ def test_graphs_share_one_store_per_url_and_release_it(store_url):
 
     a = treadle.compile(command_builder(), store=store_url)
     b = treadle.compile(command_builder(), store=store_url)
-    assert a.store is b.store
+    assert a.backend is b.backend
     a.close()
     assert b.invoke({"path": []}) == {"path": ["a", "c"]}  # still open for b
     del b

@@ -173,7 +173,7 @@ async def _cluster_run(tmp_path: Path, state: dict[str, Any]) -> Any:
     g = treadle.compile(load_graph(TRACED), settings=settings, graph_id="traced")
     try:
         row = await asyncio.to_thread(client.submit, g, state, {"runtime": "distributed"}, {})
-        return await asyncio.to_thread(client.wait, g.store, row.run_id, 60)
+        return await asyncio.to_thread(client.wait, g.backend, row.run_id, 60)
     finally:
         w.request_stop()
         await running

@@ -14,7 +14,6 @@ from rich.json import JSON
 from rich.text import Text
 
 from treadle.cli._app import _STATE, app
-from treadle.errors import ConfigError
 
 # --- plumbing -----------------------------------------------------------------------------------
 
@@ -39,20 +38,9 @@ def _summary(exc: BaseException) -> str:
 
 def _settings(**overrides: Any) -> Any:
     """Settings from TREADLE_* and the flags; a bad value is one ConfigError line."""
-    from pydantic import ValidationError
-
     from treadle.config import get_settings
 
-    try:
-        return get_settings(**overrides)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err.get("loc", ())) or "?"
-            flag = f"--{field.replace('_', '-')}" if field in overrides else None
-            where = f"{flag} / TREADLE_{field.upper()}" if flag else f"TREADLE_{field.upper()}"
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        raise ConfigError("invalid setting " + "; ".join(problems)) from exc
+    return get_settings(as_flags=True, **overrides)
 
 
 def _to_jsonable(value: Any) -> Any:

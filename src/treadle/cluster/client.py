@@ -50,8 +50,8 @@ _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
 def _graph_id(graph: TreadleGraph) -> str:
     if graph.graph_id is not None:
         return REF_PREFIX + graph.graph_id
-    if graph._shipped is None:
-        compiled = graph.graph
+    if graph.treadle_core.shipped is None:
+        compiled = graph
         kwargs = {
             "interrupt_before": list(getattr(compiled, "interrupt_before_nodes", []) or []),
             "interrupt_after": list(getattr(compiled, "interrupt_after_nodes", []) or []),
@@ -63,9 +63,9 @@ def _graph_id(graph: TreadleGraph) -> str:
             for name, n in compiled.nodes.items() if hasattr(n.bound, "options")
         }
         gid, blob = graphs_by_value.pack(getattr(compiled, "builder", None), kwargs, nodes)
-        graph.store.put_graph(gid, blob)
-        graph._shipped = gid
-    return graph._shipped
+        graph.backend.put_graph(gid, blob)
+        graph.treadle_core.shipped = gid
+    return graph.treadle_core.shipped
 
 
 def _queue_timeout(graph: TreadleGraph, config: dict[str, Any] | None) -> float | None:
@@ -82,7 +82,7 @@ def _queue_timeout(graph: TreadleGraph, config: dict[str, Any] | None) -> float 
 
 def watch(graph: TreadleGraph, config: dict[str, Any] | None, row: RunRow) -> PendingWatch:
     """What the caller of a queued run watches while it waits (see treadle.cluster.pending)."""
-    return PendingWatch(graph.store, graph.settings.store, row.run_id, row.graph_id,
+    return PendingWatch(graph.backend, graph.settings.store, row.run_id, row.graph_id,
                         warn_after=graph.settings.unserved_warning,
                         queue_timeout=_queue_timeout(graph, config),
                         graph_args=graph.worker_args)
@@ -139,8 +139,8 @@ def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
             max_attempts=max_attempts, timeout_s=float(timeout) if timeout else None,
             stream=stream, metadata=json.dumps(cfg.get("metadata") or {}, default=str),
         )
-        row = graph.store.enqueue_run(run, multitask=multitask)
-    notifier_for(graph.store).emit(CHANNEL_RUNS, row.run_id)
+        row = graph.backend.enqueue_run(run, multitask=multitask)
+    notifier_for(graph.backend).emit(CHANNEL_RUNS, row.run_id)
     return row
 
 
@@ -183,13 +183,13 @@ def outcome(row: RunRow) -> Any:
 def invoke(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
            kwargs: dict[str, Any]) -> Any:
     row = submit(graph, input, config, kwargs)
-    return outcome(wait(graph.store, row.run_id, pending=watch(graph, config, row)))
+    return outcome(wait(graph.backend, row.run_id, pending=watch(graph, config, row)))
 
 
 async def ainvoke(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
                   kwargs: dict[str, Any]) -> Any:
     row = await asyncio.to_thread(submit, graph, input, config, kwargs)
-    done = await asyncio.to_thread(wait, graph.store, row.run_id, None,
+    done = await asyncio.to_thread(wait, graph.backend, row.run_id, None,
                                    pending=watch(graph, config, row))
     return outcome(done)
 
@@ -198,7 +198,7 @@ def stream(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
            kwargs: dict[str, Any]) -> Iterator[Any]:
     """Yield the run's stream chunks as its worker records them."""
     row = submit(graph, input, config, kwargs, stream=True)
-    yield from follow(graph.store, row.run_id, pending=watch(graph, config, row))
+    yield from follow(graph.backend, row.run_id, pending=watch(graph, config, row))
 
 
 def follow(store: Store, run_id: str, after_seq: int = 0, *,
@@ -234,7 +234,7 @@ def follow(store: Store, run_id: str, after_seq: int = 0, *,
 async def astream(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
                   kwargs: dict[str, Any]) -> AsyncIterator[Any]:
     row = await asyncio.to_thread(submit, graph, input, config, kwargs, stream=True)
-    it = follow(graph.store, row.run_id, pending=watch(graph, config, row))
+    it = follow(graph.backend, row.run_id, pending=watch(graph, config, row))
     done = object()
     while True:
         chunk = await asyncio.to_thread(next, it, done)
