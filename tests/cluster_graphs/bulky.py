@@ -1,6 +1,7 @@
 """A one-node graph whose state can be made too big, or awkward, for a store: ``grow``
-sets ``text`` to ``size`` characters when ``size`` is set (a str subclass, so a test can
-hold a weak reference to it: see REFS), and raises ValueError(``fail``) when ``fail`` is."""
+sets ``text`` to ``fill`` (default "x") repeated ``size`` times when ``size`` is set (a
+str subclass, so a test can hold a weak reference to it: see REFS), and raises
+ValueError(``fail``) when ``fail`` is."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ REFS: list[weakref.ref[Big]] = []
 
 class State(TypedDict, total=False):
     size: int
+    fill: str
     fail: str
     text: str
 
@@ -29,7 +31,7 @@ def grow(state: State) -> dict:
         raise ValueError(state["fail"])
     if not state.get("size"):
         return {}
-    text = Big("x" * state["size"])
+    text = Big((state.get("fill") or "x") * state["size"])
     REFS.append(weakref.ref(text))
     return {"text": text}
 

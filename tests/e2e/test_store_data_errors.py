@@ -4,7 +4,9 @@ hand-back, no lease expiry, no second attempt (PostgreSQL and SQLite, real worke
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,10 @@ REF = f"bulky={GRAPH}:builder"
 FAST = ["--lease-ttl", "2", "--poll-interval", "0.05"]
 
 
-def _run(url: str, input: dict[str, Any], **config: Any) -> RunRow:
+def _run(url: str, input: dict[str, Any], timeout: float = 60, **config: Any) -> RunRow:
     with treadle.compile(load_graph(f"{GRAPH}:builder"), store=url, graph_id="bulky") as g:
         row = client.submit(g, input, {"runtime": "distributed", **config}, {})
-        return client.wait(g.backend, row.run_id, 60)
+        return client.wait(g.backend, row.run_id, timeout)
 
 
 def _failed_at_once(row: RunRow, reason: str) -> None:
@@ -35,7 +37,7 @@ def _failed_at_once(row: RunRow, reason: str) -> None:
     assert (row.attempt, row.epoch) == (1, 1), row
 
 
-def _run_on_thread_record(url: str, input: dict[str, Any]) -> RunRow:
+def _run_on_thread_record(url: str, input: dict[str, Any], timeout: float = 60) -> RunRow:
     """A run on a thread record, as the HTTP API queues it: the worker writes the thread's
     values (jsonb on PostgreSQL) with the run's status."""
     with treadle.compile(load_graph(f"{GRAPH}:builder"), store=url, graph_id="bulky") as g:
@@ -44,7 +46,7 @@ def _run_on_thread_record(url: str, input: dict[str, Any]) -> RunRow:
         payload = encode({"input": input, "config": {}, "kwargs": {}, "thread_record": True})
         row = g.backend.enqueue_run(NewRun(run_id=str(uuid.uuid4()), thread_id=thread_id,
                                          graph_id="ref:bulky", payload=payload))
-        return client.wait(g.backend, row.run_id, 60)
+        return client.wait(g.backend, row.run_id, timeout)
 
 
 def test_postgres_refusals_fail_the_run_at_once(pg_url: str, start_worker: Any) -> None:
@@ -99,6 +101,76 @@ async def test_a_refused_state_is_released_when_its_run_ends(tmp_path: Path) -> 
         w.request_stop()
         await running
         w.close()
+
+
+#: A state PostgreSQL can never hold: base64-encoded in a jsonb string it is ~347 MB, over
+#: jsonb's 256 MB limit (the issue's reproduction). SQLite refuses it under ``max_length``.
+HUGE = 260_000_000
+#: A state PostgreSQL stores (~200 MB in base64).
+BIG = 150_000_000
+MB = 1024 * 1024
+SLOW = 600  # seconds a huge run may take on a loaded machine (a deadline, not a measure)
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """The process's resident set now (VmRSS) and at its peak (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM")}
+
+
+def _worker(url: str, start_worker: Any) -> tuple[Any, int]:
+    """A worker that ran a small run, and its resident memory then."""
+    # A long lease: sending hundreds of MB on a busy machine must not hand a run over.
+    w = start_worker(url, REF, args=["--lease-ttl", "60", "--poll-interval", "0.05"])
+    assert _run(url, {"size": 3}).status == "success"
+    return w, _memory(w.pid)["VmRSS"]
+
+
+def _given_back(url: str, w: Any, baseline: int, size: int, run: Callable[[], RunRow]) -> RunRow:
+    """``run`` a run that makes a ``size``-character state on worker ``w``; then the worker
+    runs small runs and its memory comes back to within 150 MB of ``baseline``."""
+    with open(f"/proc/{w.pid}/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS: the next peak is this run's
+    row = run()
+    peak = _memory(w.pid)["VmHWM"]
+    assert peak > baseline + size, (baseline, peak)  # the worker really held the state
+    # Later runs work (a fresh connection where one was closed) ...
+    for _ in range(2):
+        assert _run(url, {"size": 3}).status == "success"
+    # ... and the memory is back: nothing keeps the state, or a buffer it went through.
+    deadline = time.monotonic() + 30
+    while (rss := _memory(w.pid)["VmRSS"]) > baseline + 150 * MB:
+        assert time.monotonic() < deadline, (
+            f"worker RSS {rss // MB} MB after the run: baseline {baseline // MB} MB, "
+            f"peak {peak // MB} MB; {row.status}: {row.error}")
+        time.sleep(0.2)
+    return row
+
+
+def test_postgres_gives_back_the_memory_of_huge_states(pg_url: str, start_worker: Any) -> None:
+    """libpq never shrinks a connection's buffers: the connections that carried these
+    states are closed after them (before, the worker kept 660 MB, 1 GB and 280 MB more)."""
+    w, baseline = _worker(pg_url, start_worker)
+    # Refused as a checkpoint (347 MB of JSON on the writer connection).
+    row = _given_back(pg_url, w, baseline, HUGE, lambda: _run(pg_url, {"size": HUGE}, SLOW))
+    _failed_at_once(row, "string too long to represent as jsonb")
+    # Stored as a checkpoint and read back, then refused as the thread record's values
+    # (jsonb has no NUL), on a pooled connection.
+    row = _given_back(pg_url, w, baseline, BIG, lambda: _run_on_thread_record(
+        pg_url, {"size": BIG // 10, "fill": "x" * 9 + "\x00"}, SLOW))
+    _failed_at_once(row, "cannot store this data")
+    # Stored, read back, and recorded as the run's result.
+    row = _given_back(pg_url, w, baseline, BIG, lambda: _run(pg_url, {"size": BIG}, SLOW))
+    assert row.status == "success", row
+
+
+def test_sqlite_gives_back_the_memory_of_a_refused_huge_state(
+        tmp_path: Path, start_worker: Any) -> None:
+    url = f"sqlite:///{tmp_path}/q.db?max_length=100000000"
+    w, baseline = _worker(url, start_worker)
+    row = _given_back(url, w, baseline, HUGE, lambda: _run(url, {"size": HUGE}, SLOW))
+    _failed_at_once(row, "string or blob too big")
 
 
 def test_hand_backs_are_bounded(tmp_path: Path, start_worker: Any) -> None:

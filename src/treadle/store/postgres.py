@@ -28,7 +28,6 @@ from psycopg.types.numeric import Int8
 
 from treadle.errors import (
     ConfigError,
-    FencedWriteError,
     StoreDataError,
     StoreError,
     StoreUnavailableError,
@@ -39,18 +38,17 @@ from treadle.store.base import (
     BlobRow,
     CheckpointRecord,
     CheckpointRow,
-    ClaimThread,
-    PutCheckpoint,
-    PutWrites,
     Store,
     ThreadInfo,
     WriteOp,
     WriteRow,
 )
 from treadle.store.migrate import check, load_migrations, select
+from treadle.store.postgres_batch import op_json, op_result
+from treadle.store.postgres_buffers import RETIRE_AFTER, is_big, retire_pooled
 from treadle.store.postgres_items import PostgresItems
 from treadle.store.postgres_options import (
-    b64,
+    describe,
     is_data_error,
     is_dead,
     metadata_json,
@@ -67,6 +65,7 @@ __all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
+
 class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
         from treadle.config import get_settings
@@ -78,7 +77,7 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         except psycopg.Error as exc:
             raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: "
                               f"{scrub(one_line(exc), self._conninfo)}") from exc
-        self._where = self._describe(params)
+        self._where = describe(params)
         self._pool_min = number_option(options, "pool_min", 1, int, 0)
         self._pool_max = number_option(options, "pool_max", 16, int, 1)
         if self._pool_max < self._pool_min:
@@ -100,6 +99,7 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._committer: GroupCommitter[psycopg.Connection[Any]] | None = None
         self._closed = False
+        self._writer_sent = 0  # the size of the last batch the writer sent
         try:
             # Connecting the writer first checks the server is there, fast and clearly.
             self._writer = self._connect()
@@ -122,21 +122,13 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
                 linger=linger,
                 name=f"treadle-pg-writer:{self._where}",
                 is_disconnect=self._is_disconnect,
+                retire=self._retire,
             )
         except BaseException:
             self.close()
             raise
 
     # --- connections -----------------------------------------------------------
-    @staticmethod
-    def _describe(params: dict[str, Any]) -> str:
-        host = params.get("host") or params.get("hostaddr") or "localhost"
-        port = params.get("port") or "5432"
-        where = f"{host}:{port}" if not str(host).startswith("/") else f"{host} (port {port})"
-        if params.get("dbname"):
-            where += f"/{params['dbname']}"
-        return where
-
     def _connect(self) -> psycopg.Connection[Any]:
         """A new autocommit connection, or StoreUnavailableError naming the server."""
         try:
@@ -165,6 +157,11 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         conn = self._writer
         return conn is None or conn.closed or conn.broken or is_dead(cause)
 
+    def _retire(self, conn: psycopg.Connection[Any]) -> bool:
+        """Close the writer after a batch of RETIRE_AFTER bytes or more."""
+        sent, self._writer_sent = self._writer_sent, 0
+        return sent >= RETIRE_AFTER
+
     def _translate(self, exc: psycopg.Error, doing: str) -> StoreError:
         if isinstance(exc, psycopg_pool.PoolTimeout):
             return StoreUnavailableError(
@@ -184,14 +181,25 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
             )
         return StoreError(f"{doing} failed on PostgreSQL at {self._where}: {one_line(exc)}")
 
-    def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``fn`` on a pooled connection; retry once if the connection was dead."""
+    def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T],
+                   big: Callable[[T], bool] = lambda result: False) -> T:
+        """Run ``fn`` on a pooled connection; retry once if the connection was dead. The
+        connection is closed after a refusal of its data or a ``big`` result (see
+        :mod:`~treadle.store.postgres_buffers`)."""
         if self._closed or self._pool is None:
             raise StoreError("the store is closed")
         for attempt in (1, 2):
             try:
                 with self._pool.connection() as conn:
-                    return fn(conn)
+                    try:
+                        result = fn(conn)
+                    except psycopg.Error as exc:
+                        if is_data_error(exc):
+                            retire_pooled(conn)
+                        raise
+                    if big(result):
+                        retire_pooled(conn)
+                    return result
             except psycopg.Error as exc:
                 if attempt == 1 and is_dead(exc):
                     # The server dropped us (restart, failover): the pool has discarded
@@ -223,72 +231,13 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
     def _apply(self, conn: psycopg.Connection[Any], ops: list[WriteOp]) -> list[Any]:
         """Apply ``ops`` with one call of ``treadle_apply``: one statement, so one
         transaction (autocommit) and one round trip, whatever the batch holds."""
-        payload = json.dumps([self._op_json(op) for op in ops])  # before any I/O: may raise
+        payload = json.dumps([op_json(op) for op in ops])  # before any I/O: may raise
+        self._writer_sent = len(payload)
         try:
             (results,) = conn.execute(q.APPLY_BATCH, (payload,)).fetchone()  # type: ignore[misc]
         except psycopg.Error as exc:
             raise self._translate(exc, "writing") from exc
-        return [self._result(op, r) for op, r in zip(ops, results, strict=True)]
-
-    @staticmethod
-    def _op_json(op: WriteOp) -> dict[str, Any]:
-        """One operation as ``treadle_apply`` reads it (bytes travel base64-encoded)."""
-        if isinstance(op, ClaimThread):
-            claim: dict[str, Any] = {"k": "claim", "thread_id": op.thread_id, "token": op.token}
-            if op.run_id is not None:
-                # A cluster run's claim: refused unless the run still runs under run_epoch.
-                claim["run_id"] = op.run_id
-                claim["run_epoch"] = op.run_epoch
-            return claim
-        if isinstance(op, PutCheckpoint):
-            r = op.row
-            doc: dict[str, Any] = {
-                "k": "checkpoint",
-                "thread_id": r.thread_id,
-                "ns": r.checkpoint_ns,
-                "id": r.checkpoint_id,
-                "parent": r.parent_checkpoint_id,
-                "run_id": r.run_id,
-                "type": r.type,
-                "checkpoint": b64(r.checkpoint),
-                "versions": r.channel_versions,
-                "metadata_type": r.metadata_type,
-                "metadata_blob": b64(r.metadata_blob),
-                "metadata": metadata_json(r.metadata),
-                "blobs": [
-                    {"c": b.channel, "v": b.version, "t": b.type, "b": b64(b.blob)}
-                    for b in op.blobs
-                ],
-            }
-        elif isinstance(op, PutWrites):
-            rows = op.rows
-            if op.upsert:
-                # One statement may not update a row twice: the last write of a key wins,
-                # as it does with SQLite's INSERT OR REPLACE.
-                rows = list({(w.task_id, w.idx): w for w in rows}.values())
-            doc = {
-                "k": "writes",
-                "thread_id": op.thread_id,
-                "ns": op.checkpoint_ns,
-                "id": op.checkpoint_id,
-                "upsert": op.upsert,
-                "rows": [
-                    {"k": w.task_id, "i": w.idx, "c": w.channel, "t": w.type,
-                     "b": b64(w.blob), "p": w.task_path}
-                    for w in rows
-                ],
-            }
-        else:
-            raise StoreError(f"unknown store operation {type(op).__name__}")
-        if op.token is not None:
-            doc["token"] = op.token
-        return doc
-
-    @staticmethod
-    def _result(op: WriteOp, result: Any) -> Any:
-        if isinstance(result, dict) and "fenced" in result:
-            return FencedWriteError(op.thread_id, int(result["fenced"]))
-        return result
+        return [op_result(op, r) for op, r in zip(ops, results, strict=True)]
 
     # --- reads -------------------------------------------------------------------
     @staticmethod
@@ -322,8 +271,8 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         else:
             sql, params = q.GET_LATEST_CHECKPOINT, (thread_id, checkpoint_ns)
         row = self._with_conn(
-            "reading a checkpoint", lambda conn: conn.execute(sql, params, binary=True).fetchone()
-        )
+            "reading a checkpoint", lambda conn: conn.execute(sql, params, binary=True).fetchone(),
+            is_big)
         return self._record(row) if row else None
 
     def list_checkpoints(
@@ -364,8 +313,8 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
             params.append(Int8(int(limit)))
         sql += q.LIST_TAIL
         rows = self._with_conn(
-            "listing checkpoints", lambda conn: conn.execute(sql, params, binary=True).fetchall()
-        )
+            "listing checkpoints", lambda conn: conn.execute(sql, params, binary=True).fetchall(),
+            is_big)
         for row in rows:
             yield self._record(row)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -26,6 +26,7 @@ from treadle.store.urls import redact
 
 __all__ = [
     "b64",
+    "describe",
     "is_data_error",
     "is_dead",
     "metadata_json",
@@ -115,3 +116,13 @@ def metadata_json(text: str) -> str:
 
 def b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def describe(params: dict[str, Any]) -> str:
+    """Where a connection goes, for messages: ``host:port/dbname`` (no user, no password)."""
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    port = params.get("port") or "5432"
+    where = f"{host}:{port}" if not str(host).startswith("/") else f"{host} (port {port})"
+    if params.get("dbname"):
+        where += f"/{params['dbname']}"
+    return where

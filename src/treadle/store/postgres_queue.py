@@ -24,6 +24,7 @@ from psycopg.types.numeric import Int8
 
 from treadle.errors import ThreadBusyError
 from treadle.store import postgres_queries as q
+from treadle.store.postgres_buffers import is_big
 from treadle.store.postgres_listen import PgListener
 from treadle.store.postgres_session import PgWorkerSession
 from treadle.store.queue import (
@@ -73,8 +74,10 @@ class PostgresQueue(RunQueue):
     """The :class:`RunQueue` half of :class:`~treadle.store.postgres.PostgresStore`."""
 
     @abc.abstractmethod
-    def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``fn`` on a pooled autocommit connection; driver errors become StoreError."""
+    def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T],
+                   big: Callable[[T], bool] = lambda result: False) -> T:
+        """Run ``fn`` on a pooled autocommit connection; driver errors become StoreError.
+        The connection is closed, not kept, after a ``big`` result (postgres_buffers)."""
 
     # The statement recording a thread's state, from the resources half of the store
     # (an annotation, not an abstract method: the resources mixin comes later in the MRO).
@@ -87,12 +90,14 @@ class PostgresQueue(RunQueue):
     # --- helpers ---------------------------------------------------------------------
     def _one(self, doing: str, sql: str, params: Any) -> Any:
         return self._with_conn(
-            doing, lambda conn: conn.execute(sql, params, binary=True).fetchone()
+            doing, lambda conn: conn.execute(sql, params, binary=True).fetchone(),
+            lambda row: is_big(params, row),
         )
 
     def _all(self, doing: str, sql: str, params: Any) -> list[Any]:
         return self._with_conn(
-            doing, lambda conn: conn.execute(sql, params, binary=True).fetchall()
+            doing, lambda conn: conn.execute(sql, params, binary=True).fetchall(),
+            lambda rows: is_big(params, rows),
         )
 
     def _write_then_read(
@@ -135,7 +140,8 @@ class PostgresQueue(RunQueue):
                 active = json.loads(exc.diag.message_detail or "[]")
                 raise ThreadBusyError(run.thread_id, [str(a) for a in active]) from None
 
-        row = self._with_conn(f"queueing run {run.run_id}", enqueue)
+        row = self._with_conn(f"queueing run {run.run_id}", enqueue,
+                              lambda row: is_big(params, row))
         if run.idempotency_key is not None:  # the key's run, maybe an earlier one
             same_request(run.idempotency_key, row[1], row[0], run.request_hash)
         return _run(row[1:])
@@ -153,7 +159,7 @@ class PostgresQueue(RunQueue):
                                                                        "busy")))
                 return row
 
-        row = self._with_conn("claiming a run", run)
+        row = self._with_conn("claiming a run", run, is_big)
         return _run(row) if row else None
 
     def heartbeat(
@@ -203,7 +209,7 @@ class PostgresQueue(RunQueue):
                     conn.execute(*self._thread_state_stmt(thread))
                 return done
 
-        return self._with_conn(f"finishing run {run_id}", run)
+        return self._with_conn(f"finishing run {run_id}", run, lambda _: is_big(params))
 
     def release_run(self, run_id: str, epoch: int) -> bool:
         return self._one(f"releasing run {run_id}", q.RELEASE_RUN, (run_id, Int8(epoch))) is not None

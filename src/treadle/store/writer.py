@@ -17,6 +17,10 @@ background thread. Either way one thread at a time owns the connection.
 Each batch runs in one transaction. A fenced operation that is refused fails alone;
 if the batch as a whole fails, it is rolled back and every operation is retried in a
 transaction of its own, so one bad operation never fails its neighbours.
+
+A connection that ``retire`` names after a batch (one that just carried a payload so big
+that its buffers, which never shrink, would hold that memory for the process's lifetime)
+is closed, success or failure, and the next batch opens a fresh one.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class GroupCommitter(Generic[C]):
         max_batch: int = 512,
         name: str = "treadle-writer",
         is_disconnect: Callable[[BaseException], bool] = lambda exc: False,
+        retire: Callable[[C], bool] = lambda conn: False,
     ) -> None:
         self._connect = connect
         self._apply = apply
@@ -79,6 +84,7 @@ class GroupCommitter(Generic[C]):
         self._linger = linger
         self._max_batch = max_batch
         self._is_disconnect = is_disconnect
+        self._retire = retire
         self._cv = threading.Condition()
         self._pending: collections.deque[_Item] = collections.deque()
         self._leading = False
@@ -221,8 +227,9 @@ class GroupCommitter(Generic[C]):
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._connect()
+            conn = self._conn
             try:
-                return self._apply(self._conn, ops)
+                return self._apply(conn, ops)
             except Exception as exc:
                 if not self._is_disconnect(exc):
                     raise
@@ -234,6 +241,13 @@ class GroupCommitter(Generic[C]):
                 self._conn = None
                 if attempt == 2:
                     raise StoreUnavailableError(f"lost the store connection: {exc}") from exc
+            finally:
+                if self._conn is conn and self._retire(conn):
+                    self._conn = None
+                    try:
+                        self._close_conn(conn)
+                    except Exception:  # noqa: BLE001 - a fresh one is opened either way
+                        pass
         raise AssertionError("unreachable")  # pragma: no cover
 
 
