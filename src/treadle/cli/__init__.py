@@ -45,6 +45,9 @@ def run_cli(args: list[str] | None = None) -> int:
     _STATE.debug = _env_debug() or "--debug" in argv[:cut]
     argv = [a for a in argv[:cut] if a != "--debug"] + argv[cut:]
     command = typer.main.get_command(app)
+    from treadle.logs import configure_plain_logging
+
+    configure_plain_logging()  # log lines of node code print with their secrets hidden
     try:
         result = command.main(args=argv, prog_name="treadle", standalone_mode=False)
         return result if isinstance(result, int) else 0
@@ -66,8 +69,10 @@ def run_cli(args: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
         if _is_click_exception(exc):
             return _usage_error(exc)
-        if _STATE.debug:
-            traceback.print_exception(exc, file=sys.stderr)
+        if _STATE.debug:  # a plain traceback (no local variables), its secrets hidden
+            from treadle.redaction import redact
+
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         if isinstance(exc, TreadleError):
             _error(str(exc) or type(exc).__name__)
         else:

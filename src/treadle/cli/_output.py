@@ -84,15 +84,21 @@ def _root(
 ) -> None:
     _STATE.debug = debug = _STATE.debug or debug
     if debug:
+        from treadle.redaction import RedactingFormatter
+
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logging.getLogger("treadle").addHandler(handler)
         logging.getLogger("treadle").setLevel(logging.DEBUG)
+        logging.getLogger("treadle").propagate = False  # the root's handler would repeat it
 
 
 def _error(message: str) -> None:
+    from treadle.redaction import redact
+
     message = " ".join(_first_line(message).split()) if not _STATE.debug else \
         " ".join(str(message).split())
+    message = redact(message)
     _stderr().print(Text(f"error: {message}", style="red"))
 
 
