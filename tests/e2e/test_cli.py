@@ -126,7 +126,7 @@ BATCH: dict[str, tuple[str, ...] | tuple[tuple[str, ...], dict[str, str]]] = {
     "resume_unknown_thread": ("run", f"{SIMPLE}:graph", "--thread", "nope", "--resume"),
     "unreachable": ("run", f"{SIMPLE}:graph", "--store", UNREACHABLE),
     "bad_setting": (("threads", "show", "x"), {"TREADLE_RETRY_MAX_ATTEMPTS": "0"}),
-    "show_unknown": ("threads", "show", "nope"),
+    "show_no_store": ("threads", "show", "nope"),
     "version": ("version",),
 }
 
@@ -186,6 +186,9 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
     assert info["values"]["done"] == ["n1", "n2"]
     assert info["pending_writes"] >= 1
     assert len(info["errors"]) == 1 and "marker file missing" in info["errors"][0]["error"]
+    unknown = treadle(tmp_path, "threads", "show", "nope")
+    assert unknown.returncode == 1
+    assert _one_error_line(unknown).startswith("error: no thread 'nope' in sqlite:///")
 
     marker.touch()
     second = treadle(tmp_path, "run", f"{FIVE}:builder", "--thread", "T", "--resume", "--json")
@@ -296,7 +299,7 @@ ERRORS = {
     "resume_without_thread": (2, "error: Invalid value for '--resume': --resume needs --thread"),
     "resume_unknown_thread": (1, "error: thread 'nope' has no checkpoint in sqlite:///"),
     "bad_setting": (1, "error: invalid setting TREADLE_RETRY_MAX_ATTEMPTS: Input should be"),
-    "show_unknown": (1, "error: no thread 'nope' in sqlite:///"),
+    "show_no_store": (1, "error: no treadle store at sqlite:///"),
 }
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from treadle.cli._app import runs_app
-from treadle.cli._output import _JSON_OPTION, _STORE_OPTION, _open, _print_json_line, _stdout
+from treadle.cli._output import _JSON_OPTION, _STORE_OPTION, _open_existing, _print_json_line, _stdout
 from treadle.errors import InputError
 from treadle.store.queue import CANCEL_ACTIONS, RUN_STATUSES, RunRow
 
@@ -49,7 +49,7 @@ def runs_list(
     """List runs, newest first, with the worker holding each running one."""
     if status is not None and status not in RUN_STATUSES:
         raise typer.BadParameter(f"must be one of {', '.join(RUN_STATUSES)}", param_hint="'--status'")
-    backend = _open(store)
+    backend = _open_existing(store)
     try:
         rows = backend.list_runs(thread_id=thread, status=status, limit=limit)
         depth, age = backend.queue_depth()
@@ -91,7 +91,7 @@ def runs_show(
     json_output: bool = _JSON_OPTION,
 ) -> None:
     """Show one run: status, attempts, lease, error; for a pending one, what it waits for."""
-    backend = _open(store)
+    backend = _open_existing(store)
     try:
         row = _get(backend, run_id)
         doc = _doc(row, _reasons(backend, [row]).get(row.run_id))
@@ -122,7 +122,7 @@ def runs_cancel(
     """Stop a run: a pending one at once, a running one by its worker."""
     if action not in CANCEL_ACTIONS:
         raise typer.BadParameter(f"must be one of {', '.join(CANCEL_ACTIONS)}", param_hint="'--action'")
-    backend = _open(store)
+    backend = _open_existing(store)
     try:
         _get(backend, run_id)
         row = backend.cancel_run(run_id, action)

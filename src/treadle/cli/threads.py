@@ -15,7 +15,7 @@ from treadle.cli._output import (
     _JSON_OPTION,
     _STORE_OPTION,
     _json_line,
-    _open,
+    _open_existing,
     _pretty_json,
     _print_json_line,
     _stdout,
@@ -34,7 +34,7 @@ def threads_list(
     json_output: bool = _JSON_OPTION,
 ) -> None:
     """List threads, most recently updated first."""
-    backend = _open(store)
+    backend = _open_existing(store)
     try:
         threads = backend.list_threads(limit)
     finally:
@@ -111,7 +111,7 @@ def threads_show(
     """Show a thread's latest checkpoint: state, metadata, next nodes, pending writes."""
     from treadle.checkpointer import TreadleSaver
 
-    backend = _open(store)
+    backend = _open_existing(store)
     try:
         saver = TreadleSaver(backend)
         tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
