@@ -231,6 +231,27 @@ def test_interrupt_live_display_and_resume_with_a_value(tmp_path: Path) -> None:
     assert json.loads(resumed.stdout) == {"question": "name?", "answer": "bob"}
 
 
+@pytest.mark.parametrize("flags", [[], ["--json"]], ids=["piped", "json"])
+def test_interrupt_on_a_new_thread_prints_the_resume_command(tmp_path: Path,
+                                                              flags: list[str]) -> None:
+    stopped = treadle(tmp_path, "run", f"{ASKS}:builder", "--input", '{"question": "name?"}',
+                      *flags)
+    assert stopped.returncode == 0, stopped.stderr
+    hint = re.search(rf"^resume with: treadle run {re.escape(ASKS)}:builder --thread (\S+) "
+                     r"--resume --input '<JSON value>'$", stopped.stderr, re.M)
+    assert hint, stopped.stderr
+    thread_id = hint.group(1)
+    assert f"thread: {thread_id}" in stopped.err_lines
+    if flags:  # stdout stays one JSON line: the state, with its interrupt
+        (line,) = stopped.stdout.splitlines()
+        assert json.loads(line)["__interrupt__"][0]["value"] == {"question": "name?"}
+    resumed = treadle(tmp_path, "run", f"{ASKS}:builder", "--thread", thread_id, "--resume",
+                      "--input", '"bob"', "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout) == {"question": "name?", "answer": "bob"}
+    assert resumed.stderr == ""  # finished: nothing to resume, nothing said
+
+
 # --- migrate ----------------------------------------------------------------------------------
 
 

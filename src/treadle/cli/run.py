@@ -202,6 +202,8 @@ def run(
             if interrupts and isinstance(final, dict) and "__interrupt__" not in final:
                 final = {**final, "__interrupt__": interrupts}
             _print_json_line(final)
+            if interrupts or snapshot.next:  # stdout is the state alone: the thread on stderr
+                _hints(_stderr(), interrupts, tuple(snapshot.next), ref, thread_id, config_file)
             return
         _report(final, interrupts, tuple(snapshot.next or ()), ref, thread_id, interactive,
                 config_file)
@@ -295,6 +297,12 @@ def _report(
     state = {k: v for k, v in final.items() if k != "__interrupt__"} if isinstance(final, dict) \
         else final
     _pretty_json(out, state)
+    _hints(info, interrupts, next_nodes, ref, thread_id, config)
+
+
+def _hints(info: Console, interrupts: list[Any], next_nodes: tuple[str, ...], ref: str,
+           thread_id: str, config: str | None) -> None:
+    """The thread, and the command that continues it if the run stopped before its end."""
     info.print(Text.assemble(("thread: ", "bold"), thread_id))
     if interrupts:
         for intr in interrupts:
