@@ -201,11 +201,43 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
     listed = treadle(tmp_path, "threads", "list")
     assert listed.returncode == 0, listed.stderr
     header, row = listed.stdout.splitlines()
-    assert header.split() == ["thread", "epoch", "checkpoints", "updated_at", "latest", "checkpoint"]
-    thread_id, epoch, checkpoints, _updated, latest = row.split()
-    assert (thread_id, epoch) == ("T", "2")  # two executions claimed the thread
+    assert header.split() == ["thread", "status", "epoch", "checkpoints", "updated_at", "latest",
+                              "checkpoint"]
+    thread_id, status, epoch, checkpoints, _updated, latest = row.split()
+    assert (thread_id, status, epoch) == ("T", "idle", "2")  # two executions claimed it
     assert int(checkpoints) >= 6
     assert len(latest) == len(info["checkpoint_id"]) and latest != info["checkpoint_id"]
+
+
+def test_threads_list_and_show_give_each_threads_status(tmp_path: Path) -> None:
+    marker = tmp_path / "no-marker"
+    runs = {
+        "done": ("run", f"{SIMPLE}:graph", "--input", '{"name": "a"}', "--thread", "done"),
+        "asked": ("run", f"{ASKS}:builder", "--input", '{"question": "q"}', "--thread", "asked"),
+        "failed": ("run", f"{FIVE}:builder", "--thread", "failed", "--input",
+                   json.dumps({"log": str(tmp_path / "log"), "marker": str(marker)})),
+        "queued": ("run", f"{SIMPLE}:graph", "--input", '{"name": "b"}', "--thread", "queued"),
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(lambda args: treadle(tmp_path, *args, "--json"), runs.values()))
+    assert [r.returncode for r in done] == [0, 0, 1, 0], [r.stderr for r in done]
+    import treadle as treadle_lib
+    from treadle.cluster import client
+    from treadle.graphs import load_graph
+
+    url = f"sqlite:///{tmp_path / 't.db'}"  # a run queued for workers, none running: busy
+    with treadle_lib.compile(load_graph(f"{SIMPLE}:graph"), store_url=url,
+                             graph_id="simple") as graph:
+        client.submit(graph, {"name": "c"}, {"runtime": "distributed",
+                                             "configurable": {"thread_id": "queued"}}, {})
+    expected = {"done": "idle", "asked": "interrupted", "failed": "error", "queued": "busy"}
+    listed = treadle(tmp_path, "threads", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {t["thread_id"]: t["status"] for t in json.loads(listed.stdout)} == expected
+    table = treadle(tmp_path, "threads", "list")
+    assert {line.split()[0]: line.split()[1] for line in table.stdout.splitlines()[1:]} == expected
+    shown = treadle(tmp_path, "threads", "show", "asked", "--json")
+    assert json.loads(shown.stdout)["status"] == "interrupted"
 
 
 # --- interrupts, on a terminal ----------------------------------------------------------------

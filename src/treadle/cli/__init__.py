@@ -45,6 +45,7 @@ def run_cli(args: list[str] | None = None) -> int:
     _STATE.debug = _env_debug() or "--debug" in argv[:cut]
     argv = [a for a in argv[:cut] if a != "--debug"] + argv[cut:]
     command = typer.main.get_command(app)
+    _wrap_between_words()
     from treadle.logs import configure_plain_logging
 
     configure_plain_logging()  # log lines of node code print with their secrets hidden
@@ -79,6 +80,18 @@ def run_cli(args: list[str] | None = None) -> int:
             _error(f"{_summary(exc)} (run with --debug for the traceback)"
                    if not _STATE.debug else _summary(exc))
         return 1
+
+
+def _wrap_between_words() -> None:
+    """Help text wraps between words, never inside a hyphenated one: an option name cut
+    in two (``--max-`` / ``workers``) cannot be read or copied. (The CLI's own process
+    only: a program that imports treadle keeps click's default.)"""
+    try:
+        from typer._click import _textwrap  # typer's vendored click
+    except ImportError:  # pragma: no cover - a typer that uses click itself
+        from click import _textwrap  # type: ignore[no-redef]
+    # textwrap splits at hyphens with wordsep_re; wordsep_simple_re splits at spaces only.
+    _textwrap.TextWrapper.wordsep_re = _textwrap.TextWrapper.wordsep_simple_re
 
 
 def _usage_error(exc: Any) -> int:

@@ -103,7 +103,7 @@ def _error(message: str) -> None:
 
 
 _STORE_OPTION = typer.Option(
-    None, "--store", envvar="TREADLE_STORE", show_default=False,
+    None, "--store", envvar="TREADLE_STORE", show_default=False, metavar="URL",
     help="Store URL: sqlite:///path.db or postgresql://... (default .treadle/treadle.db).",
 )
 _JSON_OPTION = typer.Option(False, "--json", envvar="TREADLE_JSON", help="Print JSON.")

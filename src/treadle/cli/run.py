@@ -64,7 +64,7 @@ def _resume_hint(ref: str, thread_id: str, *, value: bool = False,
     return cmd + (" --input '<JSON value>'" if value else "")
 
 
-@app.command()
+@app.command(short_help="Run a graph durably, with per-node progress.")
 def run(
     ref: str = typer.Argument(
         ..., metavar="REF", help="The graph: path/to/file.py:attr, module.path:attr, or a "
@@ -72,16 +72,16 @@ def run(
         show_default=False,
     ),
     input_: str | None = typer.Option(
-        None, "--input", "-i", envvar="TREADLE_INPUT", show_default=False,
+        None, "--input", "-i", envvar="TREADLE_INPUT", show_default=False, metavar="JSON",
         help="Input as JSON (@file.json reads a file, - reads stdin). With --resume: the "
              "value handed to the pending interrupt() (Command(resume=...)).",
     ),
     thread: str | None = typer.Option(
-        None, "--thread", "-t", envvar="TREADLE_THREAD", show_default=False,
+        None, "--thread", "-t", envvar="TREADLE_THREAD", show_default=False, metavar="ID",
         help="Thread id (default: a new one).",
     ),
     store: str | None = typer.Option(
-        None, "--store", envvar="TREADLE_STORE", show_default=False,
+        None, "--store", envvar="TREADLE_STORE", show_default=False, metavar="URL",
         help="Store URL: sqlite:///path.db or postgresql://... (default .treadle/treadle.db).",
     ),
     max_workers: int | None = typer.Option(
@@ -107,7 +107,7 @@ def run(
         "and follow it.",
     ),
     config_file: str | None = typer.Option(
-        None, "--config", "-c", envvar="TREADLE_CONFIG", show_default=False,
+        None, "--config", "-c", envvar="TREADLE_CONFIG", show_default=False, metavar="FILE",
         help="A langgraph.json: REF may be one of its graph names, and a distributed run of "
         "one of its graphs is queued under that name (default: ./langgraph.json if present).",
     ),

@@ -84,7 +84,7 @@ def _get(backend: Any, run_id: str) -> RunRow:
     return row  # type: ignore[no-any-return]
 
 
-@runs_app.command("show")
+@runs_app.command("show", short_help="Show one run; for a pending one, what it waits for.")
 def runs_show(
     run_id: str = typer.Argument(..., metavar="RUN_ID"),
     store: str | None = _STORE_OPTION,
