@@ -41,11 +41,13 @@ def test_dev_console_log_hides_secrets_and_locals(tmp_path: Path, start_server: 
     config = tmp_path / "langgraph.json"
     config.write_text(json.dumps({"graphs": {"leaky": f"{LEAKY}:graph"}}))
     server = start_server("dev", config=config, env=ENV)
-    r = httpx.post(f"{server.url}/runs/wait", timeout=60, json={
+    thread_id = httpx.post(f"{server.url}/threads", json={}, timeout=30).json()["thread_id"]
+    r = httpx.post(f"{server.url}/threads/{thread_id}/runs/wait", timeout=60, json={
         "assistant_id": "leaky", "input": {"question": "q"},
         "config": {"configurable": {"api_key": CONFIG_KEY}},
     })
     assert r.status_code == 200, r.text
+    run_id = r.headers["Content-Location"].rsplit("/", 1)[-1]
     deadline = time.monotonic() + 30
     while " error [treadle.worker]" not in server.log():
         assert time.monotonic() < deadline, server.log()
@@ -59,6 +61,20 @@ def test_dev_console_log_hides_secrets_and_locals(tmp_path: Path, start_server: 
     assert "ConnectionError: model refused key *** with {'api_key': '***'}" in log
     assert "{'Authorization': '***'}" in log and "postgresql://app:***@db.internal" in log
     assert "Locals" not in log and "│" not in log  # no rich traceback panels, no locals
+    # What the CLI shows of that run and its thread: the error and the metadata (which holds
+    # the run's config) with their secrets hidden too.
+    store = f"sqlite:///{tmp_path / 'server.db'}"
+    shown = _treadle(tmp_path, "runs", "show", run_id, "--store", store, "--json")
+    assert shown.returncode == 0, shown.stderr
+    run = json.loads(shown.stdout)
+    assert run["status"] == "error" and "model refused key ***" in run["error"], run
+    thread = _treadle(tmp_path, "threads", "show", thread_id, "--store", store, "--json")
+    assert thread.returncode == 0, thread.stderr
+    info = json.loads(thread.stdout)
+    assert info["errors"] and info["status"] == "error", info
+    for text in (shown.stdout, thread.stdout, _treadle(tmp_path, "runs", "list", "--store",
+                                                      store).stdout):
+        _assert_hidden(text)
 
 
 def test_run_errors_and_debug_tracebacks_hide_secrets(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 from treadle.cli._app import runs_app
 from treadle.cli._output import _JSON_OPTION, _STORE_OPTION, _open_existing, _print_json_line, _stdout
 from treadle.errors import InputError
+from treadle.redaction import redact
 from treadle.store.queue import CANCEL_ACTIONS, RUN_STATUSES, RunRow
 
 
@@ -24,7 +25,8 @@ def _doc(row: RunRow, waiting: str | None = None) -> dict[str, Any]:
     doc = {
         "run_id": row.run_id, "thread_id": row.thread_id, "graph_id": row.graph_id,
         "status": row.status, "attempt": row.attempt, "max_attempts": row.max_attempts,
-        "lost_workers": row.lost, "epoch": row.epoch, "worker": row.worker, "cancel": row.cancel, "error": row.error,
+        "lost_workers": row.lost, "epoch": row.epoch, "worker": row.worker, "cancel": row.cancel,
+        "error": redact(row.error) if row.error else row.error,
         "created_at": row.created_at, "started_at": row.started_at, "ended_at": row.ended_at,
     }
     if row.status == "pending":

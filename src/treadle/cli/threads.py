@@ -22,6 +22,8 @@ from treadle.cli._output import (
     _summary,
 )
 from treadle.errors import TreadleError
+from treadle.redaction import redact as redact_text
+from treadle.redaction import redact_value
 from treadle.store.queue import ACTIVE
 from treadle.store.urls import redact
 
@@ -155,8 +157,8 @@ def threads_show(
     values = {k: v for k, v in (checkpoint.get("channel_values") or {}).items()
               if not _is_internal(k)}
     errors = [
-        {"task_id": task_id, "error": _summary(value) if isinstance(value, BaseException)
-         else str(value)}
+        {"task_id": task_id, "error": redact_text(_summary(value) if isinstance(
+            value, BaseException) else str(value))}
         for task_id, channel, value in tup.pending_writes or ()
         if channel == "__error__"
     ]
@@ -174,7 +176,7 @@ def threads_show(
         "parent_checkpoint_id": (tup.parent_config or {}).get("configurable", {}).get(
             "checkpoint_id"),
         "created_at": checkpoint.get("ts"),
-        "metadata": dict(tup.metadata or {}),
+        "metadata": redact_value(dict(tup.metadata or {})),  # it holds the run's config
         "next": _next_nodes(checkpoint),
         "pending_writes": len(tup.pending_writes or ()),
         "errors": errors,
