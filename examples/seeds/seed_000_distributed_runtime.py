@@ -1,4 +1,5 @@
-# Seed 000 -- Distributed Runtime (/work/shared/seeds/000_3da77339b73f6fe6.txt, "Demonstration" cell).
+# Seed 000 -- Distributed Runtime (the "Demonstration" cell of seed document 000_3da77339b73f6fe6,
+# not part of this repository).
 #
 # The seed's demo code, unchanged except for two lines: `import treadle` is added and
 # `graph = builder.compile()` became `graph = treadle.compile(builder)`.

@@ -1,4 +1,5 @@
-# Seed 001 -- Cloud Runtime (/work/shared/seeds/001_27230fb7fcbb37f0.txt, "Demonstration" cell).
+# Seed 001 -- Cloud Runtime (the "Demonstration" cell of seed document 001_27230fb7fcbb37f0,
+# not part of this repository).
 #
 # The seed's demo code, unchanged except for two lines: `import treadle` is added and
 # `graph = builder.compile()` became `graph = treadle.compile(builder)`.

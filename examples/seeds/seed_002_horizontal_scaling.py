@@ -1,4 +1,5 @@
-# Seed 002 -- Horizontal Scaling (/work/shared/seeds/002_526691afb0d39ead.txt, "Demonstration" cell).
+# Seed 002 -- Horizontal Scaling (the "Demonstration" cell of seed document 002_526691afb0d39ead,
+# not part of this repository).
 #
 # The seed's demo code, unchanged except for two lines: `import treadle` is added and
 # `graph = builder.compile()` became `graph = treadle.compile(builder)`.

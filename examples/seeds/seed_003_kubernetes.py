@@ -1,5 +1,5 @@
-# Seed 003 -- Orchestration with Kubernetes (/work/shared/seeds/003_1a866e8ef7d3feaa.txt,
-# "Demonstration" cell).
+# Seed 003 -- Orchestration with Kubernetes (the "Demonstration" cell of seed document
+# 003_1a866e8ef7d3feaa, not part of this repository).
 #
 # The seed's demo code, unchanged except for `import treadle` added,
 # `graph = builder.compile()` -> `graph = treadle.compile(builder)`, and the

@@ -1,4 +1,5 @@
-# Seed 004 -- Worker Pool (/work/shared/seeds/004_60ac7d64f9f316de.txt, "Demonstration" cell).
+# Seed 004 -- Worker Pool (the "Demonstration" cell of seed document 004_60ac7d64f9f316de,
+# not part of this repository).
 #
 # The seed's demo code, unchanged except for two lines: `import treadle` is added and
 # `graph = builder.compile()` became `graph = treadle.compile(builder)`.

@@ -14,6 +14,10 @@ renders it:
   ``exception`` (a traceback);
 * ``console``: readable lines for a terminal (``treadle dev``).
 
+Tracebacks are plain (never local variables), and every field, message and traceback
+passes through :func:`treadle.redaction.redact` first: no password, key or token in a
+log line.
+
 The context lives in context variables (``structlog.contextvars``): it follows asyncio
 tasks and the threads LangGraph and treadle run node bodies in.
 """
@@ -30,7 +34,10 @@ import structlog
 from opentelemetry import trace
 from structlog.contextvars import bind_contextvars, get_contextvars, reset_contextvars
 
-__all__ = ["CARRIED", "bind", "bound", "carried", "configure_logging", "reset"]
+from treadle.redaction import RedactingFormatter, redact_event
+
+__all__ = ["CARRIED", "bind", "bound", "carried", "configure_logging", "configure_plain_logging",
+           "reset"]
 
 #: Bound keys a remote node task takes along to the worker that executes it.
 CARRIED = ("run_id", "thread_id", "graph_id", "attempt", "node", "node_attempt")
@@ -98,6 +105,32 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler configure_logging installed, so a second call replaces it."""
 
 
+class _PlainHandler(_Handler):
+    """Python's last-resort output (the message, its traceback; warnings and errors only)
+    on the current ``sys.stderr``, with secrets hidden."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self, logging.WARNING)  # no stream of its own: see below
+        self.setFormatter(RedactingFormatter("%(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+
+def configure_plain_logging() -> None:
+    """For the short commands (``treadle run``, ``threads``, ...): log records of node code
+    and libraries print as Python prints them without any logging set up, but with
+    secrets hidden. Does nothing if the root logger already has a handler that is not
+    treadle's; :func:`configure_logging` replaces it."""
+    root = logging.getLogger()
+    if any(not isinstance(h, _Handler) for h in root.handlers):
+        return
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(_PlainHandler())
+
+
 def configure_logging(format: str = "auto", level: str = "info", *, auto: str = "json",
                       stream: IO[str] | None = None) -> str:
     """Route every log record through structlog: ``format`` json, console, or auto
@@ -120,13 +153,22 @@ def configure_logging(format: str = "auto", level: str = "info", *, auto: str = 
     ]
     renderer: list[Any]
     if fmt == "json":
-        renderer = [structlog.processors.format_exc_info, _order,
-                    structlog.processors.JSONRenderer(default=str)]
+        renderer = [_order, structlog.processors.JSONRenderer(default=str)]
     else:
-        renderer = [structlog.dev.ConsoleRenderer(colors=_colors(out))]
+        # Exceptions arrive formatted (below); the formatter named here is never reached,
+        # but must not be structlog's default: rich's, which prints local variables.
+        renderer = [structlog.dev.ConsoleRenderer(
+            colors=_colors(out), exception_formatter=structlog.dev.plain_traceback)]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # A plain traceback (never local variables), then every field, message and
+            # traceback with its secrets hidden, in both formats.
+            structlog.processors.format_exc_info,
+            redact_event,
+            *renderer,
+        ],
     )
     handler = _Handler(out)
     handler.setFormatter(formatter)

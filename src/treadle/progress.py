@@ -20,6 +20,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from treadle.redaction import redact
+
 __all__ = ["LiveProgress", "NullProgress", "PlainProgress", "Progress", "TaskRow"]
 
 _STYLES = {
@@ -65,10 +67,13 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 def _one_line(exc: Any) -> str:
+    """An error's first line, its secrets hidden (treadle.redaction)."""
     if isinstance(exc, BaseException):
         text = str(exc).strip().splitlines()
-        return f"{type(exc).__name__}: {text[0]}" if text and text[0] else type(exc).__name__
-    return str(exc).splitlines()[0] if str(exc) else ""
+        line = f"{type(exc).__name__}: {text[0]}" if text and text[0] else type(exc).__name__
+    else:
+        line = str(exc).splitlines()[0] if str(exc) else ""
+    return redact(line)
 
 
 class Progress(logging.Handler):
@@ -144,7 +149,7 @@ class Progress(logging.Handler):
                         row.attempts = attempt + 1
                         row.status = "retrying"
                         row.note = f"attempt {attempt}/{max_attempts} failed: " + (
-                            f"{args[3]}: {args[4]}" if len(args) >= 5 else ""
+                            redact(f"{args[3]}: {args[4]}") if len(args) >= 5 else ""
                         )
                         self.retrying(row, max_attempts)
             elif _GAVE_UP.match(msg):

@@ -9,6 +9,7 @@ thread, a fencing token so two executions can never interleave their writes.
 from __future__ import annotations
 
 import inspect
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, cast
@@ -43,6 +44,7 @@ _RUNTIMES = ("local", "distributed")
 _CLAIM_KEY = "__treadle_claim"
 # configurable key marking a config treadle prepared (Pregel's own calls pass it on).
 _PREPARED = "__treadle_prepared"
+_NEW_THREAD = "__treadle_new_thread"  # the run's thread_id was made up here
 # LangGraph's sync executor size for treadle runs: in effect unbounded (see TreadleGraph._limits).
 _UNBOUNDED = 1 << 30
 
@@ -269,6 +271,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
         if run:
             if thread_id is None:
                 thread_id = conf["thread_id"] = str(uuid.uuid4())
+                conf[_NEW_THREAD] = True
             conf[LIMITS_KEY] = self._limits(cfg, options.get("max_workers"), is_async)
         elif thread_id is None:
             raise ConfigError("this call needs a thread: pass thread_id (top level or configurable)")
@@ -371,6 +374,8 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
             yield from super().stream(input, cfg, **self._kwargs(kwargs))
         except FencedWriteError as exc:
             raise self._explain(exc, cfg) from exc
+        if cfg["configurable"].get(_NEW_THREAD):
+            _say_stopped(super().get_state(_thread_only(cfg)), cfg)
 
     async def astream(self, input: Any, config: RunnableConfig | None = None,  # type: ignore[override]
                       **kwargs: Any) -> AsyncIterator[Any]:
@@ -388,6 +393,8 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
                 yield chunk
         except FencedWriteError as exc:
             raise self._explain(exc, cfg) from exc
+        if cfg["configurable"].get(_NEW_THREAD):
+            _say_stopped(await super().aget_state(_thread_only(cfg)), cfg)
 
     def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
         return super().get_state(self._config(config, run=False) or config, subgraphs=subgraphs)
@@ -436,6 +443,25 @@ class TreadleStateGraph(TreadleGraph, CompiledStateGraph[Any, Any, Any, Any]):
 
 
 _CLASSES: dict[type[Any], type[Any]] = {Pregel: TreadleGraph, CompiledStateGraph: TreadleStateGraph}
+
+
+def _thread_only(cfg: RunnableConfig) -> RunnableConfig:
+    conf = cfg["configurable"]
+    return {"configurable": {k: conf[k] for k in ("thread_id", CONFIG_KEY_CHECKPOINTER) if k in conf}}
+
+
+def _say_stopped(snapshot: StateSnapshot, cfg: RunnableConfig) -> None:
+    """A run on a thread treadle made up (no thread_id given) stopped before its end: the
+    caller needs that thread to resume it, so say it (a warning of ``treadle.runtime``)."""
+    if not (snapshot.interrupts or snapshot.next):
+        return
+    thread = {"configurable": {"thread_id": cfg["configurable"]["thread_id"]}}
+    how = "Command(resume=...)" if snapshot.interrupts else "None"
+    logging.getLogger("treadle.runtime").warning(
+        "run stopped %s on thread %r, which treadle created (no thread_id was given): "
+        "continue it with graph.invoke(%s, %r)",
+        "at an interrupt" if snapshot.interrupts else "before " + ", ".join(snapshot.next),
+        thread["configurable"]["thread_id"], how, thread)
 
 
 def _plain_class(cls: type[Any]) -> type[Any]:

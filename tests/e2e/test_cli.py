@@ -126,7 +126,7 @@ BATCH: dict[str, tuple[str, ...] | tuple[tuple[str, ...], dict[str, str]]] = {
     "resume_unknown_thread": ("run", f"{SIMPLE}:graph", "--thread", "nope", "--resume"),
     "unreachable": ("run", f"{SIMPLE}:graph", "--store", UNREACHABLE),
     "bad_setting": (("threads", "show", "x"), {"TREADLE_RETRY_MAX_ATTEMPTS": "0"}),
-    "show_unknown": ("threads", "show", "nope"),
+    "show_no_store": ("threads", "show", "nope"),
     "version": ("version",),
 }
 
@@ -186,6 +186,9 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
     assert info["values"]["done"] == ["n1", "n2"]
     assert info["pending_writes"] >= 1
     assert len(info["errors"]) == 1 and "marker file missing" in info["errors"][0]["error"]
+    unknown = treadle(tmp_path, "threads", "show", "nope")
+    assert unknown.returncode == 1
+    assert _one_error_line(unknown).startswith("error: no thread 'nope' in sqlite:///")
 
     marker.touch()
     second = treadle(tmp_path, "run", f"{FIVE}:builder", "--thread", "T", "--resume", "--json")
@@ -198,11 +201,43 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
     listed = treadle(tmp_path, "threads", "list")
     assert listed.returncode == 0, listed.stderr
     header, row = listed.stdout.splitlines()
-    assert header.split() == ["thread", "epoch", "checkpoints", "updated_at", "latest", "checkpoint"]
-    thread_id, epoch, checkpoints, _updated, latest = row.split()
-    assert (thread_id, epoch) == ("T", "2")  # two executions claimed the thread
+    assert header.split() == ["thread", "status", "epoch", "checkpoints", "updated_at", "latest",
+                              "checkpoint"]
+    thread_id, status, epoch, checkpoints, _updated, latest = row.split()
+    assert (thread_id, status, epoch) == ("T", "idle", "2")  # two executions claimed it
     assert int(checkpoints) >= 6
     assert len(latest) == len(info["checkpoint_id"]) and latest != info["checkpoint_id"]
+
+
+def test_threads_list_and_show_give_each_threads_status(tmp_path: Path) -> None:
+    marker = tmp_path / "no-marker"
+    runs = {
+        "done": ("run", f"{SIMPLE}:graph", "--input", '{"name": "a"}', "--thread", "done"),
+        "asked": ("run", f"{ASKS}:builder", "--input", '{"question": "q"}', "--thread", "asked"),
+        "failed": ("run", f"{FIVE}:builder", "--thread", "failed", "--input",
+                   json.dumps({"log": str(tmp_path / "log"), "marker": str(marker)})),
+        "queued": ("run", f"{SIMPLE}:graph", "--input", '{"name": "b"}', "--thread", "queued"),
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(lambda args: treadle(tmp_path, *args, "--json"), runs.values()))
+    assert [r.returncode for r in done] == [0, 0, 1, 0], [r.stderr for r in done]
+    import treadle as treadle_lib
+    from treadle.cluster import client
+    from treadle.graphs import load_graph
+
+    url = f"sqlite:///{tmp_path / 't.db'}"  # a run queued for workers, none running: busy
+    with treadle_lib.compile(load_graph(f"{SIMPLE}:graph"), store_url=url,
+                             graph_id="simple") as graph:
+        client.submit(graph, {"name": "c"}, {"runtime": "distributed",
+                                             "configurable": {"thread_id": "queued"}}, {})
+    expected = {"done": "idle", "asked": "interrupted", "failed": "error", "queued": "busy"}
+    listed = treadle(tmp_path, "threads", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {t["thread_id"]: t["status"] for t in json.loads(listed.stdout)} == expected
+    table = treadle(tmp_path, "threads", "list")
+    assert {line.split()[0]: line.split()[1] for line in table.stdout.splitlines()[1:]} == expected
+    shown = treadle(tmp_path, "threads", "show", "asked", "--json")
+    assert json.loads(shown.stdout)["status"] == "interrupted"
 
 
 # --- interrupts, on a terminal ----------------------------------------------------------------
@@ -226,6 +261,27 @@ def test_interrupt_live_display_and_resume_with_a_value(tmp_path: Path) -> None:
                       "--input", '"bob"', "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == {"question": "name?", "answer": "bob"}
+
+
+@pytest.mark.parametrize("flags", [[], ["--json"]], ids=["piped", "json"])
+def test_interrupt_on_a_new_thread_prints_the_resume_command(tmp_path: Path,
+                                                              flags: list[str]) -> None:
+    stopped = treadle(tmp_path, "run", f"{ASKS}:builder", "--input", '{"question": "name?"}',
+                      *flags)
+    assert stopped.returncode == 0, stopped.stderr
+    hint = re.search(rf"^resume with: treadle run {re.escape(ASKS)}:builder --thread (\S+) "
+                     r"--resume --input '<JSON value>'$", stopped.stderr, re.M)
+    assert hint, stopped.stderr
+    thread_id = hint.group(1)
+    assert f"thread: {thread_id}" in stopped.err_lines
+    if flags:  # stdout stays one JSON line: the state, with its interrupt
+        (line,) = stopped.stdout.splitlines()
+        assert json.loads(line)["__interrupt__"][0]["value"] == {"question": "name?"}
+    resumed = treadle(tmp_path, "run", f"{ASKS}:builder", "--thread", thread_id, "--resume",
+                      "--input", '"bob"', "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout) == {"question": "name?", "answer": "bob"}
+    assert resumed.stderr == ""  # finished: nothing to resume, nothing said
 
 
 # --- migrate ----------------------------------------------------------------------------------
@@ -296,7 +352,7 @@ ERRORS = {
     "resume_without_thread": (2, "error: Invalid value for '--resume': --resume needs --thread"),
     "resume_unknown_thread": (1, "error: thread 'nope' has no checkpoint in sqlite:///"),
     "bad_setting": (1, "error: invalid setting TREADLE_RETRY_MAX_ATTEMPTS: Input should be"),
-    "show_unknown": (1, "error: no thread 'nope' in sqlite:///"),
+    "show_no_store": (1, "error: no treadle store at sqlite:///"),
 }
 
 

@@ -181,3 +181,119 @@ def test_documented_commands_run_as_written(block: Block, tmp_path: Path, pg_url
     finally:
         for s in reversed(served):
             s.stop()
+
+
+# --- what the docs name exists, and kubectl runs in the documented order ----------------------
+
+READ = [*DOCS, REPO / "examples" / "README.md", *sorted((REPO / "examples").rglob("*.py"))]
+
+
+def test_the_docs_name_no_path_outside_the_repository() -> None:
+    # A path on the machine the docs were written on means nothing to a reader.
+    for doc in READ:
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            found = re.search(r"(?<![\w.:/])/(?:work|home|Users|root|tmp/pytest)[/\w.\-]*", line)
+            assert not found, f"{doc.relative_to(REPO)}:{number} names {found.group(0)}"
+
+
+def test_relative_links_of_the_docs_exist() -> None:
+    for doc in [*DOCS, REPO / "examples" / "README.md"]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (doc.parent / target.split("#", 1)[0]).resolve()
+            assert path.exists(), f"{doc.relative_to(REPO)} links to {target}, which is not there"
+            assert REPO in path.parents, f"{doc.relative_to(REPO)} links outside the repository"
+
+
+def test_graph_references_of_the_docs_name_real_attributes() -> None:
+    import ast
+
+    refs: set[tuple[str, str]] = set()
+    for doc in READ:
+        text = doc.read_text()
+        refs |= set(re.findall(r"\b(examples/[\w/]+\.py):(\w+)", text))
+        refs |= {(m.replace(".", "/") + ".py", a)
+                 for m, a in re.findall(r"\b(examples(?:\.\w+)+):(\w+)", text)}
+        refs |= {("examples/" + m.replace(".", "/") + ".py", a)
+                 for m, a in re.findall(r"from examples\.([\w.]+) import (\w+)", text)}
+    assert ("examples/pipeline.py", "builder") in refs  # the extraction itself
+    for path, attr in sorted(refs):
+        tree = ast.parse((REPO / path).read_text())
+        names = {t.id for node in tree.body if isinstance(node, ast.Assign)
+                 for t in node.targets if isinstance(t, ast.Name)}
+        names |= {node.name for node in tree.body
+                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        assert attr in names, f"the docs name {path}:{attr}; {path} defines {sorted(names)}"
+
+
+def _selected(doc: dict[str, object], selector: str) -> bool:
+    """A label selector of the forms the docs use: ``key notin (a,b)``, ``key=value``."""
+    labels = (doc.get("metadata") or {}).get("labels") or {}  # type: ignore[union-attr]
+    if found := re.fullmatch(r"([\w./-]+) notin \(([\w,-]+)\)", selector):
+        return labels.get(found.group(1)) not in found.group(2).split(",")
+    if found := re.fullmatch(r"([\w./-]+)=([\w.-]+)", selector):
+        return labels.get(found.group(1)) == found.group(2)
+    raise AssertionError(f"a selector this test cannot evaluate: {selector!r}")
+
+
+def _rendered_blocks() -> list[tuple[str, list[str]]]:
+    """Shell blocks of docs/operations.md that render manifests to a file and apply them."""
+    blocks = []
+    for block in re.findall(r"```bash\n(.*?)```", (REPO / "docs" / "operations.md").read_text(),
+                            re.S):
+        lines = [line.strip() for line in block.replace("\\\n", " ").splitlines()
+                 if line.strip() and not line.strip().startswith("#")]
+        if any(line.startswith("treadle deploy k8s") and ">" in line for line in lines):
+            blocks.append((block, lines))
+    return blocks
+
+
+def test_documented_kubectl_order_runs_the_migration_job_first(tmp_path: Path) -> None:
+    import yaml
+
+    blocks = _rendered_blocks()
+    assert len(blocks) >= 2  # first install, upgrade
+    for block, lines in blocks:
+        render = next(line for line in lines if line.startswith("treadle deploy k8s"))
+        command, out = render.rsplit(">", 1)
+        done = subprocess.run([sys.executable, "-m", "treadle", *command.split()[1:]], cwd=REPO,
+                              env=subprocess_env(), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+        applies = [line for line in lines if line.startswith(f"kubectl apply -f {out.strip()}")]
+        assert applies, block
+        first = re.fullmatch(r"kubectl apply -f \S+ -l '([^']+)'", applies[0])
+        assert first, f"the first apply must select the migration Job and what it uses:\n{block}"
+        now = [d for d in docs if _selected(d, first.group(1))]
+        kinds = {d["kind"] for d in now}
+        assert "Job" in kinds and not kinds & {"Deployment", "CronJob", "StatefulSet"}, kinds
+        assert {"ServiceAccount", "ConfigMap"} <= kinds, kinds  # what the Job's pod mounts
+        wait = lines.index(next(line for line in lines if " wait " in line))
+        assert lines.index(applies[0]) < wait, block
+        waited = re.search(r"job -l (\S+)", lines[wait])
+        assert waited, lines[wait]
+        jobs = [d for d in docs if d["kind"] == "Job"]
+        assert jobs and all(_selected(d, waited.group(1)) for d in jobs), lines[wait]
+        for later in applies[1:]:  # the rest, once the Job has completed
+            assert lines.index(later) > wait, block
+
+
+@pytest.mark.postgres
+def test_the_cluster_quick_starts_python_runs_as_written(tmp_path: Path, pg_url: str) -> None:
+    text = (REPO / "docs" / "cluster.md").read_text()
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", quick, re.S)
+    shutil.copytree(REPO / "examples", tmp_path / "examples",
+                    ignore=shutil.ignore_patterns("__pycache__", ".treadle"))
+    env = {k: v for k, v in subprocess_env().items() if not k.startswith("TREADLE_")}
+    worker = _Served(f"{sys.executable} -m treadle worker --store {pg_url} --graphs "
+                     "examples/langgraph.json", tmp_path, env, tmp_path / "worker.log")
+    try:
+        worker.wait_up()
+        done = subprocess.run([sys.executable, "-c", re.sub(r"postgresql://[^\s'\"]+", pg_url, code)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        worker.stop()
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{worker.log()}"
+    assert "'report'" in done.stdout, done.stdout  # the stream's last update

@@ -149,3 +149,28 @@ async def test_a_cluster_runs_lines_carry_run_node_and_worker(configure, tmp_pat
         assert line["node"] == "work" and line["attempt"] == 1 and line["node_attempt"] == 1
         assert line["thread_id"] == done.thread_id and line["task_key"]
     assert any(line["event"] == "total of 2 results" and line["node"] == "total" for line in mine)
+
+
+def _fail_with_a_secret_local() -> None:
+    api_key = "sk-unit-local-secret-1234567890"  # noqa: F841 - what a locals dump would print
+    raise ConnectionError("refused: Authorization: Bearer unit-bearer-secret-99")
+
+
+@pytest.mark.parametrize("format", ["console", "json"])
+def test_tracebacks_show_no_locals_and_no_secrets(configure, format):
+    out = configure(format)
+    try:
+        _fail_with_a_secret_local()
+    except ConnectionError:
+        logging.getLogger("treadle.worker").exception("call failed", extra={})
+    structlog.get_logger("user.code").error("configured", api_key="sk-field-secret-abcdefgh12",
+                                            headers={"authorization": "Basic dXNlcjpwYXNz"},
+                                            store="postgresql://app:pg-secret-77@db/app")
+    text = out.getvalue()
+    for secret in ("sk-unit-local-secret", "unit-bearer-secret", "sk-field-secret",
+                   "dXNlcjpwYXNz", "pg-secret-77"):
+        assert secret not in text, text
+    assert "Traceback (most recent call last)" in text
+    assert "ConnectionError: refused: Authorization: ***" in text
+    assert "postgresql://app:***@db/app" in text
+    assert "api_key" in text and "Locals" not in text and "│" not in text

@@ -45,6 +45,10 @@ def run_cli(args: list[str] | None = None) -> int:
     _STATE.debug = _env_debug() or "--debug" in argv[:cut]
     argv = [a for a in argv[:cut] if a != "--debug"] + argv[cut:]
     command = typer.main.get_command(app)
+    _wrap_between_words()
+    from treadle.logs import configure_plain_logging
+
+    configure_plain_logging()  # log lines of node code print with their secrets hidden
     try:
         result = command.main(args=argv, prog_name="treadle", standalone_mode=False)
         return result if isinstance(result, int) else 0
@@ -66,14 +70,28 @@ def run_cli(args: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
         if _is_click_exception(exc):
             return _usage_error(exc)
-        if _STATE.debug:
-            traceback.print_exception(exc, file=sys.stderr)
+        if _STATE.debug:  # a plain traceback (no local variables), its secrets hidden
+            from treadle.redaction import redact
+
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         if isinstance(exc, TreadleError):
             _error(str(exc) or type(exc).__name__)
         else:
             _error(f"{_summary(exc)} (run with --debug for the traceback)"
                    if not _STATE.debug else _summary(exc))
         return 1
+
+
+def _wrap_between_words() -> None:
+    """Help text wraps between words, never inside a hyphenated one: an option name cut
+    in two (``--max-`` / ``workers``) cannot be read or copied. (The CLI's own process
+    only: a program that imports treadle keeps click's default.)"""
+    try:
+        from typer._click import _textwrap  # typer's vendored click
+    except ImportError:  # pragma: no cover - a typer that uses click itself
+        from click import _textwrap  # type: ignore[no-redef]
+    # textwrap splits at hyphens with wordsep_re; wordsep_simple_re splits at spaces only.
+    _textwrap.TextWrapper.wordsep_re = _textwrap.TextWrapper.wordsep_simple_re
 
 
 def _usage_error(exc: Any) -> int:

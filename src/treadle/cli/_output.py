@@ -84,20 +84,26 @@ def _root(
 ) -> None:
     _STATE.debug = debug = _STATE.debug or debug
     if debug:
+        from treadle.redaction import RedactingFormatter
+
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logging.getLogger("treadle").addHandler(handler)
         logging.getLogger("treadle").setLevel(logging.DEBUG)
+        logging.getLogger("treadle").propagate = False  # the root's handler would repeat it
 
 
 def _error(message: str) -> None:
+    from treadle.redaction import redact
+
     message = " ".join(_first_line(message).split()) if not _STATE.debug else \
         " ".join(str(message).split())
+    message = redact(message)
     _stderr().print(Text(f"error: {message}", style="red"))
 
 
 _STORE_OPTION = typer.Option(
-    None, "--store", envvar="TREADLE_STORE", show_default=False,
+    None, "--store", envvar="TREADLE_STORE", show_default=False, metavar="URL",
     help="Store URL: sqlite:///path.db or postgresql://... (default .treadle/treadle.db).",
 )
 _JSON_OPTION = typer.Option(False, "--json", envvar="TREADLE_JSON", help="Print JSON.")
@@ -108,3 +114,29 @@ def _open(store: str | None, *, auto_migrate: bool | None = None) -> Any:
 
     settings = _settings(store=store)
     return open_store(settings.store, auto_migrate=auto_migrate)
+
+
+def _open_existing(store: str | None) -> Any:
+    """The store, for a command that only reads it (or changes rows already in it): one
+    that does not exist yet is an error, never created (no file, no directory, no schema)."""
+    from treadle.errors import StoreError
+    from treadle.store import open_store
+    from treadle.store.urls import redact
+
+    url = _settings(store=store).store
+    missing = (f"no treadle store at {redact(url)}: pass --store (or TREADLE_STORE) with the "
+               "store your runs use; `treadle run` and `treadle migrate` create one")
+    if url.split(":", 1)[0].lower() == "sqlite":
+        from treadle.store.sqlite import sqlite_path
+
+        path, _options = sqlite_path(url)
+        if not path.is_file():
+            raise StoreError(missing)
+    else:  # a database without treadle's tables: look before the migrations create them
+        probe = open_store(url, auto_migrate=False)
+        try:
+            if probe.schema_version() == 0:
+                raise StoreError(missing)
+        finally:
+            probe.close()
+    return open_store(url)

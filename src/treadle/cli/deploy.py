@@ -17,7 +17,7 @@ deploy_app = typer.Typer(
 app.add_typer(deploy_app, name="deploy")
 
 
-@deploy_app.command("k8s")
+@deploy_app.command("k8s", short_help="Render the Kubernetes manifests.")
 def k8s(
     image: str | None = typer.Option(
         None, "--image", envvar="TREADLE_DEPLOY_IMAGE",

@@ -64,7 +64,7 @@ def _resume_hint(ref: str, thread_id: str, *, value: bool = False,
     return cmd + (" --input '<JSON value>'" if value else "")
 
 
-@app.command()
+@app.command(short_help="Run a graph durably, with per-node progress.")
 def run(
     ref: str = typer.Argument(
         ..., metavar="REF", help="The graph: path/to/file.py:attr, module.path:attr, or a "
@@ -72,16 +72,16 @@ def run(
         show_default=False,
     ),
     input_: str | None = typer.Option(
-        None, "--input", "-i", envvar="TREADLE_INPUT", show_default=False,
+        None, "--input", "-i", envvar="TREADLE_INPUT", show_default=False, metavar="JSON",
         help="Input as JSON (@file.json reads a file, - reads stdin). With --resume: the "
              "value handed to the pending interrupt() (Command(resume=...)).",
     ),
     thread: str | None = typer.Option(
-        None, "--thread", "-t", envvar="TREADLE_THREAD", show_default=False,
+        None, "--thread", "-t", envvar="TREADLE_THREAD", show_default=False, metavar="ID",
         help="Thread id (default: a new one).",
     ),
     store: str | None = typer.Option(
-        None, "--store", envvar="TREADLE_STORE", show_default=False,
+        None, "--store", envvar="TREADLE_STORE", show_default=False, metavar="URL",
         help="Store URL: sqlite:///path.db or postgresql://... (default .treadle/treadle.db).",
     ),
     max_workers: int | None = typer.Option(
@@ -107,7 +107,7 @@ def run(
         "and follow it.",
     ),
     config_file: str | None = typer.Option(
-        None, "--config", "-c", envvar="TREADLE_CONFIG", show_default=False,
+        None, "--config", "-c", envvar="TREADLE_CONFIG", show_default=False, metavar="FILE",
         help="A langgraph.json: REF may be one of its graph names, and a distributed run of "
         "one of its graphs is queued under that name (default: ./langgraph.json if present).",
     ),
@@ -198,6 +198,8 @@ def run(
             if interrupts and isinstance(final, dict) and "__interrupt__" not in final:
                 final = {**final, "__interrupt__": interrupts}
             _print_json_line(final)
+            if interrupts or snapshot.next:  # stdout is the state alone: the thread on stderr
+                _hints(_stderr(), interrupts, tuple(snapshot.next), ref, thread_id, config_file)
             return
         _report(final, interrupts, tuple(snapshot.next or ()), ref, thread_id, interactive,
                 config_file)
@@ -291,6 +293,12 @@ def _report(
     state = {k: v for k, v in final.items() if k != "__interrupt__"} if isinstance(final, dict) \
         else final
     _pretty_json(out, state)
+    _hints(info, interrupts, next_nodes, ref, thread_id, config)
+
+
+def _hints(info: Console, interrupts: list[Any], next_nodes: tuple[str, ...], ref: str,
+           thread_id: str, config: str | None) -> None:
+    """The thread, and the command that continues it if the run stopped before its end."""
     info.print(Text.assemble(("thread: ", "bold"), thread_id))
     if interrupts:
         for intr in interrupts:

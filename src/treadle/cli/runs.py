@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from treadle.cli._app import runs_app
-from treadle.cli._output import _JSON_OPTION, _STORE_OPTION, _open, _print_json_line, _stdout
+from treadle.cli._output import _JSON_OPTION, _STORE_OPTION, _open_existing, _print_json_line, _stdout
 from treadle.errors import InputError
+from treadle.redaction import redact
 from treadle.store.queue import CANCEL_ACTIONS, RUN_STATUSES, RunRow
 
 
@@ -24,7 +25,8 @@ def _doc(row: RunRow, waiting: str | None = None) -> dict[str, Any]:
     doc = {
         "run_id": row.run_id, "thread_id": row.thread_id, "graph_id": row.graph_id,
         "status": row.status, "attempt": row.attempt, "max_attempts": row.max_attempts,
-        "lost_workers": row.lost, "epoch": row.epoch, "worker": row.worker, "cancel": row.cancel, "error": row.error,
+        "lost_workers": row.lost, "epoch": row.epoch, "worker": row.worker, "cancel": row.cancel,
+        "error": redact(row.error) if row.error else row.error,
         "created_at": row.created_at, "started_at": row.started_at, "ended_at": row.ended_at,
     }
     if row.status == "pending":
@@ -49,7 +51,7 @@ def runs_list(
     """List runs, newest first, with the worker holding each running one."""
     if status is not None and status not in RUN_STATUSES:
         raise typer.BadParameter(f"must be one of {', '.join(RUN_STATUSES)}", param_hint="'--status'")
-    backend = _open(store)
+    backend = _open_existing(store)
     try:
         rows = backend.list_runs(thread_id=thread, status=status, limit=limit)
         depth, age = backend.queue_depth()
@@ -84,14 +86,14 @@ def _get(backend: Any, run_id: str) -> RunRow:
     return row  # type: ignore[no-any-return]
 
 
-@runs_app.command("show")
+@runs_app.command("show", short_help="Show one run; for a pending one, what it waits for.")
 def runs_show(
     run_id: str = typer.Argument(..., metavar="RUN_ID"),
     store: str | None = _STORE_OPTION,
     json_output: bool = _JSON_OPTION,
 ) -> None:
     """Show one run: status, attempts, lease, error; for a pending one, what it waits for."""
-    backend = _open(store)
+    backend = _open_existing(store)
     try:
         row = _get(backend, run_id)
         doc = _doc(row, _reasons(backend, [row]).get(row.run_id))
@@ -122,7 +124,7 @@ def runs_cancel(
     """Stop a run: a pending one at once, a running one by its worker."""
     if action not in CANCEL_ACTIONS:
         raise typer.BadParameter(f"must be one of {', '.join(CANCEL_ACTIONS)}", param_hint="'--action'")
-    backend = _open(store)
+    backend = _open_existing(store)
     try:
         _get(backend, run_id)
         row = backend.cancel_run(run_id, action)

@@ -73,7 +73,7 @@ def _logging(settings: object, *, auto_format: str) -> None:
     setup_telemetry(settings, "treadle-api", auto_format=auto_format)
 
 
-@app.command()
+@app.command(short_help="The API and a worker in one process (SQLite by default).")
 def dev(
     config: str = _CONFIG_OPTION,
     store: str | None = _STORE_OPTION,
@@ -104,7 +104,7 @@ def dev(
     _serve(settings, refs, in_process_worker=True, log_level="info")
 
 
-@app.command()
+@app.command(short_help="The production server: the API and --workers processes.")
 def serve(
     config: str = _CONFIG_OPTION,
     store: str | None = _STORE_OPTION,

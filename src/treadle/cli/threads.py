@@ -15,14 +15,19 @@ from treadle.cli._output import (
     _JSON_OPTION,
     _STORE_OPTION,
     _json_line,
-    _open,
+    _open_existing,
     _pretty_json,
     _print_json_line,
     _stdout,
     _summary,
 )
 from treadle.errors import TreadleError
+from treadle.redaction import redact as redact_text
+from treadle.redaction import redact_value
+from treadle.store.queue import ACTIVE
 from treadle.store.urls import redact
+
+_NO_TUPLE = object()
 
 # --- threads ---------------------------------------------------------------------------------
 
@@ -33,26 +38,53 @@ def threads_list(
     limit: int = typer.Option(50, "--limit", "-n", min=1, help="Show at most this many."),
     json_output: bool = _JSON_OPTION,
 ) -> None:
-    """List threads, most recently updated first."""
-    backend = _open(store)
+    """List threads, most recently updated first, with their status."""
+    from treadle.checkpointer import TreadleSaver
+
+    backend = _open_existing(store)
     try:
         threads = backend.list_threads(limit)
+        saver = TreadleSaver(backend)
+        statuses = [_status(backend, saver, t.thread_id) for t in threads]
     finally:
         backend.close()
     if json_output:
-        _print_json_line([dataclasses.asdict(t) for t in threads])
+        _print_json_line([{**dataclasses.asdict(t), "status": status}
+                          for t, status in zip(threads, statuses, strict=True)])
         return
     out = _stdout()
     if not threads:
         out.print("no threads")
         return
     table = Table(header_style="bold", box=None, pad_edge=False)
-    for column in ("thread", "epoch", "checkpoints", "updated_at", "latest checkpoint"):
+    for column in ("thread", "status", "epoch", "checkpoints", "updated_at", "latest checkpoint"):
         table.add_column(column, no_wrap=True)
-    for t in threads:
-        table.add_row(t.thread_id, str(t.epoch), str(t.checkpoints), str(t.updated_at),
+    for t, status in zip(threads, statuses, strict=True):
+        table.add_row(t.thread_id, Text(status, style=_STATUS_STYLES.get(status, "")),
+                      str(t.epoch), str(t.checkpoints), str(t.updated_at),
                       t.latest_checkpoint_id or "-")
     out.print(table)
+
+
+_STATUS_STYLES = {"busy": "cyan", "interrupted": "magenta", "error": "red"}
+
+
+def _status(backend: Any, saver: Any, thread_id: str, tup: Any = _NO_TUPLE) -> str:
+    """busy (a queued run of the thread is pending or running), error (its latest
+    checkpoint holds a node's error), interrupted (it stopped before its end: at an
+    interrupt(), before a node, or cut short), else idle. Read off the store alone."""
+    if any(backend.list_runs(thread_id=thread_id, status=s, limit=1) for s in ACTIVE):
+        return "busy"
+    if tup is _NO_TUPLE:
+        tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
+    if tup is None:
+        return "idle"
+    channels = {channel for _task, channel, _value in tup.pending_writes or ()}
+    if "__error__" in channels:
+        return "error"
+    if "__interrupt__" in channels or _next_nodes(tup.checkpoint):
+        return "interrupted"
+    return "idle"
 
 
 _INTERNAL_PREFIXES = ("__", "branch:", "join:")
@@ -100,7 +132,7 @@ def _next_nodes(checkpoint: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(nodes))
 
 
-@threads_app.command("show")
+@threads_app.command("show", short_help="Show a thread's latest checkpoint.")
 def threads_show(
     thread_id: str = typer.Argument(
         ..., metavar="THREAD_ID", help="The thread to show.", show_default=False
@@ -111,21 +143,22 @@ def threads_show(
     """Show a thread's latest checkpoint: state, metadata, next nodes, pending writes."""
     from treadle.checkpointer import TreadleSaver
 
-    backend = _open(store)
+    backend = _open_existing(store)
     try:
         saver = TreadleSaver(backend)
         tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
         if tup is None:
             raise TreadleError(f"no thread {thread_id!r} in {redact(backend.url)}")
         epoch = backend.thread_epoch(thread_id)
+        status = _status(backend, saver, thread_id, tup)
     finally:
         backend.close()
     checkpoint = tup.checkpoint
     values = {k: v for k, v in (checkpoint.get("channel_values") or {}).items()
               if not _is_internal(k)}
     errors = [
-        {"task_id": task_id, "error": _summary(value) if isinstance(value, BaseException)
-         else str(value)}
+        {"task_id": task_id, "error": redact_text(_summary(value) if isinstance(
+            value, BaseException) else str(value))}
         for task_id, channel, value in tup.pending_writes or ()
         if channel == "__error__"
     ]
@@ -137,12 +170,13 @@ def threads_show(
     ]
     info = {
         "thread_id": thread_id,
+        "status": status,
         "epoch": epoch,
         "checkpoint_id": tup.config["configurable"].get("checkpoint_id"),
         "parent_checkpoint_id": (tup.parent_config or {}).get("configurable", {}).get(
             "checkpoint_id"),
         "created_at": checkpoint.get("ts"),
-        "metadata": dict(tup.metadata or {}),
+        "metadata": redact_value(dict(tup.metadata or {})),  # it holds the run's config
         "next": _next_nodes(checkpoint),
         "pending_writes": len(tup.pending_writes or ()),
         "errors": errors,
@@ -156,7 +190,8 @@ def threads_show(
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
-    for key in ("thread_id", "epoch", "checkpoint_id", "parent_checkpoint_id", "created_at"):
+    for key in ("thread_id", "status", "epoch", "checkpoint_id", "parent_checkpoint_id",
+                "created_at"):
         grid.add_row(key.replace("_", " "), str(info[key] if info[key] is not None else "-"))
     grid.add_row("next", ", ".join(info["next"]) or "- (finished)")
     grid.add_row("pending writes", str(info["pending_writes"]))

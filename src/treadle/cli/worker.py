@@ -29,7 +29,7 @@ _GRAPHS_ARG = typer.Argument(
 )
 
 
-@app.command()
+@app.command(short_help="Execute queued runs and node tasks until SIGTERM.")
 def worker(
     graphs: list[str] | None = _GRAPHS_ARG,
     store: str | None = _STORE_OPTION,
