@@ -48,6 +48,14 @@ def test_dev_console_log_hides_secrets_and_locals(tmp_path: Path, start_server: 
     })
     assert r.status_code == 200, r.text
     run_id = r.headers["Content-Location"].rsplit("/", 1)[-1]
+    # What clients read of the failure (the run's result, its record, the thread's) too.
+    assert "model refused key ***" in r.text
+    _assert_hidden(r.text)
+    # (The run's kwargs echo the config the client sent, as langgraph-api's do.)
+    run = httpx.get(f"{server.url}/threads/{thread_id}/runs/{run_id}", timeout=30).json()
+    assert run["status"] == "error" and "model refused key ***" in run["error"]
+    _assert_hidden(run["error"])
+    _assert_hidden(httpx.get(f"{server.url}/threads/{thread_id}", timeout=30).text)
     deadline = time.monotonic() + 30
     while " error [treadle.worker]" not in server.log():
         assert time.monotonic() < deadline, server.log()

@@ -302,8 +302,7 @@ class RunAttempts:
                       error: str | None = None, last: bool = False) -> None:
         ex.ending = True
         row = ex.row
-        if error is not None:  # text a node's exception made: no NUL, no lone surrogate
-            error = error.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
+        error = _clean(error)
         tracing.set_attributes({"treadle.status": status},
                                error=error if status in ("error", "timeout") else None)
         try:
@@ -343,7 +342,7 @@ class RunAttempts:
         from treadle.jsonable import to_json
         from treadle.store.resources import ThreadUpdate
 
-        update = ThreadUpdate(ex.row.thread_id, status, error=error)
+        update = ThreadUpdate(ex.row.thread_id, status, error=_clean(error))
         if state is not None:
             update.values = to_json(state.values)
             update.interrupts = {t.id: to_json(list(t.interrupts)) for t in state.tasks
@@ -371,3 +370,13 @@ def _factory_config(row: RunRow, payload: dict[str, Any]) -> dict[str, Any]:
     config["configurable"] = {**(config.get("configurable") or {}),
                               "thread_id": row.thread_id, "run_id": row.run_id}
     return config
+
+
+def _clean(error: str | None) -> str | None:
+    """A run's error as stored, and so as every client reads it: text a node's exception
+    made, without NUL or lone surrogates, and with its secrets masked."""
+    if error is None:
+        return None
+    from treadle.redaction import redact
+
+    return redact(error.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00"))
