@@ -34,9 +34,10 @@ __all__ = ["create_app"]
 log = logging.getLogger("treadle.server")
 
 
-def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: bool = False
-               ) -> FastAPI:
-    """The server app for graphs ``refs`` (name -> REF, as in langgraph.json)."""
+def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: bool = False,
+               descriptions: dict[str, str] | None = None) -> FastAPI:
+    """The server app for graphs ``refs`` (name -> REF, as in langgraph.json); a graph's
+    description in ``descriptions`` becomes its default assistant's."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,7 +49,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(64, thread_name_prefix="treadle-server"))
         store = await asyncio.to_thread(shared.acquire, settings.store)
-        graphs = ServerGraphs(store, refs, settings)
+        graphs = ServerGraphs(store, refs, settings, descriptions=descriptions)
         await asyncio.to_thread(graphs.load)
         await asyncio.to_thread(graphs.ensure_default_assistants)
         ctx = Ctx(settings=settings, store=store, graphs=graphs)
