@@ -37,6 +37,7 @@ __all__ = [
     "Loaded",
     "apply",
     "check",
+    "cors_options",
     "dependencies",
     "graph_descriptions",
     "graph_refs",
@@ -50,7 +51,14 @@ __all__ = [
 log = logging.getLogger("treadle.config")
 
 Status = Literal["honoured", "build-only", "refused"]
+Kind = Literal["boolean", "integer", "string", "list of strings"]
 
+# langgraph-cli's CorsConfig: the keyword arguments of Starlette's CORSMiddleware.
+_CORS: dict[str, Kind] = {
+    "allow_origins": "list of strings", "allow_methods": "list of strings",
+    "allow_headers": "list of strings", "allow_credentials": "boolean",
+    "allow_origin_regex": "string", "expose_headers": "list of strings", "max_age": "integer",
+}
 _AUTH = ('treadle does not implement custom auth yet: remove "auth" and put an '
          "authenticating proxy in front of the server")
 _BUILD = "used by `langgraph build` only; treadle's image is deploy/Dockerfile"
@@ -65,6 +73,7 @@ class Key:
     note: str  # what treadle does with it, or what to do instead
     accepted: tuple[Any, ...] = ()  # values of a refused key that are its default: accepted
     children: bool = False  # an object whose own keys are in the table
+    kind: Kind | None = None  # the JSON type an honoured key's value must have
 
 
 KEYS: tuple[Key, ...] = (
@@ -115,8 +124,10 @@ KEYS: tuple[Key, ...] = (
     Key("http", "honoured", "an object of the keys below", children=True),
     Key("http.app", "refused", "treadle mounts no custom app: remove \"http.app\" and serve "
         "your app beside treadle, behind one proxy"),
-    Key("http.cors", "refused", "treadle sends no CORS headers: remove \"http.cors\" and add "
-        "them in a proxy in front of the server"),
+    Key("http.cors", "honoured", "CORS headers: its keys are given to Starlette's "
+        "CORSMiddleware (as langgraph-api does); without it treadle sends none", children=True),
+    *(Key(f"http.cors.{name}", "honoured", "as in Starlette's CORSMiddleware", kind=kind)
+      for name, kind in _CORS.items()),
     Key("http.mount_prefix", "refused", "treadle serves at /: remove \"http.mount_prefix\", or "
         "strip the prefix in a proxy"),
     Key("http.configurable_headers", "refused", "treadle copies no request header into a "
@@ -139,6 +150,12 @@ KEYS: tuple[Key, ...] = (
 )
 
 _BY_PATH = {k.path: k for k in KEYS}
+_KINDS: dict[Kind, Callable[[Any], bool]] = {
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "list of strings": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+}
 
 
 @dataclass(frozen=True)
@@ -186,6 +203,8 @@ def check(doc: dict[str, Any], source: str) -> Checked:
             found.build_only.append(name)
         elif key.children and not isinstance(value, dict):
             raise ConfigError(f'{source}: "{name}" must be an object')
+        elif key.kind is not None and not _KINDS[key.kind](value):
+            raise ConfigError(f'{source}: "{name}" must be a {key.kind}')
     if refused:
         key, name = refused[0]
         more = f" (also unsupported: {', '.join(n for _, n in refused[1:])})" if refused[1:] else ""
@@ -290,7 +309,8 @@ class Loaded:
     """A checked langgraph.json, as the server and the workers use it."""
 
     refs: dict[str, str]  # graph name -> REF (file paths made absolute)
-    descriptions: dict[str, str]  # graph name -> its description, where given
+    descriptions: dict[str, str] = field(default_factory=dict)  # graph name -> description
+    cors: dict[str, Any] | None = None  # CORSMiddleware's keyword arguments (http.cors)
 
 
 def load(path: str | os.PathLike[str]) -> Loaded:
@@ -307,7 +327,14 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     base = file.resolve().parent
     refs = graph_refs(doc, str(file), lambda target: str((base / target).resolve()))
     apply(doc, file)
-    return Loaded(refs, graph_descriptions(doc))
+    return Loaded(refs, graph_descriptions(doc), cors_options(doc))
+
+
+def cors_options(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """``http.cors`` without its null keys (checked by :func:`check`), or None."""
+    cors = (doc.get("http") or {}).get("cors")
+    return None if cors is None else \
+        {k: v for k, v in cors.items() if k in _CORS and v is not None}
 
 
 def read_langgraph_json(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -33,6 +33,9 @@ SCHEMA_KEYS = {
     "http.disable_ui", "http.disable_webhooks", "http.cors", "http.configurable_headers",
     "http.logging_headers", "http.middleware_order", "http.enable_custom_route_auth",
     "http.mount_prefix",
+    "http.cors.allow_origins", "http.cors.allow_methods", "http.cors.allow_headers",
+    "http.cors.allow_credentials", "http.cors.allow_origin_regex", "http.cors.expose_headers",
+    "http.cors.max_age",
 }
 
 BASE = {"graphs": {"g": "./g.py:graph"}}
@@ -77,10 +80,24 @@ def _doc_with(key: Key, value: Any) -> dict[str, Any]:
     return doc
 
 
+KIND_SAMPLES: dict[str, Any] = {"boolean": True, "integer": 600, "string": "x",
+                                "list of strings": ["x"]}
+
+
 def _sample(key: Key) -> Any:
     if key.accepted:
         return True  # the one value that changes something
+    if key.kind is not None:
+        return KIND_SAMPLES[key.kind]
     return SAMPLES.get(key.path, "x")
+
+
+@pytest.mark.parametrize("key", [k for k in KEYS if k.kind], ids=lambda k: k.path)
+def test_an_honoured_key_of_the_wrong_type_is_one_line(key: Key) -> None:
+    wrong = ["x", 1] if key.kind == "list of strings" else ["x"]
+    with pytest.raises(ConfigError) as err:
+        check(_doc_with(key, wrong), "langgraph.json")
+    assert str(err.value) == f'langgraph.json: "{key.path}" must be a {key.kind}'
 
 
 def test_the_table_covers_langgraph_clis_schema_exactly() -> None:
@@ -121,8 +138,9 @@ def test_auth_refusal_says_what_to_do() -> None:
 
 
 def test_every_refused_key_is_named_in_the_one_line() -> None:
-    doc = {**BASE, "auth": {"path": "a.py:x"}, "http": {"cors": {}, "app": "b.py:app"}}
-    with pytest.raises(ConfigError, match=r'"auth".*\(also unsupported: http\.cors, http\.app\)'):
+    doc = {**BASE, "auth": {"path": "a.py:x"}, "http": {"mount_prefix": "/a", "app": "b.py:app"}}
+    with pytest.raises(ConfigError,
+                       match=r'"auth".*\(also unsupported: http\.mount_prefix, http\.app\)$'):
         check(doc, "langgraph.json")
 
 
@@ -131,6 +149,8 @@ def test_every_refused_key_is_named_in_the_one_line() -> None:
      'unknown key "python_verison" is ignored (did you mean \'python_version\'?)'),
     ({**BASE, "semantic_search": {}}, 'unknown key "semantic_search" is ignored'),
     ({**BASE, "http": {"corss": {}}}, 'unknown key "http.corss" is ignored (did you mean \'cors\'?)'),
+    ({**BASE, "http": {"cors": {"allow_origin": ["*"]}}},
+     'unknown key "http.cors.allow_origin" is ignored (did you mean \'allow_origins\'?)'),
     ({**BASE, "store": {"sweep": 1}}, 'unknown key "store.sweep" is ignored'),
     ({"graphs": {"g": {"path": "g.py:graph", "descripton": "x"}}},
      'unknown key "graphs.g.descripton" is ignored (did you mean \'description\'?)'),
@@ -218,3 +238,37 @@ def test_deploy_k8s_checks_the_config_it_ships(tmp_path: Path) -> None:
     config.write_text(json.dumps({**BASE, "checkpointer": {"ttl": {"default_ttl": 5}}}))
     with pytest.raises(ConfigError, match='unsupported key "checkpointer.ttl"'):
         render(K8sOptions(config=config))
+
+
+def test_the_server_sends_the_cors_headers_http_cors_asks_for(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from treadle.config import Settings
+    from treadle.langgraph_json import Loaded, cors_options
+    from treadle.server.app import create_app
+
+    settings = Settings(store=f"sqlite:///{tmp_path}/cors.db")
+    preflight = {"Origin": "https://ui.example", "Access-Control-Request-Method": "POST"}
+    with TestClient(create_app(settings, {})) as client:  # no http.cors: no CORS headers
+        assert "access-control-allow-origin" not in client.options("/threads", headers=preflight
+                                                                   ).headers
+        assert "access-control-allow-origin" not in client.get(
+            "/ok", headers={"Origin": "https://ui.example"}).headers
+    doc = {**BASE, "http": {"cors": {"allow_origins": ["https://ui.example"],
+                                     "allow_methods": ["GET", "POST"], "max_age": 60,
+                                     "expose_headers": ["content-location"],
+                                     "allow_credentials": None, "allow_origin": ["typo"]}}}
+    cors = cors_options(doc)
+    assert cors == {"allow_origins": ["https://ui.example"], "allow_methods": ["GET", "POST"],
+                    "max_age": 60, "expose_headers": ["content-location"]}
+    with TestClient(create_app(settings, {}, langgraph=Loaded({}, cors=cors))) as client:
+        answer = client.options("/threads", headers=preflight)
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "https://ui.example"
+        assert answer.headers["access-control-max-age"] == "60"
+        ok = client.get("/ok", headers={"Origin": "https://ui.example"})
+        assert ok.headers["access-control-allow-origin"] == "https://ui.example"
+        assert ok.headers["access-control-expose-headers"] == "content-location"
+        other = client.options("/threads", headers={**preflight, "Origin": "https://evil.example"})
+        assert other.status_code == 400
+        assert "access-control-allow-origin" not in other.headers

@@ -58,7 +58,7 @@ def _serve(settings: object, loaded: Loaded, *, in_process_worker: bool,
 
     application = create_app(settings, loaded.refs,  # type: ignore[arg-type]
                              in_process_worker=in_process_worker,
-                             descriptions=loaded.descriptions)
+                             langgraph=loaded)
     # Open the store before listening: an unusable one (unreachable, or missing migrations
     # with TREADLE_AUTO_MIGRATE off) stops start-up in one line; the app shares this store.
     shared.acquire(settings.store)  # type: ignore[attr-defined]

@@ -1,5 +1,5 @@
 """langgraph.json through the real CLI: refused keys stop start-up in one line, unknown keys
-warn, descriptions reach the default assistants (docs/api.md, "langgraph.json")."""
+warn, descriptions reach the default assistants, http.cors is honoured (docs/api.md, "langgraph.json")."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
@@ -42,13 +43,13 @@ def test_a_server_configured_for_auth_does_not_start(tmp_path: Path, command: st
 
 
 def test_worker_and_run_refuse_it_too(tmp_path: Path) -> None:
-    config = _config(tmp_path, http={"cors": {"allow_origins": ["*"]}})
+    config = _config(tmp_path, http={"app": "./app.py:app"})
     store = f"sqlite:///{tmp_path / 'x.db'}"
     for args in (["worker", "--config", str(config), "--store", store],
                  ["run", "chain", "--config", str(config), "--store", store]):
         r = _treadle(*args)
         assert r.returncode == 1, r.stderr
-        assert r.stderr.startswith(f'error: {config}: unsupported key "http.cors": ')
+        assert r.stderr.startswith(f'error: {config}: unsupported key "http.app": ')
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
@@ -65,11 +66,14 @@ def test_unknown_keys_warn_and_descriptions_reach_the_default_assistant(
     config = tmp_path / "langgraph.json"
     config.write_text(json.dumps({
         "graphs": {"chain": {"path": CHAIN, "description": "adds one, ten times"}},
-        "python_version": "3.12", "colour": "blue", "http": {"disable_mcp": True}}))
+        "python_version": "3.12", "colour": "blue",
+        "http": {"disable_mcp": True, "cors": {"allow_origins": ["https://ui.example"]}}}))
     server = start_server(config=config)
     log = server.log()
     assert f'{config}: unknown key "colour" is ignored' in log
     assert f"{config}: python_version used by `langgraph build` only" in log
+    ok = httpx.get(f"{server.url}/ok", headers={"Origin": "https://ui.example"})
+    assert ok.headers["access-control-allow-origin"] == "https://ui.example"
     client = get_sync_client(url=server.url)
     assert client.assistants.get("chain")["description"] == "adds one, ten times"
     server.stop()
@@ -78,3 +82,5 @@ def test_unknown_keys_warn_and_descriptions_reach_the_default_assistant(
     assistant = get_sync_client(url=again.url).assistants.get("chain")
     assert assistant["description"] == "new" and assistant["version"] == 2
     assert "unknown key" not in again.log()
+    ok = httpx.get(f"{again.url}/ok", headers={"Origin": "https://ui.example"})
+    assert "access-control-allow-origin" not in ok.headers  # no http.cors: no CORS headers
