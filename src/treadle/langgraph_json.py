@@ -46,12 +46,13 @@ __all__ = [
     "parse",
     "read",
     "read_langgraph_json",
+    "store_ttl",
 ]
 
 log = logging.getLogger("treadle.config")
 
 Status = Literal["honoured", "build-only", "refused"]
-Kind = Literal["boolean", "integer", "string", "list of strings"]
+Kind = Literal["boolean", "integer", "number", "string", "list of strings"]
 
 # langgraph-cli's CorsConfig: the keyword arguments of Starlette's CORSMiddleware.
 _CORS: dict[str, Kind] = {
@@ -112,8 +113,15 @@ KEYS: tuple[Key, ...] = (
     Key("store", "honoured", "an object of the keys below", children=True),
     Key("store.index", "refused", "treadle's store has no vector index yet: remove "
         '"store.index" (a search then filters without ranking by query)'),
-    Key("store.ttl", "refused", "treadle's store takes TTLs per item only: remove "
-        '"store.ttl" and pass ttl= on put'),
+    Key("store.ttl", "honoured", "the TTL defaults of the graphs' store (a node's `store`), "
+        "on the API and on every worker serving this file", children=True),
+    Key("store.ttl.default_ttl", "honoured", "minutes an item lives when a node's put gives no "
+        "ttl (an HTTP put without ttl keeps its item, as in langgraph-api)", kind="number"),
+    Key("store.ttl.refresh_on_read", "honoured", "whether a get or search that does not say "
+        "(node or HTTP) refreshes the TTLs it reads (default true)", kind="boolean"),
+    Key("store.ttl.sweep_interval_minutes", "honoured", "accepted: an expired item is never "
+        "read, and the API deletes expired items at least once a minute, whatever it says",
+        kind="integer"),
     Key("checkpointer", "honoured", "an object of the keys below", children=True),
     Key("checkpointer.path", "refused", "treadle's checkpointer is its store (TREADLE_STORE): "
         'remove "checkpointer.path"'),
@@ -153,6 +161,7 @@ _BY_PATH = {k.path: k for k in KEYS}
 _KINDS: dict[Kind, Callable[[Any], bool]] = {
     "boolean": lambda v: isinstance(v, bool),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
     "string": lambda v: isinstance(v, str),
     "list of strings": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
 }
@@ -311,6 +320,7 @@ class Loaded:
     refs: dict[str, str]  # graph name -> REF (file paths made absolute)
     descriptions: dict[str, str] = field(default_factory=dict)  # graph name -> description
     cors: dict[str, Any] | None = None  # CORSMiddleware's keyword arguments (http.cors)
+    store_ttl: dict[str, Any] | None = None  # LangGraph's TTLConfig (store.ttl)
 
 
 def load(path: str | os.PathLike[str]) -> Loaded:
@@ -327,7 +337,14 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     base = file.resolve().parent
     refs = graph_refs(doc, str(file), lambda target: str((base / target).resolve()))
     apply(doc, file)
-    return Loaded(refs, graph_descriptions(doc), cors_options(doc))
+    return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc))
+
+
+def store_ttl(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """``store.ttl`` (checked by :func:`check`) as LangGraph's ``TTLConfig``, or None."""
+    ttl = (doc.get("store") or {}).get("ttl")
+    known = ("default_ttl", "refresh_on_read", "sweep_interval_minutes")
+    return None if ttl is None else {k: ttl[k] for k in known if ttl.get(k) is not None}
 
 
 def cors_options(doc: dict[str, Any]) -> dict[str, Any] | None:

@@ -84,3 +84,23 @@ def test_unknown_keys_warn_and_descriptions_reach_the_default_assistant(
     assert "unknown key" not in again.log()
     ok = httpx.get(f"{again.url}/ok", headers={"Origin": "https://ui.example"})
     assert "access-control-allow-origin" not in ok.headers  # no http.cors: no CORS headers
+
+
+def test_store_ttl_reaches_the_graphs_of_serves_worker_processes(start_server,
+                                                                  tmp_path: Path) -> None:
+    from treadle.store import open_store
+
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({
+        "graphs": {"chat": f"{SERVER_GRAPHS / 'graphs.py'}:chat"},
+        "store": {"ttl": {"default_ttl": 7, "refresh_on_read": False}}}))
+    server = start_server(command="serve", args=["--workers", "1"], config=config)
+    client = get_sync_client(url=server.url)
+    client.runs.wait(None, "chat", input={"messages": [{"role": "user", "content": "hi"}]},
+                     config={"configurable": {"user": "ttl"}})  # its node puts without ttl
+    store = open_store(f"sqlite:///{tmp_path / 'server.db'}")
+    try:
+        row = store.get_items([(("memories", "ttl"), "last")], refresh_ttl=False)[0]
+    finally:
+        store.close()
+    assert row is not None and row.value == {"text": "hi"} and row.ttl_minutes == 7

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ SCHEMA_KEYS = {
     "http.cors.allow_origins", "http.cors.allow_methods", "http.cors.allow_headers",
     "http.cors.allow_credentials", "http.cors.allow_origin_regex", "http.cors.expose_headers",
     "http.cors.max_age",
+    "store.ttl.default_ttl", "store.ttl.refresh_on_read", "store.ttl.sweep_interval_minutes",
 }
 
 BASE = {"graphs": {"g": "./g.py:graph"}}
@@ -80,7 +82,7 @@ def _doc_with(key: Key, value: Any) -> dict[str, Any]:
     return doc
 
 
-KIND_SAMPLES: dict[str, Any] = {"boolean": True, "integer": 600, "string": "x",
+KIND_SAMPLES: dict[str, Any] = {"boolean": True, "integer": 600, "number": 1.5, "string": "x",
                                 "list of strings": ["x"]}
 
 
@@ -272,3 +274,50 @@ def test_the_server_sends_the_cors_headers_http_cors_asks_for(tmp_path: Path) ->
         other = client.options("/threads", headers={**preflight, "Origin": "https://evil.example"})
         assert other.status_code == 400
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_store_ttl_is_langgraphs_ttl_config() -> None:
+    from treadle.langgraph_json import store_ttl
+
+    assert store_ttl(BASE) is None and store_ttl({**BASE, "store": {"ttl": None}}) is None
+    doc = {**BASE, "store": {"ttl": {"default_ttl": 5, "refresh_on_read": False,
+                                     "sweep_interval_minutes": None, "typo": 1}}}
+    assert store_ttl(doc) == {"default_ttl": 5, "refresh_on_read": False}
+
+
+def test_the_store_api_reads_with_store_ttls_refresh_default(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from treadle.config import Settings
+    from treadle.langgraph_json import Loaded
+    from treadle.server.app import create_app
+
+    settings = Settings(store=f"sqlite:///{tmp_path}/ttl.db")
+
+    def expires(client: TestClient) -> float:
+        row = client.app.state.ctx.store.get_items(  # type: ignore[attr-defined]
+            [(("n",), "k")], refresh_ttl=False)[0]
+        assert row is not None and row.expires_at is not None
+        return float(row.expires_at)
+
+    item = {"namespace": ["n"], "key": "k", "value": {"v": 1}, "ttl": 10}
+    for ttl, refreshed in ((None, True), ({"refresh_on_read": False}, False),
+                           ({"refresh_on_read": True, "default_ttl": 3}, True)):
+        app = create_app(settings, {}, langgraph=Loaded({}, store_ttl=ttl))
+        with TestClient(app) as client:
+            assert client.put("/store/items", json=item).status_code == 204
+            before = expires(client)
+            time.sleep(0.01)  # a refresh now moves expires_at forward
+            assert client.get("/store/items", params={"namespace": "n", "key": "k"}
+                              ).status_code == 200
+            assert (expires(client) > before) is refreshed, ttl
+            search = client.post("/store/items/search", json={"namespace_prefix": ["n"]})
+            assert search.json()["items"][0]["key"] == "k"
+            asked = client.get("/store/items", params={"namespace": "n", "key": "k",
+                                                       "refresh_ttl": "false"})
+            assert asked.status_code == 200
+            # An HTTP put without ttl keeps its item, whatever default_ttl says.
+            assert client.put("/store/items", json={**item, "ttl": None}).status_code == 204
+            row = client.app.state.ctx.store.get_items(  # type: ignore[attr-defined]
+                [(("n",), "k")], refresh_ttl=False)[0]
+            assert row is not None and row.ttl_minutes is None

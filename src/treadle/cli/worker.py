@@ -108,13 +108,15 @@ def worker(
     from treadle.tracing import shutdown_tracing
 
     setup_telemetry(settings, "treadle-worker", auto_format="json")
-    refs = parse_graph_args(graphs or [], config)  # after set-up: its warnings are logged
+    loaded = parse_graph_args(graphs or [], config)  # after set-up: its warnings are logged
+    refs = loaded.refs
     if not refs and not settings.allow_pickled_graphs:
         raise ConfigError(
             "this worker would serve nothing: name graphs (REF, name=REF or --graphs "
             "langgraph.json) or pass --allow-pickled-graphs"
         )
-    w = Worker(settings, refs, name=name, port=settings.worker_port)
+    w = Worker(settings, refs, name=name, port=settings.worker_port,
+               memory_ttl=loaded.store_ttl)
     bind(worker=w.name)
     try:
         if not w.connect():

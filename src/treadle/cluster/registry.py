@@ -18,7 +18,7 @@ from treadle.cluster import graphs_by_value
 from treadle.config import Settings
 from treadle.errors import ConfigError, GraphLoadError, TreadleError
 from treadle.graphs import call_factory, config_factory, load_graph
-from treadle.langgraph_json import read_langgraph_json
+from treadle.langgraph_json import Loaded, load, read_langgraph_json
 from treadle.runtime import TreadleGraph, compile
 from treadle.store import Store
 
@@ -29,9 +29,11 @@ log = logging.getLogger("treadle.worker")
 REF_PREFIX = "ref:"
 
 
-def parse_graph_args(args: Sequence[str], config: str | None) -> dict[str, str]:
-    """``["name=path.py:attr", "mod:attr"]`` (+ a langgraph.json) -> {name: REF}."""
-    refs = read_langgraph_json(config) if config else {}
+def parse_graph_args(args: Sequence[str], config: str | None) -> Loaded:
+    """``["name=path.py:attr", "mod:attr"]`` (+ a langgraph.json) -> its graphs {name: REF}
+    and the rest of the langgraph.json."""
+    loaded = load(config) if config else Loaded({})
+    refs = loaded.refs
     for arg in args:
         name, sep, ref = arg.partition("=")
         if not sep:
@@ -39,13 +41,14 @@ def parse_graph_args(args: Sequence[str], config: str | None) -> dict[str, str]:
         if not name or not ref:
             raise ConfigError(f"graph argument {arg!r}: expected REF or name=REF")
         refs[name] = ref
-    return refs
+    return loaded
 
 
 class GraphRegistry:
     def __init__(self, store: Store, refs: dict[str, str], *, allow_pickled: bool,
-                 settings: Settings) -> None:
+                 settings: Settings, memory_ttl: dict[str, Any] | None = None) -> None:
         self.store = store
+        self.memory_ttl = memory_ttl  # langgraph.json's store.ttl, for the graphs' BaseStore
         self.refs = refs
         self.allow_pickled = allow_pickled
         self.settings = settings
@@ -74,7 +77,7 @@ class GraphRegistry:
         from treadle.memory import TreadleStore
 
         if getattr(graph.graph, "store", None) is None:
-            graph.graph.store = TreadleStore(self.store)
+            graph.graph.store = TreadleStore(self.store, ttl=self.memory_ttl)  # type: ignore[arg-type]
         return graph
 
     def for_run(self, graph_id: str, config: dict[str, Any] | None) -> tuple[TreadleGraph, bool]:

@@ -51,10 +51,11 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(64, thread_name_prefix="treadle-server"))
         store = await asyncio.to_thread(shared.acquire, settings.store)
-        graphs = ServerGraphs(store, refs, settings, descriptions=langgraph.descriptions)
+        graphs = ServerGraphs(store, refs, settings, descriptions=langgraph.descriptions,
+                              memory_ttl=langgraph.store_ttl)
         await asyncio.to_thread(graphs.load)
         await asyncio.to_thread(graphs.ensure_default_assistants)
-        ctx = Ctx(settings=settings, store=store, graphs=graphs)
+        ctx = Ctx(settings=settings, store=store, graphs=graphs, memory_ttl=langgraph.store_ttl)
         app.state.ctx = ctx
         from treadle import metrics
 

@@ -33,12 +33,13 @@ def default_assistant_id(graph_id: str) -> str:
 
 class ServerGraphs:
     def __init__(self, store: Store, refs: dict[str, str], settings: Settings, *,
-                 descriptions: dict[str, str] | None = None) -> None:
+                 descriptions: dict[str, str] | None = None,
+                 memory_ttl: dict[str, Any] | None = None) -> None:
         self.store = store
         self.refs = refs
         self.descriptions = descriptions or {}
         self.registry = GraphRegistry(store, refs, allow_pickled=settings.allow_pickled_graphs,
-                                      settings=settings)
+                                      settings=settings, memory_ttl=memory_ttl)
 
     def load(self) -> None:
         self.registry.load_all()
