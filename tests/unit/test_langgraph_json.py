@@ -321,3 +321,32 @@ def test_the_store_api_reads_with_store_ttls_refresh_default(tmp_path: Path) -> 
             row = client.app.state.ctx.store.get_items(  # type: ignore[attr-defined]
                 [(("n",), "k")], refresh_ttl=False)[0]
             assert row is not None and row.ttl_minutes is None
+
+
+def test_what_the_table_says_treadle_does_not_do(tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """http.disable_mcp/a2a/ui: no such routes; http.configurable_headers: no header reaches
+    a run's config; http.logging_headers: no header is logged."""
+    from fastapi.testclient import TestClient
+
+    from treadle.config import Settings
+    from treadle.server.app import create_app
+
+    chain = f"{REPO / 'tests' / 'server_graphs' / 'graphs.py'}:chain"
+    app = create_app(Settings(store=f"sqlite:///{tmp_path}/h.db"), {"chain": chain})
+    headers = {"x-user-id": "header-value-1", "authorization": "Bearer header-value-2",
+               "user-agent": "header-value-3"}
+    with caplog.at_level(logging.DEBUG), TestClient(app) as client:
+        for path in ("/mcp", "/mcp/", "/a2a/chain", "/ui/chain", "/.well-known/agent-card.json"):
+            assert client.get(path).status_code == 404
+            assert client.post(path, json={}).status_code in (404, 405)
+        thread = client.post("/threads", json={}, headers=headers).json()
+        run = client.post(f"/threads/{thread['thread_id']}/runs", headers=headers,
+                          json={"assistant_id": "chain", "input": {"n": 1},
+                                "config": {"configurable": {"own": 1}}})
+        assert run.status_code == 200, run.text
+        stored = client.get(f"/threads/{thread['thread_id']}/runs/{run.json()['run_id']}")
+    configurable = stored.json()["kwargs"]["config"]["configurable"]
+    assert configurable["own"] == 1 and "header-value" not in json.dumps(configurable)
+    assert not [k for k in configurable if k in headers or k.startswith("x-")]
+    assert caplog.records and "header-value" not in caplog.text
