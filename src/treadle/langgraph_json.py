@@ -288,7 +288,7 @@ def apply(doc: dict[str, Any], file: Path) -> None:
     in ``os.environ`` (without overriding what is set), as ``langgraph dev`` does."""
     base = file.resolve().parent
     for dep in dependencies(doc, str(file)):
-        if dep.startswith("."):
+        if dep.startswith((".", "/")):  # a local directory, not a requirement
             path = str((base / dep).resolve())
             if path not in sys.path:
                 sys.path.insert(0, path)

@@ -176,10 +176,11 @@ def test_bad_shapes_are_one_line(doc: dict[str, Any], message: str) -> None:
 def test_load_applies_env_and_dependencies_and_logs_unknown_keys(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "lib").mkdir()
+    (tmp_path / "abs").mkdir()
     (tmp_path / ".env").write_text("# comment\nLGJSON_FROM_FILE='yes'\n")
     config = tmp_path / "langgraph.json"
     config.write_text(json.dumps({
-        "dependencies": ["./lib", "requests"], "python_version": "3.12", "color": "blue",
+        "dependencies": [str(tmp_path / "abs"), "./lib", "requests"], "python_version": "3.12", "color": "blue",
         "graphs": {"a": "./a.py:graph", "b": {"path": "pkg.mod:graph", "description": "B"}},
         "env": {"LGJSON_FROM_DICT": "1", "LGJSON_SET": "json"}}))
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -189,7 +190,8 @@ def test_load_applies_env_and_dependencies_and_logs_unknown_keys(
         loaded = load(config)
     assert loaded.refs == {"a": f"{tmp_path.resolve() / 'a.py'}:graph", "b": "pkg.mod:graph"}
     assert loaded.descriptions == {"b": "B"}
-    assert str((tmp_path / "lib").resolve()) == sys.path[0]
+    assert sys.path[:2] == [str((tmp_path / d).resolve()) for d in ("lib", "abs")]
+    assert "requests" not in sys.path
     assert os.environ["LGJSON_FROM_DICT"] == "1" and os.environ["LGJSON_SET"] == "environment"
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert ("WARNING", f'{config}: unknown key "color" is ignored') in messages
