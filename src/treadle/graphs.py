@@ -1,9 +1,8 @@
 """Graph references: ``path/to/file.py:attr`` or ``module.path:attr`` -> a LangGraph graph.
 
 The attribute may be a ``StateGraph`` builder, a compiled graph, a
-:class:`~treadle.TreadleGraph`, or a factory: a callable taking no argument or a
-config dict (as LangGraph's ``langgraph.json`` factories do) that returns one of
-those (a coroutine function is awaited). Every failure is a
+:class:`~treadle.TreadleGraph`, or a factory returning one of those, with any
+signature LangGraph Platform accepts (see :mod:`treadle.factories`). Every failure is a
 :class:`~treadle.errors.GraphLoadError` whose message is one line saying what was
 not found; an exception raised by the user's code is chained (``raise ... from``)
 so ``treadle --debug`` can show its traceback.
@@ -11,7 +10,6 @@ so ``treadle --debug`` can show its traceback.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib
 import importlib.util
@@ -24,10 +22,12 @@ from typing import Any
 
 from langgraph.graph.state import StateGraph
 from langgraph.pregel import Pregel
+from langgraph.store.base import BaseStore
 
 from treadle.errors import GraphLoadError
+from treadle.factories import Factory, server_runtime
 
-__all__ = ["load_graph", "split_ref"]
+__all__ = ["as_graph", "factory_failed", "load_factory", "load_graph", "made_graph", "split_ref"]
 
 _FORM = "path/to/file.py:attr or module.path:attr"
 
@@ -51,42 +51,85 @@ def _is_path(target: str) -> bool:
 
 
 def load_graph(
-    ref: str, *, config: dict[str, Any] | None = None
+    ref: str, *, config: dict[str, Any] | None = None, access_context: str = "assistants.read",
+    store: BaseStore | None = None,
 ) -> StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any]:
     """Resolve ``ref`` to a ``StateGraph`` builder or a compiled graph (``Pregel``).
 
-    ``config`` is passed to a factory that takes an argument (default
-    ``{"configurable": {}}``). A :class:`~treadle.TreadleGraph` yields the compiled
-    graph it wraps, with treadle's node wrappers removed, ready for
+    A factory is called with what it asks for: ``config`` (default
+    ``{"configurable": {}}``) and a ``ServerRuntime`` for ``access_context`` whose
+    store is ``store`` (default an empty ``InMemoryStore``); a context manager it
+    returns is entered and exited. A :class:`~treadle.TreadleGraph` yields the
+    compiled graph it wraps, with treadle's node wrappers removed, ready for
     ``treadle.compile`` again.
     """
+    obj, where = _resolve(ref)
+    graph = as_graph(obj)
+    if graph is not None:
+        return graph
+    factory = _factory(obj, where)
+    if factory is None:
+        raise GraphLoadError(
+            f"{where} is {_a(obj)}, not a LangGraph graph "
+            "(a StateGraph, a compiled graph, a TreadleGraph, or a function returning one)"
+        )
+    if store is None:
+        from langgraph.store.memory import InMemoryStore
+
+        store = InMemoryStore()
+    runtime = server_runtime(access_context, store)
+    try:
+        made = factory.build(config if config is not None else {"configurable": {}}, runtime)
+    except KeyboardInterrupt:
+        raise
+    except GraphLoadError:
+        raise
+    except BaseException as exc:
+        raise factory_failed(where, exc) from exc
+    return made_graph(made, where)
+
+
+def factory_failed(where: str, exc: BaseException) -> GraphLoadError:
+    """The error for a factory that raised ``exc`` (chain it: ``raise ... from exc``)."""
+    return GraphLoadError(f"{where}() raised {_summary(exc)}")
+
+
+def load_factory(ref: str) -> Factory | None:
+    """The factory ``ref`` names, or None when it names a graph. Servers call a factory
+    each time they need the graph, as LangGraph Platform does."""
+    obj, where = _resolve(ref)
+    if as_graph(obj) is not None:
+        return None
+    return _factory(obj, where)
+
+
+def made_graph(made: Any, where: str) -> StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any]:
+    """What a factory made, as a graph (GraphLoadError if it is something else)."""
+    graph = as_graph(made)
+    if graph is None:
+        hint = (" (decorate it with contextlib.asynccontextmanager to yield the graph)"
+                if inspect.isasyncgen(made) or inspect.isgenerator(made) else "")
+        raise GraphLoadError(
+            f"{where}() returned {_a(made)}, not a LangGraph graph "
+            f"(a StateGraph, a compiled graph or a TreadleGraph){hint}"
+        )
+    return graph
+
+
+def _resolve(ref: str) -> tuple[Any, str]:
     target, attr = split_ref(ref)
-    if _is_path(target):
-        module, label = _load_file(target), target
-    else:
-        module, label = _import_module(target), target
+    module = _load_file(target) if _is_path(target) else _import_module(target)
     if not hasattr(module, attr):
         found = _graph_like_names(module)
         hint = f" (found: {', '.join(found)})" if found else ""
-        raise GraphLoadError(f"{label} has no attribute {attr!r}{hint}")
-    obj = getattr(module, attr)
-    where = f"{label}:{attr}"
-    graph = _as_graph(obj)
-    if graph is not None:
-        return graph
-    if callable(obj) and not isinstance(obj, type):
-        result = _call_factory(obj, where, config)
-        graph = _as_graph(result)
-        if graph is None:
-            raise GraphLoadError(
-                f"{where}() returned {_a(result)}, not a LangGraph graph "
-                "(a StateGraph, a compiled graph or a TreadleGraph)"
-            )
-        return graph
-    raise GraphLoadError(
-        f"{where} is {_a(obj)}, not a LangGraph graph "
-        "(a StateGraph, a compiled graph, a TreadleGraph, or a function returning one)"
-    )
+        raise GraphLoadError(f"{target} has no attribute {attr!r}{hint}")
+    return getattr(module, attr), f"{target}:{attr}"
+
+
+def _factory(obj: Any, where: str) -> Factory | None:
+    if not callable(obj) or isinstance(obj, type):
+        return None
+    return Factory.classify(obj, where)
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -159,72 +202,10 @@ def _pickle_by_value(module: ModuleType) -> None:
         pass
 
 
-def _call_factory(factory: Any, where: str, config: dict[str, Any] | None) -> Any:
-    try:
-        takes_config = _takes_argument(factory)
-    except (TypeError, ValueError):  # no signature (some builtins): call it bare
-        takes_config = False
-    except GraphLoadError as exc:
-        raise GraphLoadError(f"{where}: {exc}") from None
-    try:
-        result = factory(config if config is not None else {"configurable": {}}) if takes_config \
-            else factory()
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
-    except KeyboardInterrupt:
-        raise
-    except GraphLoadError:
-        raise
-    except BaseException as exc:
-        raise GraphLoadError(f"{where}() raised {_summary(exc)}") from exc
-    return result
-
-
-def config_factory(ref: str) -> Any:
-    """The factory ``ref`` names when it takes a config (``make_graph(config)``), else None.
-
-    Servers call such a factory for every run, with the run's config, as LangGraph
-    Platform does; a graph or a factory without parameters is loaded once."""
-    target, attr = split_ref(ref)
-    module = _load_file(target) if _is_path(target) else _import_module(target)
-    obj = getattr(module, attr, None)
-    if obj is None or _as_graph(obj) is not None or not callable(obj) or isinstance(obj, type):
-        return None
-    try:
-        return obj if _takes_argument(obj) else None
-    except (TypeError, ValueError, GraphLoadError):
-        return None
-
-
-def call_factory(factory: Any, ref: str, config: dict[str, Any]) -> Any:
-    """``factory(config)`` as a graph (GraphLoadError if it returns something else)."""
-    graph = _as_graph(_call_factory(factory, ref, config))
-    if graph is None:
-        raise GraphLoadError(f"{ref}() did not return a LangGraph graph")
-    return graph
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
-def _takes_argument(func: Any) -> bool:
-    """True when ``func`` is called with a config: ``make(config)``, ``make(config=None)``."""
-    params = list(inspect.signature(func).parameters.values())
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    required = [p for p in positional if p.default is p.empty]
-    if len(required) > 1:
-        raise GraphLoadError(
-            f"a graph factory takes no argument or one config dict; "
-            f"{getattr(func, '__name__', 'it')}() needs {len(required)}"
-        )
-    return bool(required) or len(positional) == 1 or any(p.kind is p.VAR_POSITIONAL for p in params)
-
-
 # --- recognising graphs ---------------------------------------------------------------------
 
 
-def _as_graph(obj: Any) -> StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any] | None:
+def as_graph(obj: Any) -> StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any] | None:
     from treadle.runtime import TreadleGraph
 
     if isinstance(obj, TreadleGraph):  # a Pregel too: unwrapped, it is compiled again

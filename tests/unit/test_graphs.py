@@ -316,7 +316,9 @@ def test_factory_raising_is_chained(pysrc: Path) -> None:
 
 def test_factory_needing_two_arguments(pysrc: Path) -> None:
     path = _write(pysrc, "x.py", "def make_graph(a, b):\n    return builder\n")
-    assert "needs 2" in str(_err(f"{path}:make_graph"))
+    assert str(_err(f"{path}:make_graph")) == (
+        f"{path}:make_graph: a graph factory takes a config and/or a ServerRuntime, but b is "
+        "neither (give it a default, or annotate the runtime parameter as ServerRuntime)")
 
 
 def test_exception_while_importing_file_is_chained(pysrc: Path) -> None:

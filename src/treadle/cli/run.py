@@ -126,8 +126,6 @@ def run(
 
     from langgraph.types import Command
 
-    import treadle
-    from treadle.graphs import load_graph
     from treadle.progress import LiveProgress, NullProgress, PlainProgress, Progress
 
     if runtime not in ("local", "distributed"):
@@ -141,9 +139,7 @@ def run(
         config["runtime"] = "distributed"  # type: ignore[typeddict-unknown-key]
 
     load_ref, name, worker_args = _resolve(ref, config_file, runtime == "distributed")
-    graph = load_graph(load_ref, config={"configurable": {"thread_id": thread_id}})
-    tg = treadle.compile(graph, settings=settings,
-                         graph_id=name if runtime == "distributed" else None)
+    tg = _compile(load_ref, thread_id, settings, name if runtime == "distributed" else None)
     tg.worker_args = worker_args
     waiting = _SayWaiting()  # "no live worker serves graph ..." (treadle.cluster.pending)
     logging.getLogger("treadle.client").addHandler(waiting)
@@ -309,3 +305,24 @@ def _report(
         info.print(Text.assemble(("paused before: ", "bold magenta"), ", ".join(next_nodes)))
         info.print(Text.assemble(("continue with: ", "bold"),
                                  _resume_hint(ref, thread_id, config=config)))
+
+
+def _compile(ref: str, thread_id: str, settings: Any, graph_id: str | None) -> Any:
+    """``ref``'s graph on treadle; a factory taking a ServerRuntime gets one for executing
+    a run (``threads.create_run``), whose store is the run's."""
+    import treadle
+    from treadle.graphs import load_factory, load_graph
+    from treadle.memory import TreadleStore
+    from treadle.store import shared
+
+    config = {"configurable": {"thread_id": thread_id}}
+    factory = load_factory(ref)
+    if factory is None or factory.runtime_param is None:
+        graph = load_graph(ref, config=config, access_context="threads.create_run")
+        return treadle.compile(graph, settings=settings, graph_id=graph_id)
+    memory = TreadleStore(shared.acquire(settings.store))
+    try:
+        graph = load_graph(ref, config=config, access_context="threads.create_run", store=memory)
+        return treadle.compile(graph, settings=settings, graph_id=graph_id)
+    finally:
+        shared.release(settings.store)  # the compiled graph holds the store from now on

@@ -15,6 +15,7 @@ import gc
 import logging
 import time
 import uuid
+from contextlib import AsyncExitStack
 from typing import Any
 
 from treadle import logs, metrics, tracing
@@ -51,7 +52,7 @@ class RunExecution(Execution):
         self.stop_reason: str | None = None
         self.ending = False  # its final status (or hand-off) is being written
         self.payload: dict[str, Any] = {}
-        self.owned_graph: Any = None  # a graph a factory made for this run (closed after it)
+        self.graph_exit = AsyncExitStack()  # leaves a graph a factory made for this run
         self.thread_update: Any = None  # the thread record's state, written with the status
         # How it ended, for treadle_runs_total: the final status recorded, "handed_over"
         # or, when nothing was recorded (lease lost, fenced, store down), "lost".
@@ -114,8 +115,7 @@ class RunAttempts:
                     # which an idle worker may not reach for a long time.
                     gc.collect()
                 metrics.run_ended(row.graph_id, ex.outcome, time.monotonic() - started)
-                if ex.owned_graph is not None:  # made by a factory for this run
-                    await asyncio.to_thread(ex.owned_graph.close)
+                await ex.graph_exit.aclose()  # a graph made by a factory for this run
 
     async def _execute_attempt(self, ex: RunExecution) -> None:
         row = ex.row
@@ -137,10 +137,9 @@ class RunAttempts:
             return
         try:
             payload = ex.payload = decode(row.payload)
-            graph, owned = await asyncio.to_thread(self.registry.for_run, row.graph_id,
-                                                   payload.get("config"))
-            if owned:
-                ex.owned_graph = graph
+            graph = await ex.graph_exit.enter_async_context(self.registry.open(
+                row.graph_id, _factory_config(row, payload), "threads.create_run",
+                context=payload.get("context")))
             input, config, kwargs = await self._prepare(ex, graph, payload)
         except asyncio.CancelledError:
             await self._stopped(ex)
@@ -365,3 +364,10 @@ class RunAttempts:
 
             schedule_webhook(self.store, str(payload["webhook"]), ex.run_id, self.settings)
 
+
+def _factory_config(row: RunRow, payload: dict[str, Any]) -> dict[str, Any]:
+    """The config a graph factory gets for a run: the run's, with its thread and run ids."""
+    config = dict(payload.get("config") or {})
+    config["configurable"] = {**(config.get("configurable") or {}),
+                              "thread_id": row.thread_id, "run_id": row.run_id}
+    return config

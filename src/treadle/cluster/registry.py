@@ -9,15 +9,18 @@ once and its runs are left for workers that can load it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from treadle.cluster import graphs_by_value
 from treadle.config import Settings
 from treadle.errors import ConfigError, GraphLoadError, TreadleError
-from treadle.graphs import call_factory, config_factory, load_graph
+from treadle.factories import Factory, server_runtime
+from treadle.graphs import factory_failed, load_factory, load_graph, made_graph
 from treadle.langgraph_json import Loaded, load, read_langgraph_json
 from treadle.runtime import TreadleGraph, compile
 from treadle.store import Store
@@ -54,7 +57,7 @@ class GraphRegistry:
         self.settings = settings
         self.graphs: dict[str, TreadleGraph] = {}
         self.failed: dict[str, str] = {}
-        self.factories: dict[str, tuple[Any, str]] = {}  # graph id -> (factory(config), REF)
+        self.factories: dict[str, Factory] = {}  # graph id -> its factory (called per use)
         self._lock = threading.Lock()
 
     def load_all(self) -> None:
@@ -62,35 +65,61 @@ class GraphRegistry:
         for name, ref in self.refs.items():
             gid = REF_PREFIX + name
             try:
-                self.graphs[gid] = self._attach(compile(load_graph(ref), settings=self.settings))
-                factory = config_factory(ref)
-                if factory is not None:
-                    self.factories[gid] = (factory, ref)
+                graph = load_graph(ref, store=self._memory())
+                self.graphs[gid] = self._attach(compile(graph, settings=self.settings))
+                factory = load_factory(ref)
+                if factory is not None and factory.per_use:
+                    self.factories[gid] = factory
             except TreadleError as exc:
                 self.failed[gid] = str(exc)
                 log.error("graph %r (%s) cannot be loaded, its runs are left to other "
                           "workers: %s", name, ref, exc)
 
+    def _memory(self) -> Any:
+        from treadle.memory import TreadleStore
+
+        return TreadleStore(self.store, ttl=self.memory_ttl)  # type: ignore[arg-type]
+
     def _attach(self, graph: TreadleGraph) -> TreadleGraph:
         """Give the graph LangGraph's BaseStore (long-term memory) on the same database,
         unless it was compiled with a store of its own."""
-        from treadle.memory import TreadleStore
-
         if getattr(graph.graph, "store", None) is None:
-            graph.graph.store = TreadleStore(self.store, ttl=self.memory_ttl)  # type: ignore[arg-type]
+            graph.graph.store = self._memory()
         return graph
 
-    def for_run(self, graph_id: str, config: dict[str, Any] | None) -> tuple[TreadleGraph, bool]:
-        """The graph to execute a run with; True when it was made for this run (a
-        factory taking the run's config) and the caller must close it afterwards."""
+    @asynccontextmanager
+    async def open(self, graph_id: str, config: dict[str, Any] | None, access_context: str,
+                   *, context: Any = None) -> AsyncIterator[TreadleGraph]:
+        """The graph to use for ``access_context`` (see :mod:`treadle.factories`).
+
+        A graph loaded at start is shared. A factory that takes a config or a runtime, or
+        makes a context manager, is called again, as LangGraph Platform calls it: with
+        ``config`` and a ``ServerRuntime`` (the run's ``context`` when executing); the
+        graph it made is closed, and a context manager it returned exited, when the block
+        ends."""
         graph = self.get(graph_id)
-        made = self.factories.get(graph_id)
-        if made is None:
-            return graph, False
-        factory, ref = made
-        built = compile(call_factory(factory, ref, dict(config or {})), settings=self.settings)
-        built.graph_id = graph.graph_id
-        return self._attach(built), True
+        factory = self.factories.get(graph_id)
+        if factory is None:
+            yield graph
+            return
+        config = dict(config or {})
+        config["configurable"] = dict(config.get("configurable") or {})
+        runtime = server_runtime(access_context, self._memory(), context=context)
+        entered = False  # past the factory: what is raised now is the caller's
+        try:
+            async with factory.open(config, runtime) as made:
+                built = await asyncio.to_thread(
+                    compile, made_graph(made, factory.where), settings=self.settings)
+                entered = True
+                try:
+                    built.graph_id = graph.graph_id
+                    yield self._attach(built)
+                finally:
+                    await asyncio.to_thread(built.close)
+        except Exception as exc:
+            if entered or isinstance(exc, TreadleError):
+                raise
+            raise factory_failed(factory.where, exc) from exc
 
     @property
     def graph_ids(self) -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import HTTPException
@@ -59,6 +61,16 @@ class ServerGraphs:
                                      f"(served: {', '.join(self.names) or 'none'})")
         return graph
 
+    @asynccontextmanager
+    async def open(self, graph_id: str, access_context: str,
+                   config: dict[str, Any] | None = None) -> AsyncIterator[TreadleGraph]:
+        """The graph for one use (``access_context``: ``"threads.read"``,
+        ``"threads.update"``, ``"assistants.read"``): a graph factory is called again
+        for it, as LangGraph Platform does; 404 unless this deployment serves it."""
+        self.get(graph_id)
+        async with self.registry.open(REF_PREFIX + graph_id, config, access_context) as graph:
+            yield graph
+
     def has(self, graph_id: str) -> bool:
         return REF_PREFIX + graph_id in self.registry.graphs
 
@@ -78,9 +90,9 @@ class ServerGraphs:
                 # langgraph.json's description changed since the assistant was made.
                 self.store.patch_assistant(a.assistant_id, description=description)
 
-    def schemas(self, graph_id: str) -> dict[str, Any]:
-        graph = self.get(graph_id).graph
-        return {"graph_id": graph_id, **_schemas(graph, graph_id)}
+    async def schemas(self, graph_id: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        async with self.open(graph_id, "assistants.read", config) as graph:
+            return {"graph_id": graph_id, **_schemas(graph.graph, graph_id)}
 
     def close(self) -> None:
         self.registry.close()

@@ -399,10 +399,12 @@ async def _state_get(ctx: Ctx, thread_id: str, params: dict[str, Any]
     from treadle.server.routes.threads import thread_graph
 
     thread = await asyncio.to_thread(ctx.store.get_thread, thread_id)
-    graph = thread_graph(ctx, thread) if thread is not None else None
-    if graph is None:
+    if thread is None:
         return {"values": {}}, {}
-    state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+    async with thread_graph(ctx, thread, "threads.read") as graph:
+        if graph is None:
+            return {"values": {}}, {}
+        state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
     values = to_json(state.values) if isinstance(state.values, dict) else {}
     keys = params.get("keys")
     if isinstance(keys, list):

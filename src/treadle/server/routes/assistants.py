@@ -90,8 +90,8 @@ async def delete_assistant(assistant_id: str, ctx: CtxDep) -> Response:
 @router.get("/assistants/{assistant_id}/graph", summary="The assistant's graph, drawn as JSON")
 async def get_graph(assistant_id: str, ctx: CtxDep, xray: int | bool = False) -> dict[str, Any]:
     a = await get_assistant_or_404(ctx, assistant_id)
-    graph = ctx.graphs.get(a.graph_id)
-    drawn = graph.get_graph(xray=xray)
+    async with ctx.graphs.open(a.graph_id, "assistants.read", a.config) as graph:
+        drawn = graph.get_graph(xray=xray)
     return _drawn_json(drawn)
 
 
@@ -105,7 +105,7 @@ def _drawn_json(drawn: Any) -> dict[str, Any]:
 @router.get("/assistants/{assistant_id}/schemas", summary="The assistant's graph's JSON schemas")
 async def get_schemas(assistant_id: str, ctx: CtxDep) -> dict[str, Any]:
     a = await get_assistant_or_404(ctx, assistant_id)
-    schemas: dict[str, Any] = ctx.graphs.schemas(a.graph_id)
+    schemas: dict[str, Any] = await ctx.graphs.schemas(a.graph_id, a.config)
     return schemas
 
 
@@ -126,10 +126,10 @@ async def _subgraphs(ctx: Ctx, assistant_id: str, namespace: str | None,
     from treadle.server.graphs import _schemas
 
     a = await get_assistant_or_404(ctx, assistant_id)
-    graph = ctx.graphs.get(a.graph_id).graph
     out = {}
-    for ns, sub in graph.get_subgraphs(namespace=namespace, recurse=recurse):
-        out[ns] = {"graph_id": a.graph_id, **_schemas(sub)}
+    async with ctx.graphs.open(a.graph_id, "assistants.read", a.config) as graph:
+        for ns, sub in graph.graph.get_subgraphs(namespace=namespace, recurse=recurse):
+            out[ns] = {"graph_id": a.graph_id, **_schemas(sub)}
     return out
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response
@@ -41,12 +43,24 @@ async def _thread_or_404(ctx: Ctx, thread_id: str) -> Any:
     return found
 
 
-def thread_graph(ctx: Ctx, thread: Any) -> Any:
-    """The graph whose state a thread holds (named by its first run), or None."""
+def _graph_id(ctx: Ctx, thread: Any) -> str | None:
+    """The graph whose state a thread holds (named by its first run), if served here."""
     graph_id = (thread.metadata or {}).get("graph_id")
-    if graph_id and ctx.graphs.has(graph_id):
-        return ctx.graphs.get(graph_id)
-    return None
+    return graph_id if graph_id and ctx.graphs.has(graph_id) else None
+
+
+@asynccontextmanager
+async def thread_graph(ctx: Ctx, thread: Any, access_context: str) -> AsyncIterator[Any]:
+    """The thread's graph (or None) for ``"threads.read"`` or ``"threads.update"``."""
+    graph_id = _graph_id(ctx, thread)
+    if graph_id is None:
+        yield None
+        return
+    conf = {"thread_id": thread.thread_id, "graph_id": graph_id}
+    if (thread.metadata or {}).get("assistant_id"):
+        conf["assistant_id"] = thread.metadata["assistant_id"]
+    async with ctx.graphs.open(graph_id, access_context, {"configurable": conf}) as graph:
+        yield graph
 
 
 def _empty_state() -> dict[str, Any]:
@@ -82,8 +96,7 @@ async def create_thread(body: ThreadCreate, ctx: CtxDep) -> dict[str, Any]:
     thread = Thread(thread_id=body.thread_id or str(uuid.uuid4()), metadata=metadata,
                     status="idle", values=None, interrupts={}, config={}, error=None,
                     created_at=0.0, updated_at=0.0)
-    graph = thread_graph(ctx, thread)
-    if body.supersteps and graph is None:
+    if body.supersteps and _graph_id(ctx, thread) is None:
         raise HTTPException(422, "supersteps need graph_id (the graph they apply to)")
     existed = body.if_exists == "do_nothing" and bool(body.supersteps) and (
         await asyncio.to_thread(ctx.store.get_thread, thread.thread_id) is not None)
@@ -91,22 +104,27 @@ async def create_thread(body: ThreadCreate, ctx: CtxDep) -> dict[str, Any]:
         created = await asyncio.to_thread(ctx.store.put_thread, thread, if_exists=body.if_exists)
     except ConflictError as exc:
         raise HTTPException(409, f"thread {thread.thread_id} already exists") from exc
-    if body.supersteps and graph is not None and not existed:  # applied once, on creation
-        for i, step in enumerate(body.supersteps):
-            for j, update in enumerate(step.updates):
-                try:
-                    await graph.aupdate_state(_config(created.thread_id), update.values,
-                                              as_node=update.as_node)
-                except _BAD_UPDATE as exc:
-                    await _delete_thread(ctx, created.thread_id)  # a rejection leaves nothing
-                    raise HTTPException(422, f"supersteps[{i}].updates[{j}] does not apply to "
-                                             f"graph {body.graph_id!r}: {exc}") from exc
-        state = await graph.aget_state(_config(created.thread_id))
-        await asyncio.to_thread(ctx.store.set_thread_state, created.thread_id,
-                                status="interrupted" if state.next else "idle",
-                                values=to_json(state.values))
+    if body.supersteps and not existed:  # applied once, on creation
+        async with thread_graph(ctx, created, "threads.update") as graph:
+            await _apply_supersteps(ctx, graph, created.thread_id, body)
         created = await _thread_or_404(ctx, created.thread_id)
     return thread_json(created)
+
+
+async def _apply_supersteps(ctx: Ctx, graph: Any, thread_id: str, body: ThreadCreate) -> None:
+    for i, step in enumerate(body.supersteps or ()):
+        for j, update in enumerate(step.updates):
+            try:
+                await graph.aupdate_state(_config(thread_id), update.values,
+                                          as_node=update.as_node)
+            except _BAD_UPDATE as exc:
+                await _delete_thread(ctx, thread_id)  # a rejection leaves nothing
+                raise HTTPException(422, f"supersteps[{i}].updates[{j}] does not apply to "
+                                         f"graph {body.graph_id!r}: {exc}") from exc
+    state = await graph.aget_state(_config(thread_id))
+    await asyncio.to_thread(ctx.store.set_thread_state, thread_id,
+                            status="interrupted" if state.next else "idle",
+                            values=to_json(state.values))
 
 
 @router.post("/threads/search", summary="Search threads")
@@ -213,10 +231,10 @@ async def post_state_at(thread_id: str, body: ThreadStateCheckpoint, ctx: CtxDep
 async def _state(ctx: Ctx, thread_id: str, checkpoint: dict[str, Any] | None,
                  subgraphs: bool) -> dict[str, Any]:
     thread = await _thread_or_404(ctx, thread_id)
-    graph = thread_graph(ctx, thread)
-    if graph is None:
-        return _empty_state()
-    state = await graph.aget_state(_config(thread_id, checkpoint), subgraphs=subgraphs)
+    async with thread_graph(ctx, thread, "threads.read") as graph:
+        if graph is None:
+            return _empty_state()
+        state = await graph.aget_state(_config(thread_id, checkpoint), subgraphs=subgraphs)
     # LangGraph answers a checkpoint it does not have with an empty snapshot (no created_at).
     if checkpoint and checkpoint.get("checkpoint_id") and state.created_at is None:
         raise HTTPException(404, f"checkpoint {checkpoint.get('checkpoint_id')!r} not found "
@@ -227,10 +245,15 @@ async def _state(ctx: Ctx, thread_id: str, checkpoint: dict[str, Any] | None,
 @router.post("/threads/{thread_id}/state", summary="Update a thread's state")
 async def update_state(thread_id: str, body: ThreadStateUpdate, ctx: CtxDep) -> dict[str, Any]:
     thread = await _thread_or_404(ctx, thread_id)
-    graph = thread_graph(ctx, thread)
-    if graph is None:
+    if _graph_id(ctx, thread) is None:
         raise HTTPException(409, f"thread {thread_id} has no graph yet: run it once (or create "
                                  "it with graph_id) before updating its state")
+    async with thread_graph(ctx, thread, "threads.update") as graph:
+        return await _update_state(ctx, graph, thread_id, body)
+
+
+async def _update_state(ctx: Ctx, graph: Any, thread_id: str,
+                        body: ThreadStateUpdate) -> dict[str, Any]:
     if await _busy(ctx, thread_id):
         raise HTTPException(409, f"thread {thread_id} has a run in progress; wait for it or "
                                  "cancel it before updating its state")
@@ -250,9 +273,11 @@ async def update_state(thread_id: str, body: ThreadStateUpdate, ctx: CtxDep) -> 
 @router.post("/threads/{thread_id}/history", summary="A thread's past states, newest first")
 async def history(thread_id: str, body: ThreadHistory, ctx: CtxDep) -> list[dict[str, Any]]:
     thread = await _thread_or_404(ctx, thread_id)
-    graph = thread_graph(ctx, thread)
-    if graph is None:
-        return []
+    async with thread_graph(ctx, thread, "threads.read") as graph:
+        return [] if graph is None else await _history(graph, thread_id, body)
+
+
+async def _history(graph: Any, thread_id: str, body: ThreadHistory) -> list[dict[str, Any]]:
     before = body.before
     if isinstance(before, str):
         before = {"configurable": {"checkpoint_id": before}}
