@@ -231,7 +231,7 @@ def _resolve(ref: str, config: str | None, distributed: bool) -> tuple[str, str 
     `treadle worker --graphs langgraph.json` serves it), else the REF string itself."""
     from pathlib import Path
 
-    from treadle.cluster.registry import read_langgraph_json
+    from treadle.langgraph_json import read_langgraph_json
 
     path = config or ("langgraph.json" if Path("langgraph.json").is_file() else None)
     bare = ":" not in ref

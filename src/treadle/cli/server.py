@@ -21,6 +21,7 @@ from treadle.cli._telemetry import (
     telemetry_env,
 )
 from treadle.errors import ConfigError
+from treadle.langgraph_json import Loaded
 from treadle.store.urls import redact
 
 _CONFIG_OPTION = typer.Option(
@@ -30,12 +31,13 @@ _HOST_OPTION = typer.Option(None, "--host", help="Address to listen on [TREADLE_
 _PORT_OPTION = typer.Option(None, "--port", "-p", help="Port to listen on [TREADLE_PORT].")
 
 
-def _refs(config: str) -> dict[str, str]:
-    from treadle.cluster.registry import read_langgraph_json
+def _load(config: str) -> Loaded:
+    from treadle.langgraph_json import load
 
     if not Path(config).is_file():
         raise ConfigError(f"{config} not found: pass --config path/to/langgraph.json")
-    refs = read_langgraph_json(config)
+    loaded = load(config)
+    refs = loaded.refs
     # Fail before listening, in one line, rather than serve a deployment missing a graph.
     from treadle.errors import GraphLoadError
     from treadle.graphs import load_graph
@@ -45,16 +47,18 @@ def _refs(config: str) -> dict[str, str]:
             load_graph(ref)
         except GraphLoadError as exc:
             raise ConfigError(f"graph {name!r} of {config} cannot be loaded: {exc}") from exc
-    return refs
+    return loaded
 
 
-def _serve(settings: object, refs: dict[str, str], *, in_process_worker: bool,
+def _serve(settings: object, loaded: Loaded, *, in_process_worker: bool,
            log_level: str) -> None:
     from treadle.server import drain
     from treadle.server.app import create_app
     from treadle.store import shared
 
-    application = create_app(settings, refs, in_process_worker=in_process_worker)  # type: ignore[arg-type]
+    application = create_app(settings, loaded.refs,  # type: ignore[arg-type]
+                             in_process_worker=in_process_worker,
+                             langgraph=loaded)
     # Open the store before listening: an unusable one (unreachable, or missing migrations
     # with TREADLE_AUTO_MIGRATE off) stops start-up in one line; the app shares this store.
     shared.acquire(settings.store)  # type: ignore[attr-defined]
@@ -96,12 +100,12 @@ def dev(
                          run_timeout=run_timeout,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
-    refs = _refs(config)
-    _logging(settings, auto_format="console")
+    _logging(settings, auto_format="console")  # before reading: its warnings are logged
+    loaded = _load(config)
     logging.getLogger("treadle.server").info(
-        "treadle dev: %s on http://%s:%d (store %s)", ", ".join(refs), settings.host,
+        "treadle dev: %s on http://%s:%d (store %s)", ", ".join(loaded.refs), settings.host,
         settings.port, redact(settings.store))
-    _serve(settings, refs, in_process_worker=True, log_level="info")
+    _serve(settings, loaded, in_process_worker=True, log_level="info")
 
 
 @app.command(short_help="The production server: the API and --workers processes.")
@@ -134,8 +138,8 @@ def serve(
                          run_timeout=run_timeout,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
-    refs = _refs(config)
-    _logging(settings, auto_format="json")
+    _logging(settings, auto_format="json")  # before reading: its warnings are logged
+    loaded = _load(config)
     count = 0 if no_workers else workers
     children: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, "TREADLE_STORE": settings.store, **telemetry_env(settings)}
@@ -155,8 +159,9 @@ def serve(
                 env=env))
         logging.getLogger("treadle.server").info(
             "treadle serve: %s on http://%s:%d with %d worker process(es) (store %s)",
-            ", ".join(refs), settings.host, settings.port, count, redact(settings.store))
-        _serve(settings, refs, in_process_worker=False, log_level="warning")
+            ", ".join(loaded.refs), settings.host, settings.port, count,
+            redact(settings.store))
+        _serve(settings, loaded, in_process_worker=False, log_level="warning")
     finally:
         for child in children:
             if child.poll() is None:

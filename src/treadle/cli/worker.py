@@ -104,17 +104,19 @@ def worker(
         trace_exporter=trace_exporter, worker_port=port, run_timeout=run_timeout,
         max_abandoned_threads=max_abandoned_threads, run_max_handbacks=max_handbacks,
     )
-    refs = parse_graph_args(graphs or [], config)
+    from treadle.logs import bind
+    from treadle.tracing import shutdown_tracing
+
+    setup_telemetry(settings, "treadle-worker", auto_format="json")
+    loaded = parse_graph_args(graphs or [], config)  # after set-up: its warnings are logged
+    refs = loaded.refs
     if not refs and not settings.allow_pickled_graphs:
         raise ConfigError(
             "this worker would serve nothing: name graphs (REF, name=REF or --graphs "
             "langgraph.json) or pass --allow-pickled-graphs"
         )
-    from treadle.logs import bind
-    from treadle.tracing import shutdown_tracing
-
-    setup_telemetry(settings, "treadle-worker", auto_format="json")
-    w = Worker(settings, refs, name=name, port=settings.worker_port)
+    w = Worker(settings, refs, name=name, port=settings.worker_port,
+               memory_ttl=loaded.store_ttl)
     bind(worker=w.name)
     try:
         if not w.connect():

@@ -10,14 +10,10 @@ once and its runs are left for workers that can load it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from treadle.cluster import graphs_by_value
@@ -25,6 +21,7 @@ from treadle.config import Settings
 from treadle.errors import ConfigError, GraphLoadError, TreadleError
 from treadle.factories import Factory, server_runtime
 from treadle.graphs import factory_failed, load_factory, load_graph, made_graph
+from treadle.langgraph_json import Loaded, load, read_langgraph_json
 from treadle.runtime import TreadleGraph, compile
 from treadle.store import Store
 
@@ -35,58 +32,11 @@ log = logging.getLogger("treadle.worker")
 REF_PREFIX = "ref:"
 
 
-def read_langgraph_json(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``langgraph.json`` -> {name: REF}; applies its ``env`` and puts local
-    ``dependencies`` on ``sys.path``, as ``langgraph dev`` does."""
-    file = Path(path)
-    try:
-        doc = json.loads(file.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{file} is not valid JSON: {exc}") from exc
-    graphs = doc.get("graphs") if isinstance(doc, dict) else None
-    if not isinstance(graphs, dict) or not graphs:
-        raise ConfigError(f'{file} has no "graphs" object (name -> "path.py:attr")')
-    base = file.resolve().parent
-    for dep in doc.get("dependencies") or ():
-        if isinstance(dep, str) and dep.startswith("."):
-            sys.path.insert(0, str((base / dep).resolve()))
-    env = doc.get("env")
-    if isinstance(env, dict):
-        for key, value in env.items():
-            os.environ.setdefault(str(key), str(value))
-    elif isinstance(env, str):
-        _load_env_file(base / env)
-    refs: dict[str, str] = {}
-    for name, ref in graphs.items():
-        if isinstance(ref, dict):  # {"path": "...", "description": ...}
-            ref = ref.get("path")
-        if not isinstance(ref, str):
-            raise ConfigError(f"{file}: graph {name!r} must be a string 'path.py:attr'")
-        target, sep, attr = ref.rpartition(":")
-        if sep and (target.endswith(".py") or "/" in target):
-            ref = f"{(base / target).resolve()}:{attr}"
-        refs[str(name)] = ref
-    return refs
-
-
-def _load_env_file(path: Path) -> None:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        log.warning("langgraph.json names env file %s, which cannot be read", path)
-        return
-    for line in lines:
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            os.environ.setdefault(key.strip(), value.strip().strip("'\""))
-
-
-def parse_graph_args(args: Sequence[str], config: str | None) -> dict[str, str]:
-    """``["name=path.py:attr", "mod:attr"]`` (+ a langgraph.json) -> {name: REF}."""
-    refs = read_langgraph_json(config) if config else {}
+def parse_graph_args(args: Sequence[str], config: str | None) -> Loaded:
+    """``["name=path.py:attr", "mod:attr"]`` (+ a langgraph.json) -> its graphs {name: REF}
+    and the rest of the langgraph.json."""
+    loaded = load(config) if config else Loaded({})
+    refs = loaded.refs
     for arg in args:
         name, sep, ref = arg.partition("=")
         if not sep:
@@ -94,13 +44,14 @@ def parse_graph_args(args: Sequence[str], config: str | None) -> dict[str, str]:
         if not name or not ref:
             raise ConfigError(f"graph argument {arg!r}: expected REF or name=REF")
         refs[name] = ref
-    return refs
+    return loaded
 
 
 class GraphRegistry:
     def __init__(self, store: Store, refs: dict[str, str], *, allow_pickled: bool,
-                 settings: Settings) -> None:
+                 settings: Settings, memory_ttl: dict[str, Any] | None = None) -> None:
         self.store = store
+        self.memory_ttl = memory_ttl  # langgraph.json's store.ttl, for the graphs' BaseStore
         self.refs = refs
         self.allow_pickled = allow_pickled
         self.settings = settings
@@ -127,7 +78,7 @@ class GraphRegistry:
     def _memory(self) -> Any:
         from treadle.memory import TreadleStore
 
-        return TreadleStore(self.store)
+        return TreadleStore(self.store, ttl=self.memory_ttl)  # type: ignore[arg-type]
 
     def _attach(self, graph: TreadleGraph) -> TreadleGraph:
         """Give the graph LangGraph's BaseStore (long-term memory) on the same database,

@@ -96,8 +96,10 @@ def session_key(worker_id: str) -> int:
 class Worker(RunAttempts):
     def __init__(self, settings: Settings, refs: dict[str, str], *, name: str | None = None,
                  concurrency: int | None = None, task_slots: int | None = None,
-                 registry: GraphRegistry | None = None, port: int | None = None) -> None:
+                 registry: GraphRegistry | None = None, port: int | None = None,
+                 memory_ttl: dict[str, Any] | None = None) -> None:
         self.settings = settings
+        self.memory_ttl = memory_ttl  # langgraph.json's store.ttl (unless registry is given)
         self.port = port  # of its HTTP endpoint (probes, metrics); None: none
         # An embedding process (treadle dev) may share its loaded graphs; it closes them.
         self._shared_registry = registry
@@ -155,7 +157,7 @@ class Worker(RunAttempts):
         self.poll = self.settings.poll_interval if pushes else min(self.settings.poll_interval, 0.05)
         self.registry = self._shared_registry or GraphRegistry(
             self.store, self.refs, allow_pickled=self.settings.allow_pickled_graphs,
-            settings=self.settings)
+            settings=self.settings, memory_ttl=self.memory_ttl)
         return True
 
     def load(self) -> list[str]:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from treadle import langgraph_json as lgjson
 from treadle.errors import ConfigError
 
 __all__ = ["main", "pip_arguments"]
@@ -23,21 +24,13 @@ __all__ = ["main", "pip_arguments"]
 
 def pip_arguments(langgraph_json: Path) -> list[str]:
     """What ``pip install`` gets for the dependencies of ``langgraph_json`` (maybe nothing)."""
-    import json
-
-    try:
-        doc = json.loads(langgraph_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not langgraph_json.is_file():
         raise ConfigError(f"{langgraph_json} not found: the graphs' directory (GRAPHS_DIR) "
-                          "must hold a langgraph.json") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read {langgraph_json}: {exc}") from exc
-    deps = doc.get("dependencies", []) if isinstance(doc, dict) else None
-    if not isinstance(deps, list) or not all(isinstance(d, str) and d.strip() for d in deps):
-        raise ConfigError(f'{langgraph_json}: "dependencies" must be a list of strings')
+                          "must hold a langgraph.json")
+    deps = lgjson.dependencies(lgjson.read(langgraph_json), str(langgraph_json))
     base = langgraph_json.resolve().parent
     args: list[str] = []
-    for dep in (d.strip() for d in deps):
+    for dep in deps:
         if not dep.startswith((".", "/")):
             args.append(dep)  # a requirement: pip resolves it
             continue

@@ -10,7 +10,6 @@ served, and the graph the example CronJob runs.
 from __future__ import annotations
 
 import hashlib
-import json
 import posixpath
 import re
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from treadle import langgraph_json
 from treadle.deploy import kustomize
 from treadle.deploy.kustomize import Resource
 from treadle.errors import ConfigError
@@ -216,8 +216,8 @@ def _graphs(docs: list[Resource], options: K8sOptions) -> list[str]:
     cm = _one(docs, "ConfigMap", GRAPHS_CONFIGMAP)
     if options.config is not None:
         cm["data"][GRAPHS_KEY] = _read_config(options.config)
-    graphs = _graph_refs(cm["data"][GRAPHS_KEY])
     source = str(options.config) if options.config is not None else "the overlay's langgraph.json"
+    graphs = _graph_refs(cm["data"][GRAPHS_KEY], source, notes)
     for cron in _kind(docs, "CronJob"):
         container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
         if options.cron_graph is not None:
@@ -244,25 +244,17 @@ def _read_config(path: Path) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-def _graph_refs(text: str, source: str = "langgraph.json") -> dict[str, str]:
-    """{name: REF as seen inside the image} of a langgraph.json's graphs."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
-    graphs = doc.get("graphs") if isinstance(doc, dict) else None
-    if not isinstance(graphs, dict) or not graphs:
-        raise ConfigError(f'{source} has no "graphs" object (name -> "path.py:attr")')
-    refs: dict[str, str] = {}
-    for name, ref in graphs.items():
-        ref = ref.get("path") if isinstance(ref, dict) else ref
-        if not isinstance(ref, str):
-            raise ConfigError(f"{source}: graph {name!r} must be a string 'path.py:attr'")
-        target, sep, attr = ref.rpartition(":")
-        if sep and (target.endswith(".py") or "/" in target) and not target.startswith("/"):
-            ref = f"{posixpath.normpath(posixpath.join(APP_DIR, target))}:{attr}"
-        refs[str(name)] = ref
-    return refs
+def _graph_refs(text: str, source: str = "langgraph.json",
+                notes: list[str] | None = None) -> dict[str, str]:
+    """{name: REF as seen inside the image} of a langgraph.json's graphs; its keys are
+    checked as the server checks them (unknown ones are added to ``notes``)."""
+    doc = langgraph_json.parse(text, source)
+    found = langgraph_json.check(doc, source)
+    if notes is not None:
+        notes += found.warnings
+    return langgraph_json.graph_refs(
+        doc, source, lambda target: target if target.startswith("/") else
+        posixpath.normpath(posixpath.join(APP_DIR, target)))
 
 
 def _env_configmap(docs: list[Resource]) -> Resource:

@@ -25,6 +25,7 @@ from treadle.errors import (
     ThreadBusyError,
     TreadleError,
 )
+from treadle.langgraph_json import Loaded
 from treadle.server.context import Ctx
 from treadle.server.graphs import ServerGraphs
 from treadle.server.limits import BodyLimit, valid_request
@@ -34,9 +35,11 @@ __all__ = ["create_app"]
 log = logging.getLogger("treadle.server")
 
 
-def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: bool = False
-               ) -> FastAPI:
-    """The server app for graphs ``refs`` (name -> REF, as in langgraph.json)."""
+def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: bool = False,
+               langgraph: Loaded | None = None) -> FastAPI:
+    """The server app for graphs ``refs`` (name -> REF, as in langgraph.json); the rest of
+    the ``langgraph`` file it was read from (descriptions, CORS) applies too."""
+    langgraph = langgraph or Loaded(refs)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,10 +51,11 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(64, thread_name_prefix="treadle-server"))
         store = await asyncio.to_thread(shared.acquire, settings.store)
-        graphs = ServerGraphs(store, refs, settings)
+        graphs = ServerGraphs(store, refs, settings, descriptions=langgraph.descriptions,
+                              memory_ttl=langgraph.store_ttl)
         await asyncio.to_thread(graphs.load)
         await asyncio.to_thread(graphs.ensure_default_assistants)
-        ctx = Ctx(settings=settings, store=store, graphs=graphs)
+        ctx = Ctx(settings=settings, store=store, graphs=graphs, memory_ttl=langgraph.store_ttl)
         app.state.ctx = ctx
         from treadle import metrics
 
@@ -108,6 +112,10 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     from treadle.server.trace_context import TraceContext
 
     app.add_middleware(TraceContext)
+    if langgraph.cors is not None:  # outermost: every answer carries the headers
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, **langgraph.cors)
     return app
 
 

@@ -12,9 +12,10 @@ from typing import Any
 from fastapi import Request
 
 from treadle.config import Settings
+from treadle.memory import TreadleStore
 from treadle.store import Store
 
-__all__ = ["Ctx", "get_ctx", "get_store"]
+__all__ = ["Ctx", "get_ctx", "get_memory", "get_store"]
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Ctx:
     settings: Settings
     store: Store
     graphs: Any  # treadle.server.graphs.ServerGraphs (the graphs of langgraph.json)
+    memory_ttl: dict[str, Any] | None = None  # langgraph.json's store.ttl (TTLConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -32,3 +34,9 @@ def get_ctx(request: Request) -> Ctx:
 
 def get_store(request: Request) -> Store:
     return get_ctx(request).store
+
+
+def get_memory(request: Request) -> TreadleStore:
+    """The store as LangGraph's ``BaseStore``, with langgraph.json's ``store.ttl``."""
+    ctx = get_ctx(request)
+    return TreadleStore(ctx.store, ttl=ctx.memory_ttl)  # type: ignore[arg-type]

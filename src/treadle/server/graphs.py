@@ -34,11 +34,14 @@ def default_assistant_id(graph_id: str) -> str:
 
 
 class ServerGraphs:
-    def __init__(self, store: Store, refs: dict[str, str], settings: Settings) -> None:
+    def __init__(self, store: Store, refs: dict[str, str], settings: Settings, *,
+                 descriptions: dict[str, str] | None = None,
+                 memory_ttl: dict[str, Any] | None = None) -> None:
         self.store = store
         self.refs = refs
+        self.descriptions = descriptions or {}
         self.registry = GraphRegistry(store, refs, allow_pickled=settings.allow_pickled_graphs,
-                                      settings=settings)
+                                      settings=settings, memory_ttl=memory_ttl)
 
     def load(self) -> None:
         self.registry.load_all()
@@ -75,42 +78,54 @@ class ServerGraphs:
         from treadle.store.resources import Assistant
 
         for name in self.names:
+            description = self.descriptions.get(name)
             a = Assistant(assistant_id=default_assistant_id(name), graph_id=name, config={},
                           context={}, metadata={"created_by": "system"}, name=name,
-                          description=None, version=1, created_at=0.0, updated_at=0.0)
+                          description=description, version=1, created_at=0.0, updated_at=0.0)
             try:
-                self.store.put_assistant(a, if_exists="do_nothing")
+                stored = self.store.put_assistant(a, if_exists="do_nothing")
             except ConflictError:
-                pass
+                continue
+            if description is not None and stored.description != description:
+                # langgraph.json's description changed since the assistant was made.
+                self.store.patch_assistant(a.assistant_id, description=description)
 
     async def schemas(self, graph_id: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
         async with self.open(graph_id, "assistants.read", config) as graph:
-            return {"graph_id": graph_id, **_schemas(graph.graph)}
+            return {"graph_id": graph_id, **_schemas(graph.graph, graph_id)}
 
     def close(self) -> None:
         self.registry.close()
 
 
-def _schemas(graph: Any) -> dict[str, Any]:
-    def attempt(fn: str) -> Any:
+def _schemas(graph: Any, graph_id: str | None = None) -> dict[str, Any]:
+    """The graph's JSON schemas; one LangGraph cannot render is null, and the reason is
+    logged (one line naming the graph, ``graph_id`` or else its name; the traceback at
+    debug level)."""
+    graph_id = graph_id or str(getattr(graph, "name", None) or type(graph).__name__)
+
+    def attempt(name: str, make: Any) -> Any:
         try:
-            return getattr(graph, fn)()
-        except Exception:  # noqa: BLE001 - a schema LangGraph cannot render is "missing"
+            return make()
+        except Exception as exc:  # noqa: BLE001 - a schema LangGraph cannot render is null
+            first = (str(exc).strip().splitlines() or [""])[0]
+            log.warning("graph %s: its %s is null: %s: %s", graph_id, name,
+                        type(exc).__name__, first)
+            log.debug("graph %s: rendering its %s failed", graph_id, name, exc_info=True)
             return None
 
-    state = None
-    schema = getattr(getattr(graph, "builder", None), "state_schema", None)
-    if schema is not None:
-        try:
-            from pydantic import TypeAdapter
+    def state_schema() -> Any:
+        schema = getattr(getattr(graph, "builder", None), "state_schema", None)
+        if schema is None:
+            return None
+        from pydantic import TypeAdapter
 
-            state = TypeAdapter(schema).json_schema()
-        except Exception:  # noqa: BLE001 - e.g. a state holding arbitrary classes
-            state = None
+        return TypeAdapter(schema).json_schema()
+
     return {
-        "input_schema": attempt("get_input_jsonschema"),
-        "output_schema": attempt("get_output_jsonschema"),
-        "state_schema": state,
-        "config_schema": attempt("get_config_jsonschema"),
-        "context_schema": attempt("get_context_jsonschema"),
+        "input_schema": attempt("input_schema", lambda: graph.get_input_jsonschema()),
+        "output_schema": attempt("output_schema", lambda: graph.get_output_jsonschema()),
+        "state_schema": attempt("state_schema", state_schema),
+        "config_schema": attempt("config_schema", lambda: graph.get_config_jsonschema()),
+        "context_schema": attempt("context_schema", lambda: graph.get_context_jsonschema()),
     }

@@ -20,14 +20,13 @@ from pydantic import BaseModel, Field, field_validator
 
 from treadle.errors import InputError
 from treadle.memory import TreadleStore
-from treadle.server.context import get_store
+from treadle.server.context import get_memory
 from treadle.server.limits import MAX_NAMESPACE_LABELS, MAX_STORE_PATH_BYTES, MAX_TTL_MINUTES
-from treadle.store import Store
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["store"])
-StoreDep = Annotated[Store, Depends(get_store)]
+StoreDep = Annotated[TreadleStore, Depends(get_memory)]  # with langgraph.json's store.ttl
 
 
 def _labels(labels: list[str] | None) -> list[str] | None:
@@ -132,7 +131,7 @@ def _out(item: Item) -> dict[str, Any]:
             summary="Store or update an item")
 async def put_item(body: PutItem, store: StoreDep) -> Response:
     with _unprocessable():
-        await TreadleStore(store).aput(tuple(body.namespace), body.key, body.value,
+        await store.aput(tuple(body.namespace), body.key, body.value,
                                        body.index, ttl=body.ttl)
     return Response(status_code=204)
 
@@ -156,7 +155,7 @@ async def get_item(
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
     with _unprocessable():
-        item = await TreadleStore(store).aget(tuple(labels), key, refresh_ttl=refresh_ttl)
+        item = await store.aget(tuple(labels), key, refresh_ttl=refresh_ttl)
     return None if item is None else _out(item)
 
 
@@ -164,14 +163,14 @@ async def get_item(
                summary="Delete an item")
 async def delete_item(body: DeleteItem, store: StoreDep) -> Response:
     with _unprocessable():
-        await TreadleStore(store).adelete(tuple(body.namespace), body.key)
+        await store.adelete(tuple(body.namespace), body.key)
     return Response(status_code=204)
 
 
 @router.post("/store/items/search", response_model=FoundItems, summary="Search items")
 async def search_items(body: SearchItems, store: StoreDep) -> dict[str, Any]:
     with _unprocessable():
-        found = await TreadleStore(store).asearch(
+        found = await store.asearch(
             tuple(body.namespace_prefix), query=body.query, filter=body.filter,
             limit=body.limit, offset=body.offset, refresh_ttl=body.refresh_ttl)
     return {"items": [{**_out(i), "score": i.score} for i in found]}
@@ -180,7 +179,7 @@ async def search_items(body: SearchItems, store: StoreDep) -> dict[str, Any]:
 @router.post("/store/namespaces", response_model=Namespaces, summary="List namespaces")
 async def list_namespaces(body: ListNamespaces, store: StoreDep) -> dict[str, Any]:
     with _unprocessable():
-        found = await TreadleStore(store).alist_namespaces(
+        found = await store.alist_namespaces(
             prefix=tuple(body.prefix) if body.prefix else None,
             suffix=tuple(body.suffix) if body.suffix else None,
             max_depth=body.max_depth, limit=body.limit, offset=body.offset)
