@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -517,6 +518,41 @@ def test_dockerfile_builds_in_two_stages_and_runs_unprivileged() -> None:
                for r in builder)
     args = {i["value"].split("=")[0] for i in stages[0] if i["instruction"] == "ARG"}
     assert {"GRAPHS_DIR", "TREADLE_SPEC"} <= args
+
+
+def test_dockerfile_pulls_nothing_but_its_base_and_keeps_data_in_a_volume() -> None:
+    text = DOCKERFILE.read_text()
+    # A parser directive (# syntax=...) makes BuildKit pull a frontend image from a registry.
+    directives = [line for line in text.splitlines()
+                  if re.match(r"#\s*syntax\s*=", line, flags=re.IGNORECASE)]
+    assert not directives
+    runtime = _stages()[-1]
+    env = " ".join(i["value"] for i in runtime if i["instruction"] == "ENV")
+    assert "TREADLE_STORE=sqlite:////data/treadle.db" in env  # the default store is in /data
+    volumes = [i["value"] for i in runtime if i["instruction"] == "VOLUME"]
+    assert volumes == ["/data"]
+    made = [i["value"] for i in runtime if i["instruction"] == "RUN" and "/data" in i["value"]]
+    user = _dockerfile_user()
+    assert len(made) == 1 and f"chown {user} /data" in made[0]  # the user may write there
+    # VOLUME after the chown: a new volume starts with the image's owner of /data.
+    order = [i["instruction"] for i in runtime]
+    assert order.index("VOLUME") > runtime.index(next(
+        i for i in runtime if i["instruction"] == "RUN" and "/data" in i["value"]))
+
+
+def test_the_runtime_virtualenv_has_no_installers() -> None:
+    builder, runtime = _stages()
+    runs = [i["value"] for i in builder if i["instruction"] == "RUN"]
+    # After the last install step, pip (and unused setuptools / wheel) are removed ...
+    last_install = max(n for n, r in enumerate(runs) if "treadle.deploy.dependencies" in r
+                       or "pip install" in r)
+    cleanup = [r for r in runs[last_install + 1:] if "pip uninstall" in r]
+    assert len(cleanup) == 1 and "uninstall -y -q pip" in cleanup[0]
+    assert "setuptools" in cleanup[0] and "wheel" in cleanup[0]
+    # ... from the virtualenv the runtime copies (tests/e2e/test_deploy_k8s.py runs the step).
+    copied = [i["value"] for i in runtime if i["instruction"] == "COPY" and "/opt/venv" in i["value"]]
+    assert copied == ["--from=builder /opt/venv /opt/venv"]
+    assert not [i for i in runtime if i["instruction"] == "RUN" and "pip" in i["value"]]
 
 
 def test_manifests_run_the_image_entrypoint_with_treadle_commands() -> None:
