@@ -281,9 +281,28 @@ def test_every_container_runs_as_its_manifest_states(overlay: str, pg_url: str,
         assert len(errors) == 1 and "run `treadle migrate --phase pre` first" in errors[0]
         assert "Traceback" not in early.stderr
 
-    migrate = pod("Job", "treadle-migrate-pre").run()
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    assert "applied" in migrate.stdout
+    # Their init containers, started meanwhile (as `kubectl apply` of everything at once
+    # does), wait for the schema and let the pods start once the Job has run.
+    waiting = [pod(kind, name, init="wait-for-schema").start() for kind, name in (
+        ("Deployment", "treadle-api"), ("Deployment", "treadle-worker"),
+        ("CronJob", "treadle-batch"))]
+    try:
+        for init in waiting:
+            deadline = time.monotonic() + 60  # a guard against hanging, not a speed claim
+            while "waiting (up to 900s)" not in init.log() and time.monotonic() < deadline:
+                assert init.proc is not None and init.proc.poll() is None, init.log()
+                time.sleep(0.1)
+            assert "run `treadle migrate --phase pre` first" in init.log()
+        migrate = pod("Job", "treadle-migrate-pre").run()
+        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        assert "applied" in migrate.stdout
+        for init in waiting:
+            assert init.proc is not None and init.proc.wait(60) == 0, init.log()
+            assert "is ready for this treadle" in init.log()
+            assert "Traceback" not in init.log()
+    finally:
+        for init in waiting:
+            init.stop()
 
     api = pod("Deployment", "treadle-api").start()
     worker = pod("Deployment", "treadle-worker").start()
