@@ -307,6 +307,10 @@ def test_the_namespace_when_asked() -> None:
 
 def test_the_example_cronjob_flags() -> None:
     assert not _kind(_render("dev-namespace-no-cron"), "CronJob")
+    # Left out on purpose: no note suggesting --cron-graph.
+    docs, notes = render(K8sOptions(image="ghcr.io/acme/agents:1.2.0", cron=False,
+                                    config=SERVER_GRAPHS / "langgraph.json"))
+    assert not _kind(docs, "CronJob") and notes == []
     cron = pod_spec(_one(_render("prod-namespace-cron-input"), "CronJob", "treadle-batch"))
     args = cron["containers"][0]["args"]
     assert args[args.index("--input") + 1] == '{"text": "From the flag."}'

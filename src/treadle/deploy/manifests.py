@@ -105,9 +105,9 @@ def render(options: K8sOptions) -> tuple[list[Resource], list[str]]:
             _env_configmap(docs)["data"]["TREADLE_WORKER_CONCURRENCY"] = \
                 str(options.worker_concurrency)
         _tie_keda_target(docs)
+        _cron(docs, options)  # first: no note about a CronJob left out on purpose
         if options.config is not None or options.cron_graph is not None:
             notes += _graphs(docs, options)
-        _cron(docs, options)
     if options.create_namespace:
         docs.append(_namespace(options.namespace or str(spec["namespace"]), spec))
     kustomize.sort(docs, spec, overlay)
