@@ -60,7 +60,8 @@ def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict
 
 @dataclass
 class LocalPod:
-    """One container of ``doc`` turned into a process (not started until :meth:`start`)."""
+    """One container of ``doc`` turned into a process (not started until :meth:`start`):
+    the pod's container, or its init container named ``init``."""
 
     docs: list[dict[str, Any]]
     doc: dict[str, Any]
@@ -68,13 +69,15 @@ class LocalPod:
     secrets: dict[tuple[str, str], str]
     field_refs: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    init: str | None = None
     ports: dict[int, int] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.spec = pod_spec(self.doc)
         assert len(self.spec["containers"]) == 1, "one container per pod"
-        self.container: dict[str, Any] = self.spec["containers"][0]
+        self.container: dict[str, Any] = self.spec["containers"][0] if self.init is None else \
+            next(c for c in self.spec["initContainers"] if c["name"] == self.init)
         for port in self.container.get("ports", []):
             self.ports[int(port["containerPort"])] = free_port()
         self._mount()

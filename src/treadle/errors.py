@@ -11,6 +11,7 @@
     │   ├── StoreDataError          a value the database can never store (permanent)
     │   ├── FencedWriteError        a write from a writer whose claim is stale
     │   └── SchemaError             schema newer than the code, or migrations missing
+    │       └── MigrationsPendingError  pre migrations this code needs are not applied yet
     ├── RunFailedError         a cluster run ended without success
     │   └── QueueTimeoutError       no worker claimed it within its queue_timeout
     └── NodeError              a node attempt failed in a treadle-specific way
@@ -31,6 +32,7 @@ __all__ = [
     "GraphLoadError",
     "IdempotencyKeyError",
     "InputError",
+    "MigrationsPendingError",
     "NodeError",
     "NodeTimeoutError",
     "QueueTimeoutError",
@@ -110,6 +112,11 @@ class FencedWriteError(StoreError):
 
 class SchemaError(StoreError):
     """The database schema does not match what this code expects."""
+
+
+class MigrationsPendingError(SchemaError):
+    """Pre migrations this code needs are not applied yet (``treadle migrate --phase pre``
+    applies them; ``treadle migrate --check --wait`` waits for them)."""
 
 
 class NodeError(TreadleError):

@@ -124,6 +124,50 @@ def test_the_install_step_installs_local_packages(tmp_path: Path) -> None:
     assert dry.returncode == 0 and dry.stdout == "nothing to install\n"
 
 
+def _cleanup_step() -> str:
+    """The builder's RUN that strips the virtualenv of its installers."""
+    from dockerfile_parse import DockerfileParser
+
+    runs = [i["value"] for i in DockerfileParser(str(REPO / "deploy" / "Dockerfile")).structure
+            if i["instruction"] == "RUN" and "pip uninstall" in i["value"]]
+    assert len(runs) == 1
+    return str(runs[0])
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_the_cleanup_step_strips_the_installers(tmp_path: Path, required: bool) -> None:
+    """The Dockerfile's step, run on a fresh virtualenv as the builder's /opt/venv: pip goes,
+    and setuptools too, unless an installed distribution requires it."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+
+    def installed() -> set[str]:
+        listed = subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; "
+             "print(' '.join(d.metadata['Name'].lower() for d in m.distributions()))"],
+            capture_output=True, text=True, check=True)
+        return set(listed.stdout.split())
+
+    assert {"pip", "setuptools"} <= installed()  # what `python -m venv` gives on 3.11
+    if required:  # a graph's dependency that needs setuptools at run time
+        site = next((venv / "lib").glob("python*/site-packages"))
+        info = site / "needs_setuptools-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: needs-setuptools\n"
+                                       "Version: 1.0\nRequires-Dist: setuptools\n")
+        (info / "RECORD").write_text("")
+        (info / "INSTALLER").write_text("pip\n")
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["sh", "-c", _cleanup_step()], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    left = installed()
+    assert "pip" not in left and "wheel" not in left
+    assert ("setuptools" in left) == required
+    assert not (venv / "bin" / "pip").exists()
+
+
 def _treadle_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", module, *args], env=subprocess_env(),
                           capture_output=True, text=True, timeout=300)
@@ -237,9 +281,28 @@ def test_every_container_runs_as_its_manifest_states(overlay: str, pg_url: str,
         assert len(errors) == 1 and "run `treadle migrate --phase pre` first" in errors[0]
         assert "Traceback" not in early.stderr
 
-    migrate = pod("Job", "treadle-migrate-pre").run()
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    assert "applied" in migrate.stdout
+    # Their init containers, started meanwhile (as `kubectl apply` of everything at once
+    # does), wait for the schema and let the pods start once the Job has run.
+    waiting = [pod(kind, name, init="wait-for-schema").start() for kind, name in (
+        ("Deployment", "treadle-api"), ("Deployment", "treadle-worker"),
+        ("CronJob", "treadle-batch"))]
+    try:
+        for init in waiting:
+            deadline = time.monotonic() + 60  # a guard against hanging, not a speed claim
+            while "waiting (up to 900s)" not in init.log() and time.monotonic() < deadline:
+                assert init.proc is not None and init.proc.poll() is None, init.log()
+                time.sleep(0.1)
+            assert "run `treadle migrate --phase pre` first" in init.log()
+        migrate = pod("Job", "treadle-migrate-pre").run()
+        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        assert "applied" in migrate.stdout
+        for init in waiting:
+            assert init.proc is not None and init.proc.wait(60) == 0, init.log()
+            assert "is ready for this treadle" in init.log()
+            assert "Traceback" not in init.log()
+    finally:
+        for init in waiting:
+            init.stop()
 
     api = pod("Deployment", "treadle-api").start()
     worker = pod("Deployment", "treadle-worker").start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ OPTION_SETS = {
     "prod-post-migrate": K8sOptions(overlay="prod", post_migrate=True, image="agents:2",
                                     namespace="agents"),
     "dev-post-migrate": K8sOptions(overlay="dev", post_migrate=True),
+    "dev-namespace-no-cron": K8sOptions(overlay="dev", namespace="agents-dev",
+                                        create_namespace=True, cron=False),
+    "prod-namespace-cron-input": K8sOptions(overlay="prod", create_namespace=True,
+                                            cron_input='{"text": "From the flag."}'),
 }
 
 
@@ -63,7 +68,9 @@ def _pods(docs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, An
 
 
 def _containers(docs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    return [(d, c) for d, spec in _pods(docs) for c in spec["containers"]]
+    """Every container of every pod, init containers included."""
+    return [(d, c) for d, spec in _pods(docs)
+            for c in [*spec.get("initContainers", []), *spec["containers"]]]
 
 
 # --- schemas --------------------------------------------------------------------------------
@@ -181,7 +188,7 @@ def test_pods_are_locked_down(name: str) -> None:
         assert spec["securityContext"]["runAsUser"] == uid  # the image's user
         assert spec["automountServiceAccountToken"] is False
         volumes = {v["name"]: v for v in spec["volumes"]}
-        for container in spec["containers"]:
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
             sc = container["securityContext"]
             assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
             assert sc["capabilities"]["drop"] == ["ALL"]
@@ -216,6 +223,144 @@ def test_pods_do_not_migrate_the_job_does() -> None:
         assert job["args"] == ["migrate", "--phase", "pre"]
     post = pod_spec(_render("dev-post-migrate")[0])["containers"][0]
     assert post["args"] == ["migrate", "--phase", "post"]
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+def test_every_pod_using_the_store_waits_for_the_migrate_job(name: str) -> None:
+    """Applied all at once, the API, worker and batch pods wait in an init container until
+    the migrate Job has applied what their image needs (for as long as the Job may run)."""
+    docs = _render(name)
+    jobs = [d for d in _kind(docs, "Job") if d["metadata"]["name"].startswith("treadle-migrate")]
+    deadline = max((j["spec"]["activeDeadlineSeconds"] for j in jobs), default=900)
+    for doc, spec in _pods(docs):
+        if doc["kind"] == "Job":
+            assert "initContainers" not in spec  # the migrate Jobs themselves do not wait
+            continue
+        (init,) = spec["initContainers"]
+        main = spec["containers"][0]
+        assert init["name"] == "wait-for-schema"
+        assert init["args"][:3] == ["migrate", "--check", "--wait"]
+        assert float(init["args"][3]) >= deadline
+        assert init["image"] == main["image"]  # the schema this image needs
+        assert init["envFrom"][0] == main["envFrom"][0]  # treadle-env: TREADLE_AUTO_MIGRATE
+        assert [e for e in init["env"] if e["name"] == "TREADLE_STORE"] == \
+            [e for e in main["env"] if e["name"] == "TREADLE_STORE"]
+
+
+def _order(docs: list[dict[str, Any]]) -> list[str]:
+    return [d["kind"] for d in docs]
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+def test_the_output_order_puts_the_migrate_job_before_the_workloads(name: str) -> None:
+    kinds = _order(_render(name))
+    if "Namespace" in kinds:
+        assert kinds[0] == "Namespace"
+    if "Job" not in kinds or "Deployment" not in kinds:
+        return
+    job = kinds.index("Job")
+    for kind in ("ServiceAccount", "NetworkPolicy", "ConfigMap"):
+        assert max(i for i, k in enumerate(kinds) if k == kind) < job, kinds
+    for kind in ("Deployment", "CronJob", "HorizontalPodAutoscaler", "ScaledObject"):
+        assert all(i > job for i, k in enumerate(kinds) if k == kind), kinds
+
+
+def test_the_overlays_state_that_order_for_kubectl_too() -> None:
+    # `kubectl apply -k` orders by the overlay's sortOptions (tests/e2e compares the two).
+    for overlay in ("dev", "prod"):
+        spec = kustomize.load_kustomization(K8S / "overlays" / overlay)
+        first = spec["sortOptions"]["legacySortOptions"]["orderFirst"]
+        assert first.index("Job") < first.index("Deployment") < first.index("CronJob")
+        assert first[0] == "Namespace"
+
+
+def test_sort_options_of_the_subset(tmp_path: Path) -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}
+    docs = [copy.deepcopy(DEPLOYMENT), job, cm]
+    kustomize.sort(docs, {}, tmp_path)  # kustomize's default: Deployments before Jobs
+    assert _order(docs) == ["ConfigMap", "Deployment", "Job"]
+    kustomize.sort(docs, {"sortOptions": {"order": "legacy", "legacySortOptions": {
+        "orderFirst": ["Job", "ConfigMap"], "orderLast": []}}}, tmp_path)
+    assert _order(docs) == ["Job", "ConfigMap", "Deployment"]
+    docs.reverse()
+    kustomize.sort(docs, {"sortOptions": {"order": "fifo"}}, tmp_path)
+    assert _order(docs) == ["Deployment", "ConfigMap", "Job"]
+    for bad in ({"order": "alphabetical"}, {"order": "legacy", "legacySortOptions": {"x": 1}}):
+        with pytest.raises(ConfigError, match="sortOptions|legacySortOptions"):
+            kustomize.sort(docs, {"sortOptions": bad}, tmp_path)
+
+
+def test_the_namespace_when_asked() -> None:
+    assert not _kind(_render("prod"), "Namespace")
+    for name, expected in (("dev-namespace-no-cron", "agents-dev"),
+                           ("prod-namespace-cron-input", "treadle")):
+        docs = _render(name)
+        namespace = docs[0]
+        assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == expected
+        assert {d["metadata"].get("namespace") for d in docs[1:]} == {expected}
+        labels = namespace["metadata"]["labels"]
+        # Every pod meets the restricted Pod Security Standard (test_pods_are_locked_down).
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert labels["environment"] == OPTION_SETS[name].overlay
+
+
+def test_the_example_cronjob_flags() -> None:
+    assert not _kind(_render("dev-namespace-no-cron"), "CronJob")
+    # Left out on purpose: no note suggesting --cron-graph.
+    docs, notes = render(K8sOptions(image="ghcr.io/acme/agents:1.2.0", cron=False,
+                                    config=SERVER_GRAPHS / "langgraph.json"))
+    assert not _kind(docs, "CronJob") and notes == []
+    cron = pod_spec(_one(_render("prod-namespace-cron-input"), "CronJob", "treadle-batch"))
+    args = cron["containers"][0]["args"]
+    assert args[args.index("--input") + 1] == '{"text": "From the flag."}'
+
+
+@pytest.mark.parametrize(("options", "warned"), [
+    (K8sOptions(overlay="prod"), "registry.example.com/treadle-app:0.1.0"),
+    (K8sOptions(overlay="dev"), "treadle-app:dev"),
+    (K8sOptions(overlay="prod", post_migrate=True), "registry.example.com/treadle-app:0.1.0"),
+    (K8sOptions(overlay="prod", image="registry.example.com/treadle-app:0.2.0"),
+     "registry.example.com/treadle-app:0.2.0"),
+    (K8sOptions(overlay="prod", image="ghcr.io/acme/agents:1.2.0"), None),
+    (K8sOptions(overlay="dev", image=f"registry.local:5000/team/agents@{DIGEST}"), None),
+])
+def test_a_placeholder_image_is_warned_about(options: K8sOptions, warned: str | None) -> None:
+    _docs, notes = render(options)
+    warnings = [n for n in notes if n.startswith("warning:")]
+    if warned is None:
+        assert warnings == []
+    else:
+        assert warnings == [f"warning: the image {warned} is a placeholder, not an image of your "
+                            "graphs: pass --image REGISTRY/NAME:TAG (or TREADLE_DEPLOY_IMAGE), "
+                            "built with deploy/Dockerfile"]
+
+
+def test_the_cli_flags_and_their_environment_twins(capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_cli(["deploy", "k8s", "--overlay", "dev"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ("warning: the image treadle-app:dev is a placeholder, not an image of your "
+                   "graphs: pass --image REGISTRY/NAME:TAG (or TREADLE_DEPLOY_IMAGE), built with "
+                   "deploy/Dockerfile\n")  # one line on stderr; the YAML on stdout
+    assert [d for d in yaml.safe_load_all(out) if d] == _render("dev")
+    assert run_cli(["deploy", "k8s", "--overlay", "dev", "--namespace", "agents-dev",
+                    "--create-namespace", "--no-cron"]) == 0
+    assert [d for d in yaml.safe_load_all(capsys.readouterr().out) if d] == \
+        _render("dev-namespace-no-cron")
+    monkeypatch.setenv("TREADLE_DEPLOY_CREATE_NAMESPACE", "true")
+    monkeypatch.setenv("TREADLE_DEPLOY_CRON_INPUT", '{"text": "From the flag."}')
+    monkeypatch.setenv("TREADLE_DEPLOY_IMAGE", "ghcr.io/acme/agents:1.2.0")
+    assert run_cli(["deploy", "k8s", "--overlay", "prod"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    expected = render(K8sOptions(overlay="prod", image="ghcr.io/acme/agents:1.2.0",
+                                 create_namespace=True, cron_input='{"text": "From the flag."}'))
+    assert [d for d in yaml.safe_load_all(out) if d] == expected[0]
+    monkeypatch.setenv("TREADLE_DEPLOY_CRON", "false")
+    monkeypatch.delenv("TREADLE_DEPLOY_CRON_INPUT")
+    assert run_cli(["deploy", "k8s", "--overlay", "prod"]) == 0
+    assert "CronJob" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", ["prod", "prod-custom"])
@@ -315,10 +460,12 @@ def test_defaults_follow_the_overlays() -> None:
 
 
 def test_a_config_without_the_cron_graph_leaves_the_cronjob_out() -> None:
-    docs, notes = render(K8sOptions(overlay="prod", config=SERVER_GRAPHS / "langgraph.json"))
+    image = "ghcr.io/acme/agents:1.2.0"
+    docs, notes = render(K8sOptions(overlay="prod", image=image,
+                                    config=SERVER_GRAPHS / "langgraph.json"))
     assert not _kind(docs, "CronJob")
-    assert len(notes) == 1 and "--cron-graph" in notes[0]
-    docs, notes = render(K8sOptions(overlay="prod", config=EXAMPLES / "langgraph.json"))
+    assert len(notes) == 1 and notes[0].startswith("note: ") and "--cron-graph" in notes[0]
+    docs, notes = render(K8sOptions(overlay="prod", image=image, config=EXAMPLES / "langgraph.json"))
     assert _kind(docs, "CronJob") and notes == []
 
 
@@ -343,6 +490,10 @@ def test_the_default_config_is_the_example_the_image_builds() -> None:
     (K8sOptions(config=Path("/nonexistent/langgraph.json")), "not found"),
     (K8sOptions(cron_graph="nope"), "--cron-graph 'nope' is not a graph"),
     (K8sOptions(post_migrate=True, config=EXAMPLES / "langgraph.json"), "takes no --config"),
+    (K8sOptions(post_migrate=True, cron=False), "takes no --config, --cron-graph, --cron-input"),
+    (K8sOptions(cron=False, cron_input="{}"), "--no-cron leaves the example CronJob out"),
+    (K8sOptions(cron=False, cron_graph="pipeline"), "--no-cron leaves the example CronJob out"),
+    (K8sOptions(cron_input="{not json"), "--cron-input is not valid JSON"),
 ])
 def test_bad_input_is_one_clear_error(options: K8sOptions, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("*", r"\*")):
@@ -517,6 +668,41 @@ def test_dockerfile_builds_in_two_stages_and_runs_unprivileged() -> None:
                for r in builder)
     args = {i["value"].split("=")[0] for i in stages[0] if i["instruction"] == "ARG"}
     assert {"GRAPHS_DIR", "TREADLE_SPEC"} <= args
+
+
+def test_dockerfile_pulls_nothing_but_its_base_and_keeps_data_in_a_volume() -> None:
+    text = DOCKERFILE.read_text()
+    # A parser directive (# syntax=...) makes BuildKit pull a frontend image from a registry.
+    directives = [line for line in text.splitlines()
+                  if re.match(r"#\s*syntax\s*=", line, flags=re.IGNORECASE)]
+    assert not directives
+    runtime = _stages()[-1]
+    env = " ".join(i["value"] for i in runtime if i["instruction"] == "ENV")
+    assert "TREADLE_STORE=sqlite:////data/treadle.db" in env  # the default store is in /data
+    volumes = [i["value"] for i in runtime if i["instruction"] == "VOLUME"]
+    assert volumes == ["/data"]
+    made = [i["value"] for i in runtime if i["instruction"] == "RUN" and "/data" in i["value"]]
+    user = _dockerfile_user()
+    assert len(made) == 1 and f"chown {user} /data" in made[0]  # the user may write there
+    # VOLUME after the chown: a new volume starts with the image's owner of /data.
+    order = [i["instruction"] for i in runtime]
+    assert order.index("VOLUME") > runtime.index(next(
+        i for i in runtime if i["instruction"] == "RUN" and "/data" in i["value"]))
+
+
+def test_the_runtime_virtualenv_has_no_installers() -> None:
+    builder, runtime = _stages()
+    runs = [i["value"] for i in builder if i["instruction"] == "RUN"]
+    # After the last install step, pip (and unused setuptools / wheel) are removed ...
+    last_install = max(n for n, r in enumerate(runs) if "treadle.deploy.dependencies" in r
+                       or "pip install" in r)
+    cleanup = [r for r in runs[last_install + 1:] if "pip uninstall" in r]
+    assert len(cleanup) == 1 and "uninstall -y -q pip" in cleanup[0]
+    assert "setuptools" in cleanup[0] and "wheel" in cleanup[0]
+    # ... from the virtualenv the runtime copies (tests/e2e/test_deploy_k8s.py runs the step).
+    copied = [i["value"] for i in runtime if i["instruction"] == "COPY" and "/opt/venv" in i["value"]]
+    assert copied == ["--from=builder /opt/venv /opt/venv"]
+    assert not [i for i in runtime if i["instruction"] == "RUN" and "pip" in i["value"]]
 
 
 def test_manifests_run_the_image_entrypoint_with_treadle_commands() -> None:

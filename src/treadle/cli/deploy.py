@@ -62,6 +62,18 @@ def k8s(
         None, "--cron-graph", envvar="TREADLE_DEPLOY_CRON_GRAPH",
         help="Graph (a name in langgraph.json) the example batch CronJob runs.",
     ),
+    cron: bool = typer.Option(
+        True, "--cron/--no-cron", envvar="TREADLE_DEPLOY_CRON",
+        help="Render the example batch CronJob (--no-cron: leave it out).",
+    ),
+    cron_input: str | None = typer.Option(
+        None, "--cron-input", envvar="TREADLE_DEPLOY_CRON_INPUT",
+        help="The input (JSON) of the example CronJob's run.",
+    ),
+    create_namespace: bool = typer.Option(
+        False, "--create-namespace", envvar="TREADLE_DEPLOY_CREATE_NAMESPACE",
+        help="Also render the Namespace (labelled for the restricted Pod Security Standard).",
+    ),
     post_migrate: bool = typer.Option(
         False, "--post-migrate", envvar="TREADLE_DEPLOY_POST_MIGRATE",
         help="Render only the post-migration Job, to apply once the rollout is complete.",
@@ -73,7 +85,7 @@ def k8s(
 ) -> None:
     """Render the Kubernetes manifests: API, workers, migrations, autoscaling, policies.
 
-    Apply the pre-migration Job first and wait for it, then the rest; after the rollout, the post-migration Job (--post-migrate). Expects the Secret treadle-database (key url: the PostgreSQL URL) and optionally treadle-graph-env (model provider keys).
+    Apply them all at once: the API, worker and batch pods wait (init container) until the pre-migration Job has run. After the rollout, apply the post-migration Job (--post-migrate). Expects the Secret treadle-database (key url: the PostgreSQL URL) and optionally treadle-graph-env (model provider keys).
     """
     from treadle.deploy.manifests import K8sOptions, dump, render, write
 
@@ -82,11 +94,12 @@ def k8s(
         worker_replicas=worker_replicas, worker_concurrency=worker_concurrency,
         database_secret=database_secret, database_key=database_key,
         config=Path(config) if config is not None else None,
-        cron_graph=cron_graph, post_migrate=post_migrate,
+        cron_graph=cron_graph, cron=cron, cron_input=cron_input,
+        create_namespace=create_namespace, post_migrate=post_migrate,
     ))
     err = _stderr()
     for note in notes:
-        err.print(f"note: {note}", highlight=False)
+        err.print(note, highlight=False, markup=False)
     if output is None:
         sys.stdout.write(dump(docs))
         return

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -50,7 +52,15 @@ def _load(config: str) -> Loaded:
     return loaded
 
 
-def _serve(settings: object, loaded: Loaded, *, in_process_worker: bool,
+def _bind(settings: object) -> socket.socket:
+    """The API's port, bound before anything starts: one line when it is in use."""
+    from treadle import listen
+
+    return listen.bind(settings.host, settings.port,  # type: ignore[attr-defined]
+                       option="--port / TREADLE_PORT")
+
+
+def _serve(settings: object, sock: socket.socket, loaded: Loaded, *, in_process_worker: bool,
            log_level: str) -> None:
     from treadle.server import drain
     from treadle.server.app import create_app
@@ -64,7 +74,8 @@ def _serve(settings: object, loaded: Loaded, *, in_process_worker: bool,
     shared.acquire(settings.store)  # type: ignore[attr-defined]
     try:
         # On SIGTERM: /readyz fails at once, the API serves on for shutdown_delay seconds.
-        drain.run(application, shutdown_delay=settings.shutdown_delay,  # type: ignore[attr-defined]
+        drain.run(application, sock=sock,
+                  shutdown_delay=settings.shutdown_delay,  # type: ignore[attr-defined]
                   host=settings.host, port=settings.port,  # type: ignore[attr-defined]
                   log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
                   log_config=None,  # uvicorn's loggers go through treadle's (logs.py)
@@ -100,12 +111,13 @@ def dev(
                          run_timeout=run_timeout,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
-    _logging(settings, auto_format="console")  # before reading: its warnings are logged
-    loaded = _load(config)
-    logging.getLogger("treadle.server").info(
-        "treadle dev: %s on http://%s:%d (store %s)", ", ".join(loaded.refs), settings.host,
-        settings.port, redact(settings.store))
-    _serve(settings, loaded, in_process_worker=True, log_level="info")
+    with _bind(settings) as sock:
+        _logging(settings, auto_format="console")  # before reading: its warnings are logged
+        loaded = _load(config)
+        logging.getLogger("treadle.server").info(
+            "treadle dev: %s on http://%s:%d (store %s)", ", ".join(loaded.refs), settings.host,
+            settings.port, redact(settings.store))
+        _serve(settings, sock, loaded, in_process_worker=True, log_level="info")
 
 
 @app.command(short_help="The production server: the API and --workers processes.")
@@ -138,9 +150,15 @@ def serve(
                          run_timeout=run_timeout,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
+    with _bind(settings) as sock:  # before the worker processes start
+        _serve_with_workers(settings, sock, config, 0 if no_workers else workers,
+                            concurrency, run_timeout)
+
+
+def _serve_with_workers(settings: Any, sock: socket.socket, config: str, count: int,
+                        concurrency: int | None, run_timeout: float | None) -> None:
     _logging(settings, auto_format="json")  # before reading: its warnings are logged
     loaded = _load(config)
-    count = 0 if no_workers else workers
     children: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, "TREADLE_STORE": settings.store, **telemetry_env(settings)}
     if concurrency:
@@ -161,7 +179,7 @@ def serve(
             "treadle serve: %s on http://%s:%d with %d worker process(es) (store %s)",
             ", ".join(loaded.refs), settings.host, settings.port, count,
             redact(settings.store))
-        _serve(settings, loaded, in_process_worker=False, log_level="warning")
+        _serve(settings, sock, loaded, in_process_worker=False, log_level="warning")
     finally:
         for child in children:
             if child.poll() is None:

@@ -12,8 +12,9 @@
     Prometheus text (see :mod:`treadle.metrics`).
 
 It runs on the worker's own event loop (uvicorn without its signal handling: the worker
-handles SIGTERM), so it keeps answering while the worker drains. It listens once the
-worker has connected to its store and loaded its graphs.
+handles SIGTERM), so it keeps answering while the worker drains. Its port is bound when the
+worker is made (a port in use stops it at once, in one line: :mod:`treadle.listen`); it
+listens once the worker has connected to its store and loaded its graphs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -79,8 +81,10 @@ class _Server(uvicorn.Server):
 class WorkerEndpoint:
     """The endpoint of one worker; :meth:`start` it on the worker's loop."""
 
-    def __init__(self, worker: Worker, host: str, port: int) -> None:
+    def __init__(self, worker: Worker, sock: socket.socket) -> None:
         self.worker = worker
+        self._socket = sock
+        host, port = sock.getsockname()[:2]
 
         async def healthz(_request: Request) -> Response:
             return _answer(health(worker))
@@ -101,16 +105,14 @@ class WorkerEndpoint:
         self.port = port
 
     async def start(self) -> None:
-        """Listen; raises (or exits, as uvicorn does) when the port cannot be bound."""
-        self._task = asyncio.create_task(self._server.serve(), name="treadle-worker-endpoint")
+        """Listen on the bound socket."""
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]),
+                                         name="treadle-worker-endpoint")
         while not self._server.started:
             if self._task.done():
                 self._task.result()
                 raise OSError(f"the worker endpoint could not listen on port {self.port}")
             await asyncio.sleep(0.01)
-        for server in self._server.servers:
-            for sock in server.sockets:
-                self.port = int(sock.getsockname()[1])
         log.info("worker %s: /healthz, /readyz and /metrics on http://%s:%d",
                  self.worker.name, self._server.config.host, self.port)
 

@@ -47,7 +47,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from treadle import logs, metrics
+from treadle import listen, logs, metrics
 from treadle.cluster.attempt import RunAttempts, RunExecution
 from treadle.cluster.notify import close_notifier, notifier_for
 from treadle.cluster.registry import REF_PREFIX, GraphRegistry
@@ -101,6 +101,9 @@ class Worker(RunAttempts):
         self.settings = settings
         self.memory_ttl = memory_ttl  # langgraph.json's store.ttl (unless registry is given)
         self.port = port  # of its HTTP endpoint (probes, metrics); None: none
+        # Bound now, before the store and the graphs: a port in use stops it at once.
+        self._listener = None if port is None else listen.bind(
+            settings.host, port, option="--port / TREADLE_WORKER_PORT")
         # An embedding process (treadle dev) may share its loaded graphs; it closes them.
         self._shared_registry = registry
         self.name = name or worker_name()
@@ -174,10 +177,11 @@ class Worker(RunAttempts):
             loop.set_default_executor(ThreadPoolExecutor(max(32, self.concurrency * 4),
                                                          thread_name_prefix="treadle-worker"))
         endpoint = None
-        if self.port is not None:  # listening before "serving": probes answer from then on
+        if self._listener is not None:  # listening before "serving": probes answer from then on
             from treadle.cluster.endpoint import WorkerEndpoint
 
-            endpoint = WorkerEndpoint(self, self.settings.host, self.port)
+            endpoint = WorkerEndpoint(self, self._listener)
+            self._listener = None  # the endpoint's now (its server closes it)
             await endpoint.start()
         self._run_wake, run_sub = self.notifier.async_event(CHANNEL_RUNS)
         self._task_wake, task_sub = self.notifier.async_event(CHANNEL_TASKS)
@@ -243,6 +247,9 @@ class Worker(RunAttempts):
                 task.cancel()
 
     def close(self) -> None:
+        if self._listener is not None:  # bound, never served
+            self._listener.close()
+            self._listener = None
         if not hasattr(self, "store"):
             return
         if self._shared_registry is None:

@@ -4,7 +4,9 @@ needs no kubectl.
 A kustomization may hold ``resources`` (YAML files, or directories holding a
 kustomization), ``patches`` (``- path: file.yaml``: strategic-merge patches of built-in
 kinds, each document naming its target by kind and name), ``images``, ``replicas``,
-``namespace`` and ``labels`` (``pairs`` on ``metadata.labels`` only). Anything else is
+``namespace``, ``labels`` (``pairs`` on ``metadata.labels`` only) and, at the top,
+``sortOptions`` (the output order: ``legacy``, with its ``orderFirst`` / ``orderLast``
+kinds, or ``fifo``). Anything else is
 refused in one line rather than rendered differently from ``kubectl kustomize``; a test
 checks that both render the shipped overlays alike.
 
@@ -26,13 +28,14 @@ from treadle.errors import ConfigError
 
 __all__ = [
     "KUSTOMIZATION", "Resource", "build", "kind_order", "load_documents", "load_kustomization",
-    "set_images", "set_namespace", "split_image", "transform",
+    "set_images", "set_namespace", "sort", "split_image", "transform",
 ]
 
 Resource = dict[str, Any]
 
 KUSTOMIZATION = "kustomization.yaml"
-_FIELDS = {"apiVersion", "kind", "resources", "patches", "images", "replicas", "namespace", "labels"}
+_FIELDS = {"apiVersion", "kind", "resources", "patches", "images", "replicas", "namespace", "labels",
+           "sortOptions"}
 # Kinds whose objects live outside namespaces (the namespace transformer skips them).
 _CLUSTER_SCOPED = {
     "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -143,14 +146,40 @@ def set_images(resources: Iterable[Resource], change: Any) -> None:
                 container["image"] = change(container["image"])
 
 
-def kind_order(resource: Resource) -> tuple[Any, ...]:
-    """Sort key giving kustomize's (legacy) output order."""
+def kind_order(resource: Resource, first: list[str] = _FIRST,
+               last: list[str] = _LAST) -> tuple[Any, ...]:
+    """Sort key giving kustomize's legacy output order: the kinds of ``first`` in that
+    order, then the others by group, version, kind and name, then those of ``last``."""
     kind = str(resource.get("kind"))
     group, _, version = str(resource.get("apiVersion", "")).rpartition("/")
-    rank = _FIRST.index(kind) if kind in _FIRST else \
-        len(_FIRST) + 1 + _LAST.index(kind) if kind in _LAST else len(_FIRST)
+    rank = first.index(kind) if kind in first else \
+        len(first) + 1 + last.index(kind) if kind in last else len(first)
     return (rank, group, version, kind, resource["metadata"].get("namespace") or "",
             _name(resource))
+
+
+def sort(resources: list[Resource], spec: dict[str, Any], directory: Path) -> None:
+    """Put ``resources`` in the output order of the top kustomization ``spec`` (its
+    ``sortOptions``; kustomize ignores those of bases), in place."""
+    options = spec.get("sortOptions")
+    if options is None:
+        resources.sort(key=kind_order)
+        return
+    where = directory / KUSTOMIZATION
+    if not isinstance(options, dict) or options.get("order") not in ("legacy", "fifo") or \
+            set(options) - {"order", "legacySortOptions"}:
+        raise ConfigError(f"{where}: sortOptions takes order (legacy or fifo) and "
+                          "legacySortOptions")
+    if options["order"] == "fifo":
+        return
+    legacy = options.get("legacySortOptions") or {}
+    if not isinstance(legacy, dict) or set(legacy) - {"orderFirst", "orderLast"}:
+        raise ConfigError(f"{where}: legacySortOptions takes orderFirst and orderLast")
+    first, last = (legacy.get(key, default) for key, default in
+                   (("orderFirst", _FIRST), ("orderLast", _LAST)))
+    if not all(isinstance(kinds, list) for kinds in (first, last)):
+        raise ConfigError(f"{where}: orderFirst and orderLast are lists of kinds")
+    resources.sort(key=lambda r: kind_order(r, [str(k) for k in first], [str(k) for k in last]))
 
 
 # --- strategic merge ---------------------------------------------------------------------
@@ -260,8 +289,8 @@ def load_kustomization(directory: Path) -> dict[str, Any]:
     unknown = sorted(set(spec) - _FIELDS)
     if unknown:
         raise ConfigError(f"{path}: {', '.join(unknown)} not supported by treadle's renderer "
-                          "(resources, patches, images, replicas, namespace, labels); use "
-                          "kubectl kustomize")
+                          "(resources, patches, images, replicas, namespace, labels, "
+                          "sortOptions); use kubectl kustomize")
     return spec
 
 

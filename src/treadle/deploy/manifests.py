@@ -4,12 +4,15 @@ The overlay is built first (:func:`treadle.deploy.kustomize.build`, as ``kubectl
 would), then each parameter given changes what it names: every container's image, the
 namespace, the replica counts (the autoscaler's minimum where one owns the Deployment),
 the Secret holding the database URL, the runs each worker executes, the langgraph.json
-served, and the graph the example CronJob runs.
+served, the example CronJob (its graph and input, or none), and the Namespace (rendered
+only when asked). The output is in the overlay's order (its ``sortOptions``): the
+Namespace, policies and settings, then the migrate Job, then the workloads.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 import re
 from collections.abc import Iterator
@@ -60,14 +63,24 @@ class K8sOptions:
     database_key: str | None = None
     config: Path | None = None
     cron_graph: str | None = None
+    cron: bool = True
+    cron_input: str | None = None
+    create_namespace: bool = False
     post_migrate: bool = False
 
 
 def render(options: K8sOptions) -> tuple[list[Resource], list[str]]:
-    """The manifests, in kustomize's order, and notes for the user (one line each)."""
+    """The manifests, in the overlay's order, and what to tell the user (one line each,
+    starting ``note:`` or ``warning:``)."""
     _validate(options)
     overlay = K8S / "overlays" / options.overlay
+    spec = kustomize.load_kustomization(overlay)
     notes: list[str] = []
+    placeholder = _placeholder(options, spec)
+    if placeholder:
+        notes.append(f"warning: the image {placeholder} is a placeholder, not an image of your "
+                     "graphs: pass --image REGISTRY/NAME:TAG (or TREADLE_DEPLOY_IMAGE), built "
+                     "with deploy/Dockerfile")
     if options.post_migrate:
         docs = _post_migrate(overlay)
     else:
@@ -93,9 +106,12 @@ def render(options: K8sOptions) -> tuple[list[Resource], list[str]]:
             _env_configmap(docs)["data"]["TREADLE_WORKER_CONCURRENCY"] = \
                 str(options.worker_concurrency)
         _tie_keda_target(docs)
+        _cron(docs, options)  # first: no note about a CronJob left out on purpose
         if options.config is not None or options.cron_graph is not None:
             notes += _graphs(docs, options)
-    docs.sort(key=kustomize.kind_order)
+    if options.create_namespace:
+        docs.append(_namespace(options.namespace or str(spec["namespace"]), spec))
+    kustomize.sort(docs, spec, overlay)
     return docs, notes
 
 
@@ -150,9 +166,55 @@ def _validate(options: K8sOptions) -> None:
                         ("--worker-concurrency", options.worker_concurrency)):
         if count is not None and count < 1:
             raise ConfigError(f"{flag} must be at least 1, not {count}")
-    if options.post_migrate and (options.config or options.cron_graph):
+    if options.post_migrate and (options.config or options.cron_graph or options.cron_input
+                                 or not options.cron):
         raise ConfigError("--post-migrate renders the post-migration Job only: it takes no "
-                          "--config or --cron-graph")
+                          "--config, --cron-graph, --cron-input or --no-cron")
+    if not options.cron and (options.cron_graph or options.cron_input):
+        raise ConfigError("--no-cron leaves the example CronJob out: drop --cron-graph and "
+                          "--cron-input, or --no-cron")
+    if options.cron_input is not None:
+        try:
+            json.loads(options.cron_input)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--cron-input is not valid JSON ({exc.msg} at column "
+                              f"{exc.colno}): pass the graph's input, e.g. "
+                              """'{"messages": [...]}'""") from None
+
+
+#: Registries of documentation examples (RFC 2606): never an image anyone pushed.
+_EXAMPLE_REGISTRY = re.compile(r"^([a-z0-9-]+\.)*example\.(com|org|net)(:[0-9]+)?/")
+
+
+def _placeholder(options: K8sOptions, spec: dict[str, Any]) -> str | None:
+    """The image the manifests would name when it is not a real one (None when it is)."""
+    if options.image is not None:
+        return options.image if _EXAMPLE_REGISTRY.match(options.image) else None
+    for entry in spec.get("images") or []:
+        if entry.get("name") == "treadle":
+            name = str(entry.get("newName") or "treadle")
+            return f"{name}@{entry['digest']}" if entry.get("digest") else \
+                f"{name}:{entry.get('newTag') or 'latest'}"
+    return "treadle"
+
+
+def _namespace(name: str, spec: dict[str, Any]) -> Resource:
+    """The Namespace, labelled as the overlay labels everything; its pods must meet the
+    restricted Pod Security Standard (every treadle pod does)."""
+    labels = {str(k): str(v) for entry in spec.get("labels") or [] for k, v in
+              (entry.get("pairs") or {}).items()}
+    labels.update({"app.kubernetes.io/name": "treadle",
+                   "pod-security.kubernetes.io/enforce": "restricted"})
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def _cron(docs: list[Resource], options: K8sOptions) -> None:
+    for cron in _kind(docs, "CronJob"):
+        if not options.cron:
+            docs.remove(cron)
+        elif options.cron_input is not None:
+            args = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+            args[args.index("--input") + 1] = options.cron_input
 
 
 def _post_migrate(overlay: Path) -> list[Resource]:
@@ -227,7 +289,7 @@ def _graphs(docs: list[Resource], options: K8sOptions) -> list[str]:
             container["args"][1] = graphs[options.cron_graph]
         elif container["args"][1] not in graphs.values():
             docs.remove(cron)
-            notes.append(f"left out CronJob {cron['metadata']['name']}: it runs "
+            notes.append(f"note: left out CronJob {cron['metadata']['name']}: it runs "
                          f"{container['args'][1]}, which {source} does not serve; pass "
                          "--cron-graph NAME to schedule one of its graphs")
     return notes

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -80,11 +81,13 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def run(app: Any, *, shutdown_delay: float, **options: Any) -> None:
-    """``uvicorn.run(app, **options)`` with a drain of ``shutdown_delay`` s on SIGTERM."""
+def run(app: Any, *, shutdown_delay: float, sock: socket.socket | None = None,
+        **options: Any) -> None:
+    """``uvicorn.run(app, **options)`` with a drain of ``shutdown_delay`` s on SIGTERM;
+    listening on ``sock`` when given (bound already: :func:`treadle.listen.bind`)."""
     server = DrainingServer(uvicorn.Config(app, **options), app=app, delay=shutdown_delay)
     try:
-        server.run()
+        server.run(sockets=None if sock is None else [sock])
     except KeyboardInterrupt:  # pragma: no cover - as uvicorn.run
         pass
     if not server.started:

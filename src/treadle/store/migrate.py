@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from treadle.errors import ConfigError, SchemaError
+from treadle.errors import ConfigError, MigrationsPendingError, SchemaError
 
 __all__ = ["PHASES", "Migration", "check", "load_migrations", "pending", "select"]
 
@@ -105,7 +105,7 @@ def check(applied: dict[int, str], known: list[Migration], *, url: str) -> None:
     missing = [m.name for m in known if m.phase == "pre" and m.version not in applied]
     if missing:
         lacks = f"lacks migrations {', '.join(missing)}" if applied else "has no treadle schema"
-        raise SchemaError(
+        raise MigrationsPendingError(
             f"the database at {url} {lacks} and TREADLE_AUTO_MIGRATE is off: "
             "run `treadle migrate --phase pre` first"
         )
