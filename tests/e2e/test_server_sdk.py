@@ -424,7 +424,8 @@ def test_dev_refuses_a_graph_that_cannot_load_in_one_line(tmp_path):
         lines = [line for line in r.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "missing.py" in subprocess.run(
-        [sys.executable, "-m", "treadle", "dev", "--config", str(config)], capture_output=True,
+        [sys.executable, "-m", "treadle", "dev", "--config", str(config), "--port", "0"],
+        capture_output=True,
         text=True, timeout=60, env=subprocess_env()).stderr
 
 
