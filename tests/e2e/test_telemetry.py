@@ -108,7 +108,7 @@ def test_dev_prints_readable_console_lines(tmp_path, start_server):
             continue
         raise AssertionError(f"a JSON line from treadle dev: {line!r}")
     assert any("treadle dev:" in line and "[info" in line for line in lines), lines
-    assert any("Uvicorn running on" in line for line in lines), lines  # uvicorn's, same format
+    assert any("Application startup complete" in line for line in lines), lines  # uvicorn's, same format
     planned = next(line for line in lines if "planning 2 items" in line)
     assert f"run_id={run_id}" in planned and "node=plan" in planned
 

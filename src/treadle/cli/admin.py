@@ -27,7 +27,7 @@ from treadle.store.urls import redact
 CHECK_INTERVAL = 2.0
 
 
-@app.command()
+@app.command(short_help="Apply pending schema migrations (or --check them).")
 def migrate(
     store: str | None = _STORE_OPTION,
     phase: str = typer.Option(
