@@ -294,14 +294,16 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
         means in LangGraph, the most node calls at once: it becomes ``max_workers``, and
         node bodies see it again in their config (for their own ``batch`` calls).
         """
-        given = cfg.pop("max_concurrency", None)
+        own = (self.config or {}).get("max_concurrency")  # with_config(max_concurrency=...)
+        given = cfg.pop("max_concurrency", None) or own
         for key, value in (("max_workers", max_workers), ("max_concurrency", given)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{key} must be a positive integer, not {value!r}")
         if max_workers is None:
             max_workers = given
-        if not is_async:
-            # A thread per submission; they park on the run's slots (sync has no "unbounded").
+        if not is_async or own is not None:
+            # A thread per submission; they park on the run's slots (sync has no "unbounded"),
+            # and this graph's own value must not reach LangGraph's executor either.
             cfg["max_concurrency"] = _UNBOUNDED
         settings = self.settings
         return RunLimits(max_workers or settings.max_workers, settings, body_max_concurrency=given)

@@ -191,6 +191,49 @@ def test_pipe_parallel_batch_and_with_config(url: str) -> None:
         assert g.get_state({"thread_id": "pinned"}).values["log"] == ["1", "a", "b", "2", "a", "b"]
 
 
+@pytest.mark.parametrize("is_async", [False, True])
+def test_with_config_max_concurrency_bounds_bodies_not_langgraphs_executor(
+        is_async: bool, url: str) -> None:
+    import threading
+    import time
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def leaf(state: S) -> dict[str, Any]:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return {"log": [f"leaf{state['n']}"]}
+
+    b = StateGraph(S)
+    b.add_node("split", lambda s: {})
+    b.add_node("leaf", leaf)
+    b.add_edge(START, "split")
+    b.add_conditional_edges("split", lambda s: [Send("leaf", {"log": [], "n": i}) for i in range(8)])
+    with treadle.compile(b, store_url=url) as g:
+        bounded = g.with_config(max_concurrency=2)
+        seen: dict[str, Any] = {}
+        real = treadle.TreadleGraph._limits
+
+        def spy(self: Any, cfg: dict[str, Any], *args: Any) -> Any:
+            limits = real(self, cfg, *args)
+            seen.update(cfg)
+            return limits
+
+        treadle.TreadleGraph._limits = spy  # type: ignore[method-assign]
+        try:
+            inputs = {"log": [], "n": 0}
+            out = asyncio.run(bounded.ainvoke(inputs)) if is_async else bounded.invoke(inputs)
+        finally:
+            treadle.TreadleGraph._limits = real  # type: ignore[method-assign]
+        assert len(out["log"]) == 8
+        assert most[0] == 2  # max_concurrency means the most node calls at once
+        assert seen["max_concurrency"] == 1 << 30  # LangGraph's executor left unbounded
+
+
 def test_astream_events_run_is_durable(url: str) -> None:
     async def go(g: Any) -> list[str]:
         return [e["event"] async for e in g.astream_events({"log": [], "n": 0},
