@@ -295,7 +295,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
         node bodies see it again in their config (for their own ``batch`` calls).
         """
         own = (self.config or {}).get("max_concurrency")  # with_config(max_concurrency=...)
-        given = cfg.pop("max_concurrency", None) or own
+        given = cfg.pop("max_concurrency", own)
         for key, value in (("max_workers", max_workers), ("max_concurrency", given)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{key} must be a positive integer, not {value!r}")
