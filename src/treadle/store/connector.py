@@ -1,0 +1,126 @@
+"""The connector: the one seam between treadle's store logic and a database driver.
+
+The store's logic (``checkpoints``, ``runs``, ``tasks``, ``resources``, ``items``, ...) is
+written once, over this protocol. A driver (``drivers/sqlite.py``, ``drivers/postgres.py``)
+owns connections, runs named queries, and turns driver errors into treadle's
+(:class:`~treadle.errors.StoreError` and its children), naming what was being done.
+
+Queries are named: each dialect's SQL lives in one file (``sql/sqlite.sql``,
+``sql/postgres.sql``) of ``-- name: <name>`` blocks, in the driver's own placeholder style
+(``?``/``:name`` for SQLite, ``%s``/``%(name)s`` for PostgreSQL). Both files define the same
+names, and a query takes the same parameters in both (a test checks the names). A driver
+adapts parameter values to its database (SQLite: lists and dicts as JSON text, booleans as
+integers). Where a hot path needs a form only one database can give (the batch apply of the
+group committer, claiming and queueing runs), the driver provides it as one named method
+here, and the logic calls that method.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from functools import cache
+from importlib import resources
+from typing import Any, Literal, Protocol
+
+__all__ = ["Connector", "Params", "Row", "Sql", "Tx", "load_queries"]
+
+Dialect = Literal["sqlite", "postgres"]
+Params = Mapping[str, Any] | Sequence[Any]
+Row = tuple[Any, ...]
+
+
+class Sql(str):
+    """SQL text composed by the logic from named fragments (not itself a query name)."""
+
+    __slots__ = ()
+
+
+class Tx(Protocol):
+    """Statements inside one transaction (see :meth:`Connector.transaction`).
+
+    ``query`` is a query name, or :class:`Sql` composed from named fragments.
+    """
+
+    def one(self, query: str, params: Params = ()) -> Row | None: ...
+
+    def all(self, query: str, params: Params = ()) -> list[Row]: ...
+
+    def execute(self, query: str, params: Params = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+        ...
+
+    def many(self, query: str, rows: Sequence[Params]) -> None:
+        """Run a statement once per parameter row."""
+        ...
+
+
+class Connector(Protocol):
+    """What the store's logic needs of a database. ``doing`` names the operation for
+    errors (``"queueing run 1f2e..."``); each single statement runs in its own
+    transaction (autocommit)."""
+
+    dialect: Dialect
+    url: str
+
+    def sql(self, name: str) -> str:
+        """The text of a named query or fragment, for composing :class:`Sql`."""
+        ...
+
+    def one(self, doing: str, query: str, params: Params = ()) -> Row | None: ...
+
+    def all(self, doing: str, query: str, params: Params = ()) -> list[Row]: ...
+
+    def execute(self, doing: str, query: str, params: Params = ()) -> int: ...
+
+    def transaction(self, doing: str) -> AbstractContextManager[Tx]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        ...
+
+    def now(self) -> float:
+        """The database's clock, in Unix seconds (leases mean the same on every machine)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+
+def parse_queries(text: str) -> dict[str, str]:
+    """``-- name: x`` blocks of a query file -> {name: sql}. Comment lines inside a block
+    are dropped; a repeated name is an error (each name is defined once)."""
+    found: dict[str, str] = {}
+    marks = list(_NAME.finditer(text))
+    for mark, following in zip(marks, [*marks[1:], None], strict=False):
+        end = following.start() if following else len(text)
+        body = "\n".join(
+            line for line in text[mark.end() : end].splitlines() if not line.lstrip().startswith("--")
+        ).strip()
+        name = mark.group(1)
+        if name in found:
+            raise ValueError(f"query {name!r} is defined twice")
+        found[name] = body.rstrip().rstrip(";").rstrip()
+    return found
+
+
+@cache
+def load_queries(dialect: Dialect) -> Mapping[str, str]:
+    """The named queries of ``dialect``, read once from ``store/sql/<dialect>.sql``."""
+    text = resources.files("treadle.store").joinpath("sql", f"{dialect}.sql").read_text("utf-8")
+    return parse_queries(text)
+
+
+def query_text(queries: Mapping[str, str], query: str) -> str:
+    """A name's SQL, or composed :class:`Sql` as it is."""
+    if isinstance(query, Sql):
+        return str(query)
+    try:
+        return queries[query]
+    except KeyError:
+        raise KeyError(f"no query named {query!r}") from None
+
+
+def iter_names(dialect: Dialect) -> Iterator[str]:
+    yield from load_queries(dialect)

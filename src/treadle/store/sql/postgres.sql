@@ -1,0 +1,29 @@
+-- treadle's named queries for postgres: one "-- name: <name>" block per query or fragment.
+-- The other dialect's file defines the same names, taking the same parameters
+-- (tests/unit/test_store_queries.py checks it). Placeholders are the driver's own.
+
+-- ==== clock and schema =======================================================
+
+
+
+-- ==== checkpoints and fencing ================================================
+
+
+
+-- ==== runs ===================================================================
+
+
+
+-- ==== tasks, workers, events, shipped graphs ================================
+
+
+
+-- ==== threads, assistants, crons (API resources) =============================
+
+
+
+-- ==== memory items ===========================================================
+
+
+
+-- ==== end ====================================================================
