@@ -7,6 +7,7 @@ environment, the environment wins over these defaults.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from treadle.errors import ConfigError
 
-__all__ = ["DEFAULT_STORE", "Settings", "get_settings"]
+__all__ = ["DEFAULT_STORE", "Settings", "get_settings", "merge_config"]
 
 DEFAULT_STORE = "sqlite:///" + str(Path(".treadle") / "treadle.db")
 
@@ -148,6 +149,19 @@ class Settings(BaseSettings):
         None, description="OTLP/HTTP endpoint (e.g. http://collector:4318); unset: the standard "
         "OTEL_EXPORTER_OTLP_* variables decide.",
     )
+
+
+def merge_config(base: Mapping[str, Any] | None, given: Mapping[str, Any] | None = None,
+                 **configurable: Any) -> dict[str, Any]:
+    """A run config: ``given`` over ``base``, their ``configurable`` merged the same way,
+    then ``configurable`` keyword overrides. A new dict, with a new ``configurable`` dict:
+    the inputs are never changed. The one place configs are combined (assistant and
+    request, graph and call, a queued run's and its attempt's)."""
+    base, given = base or {}, given or {}
+    merged = {**base, **given}
+    merged["configurable"] = {**(base.get("configurable") or {}),
+                              **(given.get("configurable") or {}), **configurable}
+    return merged
 
 
 def get_settings(*, as_flags: bool = False, **overrides: object) -> Settings:

@@ -4,8 +4,12 @@
     ├── ConfigError            bad option, env var or CLI flag
     ├── GraphLoadError         a graph reference (REF) could not be loaded
     ├── InputError             run input that cannot be parsed or validated
-    ├── ConflictError          a resource with that id exists already
-    │   └── IdempotencyKeyError     an idempotency key reused for a different request
+    │   ├── RefusedConfigError      a run config key a client may not send (over HTTP)
+    │   └── RunSpecVersionError     a queued run written in a format this code cannot read
+    ├── NotFoundError          no such assistant, thread, run, graph or cron
+    ├── ConflictError          a resource with that id exists already, or is busy
+    │   ├── IdempotencyKeyError     an idempotency key reused for a different request
+    │   └── ThreadBusyError         the thread has an active run (multitask_strategy=reject)
     ├── StoreError             anything from the store
     │   ├── StoreUnavailableError   the database cannot be reached (transient)
     │   ├── StoreDataError          a value the database can never store (permanent)
@@ -19,7 +23,9 @@
         ├── TaskCrashedError        the process running the attempt died
         └── CircuitOpenError        the node's circuit breaker is open
 
-Driver errors are translated once, at the store boundary (``raise ... from exc``).
+Driver errors are translated once, at the store boundary (``raise ... from exc``). The
+HTTP server maps these to statuses in one place (``treadle.server.app``): NotFoundError
+404, ConflictError 409, RefusedConfigError 400, InputError and ConfigError 422.
 """
 
 from __future__ import annotations
@@ -35,13 +41,16 @@ __all__ = [
     "MigrationsPendingError",
     "NodeError",
     "NodeTimeoutError",
+    "NotFoundError",
     "QueueTimeoutError",
+    "RefusedConfigError",
     "SchemaError",
     "StoreDataError",
     "StoreError",
     "StoreUnavailableError",
     "RemoteNodeError",
     "RunFailedError",
+    "RunSpecVersionError",
     "TaskCrashedError",
     "ThreadBusyError",
     "TreadleError",
@@ -64,8 +73,21 @@ class InputError(TreadleError):
     """Run input could not be parsed or does not fit the graph."""
 
 
+class RefusedConfigError(InputError):
+    """A run config holds a key a client may not send over the HTTP API (it steers where
+    and how the server runs graphs)."""
+
+
+class RunSpecVersionError(InputError):
+    """A queued run's payload was written in a format version this code cannot read."""
+
+
+class NotFoundError(TreadleError):
+    """No such resource (assistant, thread, run, graph, cron)."""
+
+
 class ConflictError(TreadleError):
-    """A resource (assistant, thread, cron) with that id exists already."""
+    """A resource (assistant, thread, cron) with that id exists already, or is busy."""
 
 
 class IdempotencyKeyError(ConflictError):
@@ -135,7 +157,7 @@ class CircuitOpenError(NodeError):
     """A node failed too many times in a row; calls fail fast during the cool-down."""
 
 
-class ThreadBusyError(TreadleError):
+class ThreadBusyError(ConflictError):
     """A run was refused because its thread already has an active run
     (``multitask_strategy="reject"``)."""
 

@@ -9,36 +9,29 @@ reads the outcome (and, when streaming, the run's events) back from the store.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from treadle import tracing
 from treadle.cluster import graphs_by_value
-from treadle.cluster.codec import decode, encode
-from treadle.cluster.events import END, decode_chunk
-from treadle.cluster.notify import notifier_for
+from treadle.cluster import watch as runs
+from treadle.cluster.codec import decode
+from treadle.cluster.events import decode_chunk
 from treadle.cluster.pending import PendingWatch
 from treadle.cluster.registry import REF_PREFIX
+from treadle.cluster.spec import RunSpec
+from treadle.cluster.submit import submit as submit_run
+from treadle.config import merge_config
 from treadle.errors import ConfigError, RunFailedError
 from treadle.store import Store
-from treadle.store.queue import (
-    CHANNEL_EVENTS,
-    CHANNEL_RUN_DONE,
-    CHANNEL_RUNS,
-    MULTITASK_STRATEGIES,
-    TERMINAL,
-    NewRun,
-    RunRow,
-)
+from treadle.store.queue import MULTITASK_STRATEGIES, TERMINAL, RunRow
 
 if TYPE_CHECKING:
     from treadle.runtime import TreadleGraph
 
-__all__ = ["ainvoke", "astream", "cancel", "invoke", "stream", "submit", "wait"]
+__all__ = ["afollow", "ainvoke", "astream", "cancel", "follow", "invoke", "outcome", "stream", "submit",
+           "wait"]
 
 # Keys of a run config that steer the cluster run rather than LangGraph.
 log = logging.getLogger("treadle.client")
@@ -104,10 +97,11 @@ def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
            kwargs: dict[str, Any], *, stream: bool = False) -> RunRow:
     """Queue a run of ``graph``; return its record (status ``pending``)."""
     cfg: dict[str, Any] = dict(config or {})
-    conf: dict[str, Any] = dict(cfg.get("configurable") or {})
-    for key in _LIFTED:
-        if key in cfg:
-            conf.setdefault(key, cfg.pop(key))
+    lifted = {key: cfg.pop(key) for key in _LIFTED if key in cfg}
+    cfg = merge_config(cfg)
+    conf: dict[str, Any] = cfg["configurable"]
+    for key, value in lifted.items():
+        conf.setdefault(key, value)
     options = {k: cfg.pop(k) for k in _RUN_OPTIONS if k in cfg}
     options.update({k: conf.pop(k) for k in _RUN_OPTIONS if k in conf})
     if "checkpoint_store" in cfg or "checkpoint_store" in conf:
@@ -127,20 +121,19 @@ def submit(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
     _queue_timeout(graph, options)  # checked before anything is queued
     thread_id = str(conf.pop("thread_id", None) or uuid.uuid4())
     run_id = str(cfg.pop("run_id", None) or uuid.uuid4())
-    cfg["configurable"] = conf
-    graph_id = _graph_id(graph)
-    # The run's trace starts here; its context rides in the payload to every attempt.
-    with tracing.span("treadle.run.enqueue", {"treadle.run_id": run_id, "treadle.thread_id": thread_id,
-                                              "treadle.graph_id": graph_id}, kind="producer"):
-        payload = encode({"input": input, "config": cfg, "kwargs": kwargs,
-                          tracing.TRACE_KEY: tracing.carrier()})
-        run = NewRun(
-            run_id=run_id, thread_id=thread_id, graph_id=graph_id, payload=payload,
-            max_attempts=max_attempts, timeout_s=float(timeout) if timeout else None,
-            stream=stream, metadata=json.dumps(cfg.get("metadata") or {}, default=str),
-        )
-        row = graph.backend.enqueue_run(run, multitask=multitask)
-    notifier_for(graph.backend).emit(CHANNEL_RUNS, row.run_id)
+    row, _spec = submit_run(
+        graph.backend, RunSpec(input=input, config=cfg, kwargs=kwargs), run_id=run_id,
+        thread_id=thread_id, graph_id=_graph_id(graph), stream=stream,
+        max_attempts=max_attempts, timeout_s=float(timeout) if timeout else None,
+        metadata=cfg.get("metadata") or {}, multitask=multitask)
+    return row
+
+
+def _checked(run_id: str, row: RunRow | None, timeout: float | None) -> RunRow:
+    if row is None:
+        raise RunFailedError(run_id, "deleted", "the run no longer exists")
+    if row.status not in TERMINAL:
+        raise TimeoutError(f"run {run_id} is still {row.status} after {timeout:g}s")
     return row
 
 
@@ -150,25 +143,8 @@ def wait(store: Store, run_id: str, timeout: float | None = None, *,
 
     ``pending``: warn when no live worker serves the run's graph, and enforce its
     queue_timeout (QueueTimeoutError)."""
-    notifier = notifier_for(store)
-    poll = 1.0 if notifier.pushes else 0.02
-    deadline = None if timeout is None else time.monotonic() + timeout
-    ev, sub = notifier.event(CHANNEL_RUN_DONE, run_id)
-    with sub:
-        while True:
-            row = store.get_run(run_id)
-            if row is None:
-                raise RunFailedError(run_id, "deleted", "the run no longer exists")
-            if row.status in TERMINAL:
-                return row
-            if pending is not None:
-                pending.check(row)
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(f"run {run_id} is still {row.status} after {timeout:g}s")
-            sleep = poll if pending is None else pending.next_wake(poll)
-            ev.wait(sleep if left is None else min(sleep, left))
-            ev.clear()
+    return _checked(run_id, runs.run_sync(runs.wait(
+        store, run_id, timeout, poll=runs.POLL_CALLER, pending=pending)), timeout)
 
 
 def outcome(row: RunRow) -> Any:
@@ -189,9 +165,9 @@ def invoke(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
 async def ainvoke(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
                   kwargs: dict[str, Any]) -> Any:
     row = await asyncio.to_thread(submit, graph, input, config, kwargs)
-    done = await asyncio.to_thread(wait, graph.backend, row.run_id, None,
-                                   pending=watch(graph, config, row))
-    return outcome(done)
+    done = await runs.wait(graph.backend, row.run_id, poll=runs.POLL_CALLER,
+                           pending=watch(graph, config, row))
+    return outcome(_checked(row.run_id, done, None))
 
 
 def stream(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
@@ -201,45 +177,29 @@ def stream(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
     yield from follow(graph.backend, row.run_id, pending=watch(graph, config, row))
 
 
+async def afollow(store: Store, run_id: str, after_seq: int = 0, *,
+                  pending: PendingWatch | None = None) -> AsyncIterator[Any]:
+    """The chunks of run ``run_id`` after ``after_seq``, until the run ends (``pending``:
+    as for :func:`wait`); RunFailedError when it fails or is deleted."""
+    async for item in runs.watch(store, run_id, after_seq, poll=runs.POLL_CALLER,
+                                 pending=pending):
+        if isinstance(item, RunRow):
+            outcome(item)  # raises for a failed run
+            return
+        yield decode_chunk(item.data)
+    raise RunFailedError(run_id, "deleted", "the run no longer exists")
+
+
 def follow(store: Store, run_id: str, after_seq: int = 0, *,
            pending: PendingWatch | None = None) -> Iterator[Any]:
-    """The chunks of run ``run_id`` after ``after_seq``, until the run ends (``pending``:
-    as for :func:`wait`)."""
-    notifier = notifier_for(store)
-    poll = 1.0 if notifier.pushes else 0.02
-    ev, sub = notifier.event((CHANNEL_EVENTS, CHANNEL_RUN_DONE), run_id)
-    with sub:
-        while True:
-            events = store.read_events(run_id, after_seq)
-            for event in events:
-                after_seq = event.seq
-                if event.kind != END:
-                    yield decode_chunk(event.data)
-            if events:
-                continue
-            row = store.get_run(run_id)
-            if row is None:
-                raise RunFailedError(run_id, "deleted", "the run no longer exists")
-            if row.status in TERMINAL:
-                if store.read_events(run_id, after_seq):
-                    continue  # written just before the status: read them first
-                outcome(row)  # raises for a failed run
-                return
-            if pending is not None:
-                pending.check(row)
-            ev.wait(poll if pending is None else pending.next_wake(poll))
-            ev.clear()
+    """:func:`afollow`, for a sync caller."""
+    yield from runs.iterate(afollow(store, run_id, after_seq, pending=pending))
 
 
 async def astream(graph: TreadleGraph, input: Any, config: dict[str, Any] | None,
                   kwargs: dict[str, Any]) -> AsyncIterator[Any]:
     row = await asyncio.to_thread(submit, graph, input, config, kwargs, stream=True)
-    it = follow(graph.backend, row.run_id, pending=watch(graph, config, row))
-    done = object()
-    while True:
-        chunk = await asyncio.to_thread(next, it, done)
-        if chunk is done:
-            return
+    async for chunk in afollow(graph.backend, row.run_id, pending=watch(graph, config, row)):
         yield chunk
 
 
