@@ -23,8 +23,9 @@ from langgraph.store.base import BaseStore
 from langgraph.types import StateSnapshot
 
 from treadle.checkpointer import EPOCH_KEY, TreadleSaver
-from treadle.config import Settings, get_settings
+from treadle.config import Settings, get_settings, merge_config
 from treadle.core import GraphCore, wrap_nodes
+from treadle.distributed import Distributed, distributed
 from treadle.errors import ConfigError, FencedWriteError
 from treadle.execution import EXECUTION_KEY, Execution
 from treadle.pools import LIMITS_KEY, Pools, RunLimits
@@ -345,10 +346,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
         return _distributed({**(self.config or {}), **(config or {})})
 
     def _cluster_config(self, config: RunnableConfig | None) -> dict[str, Any]:
-        own = cast(dict[str, Any], self.config or {})
-        return {**own, **(config or {}),
-                "configurable": {**(own.get("configurable") or {}),
-                                 **((config or {}).get("configurable") or {})}}
+        return merge_config(cast(dict[str, Any], self.config), cast(dict[str, Any], config))
 
     # --- the compiled-graph API, made durable ------------------------------------------------
     # Pregel's invoke/ainvoke/batch/astream_events/stream_events all run through
@@ -492,9 +490,7 @@ def _distributed(config: RunnableConfig | Mapping[str, Any] | None) -> bool:
     return bool(runtime == "distributed")
 
 
-def _cluster() -> Any:
-    # The one call from the runtime up into the cluster layer: runtime="distributed"
-    # hands the whole call over, lazily, so local runs never import the cluster.
-    from treadle.cluster import client
-
-    return client
+def _cluster() -> Distributed:
+    # runtime="distributed" hands the whole call over to what the cluster registered
+    # (treadle.distributed): the runtime never imports the cluster.
+    return distributed()

@@ -95,6 +95,7 @@ def worker(
     """Claim and execute queued runs and remote node tasks until SIGTERM (then drain)."""
     from treadle.cluster.registry import parse_graph_args
     from treadle.cluster.worker import Worker
+    from treadle.server.run_hooks import api_hooks
 
     settings = _settings(
         store=store, worker_concurrency=concurrency, worker_task_slots=task_slots,
@@ -116,7 +117,7 @@ def worker(
             "langgraph.json) or pass --allow-pickled-graphs"
         )
     w = Worker(settings, refs, name=name, port=settings.worker_port,
-               memory_ttl=loaded.store_ttl)
+               memory_ttl=loaded.store_ttl, hooks=api_hooks())  # the HTTP API's semantics
     bind(worker=w.name)
     try:
         if not w.connect():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from treadle.cluster.events import EventWriter
+from treadle.cluster.spec import RunSpec
 from treadle.errors import InputError
 from treadle.store import Store
 from treadle.store.queue import RunRow
@@ -19,7 +20,7 @@ from treadle.store.queue import RunRow
 __all__ = ["drive", "validate_input"]
 
 
-async def drive(store: Store, row: RunRow, payload: dict[str, Any], graph: Any, input: Any,
+async def drive(store: Store, row: RunRow, spec: RunSpec, graph: Any, input: Any,
                 config: dict[str, Any], kwargs: dict[str, Any]) -> Any:
     """Run the attempt to its end; return the run's result."""
     if not row.stream:
@@ -30,7 +31,7 @@ async def drive(store: Store, row: RunRow, payload: dict[str, Any], graph: Any, 
     await events.start()
     last_values = None
     try:
-        async for chunk in _chunks(graph, input, config, kwargs, payload, events):
+        async for chunk in _chunks(graph, input, config, kwargs, spec, events):
             events.add(chunk)
             last_values = _root_values(chunk, last_values)
         events.add_end()
@@ -40,8 +41,8 @@ async def drive(store: Store, row: RunRow, payload: dict[str, Any], graph: Any, 
 
 
 async def _chunks(graph: Any, input: Any, config: dict[str, Any], kwargs: dict[str, Any],
-                  payload: dict[str, Any], events: EventWriter) -> Any:
-    if "events" not in (payload.get("stream_mode") or ()):
+                  spec: RunSpec, events: EventWriter) -> Any:
+    if "events" not in (spec.stream_mode or ()):
         async for chunk in graph.astream(input, config, **kwargs):
             yield chunk
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from treadle.cluster.events import END
@@ -63,7 +63,8 @@ async def watch(store: Store, run_id: str, after: int = 0, *, events: bool = Tru
             if row is None:
                 return
             if row.status in TERMINAL:
-                if events and await asyncio.to_thread(store.read_events, run_id, after, 1):
+                late = events and bool(await asyncio.to_thread(store.read_events, run_id, after, 1))
+                if late:
                     continue  # written just before the status: read them first
                 yield row
                 return
@@ -93,7 +94,7 @@ async def wait(store: Store, run_id: str, timeout: float | None = None, *,
     return last
 
 
-def _step(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+def _step(loop: asyncio.AbstractEventLoop, coro: Awaitable[T]) -> T:
     if asyncio._get_running_loop() is None:
         return loop.run_until_complete(coro)
     # Called from a coroutine (a sync API used inside an event loop): that loop is blocked
@@ -108,7 +109,7 @@ def iterate(agen: AsyncIterator[T]) -> Iterator[T]:
     try:
         while True:
             try:
-                item = _step(loop, agen.__anext__())
+                item: T = _step(loop, agen.__anext__())
             except StopAsyncIteration:
                 return
             yield item

@@ -7,16 +7,9 @@ workers), advertise (keeps its row in ``treadle_workers``: the graphs it serves,
 caller waiting on a graph nobody serves is told). Store errors make a loop back off and
 log; they never kill the worker.
 
-Failover without waiting for the lease: the worker holds a session lock
-(:class:`~treadle.store.queue.WorkerSession`: a PostgreSQL session-level advisory lock, or a
-file lock beside an SQLite store; keyed from its ``worker_id``) for its whole life
-and claims under that key; when it dies its session ends, and the next sweep of any
-worker re-queues its runs. The sweep loop also checks the worker's own session every
-``sweep_interval``: while it is lost (database restart, partition) the worker claims
-nothing, and once it is back the worker judges other workers' sessions only after
-``SESSION_GRACE`` seconds (as the sweep does after the database's own start), so the
-workers coming back after a database restart or failover get time to take their locks
-again before anyone counts them dead.
+Failover without waiting for the lease: the worker holds a session lock for its whole
+life and claims under it; when it dies, the next sweep of any worker re-queues its runs
+(:mod:`treadle.cluster.sweeper`).
 
 Shutdown: the first SIGTERM/SIGINT drains (stop claiming, let node bodies in flight
 finish for up to ``drain_timeout``, wait for their writes to commit, hand each run
@@ -48,10 +41,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from treadle import listen, logs, metrics
-from treadle.cluster.attempt import RunAttempts, RunExecution
+from treadle.cluster.attempt import AttemptDeps, RunAttempt, RunHooks
 from treadle.cluster.notify import close_notifier, notifier_for
 from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.cluster.remote import run_task
+from treadle.cluster.sweeper import Sweeper
 from treadle.config import Settings
 from treadle.errors import (
     StoreError,
@@ -64,11 +58,9 @@ from treadle.store.queue import (
     CHANNEL_RUNS,
     CHANNEL_TASK_DONE,
     CHANNEL_TASKS,
-    SESSION_GRACE,
     RunRow,
     TaskRow,
     WorkerInfo,
-    WorkerSession,
 )
 
 __all__ = ["EXIT_RECYCLE", "Worker", "new_worker_id", "worker_name"]
@@ -88,17 +80,18 @@ def new_worker_id() -> str:
     return uuid.uuid4().hex
 
 
-def session_key(worker_id: str) -> int:
-    """The key of a worker's session lock (a signed 64-bit int) from its id."""
-    return int.from_bytes(bytes.fromhex(worker_id[:16]), "big", signed=True)
+class Worker:
+    """Claims runs and node tasks from the store and executes them (see the module).
 
+    ``hooks``: what happens as a run ends beyond its status (the HTTP API's thread
+    records, webhooks and on-completion: ``treadle.server.run_hooks``)."""
 
-class Worker(RunAttempts):
     def __init__(self, settings: Settings, refs: dict[str, str], *, name: str | None = None,
                  concurrency: int | None = None, task_slots: int | None = None,
                  registry: GraphRegistry | None = None, port: int | None = None,
-                 memory_ttl: dict[str, Any] | None = None) -> None:
+                 memory_ttl: dict[str, Any] | None = None, hooks: RunHooks | None = None) -> None:
         self.settings = settings
+        self.hooks = hooks or RunHooks()
         self.memory_ttl = memory_ttl  # langgraph.json's store.ttl (unless registry is given)
         self.port = port  # of its HTTP endpoint (probes, metrics); None: none
         # Bound now, before the store and the graphs: a port in use stops it at once.
@@ -108,13 +101,11 @@ class Worker(RunAttempts):
         self._shared_registry = registry
         self.name = name or worker_name()
         self.worker_id = new_worker_id()
-        self.session: WorkerSession | None = None  # set by run() (None: the backend has none)
-        self._session_held = True
         self.concurrency = concurrency or settings.worker_concurrency
         self.task_slots = settings.worker_task_slots if task_slots is None else task_slots
         self.ttl = settings.lease_ttl
         self.refs = refs
-        self.runs: dict[str, RunExecution] = {}
+        self.runs: dict[str, RunAttempt] = {}
         self.tasks: dict[str, tuple[TaskRow, asyncio.Task[Any]]] = {}
         self.stopping = False
         self._stop = asyncio.Event()
@@ -155,6 +146,7 @@ class Worker(RunAttempts):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        self.sweeper = Sweeper(self.store, self.settings, self.ttl)  # its session and sweeps
         self.notifier = notifier_for(self.store)
         pushes = self.notifier.pushes
         self.poll = self.settings.poll_interval if pushes else min(self.settings.poll_interval, 0.05)
@@ -195,15 +187,16 @@ class Worker(RunAttempts):
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
-        self.session = self.store.worker_session(session_key(self.worker_id))
-        await self._check_session()
+        sweeper = self.sweeper
+        sweeper.open(self.worker_id)
+        await sweeper.check()
         log.info("worker %s serving %s (runs %d, task slots %d, lease %gs)", self.name,
                  ", ".join(self.registry.graph_ids) or "no graph by reference",
                  self.concurrency, self.task_slots, self.ttl)
         await self._advertise()  # before its first claim: callers see it at once
         loops = self.loops = [asyncio.create_task(c, name=n) for n, c in (
             ("claim-runs", self._claim_runs()), ("claim-tasks", self._claim_tasks()),
-            ("heartbeat", self._heartbeats()), ("sweep", self._sweeps()),
+            ("heartbeat", self._heartbeats()), ("sweep", sweeper.sweeps()),
             ("advertise", self._advertisements()))]
         try:
             with metrics.track_worker(self):
@@ -224,8 +217,7 @@ class Worker(RunAttempts):
                 await asyncio.to_thread(self.store.remove_worker, self.worker_id)
             except StoreError as exc:  # it expires on its own
                 log.warning("could not unregister worker %s (%s)", self.name, exc)
-            if self.session is not None:  # its runs are ended or handed back by now
-                await asyncio.to_thread(self.session.close)
+            await sweeper.close()  # its runs are ended or handed back by now
             self._own.shutdown(wait=False)
             log.info("worker %s stopped", self.name)
             if endpoint is not None:  # /readyz said 503 until now
@@ -295,13 +287,13 @@ class Worker(RunAttempts):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            if not self._session_held:  # a claim now would be swept at once
+            if not self.sweeper.held:  # a claim now would be swept at once
                 await self._sleep(self.settings.sweep_interval)
                 continue
             try:
                 row = await self._call(
                     self.store.claim_run, self.name, self.registry.graph_ids,
-                    self.registry.allow_pickled, self.ttl, self._session_key(),
+                    self.registry.allow_pickled, self.ttl, self.sweeper.key,
                 )
                 failures = 0
             except StoreError as exc:
@@ -326,13 +318,13 @@ class Worker(RunAttempts):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            if not self._session_held:
+            if not self.sweeper.held:
                 await self._sleep(self.settings.sweep_interval)
                 continue
             try:
                 rows = await self._call(
                     self.store.claim_tasks, self.name, self.registry.graph_ids,
-                    self.registry.allow_pickled, self.ttl, free, self._session_key(),
+                    self.registry.allow_pickled, self.ttl, free, self.sweeper.key,
                 )
                 failures = 0
             except StoreError as exc:
@@ -453,46 +445,6 @@ class Worker(RunAttempts):
                 metrics.LEASE_LOSSES.labels("task").inc()
                 entry[1].cancel()
 
-    def _session_key(self) -> int | None:
-        return self.session.key if self.session is not None else None
-
-    async def _check_session(self) -> bool:
-        """Is this worker's session (its lock) held? Reconnects it when it was lost.
-        True when its sweeps may judge other sessions: held, and for SESSION_GRACE
-        seconds when it was taken again after a loss."""
-        session = self.session
-        if session is None:
-            return False
-        try:
-            held = await asyncio.to_thread(session.held)
-        except StoreError as exc:
-            log.warning("checking the worker session failed (%s)", exc)
-            held = False
-        if held != self._session_held:
-            log.log(logging.INFO if held else logging.WARNING,
-                    "worker session %s", "held: claiming again" if held
-                    else "lost: claiming nothing until it is back")
-        self._session_held = held
-        since = session.held_since
-        return held and since is not None and (
-            not session.reconnected or time.monotonic() - since >= SESSION_GRACE)
-
-    async def _sweeps(self) -> None:
-        interval = min(self.settings.sweep_interval, self.ttl / 4)
-        while True:
-            await asyncio.sleep(interval * (0.75 + random.random() / 2))
-            check_sessions = await self._check_session()
-            try:
-                changed = await asyncio.to_thread(
-                    self.store.sweep, self.settings.max_worker_losses,
-                    check_sessions=check_sessions)
-            except StoreError as exc:
-                log.warning("sweeping lost leases failed (%s)", exc)
-                continue
-            for ident, status in changed:
-                log.warning("worker lost (session ended or lease expired): %s -> %s",
-                            ident, status)
-
     def _on_cancel(self, run_id: str) -> None:
         if run_id in self.runs:
             asyncio.ensure_future(self._check_cancel(run_id))
@@ -509,12 +461,14 @@ class Worker(RunAttempts):
     # --- runs ----------------------------------------------------------------------------
     def _start_run(self, row: RunRow) -> None:
         metrics.run_claimed(row.graph_id, row.attempt)
-        ex = RunExecution(self, row)
+        ex = RunAttempt(row, AttemptDeps(
+            store=self.store, registry=self.registry, notifier=self.notifier,
+            settings=self.settings, worker=self.name, poll=self.poll, hooks=self.hooks))
         self.runs[row.run_id] = ex
-        ex.task = asyncio.create_task(self._execute(ex))
+        ex.task = asyncio.create_task(ex.run())
         ex.task.add_done_callback(lambda _t: self._ended(row.run_id, ex))
 
-    def _ended(self, run_id: str, ex: RunExecution) -> None:
+    def _ended(self, run_id: str, ex: RunAttempt) -> None:
         if self.runs.get(run_id) is ex:
             del self.runs[run_id]
         self._slot_free.set()

@@ -21,8 +21,9 @@ from treadle.errors import (
     ConfigError,
     ConflictError,
     InputError,
+    NotFoundError,
+    RefusedConfigError,
     StoreUnavailableError,
-    ThreadBusyError,
     TreadleError,
 )
 from treadle.langgraph_json import Loaded
@@ -30,7 +31,7 @@ from treadle.server.context import Ctx
 from treadle.server.graphs import ServerGraphs
 from treadle.server.limits import BodyLimit, valid_request
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "http_status"]
 
 log = logging.getLogger("treadle.server")
 
@@ -62,7 +63,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         metrics.watch_queue(store)  # /metrics reads the queue gauges from this store
         loops = [asyncio.create_task(_purge_events(ctx))]
         try:
-            from treadle.server.crons import run_scheduler
+            from treadle.server.scheduler import run_scheduler
 
             loops.append(asyncio.create_task(run_scheduler(ctx)))
         except ImportError:  # pragma: no cover
@@ -70,8 +71,10 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         worker = None
         if in_process_worker:
             from treadle.cluster.worker import Worker
+            from treadle.server.run_hooks import api_hooks
 
-            worker = Worker(settings, refs, registry=graphs.registry)  # graphs loaded once
+            worker = Worker(settings, refs, registry=graphs.registry,  # graphs loaded once
+                            hooks=api_hooks())
             await asyncio.to_thread(worker.connect)
             await asyncio.to_thread(worker.load)
             worker_task = asyncio.create_task(worker.run(handle_signals=False))
@@ -128,20 +131,28 @@ def _version() -> str:
         return "0"
 
 
+# treadle's errors -> HTTP statuses, the first match wins (the rest are a 500). Below the
+# route modules nothing raises HTTPException: the run service, the scheduler and the
+# checks raise these, and the one handler below answers ``{"detail": <message>}``.
 _STATUS: list[tuple[type[TreadleError], int]] = [
-    (ThreadBusyError, 409), (ConflictError, 409), (InputError, 422), (ConfigError, 422),
-    (StoreUnavailableError, 503),
+    (RefusedConfigError, 400), (NotFoundError, 404), (ConflictError, 409),
+    (InputError, 422), (ConfigError, 422), (StoreUnavailableError, 503),
 ]
+
+
+def http_status(exc: TreadleError) -> int:
+    """The HTTP status that answers ``exc``."""
+    return next((status for kind, status in _STATUS if isinstance(exc, kind)), 500)
 
 
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TreadleError)
     async def treadle_error(_request: Request, exc: Exception) -> JSONResponse:
-        for kind, status in _STATUS:
-            if isinstance(exc, kind):
-                return JSONResponse({"detail": str(exc)}, status_code=status)
-        log.error("request failed: %s: %s", type(exc).__name__, exc)
-        return JSONResponse({"detail": str(exc)}, status_code=500)
+        assert isinstance(exc, TreadleError)
+        status = http_status(exc)
+        if status == 500:
+            log.error("request failed: %s: %s", type(exc).__name__, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
 async def _purge_events(ctx: Ctx) -> None:

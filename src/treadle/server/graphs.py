@@ -13,11 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import HTTPException
-
 from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.config import Settings
-from treadle.errors import ConflictError
+from treadle.errors import ConflictError, NotFoundError
 from treadle.runtime import TreadleGraph
 from treadle.store import Store
 
@@ -57,8 +55,8 @@ class ServerGraphs:
     def get(self, graph_id: str) -> TreadleGraph:
         graph = self.registry.graphs.get(REF_PREFIX + graph_id)
         if graph is None:
-            raise HTTPException(404, f"graph {graph_id!r} is not served here "
-                                     f"(served: {', '.join(self.names) or 'none'})")
+            raise NotFoundError(f"graph {graph_id!r} is not served here "
+                                f"(served: {', '.join(self.names) or 'none'})")
         return graph
 
     @asynccontextmanager

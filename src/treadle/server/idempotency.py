@@ -19,8 +19,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from fastapi import HTTPException
-
+from treadle.errors import InputError
 from treadle.server.schemas import RunCreate
 
 __all__ = ["HEADER", "MAX_KEY_LENGTH", "RunKey", "run_key"]
@@ -39,9 +38,10 @@ class RunKey:
     request_hash: str
     header: str  # as the client sent it
 
-    def refused(self, run_id: str) -> HTTPException:
-        """The 422 for this key reused for another request than the one that made run_id."""
-        return HTTPException(422, f"{HEADER} {self.header!r} was used for a different request "
+    def refused(self, run_id: str) -> InputError:
+        """The error (HTTP 422) for this key reused for another request than the one that
+        made run_id."""
+        return InputError(f"{HEADER} {self.header!r} was used for a different request "
                                   f"(run {run_id}): send that request again to retry it, or "
                                   "use a new key for a new run")
 
@@ -59,7 +59,7 @@ def run_key(header: str | None, body: RunCreate, thread_id: str | None, *, state
     if header is None:
         return None
     if not header.strip() or len(header) > MAX_KEY_LENGTH:
-        raise HTTPException(422, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters")
+        raise InputError(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters")
     scope = "runs" if stateless or thread_id is None else f"thread:{thread_id}"
     key = f"{scope}:{header}" if index is None else f"{scope}:{header}#{index}"
     request = {"scope": scope, "stream": stream, "body": body.model_dump(mode="json")}

@@ -20,9 +20,11 @@ import math
 import re
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import HTTPConnection
+
+from treadle.errors import InputError
 
 __all__ = [
     "MAX_ID_LENGTH", "MAX_JSON_DEPTH", "MAX_NAMESPACE_LABELS", "MAX_STORE_PATH_BYTES",
@@ -64,7 +66,7 @@ async def valid_request(request: HTTPConnection) -> None:
     """422 for what no store can hold or no response can carry, in the path, the query
     or a JSON body (see the module docstring). Checked before anything is written."""
     if "\x00" in request.url.path:
-        raise HTTPException(422, "the path holds a NUL character; ids cannot contain it")
+        raise InputError("the path holds a NUL character; ids cannot contain it")
     if request.scope.get("method") in ("POST", "PUT", "PATCH"):
         # Writes only: a longer id stored before this limit stays readable and deletable.
         for name, value in request.path_params.items():

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treadle.jsonable import to_json
-from treadle.server.runs import run_output
+from treadle.server.serialize import run_output
 from treadle.store.queue import RunRow
 
 __all__ = ["Out", "RunConverter", "error_text", "split_chunk"]

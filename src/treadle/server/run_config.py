@@ -6,7 +6,7 @@ carry LangGraph's and treadle's internals). Over HTTP those would let a client c
 where the server's workers write (a file path, a database, an address that never
 answers) or steer a run from inside, so every config a client sends (runs, crons,
 assistants, which feed runs, and the checkpoint of a state read or update) is checked
-here: such a key is a 400 naming it. Everything else in a config is the graph's.
+here: such a key is a RefusedConfigError (HTTP 400) naming it. Everything else in a config is the graph's.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import HTTPException
+from treadle.errors import RefusedConfigError
 
 __all__ = ["INTERNAL_PREFIXES", "REFUSED_KEYS", "check_client_config"]
 
@@ -38,7 +38,7 @@ def _refused(config: Mapping[str, Any], prefix: str) -> str | None:
 
 
 def check_client_config(config: Mapping[str, Any] | None, where: str = "config") -> None:
-    """400 if ``config`` (a run config or a checkpoint reference, as a client sent it or
+    """RefusedConfigError (HTTP 400) if ``config`` (a run config or a checkpoint reference, as a client sent it or
     an assistant stored it) holds a key that steers treadle; ``where`` names it."""
     if not isinstance(config, Mapping):
         return
@@ -47,7 +47,7 @@ def check_client_config(config: Mapping[str, Any] | None, where: str = "config")
     if found is None and isinstance(inner, Mapping):
         found = _refused(inner, f"{where}.configurable.")
     if found is not None:
-        raise HTTPException(400, f"{found} is not accepted over the HTTP API: it steers where "
+        raise RefusedConfigError(f"{found} is not accepted over the HTTP API: it steers where "
                                  "and how the server runs graphs (checkpoint_store, runtime "
                                  "other than 'local', __pregel_* and __treadle_* keys are "
                                  "refused); remove it")

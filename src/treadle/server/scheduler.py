@@ -16,9 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
-from fastapi import HTTPException
 
-from treadle.errors import TreadleError
+from treadle.errors import ConflictError, InputError, NotFoundError, TreadleError
 from treadle.server.context import Ctx
 
 __all__ = ["fire", "next_tick", "parse_end_time", "run_scheduler", "validate_schedule"]
@@ -28,13 +27,12 @@ log = logging.getLogger("treadle.crons")
 
 def validate_schedule(schedule: str, timezone: str | None) -> None:
     if not croniter.is_valid(schedule):
-        raise HTTPException(422, f"schedule {schedule!r} is not a cron expression "
-                                 "(e.g. '*/5 * * * *')")
+        raise InputError(f"schedule {schedule!r} is not a cron expression (e.g. '*/5 * * * *')")
     zone = _zone(timezone)
     try:  # well-formed yet matching no date, like '0 0 31 2 *' (February 31st)
         croniter(schedule, dt.datetime.now(zone)).get_next(float)
     except CroniterError as exc:
-        raise HTTPException(422, f"schedule {schedule!r} never fires: no date matches it") from exc
+        raise InputError(f"schedule {schedule!r} never fires: no date matches it") from exc
 
 
 def _zone(timezone: str | None) -> dt.tzinfo:
@@ -43,8 +41,8 @@ def _zone(timezone: str | None) -> dt.tzinfo:
     try:
         return ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise HTTPException(422, f"unknown timezone {timezone!r} (use an IANA name such as "
-                                 "'Europe/Paris')") from exc
+        raise InputError(f"unknown timezone {timezone!r} (use an IANA name such as "
+                         "'Europe/Paris')") from exc
 
 
 def next_tick(schedule: str, after: float, timezone: str | None = None,
@@ -63,21 +61,20 @@ def parse_end_time(value: str | None) -> float | None:
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError as exc:
-        raise HTTPException(422, f"end_time {value!r} is not an ISO 8601 date-time") from exc
+        raise InputError(f"end_time {value!r} is not an ISO 8601 date-time") from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     try:
         ts = when.astimezone(dt.UTC).timestamp()
         dt.datetime.fromtimestamp(ts, dt.UTC)  # responses show it back as a date
     except (OverflowError, ValueError) as exc:
-        raise HTTPException(422, f"end_time {value!r} is out of range (years 1 to 9999 in UTC)"
-                            ) from exc
+        raise InputError(f"end_time {value!r} is out of range (years 1 to 9999 in UTC)") from exc
     return ts
 
 
 async def fire(ctx: Ctx, cron: Any) -> str | None:
     """Create the run of one tick; returns its id."""
-    from treadle.server.runs import create_run
+    from treadle.server.run_service import create_run
     from treadle.server.schemas import RunCreate
 
     payload = {k: v for k, v in (cron.payload or {}).items() if k != "_treadle"}
@@ -112,8 +109,8 @@ async def tick(ctx: Ctx) -> int:
             run_id = await fire(ctx, cron)
             fired += 1
             log.info("cron %s fired run %s", cron.cron_id, run_id)
-        except HTTPException as exc:
-            log.warning("cron %s could not create its run: %s", cron.cron_id, exc.detail)
+        except (NotFoundError, ConflictError, InputError) as exc:  # the run was refused
+            log.warning("cron %s could not create its run: %s", cron.cron_id, exc)
     return fired
 
 

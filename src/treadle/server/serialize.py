@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from treadle.cluster.codec import decode
+from treadle.cluster.spec import RunSpec
 from treadle.jsonable import iso, to_json
 from treadle.store.queue import RunRow
 
 __all__ = ["RUN_STATUS", "assistant_json", "checkpoint_json", "cron_json", "run_json",
-           "run_payload", "state_json", "thread_json"]
+           "run_output", "run_spec", "state_json", "thread_json"]
 
 # treadle's run statuses -> the SDK's RunStatus (it has no "cancelled": a cancelled run
 # is "interrupted", which the SDK documents as "manually stopped or interrupted").
@@ -34,16 +35,14 @@ def thread_json(t: Any) -> dict[str, Any]:
     }
 
 
-def run_payload(row: RunRow) -> dict[str, Any]:
-    try:
-        payload = decode(row.payload)
-    except Exception:  # noqa: BLE001 - a run queued by something else
-        return {}
-    return payload if isinstance(payload, dict) else {}
+def run_spec(row: RunRow) -> RunSpec:
+    """The run's spec; an empty one for a run queued by something else."""
+    return RunSpec.read(row.payload) or RunSpec()
 
 
-def run_json(row: RunRow, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    payload = run_payload(row) if payload is None else payload
+def run_json(row: RunRow, spec: RunSpec | None = None) -> dict[str, Any]:
+    spec = spec or RunSpec.read(row.payload)
+    payload = spec.to_dict() if spec is not None else {}
     try:
         metadata = json.loads(row.metadata or "{}")
     except ValueError:
@@ -57,11 +56,22 @@ def run_json(row: RunRow, payload: dict[str, Any] | None = None) -> dict[str, An
         "assistant_id": payload.get("assistant_id") or row.graph_id.removeprefix("ref:"),
         "created_at": iso(row.created_at), "updated_at": iso(updated),
         "status": RUN_STATUS.get(row.status, row.status), "metadata": metadata,
-        "multitask_strategy": payload.get("multitask_strategy", "enqueue"),
+        "multitask_strategy": payload.get("multitask_strategy") or "enqueue",
         "kwargs": to_json(kwargs),
         "error": row.error,
         "cancel_reason": row.cancel,
     }
+
+
+def run_output(row: RunRow) -> Any:
+    """What ``/runs/wait`` and ``/join`` return: the final values, or ``__error__``."""
+    if row.status in ("success", "interrupted") or (row.status == "cancelled" and row.result):
+        return to_json(decode(row.result)) if row.result is not None else None
+    error = row.error or row.status
+    kind, sep, message = error.partition(": ")
+    if not sep:
+        kind, message = row.status, error
+    return {"__error__": {"error": kind, "message": message}}
 
 
 def checkpoint_json(config: Any) -> dict[str, Any] | None:

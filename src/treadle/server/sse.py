@@ -16,14 +16,14 @@ from sse_starlette import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
 from treadle import metrics
-from treadle.cluster.events import END, decode_chunk
-from treadle.cluster.notify import notifier_for
+from treadle.cluster.events import decode_chunk
+from treadle.cluster.watch import watch
 from treadle.jsonable import dumps, to_json
 from treadle.server.context import Ctx
-from treadle.server.runs import run_output
-from treadle.store.queue import CHANNEL_EVENTS, CHANNEL_RUN_DONE, TERMINAL, Event, RunRow
+from treadle.server.serialize import run_output
+from treadle.store.queue import RunRow
 
-__all__ = ["ChunkFormatter", "EventStream", "follow_run", "recorded_events"]
+__all__ = ["ChunkFormatter", "EventStream", "follow_run"]
 
 Message = dict[str, Any]  # {"event": ..., "data": str, "id": str | None}
 
@@ -88,42 +88,6 @@ def _message(event: str, data: Any, ident: int | None) -> Message:
             "id": None if ident is None else str(ident)}
 
 
-async def recorded_events(ctx: Ctx, run_id: str, after: int = 0
-                      ) -> AsyncIterator[Event | RunRow]:
-    """The run's recorded events after ``after`` as they are written, then the run once it
-    has ended (nothing more if it was deleted)."""
-    store = ctx.store
-    notifier = notifier_for(store)
-    poll = 1.0 if notifier.pushes else 0.05
-    wake, sub = notifier.async_event((CHANNEL_EVENTS, CHANNEL_RUN_DONE), run_id)
-    try:
-        while True:
-            wake.clear()
-            events = await asyncio.to_thread(store.read_events, run_id, after)
-            for event in events:
-                after = event.seq
-                if event.kind != END:
-                    yield event
-            if events:
-                continue
-            row = await asyncio.to_thread(store.get_run, run_id)
-            if row is None:
-                return
-            if row.status in TERMINAL:
-                if await asyncio.to_thread(store.read_events, run_id, after, 1):
-                    continue  # written just before the status: send them first
-                yield row
-                return
-            try:
-                await asyncio.wait_for(wake.wait(), poll)
-            except TimeoutError:
-                pass
-    finally:
-        sub.close()
-
-
-
-
 async def follow_run(ctx: Ctx, run_id: str, modes: list[str], subgraphs: bool, *,
                      last_event_id: str | None = None, metadata: bool = True
                      ) -> AsyncIterator[Message]:
@@ -141,7 +105,7 @@ async def follow_run(ctx: Ctx, run_id: str, modes: list[str], subgraphs: bool, *
     if metadata and last_event_id is None:
         yield _message("metadata", {"run_id": run_id, "attempt": max(row.attempt, 1)}, 0)
     formatter = ChunkFormatter(modes, subgraphs)
-    async for item in recorded_events(ctx, run_id, after):
+    async for item in watch(ctx.store, run_id, after):
         if isinstance(item, RunRow):
             if item.status in ("error", "timeout"):
                 yield _message("error", run_output(item)["__error__"], None)

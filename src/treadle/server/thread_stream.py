@@ -27,18 +27,20 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException
 from pydantic import ValidationError
 
 from treadle.cluster.events import decode_chunk
 from treadle.cluster.notify import notifier_for
+from treadle.cluster.watch import wait, watch
+from treadle.errors import TreadleError
 from treadle.jsonable import dumps, to_json
+from treadle.server.app import http_status
 from treadle.server.context import Ctx
 from treadle.server.protocol import Out, RunConverter, error_text, split_chunk
-from treadle.server.runs import create_run, run_output, stream_modes, wait_for_run
+from treadle.server.run_service import create_run, stream_modes
 from treadle.server.schemas import RunCreate
-from treadle.server.serialize import RUN_STATUS, run_payload
-from treadle.server.sse import ChunkFormatter, recorded_events
+from treadle.server.serialize import RUN_STATUS, run_output, run_spec
+from treadle.server.sse import ChunkFormatter
 from treadle.store.queue import (
     ACTIVE,
     CHANNEL_RUNS,
@@ -145,13 +147,12 @@ async def _join_run(ctx: Ctx, row: RunRow, wanted: set[str], resume_after: int |
     """One run's messages; ``resume_after``: the seq a client saw last of this run."""
     run_id = row.run_id
     after = resume_after or 0
-    payload = run_payload(row)
-    formatter = ChunkFormatter(stream_modes(payload.get("stream_mode")),
-                               bool((payload.get("kwargs") or {}).get("subgraphs")))
+    spec = run_spec(row)
+    formatter = ChunkFormatter(stream_modes(spec.stream_mode), bool(spec.kwargs.get("subgraphs")))
     if resume_after is None and wanted & {"run_modes", "lifecycle"}:
         yield _sse("metadata", {"run_id": run_id, "attempt": max(row.attempt, 1)}, f"{run_id}:0")
     streamed = False
-    async for item in recorded_events(ctx, run_id, after):
+    async for item in watch(ctx.store, run_id, after):
         if isinstance(item, RunRow):
             row = item
             break
@@ -260,7 +261,7 @@ async def _run_protocol_events(ctx: Ctx, row: RunRow, ordinal: int, floor: int,
 
     for envelope in envelopes(conv.start()):
         yield envelope
-    async for item in recorded_events(ctx, row.run_id):
+    async for item in watch(ctx.store, row.run_id):
         items = conv.finish(item) if isinstance(item, RunRow) else conv.chunk(
             decode_chunk(item.data))
         for envelope in envelopes(items):
@@ -310,9 +311,11 @@ async def run_command(ctx: Ctx, thread_id: str, command: Any) -> dict[str, Any]:
         result, meta = await handler(ctx, thread_id, params)
     except CommandError as exc:
         return error_response(ident, exc.code, str(exc))
-    except HTTPException as exc:
-        return error_response(ident, _HTTP_CODES.get(exc.status_code, "unknown_error"),
-                              str(exc.detail))
+    except TreadleError as exc:
+        status = http_status(exc)
+        if status not in _HTTP_CODES:
+            raise
+        return error_response(ident, _HTTP_CODES[status], str(exc))
     except ValidationError as exc:
         return error_response(ident, "invalid_argument", str(exc))
     return _success(ident, result, meta)
@@ -336,7 +339,7 @@ def _dict_or_none(params: dict[str, Any], key: str) -> dict[str, Any] | None:
 async def _start(ctx: Ctx, thread_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     body = RunCreate.model_validate({**fields, "stream_mode": PROTOCOL_STREAM_MODES,
                                      "stream_subgraphs": True, "if_not_exists": "create"})
-    row, _payload = await create_run(ctx, body, thread_id, stream=True)
+    row, _spec = await create_run(ctx, body, thread_id, stream=True)
     return {"run_id": row.run_id, **await _applied_through(ctx, thread_id, row.run_id)}
 
 
@@ -346,7 +349,7 @@ async def _settled(ctx: Ctx, thread_id: str) -> tuple[Thread | None, list[RunRow
     and its runs."""
     runs = await _thread_runs(ctx, thread_id)
     if runs and runs[-1].status in ACTIVE:
-        await wait_for_run(ctx, runs[-1].run_id, timeout=_RESPOND_WAIT)
+        await wait(ctx.store, runs[-1].run_id, timeout=_RESPOND_WAIT)
     return await asyncio.to_thread(ctx.store.get_thread, thread_id), runs
 
 
@@ -394,7 +397,7 @@ async def _input_respond(ctx: Ctx, thread_id: str, params: dict[str, Any]
                                                 f"on thread {thread_id}")
     assistant_id = (thread.metadata or {}).get("assistant_id")
     if not isinstance(assistant_id, str):
-        assistant_id = run_payload(runs[-1]).get("assistant_id") if runs else None
+        assistant_id = run_spec(runs[-1]).assistant_id if runs else None
     if not isinstance(assistant_id, str):
         raise CommandError("no_such_run", "the thread has no run to resume")
     command: dict[str, Any] = {"resume": resume}

@@ -32,8 +32,7 @@ def schedule_webhook(store: Store, url: str, run_id: str, settings: Settings) ->
 
 
 async def _deliver_run(store: Store, url: str, run_id: str, settings: Settings) -> bool:
-    from treadle.server.runs import run_output
-    from treadle.server.serialize import run_json
+    from treadle.server.serialize import run_json, run_output
 
     row = await asyncio.to_thread(store.get_run, run_id)
     if row is None:

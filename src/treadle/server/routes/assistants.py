@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 
 from treadle.errors import ConflictError
 from treadle.server.context import Ctx, get_ctx
-from treadle.server.runs import get_assistant_or_404
+from treadle.server.run_service import find_assistant
 from treadle.server.schemas import (
     AssistantCreate,
     AssistantPatch,
@@ -63,12 +63,12 @@ async def count_assistants(body: CountBody, ctx: CtxDep) -> int:
 
 @router.get("/assistants/{assistant_id}", summary="Get an assistant")
 async def get_assistant(assistant_id: str, ctx: CtxDep) -> dict[str, Any]:
-    return assistant_json(await get_assistant_or_404(ctx, assistant_id))
+    return assistant_json(await find_assistant(ctx, assistant_id))
 
 
 @router.patch("/assistants/{assistant_id}", summary="Update an assistant (a new version)")
 async def patch_assistant(assistant_id: str, body: AssistantPatch, ctx: CtxDep) -> dict[str, Any]:
-    current = await get_assistant_or_404(ctx, assistant_id)
+    current = await find_assistant(ctx, assistant_id)
     if body.graph_id:
         ctx.graphs.get(body.graph_id)
     found = await asyncio.to_thread(
@@ -82,14 +82,14 @@ async def patch_assistant(assistant_id: str, body: AssistantPatch, ctx: CtxDep) 
 
 @router.delete("/assistants/{assistant_id}", status_code=204, summary="Delete an assistant")
 async def delete_assistant(assistant_id: str, ctx: CtxDep) -> Response:
-    current = await get_assistant_or_404(ctx, assistant_id)
+    current = await find_assistant(ctx, assistant_id)
     await asyncio.to_thread(ctx.store.delete_assistant, current.assistant_id)
     return Response(status_code=204)
 
 
 @router.get("/assistants/{assistant_id}/graph", summary="The assistant's graph, drawn as JSON")
 async def get_graph(assistant_id: str, ctx: CtxDep, xray: int | bool = False) -> dict[str, Any]:
-    a = await get_assistant_or_404(ctx, assistant_id)
+    a = await find_assistant(ctx, assistant_id)
     async with ctx.graphs.open(a.graph_id, "assistants.read", a.config) as graph:
         drawn = graph.get_graph(xray=xray)
     return _drawn_json(drawn)
@@ -104,7 +104,7 @@ def _drawn_json(drawn: Any) -> dict[str, Any]:
 
 @router.get("/assistants/{assistant_id}/schemas", summary="The assistant's graph's JSON schemas")
 async def get_schemas(assistant_id: str, ctx: CtxDep) -> dict[str, Any]:
-    a = await get_assistant_or_404(ctx, assistant_id)
+    a = await find_assistant(ctx, assistant_id)
     schemas: dict[str, Any] = await ctx.graphs.schemas(a.graph_id, a.config)
     return schemas
 
@@ -125,7 +125,7 @@ async def _subgraphs(ctx: Ctx, assistant_id: str, namespace: str | None,
                      recurse: bool) -> dict[str, Any]:
     from treadle.server.graphs import _schemas
 
-    a = await get_assistant_or_404(ctx, assistant_id)
+    a = await find_assistant(ctx, assistant_id)
     out = {}
     async with ctx.graphs.open(a.graph_id, "assistants.read", a.config) as graph:
         for ns, sub in graph.graph.get_subgraphs(namespace=namespace, recurse=recurse):
@@ -136,7 +136,7 @@ async def _subgraphs(ctx: Ctx, assistant_id: str, namespace: str | None,
 @router.post("/assistants/{assistant_id}/versions", summary="List an assistant's versions")
 async def list_versions(assistant_id: str, body: AssistantVersionsSearch,
                         ctx: CtxDep) -> list[dict[str, Any]]:
-    current = await get_assistant_or_404(ctx, assistant_id)
+    current = await find_assistant(ctx, assistant_id)
     found = await asyncio.to_thread(ctx.store.list_assistant_versions, current.assistant_id,
                                     metadata=body.metadata, limit=body.limit, offset=body.offset)
     return [assistant_json(a) for a in found]
@@ -144,7 +144,7 @@ async def list_versions(assistant_id: str, body: AssistantVersionsSearch,
 
 @router.post("/assistants/{assistant_id}/latest", summary="Make a version the current one")
 async def set_latest(assistant_id: str, body: LatestVersion, ctx: CtxDep) -> dict[str, Any]:
-    current = await get_assistant_or_404(ctx, assistant_id)
+    current = await find_assistant(ctx, assistant_id)
     found = await asyncio.to_thread(ctx.store.set_latest_assistant_version,
                                     current.assistant_id, body.version)
     if found is None:

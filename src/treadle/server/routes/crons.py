@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Response
 
 from treadle.server.context import Ctx, get_ctx
-from treadle.server.crons import next_tick, parse_end_time, validate_schedule
-from treadle.server.runs import get_assistant_or_404
+from treadle.server.run_service import find_assistant
+from treadle.server.scheduler import next_tick, parse_end_time, validate_schedule
 from treadle.server.schemas import CountBody, CronCreate, CronPatch, CronSearch
 from treadle.server.serialize import cron_json
 
@@ -27,7 +27,7 @@ _RUN_FIELDS = ("input", "metadata", "config", "context", "webhook", "interrupt_b
 async def _create(ctx: Ctx, body: CronCreate, thread_id: str | None) -> dict[str, Any]:
     from treadle.store.resources import Cron
 
-    assistant = await get_assistant_or_404(ctx, body.assistant_id)
+    assistant = await find_assistant(ctx, body.assistant_id)
     if thread_id is not None and await asyncio.to_thread(ctx.store.get_thread, thread_id) is None:
         raise HTTPException(404, f"thread {thread_id!r} not found")
     validate_schedule(body.schedule, body.timezone)

@@ -12,11 +12,12 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from treadle.cluster.notify import notifier_for
+from treadle.cluster.watch import wait as wait_for
 from treadle.server.context import Ctx, get_ctx
 from treadle.server.idempotency import HEADER, run_key
-from treadle.server.runs import check_run, create_run, run_output, stream_modes, wait_for_run
+from treadle.server.run_service import check_run, create_run, stream_modes
 from treadle.server.schemas import MAX_OFFSET, RunBatchItem, RunCancelMany, RunCreate
-from treadle.server.serialize import run_json, run_payload
+from treadle.server.serialize import run_json, run_output, run_spec
 from treadle.server.sse import EventStream, follow_run
 from treadle.store.queue import ACTIVE, CHANNEL_CANCEL, RunRow
 
@@ -50,7 +51,7 @@ async def _run_or_404(ctx: Ctx, thread_id: str | None, run_id: str) -> RunRow:
 
 async def _stream_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless: bool,
                       key: str | None) -> EventSourceResponse:
-    row, payload = await create_run(
+    row, spec = await create_run(
         ctx, body, thread_id, stream=True, stateless=stateless,
         key=run_key(key, body, thread_id, stateless=stateless, stream=True))
     modes = stream_modes(body.stream_mode)
@@ -80,7 +81,7 @@ async def _wait_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless:
         ctx, body, thread_id, stream=False, stateless=stateless,
         key=run_key(key, body, thread_id, stateless=stateless, stream=False))
     path = _run_path(row)
-    done = await wait_for_run(ctx, row.run_id)
+    done = await wait_for(ctx.store, row.run_id)
     if done is None:
         raise HTTPException(404, f"run {row.run_id} was deleted while it ran")
     return JSONResponse(run_output(done), headers={"Location": f"{path}/join",
@@ -91,10 +92,10 @@ async def _wait_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless:
 @router.post("/threads/{thread_id}/runs", summary="Create a background run")
 async def create_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep,
                             idempotency_key: KeyHeader = None) -> JSONResponse:
-    row, payload = await create_run(
+    row, spec = await create_run(
         ctx, body, thread_id, stream=True,
         key=run_key(idempotency_key, body, thread_id, stateless=False, stream=True))
-    return JSONResponse(run_json(row, payload), headers={"Content-Location": _run_path(row)})
+    return JSONResponse(run_json(row, spec), headers={"Content-Location": _run_path(row)})
 
 
 @router.post("/threads/{thread_id}/runs/stream", summary="Create a run and stream its output",
@@ -141,7 +142,7 @@ async def delete_thread_run(thread_id: str, run_id: str, ctx: CtxDep) -> Respons
 @router.get("/threads/{thread_id}/runs/{run_id}/join", summary="Wait for a run's output")
 async def join_thread_run(thread_id: str, run_id: str, ctx: CtxDep) -> Any:
     await _run_or_404(ctx, thread_id, run_id)
-    done = await wait_for_run(ctx, run_id)
+    done = await wait_for(ctx.store, run_id)
     if done is None:
         raise HTTPException(404, f"run {run_id!r} not found")
     return run_output(done)
@@ -156,9 +157,9 @@ async def join_thread_run_stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     row = await _run_or_404(ctx, thread_id, run_id)
-    payload = run_payload(row)
-    modes = stream_modes(stream_mode or payload.get("stream_mode"))
-    subgraphs = bool((payload.get("kwargs") or {}).get("subgraphs"))
+    spec = run_spec(row)
+    modes = stream_modes(stream_mode or spec.stream_mode)
+    subgraphs = bool(spec.kwargs.get("subgraphs"))
     events = follow_run(ctx, run_id, modes, subgraphs, last_event_id=last_event_id)
     if cancel_on_disconnect:
         events = _cancel_on_disconnect(ctx, run_id, events)
@@ -173,7 +174,7 @@ async def cancel_thread_run(
     await _run_or_404(ctx, thread_id, run_id)
     await _cancel(ctx, run_id, action)
     if wait:
-        done = await wait_for_run(ctx, run_id)
+        done = await wait_for(ctx.store, run_id)
         return JSONResponse(run_output(done) if done is not None else None)
     return Response(status_code=202)
 
@@ -188,10 +189,10 @@ async def _cancel(ctx: Ctx, run_id: str, action: str) -> RunRow | None:
 @router.post("/runs", summary="Create a stateless background run")
 async def create_stateless_run(body: RunCreate, ctx: CtxDep,
                                idempotency_key: KeyHeader = None) -> JSONResponse:
-    row, payload = await create_run(
+    row, spec = await create_run(
         ctx, body, None, stream=True, stateless=True,
         key=run_key(idempotency_key, body, None, stateless=True, stream=True))
-    return JSONResponse(run_json(row, payload), headers={"Content-Location": _run_path(row)})
+    return JSONResponse(run_json(row, spec), headers={"Content-Location": _run_path(row)})
 
 
 @router.post("/runs/stream", summary="Create a stateless run and stream its output",
@@ -215,8 +216,8 @@ async def create_run_batch(body: list[RunBatchItem], ctx: CtxDep,
     out = []
     for i, item in enumerate(body):  # with a key: item i is keyed "<key>#i"
         key = run_key(idempotency_key, item, None, stateless=True, stream=True, index=i)
-        row, payload = await create_run(ctx, item, None, stream=True, stateless=True, key=key)
-        out.append(run_json(row, payload))
+        row, spec = await create_run(ctx, item, None, stream=True, stateless=True, key=key)
+        out.append(run_json(row, spec))
     return out
 
 

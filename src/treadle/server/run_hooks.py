@@ -1,0 +1,71 @@
+"""What the HTTP API does as one of its runs ends: the worker's end-of-run hooks.
+
+A worker serving the API (the server's own, or ``treadle worker``) registers these on its
+:class:`~treadle.cluster.attempt.RunHooks`, for the runs whose spec asks for them:
+
+* the thread record (``thread_record``): the thread's status, values and interrupts,
+  written with the run's final status in the same transaction;
+* ``on_completion="delete"`` (stateless runs): the run's thread is deleted once it ends;
+* ``webhook``: the run's record is POSTed to it (see :mod:`treadle.server.webhooks`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from treadle.cluster.attempt import RunAttempt, RunHooks
+from treadle.errors import StoreError
+from treadle.jsonable import to_json
+from treadle.store.resources import ThreadUpdate
+
+__all__ = ["api_hooks", "install"]
+
+log = logging.getLogger("treadle.worker")
+
+
+def thread_record(attempt: RunAttempt, status: str, state: Any, error: str | None) -> None:
+    """The thread record's state once the run ends (threads made through the HTTP API).
+    The claim already marked it busy."""
+    if not attempt.spec.thread_record:
+        return
+    update = ThreadUpdate(attempt.row.thread_id, status, error=error)
+    if state is not None:
+        update.values = to_json(state.values)
+        update.interrupts = {t.id: to_json(list(t.interrupts)) for t in state.tasks
+                             if getattr(t, "interrupts", None)}
+    attempt.thread_update = update
+
+
+async def on_completion(attempt: RunAttempt, _status: str) -> None:
+    """Delete a stateless run's thread (``on_completion="delete"``)."""
+    if attempt.spec.on_completion != "delete":
+        return
+    store, thread_id = attempt.store, attempt.row.thread_id
+    try:
+        await asyncio.to_thread(store.delete_thread, thread_id)
+        await asyncio.to_thread(store.delete_thread_record, thread_id)
+    except StoreError as exc:
+        log.warning("run %s: deleting its thread failed (%s)", attempt.run_id, exc)
+
+
+async def webhook(attempt: RunAttempt, _status: str) -> None:
+    """Call the run's webhook, in the background."""
+    if attempt.spec.webhook:
+        from treadle.server.webhooks import schedule_webhook
+
+        schedule_webhook(attempt.store, str(attempt.spec.webhook), attempt.run_id,
+                         attempt.settings)
+
+
+def install(hooks: RunHooks) -> RunHooks:
+    """Register the API's end-of-run hooks on ``hooks``; returns it."""
+    hooks.on_status.append(thread_record)
+    hooks.after_end.extend((on_completion, webhook))
+    return hooks
+
+
+def api_hooks() -> RunHooks:
+    """A worker's hooks with the API's semantics (thread records, on_completion, webhooks)."""
+    return install(RunHooks())
