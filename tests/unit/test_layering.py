@@ -1,0 +1,56 @@
+"""Layers import downwards only: the cluster never imports the server or the CLI, and the
+runtime never imports the cluster (it reaches it through ``treadle.distributed``).
+Checked on the source (every import, including those inside functions)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import treadle
+
+SRC = Path(treadle.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _offending(files: list[Path], banned: tuple[str, ...]) -> list[str]:
+    return [f"{f.relative_to(SRC)}: {name}" for f in files for name in sorted(_imports(f))
+            if any(name == b or name.startswith(b + ".") for b in banned)]
+
+
+def test_cluster_imports_neither_server_nor_cli() -> None:
+    files = sorted((SRC / "cluster").rglob("*.py"))
+    assert files
+    assert _offending(files, ("treadle.server", "treadle.cli")) == []
+
+
+@pytest.mark.parametrize("name", ["runtime", "core", "pools", "policies", "execution",
+                                  "distributed"])
+def test_runtime_does_not_import_the_cluster(name: str) -> None:
+    files = [SRC / f"{name}.py"] if (SRC / f"{name}.py").exists() else sorted(
+        (SRC / name).rglob("*.py"))
+    if not files:
+        pytest.skip(f"treadle.{name} is not in this tree")
+    assert _offending(files, ("treadle.cluster",)) == []
+
+
+def test_module_file_names_are_unique() -> None:
+    names: dict[str, list[str]] = {}
+    for f in SRC.rglob("*.py"):
+        if f.name != "__init__.py":
+            names.setdefault(f.name, []).append(str(f.relative_to(SRC)))
+    # cli/ modules (worker.py, threads.py, ...) are renamed in their own change.
+    dupes = {n: p for n, p in names.items() if len(p) > 1
+             and not any(x.startswith("cli/") for x in p)
+             and n not in ("thread_stream.py", "graphs.py", "idempotency.py")}
+    assert dupes == {}
