@@ -19,9 +19,9 @@ from treadle.errors import (
     TaskCrashedError,
     TreadleError,
 )
-from treadle.idempotency import idempotency_key
-from treadle.policies import is_transient
 from treadle.runtime import TreadleGraph, compile
+from treadle.runtime.idempotency import idempotency_key
+from treadle.runtime.policies import is_transient
 from treadle.store import Store, open_store
 
 __version__ = "0.1.0"

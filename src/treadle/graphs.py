@@ -222,7 +222,7 @@ def _unwrap(graph: Pregel[Any, Any, Any, Any]) -> Pregel[Any, Any, Any, Any]:
     concurrency slots per task and count each failure twice in the breaker. Each
     node's pool and timeout are kept in its ``{"treadle": {...}}`` metadata.
     """
-    from treadle.pools import NodeProxy
+    from treadle.runtime.pools import NodeProxy
 
     nodes = {}
     for name, node in graph.nodes.items():

@@ -15,7 +15,7 @@ from langgraph.pregel import Pregel
 import treadle
 from treadle.errors import GraphLoadError
 from treadle.graphs import load_graph, split_ref
-from treadle.pools import NodeProxy
+from treadle.runtime.pools import NodeProxy
 
 GRAPH_SRC = '''
 import operator

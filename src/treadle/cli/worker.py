@@ -151,7 +151,7 @@ def _exit_past_abandoned_threads(code: int) -> None:
     import os
     import sys
 
-    from treadle.node_threads import abandoned_threads
+    from treadle.runtime.node_threads import abandoned_threads
 
     if abandoned_threads():
         logging.shutdown()

@@ -32,7 +32,7 @@ from treadle.errors import (
     StoreError,
     TreadleError,
 )
-from treadle.execution import EXECUTION_KEY, Execution
+from treadle.runtime.execution import EXECUTION_KEY, Execution
 from treadle.store.base import ClaimThreadNow, PutWrites, Store
 from treadle.store.queue import CANCEL_STATUS, CHANNEL_RUN_DONE, CHANNEL_RUNS, RunRow
 

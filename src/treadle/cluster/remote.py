@@ -19,9 +19,9 @@ from treadle import logs, tracing
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.notify import Notifier
 from treadle.errors import RemoteNodeError, TreadleError
-from treadle.idempotency import key_from_config, reset_process_key, set_process_key
-from treadle.policies import is_transient
-from treadle.pools import NodeProxy
+from treadle.runtime.idempotency import key_from_config, reset_process_key, set_process_key
+from treadle.runtime.policies import is_transient
+from treadle.runtime.pools import NodeProxy
 from treadle.store import Store
 from treadle.store.queue import CHANNEL_TASK_DONE, CHANNEL_TASKS, NewTask, TaskRow
 

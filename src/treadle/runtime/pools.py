@@ -37,10 +37,10 @@ from langgraph.types import RetryPolicy
 from treadle import logs, metrics, tracing
 from treadle.config import Settings
 from treadle.errors import ConfigError, NodeTimeoutError
-from treadle.execution import EXECUTION_KEY, Execution
-from treadle.idempotency import key_from_config, set_process_key
-from treadle.node_threads import NodeThreads
-from treadle.policies import CircuitBreaker, is_transient
+from treadle.runtime.execution import EXECUTION_KEY, Execution
+from treadle.runtime.idempotency import key_from_config, set_process_key
+from treadle.runtime.node_threads import NodeThreads
+from treadle.runtime.policies import CircuitBreaker, is_transient
 
 __all__ = ["LIMITS_KEY", "NodeOptions", "NodeProxy", "Pools", "RunLimits", "plain_config"]
 
@@ -126,7 +126,7 @@ class Pools:
             return self._threads
 
     def processes(self) -> Any:
-        from treadle.process_pool import ProcessPool
+        from treadle.runtime.process_pool import ProcessPool
 
         with self._lock:
             if self._processes is None:

@@ -24,10 +24,10 @@ from langgraph.types import StateSnapshot
 
 from treadle.checkpointer import EPOCH_KEY, TreadleSaver
 from treadle.config import Settings, get_settings
-from treadle.core import GraphCore, wrap_nodes
 from treadle.errors import ConfigError, FencedWriteError
-from treadle.execution import EXECUTION_KEY, Execution
-from treadle.pools import LIMITS_KEY, Pools, RunLimits
+from treadle.runtime.core import GraphCore, wrap_nodes
+from treadle.runtime.execution import EXECUTION_KEY, Execution
+from treadle.runtime.pools import LIMITS_KEY, Pools, RunLimits
 from treadle.store import Store, shared
 from treadle.store.base import ClaimThread
 from treadle.store.urls import redact
