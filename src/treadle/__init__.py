@@ -3,7 +3,6 @@
 Change one line: ``graph = builder.compile()`` becomes ``graph = treadle.compile(builder)``.
 """
 
-from treadle.checkpointer import TreadleSaver
 from treadle.config import Settings
 from treadle.errors import (
     CircuitOpenError,
@@ -23,6 +22,7 @@ from treadle.runtime import TreadleGraph, compile
 from treadle.runtime.idempotency import idempotency_key
 from treadle.runtime.policies import is_transient
 from treadle.store import Store, open_store
+from treadle.store.checkpointer import TreadleSaver
 
 __version__ = "0.1.0"
 

@@ -27,7 +27,6 @@ from langgraph.checkpoint.conformance.report import ProgressCallbacks
 from langgraph.graph import START, StateGraph
 
 import treadle
-from treadle.checkpointer import TreadleSaver
 from treadle.errors import (
     ConfigError,
     FencedWriteError,
@@ -44,6 +43,7 @@ from treadle.store.base import (
     PutWrites,
     WriteRow,
 )
+from treadle.store.checkpointer import TreadleSaver
 from treadle.store.migrate import load_migrations
 from treadle.store.postgres import PostgresStore
 

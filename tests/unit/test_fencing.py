@@ -10,10 +10,10 @@ import pytest
 from langgraph.graph import START, StateGraph
 
 import treadle
-from treadle.checkpointer import EPOCH_KEY
 from treadle.errors import FencedWriteError
 from treadle.store import open_store
 from treadle.store.base import ClaimThread, PutWrites, WriteRow
+from treadle.store.checkpointer import EPOCH_KEY
 
 
 class S(TypedDict):

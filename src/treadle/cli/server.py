@@ -42,7 +42,7 @@ def _load(config: str) -> Loaded:
     refs = loaded.refs
     # Fail before listening, in one line, rather than serve a deployment missing a graph.
     from treadle.errors import GraphLoadError
-    from treadle.graphs import load_graph
+    from treadle.graphs.refs import load_graph
 
     for name, ref in refs.items():
         try:

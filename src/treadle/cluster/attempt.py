@@ -22,7 +22,6 @@ from treadle import logs, metrics, tracing
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.drive import drive, validate_input
 from treadle.cluster.notify import Notifier
-from treadle.cluster.registry import GraphRegistry
 from treadle.cluster.remote import call_remote
 from treadle.config import Settings
 from treadle.errors import (
@@ -32,6 +31,7 @@ from treadle.errors import (
     StoreError,
     TreadleError,
 )
+from treadle.graphs.registry import GraphRegistry
 from treadle.runtime.execution import EXECUTION_KEY, Execution
 from treadle.store.base import ClaimThreadNow, PutWrites, Store
 from treadle.store.queue import CANCEL_STATUS, CHANNEL_RUN_DONE, CHANNEL_RUNS, RunRow

@@ -26,7 +26,7 @@ from treadle.store import Store
 from treadle.store.queue import CHANNEL_TASK_DONE, CHANNEL_TASKS, NewTask, TaskRow
 
 if TYPE_CHECKING:
-    from treadle.cluster.registry import GraphRegistry
+    from treadle.graphs.registry import GraphRegistry
 
 __all__ = ["call_remote", "run_task", "task_key"]
 

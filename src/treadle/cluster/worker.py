@@ -50,13 +50,13 @@ from typing import Any
 from treadle import listen, logs, metrics
 from treadle.cluster.attempt import RunAttempts, RunExecution
 from treadle.cluster.notify import close_notifier, notifier_for
-from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.cluster.remote import run_task
 from treadle.config import Settings
 from treadle.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from treadle.graphs.registry import REF_PREFIX, GraphRegistry
 from treadle.runtime.node_threads import abandoned_threads
 from treadle.store import shared
 from treadle.store.queue import (

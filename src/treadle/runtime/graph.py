@@ -22,7 +22,6 @@ from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 from langgraph.types import StateSnapshot
 
-from treadle.checkpointer import EPOCH_KEY, TreadleSaver
 from treadle.config import Settings, get_settings
 from treadle.errors import ConfigError, FencedWriteError
 from treadle.runtime.core import GraphCore, wrap_nodes
@@ -30,6 +29,7 @@ from treadle.runtime.execution import EXECUTION_KEY, Execution
 from treadle.runtime.pools import LIMITS_KEY, Pools, RunLimits
 from treadle.store import Store, shared
 from treadle.store.base import ClaimThread
+from treadle.store.checkpointer import EPOCH_KEY, TreadleSaver
 from treadle.store.urls import redact
 
 __all__ = ["TreadleGraph", "TreadleStateGraph", "compile"]

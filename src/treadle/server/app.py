@@ -27,8 +27,8 @@ from treadle.errors import (
 )
 from treadle.langgraph_json import Loaded
 from treadle.server.context import Ctx
-from treadle.server.graphs import ServerGraphs
 from treadle.server.limits import BodyLimit, valid_request
+from treadle.server.served_graphs import ServerGraphs
 
 __all__ = ["create_app"]
 

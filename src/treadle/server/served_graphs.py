@@ -15,9 +15,9 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.config import Settings
 from treadle.errors import ConflictError
+from treadle.graphs.registry import REF_PREFIX, GraphRegistry
 from treadle.runtime import TreadleGraph
 from treadle.store import Store
 

@@ -39,7 +39,7 @@ def threads_list(
     json_output: bool = _JSON_OPTION,
 ) -> None:
     """List threads, most recently updated first, with their status."""
-    from treadle.checkpointer import TreadleSaver
+    from treadle.store.checkpointer import TreadleSaver
 
     backend = _open_existing(store)
     try:
@@ -141,7 +141,7 @@ def threads_show(
     json_output: bool = _JSON_OPTION,
 ) -> None:
     """Show a thread's latest checkpoint: state, metadata, next nodes, pending writes."""
-    from treadle.checkpointer import TreadleSaver
+    from treadle.store.checkpointer import TreadleSaver
 
     backend = _open_existing(store)
     try:
