@@ -1,0 +1,41 @@
+"""The package layout: a module's name says which one it is."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from importlinter.cli import lint_imports
+
+import treadle
+
+_SRC = Path(treadle.__file__).parent
+_PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+# Names still shared while their modules are being renamed on another branch
+# (server/runs.py and server/crons.py beside server/routes/); empty this set when they land.
+_PENDING: frozenset[str] = frozenset({"crons", "runs"})
+
+
+def test_no_two_modules_share_a_name() -> None:
+    where: defaultdict[str, list[str]] = defaultdict(list)
+    for path in sorted(_SRC.rglob("*.py")):
+        if path.name != "__init__.py":
+            where[path.stem].append(str(path.relative_to(_SRC)))
+    repeated = {name: paths for name, paths in where.items()
+                if len(paths) > 1 and name not in _PENDING}
+    assert not repeated, f"modules sharing a name (rename one of each): {repeated}"
+
+
+def test_the_pending_renames_are_still_pending() -> None:
+    """A stale entry in ``_PENDING`` would let a new clash of that name through."""
+    counts = {name: len(list(_SRC.rglob(f"{name}.py"))) for name in _PENDING}
+    assert all(n > 1 for n in counts.values()), f"remove from _PENDING: {counts}"
+
+
+def test_the_layers_contract_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    """``lint-imports``: each layer of ``[tool.importlinter]`` in pyproject.toml imports
+    only the layers below it (cli over server over cluster ... over errors)."""
+    status = lint_imports(config_filename=str(_PYPROJECT), no_cache=True, no_logo=True)
+    assert status == 0, capsys.readouterr().out
