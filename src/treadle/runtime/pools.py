@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -95,15 +96,18 @@ class RunLimits:
         self.body_max_concurrency = body_max_concurrency
         self.thread_slots = threading.BoundedSemaphore(max_workers or settings.thread_workers)
         self._async_limit = max_workers or settings.async_workers
-        self._async_slots: dict[int, asyncio.Semaphore] = {}
+        # One semaphore per event loop (an asyncio.Semaphore belongs to one loop), dropped
+        # with its loop.
+        self._async_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary())
         self._lock = threading.Lock()
 
     def async_slots(self) -> asyncio.Semaphore:
-        loop_id = id(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         with self._lock:
-            sem = self._async_slots.get(loop_id)
+            sem = self._async_slots.get(loop)
             if sem is None:
-                sem = self._async_slots[loop_id] = asyncio.Semaphore(self._async_limit)
+                sem = self._async_slots[loop] = asyncio.Semaphore(self._async_limit)
             return sem
 
 
