@@ -328,7 +328,7 @@ def _compile(ref: str, thread_id: str, settings: Any, graph_id: str | None) -> A
     if factory is None or factory.runtime_param is None:
         graph = load_graph(ref, config=config, access_context="threads.create_run")
         return treadle.compile(graph, settings=settings, graph_id=graph_id)
-    memory = TreadleStore(shared.acquire(settings.store))
+    memory = TreadleStore(shared.acquire(settings.store, settings))
     try:
         graph = load_graph(ref, config=config, access_context="threads.create_run", store=memory)
         return treadle.compile(graph, settings=settings, graph_id=graph_id)

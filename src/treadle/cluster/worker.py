@@ -144,7 +144,7 @@ class Worker(RunAttempts):
             failures = 0
             while True:
                 try:
-                    self.store = shared.acquire(self.settings.store)
+                    self.store = shared.acquire(self.settings.store, self.settings)
                     break
                 except StoreUnavailableError as exc:
                     failures += 1

@@ -102,7 +102,7 @@ def compile(
             f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
             "pass the builder instead of a compiled graph"
         )
-    backend = shared.acquire(settings.store)
+    backend = shared.acquire(settings.store, settings)
     try:
         saver = TreadleSaver(backend)
         compiled: Pregel[Any, Any, Any, Any]
@@ -218,7 +218,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
             return core.saver
         with core.lock:
             if url not in core.extra_stores:
-                backend = shared.acquire(url)
+                backend = shared.acquire(url, core.settings)
                 core.extra_stores[url] = (backend, TreadleSaver(backend))
             return core.extra_stores[url][1]
 

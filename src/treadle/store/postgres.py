@@ -67,8 +67,8 @@ T = TypeVar("T")
 
 
 class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
-    def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
-        from treadle.config import get_settings
+    def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True,
+                 connect_timeout: float = 5.0) -> None:
 
         self.url = url
         self._conninfo, options = postgres_options(url)
@@ -92,7 +92,7 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         self._kwargs: dict[str, Any] = {"prepare_threshold": self._prepare}
         if "connect_timeout" not in params:
             # libpq takes whole seconds (and treats anything under 2 as 2).
-            self._kwargs["connect_timeout"] = max(1, math.ceil(get_settings().connect_timeout))
+            self._kwargs["connect_timeout"] = max(1, math.ceil(connect_timeout))
         if "application_name" not in params:
             self._kwargs["application_name"] = "treadle"
         self._writer: psycopg.Connection[Any] | None = None
