@@ -13,9 +13,10 @@ import treadle
 _SRC = Path(treadle.__file__).parent
 _PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
-# Names still shared while their modules are being renamed on another branch
-# (server/runs.py and server/crons.py beside server/routes/); empty this set when they land.
-_PENDING: frozenset[str] = frozenset({"crons", "runs"})
+# Names still shared while their modules are being renamed on other branches (server/runs.py
+# and server/crons.py beside server/routes/; store/postgres.py and store/sqlite.py beside
+# store/drivers/, in the one-store redesign); empty this set when they land.
+_PENDING: frozenset[str] = frozenset({"crons", "postgres", "runs", "sqlite"})
 
 
 def test_no_two_modules_share_a_name() -> None:
