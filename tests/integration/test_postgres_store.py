@@ -435,7 +435,7 @@ def test_pool_options_are_read_from_the_url_and_stripped(pg_url: str) -> None:
     sep = "&" if "?" in pg_url else "?"
     store = PostgresStore(f"{pg_url}{sep}pool_max=3&pool_min=1&application_name=treadle-test")
     try:
-        assert store._pool is not None and store._pool.max_size == 3
+        assert store.db.pool is not None and store.db.pool.max_size == 3
         store.thread_epoch("t")  # a read through the pool
         with psycopg.connect(pg_url, autocommit=True) as admin:
             names = {r[0] for r in admin.execute(
