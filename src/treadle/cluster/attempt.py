@@ -32,7 +32,8 @@ from treadle.errors import (
     TreadleError,
 )
 from treadle.graphs.registry import GraphRegistry
-from treadle.runtime.execution import EXECUTION_KEY, Execution
+from treadle.run_context import RunContext, with_run_context
+from treadle.runtime.execution import Execution
 from treadle.store.base import ClaimThreadNow, PutWrites, Store
 from treadle.store.queue import CANCEL_STATUS, CHANNEL_RUN_DONE, CHANNEL_RUNS, RunRow
 
@@ -214,7 +215,7 @@ class RunAttempts:
         config = dict(payload.get("config") or {})
         conf = dict(config.get("configurable") or {})
         conf["thread_id"] = row.thread_id
-        conf[EXECUTION_KEY] = ex
+        with_run_context(conf, RunContext(execution=ex))
         config["configurable"] = conf
         try:
             config["run_id"] = uuid.UUID(row.run_id)

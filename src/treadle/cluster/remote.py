@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from treadle import logs, tracing
+from treadle._langgraph import task_id
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.notify import Notifier
 from treadle.errors import RemoteNodeError, TreadleError
@@ -35,7 +36,10 @@ log = logging.getLogger("treadle.worker")
 
 def task_key(config: dict[str, Any]) -> str:
     conf = config.get("configurable", {})
-    return f"{conf.get('thread_id', '')}:{conf.get('checkpoint_ns', '')}:{conf['__pregel_task_id']}"
+    tid = task_id(config)
+    if tid is None:
+        raise KeyError("a remote node's config carries no LangGraph task id")
+    return f"{conf.get('thread_id', '')}:{conf.get('checkpoint_ns', '')}:{tid}"
 
 
 async def call_remote(
