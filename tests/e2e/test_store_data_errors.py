@@ -15,7 +15,7 @@ from treadle.cluster import client
 from treadle.cluster.codec import encode
 from treadle.cluster.worker import Worker
 from treadle.config import get_settings
-from treadle.graphs import load_graph
+from treadle.graphs.refs import load_graph
 from treadle.store.queue import NewRun, RunRow
 from treadle.store.resources import Thread
 

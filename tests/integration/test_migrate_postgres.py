@@ -21,7 +21,7 @@ class TestPostgresMigrations(MigrateContract):
 
     def _sql(self, store: object, sql: str, *params: object) -> list[tuple[object, ...]]:
         assert isinstance(store, PostgresStore)
-        with psycopg.connect(store._conninfo, autocommit=True) as conn:
+        with psycopg.connect(store.db.conninfo, autocommit=True) as conn:
             cur = conn.execute(sql, params)
             return cur.fetchall() if cur.description else []
 

@@ -62,11 +62,11 @@ def test_a_pooled_connection_is_replaced_after_a_big_read_or_a_refusal(
         pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     store = PostgresStore(pg_url)
-    assert store._pool is not None
+    assert store.db.pool is not None
     # psycopg_pool counts the connections that came back closed, to replace them.
     def replaced() -> int:
-        assert store._pool is not None
-        return int(store._pool.get_stats().get("returns_bad", 0))
+        assert store.db.pool is not None
+        return int(store.db.pool.get_stats().get("returns_bad", 0))
 
     try:
         store.apply(_checkpoint("small", b"x"))
@@ -96,8 +96,8 @@ def test_a_pooled_connection_is_replaced_after_a_big_read_or_a_refusal(
 def test_run_queue_statements_that_carry_a_big_payload_replace_their_connection(
         pg_url: str) -> None:
     store = PostgresStore(pg_url)
-    assert store._pool is not None
-    pool = store._pool
+    assert store.db.pool is not None
+    pool = store.db.pool
 
     def replaced() -> int:
         return int(pool.get_stats().get("returns_bad", 0))

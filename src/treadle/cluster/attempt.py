@@ -30,7 +30,6 @@ from treadle import logs, metrics, tracing
 from treadle.cluster.codec import encode
 from treadle.cluster.drive import drive, validate_input
 from treadle.cluster.notify import Notifier
-from treadle.cluster.registry import GraphRegistry
 from treadle.cluster.remote import call_remote
 from treadle.cluster.spec import RunSpec
 from treadle.config import Settings, merge_config
@@ -41,7 +40,9 @@ from treadle.errors import (
     StoreError,
     TreadleError,
 )
-from treadle.execution import EXECUTION_KEY, Execution
+from treadle.graphs.registry import GraphRegistry
+from treadle.run_context import RunContext, with_run_context
+from treadle.runtime.execution import Execution
 from treadle.store.base import ClaimThreadNow, PutWrites, Store
 from treadle.store.queue import CANCEL_STATUS, CHANNEL_RUN_DONE, CHANNEL_RUNS, RunRow
 
@@ -240,7 +241,7 @@ class RunAttempt(Execution):
                        ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         row = self.row
         config = merge_config(spec.config, thread_id=row.thread_id)
-        config["configurable"][EXECUTION_KEY] = self
+        with_run_context(config["configurable"], RunContext(execution=self))
         try:
             config["run_id"] = uuid.UUID(row.run_id)
         except ValueError:

@@ -14,16 +14,16 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from treadle.cluster import graphs_by_value
 from treadle.cluster import watch as runs
 from treadle.cluster.codec import decode
 from treadle.cluster.events import decode_chunk
 from treadle.cluster.pending import PendingWatch
-from treadle.cluster.registry import REF_PREFIX
 from treadle.cluster.spec import RunSpec
 from treadle.cluster.submit import submit as submit_run
 from treadle.config import merge_config
 from treadle.errors import ConfigError, RunFailedError
+from treadle.graphs import by_value
+from treadle.graphs.registry import REF_PREFIX
 from treadle.store import Store
 from treadle.store.queue import MULTITASK_STRATEGIES, TERMINAL, RunRow
 
@@ -55,7 +55,7 @@ def _graph_id(graph: TreadleGraph) -> str:
                    "placement": n.bound.options.placement}
             for name, n in compiled.nodes.items() if hasattr(n.bound, "options")
         }
-        gid, blob = graphs_by_value.pack(getattr(compiled, "builder", None), kwargs, nodes)
+        gid, blob = by_value.pack(getattr(compiled, "builder", None), kwargs, nodes)
         graph.backend.put_graph(gid, blob)
         graph.treadle_core.shipped = gid
     return graph.treadle_core.shipped

@@ -17,7 +17,7 @@ back to the queue so another worker resumes it at once); a second one stops at o
 (leases then expire and the sweeper re-queues the runs).
 
 Abandoned node threads (sync bodies still running after their run was cancelled or timed
-out, see :mod:`treadle.node_threads`) cannot be interrupted: once there are
+out, see :mod:`treadle.runtime.node_threads`) cannot be interrupted: once there are
 ``max_abandoned_threads`` of them the worker recycles itself (drains as on SIGTERM, then
 exits with :data:`EXIT_RECYCLE` so its supervisor starts a fresh process). Its own store
 calls (claims, heartbeats, advertisements) run on a small executor of its own, which no
@@ -43,7 +43,6 @@ from typing import Any
 from treadle import listen, logs, metrics
 from treadle.cluster.attempt import AttemptDeps, RunAttempt, RunHooks
 from treadle.cluster.notify import close_notifier, notifier_for
-from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.cluster.remote import run_task
 from treadle.cluster.sweeper import Sweeper
 from treadle.config import Settings
@@ -51,7 +50,8 @@ from treadle.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from treadle.node_threads import abandoned_threads
+from treadle.graphs.registry import REF_PREFIX, GraphRegistry
+from treadle.runtime.node_threads import abandoned_threads
 from treadle.store import shared
 from treadle.store.queue import (
     CHANNEL_CANCEL,
@@ -135,7 +135,7 @@ class Worker:
             failures = 0
             while True:
                 try:
-                    self.store = shared.acquire(self.settings.store)
+                    self.store = shared.acquire(self.settings.store, self.settings)
                     break
                 except StoreUnavailableError as exc:
                     failures += 1

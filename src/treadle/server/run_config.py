@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from treadle._langgraph import CONFIG_KEY_PREFIX
 from treadle.errors import RefusedConfigError
 
 __all__ = ["INTERNAL_PREFIXES", "REFUSED_KEYS", "check_client_config"]
@@ -21,7 +22,7 @@ __all__ = ["INTERNAL_PREFIXES", "REFUSED_KEYS", "check_client_config"]
 # Keys refused at the top level of a config and in its ``configurable``.
 REFUSED_KEYS = ("checkpoint_store",)
 # ``configurable`` keys that belong to LangGraph (``__pregel_*``) or treadle (``__treadle_*``).
-INTERNAL_PREFIXES = ("__pregel_", "__treadle_")
+INTERNAL_PREFIXES = (CONFIG_KEY_PREFIX, "__treadle_")
 # ``runtime`` may only say what the server does anyway.
 _RUNTIME_OK = ("local", None)
 

@@ -14,16 +14,16 @@ import asyncio
 import uuid
 from typing import Any
 
-from treadle.cluster.registry import REF_PREFIX
 from treadle.cluster.spec import RunSpec
 from treadle.cluster.submit import submit
 from treadle.config import merge_config
 from treadle.errors import ConflictError, IdempotencyKeyError, InputError, NotFoundError, ThreadBusyError
+from treadle.graphs.registry import REF_PREFIX
 from treadle.server.context import Ctx
-from treadle.server.graphs import default_assistant_id
-from treadle.server.idempotency import RunKey
+from treadle.server.idempotency_header import RunKey
 from treadle.server.run_config import check_client_config
 from treadle.server.schemas import RunCreate
+from treadle.server.served_graphs import default_assistant_id
 from treadle.store.queue import RunRow
 
 __all__ = ["check_run", "create_run", "find_assistant", "stream_modes"]
@@ -88,7 +88,7 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     thread is busy and ``multitask_strategy`` is ``reject``. Nothing is written on a
     rejection. Returns the run and its spec (None: unreadable, a run queued otherwise).
 
-    ``key`` (the Idempotency-Key header, see treadle.server.idempotency): the run first
+    ``key`` (the Idempotency-Key header, see treadle.server.idempotency_header): the run first
     created with it, if any, instead of a new one; InputError if that was another request."""
     store = ctx.store
     if key is not None:

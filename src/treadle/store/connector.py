@@ -18,17 +18,17 @@ here, and the logic calls that method.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 __all__ = ["Connector", "Params", "Row", "Sql", "Tx", "load_queries"]
 
 Dialect = Literal["sqlite", "postgres"]
 Params = Mapping[str, Any] | Sequence[Any]
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 class Sql(str):
@@ -38,7 +38,7 @@ class Sql(str):
 
 
 class Tx(Protocol):
-    """Statements inside one transaction (see :meth:`Connector.transaction`).
+    """Statements inside one transaction (see :meth:`Connector.transact`).
 
     ``query`` is a query name, or :class:`Sql` composed from named fragments.
     """
@@ -59,7 +59,11 @@ class Tx(Protocol):
 class Connector(Protocol):
     """What the store's logic needs of a database. ``doing`` names the operation for
     errors (``"queueing run 1f2e..."``); each single statement runs in its own
-    transaction (autocommit)."""
+    transaction (autocommit).
+
+    Both dialects' queries return the same Python types: JSON as text, times as Unix
+    seconds (float), booleans as ``bool()``-able values. Parameters: lists are arrays
+    (JSON text on SQLite, read with ``json_each``), dicts JSON objects."""
 
     dialect: Dialect
     url: str
@@ -74,8 +78,16 @@ class Connector(Protocol):
 
     def execute(self, doing: str, query: str, params: Params = ()) -> int: ...
 
-    def transaction(self, doing: str) -> AbstractContextManager[Tx]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
+    def transact(self, doing: str, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in one write transaction and return its result once committed; rolled
+        back if ``fn`` raises. ``fn`` may run twice (the PostgreSQL driver retries once on a
+        fresh connection when the server dropped the first), so it must only touch the
+        database through its ``Tx``."""
+        ...
+
+    def listener(self, channels: Sequence[str]) -> Any:
+        """A LISTEN on ``channels`` (:class:`~treadle.store.queue.Listener`), or None where
+        the database has no notifications (callers poll)."""
         ...
 
     def now(self) -> float:

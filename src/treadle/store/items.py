@@ -1,7 +1,7 @@
 """The item store protocol: LangGraph's long-term memory (key-value items) in treadle's database.
 
 Every backend implements :class:`ItemStore` beside the checkpoint store and the run
-queue; :class:`treadle.memory.TreadleStore` adapts it to LangGraph's ``BaseStore``.
+queue; :class:`treadle.store.memory.TreadleStore` adapts it to LangGraph's ``BaseStore``.
 
 Items
     A JSON object (``value``) stored under a namespace (a tuple of labels: non-empty

@@ -17,20 +17,15 @@ writes is one query. URL options and error classification are in
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import psycopg
-import psycopg_pool
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import Int8
 
 from treadle.errors import (
     ConfigError,
-    StoreDataError,
     StoreError,
-    StoreUnavailableError,
     TreadleError,
 )
 from treadle.store import postgres_queries as q
@@ -43,22 +38,18 @@ from treadle.store.base import (
     WriteOp,
     WriteRow,
 )
+from treadle.store.drivers.postgres import PostgresConnector
 from treadle.store.migrate import check, load_migrations, select
 from treadle.store.postgres_batch import op_json, op_result
-from treadle.store.postgres_buffers import RETIRE_AFTER, is_big, retire_pooled
+from treadle.store.postgres_buffers import RETIRE_AFTER, is_big
 from treadle.store.postgres_items import PostgresItems
 from treadle.store.postgres_options import (
-    describe,
-    is_data_error,
     is_dead,
     metadata_json,
-    number_option,
-    one_line,
-    postgres_options,
 )
 from treadle.store.postgres_queue import PostgresQueue
 from treadle.store.postgres_resources import PostgresResources
-from treadle.store.urls import redact, scrub
+from treadle.store.urls import redact
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["PostgresStore"]
@@ -67,36 +58,16 @@ T = TypeVar("T")
 
 
 class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
-    def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
-        from treadle.config import get_settings
+    def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True,
+                 connect_timeout: float | None = None) -> None:
+        if connect_timeout is None:
+            from treadle.config import get_settings
 
+            connect_timeout = get_settings().connect_timeout
         self.url = url
-        self._conninfo, options = postgres_options(url)
-        try:
-            params = conninfo_to_dict(self._conninfo)
-        except psycopg.Error as exc:
-            raise ConfigError(f"bad PostgreSQL URL {redact(url)!r}: "
-                              f"{scrub(one_line(exc), self._conninfo)}") from exc
-        self._where = describe(params)
-        self._pool_min = number_option(options, "pool_min", 1, int, 0)
-        self._pool_max = number_option(options, "pool_max", 16, int, 1)
-        if self._pool_max < self._pool_min:
-            raise ConfigError(f"pool_max ({self._pool_max}) is below pool_min ({self._pool_min})")
-        self._pool_timeout = number_option(options, "pool_timeout", 30.0, float, 0.001)
-        raw_prepare = options.get("prepare_threshold", "0")
-        self._prepare: int | None = (
-            None
-            if raw_prepare.lower() in ("none", "off", "")
-            else number_option(options, "prepare_threshold", 0, int, 0)
-        )
-        self._kwargs: dict[str, Any] = {"prepare_threshold": self._prepare}
-        if "connect_timeout" not in params:
-            # libpq takes whole seconds (and treats anything under 2 as 2).
-            self._kwargs["connect_timeout"] = max(1, math.ceil(get_settings().connect_timeout))
-        if "application_name" not in params:
-            self._kwargs["application_name"] = "treadle"
+        self.db = PostgresConnector(url, connect_timeout=connect_timeout)
+        self._where = self.db.where
         self._writer: psycopg.Connection[Any] | None = None
-        self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._committer: GroupCommitter[psycopg.Connection[Any]] | None = None
         self._closed = False
         self._writer_sent = 0  # the size of the last batch the writer sent
@@ -105,16 +76,7 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
             self._writer = self._connect()
             if auto_migrate:
                 self.migrate()
-            self._pool = psycopg_pool.ConnectionPool(
-                self._conninfo,
-                min_size=self._pool_min,
-                max_size=self._pool_max,
-                timeout=self._pool_timeout,
-                kwargs={**self._kwargs, "autocommit": True},
-                name=f"treadle-pg-readers:{self._where}",
-                open=False,
-            )
-            self._pool.open(wait=False)
+            self.db.open_pool()
             self._committer = GroupCommitter(
                 self._writer_connection,
                 self._apply,
@@ -128,15 +90,9 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
             self.close()
             raise
 
-    # --- connections -----------------------------------------------------------
+    # --- connections (the connector's) -------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
-        """A new autocommit connection, or StoreUnavailableError naming the server."""
-        try:
-            return psycopg.connect(self._conninfo, autocommit=True, **self._kwargs)
-        except psycopg.Error as exc:
-            raise StoreUnavailableError(
-                f"cannot connect to PostgreSQL at {self._where}: {one_line(exc)}"
-            ) from exc
+        return self.db.connect()
 
     def _writer_connection(self) -> psycopg.Connection[Any]:
         # The connection opened by __init__ first, then fresh ones after a disconnect.
@@ -163,54 +119,13 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         return sent >= RETIRE_AFTER
 
     def _translate(self, exc: psycopg.Error, doing: str) -> StoreError:
-        if isinstance(exc, psycopg_pool.PoolTimeout):
-            return StoreUnavailableError(
-                f"no PostgreSQL connection to {self._where} within {self._pool_timeout:g}s "
-                f"while {doing}: {one_line(exc)}"
-            )
-        if isinstance(exc, psycopg_pool.PoolClosed):
-            return StoreError("the store is closed")
-        if is_dead(exc):
-            return StoreUnavailableError(
-                f"lost PostgreSQL at {self._where} while {doing}: {one_line(exc)}"
-            )
-        if is_data_error(exc):
-            return StoreDataError(
-                f"{doing} failed on PostgreSQL at {self._where}: it cannot store this data "
-                f"(not retried): {one_line(exc).split(' CONTEXT:')[0]}"
-            )
-        return StoreError(f"{doing} failed on PostgreSQL at {self._where}: {one_line(exc)}")
+        return self.db.error(doing, exc)
 
     def _with_conn(self, doing: str, fn: Callable[[psycopg.Connection[Any]], T],
                    big: Callable[[T], bool] = lambda result: False) -> T:
-        """Run ``fn`` on a pooled connection; retry once if the connection was dead. The
-        connection is closed after a refusal of its data or a ``big`` result (see
-        :mod:`~treadle.store.postgres_buffers`)."""
-        if self._closed or self._pool is None:
+        if self._closed:
             raise StoreError("the store is closed")
-        for attempt in (1, 2):
-            try:
-                with self._pool.connection() as conn:
-                    try:
-                        result = fn(conn)
-                    except psycopg.Error as exc:
-                        if is_data_error(exc):
-                            retire_pooled(conn)
-                        raise
-                    if big(result):
-                        retire_pooled(conn)
-                    return result
-            except psycopg.Error as exc:
-                if attempt == 1 and is_dead(exc):
-                    # The server dropped us (restart, failover): the pool has discarded
-                    # this connection; weed out its idle siblings too, then retry.
-                    try:
-                        self._pool.check()
-                    except psycopg.Error:
-                        pass
-                    continue
-                raise self._translate(exc, doing) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self.db.with_conn(doing, fn, big)
 
     # --- writes ------------------------------------------------------------------
     def submit(self, op: WriteOp) -> Any:
@@ -437,8 +352,7 @@ class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
         elif self._writer is not None:
             self._writer.close()
         self._writer = None
-        if self._pool is not None:
-            self._pool.close()
+        self.db.close()
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.url)!r})"

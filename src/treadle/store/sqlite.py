@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from treadle.errors import ConfigError, FencedWriteError, StoreError, StoreUnavailableError
 from treadle.store import sqlite_queries as q
@@ -31,57 +28,21 @@ from treadle.store.base import (
     WriteOp,
     WriteRow,
 )
+from treadle.store.drivers.sqlite import SqliteConnector, sqlite_path
 from treadle.store.migrate import check, load_migrations, select
 from treadle.store.sqlite_items import SqliteItems
 from treadle.store.sqlite_queue import SqliteQueue, data_error, is_data_error
 from treadle.store.sqlite_resources import SqliteResources
-from treadle.store.urls import redact
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["SqliteStore", "sqlite_path"]
 
-_SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
-
-
-def sqlite_path(url: str) -> tuple[Path, dict[str, str]]:
-    """``sqlite:///rel/path.db`` or ``sqlite:////abs/path.db`` -> (path, options)."""
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite":
-        raise ConfigError(f"not a SQLite URL: {redact(url)!r} (expected sqlite:///path/to/file.db)")
-    raw = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if parts.netloc:
-        raw = parts.netloc + "/" + raw
-    if not raw or raw == ":memory:":
-        raise ConfigError(
-            f"{url!r} names no file; treadle needs a file so state outlives the process "
-            "(use sqlite:///path/to/file.db)"
-        )
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    return Path(raw), options
-
-
 class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
         self.url = url
-        self.path, options = sqlite_path(url)
-        self._synchronous = options.get("synchronous", "FULL").upper()
-        if self._synchronous not in _SYNC_MODES:
-            raise ConfigError(f"synchronous must be one of {sorted(_SYNC_MODES)}")
-        self._busy_ms = int(float(options.get("busy_timeout", "30")) * 1000)
-        # The largest string or blob SQLite accepts (SQLITE_LIMIT_LENGTH; SQLite's own
-        # default, 1e9 bytes, when unset): a bigger state fails its run at once.
-        try:
-            self._max_length = int(options.get("max_length", "0"))
-        except ValueError as exc:
-            raise ConfigError(f"max_length must be a number of bytes, not {options['max_length']!r}") from exc
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreUnavailableError(f"cannot create {self.path.parent}: {exc}") from exc
-        self._local = threading.local()
-        self._write_lock = threading.RLock()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        self.db = SqliteConnector(url)
+        self.path = self.db.path
+        self._write_lock = self.db.write_lock
         self._closed = False
         if auto_migrate:
             self.migrate()
@@ -90,32 +51,14 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
             name=f"treadle-sqlite-writer:{self.path.name}",
         )
 
-    # --- connections -----------------------------------------------------------
+    # --- connections (the connector's) -------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False,
-                timeout=self._busy_ms / 1000,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-            if self._max_length > 0:
-                conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self._max_length)
-        except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"cannot open SQLite store {self.path}: {exc}") from exc
-        return conn
+        return self.db.connect()
 
     def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._closed:
-                raise StoreError("the store is closed")
-            conn = self._connect()
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+        if self._closed:
+            raise StoreError("the store is closed")
+        return self.db.reader()
 
     # --- writes ------------------------------------------------------------------
     def submit(self, op: WriteOp) -> Any:
@@ -356,13 +299,7 @@ class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
             return
         self._closed = True
         self._committer.close()
-        with self._readers_lock:
-            for conn in self._readers:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._readers.clear()
+        self.db.close()
 
 
 def _owner(

@@ -123,7 +123,7 @@ async def get_subgraphs_ns(assistant_id: str, namespace: str, ctx: CtxDep,
 
 async def _subgraphs(ctx: Ctx, assistant_id: str, namespace: str | None,
                      recurse: bool) -> dict[str, Any]:
-    from treadle.server.graphs import _schemas
+    from treadle.server.served_graphs import _schemas
 
     a = await find_assistant(ctx, assistant_id)
     out = {}

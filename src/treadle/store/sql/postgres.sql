@@ -4,6 +4,9 @@
 
 -- ==== clock and schema =======================================================
 
+-- name: clock
+-- The database's clock, Unix seconds.
+SELECT extract(epoch FROM clock_timestamp())::float8;
 
 
 -- ==== checkpoints and fencing ================================================

@@ -4,6 +4,9 @@
 
 -- ==== clock and schema =======================================================
 
+-- name: clock
+-- The database's clock, Unix seconds.
+SELECT (julianday('now') - 2440587.5) * 86400.0;
 
 
 -- ==== checkpoints and fencing ================================================

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.config import Settings
 from treadle.errors import ConflictError, NotFoundError
+from treadle.graphs.registry import REF_PREFIX, GraphRegistry
 from treadle.runtime import TreadleGraph
 from treadle.store import Store
 
