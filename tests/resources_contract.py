@@ -1,4 +1,4 @@
-"""The API resources contract (``treadle.store.resources.ResourceStore``), for every backend.
+"""The API resources contract (``treadle.store.resources.ResourceStore``), for every driver.
 
 A backend's test module subclasses :class:`ResourcesContract` and provides a
 function-scoped ``store`` fixture yielding a fresh, migrated, empty store (as for
@@ -14,16 +14,11 @@ from typing import Any
 import pytest
 
 from treadle.errors import ConflictError, InputError
+from treadle.store.assistants import ASSISTANT_SORT, Assistant
 from treadle.store.base import Store
-from treadle.store.resources import (
-    ASSISTANT_SORT,
-    CRON_SORT,
-    THREAD_SORT,
-    Assistant,
-    Cron,
-    ResourceStore,
-    Thread,
-)
+from treadle.store.crons import CRON_SORT, Cron
+from treadle.store.resources import ResourceStore
+from treadle.store.threads import THREAD_SORT, Thread
 
 TICK = 0.01  # sleep this long so the database clock moves on (SQLite: milliseconds)
 

@@ -340,7 +340,7 @@ class RunAttempts:
         if not ex.payload.get("thread_record"):
             return
         from treadle.jsonable import to_json
-        from treadle.store.resources import ThreadUpdate
+        from treadle.store.threads import ThreadUpdate
 
         update = ThreadUpdate(ex.row.thread_id, status, error=_clean(error))
         if state is not None:

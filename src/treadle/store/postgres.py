@@ -56,6 +56,8 @@ T = TypeVar("T")
 
 
 class PostgresStore(PostgresQueue, Store):
+    db: PostgresConnector
+
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True,
                  connect_timeout: float | None = None) -> None:
         if connect_timeout is None:

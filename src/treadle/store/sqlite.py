@@ -36,6 +36,8 @@ from treadle.store.writer import GroupCommitter
 __all__ = ["SqliteStore", "sqlite_path"]
 
 class SqliteStore(SqliteQueue, Store):
+    db: SqliteConnector
+
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
         self.url = url
         self.db = SqliteConnector(url)
