@@ -213,6 +213,11 @@ class PostgresConnector:
                         pass
                     continue
                 raise self.error(doing, exc) from exc
+            except UnicodeEncodeError as exc:  # text PostgreSQL cannot hold (lone surrogates)
+                raise StoreDataError(
+                    f"{doing} failed on PostgreSQL at {self.where}: it cannot store this data "
+                    f"(not retried): {exc}"
+                ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- the connector protocol ------------------------------------------------------
