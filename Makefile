@@ -19,7 +19,8 @@ bench-quick:
 test:
 	$(PYTHON) -m pytest -q
 
-## check: lint and strict type check
+## check: lint, the import layers (pyproject's [tool.importlinter]) and strict type check
 check:
 	ruff check src tests bench
+	lint-imports
 	mypy

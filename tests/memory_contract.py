@@ -1,5 +1,5 @@
 """The long-term memory contract (``treadle.store.items.ItemStore`` behind
-``treadle.memory.TreadleStore``), for every backend.
+``treadle.store.memory.TreadleStore``), for every backend.
 
 A backend's test module subclasses :class:`MemoryContract` and provides a function-scoped
 ``store`` fixture yielding a fresh, migrated, empty store::
@@ -35,7 +35,6 @@ from langgraph.store.base import (
 )
 
 from treadle.errors import InputError, StoreDataError
-from treadle.memory import TreadleStore
 from treadle.store.base import Store
 from treadle.store.items import (
     ItemSearch,
@@ -44,6 +43,7 @@ from treadle.store.items import (
     NamespaceQuery,
     parse_filter,
 )
+from treadle.store.memory import TreadleStore
 
 SHORT_TTL = 0.005  # minutes: 300 ms
 EXPIRE = 0.6  # seconds: sleep this long to see SHORT_TTL expire

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from treadle.errors import ConflictError, InputError
-from treadle.store.assistants import ASSISTANT_SORT, Assistant
+from treadle.store.assistant_records import ASSISTANT_SORT, Assistant
 from treadle.store.base import Store
-from treadle.store.crons import CRON_SORT, Cron
+from treadle.store.cron_records import CRON_SORT, Cron
 from treadle.store.resources import ResourceStore
-from treadle.store.threads import THREAD_SORT, Thread
+from treadle.store.thread_records import THREAD_SORT, Thread
 
 TICK = 0.01  # sleep this long so the database clock moves on (SQLite: milliseconds)
 

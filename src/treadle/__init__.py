@@ -3,7 +3,6 @@
 Change one line: ``graph = builder.compile()`` becomes ``graph = treadle.compile(builder)``.
 """
 
-from treadle.checkpointer import TreadleSaver
 from treadle.config import Settings
 from treadle.errors import (
     CircuitOpenError,
@@ -19,10 +18,12 @@ from treadle.errors import (
     TaskCrashedError,
     TreadleError,
 )
-from treadle.idempotency import idempotency_key
-from treadle.policies import is_transient
 from treadle.runtime import TreadleGraph, compile
+from treadle.runtime.idempotency import idempotency_key
+from treadle.runtime.policies import is_transient
 from treadle.store import Store, open_store
+from treadle.store.checkpointer import TreadleSaver
+from treadle.store.memory import TreadleStore
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "TreadleError",
     "TreadleGraph",
     "TreadleSaver",
+    "TreadleStore",
     "__version__",
     "compile",
     "idempotency_key",

@@ -24,7 +24,7 @@ import pytest
 
 import treadle
 from treadle.cluster import client
-from treadle.graphs import load_graph
+from treadle.graphs.refs import load_graph
 from treadle.store.queue import TERMINAL
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]

@@ -19,7 +19,7 @@ import pytest
 
 import treadle
 from treadle.cluster import client
-from treadle.graphs import load_graph
+from treadle.graphs.refs import load_graph
 
 pytestmark = [pytest.mark.chaos]
 

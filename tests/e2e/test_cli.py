@@ -223,7 +223,7 @@ def test_threads_list_and_show_give_each_threads_status(tmp_path: Path) -> None:
     assert [r.returncode for r in done] == [0, 0, 1, 0], [r.stderr for r in done]
     import treadle as treadle_lib
     from treadle.cluster import client
-    from treadle.graphs import load_graph
+    from treadle.graphs.refs import load_graph
 
     url = f"sqlite:///{tmp_path / 't.db'}"  # a run queued for workers, none running: busy
     with treadle_lib.compile(load_graph(f"{SIMPLE}:graph"), store_url=url,

@@ -367,7 +367,7 @@ def test_sigterm_drains_a_worker_and_hands_its_run_over(pg_url: str, tmp_path: P
         a.wait_probe("readinessProbe", timeout=60)
         import treadle
         from treadle.cluster import client
-        from treadle.graphs import load_graph
+        from treadle.graphs.refs import load_graph
 
         with treadle.compile(load_graph(f"{app / 'chain.py'}:builder"), store=pg_url,
                              graph_id="chain") as graph:

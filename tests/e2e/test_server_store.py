@@ -20,11 +20,11 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import UnprocessableEntityError
 
 from treadle.config import get_settings
-from treadle.memory import TreadleStore
 from treadle.server.context import Ctx
 from treadle.server.routes.store import router
 from treadle.store import Store, open_store
 from treadle.store.items import NamespaceQuery
+from treadle.store.memory import TreadleStore
 
 
 @contextmanager

@@ -15,9 +15,9 @@ from treadle.cluster import client
 from treadle.cluster.codec import encode
 from treadle.cluster.worker import Worker
 from treadle.config import get_settings
-from treadle.graphs import load_graph
+from treadle.graphs.refs import load_graph
 from treadle.store.queue import NewRun, RunRow
-from treadle.store.threads import Thread
+from treadle.store.thread_records import Thread
 
 GRAPH = Path(__file__).resolve().parents[1] / "cluster_graphs" / "bulky.py"
 REF = f"bulky={GRAPH}:builder"

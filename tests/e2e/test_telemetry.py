@@ -23,7 +23,7 @@ import treadle
 from processes import subprocess_env
 from spans import memory_exporter
 from treadle.cluster import client
-from treadle.graphs import load_graph
+from treadle.graphs.refs import load_graph
 
 TESTS = Path(__file__).resolve().parents[1]
 TRACED_FILE = TESTS / "cluster_graphs" / "traced.py"

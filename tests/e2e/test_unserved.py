@@ -25,7 +25,7 @@ import treadle
 from processes import subprocess_env, terminate
 from treadle.cluster.pending import pending_reason, worker_command
 from treadle.errors import QueueTimeoutError
-from treadle.graphs import load_graph
+from treadle.graphs.refs import load_graph
 from treadle.store import open_store
 from treadle.store.queue import NewRun, WorkerInfo
 

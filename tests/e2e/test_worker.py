@@ -13,7 +13,7 @@ import pytest
 
 import treadle
 from treadle.errors import ConfigError, RunFailedError, ThreadBusyError
-from treadle.graphs import load_graph
+from treadle.graphs.refs import load_graph
 
 GRAPHS = Path(__file__).resolve().parents[1] / "cluster_graphs"
 CHAIN = f"chain={GRAPHS / 'chain.py'}:builder"

@@ -15,7 +15,7 @@ import treadle
 from processes import free_port
 from treadle.cluster import client
 from treadle.cluster.worker import EXIT_RECYCLE
-from treadle.graphs import load_graph
+from treadle.graphs.refs import load_graph
 
 GRAPH = Path(__file__).resolve().parents[1] / "cluster_graphs" / "blocking.py"
 REF = f"blocking={GRAPH}:builder"

@@ -9,7 +9,7 @@ import pytest
 from langgraph.store.base import PutOp
 
 from memory_contract import MemoryContract
-from treadle.memory import TreadleStore
+from treadle.store.memory import TreadleStore
 from treadle.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres

@@ -27,7 +27,6 @@ from langgraph.checkpoint.conformance.report import ProgressCallbacks
 from langgraph.graph import START, StateGraph
 
 import treadle
-from treadle.checkpointer import TreadleSaver
 from treadle.errors import (
     ConfigError,
     FencedWriteError,
@@ -44,6 +43,7 @@ from treadle.store.base import (
     PutWrites,
     WriteRow,
 )
+from treadle.store.checkpointer import TreadleSaver
 from treadle.store.migrate import load_migrations
 from treadle.store.postgres import PostgresStore
 
@@ -569,6 +569,6 @@ def test_silent_server_is_store_unavailable_after_the_connect_timeout(monkeypatc
         silent.listen(8)
         port = silent.getsockname()[1]
         with pytest.raises(StoreUnavailableError) as info:
-            PostgresStore(f"postgresql://postgres:s3cret@127.0.0.1:{port}/test")
+            open_store(f"postgresql://postgres:s3cret@127.0.0.1:{port}/test")
     message = str(info.value)
     assert f"127.0.0.1:{port}" in message and "s3cret" not in message and "\n" not in message

@@ -1,5 +1,5 @@
 """Unit tests for graph factories: every signature langgraph-api accepts, its ServerRuntime,
-context-manager factories, and the access context of each use (treadle.factories)."""
+context-manager factories, and the access context of each use (treadle.graphs.factories)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 from langgraph_sdk.runtime import _ExecutionRuntime, _ReadRuntime
 
-from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.config import get_settings
 from treadle.errors import GraphLoadError
-from treadle.factories import Factory, server_runtime
-from treadle.graphs import load_factory, load_graph
+from treadle.graphs.factories import Factory, server_runtime
+from treadle.graphs.refs import load_factory, load_graph
+from treadle.graphs.registry import REF_PREFIX, GraphRegistry
 from treadle.store import open_store
 
 HEADER = '''

@@ -10,8 +10,8 @@ import pytest
 from langgraph.graph import START, StateGraph
 
 import treadle
-from treadle.checkpointer import EPOCH_KEY
 from treadle.errors import FencedWriteError
+from treadle.run_context import RUN_KEY
 from treadle.store import open_store
 from treadle.store.base import ClaimThread, PutWrites, WriteRow
 
@@ -95,7 +95,7 @@ def test_unfenced_writes_still_allowed(tmp_path):
     op = PutWrites("t", checkpoint_ns="", checkpoint_id="c", upsert=False,
                    rows=[WriteRow(task_id="x", idx=0, channel="ch", type="json", blob=b"1")])
     assert store.submit(op).result(5) is None
-    assert EPOCH_KEY.startswith("__")  # excluded from checkpoint metadata by LangGraph
+    assert RUN_KEY.startswith("__")  # excluded from checkpoint metadata by LangGraph
     store.close()
 
 

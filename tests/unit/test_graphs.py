@@ -1,4 +1,4 @@
-"""Unit tests for treadle.graphs.load_graph: every REF form, every error message."""
+"""Unit tests for treadle.graphs.refs.load_graph: every REF form, every error message."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from langgraph.pregel import Pregel
 
 import treadle
 from treadle.errors import GraphLoadError
-from treadle.graphs import load_graph, split_ref
-from treadle.pools import NodeProxy
+from treadle.graphs.refs import load_graph, split_ref
+from treadle.runtime.pools import NodeProxy
 
 GRAPH_SRC = '''
 import operator

@@ -18,7 +18,7 @@ import treadle
 from treadle.cluster import client
 from treadle.cluster.worker import Worker
 from treadle.config import get_settings
-from treadle.graphs import load_graph
+from treadle.graphs.refs import load_graph
 from treadle.logs import bound, configure_logging
 
 TRACED = f"{Path(__file__).resolve().parents[1] / 'cluster_graphs' / 'traced.py'}:builder"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from memory_contract import MemoryContract
-from treadle.memory import TreadleStore
 from treadle.store import open_store
 from treadle.store.base import Store
+from treadle.store.memory import TreadleStore
 
 
 class TestSqliteMemory(MemoryContract):

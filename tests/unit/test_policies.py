@@ -41,7 +41,7 @@ from treadle.errors import (
     StoreUnavailableError,
     TaskCrashedError,
 )
-from treadle.policies import TRANSIENCE, Rule, classify, is_transient, transience_markdown
+from treadle.runtime.policies import TRANSIENCE, Rule, classify, is_transient, transience_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 

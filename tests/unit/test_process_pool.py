@@ -1,4 +1,4 @@
-"""Unit tests for treadle.process_pool: crashes and timeouts fail one task only."""
+"""Unit tests for treadle.runtime.process_pool: crashes and timeouts fail one task only."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import cloudpickle
 import pytest
 
 from treadle.errors import NodeTimeoutError, TaskCrashedError
-from treadle.process_pool import ProcessPool
+from treadle.runtime.process_pool import ProcessPool
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -281,7 +281,7 @@ def test_interpreter_exit_kills_workers(tmp_path: Path) -> None:
     script = tmp_path / "exits.py"
     script.write_text(textwrap.dedent("""
         import os, time
-        from treadle.process_pool import ProcessPool
+        from treadle.runtime.process_pool import ProcessPool
 
         if __name__ == "__main__":
             pool = ProcessPool(1)
@@ -300,7 +300,7 @@ def test_workers_die_with_their_parent(tmp_path: Path) -> None:
     script = tmp_path / "dies.py"
     script.write_text(textwrap.dedent("""
         import os, time
-        from treadle.process_pool import ProcessPool
+        from treadle.runtime.process_pool import ProcessPool
 
         if __name__ == "__main__":
             pool = ProcessPool(2)

@@ -364,7 +364,7 @@ def test_recursion_limit_applies(store_url):
 
 
 def test_compiling_twice_never_nests_proxies(store_url, tmp_path):
-    from treadle.pools import NodeProxy
+    from treadle.runtime.pools import NodeProxy
 
     builder = subgraph_builder()
     first = treadle.compile(builder, store=store_url)

@@ -1,4 +1,4 @@
-"""treadle.server.graphs: a schema LangGraph cannot render is null, and the log says why."""
+"""treadle.server.served_graphs: a schema LangGraph cannot render is null, and the log says why."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from langgraph.graph import StateGraph
 from typing_extensions import TypedDict
 
-from treadle.server.graphs import _schemas
+from treadle.server.served_graphs import _schemas
 
 
 class Good(TypedDict):

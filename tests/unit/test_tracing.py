@@ -22,7 +22,7 @@ from treadle import tracing
 from treadle.cluster import client
 from treadle.cluster.worker import Worker
 from treadle.config import get_settings
-from treadle.graphs import load_graph
+from treadle.graphs.refs import load_graph
 
 TRACED = f"{Path(__file__).resolve().parents[1] / 'cluster_graphs' / 'traced.py'}:builder"
 

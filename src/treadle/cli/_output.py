@@ -113,7 +113,7 @@ def _open(store: str | None, *, auto_migrate: bool | None = None) -> Any:
     from treadle.store import open_store
 
     settings = _settings(store=store)
-    return open_store(settings.store, auto_migrate=auto_migrate)
+    return open_store(settings.store, auto_migrate=auto_migrate, settings=settings)
 
 
 def _open_existing(store: str | None) -> Any:
@@ -123,7 +123,8 @@ def _open_existing(store: str | None) -> Any:
     from treadle.store import open_store
     from treadle.store.urls import redact
 
-    url = _settings(store=store).store
+    settings = _settings(store=store)
+    url = settings.store
     missing = (f"no treadle store at {redact(url)}: pass --store (or TREADLE_STORE) with the "
                "store your runs use; `treadle run` and `treadle migrate` create one")
     if url.split(":", 1)[0].lower() == "sqlite":
@@ -133,10 +134,10 @@ def _open_existing(store: str | None) -> Any:
         if not path.is_file():
             raise StoreError(missing)
     else:  # a database without treadle's tables: look before the migrations create them
-        probe = open_store(url, auto_migrate=False)
+        probe = open_store(url, auto_migrate=False, settings=settings)
         try:
             if probe.schema_version() == 0:
                 raise StoreError(missing)
         finally:
             probe.close()
-    return open_store(url)
+    return open_store(url, settings=settings)

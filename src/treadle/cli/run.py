@@ -126,7 +126,7 @@ def run(
 
     from langgraph.types import Command
 
-    from treadle.progress import LiveProgress, NullProgress, PlainProgress, Progress
+    from treadle.cli.progress import LiveProgress, NullProgress, PlainProgress, Progress
 
     if runtime not in ("local", "distributed"):
         raise typer.BadParameter("must be local or distributed", param_hint="'--runtime'")
@@ -319,16 +319,16 @@ def _compile(ref: str, thread_id: str, settings: Any, graph_id: str | None) -> A
     """``ref``'s graph on treadle; a factory taking a ServerRuntime gets one for executing
     a run (``threads.create_run``), whose store is the run's."""
     import treadle
-    from treadle.graphs import load_factory, load_graph
-    from treadle.memory import TreadleStore
+    from treadle.graphs.refs import load_factory, load_graph
     from treadle.store import shared
+    from treadle.store.memory import TreadleStore
 
     config = {"configurable": {"thread_id": thread_id}}
     factory = load_factory(ref)
     if factory is None or factory.runtime_param is None:
         graph = load_graph(ref, config=config, access_context="threads.create_run")
         return treadle.compile(graph, settings=settings, graph_id=graph_id)
-    memory = TreadleStore(shared.acquire(settings.store))
+    memory = TreadleStore(shared.acquire(settings.store, settings))
     try:
         graph = load_graph(ref, config=config, access_context="threads.create_run", store=memory)
         return treadle.compile(graph, settings=settings, graph_id=graph_id)

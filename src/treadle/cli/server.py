@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -25,6 +25,9 @@ from treadle.cli._telemetry import (
 from treadle.errors import ConfigError
 from treadle.langgraph_json import Loaded
 from treadle.store.urls import redact
+
+if TYPE_CHECKING:
+    from treadle.config import Settings
 
 _CONFIG_OPTION = typer.Option(
     "langgraph.json", "--config", "-c", help="The langgraph.json whose graphs to serve."
@@ -42,7 +45,7 @@ def _load(config: str) -> Loaded:
     refs = loaded.refs
     # Fail before listening, in one line, rather than serve a deployment missing a graph.
     from treadle.errors import GraphLoadError
-    from treadle.graphs import load_graph
+    from treadle.graphs.refs import load_graph
 
     for name, ref in refs.items():
         try:
@@ -60,28 +63,28 @@ def _bind(settings: object) -> socket.socket:
                        option="--port / TREADLE_PORT")
 
 
-def _serve(settings: object, sock: socket.socket, loaded: Loaded, *, in_process_worker: bool,
+def _serve(settings: Settings, sock: socket.socket, loaded: Loaded, *, in_process_worker: bool,
            log_level: str) -> None:
     from treadle.server import drain
     from treadle.server.app import create_app
     from treadle.store import shared
 
-    application = create_app(settings, loaded.refs,  # type: ignore[arg-type]
+    application = create_app(settings, loaded.refs,
                              in_process_worker=in_process_worker,
                              langgraph=loaded)
     # Open the store before listening: an unusable one (unreachable, or missing migrations
     # with TREADLE_AUTO_MIGRATE off) stops start-up in one line; the app shares this store.
-    shared.acquire(settings.store)  # type: ignore[attr-defined]
+    shared.acquire(settings.store, settings)
     try:
         # On SIGTERM: /readyz fails at once, the API serves on for shutdown_delay seconds.
         drain.run(application, sock=sock,
-                  shutdown_delay=settings.shutdown_delay,  # type: ignore[attr-defined]
-                  host=settings.host, port=settings.port,  # type: ignore[attr-defined]
+                  shutdown_delay=settings.shutdown_delay,
+                  host=settings.host, port=settings.port,
                   log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
                   log_config=None,  # uvicorn's loggers go through treadle's (logs.py)
                   lifespan="on")
     finally:
-        shared.release(settings.store)  # type: ignore[attr-defined]
+        shared.release(settings.store)
 
 
 def _logging(settings: object, *, auto_format: str) -> None:

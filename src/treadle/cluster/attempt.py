@@ -22,7 +22,6 @@ from treadle import logs, metrics, tracing
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.drive import drive, validate_input
 from treadle.cluster.notify import Notifier
-from treadle.cluster.registry import GraphRegistry
 from treadle.cluster.remote import call_remote
 from treadle.config import Settings
 from treadle.errors import (
@@ -32,7 +31,9 @@ from treadle.errors import (
     StoreError,
     TreadleError,
 )
-from treadle.execution import EXECUTION_KEY, Execution
+from treadle.graphs.registry import GraphRegistry
+from treadle.run_context import RunContext, with_run_context
+from treadle.runtime.execution import Execution
 from treadle.store.base import ClaimThreadNow, PutWrites, Store
 from treadle.store.queue import CANCEL_STATUS, CHANNEL_RUN_DONE, CHANNEL_RUNS, RunRow
 
@@ -214,7 +215,7 @@ class RunAttempts:
         config = dict(payload.get("config") or {})
         conf = dict(config.get("configurable") or {})
         conf["thread_id"] = row.thread_id
-        conf[EXECUTION_KEY] = ex
+        with_run_context(conf, RunContext(execution=ex))
         config["configurable"] = conf
         try:
             config["run_id"] = uuid.UUID(row.run_id)
@@ -340,7 +341,7 @@ class RunAttempts:
         if not ex.payload.get("thread_record"):
             return
         from treadle.jsonable import to_json
-        from treadle.store.threads import ThreadUpdate
+        from treadle.store.thread_records import ThreadUpdate
 
         update = ThreadUpdate(ex.row.thread_id, status, error=_clean(error))
         if state is not None:

@@ -17,13 +17,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from treadle import tracing
-from treadle.cluster import graphs_by_value
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.events import END, decode_chunk
 from treadle.cluster.notify import notifier_for
 from treadle.cluster.pending import PendingWatch
-from treadle.cluster.registry import REF_PREFIX
 from treadle.errors import ConfigError, RunFailedError
+from treadle.graphs import by_value
+from treadle.graphs.registry import REF_PREFIX
 from treadle.store import Store
 from treadle.store.queue import (
     CHANNEL_EVENTS,
@@ -62,7 +62,7 @@ def _graph_id(graph: TreadleGraph) -> str:
                    "placement": n.bound.options.placement}
             for name, n in compiled.nodes.items() if hasattr(n.bound, "options")
         }
-        gid, blob = graphs_by_value.pack(getattr(compiled, "builder", None), kwargs, nodes)
+        gid, blob = by_value.pack(getattr(compiled, "builder", None), kwargs, nodes)
         graph.backend.put_graph(gid, blob)
         graph.treadle_core.shipped = gid
     return graph.treadle_core.shipped

@@ -4,7 +4,7 @@ Values use LangGraph's own serializer (msgpack with LangChain/pydantic/dataclass
 support, the same one checkpoints use): ``Command``, ``Send``, messages and
 ``Interrupt`` round-trip. Nothing read from a run or task record is unpickled, so
 a queued run can carry data, never code; code travels only as a graph shipped by
-value, which workers load only when told to trust the store (see ``graphs_by_value``).
+value, which workers load only when told to trust the store (see ``treadle.graphs.by_value``).
 """
 
 from __future__ import annotations

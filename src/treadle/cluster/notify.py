@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 
 from treadle.errors import StoreError
@@ -143,7 +144,8 @@ class Notifier:
             self._thread.join(timeout=2)
 
 
-_notifiers: dict[int, Notifier] = {}
+# Keyed by the store object itself (never by id(), which a new object may reuse).
+_notifiers: weakref.WeakKeyDictionary[Store, Notifier] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -151,14 +153,14 @@ def notifier_for(store: Store) -> Notifier:
     """The process's notifier for ``store`` (started on first use; its thread is a
     daemon with its own connection, so it never keeps the process alive)."""
     with _lock:
-        found = _notifiers.get(id(store))
-        if found is None or found.store is not store:
-            found = _notifiers[id(store)] = Notifier(store)
+        found = _notifiers.get(store)
+        if found is None:
+            found = _notifiers[store] = Notifier(store)
         return found
 
 
 def close_notifier(store: Store) -> None:
     with _lock:
-        found = _notifiers.pop(id(store), None)
+        found = _notifiers.pop(store, None)
     if found is not None:
         found.close()

@@ -17,9 +17,9 @@ import logging
 import shlex
 import time
 
-from treadle.cluster import graphs_by_value
-from treadle.cluster.registry import REF_PREFIX
 from treadle.errors import QueueTimeoutError
+from treadle.graphs import by_value
+from treadle.graphs.registry import REF_PREFIX
 from treadle.store import Store
 from treadle.store.queue import RunRow, WorkerInfo
 from treadle.store.urls import redact
@@ -36,8 +36,8 @@ def graph_label(graph_id: str) -> str:
     """``'pipeline'`` for ``ref:pipeline``; a short form of a graph shipped by value."""
     if graph_id.startswith(REF_PREFIX):
         return repr(graph_id[len(REF_PREFIX):])
-    if graph_id.startswith(graphs_by_value.PICKLE_PREFIX):
-        return f"{graph_id[:len(graphs_by_value.PICKLE_PREFIX) + 12]}… (shipped by value)"
+    if graph_id.startswith(by_value.PICKLE_PREFIX):
+        return f"{graph_id[:len(by_value.PICKLE_PREFIX) + 12]}… (shipped by value)"
     return repr(graph_id)
 
 
@@ -46,7 +46,7 @@ def worker_command(store_url: str, graph_id: str, graph_args: str | None = None)
 
     ``graph_args``: its graph arguments when the caller knows them (``name=REF``,
     ``--graphs langgraph.json``); otherwise a placeholder REF."""
-    if graph_id.startswith(graphs_by_value.PICKLE_PREFIX):
+    if graph_id.startswith(by_value.PICKLE_PREFIX):
         graph_args = "--allow-pickled-graphs"
     elif graph_args is None:
         name = graph_id[len(REF_PREFIX):] if graph_id.startswith(REF_PREFIX) else graph_id
@@ -119,7 +119,7 @@ class PendingWatch:
 
     def message(self) -> str:
         what = (f"no live worker serves graph {graph_label(self.graph_id)}"
-                if not self.graph_id.startswith(graphs_by_value.PICKLE_PREFIX)
+                if not self.graph_id.startswith(by_value.PICKLE_PREFIX)
                 else f"no live worker accepts graphs shipped by value "
                      f"({graph_label(self.graph_id)})")
         waiting = ("still waiting" if self.queue_timeout is None

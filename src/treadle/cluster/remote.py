@@ -16,17 +16,18 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from treadle import logs, tracing
+from treadle._langgraph import task_id
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.notify import Notifier
 from treadle.errors import RemoteNodeError, TreadleError
-from treadle.idempotency import key_from_config, reset_process_key, set_process_key
-from treadle.policies import is_transient
-from treadle.pools import NodeProxy
+from treadle.runtime.idempotency import key_from_config, reset_process_key, set_process_key
+from treadle.runtime.policies import is_transient
+from treadle.runtime.pools import NodeProxy
 from treadle.store import Store
 from treadle.store.queue import CHANNEL_TASK_DONE, CHANNEL_TASKS, NewTask, TaskRow
 
 if TYPE_CHECKING:
-    from treadle.cluster.registry import GraphRegistry
+    from treadle.graphs.registry import GraphRegistry
 
 __all__ = ["call_remote", "run_task", "task_key"]
 
@@ -35,7 +36,10 @@ log = logging.getLogger("treadle.worker")
 
 def task_key(config: dict[str, Any]) -> str:
     conf = config.get("configurable", {})
-    return f"{conf.get('thread_id', '')}:{conf.get('checkpoint_ns', '')}:{conf['__pregel_task_id']}"
+    tid = task_id(config)
+    if tid is None:
+        raise KeyError("a remote node's config carries no LangGraph task id")
+    return f"{conf.get('thread_id', '')}:{conf.get('checkpoint_ns', '')}:{tid}"
 
 
 async def call_remote(

@@ -24,7 +24,7 @@ back to the queue so another worker resumes it at once); a second one stops at o
 (leases then expire and the sweeper re-queues the runs).
 
 Abandoned node threads (sync bodies still running after their run was cancelled or timed
-out, see :mod:`treadle.node_threads`) cannot be interrupted: once there are
+out, see :mod:`treadle.runtime.node_threads`) cannot be interrupted: once there are
 ``max_abandoned_threads`` of them the worker recycles itself (drains as on SIGTERM, then
 exits with :data:`EXIT_RECYCLE` so its supervisor starts a fresh process). Its own store
 calls (claims, heartbeats, advertisements) run on a small executor of its own, which no
@@ -50,14 +50,14 @@ from typing import Any
 from treadle import listen, logs, metrics
 from treadle.cluster.attempt import RunAttempts, RunExecution
 from treadle.cluster.notify import close_notifier, notifier_for
-from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.cluster.remote import run_task
 from treadle.config import Settings
 from treadle.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from treadle.node_threads import abandoned_threads
+from treadle.graphs.registry import REF_PREFIX, GraphRegistry
+from treadle.runtime.node_threads import abandoned_threads
 from treadle.store import shared
 from treadle.store.queue import (
     CHANNEL_CANCEL,
@@ -144,7 +144,7 @@ class Worker(RunAttempts):
             failures = 0
             while True:
                 try:
-                    self.store = shared.acquire(self.settings.store)
+                    self.store = shared.acquire(self.settings.store, self.settings)
                     break
                 except StoreUnavailableError as exc:
                     failures += 1

@@ -27,8 +27,8 @@ from treadle.errors import (
 )
 from treadle.langgraph_json import Loaded
 from treadle.server.context import Ctx
-from treadle.server.graphs import ServerGraphs
 from treadle.server.limits import BodyLimit, valid_request
+from treadle.server.served_graphs import ServerGraphs
 
 __all__ = ["create_app"]
 
@@ -50,7 +50,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         # Store calls run in threads: size the pool for many concurrent requests.
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(64, thread_name_prefix="treadle-server"))
-        store = await asyncio.to_thread(shared.acquire, settings.store)
+        store = await asyncio.to_thread(shared.acquire, settings.store, settings)
         graphs = ServerGraphs(store, refs, settings, descriptions=langgraph.descriptions,
                               memory_ttl=langgraph.store_ttl)
         await asyncio.to_thread(graphs.load)

@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import Request
 
 from treadle.config import Settings
-from treadle.memory import TreadleStore
 from treadle.store import Store
+from treadle.store.memory import TreadleStore
 
 __all__ = ["Ctx", "get_ctx", "get_memory", "get_store"]
 
@@ -22,7 +22,7 @@ __all__ = ["Ctx", "get_ctx", "get_memory", "get_store"]
 class Ctx:
     settings: Settings
     store: Store
-    graphs: Any  # treadle.server.graphs.ServerGraphs (the graphs of langgraph.json)
+    graphs: Any  # treadle.server.served_graphs.ServerGraphs (the graphs of langgraph.json)
     memory_ttl: dict[str, Any] | None = None  # langgraph.json's store.ttl (TTLConfig)
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -3,7 +3,7 @@
 A :class:`RunConverter` turns one run's recorded stream chunks (and its end) into
 protocol events: root and subgraph ``lifecycle``, ``values``, ``updates``, the
 ``messages`` content-block sequence, ``input.requested`` for interrupts, ``custom``,
-``tasks`` and ``checkpoints``. ``treadle.server.thread_stream`` numbers, filters
+``tasks`` and ``checkpoints``. ``treadle.server.thread_events`` numbers, filters
 and serves them.
 """
 

@@ -16,12 +16,14 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from treadle._langgraph import CONFIG_KEY_PREFIX
+
 __all__ = ["INTERNAL_PREFIXES", "REFUSED_KEYS", "check_client_config"]
 
 # Keys refused at the top level of a config and in its ``configurable``.
 REFUSED_KEYS = ("checkpoint_store",)
 # ``configurable`` keys that belong to LangGraph (``__pregel_*``) or treadle (``__treadle_*``).
-INTERNAL_PREFIXES = ("__pregel_", "__treadle_")
+INTERNAL_PREFIXES = (CONFIG_KEY_PREFIX, "__treadle_")
 # ``runtime`` may only say what the server does anyway.
 _RUNTIME_OK = ("local", None)
 

@@ -18,15 +18,15 @@ from fastapi import HTTPException
 from treadle import tracing
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.notify import notifier_for
-from treadle.cluster.registry import REF_PREFIX
 from treadle.errors import IdempotencyKeyError, ThreadBusyError
+from treadle.graphs.registry import REF_PREFIX
 from treadle.jsonable import to_json
 from treadle.server.context import Ctx
-from treadle.server.graphs import default_assistant_id
-from treadle.server.idempotency import RunKey
+from treadle.server.idempotency_header import RunKey
 from treadle.server.run_config import check_client_config
 from treadle.server.schemas import RunCreate
 from treadle.server.serialize import run_payload
+from treadle.server.served_graphs import default_assistant_id
 from treadle.store.queue import CHANNEL_RUN_DONE, CHANNEL_RUNS, TERMINAL, NewRun, RunRow
 
 __all__ = ["check_run", "create_run", "get_assistant_or_404", "run_output", "stream_modes", "wait_for_run"]
@@ -95,7 +95,7 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     """Queue a run; 404 for an unknown assistant/thread, 409 when the thread is busy
     and ``multitask_strategy`` is ``reject``. Nothing is written on a rejection.
 
-    ``key`` (the Idempotency-Key header, see treadle.server.idempotency): the run first
+    ``key`` (the Idempotency-Key header, see treadle.server.idempotency_header): the run first
     created with it, if any, instead of a new one; 422 if that was another request."""
     store = ctx.store
     if key is not None:

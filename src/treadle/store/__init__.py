@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from treadle.errors import ConfigError
 from treadle.store.base import Store
 from treadle.store.urls import redact
 
+if TYPE_CHECKING:
+    from treadle.config import Settings
+
 __all__ = ["Store", "open_store"]
 
 
-def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | None = None) -> Store:
+def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | None = None,
+               settings: Settings | None = None) -> Store:
     """Open the store at ``url`` (``sqlite:///path`` or ``postgresql://...``).
 
-    ``auto_migrate`` None follows ``TREADLE_AUTO_MIGRATE``: apply pending migrations, or
-    (off) refuse a schema missing a pre migration (:meth:`Store.check_schema`). True
-    migrates; False opens the store as it is (``treadle migrate`` itself).
-    """
-    from treadle.config import get_settings
+    ``auto_migrate`` None follows ``settings.auto_migrate`` (``TREADLE_AUTO_MIGRATE``):
+    apply pending migrations, or (off) refuse a schema missing a pre migration
+    (:meth:`Store.check_schema`). True migrates; False opens the store as it is
+    (``treadle migrate`` itself). ``linger`` None follows ``settings.write_linger_ms``;
+    a PostgreSQL store connects within ``settings.connect_timeout``.
 
-    settings = get_settings()
+    treadle's own callers (``treadle.compile``, the CLI, the server, workers) pass the
+    settings they read once; without them (``treadle.open_store(url)`` in a program)
+    they are read from the ``TREADLE_*`` environment here.
+    """
+    if settings is None:
+        from treadle.config import get_settings
+
+        settings = get_settings()
     if linger is None:
         linger = settings.write_linger_ms / 1000
     migrate = settings.auto_migrate if auto_migrate is None else auto_migrate
@@ -31,7 +44,8 @@ def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | No
     elif scheme in ("postgresql", "postgres"):
         from treadle.store.postgres import PostgresStore
 
-        store = PostgresStore(url, linger=linger, auto_migrate=migrate)
+        store = PostgresStore(url, linger=linger, auto_migrate=migrate,
+                              connect_timeout=settings.connect_timeout)
     else:
         raise ConfigError(
             f"unsupported store URL {redact(url)!r}: use sqlite:///path/to/file.db or postgresql://user@host/db"

@@ -2,7 +2,7 @@
 
 :class:`ItemStore` lives beside the checkpoints and the run queue, written once over the
 connector (its queries are the ``items_*`` and ``item_*`` ones of each dialect's query
-file); :class:`treadle.memory.TreadleStore` adapts it to LangGraph's ``BaseStore``.
+file); :class:`treadle.store.memory.TreadleStore` adapts it to LangGraph's ``BaseStore``.
 Reads take no write lock: a read that must refresh TTLs does so afterwards, in a short
 write, only when an item it found has a TTL. A batch of writes is one transaction of at
 most two statements, whatever its size.

@@ -1,8 +1,8 @@
 """The LangGraph Platform API resources: assistants (with versions), threads, crons.
 
 They live beside the checkpoints and the run queue, in the same database, written once
-over the connector (:mod:`treadle.store.connector`): :mod:`~treadle.store.assistants`,
-:mod:`~treadle.store.threads`, :mod:`~treadle.store.crons`, sharing
+over the connector (:mod:`treadle.store.connector`): :mod:`~treadle.store.assistant_records`,
+:mod:`~treadle.store.thread_records`, :mod:`~treadle.store.cron_records`, sharing
 :mod:`~treadle.store.records`. Values are plain JSON (dicts, lists, scalars); times are
 Unix seconds (float) from the *database's* clock.
 
@@ -19,10 +19,10 @@ Filters
 
 from __future__ import annotations
 
-from treadle.store.assistants import ASSISTANT_SORT, Assistant, AssistantStore
-from treadle.store.crons import CRON_SORT, Cron, CronStore
+from treadle.store.assistant_records import ASSISTANT_SORT, Assistant, AssistantStore
+from treadle.store.cron_records import CRON_SORT, Cron, CronStore
 from treadle.store.records import IF_EXISTS, SORT_ORDERS, UNSET, Unset, check_choice
-from treadle.store.threads import THREAD_SORT, THREAD_STATUSES, Thread, ThreadStore, ThreadUpdate
+from treadle.store.thread_records import THREAD_SORT, THREAD_STATUSES, Thread, ThreadStore, ThreadUpdate
 
 __all__ = [
     "ASSISTANT_SORT",

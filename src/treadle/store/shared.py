@@ -9,8 +9,12 @@ release closes it. Sharing also lets the runs of several graphs share commits.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from treadle.store import Store, open_store
+
+if TYPE_CHECKING:
+    from treadle.config import Settings
 
 __all__ = ["acquire", "release"]
 
@@ -18,12 +22,13 @@ _lock = threading.Lock()
 _stores: dict[str, tuple[Store, int]] = {}
 
 
-def acquire(url: str) -> Store:
-    """The open store for ``url``, opening (and migrating) it on first use."""
+def acquire(url: str, settings: Settings) -> Store:
+    """The open store for ``url``, opening (and migrating) it on first use, as
+    ``settings`` say (write linger, auto-migrate, connect timeout)."""
     with _lock:
         entry = _stores.get(url)
         if entry is None:
-            store = open_store(url)
+            store = open_store(url, settings=settings)
             _stores[url] = (store, 1)
             return store
         store, count = entry

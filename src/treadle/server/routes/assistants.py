@@ -29,7 +29,7 @@ CtxDep = Annotated[Ctx, Depends(get_ctx)]
 
 @router.post("/assistants", summary="Create an assistant")
 async def create_assistant(body: AssistantCreate, ctx: CtxDep) -> dict[str, Any]:
-    from treadle.store.assistants import Assistant
+    from treadle.store.assistant_records import Assistant
 
     ctx.graphs.get(body.graph_id)
     a = Assistant(assistant_id=body.assistant_id or str(uuid.uuid4()), graph_id=body.graph_id,
@@ -123,7 +123,7 @@ async def get_subgraphs_ns(assistant_id: str, namespace: str, ctx: CtxDep,
 
 async def _subgraphs(ctx: Ctx, assistant_id: str, namespace: str | None,
                      recurse: bool) -> dict[str, Any]:
-    from treadle.server.graphs import _schemas
+    from treadle.server.served_graphs import _schemas
 
     a = await get_assistant_or_404(ctx, assistant_id)
     out = {}

@@ -25,7 +25,7 @@ _RUN_FIELDS = ("input", "metadata", "config", "context", "webhook", "interrupt_b
 
 
 async def _create(ctx: Ctx, body: CronCreate, thread_id: str | None) -> dict[str, Any]:
-    from treadle.store.crons import Cron
+    from treadle.store.cron_records import Cron
 
     assistant = await get_assistant_or_404(ctx, body.assistant_id)
     if thread_id is not None and await asyncio.to_thread(ctx.store.get_thread, thread_id) is None:

@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 
 from treadle.cluster.notify import notifier_for
 from treadle.server.context import Ctx, get_ctx
-from treadle.server.idempotency import HEADER, run_key
+from treadle.server.idempotency_header import HEADER, run_key
 from treadle.server.runs import check_run, create_run, run_output, stream_modes, wait_for_run
 from treadle.server.schemas import MAX_OFFSET, RunBatchItem, RunCancelMany, RunCreate
 from treadle.server.serialize import run_json, run_payload
@@ -25,7 +25,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["runs"])
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
 # Retrying a create with the same key returns (or joins) the first run: see
-# treadle.server.idempotency.
+# treadle.server.idempotency_header.
 KeyHeader = Annotated[str | None, Header(alias=HEADER, description=(
     "Make the create idempotent: a retry with the same key and request returns (for "
     "/stream and /wait, joins) the run the first one created."))]

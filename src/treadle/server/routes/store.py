@@ -2,7 +2,7 @@
 calls it (``client.store.put_item`` / ``get_item`` / ``delete_item`` / ``search_items`` /
 ``list_namespaces``).
 
-Everything goes through :class:`~treadle.memory.TreadleStore`, so HTTP clients and graph
+Everything goes through :class:`~treadle.store.memory.TreadleStore`, so HTTP clients and graph
 nodes see the same items with the same rules. Namespaces travel as lists of labels, except
 in ``GET /store/items`` where the SDK joins them with ``.``. TTLs are in minutes.
 """
@@ -19,9 +19,9 @@ from langgraph.store.base import InvalidNamespaceError, Item
 from pydantic import BaseModel, Field, field_validator
 
 from treadle.errors import InputError
-from treadle.memory import TreadleStore
 from treadle.server.context import get_memory
 from treadle.server.limits import MAX_NAMESPACE_LABELS, MAX_STORE_PATH_BYTES, MAX_TTL_MINUTES
+from treadle.store.memory import TreadleStore
 
 __all__ = ["router"]
 

@@ -5,7 +5,7 @@ The protocol (``client.threads.stream(...)`` of langgraph-sdk): commands go to
 and an ``{"type": "error"}`` body); events come from ``POST /threads/{id}/stream/events``
 (SSE, one filtered stream per request, ``since`` in the body) or from a WebSocket on the
 same path, which takes ``subscription.subscribe`` / ``subscription.unsubscribe`` and the
-other commands as JSON frames. The logic is in ``treadle.server.thread_stream``.
+other commands as JSON frames. The logic is in ``treadle.server.thread_events``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from treadle.jsonable import dumps
 from treadle.server.context import Ctx, get_ctx
 from treadle.server.limits import check_json
 from treadle.server.sse import EventStream
-from treadle.server.thread_stream import (
+from treadle.server.thread_events import (
     CHANNELS,
     EventFilter,
     error_response,

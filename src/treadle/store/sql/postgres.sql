@@ -170,7 +170,7 @@ RETURNING thread_id, metadata::text, status, state_values::text, interrupts::tex
 
 -- name: thread_state
 -- Record a thread's state (set_thread_state; the run queue, in its own transaction, when a
--- run is claimed, finished or swept). Parameters (treadle.store.threads.thread_state_params):
+-- run is claimed, finished or swept). Parameters (treadle.store.thread_records.thread_state_params):
 -- thread_id, status (one of THREAD_STATUSES), set_values (boolean: replace the values),
 -- values (JSON text or NULL), interrupts (JSON text), error (text or NULL).
 UPDATE treadle_thread_records SET status = %(status)s,

@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -35,19 +36,25 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.types import RetryPolicy
 
 from treadle import logs, metrics, tracing
+from treadle._langgraph import (
+    is_async_node,
+    node_accepts,
+    node_attempt,
+    node_coroutine,
+    node_function,
+    retries_on,
+)
 from treadle.config import Settings
 from treadle.errors import ConfigError, NodeTimeoutError
-from treadle.execution import EXECUTION_KEY, Execution
-from treadle.idempotency import key_from_config, set_process_key
-from treadle.node_threads import NodeThreads
-from treadle.policies import CircuitBreaker, is_transient
+from treadle.run_context import execution_of, limits_of
+from treadle.runtime.idempotency import key_from_config, set_process_key
+from treadle.runtime.node_threads import NodeThreads
+from treadle.runtime.policies import CircuitBreaker, is_transient
 
-__all__ = ["LIMITS_KEY", "NodeOptions", "NodeProxy", "Pools", "RunLimits", "plain_config"]
+__all__ = ["NodeOptions", "NodeProxy", "Pools", "RunLimits", "plain_config"]
 
 log = logging.getLogger("treadle.runtime")
 
-#: configurable key carrying the run's :class:`RunLimits`.
-LIMITS_KEY = "__treadle_limits"
 POOL_KINDS = ("auto", "thread", "async", "process")
 PLACEMENTS = ("local", "remote")
 
@@ -95,15 +102,18 @@ class RunLimits:
         self.body_max_concurrency = body_max_concurrency
         self.thread_slots = threading.BoundedSemaphore(max_workers or settings.thread_workers)
         self._async_limit = max_workers or settings.async_workers
-        self._async_slots: dict[int, asyncio.Semaphore] = {}
+        # One semaphore per event loop (an asyncio.Semaphore belongs to one loop), dropped
+        # with its loop.
+        self._async_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary())
         self._lock = threading.Lock()
 
     def async_slots(self) -> asyncio.Semaphore:
-        loop_id = id(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         with self._lock:
-            sem = self._async_slots.get(loop_id)
+            sem = self._async_slots.get(loop)
             if sem is None:
-                sem = self._async_slots[loop_id] = asyncio.Semaphore(self._async_limit)
+                sem = self._async_slots[loop] = asyncio.Semaphore(self._async_limit)
             return sem
 
 
@@ -126,7 +136,7 @@ class Pools:
             return self._threads
 
     def processes(self) -> Any:
-        from treadle.process_pool import ProcessPool
+        from treadle.runtime.process_pool import ProcessPool
 
         with self._lock:
             if self._processes is None:
@@ -142,20 +152,6 @@ class Pools:
             threads.shutdown(wait=False, cancel_futures=True)
         if processes is not None:
             processes.shutdown()
-
-
-def _is_async(bound: Runnable[Any, Any]) -> bool:
-    """Whether the node's body is a coroutine function. LangGraph gives a sync node an
-    ``afunc`` too, a shim that runs it on the event loop's default executor: such a node
-    is sync, and its body runs on treadle's thread pool instead (where a body abandoned
-    by a cancelled run is counted and replaced, and the worker's own calls never wait)."""
-    afunc = getattr(bound, "afunc", None)
-    if afunc is None:
-        return False
-    from langchain_core.runnables.config import run_in_executor
-
-    return not (isinstance(afunc, functools.partial) and afunc.func is run_in_executor
-                and getattr(bound, "func", None) is not None)
 
 
 def _run_in_process(func: Any, state: Any, key: str | None, kwargs: dict[str, Any]) -> Any:
@@ -189,7 +185,9 @@ class NodeProxy(_RunnableBase):
         self.pools = pools
         self.breaker = breaker
         self.retry_policy = retry_policy
-        self.is_async = _is_async(bound)
+        # A sync node (LangGraph gives it an async shim too) runs on treadle's thread pool,
+        # where a body abandoned by a cancelled run is counted and replaced.
+        self.is_async = is_async_node(bound)
         self.pool = options.pool
         if self.pool == "auto":
             self.pool = "async" if self.is_async else "thread"
@@ -199,8 +197,7 @@ class NodeProxy(_RunnableBase):
             self._check_plain_node("placement='remote'", "run it locally")
 
     def _check_process_node(self) -> None:
-        func = getattr(self.bound, "func", None)
-        if func is None:
+        if node_function(self.bound) is None:
             raise ConfigError(
                 f"node {self.name!r} cannot run on the process pool: only plain sync "
                 "functions can (it is async or not a function)"
@@ -208,9 +205,9 @@ class NodeProxy(_RunnableBase):
         self._check_plain_node("process-pool", "use the thread pool")
 
     def _check_plain_node(self, what: str, instead: str) -> None:
-        if getattr(self.bound, "func", None) is None and getattr(self.bound, "afunc", None) is None:
+        if node_function(self.bound) is None and node_coroutine(self.bound) is None:
             raise ConfigError(f"node {self.name!r} cannot use {what}: it is not a function")
-        extra = set(getattr(self.bound, "func_accepts", {})) - {"config"}
+        extra = node_accepts(self.bound) - {"config"}
         if extra:
             raise ConfigError(
                 f"node {self.name!r} takes {sorted(extra)}; {what} nodes receive only "
@@ -228,7 +225,7 @@ class NodeProxy(_RunnableBase):
             return self._invoke(input, config, **kwargs)
 
     def _invoke(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
-        limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
+        limits = limits_of(config)
         config = _body_config(config, limits)
         self.breaker.before_call()
         slots = limits.thread_slots if limits else None
@@ -278,14 +275,14 @@ class NodeProxy(_RunnableBase):
             return await self._run_or_dispatch(input, config, **kwargs)
 
     async def _run_or_dispatch(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
-        execution: Execution | None = config.get("configurable", {}).get(EXECUTION_KEY)
+        execution = execution_of(config)
         if execution is None:
             return await self._ainvoke(input, config, **kwargs)
         await execution.enter()  # parked here while the worker drains
         try:
             if self.options.placement == "remote":
                 # A remote body is one of the run's bodies: it holds one of its slots.
-                limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
+                limits = limits_of(config)
                 if limits is None:
                     return await execution.dispatch(str(self.name), input, plain_config(config))
                 async with limits.async_slots():
@@ -295,7 +292,7 @@ class NodeProxy(_RunnableBase):
             execution.leave()
 
     async def _ainvoke(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
-        limits: RunLimits | None = config.get("configurable", {}).get(LIMITS_KEY)
+        limits = limits_of(config)
         config = _body_config(config, limits)
         self.breaker.before_call()
         timeout = self.options.timeout
@@ -351,13 +348,13 @@ class NodeProxy(_RunnableBase):
         """One node attempt: its log context (node, node_attempt) and its span
         ``treadle.node <name>``. The body's thread gets both: LangGraph and the pools
         run it in a copy of this context."""
-        attempt = _attempt(config)
+        attempt = node_attempt(config)
         with logs.bound(node=self.name, node_attempt=attempt):
             if not tracing.enabled():
                 yield
                 return
             conf = config.get("configurable", {})
-            execution: Execution | None = conf.get(EXECUTION_KEY)
+            execution = execution_of(config)
             attributes = {
                 "treadle.node": self.name, "treadle.node_attempt": attempt,
                 "treadle.step": (config.get("metadata") or {}).get("langgraph_step"),
@@ -373,14 +370,14 @@ class NodeProxy(_RunnableBase):
 
     def _count_retry(self, config: RunnableConfig) -> None:
         # Counted where LangGraph retries (for a remote node: on the orchestrator).
-        if _attempt(config) > 1:
+        if node_attempt(config) > 1:
             metrics.node_retried(self.name)
 
     def _process_args(self, input: Any, config: RunnableConfig) -> tuple[Any, ...]:
         kwargs: dict[str, Any] = {}
-        if "config" in getattr(self.bound, "func_accepts", {}):
+        if "config" in node_accepts(self.bound):
             kwargs["config"] = plain_config(config)
-        return (self.bound.func, input, key_from_config(config), kwargs)  # type: ignore[attr-defined]
+        return (node_function(self.bound), input, key_from_config(config), kwargs)
 
     def _wait(self, fut: Future[Any]) -> Any:
         try:
@@ -398,8 +395,8 @@ class NodeProxy(_RunnableBase):
     def _failed(self, exc: BaseException, config: RunnableConfig, started: float) -> None:
         metrics.node_attempt(self.name, "error", time.perf_counter() - started)
         self.breaker.on_failure()
-        policy = next((p for p in self.retry_policy if _retries(p, exc)), None)
-        attempt = _attempt(config)
+        policy = next((p for p in self.retry_policy if retries_on(p, exc)), None)
+        attempt = node_attempt(config)
         error = f"{type(exc).__name__}: {exc}"
         if policy is not None and attempt < policy.max_attempts:
             log.warning(
@@ -422,12 +419,12 @@ class NodeProxy(_RunnableBase):
 def plain_config(config: RunnableConfig) -> dict[str, Any]:
     """What a node running away from LangGraph's loop (a process, another worker)
     receives as its config: the scalar configurable values, LangGraph's task id
-    included (so its idempotency key is the same)."""
+    included (so its idempotency key is the same); treadle's run context stays here."""
     conf = config.get("configurable", {})
     return {
         "configurable": {
             k: v for k, v in conf.items()
-            if isinstance(v, (str, int, float, bool)) and k != "__treadle_epoch"
+            if isinstance(v, (str, int, float, bool))
         }
     }
 
@@ -442,15 +439,3 @@ def _body_config(config: RunnableConfig, limits: RunLimits | None) -> RunnableCo
     else:
         body["max_concurrency"] = limits.body_max_concurrency
     return body  # type: ignore[return-value]
-
-
-def _retries(policy: RetryPolicy, exc: BaseException) -> bool:
-    from langgraph.pregel._retry import _should_retry_on
-
-    return isinstance(exc, Exception) and bool(_should_retry_on(policy, exc))
-
-
-def _attempt(config: RunnableConfig) -> int:
-    runtime = config.get("configurable", {}).get("__pregel_runtime")
-    info = getattr(runtime, "execution_info", None)
-    return int(getattr(info, "node_attempt", 1) or 1)

@@ -15,6 +15,8 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from treadle._langgraph import task_id as task_id_of
+
 __all__ = ["idempotency_key", "key_from_config"]
 
 # Set inside worker processes, where LangGraph's config is not available.
@@ -22,14 +24,12 @@ _PROCESS_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "treadle_idempotency_key", default=None
 )
 
-_TASK_ID = "__pregel_task_id"
-
 
 def key_from_config(config: RunnableConfig | dict[str, Any]) -> str | None:
-    conf = config.get("configurable") or {}
-    task_id = conf.get(_TASK_ID)
-    if not task_id:
+    task_id = task_id_of(config)
+    if task_id is None:
         return None
+    conf = config.get("configurable") or {}
     # Task ids are unique (derived from a uuid6 checkpoint id), also inside subgraphs.
     return f"{conf.get('thread_id', '')}:{task_id}"
 

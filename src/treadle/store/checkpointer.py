@@ -2,9 +2,9 @@
 
 Channel values are stored once per (channel, version) and shared by every
 checkpoint that references them, so a long thread does not rewrite its whole state
-at each step. Writes carrying a claim token (``configurable["__treadle_epoch"]``,
-set by the runtime for each execution of a thread) are refused once another
-execution has claimed the thread; unfenced writes (direct saver use, time travel
+at each step. Writes carrying a claim token (the run context's ``token``, see
+treadle.run_context, set by the runtime for each execution of a thread) are refused
+once another execution has claimed the thread; unfenced writes (direct saver use, time travel
 from user code) are accepted as LangGraph's own savers accept them.
 """
 
@@ -28,6 +28,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from treadle.run_context import fencing_token
 from treadle.store.base import (
     BlobRow,
     CheckpointRecord,
@@ -38,10 +39,7 @@ from treadle.store.base import (
     WriteRow,
 )
 
-__all__ = ["EPOCH_KEY", "TreadleSaver"]
-
-#: configurable key carrying the claim token of the execution that writes.
-EPOCH_KEY = "__treadle_epoch"
+__all__ = ["TreadleSaver"]
 
 
 class TreadleSaver(BaseCheckpointSaver[str]):
@@ -104,7 +102,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         next_config: RunnableConfig = {
             "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
         }
-        return PutCheckpoint(thread_id, row=row, blobs=blobs, token=conf.get(EPOCH_KEY)), next_config
+        return PutCheckpoint(thread_id, row=row, blobs=blobs, token=fencing_token(config)), next_config
 
     def _writes_op(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
@@ -127,7 +125,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
             checkpoint_id=conf["checkpoint_id"],
             rows=rows,
             upsert=all(w[0] in WRITES_IDX_MAP for w in writes),
-            token=conf.get(EPOCH_KEY),
+            token=fencing_token(config),
         )
 
     def put(

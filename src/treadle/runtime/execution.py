@@ -1,7 +1,7 @@
 """The hook a cluster run hangs on the node proxies: one :class:`Execution` per run attempt.
 
 The runtime layer knows nothing of queues or workers. A worker that executes a
-queued run puts an ``Execution`` in the run's config (``configurable[EXECUTION_KEY]``);
+queued run puts an ``Execution`` in the run's context (``RunContext.execution``);
 ``treadle.compile``'s graph then claims the thread for that run's epoch (so a worker
 whose lease was taken over can never write again), and every node proxy asks it
 before starting a node body (:meth:`enter`, which holds new bodies back while the
@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["EXECUTION_KEY", "Execution"]
-
-EXECUTION_KEY = "__treadle_execution"
+__all__ = ["Execution"]
 
 
 class Execution:

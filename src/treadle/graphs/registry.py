@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from treadle.cluster import graphs_by_value
 from treadle.config import Settings
 from treadle.errors import ConfigError, GraphLoadError, TreadleError
-from treadle.factories import Factory, server_runtime
-from treadle.graphs import factory_failed, load_factory, load_graph, made_graph
+from treadle.graphs import by_value
+from treadle.graphs.factories import Factory, server_runtime
+from treadle.graphs.refs import factory_failed, load_factory, load_graph, made_graph
 from treadle.langgraph_json import Loaded, load, read_langgraph_json
 from treadle.runtime import TreadleGraph, compile
 from treadle.store import Store
@@ -76,7 +76,7 @@ class GraphRegistry:
                           "workers: %s", name, ref, exc)
 
     def _memory(self) -> Any:
-        from treadle.memory import TreadleStore
+        from treadle.store.memory import TreadleStore
 
         return TreadleStore(self.store, ttl=self.memory_ttl)  # type: ignore[arg-type]
 
@@ -90,7 +90,7 @@ class GraphRegistry:
     @asynccontextmanager
     async def open(self, graph_id: str, config: dict[str, Any] | None, access_context: str,
                    *, context: Any = None) -> AsyncIterator[TreadleGraph]:
-        """The graph to use for ``access_context`` (see :mod:`treadle.factories`).
+        """The graph to use for ``access_context`` (see :mod:`treadle.graphs.factories`).
 
         A graph loaded at start is shared. A factory that takes a config or a runtime, or
         makes a context manager, is called again, as LangGraph Platform calls it: with
@@ -129,7 +129,7 @@ class GraphRegistry:
         found = self.graphs.get(graph_id)
         if found is not None:
             return found
-        if not graph_id.startswith(graphs_by_value.PICKLE_PREFIX) or not self.allow_pickled:
+        if not graph_id.startswith(by_value.PICKLE_PREFIX) or not self.allow_pickled:
             raise GraphLoadError(f"this worker does not serve graph {graph_id!r}")
         with self._lock:
             found = self.graphs.get(graph_id)
@@ -137,7 +137,7 @@ class GraphRegistry:
                 blob = self.store.get_graph(graph_id)
                 if blob is None:
                     raise GraphLoadError(f"graph {graph_id} is not in the store")
-                builder, kwargs, nodes = graphs_by_value.load(graph_id, blob)
+                builder, kwargs, nodes = by_value.load(graph_id, blob)
                 found = self._attach(compile(builder, settings=self.settings, nodes=nodes, **kwargs))
                 self.graphs[graph_id] = found
             return found

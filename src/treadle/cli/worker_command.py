@@ -93,8 +93,8 @@ def worker(
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
 ) -> None:
     """Claim and execute queued runs and remote node tasks until SIGTERM (then drain)."""
-    from treadle.cluster.registry import parse_graph_args
     from treadle.cluster.worker import Worker
+    from treadle.graphs.registry import parse_graph_args
 
     settings = _settings(
         store=store, worker_concurrency=concurrency, worker_task_slots=task_slots,
@@ -151,7 +151,7 @@ def _exit_past_abandoned_threads(code: int) -> None:
     import os
     import sys
 
-    from treadle.node_threads import abandoned_threads
+    from treadle.runtime.node_threads import abandoned_threads
 
     if abandoned_threads():
         logging.shutdown()

@@ -10,12 +10,12 @@ from typing import Any
 
 from langgraph.pregel import Pregel
 
-from treadle.checkpointer import TreadleSaver
 from treadle.config import Settings
 from treadle.errors import ConfigError
-from treadle.policies import CircuitBreaker, default_retry_policy
-from treadle.pools import NodeOptions, NodeProxy, Pools
+from treadle.runtime.policies import CircuitBreaker, default_retry_policy
+from treadle.runtime.pools import NodeOptions, NodeProxy, Pools
 from treadle.store import Store, shared
+from treadle.store.checkpointer import TreadleSaver
 
 __all__ = ["GraphCore", "wrap_nodes"]
 

@@ -40,8 +40,9 @@ from typing import Any, Literal, get_args, get_origin
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.store.base import BaseStore
-from langgraph_sdk.runtime import ServerRuntime, _ExecutionRuntime, _ReadRuntime
+from langgraph_sdk.runtime import ServerRuntime
 
+from treadle._langgraph import EXECUTION_RUNTIME, READ_RUNTIME
 from treadle.errors import GraphLoadError
 
 __all__ = ["ACCESS_CONTEXTS", "AccessContext", "Factory", "ServerRuntime", "server_runtime"]
@@ -49,7 +50,7 @@ __all__ = ["ACCESS_CONTEXTS", "AccessContext", "Factory", "ServerRuntime", "serv
 AccessContext = Literal["threads.create_run", "threads.update", "threads.read", "assistants.read"]
 ACCESS_CONTEXTS: tuple[str, ...] = get_args(AccessContext)
 
-_RUNTIME_CLASSES = (_ExecutionRuntime, _ReadRuntime)
+_RUNTIME_CLASSES = (EXECUTION_RUNTIME, READ_RUNTIME)
 # Names a string annotation may use for the runtime (``"ServerRuntime[Ctx]"``, ...).
 _RUNTIME_NAME = re.compile(r"\b(ServerRuntime|_ExecutionRuntime|_ReadRuntime)\b")
 # What annotations written under ``if TYPE_CHECKING:`` resolve to.
@@ -63,10 +64,9 @@ def server_runtime(access_context: str, store: BaseStore, *, context: Any = None
         raise ValueError(f"unknown access_context {access_context!r} "
                          f"(one of {', '.join(ACCESS_CONTEXTS)})")
     if access_context == "threads.create_run":
-        return _ExecutionRuntime(access_context="threads.create_run", user=None, store=store,
+        return EXECUTION_RUNTIME(access_context="threads.create_run", user=None, store=store,
                                  context=copy.copy(context))
-    return _ReadRuntime(access_context=access_context,  # type: ignore[arg-type]
-                        user=None, store=store)
+    return READ_RUNTIME(access_context=access_context, user=None, store=store)
 
 
 @dataclass(frozen=True)

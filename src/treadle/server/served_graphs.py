@@ -15,9 +15,9 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from treadle.cluster.registry import REF_PREFIX, GraphRegistry
 from treadle.config import Settings
 from treadle.errors import ConflictError
+from treadle.graphs.registry import REF_PREFIX, GraphRegistry
 from treadle.runtime import TreadleGraph
 from treadle.store import Store
 
@@ -75,7 +75,7 @@ class ServerGraphs:
         return REF_PREFIX + graph_id in self.registry.graphs
 
     def ensure_default_assistants(self) -> None:
-        from treadle.store.assistants import Assistant
+        from treadle.store.assistant_records import Assistant
 
         for name in self.names:
             description = self.descriptions.get(name)

@@ -2,7 +2,7 @@
 
 The attribute may be a ``StateGraph`` builder, a compiled graph, a
 :class:`~treadle.TreadleGraph`, or a factory returning one of those, with any
-signature LangGraph Platform accepts (see :mod:`treadle.factories`). Every failure is a
+signature LangGraph Platform accepts (see :mod:`treadle.graphs.factories`). Every failure is a
 :class:`~treadle.errors.GraphLoadError` whose message is one line saying what was
 not found; an exception raised by the user's code is chained (``raise ... from``)
 so ``treadle --debug`` can show its traceback.
@@ -25,7 +25,7 @@ from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 
 from treadle.errors import GraphLoadError
-from treadle.factories import Factory, server_runtime
+from treadle.graphs.factories import Factory, server_runtime
 
 __all__ = ["as_graph", "factory_failed", "load_factory", "load_graph", "made_graph", "split_ref"]
 
@@ -222,7 +222,7 @@ def _unwrap(graph: Pregel[Any, Any, Any, Any]) -> Pregel[Any, Any, Any, Any]:
     concurrency slots per task and count each failure twice in the breaker. Each
     node's pool and timeout are kept in its ``{"treadle": {...}}`` metadata.
     """
-    from treadle.pools import NodeProxy
+    from treadle.runtime.pools import NodeProxy
 
     nodes = {}
     for name, node in graph.nodes.items():

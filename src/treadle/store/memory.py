@@ -1,6 +1,6 @@
 """LangGraph's long-term memory (``BaseStore``) on treadle's database.
 
-    from treadle.memory import TreadleStore
+    from treadle.store.memory import TreadleStore
     from treadle.store import open_store
 
     graph = builder.compile(store=TreadleStore(open_store("sqlite:///app.db")))

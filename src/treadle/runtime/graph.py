@@ -16,20 +16,21 @@ from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, merge_configs
-from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER, CONFIG_KEY_TASK_ID
 from langgraph.graph.state import CompiledStateGraph, StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 from langgraph.types import StateSnapshot
 
-from treadle.checkpointer import EPOCH_KEY, TreadleSaver
+from treadle._langgraph import checkpointer_of, has_checkpointer, in_task, set_checkpointer
 from treadle.config import Settings, get_settings
-from treadle.core import GraphCore, wrap_nodes
 from treadle.errors import ConfigError, FencedWriteError
-from treadle.execution import EXECUTION_KEY, Execution
-from treadle.pools import LIMITS_KEY, Pools, RunLimits
+from treadle.run_context import RunContext, run_context, with_run_context
+from treadle.runtime.core import GraphCore, wrap_nodes
+from treadle.runtime.execution import Execution
+from treadle.runtime.pools import Pools, RunLimits
 from treadle.store import Store, shared
 from treadle.store.base import ClaimThread
+from treadle.store.checkpointer import TreadleSaver
 from treadle.store.urls import redact
 
 __all__ = ["TreadleGraph", "TreadleStateGraph", "compile"]
@@ -39,12 +40,6 @@ _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
 _TREADLE_KEYS = ("max_workers", "checkpoint_store", "runtime", "multitask_strategy", "max_attempts",
                  "run_timeout")
 _RUNTIMES = ("local", "distributed")
-# configurable key carrying this execution's claim future (a failed claim explains
-# why its writes were refused).
-_CLAIM_KEY = "__treadle_claim"
-# configurable key marking a config treadle prepared (Pregel's own calls pass it on).
-_PREPARED = "__treadle_prepared"
-_NEW_THREAD = "__treadle_new_thread"  # the run's thread_id was made up here
 # LangGraph's sync executor size for treadle runs: in effect unbounded (see TreadleGraph._limits).
 _UNBOUNDED = 1 << 30
 
@@ -102,7 +97,7 @@ def compile(
             f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
             "pass the builder instead of a compiled graph"
         )
-    backend = shared.acquire(settings.store)
+    backend = shared.acquire(settings.store, settings)
     try:
         saver = TreadleSaver(backend)
         compiled: Pregel[Any, Any, Any, Any]
@@ -218,7 +213,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
             return core.saver
         with core.lock:
             if url not in core.extra_stores:
-                backend = shared.acquire(url)
+                backend = shared.acquire(url, core.settings)
                 core.extra_stores[url] = (backend, TreadleSaver(backend))
             return core.extra_stores[url][1]
 
@@ -241,11 +236,11 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
         (fresh thread if none, limits); ``claim`` (default: ``run``): it writes, so it
         claims the thread on its store."""
         merged = self._merged(config)
-        conf_in = merged.get("configurable") or {}
-        if _PREPARED in conf_in or CONFIG_KEY_TASK_ID in conf_in or CONFIG_KEY_CHECKPOINTER in conf_in:
+        if run_context(merged).prepared or in_task(merged) or has_checkpointer(merged):
             return None
         cfg: dict[str, Any] = dict(config or {})
         conf: dict[str, Any] = dict(cfg.get("configurable") or {})
+        execution = run_context(cfg).execution
         own = dict(self.config.get("configurable") or {}) if self.config else {}
         for key in _LIFTED:
             if key in cfg:
@@ -262,23 +257,25 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
             store_url = options["checkpoint_store"]
             if not isinstance(store_url, str):
                 raise ConfigError("checkpoint_store must be a store URL string")
-            if conf.get(EXECUTION_KEY) is not None:  # said before a write is refused as stale
+            if execution is not None:  # said before a write is refused as stale
                 raise ConfigError("checkpoint_store does not apply to a queued run: it runs on "
                                   "its worker's store; remove checkpoint_store from its config")
             saver = self._saver_for(store_url)
-            conf[CONFIG_KEY_CHECKPOINTER] = saver
+            set_checkpointer(conf, saver)
         thread_id = conf.get("thread_id", own.get("thread_id"))
+        ctx = RunContext(execution=execution, prepared=True)
         if run:
             if thread_id is None:
                 thread_id = conf["thread_id"] = str(uuid.uuid4())
-                conf[_NEW_THREAD] = True
-            conf[LIMITS_KEY] = self._limits(cfg, options.get("max_workers"), is_async)
+                ctx = ctx.replace(new_thread=True)
+            ctx = ctx.replace(limits=self._limits(cfg, options.get("max_workers"), is_async))
         elif thread_id is None:
             raise ConfigError("this call needs a thread: pass thread_id (top level or configurable)")
         if run if claim is None else claim:
             # On the store this call writes to (checkpoint_store may name another).
-            conf[EPOCH_KEY], conf[_CLAIM_KEY] = self._claim(saver, str(thread_id), conf.get(EXECUTION_KEY))
-        conf[_PREPARED] = True
+            token, fut = self._claim(saver, str(thread_id), execution)
+            ctx = ctx.replace(token=token, claim=fut)
+        with_run_context(conf, ctx)
         cfg["configurable"] = conf
         return cfg  # type: ignore[return-value]
     def _limits(self, cfg: dict[str, Any], max_workers: Any, is_async: bool) -> RunLimits:
@@ -327,7 +324,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
     @staticmethod
     def _explain(exc: FencedWriteError, config: RunnableConfig) -> BaseException:
         """A write refused because our own claim never committed: report why it failed."""
-        fut = config.get("configurable", {}).get(_CLAIM_KEY)
+        fut = run_context(config).claim
         if fut is not None and fut.done() and fut.exception() is not None:
             return cast(BaseException, fut.exception())
         return exc
@@ -339,8 +336,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
 
     def _distributed(self, config: RunnableConfig | None) -> bool:
         merged = self._merged(config)
-        conf = merged.get("configurable") or {}
-        if _PREPARED in conf or CONFIG_KEY_TASK_ID in conf:
+        if run_context(merged).prepared or in_task(merged):
             return False  # inside a run already: a subgraph runs where its parent runs
         return _distributed({**(self.config or {}), **(config or {})})
 
@@ -376,7 +372,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
             yield from super().stream(input, cfg, **self._kwargs(kwargs))
         except FencedWriteError as exc:
             raise self._explain(exc, cfg) from exc
-        if cfg["configurable"].get(_NEW_THREAD):
+        if run_context(cfg).new_thread:
             _say_stopped(super().get_state(_thread_only(cfg)), cfg)
 
     async def astream(self, input: Any, config: RunnableConfig | None = None,  # type: ignore[override]
@@ -395,7 +391,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
                 yield chunk
         except FencedWriteError as exc:
             raise self._explain(exc, cfg) from exc
-        if cfg["configurable"].get(_NEW_THREAD):
+        if run_context(cfg).new_thread:
             _say_stopped(await super().aget_state(_thread_only(cfg)), cfg)
 
     def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
@@ -448,8 +444,10 @@ _CLASSES: dict[type[Any], type[Any]] = {Pregel: TreadleGraph, CompiledStateGraph
 
 
 def _thread_only(cfg: RunnableConfig) -> RunnableConfig:
-    conf = cfg["configurable"]
-    return {"configurable": {k: conf[k] for k in ("thread_id", CONFIG_KEY_CHECKPOINTER) if k in conf}}
+    conf: dict[str, Any] = {k: v for k, v in cfg["configurable"].items() if k == "thread_id"}
+    if has_checkpointer(cfg):
+        set_checkpointer(conf, checkpointer_of(cfg))
+    return {"configurable": conf}
 
 
 def _say_stopped(snapshot: StateSnapshot, cfg: RunnableConfig) -> None:

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from treadle._langgraph import BRANCH_TO_PREFIX, ERROR_CHANNEL, INTERRUPT_CHANNEL, TASKS_CHANNEL
 from treadle.cli._app import threads_app
 from treadle.cli._output import (
     _JSON_OPTION,
@@ -39,7 +40,7 @@ def threads_list(
     json_output: bool = _JSON_OPTION,
 ) -> None:
     """List threads, most recently updated first, with their status."""
-    from treadle.checkpointer import TreadleSaver
+    from treadle.store.checkpointer import TreadleSaver
 
     backend = _open_existing(store)
     try:
@@ -80,9 +81,9 @@ def _status(backend: Any, saver: Any, thread_id: str, tup: Any = _NO_TUPLE) -> s
     if tup is None:
         return "idle"
     channels = {channel for _task, channel, _value in tup.pending_writes or ()}
-    if "__error__" in channels:
+    if ERROR_CHANNEL in channels:
         return "error"
-    if "__interrupt__" in channels or _next_nodes(tup.checkpoint):
+    if INTERRUPT_CHANNEL in channels or _next_nodes(tup.checkpoint):
         return "interrupted"
     return "idle"
 
@@ -117,15 +118,15 @@ def _next_nodes(checkpoint: Mapping[str, Any]) -> list[str]:
     seen = checkpoint.get("versions_seen") or {}
     nodes: list[str] = []
     for channel in values:
-        if channel.startswith("branch:to:"):
-            node = channel[len("branch:to:"):]
+        if channel.startswith(BRANCH_TO_PREFIX):
+            node = channel[len(BRANCH_TO_PREFIX):]
         elif channel == "__start__":
             node = "__start__"
         else:
             continue
         if _version_key(versions.get(channel)) > _version_key(seen.get(node, {}).get(channel)):
             nodes.append(node)
-    for packet in values.get("__pregel_tasks") or ():
+    for packet in values.get(TASKS_CHANNEL) or ():
         node = getattr(packet, "node", None)
         if node:
             nodes.append(str(node))
@@ -141,7 +142,7 @@ def threads_show(
     json_output: bool = _JSON_OPTION,
 ) -> None:
     """Show a thread's latest checkpoint: state, metadata, next nodes, pending writes."""
-    from treadle.checkpointer import TreadleSaver
+    from treadle.store.checkpointer import TreadleSaver
 
     backend = _open_existing(store)
     try:
@@ -160,12 +161,12 @@ def threads_show(
         {"task_id": task_id, "error": redact_text(_summary(value) if isinstance(
             value, BaseException) else str(value))}
         for task_id, channel, value in tup.pending_writes or ()
-        if channel == "__error__"
+        if channel == ERROR_CHANNEL
     ]
     interrupts = [
         getattr(item, "value", item)
         for _task, channel, value in tup.pending_writes or ()
-        if channel == "__interrupt__"
+        if channel == INTERRUPT_CHANNEL
         for item in (value if isinstance(value, (list, tuple)) else [value])
     ]
     info = {
