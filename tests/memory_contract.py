@@ -34,9 +34,15 @@ from langgraph.store.base import (
     SearchOp,
 )
 
-from treadle.errors import InputError
+from treadle.errors import InputError, StoreDataError
 from treadle.store.base import Store
-from treadle.store.items import ItemSearch, ItemWrite, NamespaceMatch, NamespaceQuery
+from treadle.store.items import (
+    ItemSearch,
+    ItemWrite,
+    NamespaceMatch,
+    NamespaceQuery,
+    parse_filter,
+)
 from treadle.store.memory import TreadleStore
 
 SHORT_TTL = 0.005  # minutes: 300 ms
@@ -538,6 +544,26 @@ class MemoryContract:
             ItemWrite(("p.q",), "k", "{}")
         with pytest.raises(InputError):
             ItemSearch(("p",), limit=-1)
+
+    def test_text_no_database_can_hold_is_refused_and_nothing_is_written(self, store: Store) -> None:
+        """A lone surrogate in a key or a value: StoreDataError (not retried) on every
+        driver, and the batch it came in leaves nothing behind."""
+        for bad in (ItemWrite.put(("a",), "k\udc80", {"v": 1}),
+                    ItemWrite.put(("a",), "k", {"v": "x\udc80"})):
+            with pytest.raises(StoreDataError, match="cannot store this data"):
+                store.write_items([ItemWrite.put(("a",), "fine", {"v": 1}), bad])
+        assert store.get_items([(("a",), "fine"), (("a",), "k")]) == [None, None]
+
+    def test_filters_on_keys_a_json_path_cannot_quote(self, store: Store) -> None:
+        """Keys holding quotes, backslashes, dots or brackets filter like any other."""
+        odd = ['a"b', "a\\b", "a.b", "[0]", "$", "é ☃"]
+        store.write_items([ItemWrite.put(("o",), str(n), {k: n for k in odd})
+                           for n in range(3)])
+        for k in odd:
+            for cond, want in (({k: 1}, ["1"]), ({k: {"$ne": 1}}, ["0", "2"]),
+                               ({k: {"$gte": 1}}, ["1", "2"]), ({k: {"$lt": 1}}, ["0"])):
+                found = store.search_items(ItemSearch(("o",), parse_filter(cond)))
+                assert sorted(r.key for r in found) == want, (k, cond)
 
     # --- a LangGraph graph using it -------------------------------------------------------------------
     def test_a_compiled_graph_reads_and_writes_items(self, memory: TreadleStore) -> None:

@@ -707,7 +707,7 @@ class QueueContract:
         assert store.read_events("other", 0) == []
 
     def test_claim_and_finish_keep_the_thread_record_in_step(self, store: Store) -> None:
-        from treadle.store.resources import ThreadUpdate
+        from treadle.store.thread_records import ThreadUpdate
 
         store.ensure_thread("t")
         r = running(store, "r1", "t")

@@ -1,4 +1,4 @@
-"""The API resources contract (``treadle.store.resources.ResourceStore``), for every backend.
+"""The API resources contract (``treadle.store.resources.ResourceStore``), for every driver.
 
 A backend's test module subclasses :class:`ResourcesContract` and provides a
 function-scoped ``store`` fixture yielding a fresh, migrated, empty store (as for
@@ -14,16 +14,11 @@ from typing import Any
 import pytest
 
 from treadle.errors import ConflictError, InputError
+from treadle.store.assistant_records import ASSISTANT_SORT, Assistant
 from treadle.store.base import Store
-from treadle.store.resources import (
-    ASSISTANT_SORT,
-    CRON_SORT,
-    THREAD_SORT,
-    Assistant,
-    Cron,
-    ResourceStore,
-    Thread,
-)
+from treadle.store.cron_records import CRON_SORT, Cron
+from treadle.store.resources import ResourceStore
+from treadle.store.thread_records import THREAD_SORT, Thread
 
 TICK = 0.01  # sleep this long so the database clock moves on (SQLite: milliseconds)
 
@@ -571,3 +566,38 @@ class ResourcesContract:
         assert won == [tick + 0.5 for tick in range(ticks)]
         got = store.get_cron("c1")
         assert got is not None and got.next_run_at == ticks + 0.5
+
+    # --- reading back ---------------------------------------------------------------------
+    def test_json_too_deep_for_a_response_reads_back_cut(self, store: Store) -> None:
+        """Every JSON column reads through jsonsafe on every driver: containers nested
+        deeper than MAX_READ_DEPTH read as null (rows written before the HTTP API refused
+        them must not break every read that meets them)."""
+        from treadle.store.jsonsafe import MAX_READ_DEPTH
+
+        def deep(n: int) -> dict[str, Any]:
+            doc: dict[str, Any] = {}
+            for _ in range(n):
+                doc = {"d": doc}
+            return doc
+
+        def depth(doc: Any) -> int:
+            n = 0
+            while isinstance(doc, dict) and "d" in doc:
+                doc, n = doc["d"], n + 1
+            return n
+
+        too_deep = deep(MAX_READ_DEPTH + 20)
+        a = store.put_assistant(assistant("a1", config=too_deep, context=too_deep,
+                                          metadata=too_deep))
+        for doc in (a.config, a.context, a.metadata):
+            assert MAX_READ_DEPTH - 2 <= depth(doc) <= MAX_READ_DEPTH
+        store.put_thread(Thread("t1", metadata=too_deep, values=too_deep))
+        got = store.get_thread("t1")
+        assert got is not None
+        assert MAX_READ_DEPTH - 2 <= depth(got.values) <= MAX_READ_DEPTH
+        assert MAX_READ_DEPTH - 2 <= depth(got.metadata) <= MAX_READ_DEPTH
+        c = store.put_cron(cron("c1", payload=too_deep))
+        assert MAX_READ_DEPTH - 2 <= depth(c.payload) <= MAX_READ_DEPTH
+        shallow = deep(10)
+        store.put_assistant(assistant("a2", config=shallow))
+        assert store.get_assistant("a2").config == shallow  # type: ignore[union-attr]

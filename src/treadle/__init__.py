@@ -24,6 +24,7 @@ from treadle.runtime.idempotency import idempotency_key
 from treadle.runtime.policies import is_transient
 from treadle.store import Store, open_store
 from treadle.store.checkpointer import TreadleSaver
+from treadle.store.memory import TreadleStore
 
 __version__ = "0.1.0"
 
@@ -54,6 +55,7 @@ __all__ = [
     "TreadleError",
     "TreadleGraph",
     "TreadleSaver",
+    "TreadleStore",
     "__version__",
     "compile",
     "idempotency_key",

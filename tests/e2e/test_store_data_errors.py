@@ -17,7 +17,7 @@ from treadle.cluster.worker import Worker
 from treadle.config import get_settings
 from treadle.graphs.refs import load_graph
 from treadle.store.queue import NewRun, RunRow
-from treadle.store.resources import Thread
+from treadle.store.thread_records import Thread
 
 GRAPH = Path(__file__).resolve().parents[1] / "cluster_graphs" / "bulky.py"
 REF = f"bulky={GRAPH}:builder"

@@ -14,7 +14,7 @@ from treadle.store.base import BlobRow, CheckpointRow, PutCheckpoint, PutWrites,
 from treadle.store.postgres import PostgresStore
 from treadle.store.postgres_buffers import RETIRE_AFTER
 from treadle.store.queue import NewRun
-from treadle.store.resources import Thread
+from treadle.store.thread_records import Thread
 
 
 def _writes(thread_id: str, blob: bytes, channel: str = "text") -> PutWrites:

@@ -19,6 +19,7 @@ EXPECTED = [
     "TreadleError",
     "TreadleGraph",
     "TreadleSaver",
+    "TreadleStore",
     "__version__",
     "compile",
     "idempotency_key",

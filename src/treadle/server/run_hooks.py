@@ -18,7 +18,7 @@ from typing import Any
 from treadle.cluster.attempt import RunAttempt, RunHooks
 from treadle.errors import StoreError
 from treadle.jsonable import to_json
-from treadle.store.resources import ThreadUpdate
+from treadle.store.thread_records import ThreadUpdate
 
 __all__ = ["api_hooks", "install"]
 

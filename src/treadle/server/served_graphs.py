@@ -73,7 +73,7 @@ class ServerGraphs:
         return REF_PREFIX + graph_id in self.registry.graphs
 
     def ensure_default_assistants(self) -> None:
-        from treadle.store.resources import Assistant
+        from treadle.store.assistant_records import Assistant
 
         for name in self.names:
             description = self.descriptions.get(name)

@@ -46,7 +46,7 @@ from treadle.store.queue import (
     CHANNEL_RUNS,
     RunRow,
 )
-from treadle.store.resources import Thread
+from treadle.store.thread_records import Thread
 
 __all__ = ["CHANNELS", "PROTOCOL_STREAM_MODES", "EventFilter", "join_thread",
            "protocol_events", "run_command", "seq_of"]

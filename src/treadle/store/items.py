@@ -1,7 +1,11 @@
-"""The item store protocol: LangGraph's long-term memory (key-value items) in treadle's database.
+"""The item store: LangGraph's long-term memory (key-value items) in treadle's database.
 
-Every backend implements :class:`ItemStore` beside the checkpoint store and the run
-queue; :class:`treadle.store.memory.TreadleStore` adapts it to LangGraph's ``BaseStore``.
+:class:`ItemStore` lives beside the checkpoints and the run queue, written once over the
+connector (its queries are the ``items_*`` and ``item_*`` ones of each dialect's query
+file); :class:`treadle.store.memory.TreadleStore` adapts it to LangGraph's ``BaseStore``.
+Reads take no write lock: a read that must refresh TTLs does so afterwards, in a short
+write, only when an item it found has a TTL. A batch of writes is one transaction of at
+most two statements, whatever its size.
 
 Items
     A JSON object (``value``) stored under a namespace (a tuple of labels: non-empty
@@ -30,7 +34,7 @@ Order
 
 from __future__ import annotations
 
-import abc
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from treadle.errors import InputError
+from treadle.store.connector import Connector, Row, Sql, Tx
 
 __all__ = [
     "COMPARISONS",
@@ -280,31 +285,130 @@ def _check_page(limit: int, offset: int) -> None:
             raise InputError(f"{name} must be a non-negative integer, not {n!r}")
 
 
-# --- the protocol -----------------------------------------------------------------------------
-class ItemStore(abc.ABC):
-    """Key-value items with TTLs; every write call is one transaction."""
+# --- the store --------------------------------------------------------------------------------
+def _row(r: Sequence[Any]) -> ItemRow:
+    return ItemRow(split_namespace(r[0]), r[1], json.loads(r[2]), r[3], r[4], r[5], r[6])
 
-    @abc.abstractmethod
+
+def _pairs(keys: Sequence[ItemKey]) -> tuple[list[str], list[str]]:
+    """Keys as the two arrays the queries take: namespaces, keys."""
+    return [join_namespace(ns) for ns, _ in keys], [key for _, key in keys]
+
+
+def _prefix(namespace: tuple[str, ...]) -> list[str]:
+    exact = join_namespace(namespace)
+    return [exact, exact + ".", exact + "/"]  # '/' follows '.'
+
+
+class ItemStore:
+    """Key-value items with TTLs, over ``self.db``; every write call is one transaction."""
+
+    db: Connector
+
     def get_items(self, keys: Sequence[ItemKey], *, refresh_ttl: bool = True) -> list[ItemRow | None]:
         """The live items at ``keys`` (None where there is none), in the order asked.
 
         With ``refresh_ttl``, the items found that have a TTL expire ``ttl_minutes`` from
         now (the rows returned show the new ``expires_at``)."""
+        if not keys:
+            return []
+        wanted = list(dict.fromkeys((tuple(ns), key) for ns, key in keys))
+        rows = self.db.all("reading items", "items_get", _pairs(wanted))
+        found = {(r.namespace, r.key): r for r in map(_row, rows)}
+        if refresh_ttl:
+            self._refresh(found)
+        return [found.get((tuple(ns), key)) for ns, key in keys]
 
-    @abc.abstractmethod
     def search_items(self, search: ItemSearch) -> list[ItemRow]:
         """Live items under ``search.prefix`` meeting every condition, most recently
         updated first, paged by ``limit`` / ``offset``; refreshes TTLs as get_items."""
+        sql = [self.db.sql("items_search")]
+        params: list[Any] = []
+        if search.prefix:
+            sql.append(self.db.sql("items_where_prefix"))
+            params += _prefix(search.prefix)
+        for c in search.conditions:
+            fragment, values = self._condition(c)
+            sql.append("AND " + fragment)
+            params += values
+        sql.append(self.db.sql("items_search_page"))
+        params += [search.limit, search.offset]
+        rows = [_row(r) for r in self.db.all("searching items", Sql("\n".join(sql)), params)]
+        if search.refresh_ttl:
+            found = {(r.namespace, r.key): r for r in rows}
+            self._refresh(found)
+            rows = [found[(r.namespace, r.key)] for r in rows]
+        return rows
 
-    @abc.abstractmethod
     def list_item_namespaces(self, query: NamespaceQuery) -> list[tuple[str, ...]]:
         """The distinct namespaces holding live items that meet every match, each cut to
         ``max_depth`` labels, sorted (see the module docstring), paged."""
+        sql = [self.db.sql("items_namespaces")]
+        params: list[Any] = [query.max_depth]
+        literal = query.literal_prefix()
+        if literal:
+            sql.append(self.db.sql("items_where_prefix"))
+            params += _prefix(literal)
+        sql.append(self.db.sql("items_namespaces_filter"))
+        if query.min_depth() > len(literal):
+            sql.append(self.db.sql("items_where_min_depth"))
+            params.append(query.min_depth())
+        for position, label in query.label_checks():
+            sql.append(self.db.sql("items_where_label" if position >= 0
+                                   else "items_where_label_from_end"))
+            params += [position, label]
+        sql.append(self.db.sql("items_namespaces_page"))
+        params += [query.limit, query.offset]
+        rows = self.db.all("listing namespaces", Sql("\n".join(sql)), params)
+        return [split_namespace(r[0]) for r in rows]
 
-    @abc.abstractmethod
     def write_items(self, writes: Sequence[ItemWrite]) -> None:
         """Apply puts and deletes in one transaction; the last write of an item wins."""
+        final = last_writes(writes)
+        if not final:
+            return
+        deletes = [(w.namespace, w.key) for w in final if w.value is None]
+        puts = [{"ns": join_namespace(w.namespace), "labels": list(w.namespace), "k": w.key,
+                 "v": w.value, "ttl": w.ttl_minutes} for w in final if w.value is not None]
 
-    @abc.abstractmethod
+        def write(tx: Tx) -> None:
+            if deletes:
+                tx.execute("items_delete", _pairs(deletes))
+            if puts:
+                tx.execute("items_put", (json.dumps(puts, ensure_ascii=False),))
+
+        self.db.transact(f"writing {len(final)} item(s)", write)
+
     def sweep_items(self) -> int:
         """Delete expired items; return how many."""
+        return self.db.execute("deleting expired items", "items_sweep")
+
+    def _refresh(self, found: dict[ItemKey, ItemRow]) -> None:
+        """Extend the TTLs of the items in ``found`` that have one; update their rows."""
+        keys = [k for k, r in found.items() if r.ttl_minutes is not None]
+        if not keys:
+            return
+        refreshed: list[Row] = self.db.transact(
+            f"refreshing the TTL of {len(keys)} item(s)",
+            lambda tx: tx.all("items_refresh", _pairs(keys)))
+        for ns, key, expires_at in refreshed:
+            k = (split_namespace(ns), key)
+            row = found.get(k)
+            if row is not None:
+                found[k] = dataclasses.replace(row, expires_at=expires_at)
+
+    def _condition(self, c: Condition) -> tuple[str, list[Any]]:
+        """``c`` as SQL over the value ``i.value``, with its parameters."""
+        x = c.operand
+        if c.op in COMPARISONS:
+            name, operand = ("item_compare_text", x) if isinstance(x, str) \
+                else ("item_compare_number", c.operand_json)
+            sql = self.db.sql(name).replace("{op}", COMPARISONS[c.op])
+            return sql, [c.key, operand]
+        if x is None:
+            sql, params = self.db.sql("item_eq_null"), [c.key]
+        else:
+            kind = ("bool" if isinstance(x, bool) else "number" if isinstance(x, int | float)
+                    else "text" if isinstance(x, str) else "json")
+            sql, params = self.db.sql(f"item_eq_{kind}"), [c.key, c.operand_json]
+        return (f"NOT ({sql})" if c.op == "$ne" else sql), params

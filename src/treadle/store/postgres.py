@@ -11,7 +11,7 @@ Reads use a ``psycopg_pool.ConnectionPool``; a checkpoint with its blobs and pen
 writes is one query. URL options and error classification are in
 :mod:`treadle.store.postgres_options`. The run queue's methods come from
 :class:`~treadle.store.postgres_queue.PostgresQueue`, the API resources' from
-:class:`~treadle.store.postgres_resources.PostgresResources`.
+:class:`~treadle.store.resources.ResourceStore`.
 """
 
 from __future__ import annotations
@@ -42,13 +42,11 @@ from treadle.store.drivers.postgres import PostgresConnector
 from treadle.store.migrate import check, load_migrations, select
 from treadle.store.postgres_batch import op_json, op_result
 from treadle.store.postgres_buffers import RETIRE_AFTER, is_big
-from treadle.store.postgres_items import PostgresItems
 from treadle.store.postgres_options import (
     is_dead,
     metadata_json,
 )
 from treadle.store.postgres_queue import PostgresQueue
-from treadle.store.postgres_resources import PostgresResources
 from treadle.store.urls import redact
 from treadle.store.writer import GroupCommitter
 
@@ -57,7 +55,9 @@ __all__ = ["PostgresStore"]
 T = TypeVar("T")
 
 
-class PostgresStore(PostgresQueue, PostgresResources, PostgresItems, Store):
+class PostgresStore(PostgresQueue, Store):
+    db: PostgresConnector
+
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True,
                  connect_timeout: float | None = None) -> None:
         if connect_timeout is None:

@@ -81,7 +81,7 @@ class PostgresQueue(RunQueue):
 
     # The statement recording a thread's state, from the resources half of the store
     # (an annotation, not an abstract method: the resources mixin comes later in the MRO).
-    _thread_state_stmt: Callable[[ThreadUpdate], tuple[str, dict[str, Any]]]
+    _thread_state_stmt: Callable[[ThreadUpdate], tuple[str, Any]]
 
     @abc.abstractmethod
     def _connect(self) -> psycopg.Connection[Any]:

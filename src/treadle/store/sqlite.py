@@ -30,14 +30,14 @@ from treadle.store.base import (
 )
 from treadle.store.drivers.sqlite import SqliteConnector, sqlite_path
 from treadle.store.migrate import check, load_migrations, select
-from treadle.store.sqlite_items import SqliteItems
 from treadle.store.sqlite_queue import SqliteQueue, data_error, is_data_error
-from treadle.store.sqlite_resources import SqliteResources
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["SqliteStore", "sqlite_path"]
 
-class SqliteStore(SqliteQueue, SqliteResources, SqliteItems, Store):
+class SqliteStore(SqliteQueue, Store):
+    db: SqliteConnector
+
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
         self.url = url
         self.db = SqliteConnector(url)

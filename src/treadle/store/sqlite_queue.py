@@ -102,7 +102,7 @@ class SqliteQueue(RunQueue):
 
     # The statement recording a thread's state, from the resources half of the store
     # (an annotation, not an abstract method: the resources mixin comes later in the MRO).
-    _thread_state_stmt: Callable[[ThreadUpdate], tuple[str, tuple[Any, ...]]]
+    _thread_state_stmt: Callable[[ThreadUpdate], tuple[str, Any]]
 
     @contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:

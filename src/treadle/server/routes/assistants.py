@@ -29,7 +29,7 @@ CtxDep = Annotated[Ctx, Depends(get_ctx)]
 
 @router.post("/assistants", summary="Create an assistant")
 async def create_assistant(body: AssistantCreate, ctx: CtxDep) -> dict[str, Any]:
-    from treadle.store.resources import Assistant
+    from treadle.store.assistant_records import Assistant
 
     ctx.graphs.get(body.graph_id)
     a = Assistant(assistant_id=body.assistant_id or str(uuid.uuid4()), graph_id=body.graph_id,

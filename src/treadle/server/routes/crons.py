@@ -25,7 +25,7 @@ _RUN_FIELDS = ("input", "metadata", "config", "context", "webhook", "interrupt_b
 
 
 async def _create(ctx: Ctx, body: CronCreate, thread_id: str | None) -> dict[str, Any]:
-    from treadle.store.resources import Cron
+    from treadle.store.cron_records import Cron
 
     assistant = await find_assistant(ctx, body.assistant_id)
     if thread_id is not None and await asyncio.to_thread(ctx.store.get_thread, thread_id) is None:

@@ -87,7 +87,7 @@ async def _busy(ctx: Ctx, thread_id: str) -> bool:
 
 @router.post("/threads", summary="Create a thread")
 async def create_thread(body: ThreadCreate, ctx: CtxDep) -> dict[str, Any]:
-    from treadle.store.resources import Thread
+    from treadle.store.thread_records import Thread
 
     metadata = dict(body.metadata or {})
     if body.graph_id:
@@ -195,7 +195,7 @@ async def delete_thread(thread_id: str, ctx: CtxDep) -> Response:
 
 @router.post("/threads/{thread_id}/copy", summary="Copy a thread with its checkpoints")
 async def copy_thread(thread_id: str, ctx: CtxDep) -> dict[str, Any]:
-    from treadle.store.resources import Thread
+    from treadle.store.thread_records import Thread
 
     source = await _thread_or_404(ctx, thread_id)
     new_id = str(uuid.uuid4())

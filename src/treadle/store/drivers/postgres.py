@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
 from treadle.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
-from treadle.store.connector import Params, Row, load_queries, query_text
+from treadle.store.connector import Dialect, Params, Row, load_queries, query_text
 from treadle.store.postgres_buffers import is_big, retire_pooled
 from treadle.store.postgres_listen import PgListener
 from treadle.store.postgres_options import (
@@ -103,7 +103,7 @@ class PostgresConnector:
     """A pool of connections to one PostgreSQL database, and the PostgreSQL dialect's
     named queries."""
 
-    dialect = "postgres"
+    dialect: Dialect = "postgres"
 
     def __init__(self, url: str, *, connect_timeout: float | None = None) -> None:
         self.url = url
@@ -213,6 +213,11 @@ class PostgresConnector:
                         pass
                     continue
                 raise self.error(doing, exc) from exc
+            except UnicodeEncodeError as exc:  # text PostgreSQL cannot hold (lone surrogates)
+                raise StoreDataError(
+                    f"{doing} failed on PostgreSQL at {self.where}: it cannot store this data "
+                    f"(not retried): {exc}"
+                ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- the connector protocol ------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from treadle.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
-from treadle.store.connector import Params, Row, load_queries, query_text
+from treadle.store.connector import Dialect, Params, Row, load_queries, query_text
 from treadle.store.urls import redact
 
 __all__ = ["SqliteConnector", "SqliteTx", "is_data_error", "sqlite_path"]
@@ -101,7 +101,7 @@ class SqliteTx:
 class SqliteConnector:
     """Connections to one SQLite file, and the named queries of the SQLite dialect."""
 
-    dialect = "sqlite"
+    dialect: Dialect = "sqlite"
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -23,10 +23,360 @@ SELECT (julianday('now') - 2440587.5) * 86400.0;
 
 -- ==== threads, assistants, crons (API resources) =============================
 
+-- Named parameters throughout. JSON parameters are JSON text with sorted keys (equal
+-- objects, equal text: the JSON filters compare nested values as text); JSON columns are
+-- returned as text; times are REAL Unix seconds from SQLite's clock.
+
+-- name: assistant_insert
+-- The new assistant as version 1, or no row when the id exists.
+INSERT INTO treadle_assistants
+    (assistant_id, graph_id, config, context, metadata, name, description)
+VALUES (:assistant_id, :graph_id, :config, :context, :metadata, :name, :description)
+ON CONFLICT (assistant_id) DO NOTHING
+RETURNING assistant_id, graph_id, config, context, metadata, name, description, version,
+    created_at, updated_at;
+
+-- name: assistant_snapshot
+-- The current record becomes the version it names (made at its updated_at).
+INSERT INTO treadle_assistant_versions
+    (assistant_id, version, graph_id, config, context, metadata, name, description, created_at)
+SELECT assistant_id, version, graph_id, config, context, metadata, name, description, updated_at
+FROM treadle_assistants WHERE assistant_id = :assistant_id;
+
+-- name: assistant_get
+SELECT assistant_id, graph_id, config, context, metadata, name, description, version,
+    created_at, updated_at
+FROM treadle_assistants WHERE assistant_id = :assistant_id;
+
+-- name: assistant_lock
+-- As assistant_get, inside a write transaction (which SQLite serialises already).
+SELECT assistant_id, graph_id, config, context, metadata, name, description, version,
+    created_at, updated_at
+FROM treadle_assistants WHERE assistant_id = :assistant_id;
+
+-- name: assistant_update
+-- New fields and the next free version number (snapshot it with assistant_snapshot).
+UPDATE treadle_assistants SET graph_id = :graph_id, config = :config, context = :context,
+    metadata = :metadata, name = :name, description = :description,
+    version = (SELECT coalesce(max(version), 0) + 1 FROM treadle_assistant_versions
+               WHERE assistant_id = :assistant_id),
+    updated_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE assistant_id = :assistant_id
+RETURNING assistant_id, graph_id, config, context, metadata, name, description, version,
+    created_at, updated_at;
+
+-- name: assistant_restore
+-- Stored :version becomes the current record; no row when either is unknown.
+UPDATE treadle_assistants SET
+    (graph_id, config, context, metadata, name, description, version) = (
+        SELECT graph_id, config, context, metadata, name, description, version
+        FROM treadle_assistant_versions v
+        WHERE v.assistant_id = treadle_assistants.assistant_id AND v.version = :version),
+    updated_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE assistant_id = :assistant_id AND EXISTS (
+    SELECT 1 FROM treadle_assistant_versions
+    WHERE assistant_id = :assistant_id AND version = :version)
+RETURNING assistant_id, graph_id, config, context, metadata, name, description, version,
+    created_at, updated_at;
+
+-- name: assistant_delete_versions
+DELETE FROM treadle_assistant_versions WHERE assistant_id = :assistant_id;
+
+-- name: assistant_delete
+DELETE FROM treadle_assistants WHERE assistant_id = :assistant_id;
+
+-- name: assistant_search
+SELECT assistant_id, graph_id, config, context, metadata, name, description, version,
+    created_at, updated_at
+FROM treadle_assistants;
+
+-- name: assistant_count
+SELECT count(*) FROM treadle_assistants;
+
+-- name: assistant_versions
+-- A version as an assistant record (its updated_at is its created_at).
+SELECT assistant_id, graph_id, config, context, metadata, name, description, version,
+    created_at, created_at
+FROM treadle_assistant_versions;
+
+-- name: assistant_versions_page
+ORDER BY version DESC LIMIT :limit OFFSET :offset;
+
+-- name: assistant_where_graph_id
+graph_id = :graph_id;
+
+-- name: assistant_where_name
+-- Case-insensitive substring (lower() folds ASCII letters only).
+instr(lower(name), lower(:name)) > 0;
+
+-- name: resource_where_assistant_id
+assistant_id = :assistant_id;
+
+-- name: resource_where_metadata
+-- The metadata object has every top-level key of :metadata with an equal value. Objects
+-- and arrays compare as (sorted-key) text; a number equals a number of the same value,
+-- integer or real. A row whose column is not valid JSON (NaN written before the HTTP API
+-- refused it) matches nothing, and cannot make the search fail.
+NOT EXISTS (SELECT 1 FROM json_each(:metadata) f WHERE NOT EXISTS (
+    SELECT 1 FROM json_each(CASE WHEN json_valid(metadata) THEN metadata ELSE '{}' END) m
+    WHERE m.key = f.key AND m.value IS f.value
+      AND (m.type = f.type OR (m.type IN ('integer', 'real') AND f.type IN ('integer', 'real')))));
+
+-- name: resource_collate
+-- Text columns sort by code point.
+COLLATE BINARY;
+
+-- name: resource_page
+LIMIT :limit OFFSET :offset;
+
+-- name: thread_insert
+INSERT INTO treadle_thread_records
+    (thread_id, metadata, status, state_values, interrupts, config, error)
+VALUES (:thread_id, :metadata, :status, :values, :interrupts, :config, :error)
+ON CONFLICT (thread_id) DO NOTHING
+RETURNING thread_id, metadata, status, state_values, interrupts, config, error, created_at,
+    updated_at;
+
+-- name: thread_get
+SELECT thread_id, metadata, status, state_values, interrupts, config, error, created_at,
+    updated_at
+FROM treadle_thread_records WHERE thread_id = :thread_id;
+
+-- name: thread_lock
+-- As thread_get, inside a write transaction (which SQLite serialises already).
+SELECT thread_id, metadata, status, state_values, interrupts, config, error, created_at,
+    updated_at
+FROM treadle_thread_records WHERE thread_id = :thread_id;
+
+-- name: thread_update_metadata
+UPDATE treadle_thread_records SET metadata = :metadata,
+    updated_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE thread_id = :thread_id
+RETURNING thread_id, metadata, status, state_values, interrupts, config, error, created_at,
+    updated_at;
+
+-- name: thread_state
+-- Record a thread's state (set_thread_state; the run queue, in its own transaction, when a
+-- run is claimed, finished or swept). Parameters (treadle.store.thread_records.thread_state_params):
+-- :thread_id, :status (one of THREAD_STATUSES), :set_values (boolean: replace the values),
+-- :values (JSON text or NULL), :interrupts (JSON text), :error (text or NULL).
+UPDATE treadle_thread_records SET status = :status,
+    state_values = CASE WHEN :set_values THEN :values ELSE state_values END,
+    interrupts = :interrupts, error = :error,
+    updated_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE thread_id = :thread_id;
+
+-- name: thread_delete
+DELETE FROM treadle_thread_records WHERE thread_id = :thread_id;
+
+-- name: thread_search
+SELECT thread_id, metadata, status, state_values, interrupts, config, error, created_at,
+    updated_at
+FROM treadle_thread_records;
+
+-- name: thread_count
+SELECT count(*) FROM treadle_thread_records;
+
+-- name: thread_where_values
+-- As resource_where_metadata, over the state values.
+NOT EXISTS (SELECT 1 FROM json_each(:values) f WHERE NOT EXISTS (
+    SELECT 1 FROM json_each(CASE WHEN json_valid(state_values) AND json_type(state_values) = 'object'
+                                 THEN state_values ELSE '{}' END) m
+    WHERE m.key = f.key AND m.value IS f.value
+      AND (m.type = f.type OR (m.type IN ('integer', 'real') AND f.type IN ('integer', 'real')))));
+
+-- name: thread_where_status
+status = :status;
+
+-- name: thread_where_ids
+thread_id IN (SELECT value FROM json_each(:ids));
+
+-- name: cron_insert
+INSERT INTO treadle_crons
+    (cron_id, assistant_id, thread_id, schedule, payload, metadata, end_time, next_run_at,
+     enabled, user_id)
+VALUES (:cron_id, :assistant_id, :thread_id, :schedule, :payload, :metadata, :end_time,
+        :next_run_at, :enabled, :user_id)
+ON CONFLICT (cron_id) DO NOTHING
+RETURNING cron_id, assistant_id, thread_id, schedule, payload, metadata, end_time, next_run_at,
+    enabled, user_id, created_at, updated_at;
+
+-- name: cron_get
+SELECT cron_id, assistant_id, thread_id, schedule, payload, metadata, end_time, next_run_at,
+    enabled, user_id, created_at, updated_at
+FROM treadle_crons WHERE cron_id = :cron_id;
+
+-- name: cron_lock
+-- As cron_get, inside a write transaction (which SQLite serialises already).
+SELECT cron_id, assistant_id, thread_id, schedule, payload, metadata, end_time, next_run_at,
+    enabled, user_id, created_at, updated_at
+FROM treadle_crons WHERE cron_id = :cron_id;
+
+-- name: cron_update
+UPDATE treadle_crons SET schedule = :schedule, payload = :payload, metadata = :metadata,
+    end_time = :end_time, enabled = :enabled, next_run_at = :next_run_at,
+    updated_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE cron_id = :cron_id
+RETURNING cron_id, assistant_id, thread_id, schedule, payload, metadata, end_time, next_run_at,
+    enabled, user_id, created_at, updated_at;
+
+-- name: cron_delete
+DELETE FROM treadle_crons WHERE cron_id = :cron_id;
+
+-- name: cron_delete_of_thread
+DELETE FROM treadle_crons WHERE thread_id = :thread_id;
+
+-- name: cron_search
+SELECT cron_id, assistant_id, thread_id, schedule, payload, metadata, end_time, next_run_at,
+    enabled, user_id, created_at, updated_at
+FROM treadle_crons;
+
+-- name: cron_count
+SELECT count(*) FROM treadle_crons;
+
+-- name: cron_where_thread_id
+thread_id = :thread_id;
+
+-- name: cron_where_enabled
+enabled = :enabled;
+
+-- name: cron_due
+SELECT cron_id, assistant_id, thread_id, schedule, payload, metadata, end_time, next_run_at,
+    enabled, user_id, created_at, updated_at
+FROM treadle_crons
+WHERE enabled AND next_run_at <= :now
+ORDER BY next_run_at, seq LIMIT :limit;
+
+-- name: cron_advance
+-- Compare-and-set of the next tick (SQLite serialises writers).
+UPDATE treadle_crons SET next_run_at = :next_run_at, enabled = :enabled,
+    updated_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE cron_id = :cron_id AND enabled AND next_run_at = :expected;
 
 
 -- ==== memory items ===========================================================
 
+-- Positional parameters (searches repeat fragments). Sets of keys travel as two arrays
+-- (namespaces, keys: JSON text, read with json_each); a batch of puts as one JSON array of
+-- {"ns", "labels", "k", "v" (the value's JSON text), "ttl"}. Values are JSON object text
+-- with sorted keys; times are REAL Unix seconds from SQLite's clock.
+
+-- name: items_get
+-- The live items at the (namespace, key) pairs of the two arrays.
+SELECT namespace, key, value, created_at, updated_at, ttl_minutes, expires_at
+FROM treadle_items
+WHERE (namespace, key) IN (SELECT n.value, k.value FROM json_each(?) AS n
+                           JOIN json_each(?) AS k ON k.key = n.key)
+  AND (expires_at IS NULL OR expires_at > ((julianday('now') - 2440587.5) * 86400.0));
+
+-- name: items_refresh
+-- Extend the TTLs of the live items at the pairs that have one.
+UPDATE treadle_items
+SET expires_at = ((julianday('now') - 2440587.5) * 86400.0) + ttl_minutes * 60.0
+WHERE (namespace, key) IN (SELECT n.value, k.value FROM json_each(?) AS n
+                           JOIN json_each(?) AS k ON k.key = n.key)
+  AND ttl_minutes IS NOT NULL
+  AND (expires_at IS NULL OR expires_at > ((julianday('now') - 2440587.5) * 86400.0))
+RETURNING namespace, key, expires_at;
+
+-- name: items_delete
+DELETE FROM treadle_items
+WHERE (namespace, key) IN (SELECT n.value, k.value FROM json_each(?) AS n
+                           JOIN json_each(?) AS k ON k.key = n.key);
+
+-- name: items_put
+-- A write over an expired item creates it anew. ("WHERE true" lets SQLite parse
+-- ON CONFLICT after INSERT ... SELECT.)
+INSERT INTO treadle_items
+    (namespace, labels, key, value, created_at, updated_at, ttl_minutes, expires_at)
+SELECT json_extract(w.value, '$.ns'), json_extract(w.value, '$.labels'),
+       json_extract(w.value, '$.k'), json_extract(w.value, '$.v'),
+       ((julianday('now') - 2440587.5) * 86400.0), ((julianday('now') - 2440587.5) * 86400.0),
+       json_extract(w.value, '$.ttl'),
+       ((julianday('now') - 2440587.5) * 86400.0) + json_extract(w.value, '$.ttl') * 60.0
+FROM json_each(?) AS w WHERE true
+ON CONFLICT (namespace, key) DO UPDATE SET
+    value = excluded.value,
+    updated_at = excluded.updated_at,
+    created_at = CASE WHEN treadle_items.expires_at <= excluded.updated_at
+                      THEN excluded.created_at ELSE treadle_items.created_at END,
+    ttl_minutes = excluded.ttl_minutes,
+    expires_at = excluded.expires_at;
+
+-- name: items_sweep
+DELETE FROM treadle_items WHERE expires_at <= ((julianday('now') - 2440587.5) * 86400.0);
+
+-- name: items_search
+-- Followed by "AND" filters, then items_search_page.
+SELECT i.namespace, i.key, i.value, i.created_at, i.updated_at, i.ttl_minutes, i.expires_at
+FROM treadle_items AS i
+WHERE (i.expires_at IS NULL OR i.expires_at > ((julianday('now') - 2440587.5) * 86400.0));
+
+-- name: items_search_page
+ORDER BY i.updated_at DESC, i.namespace, i.key LIMIT ? OFFSET ?;
+
+-- name: items_where_prefix
+-- The namespace, or one under it: ? = the namespace, its text + '.', its text + '/'
+-- ('/' follows '.').
+AND (i.namespace = ? OR (i.namespace >= ? AND i.namespace < ?));
+
+-- name: items_namespaces
+-- Distinct live namespaces cut to ? labels (NULL: whole); followed by items_where_prefix,
+-- then items_namespaces_filter, its filters and items_namespaces_page.
+SELECT DISTINCT CASE WHEN n.depth IS NULL OR json_array_length(n.labels) <= n.depth
+                     THEN n.namespace
+    ELSE substr(n.namespace, 1, (SELECT sum(length(j.value)) + count(*) - 1
+                                 FROM json_each(n.labels) AS j WHERE j.key < n.depth)) END AS ns
+FROM (SELECT i.namespace, i.labels, ? AS depth FROM treadle_items AS i
+      WHERE (i.expires_at IS NULL OR i.expires_at > ((julianday('now') - 2440587.5) * 86400.0));
+
+-- name: items_namespaces_filter
+) AS n WHERE true;
+
+-- name: items_where_min_depth
+AND json_array_length(n.labels) >= ?;
+
+-- name: items_where_label
+-- The label at position ? (0 = the first) is ?.
+AND json_extract(n.labels, '$[' || ? || ']') = ?;
+
+-- name: items_where_label_from_end
+-- The label at position ? from the end (-1 = the last) is ?.
+AND json_extract(n.labels, '$[#' || ? || ']') = ?;
+
+-- name: items_namespaces_page
+ORDER BY ns LIMIT ? OFFSET ?;
+
+-- Conditions on a top-level field of the value (parameters: the key, then the operand as
+-- JSON text, except item_eq_null: the key only, and item_compare_text: the operand as
+-- text). Each is true or false, never NULL, so NOT negates it. In the comparisons, {op}
+-- stands for one of > >= < <=.
+
+-- name: item_eq_null
+NOT EXISTS (SELECT 1 FROM json_each(i.value) AS j WHERE j.key = ? AND j.type <> 'null');
+
+-- name: item_eq_bool
+EXISTS (SELECT 1 FROM json_each(i.value) AS j WHERE j.key = ? AND j.type = ?);
+
+-- name: item_eq_number
+EXISTS (SELECT 1 FROM json_each(i.value) AS j WHERE j.key = ?
+        AND j.type IN ('integer', 'real') AND j.value = json_extract(?, '$'));
+
+-- name: item_eq_text
+EXISTS (SELECT 1 FROM json_each(i.value) AS j WHERE j.key = ?
+        AND j.type = 'text' AND j.value = json_extract(?, '$'));
+
+-- name: item_eq_json
+EXISTS (SELECT 1 FROM json_each(i.value) AS j WHERE j.key = ?
+        AND j.type IN ('object', 'array') AND j.value = ?);
+
+-- name: item_compare_number
+EXISTS (SELECT 1 FROM json_each(i.value) AS j WHERE j.key = ?
+        AND j.type IN ('integer', 'real') AND j.value {op} json_extract(?, '$'));
+
+-- name: item_compare_text
+EXISTS (SELECT 1 FROM json_each(i.value) AS j WHERE j.key = ?
+        AND j.type = 'text' AND j.value {op} ?);
 
 
 -- ==== end ====================================================================
