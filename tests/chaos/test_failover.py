@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import treadle
+from processes import StartWorker
 from treadle.cluster import client
 from treadle.graphs.refs import load_graph
 
@@ -42,8 +43,8 @@ def _wait(what: str, check, timeout: float):  # noqa: ANN001, ANN202 - a test he
 
 
 @pytest.mark.parametrize("store_kind", ["postgres", "sqlite"])
-def test_kill_9_hands_the_run_over_before_its_lease_expires(store_kind, tmp_path, request,
-                                                            start_worker):
+def test_kill_9_hands_the_run_over_before_its_lease_expires(store_kind, tmp_path: Path, request: pytest.FixtureRequest,
+                                                            start_worker: StartWorker) -> None:
     url = (request.getfixturevalue("pg_url") if store_kind == "postgres"
            else f"sqlite:///{tmp_path}/failover.db")
     env = {"STEP_SLEEP": "0.3"}
@@ -77,7 +78,7 @@ def test_kill_9_hands_the_run_over_before_its_lease_expires(store_kind, tmp_path
 
 
 @pytest.mark.postgres
-def test_a_run_that_kills_every_worker_ends_in_error(pg_url, start_worker):
+def test_a_run_that_kills_every_worker_ends_in_error(pg_url: str, start_worker: StartWorker) -> None:
     env = {"TREADLE_MAX_WORKER_LOSSES": "2"}
     # Serves another graph only: it just sweeps (and survives).
     start_worker(pg_url, f"chain={CHAIN_REF}", args=ARGS, env=env)

@@ -28,15 +28,15 @@ EXPECTED = [
 ]
 
 
-def test_all_is_pinned():
+def test_all_is_pinned() -> None:
     assert sorted(treadle.__all__) == EXPECTED
 
 
-def test_every_name_resolves():
+def test_every_name_resolves() -> None:
     for name in treadle.__all__:
         assert getattr(treadle, name) is not None
 
 
-def test_one_error_root():
+def test_one_error_root() -> None:
     errors = [getattr(treadle, n) for n in treadle.__all__ if n.endswith("Error")]
     assert all(issubclass(e, treadle.TreadleError) for e in errors)
