@@ -25,7 +25,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, limit: float = 30) -> None:
+def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen[bytes], limit: float = 30) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if path.exists() and len(path.read_text().splitlines()) >= n:
@@ -36,7 +36,7 @@ def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, limit: float = 3
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite", "postgres"])
-def test_kill_9_then_resume(tmp_path: Path, store_kind, request: pytest.FixtureRequest) -> None:
+def test_kill_9_then_resume(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> None:
     if store_kind == "sqlite":
         url = f"sqlite:///{tmp_path}/chaos.db"
     else:

@@ -61,7 +61,7 @@ async def test_run_timeout_ends_blocked_runs_and_frees_the_slot(start_server: St
 
 
 @pytest.mark.parametrize("bad", [0, -1, "soon", True])
-def test_a_bad_run_timeout_is_a_422_and_writes_nothing(dev_server: ServerProcess, bad) -> None:
+def test_a_bad_run_timeout_is_a_422_and_writes_nothing(dev_server: ServerProcess, bad: object) -> None:
     def threads() -> int:
         return int(httpx.post(f"{dev_server.url}/threads/count", json={}, timeout=10).json())
 

@@ -15,7 +15,7 @@ from treadle.redaction import MASK, RedactingFormatter, is_secret_name, redact, 
     "refresh_token", "LANGSMITH_TOKEN", "Authorization", "authorization", "credentials",
     "Cookie", "encryption_key",
 ])
-def test_secret_names(name) -> None:
+def test_secret_names(name: str) -> None:
     assert is_secret_name(name)
 
 
@@ -24,7 +24,7 @@ def test_secret_names(name) -> None:
     "max_tokens", "input_tokens", "total_tokens", "token_usage", "tokenizer", "user",
     "keyboard", "monkey",
 ])
-def test_ordinary_names(name) -> None:
+def test_ordinary_names(name: str) -> None:
     assert not is_secret_name(name)
 
 
@@ -45,7 +45,7 @@ def test_ordinary_names(name) -> None:
     ("https://example.com/a:b@c", "https://example.com/a:b@c"),
     ("", ""),
 ])
-def test_redact_text(text, shown) -> None:
+def test_redact_text(text: str, shown: str) -> None:
     assert redact(text) == shown
     assert redact(shown) == shown  # redacting twice changes nothing
 
