@@ -54,6 +54,8 @@ __all__ = [
     "TaskCrashedError",
     "ThreadBusyError",
     "TreadleError",
+    "UsageError",
+    "WaitTimeoutError",
 ]
 
 
@@ -61,8 +63,9 @@ class TreadleError(Exception):
     """Root of every error treadle raises on purpose."""
 
 
-class ConfigError(TreadleError):
-    """An option, environment variable or CLI flag has a bad value."""
+class ConfigError(TreadleError, ValueError):
+    """An option, environment variable, CLI flag or argument has a bad value (also a
+    ValueError, what Python raises for a bad argument)."""
 
 
 class GraphLoadError(TreadleError):
@@ -168,6 +171,16 @@ class ThreadBusyError(ConflictError):
             f"thread {thread_id!r} is busy with run(s) {', '.join(active)}; wait for them, "
             "or pass multitask_strategy='enqueue', 'interrupt' or 'rollback'"
         )
+
+
+class UsageError(TreadleError, RuntimeError):
+    """treadle was called where it cannot work: outside a running node, on a pool that is
+    shut down (also a RuntimeError)."""
+
+
+class WaitTimeoutError(TreadleError, TimeoutError):
+    """A caller stopped waiting for a cluster run that is still pending or running (the run
+    itself goes on; wait again or cancel it)."""
 
 
 class RunFailedError(TreadleError):

@@ -34,6 +34,7 @@ import structlog
 from opentelemetry import trace
 from structlog.contextvars import bind_contextvars, get_contextvars, reset_contextvars
 
+from treadle.errors import ConfigError
 from treadle.redaction import RedactingFormatter, redact_event
 
 __all__ = ["CARRIED", "bind", "bound", "carried", "configure_logging", "configure_plain_logging",
@@ -138,7 +139,7 @@ def configure_logging(format: str = "auto", level: str = "info", *, auto: str = 
     handler)."""
     fmt = _resolve(format.lower(), auto)
     if fmt not in ("json", "console"):
-        raise ValueError(f"log format must be json, console or auto, not {format!r}")
+        raise ConfigError(f"log format must be json, console or auto, not {format!r}")
     out = stream if stream is not None else sys.stderr
     timestamper = (structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp")
                    if fmt == "json" else

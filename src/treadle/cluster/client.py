@@ -21,7 +21,7 @@ from treadle.cluster.pending import PendingWatch
 from treadle.cluster.spec import RunSpec
 from treadle.cluster.submit import submit as submit_run
 from treadle.config import merge_config
-from treadle.errors import ConfigError, RunFailedError
+from treadle.errors import ConfigError, RunFailedError, WaitTimeoutError
 from treadle.graphs import by_value
 from treadle.graphs.registry import REF_PREFIX
 from treadle.store import Store
@@ -133,7 +133,7 @@ def _checked(run_id: str, row: RunRow | None, timeout: float | None) -> RunRow:
     if row is None:
         raise RunFailedError(run_id, "deleted", "the run no longer exists")
     if row.status not in TERMINAL:
-        raise TimeoutError(f"run {run_id} is still {row.status} after {timeout:g}s")
+        raise WaitTimeoutError(f"run {run_id} is still {row.status} after {timeout:g}s")
     return row
 
 

@@ -19,7 +19,7 @@ from treadle import logs, tracing
 from treadle._langgraph import task_id
 from treadle.cluster.codec import decode, encode
 from treadle.cluster.notify import Notifier
-from treadle.errors import RemoteNodeError, TreadleError
+from treadle.errors import RemoteNodeError, TreadleError, UsageError
 from treadle.runtime.idempotency import key_from_config, reset_process_key, set_process_key
 from treadle.runtime.policies import is_transient
 from treadle.runtime.pools import NodeProxy
@@ -38,7 +38,7 @@ def task_key(config: dict[str, Any]) -> str:
     conf = config.get("configurable", {})
     tid = task_id(config)
     if tid is None:
-        raise KeyError("a remote node's config carries no LangGraph task id")
+        raise UsageError("a remote node's config carries no LangGraph task id")
     return f"{conf.get('thread_id', '')}:{conf.get('checkpoint_ns', '')}:{tid}"
 
 

@@ -43,7 +43,7 @@ from langgraph.store.base import BaseStore
 from langgraph_sdk.runtime import ServerRuntime
 
 from treadle._langgraph import EXECUTION_RUNTIME, READ_RUNTIME
-from treadle.errors import GraphLoadError
+from treadle.errors import ConfigError, GraphLoadError
 
 __all__ = ["ACCESS_CONTEXTS", "AccessContext", "Factory", "ServerRuntime", "server_runtime"]
 
@@ -61,7 +61,7 @@ def server_runtime(access_context: str, store: BaseStore, *, context: Any = None
     """The ``ServerRuntime`` a factory receives: the execution variant (carrying a copy
     of the run's ``context``) for ``"threads.create_run"``, the read variant otherwise."""
     if access_context not in ACCESS_CONTEXTS:
-        raise ValueError(f"unknown access_context {access_context!r} "
+        raise ConfigError(f"unknown access_context {access_context!r} "
                          f"(one of {', '.join(ACCESS_CONTEXTS)})")
     if access_context == "threads.create_run":
         return EXECUTION_RUNTIME(access_context="threads.create_run", user=None, store=store,

@@ -16,6 +16,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from treadle._langgraph import task_id as task_id_of
+from treadle.errors import UsageError
 
 __all__ = ["idempotency_key", "key_from_config"]
 
@@ -49,13 +50,13 @@ def idempotency_key(config: RunnableConfig | None = None) -> str:
         try:
             config = get_config()
         except RuntimeError as exc:
-            raise RuntimeError(
+            raise UsageError(
                 "treadle.idempotency_key() must be called inside a running node "
                 "(or given that node's config)"
             ) from exc
     found = key_from_config(config)
     if found is None:
-        raise RuntimeError("no LangGraph task is running in this config; call it inside a node")
+        raise UsageError("no LangGraph task is running in this config; call it inside a node")
     return found
 
 

@@ -47,7 +47,7 @@ from typing import Any, cast
 
 import cloudpickle
 
-from treadle.errors import NodeTimeoutError, TaskCrashedError
+from treadle.errors import ConfigError, NodeTimeoutError, TaskCrashedError, UsageError
 
 __all__ = ["ProcessPool"]
 
@@ -159,7 +159,7 @@ class ProcessPool:
 
     def __init__(self, size: int, *, mp_context: str = "forkserver") -> None:
         if size < 1:
-            raise ValueError(f"process pool size must be at least 1, got {size}")
+            raise ConfigError(f"process pool size must be at least 1, got {size}")
         self.size = size
         self._ctx = multiprocessing.get_context(mp_context)
         if mp_context == "forkserver":
@@ -187,7 +187,7 @@ class ProcessPool:
         future: Future[Any] = Future()
         with self._lock:
             if self._closing:
-                raise RuntimeError(_SHUT_DOWN)
+                raise UsageError(_SHUT_DOWN)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="treadle-process-pool", daemon=True)

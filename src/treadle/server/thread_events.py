@@ -269,7 +269,7 @@ async def _run_protocol_events(ctx: Ctx, row: RunRow, ordinal: int, floor: int,
 
 
 # --- protocol commands -----------------------------------------------------------------------
-class CommandError(Exception):
+class CommandError(TreadleError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
