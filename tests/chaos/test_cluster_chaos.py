@@ -17,7 +17,9 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -26,7 +28,12 @@ import treadle
 from processes import StartWorker
 from treadle.cluster import client
 from treadle.graphs.refs import load_graph
-from treadle.store.queue import TERMINAL
+from treadle.runtime import TreadleGraph
+from treadle.store import Store
+from treadle.store.queue import TERMINAL, RunRow
+
+if TYPE_CHECKING:
+    from conftest import _ThrowawayCluster
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 
@@ -44,10 +51,17 @@ def _effects_tables(url: str) -> None:
         conn.execute("CREATE TABLE effects_once (key text PRIMARY KEY, step text NOT NULL)")
 
 
-def _wait_all(store, run_ids, timeout: float, during=None) -> dict:
+def _get_run(store: Store, run_id: str) -> RunRow:
+    row = store.get_run(run_id)
+    assert row is not None, run_id
+    return row
+
+
+def _wait_all(store: Store, run_ids: Iterable[str], timeout: float,
+              during: Callable[[], None] | None = None) -> dict[str, RunRow]:
     deadline = time.monotonic() + timeout
     while True:
-        rows = {r: store.get_run(r) for r in run_ids}
+        rows = {r: _get_run(store, r) for r in run_ids}
         if all(row.status in TERMINAL for row in rows.values()):
             return rows
         if time.monotonic() > deadline:
@@ -58,7 +72,7 @@ def _wait_all(store, run_ids, timeout: float, during=None) -> dict:
         time.sleep(0.1)
 
 
-def _check_exactly_once(url: str, graph, rows: dict) -> None:
+def _check_exactly_once(url: str, graph: TreadleGraph, rows: dict[str, RunRow]) -> None:
     store = graph.backend
     for row in rows.values():
         assert row.status == "success", (row.run_id, row.status, row.error)
@@ -74,8 +88,10 @@ def _check_exactly_once(url: str, graph, rows: dict) -> None:
 
 def _effect_repeats(url: str) -> int:
     with psycopg.connect(url) as conn:
-        total, keys = conn.execute("SELECT count(*), count(DISTINCT key) FROM effects").fetchone()
-    return total - keys
+        counts = conn.execute("SELECT count(*), count(DISTINCT key) FROM effects").fetchone()
+    assert counts is not None
+    total, keys = counts
+    return int(total) - int(keys)
 
 
 def test_kill_9_random_workers_under_load(pg_url: str, start_worker: StartWorker) -> None:
@@ -115,7 +131,7 @@ def test_kill_9_random_workers_under_load(pg_url: str, start_worker: StartWorker
         assert repeats <= kills * 8, (repeats, kills)
 
 
-def test_postgres_restart_under_load(private_pg, start_worker: StartWorker) -> None:
+def test_postgres_restart_under_load(private_pg: _ThrowawayCluster, start_worker: StartWorker) -> None:
     url = private_pg.url
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE chaos")
@@ -132,7 +148,7 @@ def test_postgres_restart_under_load(private_pg, start_worker: StartWorker) -> N
             for i in range(40)
         ]
         time.sleep(1.0)
-        before = Counter(g.backend.get_run(r).status for r in runs)
+        before = Counter(_get_run(g.backend, r).status for r in runs)
         assert before["success"] < len(runs), "the load ended before the restart"
         private_pg.restart()
         rows = _wait_all(g.backend, runs, timeout=180)
@@ -146,7 +162,7 @@ def test_sigstopped_worker_is_fenced_after_its_lease(pg_url: str, start_worker: 
         row = client.submit(g, {"n": 0, "done": []},
                             {"runtime": "distributed", "configurable": {"thread_id": "stopped"}}, {})
         deadline = time.monotonic() + 20
-        while g.backend.get_run(row.run_id).status != "running" and time.monotonic() < deadline:
+        while _get_run(g.backend, row.run_id).status != "running" and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.6)  # a step or so in
         a.signal(signal.SIGSTOP)
@@ -154,9 +170,9 @@ def test_sigstopped_worker_is_fenced_after_its_lease(pg_url: str, start_worker: 
             b = start_worker(pg_url, CHAIN, args=WORKER_ARGS, env=env)
             # B's sweeper re-queues the run once A's lease expires, and B resumes it.
             deadline = time.monotonic() + 30
-            while g.backend.get_run(row.run_id).epoch < 2 and time.monotonic() < deadline:
+            while _get_run(g.backend, row.run_id).epoch < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert g.backend.get_run(row.run_id).epoch >= 2
+            assert _get_run(g.backend, row.run_id).epoch >= 2
         finally:
             a.signal(signal.SIGCONT)
         done = client.wait(g.backend, row.run_id, timeout=60)
@@ -169,7 +185,7 @@ def test_sigstopped_worker_is_fenced_after_its_lease(pg_url: str, start_worker: 
         _check_exactly_once_one(g, "stopped")  # nothing A wrote late got in
 
 
-def _check_exactly_once_one(graph, thread_id: str) -> None:
+def _check_exactly_once_one(graph: TreadleGraph, thread_id: str) -> None:
     cps = list(graph.backend.list_checkpoints(thread_id, ""))
     steps = [json.loads(c.row.metadata)["step"] for c in cps]
     assert sorted(steps) == list(range(-1, STEPS + 1)), [
@@ -192,7 +208,7 @@ def test_orchestrator_killed_mid_superstep_reuses_finished_remote_tasks(pg_url: 
         row = client.submit(g, {"n": 4, "results": []},
                             {"runtime": "distributed", "configurable": {"thread_id": "orch"}}, {})
         deadline = time.monotonic() + 20
-        while g.backend.get_run(row.run_id).status != "running" and time.monotonic() < deadline:
+        while _get_run(g.backend, row.run_id).status != "running" and time.monotonic() < deadline:
             time.sleep(0.02)
         # Only now a worker that executes tasks (2 at a time) but takes no runs.
         start_worker(pg_url, fan, args=[*WORKER_ARGS, "--task-slots", "2", "--concurrency", "1"],

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from langgraph_sdk import get_client
+from langgraph_sdk.schema import Run
 
 from processes import StartServer
 
@@ -39,7 +40,7 @@ async def test_a_create_retried_after_the_api_was_killed_returns_the_first_run(
     payload = {"n": 0, "delay": 0.1}
     sent = asyncio.create_task(
         _send_and_forget(doomed.url, t, "slow", input=payload, headers=key))
-    runs: list[dict[str, Any]] = []
+    runs: list[Run] = []
     for _ in range(600):  # until the create is committed (seen by the other replica)
         runs = await client.runs.list(t)
         if runs:

@@ -8,6 +8,7 @@ import signal
 
 import pytest
 from langgraph_sdk import get_client
+from langgraph_sdk.schema import StreamPart, ThreadState
 
 from processes import SERVER_GRAPHS, StartServer, StartWorker
 
@@ -22,7 +23,7 @@ async def test_worker_killed_mid_stream_the_run_resumes_and_the_stream_completes
     first = start_worker(pg_url, args=args)
     client = get_client(url=api.url)
     thread = await client.threads.create()
-    parts = []
+    parts: list[StreamPart] = []
     killed = False
     async for part in client.runs.stream(thread["thread_id"], "slow",
                                          input={"n": 0, "delay": 1.0},
@@ -42,7 +43,14 @@ async def test_worker_killed_mid_stream_the_run_resumes_and_the_stream_completes
     assert steps[0] == "a" and steps.count("a") == 1
     assert set(steps) == {"a", "b", "c"} and len(steps) <= 4
     history = await client.threads.get_history(thread["thread_id"], limit=100)
-    committed = sorted(h["metadata"]["step"] for h in history)
+    committed = sorted(_step(h) for h in history)
     assert committed == [-1, 0, 1, 2, 3]  # each step committed exactly once
     run = (await client.runs.list(thread["thread_id"]))[0]
     assert run["status"] == "success"
+
+
+def _step(state: ThreadState) -> int:
+    metadata = state["metadata"]
+    assert metadata is not None
+    step: int = metadata["step"]
+    return step
