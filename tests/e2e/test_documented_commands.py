@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -227,9 +228,9 @@ def test_graph_references_of_the_docs_name_real_attributes() -> None:
         assert attr in names, f"the docs name {path}:{attr}; {path} defines {sorted(names)}"
 
 
-def _selected(doc: dict[str, object], selector: str) -> bool:
+def _selected(doc: dict[str, Any], selector: str) -> bool:
     """A label selector of the forms the docs use: ``key notin (a,b)``, ``key=value``."""
-    labels = (doc.get("metadata") or {}).get("labels") or {}  # type: ignore[union-attr]
+    labels: dict[str, str] = (doc.get("metadata") or {}).get("labels") or {}
     if found := re.fullmatch(r"([\w./-]+) notin \(([\w,-]+)\)", selector):
         return labels.get(found.group(1)) not in found.group(2).split(",")
     if found := re.fullmatch(r"([\w./-]+)=([\w.-]+)", selector):

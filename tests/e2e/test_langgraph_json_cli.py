@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -96,7 +97,8 @@ def test_store_ttl_reaches_the_graphs_of_serves_worker_processes(start_server: S
         "store": {"ttl": {"default_ttl": 7, "refresh_on_read": False}}}))
     server = start_server(command="serve", args=["--workers", "1"], config=config)
     client = get_sync_client(url=server.url)
-    client.runs.wait(None, "chat", input={"messages": [{"role": "user", "content": "hi"}]},
+    chat_input: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
+    client.runs.wait(None, "chat", input=chat_input,
                      config={"configurable": {"user": "ttl"}})  # its node puts without ttl
     store = open_store(f"sqlite:///{tmp_path / 'server.db'}")
     try:
