@@ -7,7 +7,6 @@ import psycopg
 import pytest
 
 from migrate_contract import MigrateContract
-from treadle.store.postgres import PostgresStore
 
 
 class TestPostgresMigrations(MigrateContract):
@@ -20,7 +19,7 @@ class TestPostgresMigrations(MigrateContract):
         return "postgres"
 
     def _sql(self, store: object, sql: str, *params: object) -> list[tuple[object, ...]]:
-        assert isinstance(store, PostgresStore)
+        assert store.db.dialect == "postgres"
         with psycopg.connect(store.db.conninfo, autocommit=True) as conn:
             cur = conn.execute(sql, params)
             return cur.fetchall() if cur.description else []
