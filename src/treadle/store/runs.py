@@ -142,23 +142,18 @@ class RunStore:
     ) -> Heartbeat:
         """Extend the leases of ``(run_id, epoch)`` runs and ``(task_key, epoch)`` tasks
         that are still ``running`` under that epoch and worker; report which are."""
-        if not runs and not tasks:
-            return Heartbeat()
-
-        def beat(tx: Tx) -> Heartbeat:
-            found = Heartbeat()
-            if runs:
-                for run_id, cancel in tx.all("run_heartbeat", {
-                        "worker": worker, "ttl": float(ttl), "run_ids": [r for r, _ in runs],
-                        "run_epochs": [int(e) for _, e in runs]}):
-                    found.runs[run_id] = cancel
-            if tasks:
-                found.tasks.update(r[0] for r in tx.all("task_heartbeat", {
-                    "worker": worker, "ttl": float(ttl), "task_keys": [t for t, _ in tasks],
-                    "task_epochs": [int(e) for _, e in tasks]}))
-            return found
-
-        return self.db.transact(f"heartbeat of worker {worker}", beat)
+        found = Heartbeat()
+        doing = f"heartbeat of worker {worker}"
+        if runs:  # each statement its own transaction: the leases are independent
+            for run_id, cancel in self.db.write(doing, "run_heartbeat", {
+                    "worker": worker, "ttl": float(ttl), "run_ids": [r for r, _ in runs],
+                    "run_epochs": [int(e) for _, e in runs]}):
+                found.runs[run_id] = cancel
+        if tasks:
+            found.tasks.update(r[0] for r in self.db.write(doing, "task_heartbeat", {
+                "worker": worker, "ttl": float(ttl), "task_keys": [t for t, _ in tasks],
+                "task_epochs": [int(e) for _, e in tasks]}))
+        return found
 
     # --- ending runs -----------------------------------------------------------------
     def finish_run(
