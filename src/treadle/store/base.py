@@ -18,15 +18,16 @@ from treadle.store import migrate as migrations
 from treadle.store.checkpoints import CheckpointStore, ClaimThread, WriteOp
 from treadle.store.connector import Connector
 from treadle.store.items import ItemStore
-from treadle.store.queue import RunQueue
 from treadle.store.resources import ResourceStore
+from treadle.store.run_records import RunStore
+from treadle.store.task_records import TaskStore
 from treadle.store.urls import redact
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["Store"]
 
 
-class Store(CheckpointStore, RunQueue, ResourceStore, ItemStore):
+class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore):
     """A database holding treadle's durable state, over the connector ``db``. Opening it
     connects (PostgreSQL: the writer, then the reader pool); it does not migrate."""
 
