@@ -11,8 +11,8 @@ import pytest
 
 from treadle.errors import StoreDataError
 from treadle.store.base import BlobRow, CheckpointRow, PutCheckpoint, PutWrites, WriteRow
+from treadle.store.drivers.postgres_buffers import RETIRE_AFTER
 from treadle.store.postgres import PostgresStore
-from treadle.store.postgres_buffers import RETIRE_AFTER
 from treadle.store.queue import NewRun
 from treadle.store.thread_records import Thread
 

@@ -14,8 +14,8 @@ import pytest
 from queue_contract import QueueContract
 from treadle.errors import ConfigError, FencedWriteError, StoreError, ThreadBusyError
 from treadle.store.base import ClaimThread
+from treadle.store.drivers.postgres_listen import PgListener
 from treadle.store.postgres import PostgresStore
-from treadle.store.postgres_listen import PgListener
 from treadle.store.queue import (
     CHANNEL_CANCEL,
     CHANNEL_EVENTS,

@@ -9,7 +9,7 @@ Python-level array adaptation cost more CPU per step than the commit itself.
 
 Reads use a ``psycopg_pool.ConnectionPool``; a checkpoint with its blobs and pending
 writes is one query. URL options and error classification are in
-:mod:`treadle.store.postgres_options`. The run queue's methods come from
+:mod:`treadle.store.drivers.postgres_options`. The run queue's methods come from
 :class:`~treadle.store.postgres_queue.PostgresQueue`, the API resources' from
 :class:`~treadle.store.resources.ResourceStore`.
 """
@@ -39,13 +39,13 @@ from treadle.store.base import (
     WriteRow,
 )
 from treadle.store.drivers.postgres import PostgresConnector
-from treadle.store.migrate import check, load_migrations, select
-from treadle.store.postgres_batch import op_json, op_result
-from treadle.store.postgres_buffers import RETIRE_AFTER, is_big
-from treadle.store.postgres_options import (
+from treadle.store.drivers.postgres_batch import op_json, op_result
+from treadle.store.drivers.postgres_buffers import RETIRE_AFTER, is_big
+from treadle.store.drivers.postgres_options import (
     is_dead,
     metadata_json,
 )
+from treadle.store.migrate import check, load_migrations, select
 from treadle.store.postgres_queue import PostgresQueue
 from treadle.store.urls import redact
 from treadle.store.writer import GroupCommitter

@@ -24,9 +24,9 @@ from psycopg.types.numeric import Int8
 
 from treadle.errors import ThreadBusyError
 from treadle.store import postgres_queries as q
-from treadle.store.postgres_buffers import is_big
-from treadle.store.postgres_listen import PgListener
-from treadle.store.postgres_session import PgWorkerSession
+from treadle.store.drivers.postgres_buffers import is_big
+from treadle.store.drivers.postgres_listen import PgListener
+from treadle.store.drivers.postgres_session import PgWorkerSession
 from treadle.store.queue import (
     CANCEL_STATUS,
     DEFAULT_MAX_WORKER_LOSSES,

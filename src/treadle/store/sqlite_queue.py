@@ -20,6 +20,7 @@ from typing import Any
 
 from treadle.errors import StoreDataError, StoreError, StoreUnavailableError, ThreadBusyError
 from treadle.store import sqlite_queries as q
+from treadle.store.drivers.sqlite_session import SqliteWorkerSession, dead_sessions, sessions_folder
 from treadle.store.queue import (
     CANCEL_STATUS,
     DEFAULT_MAX_WORKER_LOSSES,
@@ -38,7 +39,6 @@ from treadle.store.queue import (
     serves,
 )
 from treadle.store.resources import ThreadUpdate
-from treadle.store.sqlite_session import SqliteWorkerSession, dead_sessions, sessions_folder
 
 __all__ = ["SqliteQueue"]
 

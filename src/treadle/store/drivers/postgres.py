@@ -21,9 +21,9 @@ from psycopg.types.numeric import Int8
 
 from treadle.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
 from treadle.store.connector import Dialect, Params, Row, load_queries, query_text
-from treadle.store.postgres_buffers import is_big, retire_pooled
-from treadle.store.postgres_listen import PgListener
-from treadle.store.postgres_options import (
+from treadle.store.drivers.postgres_buffers import is_big, retire_pooled
+from treadle.store.drivers.postgres_listen import PgListener
+from treadle.store.drivers.postgres_options import (
     describe,
     is_data_error,
     is_dead,

@@ -28,7 +28,7 @@ import psycopg
 
 from treadle.errors import StoreError
 from treadle.store import postgres_queries as q
-from treadle.store.postgres_options import one_line
+from treadle.store.drivers.postgres_options import one_line
 from treadle.store.queue import WorkerSession
 
 __all__ = ["PgWorkerSession"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from treadle.errors import FencedWriteError, StoreError
 from treadle.store.base import ClaimThread, PutCheckpoint, PutWrites, WriteOp
-from treadle.store.postgres_options import b64, metadata_json
+from treadle.store.drivers.postgres_options import b64, metadata_json
 
 __all__ = ["op_json", "op_result"]
 
