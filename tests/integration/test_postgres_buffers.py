@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from treadle.errors import StoreDataError
-from treadle.store.base import BlobRow, CheckpointRow, PutCheckpoint, PutWrites, WriteRow
+from treadle.store.checkpoints import BlobRow, CheckpointRow, PutCheckpoint, PutWrites, WriteRow
 from treadle.store.drivers.postgres_buffers import RETIRE_AFTER
 from treadle.store.postgres import PostgresStore
 from treadle.store.queue import NewRun
@@ -26,15 +26,15 @@ def test_the_writer_is_replaced_after_a_big_batch(pg_url: str) -> None:
     store = PostgresStore(pg_url)
     try:
         store.apply(_writes("small", b"x"))
-        first = store._writer
+        first = store.db._writer
         assert first is not None
         store.apply(_writes("small", b"y"))
-        assert store._writer is first and not first.closed  # small batches keep it
+        assert store.db._writer is first and not first.closed  # small batches keep it
         # base64 makes 3 bytes 4 characters: this batch is over the limit.
         store.apply(_writes("big", b"x" * (RETIRE_AFTER * 3 // 4 + 1)))
-        assert first.closed and store._writer is None
+        assert first.closed and store.db._writer is None
         store.apply(_writes("small", b"z"))
-        second = store._writer
+        second = store.db._writer
         assert second is not None and second is not first
         # Refused (a NUL in a jsonb channel name): the big batch's connection goes too.
         with pytest.raises(StoreDataError):

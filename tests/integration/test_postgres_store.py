@@ -35,7 +35,8 @@ from treadle.errors import (
     StoreUnavailableError,
 )
 from treadle.store import open_store
-from treadle.store.base import (
+from treadle.store.checkpointer import TreadleSaver
+from treadle.store.checkpoints import (
     BlobRow,
     CheckpointRow,
     ClaimThread,
@@ -43,7 +44,6 @@ from treadle.store.base import (
     PutWrites,
     WriteRow,
 )
-from treadle.store.checkpointer import TreadleSaver
 from treadle.store.migrate import load_migrations
 from treadle.store.postgres import PostgresStore
 

@@ -13,7 +13,7 @@ import pytest
 
 from queue_contract import QueueContract
 from treadle.errors import ConfigError, FencedWriteError, StoreError, ThreadBusyError
-from treadle.store.base import ClaimThread
+from treadle.store.checkpoints import ClaimThread
 from treadle.store.drivers.postgres_listen import PgListener
 from treadle.store.postgres import PostgresStore
 from treadle.store.queue import (
