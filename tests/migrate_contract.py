@@ -28,7 +28,7 @@ class MigrateContract:
         ]
         known: list[Migration] = [*real, *fake]
         # The store's migrations are written once, for every backend.
-        monkeypatch.setattr("treadle.store.base.load_migrations", lambda _backend: known)
+        monkeypatch.setattr("treadle.store.migrate.load_migrations", lambda _backend: known)
         return known
 
     def test_pre_applies_pre_migrations_only(self, url: str, known: list[Migration]) -> None:

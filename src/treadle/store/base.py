@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 from treadle.store.checkpoints import CheckpointStore, ClaimThread, WriteOp
-from treadle.store.connector import Connector, Tx
+from treadle.store.connector import Connector
 from treadle.store.items import ItemStore
-from treadle.store.migrate import check, load_migrations, select
+from treadle.store.migrate import check_schema, migrate, schema_version
 from treadle.store.queue import RunQueue
 from treadle.store.resources import ResourceStore
 from treadle.store.urls import redact
@@ -28,9 +28,10 @@ __all__ = ["Store"]
 
 class Store(CheckpointStore, RunQueue, ResourceStore, ItemStore):
     """A database holding treadle's durable state, over the connector ``db``. Opening it
-    connects (PostgreSQL: the writer, then the reader pool); it does not migrate."""
+    connects (PostgreSQL: the writer, then the reader pool), then applies pending
+    migrations unless ``auto_migrate`` is False."""
 
-    def __init__(self, db: Connector, *, linger: float = 0.002) -> None:
+    def __init__(self, db: Connector, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
         self.db = db
         self.url = db.url
         self._closed = False
@@ -43,6 +44,12 @@ class Store(CheckpointStore, RunQueue, ResourceStore, ItemStore):
         except BaseException:
             db.close()
             raise
+        if auto_migrate:
+            try:
+                self.migrate()
+            except BaseException:
+                self.close()
+                raise
 
     # --- writes (through the group committer) ---------------------------------------------
     def submit(self, op: WriteOp) -> Any:
@@ -69,36 +76,15 @@ class Store(CheckpointStore, RunQueue, ResourceStore, ItemStore):
     def migrate(self, phase: str = "all") -> list[str]:
         """Apply pending migrations of ``phase`` (pre, post or all; see
         :mod:`treadle.store.migrate`); return the names applied."""
-        known = load_migrations(self.db.dialect)
-
-        def run(tx: Tx) -> list[str]:
-            tx.execute("migrations_create")
-            applied = {r[0] for r in tx.all("migrations_applied")}
-            todo = select(applied, known, phase, url=redact(self.url))
-            for m in todo:
-                tx.script(m.sql)
-                tx.execute("migration_record", (m.version, m.name))
-            return [m.name for m in todo]
-
-        return self.db.migrating("migrating", run)
-
-    def _applied(self) -> dict[int, str] | None:
-        """The applied migrations (version -> file name); None without a migrations table."""
-        if self.db.one("reading the applied migrations", "migrations_table") is None:
-            return None
-        return {r[0]: r[1] for r in self.db.all("reading the applied migrations",
-                                                "migrations_applied")}
+        return migrate(self.db, phase)
 
     def check_schema(self) -> None:
         """Raise :class:`~treadle.errors.SchemaError` unless this code can use the schema
         as it is (what a process that does not migrate checks on start)."""
-        check(self._applied() or {}, load_migrations(self.db.dialect), url=redact(self.url))
+        check_schema(self.db)
 
     def schema_version(self) -> int:
-        if self._applied() is None:
-            return 0
-        row = self.db.one("reading the schema version", "schema_version")
-        return int(row[0]) if row else 0
+        return schema_version(self.db)
 
     # --- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:

@@ -32,13 +32,7 @@ class PostgresStore(PostgresQueue, Store):
 
                 connect_timeout = get_settings().connect_timeout
             db = PostgresConnector(url, connect_timeout=connect_timeout)
-        Store.__init__(self, db, linger=linger)
-        if auto_migrate:
-            try:
-                self.migrate()
-            except BaseException:
-                self.close()
-                raise
+        Store.__init__(self, db, linger=linger, auto_migrate=auto_migrate)
 
     def _connect(self) -> psycopg.Connection[Any]:
         return self.db.connect()

@@ -20,15 +20,9 @@ class SqliteStore(SqliteQueue, Store):
     def __init__(self, url: str | SqliteConnector, *, linger: float = 0.002,
                  auto_migrate: bool = True) -> None:
         db = url if isinstance(url, SqliteConnector) else SqliteConnector(url)
-        Store.__init__(self, db, linger=linger)
         self.path = db.path
         self._write_lock = db.write_lock
-        if auto_migrate:
-            try:
-                self.migrate()
-            except BaseException:
-                self.close()
-                raise
+        Store.__init__(self, db, linger=linger, auto_migrate=auto_migrate)
 
     def _reader(self) -> sqlite3.Connection:
         return self.db.reader()
