@@ -1,4 +1,4 @@
-"""PostgresStore against a real server: what only PostgreSQL shows (failures, reconnects,
+"""The PostgreSQL store against a real server: what only PostgreSQL shows (failures, reconnects,
 migrations, pool options). The checkpoint contract and LangChain's conformance suite run in
 test_checkpoints_postgres.py."""
 
@@ -30,7 +30,7 @@ from treadle.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from treadle.store import open_store
+from treadle.store import Store, open_store
 from treadle.store.checkpoints import (
     BlobRow,
     CheckpointRow,
@@ -39,7 +39,6 @@ from treadle.store.checkpoints import (
     WriteRow,
 )
 from treadle.store.migrate import load_migrations
-from treadle.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
 
@@ -69,7 +68,7 @@ def _writes(thread_id: str, checkpoint_id: str, task_id: str, *, token: str | No
                      rows=[WriteRow(task_id=task_id, idx=0, channel="ch", type="json", blob=b"1")])
 
 
-def _record_batches(store: PostgresStore) -> list[int]:
+def _record_batches(store: Store) -> list[int]:
     """Sizes of the batches the store's writer applies from now on."""
     sizes: list[int] = []
     committer = store._committer
@@ -85,7 +84,7 @@ def _record_batches(store: PostgresStore) -> list[int]:
 
 
 @contextmanager
-def _writer_held(store: PostgresStore, url: str) -> Iterator[None]:
+def _writer_held(store: Store, url: str) -> Iterator[None]:
     """Keep the writer stuck in a commit: everything submitted inside forms one batch.
 
     A fenced write to a gate thread waits on a row lock held by another connection;
@@ -116,7 +115,7 @@ def _writer_held(store: PostgresStore, url: str) -> Iterator[None]:
 # --- fencing -------------------------------------------------------------------------------
 
 
-def test_a_failing_operation_fails_alone(pg_store: PostgresStore, pg_url: str) -> None:
+def test_a_failing_operation_fails_alone(pg_store: Store, pg_url: str) -> None:
     store = pg_store
     bad_client_side = _writes("t\x00nul", "c1", "x")  # text cannot hold NUL: refused by psycopg
     bad_server_side = _checkpoint("t", "c-bad")
@@ -242,12 +241,12 @@ def _scenario(store: Any) -> list[Any]:
     seen.append((dump("t"), dump("u"), store.thread_epoch("t"), store.thread_epoch("u")))
     seen.append(outcome(_checkpoint("t", "c5", token="tok-2")))
     # Each backend is at its own newest migration (their counts differ).
-    backend = "postgres" if type(store).__name__ == "PostgresStore" else "sqlite"
+    backend = store.db.dialect
     seen.append(store.schema_version() == len(load_migrations(backend)))
     return seen
 
 
-def test_same_observable_behaviour_as_sqlite(pg_store: PostgresStore, tmp_path: Path) -> None:
+def test_same_observable_behaviour_as_sqlite(pg_store: Store, tmp_path: Path) -> None:
     sqlite = open_store(f"sqlite:///{tmp_path}/parity.db")
     try:
         expected = _scenario(sqlite)
@@ -256,7 +255,7 @@ def test_same_observable_behaviour_as_sqlite(pg_store: PostgresStore, tmp_path: 
     assert _scenario(pg_store) == expected
 
 
-def test_writer_and_readers_reconnect_after_the_server_drops_them(pg_store: PostgresStore,
+def test_writer_and_readers_reconnect_after_the_server_drops_them(pg_store: Store,
                                                                    pg_url: str) -> None:
     store = pg_store
     store.claim_thread("t", "tok")
@@ -278,7 +277,8 @@ def test_writer_and_readers_reconnect_after_the_server_drops_them(pg_store: Post
 
 def test_pool_options_are_read_from_the_url_and_stripped(pg_url: str) -> None:
     sep = "&" if "?" in pg_url else "?"
-    store = PostgresStore(f"{pg_url}{sep}pool_max=3&pool_min=1&application_name=treadle-test")
+    store = open_store(f"{pg_url}{sep}pool_max=3&pool_min=1&application_name=treadle-test",
+                       auto_migrate=True)
     try:
         assert store.db.pool is not None and store.db.pool.max_size == 3
         store.thread_epoch("t")  # a read through the pool
@@ -290,7 +290,7 @@ def test_pool_options_are_read_from_the_url_and_stripped(pg_url: str) -> None:
     finally:
         store.close()
     with pytest.raises(ConfigError, match="pool_max"):
-        PostgresStore(f"{pg_url}{sep}pool_max=lots")
+        open_store(f"{pg_url}{sep}pool_max=lots", auto_migrate=True)
 
 
 # --- migrations --------------------------------------------------------------------------------
@@ -305,11 +305,11 @@ def _migration_rows(url: str) -> list[tuple[int, str]]:
 
 def test_concurrent_migrate_from_threads_applies_once(pg_url: str) -> None:
     names = [m.name for m in load_migrations("postgres")]
-    stores = [PostgresStore(pg_url, auto_migrate=False) for _ in range(6)]
+    stores = [open_store(pg_url, auto_migrate=False) for _ in range(6)]
     try:
         barrier = threading.Barrier(len(stores))
 
-        def run(store: PostgresStore) -> list[str]:
+        def run(store: Store) -> list[str]:
             barrier.wait(10)
             return store.migrate()
 
@@ -325,8 +325,8 @@ def test_concurrent_migrate_from_threads_applies_once(pg_url: str) -> None:
 
 _MIGRATE_CHILD = """
 import json, sys
-from treadle.store.postgres import PostgresStore
-store = PostgresStore(sys.argv[1], auto_migrate=False)
+from treadle.store import open_store
+store = open_store(sys.argv[1], auto_migrate=False)
 print("ready", flush=True)
 sys.stdin.readline()  # go
 print(json.dumps(store.migrate()), flush=True)
@@ -365,17 +365,17 @@ def test_concurrent_migrate_from_processes_applies_once(pg_url: str) -> None:
 
 
 def test_schema_newer_than_the_code_is_refused(pg_url: str) -> None:
-    PostgresStore(pg_url).close()
+    open_store(pg_url, auto_migrate=True).close()
     newest = load_migrations("postgres")[-1].version
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO treadle_migrations (version, name) VALUES (999, '0999_future.sql')"
         )
     with pytest.raises(SchemaError) as info:
-        PostgresStore(pg_url)
+        open_store(pg_url, auto_migrate=True)
     message = str(info.value)
     assert "schema version 999" in message and f"versions up to {newest}" in message
-    store = PostgresStore(pg_url, auto_migrate=False)
+    store = open_store(pg_url, auto_migrate=False)
     try:
         with pytest.raises(SchemaError):
             store.migrate()
@@ -385,7 +385,7 @@ def test_schema_newer_than_the_code_is_refused(pg_url: str) -> None:
 
 
 def test_schema_version_of_an_empty_database_is_zero(pg_url: str) -> None:
-    store = PostgresStore(pg_url, auto_migrate=False)
+    store = open_store(pg_url, auto_migrate=False)
     try:
         assert store.schema_version() == 0
         assert store.migrate() == [m.name for m in load_migrations("postgres")]

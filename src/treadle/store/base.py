@@ -14,24 +14,24 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from treadle.store import migrate as migrations
 from treadle.store.checkpoints import CheckpointStore, ClaimThread, WriteOp
 from treadle.store.connector import Connector
 from treadle.store.items import ItemStore
-from treadle.store.migrate import check_schema, migrate, schema_version
-from treadle.store.queue import RunQueue
 from treadle.store.resources import ResourceStore
+from treadle.store.run_records import RunStore
+from treadle.store.task_records import TaskStore
 from treadle.store.urls import redact
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["Store"]
 
 
-class Store(CheckpointStore, RunQueue, ResourceStore, ItemStore):
+class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore):
     """A database holding treadle's durable state, over the connector ``db``. Opening it
-    connects (PostgreSQL: the writer, then the reader pool), then applies pending
-    migrations unless ``auto_migrate`` is False."""
+    connects (PostgreSQL: the writer, then the reader pool); it does not migrate."""
 
-    def __init__(self, db: Connector, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
+    def __init__(self, db: Connector, *, linger: float = 0.002) -> None:
         self.db = db
         self.url = db.url
         self._closed = False
@@ -44,12 +44,6 @@ class Store(CheckpointStore, RunQueue, ResourceStore, ItemStore):
         except BaseException:
             db.close()
             raise
-        if auto_migrate:
-            try:
-                self.migrate()
-            except BaseException:
-                self.close()
-                raise
 
     # --- writes (through the group committer) ---------------------------------------------
     def submit(self, op: WriteOp) -> Any:
@@ -72,19 +66,19 @@ class Store(CheckpointStore, RunQueue, ResourceStore, ItemStore):
         """Queue the claim without waiting: it commits before (or with) our next write."""
         return self.submit(ClaimThread(thread_id, token=token))
 
-    # --- schema ------------------------------------------------------------------------------
+    # --- schema (treadle.store.migrate) ---------------------------------------------------
     def migrate(self, phase: str = "all") -> list[str]:
         """Apply pending migrations of ``phase`` (pre, post or all; see
         :mod:`treadle.store.migrate`); return the names applied."""
-        return migrate(self.db, phase)
+        return migrations.migrate(self.db, phase)
 
     def check_schema(self) -> None:
         """Raise :class:`~treadle.errors.SchemaError` unless this code can use the schema
         as it is (what a process that does not migrate checks on start)."""
-        check_schema(self.db)
+        migrations.check_schema(self.db)
 
     def schema_version(self) -> int:
-        return schema_version(self.db)
+        return migrations.schema_version(self.db)
 
     # --- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:

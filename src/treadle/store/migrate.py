@@ -17,13 +17,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from treadle.errors import ConfigError, MigrationsPendingError, SchemaError
-from treadle.store.connector import Connector, Tx
 from treadle.store.urls import redact
 
-__all__ = ["PHASES", "Migration", "applied", "check", "check_schema", "load_migrations",
-           "migrate", "pending", "schema_version", "select"]
+if TYPE_CHECKING:
+    from treadle.store.connector import Connector, Tx
+
+__all__ = [
+    "PHASES",
+    "Migration",
+    "applied_migrations",
+    "check",
+    "check_schema",
+    "load_migrations",
+    "migrate",
+    "pending",
+    "schema_version",
+    "select",
+]
 
 #: ``treadle migrate --phase``: ``pre`` before a rollout, ``post`` after it, ``all`` both.
 PHASES = ("pre", "post", "all")
@@ -114,15 +127,18 @@ def check(applied: dict[int, str], known: list[Migration], *, url: str) -> None:
         )
 
 
+# --- over the connector (the store's migrate / check_schema / schema_version) ---------------
+
+
 def migrate(db: Connector, phase: str = "all") -> list[str]:
-    """Apply the pending migrations of ``phase`` to ``db`` in one transaction, under the
-    connector's migration lock; return the names applied."""
+    """Apply the pending migrations of ``phase`` in one transaction, under the lock that
+    makes concurrent migrations queue; return the names applied."""
     known = load_migrations(db.dialect)
 
     def run(tx: Tx) -> list[str]:
         tx.execute("migrations_create")
-        done = {r[0] for r in tx.all("migrations_applied")}
-        todo = select(done, known, phase, url=redact(db.url))
+        applied = {r[0] for r in tx.all("migrations_applied")}
+        todo = select(applied, known, phase, url=redact(db.url))
         for m in todo:
             tx.script(m.sql)
             tx.execute("migration_record", (m.version, m.name))
@@ -131,7 +147,7 @@ def migrate(db: Connector, phase: str = "all") -> list[str]:
     return db.migrating("migrating", run)
 
 
-def applied(db: Connector) -> dict[int, str] | None:
+def applied_migrations(db: Connector) -> dict[int, str] | None:
     """The applied migrations (version -> file name); None without a migrations table."""
     if db.one("reading the applied migrations", "migrations_table") is None:
         return None
@@ -139,13 +155,13 @@ def applied(db: Connector) -> dict[int, str] | None:
 
 
 def check_schema(db: Connector) -> None:
-    """:func:`check` the schema of ``db`` against this code's migrations."""
-    check(applied(db) or {}, load_migrations(db.dialect), url=redact(db.url))
+    """:func:`check` the database's applied migrations."""
+    check(applied_migrations(db) or {}, load_migrations(db.dialect), url=redact(db.url))
 
 
 def schema_version(db: Connector) -> int:
-    """The newest migration applied to ``db``; 0 for a database without treadle's schema."""
-    if applied(db) is None:
+    """The newest migration applied (0 for an empty database)."""
+    if applied_migrations(db) is None:
         return 0
     row = db.one("reading the schema version", "schema_version")
     return int(row[0]) if row else 0
