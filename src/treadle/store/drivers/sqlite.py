@@ -310,7 +310,7 @@ class SqliteConnector:
 
     def apply_batch(self, conn: sqlite3.Connection, ops: list[Any]) -> list[Any]:
         with self.begin("writing", conn):
-            return apply_ops(conn, self.queries, ops)
+            return apply_ops(SqliteTx(conn, self.queries), ops)
 
     def close_writer(self, conn: sqlite3.Connection) -> None:
         conn.close()
