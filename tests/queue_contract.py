@@ -1,4 +1,4 @@
-"""The run queue contract (``treadle.store.queue.RunQueue``), for every backend.
+"""The run queue contract (``store.runs.RunStore``, ``store.tasks.TaskStore``), for every backend.
 
 A backend's test module subclasses :class:`QueueContract` and provides a function-scoped
 ``store`` fixture yielding a fresh, migrated, empty store::
@@ -493,6 +493,15 @@ class QueueContract:
         assert [r.run_id for r in store.list_runs(status="running")] == ["r0"]
         assert [r.run_id for r in store.list_runs(thread_id="u", status="pending")] == ["r4", "r2"]
         assert store.list_runs(thread_id="none") == []
+
+    def test_a_negative_limit_or_offset_counts_as_zero(self, store: Store) -> None:
+        for i in range(3):
+            store.enqueue_run(new_run(f"r{i}", thread_id=f"t{i}"))
+        assert store.list_runs(limit=-1) == []
+        assert [r.run_id for r in store.list_runs(limit=2, offset=-5)] == ["r2", "r1"]
+        r = claim(store)
+        assert r is not None and store.put_events(r.run_id, r.epoch, [Event(1, "values", b"a")])
+        assert store.read_events(r.run_id, 0, limit=-1) == []
 
     def test_queue_depth(self, store: Store) -> None:
         assert store.queue_depth() == (0, None)

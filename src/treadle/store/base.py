@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from treadle.store.items import ItemStore
-from treadle.store.queue import RunQueue
 from treadle.store.resources import ResourceStore
+from treadle.store.runs import RunStore
+from treadle.store.tasks import TaskStore
 
 __all__ = [
     "BlobRow",
@@ -141,10 +142,10 @@ class PutWrites(WriteOp):
     linger_scale = 1.0
 
 
-class Store(RunQueue, ResourceStore, ItemStore, abc.ABC):
-    """A database holding treadle's durable state: checkpoints (here), the run
-    queue (:class:`~treadle.store.queue.RunQueue`) and the API resources
-    (:class:`~treadle.store.resources.ResourceStore`)."""
+class Store(RunStore, TaskStore, ResourceStore, ItemStore, abc.ABC):
+    """A database holding treadle's durable state: checkpoints (here), the run queue
+    (:class:`~treadle.store.runs.RunStore`, :class:`~treadle.store.tasks.TaskStore`) and
+    the API resources (:class:`~treadle.store.resources.ResourceStore`)."""
 
     url: str
 

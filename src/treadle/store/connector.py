@@ -21,7 +21,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from treadle.store.queue import WorkerSession
 
 __all__ = ["Connector", "Params", "Row", "Sql", "Tx", "load_queries"]
 
@@ -78,6 +81,11 @@ class Connector(Protocol):
 
     def execute(self, doing: str, query: str, params: Params = ()) -> int: ...
 
+    def write(self, doing: str, query: str, params: Params = ()) -> list[Row]:
+        """One statement that changes rows and returns some (``RETURNING``), in its own
+        write transaction (SQLite: under the write lock; PostgreSQL: autocommit)."""
+        ...
+
     def transact(self, doing: str, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` in one write transaction and return its result once committed; rolled
         back if ``fn`` raises. ``fn`` may run twice (the PostgreSQL driver retries once on a
@@ -95,6 +103,25 @@ class Connector(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # --- the run queue's hot paths (treadle.store.runs) -------------------------------
+    def enqueue_run(self, doing: str, params: Mapping[str, Any]) -> Row:
+        """Queue a run (the parameters of the named query ``run_enqueue``) deciding its
+        idempotency key and multitask strategy atomically with the insert; the key's
+        stored request hash, then the run's columns. ThreadBusyError when ``reject``
+        refuses it (nothing written)."""
+        ...
+
+    def ended_sessions(self) -> list[int]:
+        """Keys of the worker sessions of running claims that the driver finds ended
+        outside SQL (SQLite: their lock files beside the database are free); the sweep
+        queries take them as ``dead``. PostgreSQL: none, its sweep queries read
+        ``pg_locks`` themselves."""
+        ...
+
+    def worker_session(self, key: int) -> WorkerSession:
+        """A worker's liveness under ``key`` (:class:`~treadle.store.queue.WorkerSession`)."""
+        ...
 
 
 _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)

@@ -10,8 +10,8 @@ Python-level array adaptation cost more CPU per step than the commit itself.
 Reads use a ``psycopg_pool.ConnectionPool``; a checkpoint with its blobs and pending
 writes is one query. URL options and error classification are in
 :mod:`treadle.store.postgres_options`. The run queue's methods come from
-:class:`~treadle.store.postgres_queue.PostgresQueue`, the API resources' from
-:class:`~treadle.store.resources.ResourceStore`.
+:class:`~treadle.store.runs.RunStore` and :class:`~treadle.store.tasks.TaskStore`, the API
+resources' from :class:`~treadle.store.resources.ResourceStore`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from treadle.store.postgres_options import (
     is_dead,
     metadata_json,
 )
-from treadle.store.postgres_queue import PostgresQueue
 from treadle.store.urls import redact
 from treadle.store.writer import GroupCommitter
 
@@ -55,7 +54,7 @@ __all__ = ["PostgresStore"]
 T = TypeVar("T")
 
 
-class PostgresStore(PostgresQueue, Store):
+class PostgresStore(Store):
     db: PostgresConnector
 
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True,

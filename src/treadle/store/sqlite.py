@@ -28,14 +28,13 @@ from treadle.store.base import (
     WriteOp,
     WriteRow,
 )
-from treadle.store.drivers.sqlite import SqliteConnector, sqlite_path
+from treadle.store.drivers.sqlite import SqliteConnector, is_data_error, sqlite_path
 from treadle.store.migrate import check, load_migrations, select
-from treadle.store.sqlite_queue import SqliteQueue, data_error, is_data_error
 from treadle.store.writer import GroupCommitter
 
 __all__ = ["SqliteStore", "sqlite_path"]
 
-class SqliteStore(SqliteQueue, Store):
+class SqliteStore(Store):
     db: SqliteConnector
 
     def __init__(self, url: str, *, linger: float = 0.002, auto_migrate: bool = True) -> None:
@@ -93,7 +92,7 @@ class SqliteStore(SqliteQueue, Store):
             except BaseException as exc:
                 conn.execute("ROLLBACK")
                 if is_data_error(exc):
-                    raise data_error("writing", self.path, exc) from exc
+                    raise self.db.error("writing", exc) from exc
                 raise
             return results
 

@@ -9,6 +9,7 @@ error classification are in :mod:`~treadle.store.drivers.postgres_options`.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -19,7 +20,13 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
-from treadle.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
+from treadle.errors import (
+    ConfigError,
+    StoreDataError,
+    StoreError,
+    StoreUnavailableError,
+    ThreadBusyError,
+)
 from treadle.store.connector import Dialect, Params, Row, load_queries, query_text
 from treadle.store.postgres_buffers import is_big, retire_pooled
 from treadle.store.postgres_listen import PgListener
@@ -31,6 +38,7 @@ from treadle.store.postgres_options import (
     one_line,
     postgres_options,
 )
+from treadle.store.postgres_session import PgWorkerSession
 from treadle.store.urls import redact, scrub
 
 __all__ = ["PostgresConnector", "PgTx"]
@@ -39,6 +47,9 @@ T = TypeVar("T")
 
 #: libpq's connect timeout when neither the URL nor the caller sets one (whole seconds).
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: The SQLSTATE treadle_enqueue_run raises when multitask ``reject`` refuses a run (the
+#: thread's active run ids, JSON, in its DETAIL).
+ENQUEUE_BUSY_STATE = "TRBSY"
 
 
 def _value(v: Any) -> Any:
@@ -240,6 +251,9 @@ class PostgresConnector:
     def execute(self, doing: str, query: str, params: Params = ()) -> int:
         return self._autocommit(doing, lambda tx: tx.execute(query, params))
 
+    def write(self, doing: str, query: str, params: Params = ()) -> list[Row]:
+        return self._autocommit(doing, lambda tx: tx.all(query, params))
+
     def transact(self, doing: str, fn: Callable[[PgTx], T]) -> T:
         """Run ``fn`` in one transaction; its result once committed."""
 
@@ -258,3 +272,28 @@ class PostgresConnector:
 
     def listener(self, channels: Sequence[str]) -> PgListener:
         return PgListener(self.connect, channels)
+
+    # --- the run queue's hot paths ---------------------------------------------------
+    def enqueue_run(self, doing: str, params: Mapping[str, Any]) -> Row:
+        """One call of ``treadle_enqueue_run`` (under the thread's row lock and, with a
+        key, an advisory lock on it); its SQLSTATE TRBSY becomes ThreadBusyError."""
+
+        def enqueue(tx: PgTx) -> Row:
+            try:
+                row = tx.one("run_enqueue", params)
+            except psycopg.Error as exc:
+                if exc.sqlstate != ENQUEUE_BUSY_STATE:
+                    raise
+                active = json.loads(exc.diag.message_detail or "[]")
+                raise ThreadBusyError(params["thread_id"], [str(a) for a in active]) from None
+            assert row is not None  # the function returns the run
+            return row
+
+        return self._autocommit(doing, enqueue)
+
+    def ended_sessions(self) -> list[int]:
+        """None found here: the sweep queries read ``pg_locks`` themselves."""
+        return []
+
+    def worker_session(self, key: int) -> PgWorkerSession:
+        return PgWorkerSession(self.connect, key)

@@ -15,10 +15,335 @@ SELECT (julianday('now') - 2440587.5) * 86400.0;
 
 -- ==== runs ===================================================================
 
+-- Named parameters (positional only where noted). Times are REAL Unix seconds from
+-- SQLite's clock, ((julianday('now') - 2440587.5) * 86400.0): one value per statement.
+-- Run rows are returned in the order of RunRow's fields, task rows in TaskRow's.
+
+-- name: run_enqueue
+-- The run as queued, its stored request hash first. SQLite decides the multitask strategy
+-- before this, in Python, under the write lock (drivers/sqlite.py, enqueue_run).
+INSERT INTO treadle_runs
+    (run_id, thread_id, graph_id, payload, max_attempts, timeout_s, stream, metadata,
+     idempotency_key, request_hash)
+VALUES (:run_id, :thread_id, :graph_id, :payload, :max_attempts, :timeout_s, :stream,
+        :metadata, :idempotency_key, :request_hash)
+RETURNING request_hash, run_id, thread_id, graph_id, payload, status, attempt, max_attempts,
+    epoch, worker, lease_expires_at, timeout_s, stream, cancel, metadata, result, error,
+    created_at, started_at, ended_at, lost_count;
+
+-- name: run_active
+-- The thread's active runs, oldest first (the multitask decision of enqueue_run).
+SELECT run_id, status FROM treadle_runs
+WHERE thread_id = :thread_id AND status IN ('pending', 'running') ORDER BY seq;
+
+-- name: run_stop_pending
+-- multitask interrupt / rollback: the thread's pending runs end at once (CANCEL_STATUS).
+UPDATE treadle_runs SET
+    status = CASE :multitask WHEN 'interrupt' THEN 'interrupted' ELSE 'cancelled' END,
+    cancel = :multitask, ended_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE thread_id = :thread_id AND status = 'pending';
+
+-- name: run_stop_running
+-- multitask interrupt / rollback: the thread's running run is asked to stop.
+UPDATE treadle_runs SET cancel = :multitask WHERE thread_id = :thread_id AND status = 'running';
+
+-- name: run_by_key
+-- The run created under an idempotency key, its request hash first.
+SELECT request_hash, run_id, thread_id, graph_id, payload, status, attempt, max_attempts,
+    epoch, worker, lease_expires_at, timeout_s, stream, cancel, metadata, result, error,
+    created_at, started_at, ended_at, lost_count
+FROM treadle_runs WHERE idempotency_key = :idempotency_key;
+
+-- name: run_claim
+-- The oldest pending run of an allowed graph (:graph_ids, a JSON array; or a pickled one
+-- with :allow_pickled) whose thread has no running run and no older pending run. Writers
+-- are serialised by BEGIN IMMEDIATE: nobody writes between the read and the update.
+UPDATE treadle_runs SET
+    status = 'running', worker = :worker, worker_lock = :lock, epoch = epoch + 1,
+    attempt = attempt + 1,
+    lease_expires_at = ((julianday('now') - 2440587.5) * 86400.0) + :ttl,
+    started_at = coalesce(started_at, ((julianday('now') - 2440587.5) * 86400.0))
+WHERE seq = (
+    SELECT r.seq FROM treadle_runs r
+    WHERE r.status = 'pending'
+      AND (r.graph_id IN (SELECT value FROM json_each(:graph_ids))
+           OR (:allow_pickled AND r.graph_id GLOB 'pickle:*'))
+      AND NOT EXISTS (SELECT 1 FROM treadle_runs o
+                      WHERE o.thread_id = r.thread_id AND o.status = 'running')
+      AND NOT EXISTS (SELECT 1 FROM treadle_runs o
+                      WHERE o.thread_id = r.thread_id AND o.status = 'pending' AND o.seq < r.seq)
+    ORDER BY r.seq LIMIT 1)
+RETURNING run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
+    started_at, ended_at, lost_count;
+
+-- name: run_heartbeat
+-- Extend the leases of the runs (:run_ids, :run_epochs: JSON arrays, pairwise) still
+-- running under that epoch and :worker; (run_id, cancel) of each.
+UPDATE treadle_runs SET lease_expires_at = ((julianday('now') - 2440587.5) * 86400.0) + :ttl
+WHERE run_id IN (SELECT value FROM json_each(:run_ids)) AND worker = :worker
+  AND status = 'running'
+  AND EXISTS (SELECT 1 FROM json_each(:run_ids) i JOIN json_each(:run_epochs) e ON e.key = i.key
+              WHERE i.value = treadle_runs.run_id AND e.value = treadle_runs.epoch)
+RETURNING run_id, cancel;
+
+-- name: run_finish
+-- One row when done (none when fenced).
+UPDATE treadle_runs SET status = :status, result = :result, error = :error, worker = NULL,
+    lease_expires_at = NULL, ended_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE run_id = :run_id AND epoch = :epoch AND status = 'running'
+RETURNING run_id;
+
+-- name: run_release
+-- One row when handed back (none when fenced).
+UPDATE treadle_runs SET status = 'pending', worker = NULL, lease_expires_at = NULL,
+    attempt = max(attempt - 1, 0)
+WHERE run_id = :run_id AND epoch = :epoch AND status = 'running'
+RETURNING run_id;
+
+-- name: run_cancel
+-- :final = CANCEL_STATUS[:action]. A pending run ends at once; a running one gets the
+-- request. The row after the change; none for a terminal or unknown run.
+UPDATE treadle_runs SET
+    status = CASE WHEN status = 'pending' THEN :final ELSE status END,
+    ended_at = CASE WHEN status = 'pending' THEN ((julianday('now') - 2440587.5) * 86400.0)
+                    ELSE ended_at END,
+    cancel = :action
+WHERE run_id = :run_id AND status IN ('pending', 'running')
+RETURNING run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
+    started_at, ended_at, lost_count;
+
+-- name: run_expire_pending
+-- A pending run whose queue_timeout passed ends cancelled (left alone once claimed).
+UPDATE treadle_runs SET status = 'cancelled', error = :error,
+    ended_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE run_id = :run_id AND status = 'pending'
+RETURNING run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
+    started_at, ended_at, lost_count;
+
+-- name: run_get
+SELECT run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
+    started_at, ended_at, lost_count
+FROM treadle_runs WHERE run_id = :run_id;
+
+-- name: run_list
+-- list_runs: this, the filters (run_where_*) joined by AND, then run_list_page.
+SELECT run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
+    started_at, ended_at, lost_count
+FROM treadle_runs;
+
+-- name: run_where_thread
+thread_id = :thread_id;
+
+-- name: run_where_status
+status = :status;
+
+-- name: run_list_page
+ORDER BY seq DESC LIMIT :limit OFFSET :offset;
+
+-- name: run_delete
+-- A finished run (active ones are kept); then its tasks and events.
+DELETE FROM treadle_runs WHERE run_id = :run_id AND status NOT IN ('pending', 'running');
+
+-- name: run_delete_tasks
+DELETE FROM treadle_tasks WHERE run_id = :run_id;
+
+-- name: run_delete_events
+DELETE FROM treadle_events WHERE run_id = :run_id;
+
+-- name: run_queue_stats
+-- Pending, running, and the age of the oldest pending run (NULL: none).
+SELECT count(CASE WHEN status = 'pending' THEN 1 END),
+    count(CASE WHEN status = 'running' THEN 1 END),
+    ((julianday('now') - 2440587.5) * 86400.0)
+        - min(CASE WHEN status = 'pending' THEN created_at END)
+FROM treadle_runs WHERE status IN ('pending', 'running');
+
+-- name: run_session_keys
+-- The worker-session keys of running claims (the driver checks which sessions ended:
+-- drivers/sqlite.py, ended_sessions).
+SELECT worker_lock FROM treadle_runs WHERE status = 'running' AND worker_lock IS NOT NULL
+UNION SELECT worker_lock FROM treadle_tasks WHERE status = 'running' AND worker_lock IS NOT NULL;
+
+-- name: run_sweep
+-- Lost runs: an expired lease, or a claim whose worker session ended (:dead, a JSON array
+-- of keys; :check_sessions and :grace are PostgreSQL's). One statement, so 'now' is one
+-- instant. A requested cancel ends the run (its CANCEL_STATUS); its :max_losses-th loss
+-- errors; any other goes back to pending, epoch unchanged (the next claim raises it).
+UPDATE treadle_runs SET
+    status = CASE
+        WHEN cancel IS NOT NULL THEN CASE cancel WHEN 'cancel' THEN 'cancelled'
+            WHEN 'interrupt' THEN 'interrupted' WHEN 'rollback' THEN 'cancelled'
+            ELSE 'cancelled' END
+        WHEN cancel IS NULL AND lost_count + 1 >= :max_losses THEN 'error'
+        ELSE 'pending' END,
+    error = CASE
+        WHEN cancel IS NOT NULL THEN error
+        WHEN cancel IS NULL AND lost_count + 1 >= :max_losses THEN
+            'the run''s worker died ' || (lost_count + 1)
+            || ' times (killed, OOM or lost); giving up; last: '
+            || CASE WHEN worker_lock IN (SELECT value FROM json_each(:dead))
+                    THEN 'worker ' || coalesce(worker, '?') || ' died (its process is gone)'
+                    ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired' END
+            || ' on attempt ' || attempt || coalesce('; previous error: ' || error, '')
+        ELSE CASE WHEN worker_lock IN (SELECT value FROM json_each(:dead))
+                  THEN 'worker ' || coalesce(worker, '?') || ' died (its process is gone)'
+                  ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired' END
+            || ' on attempt ' || attempt || '; queued again' END,
+    ended_at = CASE WHEN cancel IS NOT NULL OR cancel IS NULL AND lost_count + 1 >= :max_losses
+                    THEN ((julianday('now') - 2440587.5) * 86400.0) END,
+    lost_count = lost_count + 1,
+    worker = NULL,
+    worker_lock = NULL,
+    lease_expires_at = NULL
+WHERE status = 'running'
+  AND (lease_expires_at < ((julianday('now') - 2440587.5) * 86400.0)
+       OR worker_lock IN (SELECT value FROM json_each(:dead)))
+RETURNING run_id, status, thread_id;
 
 
 -- ==== tasks, workers, events, shipped graphs ================================
 
+-- name: task_submit
+-- A new key is inserted; an 'error' row is reset to pending for the submitting run (the
+-- orchestrator retries it), and a pending row of another run is adopted by it. The row
+-- when (re)queued; none otherwise (read it with task_get).
+INSERT INTO treadle_tasks (task_key, run_id, thread_id, graph_id, node, payload, max_attempts)
+VALUES (:task_key, :run_id, :thread_id, :graph_id, :node, :payload, :max_attempts)
+ON CONFLICT (task_key) DO UPDATE SET
+    status = 'pending', run_id = excluded.run_id, thread_id = excluded.thread_id,
+    graph_id = excluded.graph_id, node = excluded.node, payload = excluded.payload,
+    max_attempts = excluded.max_attempts, attempt = 0, worker = NULL,
+    lease_expires_at = NULL, result = NULL, error = NULL, ended_at = NULL
+WHERE treadle_tasks.status = 'error'
+   OR (treadle_tasks.status = 'pending' AND treadle_tasks.run_id IS NOT excluded.run_id)
+RETURNING task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at;
+
+-- name: task_get
+SELECT task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at
+FROM treadle_tasks WHERE task_key = :task_key;
+
+-- name: task_claim
+-- Up to :limit pending tasks of running runs, oldest first (graph filter as run_claim).
+-- The rows, each with its seq last (RETURNING has no order: sort by it).
+UPDATE treadle_tasks SET
+    status = 'running', worker = :worker, worker_lock = :lock, epoch = epoch + 1,
+    attempt = attempt + 1,
+    lease_expires_at = ((julianday('now') - 2440587.5) * 86400.0) + :ttl
+WHERE seq IN (
+    SELECT t.seq FROM treadle_tasks t
+    WHERE t.status = 'pending'
+      AND (t.graph_id IN (SELECT value FROM json_each(:graph_ids))
+           OR (:allow_pickled AND t.graph_id GLOB 'pickle:*'))
+      AND EXISTS (SELECT 1 FROM treadle_runs r
+                  WHERE r.run_id = t.run_id AND r.status = 'running')
+    ORDER BY t.seq LIMIT :limit)
+RETURNING task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at, seq;
+
+-- name: task_heartbeat
+-- As run_heartbeat, for tasks (:task_keys, :task_epochs); the task keys still held.
+UPDATE treadle_tasks SET lease_expires_at = ((julianday('now') - 2440587.5) * 86400.0) + :ttl
+WHERE task_key IN (SELECT value FROM json_each(:task_keys)) AND worker = :worker
+  AND status = 'running'
+  AND EXISTS (SELECT 1 FROM json_each(:task_keys) i JOIN json_each(:task_epochs) e ON e.key = i.key
+              WHERE i.value = treadle_tasks.task_key AND e.value = treadle_tasks.epoch)
+RETURNING task_key;
+
+-- name: task_finish
+-- One row when recorded (none when fenced).
+UPDATE treadle_tasks SET status = :status, result = :result, error = :error, worker = NULL,
+    worker_lock = NULL, lease_expires_at = NULL,
+    ended_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE task_key = :task_key AND epoch = :epoch AND status = 'running'
+RETURNING task_key;
+
+-- name: task_get_many
+SELECT task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at
+FROM treadle_tasks WHERE task_key IN (SELECT value FROM json_each(:task_keys)) ORDER BY seq;
+
+-- name: task_list
+SELECT task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at
+FROM treadle_tasks WHERE run_id = :run_id ORDER BY seq;
+
+-- name: task_sweep
+-- Lost tasks (as run_sweep): back to pending or, at their max_attempts, error.
+UPDATE treadle_tasks SET
+    status = CASE WHEN attempt >= max_attempts THEN 'error' ELSE 'pending' END,
+    error = CASE WHEN worker_lock IN (SELECT value FROM json_each(:dead))
+                 THEN 'worker ' || coalesce(worker, '?') || ' died (its process is gone)'
+                 ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired' END
+        || ' on attempt ' || attempt || ' of ' || max_attempts
+        || CASE WHEN attempt >= max_attempts THEN ': giving up' ELSE '; queued again' END,
+    ended_at = CASE WHEN attempt >= max_attempts
+                    THEN ((julianday('now') - 2440587.5) * 86400.0) END,
+    worker = NULL,
+    worker_lock = NULL,
+    lease_expires_at = NULL
+WHERE status = 'running'
+  AND (lease_expires_at < ((julianday('now') - 2440587.5) * 86400.0)
+       OR worker_lock IN (SELECT value FROM json_each(:dead)))
+RETURNING task_key, status;
+
+-- name: event_fence
+-- A row while the run is running under :epoch (events are appended only then).
+SELECT run_id FROM treadle_runs
+WHERE run_id = :run_id AND epoch = :epoch AND status = 'running';
+
+-- name: event_insert
+-- Positional (run_id, seq, kind, data), for Tx.many; a seq already stored is kept as first
+-- written.
+INSERT OR IGNORE INTO treadle_events (run_id, seq, kind, data) VALUES (?, ?, ?, ?);
+
+-- name: event_read
+SELECT seq, kind, data FROM treadle_events
+WHERE run_id = :run_id AND seq > :after_seq ORDER BY seq LIMIT :limit;
+
+-- name: event_purge
+-- The events of runs that ended more than :older_than seconds ago.
+DELETE FROM treadle_events WHERE run_id IN (
+    SELECT run_id FROM treadle_runs WHERE ended_at IS NOT NULL
+    AND ended_at < ((julianday('now') - 2440587.5) * 86400.0) - :older_than);
+
+-- name: graph_put
+INSERT OR IGNORE INTO treadle_graphs (graph_id, blob) VALUES (:graph_id, :blob);
+
+-- name: graph_get
+SELECT blob FROM treadle_graphs WHERE graph_id = :graph_id;
+
+-- name: worker_forget_dead
+DELETE FROM treadle_workers
+WHERE expires_at <= ((julianday('now') - 2440587.5) * 86400.0) AND worker_id <> :worker_id;
+
+-- name: worker_register
+-- :graph_ids is a JSON array (returned as JSON text by worker_list).
+INSERT INTO treadle_workers (worker_id, name, graph_ids, allow_pickled, slots, running,
+                             expires_at)
+VALUES (:worker_id, :name, :graph_ids, :allow_pickled, :slots, :running,
+        ((julianday('now') - 2440587.5) * 86400.0) + :ttl)
+ON CONFLICT (worker_id) DO UPDATE SET
+    name = excluded.name, graph_ids = excluded.graph_ids,
+    allow_pickled = excluded.allow_pickled, slots = excluded.slots,
+    running = excluded.running, heartbeat_at = ((julianday('now') - 2440587.5) * 86400.0),
+    expires_at = excluded.expires_at;
+
+-- name: worker_remove
+DELETE FROM treadle_workers WHERE worker_id = :worker_id;
+
+-- name: worker_list
+-- Live workers, oldest first.
+SELECT worker_id, name, graph_ids, allow_pickled, slots, running, started_at, heartbeat_at,
+    expires_at
+FROM treadle_workers WHERE expires_at > ((julianday('now') - 2440587.5) * 86400.0)
+ORDER BY started_at, worker_id;
 
 
 -- ==== threads, assistants, crons (API resources) =============================
