@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from treadle.store.items import ItemStore
 from treadle.store.resources import ResourceStore
-from treadle.store.runs import RunStore
+from treadle.store.run_records import RunStore
 from treadle.store.tasks import TaskStore
 
 __all__ = [
@@ -144,7 +144,7 @@ class PutWrites(WriteOp):
 
 class Store(RunStore, TaskStore, ResourceStore, ItemStore, abc.ABC):
     """A database holding treadle's durable state: checkpoints (here), the run queue
-    (:class:`~treadle.store.runs.RunStore`, :class:`~treadle.store.tasks.TaskStore`) and
+    (:class:`~treadle.store.run_records.RunStore`, :class:`~treadle.store.tasks.TaskStore`) and
     the API resources (:class:`~treadle.store.resources.ResourceStore`)."""
 
     url: str

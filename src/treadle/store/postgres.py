@@ -10,7 +10,7 @@ Python-level array adaptation cost more CPU per step than the commit itself.
 Reads use a ``psycopg_pool.ConnectionPool``; a checkpoint with its blobs and pending
 writes is one query. URL options and error classification are in
 :mod:`treadle.store.postgres_options`. The run queue's methods come from
-:class:`~treadle.store.runs.RunStore` and :class:`~treadle.store.tasks.TaskStore`, the API
+:class:`~treadle.store.run_records.RunStore` and :class:`~treadle.store.tasks.TaskStore`, the API
 resources' from :class:`~treadle.store.resources.ResourceStore`.
 """
 
