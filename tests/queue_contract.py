@@ -715,6 +715,13 @@ class QueueContract:
         assert store.read_events("r1", 6) == []
         assert store.read_events("other", 0) == []
 
+    def test_a_big_batch_of_events_is_stored_whole(self, store: Store) -> None:
+        r = running(store, "r1")
+        batch = [Event(i, "custom", b"%d" % i) for i in range(1, 1202)]  # several statements
+        assert store.put_events("r1", r.epoch, batch)
+        assert store.put_events("r1", r.epoch, [Event(1, "custom", b"dup"), Event(1202, "end", b"")])
+        assert store.read_events("r1", 0, limit=5000) == [*batch, Event(1202, "end", b"")]
+
     def test_claim_and_finish_keep_the_thread_record_in_step(self, store: Store) -> None:
         from treadle.store.thread_records import ThreadUpdate
 
