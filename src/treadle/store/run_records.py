@@ -1,11 +1,13 @@
 """The run queue's runs, written once over the connector (:mod:`treadle.store.connector`).
 
 Every method is one short transaction. The queries are the ``run_*`` ones of the "runs"
-section of ``sql/<dialect>.sql``. Two things differ by database and are the connector's:
-queueing a run (:meth:`Connector.enqueue_run`: SQLite decides idempotency and the multitask
-strategy in Python under its write lock, PostgreSQL in one PL/pgSQL call) and finding the
-worker sessions that ended (:meth:`Connector.ended_sessions`: SQLite's are lock files
-beside the database, PostgreSQL's sweep finds them in ``pg_locks`` itself). Claims, finishes
+section of ``sql/<dialect>.sql``. What differs by database beyond its SQL is the
+connector's (its "run queue's hot paths", in ``drivers/sqlite_queue.py`` and
+``drivers/postgres_queue.py``): queueing a run (:meth:`Connector.enqueue_run`: SQLite
+decides idempotency and the multitask strategy in Python under its write lock, PostgreSQL
+in one PL/pgSQL call), finding the worker sessions that ended
+(:meth:`Connector.ended_sessions`: SQLite's are lock files beside the database,
+PostgreSQL's sweep finds them in ``pg_locks`` itself) and a worker's session. Claims, finishes
 and sweeps record the thread's state with the named query ``thread_state`` in the same
 transaction. Types and rules (statuses, channels, ``check``) are in :mod:`treadle.store.queue`.
 """
