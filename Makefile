@@ -19,8 +19,8 @@ bench-quick:
 test:
 	$(PYTHON) -m pytest -q
 
-## check: lint, the import layers (pyproject's [tool.importlinter]) and strict type check
+## check: lint, strict type check of src and tests (pyproject's [tool.mypy]) and the import layers (pyproject's [tool.importlinter])
 check:
 	ruff check src tests bench
-	lint-imports
 	mypy
+	lint-imports

@@ -23,7 +23,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from processes import SERVER_GRAPHS, ServerProcess, subprocess_env, terminate
+from processes import (
+    SERVER_GRAPHS,
+    ServerProcess,
+    StartServer,
+    StartWorker,
+    WorkerProcess,
+    subprocess_env,
+)
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -187,56 +194,8 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
                 )
 
 
-# --- cluster workers as real processes ------------------------------------------------------
-
-SRC = Path(__file__).resolve().parents[1] / "src"
-CLUSTER_GRAPHS = Path(__file__).resolve().parent / "cluster_graphs"
-
-
-class WorkerProcess:
-    """A `treadle worker` subprocess; its output goes to ``log``."""
-
-    def __init__(self, url: str, graphs: list[str], log: Path, args: list[str],
-                 env: dict[str, str]) -> None:
-        import sys
-
-        self.url, self.graphs, self.log_path, self.args, self.env = url, graphs, log, args, env
-        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "treadle", "worker", "--store", url, *args, *graphs],
-            env=env, stdout=self._out, stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "serving" in self.log():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.log()}")
-            time.sleep(0.05)
-        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()}")
-
-    def signal(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-
-    def stop(self, timeout: float = 15) -> None:
-        terminate(self.proc, timeout)
-        self._out.close()
-
-
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[object]:
+def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
     """``start_worker(url, *graphs, args=[...], env={...}, ready=True)`` -> WorkerProcess."""
     started: list[WorkerProcess] = []
 
@@ -272,7 +231,7 @@ def private_pg() -> Iterator[_ThrowawayCluster]:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[object]:
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
     """``start_server(command="dev", store=None, args=[...], env={...})`` -> ServerProcess."""
     started: list[ServerProcess] = []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Protocol
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SERVER_GRAPHS = Path(__file__).resolve().parent / "server_graphs"
@@ -80,3 +81,60 @@ class ServerProcess:
     def stop(self, timeout: float = 20) -> None:
         terminate(self.proc, timeout)
         self._out.close()
+
+
+class WorkerProcess:
+    """A `treadle worker` subprocess; its output goes to ``log``."""
+
+    def __init__(self, url: str, graphs: list[str], log: Path, args: list[str],
+                 env: dict[str, str]) -> None:
+        import sys
+
+        self.url, self.graphs, self.log_path, self.args, self.env = url, graphs, log, args, env
+        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "treadle", "worker", "--store", url, *args, *graphs],
+            env=env, stdout=self._out, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "serving" in self.log():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.log()}")
+            time.sleep(0.05)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()}")
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 15) -> None:
+        terminate(self.proc, timeout)
+        self._out.close()
+
+
+class StartWorker(Protocol):
+    """The ``start_worker`` fixture (tests/conftest.py)."""
+
+    def __call__(self, url: str, *graphs: str, args: list[str] | None = None,
+                 env: dict[str, str] | None = None, ready: bool = True) -> WorkerProcess: ...
+
+
+class StartServer(Protocol):
+    """The ``start_server`` fixture (tests/conftest.py)."""
+
+    def __call__(self, command: str = "dev", store: str | None = None, args: list[str] | None = None,
+                 env: dict[str, str] | None = None, config: Path | None = None,
+                 ready: bool = True) -> ServerProcess: ...

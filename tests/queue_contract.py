@@ -22,7 +22,8 @@ import time
 import pytest
 
 from treadle.errors import ConfigError, FencedWriteError, IdempotencyKeyError, ThreadBusyError
-from treadle.store.base import ClaimThread, PutWrites, Store, WriteRow
+from treadle.store.base import Store
+from treadle.store.checkpoints import ClaimThread, PutWrites, WriteRow
 from treadle.store.queue import (
     DEFAULT_MAX_WORKER_LOSSES,
     Event,

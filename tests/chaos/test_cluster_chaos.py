@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 import treadle
+from processes import StartWorker
 from treadle.cluster import client
 from treadle.graphs.refs import load_graph
 from treadle.store.queue import TERMINAL
@@ -77,7 +78,7 @@ def _effect_repeats(url: str) -> int:
     return total - keys
 
 
-def test_kill_9_random_workers_under_load(pg_url, start_worker):
+def test_kill_9_random_workers_under_load(pg_url: str, start_worker: StartWorker) -> None:
     _effects_tables(pg_url)
     env = {"TREADLE_EFFECTS_URL": pg_url, "STEP_SLEEP": "0.03"}
     workers = [start_worker(pg_url, CHAIN, args=WORKER_ARGS, env=env) for _ in range(3)]
@@ -114,7 +115,7 @@ def test_kill_9_random_workers_under_load(pg_url, start_worker):
         assert repeats <= kills * 8, (repeats, kills)
 
 
-def test_postgres_restart_under_load(private_pg, start_worker):
+def test_postgres_restart_under_load(private_pg, start_worker: StartWorker) -> None:
     url = private_pg.url
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE chaos")
@@ -138,7 +139,7 @@ def test_postgres_restart_under_load(private_pg, start_worker):
         _check_exactly_once(url, g, rows)
 
 
-def test_sigstopped_worker_is_fenced_after_its_lease(pg_url, start_worker):
+def test_sigstopped_worker_is_fenced_after_its_lease(pg_url: str, start_worker: StartWorker) -> None:
     env = {"STEP_SLEEP": "0.4"}
     a = start_worker(pg_url, CHAIN, args=WORKER_ARGS, env=env)
     with treadle.compile(load_graph(CHAIN_REF), store=pg_url, graph_id="chain") as g:
@@ -181,7 +182,7 @@ def _check_exactly_once_one(graph, thread_id: str) -> None:
 FANOUT_REF = f"{GRAPHS / 'fanout.py'}:builder"
 
 
-def test_orchestrator_killed_mid_superstep_reuses_finished_remote_tasks(pg_url, start_worker):
+def test_orchestrator_killed_mid_superstep_reuses_finished_remote_tasks(pg_url: str, start_worker: StartWorker) -> None:
     """kill -9 the worker orchestrating a fan-out while its remote tasks run elsewhere: the
     run resumes on another worker, which reuses the tasks' stored results (none runs twice)."""
     env = {"WORK_SLEEP": "1.0"}

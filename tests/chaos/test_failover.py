@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 import treadle
+from processes import StartWorker
 from treadle.cluster import client
 from treadle.graphs.refs import load_graph
 
@@ -26,11 +29,12 @@ pytestmark = [pytest.mark.chaos]
 GRAPHS = Path(__file__).resolve().parents[1] / "cluster_graphs"
 CHAIN_REF = f"{GRAPHS / 'chain.py'}:builder"
 KILLER_REF = f"{GRAPHS / 'killer.py'}:builder"
+T = TypeVar("T")
 TTL = 60.0
 ARGS = ["--lease-ttl", str(TTL), "--poll-interval", "0.2"]
 
 
-def _wait(what: str, check, timeout: float):  # noqa: ANN001, ANN202 - a test helper
+def _wait(what: str, check: Callable[[], T | None], timeout: float) -> T:
     deadline = time.monotonic() + timeout
     while True:
         got = check()
@@ -42,8 +46,8 @@ def _wait(what: str, check, timeout: float):  # noqa: ANN001, ANN202 - a test he
 
 
 @pytest.mark.parametrize("store_kind", ["postgres", "sqlite"])
-def test_kill_9_hands_the_run_over_before_its_lease_expires(store_kind, tmp_path, request,
-                                                            start_worker):
+def test_kill_9_hands_the_run_over_before_its_lease_expires(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest,
+                                                            start_worker: StartWorker) -> None:
     url = (request.getfixturevalue("pg_url") if store_kind == "postgres"
            else f"sqlite:///{tmp_path}/failover.db")
     env = {"STEP_SLEEP": "0.3"}
@@ -61,7 +65,7 @@ def test_kill_9_hands_the_run_over_before_its_lease_expires(store_kind, tmp_path
         holder.proc.wait(10)
         # Failure bound only: the test fails if the run is not taken over within the TTL.
         after = _wait("the run claimed again",
-                      lambda: (r := store.get_run(run.run_id)) and r.epoch > before.epoch and r,
+                      lambda: r if (r := store.get_run(run.run_id)) and r.epoch > before.epoch else None,
                       TTL)
         claimed_by_then = store.now()
         assert before.lease_expires_at is not None
@@ -77,7 +81,7 @@ def test_kill_9_hands_the_run_over_before_its_lease_expires(store_kind, tmp_path
 
 
 @pytest.mark.postgres
-def test_a_run_that_kills_every_worker_ends_in_error(pg_url, start_worker):
+def test_a_run_that_kills_every_worker_ends_in_error(pg_url: str, start_worker: StartWorker) -> None:
     env = {"TREADLE_MAX_WORKER_LOSSES": "2"}
     # Serves another graph only: it just sweeps (and survives).
     start_worker(pg_url, f"chain={CHAIN_REF}", args=ARGS, env=env)
@@ -89,7 +93,7 @@ def test_a_run_that_kills_every_worker_ends_in_error(pg_url, start_worker):
         for n in (1, 2):
             w = start_worker(pg_url, f"killer={KILLER_REF}", args=ARGS, env=env, ready=False)
             victims.append(w)
-            _wait(f"worker {n} killed by the run", lambda w=w: w.proc.poll() is not None, 60)
+            _wait(f"worker {n} killed by the run", w.proc.poll, 60)  # its exit code, once dead
         done = client.wait(g.backend, run.run_id, timeout=TTL)
         assert done.status == "error" and done.lost == 2 and done.attempt == 2
         assert done.error is not None and done.error.startswith(

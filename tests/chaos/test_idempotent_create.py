@@ -17,6 +17,8 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from processes import StartServer
+
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.timeout(180)]
 
 
@@ -28,7 +30,7 @@ async def _send_and_forget(url: str, *args: Any, **kwargs: Any) -> None:
 
 
 async def test_a_create_retried_after_the_api_was_killed_returns_the_first_run(
-        pg_url, start_server):
+        pg_url: str, start_server: StartServer) -> None:
     doomed = start_server("serve", store=pg_url, args=["--workers", "0"])
     api = start_server("serve", store=pg_url, args=["--workers", "1"])
     client = get_client(url=api.url)

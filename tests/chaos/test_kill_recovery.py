@@ -25,7 +25,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, limit: float = 30) -> None:
+def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen[bytes], limit: float = 30) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if path.exists() and len(path.read_text().splitlines()) >= n:
@@ -36,7 +36,7 @@ def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, limit: float = 3
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite", "postgres"])
-def test_kill_9_then_resume(tmp_path, store_kind, request):
+def test_kill_9_then_resume(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> None:
     if store_kind == "sqlite":
         url = f"sqlite:///{tmp_path}/chaos.db"
     else:
@@ -68,7 +68,7 @@ def test_kill_9_then_resume(tmp_path, store_kind, request):
     assert all(len(v) == 1 for v in keys.values()), keys
 
 
-def test_cli_kill_9_then_resume(tmp_path):
+def test_cli_kill_9_then_resume(tmp_path: Path) -> None:
     """The same through the real CLI: `treadle run`, kill -9, `treadle run --resume`."""
     url = f"sqlite:///{tmp_path}/cli.db"
     log = tmp_path / "log.txt"
@@ -90,7 +90,7 @@ def test_cli_kill_9_then_resume(tmp_path):
     assert all(runs[f"n{i}"] == 1 for i in range(4, 7)), runs
 
 
-def test_processes_share_one_sqlite_file(tmp_path):
+def test_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     """Several processes write one SQLite file at once: SQLite's write lock and busy
     timeout serialise them; every run completes with exact state."""
     url = f"sqlite:///{tmp_path}/shared.db"

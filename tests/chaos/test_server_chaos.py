@@ -9,13 +9,13 @@ import signal
 import pytest
 from langgraph_sdk import get_client
 
-from processes import SERVER_GRAPHS
+from processes import SERVER_GRAPHS, StartServer, StartWorker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.timeout(180)]
 
 
 async def test_worker_killed_mid_stream_the_run_resumes_and_the_stream_completes(
-        pg_url, start_server, start_worker):
+        pg_url: str, start_server: StartServer, start_worker: StartWorker) -> None:
     config = str(SERVER_GRAPHS / "langgraph.json")
     args = ["--config", config, "--lease-ttl", "2", "--poll-interval", "0.2"]
     api = start_server("serve", store=pg_url, args=["--workers", "0"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
@@ -16,7 +16,7 @@ class State(TypedDict):
     n: int
 
 
-def work(state: State) -> dict:
+def work(state: State) -> dict[str, Any]:
     marker = os.environ.get("BLOCK_LOG")
     if marker and state["sleep"]:
         with open(marker, "a") as f:

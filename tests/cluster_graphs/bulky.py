@@ -6,7 +6,7 @@ ValueError(``fail``) when ``fail`` is."""
 from __future__ import annotations
 
 import weakref
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
@@ -26,7 +26,7 @@ class State(TypedDict, total=False):
     text: str
 
 
-def grow(state: State) -> dict:
+def grow(state: State) -> dict[str, Any]:
     if state.get("fail"):
         raise ValueError(state["fail"])
     if not state.get("size"):

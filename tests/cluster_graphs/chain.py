@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 import os
 import time
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, Protocol, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
@@ -43,10 +43,14 @@ def _effect(step: str) -> None:
                   (key, step))
 
 
-def _step(i: int):
+class Node(Protocol):
+    def __call__(self, state: State) -> dict[str, Any]: ...
+
+
+def _step(i: int) -> Node:
     name = f"s{i}"
 
-    def step(state: State) -> dict:
+    def step(state: State) -> dict[str, Any]:
         time.sleep(float(os.environ.get("STEP_SLEEP", "0.02")))
         _effect(name)
         return {"n": state["n"] + 1, "done": [name]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import operator
 import os
 import time
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
@@ -17,14 +17,14 @@ from langgraph.types import Send
 
 class State(TypedDict):
     n: int
-    results: Annotated[list[dict], operator.add]
+    results: Annotated[list[dict[str, Any]], operator.add]
 
 
 class Item(TypedDict):
     i: int
 
 
-def plan(state: State) -> dict:
+def plan(state: State) -> dict[str, Any]:
     return {}
 
 
@@ -32,7 +32,7 @@ def fan(state: State) -> list[Send]:
     return [Send("work", {"i": i}) for i in range(state["n"])]
 
 
-def work(item: Item) -> dict:
+def work(state: Item) -> dict[str, Any]:
     began = time.time()
     sleep = float(os.environ.get("WORK_SLEEP", "0"))
     if sleep:
@@ -43,10 +43,10 @@ def work(item: Item) -> dict:
         x = 0
         while time.thread_time() < end:
             x += 1
-    return {"results": [{"i": item["i"], "pid": os.getpid(), "began": began, "ended": time.time()}]}
+    return {"results": [{"i": state["i"], "pid": os.getpid(), "began": began, "ended": time.time()}]}
 
 
-def total(state: State) -> dict:
+def total(state: State) -> dict[str, Any]:
     return {}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
@@ -25,7 +25,7 @@ class Item(TypedDict):
     fail: bool
 
 
-def plan(state: State) -> dict:
+def plan(state: State) -> dict[str, Any]:
     log.info("planning %d items", state["n"])
     return {}
 
@@ -34,14 +34,14 @@ def fan(state: State) -> list[Send]:
     return [Send("work", {"i": i, "fail": state.get("fail", False)}) for i in range(state["n"])]
 
 
-def work(item: Item) -> dict:
-    log.info("working on item %d", item["i"])
-    if item["fail"]:
-        raise ValueError(f"item {item['i']} refused on purpose")
-    return {"results": [item["i"]]}
+def work(state: Item) -> dict[str, Any]:
+    log.info("working on item %d", state["i"])
+    if state["fail"]:
+        raise ValueError(f"item {state['i']} refused on purpose")
+    return {"results": [state["i"]]}
 
 
-def total(state: State) -> dict:
+def total(state: State) -> dict[str, Any]:
     log.info("total of %d results", len(state["results"]))
     return {}
 

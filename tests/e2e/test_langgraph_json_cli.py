@@ -12,7 +12,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
-from processes import subprocess_env
+from processes import StartServer, subprocess_env
 
 SERVER_GRAPHS = Path(__file__).resolve().parents[1] / "server_graphs"
 CHAIN = f"{SERVER_GRAPHS / 'graphs.py'}:chain"
@@ -62,7 +62,7 @@ def test_deploy_k8s_refuses_it(tmp_path: Path) -> None:
 
 
 def test_unknown_keys_warn_and_descriptions_reach_the_default_assistant(
-        start_server, tmp_path: Path) -> None:
+        start_server: StartServer, tmp_path: Path) -> None:
     config = tmp_path / "langgraph.json"
     config.write_text(json.dumps({
         "graphs": {"chain": {"path": CHAIN, "description": "adds one, ten times"}},
@@ -86,7 +86,7 @@ def test_unknown_keys_warn_and_descriptions_reach_the_default_assistant(
     assert "access-control-allow-origin" not in ok.headers  # no http.cors: no CORS headers
 
 
-def test_store_ttl_reaches_the_graphs_of_serves_worker_processes(start_server,
+def test_store_ttl_reaches_the_graphs_of_serves_worker_processes(start_server: StartServer,
                                                                   tmp_path: Path) -> None:
     from treadle.store import open_store
 

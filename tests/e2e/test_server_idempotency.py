@@ -16,7 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import UnprocessableEntityError
+
+from processes import ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,7 +29,7 @@ def _key() -> dict[str, str]:
 
 
 @pytest.fixture
-def client(dev_server: Any) -> Any:
+def client(dev_server: ServerProcess) -> LangGraphClient:
     return get_client(url=dev_server.url)
 
 
@@ -34,7 +37,7 @@ async def _runs(client: Any, thread_id: str) -> list[str]:
     return [r["run_id"] for r in await client.runs.list(thread_id, limit=100)]
 
 
-async def test_a_retried_create_returns_the_first_run(client):
+async def test_a_retried_create_returns_the_first_run(client: LangGraphClient) -> None:
     t = await client.threads.create()
     key = _key()
     first = await client.runs.create(t["thread_id"], "chain", input={"n": 0}, headers=key)
@@ -48,7 +51,7 @@ async def test_a_retried_create_returns_the_first_run(client):
     assert len({first["run_id"], other["run_id"], keyed["run_id"]}) == 3
 
 
-async def test_a_retried_wait_and_stream_join_the_first_run(client):
+async def test_a_retried_wait_and_stream_join_the_first_run(client: LangGraphClient) -> None:
     t = await client.threads.create()
     key = _key()
     out = [await client.runs.wait(t["thread_id"], "chain", input={"n": 5}, headers=key)
@@ -69,7 +72,7 @@ async def test_a_retried_wait_and_stream_join_the_first_run(client):
     assert (await client.threads.get_state(t2["thread_id"]))["values"] == {"n": 11}
 
 
-async def test_stateless_and_batch_retries_return_the_first_runs(client, dev_server):
+async def test_stateless_and_batch_retries_return_the_first_runs(client: LangGraphClient, dev_server: ServerProcess) -> None:
     key = _key()
     first = await client.runs.create(None, "chain", input={"n": 0}, headers=key)
     again = await client.runs.create(None, "chain", input={"n": 0}, headers=key)
@@ -82,7 +85,7 @@ async def test_stateless_and_batch_retries_return_the_first_runs(client, dev_ser
     assert ids[0] == ids[1] and len(set(ids[0])) == 3
 
 
-async def test_the_same_key_with_another_request_is_a_422(client, dev_server):
+async def test_the_same_key_with_another_request_is_a_422(client: LangGraphClient, dev_server: ServerProcess) -> None:
     t = await client.threads.create()
     key = _key()
     first = await client.runs.create(t["thread_id"], "chain", input={"n": 0}, headers=key)
@@ -106,7 +109,8 @@ async def test_the_same_key_with_another_request_is_a_422(client, dev_server):
 
 
 @pytest.mark.parametrize("stateless", [False, True])
-async def test_concurrent_creates_with_one_key_queue_one_run(client, stateless):
+async def test_concurrent_creates_with_one_key_queue_one_run(client: LangGraphClient,
+                                                            stateless: bool) -> None:
     t = None if stateless else (await client.threads.create())["thread_id"]
     key = _key()
     made = await asyncio.gather(*[

@@ -24,7 +24,7 @@ import pytest
 from langgraph_sdk import get_client, get_sync_client
 from prometheus_client.parser import text_string_to_metric_families
 
-from processes import SERVER_GRAPHS, free_port
+from processes import SERVER_GRAPHS, StartServer, StartWorker, free_port
 from treadle.store import open_store
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
@@ -90,7 +90,7 @@ def status(base: str, path: str) -> int | None:
 
 
 # --- a real workload, every metric -----------------------------------------------------------
-async def test_every_metric_after_a_real_workload(pg_url, start_server, start_worker):
+async def test_every_metric_after_a_real_workload(pg_url: str, start_server: StartServer, start_worker: StartWorker) -> None:
     api = start_server("serve", store=pg_url, args=["--workers", "0"])
     client = get_client(url=api.url)
 
@@ -188,7 +188,7 @@ async def test_every_metric_after_a_real_workload(pg_url, start_server, start_wo
     await client.runs.join(t, busy["run_id"])
 
 
-async def test_a_sigstopped_worker_counts_its_lost_lease(pg_url, start_server, start_worker):
+async def test_a_sigstopped_worker_counts_its_lost_lease(pg_url: str, start_server: StartServer, start_worker: StartWorker) -> None:
     api = start_server("serve", store=pg_url, args=["--workers", "0"])
     client = get_client(url=api.url)
     port_a, port_b = free_port(), free_port()
@@ -239,7 +239,7 @@ def _free_port_pair() -> int:
     raise AssertionError("no two consecutive free ports")
 
 
-def test_api_drains_on_sigterm_and_serve_gives_each_worker_a_port(pg_url, start_server):
+def test_api_drains_on_sigterm_and_serve_gives_each_worker_a_port(pg_url: str, start_server: StartServer) -> None:
     base = _free_port_pair()
     api = start_server("serve", store=pg_url, args=["--workers", "2"],
                        env={"TREADLE_SHUTDOWN_DELAY": "60", "TREADLE_WORKER_PORT": str(base)})
@@ -269,7 +269,7 @@ def test_api_drains_on_sigterm_and_serve_gives_each_worker_a_port(pg_url, start_
         assert status(w, "/healthz") is None
 
 
-def test_a_draining_worker_is_unready_until_it_exits(pg_url, start_server, start_worker):
+def test_a_draining_worker_is_unready_until_it_exits(pg_url: str, start_server: StartServer, start_worker: StartWorker) -> None:
     api = start_server("serve", store=pg_url, args=["--workers", "0"])
     client = get_sync_client(url=api.url)
     port = free_port()

@@ -11,13 +11,13 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError
 
-from processes import SERVER_GRAPHS
+from processes import SERVER_GRAPHS, StartServer, StartWorker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
-def cluster(pg_url, start_server, start_worker):
+def cluster(pg_url: str, start_server: StartServer, start_worker: StartWorker):
     config = str(SERVER_GRAPHS / "langgraph.json")
     a = start_server("serve", store=pg_url, args=["--workers", "0"])
     b = start_server("serve", store=pg_url, args=["--workers", "0"])
@@ -25,7 +25,7 @@ def cluster(pg_url, start_server, start_worker):
     return a, b, worker
 
 
-async def test_run_on_one_replica_streamed_joined_cancelled_on_the_other(cluster):
+async def test_run_on_one_replica_streamed_joined_cancelled_on_the_other(cluster) -> None:
     a, b, _worker = cluster
     ca, cb = get_client(url=a.url), get_client(url=b.url)
     t = await ca.threads.create()
@@ -49,7 +49,7 @@ async def test_run_on_one_replica_streamed_joined_cancelled_on_the_other(cluster
     assert (await ca.threads.get(t["thread_id"]))["status"] == "idle"
 
 
-async def test_a_due_cron_fires_once_across_replicas(cluster, pg_url):
+async def test_a_due_cron_fires_once_across_replicas(cluster, pg_url: str) -> None:
     from treadle.store import open_store
 
     a, b, _worker = cluster

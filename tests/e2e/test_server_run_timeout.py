@@ -9,13 +9,14 @@ gets the worker's default (``TREADLE_RUN_TIMEOUT`` / ``--run-timeout``).
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from processes import SERVER_GRAPHS
+from processes import SERVER_GRAPHS, ServerProcess, StartServer, StartWorker
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,7 +39,7 @@ async def _next_run_finishes(client: Any) -> None:
     assert out == {"n": 10}
 
 
-async def test_run_timeout_ends_blocked_runs_and_frees_the_slot(start_server):
+async def test_run_timeout_ends_blocked_runs_and_frees_the_slot(start_server: StartServer) -> None:
     """Given in the config (through the SDK) or as a body field; one worker slot."""
     server = start_server("dev", args=["--concurrency", "1"])
     client = get_client(url=server.url)
@@ -60,7 +61,7 @@ async def test_run_timeout_ends_blocked_runs_and_frees_the_slot(start_server):
 
 
 @pytest.mark.parametrize("bad", [0, -1, "soon", True])
-def test_a_bad_run_timeout_is_a_422_and_writes_nothing(dev_server, bad):
+def test_a_bad_run_timeout_is_a_422_and_writes_nothing(dev_server: ServerProcess, bad: object) -> None:
     def threads() -> int:
         return int(httpx.post(f"{dev_server.url}/threads/count", json={}, timeout=10).json())
 
@@ -71,7 +72,7 @@ def test_a_bad_run_timeout_is_a_422_and_writes_nothing(dev_server, bad):
     assert threads() == before  # no stateless thread was made for it
 
 
-async def test_default_run_timeout_of_a_worker(start_server, start_worker, tmp_path):
+async def test_default_run_timeout_of_a_worker(start_server: StartServer, start_worker: StartWorker, tmp_path: Path) -> None:
     """`treadle worker --run-timeout`: a run that never ends and sets no limit of its own
     is stopped at the worker's default, and the worker's only slot is freed."""
     store = f"sqlite:///{tmp_path / 'api.db'}"

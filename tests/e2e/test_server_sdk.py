@@ -10,22 +10,25 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
+from processes import ServerProcess, StartServer
+
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def client(dev_server):
+def client(dev_server: ServerProcess):
     return get_client(url=dev_server.url)
 
 
 # --- system -------------------------------------------------------------------------------
-def test_ok_info_and_openapi(dev_server):
+def test_ok_info_and_openapi(dev_server: ServerProcess) -> None:
     assert httpx.get(f"{dev_server.url}/ok").json() == {"ok": True}
     info = httpx.get(f"{dev_server.url}/info").json()
     assert info["server"] == "treadle" and "chain" in info["graphs"]
@@ -36,7 +39,7 @@ def test_ok_info_and_openapi(dev_server):
 
 
 # --- assistants ---------------------------------------------------------------------------
-async def test_default_assistants_and_crud(client):
+async def test_default_assistants_and_crud(client) -> None:
     found = await client.assistants.search(graph_id="chain")
     assert [a["graph_id"] for a in found] == ["chain"]
     default = found[0]
@@ -71,13 +74,13 @@ async def test_default_assistants_and_crud(client):
         await client.assistants.get(a["assistant_id"])
 
 
-async def test_unknown_graph_is_404(client):
+async def test_unknown_graph_is_404(client) -> None:
     with pytest.raises(NotFoundError):
         await client.assistants.create("no-such-graph")
 
 
 # --- threads ------------------------------------------------------------------------------
-async def test_thread_crud_copy_prune(client):
+async def test_thread_crud_copy_prune(client) -> None:
     tag = uuid.uuid4().hex
     t = await client.threads.create(metadata={"tag": tag})
     assert t["status"] == "idle" and t["metadata"] == {"tag": tag}
@@ -100,7 +103,7 @@ async def test_thread_crud_copy_prune(client):
         await client.threads.get(t["thread_id"])
 
 
-async def test_state_history_and_update(client):
+async def test_state_history_and_update(client) -> None:
     t = await client.threads.create()
     out = await client.runs.wait(t["thread_id"], "chain", input={"n": 5})
     assert out == {"n": 15}
@@ -120,7 +123,7 @@ async def test_state_history_and_update(client):
 
 
 # --- runs ---------------------------------------------------------------------------------
-async def test_background_run_get_list_join_delete(client):
+async def test_background_run_get_list_join_delete(client) -> None:
     t = await client.threads.create()
     run = await client.runs.create(t["thread_id"], "chain", input={"n": 1},
                                    metadata={"why": "test"})
@@ -135,7 +138,7 @@ async def test_background_run_get_list_join_delete(client):
         await client.runs.get(t["thread_id"], run["run_id"])
 
 
-async def test_stream_values_updates_and_metadata_first(client):
+async def test_stream_values_updates_and_metadata_first(client) -> None:
     t = await client.threads.create()
     parts = [p async for p in client.runs.stream(t["thread_id"], "chain", input={"n": 0},
                                                  stream_mode=["values", "updates"])]
@@ -146,7 +149,7 @@ async def test_stream_values_updates_and_metadata_first(client):
     assert updates == [{f"s{i}": {"n": i + 1}} for i in range(10)]
 
 
-async def test_stream_events_mode(client):
+async def test_stream_events_mode(client) -> None:
     parts = [p async for p in client.runs.stream(None, "chain", input={"n": 0},
                                                  stream_mode=["events", "values"])]
     kinds = [p.data["event"] for p in parts if p.event == "events"]
@@ -155,7 +158,7 @@ async def test_stream_events_mode(client):
     assert [p.data for p in parts if p.event == "values"][-1] == {"n": 10}
 
 
-async def test_stream_messages_custom_subgraphs_and_store(client):
+async def test_stream_messages_custom_subgraphs_and_store(client) -> None:
     t = await client.threads.create()
     parts = [p async for p in client.runs.stream(
         t["thread_id"], "chat", input={"messages": [{"role": "user", "content": "hi there"}]},
@@ -179,7 +182,7 @@ async def test_stream_messages_custom_subgraphs_and_store(client):
     assert "messages/metadata" in names and "messages/partial" in names
 
 
-async def test_stream_reconnect_with_last_event_id(client, dev_server):
+async def test_stream_reconnect_with_last_event_id(client, dev_server: ServerProcess) -> None:
     t = await client.threads.create()
     run = await client.runs.create(t["thread_id"], "slow", input={"n": 0, "delay": 0.3},
                                    stream_mode=["values", "updates"])
@@ -204,7 +207,7 @@ async def test_stream_reconnect_with_last_event_id(client, dev_server):
     assert len([p for p in everything if p.event == "updates"]) == 3
 
 
-async def test_on_disconnect_cancel_stops_the_run(client):
+async def test_on_disconnect_cancel_stops_the_run(client) -> None:
     t = await client.threads.create()
     stream = client.runs.stream(t["thread_id"], "slow", input={"n": 0, "delay": 1.0},
                                 stream_mode="updates", on_disconnect="cancel")
@@ -222,7 +225,7 @@ async def test_on_disconnect_cancel_stops_the_run(client):
     assert run["status"] == "interrupted"
 
 
-async def test_stateless_runs_and_batch(client):
+async def test_stateless_runs_and_batch(client) -> None:
     assert await client.runs.wait(None, "chain", input={"n": 2}) == {"n": 12}
     parts = [p async for p in client.runs.stream(None, "chain", input={"n": 0})]
     assert parts[-1].data == {"n": 10}
@@ -238,7 +241,7 @@ async def test_stateless_runs_and_batch(client):
         assert got["status"] == "success"
 
 
-async def test_cancel_and_cancel_many(client):
+async def test_cancel_and_cancel_many(client) -> None:
     t = await client.threads.create()
     run = await client.runs.create(t["thread_id"], "slow", input={"n": 0, "delay": 1.0})
     await asyncio.sleep(0.3)
@@ -253,7 +256,7 @@ async def test_cancel_and_cancel_many(client):
 
 
 # --- human in the loop --------------------------------------------------------------------
-async def test_interrupt_and_resume(client):
+async def test_interrupt_and_resume(client) -> None:
     t = await client.threads.create()
     out = await client.runs.wait(t["thread_id"], "approval", input={"request": "post"})
     assert out["__interrupt__"][0]["value"] == {"question": "approve post?"}
@@ -266,7 +269,7 @@ async def test_interrupt_and_resume(client):
     assert (await client.threads.get(t["thread_id"]))["status"] == "idle"
 
 
-async def test_interrupt_before_and_goto(client):
+async def test_interrupt_before_and_goto(client) -> None:
     t = await client.threads.create()
     await client.runs.wait(t["thread_id"], "chain", input={"n": 0}, interrupt_before=["s5"])
     state = await client.threads.get_state(t["thread_id"])
@@ -283,7 +286,7 @@ async def test_interrupt_before_and_goto(client):
 
 
 # --- double texting -----------------------------------------------------------------------
-async def test_multitask_reject_and_enqueue(client):
+async def test_multitask_reject_and_enqueue(client) -> None:
     t = await client.threads.create()
     first = await client.runs.create(t["thread_id"], "slow", input={"n": 0, "delay": 0.4})
     with pytest.raises(ConflictError):
@@ -296,7 +299,7 @@ async def test_multitask_reject_and_enqueue(client):
     assert len(await client.runs.list(t["thread_id"])) == 2
 
 
-async def test_multitask_interrupt_and_rollback(client):
+async def test_multitask_interrupt_and_rollback(client) -> None:
     t = await client.threads.create()
     first = await client.runs.create(t["thread_id"], "slow", input={"n": 0, "delay": 1.0})
     await asyncio.sleep(0.3)
@@ -315,7 +318,7 @@ async def test_multitask_interrupt_and_rollback(client):
 
 
 # --- crons --------------------------------------------------------------------------------
-async def test_crons_fire_and_crud(client):
+async def test_crons_fire_and_crud(client) -> None:
     t = await client.threads.create()
     cron = await client.crons.create_for_thread(t["thread_id"], "chain", schedule="* * * * *",
                                                 input={"n": 0})
@@ -332,7 +335,7 @@ async def test_crons_fire_and_crud(client):
 
 
 # --- bad input ----------------------------------------------------------------------------
-def test_bad_input_is_4xx_and_writes_nothing(dev_server):
+def test_bad_input_is_4xx_and_writes_nothing(dev_server: ServerProcess) -> None:
     url = dev_server.url
     before = httpx.post(f"{url}/threads/count", json={}).json()
     r = httpx.post(f"{url}/threads", content=b"{not json", headers={"content-type": "application/json"})
@@ -352,7 +355,7 @@ def test_bad_input_is_4xx_and_writes_nothing(dev_server):
 
 
 # --- the sync client ----------------------------------------------------------------------
-def test_sync_client(dev_server):
+def test_sync_client(dev_server: ServerProcess) -> None:
     client = get_sync_client(url=dev_server.url)
     t = client.threads.create()
     assert client.runs.wait(t["thread_id"], "chain", input={"n": 3}) == {"n": 13}
@@ -365,7 +368,7 @@ def test_sync_client(dev_server):
     assert client.runs.wait(None, "fanout", input={"items": [1, 2, 3]})["results"] == [2, 4, 6]
 
 
-def test_langgraph_json_env_and_factory(dev_server):
+def test_langgraph_json_env_and_factory(dev_server: ServerProcess) -> None:
     client = get_sync_client(url=dev_server.url)
     assert client.runs.wait(None, "env", input={})["value"] == "from-langgraph-json"
     assert client.runs.wait(None, "factory", input={"n": 1}) == {"n": 11}
@@ -374,7 +377,7 @@ def test_langgraph_json_env_and_factory(dev_server):
                             config={"configurable": {"length": 3}}) == {"n": 4}
 
 
-def test_webhook_is_called_on_run_end(dev_server):
+def test_webhook_is_called_on_run_end(dev_server: ServerProcess) -> None:
     import http.server
     import json
     import threading
@@ -408,7 +411,7 @@ def test_webhook_is_called_on_run_end(dev_server):
         srv.shutdown()
 
 
-def test_dev_refuses_a_graph_that_cannot_load_in_one_line(tmp_path):
+def test_dev_refuses_a_graph_that_cannot_load_in_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -429,7 +432,7 @@ def test_dev_refuses_a_graph_that_cannot_load_in_one_line(tmp_path):
         text=True, timeout=60, env=subprocess_env()).stderr
 
 
-def test_quiet_streams_carry_heartbeats(start_server):
+def test_quiet_streams_carry_heartbeats(start_server: StartServer) -> None:
     server = start_server(env={"TREADLE_SSE_HEARTBEAT": "0.2"})
     body = {"assistant_id": "slow", "input": {"n": 0, "delay": 1.0}, "stream_mode": "updates"}
     comments = 0

@@ -18,13 +18,15 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import NotFoundError
 from langgraph_sdk.stream.transport import ProtocolSseTransport
 
+from processes import ServerProcess
+
 pytestmark = pytest.mark.timeout(120)
 
 TRANSPORTS = ["sse", "websocket"]
 
 
 @pytest.fixture
-def client(dev_server):
+def client(dev_server: ServerProcess):
     return get_client(url=dev_server.url)
 
 
@@ -45,7 +47,7 @@ async def _join(client, thread_id: str, runs: int, started: asyncio.Event | None
     raise AssertionError(f"thread stream ended early: {parts}")
 
 
-async def test_join_stream_follows_every_run_and_resumes_across_runs(client):
+async def test_join_stream_follows_every_run_and_resumes_across_runs(client) -> None:
     tid = (await client.threads.create())["thread_id"]
     started = asyncio.Event()
     joined = asyncio.create_task(_within(_join(client, tid, 2, started)))
@@ -88,7 +90,7 @@ async def test_join_stream_follows_every_run_and_resumes_across_runs(client):
     assert states == [0, 1, 2, 3, *range(100, 111)]
 
 
-async def test_join_stream_of_an_unknown_thread_is_404(client):
+async def test_join_stream_of_an_unknown_thread_is_404(client) -> None:
     with pytest.raises(NotFoundError):
         async for _part in await client.threads.join_stream("no-such-thread"):
             pass
@@ -96,7 +98,7 @@ async def test_join_stream_of_an_unknown_thread_is_404(client):
 
 # --- v3 protocol: client.threads.stream -----------------------------------------------------
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_v3_messages_and_values_of_a_run(client, transport):
+async def test_v3_messages_and_values_of_a_run(client, transport) -> None:
     async with client.threads.stream(assistant_id="chat", transport=transport) as thread:
         started = await thread.run.start(
             input={"messages": [{"role": "user", "content": "hello there"}]})
@@ -112,7 +114,7 @@ async def test_v3_messages_and_values_of_a_run(client, transport):
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_v3_interrupt_and_respond(client, transport):
+async def test_v3_interrupt_and_respond(client, transport) -> None:
     async with client.threads.stream(assistant_id="approval", transport=transport) as thread:
         await thread.run.start(input={"request": "post"})
         snapshots = await _within(_collect(thread.values))  # ends at the interrupt
@@ -136,7 +138,7 @@ async def test_v3_interrupt_and_respond(client, transport):
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_v3_sync_client(dev_server, transport):
+def test_v3_sync_client(dev_server: ServerProcess, transport) -> None:
     client = get_sync_client(url=dev_server.url)
     with client.threads.stream(assistant_id="approval", transport=transport) as thread:
         thread.run.start(input={"request": "sync"})
@@ -151,7 +153,7 @@ def test_v3_sync_client(dev_server, transport):
         assert thread.output["hops"] == 1
 
 
-async def test_v3_subgraphs_and_custom_events(client):
+async def test_v3_subgraphs_and_custom_events(client) -> None:
     async with client.threads.stream(assistant_id="chat") as thread:
         await thread.run.start(input={"messages": [{"role": "user", "content": "x"}]})
         handles = await _within(_collect(thread.subgraphs))
@@ -165,7 +167,7 @@ async def test_v3_subgraphs_and_custom_events(client):
         == [({"progress": "thinking"}, 0), ({"inner": "hop"}, 1)]
 
 
-async def test_v3_reattach_to_an_interrupted_thread(client):
+async def test_v3_reattach_to_an_interrupted_thread(client) -> None:
     tid = (await client.threads.create())["thread_id"]
     run = await client.runs.create(tid, "approval", input={"request": "later"})
     await client.runs.join(tid, run["run_id"])
@@ -201,7 +203,7 @@ async def _events(transport: ProtocolSseTransport, params: dict[str, Any], runs:
     raise AssertionError(f"event stream ended early: {events}")
 
 
-async def test_v3_seq_and_since_resume_across_runs(client):
+async def test_v3_seq_and_since_resume_across_runs(client) -> None:
     tid = (await client.threads.create())["thread_id"]
     transport = ProtocolSseTransport(client=client.http.client, thread_id=tid)
     applied = []
@@ -242,7 +244,7 @@ async def test_v3_seq_and_since_resume_across_runs(client):
     await transport.close()
 
 
-async def test_v3_command_errors(client):
+async def test_v3_command_errors(client) -> None:
     tid = (await client.threads.create())["thread_id"]
     transport = ProtocolSseTransport(client=client.http.client, thread_id=tid)
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import treadle
-from processes import subprocess_env
+from processes import StartServer, StartWorker, subprocess_env
 from spans import memory_exporter
 from treadle.cluster import client
 from treadle.graphs.refs import load_graph
@@ -53,7 +53,7 @@ def _run(url: str, thread_id: str, state: dict[str, Any] | None = None) -> Any:
         return client.wait(g.backend, row.run_id, timeout=60)
 
 
-def test_worker_logs_json_lines_with_the_run_context(tmp_path, start_worker):
+def test_worker_logs_json_lines_with_the_run_context(tmp_path: Path, start_worker: StartWorker) -> None:
     url = f"sqlite:///{tmp_path}/cluster.db"
     w = start_worker(url, TRACED, args=[*FAST, "--name", "w-json"],
                      env={"TREADLE_LOG_FORMAT": "json"})
@@ -95,7 +95,7 @@ def _wait_for(predicate: Any, describe: Any, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-def test_dev_prints_readable_console_lines(tmp_path, start_server):
+def test_dev_prints_readable_console_lines(tmp_path: Path, start_server: StartServer) -> None:
     server = start_server("dev", config=_langgraph_json(tmp_path))
     run_id = _http_run(server.url)
     _wait_for(lambda: f"run {run_id} success" in server.log(), server.log)
@@ -113,7 +113,7 @@ def test_dev_prints_readable_console_lines(tmp_path, start_server):
     assert f"run_id={run_id}" in planned and "node=plan" in planned
 
 
-def test_serve_logs_json_lines_from_api_and_workers(tmp_path, start_server):
+def test_serve_logs_json_lines_from_api_and_workers(tmp_path: Path, start_server: StartServer) -> None:
     server = start_server("serve", config=_langgraph_json(tmp_path), args=["--workers", "1"])
     run_id = _http_run(server.url)
     _wait_for(lambda: f"run {run_id} success" in server.log(), server.log)
@@ -161,7 +161,7 @@ class _TracedWorker:
 
 
 @pytest.mark.postgres
-def test_one_trace_across_two_worker_processes(pg_url, tmp_path):
+def test_one_trace_across_two_worker_processes(pg_url: str, tmp_path: Path) -> None:
     exporter = memory_exporter()  # this process queues the run: the trace's root
     exporter.clear()
     workers: list[_TracedWorker] = []
@@ -228,7 +228,7 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def test_otlp_exporter_sends_the_workers_spans(tmp_path, start_worker):
+def test_otlp_exporter_sends_the_workers_spans(tmp_path: Path, start_worker: StartWorker) -> None:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     _Receiver.requests = []

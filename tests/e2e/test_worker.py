@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import treadle
+from processes import StartWorker
 from treadle.errors import ConfigError, RunFailedError, ThreadBusyError
 from treadle.graphs.refs import load_graph
 
@@ -42,7 +43,7 @@ def _steps(store: object, thread_id: str) -> list[int]:
     )
 
 
-def test_distributed_invoke_and_stream(tmp_path, start_worker):
+def test_distributed_invoke_and_stream(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     start_worker(url, CHAIN, args=FAST)
     with _graph(url, CHAIN.split("=", 1)[1], "chain") as g:
@@ -59,7 +60,7 @@ def test_distributed_invoke_and_stream(tmp_path, start_worker):
         assert all(isinstance(c, tuple) and c[0] in ("values", "updates") for c in multi)
 
 
-async def test_distributed_ainvoke_and_astream(tmp_path, start_worker):
+async def test_distributed_ainvoke_and_astream(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     start_worker(url, CHAIN, args=FAST)
     with _graph(url, CHAIN.split("=", 1)[1], "chain") as g:
@@ -69,7 +70,7 @@ async def test_distributed_ainvoke_and_astream(tmp_path, start_worker):
         assert seen[-1]["n"] == 10
 
 
-def test_remote_node_tasks_spread_over_workers(tmp_path, start_worker):
+def test_remote_node_tasks_spread_over_workers(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     env = {"WORK_SLEEP": "0.3"}
     start_worker(url, FANOUT, args=[*FAST, "--task-slots", "4"], env=env)
@@ -82,7 +83,7 @@ def test_remote_node_tasks_spread_over_workers(tmp_path, start_worker):
         assert len(tasks) == 8 and {t.status for t in tasks} == {"success"}
 
 
-def test_max_workers_bounds_remote_branches(tmp_path, start_worker):
+def test_max_workers_bounds_remote_branches(tmp_path: Path, start_worker: StartWorker) -> None:
     """Remote branches of a run are bodies of that run: at most max_workers at once,
     however many task slots the workers have."""
     url = _url(tmp_path)
@@ -95,7 +96,7 @@ def test_max_workers_bounds_remote_branches(tmp_path, start_worker):
     assert peak <= 2, peak
 
 
-def test_cli_run_distributed(tmp_path, start_worker):
+def test_cli_run_distributed(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     ref = f"{GRAPHS / 'chain.py'}:builder"
     start_worker(url, ref, args=FAST)  # served under the REF itself
@@ -108,7 +109,7 @@ def test_cli_run_distributed(tmp_path, start_worker):
     assert json.loads(out.stdout)["n"] == 11
 
 
-def test_graph_shipped_by_value(tmp_path, start_worker):
+def test_graph_shipped_by_value(tmp_path: Path, start_worker: StartWorker) -> None:
     """A script's graph (functions in __main__) runs on a worker that trusts the store."""
     url = _url(tmp_path)
     start_worker(url, args=[*FAST, "--allow-pickled-graphs"])
@@ -130,7 +131,7 @@ def test_graph_shipped_by_value(tmp_path, start_worker):
     assert out.stdout.strip() == "42"
 
 
-def test_pickled_runs_wait_for_a_trusting_worker(tmp_path, start_worker):
+def test_pickled_runs_wait_for_a_trusting_worker(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     start_worker(url, CHAIN, args=FAST)  # does not accept pickled graphs
     from treadle.cluster import client
@@ -143,7 +144,7 @@ def test_pickled_runs_wait_for_a_trusting_worker(tmp_path, start_worker):
         g.backend.cancel_run(row.run_id)
 
 
-def test_worker_reports_unloadable_graph_and_serves_the_rest(tmp_path, start_worker):
+def test_worker_reports_unloadable_graph_and_serves_the_rest(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('boom at import')\n")
@@ -158,14 +159,14 @@ def test_worker_reports_unloadable_graph_and_serves_the_rest(tmp_path, start_wor
         assert bad.backend.get_run(row.run_id).status == "pending"  # left for another worker
 
 
-def test_worker_with_nothing_to_serve_fails_clearly(tmp_path):
+def test_worker_with_nothing_to_serve_fails_clearly(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "treadle", "worker", "--store", _url(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "would serve nothing" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_cancel_keeps_partial_state_and_timeout(tmp_path, start_worker):
+def test_cancel_keeps_partial_state_and_timeout(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     start_worker(url, CHAIN, args=FAST, env={"STEP_SLEEP": "0.3"})
     from treadle.cluster import client
@@ -188,7 +189,7 @@ def test_cancel_keeps_partial_state_and_timeout(tmp_path, start_worker):
         assert g.backend.list_runs(thread_id="c2")[0].status == "timeout"
 
 
-def test_multitask_strategies(tmp_path, start_worker):
+def test_multitask_strategies(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     start_worker(url, CHAIN, args=FAST, env={"STEP_SLEEP": "0.2"})
     from treadle.cluster import client
@@ -214,7 +215,7 @@ def test_multitask_strategies(tmp_path, start_worker):
             client.submit(g, None, _dist("x", multitask_strategy="bogus"), {})
 
 
-def test_invalid_input_errors_with_the_validation_message(tmp_path, start_worker):
+def test_invalid_input_errors_with_the_validation_message(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     typed = tmp_path / "typed.py"
     typed.write_text(
@@ -234,7 +235,7 @@ def test_invalid_input_errors_with_the_validation_message(tmp_path, start_worker
         assert g.invoke({"count": 1}, _dist("good-input")) == {"count": 2}
 
 
-def test_sigterm_hands_the_run_over(tmp_path, start_worker):
+def test_sigterm_hands_the_run_over(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     env = {"STEP_SLEEP": "0.3"}
     a = start_worker(url, CHAIN, args=[*FAST, "--drain-timeout", "5"], env=env)
@@ -256,14 +257,14 @@ def test_sigterm_hands_the_run_over(tmp_path, start_worker):
         assert "started" in b.log()
 
 
-def test_distributed_needs_known_runtime(tmp_path):
+def test_distributed_needs_known_runtime(tmp_path: Path) -> None:
     with treadle.compile(load_graph(f"{GRAPHS / 'chain.py'}:builder"),
                          store=_url(tmp_path)) as g:
         with pytest.raises(ConfigError, match="runtime"):
             g.invoke({"n": 0, "done": []}, {"runtime": "cloud"})
 
 
-def test_worker_serves_a_langgraph_json(tmp_path, start_worker):
+def test_worker_serves_a_langgraph_json(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     app = tmp_path / "app"
     app.mkdir()
@@ -276,7 +277,7 @@ def test_worker_serves_a_langgraph_json(tmp_path, start_worker):
         assert g.invoke({"n": 0, "done": []}, _dist())["n"] == 10
 
 
-def test_multitask_rollback_deletes_the_active_runs_checkpoints(tmp_path, start_worker):
+def test_multitask_rollback_deletes_the_active_runs_checkpoints(tmp_path: Path, start_worker: StartWorker) -> None:
     url = _url(tmp_path)
     start_worker(url, CHAIN, args=FAST, env={"STEP_SLEEP": "0.2"})
     from treadle.cluster import client
@@ -295,7 +296,7 @@ def test_multitask_rollback_deletes_the_active_runs_checkpoints(tmp_path, start_
         assert state.values["n"] == 510 and len(state.values["done"]) == 10
 
 
-def test_worker_waits_for_an_unreachable_store(tmp_path, start_worker):
+def test_worker_waits_for_an_unreachable_store(tmp_path: Path, start_worker: StartWorker) -> None:
     import socket
 
     with socket.socket() as s:
@@ -311,7 +312,7 @@ def test_worker_waits_for_an_unreachable_store(tmp_path, start_worker):
     assert w.proc.wait(10) == 0
 
 
-def test_cli_runs_list_show_cancel(tmp_path):
+def test_cli_runs_list_show_cancel(tmp_path: Path) -> None:
     url = _url(tmp_path)
     from treadle.cluster import client
 

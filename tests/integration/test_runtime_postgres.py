@@ -39,7 +39,7 @@ def builder() -> StateGraph:
     return b
 
 
-async def test_async_fanout_interrupt_resume_matches_langgraph(pg_url):
+async def test_async_fanout_interrupt_resume_matches_langgraph(pg_url: str) -> None:
     ref = builder().compile(checkpointer=InMemorySaver())
     ours = treadle.compile(builder(), store=pg_url)
     results = []
@@ -57,7 +57,7 @@ async def test_async_fanout_interrupt_resume_matches_langgraph(pg_url):
     ours.close()
 
 
-def test_stale_execution_refused_on_postgres(pg_url):
+def test_stale_execution_refused_on_postgres(pg_url: str) -> None:
     started, release = threading.Event(), threading.Event()
 
     def slow(s: S) -> dict:
@@ -92,7 +92,7 @@ def test_stale_execution_refused_on_postgres(pg_url):
     b.close()
 
 
-def test_many_concurrent_runs_share_commits(pg_url):
+def test_many_concurrent_runs_share_commits(pg_url: str) -> None:
     """32 threads of runs on one store: every run's state is exact (group commit mixes
     operations of many runs in one transaction; none may leak into another)."""
 
@@ -126,7 +126,7 @@ def test_many_concurrent_runs_share_commits(pg_url):
 
 
 @pytest.mark.parametrize("n", [3])
-def test_process_pool_node_on_postgres(pg_url, n):
+def test_process_pool_node_on_postgres(pg_url: str, n) -> None:
     b = StateGraph(S)
     b.add_node("cpu", _cpu, metadata={"treadle": {"pool": "process"}})
     b.add_conditional_edges(START, lambda s: [Send("cpu", {"n": i}) for i in range(n)], ["cpu"])

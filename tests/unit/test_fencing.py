@@ -13,7 +13,7 @@ import treadle
 from treadle.errors import FencedWriteError
 from treadle.run_context import RUN_KEY
 from treadle.store import open_store
-from treadle.store.base import ClaimThread, PutWrites, WriteRow
+from treadle.store.checkpoints import ClaimThread, PutWrites, WriteRow
 
 
 class S(TypedDict):
@@ -107,7 +107,7 @@ def test_failed_claim_is_reported_not_a_fencing_error(tmp_path):
     b.add_node("step", lambda s: {"log": ["x"]})
     b.add_edge(START, "step")
     g = treadle.compile(b, store=f"sqlite:///{tmp_path}/c.db")
-    real_apply = g.backend._apply
+    real_apply = g.backend._committer._apply
 
     def failing_claims(conn, ops):
         if any(isinstance(op, ClaimThread) for op in ops):

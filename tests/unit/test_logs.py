@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,11 @@ from treadle.logs import bound, configure_logging
 TRACED = f"{Path(__file__).resolve().parents[1] / 'cluster_graphs' / 'traced.py'}:builder"
 
 
+Configure = Callable[..., io.StringIO]  # configure(format="json", level="info") -> the output
+
+
 @pytest.fixture
-def configure() -> Any:
+def configure() -> Iterator[Configure]:
     """configure_logging into a StringIO; the logging setup is restored afterwards."""
     root = logging.getLogger()
     names = ["treadle", "uvicorn", "uvicorn.error"]
@@ -51,7 +55,7 @@ def _lines(out: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-def test_json_lines_carry_what_is_bound(configure):
+def test_json_lines_carry_what_is_bound(configure: Configure) -> None:
     out = configure("json")
     log = logging.getLogger("treadle.worker")
     with bound(worker="w1", run_id="r1", thread_id="t1", attempt=2, node=None):
@@ -95,7 +99,7 @@ def test_json_lines_carry_what_is_bound(configure):
     assert any(line["event"] == "structlog event" and line["items"] == 3 for line in lines)
 
 
-def test_console_lines_are_readable(configure):
+def test_console_lines_are_readable(configure: Configure) -> None:
     out = configure("console")
     with bound(run_id="r9"):
         logging.getLogger("treadle.worker").info("run started")
@@ -106,7 +110,7 @@ def test_console_lines_are_readable(configure):
         json.loads(line)
 
 
-def test_configuring_again_replaces_the_handler(configure):
+def test_configuring_again_replaces_the_handler(configure: Configure) -> None:
     out = configure("json")
     configure("json", "warning")
     logging.getLogger("treadle.x").info("dropped")
@@ -114,7 +118,7 @@ def test_configuring_again_replaces_the_handler(configure):
     assert [line["event"] for line in _lines(out)] == ["kept"]
 
 
-async def test_a_cluster_runs_lines_carry_run_node_and_worker(configure, tmp_path):
+async def test_a_cluster_runs_lines_carry_run_node_and_worker(configure: Configure, tmp_path: Path) -> None:
     out = configure("json")
     settings = get_settings(store=f"sqlite:///{tmp_path / 't.db'}", poll_interval=0.05,
                             lease_ttl=3)
@@ -157,7 +161,7 @@ def _fail_with_a_secret_local() -> None:
 
 
 @pytest.mark.parametrize("format", ["console", "json"])
-def test_tracebacks_show_no_locals_and_no_secrets(configure, format):
+def test_tracebacks_show_no_locals_and_no_secrets(configure: Configure, format: str) -> None:
     out = configure(format)
     try:
         _fail_with_a_secret_local()

@@ -58,7 +58,7 @@ def fanout(node, n: int) -> StateGraph:
 
 
 @pytest.mark.parametrize("max_workers", [1, 3])
-def test_max_workers_bounds_sync_concurrency(tmp_path, max_workers):
+def test_max_workers_bounds_sync_concurrency(tmp_path: Path, max_workers) -> None:
     peak = Peak()
     barrier_hits = []
 
@@ -82,7 +82,7 @@ def test_max_workers_bounds_sync_concurrency(tmp_path, max_workers):
     g.close()
 
 
-async def test_max_workers_bounds_async_concurrency(tmp_path):
+async def test_max_workers_bounds_async_concurrency(tmp_path: Path) -> None:
     peak = Peak()
 
     async def work(s: dict) -> dict:
@@ -98,7 +98,7 @@ async def test_max_workers_bounds_async_concurrency(tmp_path):
 
 
 @pytest.mark.parametrize("width", [1, 40])
-def test_max_concurrency_means_max_workers_and_bodies_see_the_callers_value(tmp_path, width):
+def test_max_concurrency_means_max_workers_and_bodies_see_the_callers_value(tmp_path: Path, width) -> None:
     peak, seen = Peak(), []
 
     def work(s: dict, config: RunnableConfig) -> dict:
@@ -119,7 +119,7 @@ def test_max_concurrency_means_max_workers_and_bodies_see_the_callers_value(tmp_
             g.invoke({"out": []}, {"max_concurrency": 0})
 
 
-def test_transient_error_retried_from_checkpoint(tmp_path):
+def test_transient_error_retried_from_checkpoint(tmp_path: Path) -> None:
     calls: dict[str, int] = {"first": 0, "flaky": 0}
 
     def first(s: S) -> dict:
@@ -143,7 +143,7 @@ def test_transient_error_retried_from_checkpoint(tmp_path):
     g.close()
 
 
-def test_permanent_error_not_retried(tmp_path):
+def test_permanent_error_not_retried(tmp_path: Path) -> None:
     calls = {"n": 0}
 
     def bad(s: S) -> dict:
@@ -160,7 +160,7 @@ def test_permanent_error_not_retried(tmp_path):
     g.close()
 
 
-def test_sync_timeout_abandons_thread_and_retries(tmp_path):
+def test_sync_timeout_abandons_thread_and_retries(tmp_path: Path) -> None:
     calls = {"n": 0}
 
     def slow_then_fast(s: S) -> dict:
@@ -177,7 +177,7 @@ def test_sync_timeout_abandons_thread_and_retries(tmp_path):
     g.close()
 
 
-def test_timeout_exhausts_attempts(tmp_path):
+def test_timeout_exhausts_attempts(tmp_path: Path) -> None:
     async def hang(s: S) -> dict:
         await asyncio.sleep(10)
         return {"out": []}
@@ -191,7 +191,7 @@ def test_timeout_exhausts_attempts(tmp_path):
     g.close()
 
 
-def test_circuit_breaker_opens_and_fails_fast(tmp_path):
+def test_circuit_breaker_opens_and_fails_fast(tmp_path: Path) -> None:
     calls = {"n": 0}
 
     def down(s: S) -> dict:
@@ -225,7 +225,7 @@ class PS(TypedDict):
     out: Annotated[list[Any], operator.add]
 
 
-def test_process_node_crash_fails_only_that_attempt(tmp_path):
+def test_process_node_crash_fails_only_that_attempt(tmp_path: Path) -> None:
     b = StateGraph(PS)
     b.add_node("crashy", _crash_once, metadata={"treadle": {"pool": "process"}})
     b.add_edge(START, "crashy")
@@ -239,7 +239,7 @@ def _cpu(state: dict) -> dict:
     return {"out": [os.getpid()]}
 
 
-def test_process_node_runs_out_of_process_and_fanout(tmp_path):
+def test_process_node_runs_out_of_process_and_fanout(tmp_path: Path) -> None:
     b = StateGraph(S)
     b.add_node("cpu", _cpu, metadata={"treadle": {"pool": "process"}})
     b.add_conditional_edges(START, lambda s: [Send("cpu", {}) for _ in range(4)], ["cpu"])
@@ -249,7 +249,7 @@ def test_process_node_runs_out_of_process_and_fanout(tmp_path):
     g.close()
 
 
-def test_crash_error_is_transient():
+def test_crash_error_is_transient() -> None:
     assert treadle.is_transient(TaskCrashedError("x"))
     assert treadle.is_transient(RuntimeError("x"))
     assert not treadle.is_transient(ValueError("x"))
@@ -257,7 +257,7 @@ def test_crash_error_is_transient():
     assert not treadle.is_transient(NotImplementedError("x"))
 
 
-def test_bad_node_options_are_clear(tmp_path):
+def test_bad_node_options_are_clear(tmp_path: Path) -> None:
     b = StateGraph(S)
     b.add_node("n", lambda s: {"out": []})
     b.add_edge(START, "n")
@@ -267,7 +267,7 @@ def test_bad_node_options_are_clear(tmp_path):
         treadle.compile(b, nodes={"missing": {}}, settings=settings(tmp_path))
 
 
-def test_idempotency_key_stable_across_retries(tmp_path):
+def test_idempotency_key_stable_across_retries(tmp_path: Path) -> None:
     keys: list[str] = []
 
     def pay(s: S) -> dict:
@@ -288,7 +288,7 @@ def test_idempotency_key_stable_across_retries(tmp_path):
     g.close()
 
 
-def test_distributed_runtime_queues_the_run(tmp_path):
+def test_distributed_runtime_queues_the_run(tmp_path: Path) -> None:
     """runtime="distributed" queues a run for workers (executed in tests/e2e/test_worker.py);
     an unknown runtime is a clear error."""
     from treadle.cluster import client
@@ -308,7 +308,7 @@ def test_distributed_runtime_queues_the_run(tmp_path):
     g.close()
 
 
-def test_max_attempts_is_not_silently_ignored(tmp_path, caplog, monkeypatch):
+def test_max_attempts_is_not_silently_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     from treadle.cluster import client
 
     monkeypatch.setattr(client, "_warned_max_attempts", False)
@@ -322,7 +322,7 @@ def test_max_attempts_is_not_silently_ignored(tmp_path, caplog, monkeypatch):
     assert len(said) == 1 and "TREADLE_MAX_WORKER_LOSSES" in said[0]
 
 
-def test_placement_option(tmp_path):
+def test_placement_option(tmp_path: Path) -> None:
     b = StateGraph(S)
     b.add_node("n", lambda s: {"out": []}, metadata={"treadle": {"placement": "remote"}})
     b.add_edge(START, "n")
@@ -335,7 +335,7 @@ def test_placement_option(tmp_path):
         treadle.compile(b, settings=settings(tmp_path), nodes={"n": {"placement": "moon"}})
 
 
-def test_checkpoint_store_per_run(tmp_path):
+def test_checkpoint_store_per_run(tmp_path: Path) -> None:
     b = StateGraph(S)
     b.add_node("n", lambda s: {"out": ["x"]})
     b.add_edge(START, "n")
@@ -355,7 +355,7 @@ def _hang_once(state: dict) -> dict:
     return {"out": [os.getpid()]}
 
 
-def test_process_node_timeout_kills_and_retries(tmp_path):
+def test_process_node_timeout_kills_and_retries(tmp_path: Path) -> None:
     b = StateGraph(PS)
     b.add_node("hang", _hang_once, metadata={"treadle": {"pool": "process", "timeout": 1.0}})
     b.add_edge(START, "hang")
@@ -365,7 +365,7 @@ def test_process_node_timeout_kills_and_retries(tmp_path):
     g.close()
 
 
-def test_update_state_on_a_per_call_store(tmp_path):
+def test_update_state_on_a_per_call_store(tmp_path: Path) -> None:
     """update_state claims the thread on the store it writes to, not the default one."""
     b = StateGraph(S)
     b.add_node("n", lambda s: {"out": ["x"]})
@@ -378,7 +378,7 @@ def test_update_state_on_a_per_call_store(tmp_path):
     g.close()
 
 
-def test_breaker_trial_ending_in_interrupt_does_not_stick(tmp_path):
+def test_breaker_trial_ending_in_interrupt_does_not_stick(tmp_path: Path) -> None:
     """After the cool-down one trial call is let through; if that call asks for human
     input (interrupt), the breaker must not stay open for ever."""
     from langgraph.types import Command, interrupt

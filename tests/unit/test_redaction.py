@@ -15,7 +15,7 @@ from treadle.redaction import MASK, RedactingFormatter, is_secret_name, redact, 
     "refresh_token", "LANGSMITH_TOKEN", "Authorization", "authorization", "credentials",
     "Cookie", "encryption_key",
 ])
-def test_secret_names(name):
+def test_secret_names(name: str) -> None:
     assert is_secret_name(name)
 
 
@@ -24,7 +24,7 @@ def test_secret_names(name):
     "max_tokens", "input_tokens", "total_tokens", "token_usage", "tokenizer", "user",
     "keyboard", "monkey",
 ])
-def test_ordinary_names(name):
+def test_ordinary_names(name: str) -> None:
     assert not is_secret_name(name)
 
 
@@ -45,12 +45,12 @@ def test_ordinary_names(name):
     ("https://example.com/a:b@c", "https://example.com/a:b@c"),
     ("", ""),
 ])
-def test_redact_text(text, shown):
+def test_redact_text(text: str, shown: str) -> None:
     assert redact(text) == shown
     assert redact(shown) == shown  # redacting twice changes nothing
 
 
-def test_environment_secrets_are_hidden_anywhere(monkeypatch):
+def test_environment_secrets_are_hidden_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_SERVICE_TOKEN", "plain-value-without-a-marker")
     monkeypatch.setenv("MY_SERVICE_URL", "https://not-a-secret.example")
     monkeypatch.setenv("SOME_FLAG_TOKEN", "1")  # too short to hide
@@ -58,7 +58,7 @@ def test_environment_secrets_are_hidden_anywhere(monkeypatch):
     assert redact(text) == f"GET https://not-a-secret.example with {MASK}, retry 1"
 
 
-def test_redact_value_hides_secret_fields_in_nested_data():
+def test_redact_value_hides_secret_fields_in_nested_data() -> None:
     value = {"user": "bob", "api_key": "k", "nested": [{"Authorization": "Basic x"},
              "postgresql://u:p@h/db"], "count": 3, "password": None}
     assert redact_value(value) == {
@@ -68,7 +68,7 @@ def test_redact_value_hides_secret_fields_in_nested_data():
     assert redact_value(ValueError("token=abc")) == "ValueError: token=***"
 
 
-def test_redacting_formatter_hides_secrets_in_the_traceback():
+def test_redacting_formatter_hides_secrets_in_the_traceback() -> None:
     try:
         raise RuntimeError("login with password=hunter22 failed")
     except RuntimeError:

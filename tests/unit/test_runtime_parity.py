@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import operator
 import uuid
+from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -20,7 +21,7 @@ import treadle
 
 
 @pytest.fixture
-def store_url(tmp_path):
+def store_url(tmp_path: Path):
     return f"sqlite:///{tmp_path}/parity.db"
 
 
@@ -74,7 +75,7 @@ def fan_builder() -> StateGraph:
     return b
 
 
-def test_send_fanout_matches(store_url):
+def test_send_fanout_matches(store_url) -> None:
     ref, ours = both(fan_builder(), store_url)
     inp = {"items": list(range(20)), "results": [], "total": 0}
     expected = ref.invoke(inp, cfg())
@@ -84,7 +85,7 @@ def test_send_fanout_matches(store_url):
     ours.close()
 
 
-async def test_send_fanout_async_matches(store_url):
+async def test_send_fanout_async_matches(store_url) -> None:
     async def square(s: dict) -> dict:
         return {"results": [s["n"] + 1]}
 
@@ -122,7 +123,7 @@ def command_builder() -> StateGraph:
 
 
 @pytest.mark.parametrize("mode", ["values", "updates", "debug", "tasks", "checkpoints"])
-def test_command_goto_and_stream_modes_match(store_url, mode):
+def test_command_goto_and_stream_modes_match(store_url, mode) -> None:
     ref, ours = both(command_builder(), store_url)
     expected = list(ref.stream({"path": []}, cfg(), stream_mode=mode))
     got = list(ours.stream({"path": []}, cfg(), stream_mode=mode))
@@ -149,7 +150,7 @@ def interrupt_builder() -> StateGraph:
     return b
 
 
-def test_interrupt_and_resume_match(store_url):
+def test_interrupt_and_resume_match(store_url) -> None:
     ref, ours = both(interrupt_builder(), store_url)
     for g in (ref, ours):
         c = cfg()
@@ -163,7 +164,7 @@ def test_interrupt_and_resume_match(store_url):
     ours.close()
 
 
-def test_interrupt_before_and_resume(store_url):
+def test_interrupt_before_and_resume(store_url) -> None:
     ref, ours = both(command_builder(), store_url, interrupt_before=["c"])
     for g in (ref, ours):
         c = cfg()
@@ -195,7 +196,7 @@ def subgraph_builder() -> StateGraph:
     return b
 
 
-def test_subgraph_stream_matches(store_url):
+def test_subgraph_stream_matches(store_url) -> None:
     ref, ours = both(subgraph_builder(), store_url)
     expected = list(ref.stream({"log": []}, cfg(), stream_mode="updates", subgraphs=True))
     got = list(ours.stream({"log": []}, cfg(), stream_mode="updates", subgraphs=True))
@@ -204,7 +205,7 @@ def test_subgraph_stream_matches(store_url):
     ours.close()
 
 
-def test_subgraph_interrupt_resume(store_url):
+def test_subgraph_interrupt_resume(store_url) -> None:
     def inner(s: Approval) -> dict:
         return {"decision": interrupt("inner?")}
 
@@ -227,7 +228,7 @@ class Deferred(TypedDict):
     seen: Annotated[list[str], operator.add]
 
 
-def test_defer_matches(store_url):
+def test_defer_matches(store_url) -> None:
     b = StateGraph(Deferred)
     b.add_node("a", lambda s: {"seen": ["a"]})
     b.add_node("b1", lambda s: {"seen": ["b1"]})
@@ -250,7 +251,7 @@ class PState(BaseModel):
     name: str = "x"
 
 
-def test_pydantic_state_matches(store_url):
+def test_pydantic_state_matches(store_url) -> None:
     b = StateGraph(PState)
     b.add_node("inc", lambda s: {"count": s.count + 1})
     b.add_edge(START, "inc")
@@ -263,7 +264,7 @@ def test_pydantic_state_matches(store_url):
     ours.close()
 
 
-def test_messages_stream_mode(store_url):
+def test_messages_stream_mode(store_url) -> None:
     model = GenericFakeChatModel(messages=itertools.cycle([AIMessage(content="hello there")]))
 
     def chat(s: MessagesState) -> dict:
@@ -283,7 +284,7 @@ def test_messages_stream_mode(store_url):
     ours.close()
 
 
-def test_custom_stream_mode(store_url):
+def test_custom_stream_mode(store_url) -> None:
     from langgraph.config import get_stream_writer
 
     def node(s: Route) -> dict:
@@ -300,7 +301,7 @@ def test_custom_stream_mode(store_url):
     ours.close()
 
 
-def test_node_retry_policy_honoured(store_url):
+def test_node_retry_policy_honoured(store_url) -> None:
     calls = {"n": 0}
 
     def flaky(s: Route) -> dict:
@@ -319,7 +320,7 @@ def test_node_retry_policy_honoured(store_url):
     ours.close()
 
 
-def test_history_update_state_and_time_travel(store_url):
+def test_history_update_state_and_time_travel(store_url) -> None:
     ref, ours = both(command_builder(), store_url)
     results = []
     for g in (ref, ours):
@@ -340,7 +341,7 @@ def test_history_update_state_and_time_travel(store_url):
     ours.close()
 
 
-def test_thread_id_top_level_and_fresh_thread(store_url):
+def test_thread_id_top_level_and_fresh_thread(store_url) -> None:
     ours = treadle.compile(command_builder(), store=store_url)
     assert ours.invoke({"path": []}, {"thread_id": "top"}) == {"path": ["a", "c"]}
     assert ours.get_state({"thread_id": "top"}).values == {"path": ["a", "c"]}
@@ -350,7 +351,7 @@ def test_thread_id_top_level_and_fresh_thread(store_url):
     ours.close()
 
 
-def test_recursion_limit_applies(store_url):
+def test_recursion_limit_applies(store_url) -> None:
     from langgraph.errors import GraphRecursionError
 
     b = StateGraph(Route)
@@ -363,7 +364,7 @@ def test_recursion_limit_applies(store_url):
     ours.close()
 
 
-def test_compiling_twice_never_nests_proxies(store_url, tmp_path):
+def test_compiling_twice_never_nests_proxies(store_url, tmp_path: Path) -> None:
     from treadle.runtime.pools import NodeProxy
 
     builder = subgraph_builder()
@@ -389,7 +390,7 @@ def test_compiling_twice_never_nests_proxies(store_url, tmp_path):
         g.close()
 
 
-def test_graphs_share_one_store_per_url_and_release_it(store_url):
+def test_graphs_share_one_store_per_url_and_release_it(store_url) -> None:
     import gc
 
     from treadle.store import shared

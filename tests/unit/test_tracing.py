@@ -52,7 +52,7 @@ def _nodes(finished: Any) -> list[Any]:
     return [s for s in finished if s.name.startswith("treadle.node ")]
 
 
-def test_a_span_per_node_attempt_children_of_the_callers_span(spans, tmp_path):
+def test_a_span_per_node_attempt_children_of_the_callers_span(spans, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
     failures = {"flaky": 0}
 
@@ -110,7 +110,7 @@ def test_a_span_per_node_attempt_children_of_the_callers_span(spans, tmp_path):
     assert seen["last"]["node"] == "last"
 
 
-async def test_async_runs_trace_async_and_sync_nodes(spans, tmp_path):
+async def test_async_runs_trace_async_and_sync_nodes(spans, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
 
     async def fetch(state: S) -> dict:
@@ -145,7 +145,7 @@ async def test_async_runs_trace_async_and_sync_nodes(spans, tmp_path):
         assert seen[node]["node"] == node
 
 
-def test_an_interrupt_is_not_an_error(spans, tmp_path):
+def test_an_interrupt_is_not_an_error(spans, tmp_path: Path) -> None:
     def ask(state: S) -> dict:
         return {"x": interrupt("how much?")}
 
@@ -187,7 +187,7 @@ def _trace_of(finished: Any, run_id: str) -> list[Any]:
     return [s for s in finished if s.context.trace_id == enqueue.context.trace_id]
 
 
-async def test_one_trace_per_cluster_run(spans, tmp_path):
+async def test_one_trace_per_cluster_run(spans, tmp_path: Path) -> None:
     done = await _cluster_run(tmp_path, {"n": 3, "fail": False, "results": []})
     assert done.status == "success"
     mine = _trace_of(spans.get_finished_spans(), done.run_id)
@@ -217,7 +217,7 @@ async def test_one_trace_per_cluster_run(spans, tmp_path):
     assert {s.status.status_code for s in mine} == {StatusCode.UNSET}
 
 
-async def test_a_failed_run_marks_its_spans(spans, tmp_path):
+async def test_a_failed_run_marks_its_spans(spans, tmp_path: Path) -> None:
     done = await _cluster_run(tmp_path, {"n": 1, "fail": True, "results": []})
     assert done.status == "error"
     mine = _trace_of(spans.get_finished_spans(), done.run_id)
@@ -229,7 +229,7 @@ async def test_a_failed_run_marks_its_spans(spans, tmp_path):
     assert attempt.attributes["treadle.status"] == "error"
 
 
-def test_carrier_round_trip_and_no_parent_starts_a_trace(spans):
+def test_carrier_round_trip_and_no_parent_starts_a_trace(spans) -> None:
     with tracing.span("outer") as outer:
         headers = tracing.carrier()
     assert outer is not None and headers and headers["traceparent"].startswith("00-")
@@ -244,7 +244,7 @@ def test_carrier_round_trip_and_no_parent_starts_a_trace(spans):
     assert got["fresh"].context.trace_id != got["outer"].context.trace_id
 
 
-def test_log_lines_carry_the_active_span(spans, tmp_path):
+def test_log_lines_carry_the_active_span(spans, tmp_path: Path) -> None:
     import io
     import json
 
@@ -274,7 +274,7 @@ def test_log_lines_carry_the_active_span(spans, tmp_path):
     assert "trace_id" not in outside
 
 
-def test_a_run_created_through_the_http_api_is_one_trace(spans, tmp_path):
+def test_a_run_created_through_the_http_api_is_one_trace(spans, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from treadle.server.app import create_app
@@ -295,7 +295,7 @@ def test_a_run_created_through_the_http_api_is_one_trace(spans, tmp_path):
     assert len(_nodes(mine)) == 4 and len([s for s in mine if s.name == "treadle.task work"]) == 2
 
 
-def test_a_callers_traceparent_header_is_continued(spans, tmp_path):
+def test_a_callers_traceparent_header_is_continued(spans, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from treadle.server.app import create_app

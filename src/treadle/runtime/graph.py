@@ -30,8 +30,8 @@ from treadle.runtime.distributed import Distributed, distributed
 from treadle.runtime.execution import Execution
 from treadle.runtime.pools import Pools, RunLimits
 from treadle.store import Store, shared
-from treadle.store.base import ClaimThread
 from treadle.store.checkpointer import TreadleSaver
+from treadle.store.checkpoints import ClaimThread
 from treadle.store.urls import redact
 
 __all__ = ["TreadleGraph", "TreadleStateGraph", "compile"]

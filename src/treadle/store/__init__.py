@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from treadle.errors import ConfigError
 from treadle.store.base import Store
-from treadle.store.urls import redact
+from treadle.store.drivers import connect
 
 if TYPE_CHECKING:
     from treadle.config import Settings
+    from treadle.store.drivers.postgres import PostgresConnector
+    from treadle.store.drivers.sqlite import SqliteConnector
 
 __all__ = ["Store", "open_store"]
 
 
 def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | None = None,
-               settings: Settings | None = None) -> Store:
+               connect_timeout: float | None = None, settings: Settings | None = None) -> Store:
     """Open the store at ``url`` (``sqlite:///path`` or ``postgresql://...``).
 
     ``auto_migrate`` None follows ``settings.auto_migrate`` (``TREADLE_AUTO_MIGRATE``):
     apply pending migrations, or (off) refuse a schema missing a pre migration
     (:meth:`Store.check_schema`). True migrates; False opens the store as it is
     (``treadle migrate`` itself). ``linger`` None follows ``settings.write_linger_ms``;
-    a PostgreSQL store connects within ``settings.connect_timeout``.
+    a PostgreSQL store connects within ``connect_timeout`` (None: ``settings.connect_timeout``).
 
     treadle's own callers (``treadle.compile``, the CLI, the server, workers) pass the
     settings they read once; without them (``treadle.open_store(url)`` in a program)
@@ -34,26 +35,26 @@ def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | No
         settings = get_settings()
     if linger is None:
         linger = settings.write_linger_ms / 1000
+    if connect_timeout is None:
+        connect_timeout = settings.connect_timeout
     migrate = settings.auto_migrate if auto_migrate is None else auto_migrate
-    scheme = url.split(":", 1)[0].lower()
+    db = connect(url, connect_timeout=connect_timeout)
+    # Transitional: the run queue's halves still need their driver's store class.
     store: Store
-    if scheme == "sqlite":
+    if db.dialect == "sqlite":
         from treadle.store.sqlite import SqliteStore
 
-        store = SqliteStore(url, linger=linger, auto_migrate=migrate)
-    elif scheme in ("postgresql", "postgres"):
+        store = SqliteStore(cast("SqliteConnector", db), linger=linger, auto_migrate=False)
+    else:
         from treadle.store.postgres import PostgresStore
 
-        store = PostgresStore(url, linger=linger, auto_migrate=migrate,
-                              connect_timeout=settings.connect_timeout)
-    else:
-        raise ConfigError(
-            f"unsupported store URL {redact(url)!r}: use sqlite:///path/to/file.db or postgresql://user@host/db"
-        )
-    if auto_migrate is None and not migrate:
-        try:
+        store = PostgresStore(cast("PostgresConnector", db), linger=linger, auto_migrate=False)
+    try:
+        if migrate:
+            store.migrate()
+        elif auto_migrate is None:
             store.check_schema()
-        except BaseException:
-            store.close()
-            raise
+    except BaseException:
+        store.close()
+        raise
     return store

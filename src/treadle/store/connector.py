@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 if TYPE_CHECKING:
     from treadle.store.queue import WorkerSession
 
-__all__ = ["Connector", "Params", "Row", "Sql", "Tx", "load_queries"]
+__all__ = ["CheckpointRows", "Connector", "Params", "Row", "Sql", "Tx", "load_queries"]
 
 Dialect = Literal["sqlite", "postgres"]
 Params = Mapping[str, Any] | Sequence[Any]
 Row = tuple[Any, ...]
+#: A checkpoint's row, the rows of its blobs, the rows of its pending writes.
+CheckpointRows = tuple[Row, list[Row], list[Row]]
 T = TypeVar("T")
 
 
@@ -56,6 +58,10 @@ class Tx(Protocol):
 
     def many(self, query: str, rows: Sequence[Params]) -> None:
         """Run a statement once per parameter row."""
+        ...
+
+    def script(self, sql: str) -> None:
+        """Run a script of several statements, no parameters (a migration file)."""
         ...
 
 
@@ -100,6 +106,47 @@ class Connector(Protocol):
 
     def now(self) -> float:
         """The database's clock, in Unix seconds (leases mean the same on every machine)."""
+        ...
+
+    def read_checkpoints(self, doing: str, query: str, params: Params) -> list[CheckpointRows]:
+        """Checkpoint rows of ``query`` (``checkpoints_select`` ... ``checkpoints_tail``),
+        each with the rows of the blobs it references and of its pending writes. PostgreSQL
+        aggregates them into the checkpoint's row (one round trip); SQLite reads them after
+        it (a blob cannot travel inside an aggregate)."""
+        ...
+
+    def migrating(self, doing: str, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in one transaction on a connection of its own, under the lock that
+        makes concurrent migrations queue (PostgreSQL: an advisory lock; SQLite: the write
+        lock). Its statements are never prepared (the schema changes under them)."""
+        ...
+
+    # --- the group committer's (treadle.store.writer) ----------------------------------
+    writer_name: str  # its thread's name
+
+    def open(self) -> None:
+        """Connect (PostgreSQL: the writer first, which checks the server is there, then the
+        reader pool). Called once, by the store."""
+        ...
+
+    def writer(self) -> Any:
+        """The committer's connection: a new one, or the first one ``open`` made."""
+        ...
+
+    def apply_batch(self, conn: Any, ops: list[Any]) -> list[Any]:
+        """Apply the write operations ``ops`` (:mod:`~treadle.store.checkpoints`) in one
+        transaction on ``conn``; per operation its result or its refusal (a
+        :class:`~treadle.errors.FencedWriteError`). Raises (rolled back) if the batch fails."""
+        ...
+
+    def close_writer(self, conn: Any) -> None: ...
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the writer's connection is gone (reconnect and retry)."""
+        ...
+
+    def retire(self, conn: Any) -> bool:
+        """Whether to close ``conn`` after its last batch (it carried a big payload)."""
         ...
 
     def close(self) -> None: ...

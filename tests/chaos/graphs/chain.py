@@ -9,7 +9,7 @@ import json
 import operator
 import sys
 import time
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, Protocol, TypedDict
 
 from langgraph.graph import START, StateGraph
 
@@ -23,8 +23,12 @@ class State(TypedDict):
     done: Annotated[list[str], operator.add]
 
 
-def make(name: str):
-    def node(state: State) -> dict:
+class Node(Protocol):
+    def __call__(self, state: State) -> dict[str, Any]: ...
+
+
+def make(name: str) -> Node:
+    def node(state: State) -> dict[str, Any]:
         with open(state["log_path"], "a") as fh:
             fh.write(f"{name} {treadle.idempotency_key()}\n")
             fh.flush()
@@ -45,6 +49,6 @@ if __name__ == "__main__":
     store, thread, log_path, mode = sys.argv[1:5]
     graph = treadle.compile(builder, store=store)
     inp = None if mode == "resume" else {"log_path": log_path, "done": []}
-    result = graph.invoke(inp, {"thread_id": thread})
+    result = graph.invoke(inp, {"configurable": {"thread_id": thread}})
     print(json.dumps(result))
     graph.close()

@@ -31,7 +31,7 @@ if __name__ == "__main__":
     graph = treadle.compile(builder, store=store)
     bad = []
     for j in range(n):
-        out = graph.invoke({"out": []}, {"thread_id": f"{prefix}-{j}"})
+        out = graph.invoke({"out": []}, {"configurable": {"thread_id": f"{prefix}-{j}"}})
         if out["out"] != [0, 1, 2, 3, 4]:
             bad.append(j)
     graph.close()

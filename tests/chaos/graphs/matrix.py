@@ -78,7 +78,7 @@ async def ajoin(state: State) -> dict[str, Any]:
     return {}
 
 
-def _builder(body: Any, join_node: Any, options: dict[str, Any] | None = None) -> StateGraph:
+def _builder(body: Any, join_node: Any, options: dict[str, Any] | None = None) -> StateGraph[State, None, State, State]:
     b = StateGraph(State)
     b.add_node("branch", body, metadata={"treadle": options} if options else None)
     b.add_node("join", join_node)

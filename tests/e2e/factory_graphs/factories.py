@@ -27,7 +27,7 @@ class State(TypedDict, total=False):
     thread_id: str
 
 
-async def _record(runtime: ServerRuntime, graph: str, event: str, config: Any = None) -> None:
+async def _record(runtime: ServerRuntime[Any], graph: str, event: str, config: Any = None) -> None:
     if not isinstance(runtime.store, BaseStore):
         raise TypeError(f"runtime.store is a {type(runtime.store).__name__}")
     ert = runtime.execution_runtime
@@ -38,7 +38,7 @@ async def _record(runtime: ServerRuntime, graph: str, event: str, config: Any = 
     })
 
 
-def _graph(runtime: ServerRuntime, config: Any) -> CompiledStateGraph:
+def _graph(runtime: ServerRuntime[Any], config: Any) -> CompiledStateGraph[State, None, State, State]:
     ert = runtime.execution_runtime
     made_for = {"access_context": runtime.access_context, "is_for_execution": ert is not None,
                 "context": ert.context if ert is not None else None,
@@ -54,18 +54,18 @@ def _graph(runtime: ServerRuntime, config: Any) -> CompiledStateGraph:
     return builder.compile()
 
 
-async def make_graph(config: RunnableConfig, runtime: ServerRuntime) -> CompiledStateGraph:
+async def make_graph(config: RunnableConfig, runtime: ServerRuntime[Any]) -> CompiledStateGraph[State, None, State, State]:
     await _record(runtime, "made", "call", config)
     return _graph(runtime, config)
 
 
 @contextlib.asynccontextmanager
-async def managed_graph(runtime: ServerRuntime) -> AsyncIterator[CompiledStateGraph]:
+async def managed_graph(runtime: ServerRuntime[Any]) -> AsyncIterator[CompiledStateGraph[State, None, State, State]]:
     await _record(runtime, "managed", "enter")
     yield _graph(runtime, {})
     await _record(runtime, "managed", "exit")
 
 
-def two_configs(config: RunnableConfig, other: RunnableConfig) -> CompiledStateGraph:
+def two_configs(config: RunnableConfig, other: RunnableConfig) -> CompiledStateGraph[State, None, State, State]:
     """No server can call this: neither parameter is a ServerRuntime."""
     raise AssertionError("never called")

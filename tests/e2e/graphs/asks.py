@@ -1,6 +1,6 @@
 """Fixture: a node that stops at interrupt() for a human answer."""
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
@@ -11,7 +11,7 @@ class State(TypedDict, total=False):
     answer: str
 
 
-def ask(state: State) -> dict:
+def ask(state: State) -> dict[str, Any]:
     answer = interrupt({"question": state.get("question", "why?")})
     return {"answer": answer}
 

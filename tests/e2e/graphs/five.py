@@ -6,7 +6,7 @@ Node ``n3`` raises ValueError (not transient: no retry) unless the file
 
 import operator
 import os
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, Protocol, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
@@ -17,8 +17,12 @@ class State(TypedDict, total=False):
     done: Annotated[list[str], operator.add]
 
 
-def _node(name: str):
-    def node(state: State) -> dict:
+class Node(Protocol):
+    def __call__(self, state: State) -> dict[str, Any]: ...
+
+
+def _node(name: str) -> Node:
+    def node(state: State) -> dict[str, Any]:
         with open(state["log"], "a", encoding="utf-8") as fh:
             fh.write(name + "\n")
         if name == "n3" and not os.path.exists(state["marker"]):

@@ -1,7 +1,7 @@
 """Fixture: three nodes in a row; ``graph`` is the builder, ``compiled`` the compiled graph."""
 
 import operator
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from helpers import shout  # a sibling import: the file's directory is on sys.path
 from langgraph.graph import END, START, StateGraph
@@ -13,15 +13,15 @@ class State(TypedDict, total=False):
     steps: Annotated[list[str], operator.add]
 
 
-def hello(state: State) -> dict:
+def hello(state: State) -> dict[str, Any]:
     return {"greeting": f"hello {state.get('name', 'world')}", "steps": ["hello"]}
 
 
-def louder(state: State) -> dict:
+def louder(state: State) -> dict[str, Any]:
     return {"greeting": shout(state["greeting"]), "steps": ["louder"]}
 
 
-def done(state: State) -> dict:
+def done(state: State) -> dict[str, Any]:
     print("done node prints to stdout")  # the user's own output: allowed on stdout
     return {"steps": ["done"]}
 
@@ -38,7 +38,7 @@ graph.add_edge("done", END)
 compiled = graph.compile()
 
 
-def make_graph():
+def make_graph() -> StateGraph[State, None, State, State]:
     return graph
 
 

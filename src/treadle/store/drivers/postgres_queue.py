@@ -5,7 +5,7 @@
 Queueing a run is one call of the PL/pgSQL function ``treadle_enqueue_run`` (migrations
 0003, 0008: the thread's row lock and, with a key, an advisory lock on it). Worker
 sessions are advisory locks held by a session of their own
-(:mod:`~treadle.store.postgres_session`); the sweep's query finds the ended ones in
+(:mod:`~treadle.store.drivers.postgres_session`); the sweep's query finds the ended ones in
 ``pg_locks`` itself.
 """
 
@@ -19,7 +19,7 @@ import psycopg
 
 from treadle.errors import ThreadBusyError
 from treadle.store.connector import Row, Tx
-from treadle.store.postgres_session import PgWorkerSession
+from treadle.store.drivers.postgres_session import PgWorkerSession
 
 if TYPE_CHECKING:
     from treadle.store.drivers.postgres import PostgresConnector

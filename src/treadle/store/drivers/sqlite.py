@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from treadle.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
-from treadle.store.connector import Dialect, Params, Row, load_queries, query_text
+from treadle.store.connector import CheckpointRows, Dialect, Params, Row, load_queries, query_text
 from treadle.store.drivers import sqlite_queue
-from treadle.store.sqlite_session import SqliteWorkerSession
+from treadle.store.drivers.sqlite_batch import apply_ops
+from treadle.store.drivers.sqlite_session import SqliteWorkerSession
 from treadle.store.urls import redact
 
 __all__ = ["SqliteConnector", "SqliteTx", "is_data_error", "sqlite_path"]
@@ -117,6 +118,16 @@ class SqliteTx:
             self.conn.execute(head + ", ".join([group.group(1)] * len(chunk)),
                               [v for r in chunk for v in adapt(r)])
 
+    def script(self, sql: str) -> None:
+        for statement in _statements(sql):
+            self.conn.execute(statement)
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file into statements (no semicolons inside our DDL)."""
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
 
 class SqliteConnector:
     """Connections to one SQLite file, and the named queries of the SQLite dialect."""
@@ -148,6 +159,7 @@ class SqliteConnector:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self.closed = False
+        self.writer_name = f"treadle-sqlite-writer:{self.path.name}"
 
     # --- connections ---------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
@@ -264,6 +276,45 @@ class SqliteConnector:
     def listener(self, channels: Sequence[str]) -> None:
         """SQLite has no notifications: callers poll."""
         return None
+
+    def read_checkpoints(self, doing: str, query: str, params: Params) -> list[CheckpointRows]:
+        def read(tx: SqliteTx) -> list[CheckpointRows]:
+            return [
+                (row,
+                 tx.all("sqlite_checkpoint_blobs", (row[7], row[0], row[1])),
+                 tx.all("sqlite_checkpoint_writes", (row[0], row[1], row[2])))
+                for row in map(tuple, tx.all(query, params))
+            ]
+
+        return self._read(doing, read)
+
+    def migrating(self, doing: str, fn: Callable[[SqliteTx], T]) -> T:
+        conn = self.connect()
+        try:
+            with self.begin(doing, conn):
+                return fn(SqliteTx(conn, self.queries))
+        finally:
+            conn.close()
+
+    # --- the group committer's -----------------------------------------------------------
+    def open(self) -> None:
+        """Nothing to open: connections are made on first use."""
+
+    def writer(self) -> sqlite3.Connection:
+        return self.connect()
+
+    def apply_batch(self, conn: sqlite3.Connection, ops: list[Any]) -> list[Any]:
+        with self.begin("writing", conn):
+            return apply_ops(conn, self.queries, ops)
+
+    def close_writer(self, conn: sqlite3.Connection) -> None:
+        conn.close()
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        return False
+
+    def retire(self, conn: sqlite3.Connection) -> bool:
+        return False
 
     # --- the run queue's hot paths (drivers/sqlite_queue.py) --------------------------
     def enqueue_run(self, doing: str, params: Mapping[str, Any]) -> Row:

@@ -4,7 +4,7 @@ methods of the same names (:mod:`treadle.store.run_records` calls them).
 SQLite has one writer at a time, so the decisions PostgreSQL takes inside PL/pgSQL are
 taken here in Python, under the write lock (``BEGIN IMMEDIATE``): nothing changes between
 the reads and the writes. A worker's session is a lock file beside the database
-(:mod:`~treadle.store.sqlite_session`).
+(:mod:`~treadle.store.drivers.sqlite_session`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from treadle.errors import ThreadBusyError
 from treadle.store.connector import Row, Tx
-from treadle.store.sqlite_session import SqliteWorkerSession, dead_sessions, sessions_folder
+from treadle.store.drivers.sqlite_session import SqliteWorkerSession, dead_sessions, sessions_folder
 
 if TYPE_CHECKING:
     from treadle.store.drivers.sqlite import SqliteConnector

@@ -1,6 +1,7 @@
 -- treadle's named queries for postgres: one "-- name: <name>" block per query or fragment.
 -- The other dialect's file defines the same names, taking the same parameters
 -- (tests/unit/test_store_queries.py checks it). Placeholders are the driver's own.
+-- Names starting with postgres_ are this dialect's own (a driver's hot path, not the logic's).
 
 -- ==== clock and schema =======================================================
 
@@ -8,9 +9,205 @@
 -- The database's clock, Unix seconds.
 SELECT extract(epoch FROM clock_timestamp())::float8;
 
+-- name: migrations_create
+CREATE TABLE IF NOT EXISTS treadle_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- name: migrations_table
+-- One row when the migrations table exists.
+SELECT 1 WHERE to_regclass('treadle_migrations') IS NOT NULL;
+
+-- name: migrations_applied
+SELECT version, name FROM treadle_migrations;
+
+-- name: migration_record
+INSERT INTO treadle_migrations (version, name) VALUES (%s, %s);
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM treadle_migrations;
+
+-- name: postgres_migration_lock
+-- Concurrent migrations (several pods starting) queue here; the lock is released with
+-- the transaction. The key is "treadle" in ASCII.
+SELECT pg_advisory_xact_lock(32776877049670757);
+
 
 -- ==== checkpoints and fencing ================================================
 
+-- Reads go through the connector's read_checkpoints. A checkpoint comes back in one row
+-- with the blobs it references and its pending writes as parallel arrays, so reading one
+-- is one round trip, and so is a list: checkpoints_select, the filters, checkpoints_order,
+-- checkpoints_limit select the checkpoints in an inner query; checkpoints_tail fetches
+-- blobs and writes for the rows that survive. Thread and run ids of maintenance
+-- statements are arrays.
+
+-- name: checkpoints_select
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.run_id, c.type,
+       c.checkpoint, c.channel_versions::text, c.metadata_type, c.metadata_blob, c.metadata::text,
+       bl.channels, bl.versions, bl.types, bl.blobs,
+       wr.task_ids, wr.idxs, wr.channels, wr.types, wr.blobs, wr.task_paths
+FROM (
+    SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type,
+        checkpoint, channel_versions, metadata_type, metadata_blob, metadata
+    FROM treadle_checkpoints;
+
+-- name: checkpoints_tail
+) AS c
+CROSS JOIN LATERAL (
+    SELECT array_agg(b.channel) AS channels, array_agg(b.version) AS versions,
+           array_agg(b.type) AS types, array_agg(b.blob) AS blobs
+    FROM jsonb_each_text(c.channel_versions) AS v
+    JOIN treadle_blobs b
+      ON b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns
+     AND b.channel = v.key AND b.version = v.value
+) AS bl
+CROSS JOIN LATERAL (
+    SELECT array_agg(w.task_id ORDER BY w.task_id, w.idx) AS task_ids,
+           array_agg(w.idx ORDER BY w.task_id, w.idx) AS idxs,
+           array_agg(w.channel ORDER BY w.task_id, w.idx) AS channels,
+           array_agg(w.type ORDER BY w.task_id, w.idx) AS types,
+           array_agg(w.blob ORDER BY w.task_id, w.idx) AS blobs,
+           array_agg(w.task_path ORDER BY w.task_id, w.idx) AS task_paths
+    FROM treadle_writes w
+    WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns
+      AND w.checkpoint_id = c.checkpoint_id
+) AS wr
+ORDER BY c.checkpoint_id DESC;
+
+-- name: checkpoint_where_thread
+thread_id = %s;
+
+-- name: checkpoint_where_ns
+checkpoint_ns = %s;
+
+-- name: checkpoint_where_id
+checkpoint_id = %s;
+
+-- name: checkpoint_where_before
+checkpoint_id < %s;
+
+-- name: checkpoint_where_metadata
+-- %s = key, %s = the value as JSON (containment: an index on metadata serves it).
+metadata @> jsonb_build_object(%s::text, %s::jsonb);
+
+-- name: checkpoint_where_metadata_null
+-- %s = key: its value is null or missing, as with SQLite's json_extract.
+coalesce(metadata -> %s::text, 'null'::jsonb) = 'null'::jsonb;
+
+-- name: checkpoints_order
+ORDER BY checkpoint_id DESC;
+
+-- name: checkpoints_limit
+LIMIT %s;
+
+-- name: thread_epoch
+SELECT epoch FROM treadle_threads WHERE thread_id = %s;
+
+-- name: threads_list
+SELECT t.thread_id, t.epoch,
+       to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+       to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+       (SELECT count(*) FROM treadle_checkpoints c WHERE c.thread_id = t.thread_id),
+       (SELECT max(c.checkpoint_id) FROM treadle_checkpoints c
+         WHERE c.thread_id = t.thread_id AND c.checkpoint_ns = '')
+FROM treadle_threads t
+WHERE EXISTS (SELECT 1 FROM treadle_checkpoints c WHERE c.thread_id = t.thread_id)
+ORDER BY t.updated_at DESC LIMIT %s;
+
+-- name: threads_fence
+-- Deleting a thread also bumps its epoch and drops its owner, fencing any writer still
+-- running on it. %s = thread ids.
+UPDATE treadle_threads SET epoch = epoch + 1, owner = NULL WHERE thread_id = ANY(%s::text[]);
+
+-- name: threads_delete_writes
+DELETE FROM treadle_writes WHERE thread_id = ANY(%s::text[]);
+
+-- name: threads_delete_blobs
+DELETE FROM treadle_blobs WHERE thread_id = ANY(%s::text[]);
+
+-- name: threads_delete_checkpoints
+DELETE FROM treadle_checkpoints WHERE thread_id = ANY(%s::text[]);
+
+-- name: runs_delete_writes
+-- %s = run ids: the pending writes of their checkpoints.
+DELETE FROM treadle_writes w USING treadle_checkpoints c
+WHERE c.run_id = ANY(%s::text[]) AND c.thread_id = w.thread_id
+  AND c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id;
+
+-- name: runs_delete_checkpoints
+DELETE FROM treadle_checkpoints WHERE run_id = ANY(%s::text[]);
+
+-- name: thread_copy_row
+-- %s = target thread.
+INSERT INTO treadle_threads (thread_id, epoch) VALUES (%s, 0) ON CONFLICT (thread_id) DO NOTHING;
+
+-- name: thread_copy_checkpoints
+-- %s = target thread, source thread (the copy replaces what the target had).
+INSERT INTO treadle_checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type, checkpoint,
+     channel_versions, metadata_type, metadata_blob, metadata)
+SELECT %s, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type, checkpoint,
+       channel_versions, metadata_type, metadata_blob, metadata
+FROM treadle_checkpoints WHERE thread_id = %s
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
+    parent_checkpoint_id = EXCLUDED.parent_checkpoint_id,
+    run_id = EXCLUDED.run_id,
+    type = EXCLUDED.type,
+    checkpoint = EXCLUDED.checkpoint,
+    channel_versions = EXCLUDED.channel_versions,
+    metadata_type = EXCLUDED.metadata_type,
+    metadata_blob = EXCLUDED.metadata_blob,
+    metadata = EXCLUDED.metadata;
+
+-- name: thread_copy_blobs
+INSERT INTO treadle_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+SELECT %s, checkpoint_ns, channel, version, type, blob FROM treadle_blobs WHERE thread_id = %s
+ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO UPDATE SET
+    type = EXCLUDED.type,
+    blob = EXCLUDED.blob;
+
+-- name: thread_copy_writes
+INSERT INTO treadle_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
+SELECT %s, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path
+FROM treadle_writes WHERE thread_id = %s
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
+    channel = EXCLUDED.channel,
+    type = EXCLUDED.type,
+    blob = EXCLUDED.blob,
+    task_path = EXCLUDED.task_path;
+
+-- name: threads_prune_checkpoints
+-- keep_latest: the newest checkpoint of each (thread, namespace), its writes, and the
+-- blobs it references survive. %s = thread ids.
+DELETE FROM treadle_checkpoints c
+WHERE c.thread_id = ANY(%s::text[]) AND c.checkpoint_id < (
+    SELECT max(k.checkpoint_id) FROM treadle_checkpoints k
+    WHERE k.thread_id = c.thread_id AND k.checkpoint_ns = c.checkpoint_ns);
+
+-- name: threads_prune_writes
+DELETE FROM treadle_writes w
+WHERE w.thread_id = ANY(%s::text[]) AND NOT EXISTS (
+    SELECT 1 FROM treadle_checkpoints c
+    WHERE c.thread_id = w.thread_id AND c.checkpoint_ns = w.checkpoint_ns
+      AND c.checkpoint_id = w.checkpoint_id);
+
+-- name: threads_prune_blobs
+DELETE FROM treadle_blobs b
+WHERE b.thread_id = ANY(%s::text[]) AND NOT EXISTS (
+    SELECT 1 FROM treadle_checkpoints c, jsonb_each_text(c.channel_versions) AS v
+    WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns
+      AND v.key = b.channel AND v.value = b.version);
+
+-- name: postgres_apply_batch
+-- The group committer's batch (claims, checkpoints, task writes) as one JSON document,
+-- applied by treadle_apply (migrations 0002, 0003): one statement, so one transaction
+-- under autocommit and one round trip. Fencing is checked inside it, per operation,
+-- against the thread row read FOR SHARE.
+SELECT treadle_apply(%s::jsonb);
 
 
 -- ==== runs ===================================================================
@@ -470,6 +667,15 @@ SELECT w.worker_id, w.name, array_to_json(w.graph_ids)::text, w.allow_pickled, w
 FROM treadle_workers AS w WHERE w.expires_at > clock_timestamp()
 ORDER BY w.started_at, w.worker_id;
 
+
+-- name: postgres_session_lock
+-- A worker's session (drivers/postgres_session.py): its advisory lock, held by its own
+-- connection until that session ends.
+SELECT pg_try_advisory_lock(%s::bigint);
+
+-- name: postgres_session_ping
+-- The session's liveness check; also keeps an idle_session_timeout away.
+SELECT 1;
 
 -- ==== threads, assistants, crons (API resources) =============================
 

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from treadle.errors import StoreError
-from treadle.store.postgres_options import one_line
+from treadle.store.drivers.postgres_options import one_line
 from treadle.store.queue import Listener
 
 __all__ = ["PgListener"]
