@@ -31,12 +31,12 @@ def enqueue_run(db: SqliteConnector, doing: str, params: Mapping[str, Any]) -> R
             found = tx.one("run_by_key", params)
             if found is not None:
                 return found
-        active = tx.all("run_active", params)
+        active = tx.all("sqlite_run_active", params)
         if active and params["multitask"] == "reject":
             raise ThreadBusyError(params["thread_id"], [r[0] for r in active])
         if active and params["multitask"] in ("interrupt", "rollback"):
-            tx.execute("run_stop_pending", params)
-            tx.execute("run_stop_running", params)
+            tx.execute("sqlite_run_stop_pending", params)
+            tx.execute("sqlite_run_stop_running", params)
         row = tx.one("run_enqueue", params)
         assert row is not None  # INSERT ... RETURNING
         return row
@@ -47,7 +47,7 @@ def enqueue_run(db: SqliteConnector, doing: str, params: Mapping[str, Any]) -> R
 def ended_sessions(db: SqliteConnector) -> list[int]:
     """Session keys of running claims whose process is gone: nobody holds the ``flock`` on
     their file beside the database."""
-    keys = [r[0] for r in db.all("reading worker locks", "run_session_keys")]
+    keys = [r[0] for r in db.all("reading worker locks", "sqlite_run_session_keys")]
     return dead_sessions(sessions_folder(db.path), keys)
 
 
