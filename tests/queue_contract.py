@@ -1,4 +1,4 @@
-"""The run queue contract (``store.run_records.RunStore``, ``store.tasks.TaskStore``), for every backend.
+"""The run queue contract (``RunStore`` and ``TaskStore`` of ``treadle.store``), for every backend.
 
 A backend's test module subclasses :class:`QueueContract` and provides a function-scoped
 ``store`` fixture yielding a fresh, migrated, empty store::

@@ -12,7 +12,7 @@ import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any, cast
+from typing import Any, TypeAlias, cast, overload
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, merge_configs
@@ -41,6 +41,8 @@ _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
 _TREADLE_KEYS = ("max_workers", "checkpoint_store", "runtime", "multitask_strategy", "max_attempts",
                  "run_timeout")
 _RUNTIMES = ("local", "distributed")
+# A run config as treadle takes it: LangGraph's, or with treadle's keys at the top level.
+_Config: TypeAlias = RunnableConfig | Mapping[str, Any]
 # LangGraph's sync executor size for treadle runs: in effect unbounded (see TreadleGraph._limits).
 _UNBOUNDED = 1 << 30
 
@@ -218,14 +220,14 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
                 core.extra_stores[url] = (backend, TreadleSaver(backend))
             return core.extra_stores[url][1]
 
-    def _merged(self, config: RunnableConfig | None) -> RunnableConfig:
+    def _merged(self, config: _Config | None) -> RunnableConfig:
         """The call's config as LangGraph will see it: this graph's own (``with_config``)
         and the caller's context (a parent graph's task) merged under it."""
-        return ensure_config(merge_configs(self.config, config))
+        return ensure_config(merge_configs(self.config, _runnable(config)))
 
     def _config(
         self,
-        config: RunnableConfig | None,
+        config: _Config | None,
         *,
         run: bool,
         is_async: bool = False,
@@ -335,36 +337,36 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
             kwargs["durability"] = self.settings.durability
         return kwargs
 
-    def _distributed(self, config: RunnableConfig | None) -> bool:
+    def _distributed(self, config: _Config | None) -> bool:
         merged = self._merged(config)
         if run_context(merged).prepared or in_task(merged):
             return False  # inside a run already: a subgraph runs where its parent runs
         return _distributed({**(self.config or {}), **(config or {})})
 
-    def _cluster_config(self, config: RunnableConfig | None) -> dict[str, Any]:
+    def _cluster_config(self, config: _Config | None) -> dict[str, Any]:
         return merge_config(cast(dict[str, Any], self.config), cast(dict[str, Any], config))
 
     # --- the compiled-graph API, made durable ------------------------------------------------
     # Pregel's invoke/ainvoke/batch/astream_events/stream_events all run through
     # stream/astream, so preparing the config there covers every way in.
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    def invoke(self, input: Any, config: _Config | None = None, **kwargs: Any) -> Any:
         if self._distributed(config):
             return _cluster().invoke(self, input, self._cluster_config(config), kwargs)
-        return super().invoke(input, config, **kwargs)
+        return super().invoke(input, _runnable(config), **kwargs)
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    async def ainvoke(self, input: Any, config: _Config | None = None, **kwargs: Any) -> Any:
         if self._distributed(config):
             return await _cluster().ainvoke(self, input, self._cluster_config(config), kwargs)
-        return await super().ainvoke(input, config, **kwargs)
+        return await super().ainvoke(input, _runnable(config), **kwargs)
 
-    def stream(self, input: Any, config: RunnableConfig | None = None,  # type: ignore[override]
+    def stream(self, input: Any, config: _Config | None = None,  # type: ignore[override]
                **kwargs: Any) -> Iterator[Any]:
         if self._distributed(config):
             yield from _cluster().stream(self, input, self._cluster_config(config), kwargs)
             return
         cfg = self._config(config, run=True)
         if cfg is None:
-            yield from super().stream(input, config, **kwargs)
+            yield from super().stream(input, _runnable(config), **kwargs)
             return
         try:
             yield from super().stream(input, cfg, **self._kwargs(kwargs))
@@ -373,7 +375,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
         if run_context(cfg).new_thread:
             _say_stopped(super().get_state(_thread_only(cfg)), cfg)
 
-    async def astream(self, input: Any, config: RunnableConfig | None = None,  # type: ignore[override]
+    async def astream(self, input: Any, config: _Config | None = None,  # type: ignore[override]
                       **kwargs: Any) -> AsyncIterator[Any]:
         if self._distributed(config):
             async for chunk in _cluster().astream(self, input, self._cluster_config(config), kwargs):
@@ -381,7 +383,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
             return
         cfg = self._config(config, run=True, is_async=True)
         if cfg is None:
-            async for chunk in super().astream(input, config, **kwargs):
+            async for chunk in super().astream(input, _runnable(config), **kwargs):
                 yield chunk
             return
         try:
@@ -392,26 +394,35 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
         if run_context(cfg).new_thread:
             _say_stopped(await super().aget_state(_thread_only(cfg)), cfg)
 
-    def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
-        return super().get_state(self._config(config, run=False) or config, subgraphs=subgraphs)
+    def get_state(self, config: _Config, *, subgraphs: bool = False) -> StateSnapshot:
+        return super().get_state(self._config(config, run=False) or _runnable(config), subgraphs=subgraphs)
 
-    async def aget_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
-        return await super().aget_state(self._config(config, run=False) or config, subgraphs=subgraphs)
+    async def aget_state(self, config: _Config, *, subgraphs: bool = False) -> StateSnapshot:
+        cfg = self._config(config, run=False) or _runnable(config)
+        return await super().aget_state(cfg, subgraphs=subgraphs)
 
-    def get_state_history(self, config: RunnableConfig, **kwargs: Any) -> Iterator[StateSnapshot]:
-        return super().get_state_history(self._config(config, run=False) or config, **kwargs)
+    def get_state_history(self, config: _Config, **kwargs: Any) -> Iterator[StateSnapshot]:
+        return super().get_state_history(self._config(config, run=False) or _runnable(config), **kwargs)
 
-    def aget_state_history(self, config: RunnableConfig,  # type: ignore[override]
+    def aget_state_history(self, config: _Config,  # type: ignore[override]
                            **kwargs: Any) -> AsyncIterator[StateSnapshot]:
-        return super().aget_state_history(self._config(config, run=False) or config, **kwargs)
+        return super().aget_state_history(self._config(config, run=False) or _runnable(config), **kwargs)
 
-    # update_state/aupdate_state run through these two.
-    def bulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
-        cfg = self._config(config, run=False, claim=True) or config
+    # update_state/aupdate_state run through these two (and are here for the wider config type).
+    def update_state(self, config: _Config, values: Any, as_node: str | None = None,
+                     task_id: str | None = None) -> RunnableConfig:
+        return super().update_state(_runnable(config), values, as_node, task_id)
+
+    async def aupdate_state(self, config: _Config, values: Any, as_node: str | None = None,
+                            task_id: str | None = None) -> RunnableConfig:
+        return await super().aupdate_state(_runnable(config), values, as_node, task_id)
+
+    def bulk_update_state(self, config: _Config, supersteps: Any) -> RunnableConfig:
+        cfg = self._config(config, run=False, claim=True) or _runnable(config)
         return super().bulk_update_state(cfg, supersteps)
 
-    async def abulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
-        cfg = self._config(config, run=False, claim=True) or config
+    async def abulk_update_state(self, config: _Config, supersteps: Any) -> RunnableConfig:
+        cfg = self._config(config, run=False, claim=True) or _runnable(config)
         return await super().abulk_update_state(cfg, supersteps)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -439,6 +450,15 @@ class TreadleStateGraph(TreadleGraph, CompiledStateGraph[Any, Any, Any, Any]):
 
 
 _CLASSES: dict[type[Any], type[Any]] = {Pregel: TreadleGraph, CompiledStateGraph: TreadleStateGraph}
+
+
+@overload
+def _runnable(config: _Config) -> RunnableConfig: ...
+@overload
+def _runnable(config: _Config | None) -> RunnableConfig | None: ...
+def _runnable(config: _Config | None) -> RunnableConfig | None:
+    """``config`` typed as LangGraph's (treadle's top-level keys are moved by ``_config``)."""
+    return cast(RunnableConfig | None, config)
 
 
 def _thread_only(cfg: RunnableConfig) -> RunnableConfig:
@@ -477,7 +497,7 @@ def _treadle_class(cls: type[Any]) -> type[Any]:
     return made
 
 
-def _distributed(config: RunnableConfig | Mapping[str, Any] | None) -> bool:
+def _distributed(config: _Config | None) -> bool:
     """True when the call asks for a cluster run (``runtime="distributed"``, top level
     or in ``configurable``); an unknown runtime is a ConfigError."""
     if not config:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from treadle.store.base import Store
 from treadle.store.drivers import connect
 
 if TYPE_CHECKING:
     from treadle.config import Settings
-    from treadle.store.drivers.postgres import PostgresConnector
-    from treadle.store.drivers.sqlite import SqliteConnector
 
 __all__ = ["Store", "open_store"]
 
@@ -38,17 +36,7 @@ def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | No
     if connect_timeout is None:
         connect_timeout = settings.connect_timeout
     migrate = settings.auto_migrate if auto_migrate is None else auto_migrate
-    db = connect(url, connect_timeout=connect_timeout)
-    # Transitional: the run queue's halves still need their driver's store class.
-    store: Store
-    if db.dialect == "sqlite":
-        from treadle.store.sqlite import SqliteStore
-
-        store = SqliteStore(cast("SqliteConnector", db), linger=linger, auto_migrate=False)
-    else:
-        from treadle.store.postgres import PostgresStore
-
-        store = PostgresStore(cast("PostgresConnector", db), linger=linger, auto_migrate=False)
+    store = Store(connect(url, connect_timeout=connect_timeout), linger=linger)
     try:
         if migrate:
             store.migrate()

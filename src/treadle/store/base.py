@@ -1,6 +1,6 @@
 """The store: one database (SQLite embedded, PostgreSQL for clusters) holding treadle's
 durable state — checkpoints (:mod:`~treadle.store.checkpoints`), the run queue
-(:mod:`~treadle.store.run_records`, :mod:`~treadle.store.tasks`), the API resources
+(:class:`~treadle.store.queue.RunQueue`), the API resources
 (:class:`~treadle.store.resources.ResourceStore`) and memory items — written once over a
 connector (:mod:`~treadle.store.connector`).
 
@@ -20,7 +20,7 @@ from treadle.store.connector import Connector
 from treadle.store.items import ItemStore
 from treadle.store.resources import ResourceStore
 from treadle.store.run_records import RunStore
-from treadle.store.tasks import TaskStore
+from treadle.store.task_records import TaskStore
 from treadle.store.urls import redact
 from treadle.store.writer import GroupCommitter
 

@@ -151,7 +151,7 @@ class Connector(Protocol):
 
     def close(self) -> None: ...
 
-    # --- the run queue's hot paths (treadle.store.run_records) ------------------------
+    # --- the run queue's hot paths (treadle.store.run_records) -----------------------
     def enqueue_run(self, doing: str, params: Mapping[str, Any]) -> Row:
         """Queue a run (the parameters of the named query ``run_enqueue``) deciding its
         idempotency key and multitask strategy atomically with the insert; the key's

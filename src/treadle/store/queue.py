@@ -1,8 +1,8 @@
 """The run queue's types and rules: durable runs, node tasks, stream events and shipped graphs.
 
 The queue itself is :class:`~treadle.store.run_records.RunStore` (runs) and
-:class:`~treadle.store.tasks.TaskStore` (tasks, workers, events, graphs), written once over
-the connector; the cluster layer in ``treadle.cluster`` drives it. Timestamps are Unix seconds (float) taken
+:class:`~treadle.store.task_records.TaskStore` (tasks, workers, events, graphs), written
+once over the connector; the cluster layer in ``treadle.cluster`` drives it. Timestamps are Unix seconds (float) taken
 from the *database's* clock, so leases mean the same on every machine.
 
 Runs

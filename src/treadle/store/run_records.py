@@ -1,13 +1,11 @@
 """The run queue's runs, written once over the connector (:mod:`treadle.store.connector`).
 
 Every method is one short transaction. The queries are the ``run_*`` ones of the "runs"
-section of ``sql/<dialect>.sql``. What differs by database beyond its SQL is the
-connector's (its "run queue's hot paths", in ``drivers/sqlite_queue.py`` and
-``drivers/postgres_queue.py``): queueing a run (:meth:`Connector.enqueue_run`: SQLite
-decides idempotency and the multitask strategy in Python under its write lock, PostgreSQL
-in one PL/pgSQL call), finding the worker sessions that ended
-(:meth:`Connector.ended_sessions`: SQLite's are lock files beside the database,
-PostgreSQL's sweep finds them in ``pg_locks`` itself) and a worker's session. Claims, finishes
+section of ``sql/<dialect>.sql``. Two things differ by database and are the connector's:
+queueing a run (:meth:`Connector.enqueue_run`: SQLite decides idempotency and the multitask
+strategy in Python under its write lock, PostgreSQL in one PL/pgSQL call) and finding the
+worker sessions that ended (:meth:`Connector.ended_sessions`: SQLite's are lock files
+beside the database, PostgreSQL's sweep finds them in ``pg_locks`` itself). Claims, finishes
 and sweeps record the thread's state with the named query ``thread_state`` in the same
 transaction. Types and rules (statuses, channels, ``check``) are in :mod:`treadle.store.queue`.
 """
@@ -144,23 +142,18 @@ class RunStore:
     ) -> Heartbeat:
         """Extend the leases of ``(run_id, epoch)`` runs and ``(task_key, epoch)`` tasks
         that are still ``running`` under that epoch and worker; report which are."""
-        if not runs and not tasks:
-            return Heartbeat()
-
-        def beat(tx: Tx) -> Heartbeat:
-            found = Heartbeat()
-            if runs:
-                for run_id, cancel in tx.all("run_heartbeat", {
-                        "worker": worker, "ttl": float(ttl), "run_ids": [r for r, _ in runs],
-                        "run_epochs": [int(e) for _, e in runs]}):
-                    found.runs[run_id] = cancel
-            if tasks:
-                found.tasks.update(r[0] for r in tx.all("task_heartbeat", {
-                    "worker": worker, "ttl": float(ttl), "task_keys": [t for t, _ in tasks],
-                    "task_epochs": [int(e) for _, e in tasks]}))
-            return found
-
-        return self.db.transact(f"heartbeat of worker {worker}", beat)
+        found = Heartbeat()
+        doing = f"heartbeat of worker {worker}"
+        if runs:  # each statement its own transaction: the leases are independent
+            for run_id, cancel in self.db.write(doing, "run_heartbeat", {
+                    "worker": worker, "ttl": float(ttl), "run_ids": [r for r, _ in runs],
+                    "run_epochs": [int(e) for _, e in runs]}):
+                found.runs[run_id] = cancel
+        if tasks:
+            found.tasks.update(r[0] for r in self.db.write(doing, "task_heartbeat", {
+                "worker": worker, "ttl": float(ttl), "task_keys": [t for t, _ in tasks],
+                "task_epochs": [int(e) for _, e in tasks]}))
+        return found
 
     # --- ending runs -----------------------------------------------------------------
     def finish_run(

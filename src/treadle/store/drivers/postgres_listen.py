@@ -1,4 +1,4 @@
-"""LISTEN/NOTIFY wake-ups for the PostgreSQL run queue (:meth:`PostgresStore.listener`).
+"""LISTEN/NOTIFY wake-ups for the PostgreSQL run queue (:meth:`Store.listener`).
 
 A :class:`PgListener` holds one dedicated autocommit connection (never a pooled one:
 LISTEN belongs to a session). Notifications are only wake-ups: callers poll as well,

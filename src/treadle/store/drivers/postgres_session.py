@@ -1,4 +1,4 @@
-"""A worker's session lock on PostgreSQL (:meth:`PostgresStore.worker_session`).
+"""A worker's session lock on PostgreSQL (:meth:`Store.worker_session`).
 
 The worker takes ``pg_advisory_lock(key)`` (session level, bigint key) on one dedicated
 autocommit connection and keeps it for its whole life. When the worker process dies
@@ -55,8 +55,7 @@ class PgWorkerSession(WorkerSession):
             conn = self._conn
             if conn is not None:
                 try:
-                    # also keeps an idle_session_timeout away
-                    conn.execute(load_queries("postgres")["postgres_session_ping"])
+                    conn.execute(load_queries("postgres")["postgres_session_ping"])  # also keeps an idle_session_timeout away
                     return True
                 except psycopg.Error as exc:
                     log.warning("worker session lost (%s); taking the lock again",
@@ -102,7 +101,7 @@ def _take(conn: psycopg.Connection[Any], key: int) -> bool | None:
     """Try to take the session lock ``key`` on ``conn``: taken, held by another session
     (False), or the connection failed (None; it is closed)."""
     try:
-        row = conn.execute(load_queries("postgres")["postgres_session_lock"], (key,)).fetchone()
+        row = conn.execute(load_queries("postgres")["postgres_take_session_lock"], (key,)).fetchone()
     except psycopg.Error as exc:
         log.warning("taking the worker session lock failed (%s)", one_line(exc))
         conn.close()
