@@ -232,19 +232,20 @@ RETURNING request_hash, run_id, thread_id, graph_id, payload, status, attempt, m
     epoch, worker, lease_expires_at, timeout_s, stream, cancel, metadata, result, error,
     created_at, started_at, ended_at, lost_count;
 
--- name: run_active
--- The thread's active runs, oldest first (the multitask decision of enqueue_run).
+-- name: sqlite_run_active
+-- The thread's active runs, oldest first (the multitask decision of enqueue_run,
+-- drivers/sqlite_queue.py; PostgreSQL takes it in treadle_enqueue_run).
 SELECT run_id, status FROM treadle_runs
 WHERE thread_id = :thread_id AND status IN ('pending', 'running') ORDER BY seq;
 
--- name: run_stop_pending
+-- name: sqlite_run_stop_pending
 -- multitask interrupt / rollback: the thread's pending runs end at once (CANCEL_STATUS).
 UPDATE treadle_runs SET
     status = CASE :multitask WHEN 'interrupt' THEN 'interrupted' ELSE 'cancelled' END,
     cancel = :multitask, ended_at = ((julianday('now') - 2440587.5) * 86400.0)
 WHERE thread_id = :thread_id AND status = 'pending';
 
--- name: run_stop_running
+-- name: sqlite_run_stop_running
 -- multitask interrupt / rollback: the thread's running run is asked to stop.
 UPDATE treadle_runs SET cancel = :multitask WHERE thread_id = :thread_id AND status = 'running';
 
@@ -364,9 +365,9 @@ SELECT count(CASE WHEN status = 'pending' THEN 1 END),
         - min(CASE WHEN status = 'pending' THEN created_at END)
 FROM treadle_runs WHERE status IN ('pending', 'running');
 
--- name: run_session_keys
+-- name: sqlite_run_session_keys
 -- The worker-session keys of running claims (the driver checks which sessions ended:
--- drivers/sqlite.py, ended_sessions).
+-- drivers/sqlite_queue.py, ended_sessions).
 SELECT worker_lock FROM treadle_runs WHERE status = 'running' AND worker_lock IS NOT NULL
 UNION SELECT worker_lock FROM treadle_tasks WHERE status = 'running' AND worker_lock IS NOT NULL;
 
