@@ -1,4 +1,4 @@
-"""The run queue contract (``treadle.store.queue.RunQueue``), for every backend.
+"""The run queue contract (``RunStore`` and ``TaskStore`` of ``treadle.store``), for every backend.
 
 A backend's test module subclasses :class:`QueueContract` and provides a function-scoped
 ``store`` fixture yielding a fresh, migrated, empty store::
@@ -22,7 +22,8 @@ import time
 import pytest
 
 from treadle.errors import ConfigError, FencedWriteError, IdempotencyKeyError, ThreadBusyError
-from treadle.store.base import ClaimThread, PutWrites, Store, WriteRow
+from treadle.store.base import Store
+from treadle.store.checkpoints import ClaimThread, PutWrites, WriteRow
 from treadle.store.queue import (
     DEFAULT_MAX_WORKER_LOSSES,
     Event,
@@ -494,6 +495,15 @@ class QueueContract:
         assert [r.run_id for r in store.list_runs(thread_id="u", status="pending")] == ["r4", "r2"]
         assert store.list_runs(thread_id="none") == []
 
+    def test_a_negative_limit_or_offset_counts_as_zero(self, store: Store) -> None:
+        for i in range(3):
+            store.enqueue_run(new_run(f"r{i}", thread_id=f"t{i}"))
+        assert store.list_runs(limit=-1) == []
+        assert [r.run_id for r in store.list_runs(limit=2, offset=-5)] == ["r2", "r1"]
+        r = claim(store)
+        assert r is not None and store.put_events(r.run_id, r.epoch, [Event(1, "values", b"a")])
+        assert store.read_events(r.run_id, 0, limit=-1) == []
+
     def test_queue_depth(self, store: Store) -> None:
         assert store.queue_depth() == (0, None)
         store.enqueue_run(new_run("r1", "t1"))
@@ -705,6 +715,13 @@ class QueueContract:
         assert [e.seq for e in store.read_events("r1", 0, limit=2)] == [1, 2]
         assert store.read_events("r1", 6) == []
         assert store.read_events("other", 0) == []
+
+    def test_a_big_batch_of_events_is_stored_whole(self, store: Store) -> None:
+        r = running(store, "r1")
+        batch = [Event(i, "custom", b"%d" % i) for i in range(1, 1202)]  # several statements
+        assert store.put_events("r1", r.epoch, batch)
+        assert store.put_events("r1", r.epoch, [Event(1, "custom", b"dup"), Event(1202, "end", b"")])
+        assert store.read_events("r1", 0, limit=5000) == [*batch, Event(1202, "end", b"")]
 
     def test_claim_and_finish_keep_the_thread_record_in_step(self, store: Store) -> None:
         from treadle.store.thread_records import ThreadUpdate

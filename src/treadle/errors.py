@@ -1,7 +1,7 @@
 """treadle's exceptions: one root, specific leaves, messages that say what to do.
 
     TreadleError
-    ├── ConfigError            bad option, env var or CLI flag
+    ├── ConfigError            bad option, env var, CLI flag or argument (also a ValueError)
     ├── GraphLoadError         a graph reference (REF) could not be loaded
     ├── InputError             run input that cannot be parsed or validated
     │   ├── RefusedConfigError      a run config key a client may not send (over HTTP)
@@ -16,12 +16,15 @@
     │   ├── FencedWriteError        a write from a writer whose claim is stale
     │   └── SchemaError             schema newer than the code, or migrations missing
     │       └── MigrationsPendingError  pre migrations this code needs are not applied yet
+    ├── UsageError             called where it cannot work: outside a node, a shut-down pool
+    ├── WaitTimeoutError       stopped waiting for a cluster run still going (also a TimeoutError)
     ├── RunFailedError         a cluster run ended without success
     │   └── QueueTimeoutError       no worker claimed it within its queue_timeout
     └── NodeError              a node attempt failed in a treadle-specific way
         ├── NodeTimeoutError        the attempt ran past its timeout
         ├── TaskCrashedError        the process running the attempt died
-        └── CircuitOpenError        the node's circuit breaker is open
+        ├── CircuitOpenError        the node's circuit breaker is open
+        └── RemoteNodeError         a node task another worker ran failed
 
 Driver errors are translated once, at the store boundary (``raise ... from exc``). The
 HTTP server maps these to statuses in one place (``treadle.server.app``): NotFoundError

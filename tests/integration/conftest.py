@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from treadle.store.postgres import PostgresStore
+from treadle.store import Store, open_store
 
 
 @pytest.fixture
-def pg_store(pg_url: str) -> Iterator[PostgresStore]:
-    """A migrated PostgresStore on a fresh database."""
-    store = PostgresStore(pg_url, linger=0.002)
+def pg_store(pg_url: str) -> Iterator[Store]:
+    """A migrated PostgreSQL store on a fresh database."""
+    store = open_store(pg_url, linger=0.002, auto_migrate=True)
     try:
         yield store
     finally:

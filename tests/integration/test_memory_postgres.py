@@ -9,19 +9,19 @@ import pytest
 from langgraph.store.base import PutOp
 
 from memory_contract import MemoryContract
+from treadle.store import Store
 from treadle.store.memory import TreadleStore
-from treadle.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
 
 
 class TestPostgresMemory(MemoryContract):
     @pytest.fixture
-    def store(self, pg_store: PostgresStore) -> PostgresStore:
+    def store(self, pg_store: Store) -> Store:
         return pg_store
 
 
-def test_values_are_jsonb_objects(pg_store: PostgresStore, pg_url: str) -> None:
+def test_values_are_jsonb_objects(pg_store: Store, pg_url: str) -> None:
     TreadleStore(pg_store).put(("a", "b"), "k", {"z": 1, "a": [1, 2]})
     with psycopg.connect(pg_url) as conn:
         row = conn.execute(
@@ -31,7 +31,7 @@ def test_values_are_jsonb_objects(pg_store: PostgresStore, pg_url: str) -> None:
             conn.execute("INSERT INTO treadle_items (namespace, key, value) VALUES ('a', 'x', '[1]')")
 
 
-def test_concurrent_batches_on_the_same_items(pg_store: PostgresStore) -> None:
+def test_concurrent_batches_on_the_same_items(pg_store: Store) -> None:
     memory = TreadleStore(pg_store)
 
     def write(n: int) -> None:

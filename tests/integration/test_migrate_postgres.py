@@ -7,7 +7,8 @@ import psycopg
 import pytest
 
 from migrate_contract import MigrateContract
-from treadle.store.postgres import PostgresStore
+from treadle.store import Store
+from treadle.store.drivers.postgres import PostgresConnector
 
 
 class TestPostgresMigrations(MigrateContract):
@@ -20,7 +21,7 @@ class TestPostgresMigrations(MigrateContract):
         return "postgres"
 
     def _sql(self, store: object, sql: str, *params: object) -> list[tuple[object, ...]]:
-        assert isinstance(store, PostgresStore)
+        assert isinstance(store, Store) and isinstance(store.db, PostgresConnector)
         with psycopg.connect(store.db.conninfo, autocommit=True) as conn:
             cur = conn.execute(sql, params)
             return cur.fetchall() if cur.description else []

@@ -10,11 +10,17 @@ import psycopg
 import pytest
 
 from treadle.errors import StoreDataError
-from treadle.store.base import BlobRow, CheckpointRow, PutCheckpoint, PutWrites, WriteRow
-from treadle.store.postgres import PostgresStore
-from treadle.store.postgres_buffers import RETIRE_AFTER
+from treadle.store import Store, open_store
+from treadle.store.checkpoints import BlobRow, CheckpointRow, PutCheckpoint, PutWrites, WriteRow
+from treadle.store.drivers.postgres import PostgresConnector
+from treadle.store.drivers.postgres_buffers import RETIRE_AFTER
 from treadle.store.queue import NewRun
 from treadle.store.thread_records import Thread
+
+
+def _pg(store: Store) -> PostgresConnector:
+    assert isinstance(store.db, PostgresConnector)
+    return store.db
 
 
 def _writes(thread_id: str, blob: bytes, channel: str = "text") -> PutWrites:
@@ -23,18 +29,18 @@ def _writes(thread_id: str, blob: bytes, channel: str = "text") -> PutWrites:
 
 
 def test_the_writer_is_replaced_after_a_big_batch(pg_url: str) -> None:
-    store = PostgresStore(pg_url)
+    store = open_store(pg_url, auto_migrate=True)
     try:
         store.apply(_writes("small", b"x"))
-        first = store._writer
+        first = _pg(store)._writer
         assert first is not None
         store.apply(_writes("small", b"y"))
-        assert store._writer is first and not first.closed  # small batches keep it
+        assert _pg(store)._writer is first and not first.closed  # small batches keep it
         # base64 makes 3 bytes 4 characters: this batch is over the limit.
         store.apply(_writes("big", b"x" * (RETIRE_AFTER * 3 // 4 + 1)))
-        assert first.closed and store._writer is None
+        assert first.closed and _pg(store)._writer is None
         store.apply(_writes("small", b"z"))
-        second = store._writer
+        second = _pg(store)._writer
         assert second is not None and second is not first
         # Refused (a NUL in a jsonb channel name): the big batch's connection goes too.
         with pytest.raises(StoreDataError):
@@ -61,12 +67,13 @@ def _checkpoint(thread_id: str, blob: bytes) -> PutCheckpoint:
 def test_a_pooled_connection_is_replaced_after_a_big_read_or_a_refusal(
         pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    store = PostgresStore(pg_url)
-    assert store.db.pool is not None
+    store = open_store(pg_url, auto_migrate=True)
+    assert _pg(store).pool is not None
     # psycopg_pool counts the connections that came back closed, to replace them.
     def replaced() -> int:
-        assert store.db.pool is not None
-        return int(store.db.pool.get_stats().get("returns_bad", 0))
+        pool = _pg(store).pool
+        assert pool is not None
+        return int(pool.get_stats().get("returns_bad", 0))
 
     try:
         store.apply(_checkpoint("small", b"x"))
@@ -95,9 +102,9 @@ def test_a_pooled_connection_is_replaced_after_a_big_read_or_a_refusal(
 
 def test_run_queue_statements_that_carry_a_big_payload_replace_their_connection(
         pg_url: str) -> None:
-    store = PostgresStore(pg_url)
-    assert store.db.pool is not None
-    pool = store.db.pool
+    store = open_store(pg_url, auto_migrate=True)
+    pool = _pg(store).pool
+    assert pool is not None
 
     def replaced() -> int:
         return int(pool.get_stats().get("returns_bad", 0))

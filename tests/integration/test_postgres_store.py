@@ -1,4 +1,6 @@
-"""PostgresStore against a real server: conformance, fencing, migrations, failures."""
+"""The PostgreSQL store against a real server: what only PostgreSQL shows (failures, reconnects,
+migrations, pool options). The checkpoint contract and LangChain's conformance suite run in
+test_checkpoints_postgres.py."""
 
 from __future__ import annotations
 
@@ -18,12 +20,6 @@ from typing import Annotated, Any, TypedDict
 
 import psycopg
 import pytest
-from langgraph.checkpoint.conformance import checkpointer_test, validate
-from langgraph.checkpoint.conformance.capabilities import (
-    BASE_CAPABILITIES,
-    EXTENDED_CAPABILITIES,
-)
-from langgraph.checkpoint.conformance.report import ProgressCallbacks
 from langgraph.graph import START, StateGraph
 
 import treadle
@@ -34,18 +30,15 @@ from treadle.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from treadle.store import open_store
-from treadle.store.base import (
+from treadle.store import Store, open_store
+from treadle.store.checkpoints import (
     BlobRow,
     CheckpointRow,
-    ClaimThread,
     PutCheckpoint,
     PutWrites,
     WriteRow,
 )
-from treadle.store.checkpointer import TreadleSaver
 from treadle.store.migrate import load_migrations
-from treadle.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
 
@@ -75,7 +68,7 @@ def _writes(thread_id: str, checkpoint_id: str, task_id: str, *, token: str | No
                      rows=[WriteRow(task_id=task_id, idx=0, channel="ch", type="json", blob=b"1")])
 
 
-def _record_batches(store: PostgresStore) -> list[int]:
+def _record_batches(store: Store) -> list[int]:
     """Sizes of the batches the store's writer applies from now on."""
     sizes: list[int] = []
     committer = store._committer
@@ -91,7 +84,7 @@ def _record_batches(store: PostgresStore) -> list[int]:
 
 
 @contextmanager
-def _writer_held(store: PostgresStore, url: str) -> Iterator[None]:
+def _writer_held(store: Store, url: str) -> Iterator[None]:
     """Keep the writer stuck in a commit: everything submitted inside forms one batch.
 
     A fenced write to a gate thread waits on a row lock held by another connection;
@@ -119,87 +112,10 @@ def _writer_held(store: PostgresStore, url: str) -> Iterator[None]:
             assert gate.result(30) is None
 
 
-# --- conformance -------------------------------------------------------------------------
-
-
-async def test_langgraph_checkpointer_conformance(pg_url: str) -> None:
-    @checkpointer_test(name="treadle-postgres")
-    async def saver() -> Any:
-        store = open_store(pg_url)
-        try:
-            yield TreadleSaver(store)
-        finally:
-            store.close()
-
-    report = await validate(saver, progress=ProgressCallbacks.quiet())
-    failures = {name: r.failures for name, r in report.results.items() if r.passed is not True}
-    assert report.passed_all_base(), failures
-    for cap in EXTENDED_CAPABILITIES:
-        result = report.results.get(cap.value)
-        assert result is not None and result.detected and result.passed is True, (cap, failures)
-    assert len(BASE_CAPABILITIES | EXTENDED_CAPABILITIES) == 8
-    assert report.conformance_level() == "FULL", failures
-
-
 # --- fencing -------------------------------------------------------------------------------
 
 
-def test_claims_raise_the_epoch_and_stale_writes_fail_alone(pg_store: PostgresStore,
-                                                             pg_url: str) -> None:
-    store = pg_store
-    assert store.claim_thread("t", "tok-1") == 1
-    assert store.claim_thread("t", "tok-2") == 2
-    assert store.thread_epoch("t") == 2
-
-    batches = _record_batches(store)
-    with _writer_held(store, pg_url):
-        stale = store.submit(_checkpoint("t", "c1", token="tok-1"))
-        fresh_writes = store.submit(_writes("t", "c2", "task-a", token="tok-2"))
-        fresh = store.submit(_checkpoint("t", "c2", token="tok-2"))
-        unfenced = store.submit(_checkpoint("elsewhere", "c1"))
-
-    with pytest.raises(FencedWriteError) as info:
-        stale.result(10)
-    assert info.value.thread_id == "t" and info.value.current_epoch == 2
-    assert "another execution has claimed" in str(info.value)
-    assert fresh_writes.result(10) is None
-    assert fresh.result(10) is None
-    assert unfenced.result(10) is None
-    assert batches[-1] == 4  # all four were one transaction
-
-    # Nothing of the stale writer landed; everything of the others did.
-    assert store.get_checkpoint("t", "", "c1") is None
-    latest = store.get_checkpoint("t", "", None)
-    assert latest is not None and latest.row.checkpoint_id == "c2"
-    assert [w.task_id for w in latest.writes] == ["task-a"]
-    assert [(b.channel, b.version) for b in latest.blobs] == [("state", "v-c2")]
-    assert store.get_checkpoint("elsewhere", "", None) is not None
-
-
-def test_a_claim_fences_writes_queued_behind_it_in_the_same_batch(pg_store: PostgresStore,
-                                                                   pg_url: str) -> None:
-    store = pg_store
-    store.claim_thread("t", "tok-1")
-    batches = _record_batches(store)
-    with _writer_held(store, pg_url):
-        before = store.submit(_writes("t", "c1", "task-a", token="tok-1"))
-        claim = store.submit(ClaimThread("t", token="tok-2"))
-        late = store.submit(_writes("t", "c1", "task-b", token="tok-1"))
-        new_owner = store.submit(_writes("t", "c1", "task-c", token="tok-2"))
-    assert before.result(10) is None
-    assert claim.result(10) == 2
-    with pytest.raises(FencedWriteError):
-        late.result(10)
-    assert new_owner.result(10) is None
-    assert batches[-1] == 4  # all four were one transaction
-    record = store.get_checkpoint("t", "", "c1")
-    assert record is None  # writes only; their rows are still there:
-    rows = list(store._with_conn("test", lambda c: c.execute(
-        "SELECT task_id FROM treadle_writes WHERE thread_id = 't' ORDER BY task_id").fetchall()))
-    assert [r[0] for r in rows] == ["task-a", "task-c"]
-
-
-def test_a_failing_operation_fails_alone(pg_store: PostgresStore, pg_url: str) -> None:
+def test_a_failing_operation_fails_alone(pg_store: Store, pg_url: str) -> None:
     store = pg_store
     bad_client_side = _writes("t\x00nul", "c1", "x")  # text cannot hold NUL: refused by psycopg
     bad_server_side = _checkpoint("t", "c-bad")
@@ -220,28 +136,6 @@ def test_a_failing_operation_fails_alone(pg_store: PostgresStore, pg_url: str) -
     assert [w.task_id for w in record.writes] == ["task"]
     # The writer connection is still usable afterwards.
     assert store.submit(_checkpoint("t", "c2")).result(10) is None
-
-
-def test_writes_need_a_claim_and_unfenced_writes_are_accepted(pg_store: PostgresStore) -> None:
-    store = pg_store
-    with pytest.raises(FencedWriteError) as info:  # never claimed: no owner
-        store.submit(_writes("unclaimed", "c1", "x", token="tok")).result(10)
-    assert info.value.current_epoch == 0
-    store.claim_thread("t", "tok")
-    assert store.submit(_writes("t", "c1", "x")).result(10) is None  # direct saver use
-    assert store.submit(_checkpoint("t", "c1")).result(10) is None
-
-
-def test_delete_thread_fences_its_running_writer(pg_store: PostgresStore) -> None:
-    store = pg_store
-    assert store.claim_thread("t", "tok") == 1
-    store.submit(_checkpoint("t", "c1", token="tok")).result(10)
-    store.delete_thread("t")
-    assert store.thread_epoch("t") == 2
-    assert store.get_checkpoint("t", "", None) is None
-    with pytest.raises(FencedWriteError):
-        store.submit(_checkpoint("t", "c2", token="tok")).result(10)
-    assert store.get_checkpoint("t", "", None) is None
 
 
 def test_stale_graph_execution_cannot_write(pg_url: str) -> None:
@@ -287,48 +181,6 @@ def test_stale_graph_execution_cannot_write(pg_url: str) -> None:
 
 
 # --- reads and maintenance -------------------------------------------------------------------
-
-
-def test_round_trip_list_filter_and_maintenance(pg_store: PostgresStore) -> None:
-    store = pg_store
-    store.claim_thread("t", "tok")
-    for i, run in ((1, "run-1"), (2, "run-1"), (3, "run-2")):
-        store.submit(_writes("t", f"c{i}", f"task-{i}", token="tok")).result(10)
-        store.submit(_checkpoint("t", f"c{i}", token="tok", run_id=run,
-                                 source="input" if i == 1 else "loop")).result(10)
-
-    assert [r.row.checkpoint_id for r in store.list_checkpoints("t", "")] == ["c3", "c2", "c1"]
-    assert [r.row.checkpoint_id for r in store.list_checkpoints("t", None, limit=1)] == ["c3"]
-    older = store.list_checkpoints("t", "", before="c3")
-    assert [r.row.checkpoint_id for r in older] == ["c2", "c1"]
-    assert [r.row.checkpoint_id
-            for r in store.list_checkpoints(None, None, filter={"source": "input"})] == ["c1"]
-    assert list(store.list_checkpoints("t", "", filter={"source": "nowhere"})) == []
-    (info,) = store.list_threads()
-    assert (info.thread_id, info.epoch, info.checkpoints) == ("t", 1, 3)
-    assert info.latest_checkpoint_id == "c3"
-
-    store.copy_thread("t", "t-copy")
-    copied = store.get_checkpoint("t-copy", "", "c2")
-    assert copied is not None and [w.task_id for w in copied.writes] == ["task-2"]
-    assert copied.blobs and copied.blobs[0].blob == b"1"
-
-    store.delete_for_runs(["run-2"])  # the copy carries the run ids too
-    assert [r.row.checkpoint_id for r in store.list_checkpoints("t", "")] == ["c2", "c1"]
-    assert [r.row.checkpoint_id for r in store.list_checkpoints("t-copy", "")] == ["c2", "c1"]
-
-    store.prune(["t-copy"], "keep_latest")
-    kept = list(store.list_checkpoints("t-copy", None))
-    assert [r.row.checkpoint_id for r in kept] == ["c2"]
-    assert kept[0].blobs and kept[0].writes
-    blobs = store._with_conn("test", lambda c: c.execute(
-        "SELECT thread_id, version FROM treadle_blobs ORDER BY 1, 2").fetchall())
-    assert [tuple(b) for b in blobs] == [
-        ("t", "v-c1"), ("t", "v-c2"), ("t", "v-c3"), ("t-copy", "v-c2")]
-    store.prune(["t-copy"], "delete")
-    assert list(store.list_checkpoints("t-copy", None)) == []
-    with pytest.raises(ConfigError):
-        store.prune(["t"], "shred")
 
 
 def _scenario(store: Any) -> list[Any]:
@@ -389,12 +241,12 @@ def _scenario(store: Any) -> list[Any]:
     seen.append((dump("t"), dump("u"), store.thread_epoch("t"), store.thread_epoch("u")))
     seen.append(outcome(_checkpoint("t", "c5", token="tok-2")))
     # Each backend is at its own newest migration (their counts differ).
-    backend = "postgres" if type(store).__name__ == "PostgresStore" else "sqlite"
+    backend = store.db.dialect
     seen.append(store.schema_version() == len(load_migrations(backend)))
     return seen
 
 
-def test_same_observable_behaviour_as_sqlite(pg_store: PostgresStore, tmp_path: Path) -> None:
+def test_same_observable_behaviour_as_sqlite(pg_store: Store, tmp_path: Path) -> None:
     sqlite = open_store(f"sqlite:///{tmp_path}/parity.db")
     try:
         expected = _scenario(sqlite)
@@ -403,15 +255,7 @@ def test_same_observable_behaviour_as_sqlite(pg_store: PostgresStore, tmp_path: 
     assert _scenario(pg_store) == expected
 
 
-def test_metadata_with_nul_is_stored(pg_store: PostgresStore) -> None:
-    op = _checkpoint("t", "c1")
-    op.row.metadata = json.dumps({"source": "loop", "note": "a\u0000b", "path": "C:\\u0000"})
-    assert pg_store.submit(op).result(10) is None
-    assert [r.row.checkpoint_id
-            for r in pg_store.list_checkpoints("t", "", filter={"path": "C:\\u0000"})] == ["c1"]
-
-
-def test_writer_and_readers_reconnect_after_the_server_drops_them(pg_store: PostgresStore,
+def test_writer_and_readers_reconnect_after_the_server_drops_them(pg_store: Store,
                                                                    pg_url: str) -> None:
     store = pg_store
     store.claim_thread("t", "tok")
@@ -433,7 +277,8 @@ def test_writer_and_readers_reconnect_after_the_server_drops_them(pg_store: Post
 
 def test_pool_options_are_read_from_the_url_and_stripped(pg_url: str) -> None:
     sep = "&" if "?" in pg_url else "?"
-    store = PostgresStore(f"{pg_url}{sep}pool_max=3&pool_min=1&application_name=treadle-test")
+    store = open_store(f"{pg_url}{sep}pool_max=3&pool_min=1&application_name=treadle-test",
+                       auto_migrate=True)
     try:
         assert store.db.pool is not None and store.db.pool.max_size == 3
         store.thread_epoch("t")  # a read through the pool
@@ -445,7 +290,7 @@ def test_pool_options_are_read_from_the_url_and_stripped(pg_url: str) -> None:
     finally:
         store.close()
     with pytest.raises(ConfigError, match="pool_max"):
-        PostgresStore(f"{pg_url}{sep}pool_max=lots")
+        open_store(f"{pg_url}{sep}pool_max=lots", auto_migrate=True)
 
 
 # --- migrations --------------------------------------------------------------------------------
@@ -460,11 +305,11 @@ def _migration_rows(url: str) -> list[tuple[int, str]]:
 
 def test_concurrent_migrate_from_threads_applies_once(pg_url: str) -> None:
     names = [m.name for m in load_migrations("postgres")]
-    stores = [PostgresStore(pg_url, auto_migrate=False) for _ in range(6)]
+    stores = [open_store(pg_url, auto_migrate=False) for _ in range(6)]
     try:
         barrier = threading.Barrier(len(stores))
 
-        def run(store: PostgresStore) -> list[str]:
+        def run(store: Store) -> list[str]:
             barrier.wait(10)
             return store.migrate()
 
@@ -480,8 +325,8 @@ def test_concurrent_migrate_from_threads_applies_once(pg_url: str) -> None:
 
 _MIGRATE_CHILD = """
 import json, sys
-from treadle.store.postgres import PostgresStore
-store = PostgresStore(sys.argv[1], auto_migrate=False)
+from treadle.store import open_store
+store = open_store(sys.argv[1], auto_migrate=False)
 print("ready", flush=True)
 sys.stdin.readline()  # go
 print(json.dumps(store.migrate()), flush=True)
@@ -520,17 +365,17 @@ def test_concurrent_migrate_from_processes_applies_once(pg_url: str) -> None:
 
 
 def test_schema_newer_than_the_code_is_refused(pg_url: str) -> None:
-    PostgresStore(pg_url).close()
+    open_store(pg_url, auto_migrate=True).close()
     newest = load_migrations("postgres")[-1].version
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO treadle_migrations (version, name) VALUES (999, '0999_future.sql')"
         )
     with pytest.raises(SchemaError) as info:
-        PostgresStore(pg_url)
+        open_store(pg_url, auto_migrate=True)
     message = str(info.value)
     assert "schema version 999" in message and f"versions up to {newest}" in message
-    store = PostgresStore(pg_url, auto_migrate=False)
+    store = open_store(pg_url, auto_migrate=False)
     try:
         with pytest.raises(SchemaError):
             store.migrate()
@@ -540,7 +385,7 @@ def test_schema_newer_than_the_code_is_refused(pg_url: str) -> None:
 
 
 def test_schema_version_of_an_empty_database_is_zero(pg_url: str) -> None:
-    store = PostgresStore(pg_url, auto_migrate=False)
+    store = open_store(pg_url, auto_migrate=False)
     try:
         assert store.schema_version() == 0
         assert store.migrate() == [m.name for m in load_migrations("postgres")]

@@ -13,9 +13,9 @@ import pytest
 
 from queue_contract import QueueContract
 from treadle.errors import ConfigError, FencedWriteError, StoreError, ThreadBusyError
-from treadle.store.base import ClaimThread
-from treadle.store.postgres import PostgresStore
-from treadle.store.postgres_listen import PgListener
+from treadle.store import Store, open_store
+from treadle.store.checkpoints import ClaimThread
+from treadle.store.drivers.postgres_listen import PgListener
 from treadle.store.queue import (
     CHANNEL_CANCEL,
     CHANNEL_EVENTS,
@@ -54,8 +54,8 @@ class TestPostgresQueue(QueueContract):
     """The backend-independent run queue contract (tests/queue_contract.py)."""
 
     @pytest.fixture
-    def store(self, pg_url: str) -> Iterator[PostgresStore]:
-        store = PostgresStore(pg_url)
+    def store(self, pg_url: str) -> Iterator[Store]:
+        store = open_store(pg_url, auto_migrate=True)
         try:
             yield store
         finally:
@@ -70,7 +70,7 @@ def _sql(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[ob
 # --- runs ----------------------------------------------------------------------------------
 
 
-def test_enqueue_and_claim_round_trip(pg_store: PostgresStore) -> None:
+def test_enqueue_and_claim_round_trip(pg_store: Store) -> None:
     before = pg_store.now()
     row = pg_store.enqueue_run(_run("r1", timeout_s=12.5, stream=True, metadata='{"a": 1}',
                                     max_attempts=5))
@@ -90,13 +90,13 @@ def test_enqueue_and_claim_round_trip(pg_store: PostgresStore) -> None:
     assert pg_store.get_run("nope") is None
 
 
-def test_duplicate_run_id_is_a_store_error(pg_store: PostgresStore) -> None:
+def test_duplicate_run_id_is_a_store_error(pg_store: Store) -> None:
     pg_store.enqueue_run(_run("r1"))
     with pytest.raises(StoreError, match="r1"):
         pg_store.enqueue_run(_run("r1"))
 
 
-def test_a_thread_runs_one_run_at_a_time_in_queue_order(pg_store: PostgresStore) -> None:
+def test_a_thread_runs_one_run_at_a_time_in_queue_order(pg_store: Store) -> None:
     for i in range(3):
         pg_store.enqueue_run(_run(f"a{i}", "ta"))
     pg_store.enqueue_run(_run("b0", "tb"))
@@ -110,7 +110,7 @@ def test_a_thread_runs_one_run_at_a_time_in_queue_order(pg_store: PostgresStore)
     assert nxt is not None and nxt.run_id == "a1"
 
 
-def test_graph_filter_and_pickled_graphs(pg_store: PostgresStore) -> None:
+def test_graph_filter_and_pickled_graphs(pg_store: Store) -> None:
     pg_store.enqueue_run(_run("p", "t1", "pickle:abc"))
     pg_store.enqueue_run(_run("o", "t2", "ref:other"))
     pg_store.enqueue_run(_run("g", "t3", G))
@@ -123,13 +123,13 @@ def test_graph_filter_and_pickled_graphs(pg_store: PostgresStore) -> None:
     assert got is not None and got.run_id == "o"
 
 
-def test_an_older_pending_run_of_another_graph_blocks_its_thread(pg_store: PostgresStore) -> None:
+def test_an_older_pending_run_of_another_graph_blocks_its_thread(pg_store: Store) -> None:
     pg_store.enqueue_run(_run("first", "t1", "ref:other"))
     pg_store.enqueue_run(_run("second", "t1", G))
     assert pg_store.claim_run("w", [G], False, 30) is None
 
 
-def test_multitask_reject_writes_nothing(pg_url: str, pg_store: PostgresStore) -> None:
+def test_multitask_reject_writes_nothing(pg_url: str, pg_store: Store) -> None:
     pg_store.enqueue_run(_run("r1"))
     pg_store.enqueue_run(_run("r2"))
     with pytest.raises(ThreadBusyError) as info:
@@ -144,7 +144,7 @@ def test_multitask_reject_writes_nothing(pg_url: str, pg_store: PostgresStore) -
 
 @pytest.mark.parametrize(("strategy", "final"), [("interrupt", "interrupted"),
                                                  ("rollback", "cancelled")])
-def test_multitask_interrupt_and_rollback(pg_store: PostgresStore, strategy: str, final: str) -> None:
+def test_multitask_interrupt_and_rollback(pg_store: Store, strategy: str, final: str) -> None:
     pg_store.enqueue_run(_run("r1"))
     running = pg_store.claim_run("w", [G], False, 30)
     assert running is not None
@@ -163,7 +163,7 @@ def test_multitask_interrupt_and_rollback(pg_store: PostgresStore, strategy: str
     assert got is not None and got.run_id == "r3"
 
 
-def test_heartbeat_extends_only_leases_still_held(pg_store: PostgresStore) -> None:
+def test_heartbeat_extends_only_leases_still_held(pg_store: Store) -> None:
     pg_store.enqueue_run(_run("r1", "t1"))
     pg_store.enqueue_run(_run("r2", "t2"))
     a = pg_store.claim_run("w", [G], False, 5)
@@ -189,7 +189,7 @@ def test_heartbeat_extends_only_leases_still_held(pg_store: PostgresStore) -> No
     assert pg_store.heartbeat("w", [], [], 60).runs == {}
 
 
-def test_finish_and_release_are_fenced_by_epoch(pg_store: PostgresStore) -> None:
+def test_finish_and_release_are_fenced_by_epoch(pg_store: Store) -> None:
     pg_store.enqueue_run(_run("r1"))
     first = pg_store.claim_run("w", [G], False, 30)
     assert first is not None
@@ -214,7 +214,7 @@ def test_finish_and_release_are_fenced_by_epoch(pg_store: PostgresStore) -> None
         pg_store.finish_run("r1", second.epoch, "running")
 
 
-def test_cancel_run(pg_store: PostgresStore) -> None:
+def test_cancel_run(pg_store: Store) -> None:
     assert pg_store.cancel_run("unknown") is None
     pg_store.enqueue_run(_run("r1", "t1"))
     pg_store.enqueue_run(_run("r2", "t2"))
@@ -230,7 +230,7 @@ def test_cancel_run(pg_store: PostgresStore) -> None:
         pg_store.cancel_run("r1", "explode")
 
 
-def test_sweep_recovers_expired_runs(pg_url: str, pg_store: PostgresStore) -> None:
+def test_sweep_recovers_expired_runs(pg_url: str, pg_store: Store) -> None:
     pg_store.enqueue_run(_run("again", "t1"))
     pg_store.enqueue_run(_run("last", "t2"))
     pg_store.enqueue_run(_run("cancelled", "t3"))
@@ -256,7 +256,7 @@ def test_sweep_recovers_expired_runs(pg_url: str, pg_store: PostgresStore) -> No
     assert retry is not None and (retry.run_id, retry.epoch, retry.attempt) == ("again", 2, 2)
 
 
-def test_sweep_at_max_losses_keeps_the_previous_error(pg_url: str, pg_store: PostgresStore) -> None:
+def test_sweep_at_max_losses_keeps_the_previous_error(pg_url: str, pg_store: Store) -> None:
     pg_store.enqueue_run(_run("r1", max_attempts=1))  # max_attempts does not bound losses
     for _ in range(2):
         assert pg_store.claim_run("w", [G], False, 30) is not None
@@ -267,7 +267,7 @@ def test_sweep_at_max_losses_keeps_the_previous_error(pg_url: str, pg_store: Pos
     assert "giving up" in row.error and "queued again" in row.error
 
 
-def test_list_runs_and_queue_depth(pg_store: PostgresStore) -> None:
+def test_list_runs_and_queue_depth(pg_store: Store) -> None:
     assert pg_store.queue_depth() == (0, None)
     for i in range(4):
         pg_store.enqueue_run(_run(f"r{i}", f"t{i % 2}"))
@@ -282,7 +282,7 @@ def test_list_runs_and_queue_depth(pg_store: PostgresStore) -> None:
     assert count == 3 and age is not None and 0.04 <= age < 30
 
 
-def test_a_race_lost_for_a_thread_yields_another_run(pg_url: str, pg_store: PostgresStore) -> None:
+def test_a_race_lost_for_a_thread_yields_another_run(pg_url: str, pg_store: Store) -> None:
     """Two pending runs of one thread that both look claimable: the partial unique index
     stops the second claim, which moves on to another thread instead of failing."""
     pg_store.enqueue_run(_run("a", "busy"))
@@ -304,8 +304,8 @@ def test_a_race_lost_for_a_thread_yields_another_run(pg_url: str, pg_store: Post
 
 def test_concurrent_claimers_never_double_claim(pg_url: str) -> None:
     threads, per_thread, workers = 20, 5, 8
-    setup = PostgresStore(pg_url)
-    stores = [PostgresStore(pg_url, auto_migrate=False) for _ in range(workers)]
+    setup = open_store(pg_url, auto_migrate=True)
+    stores = [open_store(pg_url, auto_migrate=False) for _ in range(workers)]
     try:
         expected: dict[str, list[str]] = {}
         for i in range(per_thread):
@@ -363,14 +363,14 @@ def test_concurrent_claimers_never_double_claim(pg_url: str) -> None:
 # --- tasks ---------------------------------------------------------------------------------
 
 
-def _running_run(store: PostgresStore, run_id: str = "r1", thread_id: str = "t1") -> int:
+def _running_run(store: Store, run_id: str = "r1", thread_id: str = "t1") -> int:
     store.enqueue_run(_run(run_id, thread_id))
     row = store.claim_run("orchestrator", [G], False, 60)
     assert row is not None and row.run_id == run_id
     return int(row.epoch)
 
 
-def test_submit_task_is_idempotent_and_retries_failed_ones(pg_store: PostgresStore) -> None:
+def test_submit_task_is_idempotent_and_retries_failed_ones(pg_store: Store) -> None:
     _running_run(pg_store)
     row = pg_store.submit_task(_task("k1", "r1", payload=b"one"))
     assert (row.status, row.attempt, row.epoch, row.payload, row.node) == ("pending", 0, 0, b"one", "n")
@@ -390,7 +390,7 @@ def test_submit_task_is_idempotent_and_retries_failed_ones(pg_store: PostgresSto
     assert (done.status, done.result, done.payload) == ("success", b"out", b"two")
 
 
-def test_claim_tasks(pg_store: PostgresStore) -> None:
+def test_claim_tasks(pg_store: Store) -> None:
     _running_run(pg_store, "r1", "t1")
     pg_store.enqueue_run(_run("idle", "t2"))  # pending: its tasks wait
     for i in range(4):
@@ -410,7 +410,7 @@ def test_claim_tasks(pg_store: PostgresStore) -> None:
     assert pg_store.get_tasks([]) == []
 
 
-def test_concurrent_task_claimers_split_the_work(pg_store: PostgresStore) -> None:
+def test_concurrent_task_claimers_split_the_work(pg_store: Store) -> None:
     _running_run(pg_store)
     for i in range(60):
         pg_store.submit_task(_task(f"k{i:02}", "r1"))
@@ -426,7 +426,7 @@ def test_concurrent_task_claimers_split_the_work(pg_store: PostgresStore) -> Non
     assert all((t.status, t.epoch) == ("running", 1) for t in pg_store.list_tasks("r1"))
 
 
-def test_finish_task_is_fenced(pg_store: PostgresStore) -> None:
+def test_finish_task_is_fenced(pg_store: Store) -> None:
     _running_run(pg_store)
     pg_store.submit_task(_task("k1", "r1"))
     (t,) = pg_store.claim_tasks("w", [G], False, 30, 1)
@@ -440,7 +440,7 @@ def test_finish_task_is_fenced(pg_store: PostgresStore) -> None:
         pg_store.finish_task("k1", t.epoch, "cancelled")
 
 
-def test_sweep_recovers_expired_tasks(pg_url: str, pg_store: PostgresStore) -> None:
+def test_sweep_recovers_expired_tasks(pg_url: str, pg_store: Store) -> None:
     _running_run(pg_store)
     pg_store.submit_task(_task("again", "r1"))
     pg_store.submit_task(_task("last", "r1", max_attempts=1))
@@ -455,7 +455,7 @@ def test_sweep_recovers_expired_tasks(pg_url: str, pg_store: PostgresStore) -> N
 # --- events and graphs ---------------------------------------------------------------------
 
 
-def test_events_are_fenced_and_kept_as_first_written(pg_store: PostgresStore) -> None:
+def test_events_are_fenced_and_kept_as_first_written(pg_store: Store) -> None:
     epoch = _running_run(pg_store)
     assert pg_store.put_events("r1", epoch, [Event(1, "values", b"a"), Event(2, "updates", b"b")])
     assert pg_store.put_events("r1", epoch, [Event(2, "values", b"dup"), Event(3, "end", b"")])
@@ -469,7 +469,7 @@ def test_events_are_fenced_and_kept_as_first_written(pg_store: PostgresStore) ->
     assert pg_store.read_events("r1", 3) == []
 
 
-def test_graphs_by_value(pg_store: PostgresStore) -> None:
+def test_graphs_by_value(pg_store: Store) -> None:
     assert pg_store.get_graph("pickle:abc") is None
     pg_store.put_graph("pickle:abc", b"\x00blob")
     pg_store.put_graph("pickle:abc", b"other")  # idempotent: the hash names the content
@@ -480,7 +480,7 @@ def test_graphs_by_value(pg_store: PostgresStore) -> None:
 
 
 @pytest.fixture
-def listener(pg_store: PostgresStore) -> Iterator[PgListener]:
+def listener(pg_store: Store) -> Iterator[PgListener]:
     lst = pg_store.listener(CHANNELS)
     try:
         yield lst
@@ -499,7 +499,7 @@ def _expect(listener: PgListener, wanted: tuple[str, str], timeout: float = 5.0)
     return seen
 
 
-def test_notifications(pg_store: PostgresStore, listener: PgListener) -> None:
+def test_notifications(pg_store: Store, listener: PgListener) -> None:
     assert listener.wait(0.05) == []
     pg_store.enqueue_run(_run("r1"))
     # Woke by the notification, not at the timeout: a wait that ran to 3600 s would be failed by
@@ -526,7 +526,7 @@ def test_notifications(pg_store: PostgresStore, listener: PgListener) -> None:
     _expect(listener, (CHANNEL_RUN_DONE, "r2"))
 
 
-def test_a_refused_enqueue_notifies_nothing(pg_store: PostgresStore, listener: PgListener) -> None:
+def test_a_refused_enqueue_notifies_nothing(pg_store: Store, listener: PgListener) -> None:
     pg_store.enqueue_run(_run("r1"))
     _expect(listener, (CHANNEL_RUNS, "r1"))
     with pytest.raises(ThreadBusyError):
@@ -534,7 +534,7 @@ def test_a_refused_enqueue_notifies_nothing(pg_store: PostgresStore, listener: P
     assert listener.wait(0.3) == []  # notifications go out with the commit, or not at all
 
 
-def test_listener_drains_a_burst_in_one_wait(pg_store: PostgresStore, listener: PgListener) -> None:
+def test_listener_drains_a_burst_in_one_wait(pg_store: Store, listener: PgListener) -> None:
     with psycopg.connect(pg_store.url, autocommit=True) as conn:
         with conn.transaction():
             for i in range(5):
@@ -543,7 +543,7 @@ def test_listener_drains_a_burst_in_one_wait(pg_store: PostgresStore, listener: 
     assert listener.wait(5) == [(CHANNEL_RUNS, f"r{i}") for i in range(5)]
 
 
-def test_listener_only_hears_its_channels(pg_store: PostgresStore) -> None:
+def test_listener_only_hears_its_channels(pg_store: Store) -> None:
     with pg_store.listener([CHANNEL_RUN_DONE]) as lst:
         pg_store.enqueue_run(_run("r1"))
         assert lst.wait(0.3) == []
@@ -551,7 +551,7 @@ def test_listener_only_hears_its_channels(pg_store: PostgresStore) -> None:
         assert _expect(lst, (CHANNEL_RUN_DONE, "r1")) == [(CHANNEL_RUN_DONE, "r1")]
 
 
-def test_listener_survives_losing_its_connection(pg_url: str, pg_store: PostgresStore,
+def test_listener_survives_losing_its_connection(pg_url: str, pg_store: Store,
                                                  listener: PgListener) -> None:
     pid = _listener_pid(listener)
     _sql(pg_url, "SELECT pg_terminate_backend(%s)", (pid,))
@@ -572,7 +572,7 @@ def test_a_listener_that_cannot_connect_at_creation_raises() -> None:
         PgListener(connect, [CHANNEL_RUNS])
 
 
-def test_listener_reconnect_failure_sleeps_and_returns_nothing(pg_url: str, pg_store: PostgresStore,
+def test_listener_reconnect_failure_sleeps_and_returns_nothing(pg_url: str, pg_store: Store,
                                                               listener: PgListener,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     real = listener._connect  # noqa: SLF001
@@ -605,7 +605,7 @@ def test_listener_reconnect_failure_sleeps_and_returns_nothing(pg_url: str, pg_s
     _expect(listener, (CHANNEL_RUNS, "r1"))
 
 
-def test_closed_listener_returns_nothing(pg_store: PostgresStore) -> None:
+def test_closed_listener_returns_nothing(pg_store: Store) -> None:
     lst = pg_store.listener([CHANNEL_RUNS])
     lst.close()
     lst.close()
@@ -613,7 +613,7 @@ def test_closed_listener_returns_nothing(pg_store: PostgresStore) -> None:
     assert lst.wait(0.1) == []
 
 
-def test_close_from_another_thread_ends_the_wait(pg_store: PostgresStore) -> None:
+def test_close_from_another_thread_ends_the_wait(pg_store: Store) -> None:
     lst = pg_store.listener([CHANNEL_RUNS])
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(lst.wait, 1.0)
@@ -629,7 +629,7 @@ def _listener_pid(listener: PgListener) -> int:
     return int(conn.info.backend_pid)
 
 
-def test_now_is_the_database_clock(pg_store: PostgresStore) -> None:
+def test_now_is_the_database_clock(pg_store: Store) -> None:
     (db_now,) = _sql(pg_store.url, "SELECT extract(epoch FROM clock_timestamp())::float8")[0]
     assert abs(pg_store.now() - float(db_now)) < 5  # type: ignore[arg-type]
 
@@ -642,7 +642,7 @@ def _owner(url: str, thread_id: str) -> tuple[object, ...] | None:
     return rows[0] if rows else None
 
 
-def test_run_fenced_claim_thread(pg_url: str, pg_store: PostgresStore) -> None:
+def test_run_fenced_claim_thread(pg_url: str, pg_store: Store) -> None:
     pg_store.enqueue_run(_run("r1"))
     first = pg_store.claim_run("w1", [G], False, 30)
     assert first is not None
@@ -671,7 +671,7 @@ def test_run_fenced_claim_thread(pg_url: str, pg_store: PostgresStore) -> None:
     assert pg_store.apply(ClaimThread("t1", token="tok-4")) == e2 + 1
 
 
-def test_run_fenced_claim_of_an_unknown_run(pg_url: str, pg_store: PostgresStore) -> None:
+def test_run_fenced_claim_of_an_unknown_run(pg_url: str, pg_store: Store) -> None:
     with pytest.raises(FencedWriteError) as info:
         pg_store.apply(ClaimThread("fresh", token="x", run_id="nope", run_epoch=1))
     assert info.value.current_epoch == 0
@@ -680,7 +680,7 @@ def test_run_fenced_claim_of_an_unknown_run(pg_url: str, pg_store: PostgresStore
 
 def test_fenced_claim_fails_alone_in_its_batch(pg_url: str) -> None:
     """A refused run claim fails only its own future; the batch's other writes commit."""
-    store = PostgresStore(pg_url, linger=0.05)
+    store = open_store(pg_url, linger=0.05, auto_migrate=True)
     try:
         store.enqueue_run(_run("r1"))
         run = store.claim_run("w", [G], False, 30)
@@ -697,7 +697,7 @@ def test_fenced_claim_fails_alone_in_its_batch(pg_url: str) -> None:
 
 
 # --- worker sessions: failover without waiting for the lease -----------------------------
-def test_claims_of_an_ended_session_are_swept_before_their_lease(pg_store: PostgresStore) -> None:
+def test_claims_of_an_ended_session_are_swept_before_their_lease(pg_store: Store) -> None:
     session = pg_store.worker_session(1234)
     assert session.held() and session.key == 1234
     pg_store.enqueue_run(_run("r1", "t1"))
@@ -722,7 +722,7 @@ def test_claims_of_an_ended_session_are_swept_before_their_lease(pg_store: Postg
     assert pg_store.sweep(check_sessions=True) == []  # claimed without a lock: lease only
 
 
-def test_a_session_retakes_its_key_after_a_disconnect(pg_url: str, pg_store: PostgresStore) -> None:
+def test_a_session_retakes_its_key_after_a_disconnect(pg_url: str, pg_store: Store) -> None:
     session = pg_store.worker_session(99)
     assert session.held()
     first = session.held_since

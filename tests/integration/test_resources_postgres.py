@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from resources_contract import ResourcesContract, cron
-from treadle.store.postgres import PostgresStore
+from treadle.store import Store, open_store
 
 pytestmark = pytest.mark.postgres
 
@@ -18,15 +18,15 @@ class TestPostgresResources(ResourcesContract):
     """The backend-independent resources contract (tests/resources_contract.py)."""
 
     @pytest.fixture
-    def store(self, pg_url: str) -> Iterator[PostgresStore]:
-        store = PostgresStore(pg_url)
+    def store(self, pg_url: str) -> Iterator[Store]:
+        store = open_store(pg_url, auto_migrate=True)
         try:
             yield store
         finally:
             store.close()
 
 
-def test_migration_creates_the_resource_tables(pg_store: PostgresStore) -> None:
+def test_migration_creates_the_resource_tables(pg_store: Store) -> None:
     assert pg_store.schema_version() >= 4
     with psycopg.connect(pg_store.url, autocommit=True) as conn:
         tables = {r[0] for r in conn.execute(
@@ -43,7 +43,7 @@ def test_migration_creates_the_resource_tables(pg_store: PostgresStore) -> None:
 def test_replicas_race_for_cron_ticks(pg_url: str) -> None:
     """Schedulers on separate stores (separate pools, as separate replicas): every tick of
     every cron is won by exactly one of them."""
-    stores = [PostgresStore(pg_url) for _ in range(3)]
+    stores = [open_store(pg_url, auto_migrate=True) for _ in range(3)]
     try:
         crons, ticks = 5, 8
         for i in range(crons):
@@ -83,7 +83,7 @@ def test_replicas_race_for_cron_ticks(pg_url: str) -> None:
 
 def test_concurrent_patches_keep_every_change(pg_url: str) -> None:
     """Patches lock the assistant row: none is lost, and versions stay consecutive."""
-    stores = [PostgresStore(pg_url) for _ in range(2)]
+    stores = [open_store(pg_url, auto_migrate=True) for _ in range(2)]
     try:
         from resources_contract import assistant
 

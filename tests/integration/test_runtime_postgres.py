@@ -6,9 +6,10 @@ import asyncio
 import operator
 import threading
 import uuid
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.types import Command, Send, interrupt
@@ -23,13 +24,13 @@ class S(TypedDict):
     answer: str
 
 
-def builder() -> StateGraph:
-    async def square(s: dict) -> dict:
+def builder() -> StateGraph[S, None, S, S]:
+    async def square(state: Any) -> dict[str, Any]:  # a Send payload: {"n": ...}
         await asyncio.sleep(0.01)
-        return {"out": [s["n"] * s["n"]]}
+        return {"out": [state["n"] * state["n"]]}
 
-    def ask(s: S) -> dict:
-        return {"answer": interrupt(f"{len(s['out'])} done; go on?")}
+    def ask(state: S) -> dict[str, Any]:
+        return {"answer": interrupt(f"{len(state['out'])} done; go on?")}
 
     b = StateGraph(S)
     b.add_node("square", square)
@@ -42,9 +43,9 @@ def builder() -> StateGraph:
 async def test_async_fanout_interrupt_resume_matches_langgraph(pg_url: str) -> None:
     ref = builder().compile(checkpointer=InMemorySaver())
     ours = treadle.compile(builder(), store=pg_url)
-    results = []
+    results: list[tuple[list[int], str, int]] = []
     for g in (ref, ours):
-        cfg = {"configurable": {"thread_id": str(uuid.uuid4())}}
+        cfg: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
         first = await g.ainvoke({"items": list(range(30)), "out": [], "answer": ""}, cfg)
         assert first["__interrupt__"][0].value == "30 done; go on?"
         chunks = [c async for c in g.astream(Command(resume="yes"), cfg, stream_mode="updates")]
@@ -60,7 +61,7 @@ async def test_async_fanout_interrupt_resume_matches_langgraph(pg_url: str) -> N
 def test_stale_execution_refused_on_postgres(pg_url: str) -> None:
     started, release = threading.Event(), threading.Event()
 
-    def slow(s: S) -> dict:
+    def slow(state: S) -> dict[str, Any]:
         started.set()
         release.wait(10)
         return {"answer": "A"}
@@ -96,8 +97,8 @@ def test_many_concurrent_runs_share_commits(pg_url: str) -> None:
     """32 threads of runs on one store: every run's state is exact (group commit mixes
     operations of many runs in one transaction; none may leak into another)."""
 
-    def inc(s: S) -> dict:
-        return {"out": [len(s["out"])]}
+    def inc(state: S) -> dict[str, Any]:
+        return {"out": [len(state["out"])]}
 
     b = StateGraph(S)
     prev = START
@@ -126,7 +127,7 @@ def test_many_concurrent_runs_share_commits(pg_url: str) -> None:
 
 
 @pytest.mark.parametrize("n", [3])
-def test_process_pool_node_on_postgres(pg_url: str, n) -> None:
+def test_process_pool_node_on_postgres(pg_url: str, n: int) -> None:
     b = StateGraph(S)
     b.add_node("cpu", _cpu, metadata={"treadle": {"pool": "process"}})
     b.add_conditional_edges(START, lambda s: [Send("cpu", {"n": i}) for i in range(n)], ["cpu"])
@@ -135,5 +136,5 @@ def test_process_pool_node_on_postgres(pg_url: str, n) -> None:
     g.close()
 
 
-def _cpu(state: dict) -> dict:
+def _cpu(state: Any) -> dict[str, Any]:  # a Send payload: {"n": ...}
     return {"out": [state["n"] ** 3]}

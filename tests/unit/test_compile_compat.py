@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
 import pytest
-from langchain_core.runnables import RunnableLambda, RunnableParallel
+from langchain_core.runnables import RunnableConfig, RunnableLambda, RunnableParallel
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.func import entrypoint, task
 from langgraph.graph import START, StateGraph
@@ -25,6 +25,7 @@ from langgraph.types import Command, Send, interrupt
 
 import treadle
 from treadle.errors import ConfigError
+from treadle.runtime.pools import RunLimits
 
 
 class S(TypedDict):
@@ -32,7 +33,7 @@ class S(TypedDict):
     n: int
 
 
-def _chain() -> StateGraph:
+def _chain() -> StateGraph[Any, Any, Any, Any]:
     b = StateGraph(S)
     b.add_node("a", lambda s: {"log": ["a"]})
     b.add_node("b", lambda s: {"log": ["b"]})
@@ -41,8 +42,8 @@ def _chain() -> StateGraph:
     return b
 
 
-def _fanout(width: int) -> Callable[[], StateGraph]:
-    def make() -> StateGraph:
+def _fanout(width: int) -> Callable[[], StateGraph[Any, Any, Any, Any]]:
+    def make() -> StateGraph[Any, Any, Any, Any]:
         b = StateGraph(S)
         b.add_node("split", lambda s: {})
         b.add_node("leaf", lambda s: {"log": [f"leaf{s['n']}"]})
@@ -53,7 +54,7 @@ def _fanout(width: int) -> Callable[[], StateGraph]:
     return make
 
 
-def _nested() -> StateGraph:
+def _nested() -> StateGraph[Any, Any, Any, Any]:
     # A compiled subgraph as a node, and one called from inside a function node.
     inner = _chain().compile()
     b = StateGraph(S)
@@ -64,7 +65,7 @@ def _nested() -> StateGraph:
     return b
 
 
-SHAPES: dict[str, Callable[[], StateGraph]] = {
+SHAPES: dict[str, Callable[[], StateGraph[Any, Any, Any, Any]]] = {
     "chain": _chain, "fanout1": _fanout(1), "fanout9": _fanout(9), "nested": _nested,
 }
 
@@ -75,7 +76,7 @@ def _run(graph: Any, thread: str | None = None) -> dict[str, Any]:
     return {"log": sorted(out["log"])}
 
 
-def _parent(child: Any) -> StateGraph:
+def _parent(child: Any) -> StateGraph[Any, Any, Any, Any]:
     p = StateGraph(S)
     p.add_node("before", lambda s: {"log": ["before"]})
     p.add_node("child", child)
@@ -140,13 +141,13 @@ def test_shape_by_placement_matches_langgraph(shape: str, placement: str, url: s
         elif placement == "plain-parent-none":
             assert _run(_parent(child).compile()) == expected
         else:
-            with treadle.compile(_parent(child), store_url=url) as parent:
+            with treadle.compile(_parent(child), store_url=url) as ours:
                 thread = str(uuid.uuid4())
-                assert _run(parent, thread) == expected
-                assert sorted(parent.get_state({"thread_id": thread}).values["log"]) == expected["log"]
+                assert _run(ours, thread) == expected
+                assert sorted(ours.get_state({"thread_id": thread}).values["log"]) == expected["log"]
 
 
-def _asks() -> StateGraph:
+def _asks() -> StateGraph[Any, Any, Any, Any]:
     b = StateGraph(S)
     b.add_node("ask", lambda s: {"log": [f"answer:{interrupt('q?')}"]})
     b.add_edge(START, "ask")
@@ -161,7 +162,7 @@ def test_interrupt_inside_child_resumes_through_parent(parent_kind: str, url: st
                 else treadle.compile(_parent(child), store_url=url))
         outs = []
         for graph in (ref, ours):
-            config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+            config: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
             first = graph.invoke({"log": [], "n": 0}, config)
             assert [i.value for i in first["__interrupt__"]] == ["q?"]
             snap = graph.get_state(config, subgraphs=True)
@@ -169,6 +170,7 @@ def test_interrupt_inside_child_resumes_through_parent(parent_kind: str, url: st
             outs.append(graph.invoke(Command(resume="yes"), config)["log"])
         assert outs[0] == outs[1] == ["before", "before", "answer:yes"]
         if parent_kind == "treadle":
+            assert isinstance(ours, treadle.TreadleGraph)
             ours.close()
 
 
@@ -218,8 +220,9 @@ def test_with_config_max_concurrency_bounds_bodies_not_langgraphs_executor(
         seen: dict[str, Any] = {}
         real = treadle.TreadleGraph._limits
 
-        def spy(self: Any, cfg: dict[str, Any], *args: Any) -> Any:
-            limits = real(self, cfg, *args)
+        def spy(self: treadle.TreadleGraph, cfg: dict[str, Any], max_workers: Any,
+                is_async: bool) -> RunLimits:
+            limits = real(self, cfg, max_workers, is_async)
             seen.update(cfg)
             return limits
 
@@ -248,7 +251,7 @@ def test_astream_events_run_is_durable(url: str) -> None:
 # --- compile keywords ---------------------------------------------------------------------------
 
 
-def _remembers() -> StateGraph:
+def _remembers() -> StateGraph[Any, Any, Any, Any]:
     def node(state: S, *, store: BaseStore) -> dict[str, Any]:
         store.put(("users",), "u1", {"seen": state["n"]})
         return {"log": [str(store.get(("users",), "u1").value["seen"])]}  # type: ignore[union-attr]

@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from langgraph.graph.state import StateGraph
+from langgraph.graph.state import CompiledStateGraph, StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 from langgraph_sdk.runtime import _ExecutionRuntime, _ReadRuntime
@@ -109,9 +109,11 @@ def _write(directory: Path, body: str) -> Path:
     return path
 
 
-def _module(graph: StateGraph | Pregel) -> ModuleType:
-    builder = graph.builder if isinstance(graph, Pregel) else graph
-    return sys.modules[builder.nodes["echo"].runnable.func.__module__]
+def _module(graph: StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any]) -> ModuleType:
+    builder = graph.builder if isinstance(graph, CompiledStateGraph) else graph
+    assert isinstance(builder, StateGraph)
+    runnable: Any = builder.nodes["echo"].runnable  # a RunnableCallable: the node function is .func
+    return sys.modules[runnable.func.__module__]
 
 
 @pytest.mark.parametrize("name", sorted(SIGNATURES))

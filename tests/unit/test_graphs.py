@@ -7,6 +7,7 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langgraph.graph.state import StateGraph
@@ -60,9 +61,17 @@ def _err(ref: str) -> GraphLoadError:
     return info.value
 
 
-def _steps(graph: StateGraph | Pregel) -> list[str]:
+def _steps(graph: StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any]) -> list[str]:
     compiled = graph.compile() if isinstance(graph, StateGraph) else graph
-    return compiled.invoke({"steps": []})["steps"]
+    steps: list[str] = compiled.invoke({"steps": []})["steps"]
+    return steps
+
+
+def _func(graph: StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any], node: str) -> Any:
+    """The function of a builder's node (LangGraph keeps it as a RunnableCallable's ``func``)."""
+    assert isinstance(graph, StateGraph)
+    runnable: Any = graph.nodes[node].runnable
+    return runnable.func
 
 
 @pytest.fixture()
@@ -109,7 +118,7 @@ def test_file_ref_sibling_import_and_no_main_block(pysrc: Path) -> None:
     graph = load_graph(f"{path}:builder")
     assert isinstance(graph, StateGraph)
     assert not marker.exists()
-    module = sys.modules[graph.nodes["one"].runnable.func.__module__]
+    module = sys.modules[_func(graph, "one").__module__]
     assert module.VALUE == "from sibling"
     assert module.__name__ != "__main__"
 
@@ -118,8 +127,8 @@ def test_file_modules_get_unique_names(pysrc: Path) -> None:
     a = _write(pysrc, "a/graph.py")
     b = _write(pysrc, "b/graph.py")
     ga, gb = load_graph(f"{a}:builder"), load_graph(f"{b}:builder")
-    mod_a = ga.nodes["one"].runnable.func.__module__
-    mod_b = gb.nodes["one"].runnable.func.__module__
+    mod_a = _func(ga, "one").__module__
+    mod_b = _func(gb, "one").__module__
     assert mod_a != mod_b
     assert load_graph(f"{a}:builder") is ga  # loaded once per process
 
@@ -130,7 +139,7 @@ def test_file_module_functions_pickle_by_value(pysrc: Path) -> None:
 
     path = _write(pysrc, "g.py")
     graph = load_graph(f"{path}:builder")
-    func = graph.nodes["one"].runnable.func
+    func = _func(graph, "one")
     data = cloudpickle.dumps(func)
     name = func.__module__
     saved = sys.modules.pop(name)
@@ -178,7 +187,7 @@ def test_factory_taking_config(pysrc: Path) -> None:
     config = {"configurable": {"thread_id": "t-1"}}
     graph = load_graph(f"{path}:make_graph", config=config)
     assert isinstance(graph, StateGraph)
-    module = sys.modules[graph.nodes["one"].runnable.func.__module__]
+    module = sys.modules[_func(graph, "one").__module__]
     assert module.SEEN == [config]
     load_graph(f"{path}:make_graph")
     assert module.SEEN[-1] == {"configurable": {}}
@@ -224,7 +233,8 @@ def test_treadle_graph_is_unwrapped(pysrc: Path) -> None:
         try:
             bound = again.graph.nodes["one"].bound
             assert isinstance(bound, NodeProxy) and not isinstance(bound.bound, NodeProxy)
-            assert again.graph.nodes["two"].bound.options.timeout == 7  # options kept
+            two = again.graph.nodes["two"].bound
+            assert isinstance(two, NodeProxy) and two.options.timeout == 7  # options kept
             assert again.invoke({"steps": []}, {"thread_id": "t"})["steps"] == ["one", "two"]
         finally:
             again.close()

@@ -70,12 +70,12 @@ SAMPLES: dict[str, Any] = {
 
 
 def _doc_with(key: Key, value: Any) -> dict[str, Any]:
-    doc = json.loads(json.dumps(BASE))
+    doc: dict[str, Any] = json.loads(json.dumps(BASE))
     parts = key.path.split(".")
     if parts[:2] == ["graphs", "*"]:
         doc["graphs"]["g"] = {"path": "./g.py:graph", parts[2]: value}
         return doc
-    node = doc
+    node: dict[str, Any] = doc
     for part in parts[:-1]:
         node = node.setdefault(part, {})
     node[parts[-1]] = value

@@ -13,26 +13,13 @@ import treadle
 _SRC = Path(treadle.__file__).parent
 _PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
-# Names still shared while their modules are being renamed on other branches (store/postgres.py
-# and store/sqlite.py beside store/drivers/, in the one-store redesign); empty this set when
-# they land.
-_PENDING: frozenset[str] = frozenset({"postgres", "sqlite"})
-
-
 def test_no_two_modules_share_a_name() -> None:
     where: defaultdict[str, list[str]] = defaultdict(list)
     for path in sorted(_SRC.rglob("*.py")):
         if path.name != "__init__.py":
             where[path.stem].append(str(path.relative_to(_SRC)))
-    repeated = {name: paths for name, paths in where.items()
-                if len(paths) > 1 and name not in _PENDING}
+    repeated = {name: paths for name, paths in where.items() if len(paths) > 1}
     assert not repeated, f"modules sharing a name (rename one of each): {repeated}"
-
-
-def test_the_pending_renames_are_still_pending() -> None:
-    """A stale entry in ``_PENDING`` would let a new clash of that name through."""
-    counts = {name: len(list(_SRC.rglob(f"{name}.py"))) for name in _PENDING}
-    assert all(n > 1 for n in counts.values()), f"remove from _PENDING: {counts}"
 
 
 def test_the_layers_contract_holds() -> None:

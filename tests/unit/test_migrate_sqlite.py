@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from migrate_contract import MigrateContract
-from treadle.store.sqlite import SqliteStore
+from treadle.store import Store
+from treadle.store.drivers.sqlite import SqliteConnector
 
 
 class TestSqliteMigrations(MigrateContract):
@@ -21,8 +22,8 @@ class TestSqliteMigrations(MigrateContract):
         return "sqlite"
 
     def _sql(self, store: object, sql: str, *params: object) -> list[tuple[object, ...]]:
-        assert isinstance(store, SqliteStore)
-        with sqlite3.connect(store.path) as conn:
+        assert isinstance(store, Store) and isinstance(store.db, SqliteConnector)
+        with sqlite3.connect(store.db.path) as conn:
             return conn.execute(sql, params).fetchall()
 
     def _applied(self, store: object) -> list[int]:

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -19,6 +20,7 @@ from langgraph.types import Send
 import treadle
 from treadle.config import Settings
 from treadle.errors import CircuitOpenError, ConfigError, NodeTimeoutError, TaskCrashedError
+from treadle.runtime.pools import NodeProxy
 
 
 class S(TypedDict):
@@ -26,8 +28,8 @@ class S(TypedDict):
 
 
 def settings(tmp_path: Path, **kw: Any) -> Settings:
-    base = dict(store=f"sqlite:///{tmp_path}/p.db", retry_initial_interval=0.01,
-                retry_jitter=False, retry_max_attempts=3)
+    base: dict[str, Any] = dict(store=f"sqlite:///{tmp_path}/p.db", retry_initial_interval=0.01,
+                                retry_jitter=False, retry_max_attempts=3)
     base.update(kw)
     return Settings(**base)
 
@@ -50,7 +52,7 @@ class Peak:
             self.now -= 1
 
 
-def fanout(node, n: int) -> StateGraph:
+def fanout(node: Callable[..., Any], n: int) -> StateGraph[S, None, S, S]:
     b = StateGraph(S)
     b.add_node("work", node)
     b.add_conditional_edges(START, lambda s: [Send("work", {"i": i}) for i in range(n)], ["work"])
@@ -58,11 +60,11 @@ def fanout(node, n: int) -> StateGraph:
 
 
 @pytest.mark.parametrize("max_workers", [1, 3])
-def test_max_workers_bounds_sync_concurrency(tmp_path: Path, max_workers) -> None:
+def test_max_workers_bounds_sync_concurrency(tmp_path: Path, max_workers: int) -> None:
     peak = Peak()
-    barrier_hits = []
+    barrier_hits: list[int] = []
 
-    def work(s: dict) -> dict:
+    def work(state: dict[str, Any]) -> dict[str, Any]:
         with peak:
             # Hold the slot until as many bodies as allowed are running (or 5 s pass), so
             # overlap is certain when the bound allows it even on a loaded machine; a
@@ -71,8 +73,8 @@ def test_max_workers_bounds_sync_concurrency(tmp_path: Path, max_workers) -> Non
             while peak.now < max_workers and time.monotonic() < deadline:
                 time.sleep(0.01)
             time.sleep(0.05)
-        barrier_hits.append(s["i"])
-        return {"out": [s["i"]]}
+        barrier_hits.append(state["i"])
+        return {"out": [state["i"]]}
 
     g = treadle.compile(fanout(work, 6), settings=settings(tmp_path))
     res = g.invoke({"out": []}, {"max_workers": max_workers})
@@ -85,10 +87,10 @@ def test_max_workers_bounds_sync_concurrency(tmp_path: Path, max_workers) -> Non
 async def test_max_workers_bounds_async_concurrency(tmp_path: Path) -> None:
     peak = Peak()
 
-    async def work(s: dict) -> dict:
+    async def work(state: dict[str, Any]) -> dict[str, Any]:
         with peak:
             await asyncio.sleep(0.05)
-        return {"out": [s["i"]]}
+        return {"out": [state["i"]]}
 
     g = treadle.compile(fanout(work, 20), settings=settings(tmp_path))
     res = await g.ainvoke({"out": []}, {"max_workers": 4})
@@ -98,14 +100,14 @@ async def test_max_workers_bounds_async_concurrency(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("width", [1, 40])
-def test_max_concurrency_means_max_workers_and_bodies_see_the_callers_value(tmp_path: Path, width) -> None:
-    peak, seen = Peak(), []
+def test_max_concurrency_means_max_workers_and_bodies_see_the_callers_value(tmp_path: Path, width: int) -> None:
+    peak, seen = Peak(), list[Any]()
 
-    def work(s: dict, config: RunnableConfig) -> dict:
+    def work(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         with peak:
             seen.append(config.get("max_concurrency"))
             time.sleep(0.01)
-        return {"out": [s["i"]]}
+        return {"out": [state["i"]]}
 
     with treadle.compile(fanout(work, width), settings=settings(tmp_path)) as g:
         res = g.invoke({"out": []}, {"max_concurrency": 2})
@@ -122,11 +124,11 @@ def test_max_concurrency_means_max_workers_and_bodies_see_the_callers_value(tmp_
 def test_transient_error_retried_from_checkpoint(tmp_path: Path) -> None:
     calls: dict[str, int] = {"first": 0, "flaky": 0}
 
-    def first(s: S) -> dict:
+    def first(state: S) -> dict[str, Any]:
         calls["first"] += 1
         return {"out": ["first"]}
 
-    def flaky(s: S) -> dict:
+    def flaky(state: S) -> dict[str, Any]:
         calls["flaky"] += 1
         if calls["flaky"] < 3:
             raise RuntimeError("Transient failure")
@@ -146,7 +148,7 @@ def test_transient_error_retried_from_checkpoint(tmp_path: Path) -> None:
 def test_permanent_error_not_retried(tmp_path: Path) -> None:
     calls = {"n": 0}
 
-    def bad(s: S) -> dict:
+    def bad(state: S) -> dict[str, Any]:
         calls["n"] += 1
         raise ValueError("bad input")
 
@@ -163,7 +165,7 @@ def test_permanent_error_not_retried(tmp_path: Path) -> None:
 def test_sync_timeout_abandons_thread_and_retries(tmp_path: Path) -> None:
     calls = {"n": 0}
 
-    def slow_then_fast(s: S) -> dict:
+    def slow_then_fast(state: S) -> dict[str, Any]:
         calls["n"] += 1
         if calls["n"] == 1:
             time.sleep(1.0)
@@ -178,7 +180,7 @@ def test_sync_timeout_abandons_thread_and_retries(tmp_path: Path) -> None:
 
 
 def test_timeout_exhausts_attempts(tmp_path: Path) -> None:
-    async def hang(s: S) -> dict:
+    async def hang(state: S) -> dict[str, Any]:
         await asyncio.sleep(10)
         return {"out": []}
 
@@ -194,7 +196,7 @@ def test_timeout_exhausts_attempts(tmp_path: Path) -> None:
 def test_circuit_breaker_opens_and_fails_fast(tmp_path: Path) -> None:
     calls = {"n": 0}
 
-    def down(s: S) -> dict:
+    def down(state: S) -> dict[str, Any]:
         calls["n"] += 1
         raise ConnectionError("service down")
 
@@ -212,7 +214,7 @@ def test_circuit_breaker_opens_and_fails_fast(tmp_path: Path) -> None:
     g.close()
 
 
-def _crash_once(state: dict) -> dict:
+def _crash_once(state: PS) -> dict[str, Any]:
     marker = Path(state["marker"])
     if not marker.exists():
         marker.write_text("crashed")
@@ -235,7 +237,7 @@ def test_process_node_crash_fails_only_that_attempt(tmp_path: Path) -> None:
     g.close()
 
 
-def _cpu(state: dict) -> dict:
+def _cpu(state: S) -> dict[str, Any]:
     return {"out": [os.getpid()]}
 
 
@@ -270,7 +272,7 @@ def test_bad_node_options_are_clear(tmp_path: Path) -> None:
 def test_idempotency_key_stable_across_retries(tmp_path: Path) -> None:
     keys: list[str] = []
 
-    def pay(s: S) -> dict:
+    def pay(state: S) -> dict[str, Any]:
         keys.append(treadle.idempotency_key())
         if len(keys) < 3:
             raise RuntimeError("gateway hiccup")
@@ -327,7 +329,8 @@ def test_placement_option(tmp_path: Path) -> None:
     b.add_node("n", lambda s: {"out": []}, metadata={"treadle": {"placement": "remote"}})
     b.add_edge(START, "n")
     g = treadle.compile(b, settings=settings(tmp_path))
-    assert g.graph.nodes["n"].bound.options.placement == "remote"
+    node = g.graph.nodes["n"].bound
+    assert isinstance(node, NodeProxy) and node.options.placement == "remote"
     # In a local run a remote node simply runs here.
     assert g.invoke({"out": []}) == {"out": []}
     g.close()
@@ -347,7 +350,7 @@ def test_checkpoint_store_per_run(tmp_path: Path) -> None:
     g.close()
 
 
-def _hang_once(state: dict) -> dict:
+def _hang_once(state: PS) -> dict[str, Any]:
     marker = Path(state["marker"])
     if not marker.exists():
         marker.write_text("hung")
@@ -385,7 +388,7 @@ def test_breaker_trial_ending_in_interrupt_does_not_stick(tmp_path: Path) -> Non
 
     calls = {"n": 0}
 
-    def node(s: S) -> dict:
+    def node(state: S) -> dict[str, Any]:
         calls["n"] += 1
         if calls["n"] == 1:
             raise ConnectionError("down")

@@ -10,8 +10,10 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import wait
 from pathlib import Path
+from typing import Any, cast
 
 import cloudpickle
 import pytest
@@ -46,7 +48,7 @@ def _wait_dead(pid: int, timeout: float = 10.0, *, reaped: bool = False) -> bool
     return False
 
 
-def _wait_until(condition, timeout: float = 10.0) -> None:
+def _wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -106,13 +108,13 @@ def segfault() -> None:
 
 
 @pytest.fixture
-def pool2():
+def pool2() -> Iterator[ProcessPool]:
     with ProcessPool(2) as pool:
         yield pool
 
 
 @pytest.fixture
-def pool3():
+def pool3() -> Iterator[ProcessPool]:
     with ProcessPool(3) as pool:
         yield pool
 
@@ -130,7 +132,7 @@ def test_result_round_trip(pool2: ProcessPool) -> None:
 def test_exception_propagates_with_remote_traceback(pool2: ProcessPool) -> None:
     with pytest.raises(ValueError, match="kaboom") as info:
         pool2.run(boom, "kaboom")
-    remote_tb = info.value.__treadle_remote_traceback__
+    remote_tb: str = cast(Any, info.value).__treadle_remote_traceback__
     assert "Traceback" in remote_tb and "in boom" in remote_tb and "kaboom" in remote_tb
 
 
@@ -142,14 +144,14 @@ def test_exception_propagates_with_remote_traceback(pool2: ProcessPool) -> None:
     ],
 )
 def test_exception_that_cannot_travel_becomes_runtime_error(
-    pool2: ProcessPool, raiser, expected: str
+    pool2: ProcessPool, raiser: Callable[[], None], expected: str
 ) -> None:
     with pytest.raises(RuntimeError) as info:
         pool2.run(raiser)
     text = str(info.value)
     assert expected in text
     assert "Remote traceback" in text and f"in {raiser.__name__}" in text
-    assert f"in {raiser.__name__}" in info.value.__treadle_remote_traceback__
+    assert f"in {raiser.__name__}" in cast(Any, info.value).__treadle_remote_traceback__
     assert pool2.run(pow, 3, 2) == 9  # the worker is fine
 
 
@@ -157,7 +159,7 @@ def test_lambda_and_closure(pool2: ProcessPool) -> None:
     factor = 3
     assert pool2.run(lambda x: x * factor, 5) == 15
 
-    def make_adder(n: int):
+    def make_adder(n: int) -> Callable[[int], int]:
         return lambda x: x + n
 
     assert pool2.run(make_adder(10), 5) == 15
@@ -312,6 +314,7 @@ def test_workers_die_with_their_parent(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": SRC}
     parent = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
                               text=True)
+    assert parent.stdout is not None
     try:
         pids = [int(p) for p in parent.stdout.readline().split()]
         assert len(set(pids)) == 2

@@ -90,3 +90,23 @@ def test_what_treadle_raises_is_a_treadle_error_or_a_listed_builtin() -> None:
             if name[:1].isupper() and name not in ours and name not in _NOT_TREADLE:
                 strays.append(f"{path.relative_to(_SRC)}:{node.lineno} raises {name}")
     assert strays == []
+
+
+def test_the_error_tree_drawn_in_errors_py_names_every_error_under_its_parent() -> None:
+    drawn: dict[str, str] = {}  # error -> parent, read off the indentation of the drawing
+    stack: list[tuple[int, str]] = []
+    for line in (errors.__doc__ or "").splitlines():
+        found = next((w for w in line.split() if w in errors.__all__), None)
+        if found is None or ("──" not in line and found != "TreadleError"):
+            continue
+        depth = line.index(found)
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        drawn[found] = stack[-1][1] if stack else ""
+        stack.append((depth, found))
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert name in drawn, f"{name} is not drawn in errors.py's docstring"
+        if name != "TreadleError":
+            parents = {b.__name__ for b in cls.__bases__}
+            assert drawn[name] in parents, f"{name} is drawn under {drawn[name]}, not a parent"

@@ -111,7 +111,7 @@ def test_processes_sharing_the_file_never_claim_the_same_run(tmp_path: Path) -> 
 def test_fenced_thread_claim_in_a_batch(tmp_path: Path) -> None:
     """Ops queued behind a refused claim in the same commit stay fenced."""
     from treadle.errors import FencedWriteError
-    from treadle.store.base import ClaimThread, PutWrites, WriteRow
+    from treadle.store.checkpoints import ClaimThread, PutWrites, WriteRow
 
     store = open_store(f"sqlite:///{tmp_path}/q.db", linger=0.05)
     try:

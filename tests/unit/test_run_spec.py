@@ -1,5 +1,7 @@
 """RunSpec: what a queued run asks for, and its versioned payload."""
 
+from typing import Any
+
 import pytest
 
 from treadle.cluster.codec import decode, encode
@@ -32,7 +34,7 @@ def test_payload_is_versioned_with_the_keys_of_the_unversioned_form() -> None:
 
 
 def test_reads_the_server_dict_form_written_before_versions() -> None:
-    old = {"input": {"n": 0}, "command": None, "config": {"configurable": {}},
+    old: dict[str, Any] = {"input": {"n": 0}, "command": None, "config": {"configurable": {}},
            "kwargs": {"stream_mode": ["values"], "subgraphs": False},
            "assistant_id": "a", "multitask_strategy": "enqueue", "webhook": None,
            "on_completion": None, "thread_record": True, "stream_mode": ["values"],

@@ -6,32 +6,39 @@ from __future__ import annotations
 import itertools
 import operator
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.types import Command, RetryPolicy, Send, interrupt
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.pregel import Pregel
+from langgraph.pregel.protocol import PregelProtocol
+from langgraph.types import Command, RetryPolicy, Send, StreamMode, interrupt
 from pydantic import BaseModel
 
 import treadle
+from treadle import TreadleGraph
 
 
 @pytest.fixture
-def store_url(tmp_path: Path):
+def store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/parity.db"
 
 
-def both(builder: StateGraph, store_url: str, **kw: Any):
+def both(builder: StateGraph[Any, Any, Any, Any], store_url: str,
+         **kw: Any) -> tuple[CompiledStateGraph[Any, Any, Any, Any], TreadleGraph]:
     ref = builder.compile(checkpointer=InMemorySaver(), **kw)
     ours = treadle.compile(builder, store=store_url, **kw)
     return ref, ours
 
 
-def cfg(tid: str | None = None) -> dict[str, Any]:
+def cfg(tid: str | None = None) -> RunnableConfig:
     return {"configurable": {"thread_id": tid or str(uuid.uuid4())}}
 
 
@@ -59,12 +66,12 @@ class Fan(TypedDict):
     total: int
 
 
-def fan_builder() -> StateGraph:
-    def square(s: dict) -> dict:
-        return {"results": [s["n"] * s["n"]]}
+def fan_builder() -> StateGraph[Any, Any, Any, Any]:
+    def square(state: Any) -> dict[str, Any]:  # a Send payload: {"n": ...}
+        return {"results": [state["n"] * state["n"]]}
 
-    def collect(s: Fan) -> dict:
-        return {"total": sum(s["results"])}
+    def collect(state: Fan) -> dict[str, Any]:
+        return {"total": sum(state["results"])}
 
     b = StateGraph(Fan)
     b.add_node("square", square)
@@ -75,7 +82,7 @@ def fan_builder() -> StateGraph:
     return b
 
 
-def test_send_fanout_matches(store_url) -> None:
+def test_send_fanout_matches(store_url: str) -> None:
     ref, ours = both(fan_builder(), store_url)
     inp = {"items": list(range(20)), "results": [], "total": 0}
     expected = ref.invoke(inp, cfg())
@@ -85,9 +92,9 @@ def test_send_fanout_matches(store_url) -> None:
     ours.close()
 
 
-async def test_send_fanout_async_matches(store_url) -> None:
-    async def square(s: dict) -> dict:
-        return {"results": [s["n"] + 1]}
+async def test_send_fanout_async_matches(store_url: str) -> None:
+    async def square(state: Any) -> dict[str, Any]:  # a Send payload: {"n": ...}
+        return {"results": [state["n"] + 1]}
 
     b = StateGraph(Fan)
     b.add_node("square", square)
@@ -104,15 +111,15 @@ class Route(TypedDict):
     path: list[str]
 
 
-def command_builder() -> StateGraph:
-    def a(s: Route) -> Command:
-        return Command(goto="c", update={"path": s["path"] + ["a"]})
+def command_builder() -> StateGraph[Any, Any, Any, Any]:
+    def a(state: Route) -> Command[str]:
+        return Command(goto="c", update={"path": state["path"] + ["a"]})
 
-    def b_(s: Route) -> dict:
-        return {"path": s["path"] + ["b"]}
+    def b_(state: Route) -> dict[str, Any]:
+        return {"path": state["path"] + ["b"]}
 
-    def c(s: Route) -> dict:
-        return {"path": s["path"] + ["c"]}
+    def c(state: Route) -> dict[str, Any]:
+        return {"path": state["path"] + ["c"]}
 
     b = StateGraph(Route)
     b.add_node("a", a, destinations=("b", "c"))
@@ -123,7 +130,7 @@ def command_builder() -> StateGraph:
 
 
 @pytest.mark.parametrize("mode", ["values", "updates", "debug", "tasks", "checkpoints"])
-def test_command_goto_and_stream_modes_match(store_url, mode) -> None:
+def test_command_goto_and_stream_modes_match(store_url: str, mode: StreamMode) -> None:
     ref, ours = both(command_builder(), store_url)
     expected = list(ref.stream({"path": []}, cfg(), stream_mode=mode))
     got = list(ours.stream({"path": []}, cfg(), stream_mode=mode))
@@ -139,9 +146,9 @@ class Approval(TypedDict):
     decision: str
 
 
-def interrupt_builder() -> StateGraph:
-    def ask(s: Approval) -> dict:
-        answer = interrupt({"question": f"approve {s['request']}?"})
+def interrupt_builder() -> StateGraph[Any, Any, Any, Any]:
+    def ask(state: Approval) -> dict[str, Any]:
+        answer = interrupt({"question": f"approve {state['request']}?"})
         return {"decision": answer}
 
     b = StateGraph(Approval)
@@ -150,7 +157,7 @@ def interrupt_builder() -> StateGraph:
     return b
 
 
-def test_interrupt_and_resume_match(store_url) -> None:
+def test_interrupt_and_resume_match(store_url: str) -> None:
     ref, ours = both(interrupt_builder(), store_url)
     for g in (ref, ours):
         c = cfg()
@@ -164,7 +171,7 @@ def test_interrupt_and_resume_match(store_url) -> None:
     ours.close()
 
 
-def test_interrupt_before_and_resume(store_url) -> None:
+def test_interrupt_before_and_resume(store_url: str) -> None:
     ref, ours = both(command_builder(), store_url, interrupt_before=["c"])
     for g in (ref, ours):
         c = cfg()
@@ -178,8 +185,8 @@ class Outer(TypedDict):
     log: Annotated[list[str], operator.add]
 
 
-def subgraph_builder() -> StateGraph:
-    def inner_step(s: Outer) -> dict:
+def subgraph_builder() -> StateGraph[Any, Any, Any, Any]:
+    def inner_step(state: Outer) -> dict[str, Any]:
         return {"log": ["inner"]}
 
     sub = StateGraph(Outer)
@@ -196,7 +203,7 @@ def subgraph_builder() -> StateGraph:
     return b
 
 
-def test_subgraph_stream_matches(store_url) -> None:
+def test_subgraph_stream_matches(store_url: str) -> None:
     ref, ours = both(subgraph_builder(), store_url)
     expected = list(ref.stream({"log": []}, cfg(), stream_mode="updates", subgraphs=True))
     got = list(ours.stream({"log": []}, cfg(), stream_mode="updates", subgraphs=True))
@@ -205,8 +212,8 @@ def test_subgraph_stream_matches(store_url) -> None:
     ours.close()
 
 
-def test_subgraph_interrupt_resume(store_url) -> None:
-    def inner(s: Approval) -> dict:
+def test_subgraph_interrupt_resume(store_url: str) -> None:
+    def inner(state: Approval) -> dict[str, Any]:
         return {"decision": interrupt("inner?")}
 
     sub = StateGraph(Approval)
@@ -228,7 +235,7 @@ class Deferred(TypedDict):
     seen: Annotated[list[str], operator.add]
 
 
-def test_defer_matches(store_url) -> None:
+def test_defer_matches(store_url: str) -> None:
     b = StateGraph(Deferred)
     b.add_node("a", lambda s: {"seen": ["a"]})
     b.add_node("b1", lambda s: {"seen": ["b1"]})
@@ -251,7 +258,7 @@ class PState(BaseModel):
     name: str = "x"
 
 
-def test_pydantic_state_matches(store_url) -> None:
+def test_pydantic_state_matches(store_url: str) -> None:
     b = StateGraph(PState)
     b.add_node("inc", lambda s: {"count": s.count + 1})
     b.add_edge(START, "inc")
@@ -264,19 +271,24 @@ def test_pydantic_state_matches(store_url) -> None:
     ours.close()
 
 
-def test_messages_stream_mode(store_url) -> None:
+def _contents(chunks: Iterable[Any]) -> list[Any]:
+    """The message contents of a ``stream_mode="messages"`` stream of (message, metadata)."""
+    return [m.content for m, _ in chunks]
+
+
+def test_messages_stream_mode(store_url: str) -> None:
     model = GenericFakeChatModel(messages=itertools.cycle([AIMessage(content="hello there")]))
 
-    def chat(s: MessagesState) -> dict:
-        return {"messages": [model.invoke(s["messages"])]}
+    def chat(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
 
     b = StateGraph(MessagesState)
     b.add_node("chat", chat)
     b.add_edge(START, "chat")
     ref, ours = both(b, store_url)
     inp = {"messages": [HumanMessage(content="hi")]}
-    expected = [m.content for m, _ in ref.stream(inp, cfg(), stream_mode="messages")]
-    got = [m.content for m, _ in ours.stream(inp, cfg(), stream_mode="messages")]
+    expected = _contents(ref.stream(inp, cfg(), stream_mode="messages"))
+    got = _contents(ours.stream(inp, cfg(), stream_mode="messages"))
     assert got == expected and "".join(got) == "hello there"
     c = cfg()
     ours.invoke(inp, c)
@@ -284,10 +296,10 @@ def test_messages_stream_mode(store_url) -> None:
     ours.close()
 
 
-def test_custom_stream_mode(store_url) -> None:
+def test_custom_stream_mode(store_url: str) -> None:
     from langgraph.config import get_stream_writer
 
-    def node(s: Route) -> dict:
+    def node(state: Route) -> dict[str, Any]:
         get_stream_writer()({"progress": 50})
         return {"path": ["x"]}
 
@@ -301,10 +313,10 @@ def test_custom_stream_mode(store_url) -> None:
     ours.close()
 
 
-def test_node_retry_policy_honoured(store_url) -> None:
+def test_node_retry_policy_honoured(store_url: str) -> None:
     calls = {"n": 0}
 
-    def flaky(s: Route) -> dict:
+    def flaky(state: Route) -> dict[str, Any]:
         calls["n"] += 1
         if calls["n"] < 3:
             raise ValueError("flaky")  # not transient by default: only the node policy retries
@@ -320,9 +332,9 @@ def test_node_retry_policy_honoured(store_url) -> None:
     ours.close()
 
 
-def test_history_update_state_and_time_travel(store_url) -> None:
+def test_history_update_state_and_time_travel(store_url: str) -> None:
     ref, ours = both(command_builder(), store_url)
-    results = []
+    results: list[tuple[Any, ...]] = []
     for g in (ref, ours):
         c = cfg()
         g.invoke({"path": []}, c)
@@ -341,7 +353,7 @@ def test_history_update_state_and_time_travel(store_url) -> None:
     ours.close()
 
 
-def test_thread_id_top_level_and_fresh_thread(store_url) -> None:
+def test_thread_id_top_level_and_fresh_thread(store_url: str) -> None:
     ours = treadle.compile(command_builder(), store=store_url)
     assert ours.invoke({"path": []}, {"thread_id": "top"}) == {"path": ["a", "c"]}
     assert ours.get_state({"thread_id": "top"}).values == {"path": ["a", "c"]}
@@ -351,7 +363,7 @@ def test_thread_id_top_level_and_fresh_thread(store_url) -> None:
     ours.close()
 
 
-def test_recursion_limit_applies(store_url) -> None:
+def test_recursion_limit_applies(store_url: str) -> None:
     from langgraph.errors import GraphRecursionError
 
     b = StateGraph(Route)
@@ -364,7 +376,7 @@ def test_recursion_limit_applies(store_url) -> None:
     ours.close()
 
 
-def test_compiling_twice_never_nests_proxies(store_url, tmp_path: Path) -> None:
+def test_compiling_twice_never_nests_proxies(store_url: str, tmp_path: Path) -> None:
     from treadle.runtime.pools import NodeProxy
 
     builder = subgraph_builder()
@@ -372,7 +384,8 @@ def test_compiling_twice_never_nests_proxies(store_url, tmp_path: Path) -> None:
     second = treadle.compile(builder, store=f"sqlite:///{tmp_path}/second.db")
     again = treadle.compile(first, store=f"sqlite:///{tmp_path}/third.db")
 
-    def depth(graph) -> int:
+    def depth(graph: PregelProtocol[Any, Any, Any, Any]) -> int:
+        assert isinstance(graph, Pregel)
         worst = 0
         for node in graph.nodes.values():
             d, bound = 0, node.bound
@@ -390,7 +403,7 @@ def test_compiling_twice_never_nests_proxies(store_url, tmp_path: Path) -> None:
         g.close()
 
 
-def test_graphs_share_one_store_per_url_and_release_it(store_url) -> None:
+def test_graphs_share_one_store_per_url_and_release_it(store_url: str) -> None:
     import gc
 
     from treadle.store import shared

@@ -25,7 +25,7 @@ class Bad(TypedDict):
 
 
 def _graph(state: type) -> typing.Any:
-    builder = StateGraph(state)
+    builder: StateGraph[typing.Any, typing.Any, typing.Any, typing.Any] = StateGraph(state)
     builder.add_node("a", lambda s: {})
     builder.set_entry_point("a")
     return builder.compile()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -13,6 +14,7 @@ import structlog
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from structlog.contextvars import get_contextvars
 
@@ -28,12 +30,12 @@ TRACED = f"{Path(__file__).resolve().parents[1] / 'cluster_graphs' / 'traced.py'
 
 
 @pytest.fixture(scope="module")
-def exporter() -> Any:
+def exporter() -> InMemorySpanExporter:
     return memory_exporter()
 
 
 @pytest.fixture
-def spans(exporter: Any) -> Any:
+def spans(exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
     exporter.clear()
     yield exporter
     exporter.clear()
@@ -52,24 +54,24 @@ def _nodes(finished: Any) -> list[Any]:
     return [s for s in finished if s.name.startswith("treadle.node ")]
 
 
-def test_a_span_per_node_attempt_children_of_the_callers_span(spans, tmp_path: Path) -> None:
+def test_a_span_per_node_attempt_children_of_the_callers_span(spans: InMemorySpanExporter, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
     failures = {"flaky": 0}
 
-    def first(state: S) -> dict:
+    def first(state: S) -> dict[str, Any]:
         with trace.get_tracer("user").start_as_current_span("inside-first"):
             pass
         seen["first"] = get_contextvars()
         return {"x": state["x"] + 1}
 
-    def flaky(state: S) -> dict:
+    def flaky(state: S) -> dict[str, Any]:
         failures["flaky"] += 1
         if failures["flaky"] == 1:
             raise ConnectionError("blip")  # transient: retried
         seen["flaky"] = get_contextvars()
         return {"x": state["x"] + 1}
 
-    def last(state: S) -> dict:
+    def last(state: S) -> dict[str, Any]:
         seen["last"] = get_contextvars()
         return {"x": state["x"] + 1}
 
@@ -110,16 +112,16 @@ def test_a_span_per_node_attempt_children_of_the_callers_span(spans, tmp_path: P
     assert seen["last"]["node"] == "last"
 
 
-async def test_async_runs_trace_async_and_sync_nodes(spans, tmp_path: Path) -> None:
+async def test_async_runs_trace_async_and_sync_nodes(spans: InMemorySpanExporter, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
 
-    async def fetch(state: S) -> dict:
+    async def fetch(state: S) -> dict[str, Any]:
         seen["fetch"] = get_contextvars()
         with trace.get_tracer("user").start_as_current_span("inside-fetch"):
             await asyncio.sleep(0)
         return {"x": state["x"] + 1}
 
-    def crunch(state: S) -> dict:  # on treadle's thread pool under ainvoke
+    def crunch(state: S) -> dict[str, Any]:  # on treadle's thread pool under ainvoke
         seen["crunch"] = get_contextvars()
         with trace.get_tracer("user").start_as_current_span("inside-crunch"):
             pass
@@ -139,14 +141,14 @@ async def test_async_runs_trace_async_and_sync_nodes(spans, tmp_path: Path) -> N
         g.close()
     finished = {s.name: s for s in spans.get_finished_spans()}
     for node in ("fetch", "crunch"):
-        span = finished[f"treadle.node {node}"]
-        assert span.parent.span_id == request.get_span_context().span_id
-        assert finished[f"inside-{node}"].parent.span_id == span.context.span_id
+        span, inside = finished[f"treadle.node {node}"], finished[f"inside-{node}"]
+        assert span.parent is not None and span.parent.span_id == request.get_span_context().span_id
+        assert inside.parent is not None and inside.parent.span_id == span.context.span_id
         assert seen[node]["node"] == node
 
 
-def test_an_interrupt_is_not_an_error(spans, tmp_path: Path) -> None:
-    def ask(state: S) -> dict:
+def test_an_interrupt_is_not_an_error(spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    def ask(state: S) -> dict[str, Any]:
         return {"x": interrupt("how much?")}
 
     b = StateGraph(S)
@@ -187,7 +189,7 @@ def _trace_of(finished: Any, run_id: str) -> list[Any]:
     return [s for s in finished if s.context.trace_id == enqueue.context.trace_id]
 
 
-async def test_one_trace_per_cluster_run(spans, tmp_path: Path) -> None:
+async def test_one_trace_per_cluster_run(spans: InMemorySpanExporter, tmp_path: Path) -> None:
     done = await _cluster_run(tmp_path, {"n": 3, "fail": False, "results": []})
     assert done.status == "success"
     mine = _trace_of(spans.get_finished_spans(), done.run_id)
@@ -217,7 +219,7 @@ async def test_one_trace_per_cluster_run(spans, tmp_path: Path) -> None:
     assert {s.status.status_code for s in mine} == {StatusCode.UNSET}
 
 
-async def test_a_failed_run_marks_its_spans(spans, tmp_path: Path) -> None:
+async def test_a_failed_run_marks_its_spans(spans: InMemorySpanExporter, tmp_path: Path) -> None:
     done = await _cluster_run(tmp_path, {"n": 1, "fail": True, "results": []})
     assert done.status == "error"
     mine = _trace_of(spans.get_finished_spans(), done.run_id)
@@ -229,7 +231,7 @@ async def test_a_failed_run_marks_its_spans(spans, tmp_path: Path) -> None:
     assert attempt.attributes["treadle.status"] == "error"
 
 
-def test_carrier_round_trip_and_no_parent_starts_a_trace(spans) -> None:
+def test_carrier_round_trip_and_no_parent_starts_a_trace(spans: InMemorySpanExporter) -> None:
     with tracing.span("outer") as outer:
         headers = tracing.carrier()
     assert outer is not None and headers and headers["traceparent"].startswith("00-")
@@ -239,12 +241,13 @@ def test_carrier_round_trip_and_no_parent_starts_a_trace(spans) -> None:
         pass
     got = {s.name: s for s in spans.get_finished_spans()}
     assert got["child"].context.trace_id == got["outer"].context.trace_id
-    assert got["child"].parent.span_id == got["outer"].context.span_id
+    child_parent = got["child"].parent
+    assert child_parent is not None and child_parent.span_id == got["outer"].context.span_id
     assert got["fresh"].parent is None
     assert got["fresh"].context.trace_id != got["outer"].context.trace_id
 
 
-def test_log_lines_carry_the_active_span(spans, tmp_path: Path) -> None:
+def test_log_lines_carry_the_active_span(spans: InMemorySpanExporter, tmp_path: Path) -> None:
     import io
     import json
 
@@ -274,7 +277,7 @@ def test_log_lines_carry_the_active_span(spans, tmp_path: Path) -> None:
     assert "trace_id" not in outside
 
 
-def test_a_run_created_through_the_http_api_is_one_trace(spans, tmp_path: Path) -> None:
+def test_a_run_created_through_the_http_api_is_one_trace(spans: InMemorySpanExporter, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from treadle.server.app import create_app
@@ -295,7 +298,7 @@ def test_a_run_created_through_the_http_api_is_one_trace(spans, tmp_path: Path) 
     assert len(_nodes(mine)) == 4 and len([s for s in mine if s.name == "treadle.task work"]) == 2
 
 
-def test_a_callers_traceparent_header_is_continued(spans, tmp_path: Path) -> None:
+def test_a_callers_traceparent_header_is_continued(spans: InMemorySpanExporter, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from treadle.server.app import create_app

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from treadle.errors import StoreDataError
-from treadle.store.base import PutWrites
+from treadle.store.checkpoints import PutWrites
 from treadle.store.writer import GroupCommitter
 
 

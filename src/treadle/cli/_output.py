@@ -128,7 +128,7 @@ def _open_existing(store: str | None) -> Any:
     missing = (f"no treadle store at {redact(url)}: pass --store (or TREADLE_STORE) with the "
                "store your runs use; `treadle run` and `treadle migrate` create one")
     if url.split(":", 1)[0].lower() == "sqlite":
-        from treadle.store.sqlite import sqlite_path
+        from treadle.store.drivers.sqlite import sqlite_path
 
         path, _options = sqlite_path(url)
         if not path.is_file():

@@ -43,7 +43,8 @@ from treadle.errors import (
 from treadle.graphs.registry import GraphRegistry
 from treadle.run_context import RunContext, with_run_context
 from treadle.runtime.execution import Execution
-from treadle.store.base import ClaimThreadNow, PutWrites, Store
+from treadle.store.base import Store
+from treadle.store.checkpoints import ClaimThreadNow, PutWrites
 from treadle.store.queue import CANCEL_STATUS, CHANNEL_RUN_DONE, CHANNEL_RUNS, RunRow
 
 __all__ = ["AfterEnd", "AttemptDeps", "OnStatus", "RunAttempt", "RunHooks", "clean_error"]

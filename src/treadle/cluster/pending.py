@@ -8,7 +8,7 @@ worker, and keeps waiting (a worker may be on its way) unless the run has a
 caller gets :class:`~treadle.errors.QueueTimeoutError`.
 
 Liveness comes from ``treadle_workers`` (each worker's row, refreshed by its heartbeat);
-see :meth:`treadle.store.queue.RunQueue.list_workers`.
+see :meth:`treadle.store.task_records.TaskStore.list_workers`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@
 :mod:`~treadle.runtime.idempotency` stable keys for node tasks.
 """
 
-from treadle.runtime.graph import TreadleGraph, TreadleStateGraph, compile
+from treadle.runtime.compiler import compile
+from treadle.runtime.graph import TreadleGraph, TreadleStateGraph
 
 __all__ = ["TreadleGraph", "TreadleStateGraph", "compile"]

@@ -1,6 +1,7 @@
-"""``treadle.compile``: a LangGraph graph, made durable, recoverable and parallel.
+"""The graph ``treadle.compile`` returns (:mod:`~treadle.runtime.compiler`): a LangGraph
+graph, made durable, recoverable and parallel.
 
-The returned :class:`TreadleGraph` has the compiled graph's API and semantics; it
+:class:`TreadleGraph` has the compiled graph's API and semantics; it
 adds what the run config can ask of treadle (``thread_id`` at top level,
 ``max_workers``, ``checkpoint_store``, ``runtime``) and, for every execution on a
 thread, a fencing token so two executions can never interleave their writes.
@@ -8,152 +9,41 @@ thread, a fencing token so two executions can never interleave their writes.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any, cast
+from typing import Any, TypeAlias, cast, overload
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, merge_configs
-from langgraph.graph.state import CompiledStateGraph, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
-from langgraph.store.base import BaseStore
 from langgraph.types import StateSnapshot
 
 from treadle._langgraph import checkpointer_of, has_checkpointer, in_task, set_checkpointer
-from treadle.config import Settings, get_settings, merge_config
+from treadle.config import Settings, merge_config
 from treadle.errors import ConfigError, FencedWriteError
 from treadle.run_context import RunContext, run_context, with_run_context
-from treadle.runtime.core import GraphCore, wrap_nodes
+from treadle.runtime.core import GraphCore
 from treadle.runtime.distributed import Distributed, distributed
 from treadle.runtime.execution import Execution
 from treadle.runtime.pools import Pools, RunLimits
 from treadle.store import Store, shared
-from treadle.store.base import ClaimThread
 from treadle.store.checkpointer import TreadleSaver
+from treadle.store.checkpoints import ClaimThread
 from treadle.store.urls import redact
 
-__all__ = ["TreadleGraph", "TreadleStateGraph", "compile"]
+__all__ = ["TreadleGraph", "TreadleStateGraph"]
 
 # Keys treadle accepts at the top level of a run config (LangGraph keeps them in configurable).
 _LIFTED = ("thread_id", "checkpoint_id", "checkpoint_ns")
 _TREADLE_KEYS = ("max_workers", "checkpoint_store", "runtime", "multitask_strategy", "max_attempts",
                  "run_timeout")
 _RUNTIMES = ("local", "distributed")
+# A run config as treadle takes it: LangGraph's, or with treadle's keys at the top level.
+_Config: TypeAlias = RunnableConfig | Mapping[str, Any]
 # LangGraph's sync executor size for treadle runs: in effect unbounded (see TreadleGraph._limits).
 _UNBOUNDED = 1 << 30
-
-
-def compile(
-    graph: StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any],
-    *,
-    store: str | BaseStore | None = None,
-    store_url: str | None = None,
-    nodes: Mapping[str, Mapping[str, Any]] | None = None,
-    max_workers: int | None = None,
-    node_timeout: float | None = None,
-    durability: str | None = None,
-    settings: Settings | None = None,
-    graph_id: str | None = None,
-    **compile_kwargs: Any,
-) -> TreadleGraph:
-    """Compile ``graph`` (a ``StateGraph`` builder or a compiled graph) onto treadle.
-
-    The result is a real LangGraph graph (a ``CompiledStateGraph`` for a builder, else
-    a ``Pregel``) whose runs are durable. Keyword arguments of ``StateGraph.compile``
-    mean what they mean there: ``store`` is LangGraph's long-term memory store (a
-    ``BaseStore``), ``interrupt_before``, ``cache``, ``name``, ... .
-
-    ``store_url`` is treadle's store, where checkpoints and runs live
-    (``sqlite:///path`` or ``postgresql://...``); default ``TREADLE_STORE`` or
-    ``./.treadle/treadle.db``. A URL string given as ``store`` is accepted too.
-    ``nodes`` maps node names to options (``{"pool": "process", "timeout": 30}``);
-    node metadata ``{"treadle": {...}}`` does the same.
-
-    ``graph_id`` names the graph for ``runtime="distributed"`` runs: workers that load
-    it under that name (a ``langgraph.json`` key or ``treadle worker name=REF``) run
-    them. Without it, such runs ship the graph by value (see docs/architecture.md).
-    """
-    url, memory_store = _stores(store, store_url, compile_kwargs.pop("memory_store", None))
-    settings = settings or get_settings(
-        store=url, max_workers=max_workers, node_timeout=node_timeout, durability=durability
-    )
-    if settings.trace_exporter != "none":  # TREADLE_TRACE_EXPORTER in a Python program
-        from treadle.tracing import configure_tracing
-
-        configure_tracing(settings, "treadle")
-    if compile_kwargs.get("checkpointer") is not None:
-        raise ConfigError("treadle is the checkpointer: drop checkpointer= (treadle's store is "
-                          "store_url=), or compile with LangGraph alone to use your own saver")
-    compile_kwargs.pop("checkpointer", None)
-    if not isinstance(graph, (StateGraph, Pregel)):
-        raise ConfigError(
-            f"treadle.compile() needs a LangGraph StateGraph or compiled graph, not {type(graph).__name__}"
-        )
-    if isinstance(graph, StateGraph):
-        _check_compile_kwargs(compile_kwargs)
-    elif compile_kwargs:
-        raise ConfigError(
-            f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
-            "pass the builder instead of a compiled graph"
-        )
-    backend = shared.acquire(settings.store, settings)
-    try:
-        saver = TreadleSaver(backend)
-        compiled: Pregel[Any, Any, Any, Any]
-        if isinstance(graph, StateGraph):
-            compiled = graph.compile(checkpointer=saver, store=memory_store, **compile_kwargs)
-        else:
-            update: dict[str, Any] = {"checkpointer": saver}
-            if memory_store is not None:
-                update["store"] = memory_store
-            compiled = _rebuild(graph, _plain_class(type(graph)), update)
-        core = GraphCore(backend, saver, settings)
-        core.graph_id = graph_id
-        wrapped = wrap_nodes(compiled, dict(nodes or {}), core)
-        return cast(TreadleGraph, _rebuild(wrapped, _treadle_class(type(wrapped)), {"treadle_core": core}))
-    except BaseException:
-        shared.release(settings.store)
-        raise
-
-
-def _stores(store: Any, store_url: str | None, memory_store: Any) -> tuple[str | None, BaseStore | None]:
-    """(treadle's store URL, LangGraph's memory store) from ``store=``/``store_url=``
-    (and the older spelling ``memory_store=``)."""
-    if isinstance(store, str):
-        if store_url is not None:
-            raise ConfigError("store= is LangGraph's memory store (a BaseStore); pass treadle's "
-                              "store URL as store_url= only")
-        store_url, store = store, None
-    if store is not None and memory_store is not None:
-        raise ConfigError("store= and memory_store= both name LangGraph's memory store; keep store=")
-    memory = store if store is not None else memory_store
-    if memory is not None and not isinstance(memory, BaseStore):
-        raise ConfigError(f"store= takes LangGraph's memory store (a BaseStore) or treadle's store URL "
-                          f"(a string), not {type(memory).__name__}")
-    if store_url is not None and not isinstance(store_url, str):
-        raise ConfigError("store_url= takes a store URL string (sqlite:///path or postgresql://...)")
-    return store_url, memory
-
-
-def _check_compile_kwargs(kwargs: Mapping[str, Any]) -> None:
-    accepted = set(inspect.signature(StateGraph.compile).parameters) - {"self"}
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"treadle.compile() got unknown keyword(s) {unknown}: it takes treadle's (store_url, "
-            f"nodes, max_workers, node_timeout, durability, settings, graph_id) and "
-            f"StateGraph.compile's ({', '.join(sorted(accepted - {'checkpointer'}))})"
-        )
-
-
-def _rebuild(graph: Pregel[Any, Any, Any, Any], cls: type[Any],
-             update: Mapping[str, Any]) -> Pregel[Any, Any, Any, Any]:
-    """``graph`` as an instance of ``cls`` (as ``Pregel.copy`` does, another class)."""
-    attrs = {k: v for k, v in graph.__dict__.items() if k not in ("__orig_class__", "treadle_core")}
-    attrs.update(update)
-    return cast(Pregel[Any, Any, Any, Any], cls(**attrs))
 
 
 class TreadleGraph(Pregel[Any, Any, Any, Any]):
@@ -218,14 +108,14 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
                 core.extra_stores[url] = (backend, TreadleSaver(backend))
             return core.extra_stores[url][1]
 
-    def _merged(self, config: RunnableConfig | None) -> RunnableConfig:
+    def _merged(self, config: _Config | None) -> RunnableConfig:
         """The call's config as LangGraph will see it: this graph's own (``with_config``)
         and the caller's context (a parent graph's task) merged under it."""
-        return ensure_config(merge_configs(self.config, config))
+        return ensure_config(merge_configs(self.config, _runnable(config)))
 
     def _config(
         self,
-        config: RunnableConfig | None,
+        config: _Config | None,
         *,
         run: bool,
         is_async: bool = False,
@@ -335,36 +225,36 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
             kwargs["durability"] = self.settings.durability
         return kwargs
 
-    def _distributed(self, config: RunnableConfig | None) -> bool:
+    def _distributed(self, config: _Config | None) -> bool:
         merged = self._merged(config)
         if run_context(merged).prepared or in_task(merged):
             return False  # inside a run already: a subgraph runs where its parent runs
         return _distributed({**(self.config or {}), **(config or {})})
 
-    def _cluster_config(self, config: RunnableConfig | None) -> dict[str, Any]:
+    def _cluster_config(self, config: _Config | None) -> dict[str, Any]:
         return merge_config(cast(dict[str, Any], self.config), cast(dict[str, Any], config))
 
     # --- the compiled-graph API, made durable ------------------------------------------------
     # Pregel's invoke/ainvoke/batch/astream_events/stream_events all run through
     # stream/astream, so preparing the config there covers every way in.
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    def invoke(self, input: Any, config: _Config | None = None, **kwargs: Any) -> Any:
         if self._distributed(config):
             return _cluster().invoke(self, input, self._cluster_config(config), kwargs)
-        return super().invoke(input, config, **kwargs)
+        return super().invoke(input, _runnable(config), **kwargs)
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    async def ainvoke(self, input: Any, config: _Config | None = None, **kwargs: Any) -> Any:
         if self._distributed(config):
             return await _cluster().ainvoke(self, input, self._cluster_config(config), kwargs)
-        return await super().ainvoke(input, config, **kwargs)
+        return await super().ainvoke(input, _runnable(config), **kwargs)
 
-    def stream(self, input: Any, config: RunnableConfig | None = None,  # type: ignore[override]
+    def stream(self, input: Any, config: _Config | None = None,  # type: ignore[override]
                **kwargs: Any) -> Iterator[Any]:
         if self._distributed(config):
             yield from _cluster().stream(self, input, self._cluster_config(config), kwargs)
             return
         cfg = self._config(config, run=True)
         if cfg is None:
-            yield from super().stream(input, config, **kwargs)
+            yield from super().stream(input, _runnable(config), **kwargs)
             return
         try:
             yield from super().stream(input, cfg, **self._kwargs(kwargs))
@@ -373,7 +263,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
         if run_context(cfg).new_thread:
             _say_stopped(super().get_state(_thread_only(cfg)), cfg)
 
-    async def astream(self, input: Any, config: RunnableConfig | None = None,  # type: ignore[override]
+    async def astream(self, input: Any, config: _Config | None = None,  # type: ignore[override]
                       **kwargs: Any) -> AsyncIterator[Any]:
         if self._distributed(config):
             async for chunk in _cluster().astream(self, input, self._cluster_config(config), kwargs):
@@ -381,7 +271,7 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
             return
         cfg = self._config(config, run=True, is_async=True)
         if cfg is None:
-            async for chunk in super().astream(input, config, **kwargs):
+            async for chunk in super().astream(input, _runnable(config), **kwargs):
                 yield chunk
             return
         try:
@@ -392,26 +282,35 @@ class TreadleGraph(Pregel[Any, Any, Any, Any]):
         if run_context(cfg).new_thread:
             _say_stopped(await super().aget_state(_thread_only(cfg)), cfg)
 
-    def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
-        return super().get_state(self._config(config, run=False) or config, subgraphs=subgraphs)
+    def get_state(self, config: _Config, *, subgraphs: bool = False) -> StateSnapshot:
+        return super().get_state(self._config(config, run=False) or _runnable(config), subgraphs=subgraphs)
 
-    async def aget_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
-        return await super().aget_state(self._config(config, run=False) or config, subgraphs=subgraphs)
+    async def aget_state(self, config: _Config, *, subgraphs: bool = False) -> StateSnapshot:
+        cfg = self._config(config, run=False) or _runnable(config)
+        return await super().aget_state(cfg, subgraphs=subgraphs)
 
-    def get_state_history(self, config: RunnableConfig, **kwargs: Any) -> Iterator[StateSnapshot]:
-        return super().get_state_history(self._config(config, run=False) or config, **kwargs)
+    def get_state_history(self, config: _Config, **kwargs: Any) -> Iterator[StateSnapshot]:
+        return super().get_state_history(self._config(config, run=False) or _runnable(config), **kwargs)
 
-    def aget_state_history(self, config: RunnableConfig,  # type: ignore[override]
+    def aget_state_history(self, config: _Config,  # type: ignore[override]
                            **kwargs: Any) -> AsyncIterator[StateSnapshot]:
-        return super().aget_state_history(self._config(config, run=False) or config, **kwargs)
+        return super().aget_state_history(self._config(config, run=False) or _runnable(config), **kwargs)
 
-    # update_state/aupdate_state run through these two.
-    def bulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
-        cfg = self._config(config, run=False, claim=True) or config
+    # update_state/aupdate_state run through these two (and are here for the wider config type).
+    def update_state(self, config: _Config, values: Any, as_node: str | None = None,
+                     task_id: str | None = None) -> RunnableConfig:
+        return super().update_state(_runnable(config), values, as_node, task_id)
+
+    async def aupdate_state(self, config: _Config, values: Any, as_node: str | None = None,
+                            task_id: str | None = None) -> RunnableConfig:
+        return await super().aupdate_state(_runnable(config), values, as_node, task_id)
+
+    def bulk_update_state(self, config: _Config, supersteps: Any) -> RunnableConfig:
+        cfg = self._config(config, run=False, claim=True) or _runnable(config)
         return super().bulk_update_state(cfg, supersteps)
 
-    async def abulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
-        cfg = self._config(config, run=False, claim=True) or config
+    async def abulk_update_state(self, config: _Config, supersteps: Any) -> RunnableConfig:
+        cfg = self._config(config, run=False, claim=True) or _runnable(config)
         return await super().abulk_update_state(cfg, supersteps)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -439,6 +338,15 @@ class TreadleStateGraph(TreadleGraph, CompiledStateGraph[Any, Any, Any, Any]):
 
 
 _CLASSES: dict[type[Any], type[Any]] = {Pregel: TreadleGraph, CompiledStateGraph: TreadleStateGraph}
+
+
+@overload
+def _runnable(config: _Config) -> RunnableConfig: ...
+@overload
+def _runnable(config: _Config | None) -> RunnableConfig | None: ...
+def _runnable(config: _Config | None) -> RunnableConfig | None:
+    """``config`` typed as LangGraph's (treadle's top-level keys are moved by ``_config``)."""
+    return cast(RunnableConfig | None, config)
 
 
 def _thread_only(cfg: RunnableConfig) -> RunnableConfig:
@@ -477,7 +385,7 @@ def _treadle_class(cls: type[Any]) -> type[Any]:
     return made
 
 
-def _distributed(config: RunnableConfig | Mapping[str, Any] | None) -> bool:
+def _distributed(config: _Config | None) -> bool:
     """True when the call asks for a cluster run (``runtime="distributed"``, top level
     or in ``configurable``); an unknown runtime is a ConfigError."""
     if not config:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from treadle.errors import ConfigError
 from treadle.store.base import Store
-from treadle.store.urls import redact
+from treadle.store.drivers import connect
 
 if TYPE_CHECKING:
     from treadle.config import Settings
@@ -35,25 +34,13 @@ def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | No
     if linger is None:
         linger = settings.write_linger_ms / 1000
     migrate = settings.auto_migrate if auto_migrate is None else auto_migrate
-    scheme = url.split(":", 1)[0].lower()
-    store: Store
-    if scheme == "sqlite":
-        from treadle.store.sqlite import SqliteStore
-
-        store = SqliteStore(url, linger=linger, auto_migrate=migrate)
-    elif scheme in ("postgresql", "postgres"):
-        from treadle.store.postgres import PostgresStore
-
-        store = PostgresStore(url, linger=linger, auto_migrate=migrate,
-                              connect_timeout=settings.connect_timeout)
-    else:
-        raise ConfigError(
-            f"unsupported store URL {redact(url)!r}: use sqlite:///path/to/file.db or postgresql://user@host/db"
-        )
-    if auto_migrate is None and not migrate:
-        try:
+    store = Store(connect(url, connect_timeout=settings.connect_timeout), linger=linger)
+    try:
+        if migrate:
+            store.migrate()
+        elif auto_migrate is None:
             store.check_schema()
-        except BaseException:
-            store.close()
-            raise
+    except BaseException:
+        store.close()
+        raise
     return store

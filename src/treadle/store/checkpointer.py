@@ -29,13 +29,13 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from treadle.run_context import fencing_token
-from treadle.store.base import (
+from treadle.store.base import Store
+from treadle.store.checkpoints import (
     BlobRow,
     CheckpointRecord,
     CheckpointRow,
     PutCheckpoint,
     PutWrites,
-    Store,
     WriteRow,
 )
 

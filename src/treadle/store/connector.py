@@ -21,13 +21,18 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-__all__ = ["Connector", "Params", "Row", "Sql", "Tx", "load_queries"]
+if TYPE_CHECKING:
+    from treadle.store.queue import WorkerSession
+
+__all__ = ["CheckpointRows", "Connector", "Params", "Row", "Sql", "Tx", "load_queries"]
 
 Dialect = Literal["sqlite", "postgres"]
 Params = Mapping[str, Any] | Sequence[Any]
 Row = tuple[Any, ...]
+#: A checkpoint's row, the rows of its blobs, the rows of its pending writes.
+CheckpointRows = tuple[Row, list[Row], list[Row]]
 T = TypeVar("T")
 
 
@@ -55,6 +60,10 @@ class Tx(Protocol):
         """Run a statement once per parameter row."""
         ...
 
+    def script(self, sql: str) -> None:
+        """Run a script of several statements, no parameters (a migration file)."""
+        ...
+
 
 class Connector(Protocol):
     """What the store's logic needs of a database. ``doing`` names the operation for
@@ -78,6 +87,11 @@ class Connector(Protocol):
 
     def execute(self, doing: str, query: str, params: Params = ()) -> int: ...
 
+    def write(self, doing: str, query: str, params: Params = ()) -> list[Row]:
+        """One statement that changes rows and returns some (``RETURNING``), in its own
+        write transaction (SQLite: under the write lock; PostgreSQL: autocommit)."""
+        ...
+
     def transact(self, doing: str, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` in one write transaction and return its result once committed; rolled
         back if ``fn`` raises. ``fn`` may run twice (the PostgreSQL driver retries once on a
@@ -94,7 +108,67 @@ class Connector(Protocol):
         """The database's clock, in Unix seconds (leases mean the same on every machine)."""
         ...
 
+    def read_checkpoints(self, doing: str, query: str, params: Params) -> list[CheckpointRows]:
+        """Checkpoint rows of ``query`` (``checkpoints_select`` ... ``checkpoints_tail``),
+        each with the rows of the blobs it references and of its pending writes. PostgreSQL
+        aggregates them into the checkpoint's row (one round trip); SQLite reads them after
+        it (a blob cannot travel inside an aggregate)."""
+        ...
+
+    def migrating(self, doing: str, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in one transaction on a connection of its own, under the lock that
+        makes concurrent migrations queue (PostgreSQL: an advisory lock; SQLite: the write
+        lock). Its statements are never prepared (the schema changes under them)."""
+        ...
+
+    # --- the group committer's (treadle.store.writer) ----------------------------------
+    writer_name: str  # its thread's name
+
+    def open(self) -> None:
+        """Connect (PostgreSQL: the writer first, which checks the server is there, then the
+        reader pool). Called once, by the store."""
+        ...
+
+    def writer(self) -> Any:
+        """The committer's connection: a new one, or the first one ``open`` made."""
+        ...
+
+    def apply_batch(self, conn: Any, ops: list[Any]) -> list[Any]:
+        """Apply the write operations ``ops`` (:mod:`~treadle.store.checkpoints`) in one
+        transaction on ``conn``; per operation its result or its refusal (a
+        :class:`~treadle.errors.FencedWriteError`). Raises (rolled back) if the batch fails."""
+        ...
+
+    def close_writer(self, conn: Any) -> None: ...
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the writer's connection is gone (reconnect and retry)."""
+        ...
+
+    def retire(self, conn: Any) -> bool:
+        """Whether to close ``conn`` after its last batch (it carried a big payload)."""
+        ...
+
     def close(self) -> None: ...
+
+    # --- the run queue's hot paths (treadle.store.run_records) -----------------------
+    def enqueue_run(self, doing: str, params: Mapping[str, Any]) -> Row:
+        """Queue a run (the parameters of the named query ``run_enqueue``) deciding its
+        idempotency key and multitask strategy atomically with the insert; the key's
+        stored request hash, then the run's columns. ThreadBusyError when ``reject``
+        refuses it (nothing written)."""
+        ...
+
+    def ended_sessions(self) -> list[int]:
+        """Keys of the worker sessions of running claims that the driver finds ended
+        outside SQL (SQLite: their lock files beside the database are free); the sweep
+        queries take them as ``dead``. PostgreSQL: none, its sweep queries read
+        ``pg_locks`` themselves."""
+        ...
+
+    def worker_session(self, key: int) -> WorkerSession:
+        """A worker's liveness under ``key`` (:class:`~treadle.store.queue.WorkerSession`)."""
+        ...
 
 
 _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)

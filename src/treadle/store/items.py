@@ -29,7 +29,7 @@ Filters
 Order
     Searches return the most recently updated items first (then by namespace and key);
     namespaces are listed sorted by their dotted text, bytewise (as LangGraph's own
-    PostgresStore orders them).
+    the PostgreSQL store orders them).
 """
 
 from __future__ import annotations

@@ -17,10 +17,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from treadle.errors import ConfigError, MigrationsPendingError, SchemaError
+from treadle.store.urls import redact
 
-__all__ = ["PHASES", "Migration", "check", "load_migrations", "pending", "select"]
+if TYPE_CHECKING:
+    from treadle.store.connector import Connector, Tx
+
+__all__ = [
+    "PHASES",
+    "Migration",
+    "applied_migrations",
+    "check",
+    "check_schema",
+    "load_migrations",
+    "migrate",
+    "pending",
+    "schema_version",
+    "select",
+]
 
 #: ``treadle migrate --phase``: ``pre`` before a rollout, ``post`` after it, ``all`` both.
 PHASES = ("pre", "post", "all")
@@ -109,3 +125,43 @@ def check(applied: dict[int, str], known: list[Migration], *, url: str) -> None:
             f"the database at {url} {lacks} and TREADLE_AUTO_MIGRATE is off: "
             "run `treadle migrate --phase pre` first"
         )
+
+
+# --- over the connector (the store's migrate / check_schema / schema_version) ---------------
+
+
+def migrate(db: Connector, phase: str = "all") -> list[str]:
+    """Apply the pending migrations of ``phase`` in one transaction, under the lock that
+    makes concurrent migrations queue; return the names applied."""
+    known = load_migrations(db.dialect)
+
+    def run(tx: Tx) -> list[str]:
+        tx.execute("migrations_create")
+        applied = {r[0] for r in tx.all("migrations_applied")}
+        todo = select(applied, known, phase, url=redact(db.url))
+        for m in todo:
+            tx.script(m.sql)
+            tx.execute("migration_record", (m.version, m.name))
+        return [m.name for m in todo]
+
+    return db.migrating("migrating", run)
+
+
+def applied_migrations(db: Connector) -> dict[int, str] | None:
+    """The applied migrations (version -> file name); None without a migrations table."""
+    if db.one("reading the applied migrations", "migrations_table") is None:
+        return None
+    return {r[0]: r[1] for r in db.all("reading the applied migrations", "migrations_applied")}
+
+
+def check_schema(db: Connector) -> None:
+    """:func:`check` the database's applied migrations."""
+    check(applied_migrations(db) or {}, load_migrations(db.dialect), url=redact(db.url))
+
+
+def schema_version(db: Connector) -> int:
+    """The newest migration applied (0 for an empty database)."""
+    if applied_migrations(db) is None:
+        return 0
+    row = db.one("reading the schema version", "schema_version")
+    return int(row[0]) if row else 0

@@ -1,7 +1,8 @@
-"""The run queue protocol: durable runs, node tasks, stream events and shipped graphs.
+"""The run queue's types and rules: durable runs, node tasks, stream events and shipped graphs.
 
-Every backend implements :class:`RunQueue` beside the checkpoint store (the cluster
-layer in ``treadle.cluster`` drives it). Timestamps are Unix seconds (float) taken
+The queue itself is :class:`~treadle.store.run_records.RunStore` (runs) and
+:class:`~treadle.store.task_records.TaskStore` (tasks, workers, events, graphs), written
+once over the connector; the cluster layer in ``treadle.cluster`` drives it. Timestamps are Unix seconds (float) taken
 from the *database's* clock, so leases mean the same on every machine.
 
 Runs
@@ -21,12 +22,7 @@ Tasks
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from treadle.store.resources import ThreadUpdate
 
 __all__ = [
     "ACTIVE",
@@ -43,7 +39,6 @@ __all__ = [
     "NewRun",
     "NewTask",
     "QueueStats",
-    "RunQueue",
     "RunRow",
     "TaskRow",
     "WorkerInfo",
@@ -257,237 +252,3 @@ class WorkerSession(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
-
-
-class RunQueue(abc.ABC):
-    """Durable runs and node tasks. Every method is one short transaction."""
-
-    # --- runs --------------------------------------------------------------------
-    @abc.abstractmethod
-    def enqueue_run(self, run: NewRun, *, multitask: str = "enqueue") -> RunRow:
-        """Queue ``run`` as ``pending``; return it. Notifies CHANNEL_RUNS.
-
-        When the thread has active runs (pending or running), ``multitask`` decides,
-        atomically with the insert (the thread's row is locked):
-        ``reject`` raises ThreadBusyError and writes nothing; ``enqueue`` queues
-        behind them; ``interrupt`` / ``rollback`` cancel pending ones at once (status
-        ``interrupted`` / ``cancelled``) and set ``cancel`` on the running one, whose
-        worker stops it; the new run starts when the thread is free.
-
-        With ``run.idempotency_key``, the key's run is looked up first, in the same
-        transaction (concurrent enqueues with one key are serialised): if there is one,
-        it is returned as it is now and nothing else happens (no multitask decision);
-        IdempotencyKeyError if its request_hash differs from ``run.request_hash``.
-        """
-
-    @abc.abstractmethod
-    def get_run_by_key(self, idempotency_key: str, request_hash: str | None) -> RunRow | None:
-        """The run created under ``idempotency_key`` (None: none, or it was deleted);
-        IdempotencyKeyError if it was created with a different ``request_hash``."""
-
-    @abc.abstractmethod
-    def claim_run(
-        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float,
-        lock: int | None = None,
-    ) -> RunRow | None:
-        """Claim the oldest claimable run, or None.
-
-        ``lock``: the key of the claimer's :class:`WorkerSession` (the run is recovered as
-        soon as that session ends); None: the lease alone decides.
-
-        Claimable: ``pending``; ``graph_id`` in ``graph_ids`` (or a ``pickle:`` id when
-        ``allow_pickled``); no run of its thread is ``running``; no older pending run
-        on its thread. The claim sets running, ``worker``, ``epoch + 1``,
-        ``attempt + 1``, ``lease_expires_at = now + ttl``, ``started_at`` if unset; the
-        thread's record (threads made through the HTTP API) becomes ``busy`` in the same
-        transaction.
-        Concurrent claimers never get the same run (``FOR UPDATE SKIP LOCKED``).
-        """
-
-    @abc.abstractmethod
-    def heartbeat(
-        self,
-        worker: str,
-        runs: Sequence[tuple[str, int]],
-        tasks: Sequence[tuple[str, int]],
-        ttl: float,
-    ) -> Heartbeat:
-        """Extend the leases of ``(run_id, epoch)`` runs and ``(task_key, epoch)`` tasks
-        that are still ``running`` under that epoch and worker; report which are."""
-
-    @abc.abstractmethod
-    def finish_run(
-        self,
-        run_id: str,
-        epoch: int,
-        status: str,
-        *,
-        result: bytes | None = None,
-        error: str | None = None,
-        thread: ThreadUpdate | None = None,
-    ) -> bool:
-        """Move a running run to terminal ``status`` if ``epoch`` is still its epoch.
-
-        ``thread``: also record the thread's new state (its record, if it has one) in
-        the same transaction, and only if the run's status was recorded.
-
-        Clears worker and lease, sets ``ended_at``. Notifies CHANNEL_RUN_DONE and,
-        since its thread may now be free, CHANNEL_RUNS. False when fenced."""
-
-    @abc.abstractmethod
-    def release_run(self, run_id: str, epoch: int) -> bool:
-        """Hand a running run back (graceful shutdown): ``pending``, no worker, no
-        lease, ``attempt - 1``. Notifies CHANNEL_RUNS. False when fenced."""
-
-    @abc.abstractmethod
-    def cancel_run(self, run_id: str, action: str = "cancel") -> RunRow | None:
-        """Ask a run to stop. Pending: terminal at once (CANCEL_STATUS[action]).
-        Running: sets ``cancel`` and notifies CHANNEL_CANCEL; its worker stops it.
-        Terminal: unchanged. Returns the row after the change (None: unknown id)."""
-
-    @abc.abstractmethod
-    def sweep(self, max_losses: int = DEFAULT_MAX_WORKER_LOSSES, *,
-              check_sessions: bool = False) -> list[tuple[str, str]]:
-        """Recover from dead workers; return ``(run_id or task_key, new status)``.
-
-        A running run or task is lost when its lease expired or, with ``check_sessions``,
-        when it was claimed with a :class:`WorkerSession` key whose session has ended
-        (its worker died; on PostgreSQL not within SESSION_GRACE of the server's start,
-        when workers are taking their locks again). A lost run: with a ``cancel`` request,
-        terminal (CANCEL_STATUS); when this is its ``max_losses``-th loss, ``error``
-        (error names the losses and keeps the previous error); otherwise back to
-        ``pending`` (error notes the loss; epoch unchanged: the next claim raises it).
-        Either way ``lost`` rises by one; ``max_attempts`` is not consulted. A lost
-        task: back to ``pending`` or, at its ``max_attempts``, ``error``.
-        Notifies CHANNEL_RUNS / CHANNEL_TASKS / CHANNEL_RUN_DONE as fits."""
-
-    @abc.abstractmethod
-    def get_run(self, run_id: str) -> RunRow | None: ...
-
-    @abc.abstractmethod
-    def list_runs(
-        self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100,
-        offset: int = 0,
-    ) -> list[RunRow]:
-        """Newest first."""
-
-    @abc.abstractmethod
-    def delete_runs(self, run_ids: Sequence[str]) -> int:
-        """Delete finished runs (with their tasks and events); active ones are kept.
-        Returns how many were deleted."""
-
-    @abc.abstractmethod
-    def purge_events(self, older_than: float) -> int:
-        """Delete the stream events of runs that ended more than ``older_than`` seconds
-        ago; returns how many events went."""
-
-    @abc.abstractmethod
-    def queue_stats(self) -> QueueStats:
-        """Pending and running runs, and the age of the oldest pending one (one read).
-
-        ``pending`` counts every run with status ``pending`` — also those waiting behind
-        a running run of their thread — exactly what an autoscaler counting
-        ``SELECT count(*) FROM treadle_runs WHERE status = 'pending'`` sees."""
-
-    def queue_depth(self) -> tuple[int, float | None]:
-        """(pending runs, age in seconds of the oldest pending run or None)."""
-        stats = self.queue_stats()
-        return stats.pending, stats.oldest_pending_age
-
-    @abc.abstractmethod
-    def expire_pending_run(self, run_id: str, error: str) -> RunRow | None:
-        """End a run that is still ``pending`` as ``cancelled`` with ``error`` (its
-        ``queue_timeout`` passed before any worker claimed it). A run claimed meanwhile is
-        left alone. Notifies CHANNEL_RUN_DONE when it ended it. Returns the row after the
-        change (None: unknown id)."""
-
-    # --- workers -----------------------------------------------------------------
-    @abc.abstractmethod
-    def register_worker(self, worker: WorkerInfo, ttl: float) -> None:
-        """Insert or refresh ``worker``'s advertisement: ``heartbeat_at = now``,
-        ``expires_at = now + ttl`` (``started_at`` is kept from the first call; the
-        given timestamps are ignored). Also forgets workers that expired."""
-
-    @abc.abstractmethod
-    def remove_worker(self, worker_id: str) -> None:
-        """Forget a worker at once (its clean stop)."""
-
-    @abc.abstractmethod
-    def list_workers(self, graph_id: str | None = None) -> list[WorkerInfo]:
-        """Live workers (``expires_at`` in the future), oldest first; with ``graph_id``
-        only those that serve it (see :func:`serves`)."""
-
-    # --- tasks -------------------------------------------------------------------
-    @abc.abstractmethod
-    def submit_task(self, task: NewTask) -> TaskRow:
-        """Insert ``task`` as pending unless its key exists; return the row as it is.
-
-        An existing ``error`` row is reset to pending (the orchestrator retries it), and
-        a ``pending`` row of another run is adopted by ``task.run_id`` (so a run resuming a
-        thread whose earlier run ended can get it claimed); rows in any other status are
-        returned unchanged (a resumed orchestrator
-        reuses a finished result or waits for a running one). Notifies CHANNEL_TASKS
-        when it (re)queued the task."""
-
-    @abc.abstractmethod
-    def claim_tasks(
-        self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int,
-        lock: int | None = None,
-    ) -> list[TaskRow]:
-        """Claim up to ``limit`` pending tasks, oldest first (graph filter as for runs).
-        Each: running, ``worker``, ``epoch + 1``, ``attempt + 1``, lease now + ttl.
-        Tasks whose run is no longer ``running`` are not claimed."""
-
-    @abc.abstractmethod
-    def finish_task(
-        self,
-        task_key: str,
-        epoch: int,
-        status: str,
-        *,
-        result: bytes | None = None,
-        error: str | None = None,
-    ) -> bool:
-        """Record a task's outcome (``success`` or ``error``) if ``epoch`` is still its
-        epoch and it is running. Notifies CHANNEL_TASK_DONE. False when fenced."""
-
-    @abc.abstractmethod
-    def get_tasks(self, task_keys: Sequence[str]) -> list[TaskRow]: ...
-
-    @abc.abstractmethod
-    def list_tasks(self, run_id: str) -> list[TaskRow]: ...
-
-    # --- stream events -----------------------------------------------------------
-    @abc.abstractmethod
-    def put_events(self, run_id: str, epoch: int, events: Sequence[Event]) -> bool:
-        """Append events if the run is ``running`` under ``epoch`` (duplicates of a seq
-        are ignored). Notifies CHANNEL_EVENTS. False when fenced."""
-
-    @abc.abstractmethod
-    def read_events(self, run_id: str, after_seq: int, limit: int = 1000) -> list[Event]:
-        """Events with ``seq > after_seq``, in order."""
-
-    # --- graphs shipped by value -------------------------------------------------
-    @abc.abstractmethod
-    def put_graph(self, graph_id: str, blob: bytes) -> None:
-        """Store a pickled graph under its content hash (idempotent)."""
-
-    @abc.abstractmethod
-    def get_graph(self, graph_id: str) -> bytes | None: ...
-
-    # --- wake-ups ------------------------------------------------------------------
-    def worker_session(self, key: int) -> WorkerSession | None:
-        """A :class:`WorkerSession` under ``key`` (not taken yet: call ``held``), or None
-        when the backend has none (then the lease alone decides)."""
-        return None
-
-    def listener(self, channels: Sequence[str]) -> Listener | None:
-        """A :class:`Listener` for ``channels``, or None when the backend has none
-        (SQLite: callers poll)."""
-        return None
-
-    def now(self) -> float:
-        """The database clock, Unix seconds."""
-        import time
-
-        return time.time()

@@ -168,11 +168,6 @@ class ThreadStore:
         return self.db.execute(f"recording the state of thread {thread_id}", "thread_state",
                                params) == 1
 
-    def _thread_state_stmt(self, u: ThreadUpdate) -> tuple[str, dict[str, Any]]:
-        # Transitional, for the run queue's drivers until they call "thread_state" by name
-        # through their Tx: the query's text and parameters, for a raw connection.
-        return self.db.sql("thread_state"), thread_state_params(u)
-
     def ensure_thread(self, thread_id: str, *, metadata: dict[str, Any] | None = None) -> Thread:
         """The thread's record, created (``idle``, with ``metadata``) if missing."""
         return self.put_thread(Thread(thread_id, metadata or {}), if_exists="do_nothing")

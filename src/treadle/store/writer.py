@@ -36,7 +36,7 @@ from typing import Any, Generic, TypeVar
 
 from treadle.errors import StoreError, StoreUnavailableError
 from treadle.metrics import CHECKPOINT_WRITE_SECONDS
-from treadle.store.base import WriteOp
+from treadle.store.checkpoints import WriteOp
 
 __all__ = ["GroupCommitter"]
 

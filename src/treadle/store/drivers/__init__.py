@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from treadle.errors import ConfigError
 from treadle.store.urls import redact
+
+if TYPE_CHECKING:
+    from treadle.store.connector import Connector
 
 __all__ = ["connect"]
 
 
-def connect(url: str, *, connect_timeout: float | None = None) -> object:
+def connect(url: str, *, connect_timeout: float | None = None) -> Connector:
     """The connector for ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":

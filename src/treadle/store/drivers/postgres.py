@@ -9,6 +9,7 @@ error classification are in :mod:`~treadle.store.drivers.postgres_options`.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -20,10 +21,12 @@ from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
 from treadle.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
-from treadle.store.connector import Dialect, Params, Row, load_queries, query_text
-from treadle.store.postgres_buffers import is_big, retire_pooled
-from treadle.store.postgres_listen import PgListener
-from treadle.store.postgres_options import (
+from treadle.store.connector import CheckpointRows, Dialect, Params, Row, load_queries, query_text
+from treadle.store.drivers import postgres_queue
+from treadle.store.drivers.postgres_batch import op_json, op_result
+from treadle.store.drivers.postgres_buffers import RETIRE_AFTER, is_big, retire_pooled
+from treadle.store.drivers.postgres_listen import PgListener
+from treadle.store.drivers.postgres_options import (
     describe,
     is_data_error,
     is_dead,
@@ -31,6 +34,7 @@ from treadle.store.postgres_options import (
     one_line,
     postgres_options,
 )
+from treadle.store.drivers.postgres_session import PgWorkerSession
 from treadle.store.urls import redact, scrub
 
 __all__ = ["PostgresConnector", "PgTx"]
@@ -65,17 +69,20 @@ def adapt(params: Params) -> Params:
 class PgTx:
     """Statements on one connection (inside a transaction, or autocommit)."""
 
-    __slots__ = ("conn", "queries", "size")
+    __slots__ = ("conn", "prepare", "queries", "size")
 
-    def __init__(self, conn: psycopg.Connection[Any], queries: Mapping[str, str]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], queries: Mapping[str, str],
+                 prepare: bool | None = None) -> None:
         self.conn = conn
         self.queries = queries
+        self.prepare = prepare  # None: the connection's prepare_threshold decides
         self.size = False  # whether a big payload went through (retire the connection)
 
     def _run(self, query: str, params: Params) -> psycopg.Cursor[Any]:
         if is_big(params):
             self.size = True
-        return self.conn.execute(query_text(self.queries, query), adapt(params), binary=True)
+        return self.conn.execute(query_text(self.queries, query), adapt(params), binary=True,
+                                 prepare=self.prepare)
 
     def one(self, query: str, params: Params = ()) -> Row | None:
         row = self._run(query, params).fetchone()
@@ -97,6 +104,10 @@ class PgTx:
             self.size = True
         with self.conn.cursor(binary=True) as cur:
             cur.executemany(query_text(self.queries, query), [adapt(r) for r in rows])
+
+    def script(self, sql: str) -> None:
+        # No parameters: sent as a simple query, so a script may hold many statements.
+        self.conn.execute(sql.encode(), prepare=False)  # type: ignore[call-overload]
 
 
 class PostgresConnector:
@@ -135,9 +146,16 @@ class PostgresConnector:
             self.kwargs["application_name"] = "treadle"
         self.pool: psycopg_pool.ConnectionPool[Any] | None = None
         self.closed = False
+        self.writer_name = f"treadle-pg-writer:{self.where}"
+        self._writer: psycopg.Connection[Any] | None = None
+        self._writer_sent = 0  # the size of the last batch the writer sent
 
-    def open_pool(self) -> None:
-        """Open the reader pool (after the caller checked the server answers)."""
+    def open(self) -> None:
+        """Connect the writer first (which checks, fast and clearly, that the server is
+        there), then open the reader pool."""
+        if self.pool is not None:
+            return
+        self._writer = self.connect()
         self.pool = psycopg_pool.ConnectionPool(
             self.conninfo,
             min_size=self._pool_min,
@@ -161,6 +179,9 @@ class PostgresConnector:
 
     def close(self) -> None:
         self.closed = True
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self.pool is not None:
             self.pool.close()
 
@@ -224,7 +245,10 @@ class PostgresConnector:
     def sql(self, name: str) -> str:
         return query_text(self.queries, name)
 
-    def _autocommit(self, doing: str, fn: Callable[[PgTx], T]) -> T:
+    def autocommit(self, doing: str, fn: Callable[[PgTx], T]) -> T:
+        """Run ``fn``'s statements on a pooled connection outside a transaction (each
+        commits on its own)."""
+
         def run(conn: psycopg.Connection[Any]) -> tuple[T, bool]:
             tx = PgTx(conn, self.queries)
             return fn(tx), tx.size
@@ -232,13 +256,16 @@ class PostgresConnector:
         return self.with_conn(doing, run, lambda r: r[1])[0]
 
     def one(self, doing: str, query: str, params: Params = ()) -> Row | None:
-        return self._autocommit(doing, lambda tx: tx.one(query, params))
+        return self.autocommit(doing, lambda tx: tx.one(query, params))
 
     def all(self, doing: str, query: str, params: Params = ()) -> list[Row]:
-        return self._autocommit(doing, lambda tx: tx.all(query, params))
+        return self.autocommit(doing, lambda tx: tx.all(query, params))
 
     def execute(self, doing: str, query: str, params: Params = ()) -> int:
-        return self._autocommit(doing, lambda tx: tx.execute(query, params))
+        return self.autocommit(doing, lambda tx: tx.execute(query, params))
+
+    def write(self, doing: str, query: str, params: Params = ()) -> list[Row]:
+        return self.autocommit(doing, lambda tx: tx.all(query, params))
 
     def transact(self, doing: str, fn: Callable[[PgTx], T]) -> T:
         """Run ``fn`` in one transaction; its result once committed."""
@@ -258,3 +285,73 @@ class PostgresConnector:
 
     def listener(self, channels: Sequence[str]) -> PgListener:
         return PgListener(self.connect, channels)
+
+    def read_checkpoints(self, doing: str, query: str, params: Params) -> list[CheckpointRows]:
+        # Each row: the checkpoint's 11 columns, its blobs' and its writes' as arrays.
+        return [
+            (row[:11],
+             list(zip(*row[11:15], strict=True)) if row[11] else [],
+             list(zip(*row[15:21], strict=True)) if row[15] else [])
+            for row in self.all(doing, query, params)
+        ]
+
+    def migrating(self, doing: str, fn: Callable[[PgTx], T]) -> T:
+        conn = self.connect()
+        try:
+            with conn.transaction():
+                tx = PgTx(conn, self.queries, prepare=False)
+                tx.execute("postgres_migration_lock")
+                return fn(tx)
+        except psycopg.Error as exc:
+            raise self.error(doing, exc) from exc
+        finally:
+            conn.close()
+
+    # --- the group committer's -----------------------------------------------------------
+    def writer(self) -> psycopg.Connection[Any]:
+        # The connection opened by open() first, then fresh ones after a disconnect.
+        conn = self._writer
+        if conn is None or conn.closed:
+            conn = self._writer = self.connect()
+        return conn
+
+    def apply_batch(self, conn: psycopg.Connection[Any], ops: list[Any]) -> list[Any]:
+        """Apply ``ops`` with one call of ``treadle_apply``: one statement, so one
+        transaction (autocommit) and one round trip, whatever the batch holds. Operations
+        travel as JSON with bytes base64-encoded, both encoded in C — psycopg's
+        Python-level array adaptation cost more CPU per step than the commit itself."""
+        payload = json.dumps([op_json(op) for op in ops])  # before any I/O: may raise
+        self._writer_sent = len(payload)
+        try:
+            row = conn.execute(self.queries["postgres_apply_batch"], (payload,)).fetchone()
+        except psycopg.Error as exc:
+            raise self.error("writing", exc) from exc
+        assert row is not None
+        return [op_result(op, r) for op, r in zip(ops, row[0], strict=True)]
+
+    def close_writer(self, conn: psycopg.Connection[Any]) -> None:
+        if conn is self._writer:
+            self._writer = None
+        conn.close()
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+        if not isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return False
+        conn = self._writer
+        return conn is None or conn.closed or conn.broken or is_dead(cause)
+
+    def retire(self, conn: psycopg.Connection[Any]) -> bool:
+        """Close the writer after a batch of RETIRE_AFTER bytes or more."""
+        sent, self._writer_sent = self._writer_sent, 0
+        return sent >= RETIRE_AFTER
+
+    # --- the run queue's hot paths (drivers/postgres_queue.py) ------------------------
+    def enqueue_run(self, doing: str, params: Mapping[str, Any]) -> Row:
+        return postgres_queue.enqueue_run(self, doing, params)
+
+    def ended_sessions(self) -> list[int]:
+        return postgres_queue.ended_sessions(self)
+
+    def worker_session(self, key: int) -> PgWorkerSession:
+        return postgres_queue.worker_session(self, key)

@@ -1,6 +1,7 @@
 -- treadle's named queries for postgres: one "-- name: <name>" block per query or fragment.
 -- The other dialect's file defines the same names, taking the same parameters
 -- (tests/unit/test_store_queries.py checks it). Placeholders are the driver's own.
+-- Names starting with postgres_ are this dialect's own (a driver's hot path, not the logic's).
 
 -- ==== clock and schema =======================================================
 
@@ -8,17 +9,647 @@
 -- The database's clock, Unix seconds.
 SELECT extract(epoch FROM clock_timestamp())::float8;
 
+-- name: migrations_create
+CREATE TABLE IF NOT EXISTS treadle_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- name: migrations_table
+-- One row when the migrations table exists.
+SELECT 1 WHERE to_regclass('treadle_migrations') IS NOT NULL;
+
+-- name: migrations_applied
+SELECT version, name FROM treadle_migrations;
+
+-- name: migration_record
+INSERT INTO treadle_migrations (version, name) VALUES (%s, %s);
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM treadle_migrations;
+
+-- name: postgres_take_session_lock
+-- A worker's session lock (drivers/postgres_session.py): held as long as its connection lives.
+SELECT pg_try_advisory_lock(%s::bigint);
+
+-- name: postgres_session_ping
+-- Checks the session's connection (and keeps an idle_session_timeout away).
+SELECT 1;
+
+-- name: postgres_migration_lock
+-- Concurrent migrations (several pods starting) queue here; the lock is released with
+-- the transaction. The key is "treadle" in ASCII.
+SELECT pg_advisory_xact_lock(32776877049670757);
+
 
 -- ==== checkpoints and fencing ================================================
 
+-- Reads go through the connector's read_checkpoints. A checkpoint comes back in one row
+-- with the blobs it references and its pending writes as parallel arrays, so reading one
+-- is one round trip, and so is a list: checkpoints_select, the filters, checkpoints_order,
+-- checkpoints_limit select the checkpoints in an inner query; checkpoints_tail fetches
+-- blobs and writes for the rows that survive. Thread and run ids of maintenance
+-- statements are arrays.
+
+-- name: checkpoints_select
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.run_id, c.type,
+       c.checkpoint, c.channel_versions::text, c.metadata_type, c.metadata_blob, c.metadata::text,
+       bl.channels, bl.versions, bl.types, bl.blobs,
+       wr.task_ids, wr.idxs, wr.channels, wr.types, wr.blobs, wr.task_paths
+FROM (
+    SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type,
+        checkpoint, channel_versions, metadata_type, metadata_blob, metadata
+    FROM treadle_checkpoints;
+
+-- name: checkpoints_tail
+) AS c
+CROSS JOIN LATERAL (
+    SELECT array_agg(b.channel) AS channels, array_agg(b.version) AS versions,
+           array_agg(b.type) AS types, array_agg(b.blob) AS blobs
+    FROM jsonb_each_text(c.channel_versions) AS v
+    JOIN treadle_blobs b
+      ON b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns
+     AND b.channel = v.key AND b.version = v.value
+) AS bl
+CROSS JOIN LATERAL (
+    SELECT array_agg(w.task_id ORDER BY w.task_id, w.idx) AS task_ids,
+           array_agg(w.idx ORDER BY w.task_id, w.idx) AS idxs,
+           array_agg(w.channel ORDER BY w.task_id, w.idx) AS channels,
+           array_agg(w.type ORDER BY w.task_id, w.idx) AS types,
+           array_agg(w.blob ORDER BY w.task_id, w.idx) AS blobs,
+           array_agg(w.task_path ORDER BY w.task_id, w.idx) AS task_paths
+    FROM treadle_writes w
+    WHERE w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns
+      AND w.checkpoint_id = c.checkpoint_id
+) AS wr
+ORDER BY c.checkpoint_id DESC;
+
+-- name: checkpoint_where_thread
+thread_id = %s;
+
+-- name: checkpoint_where_ns
+checkpoint_ns = %s;
+
+-- name: checkpoint_where_id
+checkpoint_id = %s;
+
+-- name: checkpoint_where_before
+checkpoint_id < %s;
+
+-- name: checkpoint_where_metadata
+-- %s = key, %s = the value as JSON (containment: an index on metadata serves it).
+metadata @> jsonb_build_object(%s::text, %s::jsonb);
+
+-- name: checkpoint_where_metadata_null
+-- %s = key: its value is null or missing, as with SQLite's json_extract.
+coalesce(metadata -> %s::text, 'null'::jsonb) = 'null'::jsonb;
+
+-- name: checkpoints_order
+ORDER BY checkpoint_id DESC;
+
+-- name: checkpoints_limit
+LIMIT %s;
+
+-- name: thread_epoch
+SELECT epoch FROM treadle_threads WHERE thread_id = %s;
+
+-- name: threads_list
+SELECT t.thread_id, t.epoch,
+       to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+       to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+       (SELECT count(*) FROM treadle_checkpoints c WHERE c.thread_id = t.thread_id),
+       (SELECT max(c.checkpoint_id) FROM treadle_checkpoints c
+         WHERE c.thread_id = t.thread_id AND c.checkpoint_ns = '')
+FROM treadle_threads t
+WHERE EXISTS (SELECT 1 FROM treadle_checkpoints c WHERE c.thread_id = t.thread_id)
+ORDER BY t.updated_at DESC LIMIT %s;
+
+-- name: threads_fence
+-- Deleting a thread also bumps its epoch and drops its owner, fencing any writer still
+-- running on it. %s = thread ids.
+UPDATE treadle_threads SET epoch = epoch + 1, owner = NULL WHERE thread_id = ANY(%s::text[]);
+
+-- name: threads_delete_writes
+DELETE FROM treadle_writes WHERE thread_id = ANY(%s::text[]);
+
+-- name: threads_delete_blobs
+DELETE FROM treadle_blobs WHERE thread_id = ANY(%s::text[]);
+
+-- name: threads_delete_checkpoints
+DELETE FROM treadle_checkpoints WHERE thread_id = ANY(%s::text[]);
+
+-- name: runs_delete_writes
+-- %s = run ids: the pending writes of their checkpoints.
+DELETE FROM treadle_writes w USING treadle_checkpoints c
+WHERE c.run_id = ANY(%s::text[]) AND c.thread_id = w.thread_id
+  AND c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id;
+
+-- name: runs_delete_checkpoints
+DELETE FROM treadle_checkpoints WHERE run_id = ANY(%s::text[]);
+
+-- name: thread_copy_row
+-- %s = target thread.
+INSERT INTO treadle_threads (thread_id, epoch) VALUES (%s, 0) ON CONFLICT (thread_id) DO NOTHING;
+
+-- name: thread_copy_checkpoints
+-- %s = target thread, source thread (the copy replaces what the target had).
+INSERT INTO treadle_checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type, checkpoint,
+     channel_versions, metadata_type, metadata_blob, metadata)
+SELECT %s, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type, checkpoint,
+       channel_versions, metadata_type, metadata_blob, metadata
+FROM treadle_checkpoints WHERE thread_id = %s
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
+    parent_checkpoint_id = EXCLUDED.parent_checkpoint_id,
+    run_id = EXCLUDED.run_id,
+    type = EXCLUDED.type,
+    checkpoint = EXCLUDED.checkpoint,
+    channel_versions = EXCLUDED.channel_versions,
+    metadata_type = EXCLUDED.metadata_type,
+    metadata_blob = EXCLUDED.metadata_blob,
+    metadata = EXCLUDED.metadata;
+
+-- name: thread_copy_blobs
+INSERT INTO treadle_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+SELECT %s, checkpoint_ns, channel, version, type, blob FROM treadle_blobs WHERE thread_id = %s
+ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO UPDATE SET
+    type = EXCLUDED.type,
+    blob = EXCLUDED.blob;
+
+-- name: thread_copy_writes
+INSERT INTO treadle_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
+SELECT %s, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path
+FROM treadle_writes WHERE thread_id = %s
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
+    channel = EXCLUDED.channel,
+    type = EXCLUDED.type,
+    blob = EXCLUDED.blob,
+    task_path = EXCLUDED.task_path;
+
+-- name: threads_prune_checkpoints
+-- keep_latest: the newest checkpoint of each (thread, namespace), its writes, and the
+-- blobs it references survive. %s = thread ids.
+DELETE FROM treadle_checkpoints c
+WHERE c.thread_id = ANY(%s::text[]) AND c.checkpoint_id < (
+    SELECT max(k.checkpoint_id) FROM treadle_checkpoints k
+    WHERE k.thread_id = c.thread_id AND k.checkpoint_ns = c.checkpoint_ns);
+
+-- name: threads_prune_writes
+DELETE FROM treadle_writes w
+WHERE w.thread_id = ANY(%s::text[]) AND NOT EXISTS (
+    SELECT 1 FROM treadle_checkpoints c
+    WHERE c.thread_id = w.thread_id AND c.checkpoint_ns = w.checkpoint_ns
+      AND c.checkpoint_id = w.checkpoint_id);
+
+-- name: threads_prune_blobs
+DELETE FROM treadle_blobs b
+WHERE b.thread_id = ANY(%s::text[]) AND NOT EXISTS (
+    SELECT 1 FROM treadle_checkpoints c, jsonb_each_text(c.channel_versions) AS v
+    WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns
+      AND v.key = b.channel AND v.value = b.version);
+
+-- name: postgres_apply_batch
+-- The group committer's batch (claims, checkpoints, task writes) as one JSON document,
+-- applied by treadle_apply (migrations 0002, 0003): one statement, so one transaction
+-- under autocommit and one round trip. Fencing is checked inside it, per operation,
+-- against the thread row read FOR SHARE.
+SELECT treadle_apply(%s::jsonb);
 
 
 -- ==== runs ===================================================================
 
+-- Named parameters (positional only where noted). Times are timestamptz, returned as Unix
+-- seconds (float8). Each statement is one transaction (autocommit) unless the store runs
+-- several in one. Notifications (pg_notify) are sent in the statement that makes the
+-- change, so they go out exactly when it commits; pg_notify's result comes back in extra
+-- last columns, which the store ignores. Run rows are returned in the order of RunRow's
+-- fields (from a relation aliased r), task rows in TaskRow's (aliased t).
+
+-- name: run_enqueue
+-- The multitask decision and the insert, atomically under the thread's row lock, with
+-- the idempotency key's run returned instead when there is one (treadle_enqueue_run,
+-- migrations 0003 and 0008): its stored request hash first. A 'reject' refused raises
+-- SQLSTATE TRBSY, the active run ids (JSON) in DETAIL (drivers/postgres.py, enqueue_run).
+SELECT r.request_hash, r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt,
+    r.max_attempts, r.epoch, r.worker, extract(epoch FROM r.lease_expires_at)::float8,
+    r.timeout_s, r.stream, r.cancel, r.metadata, r.result, r.error,
+    extract(epoch FROM r.created_at)::float8, extract(epoch FROM r.started_at)::float8,
+    extract(epoch FROM r.ended_at)::float8, r.lost_count
+FROM treadle_enqueue_run(
+    %(run_id)s::text, %(thread_id)s::text, %(graph_id)s::text, %(payload)s::bytea,
+    %(max_attempts)s::integer, %(timeout_s)s::float8, %(stream)s::boolean, %(metadata)s::text,
+    %(multitask)s::text, %(idempotency_key)s::text, %(request_hash)s::text) AS r;
+
+-- name: run_by_key
+-- The run created under an idempotency key, its request hash first.
+SELECT r.request_hash, r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt,
+    r.max_attempts, r.epoch, r.worker, extract(epoch FROM r.lease_expires_at)::float8,
+    r.timeout_s, r.stream, r.cancel, r.metadata, r.result, r.error,
+    extract(epoch FROM r.created_at)::float8, extract(epoch FROM r.started_at)::float8,
+    extract(epoch FROM r.ended_at)::float8, r.lost_count
+FROM treadle_runs AS r WHERE r.idempotency_key = %(idempotency_key)s;
+
+-- name: run_claim
+-- treadle_claim_run (migrations 0003, 0007): candidates locked FOR UPDATE SKIP LOCKED; a
+-- race lost for a thread (the partial unique index on running runs) means "look for
+-- another run".
+SELECT r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_attempts,
+    r.epoch, r.worker, extract(epoch FROM r.lease_expires_at)::float8, r.timeout_s, r.stream,
+    r.cancel, r.metadata, r.result, r.error, extract(epoch FROM r.created_at)::float8,
+    extract(epoch FROM r.started_at)::float8, extract(epoch FROM r.ended_at)::float8,
+    r.lost_count
+FROM treadle_claim_run(%(worker)s::text, %(graph_ids)s::text[], %(allow_pickled)s::boolean,
+                       %(ttl)s::float8, %(lock)s::bigint) AS r;
+
+-- name: run_heartbeat
+-- Extend the leases of the runs (%(run_ids)s, %(run_epochs)s, pairwise) still running
+-- under that epoch and worker; (run_id, cancel) of each.
+UPDATE treadle_runs r
+SET lease_expires_at = clock_timestamp() + make_interval(secs => %(ttl)s::float8)
+FROM unnest(%(run_ids)s::text[], %(run_epochs)s::bigint[]) AS h (run_id, epoch)
+WHERE r.run_id = h.run_id AND r.epoch = h.epoch AND r.worker = %(worker)s
+  AND r.status = 'running'
+RETURNING r.run_id, r.cancel;
+
+-- name: run_finish
+-- One row when done (none when fenced); the thread's next run may now start.
+WITH done AS (
+    UPDATE treadle_runs SET status = %(status)s, result = %(result)s, error = %(error)s,
+        worker = NULL, lease_expires_at = NULL, ended_at = clock_timestamp()
+    WHERE run_id = %(run_id)s AND epoch = %(epoch)s AND status = 'running'
+    RETURNING run_id, thread_id
+)
+SELECT d.run_id, pg_notify('treadle_run_done', d.run_id)::text,
+    (SELECT pg_notify('treadle_runs', n.run_id)::text FROM (
+        SELECT p.run_id FROM treadle_runs p
+        WHERE p.thread_id = d.thread_id AND p.status = 'pending' AND p.run_id <> d.run_id
+        ORDER BY p.seq LIMIT 1) AS n)
+FROM done AS d;
+
+-- name: run_release
+-- One row when handed back (none when fenced).
+WITH released AS (
+    UPDATE treadle_runs SET status = 'pending', worker = NULL, lease_expires_at = NULL,
+        attempt = greatest(attempt - 1, 0)
+    WHERE run_id = %(run_id)s AND epoch = %(epoch)s AND status = 'running'
+    RETURNING run_id
+)
+SELECT run_id, pg_notify('treadle_runs', run_id)::text FROM released;
+
+-- name: run_cancel
+-- %(final)s = CANCEL_STATUS[action]. A pending run ends at once (its thread's next run may
+-- now start); a running one gets the request and its worker is told. The row after the
+-- change; none for a terminal or unknown run.
+WITH upd AS (
+    UPDATE treadle_runs SET
+        status = CASE WHEN status = 'pending' THEN %(final)s ELSE status END,
+        ended_at = CASE WHEN status = 'pending' THEN clock_timestamp() ELSE ended_at END,
+        cancel = %(action)s
+    WHERE run_id = %(run_id)s AND status IN ('pending', 'running')
+    RETURNING *
+)
+SELECT r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_attempts,
+    r.epoch, r.worker, extract(epoch FROM r.lease_expires_at)::float8, r.timeout_s, r.stream,
+    r.cancel, r.metadata, r.result, r.error, extract(epoch FROM r.created_at)::float8,
+    extract(epoch FROM r.started_at)::float8, extract(epoch FROM r.ended_at)::float8,
+    r.lost_count,
+    CASE WHEN r.status = 'running' THEN pg_notify('treadle_cancel', r.run_id)::text
+         ELSE pg_notify('treadle_run_done', r.run_id)::text || coalesce((
+            SELECT pg_notify('treadle_runs', n.run_id)::text FROM (
+                SELECT p.run_id FROM treadle_runs p
+                WHERE p.thread_id = r.thread_id AND p.status = 'pending'
+                  AND p.run_id <> r.run_id
+                ORDER BY p.seq LIMIT 1) AS n), '')
+    END
+FROM upd AS r;
+
+-- name: run_expire_pending
+-- A pending run whose queue_timeout passed ends cancelled (left alone once claimed); its
+-- thread's next run may now start.
+WITH upd AS (
+    UPDATE treadle_runs SET status = 'cancelled', error = %(error)s,
+        ended_at = clock_timestamp()
+    WHERE run_id = %(run_id)s AND status = 'pending'
+    RETURNING *
+)
+SELECT r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_attempts,
+    r.epoch, r.worker, extract(epoch FROM r.lease_expires_at)::float8, r.timeout_s, r.stream,
+    r.cancel, r.metadata, r.result, r.error, extract(epoch FROM r.created_at)::float8,
+    extract(epoch FROM r.started_at)::float8, extract(epoch FROM r.ended_at)::float8,
+    r.lost_count, pg_notify('treadle_run_done', r.run_id)::text,
+    (SELECT pg_notify('treadle_runs', n.run_id)::text FROM (
+        SELECT p.run_id FROM treadle_runs p
+        WHERE p.thread_id = r.thread_id AND p.status = 'pending' AND p.run_id <> r.run_id
+        ORDER BY p.seq LIMIT 1) AS n)
+FROM upd AS r;
+
+-- name: run_get
+SELECT r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_attempts,
+    r.epoch, r.worker, extract(epoch FROM r.lease_expires_at)::float8, r.timeout_s, r.stream,
+    r.cancel, r.metadata, r.result, r.error, extract(epoch FROM r.created_at)::float8,
+    extract(epoch FROM r.started_at)::float8, extract(epoch FROM r.ended_at)::float8,
+    r.lost_count
+FROM treadle_runs AS r WHERE r.run_id = %(run_id)s;
+
+-- name: run_list
+-- list_runs: this, the filters (run_where_*) joined by AND, then run_list_page.
+SELECT r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_attempts,
+    r.epoch, r.worker, extract(epoch FROM r.lease_expires_at)::float8, r.timeout_s, r.stream,
+    r.cancel, r.metadata, r.result, r.error, extract(epoch FROM r.created_at)::float8,
+    extract(epoch FROM r.started_at)::float8, extract(epoch FROM r.ended_at)::float8,
+    r.lost_count
+FROM treadle_runs AS r;
+
+-- name: run_where_thread
+r.thread_id = %(thread_id)s;
+
+-- name: run_where_status
+r.status = %(status)s;
+
+-- name: run_list_page
+ORDER BY r.seq DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: run_delete
+-- A finished run (active ones are kept); then its tasks and events.
+DELETE FROM treadle_runs WHERE run_id = %(run_id)s AND status NOT IN ('pending', 'running');
+
+-- name: run_delete_tasks
+DELETE FROM treadle_tasks WHERE run_id = %(run_id)s;
+
+-- name: run_delete_events
+DELETE FROM treadle_events WHERE run_id = %(run_id)s;
+
+-- name: run_queue_stats
+-- pending is what a KEDA postgresql scaler counts:
+-- SELECT count(*) FROM treadle_runs WHERE status = 'pending'
+SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'running'),
+    extract(epoch FROM clock_timestamp()
+        - min(created_at) FILTER (WHERE status = 'pending'))::float8
+FROM treadle_runs WHERE status IN ('pending', 'running');
+
+-- name: run_sweep
+-- Lost claims: an expired lease or, with %(check_sessions)s, a claimer's session lock
+-- (migration 0007) no longer held by any session: its worker died. pg_locks shows a
+-- pg_advisory_lock(bigint) key as classid (high 32 bits) and objid (low 32 bits),
+-- objsubid 1. Not within %(grace)s s (SESSION_GRACE) of the server's start: workers are
+-- taking their locks again after a restart. Rows another transaction holds are skipped
+-- (caught by the next sweep), so the sweeper never waits nor deadlocks. A run with a
+-- cancel request ends (its CANCEL_STATUS); its %(max_losses)s-th loss errors; any other
+-- goes back to pending, epoch unchanged (the next claim raises it). (%(dead)s is SQLite's.)
+WITH lost AS (
+    SELECT run_id, lease_expires_at >= clock_timestamp() AS died FROM treadle_runs r
+    WHERE status = 'running'
+      AND (lease_expires_at < clock_timestamp() OR (
+           %(check_sessions)s::boolean AND r.worker_lock IS NOT NULL
+           AND pg_postmaster_start_time()
+               < clock_timestamp() - make_interval(secs => %(grace)s::float8)
+           AND NOT EXISTS (
+               SELECT 1 FROM pg_locks l
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                 AND l.database = (SELECT oid FROM pg_database
+                                   WHERE datname = current_database())
+                 AND ((l.classid::bigint << 32) | l.objid::bigint) = r.worker_lock)))
+    FOR UPDATE SKIP LOCKED
+), swept AS (
+    UPDATE treadle_runs r SET
+        status = CASE
+            WHEN r.cancel IS NOT NULL THEN CASE r.cancel WHEN 'cancel' THEN 'cancelled'
+                WHEN 'interrupt' THEN 'interrupted' WHEN 'rollback' THEN 'cancelled'
+                ELSE 'cancelled' END
+            WHEN r.cancel IS NULL AND r.lost_count + 1 >= %(max_losses)s::integer THEN 'error'
+            ELSE 'pending' END,
+        error = CASE
+            WHEN r.cancel IS NOT NULL THEN r.error
+            WHEN r.cancel IS NULL AND r.lost_count + 1 >= %(max_losses)s::integer THEN
+                'the run''s worker died ' || (r.lost_count + 1)
+                || ' times (killed, OOM or lost); giving up; last: '
+                || CASE WHEN l.died
+                        THEN 'worker ' || coalesce(r.worker, '?')
+                             || ' died (its database session ended)'
+                        ELSE 'lease of worker ' || coalesce(r.worker, '?') || ' expired' END
+                || ' on attempt ' || r.attempt || coalesce('; previous error: ' || r.error, '')
+            ELSE CASE WHEN l.died
+                      THEN 'worker ' || coalesce(r.worker, '?')
+                           || ' died (its database session ended)'
+                      ELSE 'lease of worker ' || coalesce(r.worker, '?') || ' expired' END
+                || ' on attempt ' || r.attempt || '; queued again' END,
+        ended_at = CASE WHEN r.cancel IS NOT NULL
+                              OR r.cancel IS NULL AND r.lost_count + 1 >= %(max_losses)s::integer
+                        THEN clock_timestamp() END,
+        lost_count = r.lost_count + 1,
+        worker = NULL,
+        worker_lock = NULL,
+        lease_expires_at = NULL
+    FROM lost AS l
+    WHERE r.run_id = l.run_id
+    RETURNING r.run_id, r.thread_id, r.status
+)
+SELECT s.run_id, s.status, s.thread_id,
+    CASE WHEN s.status = 'pending' THEN pg_notify('treadle_runs', s.run_id)::text
+         ELSE pg_notify('treadle_run_done', s.run_id)::text || coalesce((
+            SELECT pg_notify('treadle_runs', n.run_id)::text FROM (
+                SELECT p.run_id FROM treadle_runs p
+                WHERE p.thread_id = s.thread_id AND p.status = 'pending'
+                  AND p.run_id <> s.run_id
+                ORDER BY p.seq LIMIT 1) AS n), '')
+    END
+FROM swept AS s;
 
 
 -- ==== tasks, workers, events, shipped graphs ================================
 
+-- name: task_submit
+-- A new key is inserted; an 'error' row is reset to pending for the submitting run (the
+-- orchestrator retries it), and a pending row of another run is adopted by it; the row
+-- (re)queued comes back (and is announced). When none does, task_get reads the existing
+-- row in a second statement: a fresh snapshot, which sees a row a concurrent submit just
+-- committed.
+WITH queued AS (
+    INSERT INTO treadle_tasks AS t
+        (task_key, run_id, thread_id, graph_id, node, payload, max_attempts)
+    VALUES (%(task_key)s, %(run_id)s, %(thread_id)s, %(graph_id)s, %(node)s, %(payload)s,
+            %(max_attempts)s)
+    ON CONFLICT (task_key) DO UPDATE SET
+        status = 'pending', run_id = EXCLUDED.run_id, thread_id = EXCLUDED.thread_id,
+        graph_id = EXCLUDED.graph_id, node = EXCLUDED.node, payload = EXCLUDED.payload,
+        max_attempts = EXCLUDED.max_attempts, attempt = 0, worker = NULL,
+        lease_expires_at = NULL, result = NULL, error = NULL, ended_at = NULL
+    WHERE t.status = 'error'
+       OR (t.status = 'pending' AND t.run_id IS DISTINCT FROM EXCLUDED.run_id)
+    RETURNING *
+)
+SELECT t.task_key, t.run_id, t.thread_id, t.graph_id, t.node, t.payload, t.status,
+    t.attempt, t.max_attempts, t.epoch, t.worker, extract(epoch FROM t.lease_expires_at)::float8,
+    t.result, t.error, extract(epoch FROM t.created_at)::float8,
+    extract(epoch FROM t.ended_at)::float8, pg_notify('treadle_tasks', t.task_key)::text
+FROM queued AS t;
+
+-- name: task_get
+SELECT t.task_key, t.run_id, t.thread_id, t.graph_id, t.node, t.payload, t.status,
+    t.attempt, t.max_attempts, t.epoch, t.worker, extract(epoch FROM t.lease_expires_at)::float8,
+    t.result, t.error, extract(epoch FROM t.created_at)::float8,
+    extract(epoch FROM t.ended_at)::float8
+FROM treadle_tasks AS t WHERE t.task_key = %(task_key)s;
+
+-- name: task_claim
+-- Up to %(limit)s pending tasks of running runs, oldest first (graph filter as run_claim),
+-- each with its seq last. Concurrent claimers skip each other's (FOR UPDATE SKIP LOCKED).
+WITH picked AS (
+    SELECT t.task_key FROM treadle_tasks t
+    WHERE t.status = 'pending'
+      AND (t.graph_id = ANY (%(graph_ids)s::text[])
+           OR (%(allow_pickled)s::boolean AND starts_with(t.graph_id, 'pickle:')))
+      AND EXISTS (SELECT 1 FROM treadle_runs r
+                  WHERE r.run_id = t.run_id AND r.status = 'running')
+    ORDER BY t.seq
+    LIMIT %(limit)s
+    FOR UPDATE OF t SKIP LOCKED
+), claimed AS (
+    UPDATE treadle_tasks t SET
+        status = 'running', worker = %(worker)s, worker_lock = %(lock)s::bigint,
+        epoch = t.epoch + 1, attempt = t.attempt + 1,
+        lease_expires_at = clock_timestamp() + make_interval(secs => %(ttl)s::float8)
+    FROM picked AS p
+    WHERE t.task_key = p.task_key
+    RETURNING t.*
+)
+SELECT t.task_key, t.run_id, t.thread_id, t.graph_id, t.node, t.payload, t.status,
+    t.attempt, t.max_attempts, t.epoch, t.worker, extract(epoch FROM t.lease_expires_at)::float8,
+    t.result, t.error, extract(epoch FROM t.created_at)::float8,
+    extract(epoch FROM t.ended_at)::float8, t.seq
+FROM claimed AS t ORDER BY t.seq;
+
+-- name: task_heartbeat
+-- As run_heartbeat, for tasks (%(task_keys)s, %(task_epochs)s); the task keys still held.
+UPDATE treadle_tasks t
+SET lease_expires_at = clock_timestamp() + make_interval(secs => %(ttl)s::float8)
+FROM unnest(%(task_keys)s::text[], %(task_epochs)s::bigint[]) AS h (task_key, epoch)
+WHERE t.task_key = h.task_key AND t.epoch = h.epoch AND t.worker = %(worker)s
+  AND t.status = 'running'
+RETURNING t.task_key;
+
+-- name: task_finish
+-- One row when recorded (none when fenced).
+WITH done AS (
+    UPDATE treadle_tasks SET status = %(status)s, result = %(result)s, error = %(error)s,
+        worker = NULL, worker_lock = NULL, lease_expires_at = NULL,
+        ended_at = clock_timestamp()
+    WHERE task_key = %(task_key)s AND epoch = %(epoch)s AND status = 'running'
+    RETURNING task_key
+)
+SELECT task_key, pg_notify('treadle_task_done', task_key)::text FROM done;
+
+-- name: task_get_many
+SELECT t.task_key, t.run_id, t.thread_id, t.graph_id, t.node, t.payload, t.status,
+    t.attempt, t.max_attempts, t.epoch, t.worker, extract(epoch FROM t.lease_expires_at)::float8,
+    t.result, t.error, extract(epoch FROM t.created_at)::float8,
+    extract(epoch FROM t.ended_at)::float8
+FROM treadle_tasks AS t WHERE t.task_key = ANY (%(task_keys)s::text[]) ORDER BY t.seq;
+
+-- name: task_list
+SELECT t.task_key, t.run_id, t.thread_id, t.graph_id, t.node, t.payload, t.status,
+    t.attempt, t.max_attempts, t.epoch, t.worker, extract(epoch FROM t.lease_expires_at)::float8,
+    t.result, t.error, extract(epoch FROM t.created_at)::float8,
+    extract(epoch FROM t.ended_at)::float8
+FROM treadle_tasks AS t WHERE t.run_id = %(run_id)s ORDER BY t.seq;
+
+-- name: task_sweep
+-- Lost tasks (as run_sweep): back to pending or, at their max_attempts, error.
+WITH lost AS (
+    SELECT task_key, lease_expires_at >= clock_timestamp() AS died FROM treadle_tasks t
+    WHERE status = 'running'
+      AND (lease_expires_at < clock_timestamp() OR (
+           %(check_sessions)s::boolean AND t.worker_lock IS NOT NULL
+           AND pg_postmaster_start_time()
+               < clock_timestamp() - make_interval(secs => %(grace)s::float8)
+           AND NOT EXISTS (
+               SELECT 1 FROM pg_locks l
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                 AND l.database = (SELECT oid FROM pg_database
+                                   WHERE datname = current_database())
+                 AND ((l.classid::bigint << 32) | l.objid::bigint) = t.worker_lock)))
+    FOR UPDATE SKIP LOCKED
+), swept AS (
+    UPDATE treadle_tasks t SET
+        status = CASE WHEN t.attempt >= t.max_attempts THEN 'error' ELSE 'pending' END,
+        error = CASE WHEN l.died
+                     THEN 'worker ' || coalesce(t.worker, '?')
+                          || ' died (its database session ended)'
+                     ELSE 'lease of worker ' || coalesce(t.worker, '?') || ' expired' END
+            || ' on attempt ' || t.attempt || ' of ' || t.max_attempts
+            || CASE WHEN t.attempt >= t.max_attempts THEN ': giving up' ELSE '; queued again' END,
+        ended_at = CASE WHEN t.attempt >= t.max_attempts THEN clock_timestamp() END,
+        worker = NULL,
+        worker_lock = NULL,
+        lease_expires_at = NULL
+    FROM lost AS l
+    WHERE t.task_key = l.task_key
+    RETURNING t.task_key, t.status
+)
+SELECT s.task_key, s.status,
+    pg_notify(CASE WHEN s.status = 'pending' THEN 'treadle_tasks' ELSE 'treadle_task_done' END,
+              s.task_key)::text
+FROM swept AS s;
+
+-- name: event_fence
+-- A row while the run is running under %(epoch)s; read FOR SHARE, so a claim raising the
+-- epoch waits for this transaction (and then fences the next one). Announces the events
+-- inserted after it in the same transaction.
+SELECT run_id, pg_notify('treadle_events', run_id)::text FROM treadle_runs
+WHERE run_id = %(run_id)s AND epoch = %(epoch)s AND status = 'running'
+FOR SHARE;
+
+-- name: event_insert
+-- Positional (run_id, seq, kind, data), for Tx.many; a seq already stored is kept as first
+-- written.
+INSERT INTO treadle_events (run_id, seq, kind, data) VALUES (%s, %s, %s, %s)
+ON CONFLICT (run_id, seq) DO NOTHING;
+
+-- name: event_read
+SELECT seq, kind, data FROM treadle_events
+WHERE run_id = %(run_id)s AND seq > %(after_seq)s ORDER BY seq LIMIT %(limit)s;
+
+-- name: event_purge
+-- The events of runs that ended more than %(older_than)s seconds ago.
+DELETE FROM treadle_events WHERE run_id IN (
+    SELECT run_id FROM treadle_runs WHERE ended_at IS NOT NULL
+    AND ended_at < clock_timestamp() - make_interval(secs => %(older_than)s::float8));
+
+-- name: graph_put
+INSERT INTO treadle_graphs (graph_id, blob) VALUES (%(graph_id)s, %(blob)s)
+ON CONFLICT (graph_id) DO NOTHING;
+
+-- name: graph_get
+SELECT blob FROM treadle_graphs WHERE graph_id = %(graph_id)s;
+
+-- name: worker_forget_dead
+DELETE FROM treadle_workers
+WHERE expires_at <= clock_timestamp() AND worker_id <> %(worker_id)s;
+
+-- name: worker_register
+INSERT INTO treadle_workers (worker_id, name, graph_ids, allow_pickled, slots, running,
+                             expires_at)
+VALUES (%(worker_id)s, %(name)s, %(graph_ids)s::text[], %(allow_pickled)s::boolean,
+        %(slots)s::integer, %(running)s::integer,
+        clock_timestamp() + make_interval(secs => %(ttl)s::float8))
+ON CONFLICT (worker_id) DO UPDATE SET
+    name = excluded.name, graph_ids = excluded.graph_ids,
+    allow_pickled = excluded.allow_pickled, slots = excluded.slots,
+    running = excluded.running, heartbeat_at = clock_timestamp(),
+    expires_at = excluded.expires_at;
+
+-- name: worker_remove
+DELETE FROM treadle_workers WHERE worker_id = %(worker_id)s;
+
+-- name: worker_list
+-- Live workers, oldest first; graph_ids as JSON text (as SQLite stores them).
+SELECT w.worker_id, w.name, array_to_json(w.graph_ids)::text, w.allow_pickled, w.slots,
+    w.running, extract(epoch FROM w.started_at)::float8,
+    extract(epoch FROM w.heartbeat_at)::float8, extract(epoch FROM w.expires_at)::float8
+FROM treadle_workers AS w WHERE w.expires_at > clock_timestamp()
+ORDER BY w.started_at, w.worker_id;
 
 
 -- ==== threads, assistants, crons (API resources) =============================

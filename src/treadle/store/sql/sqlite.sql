@@ -1,6 +1,7 @@
 -- treadle's named queries for sqlite: one "-- name: <name>" block per query or fragment.
 -- The other dialect's file defines the same names, taking the same parameters
 -- (tests/unit/test_store_queries.py checks it). Placeholders are the driver's own.
+-- Names starting with sqlite_ are this dialect's own (a driver's hot path, not the logic's).
 
 -- ==== clock and schema =======================================================
 
@@ -8,17 +9,543 @@
 -- The database's clock, Unix seconds.
 SELECT (julianday('now') - 2440587.5) * 86400.0;
 
+-- name: migrations_create
+CREATE TABLE IF NOT EXISTS treadle_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+-- name: migrations_table
+-- One row when the migrations table exists.
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'treadle_migrations';
+
+-- name: migrations_applied
+SELECT version, name FROM treadle_migrations;
+
+-- name: migration_record
+INSERT INTO treadle_migrations (version, name) VALUES (?, ?);
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM treadle_migrations;
+
 
 -- ==== checkpoints and fencing ================================================
 
+-- Reads go through the connector's read_checkpoints: on SQLite a checkpoint row comes
+-- alone, and its blobs and pending writes are read by sqlite_checkpoint_blobs /
+-- sqlite_checkpoint_writes (blobs cannot travel inside an aggregate). Thread and run ids
+-- of maintenance statements are JSON arrays (read with json_each).
+
+-- name: checkpoints_select
+SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type,
+    checkpoint, channel_versions, metadata_type, metadata_blob, metadata
+FROM treadle_checkpoints;
+
+-- name: checkpoints_tail
+-- (nothing: PostgreSQL attaches the blobs and writes here)
+
+-- name: checkpoint_where_thread
+thread_id = ?;
+
+-- name: checkpoint_where_ns
+checkpoint_ns = ?;
+
+-- name: checkpoint_where_id
+checkpoint_id = ?;
+
+-- name: checkpoint_where_before
+checkpoint_id < ?;
+
+-- name: checkpoint_where_metadata
+-- ? = key, ? = the value as JSON. A row whose metadata is not valid JSON (NaN) matches
+-- nothing rather than failing the list.
+json_extract(CASE WHEN json_valid(metadata) THEN metadata END, '$.' || json_quote(?))
+    IS json_extract(?, '$');
+
+-- name: checkpoint_where_metadata_null
+-- ? = key: its value is null or missing.
+json_extract(CASE WHEN json_valid(metadata) THEN metadata END, '$.' || json_quote(?)) IS NULL;
+
+-- name: checkpoints_order
+ORDER BY checkpoint_id DESC;
+
+-- name: checkpoints_limit
+LIMIT ?;
+
+-- name: sqlite_checkpoint_blobs
+-- ? = the checkpoint's channel_versions, thread_id, checkpoint_ns.
+SELECT b.channel, b.version, b.type, b.blob
+FROM treadle_blobs b, json_each(?) v
+WHERE b.thread_id = ? AND b.checkpoint_ns = ? AND b.channel = v.key AND b.version = v.value;
+
+-- name: sqlite_checkpoint_writes
+SELECT task_id, idx, channel, type, blob, task_path FROM treadle_writes
+WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?
+ORDER BY task_id, idx;
+
+-- name: thread_epoch
+SELECT epoch FROM treadle_threads WHERE thread_id = ?;
+
+-- name: threads_list
+SELECT t.thread_id, t.epoch, t.created_at, t.updated_at,
+       (SELECT count(*) FROM treadle_checkpoints c WHERE c.thread_id = t.thread_id),
+       (SELECT max(checkpoint_id) FROM treadle_checkpoints c
+         WHERE c.thread_id = t.thread_id AND c.checkpoint_ns = '')
+FROM treadle_threads t
+WHERE EXISTS (SELECT 1 FROM treadle_checkpoints c WHERE c.thread_id = t.thread_id)
+ORDER BY t.updated_at DESC LIMIT ?;
+
+-- name: threads_fence
+-- Deleting a thread also bumps its epoch and drops its owner, fencing any writer still
+-- running on it. ? = thread ids.
+UPDATE treadle_threads SET epoch = epoch + 1, owner = NULL
+WHERE thread_id IN (SELECT value FROM json_each(?));
+
+-- name: threads_delete_writes
+DELETE FROM treadle_writes WHERE thread_id IN (SELECT value FROM json_each(?));
+
+-- name: threads_delete_blobs
+DELETE FROM treadle_blobs WHERE thread_id IN (SELECT value FROM json_each(?));
+
+-- name: threads_delete_checkpoints
+DELETE FROM treadle_checkpoints WHERE thread_id IN (SELECT value FROM json_each(?));
+
+-- name: runs_delete_writes
+-- ? = run ids: the pending writes of their checkpoints.
+DELETE FROM treadle_writes WHERE EXISTS (
+    SELECT 1 FROM treadle_checkpoints c
+    WHERE c.run_id IN (SELECT value FROM json_each(?)) AND c.thread_id = treadle_writes.thread_id
+      AND c.checkpoint_ns = treadle_writes.checkpoint_ns
+      AND c.checkpoint_id = treadle_writes.checkpoint_id);
+
+-- name: runs_delete_checkpoints
+DELETE FROM treadle_checkpoints WHERE run_id IN (SELECT value FROM json_each(?));
+
+-- name: thread_copy_row
+-- ? = target thread.
+INSERT INTO treadle_threads (thread_id, epoch) VALUES (?, 0) ON CONFLICT (thread_id) DO NOTHING;
+
+-- name: thread_copy_checkpoints
+-- ? = target thread, source thread (the copy replaces what the target had).
+INSERT OR REPLACE INTO treadle_checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type, checkpoint,
+     channel_versions, metadata_type, metadata_blob, metadata)
+SELECT ?, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type, checkpoint,
+       channel_versions, metadata_type, metadata_blob, metadata
+FROM treadle_checkpoints WHERE thread_id = ?;
+
+-- name: thread_copy_blobs
+INSERT OR REPLACE INTO treadle_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+SELECT ?, checkpoint_ns, channel, version, type, blob FROM treadle_blobs WHERE thread_id = ?;
+
+-- name: thread_copy_writes
+INSERT OR REPLACE INTO treadle_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
+SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path
+FROM treadle_writes WHERE thread_id = ?;
+
+-- name: threads_prune_checkpoints
+-- keep_latest: the newest checkpoint of each (thread, namespace), its writes, and the
+-- blobs it references survive. ? = thread ids.
+DELETE FROM treadle_checkpoints
+WHERE thread_id IN (SELECT value FROM json_each(?)) AND checkpoint_id < (
+    SELECT max(c.checkpoint_id) FROM treadle_checkpoints c
+    WHERE c.thread_id = treadle_checkpoints.thread_id
+      AND c.checkpoint_ns = treadle_checkpoints.checkpoint_ns);
+
+-- name: threads_prune_writes
+DELETE FROM treadle_writes
+WHERE thread_id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (
+    SELECT 1 FROM treadle_checkpoints c
+    WHERE c.thread_id = treadle_writes.thread_id AND c.checkpoint_ns = treadle_writes.checkpoint_ns
+      AND c.checkpoint_id = treadle_writes.checkpoint_id);
+
+-- name: threads_prune_blobs
+DELETE FROM treadle_blobs
+WHERE thread_id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (
+    SELECT 1 FROM treadle_checkpoints c, json_each(c.channel_versions) v
+    WHERE c.thread_id = treadle_blobs.thread_id AND c.checkpoint_ns = treadle_blobs.checkpoint_ns
+      AND v.key = treadle_blobs.channel AND v.value = treadle_blobs.version);
+
+-- The group committer's batch (drivers/sqlite_batch.py): fencing decided in Python per
+-- operation, then the accepted rows written with one multi-row statement per kind.
+
+-- name: sqlite_claim_thread
+-- ? = thread, token: the thread's new owner; returns the new epoch.
+INSERT INTO treadle_threads (thread_id, epoch, owner) VALUES (?, 1, ?)
+ON CONFLICT (thread_id) DO UPDATE SET
+    epoch = treadle_threads.epoch + 1,
+    owner = excluded.owner,
+    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+RETURNING epoch;
+
+-- name: sqlite_thread_owner
+SELECT epoch, owner FROM treadle_threads WHERE thread_id = ?;
+
+-- name: sqlite_run_holds_claim
+-- A cluster run's thread claim is refused unless the run still runs under its epoch.
+SELECT 1 FROM treadle_runs WHERE run_id = ? AND status = 'running' AND epoch = ?;
+
+-- Batch inserts: Tx.many sends them as multi-row statements (one per 500 rows).
+
+-- name: sqlite_touch_threads
+-- Only create a missing row; updated_at is stamped by each claim (one per execution).
+INSERT OR IGNORE INTO treadle_threads (thread_id, epoch) VALUES (?, ?);
+
+-- name: sqlite_put_checkpoints
+INSERT OR REPLACE INTO treadle_checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type, checkpoint,
+     channel_versions, metadata_type, metadata_blob, metadata)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: sqlite_put_blobs
+INSERT OR IGNORE INTO treadle_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: sqlite_put_writes_keep
+INSERT OR IGNORE INTO treadle_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: sqlite_put_writes_replace
+INSERT OR REPLACE INTO treadle_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 
 -- ==== runs ===================================================================
 
+-- Named parameters (positional only where noted). Times are REAL Unix seconds from
+-- SQLite's clock, ((julianday('now') - 2440587.5) * 86400.0): one value per statement.
+-- Run rows are returned in the order of RunRow's fields, task rows in TaskRow's.
+
+-- name: run_enqueue
+-- The run as queued, its stored request hash first. SQLite decides the multitask strategy
+-- before this, in Python, under the write lock (drivers/sqlite.py, enqueue_run).
+INSERT INTO treadle_runs
+    (run_id, thread_id, graph_id, payload, max_attempts, timeout_s, stream, metadata,
+     idempotency_key, request_hash)
+VALUES (:run_id, :thread_id, :graph_id, :payload, :max_attempts, :timeout_s, :stream,
+        :metadata, :idempotency_key, :request_hash)
+RETURNING request_hash, run_id, thread_id, graph_id, payload, status, attempt, max_attempts,
+    epoch, worker, lease_expires_at, timeout_s, stream, cancel, metadata, result, error,
+    created_at, started_at, ended_at, lost_count;
+
+-- name: sqlite_run_active
+-- The thread's active runs, oldest first (the multitask decision of enqueue_run,
+-- drivers/sqlite_queue.py; PostgreSQL takes it in treadle_enqueue_run).
+SELECT run_id, status FROM treadle_runs
+WHERE thread_id = :thread_id AND status IN ('pending', 'running') ORDER BY seq;
+
+-- name: sqlite_run_stop_pending
+-- multitask interrupt / rollback: the thread's pending runs end at once (CANCEL_STATUS).
+UPDATE treadle_runs SET
+    status = CASE :multitask WHEN 'interrupt' THEN 'interrupted' ELSE 'cancelled' END,
+    cancel = :multitask, ended_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE thread_id = :thread_id AND status = 'pending';
+
+-- name: sqlite_run_stop_running
+-- multitask interrupt / rollback: the thread's running run is asked to stop.
+UPDATE treadle_runs SET cancel = :multitask WHERE thread_id = :thread_id AND status = 'running';
+
+-- name: run_by_key
+-- The run created under an idempotency key, its request hash first.
+SELECT request_hash, run_id, thread_id, graph_id, payload, status, attempt, max_attempts,
+    epoch, worker, lease_expires_at, timeout_s, stream, cancel, metadata, result, error,
+    created_at, started_at, ended_at, lost_count
+FROM treadle_runs WHERE idempotency_key = :idempotency_key;
+
+-- name: run_claim
+-- The oldest pending run of an allowed graph (:graph_ids, a JSON array; or a pickled one
+-- with :allow_pickled) whose thread has no running run and no older pending run. Writers
+-- are serialised by BEGIN IMMEDIATE: nobody writes between the read and the update.
+UPDATE treadle_runs SET
+    status = 'running', worker = :worker, worker_lock = :lock, epoch = epoch + 1,
+    attempt = attempt + 1,
+    lease_expires_at = ((julianday('now') - 2440587.5) * 86400.0) + :ttl,
+    started_at = coalesce(started_at, ((julianday('now') - 2440587.5) * 86400.0))
+WHERE seq = (
+    SELECT r.seq FROM treadle_runs r
+    WHERE r.status = 'pending'
+      AND (r.graph_id IN (SELECT value FROM json_each(:graph_ids))
+           OR (:allow_pickled AND r.graph_id GLOB 'pickle:*'))
+      AND NOT EXISTS (SELECT 1 FROM treadle_runs o
+                      WHERE o.thread_id = r.thread_id AND o.status = 'running')
+      AND NOT EXISTS (SELECT 1 FROM treadle_runs o
+                      WHERE o.thread_id = r.thread_id AND o.status = 'pending' AND o.seq < r.seq)
+    ORDER BY r.seq LIMIT 1)
+RETURNING run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
+    started_at, ended_at, lost_count;
+
+-- name: run_heartbeat
+-- Extend the leases of the runs (:run_ids, :run_epochs: JSON arrays, pairwise) still
+-- running under that epoch and :worker; (run_id, cancel) of each.
+UPDATE treadle_runs SET lease_expires_at = ((julianday('now') - 2440587.5) * 86400.0) + :ttl
+WHERE run_id IN (SELECT value FROM json_each(:run_ids)) AND worker = :worker
+  AND status = 'running'
+  AND EXISTS (SELECT 1 FROM json_each(:run_ids) i JOIN json_each(:run_epochs) e ON e.key = i.key
+              WHERE i.value = treadle_runs.run_id AND e.value = treadle_runs.epoch)
+RETURNING run_id, cancel;
+
+-- name: run_finish
+-- One row when done (none when fenced).
+UPDATE treadle_runs SET status = :status, result = :result, error = :error, worker = NULL,
+    lease_expires_at = NULL, ended_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE run_id = :run_id AND epoch = :epoch AND status = 'running'
+RETURNING run_id;
+
+-- name: run_release
+-- One row when handed back (none when fenced).
+UPDATE treadle_runs SET status = 'pending', worker = NULL, lease_expires_at = NULL,
+    attempt = max(attempt - 1, 0)
+WHERE run_id = :run_id AND epoch = :epoch AND status = 'running'
+RETURNING run_id;
+
+-- name: run_cancel
+-- :final = CANCEL_STATUS[:action]. A pending run ends at once; a running one gets the
+-- request. The row after the change; none for a terminal or unknown run.
+UPDATE treadle_runs SET
+    status = CASE WHEN status = 'pending' THEN :final ELSE status END,
+    ended_at = CASE WHEN status = 'pending' THEN ((julianday('now') - 2440587.5) * 86400.0)
+                    ELSE ended_at END,
+    cancel = :action
+WHERE run_id = :run_id AND status IN ('pending', 'running')
+RETURNING run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
+    started_at, ended_at, lost_count;
+
+-- name: run_expire_pending
+-- A pending run whose queue_timeout passed ends cancelled (left alone once claimed).
+UPDATE treadle_runs SET status = 'cancelled', error = :error,
+    ended_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE run_id = :run_id AND status = 'pending'
+RETURNING run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
+    started_at, ended_at, lost_count;
+
+-- name: run_get
+SELECT run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
+    started_at, ended_at, lost_count
+FROM treadle_runs WHERE run_id = :run_id;
+
+-- name: run_list
+-- list_runs: this, the filters (run_where_*) joined by AND, then run_list_page.
+SELECT run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
+    lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
+    started_at, ended_at, lost_count
+FROM treadle_runs;
+
+-- name: run_where_thread
+thread_id = :thread_id;
+
+-- name: run_where_status
+status = :status;
+
+-- name: run_list_page
+ORDER BY seq DESC LIMIT :limit OFFSET :offset;
+
+-- name: run_delete
+-- A finished run (active ones are kept); then its tasks and events.
+DELETE FROM treadle_runs WHERE run_id = :run_id AND status NOT IN ('pending', 'running');
+
+-- name: run_delete_tasks
+DELETE FROM treadle_tasks WHERE run_id = :run_id;
+
+-- name: run_delete_events
+DELETE FROM treadle_events WHERE run_id = :run_id;
+
+-- name: run_queue_stats
+-- Pending, running, and the age of the oldest pending run (NULL: none).
+SELECT count(CASE WHEN status = 'pending' THEN 1 END),
+    count(CASE WHEN status = 'running' THEN 1 END),
+    ((julianday('now') - 2440587.5) * 86400.0)
+        - min(CASE WHEN status = 'pending' THEN created_at END)
+FROM treadle_runs WHERE status IN ('pending', 'running');
+
+-- name: sqlite_run_session_keys
+-- The worker-session keys of running claims (the driver checks which sessions ended:
+-- drivers/sqlite_queue.py, ended_sessions).
+SELECT worker_lock FROM treadle_runs WHERE status = 'running' AND worker_lock IS NOT NULL
+UNION SELECT worker_lock FROM treadle_tasks WHERE status = 'running' AND worker_lock IS NOT NULL;
+
+-- name: run_sweep
+-- Lost runs: an expired lease, or a claim whose worker session ended (:dead, a JSON array
+-- of keys; :check_sessions and :grace are PostgreSQL's). One statement, so 'now' is one
+-- instant. A requested cancel ends the run (its CANCEL_STATUS); its :max_losses-th loss
+-- errors; any other goes back to pending, epoch unchanged (the next claim raises it).
+UPDATE treadle_runs SET
+    status = CASE
+        WHEN cancel IS NOT NULL THEN CASE cancel WHEN 'cancel' THEN 'cancelled'
+            WHEN 'interrupt' THEN 'interrupted' WHEN 'rollback' THEN 'cancelled'
+            ELSE 'cancelled' END
+        WHEN cancel IS NULL AND lost_count + 1 >= :max_losses THEN 'error'
+        ELSE 'pending' END,
+    error = CASE
+        WHEN cancel IS NOT NULL THEN error
+        WHEN cancel IS NULL AND lost_count + 1 >= :max_losses THEN
+            'the run''s worker died ' || (lost_count + 1)
+            || ' times (killed, OOM or lost); giving up; last: '
+            || CASE WHEN worker_lock IN (SELECT value FROM json_each(:dead))
+                    THEN 'worker ' || coalesce(worker, '?') || ' died (its process is gone)'
+                    ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired' END
+            || ' on attempt ' || attempt || coalesce('; previous error: ' || error, '')
+        ELSE CASE WHEN worker_lock IN (SELECT value FROM json_each(:dead))
+                  THEN 'worker ' || coalesce(worker, '?') || ' died (its process is gone)'
+                  ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired' END
+            || ' on attempt ' || attempt || '; queued again' END,
+    ended_at = CASE WHEN cancel IS NOT NULL OR cancel IS NULL AND lost_count + 1 >= :max_losses
+                    THEN ((julianday('now') - 2440587.5) * 86400.0) END,
+    lost_count = lost_count + 1,
+    worker = NULL,
+    worker_lock = NULL,
+    lease_expires_at = NULL
+WHERE status = 'running'
+  AND (lease_expires_at < ((julianday('now') - 2440587.5) * 86400.0)
+       OR worker_lock IN (SELECT value FROM json_each(:dead)))
+RETURNING run_id, status, thread_id;
 
 
 -- ==== tasks, workers, events, shipped graphs ================================
 
+-- name: task_submit
+-- A new key is inserted; an 'error' row is reset to pending for the submitting run (the
+-- orchestrator retries it), and a pending row of another run is adopted by it. The row
+-- when (re)queued; none otherwise (read it with task_get).
+INSERT INTO treadle_tasks (task_key, run_id, thread_id, graph_id, node, payload, max_attempts)
+VALUES (:task_key, :run_id, :thread_id, :graph_id, :node, :payload, :max_attempts)
+ON CONFLICT (task_key) DO UPDATE SET
+    status = 'pending', run_id = excluded.run_id, thread_id = excluded.thread_id,
+    graph_id = excluded.graph_id, node = excluded.node, payload = excluded.payload,
+    max_attempts = excluded.max_attempts, attempt = 0, worker = NULL,
+    lease_expires_at = NULL, result = NULL, error = NULL, ended_at = NULL
+WHERE treadle_tasks.status = 'error'
+   OR (treadle_tasks.status = 'pending' AND treadle_tasks.run_id IS NOT excluded.run_id)
+RETURNING task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at;
+
+-- name: task_get
+SELECT task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at
+FROM treadle_tasks WHERE task_key = :task_key;
+
+-- name: task_claim
+-- Up to :limit pending tasks of running runs, oldest first (graph filter as run_claim).
+-- The rows, each with its seq last (RETURNING has no order: sort by it).
+UPDATE treadle_tasks SET
+    status = 'running', worker = :worker, worker_lock = :lock, epoch = epoch + 1,
+    attempt = attempt + 1,
+    lease_expires_at = ((julianday('now') - 2440587.5) * 86400.0) + :ttl
+WHERE seq IN (
+    SELECT t.seq FROM treadle_tasks t
+    WHERE t.status = 'pending'
+      AND (t.graph_id IN (SELECT value FROM json_each(:graph_ids))
+           OR (:allow_pickled AND t.graph_id GLOB 'pickle:*'))
+      AND EXISTS (SELECT 1 FROM treadle_runs r
+                  WHERE r.run_id = t.run_id AND r.status = 'running')
+    ORDER BY t.seq LIMIT :limit)
+RETURNING task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at, seq;
+
+-- name: task_heartbeat
+-- As run_heartbeat, for tasks (:task_keys, :task_epochs); the task keys still held.
+UPDATE treadle_tasks SET lease_expires_at = ((julianday('now') - 2440587.5) * 86400.0) + :ttl
+WHERE task_key IN (SELECT value FROM json_each(:task_keys)) AND worker = :worker
+  AND status = 'running'
+  AND EXISTS (SELECT 1 FROM json_each(:task_keys) i JOIN json_each(:task_epochs) e ON e.key = i.key
+              WHERE i.value = treadle_tasks.task_key AND e.value = treadle_tasks.epoch)
+RETURNING task_key;
+
+-- name: task_finish
+-- One row when recorded (none when fenced).
+UPDATE treadle_tasks SET status = :status, result = :result, error = :error, worker = NULL,
+    worker_lock = NULL, lease_expires_at = NULL,
+    ended_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE task_key = :task_key AND epoch = :epoch AND status = 'running'
+RETURNING task_key;
+
+-- name: task_get_many
+SELECT task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at
+FROM treadle_tasks WHERE task_key IN (SELECT value FROM json_each(:task_keys)) ORDER BY seq;
+
+-- name: task_list
+SELECT task_key, run_id, thread_id, graph_id, node, payload, status, attempt,
+    max_attempts, epoch, worker, lease_expires_at, result, error, created_at, ended_at
+FROM treadle_tasks WHERE run_id = :run_id ORDER BY seq;
+
+-- name: task_sweep
+-- Lost tasks (as run_sweep): back to pending or, at their max_attempts, error.
+UPDATE treadle_tasks SET
+    status = CASE WHEN attempt >= max_attempts THEN 'error' ELSE 'pending' END,
+    error = CASE WHEN worker_lock IN (SELECT value FROM json_each(:dead))
+                 THEN 'worker ' || coalesce(worker, '?') || ' died (its process is gone)'
+                 ELSE 'lease of worker ' || coalesce(worker, '?') || ' expired' END
+        || ' on attempt ' || attempt || ' of ' || max_attempts
+        || CASE WHEN attempt >= max_attempts THEN ': giving up' ELSE '; queued again' END,
+    ended_at = CASE WHEN attempt >= max_attempts
+                    THEN ((julianday('now') - 2440587.5) * 86400.0) END,
+    worker = NULL,
+    worker_lock = NULL,
+    lease_expires_at = NULL
+WHERE status = 'running'
+  AND (lease_expires_at < ((julianday('now') - 2440587.5) * 86400.0)
+       OR worker_lock IN (SELECT value FROM json_each(:dead)))
+RETURNING task_key, status;
+
+-- name: event_fence
+-- A row while the run is running under :epoch (events are appended only then).
+SELECT run_id FROM treadle_runs
+WHERE run_id = :run_id AND epoch = :epoch AND status = 'running';
+
+-- name: event_insert
+-- Positional (run_id, seq, kind, data), for Tx.many; a seq already stored is kept as first
+-- written.
+INSERT OR IGNORE INTO treadle_events (run_id, seq, kind, data) VALUES (?, ?, ?, ?);
+
+-- name: event_read
+SELECT seq, kind, data FROM treadle_events
+WHERE run_id = :run_id AND seq > :after_seq ORDER BY seq LIMIT :limit;
+
+-- name: event_purge
+-- The events of runs that ended more than :older_than seconds ago.
+DELETE FROM treadle_events WHERE run_id IN (
+    SELECT run_id FROM treadle_runs WHERE ended_at IS NOT NULL
+    AND ended_at < ((julianday('now') - 2440587.5) * 86400.0) - :older_than);
+
+-- name: graph_put
+INSERT OR IGNORE INTO treadle_graphs (graph_id, blob) VALUES (:graph_id, :blob);
+
+-- name: graph_get
+SELECT blob FROM treadle_graphs WHERE graph_id = :graph_id;
+
+-- name: worker_forget_dead
+DELETE FROM treadle_workers
+WHERE expires_at <= ((julianday('now') - 2440587.5) * 86400.0) AND worker_id <> :worker_id;
+
+-- name: worker_register
+-- :graph_ids is a JSON array (returned as JSON text by worker_list).
+INSERT INTO treadle_workers (worker_id, name, graph_ids, allow_pickled, slots, running,
+                             expires_at)
+VALUES (:worker_id, :name, :graph_ids, :allow_pickled, :slots, :running,
+        ((julianday('now') - 2440587.5) * 86400.0) + :ttl)
+ON CONFLICT (worker_id) DO UPDATE SET
+    name = excluded.name, graph_ids = excluded.graph_ids,
+    allow_pickled = excluded.allow_pickled, slots = excluded.slots,
+    running = excluded.running, heartbeat_at = ((julianday('now') - 2440587.5) * 86400.0),
+    expires_at = excluded.expires_at;
+
+-- name: worker_remove
+DELETE FROM treadle_workers WHERE worker_id = :worker_id;
+
+-- name: worker_list
+-- Live workers, oldest first.
+SELECT worker_id, name, graph_ids, allow_pickled, slots, running, started_at, heartbeat_at,
+    expires_at
+FROM treadle_workers WHERE expires_at > ((julianday('now') - 2440587.5) * 86400.0)
+ORDER BY started_at, worker_id;
 
 
 -- ==== threads, assistants, crons (API resources) =============================

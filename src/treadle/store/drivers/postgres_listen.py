@@ -1,4 +1,4 @@
-"""LISTEN/NOTIFY wake-ups for the PostgreSQL run queue (:meth:`PostgresStore.listener`).
+"""LISTEN/NOTIFY wake-ups for the PostgreSQL run queue (:meth:`Store.listener`).
 
 A :class:`PgListener` holds one dedicated autocommit connection (never a pooled one:
 LISTEN belongs to a session). Notifications are only wake-ups: callers poll as well,
@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from treadle.errors import StoreError
-from treadle.store.postgres_options import one_line
+from treadle.store.drivers.postgres_options import one_line
 from treadle.store.queue import Listener
 
 __all__ = ["PgListener"]

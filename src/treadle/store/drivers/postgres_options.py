@@ -14,7 +14,6 @@ Everything else in the URL goes to libpq unchanged. The connect timeout comes fr
 from __future__ import annotations
 
 import base64
-import re
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,7 +28,6 @@ __all__ = [
     "describe",
     "is_data_error",
     "is_dead",
-    "metadata_json",
     "number_option",
     "one_line",
     "postgres_options",
@@ -41,8 +39,6 @@ T = TypeVar("T")
 _TREADLE_OPTIONS = ("pool_min", "pool_max", "pool_timeout", "prepare_threshold")
 # SQLSTATEs after which the connection is gone: connection exceptions, server shutdown.
 _DISCONNECT_STATES = ("08", "57P01", "57P02", "57P03")
-# A JSON ``\u0000`` escape not preceded by another backslash; jsonb refuses NUL.
-_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def postgres_options(url: str) -> tuple[str, dict[str, str]]:
@@ -106,12 +102,6 @@ def is_data_error(exc: BaseException) -> bool:
         return True
     state = getattr(exc, "sqlstate", None) or ""
     return isinstance(exc, psycopg.Error) and state.startswith(("22", "54"))
-
-
-def metadata_json(text: str) -> str:
-    # The metadata column only serves filtering (metadata_blob is the real value);
-    # jsonb cannot hold NUL, so drop it as LangGraph's own PostgresSaver does.
-    return _JSON_NUL.sub(r"\1", text) if "\\u0000" in text else text
 
 
 def b64(data: bytes | None) -> str | None:

@@ -1,4 +1,4 @@
-"""A worker's session on SQLite (:meth:`SqliteStore.worker_session`): a file lock.
+"""A worker's session on SQLite (:meth:`Store.worker_session`): a file lock.
 
 SQLite is one machine, so "the worker's session ended" means "its process is gone". Each
 worker holds an exclusive ``flock`` on ``<store>-workers/<key>.lock`` for its life; the

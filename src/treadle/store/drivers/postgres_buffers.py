@@ -46,7 +46,8 @@ def retire_pooled(conn: psycopg.Connection[Any]) -> None:
 
 def size_of(value: Any) -> int:
     """The bytes of the str and bytes values in a row, a sequence of rows or a statement's
-    parameters (lists and tuples are walked, without recursion; anything else counts 0)."""
+    parameters (lists, tuples and dicts' values are walked, without recursion; anything else
+    counts 0)."""
     total, todo = 0, [value]
     while todo:
         v = todo.pop()
@@ -54,6 +55,8 @@ def size_of(value: Any) -> int:
             total += len(v)
         elif isinstance(v, (list, tuple)):
             todo.extend(v)
+        elif isinstance(v, dict):
+            todo.extend(v.values())
     return total
 
 

@@ -1,4 +1,4 @@
-"""A worker's session lock on PostgreSQL (:meth:`PostgresStore.worker_session`).
+"""A worker's session lock on PostgreSQL (:meth:`Store.worker_session`).
 
 The worker takes ``pg_advisory_lock(key)`` (session level, bigint key) on one dedicated
 autocommit connection and keeps it for its whole life. When the worker process dies
@@ -27,8 +27,8 @@ from typing import Any
 import psycopg
 
 from treadle.errors import StoreError
-from treadle.store import postgres_queries as q
-from treadle.store.postgres_options import one_line
+from treadle.store.connector import load_queries
+from treadle.store.drivers.postgres_options import one_line
 from treadle.store.queue import WorkerSession
 
 __all__ = ["PgWorkerSession"]
@@ -55,7 +55,7 @@ class PgWorkerSession(WorkerSession):
             conn = self._conn
             if conn is not None:
                 try:
-                    conn.execute(q.SESSION_PING)  # also keeps an idle_session_timeout away
+                    conn.execute(load_queries("postgres")["postgres_session_ping"])  # also keeps an idle_session_timeout away
                     return True
                 except psycopg.Error as exc:
                     log.warning("worker session lost (%s); taking the lock again",
@@ -101,7 +101,7 @@ def _take(conn: psycopg.Connection[Any], key: int) -> bool | None:
     """Try to take the session lock ``key`` on ``conn``: taken, held by another session
     (False), or the connection failed (None; it is closed)."""
     try:
-        row = conn.execute(q.TAKE_SESSION_LOCK, (key,)).fetchone()
+        row = conn.execute(load_queries("postgres")["postgres_take_session_lock"], (key,)).fetchone()
     except psycopg.Error as exc:
         log.warning("taking the worker session lock failed (%s)", one_line(exc))
         conn.close()

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from treadle.errors import FencedWriteError, StoreError
-from treadle.store.base import ClaimThread, PutCheckpoint, PutWrites, WriteOp
-from treadle.store.postgres_options import b64, metadata_json
+from treadle.store.checkpoints import ClaimThread, PutCheckpoint, PutWrites, WriteOp, metadata_json
+from treadle.store.drivers.postgres_options import b64
 
 __all__ = ["op_json", "op_result"]
 
