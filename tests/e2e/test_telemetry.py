@@ -24,6 +24,7 @@ from processes import StartServer, StartWorker, subprocess_env
 from spans import memory_exporter
 from treadle.cluster import client
 from treadle.graphs.refs import load_graph
+from treadle.store import Store
 
 TESTS = Path(__file__).resolve().parents[1]
 TRACED_FILE = TESTS / "cluster_graphs" / "traced.py"
@@ -160,6 +161,12 @@ class _TracedWorker:
         return [json.loads(line) for line in self.spans_path.read_text().splitlines()]
 
 
+def _status(store: Store, run_id: str) -> str:
+    row = store.get_run(run_id)
+    assert row is not None, run_id
+    return row.status
+
+
 @pytest.mark.postgres
 def test_one_trace_across_two_worker_processes(pg_url: str, tmp_path: Path) -> None:
     exporter = memory_exporter()  # this process queues the run: the trace's root
@@ -172,7 +179,7 @@ def test_one_trace_across_two_worker_processes(pg_url: str, tmp_path: Path) -> N
                              graph_id="traced") as g:
             row = client.submit(g, {"n": 3, "fail": False, "results": []},
                                 {"runtime": "distributed"}, {})
-            _wait_for(lambda: g.backend.get_run(row.run_id).status != "pending",
+            _wait_for(lambda: _status(g.backend, row.run_id) != "pending",
                       lambda: a.log())
             # B only now (the run is A's): it executes the remote node tasks A queues.
             b = _TracedWorker(tmp_path, "B", pg_url, ["--task-slots", "4", "--concurrency", "1"])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ import treadle
 from processes import StartWorker
 from treadle.errors import ConfigError, RunFailedError, ThreadBusyError
 from treadle.graphs.refs import load_graph
+from treadle.store import Store
 
 GRAPHS = Path(__file__).resolve().parents[1] / "cluster_graphs"
 CHAIN = f"chain={GRAPHS / 'chain.py'}:builder"
@@ -30,11 +32,17 @@ def _graph(url: str, ref: str, name: str) -> treadle.TreadleGraph:
     return treadle.compile(load_graph(ref), store=url, graph_id=name)
 
 
-def _dist(thread_id: str | None = None, **extra: object) -> dict:
-    cfg: dict = {"runtime": "distributed", **extra}
+def _dist(thread_id: str | None = None, **extra: object) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"runtime": "distributed", **extra}
     if thread_id:
         cfg["configurable"] = {"thread_id": thread_id}
     return cfg
+
+
+def _status(store: Store, run_id: str) -> str:
+    row = store.get_run(run_id)
+    assert row is not None, run_id
+    return row.status
 
 
 def _steps(store: object, thread_id: str) -> list[int]:
@@ -140,7 +148,7 @@ def test_pickled_runs_wait_for_a_trusting_worker(tmp_path: Path, start_worker: S
         row = client.submit(g, {"n": 0, "done": []}, _dist(), {})
         assert row.graph_id.startswith("pickle:")
         time.sleep(1.0)
-        assert g.backend.get_run(row.run_id).status == "pending"
+        assert _status(g.backend, row.run_id) == "pending"
         g.backend.cancel_run(row.run_id)
 
 
@@ -156,7 +164,7 @@ def test_worker_reports_unloadable_graph_and_serves_the_rest(tmp_path: Path, sta
 
         row = client.submit(bad, {"n": 0, "done": []}, _dist(), {})
         assert ok.invoke({"n": 0, "done": []}, _dist())["n"] == 10
-        assert bad.backend.get_run(row.run_id).status == "pending"  # left for another worker
+        assert _status(bad.backend, row.run_id) == "pending"  # left for another worker
 
 
 def test_worker_with_nothing_to_serve_fails_clearly(tmp_path: Path) -> None:
@@ -202,10 +210,11 @@ def test_multitask_strategies(tmp_path: Path, start_worker: StartWorker) -> None
         a = client.wait(g.backend, first.run_id, timeout=30)
         b = client.wait(g.backend, queued.run_id, timeout=30)
         assert (a.status, b.status) == ("success", "success")
+        assert b.started_at is not None and a.ended_at is not None
         assert b.started_at >= a.ended_at  # one run per thread at a time, in order
 
         slow = client.submit(g, {"n": 0, "done": []}, _dist("busy2"), {})
-        while g.backend.get_run(slow.run_id).status != "running":
+        while _status(g.backend, slow.run_id) != "running":
             time.sleep(0.02)
         newer = client.submit(g, {"n": 1000, "done": []}, _dist("busy2", multitask_strategy="interrupt"), {})
         assert client.wait(g.backend, slow.run_id, timeout=30).status == "interrupted"
