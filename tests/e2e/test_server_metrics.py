@@ -25,7 +25,8 @@ from langgraph_sdk import get_client, get_sync_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from processes import SERVER_GRAPHS, StartServer, StartWorker, free_port
-from treadle.store import open_store
+from treadle.store import Store, open_store
+from treadle.store.queue import RunRow
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -82,6 +83,12 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def run_row(store: Store, run_id: str) -> RunRow:
+    row = store.get_run(run_id)
+    assert row is not None, run_id
+    return row
+
+
 def status(base: str, path: str) -> int | None:
     try:
         return httpx.get(f"{base}{path}", timeout=5).status_code
@@ -116,7 +123,8 @@ async def test_every_metric_after_a_real_workload(pg_url: str, start_server: Sta
 
     # A node that fails once (retried) and a node run as a remote task; then a run that fails.
     t = (await client.threads.create())["thread_id"]
-    assert (await client.runs.wait(t, "flaky", input={"done": []}))["done"] == ["shaky", "far"]
+    flaky = await client.runs.wait(t, "flaky", input={"done": []})
+    assert isinstance(flaky, dict) and flaky["done"] == ["shaky", "far"]
     t = (await client.threads.create())["thread_id"]
     failing = await client.runs.create(t, "flaky", input={"fail": True})
     await client.runs.join(t, failing["run_id"])
@@ -197,17 +205,17 @@ async def test_a_sigstopped_worker_counts_its_lost_lease(pg_url: str, start_serv
     run = await client.runs.create(t, "slow", input={"n": 0, "delay": 1.5})
     store = open_store(pg_url)
     try:
-        wait_for(lambda: store.get_run(run["run_id"]).status == "running", "the run to start")
+        wait_for(lambda: run_row(store, run["run_id"]).status == "running", "the run to start")
         time.sleep(0.3)  # inside its first step
         a.signal(signal.SIGSTOP)
         try:
             b = start_worker(pg_url, args=["--config", CONFIG, "--port", str(port_b), *FAST])
             # B's sweeper re-queues the run once A's lease expires; B claims it (attempt 2).
-            wait_for(lambda: store.get_run(run["run_id"]).epoch >= 2, "B to take the run over")
+            wait_for(lambda: run_row(store, run["run_id"]).epoch >= 2, "B to take the run over")
         finally:
             a.signal(signal.SIGCONT)
         assert await client.runs.join(t, run["run_id"]) == {"n": 3, "delay": 1.5}
-        assert store.get_run(run["run_id"]).attempt == 2
+        assert run_row(store, run["run_id"]).attempt == 2
     finally:
         store.close()
     a_url, b_url = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
@@ -245,7 +253,10 @@ def test_api_drains_on_sigterm_and_serve_gives_each_worker_a_port(pg_url: str, s
                        env={"TREADLE_SHUTDOWN_DELAY": "60", "TREADLE_WORKER_PORT": str(base)})
     workers = [f"http://127.0.0.1:{base + i}" for i in range(2)]
     for w in workers:
-        wait_for(lambda w=w: status(w, "/readyz") == 200, f"{w}/readyz")
+        def worker_ready(w: str = w) -> bool:
+            return status(w, "/readyz") == 200
+
+        wait_for(worker_ready, f"{w}/readyz")
         assert status(w, "/healthz") == 200
         assert "treadle_worker_slots" in httpx.get(f"{w}/metrics", timeout=5).text
     assert httpx.get(f"{api.url}/readyz", timeout=5).json() == {"ok": True}
@@ -282,7 +293,7 @@ def test_a_draining_worker_is_unready_until_it_exits(pg_url: str, start_server: 
     run = client.runs.create(thread, "slow", input={"n": 0, "delay": 3.0})
     store = open_store(pg_url)
     try:
-        wait_for(lambda: store.get_run(run["run_id"]).status == "running", "the run to start")
+        wait_for(lambda: run_row(store, run["run_id"]).status == "running", "the run to start")
     finally:
         store.close()
     time.sleep(0.5)  # its first node body is under way
