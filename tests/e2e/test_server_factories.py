@@ -49,13 +49,15 @@ async def test_make_graph_with_config_and_runtime(server: ServerProcess) -> None
     assert result == {"text": "hi echoed", "access_context": "threads.create_run",
                       "is_for_execution": True, "context": {"user_id": "u-1"},
                       "thread_id": tid}
-    state = await client.threads.get_state(tid)
-    assert state["values"]["text"] == "hi echoed"
+    values = (await client.threads.get_state(tid))["values"]
+    assert isinstance(values, dict) and values["text"] == "hi echoed"
     assert len(await client.threads.get_history(tid)) >= 2
     await client.threads.update_state(tid, {"text": "edited"}, as_node="echo")
-    assert (await client.threads.get_state(tid))["values"]["text"] == "edited"
+    values = (await client.threads.get_state(tid))["values"]
+    assert isinstance(values, dict) and values["text"] == "edited"
     schemas = await client.assistants.get_schemas("made")
-    assert "text" in schemas["input_schema"]["properties"]
+    input_schema = schemas["input_schema"]
+    assert input_schema is not None and "text" in input_schema["properties"]
     drawn = await client.assistants.get_graph("made")
     assert "echo" in {n["id"] for n in drawn["nodes"]}
     assert await client.assistants.get_subgraphs("made") == {}
@@ -77,6 +79,7 @@ async def test_make_graph_with_config_and_runtime(server: ServerProcess) -> None
 async def test_context_manager_factory_is_exited_after_the_run(server: ServerProcess) -> None:
     client = get_client(url=server.url)
     result = await client.runs.wait(None, "managed", input={"text": "yo"})
+    assert isinstance(result, dict)
     assert result["text"] == "yo echoed" and result["is_for_execution"] is True
     expected = [("enter", "assistants.read"), ("exit", "assistants.read"),
                 ("enter", "threads.create_run"), ("exit", "threads.create_run")]

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import cast
 
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError
+from langgraph_sdk.schema import Cron
 
-from processes import SERVER_GRAPHS, StartServer, StartWorker
+from processes import SERVER_GRAPHS, ServerProcess, StartServer, StartWorker, WorkerProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
-def cluster(pg_url: str, start_server: StartServer, start_worker: StartWorker):
+def cluster(pg_url: str, start_server: StartServer,
+            start_worker: StartWorker) -> tuple[ServerProcess, ServerProcess, WorkerProcess]:
     config = str(SERVER_GRAPHS / "langgraph.json")
     a = start_server("serve", store=pg_url, args=["--workers", "0"])
     b = start_server("serve", store=pg_url, args=["--workers", "0"])
@@ -25,7 +28,8 @@ def cluster(pg_url: str, start_server: StartServer, start_worker: StartWorker):
     return a, b, worker
 
 
-async def test_run_on_one_replica_streamed_joined_cancelled_on_the_other(cluster) -> None:
+async def test_run_on_one_replica_streamed_joined_cancelled_on_the_other(
+        cluster: tuple[ServerProcess, ServerProcess, WorkerProcess]) -> None:
     a, b, _worker = cluster
     ca, cb = get_client(url=a.url), get_client(url=b.url)
     t = await ca.threads.create()
@@ -49,7 +53,8 @@ async def test_run_on_one_replica_streamed_joined_cancelled_on_the_other(cluster
     assert (await ca.threads.get(t["thread_id"]))["status"] == "idle"
 
 
-async def test_a_due_cron_fires_once_across_replicas(cluster, pg_url: str) -> None:
+async def test_a_due_cron_fires_once_across_replicas(
+        cluster: tuple[ServerProcess, ServerProcess, WorkerProcess], pg_url: str) -> None:
     from treadle.store import open_store
 
     a, b, _worker = cluster
@@ -57,8 +62,9 @@ async def test_a_due_cron_fires_once_across_replicas(cluster, pg_url: str) -> No
     t = await ca.threads.create()
     # Yearly: its own next tick never falls inside this test (a minutely one could, and
     # then legitimately fire a second run).
-    cron = await ca.crons.create_for_thread(t["thread_id"], "chain", schedule="0 0 1 1 *",
-                                            input={"n": 0})
+    # The SDK annotates create_for_thread as returning a Run; the API answers with the cron.
+    cron = cast(Cron, await ca.crons.create_for_thread(t["thread_id"], "chain",
+                                                       schedule="0 0 1 1 *", input={"n": 0}))
     store = open_store(pg_url)
     try:
         # Make the cron due now on both replicas at once.
@@ -73,6 +79,7 @@ async def test_a_due_cron_fires_once_across_replicas(cluster, pg_url: str) -> No
         runs = await ca.runs.list(t["thread_id"])
         assert len(runs) == 1, f"the tick fired {len(runs)} runs"
         after = store.get_cron(cron["cron_id"])
-        assert after is not None and after.next_run_at > store.now()
+        assert after is not None and after.next_run_at is not None
+        assert after.next_run_at > store.now()
     finally:
         store.close()
