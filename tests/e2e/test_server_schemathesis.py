@@ -314,12 +314,12 @@ def test_nul_characters_and_huge_integers_are_422(http: httpx.Client, known: dic
             assert r.status_code == 422 and "NUL" in r.text, (path, r.text)
         assert http.get("/threads/a%00b").status_code == 422
         huge = 2**64
-        for path, body in [("/store/items/search", {"limit": huge}),
-                           ("/store/items/search", {"offset": huge}),
-                           ("/store/namespaces", {"max_depth": huge}),
-                           ("/store/namespaces", {"offset": huge})]:
-            r = http.post(path, json=body)
-            assert r.status_code == 422 and next(iter(body)) in r.text, (path, r.text)
+        for path, payload in [("/store/items/search", {"limit": huge}),
+                              ("/store/items/search", {"offset": huge}),
+                              ("/store/namespaces", {"max_depth": huge}),
+                              ("/store/namespaces", {"offset": huge})]:
+            r = http.post(path, json=payload)
+            assert r.status_code == 422 and next(iter(payload)) in r.text, (path, r.text)
         r = http.post("/runs", json={"assistant_id": "chain", "webhook": "not a url"})
         assert r.status_code == 422 and "webhook" in r.text
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 from langgraph_sdk import get_client, get_sync_client
+from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError
+from langgraph_sdk.schema import Cron, RunCreate, StreamPart, Thread
 
 from processes import ServerProcess, StartServer
 
@@ -23,8 +27,14 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def client(dev_server: ServerProcess):
+def client(dev_server: ServerProcess) -> LangGraphClient:
     return get_client(url=dev_server.url)
+
+
+def _values(out: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+    """A run's output values (the SDK types a run's output as a list or a dict)."""
+    assert isinstance(out, dict), out
+    return out
 
 
 # --- system -------------------------------------------------------------------------------
@@ -39,7 +49,7 @@ def test_ok_info_and_openapi(dev_server: ServerProcess) -> None:
 
 
 # --- assistants ---------------------------------------------------------------------------
-async def test_default_assistants_and_crud(client) -> None:
+async def test_default_assistants_and_crud(client: LangGraphClient) -> None:
     found = await client.assistants.search(graph_id="chain")
     assert [a["graph_id"] for a in found] == ["chain"]
     default = found[0]
@@ -66,7 +76,8 @@ async def test_default_assistants_and_crud(client) -> None:
     graph = await client.assistants.get_graph(a["assistant_id"])
     assert {n["id"] for n in graph["nodes"]} >= {"s0", "s9"}
     schemas = await client.assistants.get_schemas(a["assistant_id"])
-    assert "n" in schemas["input_schema"]["properties"]
+    input_schema = schemas["input_schema"]
+    assert input_schema is not None and "n" in input_schema["properties"]
     subgraphs = await client.assistants.get_subgraphs("chat")
     assert "inner" in subgraphs
     await client.assistants.delete(a["assistant_id"])
@@ -74,13 +85,13 @@ async def test_default_assistants_and_crud(client) -> None:
         await client.assistants.get(a["assistant_id"])
 
 
-async def test_unknown_graph_is_404(client) -> None:
+async def test_unknown_graph_is_404(client: LangGraphClient) -> None:
     with pytest.raises(NotFoundError):
         await client.assistants.create("no-such-graph")
 
 
 # --- threads ------------------------------------------------------------------------------
-async def test_thread_crud_copy_prune(client) -> None:
+async def test_thread_crud_copy_prune(client: LangGraphClient) -> None:
     tag = uuid.uuid4().hex
     t = await client.threads.create(metadata={"tag": tag})
     assert t["status"] == "idle" and t["metadata"] == {"tag": tag}
@@ -93,7 +104,8 @@ async def test_thread_crud_copy_prune(client) -> None:
     assert [x["thread_id"] for x in await client.threads.search(metadata={"tag": tag})] \
         == [t["thread_id"]]
     assert await client.threads.count(metadata={"tag": tag}) == 1
-    copy = await client.threads.copy(t["thread_id"])
+    # The SDK annotates copy as returning None; it returns the API's answer, the new thread.
+    copy = cast(Thread, await client.threads.copy(t["thread_id"]))  # type: ignore[func-returns-value]
     assert (await client.threads.get_state(copy["thread_id"]))["values"] == {"n": 10}
     assert (await client.threads.prune([copy["thread_id"]]))["pruned_count"] == 1
     with pytest.raises(NotFoundError):
@@ -103,7 +115,7 @@ async def test_thread_crud_copy_prune(client) -> None:
         await client.threads.get(t["thread_id"])
 
 
-async def test_state_history_and_update(client) -> None:
+async def test_state_history_and_update(client: LangGraphClient) -> None:
     t = await client.threads.create()
     out = await client.runs.wait(t["thread_id"], "chain", input={"n": 5})
     assert out == {"n": 15}
@@ -123,13 +135,14 @@ async def test_state_history_and_update(client) -> None:
 
 
 # --- runs ---------------------------------------------------------------------------------
-async def test_background_run_get_list_join_delete(client) -> None:
+async def test_background_run_get_list_join_delete(client: LangGraphClient) -> None:
     t = await client.threads.create()
     run = await client.runs.create(t["thread_id"], "chain", input={"n": 1},
                                    metadata={"why": "test"})
     assert run["status"] in ("pending", "running") and run["thread_id"] == t["thread_id"]
     assert await client.runs.join(t["thread_id"], run["run_id"]) == {"n": 11}
     got = await client.runs.get(t["thread_id"], run["run_id"])
+    assert got["metadata"] is not None
     assert got["status"] == "success" and got["metadata"]["why"] == "test"
     listed = await client.runs.list(t["thread_id"])
     assert [r["run_id"] for r in listed] == [run["run_id"]]
@@ -138,7 +151,7 @@ async def test_background_run_get_list_join_delete(client) -> None:
         await client.runs.get(t["thread_id"], run["run_id"])
 
 
-async def test_stream_values_updates_and_metadata_first(client) -> None:
+async def test_stream_values_updates_and_metadata_first(client: LangGraphClient) -> None:
     t = await client.threads.create()
     parts = [p async for p in client.runs.stream(t["thread_id"], "chain", input={"n": 0},
                                                  stream_mode=["values", "updates"])]
@@ -149,7 +162,7 @@ async def test_stream_values_updates_and_metadata_first(client) -> None:
     assert updates == [{f"s{i}": {"n": i + 1}} for i in range(10)]
 
 
-async def test_stream_events_mode(client) -> None:
+async def test_stream_events_mode(client: LangGraphClient) -> None:
     parts = [p async for p in client.runs.stream(None, "chain", input={"n": 0},
                                                  stream_mode=["events", "values"])]
     kinds = [p.data["event"] for p in parts if p.event == "events"]
@@ -158,10 +171,11 @@ async def test_stream_events_mode(client) -> None:
     assert [p.data for p in parts if p.event == "values"][-1] == {"n": 10}
 
 
-async def test_stream_messages_custom_subgraphs_and_store(client) -> None:
+async def test_stream_messages_custom_subgraphs_and_store(client: LangGraphClient) -> None:
     t = await client.threads.create()
+    hi_there: dict[str, Any] = {"messages": [{"role": "user", "content": "hi there"}]}
     parts = [p async for p in client.runs.stream(
-        t["thread_id"], "chat", input={"messages": [{"role": "user", "content": "hi there"}]},
+        t["thread_id"], "chat", input=hi_there,
         config={"configurable": {"user": "ann"}},
         stream_mode=["messages-tuple", "custom", "values", "tasks", "checkpoints", "debug"],
         stream_subgraphs=True)]
@@ -175,18 +189,19 @@ async def test_stream_messages_custom_subgraphs_and_store(client) -> None:
     item = await client.store.get_item(["memories", "ann"], "last")
     assert item["value"] == {"text": "hi there"}
 
+    again: dict[str, Any] = {"messages": [{"role": "user", "content": "again"}]}
     parts = [p async for p in client.runs.stream(
-        t["thread_id"], "chat", input={"messages": [{"role": "user", "content": "again"}]},
+        t["thread_id"], "chat", input=again,
         stream_mode="messages")]
     names = [p.event for p in parts]
     assert "messages/metadata" in names and "messages/partial" in names
 
 
-async def test_stream_reconnect_with_last_event_id(client, dev_server: ServerProcess) -> None:
+async def test_stream_reconnect_with_last_event_id(client: LangGraphClient, dev_server: ServerProcess) -> None:
     t = await client.threads.create()
     run = await client.runs.create(t["thread_id"], "slow", input={"n": 0, "delay": 0.3},
                                    stream_mode=["values", "updates"])
-    first: list = []
+    first: list[StreamPart] = []
     async for p in client.runs.join_stream(t["thread_id"], run["run_id"],
                                            stream_mode=["values", "updates"]):
         first.append(p)
@@ -207,7 +222,7 @@ async def test_stream_reconnect_with_last_event_id(client, dev_server: ServerPro
     assert len([p for p in everything if p.event == "updates"]) == 3
 
 
-async def test_on_disconnect_cancel_stops_the_run(client) -> None:
+async def test_on_disconnect_cancel_stops_the_run(client: LangGraphClient) -> None:
     t = await client.threads.create()
     stream = client.runs.stream(t["thread_id"], "slow", input={"n": 0, "delay": 1.0},
                                 stream_mode="updates", on_disconnect="cancel")
@@ -215,6 +230,7 @@ async def test_on_disconnect_cancel_stops_the_run(client) -> None:
     async for part in stream:
         run_id = part.data["run_id"]  # the metadata event: drop the connection
         break
+    assert isinstance(stream, AsyncGenerator)
     await stream.aclose()
     assert run_id is not None
     for _ in range(100):
@@ -225,12 +241,13 @@ async def test_on_disconnect_cancel_stops_the_run(client) -> None:
     assert run["status"] == "interrupted"
 
 
-async def test_stateless_runs_and_batch(client) -> None:
+async def test_stateless_runs_and_batch(client: LangGraphClient) -> None:
     assert await client.runs.wait(None, "chain", input={"n": 2}) == {"n": 12}
     parts = [p async for p in client.runs.stream(None, "chain", input={"n": 0})]
     assert parts[-1].data == {"n": 10}
+    # The SDK's RunCreate marks every field required; the API needs only these two.
     batch = await client.runs.create_batch([
-        {"assistant_id": "chain", "input": {"n": i}} for i in range(3)])
+        cast(RunCreate, {"assistant_id": "chain", "input": {"n": i}}) for i in range(3)])
     assert len(batch) == 3
     for run in batch:
         for _ in range(200):
@@ -241,7 +258,7 @@ async def test_stateless_runs_and_batch(client) -> None:
         assert got["status"] == "success"
 
 
-async def test_cancel_and_cancel_many(client) -> None:
+async def test_cancel_and_cancel_many(client: LangGraphClient) -> None:
     t = await client.threads.create()
     run = await client.runs.create(t["thread_id"], "slow", input={"n": 0, "delay": 1.0})
     await asyncio.sleep(0.3)
@@ -256,20 +273,20 @@ async def test_cancel_and_cancel_many(client) -> None:
 
 
 # --- human in the loop --------------------------------------------------------------------
-async def test_interrupt_and_resume(client) -> None:
+async def test_interrupt_and_resume(client: LangGraphClient) -> None:
     t = await client.threads.create()
-    out = await client.runs.wait(t["thread_id"], "approval", input={"request": "post"})
+    out = _values(await client.runs.wait(t["thread_id"], "approval", input={"request": "post"}))
     assert out["__interrupt__"][0]["value"] == {"question": "approve post?"}
     thread = await client.threads.get(t["thread_id"])
     assert thread["status"] == "interrupted" and thread["interrupts"]
     state = await client.threads.get_state(t["thread_id"])
     assert state["next"] == ["review"] and state["interrupts"][0]["value"]["question"]
-    out = await client.runs.wait(t["thread_id"], "approval", command={"resume": "yes"})
+    out = _values(await client.runs.wait(t["thread_id"], "approval", command={"resume": "yes"}))
     assert out["decision"] == "yes" and out["log"][-1] == "published (yes)"
     assert (await client.threads.get(t["thread_id"]))["status"] == "idle"
 
 
-async def test_interrupt_before_and_goto(client) -> None:
+async def test_interrupt_before_and_goto(client: LangGraphClient) -> None:
     t = await client.threads.create()
     await client.runs.wait(t["thread_id"], "chain", input={"n": 0}, interrupt_before=["s5"])
     state = await client.threads.get_state(t["thread_id"])
@@ -286,7 +303,7 @@ async def test_interrupt_before_and_goto(client) -> None:
 
 
 # --- double texting -----------------------------------------------------------------------
-async def test_multitask_reject_and_enqueue(client) -> None:
+async def test_multitask_reject_and_enqueue(client: LangGraphClient) -> None:
     t = await client.threads.create()
     first = await client.runs.create(t["thread_id"], "slow", input={"n": 0, "delay": 0.4})
     with pytest.raises(ConflictError):
@@ -299,7 +316,7 @@ async def test_multitask_reject_and_enqueue(client) -> None:
     assert len(await client.runs.list(t["thread_id"])) == 2
 
 
-async def test_multitask_interrupt_and_rollback(client) -> None:
+async def test_multitask_interrupt_and_rollback(client: LangGraphClient) -> None:
     t = await client.threads.create()
     first = await client.runs.create(t["thread_id"], "slow", input={"n": 0, "delay": 1.0})
     await asyncio.sleep(0.3)
@@ -314,14 +331,16 @@ async def test_multitask_interrupt_and_rollback(client) -> None:
                                       multitask_strategy="rollback")
     assert await client.runs.join(t2["thread_id"], second["run_id"]) == {"n": 13, "delay": 0.01}
     history = await client.threads.get_history(t2["thread_id"], limit=100)
-    assert all(h["metadata"].get("run_id") != first["run_id"] for h in history)
+    assert all(h["metadata"] is not None and h["metadata"].get("run_id") != first["run_id"]
+               for h in history)
 
 
 # --- crons --------------------------------------------------------------------------------
-async def test_crons_fire_and_crud(client) -> None:
+async def test_crons_fire_and_crud(client: LangGraphClient) -> None:
     t = await client.threads.create()
-    cron = await client.crons.create_for_thread(t["thread_id"], "chain", schedule="* * * * *",
-                                                input={"n": 0})
+    # The SDK annotates create_for_thread as returning a Run; the API answers with the cron.
+    cron = cast(Cron, await client.crons.create_for_thread(t["thread_id"], "chain",
+                                                           schedule="* * * * *", input={"n": 0}))
     assert cron["thread_id"] == t["thread_id"] and cron["next_run_date"]
     found = await client.crons.search(thread_id=t["thread_id"])
     assert [c["cron_id"] for c in found] == [cron["cron_id"]]
@@ -365,12 +384,13 @@ def test_sync_client(dev_server: ServerProcess) -> None:
     client.store.put_item(["sync"], "k", {"v": 1})
     assert client.store.get_item(["sync"], "k")["value"] == {"v": 1}
     assert client.assistants.search(graph_id="fanout")[0]["graph_id"] == "fanout"
-    assert client.runs.wait(None, "fanout", input={"items": [1, 2, 3]})["results"] == [2, 4, 6]
+    items: dict[str, Any] = {"items": [1, 2, 3]}
+    assert _values(client.runs.wait(None, "fanout", input=items))["results"] == [2, 4, 6]
 
 
 def test_langgraph_json_env_and_factory(dev_server: ServerProcess) -> None:
     client = get_sync_client(url=dev_server.url)
-    assert client.runs.wait(None, "env", input={})["value"] == "from-langgraph-json"
+    assert _values(client.runs.wait(None, "env", input={}))["value"] == "from-langgraph-json"
     assert client.runs.wait(None, "factory", input={"n": 1}) == {"n": 11}
     # the factory is called per run with the run's config, as LangGraph Platform does
     assert client.runs.wait(None, "factory", input={"n": 1},
@@ -382,7 +402,7 @@ def test_webhook_is_called_on_run_end(dev_server: ServerProcess) -> None:
     import json
     import threading
 
-    received: list[dict] = []
+    received: list[dict[str, Any]] = []
 
     class Hook(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
