@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
+from langchain_protocol import Event
 from langgraph_sdk import get_client, get_sync_client
+from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import NotFoundError
 from langgraph_sdk.stream.transport import ProtocolSseTransport
 
@@ -22,11 +24,12 @@ from processes import ServerProcess
 
 pytestmark = pytest.mark.timeout(120)
 
-TRANSPORTS = ["sse", "websocket"]
+Transport = Literal["sse", "websocket"]
+TRANSPORTS: list[Transport] = ["sse", "websocket"]
 
 
 @pytest.fixture
-def client(dev_server: ServerProcess):
+def client(dev_server: ServerProcess) -> LangGraphClient:
     return get_client(url=dev_server.url)
 
 
@@ -35,7 +38,7 @@ async def _within(awaitable: Any, seconds: float = 30) -> Any:
 
 
 # --- GET /threads/{id}/stream --------------------------------------------------------------
-async def _join(client, thread_id: str, runs: int, started: asyncio.Event | None = None,
+async def _join(client: LangGraphClient, thread_id: str, runs: int, started: asyncio.Event | None = None,
                 **kwargs: Any) -> list[Any]:
     parts = []
     async for part in await client.threads.join_stream(thread_id, **kwargs):
@@ -47,7 +50,7 @@ async def _join(client, thread_id: str, runs: int, started: asyncio.Event | None
     raise AssertionError(f"thread stream ended early: {parts}")
 
 
-async def test_join_stream_follows_every_run_and_resumes_across_runs(client) -> None:
+async def test_join_stream_follows_every_run_and_resumes_across_runs(client: LangGraphClient) -> None:
     tid = (await client.threads.create())["thread_id"]
     started = asyncio.Event()
     joined = asyncio.create_task(_within(_join(client, tid, 2, started)))
@@ -90,7 +93,7 @@ async def test_join_stream_follows_every_run_and_resumes_across_runs(client) -> 
     assert states == [0, 1, 2, 3, *range(100, 111)]
 
 
-async def test_join_stream_of_an_unknown_thread_is_404(client) -> None:
+async def test_join_stream_of_an_unknown_thread_is_404(client: LangGraphClient) -> None:
     with pytest.raises(NotFoundError):
         async for _part in await client.threads.join_stream("no-such-thread"):
             pass
@@ -98,7 +101,7 @@ async def test_join_stream_of_an_unknown_thread_is_404(client) -> None:
 
 # --- v3 protocol: client.threads.stream -----------------------------------------------------
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_v3_messages_and_values_of_a_run(client, transport) -> None:
+async def test_v3_messages_and_values_of_a_run(client: LangGraphClient, transport: Transport) -> None:
     async with client.threads.stream(assistant_id="chat", transport=transport) as thread:
         started = await thread.run.start(
             input={"messages": [{"role": "user", "content": "hello there"}]})
@@ -114,7 +117,7 @@ async def test_v3_messages_and_values_of_a_run(client, transport) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_v3_interrupt_and_respond(client, transport) -> None:
+async def test_v3_interrupt_and_respond(client: LangGraphClient, transport: Transport) -> None:
     async with client.threads.stream(assistant_id="approval", transport=transport) as thread:
         await thread.run.start(input={"request": "post"})
         snapshots = await _within(_collect(thread.values))  # ends at the interrupt
@@ -138,7 +141,7 @@ async def test_v3_interrupt_and_respond(client, transport) -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_v3_sync_client(dev_server: ServerProcess, transport) -> None:
+def test_v3_sync_client(dev_server: ServerProcess, transport: Transport) -> None:
     client = get_sync_client(url=dev_server.url)
     with client.threads.stream(assistant_id="approval", transport=transport) as thread:
         thread.run.start(input={"request": "sync"})
@@ -153,7 +156,7 @@ def test_v3_sync_client(dev_server: ServerProcess, transport) -> None:
         assert thread.output["hops"] == 1
 
 
-async def test_v3_subgraphs_and_custom_events(client) -> None:
+async def test_v3_subgraphs_and_custom_events(client: LangGraphClient) -> None:
     async with client.threads.stream(assistant_id="chat") as thread:
         await thread.run.start(input={"messages": [{"role": "user", "content": "x"}]})
         handles = await _within(_collect(thread.subgraphs))
@@ -167,7 +170,7 @@ async def test_v3_subgraphs_and_custom_events(client) -> None:
         == [({"progress": "thinking"}, 0), ({"inner": "hop"}, 1)]
 
 
-async def test_v3_reattach_to_an_interrupted_thread(client) -> None:
+async def test_v3_reattach_to_an_interrupted_thread(client: LangGraphClient) -> None:
     tid = (await client.threads.create())["thread_id"]
     run = await client.runs.create(tid, "approval", input={"request": "later"})
     await client.runs.join(tid, run["run_id"])
@@ -185,10 +188,10 @@ async def test_v3_reattach_to_an_interrupted_thread(client) -> None:
 
 # --- the wire: seq / since across runs, commands ---------------------------------------------
 async def _events(transport: ProtocolSseTransport, params: dict[str, Any], runs: int
-                  ) -> list[dict[str, Any]]:
+                  ) -> list[Event]:
     handle = transport.open_event_stream(params)
     await _within(handle.ready)
-    events = []
+    events: list[Event] = []
     try:
         async for event in handle.events:
             events.append(event)
@@ -203,7 +206,7 @@ async def _events(transport: ProtocolSseTransport, params: dict[str, Any], runs:
     raise AssertionError(f"event stream ended early: {events}")
 
 
-async def test_v3_seq_and_since_resume_across_runs(client) -> None:
+async def test_v3_seq_and_since_resume_across_runs(client: LangGraphClient) -> None:
     tid = (await client.threads.create())["thread_id"]
     transport = ProtocolSseTransport(client=client.http.client, thread_id=tid)
     applied = []
@@ -244,7 +247,7 @@ async def test_v3_seq_and_since_resume_across_runs(client) -> None:
     await transport.close()
 
 
-async def test_v3_command_errors(client) -> None:
+async def test_v3_command_errors(client: LangGraphClient) -> None:
     tid = (await client.threads.create())["thread_id"]
     transport = ProtocolSseTransport(client=client.http.client, thread_id=tid)
 
