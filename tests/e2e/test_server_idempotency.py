@@ -120,3 +120,18 @@ async def test_concurrent_creates_with_one_key_queue_one_run(client: LangGraphCl
     await client.runs.join(thread_id, made[0]["run_id"])
     if not stateless:
         assert await _runs(client, thread_id) == [made[0]["run_id"]]
+
+
+async def test_a_retried_create_gives_the_thread_the_graph_of_its_run(client: LangGraphClient) -> None:
+    """The process that queued a keyed run can die before it gave the thread the run's graph
+    (state reads use it: tests/chaos/test_idempotent_create.py); the retry finishes that."""
+    t = (await client.threads.create())["thread_id"]
+    key = _key()
+    first = await client.runs.create(t, "chain", input={"n": 0}, headers=key)
+    out = await client.runs.join(t, first["run_id"])
+    await client.threads.update(t, metadata={"graph_id": None})  # as if it died right there
+    assert (await client.threads.get_state(t))["values"] == {}
+    again = await client.runs.create(t, "chain", input={"n": 0}, headers=key)
+    assert again["run_id"] == first["run_id"]
+    assert (await client.threads.get(t))["metadata"]["graph_id"] == "chain"
+    assert (await client.threads.get_state(t))["values"] == out

@@ -1,4 +1,7 @@
-"""Two executions of one thread never interleave: the older one's writes are refused."""
+"""Two executions of one thread never interleave: the older one's writes are refused.
+
+Graph-level cases; the store's fencing rules (claims, stale tokens, batches, run-scoped
+claims) are in tests/checkpoint_contract.py, run on both drivers."""
 
 from __future__ import annotations
 
@@ -12,9 +15,7 @@ from langgraph.graph import START, StateGraph
 
 import treadle
 from treadle.errors import FencedWriteError
-from treadle.run_context import RUN_KEY
-from treadle.store import open_store
-from treadle.store.checkpoints import ClaimThread, PutWrites, WriteRow
+from treadle.store.checkpoints import ClaimThread
 
 
 class S(TypedDict):
@@ -60,44 +61,6 @@ def test_stale_execution_cannot_write(tmp_path: Path) -> None:
     assert other.get_state({"thread_id": "shared"}).values == {"log": ["from-B"]}
     a.close()
     other.close()
-
-
-def test_fenced_op_fails_alone_in_its_batch(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/b.db", linger=0.05)
-    assert store.claim_thread("t", "tok-1") == 1
-    assert store.claim_thread("t", "tok-2") == 2
-
-    def writes(token: str, task: str) -> PutWrites:
-        return PutWrites("t", checkpoint_ns="", checkpoint_id="c1", upsert=False, token=token,
-                         rows=[WriteRow(task_id=task, idx=0, channel="ch", type="json", blob=b"1")])
-
-    # Both lingering writes land in one batch; only the stale one is refused.
-    stale = store.submit(writes("tok-1", "a"))
-    fresh = store.submit(writes("tok-2", "b"))
-    with pytest.raises(FencedWriteError):
-        stale.result(5)
-    assert fresh.result(5) is None
-    # A claim and a write queued behind it in the same batch see the new owner.
-    claim = store.submit(ClaimThread("t", token="tok-3"))
-    late = store.submit(writes("tok-2", "c"))
-    assert claim.result(5) == 3
-    with pytest.raises(FencedWriteError):
-        late.result(5)
-    store.delete_thread("t")  # deleting fences every writer
-    with pytest.raises(FencedWriteError):
-        store.submit(writes("tok-3", "d")).result(5)
-    store.close()
-
-
-def test_unfenced_writes_still_allowed(tmp_path: Path) -> None:
-    """Direct saver use (no token) keeps LangGraph's semantics."""
-    store = open_store(f"sqlite:///{tmp_path}/u.db")
-    store.claim_thread("t", "tok")
-    op = PutWrites("t", checkpoint_ns="", checkpoint_id="c", upsert=False,
-                   rows=[WriteRow(task_id="x", idx=0, channel="ch", type="json", blob=b"1")])
-    assert store.submit(op).result(5) is None
-    assert RUN_KEY.startswith("__")  # excluded from checkpoint metadata by LangGraph
-    store.close()
 
 
 def test_failed_claim_is_reported_not_a_fencing_error(tmp_path: Path) -> None:

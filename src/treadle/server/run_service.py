@@ -94,7 +94,9 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     if key is not None:
         found = await _keyed_run(ctx, key)
         if found is not None:
-            return found, RunSpec.read(found.payload)
+            spec = RunSpec.read(found.payload)
+            await _heal_graph(ctx, found, spec)
+            return found, spec
     assistant = await check_run(ctx, body)
     config = merge_config(assistant.config, body.config)
     check_client_config(config)  # an assistant stored before the check was made
@@ -160,12 +162,32 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     except IdempotencyKeyError as exc:
         raise (key.refused(exc.run_id) if key else InputError(str(exc))) from exc
     if row.run_id != run_id:  # a concurrent request with the same key queued it first
-        return row, RunSpec.read(row.payload)
+        found_spec = RunSpec.read(row.payload)
+        await _heal_graph(ctx, row, found_spec)
+        return row, found_spec
     if regraph:  # once queued (a refused run leaves the thread as it was):
         # the thread's state belongs to this graph from now on (state reads use it).
         await asyncio.to_thread(store.patch_thread, thread_id, metadata={
             "graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id})
     return row, spec
+
+
+async def _heal_graph(ctx: Ctx, run: RunRow, spec: RunSpec | None) -> None:
+    """A retried keyed create finishes what the first one may not have: the process that
+    queued the run can die before it gave the thread the run's graph (state reads use it).
+    Done only while the run is still the thread's newest, so a later run's graph stays."""
+    graph = run.graph_id.removeprefix(REF_PREFIX)
+    if graph == run.graph_id:  # shipped by value: not an API run
+        return
+    thread = await asyncio.to_thread(ctx.store.get_thread, run.thread_id)
+    if thread is None or (thread.metadata or {}).get("graph_id") == graph:
+        return
+    newest = await asyncio.to_thread(ctx.store.list_runs, thread_id=run.thread_id, limit=1)
+    if [r.run_id for r in newest] == [run.run_id]:
+        metadata = {"graph_id": graph}
+        if spec is not None and spec.assistant_id:
+            metadata["assistant_id"] = spec.assistant_id
+        await asyncio.to_thread(ctx.store.patch_thread, run.thread_id, metadata=metadata)
 
 
 async def _keyed_run(ctx: Ctx, key: RunKey) -> RunRow | None:

@@ -14,14 +14,14 @@ __all__ = ["Store", "open_store"]
 
 
 def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | None = None,
-               connect_timeout: float | None = None, settings: Settings | None = None) -> Store:
+               settings: Settings | None = None) -> Store:
     """Open the store at ``url`` (``sqlite:///path`` or ``postgresql://...``).
 
     ``auto_migrate`` None follows ``settings.auto_migrate`` (``TREADLE_AUTO_MIGRATE``):
     apply pending migrations, or (off) refuse a schema missing a pre migration
     (:meth:`Store.check_schema`). True migrates; False opens the store as it is
     (``treadle migrate`` itself). ``linger`` None follows ``settings.write_linger_ms``;
-    a PostgreSQL store connects within ``connect_timeout`` (None: ``settings.connect_timeout``).
+    a PostgreSQL store connects within ``settings.connect_timeout``.
 
     treadle's own callers (``treadle.compile``, the CLI, the server, workers) pass the
     settings they read once; without them (``treadle.open_store(url)`` in a program)
@@ -33,10 +33,8 @@ def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | No
         settings = get_settings()
     if linger is None:
         linger = settings.write_linger_ms / 1000
-    if connect_timeout is None:
-        connect_timeout = settings.connect_timeout
     migrate = settings.auto_migrate if auto_migrate is None else auto_migrate
-    store = Store(connect(url, connect_timeout=connect_timeout), linger=linger)
+    store = Store(connect(url, connect_timeout=settings.connect_timeout), linger=linger)
     try:
         if migrate:
             store.migrate()

@@ -170,7 +170,7 @@ class CheckpointStore:
 
     # --- reads -----------------------------------------------------------------------
     def _read_checkpoints(self, doing: str, where: list[tuple[str, Sequence[Any]]],
-              limit: int | None) -> list[CheckpointRecord]:
+                          limit: int | None) -> list[CheckpointRecord]:
         """The checkpoints meeting the ``where`` fragments (name, params), newest first,
         each with its blobs and pending writes (one query on PostgreSQL)."""
         sql = self.db.sql("checkpoints_select")
@@ -240,8 +240,8 @@ class CheckpointStore:
     def _delete_threads(self, thread_ids: list[str]) -> None:
         if thread_ids:
             self._maintain("deleting threads", ("threads_fence", "threads_delete_writes",
-                                           "threads_delete_blobs", "threads_delete_checkpoints"),
-                      thread_ids)
+                                                "threads_delete_blobs", "threads_delete_checkpoints"),
+                           thread_ids)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints; its epoch rises, fencing a writer still on it."""
@@ -269,4 +269,4 @@ class CheckpointStore:
             self._delete_threads(ids)
         elif ids:
             self._maintain("pruning threads", ("threads_prune_checkpoints", "threads_prune_writes",
-                                          "threads_prune_blobs"), ids)
+                                               "threads_prune_blobs"), ids)

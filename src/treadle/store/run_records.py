@@ -1,7 +1,8 @@
 """The run queue's runs, written once over the connector (:mod:`treadle.store.connector`).
 
 Every method is one short transaction. The queries are the ``run_*`` ones of the "runs"
-section of ``sql/<dialect>.sql``. Two things differ by database and are the connector's:
+section of ``sql/<dialect>.sql``. Two things differ by database and are the connector's
+(its "run queue's hot paths", in ``drivers/sqlite_queue.py`` / ``drivers/postgres_queue.py``):
 queueing a run (:meth:`Connector.enqueue_run`: SQLite decides idempotency and the multitask
 strategy in Python under its write lock, PostgreSQL in one PL/pgSQL call) and finding the
 worker sessions that ended (:meth:`Connector.ended_sessions`: SQLite's are lock files

@@ -20,14 +20,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
-from treadle.errors import (
-    ConfigError,
-    StoreDataError,
-    StoreError,
-    StoreUnavailableError,
-    ThreadBusyError,
-)
+from treadle.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
 from treadle.store.connector import CheckpointRows, Dialect, Params, Row, load_queries, query_text
+from treadle.store.drivers import postgres_queue
 from treadle.store.drivers.postgres_batch import op_json, op_result
 from treadle.store.drivers.postgres_buffers import RETIRE_AFTER, is_big, retire_pooled
 from treadle.store.drivers.postgres_listen import PgListener
@@ -48,9 +43,6 @@ T = TypeVar("T")
 
 #: libpq's connect timeout when neither the URL nor the caller sets one (whole seconds).
 DEFAULT_CONNECT_TIMEOUT = 10.0
-#: The SQLSTATE treadle_enqueue_run raises when multitask ``reject`` refuses a run (the
-#: thread's active run ids, JSON, in its DETAIL).
-ENQUEUE_BUSY_STATE = "TRBSY"
 
 
 def _value(v: Any) -> Any:
@@ -253,7 +245,10 @@ class PostgresConnector:
     def sql(self, name: str) -> str:
         return query_text(self.queries, name)
 
-    def _autocommit(self, doing: str, fn: Callable[[PgTx], T]) -> T:
+    def autocommit(self, doing: str, fn: Callable[[PgTx], T]) -> T:
+        """Run ``fn``'s statements on a pooled connection outside a transaction (each
+        commits on its own)."""
+
         def run(conn: psycopg.Connection[Any]) -> tuple[T, bool]:
             tx = PgTx(conn, self.queries)
             return fn(tx), tx.size
@@ -261,16 +256,16 @@ class PostgresConnector:
         return self.with_conn(doing, run, lambda r: r[1])[0]
 
     def one(self, doing: str, query: str, params: Params = ()) -> Row | None:
-        return self._autocommit(doing, lambda tx: tx.one(query, params))
+        return self.autocommit(doing, lambda tx: tx.one(query, params))
 
     def all(self, doing: str, query: str, params: Params = ()) -> list[Row]:
-        return self._autocommit(doing, lambda tx: tx.all(query, params))
+        return self.autocommit(doing, lambda tx: tx.all(query, params))
 
     def execute(self, doing: str, query: str, params: Params = ()) -> int:
-        return self._autocommit(doing, lambda tx: tx.execute(query, params))
+        return self.autocommit(doing, lambda tx: tx.execute(query, params))
 
     def write(self, doing: str, query: str, params: Params = ()) -> list[Row]:
-        return self._autocommit(doing, lambda tx: tx.all(query, params))
+        return self.autocommit(doing, lambda tx: tx.all(query, params))
 
     def transact(self, doing: str, fn: Callable[[PgTx], T]) -> T:
         """Run ``fn`` in one transaction; its result once committed."""
@@ -351,27 +346,12 @@ class PostgresConnector:
         sent, self._writer_sent = self._writer_sent, 0
         return sent >= RETIRE_AFTER
 
-    # --- the run queue's hot paths ---------------------------------------------------
+    # --- the run queue's hot paths (drivers/postgres_queue.py) ------------------------
     def enqueue_run(self, doing: str, params: Mapping[str, Any]) -> Row:
-        """One call of ``treadle_enqueue_run`` (under the thread's row lock and, with a
-        key, an advisory lock on it); its SQLSTATE TRBSY becomes ThreadBusyError."""
-
-        def enqueue(tx: PgTx) -> Row:
-            try:
-                row = tx.one("run_enqueue", params)
-            except psycopg.Error as exc:
-                if exc.sqlstate != ENQUEUE_BUSY_STATE:
-                    raise
-                active = json.loads(exc.diag.message_detail or "[]")
-                raise ThreadBusyError(params["thread_id"], [str(a) for a in active]) from None
-            assert row is not None  # the function returns the run
-            return row
-
-        return self._autocommit(doing, enqueue)
+        return postgres_queue.enqueue_run(self, doing, params)
 
     def ended_sessions(self) -> list[int]:
-        """None found here: the sweep queries read ``pg_locks`` themselves."""
-        return []
+        return postgres_queue.ended_sessions(self)
 
     def worker_session(self, key: int) -> PgWorkerSession:
-        return PgWorkerSession(self.connect, key)
+        return postgres_queue.worker_session(self, key)

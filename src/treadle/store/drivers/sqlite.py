@@ -22,16 +22,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from treadle.errors import (
-    ConfigError,
-    StoreDataError,
-    StoreError,
-    StoreUnavailableError,
-    ThreadBusyError,
-)
+from treadle.errors import ConfigError, StoreDataError, StoreError, StoreUnavailableError
 from treadle.store.connector import CheckpointRows, Dialect, Params, Row, load_queries, query_text
+from treadle.store.drivers import sqlite_queue
 from treadle.store.drivers.sqlite_batch import apply_ops
-from treadle.store.drivers.sqlite_session import SqliteWorkerSession, dead_sessions, sessions_folder
+from treadle.store.drivers.sqlite_session import SqliteWorkerSession
 from treadle.store.urls import redact
 
 __all__ = ["SqliteConnector", "SqliteTx", "is_data_error", "sqlite_path"]
@@ -310,7 +305,7 @@ class SqliteConnector:
 
     def apply_batch(self, conn: sqlite3.Connection, ops: list[Any]) -> list[Any]:
         with self.begin("writing", conn):
-            return apply_ops(conn, self.queries, ops)
+            return apply_ops(SqliteTx(conn, self.queries), ops)
 
     def close_writer(self, conn: sqlite3.Connection) -> None:
         conn.close()
@@ -320,33 +315,12 @@ class SqliteConnector:
 
     def retire(self, conn: sqlite3.Connection) -> bool:
         return False
-    # --- the run queue's hot paths ---------------------------------------------------
+    # --- the run queue's hot paths (drivers/sqlite_queue.py) --------------------------
     def enqueue_run(self, doing: str, params: Mapping[str, Any]) -> Row:
-        """Under the write lock (``BEGIN IMMEDIATE``), so nothing changes in between: the
-        idempotency key's run if there is one; else the multitask decision, then the insert."""
-
-        def enqueue(tx: SqliteTx) -> Row:
-            if params["idempotency_key"] is not None:
-                found = tx.one("run_by_key", params)
-                if found is not None:
-                    return found
-            active = tx.all("run_active", params)
-            if active and params["multitask"] == "reject":
-                raise ThreadBusyError(params["thread_id"], [r[0] for r in active])
-            if active and params["multitask"] in ("interrupt", "rollback"):
-                tx.execute("run_stop_pending", params)
-                tx.execute("run_stop_running", params)
-            row = tx.one("run_enqueue", params)
-            assert row is not None  # INSERT ... RETURNING
-            return row
-
-        return self.transact(doing, enqueue)
+        return sqlite_queue.enqueue_run(self, doing, params)
 
     def ended_sessions(self) -> list[int]:
-        """Session keys of running claims whose process is gone: nobody holds the ``flock``
-        on their file beside the database (:mod:`~treadle.store.sqlite_session`)."""
-        keys = [r[0] for r in self.all("reading worker locks", "run_session_keys")]
-        return dead_sessions(sessions_folder(self.path), keys)
+        return sqlite_queue.ended_sessions(self)
 
     def worker_session(self, key: int) -> SqliteWorkerSession:
-        return SqliteWorkerSession(sessions_folder(self.path), key)
+        return sqlite_queue.worker_session(self, key)

@@ -242,24 +242,6 @@ FROM treadle_enqueue_run(
     %(max_attempts)s::integer, %(timeout_s)s::float8, %(stream)s::boolean, %(metadata)s::text,
     %(multitask)s::text, %(idempotency_key)s::text, %(request_hash)s::text) AS r;
 
--- name: run_active
--- The thread's active runs, oldest first (SQLite's enqueue_run; treadle_enqueue_run
--- decides here).
-SELECT run_id, status FROM treadle_runs
-WHERE thread_id = %(thread_id)s AND status IN ('pending', 'running') ORDER BY seq;
-
--- name: run_stop_pending
--- multitask interrupt / rollback (SQLite's enqueue_run; treadle_enqueue_run does it here).
-UPDATE treadle_runs SET
-    status = CASE %(multitask)s::text WHEN 'interrupt' THEN 'interrupted' ELSE 'cancelled' END,
-    cancel = %(multitask)s, ended_at = clock_timestamp()
-WHERE thread_id = %(thread_id)s AND status = 'pending';
-
--- name: run_stop_running
--- multitask interrupt / rollback (SQLite's enqueue_run; treadle_enqueue_run does it here).
-UPDATE treadle_runs SET cancel = %(multitask)s
-WHERE thread_id = %(thread_id)s AND status = 'running';
-
 -- name: run_by_key
 -- The run created under an idempotency key, its request hash first.
 SELECT r.request_hash, r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt,
@@ -406,12 +388,6 @@ SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status
     extract(epoch FROM clock_timestamp()
         - min(created_at) FILTER (WHERE status = 'pending'))::float8
 FROM treadle_runs WHERE status IN ('pending', 'running');
-
--- name: run_session_keys
--- The worker-session keys of running claims (SQLite's ended_sessions; run_sweep checks
--- the sessions here itself, in pg_locks).
-SELECT worker_lock FROM treadle_runs WHERE status = 'running' AND worker_lock IS NOT NULL
-UNION SELECT worker_lock FROM treadle_tasks WHERE status = 'running' AND worker_lock IS NOT NULL;
 
 -- name: run_sweep
 -- Lost claims: an expired lease or, with %(check_sessions)s, a claimer's session lock

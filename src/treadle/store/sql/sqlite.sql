@@ -187,34 +187,31 @@ SELECT epoch, owner FROM treadle_threads WHERE thread_id = ?;
 -- A cluster run's thread claim is refused unless the run still runs under its epoch.
 SELECT 1 FROM treadle_runs WHERE run_id = ? AND status = 'running' AND epoch = ?;
 
--- Batch inserts: a head ending in VALUES, completed with one "(?, ...)" group per row.
--- One statement per batch matters: Python's sqlite3 releases and re-takes the GIL around
--- every row of an executemany, and under a busy event loop each re-take can wait a whole
--- switch interval (measured: 400 rows, 407 ms vs 25 ms).
+-- Batch inserts: Tx.many sends them as multi-row statements (one per 500 rows).
 
 -- name: sqlite_touch_threads
 -- Only create a missing row; updated_at is stamped by each claim (one per execution).
-INSERT OR IGNORE INTO treadle_threads (thread_id, epoch) VALUES;
+INSERT OR IGNORE INTO treadle_threads (thread_id, epoch) VALUES (?, ?);
 
 -- name: sqlite_put_checkpoints
 INSERT OR REPLACE INTO treadle_checkpoints
     (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, run_id, type, checkpoint,
      channel_versions, metadata_type, metadata_blob, metadata)
-VALUES;
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: sqlite_put_blobs
 INSERT OR IGNORE INTO treadle_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-VALUES;
+VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: sqlite_put_writes_keep
 INSERT OR IGNORE INTO treadle_writes
     (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
-VALUES;
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: sqlite_put_writes_replace
 INSERT OR REPLACE INTO treadle_writes
     (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path)
-VALUES;
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 
 -- ==== runs ===================================================================
@@ -235,19 +232,20 @@ RETURNING request_hash, run_id, thread_id, graph_id, payload, status, attempt, m
     epoch, worker, lease_expires_at, timeout_s, stream, cancel, metadata, result, error,
     created_at, started_at, ended_at, lost_count;
 
--- name: run_active
--- The thread's active runs, oldest first (the multitask decision of enqueue_run).
+-- name: sqlite_run_active
+-- The thread's active runs, oldest first (the multitask decision of enqueue_run,
+-- drivers/sqlite_queue.py; PostgreSQL takes it in treadle_enqueue_run).
 SELECT run_id, status FROM treadle_runs
 WHERE thread_id = :thread_id AND status IN ('pending', 'running') ORDER BY seq;
 
--- name: run_stop_pending
+-- name: sqlite_run_stop_pending
 -- multitask interrupt / rollback: the thread's pending runs end at once (CANCEL_STATUS).
 UPDATE treadle_runs SET
     status = CASE :multitask WHEN 'interrupt' THEN 'interrupted' ELSE 'cancelled' END,
     cancel = :multitask, ended_at = ((julianday('now') - 2440587.5) * 86400.0)
 WHERE thread_id = :thread_id AND status = 'pending';
 
--- name: run_stop_running
+-- name: sqlite_run_stop_running
 -- multitask interrupt / rollback: the thread's running run is asked to stop.
 UPDATE treadle_runs SET cancel = :multitask WHERE thread_id = :thread_id AND status = 'running';
 
@@ -367,9 +365,9 @@ SELECT count(CASE WHEN status = 'pending' THEN 1 END),
         - min(CASE WHEN status = 'pending' THEN created_at END)
 FROM treadle_runs WHERE status IN ('pending', 'running');
 
--- name: run_session_keys
+-- name: sqlite_run_session_keys
 -- The worker-session keys of running claims (the driver checks which sessions ended:
--- drivers/sqlite.py, ended_sessions).
+-- drivers/sqlite_queue.py, ended_sessions).
 SELECT worker_lock FROM treadle_runs WHERE status = 'running' AND worker_lock IS NOT NULL
 UNION SELECT worker_lock FROM treadle_tasks WHERE status = 'running' AND worker_lock IS NOT NULL;
 
