@@ -28,6 +28,7 @@ from langgraph.store.base import (
     BaseStore,
     GetOp,
     InvalidNamespaceError,
+    Item,
     ListNamespacesOp,
     MatchCondition,
     PutOp,
@@ -37,6 +38,7 @@ from langgraph.store.base import (
 from treadle.errors import InputError, StoreDataError
 from treadle.store.base import Store
 from treadle.store.items import (
+    ItemRow,
     ItemSearch,
     ItemWrite,
     NamespaceMatch,
@@ -49,8 +51,29 @@ SHORT_TTL = 0.005  # minutes: 300 ms
 EXPIRE = 0.6  # seconds: sleep this long to see SHORT_TTL expire
 
 
-def keys(items: list[Any]) -> list[str]:
+def keys(items: object) -> list[str]:
+    """The keys of a list of items (a search's answer, or a batch's result for one)."""
+    assert isinstance(items, list)
     return [i.key for i in items]
+
+
+def as_item(result: object) -> Item:
+    """A batch's result for a get that found its item."""
+    assert isinstance(result, Item)
+    return result
+
+
+def value_of(memory: BaseStore, namespace: tuple[str, ...], key: str) -> dict[str, Any]:
+    """The value of the item at ``namespace``/``key`` (which must be there)."""
+    item = memory.get(namespace, key)
+    assert item is not None
+    return item.value
+
+
+def expiry(row: ItemRow | None) -> float:
+    """When ``row`` expires (it must be there, with a TTL)."""
+    assert row is not None and row.expires_at is not None
+    return row.expires_at
 
 
 def tick() -> None:
@@ -113,7 +136,7 @@ class MemoryContract:
         memory.put(("50%_off",), "k/with:odd chars", {"v": 2})
         item = memory.get(odd, "k/with:odd chars")
         assert item is not None and item.namespace == odd and item.value == {"v": 1}
-        assert memory.get(("50%_off",), "k/with:odd chars").value == {"v": 2}
+        assert value_of(memory, ("50%_off",), "k/with:odd chars") == {"v": 2}
         assert memory.get(("50X_off", "*", "ünï", "a b"), "k/with:odd chars") is None
 
     # --- validation ---------------------------------------------------------------------
@@ -168,7 +191,7 @@ class MemoryContract:
             GetOp(("a",), "1"),
         ])
         assert len(results) == 6
-        assert results[0].value == {"v": 1}
+        assert as_item(results[0]).value == {"v": 1}
         assert keys(results[1]) == ["2"]
         assert results[2] is None
         assert results[3] == [("a",), ("b",)]
@@ -183,9 +206,9 @@ class MemoryContract:
             PutOp(("n",), "fresh", {"v": 1}),
             SearchOp(("n",)),
         ])
-        assert results[1].value == {"v": "old"}
+        assert as_item(results[1]).value == {"v": "old"}
         assert keys(results[3]) == ["k"]
-        assert memory.get(("n",), "k").value == {"v": "new"}
+        assert value_of(memory, ("n",), "k") == {"v": "new"}
         assert memory.get(("n",), "fresh") is not None
 
     def test_the_last_write_of_an_item_in_a_batch_wins(self, memory: TreadleStore) -> None:
@@ -198,9 +221,9 @@ class MemoryContract:
             PutOp(("n",), "deleted-then-put", None),
             PutOp(("n",), "deleted-then-put", {"v": 3}),
         ])
-        assert memory.get(("n",), "k").value == {"v": 2}
+        assert value_of(memory, ("n",), "k") == {"v": 2}
         assert memory.get(("n",), "put-then-deleted") is None
-        assert memory.get(("n",), "deleted-then-put").value == {"v": 3}
+        assert value_of(memory, ("n",), "deleted-then-put") == {"v": 3}
 
     def test_a_batch_with_a_bad_op_writes_nothing(self, memory: TreadleStore) -> None:
         with pytest.raises(InputError):
@@ -216,7 +239,7 @@ class MemoryContract:
         memory.batch([PutOp(("bulk", str(i % 7)), f"k{i}", {"i": i}) for i in range(500)])
         assert len(memory.search(("bulk",), limit=1000)) == 500
         got = memory.batch([GetOp(("bulk", str(i % 7)), f"k{i}") for i in range(500)])
-        assert [g.value["i"] for g in got] == list(range(500))
+        assert [as_item(g).value["i"] for g in got] == list(range(500))
         memory.batch([PutOp(("bulk", str(i % 7)), f"k{i}", None) for i in range(0, 500, 2)])
         assert len(memory.search(("bulk",), limit=1000)) == 250
 
@@ -352,7 +375,7 @@ class MemoryContract:
     def test_numbers_beyond_64_bits(self, memory: TreadleStore) -> None:
         memory.put(("big",), "huge", {"n": 10**30})
         memory.put(("big",), "small", {"n": -5})
-        assert memory.get(("big",), "huge").value == {"n": 10**30}
+        assert value_of(memory, ("big",), "huge") == {"n": 10**30}
         assert keys(memory.search(("big",), filter={"n": {"$gt": 10**20}})) == ["huge"]
         assert keys(memory.search(("big",), filter={"n": {"$lt": -(10**20)}})) == []
         assert keys(memory.search(("big",), filter={"n": 10**30})) == ["huge"]
@@ -474,12 +497,12 @@ class MemoryContract:
         assert same is not None and same.expires_at == start
         memory.get(("t",), "k")  # refresh_ttl defaults to True
         (after_get,) = store.get_items([(("t",), "k")], refresh_ttl=False)
-        assert after_get is not None and after_get.expires_at > start
+        assert expiry(after_get) > start
         time.sleep(0.05)
         memory.search(("t",))
         (after_search,) = store.get_items([(("t",), "k")], refresh_ttl=False)
         assert after_search is not None
-        assert after_search.expires_at > after_get.expires_at
+        assert expiry(after_search) > expiry(after_get)
         assert after_search.updated_at == row.updated_at  # a refresh is not an update
 
     def test_a_refreshing_read_keeps_an_item_alive(self, memory: TreadleStore) -> None:
@@ -521,7 +544,7 @@ class MemoryContract:
         assert same is not None and same.expires_at == row.expires_at
         memory.get(("t",), "k", refresh_ttl=True)
         (later,) = store.get_items([(("t",), "k")], refresh_ttl=False)
-        assert later is not None and later.expires_at > row.expires_at
+        assert expiry(later) > expiry(row)
 
     # --- the item store itself ----------------------------------------------------------------------
     def test_get_items_answers_in_the_order_asked(self, store: Store) -> None:

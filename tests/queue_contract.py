@@ -34,6 +34,7 @@ from treadle.store.queue import (
     TaskRow,
     WorkerInfo,
 )
+from treadle.store.thread_records import Thread
 
 TTL = 0.05  # a lease that expires during the test
 LONG = 60.0  # a lease that does not
@@ -74,6 +75,12 @@ def status(store: Store, run_id: str) -> str:
     row = store.get_run(run_id)
     assert row is not None
     return row.status
+
+
+def thread_record(store: Store, thread_id: str) -> Thread:
+    thread = store.get_thread(thread_id)
+    assert thread is not None
+    return thread
 
 
 class QueueContract:
@@ -728,13 +735,13 @@ class QueueContract:
 
         store.ensure_thread("t")
         r = running(store, "r1", "t")
-        assert store.get_thread("t").status == "busy"
+        assert thread_record(store, "t").status == "busy"
         stale = ThreadUpdate("t", "error", error="from a stale epoch")
         assert not store.finish_run("r1", r.epoch + 1, "error", thread=stale)
-        assert store.get_thread("t").status == "busy"  # a refused finish writes nothing
+        assert thread_record(store, "t").status == "busy"  # a refused finish writes nothing
         done = ThreadUpdate("t", "interrupted", values={"n": 1}, interrupts={"task": [{"v": 1}]})
         assert store.finish_run("r1", r.epoch, "interrupted", thread=done)
-        t = store.get_thread("t")
+        t = thread_record(store, "t")
         assert (t.status, t.values, t.interrupts) == ("interrupted", {"n": 1}, {"task": [{"v": 1}]})
         running(store, "r2", "no-record")  # a thread without a record: nothing to update
         assert store.get_thread("no-record") is None
@@ -743,10 +750,10 @@ class QueueContract:
         store.ensure_thread("t")
         store.enqueue_run(new_run("r1", "t", max_attempts=1))
         assert claim(store, ttl=TTL) is not None
-        assert store.get_thread("t").status == "busy"
+        assert thread_record(store, "t").status == "busy"
         time.sleep(EXPIRE)
         assert store.sweep(1) == [("r1", "error")]
-        assert store.get_thread("t").status == "error"
+        assert thread_record(store, "t").status == "error"
 
     def test_purge_events_keeps_recent_and_active_runs(self, store: Store) -> None:
         done = running(store, "r1")

@@ -133,5 +133,6 @@ async def test_a_retried_create_gives_the_thread_the_graph_of_its_run(client: La
     assert (await client.threads.get_state(t))["values"] == {}
     again = await client.runs.create(t, "chain", input={"n": 0}, headers=key)
     assert again["run_id"] == first["run_id"]
-    assert (await client.threads.get(t))["metadata"]["graph_id"] == "chain"
+    metadata = (await client.threads.get(t))["metadata"]
+    assert metadata is not None and metadata["graph_id"] == "chain"
     assert (await client.threads.get_state(t))["values"] == out

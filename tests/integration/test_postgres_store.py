@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, LiteralString, TypedDict
 
 import psycopg
 import pytest
@@ -38,6 +38,7 @@ from treadle.store.checkpoints import (
     PutWrites,
     WriteRow,
 )
+from treadle.store.drivers.postgres import PostgresConnector
 from treadle.store.migrate import load_migrations
 
 pytestmark = pytest.mark.postgres
@@ -46,6 +47,12 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 # --- helpers -----------------------------------------------------------------------
+
+
+def _scalar(conn: psycopg.Connection[Any], sql: LiteralString) -> Any:
+    row = conn.execute(sql).fetchone()
+    assert row is not None
+    return row[0]
 
 
 def _checkpoint(thread_id: str, checkpoint_id: str, *, token: str | None = None,
@@ -98,10 +105,11 @@ def _writer_held(store: Store, url: str) -> Iterator[None]:
         gate = store.submit(_writes("gate", "g", "gate-task", token="gate-token"))
         with psycopg.connect(url, autocommit=True) as watcher:
             deadline = time.monotonic() + 30
-            while not watcher.execute(
+            while not _scalar(
+                watcher,
                 "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            ).fetchone()[0]:
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            ):
                 assert time.monotonic() < deadline, "the writer never reached the gate lock"
                 time.sleep(0.01)
         yield
@@ -144,7 +152,7 @@ def test_stale_graph_execution_cannot_write(pg_url: str) -> None:
 
     started, release = threading.Event(), threading.Event()
 
-    def slow(s: S) -> dict:
+    def slow(state: S) -> dict[str, Any]:
         started.set()
         release.wait(10)
         return {"log": ["from-A"]}
@@ -262,10 +270,11 @@ def test_writer_and_readers_reconnect_after_the_server_drops_them(pg_store: Stor
     store.submit(_checkpoint("t", "c1", token="tok")).result(10)
     assert store.get_checkpoint("t", "", None) is not None
     with psycopg.connect(pg_url, autocommit=True) as admin:
-        killed = admin.execute(
+        killed = _scalar(
+            admin,
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchone()[0]
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
     assert killed >= 2  # the writer and at least one pooled reader
     store.submit(_checkpoint("t", "c2", token="tok")).result(10)
     latest = store.get_checkpoint("t", "", None)
@@ -280,6 +289,7 @@ def test_pool_options_are_read_from_the_url_and_stripped(pg_url: str) -> None:
     store = open_store(f"{pg_url}{sep}pool_max=3&pool_min=1&application_name=treadle-test",
                        auto_migrate=True)
     try:
+        assert isinstance(store.db, PostgresConnector)
         assert store.db.pool is not None and store.db.pool.max_size == 3
         store.thread_epoch("t")  # a read through the pool
         with psycopg.connect(pg_url, autocommit=True) as admin:
@@ -407,7 +417,8 @@ def test_refused_connection_is_store_unavailable() -> None:
     assert isinstance(info.value.__cause__, psycopg.Error)
 
 
-def test_silent_server_is_store_unavailable_after_the_connect_timeout(monkeypatch) -> None:
+def test_silent_server_is_store_unavailable_after_the_connect_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TREADLE_CONNECT_TIMEOUT", "2")
     with socket.socket() as silent:  # accepts TCP connections, never answers
         silent.bind(("127.0.0.1", 0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -479,9 +479,15 @@ def test_graphs_by_value(pg_store: Store) -> None:
 # --- LISTEN / NOTIFY -----------------------------------------------------------------------
 
 
+def _listen(store: Store, channels: Sequence[str]) -> PgListener:
+    lst = store.listener(channels)
+    assert isinstance(lst, PgListener)
+    return lst
+
+
 @pytest.fixture
 def listener(pg_store: Store) -> Iterator[PgListener]:
-    lst = pg_store.listener(CHANNELS)
+    lst = _listen(pg_store, CHANNELS)
     try:
         yield lst
     finally:
@@ -544,7 +550,7 @@ def test_listener_drains_a_burst_in_one_wait(pg_store: Store, listener: PgListen
 
 
 def test_listener_only_hears_its_channels(pg_store: Store) -> None:
-    with pg_store.listener([CHANNEL_RUN_DONE]) as lst:
+    with _listen(pg_store, [CHANNEL_RUN_DONE]) as lst:
         pg_store.enqueue_run(_run("r1"))
         assert lst.wait(0.3) == []
         pg_store.cancel_run("r1")
@@ -606,7 +612,7 @@ def test_listener_reconnect_failure_sleeps_and_returns_nothing(pg_url: str, pg_s
 
 
 def test_closed_listener_returns_nothing(pg_store: Store) -> None:
-    lst = pg_store.listener([CHANNEL_RUNS])
+    lst = _listen(pg_store, [CHANNEL_RUNS])
     lst.close()
     lst.close()
     pg_store.enqueue_run(_run("r1"))
@@ -614,7 +620,7 @@ def test_closed_listener_returns_nothing(pg_store: Store) -> None:
 
 
 def test_close_from_another_thread_ends_the_wait(pg_store: Store) -> None:
-    lst = pg_store.listener([CHANNEL_RUNS])
+    lst = _listen(pg_store, [CHANNEL_RUNS])
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(lst.wait, 1.0)
         time.sleep(0.1)

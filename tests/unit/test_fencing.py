@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import operator
 import threading
-from typing import Annotated, TypedDict
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
 
 import pytest
 from langgraph.graph import START, StateGraph
@@ -21,11 +22,11 @@ class S(TypedDict):
     log: Annotated[list[str], operator.add]
 
 
-def test_stale_execution_cannot_write(tmp_path):
+def test_stale_execution_cannot_write(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/f.db"
     started, release = threading.Event(), threading.Event()
 
-    def slow(s: S) -> dict:
+    def slow(state: S) -> dict[str, Any]:
         started.set()
         release.wait(10)
         return {"log": ["from-A"]}
@@ -62,7 +63,7 @@ def test_stale_execution_cannot_write(tmp_path):
     other.close()
 
 
-def test_failed_claim_is_reported_not_a_fencing_error(tmp_path):
+def test_failed_claim_is_reported_not_a_fencing_error(tmp_path: Path) -> None:
     """If the claim itself cannot commit, the run fails with that cause."""
     from treadle.errors import StoreError
 
@@ -72,7 +73,7 @@ def test_failed_claim_is_reported_not_a_fencing_error(tmp_path):
     g = treadle.compile(b, store=f"sqlite:///{tmp_path}/c.db")
     real_apply = g.backend._committer._apply
 
-    def failing_claims(conn, ops):
+    def failing_claims(conn: Any, ops: list[Any]) -> list[Any]:
         if any(isinstance(op, ClaimThread) for op in ops):
             raise StoreError("disk full (simulated)")
         return real_apply(conn, ops)
