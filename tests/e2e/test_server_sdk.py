@@ -105,7 +105,7 @@ async def test_thread_crud_copy_prune(client: LangGraphClient) -> None:
         == [t["thread_id"]]
     assert await client.threads.count(metadata={"tag": tag}) == 1
     # The SDK annotates copy as returning None; it returns the API's answer, the new thread.
-    copy = cast(Thread, await client.threads.copy(t["thread_id"]))  # type: ignore[func-returns-value]
+    copy = cast(Thread, await client.threads.copy(t["thread_id"]))
     assert (await client.threads.get_state(copy["thread_id"]))["values"] == {"n": 10}
     assert (await client.threads.prune([copy["thread_id"]]))["pruned_count"] == 1
     with pytest.raises(NotFoundError):
