@@ -18,7 +18,7 @@ here, and the logic calls that method.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -206,7 +206,3 @@ def query_text(queries: Mapping[str, str], query: str) -> str:
         return queries[query]
     except KeyError:
         raise KeyError(f"no query named {query!r}") from None
-
-
-def iter_names(dialect: Dialect) -> Iterator[str]:
-    yield from load_queries(dialect)

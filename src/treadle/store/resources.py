@@ -19,27 +19,11 @@ Filters
 
 from __future__ import annotations
 
-from treadle.store.assistant_records import ASSISTANT_SORT, Assistant, AssistantStore
-from treadle.store.cron_records import CRON_SORT, Cron, CronStore
-from treadle.store.records import IF_EXISTS, SORT_ORDERS, UNSET, Unset, check_choice
-from treadle.store.thread_records import THREAD_SORT, THREAD_STATUSES, Thread, ThreadStore, ThreadUpdate
+from treadle.store.assistant_records import AssistantStore
+from treadle.store.cron_records import CronStore
+from treadle.store.thread_records import ThreadStore
 
-__all__ = [
-    "ASSISTANT_SORT",
-    "CRON_SORT",
-    "IF_EXISTS",
-    "SORT_ORDERS",
-    "THREAD_SORT",
-    "THREAD_STATUSES",
-    "UNSET",
-    "Assistant",
-    "Cron",
-    "ResourceStore",
-    "Thread",
-    "ThreadUpdate",
-    "Unset",
-    "check_choice",
-]
+__all__ = ["ResourceStore"]
 
 
 class ResourceStore(AssistantStore, ThreadStore, CronStore):
