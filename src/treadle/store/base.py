@@ -1,8 +1,8 @@
 """The store: one database (SQLite embedded, PostgreSQL for clusters) holding treadle's
 durable state — checkpoints (:mod:`~treadle.store.checkpoints`), the run queue
-(:class:`~treadle.store.queue.RunQueue`), the API resources
-(:class:`~treadle.store.resources.ResourceStore`) and memory items — written once over a
-connector (:mod:`~treadle.store.connector`).
+(:mod:`~treadle.store.run_records`, :mod:`~treadle.store.task_records`), the API resources
+(:mod:`~treadle.store.resources`) and memory items (:mod:`~treadle.store.items`) — each
+written once over a connector (:mod:`~treadle.store.connector`).
 
 A store is synchronous; the checkpointer gives it async twins. Every checkpoint write goes
 through the store's one :class:`~treadle.store.writer.GroupCommitter`, so concurrent
