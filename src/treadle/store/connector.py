@@ -10,9 +10,10 @@ Queries are named: each dialect's SQL lives in one file (``sql/sqlite.sql``,
 (``?``/``:name`` for SQLite, ``%s``/``%(name)s`` for PostgreSQL). Both files define the same
 names, and a query takes the same parameters in both (a test checks the names). A driver
 adapts parameter values to its database (SQLite: lists and dicts as JSON text, booleans as
-integers). Where a hot path needs a form only one database can give (the batch apply of the
-group committer, claiming and queueing runs), the driver provides it as one named method
-here, and the logic calls that method.
+integers). Where a hot path needs a form only one database can give (the group committer's
+batch apply, reading checkpoints with their blobs and writes, queueing a run, worker
+sessions), each driver provides it as one named method here, and the logic calls that
+method.
 """
 
 from __future__ import annotations
