@@ -55,7 +55,7 @@ class PgWorkerSession(WorkerSession):
             conn = self._conn
             if conn is not None:
                 try:
-                    conn.execute(load_queries("postgres")["postgres_session_ping"])  # also keeps an idle_session_timeout away
+                    conn.execute(_sql("postgres_session_ping"))  # also keeps an idle_session_timeout away
                     return True
                 except psycopg.Error as exc:
                     log.warning("worker session lost (%s); taking the lock again",
@@ -101,9 +101,14 @@ def _take(conn: psycopg.Connection[Any], key: int) -> bool | None:
     """Try to take the session lock ``key`` on ``conn``: taken, held by another session
     (False), or the connection failed (None; it is closed)."""
     try:
-        row = conn.execute(load_queries("postgres")["postgres_take_session_lock"], (key,)).fetchone()
+        row = conn.execute(_sql("postgres_take_session_lock"), (key,)).fetchone()
     except psycopg.Error as exc:
         log.warning("taking the worker session lock failed (%s)", one_line(exc))
         conn.close()
         return None
     return bool(row and row[0])
+
+
+def _sql(name: str) -> str:
+    """A statement of the PostgreSQL query file (sql/postgres.sql)."""
+    return load_queries("postgres")[name]
