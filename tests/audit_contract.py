@@ -209,8 +209,8 @@ class AuditContract:
         records = store.list_audit()
         assert [r.resource_id for r in records] == [f"th-{i}" for i in range(1, 21)]
         lines = [r for r in caplog.records if r.name == "treadle.audit"]
-        assert [getattr(r, "audit")["seq"] for r in lines] == list(range(1, 21))
-        assert getattr(lines[0], "audit") == records[0].to_json()
+        assert [r.__dict__["audit"]["seq"] for r in lines] == list(range(1, 21))
+        assert lines[0].__dict__["audit"] == records[0].to_json()
         assert lines[0].getMessage() == "threads.create threads/th-1 200"
 
     def test_close_stores_what_is_queued(self, store: Store) -> None:

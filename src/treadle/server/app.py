@@ -104,7 +104,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     app.include_router(assistants.router)
     app.include_router(threads.router)
     app.include_router(runs.router)
-    for optional in ("store", "crons", "thread_stream"):
+    for optional in ("store", "crons", "thread_stream", "audit"):
         try:
             module = __import__(f"treadle.server.routes.{optional}", fromlist=["router"])
         except ImportError:

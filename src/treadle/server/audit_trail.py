@@ -75,7 +75,7 @@ def _store_item_id(body: Any) -> str | None:
     labels = body.get("namespace")
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         return None
-    return ".".join(labels) + "/" + body["key"]
+    return ".".join(labels) + "/" + str(body["key"])
 
 
 def _record(scope: Scope, entry: AuditEntry) -> None:
