@@ -11,7 +11,7 @@ from treadle.cli._app import app
 from treadle.cli._output import _JSON_OPTION, _STORE_OPTION, _open_existing, _print_json_line, _stdout
 
 audit_app = typer.Typer(
-    name="audit", help="Read and verify the audit log (every mutating API call and run event).",
+    name="audit", help="Read and verify the audit log of API calls and runs.",
     no_args_is_help=True, pretty_exceptions_enable=False,
 )
 app.add_typer(audit_app, name="audit")
@@ -61,7 +61,7 @@ def audit_list(
     out.print(table)
 
 
-@audit_app.command("verify")
+@audit_app.command("verify", short_help="Walk the hash chain; exit 1 if it is broken.")
 def audit_verify(
     store: str | None = _STORE_OPTION,
     json_output: bool = _JSON_OPTION,
