@@ -49,8 +49,14 @@ async def _session(url: str) -> list[tuple[str, str | None, str | None, str]]:
     await client.threads.get(tid)
     out = await client.runs.wait(tid, aid, input={"n": 0})
     assert isinstance(out, dict) and out["n"] == 10
-    (done,) = await client.runs.list(tid)
+    (done,) = await client.runs.list(tid)  # a GET: not recorded
     expect.append(("runs.create", "runs", done["run_id"], "200"))
+    streamed = None
+    async for part in client.runs.stream(tid, aid, input={"n": 0}):
+        if part.event == "metadata":
+            streamed = part.data["run_id"]
+    assert isinstance(streamed, str)
+    expect.append(("runs.create", "runs", streamed, "200"))
     await client.threads.get_history(tid)  # a POST that reads
     await client.threads.update_state(tid, {"n": 100})
     expect.append(("threads.update_state", "threads", tid, "200"))
@@ -101,11 +107,13 @@ def test_a_session_is_audited_and_tampering_is_found(start_server: StartServer,
     assert len({r["request_id"] for r in calls}) == len(calls)
     assert "swordfish" not in json.dumps(records)
 
-    done_id, slow_id = expect[3][2], expect[6][2]
+    created = [e[2] for e in expect if e[0] == "runs.create"]
+    done_id, streamed_id, slow_id = created
     runs = [(r["action"], r["resource_id"], r["outcome"]) for r in records
             if r["action"] in RUN_EVENTS]
     assert ("runs.started", done_id, "running") in runs
     assert ("runs.succeeded", done_id, "success") in runs
+    assert ("runs.succeeded", streamed_id, "success") in runs
     assert ("runs.started", slow_id, "running") in runs
     assert ("runs.interrupted", slow_id, "interrupted") in runs
     seqs = [r["seq"] for r in records]

@@ -9,8 +9,8 @@ authentication middleware left in ``scope["state"]``: ``auth_user``, ``auth_tena
 "anonymous" and none without auth), the action, the resource and its id (from the path;
 for a create, from the response's JSON or ``Content-Location``; for a store item, the
 namespace and key of the request body), the request id and the outcome (the HTTP status).
-The record is queued before the response's last bytes are sent, so a client that reads
-the log after its call finds it; the store appends it in the background
+The record is queued before the response's last bytes are sent (a stream's, as it
+starts), so a client that reads the log after its call finds it; the store appends it in the background
 (:mod:`~treadle.store.audit_writer`). On the thread-stream WebSocket, each mutating
 command (``run.start``, ``input.respond``) is recorded as its answer is sent.
 
@@ -85,7 +85,10 @@ def _record(scope: Scope, entry: AuditEntry) -> None:
         log.warning("audit record dropped, the store is not open: %s %s", entry.action,
                     entry.outcome)
         return
-    ctx.store.record_audit(entry)
+    try:
+        ctx.store.record_audit(entry)
+    except Exception:  # never fail the call over its record  # noqa: BLE001
+        log.exception("audit record dropped: %s %s", entry.action, entry.outcome)
 
 
 class _Call:
@@ -186,8 +189,10 @@ class AuditTrail:
                 if call is not None:
                     call.status = int(message["status"])
                     call.location = headers.get("content-location")
-                    call.json_response = headers.get("content-type", "").startswith(
-                        "application/json")
+                    kind = headers.get("content-type", "")
+                    call.json_response = kind.startswith("application/json")
+                    if kind.startswith("text/event-stream"):
+                        call.record()  # a stream may last as long as its run: record it now
             elif message["type"] == "http.response.body" and call is not None:
                 if call.peek_response() and len(call.response_body) <= _PEEK:
                     call.response_body += message.get("body", b"")
