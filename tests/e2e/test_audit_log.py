@@ -18,7 +18,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from processes import StartServer, subprocess_env
+from processes import SERVER_GRAPHS, StartServer, StartWorker, subprocess_env
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -145,3 +145,44 @@ def test_a_session_is_audited_and_tampering_is_found(start_server: StartServer,
     assert "BROKEN at seq 3" in broken.stdout, broken.stdout
     as_json = json.loads(_treadle("audit", "verify", "--store", store, "--json").stdout)
     assert (as_json["ok"], as_json["broken_seq"], as_json["records"]) == (False, 3, 2)
+
+
+@pytest.mark.postgres
+def test_two_replicas_and_a_worker_keep_one_chain_on_postgres(
+        pg_url: str, start_server: StartServer, start_worker: StartWorker) -> None:
+    """Calls on two API replicas and run events of a separate `treadle worker` land in one
+    chain; the worker's records name it."""
+    a = start_server("serve", store=pg_url, args=["--workers", "0"])
+    b = start_server("serve", store=pg_url, args=["--workers", "0"])
+    worker = start_worker(pg_url, args=["--config", str(SERVER_GRAPHS / "langgraph.json")])
+
+    async def session() -> list[str]:
+        ca, cb = get_client(url=a.url), get_client(url=b.url)
+        threads = await asyncio.gather(*[(ca if i % 2 else cb).threads.create()
+                                         for i in range(10)])
+        runs = await asyncio.gather(*[(cb if i % 2 else ca).runs.wait(
+            t["thread_id"], "chain", input={"n": 0}) for i, t in enumerate(threads)])
+        assert all(isinstance(r, dict) and r["n"] == 10 for r in runs)
+        return [t["thread_id"] for t in threads]
+
+    thread_ids = asyncio.run(session())
+    worker.stop(timeout=15)  # a clean shutdown stores the worker's queued records
+    a.stop()
+    b.stop()
+    from treadle.store import open_store
+
+    store = open_store(pg_url, auto_migrate=False)
+    try:
+        records = store.list_audit(limit=1000)
+        verdict = store.verify_audit()
+    finally:
+        store.close()
+    assert verdict.ok and verdict.records == len(records)
+    created = sorted(r.resource_id or "" for r in records if r.action == "threads.create")
+    assert created == sorted(thread_ids)
+    assert len([r for r in records if r.action == "runs.create"]) == 10
+    succeeded = [r for r in records if r.action == "runs.succeeded"]
+    assert len(succeeded) == 10
+    assert all(json.loads(r.detail)["worker"] for r in succeeded)
+    ok = _treadle("audit", "verify", "--store", pg_url)
+    assert ok.returncode == 0 and f"{len(records)} records" in ok.stdout, ok
