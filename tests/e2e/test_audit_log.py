@@ -12,11 +12,12 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from langgraph_sdk import get_client
+from langgraph_sdk.schema import Cron
 
 from processes import SERVER_GRAPHS, StartServer, StartWorker, subprocess_env
 
@@ -77,8 +78,8 @@ async def _session(url: str) -> list[tuple[str, str | None, str | None, str]]:
     await client.store.search_items(["audit"])
     await client.store.delete_item(["audit", "ns"], "k1")
     expect.append(("store.delete", "store", "audit.ns/k1", "204"))
-    cron = await client.crons.create_for_thread(tid, "chain", schedule="0 0 1 1 *",
-                                                input={"n": 0})
+    cron = cast(Cron, await client.crons.create_for_thread(tid, "chain", schedule="0 0 1 1 *",
+                                                           input={"n": 0}))
     expect.append(("crons.create", "crons", cron["cron_id"], "200"))
     await client.crons.search(thread_id=tid)
     await client.crons.delete(cron["cron_id"])
