@@ -95,13 +95,16 @@ class AuditContract:
     def test_list_filters_and_pages(self, store: Store) -> None:
         store.append_audit([entry(i, action="threads.delete" if i % 2 else "threads.create")
                             for i in range(1, 11)])
-        assert [r.seq for r in store.list_audit(after_seq=7)] == [8, 9, 10]
+        assert [r.seq for r in store.list_audit(after_seq=7, tenant="t1")] == [8, 9, 10]
         assert [r.seq for r in store.list_audit(limit=2, after_seq=2)] == [3, 4]
         assert [r.seq for r in store.list_audit(actor="user-0")] == [3, 6, 9]
         assert [r.seq for r in store.list_audit(action="threads.delete")] == [1, 3, 5, 7, 9]
         assert [r.seq for r in store.list_audit(resource_id="th-4")] == [4]
         assert [r.seq for r in store.list_audit(actor="user-0", action="threads.delete")] == [3, 9]
-        assert [r.seq for r in store.list_audit(newest=True, limit=3)] == [10, 9, 8]
+        store.append_audit([entry(11, tenant="t2"), entry(12, tenant=None)])
+        assert [r.seq for r in store.list_audit(tenant="t2")] == [11]
+        assert len(store.list_audit(tenant="t1")) == 10
+        assert [r.seq for r in store.list_audit(newest=True, limit=3)] == [12, 11, 10]
         assert [r.seq for r in store.list_audit(newest=True, limit=2, after_seq=5,
                                                 actor="user-1")] == [4, 1]
         with pytest.raises(InputError, match="limit"):

@@ -33,7 +33,8 @@ class User:
 
 class FakeAuth:
     """Stands in for the authentication middleware (another module's): it sets the
-    principal from an ``x-user`` header, in the request's own state."""
+    principal from an ``x-user: name:permission,...:tenant`` header, in the request's
+    own state."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -42,9 +43,10 @@ class FakeAuth:
         headers = dict(scope.get("headers", ()))
         who = headers.get(b"x-user")
         if who is not None and scope["type"] in ("http", "websocket"):
-            name, _, perms = who.decode().partition(":")
+            name, perms, tenant = (who.decode() + "::").split(":")[:3]
             scope["state"]["auth_user"] = User(name, tuple(p for p in perms.split(",") if p))
-            scope["state"]["auth_tenant"] = "tenant-" + name
+            if tenant:
+                scope["state"]["auth_tenant"] = tenant
         await self.app(scope, receive, send)
 
 
@@ -155,14 +157,21 @@ def test_actor_and_tenant_come_from_the_authenticated_user(tmp_path: Path) -> No
     app = create_app(settings, {})
     app.add_middleware(FakeAuth)  # outermost: sets the principal before the audit trail
     with TestClient(app) as http:
-        http.post("/threads", json={}, headers={"x-user": "alice:runner"})
+        http.post("/threads", json={}, headers={"x-user": "alice:runner:acme"})
         http.post("/threads", json={})
         assert http.get("/audit", headers={"x-user": "alice:runner"}).status_code == 403
         assert http.get("/audit/verify", headers={"x-user": "bob:viewer"}).status_code == 403
         got = http.get("/audit", headers={"x-user": "root:admin"})
         assert got.status_code == 200
         assert [(r["actor"], r["tenant"]) for r in got.json()["records"]] == [
-            ("alice", "tenant-alice"), ("anonymous", None)]
+            ("alice", "acme"), ("anonymous", None)]
+        # An admin of a tenant reads its tenant's records only, whatever it asks for.
+        http.post("/threads", json={}, headers={"x-user": "carol:admin:acme"})
+        own = http.get("/audit", headers={"x-user": "carol:admin:acme"}).json()["records"]
+        assert [(r["actor"], r["tenant"]) for r in own] == [("alice", "acme"), ("carol", "acme")]
+        other = http.get("/audit", params={"tenant": "globex"},
+                         headers={"x-user": "carol:admin:acme"}).json()["records"]
+        assert other == []
         assert http.get("/audit/verify", headers={"x-user": "root:admin"}).json()["ok"]
 
 

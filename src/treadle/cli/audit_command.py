@@ -27,6 +27,7 @@ def audit_list(
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000, help="Show at most this many."),
     actor: str | None = typer.Option(None, "--actor", help="Only this actor's records."),
     action: str | None = typer.Option(None, "--action", help="Only this action (threads.create)."),
+    tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's records."),
     after_seq: int | None = typer.Option(
         None, "--after-seq", min=0, help="Records after this seq, oldest first (default: the "
         "newest ones)."),
@@ -37,10 +38,10 @@ def audit_list(
     try:
         if after_seq is None:
             records = list(reversed(backend.list_audit(limit=limit, actor=actor, action=action,
-                                                       newest=True)))
+                                                       tenant=tenant, newest=True)))
         else:
             records = backend.list_audit(after_seq=after_seq, limit=limit, actor=actor,
-                                         action=action)
+                                         action=action, tenant=tenant)
     finally:
         backend.close()
     if json_output:

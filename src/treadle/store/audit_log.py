@@ -232,14 +232,15 @@ class AuditLogStore:
     # --- reading ----------------------------------------------------------------------------
     def list_audit(self, *, after_seq: int = 0, limit: int = 100, actor: str | None = None,
                    action: str | None = None, resource_id: str | None = None,
-                   newest: bool = False) -> list[AuditRecord]:
+                   tenant: str | None = None, newest: bool = False) -> list[AuditRecord]:
         """Records matching every filter given, oldest first after ``after_seq``; with
         ``newest``, the newest ``limit`` before ``after_seq`` (0: the end), newest first."""
         if not 1 <= limit <= _MAX_LIST:
             raise InputError(f"limit must be between 1 and {_MAX_LIST}, not {limit}")
         if after_seq < 0:
             raise InputError(f"after_seq must be 0 or more, not {after_seq}")
-        params = {"actor": actor, "action": action, "resource_id": resource_id, "limit": limit}
+        params = {"actor": actor, "action": action, "resource_id": resource_id,
+                  "tenant": tenant, "limit": limit}
         if newest:
             rows = self.db.all("reading the audit log", "audit_list_newest",
                                {**params, "before_seq": after_seq or 2**62})

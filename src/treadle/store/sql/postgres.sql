@@ -1042,6 +1042,7 @@ WHERE seq > %(after_seq)s
   AND (%(actor)s::text IS NULL OR actor = %(actor)s::text)
   AND (%(action)s::text IS NULL OR action = %(action)s::text)
   AND (%(resource_id)s::text IS NULL OR resource_id = %(resource_id)s::text)
+  AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
 ORDER BY seq LIMIT %(limit)s;
 
 -- name: audit_list_newest
@@ -1052,6 +1053,7 @@ WHERE seq < %(before_seq)s
   AND (%(actor)s::text IS NULL OR actor = %(actor)s::text)
   AND (%(action)s::text IS NULL OR action = %(action)s::text)
   AND (%(resource_id)s::text IS NULL OR resource_id = %(resource_id)s::text)
+  AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
 ORDER BY seq DESC LIMIT %(limit)s;
 
 

@@ -928,6 +928,7 @@ WHERE seq > :after_seq
   AND (:actor IS NULL OR actor = :actor)
   AND (:action IS NULL OR action = :action)
   AND (:resource_id IS NULL OR resource_id = :resource_id)
+  AND (:tenant IS NULL OR tenant = :tenant)
 ORDER BY seq LIMIT :limit;
 
 -- name: audit_list_newest
@@ -938,6 +939,7 @@ WHERE seq < :before_seq
   AND (:actor IS NULL OR actor = :actor)
   AND (:action IS NULL OR action = :action)
   AND (:resource_id IS NULL OR resource_id = :resource_id)
+  AND (:tenant IS NULL OR tenant = :tenant)
 ORDER BY seq DESC LIMIT :limit;
 
 
