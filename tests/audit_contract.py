@@ -223,3 +223,26 @@ class AuditContract:
         other.close()
         verdict = store.verify_audit()
         assert (verdict.ok, verdict.records) == (True, 50)
+
+    def test_an_exported_head_catches_a_rewritten_or_shortened_chain(self, store: Store) -> None:
+        store.append_audit([entry(i) for i in range(1, 5)])
+        head = store.audit_head()
+        assert head[0] == 4 and store.verify_audit(head).ok
+        assert store.verify_audit((2, store.list_audit()[1].hash)).ok
+        # Rewritten whole from seq 2 on: every hash recomputed, the chain holds by itself.
+        drop_guards(store)
+        prev = store.list_audit()[0].hash
+        for r in store.list_audit(after_seq=1):
+            forged = chain_hash(r.seq, r.at, "mallory", r.tenant, r.action, r.resource,
+                                r.resource_id, r.request_id, r.outcome, r.detail, prev)
+            sql(store, f"UPDATE treadle_audit SET actor = 'mallory', prev_hash = '{prev}', "
+                       f"hash = '{forged}' WHERE seq = {r.seq}")
+            prev = forged
+        assert store.verify_audit().ok
+        verdict = store.verify_audit(head)
+        assert (verdict.ok, verdict.broken_seq) == (False, 4)
+        assert verdict.reason is not None and "rewritten" in verdict.reason
+        sql(store, "DELETE FROM treadle_audit WHERE seq = 4")
+        verdict = store.verify_audit(head)
+        assert (verdict.ok, verdict.broken_seq) == (False, 4)
+        assert verdict.reason is not None and "ends before seq 4" in verdict.reason

@@ -124,7 +124,13 @@ def test_a_session_is_audited_and_tampering_is_found(start_server: StartServer,
     assert verdict["ok"] is True and verdict["records"] == len(records)
     ok = _treadle("audit", "verify", "--store", store)
     assert ok.returncode == 0, ok
-    assert f"{len(records)} records" in ok.stdout
+    assert f"{len(records)} records, head {verdict['head_seq']}:{verdict['head_hash']}" \
+        in ok.stdout, ok.stdout
+    anchored = _treadle("audit", "verify", "--store", store, "--head",
+                        f"{verdict['head_seq']}:{verdict['head_hash']}")
+    assert anchored.returncode == 0, anchored
+    wrong = _treadle("audit", "verify", "--store", store, "--head", f"2:{'0' * 64}")
+    assert wrong.returncode == 1 and "BROKEN at seq 2" in wrong.stdout, wrong
     listed = _treadle("audit", "list", "--store", store, "--json", "--limit", "3")
     assert listed.returncode == 0, listed
     assert [json.loads(line)["seq"] for line in listed.stdout.splitlines()] == seqs[-3:]

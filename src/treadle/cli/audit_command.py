@@ -65,19 +65,30 @@ def audit_list(
 @audit_app.command("verify", short_help="Walk the hash chain; exit 1 if it is broken.")
 def audit_verify(
     store: str | None = _STORE_OPTION,
+    head: str | None = typer.Option(
+        None, "--head", metavar="SEQ:HASH",
+        help="A head printed by an earlier verify (kept off this host): the chain must "
+        "still hold it, which catches a chain rewritten whole."),
     json_output: bool = _JSON_OPTION,
 ) -> None:
     """Walk the hash chain; exit 1 naming the first broken record if it is broken."""
+    anchor = None
+    if head is not None:
+        seq, _, digest = head.partition(":")
+        if not seq.isdigit() or int(seq) < 1 or len(digest) != 64:
+            raise typer.BadParameter("give SEQ:HASH, as `treadle audit verify` prints the head",
+                                     param_hint="'--head'")
+        anchor = (int(seq), digest.lower())
     backend = _open_existing(store)
     try:
-        verdict = backend.verify_audit()
+        verdict = backend.verify_audit(anchor)
     finally:
         backend.close()
     if json_output:
         _print_json_line(verdict.to_json())
     elif verdict.ok:
-        _stdout().print(f"audit log intact: {verdict.records} records, head seq "
-                        f"{verdict.head_seq} hash {verdict.head_hash}", highlight=False)
+        _stdout().print(f"audit log intact: {verdict.records} records, head "
+                        f"{verdict.head_seq}:{verdict.head_hash}", highlight=False)
     else:
         _stdout().print(f"audit log BROKEN at seq {verdict.broken_seq}: {verdict.reason} "
                         f"({verdict.records} records verified before it)", highlight=False)

@@ -255,14 +255,20 @@ class AuditLogStore:
         row = self.db.one("reading the audit log's head", "audit_head")
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
-    def verify_audit(self) -> AuditVerdict:
+    def verify_audit(self, anchor: tuple[int, str] | None = None) -> AuditVerdict:
         """Walk the chain from the first record: every seq follows the one before, carries
-        its hash and hashes to its own. The first record that does not is ``broken_seq``."""
+        its hash and hashes to its own. The first record that does not is ``broken_seq``.
+        ``anchor``: a (seq, hash) head exported earlier, which the chain must still hold
+        (catches a chain rewritten whole, or cut short, since)."""
         seq, prev, count = 0, GENESIS, 0
         while True:
             page = self.list_audit(after_seq=seq, limit=_PAGE)
             for r in page:
                 reason = None
+                if anchor is not None and r.seq == anchor[0] and r.hash != anchor[1]:
+                    return AuditVerdict(False, count, seq, prev, broken_seq=r.seq,
+                                        reason="its hash is not the one exported for it "
+                                               "(the chain was rewritten)")
                 if r.seq != seq + 1:
                     reason = f"expected seq {seq + 1} after {seq}, found {r.seq} (records removed)"
                 elif r.prev_hash != prev:
@@ -274,4 +280,8 @@ class AuditLogStore:
                                         if r.seq != seq + 1 else r.seq, reason=reason)
                 seq, prev, count = r.seq, r.hash, count + 1
             if len(page) < _PAGE:
+                if anchor is not None and anchor[0] > seq:
+                    return AuditVerdict(False, count, seq, prev, broken_seq=seq + 1,
+                                        reason=f"the chain ends before seq {anchor[0]}, "
+                                               "whose hash was exported (records removed)")
                 return AuditVerdict(True, count, seq, prev)
