@@ -56,6 +56,8 @@ __all__ = [
     "RemoteNodeError",
     "RunFailedError",
     "RunSpecVersionError",
+    "SandboxLimitError",
+    "SandboxUnavailableError",
     "TaskCrashedError",
     "ThreadBusyError",
     "TreadleError",
