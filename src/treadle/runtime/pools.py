@@ -385,7 +385,8 @@ class NodeProxy(_RunnableBase):
             kwargs["config"] = plain_config(config)
         func, key, pool = node_function(self.bound), key_from_config(config), self.pools.processes()
         if self.options.sandbox is not None:
-            return submit_sandboxed(pool, self.name, self.options.sandbox,
+            assert func is not None  # a process node is a plain function (see __init__)
+            return submit_sandboxed(pool, str(self.name), self.options.sandbox,
                                     self.pools.settings.sandbox_network, self.options.timeout,
                                     func, input, key, kwargs)
         future: Future[Any] = pool.submit(_run_in_process, func, input, key, kwargs,
