@@ -274,3 +274,95 @@ def test_the_network_setting_takes_two_values() -> None:
     assert Settings(sandbox_network="best-effort").sandbox_network == "best-effort"
     with pytest.raises(ValueError, match="sandbox_network"):
         Settings(sandbox_network="maybe")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_sandboxed_process_dies_with_the_pools_parent(tmp_path: Path) -> None:
+    script = tmp_path / "dies.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys, time
+        from treadle.runtime.process_pool import ProcessPool
+        from treadle.runtime.sandbox import Sandbox, submit
+
+        def hang(state):
+            print(os.getpid(), flush=True)
+            time.sleep(120)
+
+        if __name__ == "__main__":
+            pool = ProcessPool(1)
+            submit(pool, "hang", Sandbox(network=False), "best-effort", None, hang, None,
+                   None, {})
+            time.sleep(120)
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": SRC})
+    assert parent.stdout is not None
+    try:
+        pid = int(parent.stdout.readline())
+        assert _alive(pid)
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid)  # no watchdog thread: the kernel's parent-death signal
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+
+
+_UNPRIVILEGED = textwrap.dedent("""
+    import json, os, socket, sys
+    from treadle.errors import SandboxUnavailableError
+    from treadle.runtime.process_pool import ProcessPool
+    from treadle.runtime.sandbox import Sandbox, submit
+
+    def probe(port):
+        out = {"uid_map": open("/proc/self/uid_map").read().split(), "uid": os.getuid()}
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            out["net"] = "connected"
+        except OSError as exc:
+            out["net"] = exc.strerror
+        return out
+
+    if __name__ == "__main__":
+        with ProcessPool(1) as pool:
+            pool.run(os.getpid)  # a regular worker, with its watchdog thread, runs too
+            try:
+                out = submit(pool, "n", Sandbox(network=False, memory_mb=512), "required",
+                             None, probe, int(sys.argv[1]), None, {}).result(timeout=60)
+            except SandboxUnavailableError as exc:
+                out = {"refused": str(exc)}
+        print("RESULT " + json.dumps(out))
+""")
+
+
+def test_without_cap_sys_admin_an_unprivileged_user_namespace_isolates(
+    tmp_path: Path, listener: int
+) -> None:
+    script = tmp_path / "unprivileged.py"
+    script.write_text(_UNPRIVILEGED)
+    # As root, drop CAP_SYS_ADMIN (unshare(CLONE_NEWNET) then fails) to take the path an
+    # ordinary user takes: a user namespace first, from a single-threaded process.
+    drop = ["setpriv", "--bounding-set=-sys_admin"] if os.geteuid() == 0 else []
+    proc = subprocess.run([*drop, sys.executable, str(script), str(listener)],
+                          capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "PYTHONPATH": SRC})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(next(line for line in proc.stdout.splitlines()
+                          if line.startswith("RESULT "))[7:])
+    if "refused" in out:  # this kernel allows no unprivileged user namespaces
+        assert "unshare(CLONE_NEWUSER|CLONE_NEWNET) failed" in out["refused"]
+        return
+    uid = str(os.geteuid())
+    assert out == {"uid_map": [uid, uid, "1"], "uid": os.geteuid(),
+                   "net": "Network is unreachable"}

@@ -49,6 +49,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any, cast
@@ -92,10 +93,22 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent(alive: Any) -> None:
     """For a fresh worker: the kernel sends SIGKILL when its parent (the pool's process,
-    or with "forkserver" the fork server, which exits with it) dies."""
+    or with "forkserver" the fork server) dies."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if alive.poll(0):  # the parent died before the signal was armed
+    # The fork server exits once the pool's process and every worker have closed its
+    # "alive" pipe; each worker inherits that pipe's write end. A fresh worker closes
+    # its copy, so the fork server goes when the pool's process and its regular workers
+    # (their watchdogs) do, and this worker with it.
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(fd, int):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
+    if alive.poll(0):  # the pool's process died before the signal was armed
         os._exit(1)
 
 
