@@ -366,3 +366,13 @@ def test_without_cap_sys_admin_an_unprivileged_user_namespace_isolates(
     uid = str(os.geteuid())
     assert out == {"uid_map": [uid, uid, "1"], "uid": os.geteuid(),
                    "net": "Network is unreachable"}
+
+
+def _big_result(state: Any) -> bytes:
+    # 150 MB fit; pickling them needs as much again, which does not.
+    return b"x" * (150 * 1024**2)
+
+
+def test_running_out_of_memory_while_returning_is_the_memory_limit(pool: ProcessPool) -> None:
+    error = limit_error(run(pool, "big", Sandbox(memory_mb=300), _big_result))
+    assert str(error) == "node 'big' exceeded its memory limit of 300 MB"

@@ -216,6 +216,10 @@ _warned: set[tuple[str, str]] = set()
 def _translate(node: str, box: Sandbox, timeout: float | None,
                exc: BaseException) -> BaseException:
     """The pool's error for a sandboxed attempt, told in terms of its limits."""
+    if isinstance(exc, MemoryError) and box.memory_mb is not None:
+        # Out of memory outside the body (pickling its result): the same limit.
+        return SandboxLimitError(
+            f"node {node!r} exceeded its memory limit of {box.memory_mb} MB", "memory")
     if isinstance(exc, NodeTimeoutError) and box.wall_seconds is not None and (
             timeout is None or box.wall_seconds <= timeout):
         return SandboxLimitError(
