@@ -18,6 +18,7 @@ from langgraph.graph import START, StateGraph
 import treadle
 from treadle.config import Settings
 from treadle.errors import SandboxLimitError
+from treadle.runtime.sandbox import Sandbox
 from treadle.store.checkpointer import TreadleSaver
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux")
@@ -123,5 +124,32 @@ def test_a_node_over_its_wall_time_fails_through_sync_invoke(tmp_path: Path) -> 
         done = g.invoke({"big": False, "marks": "", "db": "", "out": []},
                         {"configurable": {"thread_id": "u"}})
         assert done["out"] == ["sleepy"]
+    finally:
+        g.close()
+
+
+def test_a_sandbox_travels_with_a_graph_shipped_to_workers(tmp_path: Path) -> None:
+    from treadle.cluster import client
+    from treadle.graphs import by_value
+
+    b = StateGraph(S)
+    b.add_node("sleepy", _sleepy)
+    b.add_edge(START, "sleepy")
+    box = {"wall_seconds": 0.5, "network": False}
+    g = treadle.compile(b, settings=Settings(store=f"sqlite:///{tmp_path}/d.db"),
+                        nodes={"sleepy": {"sandbox": box}})
+    try:
+        row = client.submit(g, {"big": True, "marks": "", "db": "", "out": []},
+                            {"runtime": "distributed", "thread_id": "q"}, {})
+        blob = g.backend.get_graph(row.graph_id)
+        assert blob is not None
+        builder, kwargs, nodes = by_value.load(row.graph_id, blob)
+        # What a worker compiles: the same sandbox, on the process pool.
+        shipped = treadle.compile(builder, settings=Settings(store=f"sqlite:///{tmp_path}/w.db"),
+                                  nodes=nodes, **kwargs)
+        options = shipped.nodes["sleepy"].bound.options  # type: ignore[attr-defined]
+        assert (options.pool, options.sandbox) == ("process", Sandbox(wall_seconds=0.5,
+                                                                       network=False))
+        shipped.close()
     finally:
         g.close()
