@@ -322,7 +322,7 @@ class ProcessPool:
                     slot = next((s for s in self._slots if s.task is None and not s.fresh), None)
                 if slot is None:
                     slot = self._start_slot()
-                    self._warm = max(self._warm, len(self._slots))
+                    self._warm = max(self._warm, sum(not s.fresh for s in self._slots))
                 slot.conn.send_bytes(task.payload)
             except Exception as exc:  # noqa: BLE001 - broken pipe, or fork failed
                 if slot is not None:
