@@ -2,7 +2,7 @@
 
 A pure ASGI middleware. For each HTTP request it settles a request id (the client's
 ``X-Request-Id`` when it is a sane token, else a new one, answered as ``X-Request-Id``
-either way); for a mutating call (:mod:`~treadle.server.audit_actions` says which, and as
+either way, and bound to the request's log lines as ``request_id``); for a mutating call (:mod:`~treadle.server.audit_actions` says which, and as
 what action) it records, once the response is complete, an
 :class:`~treadle.store.audit_log.AuditEntry`: the actor and tenant (the principal the
 authentication middleware left in ``scope["state"]``: ``auth_user``, ``auth_tenant``;
@@ -30,6 +30,7 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from treadle import logs
 from treadle.server.audit_actions import Action, classify, command_action
 from treadle.store.audit_log import AuditEntry
 
@@ -200,16 +201,17 @@ class AuditTrail:
                     call.record()  # queued before the client can see the response end
             await send(message)
 
-        if call is None:
-            await self.app(scope, receive, send_recording)
-            return
-        try:
-            await self.app(scope, receive_peeking if call.peek_request() else receive,
-                           send_recording)
-        except BaseException:
-            call.record(None if call.status is not None else "500")
-            raise
-        call.record()  # a response cut short (the client left a stream)
+        with logs.bound(request_id=rid):  # the request's log lines carry its id
+            if call is None:
+                await self.app(scope, receive, send_recording)
+                return
+            try:
+                await self.app(scope, receive_peeking if call.peek_request() else receive,
+                               send_recording)
+            except BaseException:
+                call.record(None if call.status is not None else "500")
+                raise
+            call.record()  # a response cut short (the client left a stream)
 
     async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(Headers(scope=scope))
