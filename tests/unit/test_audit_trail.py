@@ -194,6 +194,9 @@ def test_thread_stream_commands(client: TestClient) -> None:
     start = client.post(f"/threads/{thread_id}/commands",
                         json={"id": 2, "method": "run.start", "params": {"assistant_id": "x"}})
     assert start.json()["type"] == "error"
+    bad = client.post(f"/threads/{thread_id}/commands", content=b"not json",
+                      headers={"content-type": "application/json"})
+    assert bad.status_code == 422
     with client.websocket_connect(f"/threads/{thread_id}/stream/events") as ws:
         ws.send_json({"id": 3, "method": "state.get"})
         assert ws.receive_json()["id"] == 3
@@ -203,6 +206,7 @@ def test_thread_stream_commands(client: TestClient) -> None:
     assert got == [
         ("threads.create", thread_id, "200"),
         ("threads.command.run.start", thread_id, "error:invalid_argument"),
+        ("threads.command", thread_id, "422"),
         ("threads.command.run.start", thread_id, "error:invalid_argument"),
     ]
     ws_record = records(client)[-1]

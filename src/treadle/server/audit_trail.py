@@ -133,9 +133,11 @@ class _Call:
             command = _json(self.request_body)
             method = command.get("method") if isinstance(command, dict) else None
             found = command_action(method)
-            if found is None:
-                return  # a command that only reads (state.get), or not a command at all
-            name = found
+            if found is None and isinstance(method, str):
+                return  # a command that only reads (state.get) or subscribes
+            # An unreadable command (refused before its body was read: 401, 413, 422) is
+            # recorded as "threads.command", with its status.
+            name = found or name
             if isinstance(result, dict) and result.get("type") == "error":
                 outcome = outcome or f"error:{result.get('error')}"
             elif isinstance(result, dict) and isinstance(result.get("result"), dict):
