@@ -41,6 +41,9 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     """The server app for graphs ``refs`` (name -> REF, as in langgraph.json); the rest of
     the ``langgraph`` file it was read from (descriptions, CORS) applies too."""
     langgraph = langgraph or Loaded(refs)
+    from treadle.server.webhook_policy import WebhookPolicy
+
+    webhooks = WebhookPolicy.from_config(langgraph.webhooks, langgraph.source)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,7 +59,8 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
                               memory_ttl=langgraph.store_ttl)
         await asyncio.to_thread(graphs.load)
         await asyncio.to_thread(graphs.ensure_default_assistants)
-        ctx = Ctx(settings=settings, store=store, graphs=graphs, memory_ttl=langgraph.store_ttl)
+        ctx = Ctx(settings=settings, store=store, graphs=graphs, memory_ttl=langgraph.store_ttl,
+                  webhooks=webhooks)
         app.state.ctx = ctx
         from treadle import metrics
 
@@ -74,7 +78,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
             from treadle.server.run_hooks import api_hooks
 
             worker = Worker(settings, refs, registry=graphs.registry,  # graphs loaded once
-                            hooks=api_hooks())
+                            hooks=api_hooks(webhooks))
             await asyncio.to_thread(worker.connect)
             await asyncio.to_thread(worker.load)
             worker_task = asyncio.create_task(worker.run(handle_signals=False))
