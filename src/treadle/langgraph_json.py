@@ -53,7 +53,7 @@ log = logging.getLogger("treadle.config")
 
 Status = Literal["honoured", "build-only", "refused"]
 Kind = Literal["boolean", "integer", "number", "string", "list of strings", "list of integers",
-               "object of strings"]
+               "JSON object of strings"]
 
 # langgraph-cli's CorsConfig: the keyword arguments of Starlette's CORSMiddleware.
 _CORS: dict[str, Kind] = {
@@ -113,7 +113,7 @@ KEYS: tuple[Key, ...] = (
     Key("webhooks.env_prefix", "honoured", "the prefix a variable read by `headers` must "
         'have (default "LG_WEBHOOK_")', kind="string"),
     Key("webhooks.headers", "honoured", "headers every delivery carries; "
-        "`${{ env.VAR }}` is replaced at start-up", kind="object of strings"),
+        "`${{ env.VAR }}` is replaced at start-up", kind="JSON object of strings"),
     Key("webhooks.url", "honoured", "the URL policy: the keys below", children=True),
     Key("webhooks.url.require_https", "honoured", "refuse http:// webhooks", kind="boolean"),
     Key("webhooks.url.allowed_domains", "honoured", 'the only hosts allowed ("*.example.com": '
@@ -184,7 +184,7 @@ _KINDS: dict[Kind, Callable[[Any], bool]] = {
     "list of strings": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
     "list of integers": lambda v: isinstance(v, list) and all(
         isinstance(i, int) and not isinstance(i, bool) for i in v),
-    "object of strings": lambda v: isinstance(v, dict) and all(
+    "JSON object of strings": lambda v: isinstance(v, dict) and all(
         isinstance(i, str) for i in v.values()),
 }
 

@@ -38,6 +38,10 @@ SCHEMA_KEYS = {
     "http.cors.allow_credentials", "http.cors.allow_origin_regex", "http.cors.expose_headers",
     "http.cors.max_age",
     "store.ttl.default_ttl", "store.ttl.refresh_on_read", "store.ttl.sweep_interval_minutes",
+    "webhooks.env_prefix", "webhooks.headers", "webhooks.url", "webhooks.url.require_https",
+    "webhooks.url.allowed_domains", "webhooks.url.allowed_ports", "webhooks.url.max_url_length",
+    "webhooks.url.disable_loopback",
+    "webhooks.url.disable_private",  # treadle's addition (private addresses)
 }
 
 BASE = {"graphs": {"g": "./g.py:graph"}}
@@ -54,6 +58,7 @@ SAMPLES: dict[str, Any] = {
     "encryption": {"path": "./enc.py:enc"},
     "priority": {"path": "./prio.py:prio"},
     "webhooks": {"env_prefix": "LG_WEBHOOK_"},
+    "webhooks.url": {"require_https": True},
     "ui": {"agent": "./ui.tsx"},
     "ui_config": {"shared": ["react"]},
     "store": {}, "checkpointer": {}, "http": {},
@@ -83,7 +88,8 @@ def _doc_with(key: Key, value: Any) -> dict[str, Any]:
 
 
 KIND_SAMPLES: dict[str, Any] = {"boolean": True, "integer": 600, "number": 1.5, "string": "x",
-                                "list of strings": ["x"]}
+                                "list of strings": ["x"], "list of integers": [443],
+                                "JSON object of strings": {"X-A": "b"}}
 
 
 def _sample(key: Key) -> Any:

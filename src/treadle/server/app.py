@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -37,9 +37,11 @@ log = logging.getLogger("treadle.server")
 
 
 def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: bool = False,
-               langgraph: Loaded | None = None) -> FastAPI:
+               langgraph: Loaded | None = None,
+               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     """The server app for graphs ``refs`` (name -> REF, as in langgraph.json); the rest of
-    the ``langgraph`` file it was read from (descriptions, CORS) applies too."""
+    the ``langgraph`` file it was read from (descriptions, CORS, webhooks) applies too.
+    ``allowed_hosts``: the Host names answered (None: any)."""
     langgraph = langgraph or Loaded(refs)
     from treadle.server.webhook_policy import WebhookPolicy
 
@@ -115,6 +117,14 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
             continue
         app.include_router(module.router)
     _error_handlers(app)
+    from treadle.server.host_check import HostCheck
+    from treadle.server.origin_check import OriginCheck
+
+    cors = langgraph.cors or {}
+    app.add_middleware(OriginCheck, allow_origins=cors.get("allow_origins") or (),
+                       allow_origin_regex=cors.get("allow_origin_regex"))
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=allowed_hosts)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     from treadle.server.trace_context import TraceContext
 

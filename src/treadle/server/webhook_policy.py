@@ -33,7 +33,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from treadle.errors import ConfigError, WebhookRefusedError
 
-__all__ = ["IPAddress", "Resolve", "Target", "Unresolved", "WebhookPolicy", "classify", "literal",
+__all__ = ["IPAddress", "Resolve", "Target", "WebhookPolicy", "classify", "literal",
            "resolve_addresses", "resolve_host"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -165,11 +165,9 @@ class WebhookPolicy:
         """The URL's target and its checked addresses (all of them), or a refusal."""
         target = self.target(url)
         addresses = await resolve_addresses(target, resolve or resolve_host, timeout)
+        if not addresses:
+            raise WebhookRefusedError(f"webhook host {target.host} does not resolve")
         return target, [self.check_address(target, a) for a in addresses]
-
-
-class Unresolved(WebhookRefusedError):
-    """The webhook's host did not resolve (perhaps for now: a delivery retries)."""
 
 
 def classify(ip: IPAddress) -> str:
@@ -197,17 +195,14 @@ async def resolve_host(host: str, port: int) -> list[str]:
 
 
 async def resolve_addresses(target: Target, resolve: Resolve, timeout: float) -> list[str]:
-    """The addresses to check and connect to: the literal, or one lookup's answers."""
+    """The addresses to check and connect to: the literal, or one lookup's answers (none
+    when the host does not resolve, perhaps for now)."""
     if literal(target.host) is not None:
         return [target.host]  # nothing to resolve
     try:
-        found = await asyncio.wait_for(resolve(target.host, target.port), timeout)
-    except (OSError, TimeoutError) as exc:
-        raise Unresolved(f"webhook host {target.host} does not resolve "
-                         f"({type(exc).__name__})") from None
-    if not found:
-        raise Unresolved(f"webhook host {target.host} does not resolve")
-    return list(found)
+        return list(await asyncio.wait_for(resolve(target.host, target.port), timeout))
+    except (OSError, TimeoutError):
+        return []
 
 
 def literal(host: str) -> IPAddress | None:

@@ -29,7 +29,6 @@ from treadle.server import webhook_signature
 from treadle.server.webhook_policy import (
     Resolve,
     Target,
-    Unresolved,
     WebhookPolicy,
     literal,
     resolve_addresses,
@@ -86,18 +85,19 @@ async def deliver(url: str, body: dict[str, Any], *, policy: WebhookPolicy, atte
             try:
                 request = await pinned_request(client, policy, target, payload, secret=secret,
                                                resolve=resolve or resolve_host, timeout=timeout)
-                r = await client.send(request)
-                if r.is_success:
-                    return True
-                final = r.is_redirect or (400 <= r.status_code < 500
-                                          and r.status_code not in (408, 429))
-                reason = f"HTTP {r.status_code}" + (" (redirects are not followed)"
-                                                    if r.is_redirect else "")
-            except Unresolved as exc:
-                final, reason = False, str(exc)
+                if request is None:
+                    final, reason = False, f"{target.host} does not resolve"
+                else:
+                    r = await client.send(request)
+                    if r.is_success:
+                        return True
+                    final = r.is_redirect or (400 <= r.status_code < 500
+                                              and r.status_code not in (408, 429))
+                    reason = f"HTTP {r.status_code}" + (" (redirects are not followed)"
+                                                        if r.is_redirect else "")
             except WebhookRefusedError as exc:  # the host now resolves somewhere refused
                 final, reason = True, str(exc)
-            except httpx.HTTPError as exc:
+            except httpx.HTTPError as exc:  # the message may name the URL: not logged
                 final, reason = False, type(exc).__name__
             if final or attempt == attempts:
                 log.warning("webhook %s for run %s failed after %d attempt(s): %s",
@@ -112,10 +112,13 @@ async def deliver(url: str, body: dict[str, Any], *, policy: WebhookPolicy, atte
 
 async def pinned_request(client: httpx.AsyncClient, policy: WebhookPolicy, target: Target,
                          payload: bytes, *, secret: bytes | None, resolve: Resolve,
-                         timeout: float) -> httpx.Request:
+                         timeout: float) -> httpx.Request | None:
     """The delivery's request, addressed to the first of the host's addresses once every
-    one of them passed the policy (a refused one raises WebhookRefusedError)."""
+    one of them passed the policy (a refused one raises WebhookRefusedError); None when
+    the host does not resolve."""
     addresses = await resolve_addresses(target, resolve, timeout)
+    if not addresses:
+        return None
     ips = [policy.check_address(target, address) for address in addresses]
     headers = {**policy.headers, "Content-Type": "application/json",
                "User-Agent": "treadle-webhook"}
