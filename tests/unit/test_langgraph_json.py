@@ -243,7 +243,7 @@ def test_deploy_k8s_checks_the_config_it_ships(tmp_path: Path) -> None:
 
     config = tmp_path / "langgraph.json"
     config.write_text(json.dumps({**BASE, "colour": "blue", "dockerfile_lines": ["RUN true"]}))
-    _, notes = render(K8sOptions(config=config))
+    _, notes = render(K8sOptions(config=config, allow_unauthenticated=True))
     assert f'{config}: unknown key "colour" is ignored' in notes
     config.write_text(json.dumps({**BASE, "checkpointer": {"ttl": {"default_ttl": 5}}}))
     with pytest.raises(ConfigError, match='unsupported key "checkpointer.ttl"'):
