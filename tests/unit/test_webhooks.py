@@ -150,6 +150,9 @@ def test_https_keeps_the_name_for_sni_and_the_certificate() -> None:
     assert str(request.url) == "https://93.184.216.34/h"
     assert request.headers["Host"] == "hooks.example.com"
     assert request.extensions["sni_hostname"] == "hooks.example.com"
+    _, resolve = _resolver(["2606:2800:220:1::1946"])
+    request = asyncio.run(build())
+    assert request is not None and str(request.url) == "https://[2606:2800:220:1::1946]/h"
 
 
 def test_a_signature_expires() -> None:
