@@ -39,6 +39,7 @@ EXPECTED = [
     "TreadleStore",
     "UsageError",
     "WaitTimeoutError",
+    "WebhookRefusedError",
     "__version__",
     "compile",
     "idempotency_key",
