@@ -14,11 +14,12 @@ from langgraph.graph.state import StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 
+from treadle._langgraph import schema_types
 from treadle.config import Settings, get_settings
 from treadle.errors import ConfigError
 from treadle.runtime.core import GraphCore, wrap_nodes
 from treadle.runtime.graph import TreadleGraph, _plain_class, _treadle_class
-from treadle.store import shared
+from treadle.store import serde_policy, shared
 from treadle.store.checkpointer import TreadleSaver
 
 __all__ = ["compile"]
@@ -77,6 +78,10 @@ def compile(
             f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
             "pass the builder instead of a compiled graph"
         )
+    # The types the graph's schemas name are read back as themselves (checkpointer.serde).
+    builder = graph if isinstance(graph, StateGraph) else getattr(graph, "builder", None)
+    if isinstance(builder, StateGraph):
+        serde_policy.allow_types(schema_types(builder))
     backend = shared.acquire(settings.store, settings)
     try:
         saver = TreadleSaver(backend)

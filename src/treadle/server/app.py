@@ -30,6 +30,7 @@ from treadle.langgraph_json import Loaded
 from treadle.server.context import Ctx
 from treadle.server.limits import BodyLimit, valid_request
 from treadle.server.served_graphs import ServerGraphs
+from treadle.store import serde_policy
 
 __all__ = ["create_app", "http_status"]
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     """The server app for graphs ``refs`` (name -> REF, as in langgraph.json); the rest of
     the ``langgraph`` file it was read from (descriptions, CORS) applies too."""
     langgraph = langgraph or Loaded(refs)
+    serde_policy.configure(langgraph.serde)  # before any graph or serializer is built
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
