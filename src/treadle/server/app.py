@@ -27,6 +27,7 @@ from treadle.errors import (
     TreadleError,
 )
 from treadle.langgraph_json import Loaded
+from treadle.redaction import redact
 from treadle.server.context import Ctx
 from treadle.server.limits import BodyLimit, valid_request
 from treadle.server.served_graphs import ServerGraphs
@@ -154,7 +155,7 @@ def _error_handlers(app: FastAPI) -> None:
         status = http_status(exc)
         if status == 500:
             log.error("request failed: %s: %s", type(exc).__name__, exc)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": redact(str(exc))}, status_code=status)
 
 
 async def _purge_events(ctx: Ctx) -> None:

@@ -116,11 +116,12 @@ def serializer() -> JsonPlusSerializer:
         return built
     with _lock:
         policy = _policy
-        msgpack: Allowed | tuple[tuple[str, ...], ...] | None = policy.allowed_msgpack_modules
-        if msgpack is not True:
-            # Explicit (never LangGraph's unset default), so LANGGRAPH_STRICT_MSGPACK does
-            # not decide it; None is LangGraph's "safe types only".
-            msgpack = tuple(sorted(set(msgpack) | _graph_types)) or None
+        listed = policy.allowed_msgpack_modules
+        # Explicit (never LangGraph's unset default), so LANGGRAPH_STRICT_MSGPACK does not
+        # decide it; None is LangGraph's "safe types only".
+        msgpack: tuple[tuple[str, ...], ...] | Literal[True] | None = True
+        if listed is not True:
+            msgpack = tuple(sorted(listed | _graph_types)) or None
         json_allowed = policy.allowed_json_modules
         built = _built = JsonPlusSerializer(
             pickle_fallback=policy.pickle_fallback,
