@@ -54,6 +54,15 @@ class PlanState(TypedDict):
     log: Annotated[list[str], operator.add]
 
 
+@dataclass
+class Receipt:
+    total: int
+
+
+class ReceiptState(TypedDict):
+    receipt: Receipt
+
+
 def _mark(label: str) -> str:
     BUILT.append(label)
     return label
@@ -152,6 +161,18 @@ def test_the_graphs_schema_types_are_allowed(tmp_path: Path) -> None:
         graph.invoke({"plan": Plan([]), "log": []}, config)
     with treadle.compile(builder, store=f"sqlite:///{tmp_path}/g.db") as graph:
         assert graph.get_state(config).values["plan"] == Plan(["a", "b"])
+
+
+def test_a_subgraphs_schema_types_are_allowed(tmp_path: Path) -> None:
+    assert codec.decode(codec.encode(Receipt(1))) == {"total": 1}  # not yet allowed
+    sub = StateGraph(ReceiptState)
+    sub.add_node("pay", lambda s: {"receipt": Receipt(2)})
+    sub.add_edge(START, "pay")
+    parent = StateGraph(PlanState)
+    parent.add_node("checkout", sub.compile())
+    parent.add_edge(START, "checkout")
+    with treadle.compile(parent.compile(), store=f"sqlite:///{tmp_path}/s.db"):
+        assert codec.decode(codec.encode(Receipt(3))) == Receipt(3)
 
 
 def test_pickle_fallback_is_off_by_default(store: Store) -> None:

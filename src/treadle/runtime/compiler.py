@@ -78,10 +78,6 @@ def compile(
             f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
             "pass the builder instead of a compiled graph"
         )
-    # The types the graph's schemas name are read back as themselves (checkpointer.serde).
-    builder = graph if isinstance(graph, StateGraph) else getattr(graph, "builder", None)
-    if isinstance(builder, StateGraph):
-        serde_policy.allow_types(schema_types(builder))
     backend = shared.acquire(settings.store, settings)
     try:
         saver = TreadleSaver(backend)
@@ -93,6 +89,8 @@ def compile(
             if memory_store is not None:
                 update["store"] = memory_store
             compiled = _rebuild(graph, _plain_class(type(graph)), update)
+        _allow_schema_types(compiled)  # before the saver reads anything
+        saver.serde = serde_policy.serializer()
         core = GraphCore(backend, saver, settings)
         core.graph_id = graph_id
         wrapped = wrap_nodes(compiled, dict(nodes or {}), core)
@@ -100,6 +98,18 @@ def compile(
     except BaseException:
         shared.release(settings.store)
         raise
+
+
+def _allow_schema_types(graph: Any) -> None:
+    """The types the schemas of ``graph`` and of its subgraphs name are read back as
+    themselves (see treadle.store.serde_policy: the strict default allows no others)."""
+    graphs = [graph]
+    if isinstance(graph, Pregel):
+        graphs += [sub for _, sub in graph.get_subgraphs(recurse=True)]
+    for g in graphs:
+        builder = g if isinstance(g, StateGraph) else getattr(g, "builder", None)
+        if isinstance(builder, StateGraph):
+            serde_policy.allow_types(schema_types(builder))
 
 
 def _stores(store: Any, store_url: str | None, memory_store: Any) -> tuple[str | None, BaseStore | None]:
