@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from treadle.errors import ConfigError
+from treadle.errors import ConfigError, StoreDataError
 
 __all__ = ["SerdePolicy", "allow_types", "configure", "current", "parse", "serializer"]
 
@@ -46,6 +46,18 @@ class SerdePolicy:
     allowed_msgpack_modules: Allowed = frozenset()
     allowed_json_modules: Allowed = frozenset()
     pickle_fallback: bool = False
+
+
+class _Serializer(JsonPlusSerializer):
+    """LangGraph's, with a refused pickled value said in treadle's words."""
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        if data[0] == "pickle" and not self.pickle_fallback:
+            raise StoreDataError(
+                "refusing to unpickle a stored value: unpickling runs code. If this database "
+                "is as trusted as your code, set \"checkpointer\": {\"serde\": "
+                "{\"pickle_fallback\": true}} in langgraph.json")
+        return super().loads_typed(data)
 
 
 _lock = threading.Lock()
@@ -123,7 +135,7 @@ def serializer() -> JsonPlusSerializer:
         if listed is not True:
             msgpack = tuple(sorted(listed | _graph_types)) or None
         json_allowed = policy.allowed_json_modules
-        built = _built = JsonPlusSerializer(
+        built = _built = _Serializer(
             pickle_fallback=policy.pickle_fallback,
             allowed_json_modules=True if json_allowed is True else (sorted(json_allowed) or None),
             allowed_msgpack_modules=msgpack,
