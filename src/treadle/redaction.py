@@ -45,7 +45,8 @@ _SECRET_NAME = re.compile(
 _NOT_SECRET = frozenset({
     "task_key", "idempotency_key", "run_key", "block_key", "merge_key", "sort_key",
     "cache_key", "partition_key", "primary_key", "foreign_key", "session_key",
-    "database_key", "checkpoint_key", "key", "keys",
+    "database_key", "checkpoint_key", "key", "keys", "feedback_keys", "sort_keys",
+    "task_keys", "idempotency_keys", "cache_keys", "primary_keys", "partition_keys",
 })
 _MIN_ENV_SECRET = 6  # shorter values ("true", "1") would hide ordinary text
 

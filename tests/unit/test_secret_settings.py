@@ -52,6 +52,19 @@ def test_redact_hides_keys_tokens_and_headers(text: str, shown: str) -> None:
     assert redact(text) == shown
 
 
+@pytest.mark.parametrize("name", ["encryption_keys", "TREADLE_ENCRYPTION_KEYS", "api_keys",
+                                  "jwt", "TREADLE_JWT_SECRET", "TREADLE_WEBHOOK_SECRET",
+                                  "LANGGRAPH_AES_KEY"])
+def test_secret_list_and_token_names(name: str) -> None:
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["feedback_keys", "sort_keys", "task_keys", "jwt_issuer",
+                                  "jwt_audience", "TREADLE_JWT_JWKS_URL", "jwt_role_claim"])
+def test_names_near_secret_ones_are_not_secret(name: str) -> None:
+    assert not is_secret_name(name)
+
+
 def test_each_key_of_a_secret_list_in_the_environment_is_hidden(
         monkeypatch: pytest.MonkeyPatch) -> None:
     other = "bm90LXRoZS1maXJzdC1rZXktYXQtYWxsLTEyMzQ1Ng=="
