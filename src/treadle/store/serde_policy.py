@@ -110,14 +110,16 @@ def current() -> SerdePolicy:
     return _policy
 
 
-def allow_types(types: Iterable[tuple[str, ...]]) -> None:
-    """Also rebuild these ``(module, Class)`` types: those a compiled graph's schemas name."""
+def allow_types(types: Iterable[tuple[str, ...]]) -> bool:
+    """Also rebuild these ``(module, Class)`` types: those a compiled graph's schemas name.
+    Whether any was new."""
     global _built
     new = set(types) - _graph_types
     if new:
         with _lock:
             _graph_types.update(new)
             _built = None
+    return bool(new)
 
 
 def serializer() -> JsonPlusSerializer:
