@@ -17,9 +17,12 @@ def test_a_worker_has_no_hooks_unless_given() -> None:
 
 
 def test_api_hooks() -> None:
+    from treadle.server import run_audit
+
     hooks = run_hooks.api_hooks()
     assert hooks.on_status == [run_hooks.thread_record]
-    assert hooks.after_end == [run_hooks.on_completion, run_hooks.webhook]
+    assert hooks.after_end == [run_hooks.on_completion, run_hooks.webhook, run_audit.run_ended]
+    assert hooks.on_start == [run_audit.run_started]
 
 
 def test_thread_record_only_for_api_threads() -> None:

@@ -107,7 +107,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     app.include_router(assistants.router)
     app.include_router(threads.router)
     app.include_router(runs.router)
-    for optional in ("store", "crons", "thread_stream"):
+    for optional in ("store", "crons", "thread_stream", "audit"):
         try:
             module = __import__(f"treadle.server.routes.{optional}", fromlist=["router"])
         except ImportError:
@@ -118,6 +118,11 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     from treadle.server.trace_context import TraceContext
 
     app.add_middleware(TraceContext)
+    from treadle.server.audit_trail import AuditTrail
+
+    # Outside authentication (added before it, it would be inside): refused calls are
+    # recorded too. Inside CORS.
+    app.add_middleware(AuditTrail)
     if langgraph.cors is not None:  # outermost: every answer carries the headers
         from starlette.middleware.cors import CORSMiddleware
 

@@ -6,7 +6,8 @@ A worker serving the API (the server's own, or ``treadle worker``) registers the
 * the thread record (``thread_record``): the thread's status, values and interrupts,
   written with the run's final status in the same transaction;
 * ``on_completion="delete"`` (stateless runs): the run's thread is deleted once it ends;
-* ``webhook``: the run's record is POSTed to it (see :mod:`treadle.server.webhooks`).
+* ``webhook``: the run's record is POSTed to it (see :mod:`treadle.server.webhooks`);
+* the audit log: each attempt's start and the run's end (:mod:`treadle.server.run_audit`).
 """
 
 from __future__ import annotations
@@ -61,8 +62,12 @@ async def webhook(attempt: RunAttempt, _status: str) -> None:
 
 def install(hooks: RunHooks) -> RunHooks:
     """Register the API's end-of-run hooks on ``hooks``; returns it."""
+    from treadle.server.run_audit import run_ended, run_started
+
     hooks.on_status.append(thread_record)
     hooks.after_end.extend((on_completion, webhook))
+    hooks.on_start.append(run_started)  # the audit log (server/run_audit.py)
+    hooks.after_end.append(run_ended)
     return hooks
 
 
