@@ -46,7 +46,9 @@ class TreadleSaver(BaseCheckpointSaver[str]):
     """Checkpointer over a treadle :class:`~treadle.store.base.Store`, sync and async."""
 
     def __init__(self, store: Store, *, serde: SerializerProtocol | None = None) -> None:
-        super().__init__(serde=serde)
+        # The store's encryption at rest seals what ``serde`` (LangGraph's default one
+        # unless given, e.g. its EncryptedSerializer) writes.
+        super().__init__(serde=store.at_rest.serde(serde))
         self.store = store
 
     # --- versions ----------------------------------------------------------------
@@ -97,7 +99,8 @@ class TreadleSaver(BaseCheckpointSaver[str]):
             ),
             metadata_type=md_type,
             metadata_blob=md_bytes,
-            metadata=json.dumps(md, default=str),
+            metadata=json.dumps(self.store.at_rest.seal_metadata(
+                json.loads(json.dumps(md, default=str)), "checkpoint")),
         )
         next_config: RunnableConfig = {
             "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
