@@ -39,6 +39,7 @@ __all__ = [
     "check",
     "cors_options",
     "dependencies",
+    "encryption_ref",
     "graph_descriptions",
     "graph_refs",
     "keys_markdown",
@@ -102,8 +103,10 @@ KEYS: tuple[Key, ...] = (
     Key("project_root", "refused", 'no longer supported by langgraph-cli: use "dependencies"'),
     Key("package", "refused", 'no longer supported by langgraph-cli: use "dependencies"'),
     Key("auth", "refused", _AUTH),
-    Key("encryption", "refused", 'treadle has no at-rest encryption hooks: remove "encryption" '
-        "(encrypt the database's storage instead)"),
+    Key("encryption", "honoured", "an object of the keys below", children=True),
+    Key("encryption.path", "honoured", 'a langgraph_sdk Encryption ("path.py:attr"): its blob '
+        "handlers encrypt checkpoints, writes, runs, events and items at rest, its JSON handlers "
+        "metadata (API, workers and `treadle worker --config` alike)", kind="string"),
     Key("priority", "refused", "treadle runs a thread's runs in order, without priorities: "
         'remove "priority"'),
     Key("webhooks", "refused", "treadle's run webhooks have no URL policy and send no static "
@@ -321,6 +324,7 @@ class Loaded:
     descriptions: dict[str, str] = field(default_factory=dict)  # graph name -> description
     cors: dict[str, Any] | None = None  # CORSMiddleware's keyword arguments (http.cors)
     store_ttl: dict[str, Any] | None = None  # LangGraph's TTLConfig (store.ttl)
+    encryption: str | None = None  # "path:attr" of a langgraph_sdk Encryption (file made absolute)
 
 
 def load(path: str | os.PathLike[str]) -> Loaded:
@@ -337,7 +341,18 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     base = file.resolve().parent
     refs = graph_refs(doc, str(file), lambda target: str((base / target).resolve()))
     apply(doc, file)
-    return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc))
+    return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc),
+                  encryption_ref(doc, lambda target: str((base / target).resolve())))
+
+
+def encryption_ref(doc: dict[str, Any], resolve: Callable[[str], str]) -> str | None:
+    """``encryption.path`` with its file made absolute by ``resolve``, or None."""
+    ref = (doc.get("encryption") or {}).get("path")
+    if not ref:
+        return None
+    target, sep, attr = str(ref).rpartition(":")
+    return f"{resolve(target)}:{attr}" if sep and (target.endswith(".py") or "/" in target) \
+        else str(ref)
 
 
 def store_ttl(doc: dict[str, Any]) -> dict[str, Any] | None:

@@ -69,6 +69,8 @@ def _serve(settings: Settings, sock: socket.socket, loaded: Loaded, *, in_proces
     from treadle.server.app import create_app
     from treadle.store import shared
 
+    if loaded.encryption:  # langgraph.json "encryption": the store (and its workers) use it
+        settings = settings.model_copy(update={"encryption": loaded.encryption})
     application = create_app(settings, loaded.refs,
                              in_process_worker=in_process_worker,
                              langgraph=loaded)

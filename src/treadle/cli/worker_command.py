@@ -111,6 +111,8 @@ def worker(
     setup_telemetry(settings, "treadle-worker", auto_format="json")
     loaded = parse_graph_args(graphs or [], config)  # after set-up: its warnings are logged
     refs = loaded.refs
+    if loaded.encryption:  # langgraph.json "encryption": this worker opens what the API seals
+        settings = settings.model_copy(update={"encryption": loaded.encryption})
     if not refs and not settings.allow_pickled_graphs:
         raise ConfigError(
             "this worker would serve nothing: name graphs (REF, name=REF or --graphs "
