@@ -9,6 +9,8 @@ it, while reading back through the API returns it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import base64
 import uuid
 from pathlib import Path
@@ -133,11 +135,25 @@ def test_secret_never_reaches_postgres(start_server: StartServer, pg_url: str,
     assert _scan_postgres(pg_url, secret) > 0
 
 
+def _tables_holding(db: Path, secret: str) -> set[str]:
+    """The tables of the SQLite store ``db`` with a value containing ``secret``."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t for t in tables for row in conn.execute(f'SELECT * FROM "{t}"')  # noqa: S608
+                if any(secret.encode() in (v if isinstance(v, bytes) else str(v).encode())
+                       for v in row)}
+
+
 def test_the_scan_finds_a_plaintext_secret(start_server: StartServer, tmp_path: Path) -> None:
-    """Without encryption the same session leaves the secret readable: the scans can fail."""
+    """Without encryption the same session leaves the secret readable in every table the
+    encrypted tests cover: the session exercises every path, and the scans can fail."""
     secret = f"S3CRET-{uuid.uuid4().hex}"
     db = tmp_path / "plain.db"
     server = start_server("dev", store=f"sqlite:///{db}", config=_config(False))
     asyncio.run(_drive(server.url, secret))
+    server.stop()
     with pytest.raises(AssertionError, match="the secret is readable"):
         _scan_sqlite(db, secret)
+    assert _tables_holding(db, secret) >= {
+        "treadle_checkpoints", "treadle_blobs", "treadle_writes", "treadle_runs",
+        "treadle_events", "treadle_items", "treadle_thread_records"}
