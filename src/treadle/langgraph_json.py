@@ -103,10 +103,9 @@ KEYS: tuple[Key, ...] = (
     Key("project_root", "refused", 'no longer supported by langgraph-cli: use "dependencies"'),
     Key("package", "refused", 'no longer supported by langgraph-cli: use "dependencies"'),
     Key("auth", "refused", _AUTH),
-    Key("encryption", "honoured", "an object of the keys below", children=True),
-    Key("encryption.path", "honoured", 'a langgraph_sdk Encryption ("path.py:attr"): its blob '
-        "handlers encrypt checkpoints, writes, runs, events and items at rest, its JSON handlers "
-        "metadata (API, workers and `treadle worker --config` alike)", kind="string"),
+    Key("encryption", "honoured", '{"path": "path.py:attr"} of a langgraph_sdk Encryption: its '
+        "blob handlers encrypt checkpoints, task writes, runs, events and items at rest, its "
+        "JSON handlers metadata (the API and every worker reading this file)"),
     Key("priority", "refused", "treadle runs a thread's runs in order, without priorities: "
         'remove "priority"'),
     Key("webhooks", "refused", "treadle's run webhooks have no URL policy and send no static "
@@ -347,9 +346,12 @@ def load(path: str | os.PathLike[str]) -> Loaded:
 
 def encryption_ref(doc: dict[str, Any], resolve: Callable[[str], str]) -> str | None:
     """``encryption.path`` with its file made absolute by ``resolve``, or None."""
-    ref = (doc.get("encryption") or {}).get("path")
-    if not ref:
+    enc = doc.get("encryption")
+    if enc is None:
         return None
+    ref = enc.get("path") if isinstance(enc, dict) else None
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConfigError('langgraph.json: "encryption" must be {"path": "path.py:attr"}')
     target, sep, attr = str(ref).rpartition(":")
     return f"{resolve(target)}:{attr}" if sep and (target.endswith(".py") or "/" in target) \
         else str(ref)

@@ -9,9 +9,9 @@ it, while reading back through the API returns it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import sqlite3
-import base64
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,22 +40,24 @@ async def _drive(url: str, secret: str) -> None:
             custom.append(part.data)
     assert {"leak": secret} in custom
     state = await client.threads.get_state(tid)
-    assert state["values"]["echo"] == secret  # node output, read from the checkpoint
+    values = state["values"]
+    assert isinstance(values, dict) and values["echo"] == secret  # node output, read from the checkpoint
     assert secret in str(state["tasks"])  # the interrupt (a pending write)
     got = await client.threads.get(tid)
     assert got["status"] == "interrupted"
-    assert got["metadata"]["ssn"] == secret and got["metadata"]["plain"] == "visible"
+    metadata = got["metadata"] or {}
+    assert metadata["ssn"] == secret and metadata["plain"] == "visible"
     assert secret in str(got["interrupts"])  # cached in the thread record
     runs = await client.runs.list(tid)
     first = runs[0]
-    assert first["metadata"]["ssn"] == secret
+    assert (first["metadata"] or {})["ssn"] == secret
     replay = [p.data async for p in client.runs.join_stream(tid, first["run_id"],
                                                              stream_mode=["custom"])]
     assert secret in str(replay)  # stream events read back from the store
     result = await client.runs.wait(tid, "secret", command={"resume": secret})
     assert isinstance(result, dict) and result["approved"] == secret  # the run result
     history = await client.threads.get_history(tid)
-    assert any(h["metadata"].get("ssn") == secret for h in history)  # checkpoint metadata
+    assert any((h["metadata"] or {}).get("ssn") == secret for h in history)  # checkpoint metadata
     item = await client.store.get_item(["graph-mem"], "k")
     assert item is not None and item["value"] == {"v": secret}
     await client.store.put_item(["api-mem"], "k", {"v": secret})

@@ -23,8 +23,8 @@ from treadle.errors import EncryptionError, InputError
 from treadle.store import open_store
 from treadle.store.base import Store
 from treadle.store.checkpointer import TreadleSaver
-from treadle.store.encryption import AtRest, KeyringCipher, UserCipher
 from treadle.store.cipher import parse_keyring
+from treadle.store.encryption import AtRest, KeyringCipher, UserCipher
 from treadle.store.items import ItemSearch, ItemWrite
 from treadle.store.queue import NewRun
 from treadle.store.thread_records import Thread

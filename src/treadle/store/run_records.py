@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from treadle.store.connector import Connector, Row, Sql, Tx
+from treadle.store.encryption import AtRest
 from treadle.store.queue import (
     CANCEL_STATUS,
     DEFAULT_MAX_WORKER_LOSSES,
@@ -32,7 +33,6 @@ from treadle.store.queue import (
     check,
     same_request,
 )
-from treadle.store.encryption import AtRest
 from treadle.store.thread_records import ThreadUpdate, thread_state_params
 
 __all__ = ["RunStore", "run_row"]
