@@ -130,8 +130,10 @@ def test_secret_never_reaches_sqlite(start_server: StartServer, tmp_path: Path,
 @pytest.mark.parametrize("user_encryption", [False, True], ids=["keyring", "user-encryption"])
 def test_secret_never_reaches_postgres(start_server: StartServer, pg_url: str,
                                        user_encryption: bool) -> None:
+    """Through `treadle serve`: its `treadle worker` process runs the graphs, so the
+    worker reads the same keys / langgraph.json encryption as the API."""
     secret = f"S3CRET-{uuid.uuid4().hex}"
-    server = start_server("dev", store=pg_url, env=_env(user_encryption),
+    server = start_server("serve", store=pg_url, env=_env(user_encryption),
                           config=_config(user_encryption))
     asyncio.run(_drive(server.url, secret))
     assert _scan_postgres(pg_url, secret) > 0
@@ -159,3 +161,42 @@ def test_the_scan_finds_a_plaintext_secret(start_server: StartServer, tmp_path: 
     assert _tables_holding(db, secret) >= {
         "treadle_checkpoints", "treadle_blobs", "treadle_writes", "treadle_runs",
         "treadle_events", "treadle_items", "treadle_thread_records"}
+
+
+def test_turning_encryption_on_over_a_plaintext_store(start_server: StartServer,
+                                                      tmp_path: Path) -> None:
+    """Rows written before encryption was on are refused with one clear message (not
+    returned as if nothing happened); the migration setting reads them."""
+    store = f"sqlite:///{tmp_path / 'legacy.db'}"
+
+    async def write(url: str) -> str:
+        client = get_client(url=url)
+        thread = await client.threads.create()
+        await client.runs.wait(thread["thread_id"], "secret", input={"secret": "legacy"})
+        await client.store.put_item(["legacy"], "k", {"v": "legacy"})
+        return str(thread["thread_id"])
+
+    async def read(url: str, tid: str) -> Exception | None:
+        client = get_client(url=url)
+        try:
+            state = await client.threads.get_state(tid)
+            item = await client.store.get_item(["legacy"], "k")
+        except Exception as exc:  # the SDK raises httpx.HTTPStatusError
+            return exc
+        assert isinstance(state["values"], dict) and state["values"]["echo"] == "legacy"
+        assert item is not None and item["value"] == {"v": "legacy"}
+        return None
+
+    plain = start_server("dev", store=store, config=_config(False))
+    tid = asyncio.run(write(plain.url))
+    plain.stop()
+    encrypted = start_server("dev", store=store, env=_env(False), config=_config(False))
+    refused = asyncio.run(read(encrypted.url, tid))
+    assert refused is not None
+    detail = refused.response.text if hasattr(refused, "response") else str(refused)
+    assert "not encrypted while encryption at rest is on" in detail
+    assert "TREADLE_ENCRYPTION_ALLOW_PLAINTEXT" in detail
+    encrypted.stop()
+    migrating = start_server("dev", store=store, config=_config(False),
+                             env={**_env(False), "TREADLE_ENCRYPTION_ALLOW_PLAINTEXT": "true"})
+    assert asyncio.run(read(migrating.url, tid)) is None

@@ -221,3 +221,43 @@ def test_user_blob_handlers_seal_with_their_context() -> None:
     keyring_sealed = AtRest(KeyringCipher(ring)).seal(b"x", "run", "kwargs")
     with pytest.raises(EncryptionError, match="built-in keyring"):
         at_rest.open(keyring_sealed, "run", "kwargs")
+
+
+def test_langgraph_aes_key_alone_turns_encryption_on(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """LangGraph's own variable is honoured: the saver, runs and items are sealed with it."""
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", "0123456789abcdef0123456789abcdef")
+    db = tmp_path / "lg.db"
+    store = _open(f"sqlite:///{db}", encrypted_metadata_keys="ssn")
+    try:
+        assert store.at_rest.enabled
+        _write_everything(store)
+        _read_everything(store)
+    finally:
+        store.close()
+    assert SECRET.encode() not in _file_bytes(db)
+    monkeypatch.delenv("LANGGRAPH_AES_KEY")
+    off = _open(f"sqlite:///{db}")
+    try:
+        with pytest.raises(EncryptionError, match="encrypted but encryption at rest is off"):
+            off.get_run("r1")
+    finally:
+        off.close()
+
+
+def test_a_given_serializer_is_sealed_too(tmp_path: Path) -> None:
+    """A saver given its own serde (e.g. LangGraph's EncryptedSerializer) still has the
+    store's encryption around it: the store never holds what the serde wrote in the clear."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from treadle.store.encryption import SealingSerde
+
+    store = _open(f"sqlite:///{tmp_path}/s.db", encryption_keys=KEYS)
+    try:
+        saver = TreadleSaver(store, serde=JsonPlusSerializer())
+        assert isinstance(saver.serde, SealingSerde)
+        kind, data = saver.serde.dumps_typed({"x": SECRET})
+        assert SECRET.encode() not in data
+        assert saver.serde.loads_typed((kind, data)) == {"x": SECRET}
+    finally:
+        store.close()
