@@ -63,6 +63,9 @@ async def _drive(url: str, secret: str) -> None:
     await client.store.put_item(["api-mem"], "k", {"v": secret})
     item = await client.store.get_item(["api-mem"], "k")
     assert item is not None and item["value"] == {"v": secret}
+    assistant = await client.assistants.create("secret", metadata={"ssn": secret})
+    fetched = await client.assistants.get(assistant["assistant_id"])
+    assert (fetched["metadata"] or {})["ssn"] == secret
     failing = await client.threads.create()
     run = await client.runs.create(failing["thread_id"], "failing", input={"secret": secret})
     await client.runs.join(failing["thread_id"], run["run_id"])

@@ -18,6 +18,7 @@ from langgraph_sdk import Encryption, EncryptionContext
 
 from checkpoint_contract import CheckpointContract
 from queue_contract import QueueContract
+from resources_contract import ResourcesContract
 from treadle.config import get_settings
 from treadle.errors import EncryptionError, InputError
 from treadle.store import open_store
@@ -261,3 +262,23 @@ def test_a_given_serializer_is_sealed_too(tmp_path: Path) -> None:
         assert saver.serde.loads_typed((kind, data)) == {"x": SECRET}
     finally:
         store.close()
+
+
+class TestEncryptedSqliteResources(ResourcesContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[Store]:
+        s = _open(f"sqlite:///{tmp_path}/r.db", encryption_keys=KEYS,
+                  encrypted_metadata_keys="not_filtered_here")
+        try:
+            yield s
+        finally:
+            s.close()
+
+    def test_search_threads_filters(self, store: Store) -> None:
+        """Thread values are encrypted: a values filter is refused, never silently empty."""
+        store.put_thread(Thread("t1", {"k": 1}, values={"v": 1}))
+        assert [t.thread_id for t in store.search_threads(metadata={"k": 1})] == ["t1"]
+        with pytest.raises(InputError, match="cannot be searched by values"):
+            store.search_threads(values={"v": 1})
+        with pytest.raises(InputError, match="cannot be searched by values"):
+            store.count_threads(values={"v": 1})

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treadle.store.connector import Connector, Row, Tx
-from treadle.store.encryption import PLAIN, AtRest
+from treadle.store.encryption import AtRest
 from treadle.store.records import (
     UNSET,
     Search,
@@ -69,13 +69,13 @@ def patch_cron_record(
     )
 
 
-def _cron(row: Sequence[Any], a: AtRest = PLAIN) -> Cron:
+def _cron(row: Sequence[Any], a: AtRest) -> Cron:
     return Cron(row[0], row[1], row[2], row[3], a.open_json(load_json(row[4]), "cron", "payload"),
                 a.open_metadata(load_json(row[5]), "cron"), row[6],
                 row[7], bool(row[8]), row[9], row[10], row[11])
 
 
-def _fields(c: Cron, a: AtRest = PLAIN) -> dict[str, Any]:
+def _fields(c: Cron, a: AtRest) -> dict[str, Any]:
     return {"cron_id": c.cron_id, "assistant_id": c.assistant_id, "thread_id": c.thread_id,
             "schedule": c.schedule, "payload": a.seal_json(dump_json(c.payload), "cron", "payload"),
             "metadata": dump_json(a.seal_metadata(c.metadata, "cron")), "end_time": c.end_time,

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from treadle.errors import ConfigError, EncryptionError
+from treadle.store import jsonsafe
 from treadle.store.cipher import Keyring, parse_keyring
 
 if TYPE_CHECKING:
@@ -208,11 +209,11 @@ class AtRest:
 
     # --- text and JSON ------------------------------------------------------------------
     def _token(self, value: Any, model: str, field: str) -> str:
-        raw = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        raw = json.dumps(value, separators=(",", ":")).encode()  # ASCII: lone surrogates too
         return _TOKEN + base64.b64encode(self.seal(raw, model, field)).decode()
 
     def _untoken(self, token: str, model: str, field: str) -> Any:
-        return json.loads(self.open(base64.b64decode(token[len(_TOKEN):]), model, field))
+        return jsonsafe.loads(self.open(base64.b64decode(token[len(_TOKEN):]), model, field).decode())
 
     def seal_json(self, text: str | None, model: str, field: str) -> str | None:
         """JSON text (as the column holds it) sealed whole, as ``{"$tdl": token}``."""

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from treadle.errors import InputError
 from treadle.store.connector import Connector, Row, Sql, Tx
-from treadle.store.encryption import PLAIN, AtRest
+from treadle.store.encryption import AtRest
 
 __all__ = [
     "COMPARISONS",
@@ -287,7 +287,7 @@ def _check_page(limit: int, offset: int) -> None:
 
 
 # --- the store --------------------------------------------------------------------------------
-def _row(r: Sequence[Any], a: AtRest = PLAIN) -> ItemRow:
+def _row(r: Sequence[Any], a: AtRest) -> ItemRow:
     return ItemRow(split_namespace(r[0]), r[1], a.open_json(json.loads(r[2]), "store", "value"),
                    r[3], r[4], r[5], r[6])
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from treadle.errors import InputError
 from treadle.store.connector import Connector, Row, Tx
-from treadle.store.encryption import PLAIN, AtRest
+from treadle.store.encryption import AtRest
 from treadle.store.records import (
     UNSET,
     Search,
@@ -61,7 +61,7 @@ class ThreadUpdate:
     error: str | None = None
 
 
-def thread_state_params(u: ThreadUpdate, at_rest: AtRest = PLAIN) -> dict[str, Any]:
+def thread_state_params(u: ThreadUpdate, at_rest: AtRest) -> dict[str, Any]:
     """The parameters of the named query ``thread_state`` recording ``u`` (for callers in
     their own transaction), sealed by ``at_rest``; InputError for a status outside
     THREAD_STATUSES."""
@@ -75,7 +75,7 @@ def thread_state_params(u: ThreadUpdate, at_rest: AtRest = PLAIN) -> dict[str, A
             "error": at_rest.seal_text(u.error, "thread", "error")}
 
 
-def _thread(row: Sequence[Any], a: AtRest = PLAIN) -> Thread:
+def _thread(row: Sequence[Any], a: AtRest) -> Thread:
     return Thread(row[0], a.open_metadata(load_json(row[1]), "thread"), row[2],
                   a.open_json(load_json(row[3]), "thread", "values"),
                   a.open_json(load_json(row[4]), "thread", "interrupts"),
@@ -184,7 +184,8 @@ class ThreadStore:
         and bump ``updated_at``. ``values`` stays as it is unless given (None stores
         None); ``interrupts`` and ``error`` are replaced (None clears them). False when
         the thread has no record (threads not made through the API)."""
-        params = thread_state_params(ThreadUpdate(thread_id, status, values, interrupts, error))
+        params = thread_state_params(ThreadUpdate(thread_id, status, values, interrupts, error),
+                                     self.at_rest)
         return self.db.execute(f"recording the state of thread {thread_id}", "thread_state",
                                params) == 1
 
