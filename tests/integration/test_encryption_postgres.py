@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.postgres
 KEYS = "k1:" + base64.b64encode(b"p" * 32).decode()
 
 
-def _open(url: str, **settings: object) -> Store:
+def _open(url: str, **settings: Any) -> Store:
     return open_store(url, settings=get_settings(**settings))
 
 
