@@ -99,13 +99,19 @@ class TreadleSaver(BaseCheckpointSaver[str]):
             ),
             metadata_type=md_type,
             metadata_blob=md_bytes,
-            metadata=json.dumps(self.store.at_rest.seal_metadata(
-                json.loads(json.dumps(md, default=str)), "checkpoint")),
+            metadata=self._metadata_json(md),
         )
         next_config: RunnableConfig = {
             "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
         }
         return PutCheckpoint(thread_id, row=row, blobs=blobs, token=fencing_token(config)), next_config
+
+    def _metadata_json(self, md: CheckpointMetadata) -> str:
+        """The metadata column (for filters): the chosen keys sealed when encryption is on."""
+        text = json.dumps(md, default=str)
+        at_rest = self.store.at_rest
+        return text if not at_rest.enabled else json.dumps(
+            at_rest.seal_metadata(json.loads(text), "checkpoint"))
 
     def _writes_op(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
