@@ -282,3 +282,29 @@ class TestEncryptedSqliteResources(ResourcesContract):
             store.search_threads(values={"v": 1})
         with pytest.raises(InputError, match="cannot be searched by values"):
             store.count_threads(values={"v": 1})
+
+
+def test_a_run_a_worker_cannot_open_ends_with_the_reason(tmp_path: Path) -> None:
+    """A queued plaintext run claimed once encryption is on errors at once (not after its
+    leases run out), and its error says why."""
+    db = tmp_path / "w.db"
+    plain = _open(f"sqlite:///{db}")
+    try:
+        plain.enqueue_run(NewRun("r1", "t1", "ref:g", b"legacy payload"))
+    finally:
+        plain.close()
+    store = _open(f"sqlite:///{db}", encryption_keys=KEYS)
+    try:
+        with pytest.raises(EncryptionError, match="not encrypted"):
+            store.claim_run("w1", ["ref:g"], False, 10.0)
+        assert store.claim_run("w1", ["ref:g"], False, 10.0) is None
+    finally:
+        store.close()
+    status = sqlite3.connect(db).execute("SELECT status FROM treadle_runs").fetchone()[0]
+    assert status == "error"
+    migrating = _open(f"sqlite:///{db}", encryption_keys=KEYS, encryption_allow_plaintext=True)
+    try:
+        run = migrating.get_run("r1")
+        assert run is not None and run.error is not None and "not encrypted" in run.error
+    finally:
+        migrating.close()

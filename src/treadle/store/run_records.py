@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from treadle.errors import EncryptionError
 from treadle.store.connector import Connector, Row, Sql, Tx
 from treadle.store.encryption import AtRest
 from treadle.store.queue import (
@@ -145,7 +146,18 @@ class RunStore:
             return row
 
         row = self.db.transact("claiming a run", claim)
-        return self._run(row) if row else None
+        if row is None:
+            return None
+        try:
+            return self._run(row)
+        except EncryptionError as exc:
+            # A payload this store cannot open (plaintext while encryption is on, a key
+            # missing here): end the run with the reason rather than let it bounce between
+            # workers until its leases run out.
+            raw = run_row(row)
+            self.finish_run(raw.run_id, raw.epoch, "error", error=str(exc),
+                            thread=ThreadUpdate(raw.thread_id, "error", error=str(exc)))
+            raise
 
     def heartbeat(
         self,
