@@ -22,6 +22,8 @@ from treadle.errors import (
     RemoteNodeError,
     RunFailedError,
     RunSpecVersionError,
+    SandboxLimitError,
+    SandboxUnavailableError,
     SchemaError,
     StoreDataError,
     StoreError,
@@ -31,6 +33,7 @@ from treadle.errors import (
     TreadleError,
     UsageError,
     WaitTimeoutError,
+    WebhookRefusedError,
 )
 from treadle.runtime import TreadleGraph, compile
 from treadle.runtime import distributed as _distributed
@@ -70,6 +73,8 @@ __all__ = [
     "RemoteNodeError",
     "RunFailedError",
     "RunSpecVersionError",
+    "SandboxLimitError",
+    "SandboxUnavailableError",
     "SchemaError",
     "Settings",
     "Store",
@@ -84,6 +89,7 @@ __all__ = [
     "TreadleStore",
     "UsageError",
     "WaitTimeoutError",
+    "WebhookRefusedError",
     "__version__",
     "compile",
     "idempotency_key",

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     retry_max_interval: float = Field(30.0, ge=0, description="Longest backoff, seconds.")
     retry_jitter: bool = Field(True, description="Randomise backoff to avoid thundering herds.")
     node_timeout: float | None = Field(None, gt=0, description="Default per-attempt timeout (s).")
+    sandbox_network: str = Field(
+        "required", pattern="^(required|best-effort)$",
+        description="A sandboxed node with network off when the kernel refuses a network "
+        "namespace: 'required' fails the attempt (SandboxUnavailableError), 'best-effort' runs "
+        "it with network and logs a warning.",
+    )
     breaker_threshold: int = Field(
         10,
         ge=0,
@@ -139,6 +145,14 @@ class Settings(BaseSettings):
     )
     webhook_max_attempts: int = Field(5, ge=1, description="Deliveries tried per webhook.")
     webhook_timeout: float = Field(10.0, gt=0, description="Seconds per webhook delivery.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="Key of the HMAC-SHA256 signature every webhook delivery carries "
+        "(X-Treadle-Signature); unset: deliveries are not signed. Environment only.",
+    )
+    allowed_hosts: str | None = Field(
+        None, description="Host headers the API answers (comma-separated names, *.domain "
+        "wildcards, or *); unset: loopback names only in `treadle dev`, any in `treadle serve`.",
+    )
     cron_interval: float = Field(
         1.0, gt=0, description="Seconds between checks for due crons (each replica)."
     )

@@ -34,6 +34,11 @@ _CONFIG_OPTION = typer.Option(
 )
 _HOST_OPTION = typer.Option(None, "--host", help="Address to listen on [TREADLE_HOST].")
 _PORT_OPTION = typer.Option(None, "--port", "-p", help="Port to listen on [TREADLE_PORT].")
+_ALLOWED_HOSTS_OPTION = typer.Option(
+    None, "--allowed-hosts",
+    help="Host names the API answers, comma-separated (*.domain: its subdomains; *: any) "
+    "[TREADLE_ALLOWED_HOSTS]. Default: loopback names for dev, any for serve.",
+)
 
 
 def _load(config: str) -> Loaded:
@@ -67,13 +72,18 @@ def _serve(settings: Settings, sock: socket.socket, loaded: Loaded, *, in_proces
            log_level: str) -> None:
     from treadle.server import drain
     from treadle.server.app import create_app
+    from treadle.server.host_check import LOOPBACK_HOSTS, parse_hosts
     from treadle.store import shared
 
     if loaded.encryption:  # langgraph.json "encryption": the store (and its workers) use it
         settings = settings.model_copy(update={"encryption": loaded.encryption})
+    # treadle dev answers loopback names only unless told (DNS rebinding); serve: any.
+    hosts = parse_hosts(settings.allowed_hosts)
+    if in_process_worker and settings.allowed_hosts is None:
+        hosts = LOOPBACK_HOSTS
     application = create_app(settings, loaded.refs,
                              in_process_worker=in_process_worker,
-                             langgraph=loaded)
+                             langgraph=loaded, allowed_hosts=hosts)
     # Open the store before listening: an unusable one (unreachable, or missing migrations
     # with TREADLE_AUTO_MIGRATE off) stops start-up in one line; the app shares this store.
     shared.acquire(settings.store, settings)
@@ -99,6 +109,7 @@ def dev(
     store: str | None = _STORE_OPTION,
     host: str | None = _HOST_OPTION,
     port: int | None = _PORT_OPTION,
+    allowed_hosts: str | None = _ALLOWED_HOSTS_OPTION,
     concurrency: int | None = typer.Option(
         None, "--concurrency", min=1, help="Runs executed at once [TREADLE_WORKER_CONCURRENCY]."
     ),
@@ -113,7 +124,7 @@ def dev(
 ) -> None:
     """One process: the API, an in-process worker, an embedded SQLite store by default."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
-                         run_timeout=run_timeout,
+                         run_timeout=run_timeout, allowed_hosts=allowed_hosts,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     with _bind(settings) as sock:
@@ -131,6 +142,7 @@ def serve(
     store: str | None = _STORE_OPTION,
     host: str | None = _HOST_OPTION,
     port: int | None = _PORT_OPTION,
+    allowed_hosts: str | None = _ALLOWED_HOSTS_OPTION,
     workers: int = typer.Option(
         1, "--workers", min=0,
         help="`treadle worker` processes to start beside the API (0: API only; scale "
@@ -152,7 +164,7 @@ def serve(
 ) -> None:
     """The production server: the API, plus --workers worker processes on the same store."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
-                         run_timeout=run_timeout,
+                         run_timeout=run_timeout, allowed_hosts=allowed_hosts,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     with _bind(settings) as sock:  # before the worker processes start
