@@ -71,6 +71,24 @@ class Settings(BaseSettings):
         "Kubernetes, where a Job runs `treadle migrate --phase pre`): refuse to start while a "
         "pre migration is missing.",
     )
+    # --- encryption at rest (treadle.store.encryption; docs: security.md) ----------------
+    encryption_keys: SecretStr | None = Field(
+        None, description="AES-256-GCM keyring 'id:base64key,...' (first encrypts, all "
+        "decrypt; `treadle keygen` makes a key). Set: checkpoints, task writes, events, items, "
+        "run inputs and results are encrypted at rest.",
+    )
+    encryption: str | None = Field(
+        None, description="'path.py:attr' of a langgraph_sdk Encryption (langgraph.json "
+        "\"encryption.path\" sets it) whose handlers encrypt instead of the keyring.",
+    )
+    encrypted_metadata_keys: str = Field(
+        "", description="Comma-separated metadata keys encrypted (threads, runs, checkpoints); "
+        "other keys stay plaintext so filters can use them.",
+    )
+    encryption_allow_plaintext: bool = Field(
+        False, description="With encryption on, read rows written before it as plaintext "
+        "(migration only); off: such rows are refused.",
+    )
     # --- cluster workers (treadle worker) ---------------------------------------------
     worker_concurrency: int = Field(8, ge=1, description="Runs a worker executes at once.")
     worker_task_slots: int = Field(

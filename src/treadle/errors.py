@@ -14,6 +14,7 @@
     ├── StoreError             anything from the store
     │   ├── StoreUnavailableError   the database cannot be reached (transient)
     │   ├── StoreDataError          a value the database can never store (permanent)
+    │   │   └── EncryptionError         a stored value cannot be decrypted, or is plaintext
     │   ├── FencedWriteError        a write from a writer whose claim is stale
     │   └── SchemaError             schema newer than the code, or migrations missing
     │       └── MigrationsPendingError  pre migrations this code needs are not applied yet
@@ -40,6 +41,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "ConflictError",
+    "EncryptionError",
     "FencedWriteError",
     "GraphLoadError",
     "IdempotencyKeyError",
@@ -129,6 +131,12 @@ class StoreUnavailableError(StoreError):
 class StoreDataError(StoreError):
     """The store refused a value it can never hold (too large, invalid text, a NUL where
     text cannot have one): retrying cannot succeed, so the run fails at once."""
+
+
+class EncryptionError(StoreDataError):
+    """Encryption at rest refused a value: it reads as plaintext while encryption is on
+    (``TREADLE_ENCRYPTION_ALLOW_PLAINTEXT`` reads legacy rows), its key id is not in the
+    keyring, or it fails authentication (altered, or the wrong key)."""
 
 
 class FencedWriteError(StoreError):

@@ -39,6 +39,7 @@ __all__ = [
     "check",
     "cors_options",
     "dependencies",
+    "encryption_ref",
     "graph_descriptions",
     "graph_refs",
     "keys_markdown",
@@ -103,8 +104,9 @@ KEYS: tuple[Key, ...] = (
     Key("project_root", "refused", 'no longer supported by langgraph-cli: use "dependencies"'),
     Key("package", "refused", 'no longer supported by langgraph-cli: use "dependencies"'),
     Key("auth", "refused", _AUTH),
-    Key("encryption", "refused", 'treadle has no at-rest encryption hooks: remove "encryption" '
-        "(encrypt the database's storage instead)"),
+    Key("encryption", "honoured", '{"path": "path.py:attr"} of a langgraph_sdk Encryption: its '
+        "blob handlers encrypt checkpoints, task writes, runs, events and items at rest, its "
+        "JSON handlers metadata (the API and every worker reading this file)"),
     Key("priority", "refused", "treadle runs a thread's runs in order, without priorities: "
         'remove "priority"'),
     Key("webhooks", "honoured", "where run webhooks may go, checked when the run is created "
@@ -354,6 +356,7 @@ class Loaded:
     webhooks: dict[str, Any] | None = None  # the webhooks object (server.webhook_policy)
     source: str = "langgraph.json"  # where it was read from, for messages
     serde: dict[str, Any] | None = None  # checkpointer.serde (treadle.store.serde_policy)
+    encryption: str | None = None  # "path:attr" of a langgraph_sdk Encryption (file made absolute)
 
 
 def load(path: str | os.PathLike[str]) -> Loaded:
@@ -373,7 +376,21 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     webhooks = doc.get("webhooks")
     return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc),
                   webhooks=webhooks if isinstance(webhooks, dict) else None, source=str(file),
-                  serde=(doc.get("checkpointer") or {}).get("serde"))
+                  serde=(doc.get("checkpointer") or {}).get("serde"),
+                  encryption=encryption_ref(doc, lambda target: str((base / target).resolve())))
+
+
+def encryption_ref(doc: dict[str, Any], resolve: Callable[[str], str]) -> str | None:
+    """``encryption.path`` with its file made absolute by ``resolve``, or None."""
+    enc = doc.get("encryption")
+    if enc is None:
+        return None
+    ref = enc.get("path") if isinstance(enc, dict) else None
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConfigError('langgraph.json: "encryption" must be {"path": "path.py:attr"}')
+    target, sep, attr = str(ref).rpartition(":")
+    return f"{resolve(target)}:{attr}" if sep and (target.endswith(".py") or "/" in target) \
+        else str(ref)
 
 
 def store_ttl(doc: dict[str, Any]) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ EXPECTED = [
     "CircuitOpenError",
     "ConfigError",
     "ConflictError",
+    "EncryptionError",
     "FencedWriteError",
     "GraphLoadError",
     "IdempotencyKeyError",

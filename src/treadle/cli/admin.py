@@ -121,3 +121,18 @@ def version() -> None:
         langgraph = "?"
     py = ".".join(str(p) for p in sys.version_info[:3])
     sys.stdout.write(f"treadle {treadle.__version__} (langgraph {langgraph}, python {py})\n")
+
+
+@app.command(short_help="Print a new encryption key for TREADLE_ENCRYPTION_KEYS.")
+def keygen(
+    key_id: str = typer.Option(
+        "k1", "--id", help="The key's id, recorded in everything it encrypts (rotation: give "
+        "each new key a new id and put it first)."),
+) -> None:
+    """Print ``ID:BASE64`` (a random 256-bit AES-GCM key): prepend it to
+    TREADLE_ENCRYPTION_KEYS (comma-separated; the first key encrypts, all decrypt)."""
+    from treadle.store.cipher import generate_key, parse_keyring
+
+    entry = f"{key_id}:{generate_key()}"
+    parse_keyring(entry)  # a bad id: one ConfigError line
+    typer.echo(entry)

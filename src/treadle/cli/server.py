@@ -75,6 +75,8 @@ def _serve(settings: Settings, sock: socket.socket, loaded: Loaded, *, in_proces
     from treadle.server.host_check import LOOPBACK_HOSTS, parse_hosts
     from treadle.store import shared
 
+    if loaded.encryption:  # langgraph.json "encryption": the store (and its workers) use it
+        settings = settings.model_copy(update={"encryption": loaded.encryption})
     # treadle dev answers loopback names only unless told (DNS rebinding); serve: any.
     hosts = parse_hosts(settings.allowed_hosts)
     if in_process_worker and settings.allowed_hosts is None:

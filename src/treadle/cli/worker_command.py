@@ -113,6 +113,8 @@ def worker(
     loaded = parse_graph_args(graphs or [], config)  # after set-up: its warnings are logged
     refs = loaded.refs
     serde_policy.configure(loaded.serde)  # its checkpointer.serde, before graphs load
+    if loaded.encryption:  # langgraph.json "encryption": this worker opens what the API seals
+        settings = settings.model_copy(update={"encryption": loaded.encryption})
     if not refs and not settings.allow_pickled_graphs:
         raise ConfigError(
             "this worker would serve nothing: name graphs (REF, name=REF or --graphs "

@@ -93,7 +93,7 @@ def compile(
             compiled = _rebuild(graph, _plain_class(type(graph)), update)
         # Subgraphs LangGraph found in node functions: their types too, before any read.
         if _allow_schema_types(compiled) and saver.serde is plain:
-            saver.serde = serde_policy.serializer()
+            saver.serde = backend.at_rest.serde(serde_policy.serializer())  # still sealed
         core = GraphCore(backend, saver, settings)
         core.graph_id = graph_id
         wrapped = wrap_nodes(compiled, dict(nodes or {}), core)

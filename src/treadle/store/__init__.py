@@ -34,7 +34,11 @@ def open_store(url: str, *, linger: float | None = None, auto_migrate: bool | No
     if linger is None:
         linger = settings.write_linger_ms / 1000
     migrate = settings.auto_migrate if auto_migrate is None else auto_migrate
-    store = Store(connect(url, connect_timeout=settings.connect_timeout), linger=linger)
+    from treadle.store import encryption
+
+    at_rest = encryption.build(settings)
+    store = Store(connect(url, connect_timeout=settings.connect_timeout), linger=linger,
+                  at_rest=at_rest)
     try:
         if migrate:
             store.migrate()

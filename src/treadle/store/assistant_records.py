@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treadle.store.connector import Connector, Row, Tx
+from treadle.store.encryption import AtRest
 from treadle.store.records import Search, create, dump_json, load_json, merge_metadata, patch
 
 __all__ = ["ASSISTANT_SORT", "Assistant", "AssistantStore", "patch_assistant_record"]
@@ -58,21 +59,24 @@ def patch_assistant_record(
     )
 
 
-def _assistant(row: Sequence[Any]) -> Assistant:
-    return Assistant(row[0], row[1], load_json(row[2]), load_json(row[3]), load_json(row[4]),
+def _assistant(row: Sequence[Any], at: AtRest) -> Assistant:
+    return Assistant(row[0], row[1], load_json(row[2]), load_json(row[3]),
+                     at.open_metadata(load_json(row[4]), "assistant"),
                      row[5], row[6], row[7], row[8], row[9])
 
 
-def _fields(a: Assistant) -> dict[str, Any]:
+def _fields(a: Assistant, at: AtRest) -> dict[str, Any]:
     return {"assistant_id": a.assistant_id, "graph_id": a.graph_id,
             "config": dump_json(a.config), "context": dump_json(a.context),
-            "metadata": dump_json(a.metadata), "name": a.name, "description": a.description}
+            "metadata": dump_json(at.seal_metadata(a.metadata, "assistant")), "name": a.name,
+            "description": a.description}
 
 
 class AssistantStore:
     """Assistants and their versions. Every method is one short transaction."""
 
     db: Connector
+    at_rest: AtRest
 
     def put_assistant(self, a: Assistant, *, if_exists: str = "raise") -> Assistant:
         """Create ``a`` as version 1 (the store sets version and times); return it.
@@ -80,15 +84,16 @@ class AssistantStore:
         When the id exists: ``raise`` raises :class:`~treadle.errors.ConflictError`,
         ``do_nothing`` returns the existing assistant unchanged."""
         key = {"assistant_id": a.assistant_id}
-        return _assistant(create(
-            self.db, f"creating assistant {a.assistant_id}", "assistant_insert", _fields(a),
-            "assistant_get", key, if_exists, "assistant",
-            then=lambda tx: tx.execute("assistant_snapshot", key)))
+        row = create(
+            self.db, f"creating assistant {a.assistant_id}", "assistant_insert",
+            _fields(a, self.at_rest), "assistant_get", key, if_exists, "assistant",
+            then=lambda tx: tx.execute("assistant_snapshot", key))
+        return _assistant(row, self.at_rest)
 
     def get_assistant(self, assistant_id: str) -> Assistant | None:
         row = self.db.one(f"reading assistant {assistant_id}", "assistant_get",
                           {"assistant_id": assistant_id})
-        return _assistant(row) if row else None
+        return _assistant(row, self.at_rest) if row else None
 
     def patch_assistant(
         self,
@@ -110,14 +115,14 @@ class AssistantStore:
 
         def update(tx: Tx, row: Row) -> Row | None:
             new = patch_assistant_record(
-                _assistant(row), graph_id=graph_id, config=config, context=context,
+                _assistant(row, self.at_rest), graph_id=graph_id, config=config, context=context,
                 metadata=metadata, name=name, description=description)
-            changed = tx.one("assistant_update", _fields(new))
+            changed = tx.one("assistant_update", _fields(new, self.at_rest))
             tx.execute("assistant_snapshot", key)
             return changed
 
         row = patch(self.db, f"updating assistant {assistant_id}", "assistant_lock", key, update)
-        return _assistant(row) if row else None
+        return _assistant(row, self.at_rest) if row else None
 
     def delete_assistant(self, assistant_id: str) -> bool:
         """Delete the assistant and all its versions; False for an unknown id."""
@@ -152,7 +157,7 @@ class AssistantStore:
         rows = self._assistant_search(graph_id, name, metadata).sorted(
             "searching assistants", "assistant_search", ASSISTANT_SORT, sort_by, sort_order,
             limit, offset)
-        return [_assistant(r) for r in rows]
+        return [_assistant(r, self.at_rest) for r in rows]
 
     def count_assistants(
         self,
@@ -178,7 +183,7 @@ class AssistantStore:
                 .contains("resource_where_metadata", "metadata", metadata)
                 .page(f"listing versions of assistant {assistant_id}", "assistant_versions",
                       "assistant_versions_page", limit, offset))
-        return [_assistant(r) for r in rows]
+        return [_assistant(r, self.at_rest) for r in rows]
 
     def set_latest_assistant_version(self, assistant_id: str, version: int) -> Assistant | None:
         """Make stored ``version`` the current record (``updated_at`` is now); None when
@@ -187,4 +192,4 @@ class AssistantStore:
             f"restoring version {version} of assistant {assistant_id}",
             lambda tx: tx.one("assistant_restore",
                               {"assistant_id": assistant_id, "version": int(version)}))
-        return _assistant(row) if row else None
+        return _assistant(row, self.at_rest) if row else None

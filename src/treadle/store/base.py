@@ -19,6 +19,7 @@ from treadle.store import migrate as migrations
 from treadle.store.audit_log import AuditLogStore
 from treadle.store.checkpoints import CheckpointStore, ClaimThread, WriteOp
 from treadle.store.connector import Connector
+from treadle.store.encryption import PLAIN, AtRest
 from treadle.store.items import ItemStore
 from treadle.store.resources import ResourceStore
 from treadle.store.run_records import RunStore
@@ -33,8 +34,9 @@ class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore, Audi
     """A database holding treadle's durable state, over the connector ``db``. Opening it
     connects (PostgreSQL: the writer, then the reader pool); it does not migrate."""
 
-    def __init__(self, db: Connector, *, linger: float = 0.002) -> None:
+    def __init__(self, db: Connector, *, linger: float = 0.002, at_rest: AtRest = PLAIN) -> None:
         self.db = db
+        self.at_rest = at_rest  # encryption at rest of every user value (store.encryption)
         self.url = db.url
         self._closed = False
         try:

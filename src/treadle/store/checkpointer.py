@@ -47,8 +47,10 @@ class TreadleSaver(BaseCheckpointSaver[str]):
     """Checkpointer over a treadle :class:`~treadle.store.base.Store`, sync and async."""
 
     def __init__(self, store: Store, *, serde: SerializerProtocol | None = None) -> None:
-        # Default: the process's serializer, with langgraph.json's allow-lists (serde_policy).
-        super().__init__(serde=serde or serde_policy.serializer())
+        # The process's serializer (langgraph.json's allow-lists, serde_policy) unless one is
+        # given (e.g. LangGraph's EncryptedSerializer); the store's encryption at rest seals
+        # what it writes.
+        super().__init__(serde=store.at_rest.serde(serde or serde_policy.serializer()))
         self.store = store
 
     # --- versions ----------------------------------------------------------------
@@ -99,12 +101,19 @@ class TreadleSaver(BaseCheckpointSaver[str]):
             ),
             metadata_type=md_type,
             metadata_blob=md_bytes,
-            metadata=json.dumps(md, default=str),
+            metadata=self._metadata_json(md),
         )
         next_config: RunnableConfig = {
             "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
         }
         return PutCheckpoint(thread_id, row=row, blobs=blobs, token=fencing_token(config)), next_config
+
+    def _metadata_json(self, md: CheckpointMetadata) -> str:
+        """The metadata column (for filters): the chosen keys sealed when encryption is on."""
+        text = json.dumps(md, default=str)
+        at_rest = self.store.at_rest
+        return text if not at_rest.enabled else json.dumps(
+            at_rest.seal_metadata(json.loads(text), "checkpoint"))
 
     def _writes_op(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str

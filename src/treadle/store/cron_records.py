@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treadle.store.connector import Connector, Row, Tx
+from treadle.store.encryption import AtRest
 from treadle.store.records import (
     UNSET,
     Search,
@@ -68,15 +69,16 @@ def patch_cron_record(
     )
 
 
-def _cron(row: Sequence[Any]) -> Cron:
-    return Cron(row[0], row[1], row[2], row[3], load_json(row[4]), load_json(row[5]), row[6],
+def _cron(row: Sequence[Any], a: AtRest) -> Cron:
+    return Cron(row[0], row[1], row[2], row[3], a.open_json(load_json(row[4]), "cron", "payload"),
+                a.open_metadata(load_json(row[5]), "cron"), row[6],
                 row[7], bool(row[8]), row[9], row[10], row[11])
 
 
-def _fields(c: Cron) -> dict[str, Any]:
+def _fields(c: Cron, a: AtRest) -> dict[str, Any]:
     return {"cron_id": c.cron_id, "assistant_id": c.assistant_id, "thread_id": c.thread_id,
-            "schedule": c.schedule, "payload": dump_json(c.payload),
-            "metadata": dump_json(c.metadata), "end_time": c.end_time,
+            "schedule": c.schedule, "payload": a.seal_json(dump_json(c.payload), "cron", "payload"),
+            "metadata": dump_json(a.seal_metadata(c.metadata, "cron")), "end_time": c.end_time,
             "next_run_at": c.next_run_at, "enabled": bool(c.enabled), "user_id": c.user_id}
 
 
@@ -84,15 +86,17 @@ class CronStore:
     """Crons. Every method is one short transaction."""
 
     db: Connector
+    at_rest: AtRest
 
     def put_cron(self, c: Cron) -> Cron:
         """Create ``c`` (the store sets its times); ConflictError if the id exists."""
-        return _cron(create(self.db, f"creating cron {c.cron_id}", "cron_insert", _fields(c),
-                            "cron_get", {"cron_id": c.cron_id}, "raise", "cron"))
+        row = create(self.db, f"creating cron {c.cron_id}", "cron_insert",
+                     _fields(c, self.at_rest), "cron_get", {"cron_id": c.cron_id}, "raise", "cron")
+        return _cron(row, self.at_rest)
 
     def get_cron(self, cron_id: str) -> Cron | None:
         row = self.db.one(f"reading cron {cron_id}", "cron_get", {"cron_id": cron_id})
-        return _cron(row) if row else None
+        return _cron(row, self.at_rest) if row else None
 
     def patch_cron(
         self,
@@ -109,14 +113,14 @@ class CronStore:
         ``metadata`` is merged; ``end_time`` / ``next_run_at`` may be set to None."""
 
         def update(tx: Tx, row: Row) -> Row | None:
-            new = patch_cron_record(_cron(row), schedule=schedule, payload=payload,
+            new = patch_cron_record(_cron(row, self.at_rest), schedule=schedule, payload=payload,
                                     metadata=metadata, end_time=end_time, enabled=enabled,
                                     next_run_at=next_run_at)
-            return tx.one("cron_update", _fields(new))
+            return tx.one("cron_update", _fields(new, self.at_rest))
 
         row = patch(self.db, f"updating cron {cron_id}", "cron_lock", {"cron_id": cron_id},
                     update)
-        return _cron(row) if row else None
+        return _cron(row, self.at_rest) if row else None
 
     def delete_cron(self, cron_id: str) -> bool:
         return self.db.execute(f"deleting cron {cron_id}", "cron_delete",
@@ -147,7 +151,7 @@ class CronStore:
             "cron_where_enabled", "enabled", None if enabled is None else bool(enabled))
         rows = search.sorted("searching crons", "cron_search", CRON_SORT, sort_by, sort_order,
                              limit, offset)
-        return [_cron(r) for r in rows]
+        return [_cron(r, self.at_rest) for r in rows]
 
     def count_crons(self, *, assistant_id: str | None = None, thread_id: str | None = None) -> int:
         return self._cron_search(assistant_id, thread_id).count("counting crons", "cron_count")
@@ -156,7 +160,7 @@ class CronStore:
         """Enabled crons with ``next_run_at <= now``, earliest tick first."""
         rows = self.db.all("reading due crons", "cron_due",
                            {"now": float(now), "limit": max(int(limit), 0)})
-        return [_cron(r) for r in rows]
+        return [_cron(r, self.at_rest) for r in rows]
 
     def advance_cron(self, cron_id: str, expected_next: float, new_next: float | None) -> bool:
         """Move an enabled cron's ``next_run_at`` from ``expected_next`` to ``new_next``

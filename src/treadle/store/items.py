@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from treadle.errors import InputError
 from treadle.store.connector import Connector, Row, Sql, Tx
+from treadle.store.encryption import AtRest
 
 __all__ = [
     "COMPARISONS",
@@ -286,8 +287,9 @@ def _check_page(limit: int, offset: int) -> None:
 
 
 # --- the store --------------------------------------------------------------------------------
-def _row(r: Sequence[Any]) -> ItemRow:
-    return ItemRow(split_namespace(r[0]), r[1], json.loads(r[2]), r[3], r[4], r[5], r[6])
+def _row(r: Sequence[Any], a: AtRest) -> ItemRow:
+    return ItemRow(split_namespace(r[0]), r[1], a.open_json(json.loads(r[2]), "store", "value"),
+                   r[3], r[4], r[5], r[6])
 
 
 def _pairs(keys: Sequence[ItemKey]) -> tuple[list[str], list[str]]:
@@ -304,6 +306,7 @@ class ItemStore:
     """Key-value items with TTLs, over ``self.db``; every write call is one transaction."""
 
     db: Connector
+    at_rest: AtRest
 
     def get_items(self, keys: Sequence[ItemKey], *, refresh_ttl: bool = True) -> list[ItemRow | None]:
         """The live items at ``keys`` (None where there is none), in the order asked.
@@ -314,7 +317,7 @@ class ItemStore:
             return []
         wanted = list(dict.fromkeys((tuple(ns), key) for ns, key in keys))
         rows = self.db.all("reading items", "items_get", _pairs(wanted))
-        found = {(r.namespace, r.key): r for r in map(_row, rows)}
+        found = {(r.namespace, r.key): r for r in (_row(x, self.at_rest) for x in rows)}
         if refresh_ttl:
             self._refresh(found)
         return [found.get((tuple(ns), key)) for ns, key in keys]
@@ -327,13 +330,16 @@ class ItemStore:
         if search.prefix:
             sql.append(self.db.sql("items_where_prefix"))
             params += _prefix(search.prefix)
+        if search.conditions and self.at_rest.enabled:
+            raise InputError("store items cannot be searched with a filter while encryption "
+                             "at rest is on (their values are encrypted): search by namespace")
         for c in search.conditions:
             fragment, values = self._condition(c)
             sql.append("AND " + fragment)
             params += values
         sql.append(self.db.sql("items_search_page"))
         params += [search.limit, search.offset]
-        rows = [_row(r) for r in self.db.all("searching items", Sql("\n".join(sql)), params)]
+        rows = [_row(r, self.at_rest) for r in self.db.all("searching items", Sql("\n".join(sql)), params)]
         if search.refresh_ttl:
             found = {(r.namespace, r.key): r for r in rows}
             self._refresh(found)
@@ -369,7 +375,8 @@ class ItemStore:
             return
         deletes = [(w.namespace, w.key) for w in final if w.value is None]
         puts = [{"ns": join_namespace(w.namespace), "labels": list(w.namespace), "k": w.key,
-                 "v": w.value, "ttl": w.ttl_minutes} for w in final if w.value is not None]
+                 "v": self.at_rest.seal_json(w.value, "store", "value"),
+                 "ttl": w.ttl_minutes} for w in final if w.value is not None]
 
         def write(tx: Tx) -> None:
             if deletes:

@@ -17,7 +17,9 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from treadle.errors import EncryptionError
 from treadle.store.connector import Connector, Row, Sql, Tx
+from treadle.store.encryption import AtRest
 from treadle.store.queue import (
     CANCEL_STATUS,
     DEFAULT_MAX_WORKER_LOSSES,
@@ -46,8 +48,8 @@ def run_row(row: Sequence[Any]) -> RunRow:
     return run
 
 
-def _record_thread(tx: Tx, update: ThreadUpdate) -> None:
-    tx.execute("thread_state", thread_state_params(update))
+def _record_thread(at_rest: AtRest, tx: Tx, update: ThreadUpdate) -> None:
+    tx.execute("thread_state", thread_state_params(update, at_rest))
 
 
 class RunStore:
@@ -55,6 +57,16 @@ class RunStore:
     timeout`` (see :mod:`treadle.store.queue`), over ``self.db``."""
 
     db: Connector
+    at_rest: AtRest
+
+    def _run(self, row: Sequence[Any]) -> RunRow:
+        """A run read back, its payload, result, error and metadata opened."""
+        run, a = run_row(row), self.at_rest
+        run.payload = a.open(run.payload, "run", "kwargs")
+        run.result = a.open_opt(run.result, "run", "result")
+        run.error = a.open_text(run.error, "run", "error")
+        run.metadata = a.open_metadata_text(run.metadata, "run")
+        return run
 
     def now(self) -> float:
         """The database clock, Unix seconds."""
@@ -88,13 +100,15 @@ class RunStore:
         check("multitask strategy", multitask)
         row = self.db.enqueue_run(f"queueing run {run.run_id}", {
             "run_id": run.run_id, "thread_id": run.thread_id, "graph_id": run.graph_id,
-            "payload": run.payload, "max_attempts": run.max_attempts,
-            "timeout_s": run.timeout_s, "stream": bool(run.stream), "metadata": run.metadata,
+            "payload": self.at_rest.seal(run.payload, "run", "kwargs"),
+            "max_attempts": run.max_attempts, "timeout_s": run.timeout_s,
+            "stream": bool(run.stream),
+            "metadata": self.at_rest.seal_metadata_text(run.metadata, "run"),
             "multitask": multitask, "idempotency_key": run.idempotency_key,
             "request_hash": run.request_hash})
         if run.idempotency_key is not None:  # the key's run, maybe an earlier one
             same_request(run.idempotency_key, row[1], row[0], run.request_hash)
-        return run_row(row[1:])
+        return self._run(row[1:])
 
     def get_run_by_key(self, idempotency_key: str, request_hash: str | None) -> RunRow | None:
         """The run created under ``idempotency_key`` (None: none, or it was deleted);
@@ -104,7 +118,7 @@ class RunStore:
         if row is None:
             return None
         same_request(idempotency_key, row[1], row[0], request_hash)
-        return run_row(row[1:])
+        return self._run(row[1:])
 
     def claim_run(
         self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float,
@@ -128,11 +142,22 @@ class RunStore:
         def claim(tx: Tx) -> Row | None:
             row = tx.one("run_claim", params)
             if row is not None:
-                _record_thread(tx, ThreadUpdate(row[1], "busy"))
+                _record_thread(self.at_rest, tx, ThreadUpdate(row[1], "busy"))
             return row
 
         row = self.db.transact("claiming a run", claim)
-        return run_row(row) if row else None
+        if row is None:
+            return None
+        try:
+            return self._run(row)
+        except EncryptionError as exc:
+            # A payload this store cannot open (plaintext while encryption is on, a key
+            # missing here): end the run with the reason rather than let it bounce between
+            # workers until its leases run out.
+            raw = run_row(row)
+            self.finish_run(raw.run_id, raw.epoch, "error", error=str(exc),
+                            thread=ThreadUpdate(raw.thread_id, "error", error=str(exc)))
+            raise
 
     def heartbeat(
         self,
@@ -175,7 +200,8 @@ class RunStore:
         Clears worker and lease, sets ``ended_at``. Notifies CHANNEL_RUN_DONE and, since
         its thread may now be free, CHANNEL_RUNS. False when fenced."""
         check("final run status", status)
-        params = {"status": status, "result": result, "error": error, "run_id": run_id,
+        params = {"status": status, "result": self.at_rest.seal_opt(result, "run", "result"),
+                  "error": self.at_rest.seal_text(error, "run", "error"), "run_id": run_id,
                   "epoch": int(epoch)}
         doing = f"finishing run {run_id}"
         if thread is None:
@@ -184,7 +210,7 @@ class RunStore:
         def finish(tx: Tx) -> bool:
             if tx.one("run_finish", params) is None:
                 return False
-            _record_thread(tx, thread)
+            _record_thread(self.at_rest, tx, thread)
             return True
 
         return self.db.transact(doing, finish)
@@ -204,7 +230,7 @@ class RunStore:
             return row if row is not None else tx.one("run_get", {"run_id": params["run_id"]})
 
         row = self.db.transact(doing, run)
-        return run_row(row) if row else None
+        return self._run(row) if row else None
 
     def cancel_run(self, run_id: str, action: str = "cancel") -> RunRow | None:
         """Ask a run to stop. Pending: terminal at once (CANCEL_STATUS[action]). Running:
@@ -245,7 +271,7 @@ class RunStore:
             swept = tx.all("run_sweep", params)
             for _, status, thread_id, *_ in swept:
                 if status in TERMINAL:  # given up or cancelled: its thread is no longer busy
-                    _record_thread(tx, ThreadUpdate(thread_id, "error" if status == "error"
+                    _record_thread(self.at_rest, tx, ThreadUpdate(thread_id, "error" if status == "error"
                                                     else "idle"))
             changed = [(r[0], r[1]) for r in swept]
             return changed + [(r[0], r[1]) for r in tx.all("task_sweep", params)]
@@ -255,7 +281,7 @@ class RunStore:
     # --- reading and deleting --------------------------------------------------------
     def get_run(self, run_id: str) -> RunRow | None:
         row = self.db.one(f"reading run {run_id}", "run_get", {"run_id": run_id})
-        return run_row(row) if row else None
+        return self._run(row) if row else None
 
     def list_runs(
         self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100,
@@ -275,7 +301,7 @@ class RunStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " " + self.db.sql("run_list_page")
-        return [run_row(r) for r in self.db.all("listing runs", Sql(sql), params)]
+        return [self._run(r) for r in self.db.all("listing runs", Sql(sql), params)]
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
         """Delete finished runs (with their tasks and events); active ones are kept.

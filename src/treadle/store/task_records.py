@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from treadle.store.connector import Connector, Row, Tx
+from treadle.store.encryption import AtRest
 from treadle.store.queue import Event, NewTask, TaskRow, WorkerInfo, check, serves
 
 __all__ = ["TaskStore"]
@@ -38,6 +39,14 @@ class TaskStore:
     their own lease and epoch), stream events, workers and shipped graphs, over ``self.db``."""
 
     db: Connector
+    at_rest: AtRest
+
+    def _task(self, row: Sequence[Any]) -> TaskRow:
+        task, a = _task(row), self.at_rest
+        task.payload = a.open(task.payload, "task", "kwargs")
+        task.result = a.open_opt(task.result, "task", "result")
+        task.error = a.open_text(task.error, "task", "error")
+        return task
 
     # --- tasks -----------------------------------------------------------------------
     def submit_task(self, task: NewTask) -> TaskRow:
@@ -50,7 +59,7 @@ class TaskStore:
         running one). Notifies CHANNEL_TASKS when it (re)queued the task."""
         params = {"task_key": task.task_key, "run_id": task.run_id,
                   "thread_id": task.thread_id, "graph_id": task.graph_id, "node": task.node,
-                  "payload": task.payload, "max_attempts": task.max_attempts}
+                  "payload": self.at_rest.seal(task.payload, "task", "kwargs"), "max_attempts": task.max_attempts}
 
         def submit(tx: Tx) -> Row | None:
             row = tx.one("task_submit", params)
@@ -58,7 +67,7 @@ class TaskStore:
 
         row = self.db.transact(f"submitting task {task.task_key}", submit)
         assert row is not None  # inserted, or there already
-        return _task(row)
+        return self._task(row)
 
     def claim_tasks(
         self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float, limit: int,
@@ -73,7 +82,7 @@ class TaskStore:
             "worker": worker, "graph_ids": list(graph_ids), "allow_pickled": bool(allow_pickled),
             "ttl": float(ttl), "limit": int(limit), "lock": lock})
         rows.sort(key=lambda r: r[_TASK_FIELDS])  # by seq (SQLite's RETURNING has no order)
-        return [_task(r) for r in rows]
+        return [self._task(r) for r in rows]
 
     def finish_task(
         self,
@@ -88,17 +97,18 @@ class TaskStore:
         epoch and it is running. Notifies CHANNEL_TASK_DONE. False when fenced."""
         check("final task status", status)
         return bool(self.db.write(f"finishing task {task_key}", "task_finish", {
-            "status": status, "result": result, "error": error, "task_key": task_key,
+            "status": status, "result": self.at_rest.seal_opt(result, "task", "result"),
+            "error": self.at_rest.seal_text(error, "task", "error"), "task_key": task_key,
             "epoch": int(epoch)}))
 
     def get_tasks(self, task_keys: Sequence[str]) -> list[TaskRow]:
         if not task_keys:
             return []
-        return [_task(r) for r in self.db.all("reading tasks", "task_get_many",
+        return [self._task(r) for r in self.db.all("reading tasks", "task_get_many",
                                               {"task_keys": list(task_keys)})]
 
     def list_tasks(self, run_id: str) -> list[TaskRow]:
-        return [_task(r) for r in self.db.all(f"listing tasks of run {run_id}", "task_list",
+        return [self._task(r) for r in self.db.all(f"listing tasks of run {run_id}", "task_list",
                                               {"run_id": run_id})]
 
     # --- stream events ---------------------------------------------------------------
@@ -110,7 +120,9 @@ class TaskStore:
             if tx.one("event_fence", {"run_id": run_id, "epoch": int(epoch)}) is None:
                 return False
             if events:
-                tx.many("event_insert", [(run_id, int(e.seq), e.kind, e.data) for e in events])
+                tx.many("event_insert", [(run_id, int(e.seq), e.kind,
+                                          self.at_rest.seal(e.data, "run", "event"))
+                                         for e in events])
             return True
 
         return self.db.transact(f"recording events of run {run_id}", put)
@@ -119,7 +131,8 @@ class TaskStore:
         """Events with ``seq > after_seq``, in order (a negative ``limit`` counts as 0)."""
         rows = self.db.all(f"reading events of run {run_id}", "event_read", {
             "run_id": run_id, "after_seq": int(after_seq), "limit": max(int(limit), 0)})
-        return [Event(seq=r[0], kind=r[1], data=bytes(r[2])) for r in rows]
+        return [Event(seq=r[0], kind=r[1], data=self.at_rest.open(r[2], "run", "event"))
+                for r in rows]
 
     def purge_events(self, older_than: float) -> int:
         """Delete the stream events of runs that ended more than ``older_than`` seconds

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from treadle.errors import InputError
 from treadle.store.connector import Connector, Row, Tx
+from treadle.store.encryption import AtRest
 from treadle.store.records import (
     UNSET,
     Search,
@@ -59,39 +61,53 @@ class ThreadUpdate:
     error: str | None = None
 
 
-def thread_state_params(u: ThreadUpdate) -> dict[str, Any]:
+def thread_state_params(u: ThreadUpdate, at_rest: AtRest) -> dict[str, Any]:
     """The parameters of the named query ``thread_state`` recording ``u`` (for callers in
-    their own transaction); InputError for a status outside THREAD_STATUSES."""
+    their own transaction), sealed by ``at_rest``; InputError for a status outside
+    THREAD_STATUSES."""
     check_choice("thread status", u.status, THREAD_STATUSES)
     given = not isinstance(u.values, Unset)
     return {"thread_id": u.thread_id, "status": u.status, "set_values": given,
-            "values": dump_json(u.values) if given and u.values is not None else None,
-            "interrupts": dump_json(u.interrupts or {}), "error": u.error}
+            "values": at_rest.seal_json(dump_json(u.values), "thread", "values")
+            if given and u.values is not None else None,
+            "interrupts": at_rest.seal_json(dump_json(u.interrupts), "thread", "interrupts")
+            if u.interrupts else "{}",
+            "error": at_rest.seal_text(u.error, "thread", "error")}
 
 
-def _thread(row: Sequence[Any]) -> Thread:
-    return Thread(row[0], load_json(row[1]), row[2], load_json(row[3]), load_json(row[4]),
-                  load_json(row[5]), row[6], row[7], row[8])
+def _thread(row: Sequence[Any], a: AtRest) -> Thread:
+    return Thread(row[0], a.open_metadata(load_json(row[1]), "thread"), row[2],
+                  a.open_json(load_json(row[3]), "thread", "values"),
+                  a.open_json(load_json(row[4]), "thread", "interrupts"),
+                  load_json(row[5]), a.open_text(row[6], "thread", "error"), row[7], row[8])
 
 
 class ThreadStore:
     """Thread records. Every method is one short transaction."""
 
     db: Connector
+    at_rest: AtRest
+
+    def _t(self, row: Sequence[Any]) -> Thread:
+        return _thread(row, self.at_rest)
 
     def put_thread(self, t: Thread, *, if_exists: str = "raise") -> Thread:
         """Create ``t`` (the store sets its times); ``if_exists`` as for assistants."""
         check_choice("thread status", t.status, THREAD_STATUSES)
-        params = {"thread_id": t.thread_id, "metadata": dump_json(t.metadata),
-                  "status": t.status, "values": None if t.values is None else dump_json(t.values),
-                  "interrupts": dump_json(t.interrupts), "config": dump_json(t.config),
-                  "error": t.error}
-        return _thread(create(self.db, f"creating thread {t.thread_id}", "thread_insert", params,
+        a = self.at_rest
+        params = {"thread_id": t.thread_id,
+                  "metadata": dump_json(a.seal_metadata(t.metadata, "thread")),
+                  "status": t.status, "values": None if t.values is None
+                  else a.seal_json(dump_json(t.values), "thread", "values"),
+                  "interrupts": a.seal_json(dump_json(t.interrupts), "thread", "interrupts")
+                  if t.interrupts else "{}",
+                  "config": dump_json(t.config), "error": a.seal_text(t.error, "thread", "error")}
+        return self._t(create(self.db, f"creating thread {t.thread_id}", "thread_insert", params,
                               "thread_get", {"thread_id": t.thread_id}, if_exists, "thread"))
 
     def get_thread(self, thread_id: str) -> Thread | None:
         row = self.db.one(f"reading thread {thread_id}", "thread_get", {"thread_id": thread_id})
-        return _thread(row) if row else None
+        return _thread(row, self.at_rest) if row else None
 
     def patch_thread(
         self, thread_id: str, *, metadata: dict[str, Any] | None = None
@@ -100,13 +116,14 @@ class ThreadStore:
         unknown id."""
 
         def update(tx: Tx, row: Row) -> Row | None:
-            merged = merge_metadata(_thread(row).metadata, metadata)
+            merged = merge_metadata(_thread(row, self.at_rest).metadata, metadata)
+            sealed = self.at_rest.seal_metadata(merged, "thread")
             return tx.one("thread_update_metadata",
-                          {"thread_id": thread_id, "metadata": dump_json(merged)})
+                          {"thread_id": thread_id, "metadata": dump_json(sealed)})
 
         row = patch(self.db, f"updating thread {thread_id}", "thread_lock",
                     {"thread_id": thread_id}, update)
-        return _thread(row) if row else None
+        return _thread(row, self.at_rest) if row else None
 
     def delete_thread_record(self, thread_id: str) -> bool:
         """Delete the thread's record (not its checkpoints); False for an unknown id."""
@@ -115,6 +132,9 @@ class ThreadStore:
 
     def _thread_search(self, metadata: dict[str, Any] | None, values: dict[str, Any] | None,
                        status: str | None) -> Search:
+        if values and self.at_rest.enabled:
+            raise InputError("threads cannot be searched by values while encryption at rest "
+                             "is on (values are encrypted): filter by metadata instead")
         return (Search(self.db)
                 .contains("resource_where_metadata", "metadata", metadata)
                 .contains("thread_where_values", "values", values)
@@ -139,7 +159,7 @@ class ThreadStore:
             "thread_where_ids", "ids", None if ids is None else [str(i) for i in ids])
         rows = search.sorted("searching threads", "thread_search", THREAD_SORT, sort_by,
                              sort_order, limit, offset)
-        return [_thread(r) for r in rows]
+        return [_thread(r, self.at_rest) for r in rows]
 
     def count_threads(
         self,
@@ -164,7 +184,8 @@ class ThreadStore:
         and bump ``updated_at``. ``values`` stays as it is unless given (None stores
         None); ``interrupts`` and ``error`` are replaced (None clears them). False when
         the thread has no record (threads not made through the API)."""
-        params = thread_state_params(ThreadUpdate(thread_id, status, values, interrupts, error))
+        params = thread_state_params(ThreadUpdate(thread_id, status, values, interrupts, error),
+                                     self.at_rest)
         return self.db.execute(f"recording the state of thread {thread_id}", "thread_state",
                                params) == 1
 
