@@ -5,6 +5,7 @@ on (unless a migration allows them), metadata keys are chosen, user handlers wor
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from treadle.store import open_store
 from treadle.store.base import Store
 from treadle.store.checkpointer import TreadleSaver
 from treadle.store.cipher import parse_keyring
-from treadle.store.encryption import AtRest, KeyringCipher, UserCipher
+from treadle.store.encryption import AtRest, KeyringCipher, SealingSerde, UserCipher
 from treadle.store.items import ItemSearch, ItemWrite
 from treadle.store.queue import NewRun
 from treadle.store.thread_records import Thread
@@ -308,3 +309,46 @@ def test_a_run_a_worker_cannot_open_ends_with_the_reason(tmp_path: Path) -> None
         assert run is not None and run.error is not None and "not encrypted" in run.error
     finally:
         migrating.close()
+
+
+
+@dataclasses.dataclass
+class Note:
+    text: str
+
+
+class NoteState(TypedDict, total=False):
+    note: Note
+
+
+def test_compile_keeps_the_seal_when_it_allows_a_subgraphs_types(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """treadle.compile widens the serializer's allow-list to the types of subgraphs that
+    LangGraph finds in node functions (a dataclass here) and swaps the saver's serializer
+    for the wider one: the new one is sealed too."""
+    import treadle
+
+    monkeypatch.setenv("TREADLE_ENCRYPTION_KEYS", KEYS)
+    sub_builder = StateGraph(NoteState)
+    sub_builder.add_node("echo", lambda s: {"note": Note(s["note"].text + "!")})
+    sub_builder.add_edge(START, "echo")
+    sub = sub_builder.compile()
+
+    def call(state: State) -> State:
+        return {"text": sub.invoke({"note": Note(state["text"])})["note"].text}
+
+    builder = StateGraph(State)
+    builder.add_node("call", call)
+    builder.add_edge(START, "call")
+    db = tmp_path / "compiled.db"
+    graph = treadle.compile(builder, store=f"sqlite:///{db}")
+    try:
+        assert isinstance(graph.checkpointer, TreadleSaver)
+        assert isinstance(graph.checkpointer.serde, SealingSerde)
+        config: RunnableConfig = {"configurable": {"thread_id": "c1"}}
+        assert graph.invoke({"text": SECRET}, config) == {"text": SECRET + "!"}
+        sub_state = graph.get_state(config, subgraphs=True)
+        assert sub_state.values == {"text": SECRET + "!"}
+    finally:
+        graph.close()
+    assert SECRET.encode() not in _file_bytes(db)
