@@ -36,6 +36,7 @@ __all__ = [
     "Key",
     "Loaded",
     "apply",
+    "auth_ref",
     "check",
     "cors_options",
     "dependencies",
@@ -60,8 +61,6 @@ _CORS: dict[str, Kind] = {
     "allow_headers": "list of strings", "allow_credentials": "boolean",
     "allow_origin_regex": "string", "expose_headers": "list of strings", "max_age": "integer",
 }
-_AUTH = ('treadle does not implement custom auth yet: remove "auth" and put an '
-         "authenticating proxy in front of the server")
 _BUILD = "used by `langgraph build` only; treadle's image is deploy/Dockerfile"
 
 
@@ -101,7 +100,16 @@ KEYS: tuple[Key, ...] = (
         'project there (".")'),
     Key("project_root", "refused", 'no longer supported by langgraph-cli: use "dependencies"'),
     Key("package", "refused", 'no longer supported by langgraph-cli: use "dependencies"'),
-    Key("auth", "refused", _AUTH),
+    Key("auth", "honoured", "a langgraph_sdk.Auth guarding every route but /ok, /info and "
+        "/metrics (docs/security.md)", children=True),
+    Key("auth.path", "honoured", '"path.py:attr" of the langgraph_sdk.Auth instance',
+        kind="string"),
+    Key("auth.disable_studio_auth", "honoured", "no effect: treadle has no LangGraph Studio "
+        "user that bypasses auth", kind="boolean"),
+    Key("auth.openapi", "honoured", "no effect: /openapi.json does not describe the auth "
+        "scheme"),
+    Key("auth.cache", "honoured", "no effect: treadle calls @auth.authenticate on every "
+        "request (cache in your handler if it is slow)"),
     Key("encryption", "refused", 'treadle has no at-rest encryption hooks: remove "encryption" '
         "(encrypt the database's storage instead)"),
     Key("priority", "refused", "treadle runs a thread's runs in order, without priorities: "
@@ -151,10 +159,10 @@ KEYS: tuple[Key, ...] = (
     Key("http.disable_a2a", "honoured", "treadle serves no /a2a routes"),
     Key("http.disable_ui", "honoured", "treadle serves no /ui routes"),
     Key("http.logging_headers", "honoured", "treadle logs no request headers"),
-    Key("http.middleware_order", "honoured", "no effect: treadle has no custom auth or app "
-        "to order"),
-    Key("http.enable_custom_route_auth", "honoured", "no effect: treadle has no custom auth "
-        "or app"),
+    Key("http.middleware_order", "honoured", "no effect: treadle mounts no custom app, so "
+        "auth always runs before every route"),
+    Key("http.enable_custom_route_auth", "honoured", "no effect: treadle mounts no custom "
+        "app (its own routes are always authenticated)"),
 )
 
 _BY_PATH = {k.path: k for k in KEYS}
@@ -321,6 +329,7 @@ class Loaded:
     descriptions: dict[str, str] = field(default_factory=dict)  # graph name -> description
     cors: dict[str, Any] | None = None  # CORSMiddleware's keyword arguments (http.cors)
     store_ttl: dict[str, Any] | None = None  # LangGraph's TTLConfig (store.ttl)
+    auth: str | None = None  # auth.path, its file made absolute ("/abs/auth.py:auth")
 
 
 def load(path: str | os.PathLike[str]) -> Loaded:
@@ -337,7 +346,23 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     base = file.resolve().parent
     refs = graph_refs(doc, str(file), lambda target: str((base / target).resolve()))
     apply(doc, file)
-    return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc))
+    return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc),
+                  auth_ref(doc, str(file), lambda target: str((base / target).resolve())))
+
+
+def auth_ref(doc: dict[str, Any], source: str, resolve: Callable[[str], str]) -> str | None:
+    """``auth.path`` (a file path made absolute by ``resolve``), or None without auth."""
+    auth = doc.get("auth")
+    if auth is None:
+        return None
+    ref = auth.get("path") if isinstance(auth, dict) else None
+    if not isinstance(ref, str) or ":" not in ref:
+        raise ConfigError(f'{source}: "auth.path" must be "path/to/auth.py:attr" (the '
+                          "langgraph_sdk.Auth instance)")
+    target, _, attr = ref.rpartition(":")
+    if target.endswith(".py") or "/" in target:
+        ref = f"{resolve(target)}:{attr}"
+    return ref
 
 
 def store_ttl(doc: dict[str, Any]) -> dict[str, Any] | None:
