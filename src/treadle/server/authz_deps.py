@@ -60,10 +60,10 @@ class Authz:
                                 headers=dict(exc.headers) if exc.headers else None) from None
         except (AccessFilterError, HTTPException):
             raise
-        except Exception as exc:  # a broken handler: refused, its message kept private
-            log.error("the %s.%s authorization handler raised %s", resource, action,
-                      type(exc).__name__)
-            raise HTTPException(500, "authorization failed") from None
+        except Exception as exc:  # (an assert in the handler): refused, its message kept private
+            log.info("the %s.%s authorization handler refused (%s)", resource, action,
+                     type(exc).__name__)
+            raise HTTPException(403, "Forbidden") from None
 
     async def resource(self, resource: str, action: str, value: dict[str, Any],
                        not_found: str) -> dict[str, Any] | None:

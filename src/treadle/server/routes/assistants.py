@@ -60,7 +60,7 @@ async def create_assistant(body: AssistantCreate, ctx: CtxDep, authz: AuthzDep) 
 @router.post("/assistants/search", summary="Search assistants")
 async def search_assistants(body: AssistantSearch, ctx: CtxDep,
                             authz: AuthzDep) -> list[dict[str, Any]]:
-    value: dict[str, Any] = {"graph_id": body.graph_id, "metadata": body.metadata,
+    value: dict[str, Any] = {"graph_id": body.graph_id, "metadata": dict(body.metadata or {}),
                              "limit": body.limit, "offset": body.offset}
     access = await authz.action("assistants", "search", value)
     found = await asyncio.to_thread(
@@ -76,7 +76,7 @@ async def search_assistants(body: AssistantSearch, ctx: CtxDep,
 
 @router.post("/assistants/count", summary="Count assistants")
 async def count_assistants(body: CountBody, ctx: CtxDep, authz: AuthzDep) -> int:
-    value: dict[str, Any] = {"graph_id": body.graph_id, "metadata": body.metadata,
+    value: dict[str, Any] = {"graph_id": body.graph_id, "metadata": dict(body.metadata or {}),
                              "limit": 0, "offset": 0}
     access = await authz.action("assistants", "search", value)
     return await asyncio.to_thread(ctx.store.count_assistants, graph_id=value["graph_id"],
@@ -94,7 +94,7 @@ async def patch_assistant(assistant_id: str, body: AssistantPatch, ctx: CtxDep,
     current = await find_assistant(ctx, assistant_id)
     value: dict[str, Any] = {
         "assistant_id": current.assistant_id, "graph_id": body.graph_id, "config": body.config,
-        "context": body.context, "metadata": body.metadata, "name": body.name, "version": None}
+        "context": body.context, "metadata": dict(body.metadata or {}), "name": body.name, "version": None}
     access = await authz.resource("assistants", "update", value,
                                   f"assistant {assistant_id!r} not found")
     if value["graph_id"]:

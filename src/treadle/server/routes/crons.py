@@ -102,7 +102,7 @@ async def delete_cron(cron_id: str, ctx: CtxDep, authz: AuthzDep) -> Response:
 @router.patch("/runs/crons/{cron_id}", summary="Update a cron")
 async def patch_cron(cron_id: str, body: CronPatch, ctx: CtxDep, authz: AuthzDep) -> dict[str, Any]:
     value: dict[str, Any] = {"cron_id": cron_id, "payload": body.model_dump(exclude_unset=True),
-                             "schedule": body.schedule, "metadata": body.metadata}
+                             "schedule": body.schedule, "metadata": dict(body.metadata or {})}
     access = await authz.resource("crons", "update", value, _missing(cron_id))
     current = await asyncio.to_thread(ctx.store.get_cron, cron_id, access=access)
     if current is None:

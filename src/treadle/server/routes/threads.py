@@ -152,7 +152,7 @@ async def _apply_supersteps(ctx: Ctx, graph: Any, thread_id: str, body: ThreadCr
 
 @router.post("/threads/search", summary="Search threads")
 async def search_threads(body: ThreadSearch, ctx: CtxDep, authz: AuthzDep) -> list[dict[str, Any]]:
-    value: dict[str, Any] = {"metadata": body.metadata, "values": body.values, "status": body.status,
+    value: dict[str, Any] = {"metadata": dict(body.metadata or {}), "values": body.values, "status": body.status,
              "limit": body.limit, "offset": body.offset, "ids": body.ids}
     access = await authz.action("threads", "search", value)
     found = await asyncio.to_thread(
@@ -169,7 +169,7 @@ def _select(doc: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
 
 @router.post("/threads/count", summary="Count threads")
 async def count_threads(body: CountBody, ctx: CtxDep, authz: AuthzDep) -> int:
-    value: dict[str, Any] = {"metadata": body.metadata, "values": body.values, "status": body.status}
+    value: dict[str, Any] = {"metadata": dict(body.metadata or {}), "values": body.values, "status": body.status}
     access = await authz.action("threads", "search", value)
     return await asyncio.to_thread(ctx.store.count_threads, metadata=value["metadata"],
                                    values=value["values"], status=value["status"], access=access)
@@ -199,7 +199,7 @@ async def get_thread(thread_id: str, ctx: CtxDep, authz: AuthzDep) -> dict[str, 
 @router.patch("/threads/{thread_id}", summary="Merge metadata into a thread")
 async def patch_thread(thread_id: str, body: ThreadPatch, ctx: CtxDep,
                        authz: AuthzDep) -> dict[str, Any]:
-    value: dict[str, Any] = {"thread_id": thread_id, "metadata": body.metadata}
+    value: dict[str, Any] = {"thread_id": thread_id, "metadata": dict(body.metadata or {})}
     access = await authz.resource("threads", "update", value, _missing(thread_id))
     found = await asyncio.to_thread(ctx.store.patch_thread, thread_id,
                                     metadata=value["metadata"], access=access)
