@@ -9,7 +9,7 @@ from langgraph_sdk import Auth
 
 auth = Auth()
 
-VALID_TOKENS = {
+VALID_TOKENS: dict[str, dict[str, Any]] = {
     "alice-token": {"id": "alice", "name": "Alice", "permissions": ["write"]},
     "bob-token": {"id": "bob", "name": "Bob", "permissions": []},
 }
