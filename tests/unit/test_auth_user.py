@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from treadle.auth.user import AuthUser, BadUserError, user_from
+from treadle.auth.user import AuthUser, user_from
+from treadle.errors import ConfigError
 
 
 @dataclass
@@ -56,5 +57,5 @@ def test_an_auth_user_passes_through() -> None:
                                  {"identity": "x", "permissions": "admin"},
                                  (["a"], None)])
 def test_anything_else_is_refused(bad: Any) -> None:
-    with pytest.raises(BadUserError):
+    with pytest.raises(ConfigError):
         user_from(bad)

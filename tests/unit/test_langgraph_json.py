@@ -154,9 +154,9 @@ def test_an_auth_without_a_usable_path_is_one_line(tmp_path: Path, auth: dict[st
 
 
 def test_every_refused_key_is_named_in_the_one_line() -> None:
-    doc = {**BASE, "auth": {"path": "a.py:x"}, "http": {"mount_prefix": "/a", "app": "b.py:app"}}
+    doc = {**BASE, "ui": {"a": "a.tsx"}, "http": {"mount_prefix": "/a", "app": "b.py:app"}}
     with pytest.raises(ConfigError,
-                       match=r'"auth".*\(also unsupported: http\.mount_prefix, http\.app\)$'):
+                       match=r'"ui".*\(also unsupported: http\.mount_prefix, http\.app\)$'):
         check(doc, "langgraph.json")
 
 
@@ -221,9 +221,9 @@ def test_load_refuses_before_applying_anything(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "langgraph.json"
     config.write_text(json.dumps({**BASE, "env": {"LGJSON_NOT_SET": "1"},
-                                  "auth": {"path": "./auth.py:auth"}}))
+                                  "ui": {"a": "./a.tsx"}}))
     monkeypatch.delenv("LGJSON_NOT_SET", raising=False)
-    with pytest.raises(ConfigError, match='unsupported key "auth"'):
+    with pytest.raises(ConfigError, match='unsupported key "ui"'):
         load(config)
     assert "LGJSON_NOT_SET" not in os.environ
 

@@ -30,7 +30,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from treadle.auth.user import AuthUser, BadUserError, user_from
+from treadle.auth.user import AuthUser, user_from
+from treadle.errors import ConfigError
 
 __all__ = ["ALWAYS_PUBLIC", "Authenticate", "public_paths"]
 
@@ -69,7 +70,7 @@ class Authenticate:
         except HTTPException as exc:
             await _refuse(scope, receive, send, exc.status_code, exc.detail, exc.headers)
             return
-        except BadUserError as exc:
+        except ConfigError as exc:  # what it returned is not a user
             log.error("the authenticate handler is broken: %s", exc)
             await _refuse(scope, receive, send, 500, "authentication failed", None)
             return

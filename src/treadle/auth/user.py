@@ -13,13 +13,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AuthUser", "BadUserError", "user_from"]
+from treadle.errors import ConfigError
+
+__all__ = ["AuthUser", "user_from"]
 
 _CORE = ("identity", "display_name", "is_authenticated", "permissions")
-
-
-class BadUserError(Exception):
-    """``@auth.authenticate`` returned something that is not a user (a server bug: 500)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ def user_from(result: Any) -> AuthUser:
     """``@auth.authenticate``'s return value as an AuthUser: a string (the identity), a
     dict or an object with ``identity`` (and optionally ``display_name``,
     ``is_authenticated``, ``permissions``), or a ``(permissions, user)`` tuple;
-    BadUserError otherwise."""
+    ConfigError otherwise (the server's handler is broken: a 500)."""
     if isinstance(result, tuple) and len(result) == 2:
         permissions, user = result
         base = user_from(user)
@@ -65,7 +63,7 @@ def user_from(result: Any) -> AuthUser:
         return result
     if isinstance(result, str):
         if not result:
-            raise BadUserError("authenticate returned an empty identity")
+            raise ConfigError("authenticate returned an empty identity")
         return AuthUser(result, result)
     if isinstance(result, Mapping):
         doc = dict(result)
@@ -75,11 +73,11 @@ def user_from(result: Any) -> AuthUser:
             if hasattr(result, key):
                 doc[key] = getattr(result, key)
     else:
-        raise BadUserError(f"authenticate returned {type(result).__name__}, not a user "
+        raise ConfigError(f"authenticate returned {type(result).__name__}, not a user "
                            "(return a str, a dict with identity, or such an object)")
     identity = doc.pop("identity", None)
     if not isinstance(identity, str) or not identity:
-        raise BadUserError("authenticate returned a user without a string identity")
+        raise ConfigError("authenticate returned a user without a string identity")
     display = doc.pop("display_name", None)
     authenticated = doc.pop("is_authenticated", True)
     permissions = _permissions(doc.pop("permissions", ()))
@@ -91,5 +89,5 @@ def _permissions(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str) or not all(isinstance(p, str) for p in value):
-        raise BadUserError("authenticate returned permissions that are not a list of strings")
+        raise ConfigError("authenticate returned permissions that are not a list of strings")
     return tuple(value)
