@@ -24,6 +24,8 @@ EXPECTED = [
     "RemoteNodeError",
     "RunFailedError",
     "RunSpecVersionError",
+    "SandboxLimitError",
+    "SandboxUnavailableError",
     "SchemaError",
     "Settings",
     "Store",
