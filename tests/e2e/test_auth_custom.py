@@ -292,3 +292,26 @@ def test_serve_denies_by_default(start_server: StartServer) -> None:
         key = {"x-api-key": "secret-key"}
         assert http.post("/threads", json={}, headers=key).status_code == 200
         assert http.post("/assistants/search", json={}, headers=key).status_code == 403
+
+
+async def test_a_crons_runs_are_its_creators(server: ServerProcess) -> None:
+    """Each tick runs as the user who made the cron, on a thread that is theirs."""
+    alice, bob = _client(server, "alice"), _client(server, "bob")
+    cron = cast(dict[str, Any], await alice.crons.create(
+        "whoami", schedule="* * * * * */1", input={"n": 10}, on_run_completed="keep",
+        metadata={"cron": "ticks"}))
+    try:
+        found: list[Any] = []
+        for _ in range(300):
+            found = [t for t in await alice.threads.search(limit=1000)
+                     if isinstance(t["values"], dict) and t["values"].get("n") == 11]
+            if found:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await alice.crons.delete(cron["cron_id"])
+    assert found, "the cron never ran"
+    thread = found[0]
+    assert _owner(thread) == "alice"
+    assert cast(dict[str, Any], thread["values"])["who"] == "alice"
+    assert await _status(bob.threads.get(thread["thread_id"])) == 404

@@ -29,7 +29,8 @@ from treadle.server.schemas import RunCreate
 from treadle.server.served_graphs import default_assistant_id
 from treadle.store.queue import RunRow
 
-__all__ = ["check_run", "create_run", "find_assistant", "stream_modes"]
+__all__ = ["authorize_run", "check_run", "create_run", "find_assistant", "new_thread_metadata",
+           "stream_modes"]
 
 # LangGraph stream modes behind each API stream mode ("values" is always recorded: it
 # is a streamed run's result).
@@ -132,7 +133,7 @@ async def _authorized_thread(ctx: Ctx, authz: Authz | None, thread_id: str,
         raise NotFoundError(f"thread {thread_id!r} not found")
 
 
-async def _new_thread_metadata(authz: Authz | None, thread_id: str,
+async def new_thread_metadata(authz: Authz | None, thread_id: str,
                                metadata: dict[str, Any]) -> dict[str, Any]:
     """A thread a run creates is authorized as ``threads.create`` (its handler may add
     metadata, such as the owner)."""
@@ -145,7 +146,8 @@ async def _new_thread_metadata(authz: Authz | None, thread_id: str,
 
 async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream: bool,
                      stateless: bool = False, key: RunKey | None = None,
-                     authz: Authz | None = None) -> tuple[RunRow, RunSpec | None]:
+                     authz: Authz | None = None, thread_metadata: dict[str, Any] | None = None
+                     ) -> tuple[RunRow, RunSpec | None]:
     """Queue a run; NotFoundError for an unknown assistant/thread, ConflictError when the
     thread is busy and ``multitask_strategy`` is ``reject``. Nothing is written on a
     rejection. Returns the run and its spec (None: unreadable, a run queued otherwise).
@@ -155,7 +157,9 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
 
     ``authz`` (every HTTP request passes one; the cron scheduler, running what was
     authorized when the cron was made, does not): see :func:`authorize_run`; the run's
-    ``configurable`` gets the user (and loses what the client sent under those keys)."""
+    ``configurable`` gets the user (and loses what the client sent under those keys).
+    ``thread_metadata``: more metadata for the thread a stateless run creates (a cron's
+    ticks: what its creator's ``threads.create`` handler gave, such as the owner)."""
     store = ctx.store
     access = None
     if authz is not None and authz.on:
@@ -179,8 +183,8 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     regraph = False
     if stateless or thread_id is None:
         thread_id = key.stateless_thread_id() if key is not None else str(uuid.uuid4())
-        await asyncio.to_thread(store.ensure_thread, thread_id, metadata=await _new_thread_metadata(
-            authz, thread_id, {"graph_id": assistant.graph_id,
+        await asyncio.to_thread(store.ensure_thread, thread_id, metadata=await new_thread_metadata(
+            authz, thread_id, {**(thread_metadata or {}), "graph_id": assistant.graph_id,
                                "assistant_id": assistant.assistant_id}))
         on_completion = on_completion or "delete"
     else:
@@ -190,7 +194,7 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
                 raise NotFoundError(f"thread {thread_id!r} not found "
                                     "(create it first, or pass if_not_exists='create')")
             thread = await asyncio.to_thread(store.ensure_thread, thread_id,
-                                             metadata=await _new_thread_metadata(authz, thread_id, {}))
+                                             metadata=await new_thread_metadata(authz, thread_id, {}))
         await _authorized_thread(ctx, authz, thread_id, access)
         regraph = (thread.metadata or {}).get("graph_id") != assistant.graph_id
     conf = config["configurable"]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from treadle.server.authz_deps import AUTH_CONFIG_KEYS, Authz, AuthzDep
 from treadle.server.context import Ctx, get_ctx
 from treadle.server.routes.threads import authorized_thread
-from treadle.server.run_service import authorize_run, find_assistant
+from treadle.server.run_service import authorize_run, find_assistant, new_thread_metadata
 from treadle.server.scheduler import next_tick, parse_end_time, validate_schedule
 from treadle.server.schemas import CountBody, CronCreate, CronPatch, CronSearch, RunCreate
 from treadle.server.serialize import cron_json
@@ -66,11 +66,14 @@ async def _create(ctx: Ctx, authz: Authz, body: CronCreate, thread_id: str | Non
     value: dict[str, Any] = {"payload": payload, "schedule": body.schedule,
                              "cron_id": str(uuid.uuid4()), "user_id": None,
                              "metadata": body.metadata or {}}
+    extra: dict[str, Any] = {"timezone": body.timezone, "on_run_completed": body.on_run_completed}
     if authz.on:
         value = await _authorize_create(ctx, authz, body, thread_id, payload)
         validate_schedule(value["schedule"], body.timezone)
+        if thread_id is None:  # each tick's new thread is the creator's, as theirs would be
+            extra["thread_metadata"] = await new_thread_metadata(authz, str(uuid.uuid4()), {})
     payload = dict(value["payload"])
-    payload["_treadle"] = {"timezone": body.timezone, "on_run_completed": body.on_run_completed}
+    payload["_treadle"] = extra
     cron = Cron(cron_id=str(value["cron_id"]), assistant_id=assistant.assistant_id,
                 thread_id=thread_id, schedule=value["schedule"], payload=payload,
                 metadata=value["metadata"] or {}, end_time=end_time,
