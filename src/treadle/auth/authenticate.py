@@ -19,6 +19,7 @@ Public paths (no credentials): ``/ok``, ``/healthz``, ``/readyz``, and ``/info``
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from treadle.auth.loading import AUTHENTICATE_PARAMETERS
 from treadle.auth.user import AuthUser, user_from
 from treadle.errors import ConfigError
 
@@ -90,15 +92,20 @@ async def authenticate(auth: Any, scope: Scope, receive: Receive) -> AuthUser:
     """Call ``auth``'s authenticate handler for the request ``scope``."""
     handler = auth._authenticate_handler
     available = _arguments(scope, receive)
-    params = inspect.signature(handler).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {name: make() for name, make in available.items()}
-    else:
-        kwargs = {name: available[name]() for name in params if name in available}
+    kwargs = {name: available[name]() for name in _wanted(handler)}
     result = handler(**kwargs)
     if inspect.isawaitable(result):
         result = await result
     return user_from(result)
+
+
+@functools.cache
+def _wanted(handler: Callable[..., Any]) -> tuple[str, ...]:
+    """The parameters treadle passes that ``handler`` takes (all of them for ``**kwargs``)."""
+    params = inspect.signature(handler).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return AUTHENTICATE_PARAMETERS
+    return tuple(name for name in params if name in AUTHENTICATE_PARAMETERS)
 
 
 def _arguments(scope: Scope, receive: Receive) -> dict[str, Callable[[], Any]]:
