@@ -315,3 +315,26 @@ async def test_a_crons_runs_are_its_creators(server: ServerProcess) -> None:
     assert _owner(thread) == "alice"
     assert cast(dict[str, Any], thread["values"])["who"] == "alice"
     assert await _status(bob.threads.get(thread["thread_id"])) == 404
+
+
+@pytest.mark.postgres
+async def test_owner_isolation_on_postgres(start_server: StartServer, pg_url: str) -> None:
+    """The same filters, compiled for PostgreSQL, inside a real server's queries."""
+    server = start_server("dev", store=pg_url, config=GRAPHS / "langgraph.json")
+    alice, bob = _client(server, "alice"), _client(server, "bob")
+    thread = await alice.threads.create(metadata={"tags": ["a"]})
+    out = await alice.runs.wait(thread["thread_id"], "whoami", input={"n": 1})
+    assert out == {"n": 2, "who": "alice", "permissions": ["write"]}
+    assistant = await alice.assistants.create("whoami")
+    await bob.threads.create()
+    for call in (bob.threads.get(thread["thread_id"]),
+                 bob.runs.wait(thread["thread_id"], "whoami", input={"n": 1}),
+                 bob.assistants.get(assistant["assistant_id"]),
+                 bob.threads.update(thread["thread_id"], metadata={"x": 1})):
+        assert await _status(call) == 404
+    mine = [t["thread_id"] for t in await alice.threads.search()]
+    theirs = [t["thread_id"] for t in await bob.threads.search()]
+    assert thread["thread_id"] in mine and thread["thread_id"] not in theirs
+    assert (await alice.threads.count(), await bob.threads.count()) == (len(mine), len(theirs))
+    assert [a["assistant_id"] for a in await bob.assistants.search(metadata={"owner": "alice"})
+            ] == []
