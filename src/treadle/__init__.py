@@ -33,6 +33,7 @@ from treadle.errors import (
     TreadleError,
     UsageError,
     WaitTimeoutError,
+    WebhookRefusedError,
 )
 from treadle.runtime import TreadleGraph, compile
 from treadle.runtime import distributed as _distributed
@@ -88,6 +89,7 @@ __all__ = [
     "TreadleStore",
     "UsageError",
     "WaitTimeoutError",
+    "WebhookRefusedError",
     "__version__",
     "compile",
     "idempotency_key",

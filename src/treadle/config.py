@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from treadle.errors import ConfigError
@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     )
     webhook_max_attempts: int = Field(5, ge=1, description="Deliveries tried per webhook.")
     webhook_timeout: float = Field(10.0, gt=0, description="Seconds per webhook delivery.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="Key of the HMAC-SHA256 signature every webhook delivery carries "
+        "(X-Treadle-Signature); unset: deliveries are not signed. Environment only.",
+    )
+    allowed_hosts: str | None = Field(
+        None, description="Host headers the API answers (comma-separated names, *.domain "
+        "wildcards, or *); unset: loopback names only in `treadle dev`, any in `treadle serve`.",
+    )
     cron_interval: float = Field(
         1.0, gt=0, description="Seconds between checks for due crons (each replica)."
     )

@@ -6,7 +6,8 @@
     ├── GraphLoadError         a graph reference (REF) could not be loaded
     ├── InputError             run input that cannot be parsed or validated
     │   ├── RefusedConfigError      a run config key a client may not send (over HTTP)
-    │   └── RunSpecVersionError     a queued run written in a format this code cannot read
+    │   ├── RunSpecVersionError     a queued run written in a format this code cannot read
+    │   └── WebhookRefusedError     a webhook URL the webhooks policy refuses
     ├── NotFoundError          no such assistant, thread, run, graph or cron
     ├── ConflictError          a resource with that id exists already, or is busy
     │   ├── IdempotencyKeyError     an idempotency key reused for a different request
@@ -65,6 +66,7 @@ __all__ = [
     "TreadleError",
     "UsageError",
     "WaitTimeoutError",
+    "WebhookRefusedError",
 ]
 
 
@@ -97,6 +99,11 @@ class RefusedConfigError(InputError):
 
 class RunSpecVersionError(InputError):
     """A queued run's payload was written in a format version this code cannot read."""
+
+
+class WebhookRefusedError(InputError):
+    """A run's webhook URL (or an address its host resolves to) that langgraph.json's
+    ``webhooks`` policy refuses."""
 
 
 class NotFoundError(TreadleError):

@@ -53,7 +53,8 @@ __all__ = [
 log = logging.getLogger("treadle.config")
 
 Status = Literal["honoured", "build-only", "refused"]
-Kind = Literal["boolean", "integer", "number", "string", "list of strings"]
+Kind = Literal["boolean", "integer", "number", "string", "list of strings", "list of integers",
+               "JSON object of strings"]
 
 # langgraph-cli's CorsConfig: the keyword arguments of Starlette's CORSMiddleware.
 _CORS: dict[str, Kind] = {
@@ -114,8 +115,25 @@ KEYS: tuple[Key, ...] = (
         "(encrypt the database's storage instead)"),
     Key("priority", "refused", "treadle runs a thread's runs in order, without priorities: "
         'remove "priority"'),
-    Key("webhooks", "refused", "treadle's run webhooks have no URL policy and send no static "
-        'headers: remove "webhooks"'),
+    Key("webhooks", "honoured", "where run webhooks may go, checked when the run is created "
+        "and against the resolved address when sent (docs/security.md); without it: any "
+        "http(s) URL but loopback, link-local and other special addresses", children=True),
+    Key("webhooks.env_prefix", "honoured", "the prefix a variable read by `headers` must "
+        'have (default "LG_WEBHOOK_")', kind="string"),
+    Key("webhooks.headers", "honoured", "headers every delivery carries; "
+        "`${{ env.VAR }}` is replaced at start-up", kind="JSON object of strings"),
+    Key("webhooks.url", "honoured", "the URL policy: the keys below", children=True),
+    Key("webhooks.url.require_https", "honoured", "refuse http:// webhooks", kind="boolean"),
+    Key("webhooks.url.allowed_domains", "honoured", 'the only hosts allowed ("*.example.com": '
+        "its subdomains)", kind="list of strings"),
+    Key("webhooks.url.allowed_ports", "honoured", "the only ports allowed (80/443 when the "
+        "URL names none)", kind="list of integers"),
+    Key("webhooks.url.max_url_length", "honoured", "longest URL accepted (default 4096)",
+        kind="integer"),
+    Key("webhooks.url.disable_loopback", "honoured", "loopback addresses are refused unless "
+        "this is false (treadle never accepts relative URLs)", kind="boolean"),
+    Key("webhooks.url.disable_private", "honoured", "treadle's addition: also refuse private "
+        "addresses (RFC 1918, CGNAT, fc00::/7)", kind="boolean"),
     Key("ui", "refused", 'treadle serves no generative UI components: remove "ui"'),
     Key("ui_config", "refused", 'treadle serves no generative UI components: remove "ui_config"'),
     Key("store", "honoured", "an object of the keys below", children=True),
@@ -172,6 +190,10 @@ _KINDS: dict[Kind, Callable[[Any], bool]] = {
     "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
     "string": lambda v: isinstance(v, str),
     "list of strings": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+    "list of integers": lambda v: isinstance(v, list) and all(
+        isinstance(i, int) and not isinstance(i, bool) for i in v),
+    "JSON object of strings": lambda v: isinstance(v, dict) and all(
+        isinstance(i, str) for i in v.values()),
 }
 
 
@@ -329,6 +351,8 @@ class Loaded:
     descriptions: dict[str, str] = field(default_factory=dict)  # graph name -> description
     cors: dict[str, Any] | None = None  # CORSMiddleware's keyword arguments (http.cors)
     store_ttl: dict[str, Any] | None = None  # LangGraph's TTLConfig (store.ttl)
+    webhooks: dict[str, Any] | None = None  # the webhooks object (server.webhook_policy)
+    source: str = "langgraph.json"  # where it was read from, for messages
     auth: str | None = None  # auth.path, its file made absolute ("/abs/auth.py:auth")
 
 
@@ -346,8 +370,10 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     base = file.resolve().parent
     refs = graph_refs(doc, str(file), lambda target: str((base / target).resolve()))
     apply(doc, file)
+    webhooks = doc.get("webhooks")
     return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc),
-                  auth_ref(doc, str(file), lambda target: str((base / target).resolve())))
+                  webhooks if isinstance(webhooks, dict) else None, str(file),
+                  auth=auth_ref(doc, str(file), lambda target: str((base / target).resolve())))
 
 
 def auth_ref(doc: dict[str, Any], source: str, resolve: Callable[[str], str]) -> str | None:

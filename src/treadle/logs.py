@@ -149,6 +149,8 @@ def configure_logging(format: str = "auto", level: str = "info", *, auto: str = 
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
+        # The audit log's records (treadle.store.audit_writer) travel as extra={"audit": ...}.
+        structlog.stdlib.ExtraAdder(allow=("audit",)),
         _add_trace,
         timestamper,
     ]

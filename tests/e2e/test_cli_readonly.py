@@ -1,6 +1,6 @@
-"""Read-only commands (`threads list|show`, `runs list|show|cancel`) given a store that does
-not exist say so in one line and exit 1; they never create it (no file, no directory, no
-schema). The real CLI, as a subprocess."""
+"""Read-only commands (`threads list|show`, `runs list|show|cancel`, `audit list|verify`)
+given a store that does not exist say so in one line and exit 1; they never create it (no
+file, no directory, no schema). The real CLI, as a subprocess."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ COMMANDS = {
     "runs list": ["runs", "list"],
     "runs show": ["runs", "show", "r-1"],
     "runs cancel": ["runs", "cancel", "r-1"],
+    "audit list": ["audit", "list"],
+    "audit verify": ["audit", "verify"],
 }
 
 
@@ -65,10 +67,10 @@ def test_a_database_without_treadle_tables_is_not_migrated(pg_url: str, tmp_path
     assert tables == (0,)
 
 
-@pytest.mark.parametrize("args", [["threads", "list"], ["runs", "list"]])
+@pytest.mark.parametrize("args", [["threads", "list"], ["runs", "list"], ["audit", "list"]])
 def test_an_existing_store_is_read(tmp_path: Path, args: list[str]) -> None:
     created = _treadle(tmp_path, "migrate", "--store", "sqlite:///s.db")
     assert created.returncode == 0, created.stderr
     shown = _treadle(tmp_path, *args, "--store", "sqlite:///s.db")
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.startswith(("no threads", "no runs")), shown.stdout
+    assert shown.stdout.startswith(("no threads", "no runs", "no audit records")), shown.stdout

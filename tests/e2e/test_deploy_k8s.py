@@ -28,6 +28,12 @@ from manifest_pods import REPO, LocalPod, find, pod_spec
 from processes import SRC, subprocess_env
 from treadle.deploy.manifests import K8S, K8sOptions, render
 
+
+def _options(**given: Any) -> K8sOptions:
+    """Options as the shipped overlays render them: the prod overlay's refusal of a public
+    API without auth is tested on its own (test_deploy.py)."""
+    return K8sOptions(**{"allow_unauthenticated": True, **given})
+
 EXAMPLES = REPO / "examples"
 CLUSTER_GRAPHS = Path(__file__).resolve().parents[1] / "cluster_graphs"
 CI = os.environ.get("CI", "").lower() == "true"
@@ -60,7 +66,7 @@ def test_render_equals_kubectl_kustomize(overlay: str) -> None:
     kubectl = _need("kubectl")
     theirs = subprocess.run([kubectl, "kustomize", str(REPO / "deploy" / "k8s" / "overlays" / overlay)],
                             capture_output=True, text=True, check=True, timeout=60).stdout
-    mine = _treadle("deploy", "k8s", "--overlay", overlay)
+    mine = _treadle("deploy", "k8s", "--overlay", overlay, "--allow-unauthenticated")
     assert mine.returncode == 0, mine.stderr
     assert _docs(mine.stdout) == _docs(theirs)  # same documents, same order
 
@@ -91,10 +97,12 @@ def test_deploy_works_from_the_built_wheel(tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(site)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(site)
-    done = subprocess.run([sys.executable, "-m", "treadle", "deploy", "k8s", "--overlay", "prod"],
+    done = subprocess.run([sys.executable, "-m", "treadle", "deploy", "k8s", "--overlay", "prod",
+                           "--allow-unauthenticated"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    from_checkout = _treadle("deploy", "k8s", "--overlay", "prod").stdout
+    from_checkout = _treadle("deploy", "k8s", "--overlay", "prod",
+                             "--allow-unauthenticated").stdout
     assert _docs(done.stdout) == _docs(from_checkout)
     probe = subprocess.run([sys.executable, "-c", "import treadle; print(treadle.__file__)"],
                            env=env, cwd=tmp_path, capture_output=True, text=True)
@@ -177,7 +185,7 @@ def _treadle_module(module: str, *args: str) -> subprocess.CompletedProcess[str]
 
 
 def _trigger_queries() -> dict[str, str]:
-    docs, _ = render(K8sOptions(overlay="prod"))
+    docs, _ = render(_options(overlay="prod"))
     scaled = find(docs, "ScaledObject", "treadle-worker")
     return {t["name"]: t["metadata"]["query"] for t in scaled["spec"]["triggers"]
             if t["type"] == "postgresql"}
@@ -264,8 +272,8 @@ def _app_dir(tmp_path: Path, *files: Path) -> Path:
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
 def test_every_container_runs_as_its_manifest_states(overlay: str, pg_url: str,
                                                      tmp_path: Path) -> None:
-    docs, _ = render(K8sOptions(overlay=overlay))
-    post_docs, _ = render(K8sOptions(overlay=overlay, post_migrate=True))
+    docs, _ = render(_options(overlay=overlay))
+    post_docs, _ = render(_options(overlay=overlay, post_migrate=True))
     app = _app_dir(tmp_path, EXAMPLES / "pipeline.py")
     secrets = {("treadle-database", "url"): pg_url}
 
@@ -348,7 +356,7 @@ def test_sigterm_drains_a_worker_and_hands_its_run_over(pg_url: str, tmp_path: P
         "dependencies": ["."], "graphs": {"chain": "./chain.py:builder"},
         "env": {"STEP_SLEEP": "1.0"},
     }))
-    docs, _ = render(K8sOptions(overlay="prod", config=config))
+    docs, _ = render(_options(overlay="prod", config=config))
     app = _app_dir(tmp_path, CLUSTER_GRAPHS / "chain.py")
     secrets = {("treadle-database", "url"): pg_url}
     settings = find(docs, "ConfigMap", "treadle-env")["data"]

@@ -39,6 +39,10 @@ SCHEMA_KEYS = {
     "http.cors.max_age",
     "store.ttl.default_ttl", "store.ttl.refresh_on_read", "store.ttl.sweep_interval_minutes",
     "auth.path", "auth.disable_studio_auth", "auth.openapi", "auth.cache",
+    "webhooks.env_prefix", "webhooks.headers", "webhooks.url", "webhooks.url.require_https",
+    "webhooks.url.allowed_domains", "webhooks.url.allowed_ports", "webhooks.url.max_url_length",
+    "webhooks.url.disable_loopback",
+    "webhooks.url.disable_private",  # treadle's addition (private addresses)
 }
 
 BASE = {"graphs": {"g": "./g.py:graph"}}
@@ -55,6 +59,7 @@ SAMPLES: dict[str, Any] = {
     "encryption": {"path": "./enc.py:enc"},
     "priority": {"path": "./prio.py:prio"},
     "webhooks": {"env_prefix": "LG_WEBHOOK_"},
+    "webhooks.url": {"require_https": True},
     "ui": {"agent": "./ui.tsx"},
     "ui_config": {"shared": ["react"]},
     "store": {}, "checkpointer": {}, "http": {},
@@ -84,7 +89,8 @@ def _doc_with(key: Key, value: Any) -> dict[str, Any]:
 
 
 KIND_SAMPLES: dict[str, Any] = {"boolean": True, "integer": 600, "number": 1.5, "string": "x",
-                                "list of strings": ["x"]}
+                                "list of strings": ["x"], "list of integers": [443],
+                                "JSON object of strings": {"X-A": "b"}}
 
 
 def _sample(key: Key) -> Any:
@@ -251,7 +257,7 @@ def test_deploy_k8s_checks_the_config_it_ships(tmp_path: Path) -> None:
 
     config = tmp_path / "langgraph.json"
     config.write_text(json.dumps({**BASE, "colour": "blue", "dockerfile_lines": ["RUN true"]}))
-    _, notes = render(K8sOptions(config=config))
+    _, notes = render(K8sOptions(config=config, allow_unauthenticated=True))
     assert f'{config}: unknown key "colour" is ignored' in notes
     config.write_text(json.dumps({**BASE, "checkpointer": {"ttl": {"default_ttl": 5}}}))
     with pytest.raises(ConfigError, match='unsupported key "checkpointer.ttl"'):

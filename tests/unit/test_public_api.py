@@ -40,6 +40,7 @@ EXPECTED = [
     "TreadleStore",
     "UsageError",
     "WaitTimeoutError",
+    "WebhookRefusedError",
     "__version__",
     "compile",
     "idempotency_key",

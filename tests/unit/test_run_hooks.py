@@ -6,6 +6,7 @@ from typing import Any
 from treadle.cluster.attempt import RunHooks
 from treadle.cluster.spec import RunSpec
 from treadle.server import run_hooks
+from treadle.server.webhook_policy import WebhookPolicy
 
 
 def _attempt(spec: RunSpec) -> Any:
@@ -17,9 +18,15 @@ def test_a_worker_has_no_hooks_unless_given() -> None:
 
 
 def test_api_hooks() -> None:
+    from treadle.server import run_audit
+
     hooks = run_hooks.api_hooks()
     assert hooks.on_status == [run_hooks.thread_record]
-    assert hooks.after_end == [run_hooks.on_completion, run_hooks.webhook]
+    assert hooks.after_end == [run_hooks.on_completion, run_hooks.Webhook(WebhookPolicy()),
+                              run_audit.run_ended]
+    assert hooks.on_start == [run_audit.run_started]
+    policy = WebhookPolicy(allow_loopback=True)
+    assert run_hooks.api_hooks(policy).after_end[1] == run_hooks.Webhook(policy)
 
 
 def test_thread_record_only_for_api_threads() -> None:

@@ -70,6 +70,30 @@ def k8s(
         None, "--cron-input", envvar="TREADLE_DEPLOY_CRON_INPUT",
         help="The input (JSON) of the example CronJob's run.",
     ),
+    auth: str | None = typer.Option(
+        None, "--auth", envvar="TREADLE_DEPLOY_AUTH",
+        help="builtin: the pods authenticate with treadle's API keys and JWTs "
+        "(TREADLE_AUTH=builtin); none. Custom auth is langgraph.json's \"auth\" (--config).",
+    ),
+    allow_unauthenticated: bool = typer.Option(
+        False, "--allow-unauthenticated", envvar="TREADLE_DEPLOY_ALLOW_UNAUTHENTICATED",
+        help="Render the prod overlay's public Ingress although the API has no auth "
+        "(something in front of it authenticates every request).",
+    ),
+    database_address: str | None = typer.Option(
+        None, "--database-address", envvar="TREADLE_DEPLOY_DATABASE_ADDRESS",
+        help="The database's IP address or CIDR (or a store URL whose host is an IP): the "
+        "only egress allowed to port 5432.",
+    ),
+    database_selector: str | None = typer.Option(
+        None, "--database-selector", envvar="TREADLE_DEPLOY_DATABASE_SELECTOR",
+        help="Labels of the database's pods (k=v[,k=v]; default "
+        "app.kubernetes.io/name=postgresql): the only egress allowed to port 5432.",
+    ),
+    database_namespace: str | None = typer.Option(
+        None, "--database-namespace", envvar="TREADLE_DEPLOY_DATABASE_NAMESPACE",
+        help="Namespace of the --database-selector pods (default: treadle's own).",
+    ),
     create_namespace: bool = typer.Option(
         False, "--create-namespace", envvar="TREADLE_DEPLOY_CREATE_NAMESPACE",
         help="Also render the Namespace (labelled for the restricted Pod Security Standard).",
@@ -85,7 +109,7 @@ def k8s(
 ) -> None:
     """Render the Kubernetes manifests: API, workers, migrations, autoscaling, policies.
 
-    Apply them all at once: the API, worker and batch pods wait (init container) until the pre-migration Job has run. After the rollout, apply the post-migration Job (--post-migrate). Expects the Secret treadle-database (key url: the PostgreSQL URL) and optionally treadle-graph-env (model provider keys).
+    Apply them all at once: the API, worker and batch pods wait (init container) until the pre-migration Job has run. After the rollout, apply the post-migration Job (--post-migrate). Expects the Secret treadle-database (key url: the PostgreSQL URL) and optionally treadle-graph-env (model provider keys, TREADLE_WEBHOOK_SECRET). The prod overlay needs auth (langgraph.json "auth" or --auth builtin) or --allow-unauthenticated; its Ingress routes the API only, never /metrics.
     """
     from treadle.deploy.manifests import K8sOptions, dump, render, write
 
@@ -95,7 +119,9 @@ def k8s(
         database_secret=database_secret, database_key=database_key,
         config=Path(config) if config is not None else None,
         cron_graph=cron_graph, cron=cron, cron_input=cron_input,
-        create_namespace=create_namespace, post_migrate=post_migrate,
+        create_namespace=create_namespace, post_migrate=post_migrate, auth=auth,
+        allow_unauthenticated=allow_unauthenticated, database_address=database_address,
+        database_selector=database_selector, database_namespace=database_namespace,
     ))
     err = _stderr()
     for note in notes:

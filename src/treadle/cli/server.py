@@ -48,6 +48,11 @@ _PUBLIC_INFO_OPTION = typer.Option(
 _PUBLIC_METRICS_OPTION = typer.Option(
     None, "--public-metrics/--no-public-metrics", show_default=False,
     help="Serve /metrics without credentials (default: yes) [TREADLE_PUBLIC_METRICS].")
+_ALLOWED_HOSTS_OPTION = typer.Option(
+    None, "--allowed-hosts",
+    help="Host names the API answers, comma-separated (*.domain: its subdomains; *: any) "
+    "[TREADLE_ALLOWED_HOSTS]. Default: loopback names for dev, any for serve.",
+)
 
 
 def _load(config: str) -> Loaded:
@@ -85,11 +90,16 @@ def _serve(settings: Settings, sock: socket.socket, loaded: Loaded, *, in_proces
            log_level: str) -> None:
     from treadle.server import drain
     from treadle.server.app import create_app
+    from treadle.server.host_check import LOOPBACK_HOSTS, parse_hosts
     from treadle.store import shared
 
+    # treadle dev answers loopback names only unless told (DNS rebinding); serve: any.
+    hosts = parse_hosts(settings.allowed_hosts)
+    if in_process_worker and settings.allowed_hosts is None:
+        hosts = LOOPBACK_HOSTS
     application = create_app(settings, loaded.refs,
                              in_process_worker=in_process_worker,
-                             langgraph=loaded)
+                             langgraph=loaded, allowed_hosts=hosts)
     # Open the store before listening: an unusable one (unreachable, or missing migrations
     # with TREADLE_AUTO_MIGRATE off) stops start-up in one line; the app shares this store.
     shared.acquire(settings.store, settings)
@@ -115,6 +125,7 @@ def dev(
     store: str | None = _STORE_OPTION,
     host: str | None = _HOST_OPTION,
     port: int | None = _PORT_OPTION,
+    allowed_hosts: str | None = _ALLOWED_HOSTS_OPTION,
     concurrency: int | None = typer.Option(
         None, "--concurrency", min=1, help="Runs executed at once [TREADLE_WORKER_CONCURRENCY]."
     ),
@@ -133,7 +144,8 @@ def dev(
 ) -> None:
     """One process: the API, an in-process worker, an embedded SQLite store by default."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
-                         run_timeout=run_timeout, auth=auth, auth_default_deny=auth_default_deny,
+                         run_timeout=run_timeout, allowed_hosts=allowed_hosts,
+                         auth=auth, auth_default_deny=auth_default_deny,
                          public_info=public_info, public_metrics=public_metrics,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
@@ -152,6 +164,7 @@ def serve(
     store: str | None = _STORE_OPTION,
     host: str | None = _HOST_OPTION,
     port: int | None = _PORT_OPTION,
+    allowed_hosts: str | None = _ALLOWED_HOSTS_OPTION,
     workers: int = typer.Option(
         1, "--workers", min=0,
         help="`treadle worker` processes to start beside the API (0: API only; scale "
@@ -177,7 +190,8 @@ def serve(
 ) -> None:
     """The production server: the API, plus --workers worker processes on the same store."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
-                         run_timeout=run_timeout, auth=auth, auth_default_deny=auth_default_deny,
+                         run_timeout=run_timeout, allowed_hosts=allowed_hosts,
+                         auth=auth, auth_default_deny=auth_default_deny,
                          public_info=public_info, public_metrics=public_metrics,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)

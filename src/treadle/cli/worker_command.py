@@ -116,8 +116,11 @@ def worker(
             "this worker would serve nothing: name graphs (REF, name=REF or --graphs "
             "langgraph.json) or pass --allow-pickled-graphs"
         )
-    w = Worker(settings, refs, name=name, port=settings.worker_port,
-               memory_ttl=loaded.store_ttl, hooks=api_hooks())  # the HTTP API's semantics
+    from treadle.server.webhook_policy import WebhookPolicy
+
+    webhooks = WebhookPolicy.from_config(loaded.webhooks, loaded.source)
+    w = Worker(settings, refs, name=name, port=settings.worker_port,  # the API's semantics
+               memory_ttl=loaded.store_ttl, hooks=api_hooks(webhooks))
     bind(worker=w.name)
     try:
         if not w.connect():

@@ -7,8 +7,9 @@ nothing when the lease was lost (the run resumes elsewhere). Metrics, the attemp
 and its log context are kept here too. Everything it uses comes in its constructor
 (:class:`AttemptDeps`, one per worker).
 
-The end of a run is a hook chain (:class:`RunHooks`), which the process embedding the
-worker fills: ``on_status`` hooks see the thread's status as the run ends (the HTTP API
+The start and end of a run are hook chains (:class:`RunHooks`), which the process embedding
+the worker fills: ``on_start`` hooks see each attempt start (the HTTP API's audit log);
+``on_status`` hooks see the thread's status as the run ends (the HTTP API
 records it on the thread, written with the run's final status in one transaction);
 ``after_end`` hooks run once the final status is recorded (the HTTP API deletes a
 stateless run's thread, calls its webhook). ``treadle.server.run_hooks`` has the API's.
@@ -47,7 +48,7 @@ from treadle.store.base import Store
 from treadle.store.checkpoints import ClaimThreadNow, PutWrites
 from treadle.store.queue import CANCEL_STATUS, CHANNEL_RUN_DONE, CHANNEL_RUNS, RunRow
 
-__all__ = ["AfterEnd", "AttemptDeps", "OnStatus", "RunAttempt", "RunHooks", "clean_error"]
+__all__ = ["AfterEnd", "AttemptDeps", "OnStart", "OnStatus", "RunAttempt", "RunHooks", "clean_error"]
 
 log = logging.getLogger("treadle.worker")
 
@@ -57,6 +58,8 @@ log = logging.getLogger("treadle.worker")
 OnStatus = Callable[["RunAttempt", str, Any, "str | None"], None]
 #: ``await hook(attempt, status)``: the run's final status is recorded.
 AfterEnd = Callable[["RunAttempt", str], Awaitable[None]]
+#: ``hook(attempt)``: an attempt of the run starts on this worker (must not block).
+OnStart = Callable[["RunAttempt"], None]
 
 
 @dataclass
@@ -65,6 +68,7 @@ class RunHooks:
 
     on_status: list[OnStatus] = field(default_factory=list)
     after_end: list[AfterEnd] = field(default_factory=list)
+    on_start: list[OnStart] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,11 @@ class RunAttempt(Execution):
         row = self.row
         log.info("run %s (thread %s, attempt %d/%d, epoch %d) started", row.run_id,
                  row.thread_id, row.attempt, row.max_attempts, row.epoch)
+        for hook in self.deps.hooks.on_start:
+            try:
+                hook(self)
+            except Exception:  # a hook's own failure never fails the run
+                log.exception("run %s: a start hook failed", self.run_id)
         if row.cancel:  # asked to stop while it was being handed over
             self.stop_reason = row.cancel
             await self._stopped()

@@ -4,14 +4,18 @@ The overlay is built first (:func:`treadle.deploy.kustomize.build`, as ``kubectl
 would), then each parameter given changes what it names: every container's image, the
 namespace, the replica counts (the autoscaler's minimum where one owns the Deployment),
 the Secret holding the database URL, the runs each worker executes, the langgraph.json
-served, the example CronJob (its graph and input, or none), and the Namespace (rendered
-only when asked). The output is in the overlay's order (its ``sortOptions``): the
+served, the example CronJob (its graph and input, or none), the database the pods may
+reach (the only egress to its port), built-in auth, and the Namespace (rendered only when
+asked). The prod overlay's public Ingress is refused unless the API authenticates its
+callers (langgraph.json ``auth``, or ``--auth builtin``) or ``--allow-unauthenticated``
+says it is meant. The output is in the overlay's order (its ``sortOptions``): the
 Namespace, policies and settings, then the migrate Job, then the workloads.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import posixpath
 import re
@@ -36,6 +40,8 @@ OVERLAYS = ("dev", "prod")
 DATABASE_SECRET, DATABASE_KEY = "treadle-database", "url"
 ENV_CONFIGMAP, GRAPHS_CONFIGMAP, GRAPHS_KEY = "treadle-env", "treadle-graphs", "langgraph.json"
 API, WORKER, BATCH = "treadle-api", "treadle-worker", "treadle-batch"
+DATABASE_EGRESS, DATABASE_PORT = "treadle-database-egress", 5432
+AUTH_MODES = ("builtin", "none")
 APP_DIR = "/app"  # where the image holds the graphs (deploy/Dockerfile)
 
 # [registry[:port]/]path[:tag][@sha256:hex], lower-case path components (docker's grammar).
@@ -67,6 +73,11 @@ class K8sOptions:
     cron_input: str | None = None
     create_namespace: bool = False
     post_migrate: bool = False
+    auth: str | None = None  # "builtin": TREADLE_AUTH=builtin in the pods' settings
+    allow_unauthenticated: bool = False  # a public API without auth, on purpose
+    database_address: str | None = None  # IP, CIDR or a store URL whose host is an IP
+    database_selector: str | None = None  # labels of the database's pods, k=v[,k=v]
+    database_namespace: str | None = None  # the namespace of those pods
 
 
 def render(options: K8sOptions) -> tuple[list[Resource], list[str]]:
@@ -109,6 +120,8 @@ def render(options: K8sOptions) -> tuple[list[Resource], list[str]]:
         _cron(docs, options)  # first: no note about a CronJob left out on purpose
         if options.config is not None or options.cron_graph is not None:
             notes += _graphs(docs, options)
+        notes += _auth(docs, options)
+        notes += _database_egress(docs, options)
     if options.create_namespace:
         docs.append(_namespace(options.namespace or str(spec["namespace"]), spec))
     kustomize.sort(docs, spec, overlay)
@@ -170,6 +183,15 @@ def _validate(options: K8sOptions) -> None:
                                  or not options.cron):
         raise ConfigError("--post-migrate renders the post-migration Job only: it takes no "
                           "--config, --cron-graph, --cron-input or --no-cron")
+    if options.auth is not None and options.auth not in AUTH_MODES:
+        raise ConfigError(f"unknown --auth {options.auth!r}: use builtin (API keys and JWTs, "
+                          'TREADLE_AUTH=builtin) or none; custom auth is langgraph.json\'s "auth"')
+    if options.database_namespace and not options.database_selector:
+        raise ConfigError("--database-namespace names where the --database-selector pods run: "
+                          "pass --database-selector too")
+    if options.post_migrate and (options.database_address or options.database_selector):
+        raise ConfigError("--post-migrate renders the post-migration Job only: it takes no "
+                          "--database-address or --database-selector")
     if not options.cron and (options.cron_graph or options.cron_input):
         raise ConfigError("--no-cron leaves the example CronJob out: drop --cron-graph and "
                           "--cron-input, or --no-cron")
@@ -317,6 +339,89 @@ def _graph_refs(text: str, source: str = "langgraph.json",
     return langgraph_json.graph_refs(
         doc, source, lambda target: target if target.startswith("/") else
         posixpath.normpath(posixpath.join(APP_DIR, target)))
+
+
+def _auth(docs: list[Resource], options: K8sOptions) -> list[str]:
+    """Refuse a prod overlay whose public Ingress would serve an API anyone may call."""
+    settings = _env_configmap(docs)["data"]
+    if options.auth is not None:
+        settings["TREADLE_AUTH"] = options.auth
+    builtin = str(settings.get("TREADLE_AUTH", "none")) == "builtin"
+    graphs = _one(docs, "ConfigMap", GRAPHS_CONFIGMAP)["data"][GRAPHS_KEY]
+    custom = langgraph_json.parse(graphs, "langgraph.json").get("auth") is not None
+    if builtin or custom or not _kind(docs, "Ingress"):
+        return []
+    if options.overlay == "prod" and not options.allow_unauthenticated:
+        raise ConfigError(
+            "the prod overlay's Ingress would make an API without authentication public: "
+            'configure auth (langgraph.json "auth" with --config, or --auth builtin for API '
+            "keys and JWTs) or pass --allow-unauthenticated if something in front of it "
+            "authenticates every request")
+    return ["warning: the API has no authentication and its Ingress is public: anyone who "
+            "reaches it can run your graphs and read every thread (see docs/security.md)"]
+
+
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*"
+                        r"[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+
+def _database_egress(docs: list[Resource], options: K8sOptions) -> list[str]:
+    """The only egress to the database's port: to its address or to its pods."""
+    policy = next((p for p in _kind(docs, "NetworkPolicy")
+                   if p["metadata"]["name"] == DATABASE_EGRESS), None)
+    if policy is None:
+        return []
+    peers: list[dict[str, Any]] = []
+    if options.database_address:
+        peers.append({"ipBlock": {"cidr": _database_cidr(options.database_address)}})
+    if options.database_selector:
+        peer: dict[str, Any] = {"podSelector": {"matchLabels": _labels(
+            options.database_selector)}}
+        if options.database_namespace:
+            peer["namespaceSelector"] = {"matchLabels": {
+                "kubernetes.io/metadata.name": options.database_namespace}}
+        peers.append(peer)
+    if peers:
+        policy["spec"]["egress"][0]["to"] = peers
+        return []
+    selector = policy["spec"]["egress"][0]["to"][0]["podSelector"]["matchLabels"]
+    shown = ",".join(f"{k}={v}" for k, v in selector.items())
+    return [f"note: the pods may reach PostgreSQL (port {DATABASE_PORT}) only on pods labelled "
+            f"{shown} in their namespace: pass --database-address IP/CIDR (a managed "
+            "database) or --database-selector LABELS [--database-namespace NS]"]
+
+
+def _database_cidr(value: str) -> str:
+    host = value
+    if "://" in value:  # a store URL: its host (the URL, which may hold a password, is not shown)
+        from urllib.parse import urlsplit
+
+        try:
+            host = urlsplit(value).hostname or ""
+        except ValueError:
+            host = ""
+        if not host:
+            raise ConfigError("--database-address: the store URL names no host; pass the "
+                              "database's IP address or CIDR")
+    try:
+        return str(ipaddress.ip_network(host, strict=False))
+    except ValueError:
+        shown = "the store URL's host" if "://" in value else repr(value)
+        raise ConfigError(f"--database-address: {shown} is not an IP address or CIDR (a "
+                          "NetworkPolicy cannot name a host): pass the database's IP "
+                          "address, or --database-selector for database pods") from None
+
+
+def _labels(value: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for pair in value.split(","):
+        key, sep, val = pair.strip().partition("=")
+        if not sep or not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(val) or len(val) > 63:
+            raise ConfigError(f"bad --database-selector {value!r}: labels as key=value, "
+                              "comma-separated (e.g. app.kubernetes.io/name=postgresql)")
+        labels[key] = val
+    return labels
 
 
 def _env_configmap(docs: list[Resource]) -> Resource:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -38,10 +38,15 @@ log = logging.getLogger("treadle.server")
 
 
 def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: bool = False,
-               langgraph: Loaded | None = None) -> FastAPI:
+               langgraph: Loaded | None = None,
+               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     """The server app for graphs ``refs`` (name -> REF, as in langgraph.json); the rest of
-    the ``langgraph`` file it was read from (descriptions, CORS) applies too."""
+    the ``langgraph`` file it was read from (descriptions, CORS, webhooks) applies too.
+    ``allowed_hosts``: the Host names answered (None: any)."""
     langgraph = langgraph or Loaded(refs)
+    from treadle.server.webhook_policy import WebhookPolicy
+
+    webhooks = WebhookPolicy.from_config(langgraph.webhooks, langgraph.source)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +64,8 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
                               memory_ttl=langgraph.store_ttl)
         await asyncio.to_thread(graphs.load)
         await asyncio.to_thread(graphs.ensure_default_assistants)
-        ctx = Ctx(settings=settings, store=store, graphs=graphs, memory_ttl=langgraph.store_ttl)
+        ctx = Ctx(settings=settings, store=store, graphs=graphs, memory_ttl=langgraph.store_ttl,
+                  webhooks=webhooks)
         app.state.ctx = ctx
         from treadle import metrics
 
@@ -77,7 +83,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
             from treadle.server.run_hooks import api_hooks
 
             worker = Worker(settings, refs, registry=graphs.registry,  # graphs loaded once
-                            hooks=api_hooks())
+                            hooks=api_hooks(webhooks))
             await asyncio.to_thread(worker.connect)
             await asyncio.to_thread(worker.load)
             worker_task = asyncio.create_task(worker.run(handle_signals=False))
@@ -107,7 +113,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     app.include_router(assistants.router)
     app.include_router(threads.router)
     app.include_router(runs.router)
-    for optional in ("store", "crons", "thread_stream"):
+    for optional in ("store", "crons", "thread_stream", "audit"):
         try:
             module = __import__(f"treadle.server.routes.{optional}", fromlist=["router"])
         except ImportError:
@@ -115,10 +121,23 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         app.include_router(module.router)
     _error_handlers(app)
     _install_auth(app, settings, langgraph, dev=in_process_worker)
+    from treadle.server.host_check import HostCheck
+    from treadle.server.origin_check import OriginCheck
+
+    cors = langgraph.cors or {}
+    app.add_middleware(OriginCheck, allow_origins=cors.get("allow_origins") or (),
+                       allow_origin_regex=cors.get("allow_origin_regex"))
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=allowed_hosts)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     from treadle.server.trace_context import TraceContext
 
     app.add_middleware(TraceContext)
+    from treadle.server.audit_trail import AuditTrail
+
+    # Outside authentication (added before it, it would be inside): refused calls are
+    # recorded too. Inside CORS.
+    app.add_middleware(AuditTrail)
     if langgraph.cors is not None:  # outermost: every answer carries the headers
         from starlette.middleware.cors import CORSMiddleware
 

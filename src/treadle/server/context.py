@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 
 from treadle.config import Settings
+from treadle.server.webhook_policy import WebhookPolicy
 from treadle.store import Store
 from treadle.store.memory import TreadleStore
 
@@ -24,6 +25,7 @@ class Ctx:
     store: Store
     graphs: Any  # treadle.server.served_graphs.ServerGraphs (the graphs of langgraph.json)
     memory_ttl: dict[str, Any] | None = None  # langgraph.json's store.ttl (TTLConfig)
+    webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)  # langgraph.json's webhooks
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -6,21 +6,25 @@ A worker serving the API (the server's own, or ``treadle worker``) registers the
 * the thread record (``thread_record``): the thread's status, values and interrupts,
   written with the run's final status in the same transaction;
 * ``on_completion="delete"`` (stateless runs): the run's thread is deleted once it ends;
-* ``webhook``: the run's record is POSTed to it (see :mod:`treadle.server.webhooks`).
+* ``webhook``: the run's record is POSTed to it (see :mod:`treadle.server.webhooks`), as
+  langgraph.json's ``webhooks`` policy allows;
+* the audit log: each attempt's start and the run's end (:mod:`treadle.server.run_audit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from treadle.cluster.attempt import RunAttempt, RunHooks
 from treadle.errors import StoreError
 from treadle.jsonable import to_json
+from treadle.server.webhook_policy import WebhookPolicy
 from treadle.store.thread_records import ThreadUpdate
 
-__all__ = ["api_hooks", "install"]
+__all__ = ["Webhook", "api_hooks", "install"]
 
 log = logging.getLogger("treadle.worker")
 
@@ -50,22 +54,32 @@ async def on_completion(attempt: RunAttempt, _status: str) -> None:
         log.warning("run %s: deleting its thread failed (%s)", attempt.run_id, exc)
 
 
-async def webhook(attempt: RunAttempt, _status: str) -> None:
-    """Call the run's webhook, in the background."""
-    if attempt.spec.webhook:
-        from treadle.server.webhooks import schedule_webhook
+@dataclass(frozen=True)
+class Webhook:
+    """Call the run's webhook, in the background, as ``policy`` allows."""
 
-        schedule_webhook(attempt.store, str(attempt.spec.webhook), attempt.run_id,
-                         attempt.settings)
+    policy: WebhookPolicy = field(default_factory=WebhookPolicy)
+
+    async def __call__(self, attempt: RunAttempt, _status: str) -> None:
+        if attempt.spec.webhook:
+            from treadle.server.webhooks import schedule_webhook
+
+            schedule_webhook(attempt.store, str(attempt.spec.webhook), attempt.run_id,
+                             attempt.settings, self.policy)
 
 
-def install(hooks: RunHooks) -> RunHooks:
-    """Register the API's end-of-run hooks on ``hooks``; returns it."""
+def install(hooks: RunHooks, webhooks: WebhookPolicy | None = None) -> RunHooks:
+    """Register the API's end-of-run hooks on ``hooks`` (webhooks sent as the ``webhooks``
+    policy allows; default: its defaults); returns it."""
     hooks.on_status.append(thread_record)
-    hooks.after_end.extend((on_completion, webhook))
+    from treadle.server.run_audit import run_ended, run_started
+
+    hooks.after_end.extend((on_completion, Webhook(webhooks or WebhookPolicy())))
+    hooks.on_start.append(run_started)  # the audit log (server/run_audit.py)
+    hooks.after_end.append(run_ended)
     return hooks
 
 
-def api_hooks() -> RunHooks:
+def api_hooks(webhooks: WebhookPolicy | None = None) -> RunHooks:
     """A worker's hooks with the API's semantics (thread records, on_completion, webhooks)."""
-    return install(RunHooks())
+    return install(RunHooks(), webhooks)

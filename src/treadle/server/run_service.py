@@ -94,6 +94,8 @@ async def check_run(ctx: Ctx, body: RunCreate) -> Any:
     if body.after_seconds:
         raise InputError("after_seconds (delayed runs) is not supported by treadle: "
                                  "create the run when it is due, or use a cron")
+    if body.webhook:  # checked again, against the address it resolves to, when sent
+        await ctx.webhooks.check(body.webhook, timeout=ctx.settings.webhook_timeout)
     return assistant
 
 

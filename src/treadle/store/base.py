@@ -1,7 +1,8 @@
 """The store: one database (SQLite embedded, PostgreSQL for clusters) holding treadle's
 durable state — checkpoints (:mod:`~treadle.store.checkpoints`), the run queue
 (:mod:`~treadle.store.run_records`, :mod:`~treadle.store.task_records`), the API resources
-(:mod:`~treadle.store.resources`) and memory items (:mod:`~treadle.store.items`) — each
+(:mod:`~treadle.store.resources`), memory items (:mod:`~treadle.store.items`) and the audit
+log (:mod:`~treadle.store.audit_log`) — each
 written once over a connector (:mod:`~treadle.store.connector`).
 
 A store is synchronous; the checkpointer gives it async twins. Every checkpoint write goes
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from treadle.store import migrate as migrations
+from treadle.store.audit_log import AuditLogStore
 from treadle.store.checkpoints import CheckpointStore, ClaimThread, WriteOp
 from treadle.store.connector import Connector
 from treadle.store.items import ItemStore
@@ -27,7 +29,7 @@ from treadle.store.writer import GroupCommitter
 __all__ = ["Store"]
 
 
-class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore):
+class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore, AuditLogStore):
     """A database holding treadle's durable state, over the connector ``db``. Opening it
     connects (PostgreSQL: the writer, then the reader pool); it does not migrate."""
 
@@ -85,6 +87,7 @@ class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore):
         if self._closed:
             return
         self._closed = True
+        self.close_audit()  # what is queued is written before the connections go
         self._committer.close()
         self.db.close()
 

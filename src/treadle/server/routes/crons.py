@@ -60,6 +60,8 @@ async def _create(ctx: Ctx, authz: Authz, body: CronCreate, thread_id: str | Non
     if thread_id is not None and await asyncio.to_thread(ctx.store.get_thread, thread_id) is None:
         raise HTTPException(404, f"thread {thread_id!r} not found")
     validate_schedule(body.schedule, body.timezone)
+    if body.webhook:  # each run it creates is checked again, and each delivery
+        await ctx.webhooks.check(body.webhook, timeout=ctx.settings.webhook_timeout)
     end_time = parse_end_time(body.end_time)
     now = await asyncio.to_thread(ctx.store.now)
     payload = {k: v for k, v in body.model_dump(include=set(_RUN_FIELDS)).items() if v is not None}
@@ -113,6 +115,8 @@ async def patch_cron(cron_id: str, body: CronPatch, ctx: CtxDep, authz: AuthzDep
     payload = dict(current.payload or {})
     extra = dict(payload.get("_treadle") or {})
     given = body.model_dump(exclude_unset=True)
+    if given.get("webhook"):
+        await ctx.webhooks.check(given["webhook"], timeout=ctx.settings.webhook_timeout)
     before = ((payload.get("config") or {}).get("configurable") or {})
     for key in _RUN_FIELDS:
         if key in given:

@@ -124,9 +124,20 @@ class SqliteTx:
 
 
 def _statements(sql: str) -> list[str]:
-    """Split a migration file into statements (no semicolons inside our DDL)."""
+    """Split a migration file into statements: at semicolons, joining pieces until SQLite
+    says the statement is complete (a trigger's body holds semicolons of its own)."""
     body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]
+    found: list[str] = []
+    current = ""
+    for piece in body.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \t\n;"):
+                found.append(current.strip().rstrip(";").strip())
+            current = ""
+    if current.strip(" \t\n;"):
+        found.append(current.strip().rstrip(";").strip())
+    return found
 
 
 class SqliteConnector:

@@ -1019,6 +1019,44 @@ EXISTS (SELECT 1 FROM jsonb_each(i.value) AS j WHERE j.key = %s
         AND jsonb_typeof(j.value) = 'string' AND (j.value #>> '{}') COLLATE "C" {op} %s);
 
 
+-- ==== audit log (treadle.store.audit_log) =====================================
+
+-- name: audit_lock
+-- Appends take turns: a transaction-level advisory lock, released by the commit; the
+-- statements after it see what the previous holder committed (READ COMMITTED).
+SELECT pg_advisory_xact_lock(hashtextextended('treadle_audit.append', 0));
+
+-- name: audit_head
+-- The last record's seq and hash (none: an empty log).
+SELECT seq, hash FROM treadle_audit ORDER BY seq DESC LIMIT 1;
+
+-- name: audit_insert
+INSERT INTO treadle_audit (seq, at, actor, tenant, action, resource, resource_id, request_id, outcome, detail, prev_hash, hash)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
+
+-- name: audit_list
+-- Records after %(after_seq)s, oldest first; a NULL filter matches every record.
+SELECT seq, at, actor, tenant, action, resource, resource_id, request_id, outcome, detail, prev_hash, hash
+FROM treadle_audit
+WHERE seq > %(after_seq)s
+  AND (%(actor)s::text IS NULL OR actor = %(actor)s::text)
+  AND (%(action)s::text IS NULL OR action = %(action)s::text)
+  AND (%(resource_id)s::text IS NULL OR resource_id = %(resource_id)s::text)
+  AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+ORDER BY seq LIMIT %(limit)s;
+
+-- name: audit_list_newest
+-- The newest records before %(before_seq)s, newest first; a NULL filter matches every record.
+SELECT seq, at, actor, tenant, action, resource, resource_id, request_id, outcome, detail, prev_hash, hash
+FROM treadle_audit
+WHERE seq < %(before_seq)s
+  AND (%(actor)s::text IS NULL OR actor = %(actor)s::text)
+  AND (%(action)s::text IS NULL OR action = %(action)s::text)
+  AND (%(resource_id)s::text IS NULL OR resource_id = %(resource_id)s::text)
+  AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+ORDER BY seq DESC LIMIT %(limit)s;
+
+
 -- ==== end ====================================================================
 
 

@@ -906,6 +906,43 @@ EXISTS (SELECT 1 FROM json_each(i.value) AS j WHERE j.key = ?
         AND j.type = 'text' AND j.value {op} ?);
 
 
+-- ==== audit log (treadle.store.audit_log) =====================================
+
+-- name: audit_lock
+-- Appends take turns: BEGIN IMMEDIATE (the write lock) already serialises them on SQLite.
+SELECT 1;
+
+-- name: audit_head
+-- The last record's seq and hash (none: an empty log).
+SELECT seq, hash FROM treadle_audit ORDER BY seq DESC LIMIT 1;
+
+-- name: audit_insert
+INSERT INTO treadle_audit (seq, at, actor, tenant, action, resource, resource_id, request_id, outcome, detail, prev_hash, hash)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: audit_list
+-- Records after :after_seq, oldest first; a NULL filter matches every record.
+SELECT seq, at, actor, tenant, action, resource, resource_id, request_id, outcome, detail, prev_hash, hash
+FROM treadle_audit
+WHERE seq > :after_seq
+  AND (:actor IS NULL OR actor = :actor)
+  AND (:action IS NULL OR action = :action)
+  AND (:resource_id IS NULL OR resource_id = :resource_id)
+  AND (:tenant IS NULL OR tenant = :tenant)
+ORDER BY seq LIMIT :limit;
+
+-- name: audit_list_newest
+-- The newest records before :before_seq, newest first; a NULL filter matches every record.
+SELECT seq, at, actor, tenant, action, resource, resource_id, request_id, outcome, detail, prev_hash, hash
+FROM treadle_audit
+WHERE seq < :before_seq
+  AND (:actor IS NULL OR actor = :actor)
+  AND (:action IS NULL OR action = :action)
+  AND (:resource_id IS NULL OR resource_id = :resource_id)
+  AND (:tenant IS NULL OR tenant = :tenant)
+ORDER BY seq DESC LIMIT :limit;
+
+
 -- ==== end ====================================================================
 
 
