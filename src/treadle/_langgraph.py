@@ -28,6 +28,7 @@ from langgraph._internal._constants import (
     INTERRUPT,
     TASKS,
 )
+from langgraph._internal._serde import build_serde_allowlist
 from langgraph.graph.state import _CHANNEL_BRANCH_TO
 from langgraph.pregel._retry import _should_retry_on
 from langgraph.types import RetryPolicy
@@ -50,6 +51,7 @@ __all__ = [
     "node_coroutine",
     "node_function",
     "retries_on",
+    "schema_types",
     "set_checkpointer",
     "task_id",
 ]
@@ -125,6 +127,21 @@ def node_attempt(config: Mapping[str, Any] | None) -> int:
     runtime = _configurable(config).get(CONFIG_KEY_RUNTIME)
     info = getattr(runtime, "execution_info", None)
     return int(getattr(info, "node_attempt", 1) or 1)
+
+
+# --- serialization ---------------------------------------------------------------------
+def schema_types(builder: Any) -> set[tuple[str, ...]]:
+    """The ``(module, Class)`` types a ``StateGraph`` builder's schemas name (state, input,
+    output, context, each node's and branch's input, the channels' value types), as
+    ``StateGraph.compile`` collects them for its msgpack allow-list under
+    ``LANGGRAPH_STRICT_MSGPACK`` (``langgraph._internal._serde.build_serde_allowlist``)."""
+    schemas: list[Any] = [getattr(builder, name, None) for name in
+                          ("state_schema", "input_schema", "output_schema", "context_schema")]
+    schemas += [node.input_schema for node in getattr(builder, "nodes", {}).values()]
+    schemas += [branch.input_schema for branches in getattr(builder, "branches", {}).values()
+                for branch in branches.values()]
+    return set(build_serde_allowlist(schemas=[s for s in schemas if s is not None],
+                                     channels=getattr(builder, "channels", None)))
 
 
 # --- retries -----------------------------------------------------------------------------

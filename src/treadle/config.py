@@ -19,12 +19,20 @@ from treadle.errors import ConfigError
 __all__ = ["DEFAULT_STORE", "Settings", "get_settings", "merge_config"]
 
 DEFAULT_STORE = "sqlite:///" + str(Path(".treadle") / "treadle.db")
+_URL_PASSWORD = re.compile(r"(?P<head>://[^\s:/@?#]*:)[^\s@/]+(?=@)")
 
 
 class Settings(BaseSettings):
     """Runtime-wide settings. Field ``x`` is read from ``TREADLE_X``."""
 
     model_config = SettingsConfigDict(env_prefix="TREADLE_", extra="ignore")
+
+    def __repr_args__(self) -> Any:
+        # The store URL's password never shows in a repr (a traceback, a debugger, a log);
+        # secret settings are SecretStr (tests/unit/test_secret_settings.py checks it).
+        for name, value in super().__repr_args__():
+            yield name, (_URL_PASSWORD.sub(r"\g<head>***", value)
+                         if name == "store" and isinstance(value, str) else value)
 
     store: str = Field(DEFAULT_STORE, description="Store URL: sqlite:///path or postgresql://...")
     max_workers: int | None = Field(
@@ -175,6 +183,7 @@ class Settings(BaseSettings):
         None, description="OTLP/HTTP endpoint (e.g. http://collector:4318); unset: the standard "
         "OTEL_EXPORTER_OTLP_* variables decide.",
     )
+
 
 
 def merge_config(base: Mapping[str, Any] | None, given: Mapping[str, Any] | None = None,

@@ -153,8 +153,16 @@ KEYS: tuple[Key, ...] = (
         'remove "checkpointer.path"'),
     Key("checkpointer.ttl", "refused", "treadle has no thread TTL sweeper: remove "
         '"checkpointer.ttl" and prune threads with POST /threads/prune'),
-    Key("checkpointer.serde", "refused", "treadle uses LangGraph's default serializer: remove "
-        '"checkpointer.serde"'),
+    Key("checkpointer.serde", "honoured", "what reading stored values may rebuild, for "
+        "checkpoints, task writes, run payloads, results and events (on the API and every "
+        "worker serving this file; see docs/security.md)", children=True),
+    Key("checkpointer.serde.allowed_msgpack_modules", "honoured", '[["module", "Class"], ...] '
+        "rebuilt besides LangGraph's safe types and the graphs' schema types; others read as "
+        "their data. Absent or null: only those (strict, as LANGGRAPH_STRICT_MSGPACK); true: any"),
+    Key("checkpointer.serde.allowed_json_modules", "honoured", "the same for the legacy json "
+        "format (absent: LangGraph's safe types only; true: any)"),
+    Key("checkpointer.serde.pickle_fallback", "honoured", "pickle what msgpack cannot encode "
+        "and read pickled values; default false (never unpickle)", kind="boolean"),
     Key("http", "honoured", "an object of the keys below", children=True),
     Key("http.app", "refused", "treadle mounts no custom app: remove \"http.app\" and serve "
         "your app beside treadle, behind one proxy"),
@@ -353,6 +361,7 @@ class Loaded:
     store_ttl: dict[str, Any] | None = None  # LangGraph's TTLConfig (store.ttl)
     webhooks: dict[str, Any] | None = None  # the webhooks object (server.webhook_policy)
     source: str = "langgraph.json"  # where it was read from, for messages
+    serde: dict[str, Any] | None = None  # checkpointer.serde (treadle.store.serde_policy)
     auth: str | None = None  # auth.path, its file made absolute ("/abs/auth.py:auth")
 
 
@@ -372,7 +381,8 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     apply(doc, file)
     webhooks = doc.get("webhooks")
     return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc),
-                  webhooks if isinstance(webhooks, dict) else None, str(file),
+                  webhooks=webhooks if isinstance(webhooks, dict) else None, source=str(file),
+                  serde=(doc.get("checkpointer") or {}).get("serde"),
                   auth=auth_ref(doc, str(file), lambda target: str((base / target).resolve())))
 
 

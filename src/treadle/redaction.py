@@ -10,9 +10,13 @@ One function, :func:`redact`, hides in a text:
   treadle's identifiers such as ``task_key``), ``authorization``, ``*credential*``,
   ``cookie``);
 * ``Bearer …`` / ``Basic …`` credentials;
-* well-known API key shapes (``sk-…``, ``lsv2_…``, ``ghp_…``, ``xox?-…``, ``AKIA…``);
+* well-known API key shapes (``sk-…``, ``lsv2_…``, ``ghp_…``, ``xox?-…``, ``AKIA…``,
+  treadle's own ``tdl_…`` keys) and JSON Web Tokens (``eyJ….eyJ….…``);
 * the value of every environment variable with a secret-looking name
-  (``OPENAI_API_KEY``, ``TREADLE_…_PASSWORD``, …), wherever it appears.
+  (``OPENAI_API_KEY``, ``TREADLE_…_PASSWORD``, ``TREADLE_ENCRYPTION_KEYS``, …), and each
+  item of a list of them (``id1:key1,id2:key2``), wherever it appears;
+* the secrets of the process's settings (:func:`remember`: its ``SecretStr`` values and
+  the store URL's password), even when given as CLI flags.
 
 :func:`redact_value` applies it to structured data (a log event's fields), hiding the
 whole value of a secret-looking key. :func:`redact_event` is the structlog processor
@@ -29,19 +33,20 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 __all__ = ["MASK", "RedactingFormatter", "is_secret_name", "redact", "redact_event",
-           "redact_value"]
+           "redact_value", "remember"]
 
 MASK = "***"
 
 _SECRET_NAME = re.compile(
     r"passw(?:or)?d|secret|token(?!s|_?counts?|_?usage|_?limit|izer)|authori[sz]ation"
-    r"|credential|cookie|apikey|(?:^|_)key$|_key_|private_?key"
+    r"|credential|cookie|apikey|(?:^|_)keys?$|_key_|private_?key|(?:^|_)jwt$"
 )
 # treadle's (and its callers') identifiers that end in _key and hold no secret.
 _NOT_SECRET = frozenset({
     "task_key", "idempotency_key", "run_key", "block_key", "merge_key", "sort_key",
     "cache_key", "partition_key", "primary_key", "foreign_key", "session_key",
-    "database_key", "checkpoint_key", "key", "keys",
+    "database_key", "checkpoint_key", "key", "keys", "feedback_keys", "sort_keys",
+    "task_keys", "idempotency_keys", "cache_keys", "primary_keys", "partition_keys",
 })
 _MIN_ENV_SECRET = 6  # shorter values ("true", "1") would hide ordinary text
 
@@ -63,7 +68,9 @@ _VALUE = re.compile(
 _SCHEME_CREDENTIAL = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{6,}")
 _KEY_SHAPES = re.compile(
     r"\b(?:sk-[A-Za-z0-9_\-]{12,}|lsv2_[A-Za-z0-9_]{12,}|gh[pousr]_[A-Za-z0-9]{20,}"
-    r"|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16})"
+    r"|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16}"
+    r"|tdl_[A-Za-z0-9_\-]{8,}"  # treadle's API keys: tdl_<key id>_<secret>
+    r"|eyJ[A-Za-z0-9_\-]{6,}\.eyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]*)"  # a JWT
 )
 
 
@@ -84,9 +91,41 @@ def _mask_assignments(text: str) -> str:
     return "".join(parts) + text[pos:] if parts else text
 
 
+_MIN_ITEM_SECRET = 12  # an item of a secret list (a key after its id), long enough to be one
+_remembered: set[str] = set()
+
+
+def _secret_values(value: str) -> set[str]:
+    """``value`` and, for a list such as ``k1:key1,k2:key2``, each of its keys."""
+    found = {value} if len(value) >= _MIN_ENV_SECRET else set()
+    for item in re.split(r"[\s,;]+", value):
+        for part in (item, item.rpartition(":")[2], item.rpartition("=")[2]):
+            if len(part) >= _MIN_ITEM_SECRET:
+                found.add(part)
+    return found
+
+
+def remember(settings: Any) -> None:
+    """Hide the secrets of ``settings`` (a pydantic model) from now on: each ``SecretStr``
+    value (or list of them) and the password of each URL among its strings."""
+    from pydantic import SecretStr
+
+    for _name, value in settings:
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, SecretStr):
+                _remembered.update(_secret_values(item.get_secret_value()))
+            elif isinstance(item, str):
+                for match in _URL_PASSWORD.finditer(item):
+                    password = item[match.end("head"):match.end()]
+                    if len(password) >= _MIN_ENV_SECRET:
+                        _remembered.add(password)
+
+
 def _env_secrets() -> list[str]:
-    values = {v for k, v in os.environ.items()
-              if len(v) >= _MIN_ENV_SECRET and is_secret_name(k)}
+    values = set(_remembered)
+    for k, v in os.environ.items():
+        if is_secret_name(k):
+            values |= _secret_values(v)
     return sorted(values, key=len, reverse=True)  # a longer secret before its prefix
 
 

@@ -39,8 +39,11 @@ def _summary(exc: BaseException) -> str:
 def _settings(**overrides: Any) -> Any:
     """Settings from TREADLE_* and the flags; a bad value is one ConfigError line."""
     from treadle.config import get_settings
+    from treadle.redaction import remember
 
-    return get_settings(as_flags=True, **overrides)
+    settings = get_settings(as_flags=True, **overrides)
+    remember(settings)  # its secrets never print, even those given as flags
+    return settings
 
 
 def _to_jsonable(value: Any) -> Any:

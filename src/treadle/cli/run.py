@@ -231,7 +231,8 @@ def _resolve(ref: str, config: str | None, distributed: bool) -> tuple[str, str 
     `treadle worker --graphs langgraph.json` serves it), else the REF string itself."""
     from pathlib import Path
 
-    from treadle.langgraph_json import read_langgraph_json
+    from treadle.langgraph_json import load
+    from treadle.store import serde_policy
 
     path = config or ("langgraph.json" if Path("langgraph.json").is_file() else None)
     bare = ":" not in ref
@@ -243,7 +244,9 @@ def _resolve(ref: str, config: str | None, distributed: bool) -> tuple[str, str 
                 "directory; pass --config path/to/langgraph.json)"
             )
         return ref, ref, shlex.quote(ref)
-    refs = read_langgraph_json(path)
+    loaded = load(path)
+    serde_policy.configure(loaded.serde)  # its checkpointer.serde, as the server's
+    refs = loaded.refs
     served_by = f"--graphs {shlex.quote(path)}"
     if bare:
         if ref not in refs:

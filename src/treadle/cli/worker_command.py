@@ -96,6 +96,7 @@ def worker(
     from treadle.cluster.worker import Worker
     from treadle.graphs.registry import parse_graph_args
     from treadle.server.run_hooks import api_hooks
+    from treadle.store import serde_policy
 
     settings = _settings(
         store=store, worker_concurrency=concurrency, worker_task_slots=task_slots,
@@ -111,6 +112,7 @@ def worker(
     setup_telemetry(settings, "treadle-worker", auto_format="json")
     loaded = parse_graph_args(graphs or [], config)  # after set-up: its warnings are logged
     refs = loaded.refs
+    serde_policy.configure(loaded.serde)  # its checkpointer.serde, before graphs load
     if not refs and not settings.allow_pickled_graphs:
         raise ConfigError(
             "this worker would serve nothing: name graphs (REF, name=REF or --graphs "

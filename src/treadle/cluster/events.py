@@ -22,7 +22,31 @@ __all__ = ["END", "EventWriter", "decode_chunk"]
 END = "__end__"  # kind of the event closing a run attempt's stream
 
 
+_TASK_MODES = frozenset({"debug", "tasks", "checkpoints"})  # their tasks carry "error"
+
+
+def _masked_errors(value: Any) -> Any:
+    """``value`` with each task's ``error`` (the text of a node's exception) made text
+    with its secrets masked, as the run's own error is (cluster.attempt.clean_error)."""
+    if isinstance(value, dict):
+        return {k: _masked_error(v) if k == "error" else _masked_errors(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked_errors(v) for v in value]
+    return value
+
+
+def _masked_error(error: Any) -> Any:
+    from treadle.jsonable import to_json
+    from treadle.redaction import redact
+
+    text = to_json(error) if isinstance(error, BaseException) else error
+    return redact(text) if isinstance(text, str) else _masked_errors(text)
+
+
 def _encode_chunk(chunk: Any) -> bytes:
+    if isinstance(chunk, tuple) and len(chunk) >= 2 and chunk[-2] in _TASK_MODES:
+        chunk = (*chunk[:-1], _masked_errors(chunk[-1]))
     is_tuple = isinstance(chunk, tuple)
     ns = is_tuple and bool(chunk) and isinstance(chunk[0], tuple)
     try:

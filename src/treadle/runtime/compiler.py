@@ -14,11 +14,12 @@ from langgraph.graph.state import StateGraph
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 
+from treadle._langgraph import schema_types
 from treadle.config import Settings, get_settings
 from treadle.errors import ConfigError
 from treadle.runtime.core import GraphCore, wrap_nodes
 from treadle.runtime.graph import TreadleGraph, _plain_class, _treadle_class
-from treadle.store import shared
+from treadle.store import serde_policy, shared
 from treadle.store.checkpointer import TreadleSaver
 
 __all__ = ["compile"]
@@ -77,9 +78,11 @@ def compile(
             f"{sorted(compile_kwargs)} only apply to a StateGraph builder; "
             "pass the builder instead of a compiled graph"
         )
+    _allow_schema_types(graph)
     backend = shared.acquire(settings.store, settings)
     try:
         saver = TreadleSaver(backend)
+        plain = saver.serde
         compiled: Pregel[Any, Any, Any, Any]
         if isinstance(graph, StateGraph):
             compiled = graph.compile(checkpointer=saver, store=memory_store, **compile_kwargs)
@@ -88,6 +91,9 @@ def compile(
             if memory_store is not None:
                 update["store"] = memory_store
             compiled = _rebuild(graph, _plain_class(type(graph)), update)
+        # Subgraphs LangGraph found in node functions: their types too, before any read.
+        if _allow_schema_types(compiled) and saver.serde is plain:
+            saver.serde = serde_policy.serializer()
         core = GraphCore(backend, saver, settings)
         core.graph_id = graph_id
         wrapped = wrap_nodes(compiled, dict(nodes or {}), core)
@@ -95,6 +101,24 @@ def compile(
     except BaseException:
         shared.release(settings.store)
         raise
+
+
+def _allow_schema_types(graph: Any) -> bool:
+    """The types the schemas of ``graph`` and of its subgraphs name are read back as
+    themselves (see treadle.store.serde_policy: the strict default allows no others).
+    Whether that allowed a type not allowed before."""
+    graphs = [graph]
+    if isinstance(graph, Pregel):
+        graphs += [sub for _, sub in graph.get_subgraphs(recurse=True)]
+    elif isinstance(graph, StateGraph):
+        graphs += [spec.runnable for spec in graph.nodes.values()
+                   if isinstance(spec.runnable, Pregel)]
+    added = False
+    for g in graphs:
+        builder = g if isinstance(g, StateGraph) else getattr(g, "builder", None)
+        if isinstance(builder, StateGraph):
+            added = serde_policy.allow_types(schema_types(builder)) or added
+    return added
 
 
 def _stores(store: Any, store_url: str | None, memory_store: Any) -> tuple[str | None, BaseStore | None]:

@@ -28,9 +28,11 @@ from treadle.errors import (
     TreadleError,
 )
 from treadle.langgraph_json import Loaded
+from treadle.redaction import redact
 from treadle.server.context import Ctx
 from treadle.server.limits import BodyLimit, valid_request
 from treadle.server.served_graphs import ServerGraphs
+from treadle.store import serde_policy
 
 __all__ = ["create_app", "http_status"]
 
@@ -44,6 +46,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     the ``langgraph`` file it was read from (descriptions, CORS, webhooks) applies too.
     ``allowed_hosts``: the Host names answered (None: any)."""
     langgraph = langgraph or Loaded(refs)
+    serde_policy.configure(langgraph.serde)  # before any graph or serializer is built
     from treadle.server.webhook_policy import WebhookPolicy
 
     webhooks = WebhookPolicy.from_config(langgraph.webhooks, langgraph.source)
@@ -210,7 +213,7 @@ def _error_handlers(app: FastAPI) -> None:
         status = http_status(exc)
         if status == 500:
             log.error("request failed: %s: %s", type(exc).__name__, exc)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": redact(str(exc))}, status_code=status)
 
 
 async def _purge_events(ctx: Ctx) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from treadle.cluster.codec import decode
 from treadle.cluster.spec import RunSpec
 from treadle.jsonable import iso, to_json
+from treadle.redaction import redact
 from treadle.store.queue import RunRow
 
 __all__ = ["RUN_STATUS", "assistant_json", "checkpoint_json", "cron_json", "run_json",
@@ -90,7 +91,7 @@ def state_json(state: Any) -> dict[str, Any]:
     for t in state.tasks:
         sub = t.state
         tasks.append({
-            "id": t.id, "name": t.name, "error": str(t.error) if t.error else None,
+            "id": t.id, "name": t.name, "error": redact(str(t.error)) if t.error else None,
             "interrupts": to_json(list(t.interrupts)),
             "checkpoint": checkpoint_json(sub) if isinstance(sub, dict) else None,
             "state": state_json(sub) if sub is not None and not isinstance(sub, dict) else None,

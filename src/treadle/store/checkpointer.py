@@ -29,6 +29,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from treadle.run_context import fencing_token
+from treadle.store import serde_policy
 from treadle.store.base import Store
 from treadle.store.checkpoints import (
     BlobRow,
@@ -46,7 +47,8 @@ class TreadleSaver(BaseCheckpointSaver[str]):
     """Checkpointer over a treadle :class:`~treadle.store.base.Store`, sync and async."""
 
     def __init__(self, store: Store, *, serde: SerializerProtocol | None = None) -> None:
-        super().__init__(serde=serde)
+        # Default: the process's serializer, with langgraph.json's allow-lists (serde_policy).
+        super().__init__(serde=serde or serde_policy.serializer())
         self.store = store
 
     # --- versions ----------------------------------------------------------------

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from treadle import metrics
+from treadle.redaction import redact
 from treadle.server.context import Ctx, get_ctx
 
 __all__ = ["router"]
@@ -73,7 +74,7 @@ async def _store_problem(ctx: Ctx) -> str | None:
             except TimeoutError:
                 check.problem = f"the store did not answer within {_CHECK_TIMEOUT:g}s"
             except Exception as exc:  # noqa: BLE001 - any failure makes the replica unready
-                check.problem = f"the store does not answer: {exc}"
+                check.problem = f"the store does not answer: {redact(str(exc))}"
             check.at = time.monotonic()
         return check.problem
 
