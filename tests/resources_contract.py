@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from access_contract import AccessContract
 from treadle.errors import ConflictError, InputError
 from treadle.store.assistant_records import ASSISTANT_SORT, Assistant
 from treadle.store.base import Store
@@ -40,7 +41,7 @@ NESTED = {"s": "x", "n": 2, "f": 1.5, "b": True, "z": None, "l": [1, {"k": "v"}]
           "o": {"deep": {"er": [1, 2]}, "u": "é ☃"}}
 
 
-class ResourcesContract:
+class ResourcesContract(AccessContract):
     """Backend-independent tests; subclasses provide the ``store`` fixture."""
 
     def test_the_store_is_a_resource_store(self, store: Store) -> None:

@@ -5,6 +5,7 @@ Change one line: ``graph = builder.compile()`` becomes ``graph = treadle.compile
 
 from treadle.config import Settings
 from treadle.errors import (
+    AccessFilterError,
     CircuitOpenError,
     ConfigError,
     ConflictError,
@@ -56,6 +57,7 @@ def _cluster_runtime() -> _distributed.Distributed:
 _distributed.provide(_cluster_runtime)
 
 __all__ = [
+    "AccessFilterError",
     "CircuitOpenError",
     "ConfigError",
     "ConflictError",

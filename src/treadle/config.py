@@ -168,6 +168,18 @@ class Settings(BaseSettings):
         0.0, ge=0, description="On SIGTERM, seconds the API keeps serving with /readyz failing "
         "before it stops listening (lets a load balancer take it out of rotation).",
     )
+    # --- auth (treadle dev / treadle serve) ----------------------------------------------
+    auth: str = Field(
+        "none", pattern="^(none|builtin)$",
+        description="none, or builtin (API keys and JWTs); a custom langgraph_sdk.Auth comes "
+        'from langgraph.json\'s "auth".',
+    )
+    auth_default_deny: bool | None = Field(
+        None, description="Refuse any (resource, action) no auth handler covers; unset: on in "
+        "`treadle serve` when auth is configured, off in `treadle dev`.",
+    )
+    public_info: bool = Field(True, description="Serve /info without credentials.")
+    public_metrics: bool = Field(True, description="Serve /metrics without credentials.")
     # --- operations: probes, metrics, traces, logs ------------------------------------------
     worker_port: int | None = Field(
         None, ge=0, le=65535,

@@ -2,6 +2,7 @@
 
     TreadleError
     ├── ConfigError            bad option, env var, CLI flag or argument (also a ValueError)
+    │   └── AccessFilterError       an auth handler's filter treadle cannot apply (HTTP 500)
     ├── GraphLoadError         a graph reference (REF) could not be loaded
     ├── InputError             run input that cannot be parsed or validated
     │   ├── RefusedConfigError      a run config key a client may not send (over HTTP)
@@ -38,6 +39,7 @@ HTTP server maps these to statuses in one place (``treadle.server.app``): NotFou
 from __future__ import annotations
 
 __all__ = [
+    "AccessFilterError",
     "CircuitOpenError",
     "ConfigError",
     "ConflictError",
@@ -77,6 +79,11 @@ class TreadleError(Exception):
 class ConfigError(TreadleError, ValueError):
     """An option, environment variable, CLI flag or argument has a bad value (also a
     ValueError, what Python raises for a bad argument)."""
+
+
+class AccessFilterError(ConfigError):
+    """An authorization handler returned a filter treadle cannot apply (an unknown
+    operator, a malformed value): a server-side configuration error, never an allow."""
 
 
 class GraphLoadError(TreadleError):

@@ -36,6 +36,7 @@ __all__ = [
     "Key",
     "Loaded",
     "apply",
+    "auth_ref",
     "check",
     "cors_options",
     "dependencies",
@@ -62,8 +63,6 @@ _CORS: dict[str, Kind] = {
     "allow_headers": "list of strings", "allow_credentials": "boolean",
     "allow_origin_regex": "string", "expose_headers": "list of strings", "max_age": "integer",
 }
-_AUTH = ('treadle does not implement custom auth yet: remove "auth" and put an '
-         "authenticating proxy in front of the server")
 _BUILD = "used by `langgraph build` only; treadle's image is deploy/Dockerfile"
 
 
@@ -103,7 +102,16 @@ KEYS: tuple[Key, ...] = (
         'project there (".")'),
     Key("project_root", "refused", 'no longer supported by langgraph-cli: use "dependencies"'),
     Key("package", "refused", 'no longer supported by langgraph-cli: use "dependencies"'),
-    Key("auth", "refused", _AUTH),
+    Key("auth", "honoured", "a langgraph_sdk.Auth guarding every route but /ok, /info and "
+        "/metrics (docs/security.md)", children=True),
+    Key("auth.path", "honoured", '"path.py:attr" of the langgraph_sdk.Auth instance',
+        kind="string"),
+    Key("auth.disable_studio_auth", "honoured", "no effect: treadle has no LangGraph Studio "
+        "user that bypasses auth", kind="boolean"),
+    Key("auth.openapi", "honoured", "no effect: /openapi.json does not describe the auth "
+        "scheme"),
+    Key("auth.cache", "honoured", "no effect: treadle calls @auth.authenticate on every "
+        "request (cache in your handler if it is slow)"),
     Key("encryption", "honoured", '{"path": "path.py:attr"} of a langgraph_sdk Encryption: its '
         "blob handlers encrypt checkpoints, task writes, runs, events and items at rest, its "
         "JSON handlers metadata (the API and every worker reading this file)"),
@@ -179,10 +187,10 @@ KEYS: tuple[Key, ...] = (
     Key("http.disable_a2a", "honoured", "treadle serves no /a2a routes"),
     Key("http.disable_ui", "honoured", "treadle serves no /ui routes"),
     Key("http.logging_headers", "honoured", "treadle logs no request headers"),
-    Key("http.middleware_order", "honoured", "no effect: treadle has no custom auth or app "
-        "to order"),
-    Key("http.enable_custom_route_auth", "honoured", "no effect: treadle has no custom auth "
-        "or app"),
+    Key("http.middleware_order", "honoured", "no effect: treadle mounts no custom app, so "
+        "auth always runs before every route"),
+    Key("http.enable_custom_route_auth", "honoured", "no effect: treadle mounts no custom "
+        "app (its own routes are always authenticated)"),
 )
 
 _BY_PATH = {k.path: k for k in KEYS}
@@ -357,6 +365,7 @@ class Loaded:
     source: str = "langgraph.json"  # where it was read from, for messages
     serde: dict[str, Any] | None = None  # checkpointer.serde (treadle.store.serde_policy)
     encryption: str | None = None  # "path:attr" of a langgraph_sdk Encryption (file made absolute)
+    auth: str | None = None  # auth.path, its file made absolute ("/abs/auth.py:auth")
 
 
 def load(path: str | os.PathLike[str]) -> Loaded:
@@ -377,7 +386,8 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc),
                   webhooks=webhooks if isinstance(webhooks, dict) else None, source=str(file),
                   serde=(doc.get("checkpointer") or {}).get("serde"),
-                  encryption=encryption_ref(doc, lambda target: str((base / target).resolve())))
+                  encryption=encryption_ref(doc, lambda target: str((base / target).resolve())),
+                  auth=auth_ref(doc, str(file), lambda target: str((base / target).resolve())))
 
 
 def encryption_ref(doc: dict[str, Any], resolve: Callable[[str], str]) -> str | None:
@@ -391,6 +401,21 @@ def encryption_ref(doc: dict[str, Any], resolve: Callable[[str], str]) -> str | 
     target, sep, attr = str(ref).rpartition(":")
     return f"{resolve(target)}:{attr}" if sep and (target.endswith(".py") or "/" in target) \
         else str(ref)
+
+
+def auth_ref(doc: dict[str, Any], source: str, resolve: Callable[[str], str]) -> str | None:
+    """``auth.path`` (a file path made absolute by ``resolve``), or None without auth."""
+    auth = doc.get("auth")
+    if auth is None:
+        return None
+    ref = auth.get("path") if isinstance(auth, dict) else None
+    if not isinstance(ref, str) or ":" not in ref:
+        raise ConfigError(f'{source}: "auth.path" must be "path/to/auth.py:attr" (the '
+                          "langgraph_sdk.Auth instance)")
+    target, _, attr = ref.rpartition(":")
+    if target.endswith(".py") or "/" in target:
+        ref = f"{resolve(target)}:{attr}"
+    return ref
 
 
 def store_ttl(doc: dict[str, Any]) -> dict[str, Any] | None:

@@ -17,8 +17,6 @@ from processes import StartServer, subprocess_env
 
 SERVER_GRAPHS = Path(__file__).resolve().parents[1] / "server_graphs"
 CHAIN = f"{SERVER_GRAPHS / 'graphs.py'}:chain"
-AUTH_LINE = ('unsupported key "auth": treadle does not implement custom auth yet: remove "auth" '
-             "and put an authenticating proxy in front of the server")
 
 
 def _config(tmp_path: Path, **keys: object) -> Path:
@@ -33,12 +31,14 @@ def _treadle(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("command", ["dev", "serve"])
-def test_a_server_configured_for_auth_does_not_start(tmp_path: Path, command: str) -> None:
+def test_a_server_whose_auth_cannot_load_does_not_start(tmp_path: Path, command: str) -> None:
     config = _config(tmp_path, auth={"path": "./auth.py:auth"})
     r = _treadle(command, "--config", str(config), "--port", "0",
                  "--store", f"sqlite:///{tmp_path / 'x.db'}")
     assert r.returncode == 1, r.stderr
-    assert r.stderr == f"error: {config}: {AUTH_LINE}\n"
+    missing = tmp_path.resolve() / "auth.py"
+    assert r.stderr == (f"error: {config}: \"auth.path\" '{missing}:auth' cannot be loaded: "
+                        f"no such file: {missing}\n")
     assert r.stdout == ""
     assert not (tmp_path / "x.db").exists()  # refused before opening anything
 

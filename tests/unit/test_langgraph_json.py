@@ -40,6 +40,7 @@ SCHEMA_KEYS = {
     "http.cors.allow_credentials", "http.cors.allow_origin_regex", "http.cors.expose_headers",
     "http.cors.max_age",
     "store.ttl.default_ttl", "store.ttl.refresh_on_read", "store.ttl.sweep_interval_minutes",
+    "auth.path", "auth.disable_studio_auth", "auth.openapi", "auth.cache",
     "webhooks.env_prefix", "webhooks.headers", "webhooks.url", "webhooks.url.require_https",
     "webhooks.url.allowed_domains", "webhooks.url.allowed_ports", "webhooks.url.max_url_length",
     "webhooks.url.disable_loopback",
@@ -141,18 +142,31 @@ def test_a_refused_key_at_its_default_is_accepted(key: Key) -> None:
         check(_doc_with(key, 0), "x")  # 0 is not false
 
 
-def test_auth_refusal_says_what_to_do() -> None:
+def test_auth_is_read_with_its_file_made_absolute(tmp_path: Path) -> None:
+    file = tmp_path / "langgraph.json"
+    file.write_text(json.dumps({**BASE, "auth": {"path": "./auth.py:auth",
+                                                 "disable_studio_auth": True}}))
+    assert load(file).auth == f"{tmp_path.resolve() / 'auth.py'}:auth"
+    file.write_text(json.dumps({**BASE, "auth": {"path": "pkg.auth:auth"}}))
+    assert load(file).auth == "pkg.auth:auth"
+    file.write_text(json.dumps(BASE))
+    assert load(file).auth is None
+
+
+@pytest.mark.parametrize("auth", [{"path": "./auth.py"}, {"disable_studio_auth": True}])
+def test_an_auth_without_a_usable_path_is_one_line(tmp_path: Path, auth: dict[str, Any]) -> None:
+    file = tmp_path / "langgraph.json"
+    file.write_text(json.dumps({**BASE, "auth": auth}))
     with pytest.raises(ConfigError) as err:
-        check({**BASE, "auth": {"path": "./auth.py:auth"}}, "app/langgraph.json")
-    assert str(err.value) == (
-        'app/langgraph.json: unsupported key "auth": treadle does not implement custom auth '
-        'yet: remove "auth" and put an authenticating proxy in front of the server')
+        load(file)
+    assert str(err.value) == (f'{file}: "auth.path" must be "path/to/auth.py:attr" (the '
+                              "langgraph_sdk.Auth instance)")
 
 
 def test_every_refused_key_is_named_in_the_one_line() -> None:
-    doc = {**BASE, "auth": {"path": "a.py:x"}, "http": {"mount_prefix": "/a", "app": "b.py:app"}}
+    doc = {**BASE, "ui": {"a": "a.tsx"}, "http": {"mount_prefix": "/a", "app": "b.py:app"}}
     with pytest.raises(ConfigError,
-                       match=r'"auth".*\(also unsupported: http\.mount_prefix, http\.app\)$'):
+                       match=r'"ui".*\(also unsupported: http\.mount_prefix, http\.app\)$'):
         check(doc, "langgraph.json")
 
 
@@ -217,9 +231,9 @@ def test_load_refuses_before_applying_anything(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "langgraph.json"
     config.write_text(json.dumps({**BASE, "env": {"LGJSON_NOT_SET": "1"},
-                                  "auth": {"path": "./auth.py:auth"}}))
+                                  "ui": {"a": "./a.tsx"}}))
     monkeypatch.delenv("LGJSON_NOT_SET", raising=False)
-    with pytest.raises(ConfigError, match='unsupported key "auth"'):
+    with pytest.raises(ConfigError, match='unsupported key "ui"'):
         load(config)
     assert "LGJSON_NOT_SET" not in os.environ
 

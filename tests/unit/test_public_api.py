@@ -7,6 +7,7 @@ import treadle
 from treadle import errors
 
 EXPECTED = [
+    "AccessFilterError",
     "CircuitOpenError",
     "ConfigError",
     "ConflictError",

@@ -34,6 +34,20 @@ _CONFIG_OPTION = typer.Option(
 )
 _HOST_OPTION = typer.Option(None, "--host", help="Address to listen on [TREADLE_HOST].")
 _PORT_OPTION = typer.Option(None, "--port", "-p", help="Port to listen on [TREADLE_PORT].")
+_AUTH_OPTION = typer.Option(
+    None, "--auth", show_default=False,
+    help="none, or builtin (API keys and JWTs) [TREADLE_AUTH]; a custom langgraph_sdk.Auth "
+    'comes from langgraph.json\'s "auth".')
+_DEFAULT_DENY_OPTION = typer.Option(
+    None, "--auth-default-deny/--no-auth-default-deny", show_default=False,
+    help="Refuse what no auth handler covers; default: on for serve, off for dev "
+    "[TREADLE_AUTH_DEFAULT_DENY].")
+_PUBLIC_INFO_OPTION = typer.Option(
+    None, "--public-info/--no-public-info", show_default=False,
+    help="Serve /info without credentials (default: yes) [TREADLE_PUBLIC_INFO].")
+_PUBLIC_METRICS_OPTION = typer.Option(
+    None, "--public-metrics/--no-public-metrics", show_default=False,
+    help="Serve /metrics without credentials (default: yes) [TREADLE_PUBLIC_METRICS].")
 _ALLOWED_HOSTS_OPTION = typer.Option(
     None, "--allowed-hosts",
     help="Host names the API answers, comma-separated (*.domain: its subdomains; *: any) "
@@ -57,6 +71,10 @@ def _load(config: str) -> Loaded:
             load_graph(ref)
         except GraphLoadError as exc:
             raise ConfigError(f"graph {name!r} of {config} cannot be loaded: {exc}") from exc
+    if loaded.auth is not None:
+        from treadle.auth.loading import load_auth
+
+        load_auth(loaded.auth, config)
     return loaded
 
 
@@ -121,10 +139,16 @@ def dev(
     log_format: str | None = _LOG_FORMAT_OPTION,
     log_level: str | None = _LOG_LEVEL_OPTION,
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
+    auth: str | None = _AUTH_OPTION,
+    auth_default_deny: bool | None = _DEFAULT_DENY_OPTION,
+    public_info: bool | None = _PUBLIC_INFO_OPTION,
+    public_metrics: bool | None = _PUBLIC_METRICS_OPTION,
 ) -> None:
     """One process: the API, an in-process worker, an embedded SQLite store by default."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
                          run_timeout=run_timeout, allowed_hosts=allowed_hosts,
+                         auth=auth, auth_default_deny=auth_default_deny,
+                         public_info=public_info, public_metrics=public_metrics,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     with _bind(settings) as sock:
@@ -161,10 +185,16 @@ def serve(
     log_format: str | None = _LOG_FORMAT_OPTION,
     log_level: str | None = _LOG_LEVEL_OPTION,
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
+    auth: str | None = _AUTH_OPTION,
+    auth_default_deny: bool | None = _DEFAULT_DENY_OPTION,
+    public_info: bool | None = _PUBLIC_INFO_OPTION,
+    public_metrics: bool | None = _PUBLIC_METRICS_OPTION,
 ) -> None:
     """The production server: the API, plus --workers worker processes on the same store."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
                          run_timeout=run_timeout, allowed_hosts=allowed_hosts,
+                         auth=auth, auth_default_deny=auth_default_deny,
+                         public_info=public_info, public_metrics=public_metrics,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     with _bind(settings) as sock:  # before the worker processes start

@@ -27,7 +27,8 @@ from langgraph.store.base import BaseStore
 from treadle.errors import GraphLoadError
 from treadle.graphs.factories import Factory, server_runtime
 
-__all__ = ["as_graph", "factory_failed", "load_factory", "load_graph", "made_graph", "split_ref"]
+__all__ = ["as_graph", "factory_failed", "load_factory", "load_graph", "load_object", "made_graph",
+           "split_ref"]
 
 _FORM = "path/to/file.py:attr or module.path:attr"
 
@@ -114,6 +115,12 @@ def made_graph(made: Any, where: str) -> StateGraph[Any, Any, Any, Any] | Pregel
             f"(a StateGraph, a compiled graph or a TreadleGraph){hint}"
         )
     return graph
+
+
+def load_object(ref: str) -> Any:
+    """The object ``ref`` ("path.py:attr" or "module:attr") names, whatever it is (the
+    auth object of langgraph.json); GraphLoadError when it cannot be loaded."""
+    return _resolve(ref)[0]
 
 
 def _resolve(ref: str) -> tuple[Any, str]:

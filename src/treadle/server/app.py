@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from treadle.config import Settings
 from treadle.errors import (
+    AccessFilterError,
     ConfigError,
     ConflictError,
     InputError,
@@ -60,6 +61,8 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(64, thread_name_prefix="treadle-server"))
         store = await asyncio.to_thread(shared.acquire, settings.store, settings)
+        if getattr(app.state, "build_auth", None) is not None:  # built-in auth needs the store
+            _use_auth(app, app.state.build_auth(settings, store), "built-in auth")
         graphs = ServerGraphs(store, refs, settings, descriptions=langgraph.descriptions,
                               memory_ttl=langgraph.store_ttl)
         await asyncio.to_thread(graphs.load)
@@ -120,6 +123,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
             continue
         app.include_router(module.router)
     _error_handlers(app)
+    _install_auth(app, settings, langgraph, dev=in_process_worker)
     from treadle.server.host_check import HostCheck
     from treadle.server.origin_check import OriginCheck
 
@@ -144,6 +148,41 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     return app
 
 
+def _install_auth(app: FastAPI, settings: Settings, langgraph: Loaded, *, dev: bool) -> None:
+    """Authenticate every request but the public ones, with langgraph.json's Auth or the
+    built-in one (built when the store is open); nothing when no auth is configured."""
+    if langgraph.auth is not None and settings.auth == "builtin":
+        raise ConfigError('langgraph.json has "auth" and TREADLE_AUTH is builtin: choose one')
+    if langgraph.auth is None and settings.auth == "none":
+        return
+    from treadle.auth.authenticate import Authenticate, public_paths
+
+    deny = settings.auth_default_deny
+    app.state.auth_default_deny = (not dev) if deny is None else deny
+    if langgraph.auth is not None:
+        from treadle.auth.loading import load_auth
+
+        _use_auth(app, load_auth(langgraph.auth), "langgraph.json's auth")
+    else:
+        try:
+            from treadle.auth.builtin import build_auth
+        except ImportError as exc:
+            raise ConfigError(f"built-in auth is not available ({exc}): unset TREADLE_AUTH "
+                              "/ --auth, or configure auth in langgraph.json") from exc
+        app.state.build_auth = build_auth
+    app.add_middleware(Authenticate, auth_of=lambda: getattr(app.state, "auth", None),
+                       public=public_paths(info=settings.public_info,
+                                           metrics=settings.public_metrics))
+
+
+def _use_auth(app: FastAPI, auth: object, where: str) -> None:
+    from treadle.auth.authorize import Authorizer
+    from treadle.auth.loading import check_auth
+
+    app.state.auth = check_auth(auth, where)
+    app.state.authorizer = Authorizer(auth, default_deny=app.state.auth_default_deny)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -157,7 +196,7 @@ def _version() -> str:
 # route modules nothing raises HTTPException: the run service, the scheduler and the
 # checks raise these, and the one handler below answers ``{"detail": <message>}``.
 _STATUS: list[tuple[type[TreadleError], int]] = [
-    (RefusedConfigError, 400), (NotFoundError, 404), (ConflictError, 409),
+    (AccessFilterError, 500), (RefusedConfigError, 400), (NotFoundError, 404), (ConflictError, 409),
     (InputError, 422), (ConfigError, 422), (StoreUnavailableError, 503),
 ]
 

@@ -14,11 +14,14 @@ import asyncio
 import uuid
 from typing import Any
 
+from fastapi import HTTPException
+
 from treadle.cluster.spec import RunSpec
 from treadle.cluster.submit import submit
 from treadle.config import merge_config
 from treadle.errors import ConflictError, IdempotencyKeyError, InputError, NotFoundError, ThreadBusyError
 from treadle.graphs.registry import REF_PREFIX
+from treadle.server.authz_deps import AUTH_CONFIG_KEYS, Authz
 from treadle.server.context import Ctx
 from treadle.server.idempotency_header import RunKey
 from treadle.server.run_config import check_client_config
@@ -26,7 +29,8 @@ from treadle.server.schemas import RunCreate
 from treadle.server.served_graphs import default_assistant_id
 from treadle.store.queue import RunRow
 
-__all__ = ["check_run", "create_run", "find_assistant", "stream_modes"]
+__all__ = ["authorize_run", "check_run", "create_run", "find_assistant", "new_thread_metadata",
+           "stream_modes"]
 
 # LangGraph stream modes behind each API stream mode ("values" is always recorded: it
 # is a streamed run's result).
@@ -42,12 +46,24 @@ def stream_modes(requested: Any) -> list[str]:
     return [requested] if isinstance(requested, str) else list(requested) or ["values"]
 
 
-async def find_assistant(ctx: Ctx, assistant_id: str) -> Any:
-    """The assistant (or the default assistant of graph ``assistant_id``); NotFoundError."""
+async def find_assistant(ctx: Ctx, assistant_id: str, authz: Authz | None = None,
+                         action: str = "read") -> Any:
+    """The assistant (or the default assistant of graph ``assistant_id``), if the user may
+    ``action`` it; NotFoundError (also when it may not)."""
     store = ctx.store
-    found = await asyncio.to_thread(store.get_assistant, assistant_id)
+    access = None
+    if authz is not None:
+        try:
+            access = await authz.resource("assistants", action, {"assistant_id": assistant_id},
+                                          f"assistant {assistant_id!r} not found")
+        except HTTPException as exc:
+            if exc.status_code != 404:
+                raise
+            raise NotFoundError(str(exc.detail)) from None
+    found = await asyncio.to_thread(store.get_assistant, assistant_id, access=access)
     if found is None and ctx.graphs.has(assistant_id):
-        found = await asyncio.to_thread(store.get_assistant, default_assistant_id(assistant_id))
+        found = await asyncio.to_thread(store.get_assistant, default_assistant_id(assistant_id),
+                                        access=access)
     if found is None:
         raise NotFoundError(f"assistant {assistant_id!r} not found")
     return found
@@ -83,19 +99,77 @@ async def check_run(ctx: Ctx, body: RunCreate) -> Any:
     return assistant
 
 
+async def authorize_run(ctx: Ctx, authz: Authz, body: RunCreate, thread_id: str | None,
+                        stateless: bool) -> tuple[RunCreate, dict[str, Any] | None]:
+    """Authorize a run: reading its assistant (404) and ``threads.create_run`` (403), whose
+    handler sees a ``RunsCreate`` value and may change its metadata and kwargs. The run as
+    changed, and the filter its thread must match."""
+    await find_assistant(ctx, body.assistant_id, authz)
+    kwargs: dict[str, Any] = {
+        "input": body.input, "command": body.command, "config": dict(body.config or {}),
+        "context": body.context, "stream_mode": body.stream_mode,
+        "interrupt_before": body.interrupt_before, "interrupt_after": body.interrupt_after,
+        "webhook": body.webhook, "feedback_keys": body.feedback_keys,
+        "subgraphs": body.stream_subgraphs, "temporary": stateless}
+    value: dict[str, Any] = {
+        "thread_id": thread_id, "assistant_id": body.assistant_id, "run_id": None,
+        "status": "pending", "metadata": dict(body.metadata or {}),
+        "prevent_insert_if_inflight": True,
+        "multitask_strategy": body.multitask_strategy or "enqueue",
+        "if_not_exists": body.if_not_exists or "reject",
+        "after_seconds": body.after_seconds or 0, "kwargs": kwargs, "action": None}
+    access = await authz.action("threads", "create_run", value)
+    kwargs = value.get("kwargs") or {}
+    changed = body.model_copy(update={
+        "metadata": value.get("metadata"), "input": kwargs.get("input"),
+        "command": kwargs.get("command"), "config": kwargs.get("config"),
+        "context": kwargs.get("context")})
+    return changed, access
+
+
+async def _authorized_thread(ctx: Ctx, authz: Authz | None, thread_id: str,
+                             access: dict[str, Any] | None) -> None:
+    """NotFoundError unless the run's existing thread matches ``access``."""
+    if authz is not None and access is not None and await asyncio.to_thread(
+            ctx.store.get_thread, thread_id, access=access) is None:
+        raise NotFoundError(f"thread {thread_id!r} not found")
+
+
+async def new_thread_metadata(authz: Authz | None, thread_id: str,
+                               metadata: dict[str, Any]) -> dict[str, Any]:
+    """A thread a run creates is authorized as ``threads.create`` (its handler may add
+    metadata, such as the owner)."""
+    if authz is None or not authz.on:
+        return metadata
+    value: dict[str, Any] = {"thread_id": thread_id, "metadata": metadata, "if_exists": "raise"}
+    await authz.action("threads", "create", value)
+    return dict(value.get("metadata") or {})
+
+
 async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream: bool,
-                     stateless: bool = False, key: RunKey | None = None
+                     stateless: bool = False, key: RunKey | None = None,
+                     authz: Authz | None = None, thread_metadata: dict[str, Any] | None = None
                      ) -> tuple[RunRow, RunSpec | None]:
     """Queue a run; NotFoundError for an unknown assistant/thread, ConflictError when the
     thread is busy and ``multitask_strategy`` is ``reject``. Nothing is written on a
     rejection. Returns the run and its spec (None: unreadable, a run queued otherwise).
 
     ``key`` (the Idempotency-Key header, see treadle.server.idempotency_header): the run first
-    created with it, if any, instead of a new one; InputError if that was another request."""
+    created with it, if any, instead of a new one; InputError if that was another request.
+
+    ``authz`` (every HTTP request passes one; the cron scheduler, running what was
+    authorized when the cron was made, does not): see :func:`authorize_run`; the run's
+    ``configurable`` gets the user (and loses what the client sent under those keys).
+    ``thread_metadata``: more metadata for the thread a stateless run creates (a cron's
+    ticks: what its creator's ``threads.create`` handler gave, such as the owner)."""
     store = ctx.store
+    access = None
+    if authz is not None and authz.on:
+        body, access = await authorize_run(ctx, authz, body, thread_id, stateless)
     if key is not None:
         found = await _keyed_run(ctx, key)
         if found is not None:
+            await _authorized_thread(ctx, authz, found.thread_id, access)
             spec = RunSpec.read(found.payload)
             await _heal_graph(ctx, found, spec)
             return found, spec
@@ -103,12 +177,17 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     config = merge_config(assistant.config, body.config)
     check_client_config(config)  # an assistant stored before the check was made
     timeout_s = _run_timeout(body, config)  # a 4xx here writes nothing
+    if authz is not None:
+        for name in AUTH_CONFIG_KEYS:
+            config["configurable"].pop(name, None)
+        config["configurable"].update(authz.run_configurable())
     on_completion = body.on_completion
     regraph = False
     if stateless or thread_id is None:
         thread_id = key.stateless_thread_id() if key is not None else str(uuid.uuid4())
-        await asyncio.to_thread(store.ensure_thread, thread_id, metadata={
-            "graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id})
+        await asyncio.to_thread(store.ensure_thread, thread_id, metadata=await new_thread_metadata(
+            authz, thread_id, {**(thread_metadata or {}), "graph_id": assistant.graph_id,
+                               "assistant_id": assistant.assistant_id}))
         on_completion = on_completion or "delete"
     else:
         thread = await asyncio.to_thread(store.get_thread, thread_id)
@@ -116,7 +195,9 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
             if body.if_not_exists != "create":
                 raise NotFoundError(f"thread {thread_id!r} not found "
                                     "(create it first, or pass if_not_exists='create')")
-            thread = await asyncio.to_thread(store.ensure_thread, thread_id, metadata={})
+            thread = await asyncio.to_thread(store.ensure_thread, thread_id,
+                                             metadata=await new_thread_metadata(authz, thread_id, {}))
+        await _authorized_thread(ctx, authz, thread_id, access)
         regraph = (thread.metadata or {}).get("graph_id") != assistant.graph_id
     conf = config["configurable"]
     conf.setdefault("assistant_id", assistant.assistant_id)

@@ -83,7 +83,8 @@ async def fire(ctx: Ctx, cron: Any) -> str | None:
     if cron.thread_id is None:
         body.on_completion = extra.get("on_run_completed") or "delete"
     row, _ = await create_run(ctx, body, cron.thread_id, stream=True,
-                              stateless=cron.thread_id is None)
+                              stateless=cron.thread_id is None,
+                              thread_metadata=extra.get("thread_metadata"))
     return row.run_id
 
 

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import HTTPException
 from pydantic import ValidationError
 
 from treadle.cluster.events import decode_chunk
@@ -35,6 +36,7 @@ from treadle.cluster.watch import wait, watch
 from treadle.errors import TreadleError
 from treadle.jsonable import dumps, to_json
 from treadle.server.app import http_status
+from treadle.server.authz_deps import Authz
 from treadle.server.context import Ctx
 from treadle.server.protocol import Out, RunConverter, error_text, split_chunk
 from treadle.server.run_service import create_run, stream_modes
@@ -289,8 +291,10 @@ _HTTP_CODES = {400: "invalid_argument", 404: "invalid_argument", 409: "invalid_a
                422: "invalid_argument"}
 
 
-async def run_command(ctx: Ctx, thread_id: str, command: Any) -> dict[str, Any]:
-    """Execute one protocol command on the thread; the success or error response."""
+async def run_command(ctx: Ctx, thread_id: str, command: Any, authz: Authz | None = None
+                      ) -> dict[str, Any]:
+    """Execute one protocol command on the thread as the user of ``authz``; the success or
+    error response."""
     if not isinstance(command, dict) or not isinstance(command.get("id"), int) \
             or not isinstance(command.get("method"), str):
         return error_response(None, "invalid_argument",
@@ -308,9 +312,12 @@ async def run_command(ctx: Ctx, thread_id: str, command: Any) -> dict[str, Any]:
     if not isinstance(params, dict):
         return error_response(ident, "invalid_argument", "params must be an object")
     try:
-        result, meta = await handler(ctx, thread_id, params)
+        result, meta = await handler(ctx, thread_id, params, authz or Authz())
     except CommandError as exc:
         return error_response(ident, exc.code, str(exc))
+    except HTTPException as exc:  # refused by authorization
+        return error_response(ident, "permission_denied" if exc.status_code in (401, 403)
+                              else "invalid_argument", str(exc.detail))
     except TreadleError as exc:
         status = http_status(exc)
         if status not in _HTTP_CODES:
@@ -336,10 +343,11 @@ def _dict_or_none(params: dict[str, Any], key: str) -> dict[str, Any] | None:
     return value
 
 
-async def _start(ctx: Ctx, thread_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+async def _start(ctx: Ctx, thread_id: str, fields: dict[str, Any], authz: Authz
+                 ) -> dict[str, Any]:
     body = RunCreate.model_validate({**fields, "stream_mode": PROTOCOL_STREAM_MODES,
                                      "stream_subgraphs": True, "if_not_exists": "create"})
-    row, _spec = await create_run(ctx, body, thread_id, stream=True)
+    row, _spec = await create_run(ctx, body, thread_id, stream=True, authz=authz)
     return {"run_id": row.run_id, **await _applied_through(ctx, thread_id, row.run_id)}
 
 
@@ -353,7 +361,7 @@ async def _settled(ctx: Ctx, thread_id: str) -> tuple[Thread | None, list[RunRow
     return await asyncio.to_thread(ctx.store.get_thread, thread_id), runs
 
 
-async def _run_start(ctx: Ctx, thread_id: str, params: dict[str, Any]
+async def _run_start(ctx: Ctx, thread_id: str, params: dict[str, Any], authz: Authz
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
     assistant_id = params.get("assistant_id")
     if not isinstance(assistant_id, str) or not assistant_id:
@@ -371,12 +379,12 @@ async def _run_start(ctx: Ctx, thread_id: str, params: dict[str, Any]
         "assistant_id": assistant_id, "input": None if resume else given,
         "command": {"resume": given} if resume else None,
         "config": _dict_or_none(params, "config"), "metadata": _dict_or_none(params, "metadata"),
-        "multitask_strategy": multitask})
+        "multitask_strategy": multitask}, authz)
     run_id = started.pop("run_id")
     return {"run_id": run_id}, started
 
 
-async def _input_respond(ctx: Ctx, thread_id: str, params: dict[str, Any]
+async def _input_respond(ctx: Ctx, thread_id: str, params: dict[str, Any], authz: Authz
                          ) -> tuple[dict[str, Any], dict[str, Any]]:
     entries = params["responses"] if isinstance(params.get("responses"), list) else [params]
     resume: dict[str, Any] = {}
@@ -406,16 +414,19 @@ async def _input_respond(ctx: Ctx, thread_id: str, params: dict[str, Any]
             command[key] = params[key]
     started = await _start(ctx, thread_id, {
         "assistant_id": assistant_id, "command": command,
-        "config": _dict_or_none(params, "config"), "metadata": _dict_or_none(params, "metadata")})
+        "config": _dict_or_none(params, "config"), "metadata": _dict_or_none(params, "metadata")},
+        authz)
     started.pop("run_id")
     return {}, started
 
 
-async def _state_get(ctx: Ctx, thread_id: str, params: dict[str, Any]
+async def _state_get(ctx: Ctx, thread_id: str, params: dict[str, Any], authz: Authz
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
     from treadle.server.routes.threads import thread_graph
 
-    thread = await asyncio.to_thread(ctx.store.get_thread, thread_id)
+    access = await authz.resource("threads", "read", {"thread_id": thread_id},
+                                  f"thread {thread_id!r} not found")
+    thread = await asyncio.to_thread(ctx.store.get_thread, thread_id, access=access)
     if thread is None:
         return {"values": {}}, {}
     async with thread_graph(ctx, thread, "threads.read") as graph:

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from treadle.store.access import Access
 from treadle.store.connector import Connector, Row, Tx
 from treadle.store.encryption import AtRest
-from treadle.store.records import Search, create, dump_json, load_json, merge_metadata, patch
+from treadle.store.records import Search, create, dump_json, load_json, merge_metadata, patch, scoped
 
 __all__ = ["ASSISTANT_SORT", "Assistant", "AssistantStore", "patch_assistant_record"]
 
@@ -90,9 +91,11 @@ class AssistantStore:
             then=lambda tx: tx.execute("assistant_snapshot", key))
         return _assistant(row, self.at_rest)
 
-    def get_assistant(self, assistant_id: str) -> Assistant | None:
-        row = self.db.one(f"reading assistant {assistant_id}", "assistant_get",
-                          {"assistant_id": assistant_id})
+    def get_assistant(self, assistant_id: str, *, access: Access = None) -> Assistant | None:
+        """The assistant, or None when it is missing or ``access`` excludes it."""
+        row = self.db.one(f"reading assistant {assistant_id}",
+                          *scoped(self.db, "assistant_get", {"assistant_id": assistant_id},
+                                  access))
         return _assistant(row, self.at_rest) if row else None
 
     def patch_assistant(
@@ -105,6 +108,7 @@ class AssistantStore:
         metadata: dict[str, Any] | None = None,
         name: str | None = None,
         description: str | None = None,
+        access: Access = None,
     ) -> Assistant | None:
         """Store a new version (highest version + 1) from the current record and the
         given fields, and make it current; None for an unknown id.
@@ -121,22 +125,27 @@ class AssistantStore:
             tx.execute("assistant_snapshot", key)
             return changed
 
-        row = patch(self.db, f"updating assistant {assistant_id}", "assistant_lock", key, update)
+        row = patch(self.db, f"updating assistant {assistant_id}", "assistant_lock", key, update,
+                    get="assistant_get", access=access)
         return _assistant(row, self.at_rest) if row else None
 
-    def delete_assistant(self, assistant_id: str) -> bool:
-        """Delete the assistant and all its versions; False for an unknown id."""
+    def delete_assistant(self, assistant_id: str, *, access: Access = None) -> bool:
+        """Delete the assistant and all its versions; False for an unknown id (or one
+        ``access`` excludes)."""
         key = {"assistant_id": assistant_id}
 
         def delete(tx: Tx) -> int:
+            if access is not None and tx.one(*scoped(self.db, "assistant_get", key,
+                                                     access)) is None:
+                return 0
             tx.execute("assistant_delete_versions", key)
             return tx.execute("assistant_delete", key)
 
         return self.db.transact(f"deleting assistant {assistant_id}", delete) == 1
 
     def _assistant_search(self, graph_id: str | None, name: str | None,
-                          metadata: dict[str, Any] | None) -> Search:
-        return (Search(self.db)
+                          metadata: dict[str, Any] | None, access: Access = None) -> Search:
+        return (Search(self.db).access(access)
                 .match("assistant_where_graph_id", "graph_id", graph_id)
                 .match("assistant_where_name", "name", name or None)
                 .contains("resource_where_metadata", "metadata", metadata))
@@ -151,10 +160,11 @@ class AssistantStore:
         offset: int = 0,
         sort_by: str = "created_at",
         sort_order: str = "desc",
+        access: Access = None,
     ) -> list[Assistant]:
         """Current records. ``name``: case-insensitive substring (SQLite folds ASCII
         letters only); ``metadata``: see :mod:`treadle.store.resources`."""
-        rows = self._assistant_search(graph_id, name, metadata).sorted(
+        rows = self._assistant_search(graph_id, name, metadata, access).sorted(
             "searching assistants", "assistant_search", ASSISTANT_SORT, sort_by, sort_order,
             limit, offset)
         return [_assistant(r, self.at_rest) for r in rows]
@@ -165,8 +175,9 @@ class AssistantStore:
         graph_id: str | None = None,
         name: str | None = None,
         metadata: dict[str, Any] | None = None,
+        access: Access = None,
     ) -> int:
-        return self._assistant_search(graph_id, name, metadata).count(
+        return self._assistant_search(graph_id, name, metadata, access).count(
             "counting assistants", "assistant_count")
 
     def list_assistant_versions(

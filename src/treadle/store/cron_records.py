@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from treadle.store.access import Access
 from treadle.store.connector import Connector, Row, Tx
 from treadle.store.encryption import AtRest
 from treadle.store.records import (
@@ -24,6 +25,7 @@ from treadle.store.records import (
     load_json,
     merge_metadata,
     patch,
+    scoped,
 )
 
 __all__ = ["CRON_SORT", "Cron", "CronStore", "patch_cron_record"]
@@ -94,8 +96,10 @@ class CronStore:
                      _fields(c, self.at_rest), "cron_get", {"cron_id": c.cron_id}, "raise", "cron")
         return _cron(row, self.at_rest)
 
-    def get_cron(self, cron_id: str) -> Cron | None:
-        row = self.db.one(f"reading cron {cron_id}", "cron_get", {"cron_id": cron_id})
+    def get_cron(self, cron_id: str, *, access: Access = None) -> Cron | None:
+        """The cron, or None when it is missing or ``access`` excludes it."""
+        row = self.db.one(f"reading cron {cron_id}",
+                          *scoped(self.db, "cron_get", {"cron_id": cron_id}, access))
         return _cron(row, self.at_rest) if row else None
 
     def patch_cron(
@@ -108,6 +112,7 @@ class CronStore:
         end_time: float | None | Unset = UNSET,
         enabled: bool | None = None,
         next_run_at: float | None | Unset = UNSET,
+        access: Access = None,
     ) -> Cron | None:
         """Change the given fields and bump ``updated_at``; None for an unknown id.
         ``metadata`` is merged; ``end_time`` / ``next_run_at`` may be set to None."""
@@ -119,20 +124,21 @@ class CronStore:
             return tx.one("cron_update", _fields(new, self.at_rest))
 
         row = patch(self.db, f"updating cron {cron_id}", "cron_lock", {"cron_id": cron_id},
-                    update)
+                    update, get="cron_get", access=access)
         return _cron(row, self.at_rest) if row else None
 
-    def delete_cron(self, cron_id: str) -> bool:
-        return self.db.execute(f"deleting cron {cron_id}", "cron_delete",
-                               {"cron_id": cron_id}) == 1
+    def delete_cron(self, cron_id: str, *, access: Access = None) -> bool:
+        return self.db.execute(f"deleting cron {cron_id}",
+                               *scoped(self.db, "cron_delete", {"cron_id": cron_id}, access)) == 1
 
     def delete_crons_of_thread(self, thread_id: str) -> int:
         """Delete the crons bound to ``thread_id``; return how many."""
         return self.db.execute(f"deleting the crons of thread {thread_id}",
                                "cron_delete_of_thread", {"thread_id": thread_id})
 
-    def _cron_search(self, assistant_id: str | None, thread_id: str | None) -> Search:
-        return (Search(self.db)
+    def _cron_search(self, assistant_id: str | None, thread_id: str | None,
+                     access: Access = None) -> Search:
+        return (Search(self.db).access(access)
                 .match("resource_where_assistant_id", "assistant_id", assistant_id)
                 .match("cron_where_thread_id", "thread_id", thread_id))
 
@@ -146,15 +152,18 @@ class CronStore:
         offset: int = 0,
         sort_by: str = "created_at",
         sort_order: str = "desc",
+        access: Access = None,
     ) -> list[Cron]:
-        search = self._cron_search(assistant_id, thread_id).match(
+        search = self._cron_search(assistant_id, thread_id, access).match(
             "cron_where_enabled", "enabled", None if enabled is None else bool(enabled))
         rows = search.sorted("searching crons", "cron_search", CRON_SORT, sort_by, sort_order,
                              limit, offset)
         return [_cron(r, self.at_rest) for r in rows]
 
-    def count_crons(self, *, assistant_id: str | None = None, thread_id: str | None = None) -> int:
-        return self._cron_search(assistant_id, thread_id).count("counting crons", "cron_count")
+    def count_crons(self, *, assistant_id: str | None = None, thread_id: str | None = None,
+                    access: Access = None) -> int:
+        return self._cron_search(assistant_id, thread_id, access).count("counting crons",
+                                                                         "cron_count")
 
     def due_crons(self, now: float, limit: int = 100) -> list[Cron]:
         """Enabled crons with ``next_run_at <= now``, earliest tick first."""

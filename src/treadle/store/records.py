@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from treadle.errors import ConflictError, InputError
 from treadle.store import jsonsafe
+from treadle.store.access import Access, compile_access
 from treadle.store.connector import Connector, Row, Sql, Tx
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "load_json",
     "merge_metadata",
     "patch",
+    "scoped",
 ]
 
 IF_EXISTS = ("raise", "do_nothing")
@@ -95,13 +97,28 @@ def create(db: Connector, doing: str, insert: str, params: dict[str, Any], get: 
     return db.transact(doing, run)
 
 
+def scoped(db: Connector, query: str, params: dict[str, Any], access: Access
+           ) -> tuple[str, dict[str, Any]]:
+    """``query`` (a named query ending in its ``WHERE``) narrowed by the access filter
+    ``access`` (:mod:`treadle.store.access`), with its parameters; unchanged for None."""
+    if access is None:
+        return query, params
+    condition, extra = compile_access(db, access)
+    return Sql(f"{db.sql(query)} AND {condition}"), {**params, **extra}
+
+
 def patch(db: Connector, doing: str, lock: str, key: dict[str, Any],
-          update: Callable[[Tx, Row], Row | None]) -> Row | None:
+          update: Callable[[Tx, Row], Row | None], *, get: str | None = None,
+          access: Access = None) -> Row | None:
     """Read and lock the row (``lock``), then ``update(tx, row)``, in one transaction; None
-    when there is no row."""
+    when there is no row, or (``access``, checked with ``get`` once the row is locked) when
+    the access filter excludes it."""
 
     def run(tx: Tx) -> Row | None:
         row = tx.one(lock, key)
+        if row is not None and access is not None:
+            assert get is not None, "patch with access needs the get query"
+            row = tx.one(*scoped(db, get, key, access))
         return None if row is None else update(tx, row)
 
     return db.transact(doing, run)
@@ -121,6 +138,14 @@ class Search:
         if value is not None:
             self.where.append(self.db.sql(fragment))
             self.params[name] = value
+        return self
+
+    def access(self, filters: Access) -> Search:
+        """Rows the access filter ``filters`` admits (:mod:`treadle.store.access`)."""
+        if filters is not None:
+            condition, params = compile_access(self.db, filters)
+            self.where.append(condition)
+            self.params.update(params)
         return self
 
     def contains(self, fragment: str, name: str, value: dict[str, Any] | None) -> Search:

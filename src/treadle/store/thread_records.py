@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treadle.errors import InputError
+from treadle.store.access import Access
 from treadle.store.connector import Connector, Row, Tx
 from treadle.store.encryption import AtRest
 from treadle.store.records import (
@@ -27,6 +28,7 @@ from treadle.store.records import (
     load_json,
     merge_metadata,
     patch,
+    scoped,
 )
 
 __all__ = ["THREAD_SORT", "THREAD_STATUSES", "Thread", "ThreadStore", "ThreadUpdate",
@@ -105,15 +107,18 @@ class ThreadStore:
         return self._t(create(self.db, f"creating thread {t.thread_id}", "thread_insert", params,
                               "thread_get", {"thread_id": t.thread_id}, if_exists, "thread"))
 
-    def get_thread(self, thread_id: str) -> Thread | None:
-        row = self.db.one(f"reading thread {thread_id}", "thread_get", {"thread_id": thread_id})
+    def get_thread(self, thread_id: str, *, access: Access = None) -> Thread | None:
+        """The thread, or None when it is missing or the access filter ``access``
+        (:mod:`treadle.store.access`) excludes it."""
+        row = self.db.one(f"reading thread {thread_id}",
+                          *scoped(self.db, "thread_get", {"thread_id": thread_id}, access))
         return _thread(row, self.at_rest) if row else None
 
     def patch_thread(
-        self, thread_id: str, *, metadata: dict[str, Any] | None = None
+        self, thread_id: str, *, metadata: dict[str, Any] | None = None, access: Access = None
     ) -> Thread | None:
         """Merge ``metadata`` into the thread's and bump ``updated_at``; None for an
-        unknown id."""
+        unknown id (or one ``access`` excludes)."""
 
         def update(tx: Tx, row: Row) -> Row | None:
             merged = merge_metadata(_thread(row, self.at_rest).metadata, metadata)
@@ -122,20 +127,22 @@ class ThreadStore:
                           {"thread_id": thread_id, "metadata": dump_json(sealed)})
 
         row = patch(self.db, f"updating thread {thread_id}", "thread_lock",
-                    {"thread_id": thread_id}, update)
+                    {"thread_id": thread_id}, update, get="thread_get", access=access)
         return _thread(row, self.at_rest) if row else None
 
-    def delete_thread_record(self, thread_id: str) -> bool:
-        """Delete the thread's record (not its checkpoints); False for an unknown id."""
-        return self.db.execute(f"deleting thread {thread_id}", "thread_delete",
-                               {"thread_id": thread_id}) == 1
+    def delete_thread_record(self, thread_id: str, *, access: Access = None) -> bool:
+        """Delete the thread's record (not its checkpoints); False for an unknown id (or
+        one ``access`` excludes)."""
+        return self.db.execute(f"deleting thread {thread_id}",
+                               *scoped(self.db, "thread_delete", {"thread_id": thread_id},
+                                       access)) == 1
 
     def _thread_search(self, metadata: dict[str, Any] | None, values: dict[str, Any] | None,
-                       status: str | None) -> Search:
+                       status: str | None, access: Access) -> Search:
         if values and self.at_rest.enabled:
             raise InputError("threads cannot be searched by values while encryption at rest "
                              "is on (values are encrypted): filter by metadata instead")
-        return (Search(self.db)
+        return (Search(self.db).access(access)
                 .contains("resource_where_metadata", "metadata", metadata)
                 .contains("thread_where_values", "values", values)
                 .match("thread_where_status", "status", status))
@@ -151,11 +158,12 @@ class ThreadStore:
         offset: int = 0,
         sort_by: str = "created_at",
         sort_order: str = "desc",
+        access: Access = None,
     ) -> list[Thread]:
         """``metadata`` and ``values``: see :mod:`treadle.store.resources` (a thread whose
         values are not a JSON object never matches a non-empty ``values`` filter); ``ids``:
-        only these threads (an empty list matches none)."""
-        search = self._thread_search(metadata, values, status).match(
+        only these threads (an empty list matches none); ``access``: an access filter."""
+        search = self._thread_search(metadata, values, status, access).match(
             "thread_where_ids", "ids", None if ids is None else [str(i) for i in ids])
         rows = search.sorted("searching threads", "thread_search", THREAD_SORT, sort_by,
                              sort_order, limit, offset)
@@ -167,8 +175,9 @@ class ThreadStore:
         metadata: dict[str, Any] | None = None,
         values: dict[str, Any] | None = None,
         status: str | None = None,
+        access: Access = None,
     ) -> int:
-        return self._thread_search(metadata, values, status).count(
+        return self._thread_search(metadata, values, status, access).count(
             "counting threads", "thread_count")
 
     def set_thread_state(

@@ -13,9 +13,11 @@ from sse_starlette import EventSourceResponse
 
 from treadle.cluster.notify import notifier_for
 from treadle.cluster.watch import wait as wait_for
+from treadle.server.authz_deps import Authz, AuthzDep
 from treadle.server.context import Ctx, get_ctx
 from treadle.server.idempotency_header import HEADER, run_key
-from treadle.server.run_service import check_run, create_run, stream_modes
+from treadle.server.routes.threads import authorized_thread
+from treadle.server.run_service import authorize_run, check_run, create_run, stream_modes
 from treadle.server.schemas import MAX_OFFSET, RunBatchItem, RunCancelMany, RunCreate
 from treadle.server.serialize import run_json, run_output, run_spec
 from treadle.server.sse import EventStream, follow_run
@@ -42,17 +44,23 @@ def _sse(ctx: Ctx, stream: AsyncIterator[dict[str, Any]], headers: dict[str, str
     return EventStream(stream, ping=ctx.settings.sse_heartbeat, sep="\n", headers=headers)
 
 
-async def _run_or_404(ctx: Ctx, thread_id: str | None, run_id: str) -> RunRow:
+async def _run_or_404(ctx: Ctx, authz: Authz, thread_id: str, run_id: str,
+                      verb: str = "read", **value: Any) -> RunRow:
+    """The thread's run, if the user may ``verb`` the thread (404 otherwise)."""
+    missing = f"run {run_id!r} not found"
+    access = await authz.resource("threads", verb,
+                                  {"thread_id": thread_id, "run_id": run_id, **value}, missing)
     row = await asyncio.to_thread(ctx.store.get_run, run_id)
-    if row is None or (thread_id is not None and row.thread_id != thread_id):
-        raise HTTPException(404, f"run {run_id!r} not found")
+    if row is None or row.thread_id != thread_id or (access is not None and await asyncio.to_thread(
+            ctx.store.get_thread, thread_id, access=access) is None):
+        raise HTTPException(404, missing)
     return row
 
 
-async def _stream_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless: bool,
-                      key: str | None) -> EventSourceResponse:
+async def _stream_new(ctx: Ctx, authz: Authz, body: RunCreate, thread_id: str | None,
+                      stateless: bool, key: str | None) -> EventSourceResponse:
     row, spec = await create_run(
-        ctx, body, thread_id, stream=True, stateless=stateless,
+        ctx, body, thread_id, stream=True, stateless=stateless, authz=authz,
         key=run_key(key, body, thread_id, stateless=stateless, stream=True))
     modes = stream_modes(body.stream_mode)
     events = follow_run(ctx, row.run_id, modes, body.stream_subgraphs)
@@ -75,10 +83,10 @@ async def _cancel_on_disconnect(ctx: Ctx, run_id: str, events: AsyncIterator[dic
             notifier_for(ctx.store).emit(CHANNEL_CANCEL, run_id)
 
 
-async def _wait_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless: bool,
-                    key: str | None) -> JSONResponse:
+async def _wait_new(ctx: Ctx, authz: Authz, body: RunCreate, thread_id: str | None,
+                    stateless: bool, key: str | None) -> JSONResponse:
     row, _payload = await create_run(
-        ctx, body, thread_id, stream=False, stateless=stateless,
+        ctx, body, thread_id, stream=False, stateless=stateless, authz=authz,
         key=run_key(key, body, thread_id, stateless=stateless, stream=False))
     path = _run_path(row)
     done = await wait_for(ctx.store, row.run_id)
@@ -90,49 +98,48 @@ async def _wait_new(ctx: Ctx, body: RunCreate, thread_id: str | None, stateless:
 
 # --- thread runs -----------------------------------------------------------------------
 @router.post("/threads/{thread_id}/runs", summary="Create a background run")
-async def create_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep,
+async def create_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep, authz: AuthzDep,
                             idempotency_key: KeyHeader = None) -> JSONResponse:
     row, spec = await create_run(
-        ctx, body, thread_id, stream=True,
+        ctx, body, thread_id, stream=True, authz=authz,
         key=run_key(idempotency_key, body, thread_id, stateless=False, stream=True))
     return JSONResponse(run_json(row, spec), headers={"Content-Location": _run_path(row)})
 
 
 @router.post("/threads/{thread_id}/runs/stream", summary="Create a run and stream its output",
              response_class=EventSourceResponse)
-async def stream_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep,
+async def stream_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep, authz: AuthzDep,
                             idempotency_key: KeyHeader = None) -> EventSourceResponse:
-    return await _stream_new(ctx, body, thread_id, False, idempotency_key)
+    return await _stream_new(ctx, authz, body, thread_id, False, idempotency_key)
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Create a run and wait for its output")
-async def wait_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep,
+async def wait_thread_run(thread_id: str, body: RunCreate, ctx: CtxDep, authz: AuthzDep,
                           idempotency_key: KeyHeader = None) -> JSONResponse:
-    return await _wait_new(ctx, body, thread_id, False, idempotency_key)
+    return await _wait_new(ctx, authz, body, thread_id, False, idempotency_key)
 
 
 @router.get("/threads/{thread_id}/runs", summary="List a thread's runs, newest first")
 async def list_thread_runs(
-    thread_id: str, ctx: CtxDep, limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    thread_id: str, ctx: CtxDep, authz: AuthzDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     status: Literal["pending", "running", "error", "success", "timeout", "interrupted"] | None = None,
 ) -> list[dict[str, Any]]:
-    thread = await asyncio.to_thread(ctx.store.get_thread, thread_id)
-    if thread is None:
-        raise HTTPException(404, f"thread {thread_id!r} not found")
+    await authorized_thread(ctx, authz, thread_id)
     rows = await asyncio.to_thread(ctx.store.list_runs, thread_id=thread_id, status=status,
                                    limit=limit, offset=offset)
     return [run_json(r) for r in rows]
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", summary="Get a run")
-async def get_thread_run(thread_id: str, run_id: str, ctx: CtxDep) -> dict[str, Any]:
-    return run_json(await _run_or_404(ctx, thread_id, run_id))
+async def get_thread_run(thread_id: str, run_id: str, ctx: CtxDep, authz: AuthzDep) -> dict[str, Any]:
+    return run_json(await _run_or_404(ctx, authz, thread_id, run_id))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, summary="Delete a finished run")
-async def delete_thread_run(thread_id: str, run_id: str, ctx: CtxDep) -> Response:
-    row = await _run_or_404(ctx, thread_id, run_id)
+async def delete_thread_run(thread_id: str, run_id: str, ctx: CtxDep, authz: AuthzDep) -> Response:
+    row = await _run_or_404(ctx, authz, thread_id, run_id, "delete")
     if row.status in ACTIVE:
         raise HTTPException(409, f"run {run_id} is {row.status}: cancel it before deleting it")
     await asyncio.to_thread(ctx.store.delete_runs, [run_id])
@@ -140,8 +147,8 @@ async def delete_thread_run(thread_id: str, run_id: str, ctx: CtxDep) -> Respons
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join", summary="Wait for a run's output")
-async def join_thread_run(thread_id: str, run_id: str, ctx: CtxDep) -> Any:
-    await _run_or_404(ctx, thread_id, run_id)
+async def join_thread_run(thread_id: str, run_id: str, ctx: CtxDep, authz: AuthzDep) -> Any:
+    await _run_or_404(ctx, authz, thread_id, run_id)
     done = await wait_for(ctx.store, run_id)
     if done is None:
         raise HTTPException(404, f"run {run_id!r} not found")
@@ -151,12 +158,12 @@ async def join_thread_run(thread_id: str, run_id: str, ctx: CtxDep) -> Any:
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", summary="Join a run's stream",
             response_class=EventSourceResponse)
 async def join_thread_run_stream(
-    thread_id: str, run_id: str, ctx: CtxDep,
+    thread_id: str, run_id: str, ctx: CtxDep, authz: AuthzDep,
     stream_mode: Annotated[list[str] | None, Query()] = None,
     cancel_on_disconnect: bool = False,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
-    row = await _run_or_404(ctx, thread_id, run_id)
+    row = await _run_or_404(ctx, authz, thread_id, run_id)
     spec = run_spec(row)
     modes = stream_modes(stream_mode or spec.stream_mode)
     subgraphs = bool(spec.kwargs.get("subgraphs"))
@@ -168,10 +175,10 @@ async def join_thread_run_stream(
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", summary="Cancel a run")
 async def cancel_thread_run(
-    thread_id: str, run_id: str, ctx: CtxDep, wait: bool = False,
+    thread_id: str, run_id: str, ctx: CtxDep, authz: AuthzDep, wait: bool = False,
     action: Literal["interrupt", "rollback"] = "interrupt",
 ) -> Response:
-    await _run_or_404(ctx, thread_id, run_id)
+    await _run_or_404(ctx, authz, thread_id, run_id, "update", action=action)
     await _cancel(ctx, run_id, action)
     if wait:
         done = await wait_for(ctx.store, run_id)
@@ -187,42 +194,45 @@ async def _cancel(ctx: Ctx, run_id: str, action: str) -> RunRow | None:
 
 # --- stateless runs --------------------------------------------------------------------
 @router.post("/runs", summary="Create a stateless background run")
-async def create_stateless_run(body: RunCreate, ctx: CtxDep,
+async def create_stateless_run(body: RunCreate, ctx: CtxDep, authz: AuthzDep,
                                idempotency_key: KeyHeader = None) -> JSONResponse:
     row, spec = await create_run(
-        ctx, body, None, stream=True, stateless=True,
+        ctx, body, None, stream=True, stateless=True, authz=authz,
         key=run_key(idempotency_key, body, None, stateless=True, stream=True))
     return JSONResponse(run_json(row, spec), headers={"Content-Location": _run_path(row)})
 
 
 @router.post("/runs/stream", summary="Create a stateless run and stream its output",
              response_class=EventSourceResponse)
-async def stream_stateless_run(body: RunCreate, ctx: CtxDep,
+async def stream_stateless_run(body: RunCreate, ctx: CtxDep, authz: AuthzDep,
                                idempotency_key: KeyHeader = None) -> EventSourceResponse:
-    return await _stream_new(ctx, body, None, True, idempotency_key)
+    return await _stream_new(ctx, authz, body, None, True, idempotency_key)
 
 
 @router.post("/runs/wait", summary="Create a stateless run and wait for its output")
-async def wait_stateless_run(body: RunCreate, ctx: CtxDep,
+async def wait_stateless_run(body: RunCreate, ctx: CtxDep, authz: AuthzDep,
                              idempotency_key: KeyHeader = None) -> JSONResponse:
-    return await _wait_new(ctx, body, None, True, idempotency_key)
+    return await _wait_new(ctx, authz, body, None, True, idempotency_key)
 
 
 @router.post("/runs/batch", summary="Create stateless background runs")
-async def create_run_batch(body: list[RunBatchItem], ctx: CtxDep,
+async def create_run_batch(body: list[RunBatchItem], ctx: CtxDep, authz: AuthzDep,
                            idempotency_key: KeyHeader = None) -> list[dict[str, Any]]:
     for item in body:  # all or none: refuse the batch before queueing any of it
         await check_run(ctx, item)
+        if authz.on:
+            await authorize_run(ctx, authz, item, None, True)
     out = []
     for i, item in enumerate(body):  # with a key: item i is keyed "<key>#i"
         key = run_key(idempotency_key, item, None, stateless=True, stream=True, index=i)
-        row, spec = await create_run(ctx, item, None, stream=True, stateless=True, key=key)
+        row, spec = await create_run(ctx, item, None, stream=True, stateless=True, key=key,
+                                     authz=authz)
         out.append(run_json(row, spec))
     return out
 
 
 @router.post("/runs/cancel", status_code=204, summary="Cancel several runs")
-async def cancel_runs(body: RunCancelMany, ctx: CtxDep,
+async def cancel_runs(body: RunCancelMany, ctx: CtxDep, authz: AuthzDep,
                       action: Literal["interrupt", "rollback"] = "interrupt") -> Response:
     store = ctx.store
     if body.run_ids:
@@ -237,7 +247,21 @@ async def cancel_runs(body: RunCancelMany, ctx: CtxDep,
                                             status=status, limit=10_000)
     else:
         raise HTTPException(422, "give run_ids, thread_id or status")
+    if authz.on:
+        rows = await _cancellable(ctx, authz, rows, action)
     for row in rows:
         if row.status in ACTIVE:
             await _cancel(ctx, row.run_id, action)
     return Response(status_code=204)
+
+
+async def _cancellable(ctx: Ctx, authz: Authz, rows: list[RunRow], action: str) -> list[RunRow]:
+    """The runs whose thread the user may update (the others are left alone, unseen)."""
+    allowed: dict[str, bool] = {}
+    for row in rows:
+        if row.thread_id not in allowed:
+            decided = await authz.decide("threads", "update", {
+                "thread_id": row.thread_id, "run_id": row.run_id, "action": action})
+            allowed[row.thread_id] = decided.allowed and await asyncio.to_thread(
+                ctx.store.get_thread, row.thread_id, access=decided.filters) is not None
+    return [r for r in rows if allowed[r.thread_id]]

@@ -19,6 +19,7 @@ from langgraph.store.base import InvalidNamespaceError, Item
 from pydantic import BaseModel, Field, field_validator
 
 from treadle.errors import InputError
+from treadle.server.authz_deps import Authz, AuthzDep, strip_prefix
 from treadle.server.context import get_memory
 from treadle.server.limits import MAX_NAMESPACE_LABELS, MAX_STORE_PATH_BYTES, MAX_TTL_MINUTES
 from treadle.store.memory import TreadleStore
@@ -122,17 +123,36 @@ def _unprocessable() -> Iterator[None]:
         raise HTTPException(422, str(exc)) from exc
 
 
-def _out(item: Item) -> dict[str, Any]:
-    return {"namespace": list(item.namespace), "key": item.key, "value": item.value,
+def _out(item: Item, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"namespace": _strip(item.namespace, prefix), "key": item.key, "value": item.value,
             "created_at": item.created_at, "updated_at": item.updated_at}
+
+
+def _strip(namespace: tuple[str, ...], prefix: tuple[str, ...]) -> list[str]:
+    """``namespace`` without the labels the store handler put in front of the client's."""
+    if prefix and namespace[:len(prefix)] == prefix:
+        return list(namespace[len(prefix):])
+    return list(namespace)
+
+
+async def _namespace(authz: Authz, action: str, value: dict[str, Any]
+                     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Authorize a store ``action`` (403 if denied): the namespace to use (as the handler
+    rewrote it) and the labels it added in front (stripped from what is returned)."""
+    given = value["namespace"]
+    await authz.store(action, value)
+    namespace = tuple(value["namespace"]) if value["namespace"] is not None else ()
+    return namespace, strip_prefix(given, value["namespace"])
 
 
 @router.put("/store/items", status_code=204, response_class=Response,
             summary="Store or update an item")
-async def put_item(body: PutItem, store: StoreDep) -> Response:
+async def put_item(body: PutItem, store: StoreDep, authz: AuthzDep) -> Response:
+    value: dict[str, Any] = {"namespace": tuple(body.namespace), "key": body.key,
+                             "value": body.value, "index": body.index}
+    namespace, _ = await _namespace(authz, "put", value)
     with _unprocessable():
-        await store.aput(tuple(body.namespace), body.key, body.value,
-                                       body.index, ttl=body.ttl)
+        await store.aput(namespace, value["key"], value["value"], body.index, ttl=body.ttl)
     return Response(status_code=204)
 
 
@@ -141,6 +161,7 @@ async def put_item(body: PutItem, store: StoreDep) -> Response:
                         "(as LangGraph Platform answers).")
 async def get_item(
     store: StoreDep,
+    authz: AuthzDep,
     key: Annotated[str, Query(min_length=1)],
     namespace: Annotated[str, Query(description="The labels joined by '.'")],
     refresh_ttl: bool | None = None,
@@ -154,33 +175,48 @@ async def get_item(
         _key(key)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
+    value: dict[str, Any] = {"namespace": tuple(labels), "key": key}
+    found, prefix = await _namespace(authz, "get", value)
     with _unprocessable():
-        item = await store.aget(tuple(labels), key, refresh_ttl=refresh_ttl)
-    return None if item is None else _out(item)
+        item = await store.aget(found, value["key"], refresh_ttl=refresh_ttl)
+    return None if item is None else _out(item, prefix)
 
 
 @router.delete("/store/items", status_code=204, response_class=Response,
                summary="Delete an item")
-async def delete_item(body: DeleteItem, store: StoreDep) -> Response:
+async def delete_item(body: DeleteItem, store: StoreDep, authz: AuthzDep) -> Response:
+    value: dict[str, Any] = {"namespace": tuple(body.namespace), "key": body.key}
+    namespace, _ = await _namespace(authz, "delete", value)
     with _unprocessable():
-        await store.adelete(tuple(body.namespace), body.key)
+        await store.adelete(namespace, value["key"])
     return Response(status_code=204)
 
 
 @router.post("/store/items/search", response_model=FoundItems, summary="Search items")
-async def search_items(body: SearchItems, store: StoreDep) -> dict[str, Any]:
+async def search_items(body: SearchItems, store: StoreDep, authz: AuthzDep) -> dict[str, Any]:
+    value: dict[str, Any] = {"namespace": tuple(body.namespace_prefix), "filter": body.filter,
+                             "limit": body.limit, "offset": body.offset, "query": body.query}
+    namespace, prefix = await _namespace(authz, "search", value)
     with _unprocessable():
         found = await store.asearch(
-            tuple(body.namespace_prefix), query=body.query, filter=body.filter,
-            limit=body.limit, offset=body.offset, refresh_ttl=body.refresh_ttl)
-    return {"items": [{**_out(i), "score": i.score} for i in found]}
+            namespace, query=value["query"], filter=value["filter"],
+            limit=value["limit"], offset=value["offset"], refresh_ttl=body.refresh_ttl)
+    return {"items": [{**_out(i, prefix), "score": i.score} for i in found]}
 
 
 @router.post("/store/namespaces", response_model=Namespaces, summary="List namespaces")
-async def list_namespaces(body: ListNamespaces, store: StoreDep) -> dict[str, Any]:
+async def list_namespaces(body: ListNamespaces, store: StoreDep, authz: AuthzDep) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "namespace": tuple(body.prefix) if body.prefix else None,
+        "suffix": tuple(body.suffix) if body.suffix else None, "max_depth": body.max_depth,
+        "limit": body.limit, "offset": body.offset}
+    namespace, prefix = await _namespace(authz, "list_namespaces", value)
+    depth = value["max_depth"]
+    if depth is not None and prefix:  # the depth the client meant, below the added labels
+        depth += len(prefix)
     with _unprocessable():
         found = await store.alist_namespaces(
-            prefix=tuple(body.prefix) if body.prefix else None,
-            suffix=tuple(body.suffix) if body.suffix else None,
-            max_depth=body.max_depth, limit=body.limit, offset=body.offset)
-    return {"namespaces": [list(ns) for ns in found]}
+            prefix=namespace or None,
+            suffix=tuple(value["suffix"]) if value["suffix"] else None,
+            max_depth=depth, limit=value["limit"], offset=value["offset"])
+    return {"namespaces": [_strip(ns, prefix) for ns in found]}

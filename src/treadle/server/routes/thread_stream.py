@@ -29,6 +29,7 @@ from starlette.websockets import WebSocketDisconnect
 from treadle import metrics
 from treadle.errors import TreadleError
 from treadle.jsonable import dumps
+from treadle.server.authz_deps import Authz, AuthzDep, get_authz
 from treadle.server.context import Ctx, get_ctx
 from treadle.server.limits import check_json
 from treadle.server.sse import EventStream
@@ -67,6 +68,33 @@ class ProtocolCommand(BaseModel):
     params: dict[str, Any] | None = None
 
 
+async def _readable(ctx: Ctx, authz: Authz, thread_id: str, *, exists: bool
+                    ) -> dict[str, Any] | None:
+    """404 unless the user may read the thread (which must exist when ``exists``; one that
+    does not exist yet may be streamed: its events are checked by :func:`_guarded`). The
+    access filter."""
+    missing = f"thread {thread_id!r} not found"
+    access = await authz.resource("threads", "read", {"thread_id": thread_id}, missing)
+    if (exists or access is not None) and await asyncio.to_thread(
+            ctx.store.get_thread, thread_id, access=access) is None:
+        if exists or await asyncio.to_thread(ctx.store.get_thread, thread_id) is not None:
+            raise HTTPException(404, missing)
+    return access
+
+
+async def _guarded(ctx: Ctx, thread_id: str, access: dict[str, Any] | None,
+                   events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """``events``, once the thread (created after the stream was opened) is found to match
+    the user's access filter; nothing if it does not."""
+    checked = access is None
+    async for event in events:
+        if not checked:
+            if await asyncio.to_thread(ctx.store.get_thread, thread_id, access=access) is None:
+                return
+            checked = True
+        yield event
+
+
 def _filter(channels: list[str], namespaces: list[list[str]] | None, depth: int | None
             ) -> EventFilter:
     unknown = [c for c in channels if c not in CHANNELS and not c.startswith("custom:")]
@@ -79,12 +107,11 @@ def _filter(channels: list[str], namespaces: list[list[str]] | None, depth: int 
 @router.get("/threads/{thread_id}/stream", response_class=EventSourceResponse,
             summary="Stream every run of a thread, one after the other")
 async def join_thread_stream(
-    thread_id: str, request: Request, ctx: CtxDep,
+    thread_id: str, request: Request, ctx: CtxDep, authz: AuthzDep,
     stream_mode: Annotated[list[ThreadStreamMode] | None, Query()] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
-    if await asyncio.to_thread(ctx.store.get_thread, thread_id) is None:
-        raise HTTPException(404, f"thread {thread_id!r} not found")
+    await _readable(ctx, authz, thread_id, exists=True)
     events = join_thread(ctx, thread_id, stream_mode or ["run_modes"], last_event_id)
     # The SDK reconnects a dropped stream to Location with the last id it saw.
     location = quote(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
@@ -93,19 +120,24 @@ async def join_thread_stream(
 
 
 @router.post("/threads/{thread_id}/commands", summary="Run a thread protocol command")
-async def thread_command(thread_id: str, body: ProtocolCommand, ctx: CtxDep) -> JSONResponse:
-    return JSONResponse(await run_command(ctx, thread_id, body.model_dump(exclude_unset=True)))
+async def thread_command(thread_id: str, body: ProtocolCommand, ctx: CtxDep,
+                         authz: AuthzDep) -> JSONResponse:
+    await _readable(ctx, authz, thread_id, exists=False)
+    return JSONResponse(await run_command(ctx, thread_id, body.model_dump(exclude_unset=True),
+                                          authz))
 
 
 @router.post("/threads/{thread_id}/stream/events", response_class=EventSourceResponse,
              summary="Stream a thread's protocol events (SSE)")
-async def thread_events(thread_id: str, body: Annotated[EventStreamRequest, Body()], ctx: CtxDep
-                        ) -> EventSourceResponse:
+async def thread_events(thread_id: str, body: Annotated[EventStreamRequest, Body()], ctx: CtxDep,
+                        authz: AuthzDep) -> EventSourceResponse:
+    access = await _readable(ctx, authz, thread_id, exists=False)
     try:
         filt = _filter(body.channels, body.namespaces, body.depth)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    return EventStream(_sse(protocol_events(ctx, thread_id, body.since, filt)),
+    events = _guarded(ctx, thread_id, access, protocol_events(ctx, thread_id, body.since, filt))
+    return EventStream(_sse(events),
                        ping=ctx.settings.sse_heartbeat, sep="\n")
 
 
@@ -122,6 +154,12 @@ async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str,
 @router.websocket("/threads/{thread_id}/stream/events")
 async def thread_events_socket(websocket: WebSocket, thread_id: str) -> None:
     ctx: Ctx = websocket.app.state.ctx
+    authz = get_authz(websocket)
+    try:  # refused before the handshake completes
+        access = await _readable(ctx, authz, thread_id, exists=False)
+    except HTTPException as exc:
+        await websocket.close(code=4000 + exc.status_code)
+        return
     await websocket.accept()
     metrics.STREAM_SUBSCRIBERS.inc()
     lock = asyncio.Lock()
@@ -133,7 +171,8 @@ async def thread_events_socket(websocket: WebSocket, thread_id: str) -> None:
 
     async def pump(filt: EventFilter, since: int | None) -> None:
         try:
-            async for event in protocol_events(ctx, thread_id, since, filt):
+            async for event in _guarded(ctx, thread_id, access,
+                                        protocol_events(ctx, thread_id, since, filt)):
                 await send(event)
         except TreadleError as exc:
             log.warning("thread event socket failed: %s", exc)
@@ -176,7 +215,7 @@ async def thread_events_socket(websocket: WebSocket, thread_id: str) -> None:
                 found.cancel()
                 await send({"type": "success", "id": ident, "result": {}})
             else:
-                await send(await run_command(ctx, thread_id, command))
+                await send(await run_command(ctx, thread_id, command, authz))
     except WebSocketDisconnect:
         pass
     finally:

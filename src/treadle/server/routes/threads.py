@@ -13,6 +13,7 @@ from langgraph.errors import InvalidUpdateError
 
 from treadle.errors import ConflictError
 from treadle.jsonable import to_json
+from treadle.server.authz_deps import AuthzDep, both
 from treadle.server.context import Ctx, get_ctx
 from treadle.server.schemas import (
     CountBody,
@@ -27,7 +28,7 @@ from treadle.server.schemas import (
 from treadle.server.serialize import checkpoint_json, state_json, thread_json
 from treadle.store.queue import ACTIVE
 
-__all__ = ["router", "thread_graph"]
+__all__ = ["authorized_thread", "router", "thread_graph"]
 
 router = APIRouter(tags=["threads"])
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
@@ -36,11 +37,23 @@ CtxDep = Annotated[Ctx, Depends(get_ctx)]
 _BAD_UPDATE = (InvalidUpdateError, ValueError, KeyError, TypeError)
 
 
-async def _thread_or_404(ctx: Ctx, thread_id: str) -> Any:
-    found = await asyncio.to_thread(ctx.store.get_thread, thread_id)
+def _missing(thread_id: str) -> str:
+    return f"thread {thread_id!r} not found"
+
+
+async def _thread_or_404(ctx: Ctx, thread_id: str, access: dict[str, Any] | None = None) -> Any:
+    found = await asyncio.to_thread(ctx.store.get_thread, thread_id, access=access)
     if found is None:
-        raise HTTPException(404, f"thread {thread_id!r} not found")
+        raise HTTPException(404, _missing(thread_id))
     return found
+
+
+async def authorized_thread(ctx: Ctx, authz: AuthzDep, thread_id: str, action: str = "read",
+                            **value: Any) -> Any:
+    """The thread, if the user may ``action`` it (404 otherwise, as for a missing one)."""
+    access = await authz.resource("threads", action, {"thread_id": thread_id, **value},
+                                  _missing(thread_id))
+    return await _thread_or_404(ctx, thread_id, access)
 
 
 def _graph_id(ctx: Ctx, thread: Any) -> str | None:
@@ -86,14 +99,18 @@ async def _busy(ctx: Ctx, thread_id: str) -> bool:
 
 
 @router.post("/threads", summary="Create a thread")
-async def create_thread(body: ThreadCreate, ctx: CtxDep) -> dict[str, Any]:
+async def create_thread(body: ThreadCreate, ctx: CtxDep, authz: AuthzDep) -> dict[str, Any]:
     from treadle.store.thread_records import Thread
 
     metadata = dict(body.metadata or {})
     if body.graph_id:
         ctx.graphs.get(body.graph_id)
         metadata.setdefault("graph_id", body.graph_id)
-    thread = Thread(thread_id=body.thread_id or str(uuid.uuid4()), metadata=metadata,
+    value: dict[str, Any] = {"thread_id": body.thread_id or str(uuid.uuid4()), "metadata": metadata,
+             "if_exists": body.if_exists}
+    created_filter = await authz.action("threads", "create", value)
+    metadata = value["metadata"]
+    thread = Thread(thread_id=str(value["thread_id"]), metadata=metadata,
                     status="idle", values=None, interrupts={}, config={}, error=None,
                     created_at=0.0, updated_at=0.0)
     if body.supersteps and _graph_id(ctx, thread) is None:
@@ -104,6 +121,12 @@ async def create_thread(body: ThreadCreate, ctx: CtxDep) -> dict[str, Any]:
         created = await asyncio.to_thread(ctx.store.put_thread, thread, if_exists=body.if_exists)
     except ConflictError as exc:
         raise HTTPException(409, f"thread {thread.thread_id} already exists") from exc
+    if authz.on and body.if_exists == "do_nothing":  # an existing thread must be the user's
+        read = await authz.action("threads", "read", {"thread_id": thread.thread_id})
+        access = both(created_filter, read)
+        if access is not None and await asyncio.to_thread(
+                ctx.store.get_thread, thread.thread_id, access=access) is None:
+            raise HTTPException(409, f"thread {thread.thread_id} already exists")
     if body.supersteps and not existed:  # applied once, on creation
         async with thread_graph(ctx, created, "threads.update") as graph:
             await _apply_supersteps(ctx, graph, created.thread_id, body)
@@ -128,11 +151,15 @@ async def _apply_supersteps(ctx: Ctx, graph: Any, thread_id: str, body: ThreadCr
 
 
 @router.post("/threads/search", summary="Search threads")
-async def search_threads(body: ThreadSearch, ctx: CtxDep) -> list[dict[str, Any]]:
+async def search_threads(body: ThreadSearch, ctx: CtxDep, authz: AuthzDep) -> list[dict[str, Any]]:
+    value: dict[str, Any] = {"metadata": dict(body.metadata or {}), "values": body.values, "status": body.status,
+             "limit": body.limit, "offset": body.offset, "ids": body.ids}
+    access = await authz.action("threads", "search", value)
     found = await asyncio.to_thread(
-        ctx.store.search_threads, metadata=body.metadata, values=body.values,
-        status=body.status, ids=body.ids, limit=body.limit, offset=body.offset,
-        sort_by=body.sort_by or "created_at", sort_order=body.sort_order or "desc")
+        ctx.store.search_threads, metadata=value["metadata"], values=value["values"],
+        status=value["status"], ids=body.ids, limit=body.limit, offset=body.offset,
+        sort_by=body.sort_by or "created_at", sort_order=body.sort_order or "desc",
+        access=access)
     return [_select(thread_json(t), body.select) for t in found]
 
 
@@ -141,16 +168,20 @@ def _select(doc: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
 
 
 @router.post("/threads/count", summary="Count threads")
-async def count_threads(body: CountBody, ctx: CtxDep) -> int:
-    return await asyncio.to_thread(ctx.store.count_threads, metadata=body.metadata,
-                                   values=body.values, status=body.status)
+async def count_threads(body: CountBody, ctx: CtxDep, authz: AuthzDep) -> int:
+    value: dict[str, Any] = {"metadata": dict(body.metadata or {}), "values": body.values, "status": body.status}
+    access = await authz.action("threads", "search", value)
+    return await asyncio.to_thread(ctx.store.count_threads, metadata=value["metadata"],
+                                   values=value["values"], status=value["status"], access=access)
 
 
 @router.post("/threads/prune", summary="Delete threads, or all but their latest checkpoint")
-async def prune_threads(body: ThreadPrune, ctx: CtxDep) -> dict[str, Any]:
+async def prune_threads(body: ThreadPrune, ctx: CtxDep, authz: AuthzDep) -> dict[str, Any]:
     count = 0
     for thread_id in body.thread_ids:
-        if await asyncio.to_thread(ctx.store.get_thread, thread_id) is None:
+        decided = await authz.decide("threads", "delete", {"thread_id": thread_id})
+        if not decided.allowed or await asyncio.to_thread(
+                ctx.store.get_thread, thread_id, access=decided.filters) is None:
             continue
         if body.strategy == "delete":
             await _delete_thread(ctx, thread_id)
@@ -161,13 +192,17 @@ async def prune_threads(body: ThreadPrune, ctx: CtxDep) -> dict[str, Any]:
 
 
 @router.get("/threads/{thread_id}", summary="Get a thread")
-async def get_thread(thread_id: str, ctx: CtxDep) -> dict[str, Any]:
-    return thread_json(await _thread_or_404(ctx, thread_id))
+async def get_thread(thread_id: str, ctx: CtxDep, authz: AuthzDep) -> dict[str, Any]:
+    return thread_json(await authorized_thread(ctx, authz, thread_id))
 
 
 @router.patch("/threads/{thread_id}", summary="Merge metadata into a thread")
-async def patch_thread(thread_id: str, body: ThreadPatch, ctx: CtxDep) -> dict[str, Any]:
-    found = await asyncio.to_thread(ctx.store.patch_thread, thread_id, metadata=body.metadata)
+async def patch_thread(thread_id: str, body: ThreadPatch, ctx: CtxDep,
+                       authz: AuthzDep) -> dict[str, Any]:
+    value: dict[str, Any] = {"thread_id": thread_id, "metadata": dict(body.metadata or {})}
+    access = await authz.resource("threads", "update", value, _missing(thread_id))
+    found = await asyncio.to_thread(ctx.store.patch_thread, thread_id,
+                                    metadata=value["metadata"], access=access)
     if found is None:
         raise HTTPException(404, f"thread {thread_id!r} not found")
     return thread_json(found)
@@ -187,20 +222,22 @@ async def _delete_thread(ctx: Ctx, thread_id: str) -> None:
 
 
 @router.delete("/threads/{thread_id}", status_code=204, summary="Delete a thread, its state and runs")
-async def delete_thread(thread_id: str, ctx: CtxDep) -> Response:
-    await _thread_or_404(ctx, thread_id)
+async def delete_thread(thread_id: str, ctx: CtxDep, authz: AuthzDep) -> Response:
+    await authorized_thread(ctx, authz, thread_id, "delete")
     await _delete_thread(ctx, thread_id)
     return Response(status_code=204)
 
 
 @router.post("/threads/{thread_id}/copy", summary="Copy a thread with its checkpoints")
-async def copy_thread(thread_id: str, ctx: CtxDep) -> dict[str, Any]:
+async def copy_thread(thread_id: str, ctx: CtxDep, authz: AuthzDep) -> dict[str, Any]:
     from treadle.store.thread_records import Thread
 
-    source = await _thread_or_404(ctx, thread_id)
+    source = await authorized_thread(ctx, authz, thread_id)
     new_id = str(uuid.uuid4())
+    value: dict[str, Any] = {"thread_id": new_id, "metadata": dict(source.metadata or {}), "if_exists": "raise"}
+    await authz.action("threads", "create", value)  # the copy is the copier's
     await asyncio.to_thread(ctx.store.copy_thread, thread_id, new_id)
-    copy = Thread(thread_id=new_id, metadata=dict(source.metadata or {}), status="idle",
+    copy = Thread(thread_id=new_id, metadata=value["metadata"], status="idle",
                   values=source.values, interrupts=source.interrupts or {}, config={},
                   error=None, created_at=0.0, updated_at=0.0)
     created = await asyncio.to_thread(ctx.store.put_thread, copy)
@@ -213,24 +250,28 @@ async def copy_thread(thread_id: str, ctx: CtxDep) -> dict[str, Any]:
 
 # --- state -----------------------------------------------------------------------------
 @router.get("/threads/{thread_id}/state", summary="Get a thread's latest state")
-async def get_state(thread_id: str, ctx: CtxDep, subgraphs: bool = False) -> dict[str, Any]:
-    return await _state(ctx, thread_id, None, subgraphs)
+async def get_state(thread_id: str, ctx: CtxDep, authz: AuthzDep,
+                    subgraphs: bool = False) -> dict[str, Any]:
+    return await _state(ctx, await authorized_thread(ctx, authz, thread_id), None, subgraphs)
 
 
 @router.get("/threads/{thread_id}/state/{checkpoint_id}", summary="Get a thread's state at a checkpoint")
-async def get_state_at(thread_id: str, checkpoint_id: str, ctx: CtxDep,
+async def get_state_at(thread_id: str, checkpoint_id: str, ctx: CtxDep, authz: AuthzDep,
                        subgraphs: bool = False) -> dict[str, Any]:
-    return await _state(ctx, thread_id, {"checkpoint_id": checkpoint_id}, subgraphs)
+    thread = await authorized_thread(ctx, authz, thread_id)
+    return await _state(ctx, thread, {"checkpoint_id": checkpoint_id}, subgraphs)
 
 
 @router.post("/threads/{thread_id}/state/checkpoint", summary="Get a thread's state at a checkpoint")
-async def post_state_at(thread_id: str, body: ThreadStateCheckpoint, ctx: CtxDep) -> dict[str, Any]:
-    return await _state(ctx, thread_id, body.checkpoint, body.subgraphs)
+async def post_state_at(thread_id: str, body: ThreadStateCheckpoint, ctx: CtxDep,
+                        authz: AuthzDep) -> dict[str, Any]:
+    thread = await authorized_thread(ctx, authz, thread_id)
+    return await _state(ctx, thread, body.checkpoint, body.subgraphs)
 
 
-async def _state(ctx: Ctx, thread_id: str, checkpoint: dict[str, Any] | None,
+async def _state(ctx: Ctx, thread: Any, checkpoint: dict[str, Any] | None,
                  subgraphs: bool) -> dict[str, Any]:
-    thread = await _thread_or_404(ctx, thread_id)
+    thread_id = thread.thread_id
     async with thread_graph(ctx, thread, "threads.read") as graph:
         if graph is None:
             return _empty_state()
@@ -243,8 +284,9 @@ async def _state(ctx: Ctx, thread_id: str, checkpoint: dict[str, Any] | None,
 
 
 @router.post("/threads/{thread_id}/state", summary="Update a thread's state")
-async def update_state(thread_id: str, body: ThreadStateUpdate, ctx: CtxDep) -> dict[str, Any]:
-    thread = await _thread_or_404(ctx, thread_id)
+async def update_state(thread_id: str, body: ThreadStateUpdate, ctx: CtxDep,
+                       authz: AuthzDep) -> dict[str, Any]:
+    thread = await authorized_thread(ctx, authz, thread_id, "update")
     if _graph_id(ctx, thread) is None:
         raise HTTPException(409, f"thread {thread_id} has no graph yet: run it once (or create "
                                  "it with graph_id) before updating its state")
@@ -271,8 +313,9 @@ async def _update_state(ctx: Ctx, graph: Any, thread_id: str,
 
 
 @router.post("/threads/{thread_id}/history", summary="A thread's past states, newest first")
-async def history(thread_id: str, body: ThreadHistory, ctx: CtxDep) -> list[dict[str, Any]]:
-    thread = await _thread_or_404(ctx, thread_id)
+async def history(thread_id: str, body: ThreadHistory, ctx: CtxDep,
+                  authz: AuthzDep) -> list[dict[str, Any]]:
+    thread = await authorized_thread(ctx, authz, thread_id)
     async with thread_graph(ctx, thread, "threads.read") as graph:
         return [] if graph is None else await _history(graph, thread_id, body)
 
@@ -292,6 +335,7 @@ async def _history(graph: Any, thread_id: str, body: ThreadHistory) -> list[dict
 
 
 @router.get("/threads/{thread_id}/history", summary="A thread's past states, newest first")
-async def history_get(thread_id: str, ctx: CtxDep, limit: int = 10,
+async def history_get(thread_id: str, ctx: CtxDep, authz: AuthzDep, limit: int = 10,
                       before: str | None = None) -> list[dict[str, Any]]:
-    return await history(thread_id, ThreadHistory(limit=max(1, min(limit, 1000)), before=before), ctx)
+    return await history(thread_id, ThreadHistory(limit=max(1, min(limit, 1000)), before=before),
+                         ctx, authz)

@@ -1058,3 +1058,24 @@ ORDER BY seq DESC LIMIT %(limit)s;
 
 
 -- ==== end ====================================================================
+
+
+-- ==== access filters (treadle.store.access) ===================================
+-- Fragments an authorization filter compiles to, over a resource's `metadata` column.
+-- Each binds one parameter, %(access)s (renamed per use), a JSON object {key: value}.
+
+-- name: access_eq
+-- metadata[key] equals value (as resource_where_metadata, for one key).
+EXISTS (SELECT 1 FROM jsonb_each(%(access)s::jsonb) f WHERE metadata -> f.key = f.value);
+
+-- name: access_contains
+-- metadata[key] is an array with an element equal to value.
+EXISTS (SELECT 1 FROM jsonb_each(%(access)s::jsonb) f WHERE EXISTS (
+    SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(metadata -> f.key) = 'array'
+        THEN metadata -> f.key ELSE '[]'::jsonb END) e WHERE e = f.value));
+
+-- name: access_all
+1 = 1;
+
+-- name: access_none
+1 = 0;

@@ -944,3 +944,28 @@ ORDER BY seq DESC LIMIT :limit;
 
 
 -- ==== end ====================================================================
+
+
+-- ==== access filters (treadle.store.access) ===================================
+-- Fragments an authorization filter compiles to, over a resource's `metadata` column.
+-- Each binds one parameter, :access (renamed per use), a JSON object {key: value}.
+
+-- name: access_eq
+-- metadata[key] equals value (as resource_where_metadata, for one key).
+EXISTS (SELECT 1 FROM json_each(:access) f, json_each(CASE WHEN json_valid(metadata)
+        THEN metadata ELSE '{}' END) m
+    WHERE m.key = f.key AND m.value IS f.value
+      AND (m.type = f.type OR (m.type IN ('integer', 'real') AND f.type IN ('integer', 'real'))));
+
+-- name: access_contains
+-- metadata[key] is an array with an element equal to value.
+EXISTS (SELECT 1 FROM json_each(:access) f, json_each(CASE WHEN json_valid(metadata)
+        THEN metadata ELSE '{}' END) m, json_each(m.value) e
+    WHERE m.key = f.key AND m.type = 'array' AND e.value IS f.value
+      AND (e.type = f.type OR (e.type IN ('integer', 'real') AND f.type IN ('integer', 'real'))));
+
+-- name: access_all
+1 = 1;
+
+-- name: access_none
+1 = 0;

@@ -1,0 +1,120 @@
+"""What a route asks of authorization, in one call each.
+
+Every route takes ``authz: AuthzDep`` (the request's user and the app's
+:class:`~treadle.auth.authorize.Authorizer`) and calls one of:
+
+* :meth:`Authz.resource` for a resource addressed by id (read, update, delete): the
+  access filter to pass to the store's query; a denial answers 404 with the body a
+  missing resource gets;
+* :meth:`Authz.action` for create / search / count / store operations: the filter (for
+  searches), a denial answers 403;
+
+both with a ``value`` dict shaped like langgraph_sdk's ``Auth.types`` for the action,
+which the handler may change (the route then uses the changed value). With no auth
+configured both return None at once. :meth:`Authz.run_configurable` is what runs receive
+in ``config["configurable"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException
+from starlette.requests import HTTPConnection
+
+from treadle.auth.authorize import Authorizer, Decision
+from treadle.auth.user import AuthUser
+from treadle.errors import AccessFilterError
+
+__all__ = ["AUTH_CONFIG_KEYS", "Authz", "AuthzDep", "both", "get_authz", "strip_prefix"]
+
+log = logging.getLogger("treadle.auth")
+
+#: The ``configurable`` keys a run receives from authentication (a client's are dropped).
+AUTH_CONFIG_KEYS = ("langgraph_auth_user", "langgraph_auth_user_id", "langgraph_auth_permissions")
+
+
+@dataclass(frozen=True)
+class Authz:
+    authorizer: Authorizer | None = None
+    user: AuthUser | None = None
+
+    @property
+    def on(self) -> bool:
+        return self.authorizer is not None
+
+    async def decide(self, resource: str, action: str, value: dict[str, Any]) -> Decision:
+        if self.authorizer is None:
+            return Decision(True)
+        if self.user is None:  # the middleware authenticates every guarded route
+            raise HTTPException(401, "Unauthorized")
+        from langgraph_sdk.auth.exceptions import HTTPException as HandlerHTTPException
+
+        try:
+            return await self.authorizer.authorize(self.user, resource, action, value)
+        except HandlerHTTPException as exc:
+            raise HTTPException(exc.status_code, exc.detail,
+                                headers=dict(exc.headers) if exc.headers else None) from None
+        except (AccessFilterError, HTTPException):
+            raise
+        except Exception as exc:  # (an assert in the handler): refused, its message kept private
+            log.info("the %s.%s authorization handler refused (%s)", resource, action,
+                     type(exc).__name__)
+            raise HTTPException(403, "Forbidden") from None
+
+    async def resource(self, resource: str, action: str, value: dict[str, Any],
+                       not_found: str) -> dict[str, Any] | None:
+        """The access filter for a resource addressed by id; 404 ``not_found`` if denied."""
+        decided = await self.decide(resource, action, value)
+        if not decided.allowed:
+            raise HTTPException(404, not_found)
+        return decided.filters
+
+    async def action(self, resource: str, action: str, value: dict[str, Any]
+                     ) -> dict[str, Any] | None:
+        """The access filter of a create / search / store action; 403 if denied."""
+        decided = await self.decide(resource, action, value)
+        if not decided.allowed:
+            raise HTTPException(403, f"not allowed to {action} {resource}")
+        return decided.filters
+
+    async def store(self, action: str, value: dict[str, Any]) -> None:
+        """Authorize a store operation (the handler may rewrite ``value["namespace"]``)."""
+        if await self.action("store", action, value) is not None:
+            raise AccessFilterError("a store handler returned a filter, which treadle cannot "
+                                    "apply to store items: rewrite value['namespace'] or "
+                                    "return None/False")
+
+    def run_configurable(self) -> dict[str, Any]:
+        """What a run of this request gets in ``configurable`` (empty without auth)."""
+        if self.user is None:
+            return {}
+        return {"langgraph_auth_user": self.user.to_dict(),
+                "langgraph_auth_user_id": self.user.identity,
+                "langgraph_auth_permissions": list(self.user.permissions)}
+
+
+def get_authz(conn: HTTPConnection) -> Authz:
+    authorizer = getattr(conn.app.state, "authorizer", None)
+    return Authz(authorizer, (conn.scope.get("state") or {}).get("auth_user"))
+
+
+AuthzDep = Annotated[Authz, Depends(get_authz)]
+
+
+def both(*filters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Filters that must all hold, as one (None: none)."""
+    given = [f for f in filters if f]
+    return None if not given else given[0] if len(given) == 1 else {"$and": given}
+
+
+def strip_prefix(given: Sequence[str] | None, rewritten: Sequence[str] | None
+                 ) -> tuple[str, ...]:
+    """The labels a store handler put in front of namespace ``given`` (``()``: none)."""
+    old, new = tuple(given or ()), tuple(rewritten or ())
+    if len(new) >= len(old) and new[len(new) - len(old):] == old:
+        return new[:len(new) - len(old)]
+    return ()
