@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         None, description="'path.py:attr' of a langgraph_sdk Encryption (langgraph.json "
         "\"encryption.path\" sets it) whose handlers encrypt instead of the keyring.",
     )
-    encrypted_metadata_keys: str = Field(
+    encrypted_metadata_fields: str = Field(
         "", description="Comma-separated metadata keys encrypted (threads, runs, checkpoints); "
         "other keys stay plaintext so filters can use them.",
     )

@@ -107,7 +107,7 @@ def _scan_postgres(url: str, secret: str) -> int:
 
 
 def _env(user_encryption: bool) -> dict[str, str]:
-    env = {"TREADLE_ENCRYPTED_METADATA_KEYS": "ssn"}
+    env = {"TREADLE_ENCRYPTED_METADATA_FIELDS": "ssn"}
     if not user_encryption:
         env["TREADLE_ENCRYPTION_KEYS"] = KEYS
     return env

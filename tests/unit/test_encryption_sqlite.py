@@ -99,7 +99,7 @@ def _file_bytes(db: Path) -> bytes:
 
 def test_an_encrypted_store_keeps_no_plaintext_and_reads_back(tmp_path: Path) -> None:
     db = tmp_path / "e.db"
-    store = _open(f"sqlite:///{db}", encryption_keys=KEYS, encrypted_metadata_keys="ssn")
+    store = _open(f"sqlite:///{db}", encryption_keys=KEYS, encrypted_metadata_fields="ssn")
     try:
         _write_everything(store)
         _read_everything(store)
@@ -115,7 +115,7 @@ def test_turning_encryption_on_refuses_plaintext_rows(tmp_path: Path) -> None:
         _write_everything(plain)
     finally:
         plain.close()
-    store = _open(url, encryption_keys=KEYS, encrypted_metadata_keys="ssn")
+    store = _open(url, encryption_keys=KEYS, encrypted_metadata_fields="ssn")
     try:
         refusal = "not encrypted while encryption at rest is on.*TREADLE_ENCRYPTION_ALLOW_PLAINTEXT"
         with pytest.raises(EncryptionError, match=refusal):
@@ -129,7 +129,7 @@ def test_turning_encryption_on_refuses_plaintext_rows(tmp_path: Path) -> None:
     finally:
         store.close()
     # The migration setting reads the legacy rows; what is written from then on is sealed.
-    migrating = _open(url, encryption_keys=KEYS, encrypted_metadata_keys="ssn",
+    migrating = _open(url, encryption_keys=KEYS, encrypted_metadata_fields="ssn",
                       encryption_allow_plaintext=True)
     try:
         _read_everything(migrating)
@@ -147,7 +147,7 @@ def test_turning_encryption_on_refuses_plaintext_rows(tmp_path: Path) -> None:
 
 def test_only_chosen_metadata_keys_are_encrypted(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
-    store = _open(f"sqlite:///{db}", encryption_keys=KEYS, encrypted_metadata_keys="ssn")
+    store = _open(f"sqlite:///{db}", encryption_keys=KEYS, encrypted_metadata_fields="ssn")
     try:
         store.put_thread(Thread("t", {"ssn": SECRET, "owner": "alice"}))
         raw = sqlite3.connect(db).execute(
@@ -230,7 +230,7 @@ def test_langgraph_aes_key_alone_turns_encryption_on(tmp_path: Path,
     """LangGraph's own variable is honoured: the saver, runs and items are sealed with it."""
     monkeypatch.setenv("LANGGRAPH_AES_KEY", "0123456789abcdef0123456789abcdef")
     db = tmp_path / "lg.db"
-    store = _open(f"sqlite:///{db}", encrypted_metadata_keys="ssn")
+    store = _open(f"sqlite:///{db}", encrypted_metadata_fields="ssn")
     try:
         assert store.at_rest.enabled
         _write_everything(store)
@@ -269,7 +269,7 @@ class TestEncryptedSqliteResources(ResourcesContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[Store]:
         s = _open(f"sqlite:///{tmp_path}/r.db", encryption_keys=KEYS,
-                  encrypted_metadata_keys="not_filtered_here")
+                  encrypted_metadata_fields="not_filtered_here")
         try:
             yield s
         finally:

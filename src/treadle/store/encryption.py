@@ -11,7 +11,7 @@ classes call it for each column holding user data:
 * JSON columns held whole (item values, a thread's cached values and interrupts, a cron's
   run payload): :meth:`AtRest.seal_json` stores ``{"$tdl": "<base64>"}``;
 * metadata (threads, runs, checkpoints): only the keys of
-  ``TREADLE_ENCRYPTED_METADATA_KEYS`` (or whatever a user JSON encryptor changes), so the
+  ``TREADLE_ENCRYPTED_METADATA_FIELDS`` (or whatever a user JSON encryptor changes), so the
   other keys stay filterable;
 * error texts: sealed as a token inside the text (treadle's own notes around it stay).
 
@@ -342,5 +342,5 @@ def build(settings: Settings) -> AtRest:
     else:
         keyring = parse_keyring(keys, os.environ.get("LANGGRAPH_AES_KEY"))
         cipher = KeyringCipher(keyring) if keyring else None
-    md_keys = frozenset(k.strip() for k in settings.encrypted_metadata_keys.split(",") if k.strip())
+    md_keys = frozenset(k.strip() for k in settings.encrypted_metadata_fields.split(",") if k.strip())
     return AtRest(cipher, metadata_keys=md_keys, allow_plaintext=settings.encryption_allow_plaintext)
