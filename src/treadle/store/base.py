@@ -1,8 +1,9 @@
 """The store: one database (SQLite embedded, PostgreSQL for clusters) holding treadle's
 durable state — checkpoints (:mod:`~treadle.store.checkpoints`), the run queue
 (:mod:`~treadle.store.run_records`, :mod:`~treadle.store.task_records`), the API resources
-(:mod:`~treadle.store.resources`) and memory items (:mod:`~treadle.store.items`) — each
-written once over a connector (:mod:`~treadle.store.connector`).
+(:mod:`~treadle.store.resources`), memory items (:mod:`~treadle.store.items`) and the
+built-in auth's API keys (:mod:`~treadle.store.api_keys`) — each written once over a
+connector (:mod:`~treadle.store.connector`).
 
 A store is synchronous; the checkpointer gives it async twins. Every checkpoint write goes
 through the store's one :class:`~treadle.store.writer.GroupCommitter`, so concurrent
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from treadle.store import migrate as migrations
+from treadle.store.api_keys import ApiKeyStore
 from treadle.store.checkpoints import CheckpointStore, ClaimThread, WriteOp
 from treadle.store.connector import Connector
 from treadle.store.items import ItemStore
@@ -27,7 +29,7 @@ from treadle.store.writer import GroupCommitter
 __all__ = ["Store"]
 
 
-class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore):
+class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore, ApiKeyStore):
     """A database holding treadle's durable state, over the connector ``db``. Opening it
     connects (PostgreSQL: the writer, then the reader pool); it does not migrate."""
 
