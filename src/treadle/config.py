@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from treadle.errors import ConfigError
@@ -128,6 +128,30 @@ class Settings(BaseSettings):
         0.0, ge=0, description="On SIGTERM, seconds the API keeps serving with /readyz failing "
         "before it stops listening (lets a load balancer take it out of rotation).",
     )
+    # --- authentication (treadle.auth) -------------------------------------------------------
+    auth: str = Field(
+        "none", pattern="^(none|builtin)$",
+        description="Who may call the API: none (anyone), or builtin (API keys from `treadle "
+        "keys create` and JWT bearer tokens, mapped to a tenant and a role).",
+    )
+    jwt_secret: SecretStr | None = Field(
+        None, description="Built-in auth: the shared secret of HS256 JWT bearer tokens."
+    )
+    jwt_jwks_url: str | None = Field(
+        None, description="Built-in auth: the JWKS URL whose keys sign RS/ES/PS JWT bearer tokens."
+    )
+    jwt_issuer: str | None = Field(None, description="Built-in auth: the JWTs' required `iss`.")
+    jwt_audience: str | None = Field(None, description="Built-in auth: the JWTs' required `aud`.")
+    jwt_role_claim: str = Field(
+        "role", min_length=1, description="Built-in auth: the JWT claim holding the role."
+    )
+    jwt_tenant_claim: str = Field(
+        "tenant", min_length=1, description="Built-in auth: the JWT claim holding the tenant."
+    )
+    require_approver_to_resume: bool = Field(
+        True, description="Built-in auth: resuming an interrupt (a run with a resume command, "
+        "a state update of an interrupted thread) needs the approver role.",
+    )
     # --- operations: probes, metrics, traces, logs ------------------------------------------
     worker_port: int | None = Field(
         None, ge=0, le=65535,
@@ -164,6 +188,10 @@ def merge_config(base: Mapping[str, Any] | None, given: Mapping[str, Any] | None
     return merged
 
 
+#: Settings whose values an error never repeats (they may hold passwords or keys).
+_UNSHOWN = frozenset({"store", "jwt_secret", "jwt_jwks_url"})
+
+
 def get_settings(*, as_flags: bool = False, **overrides: object) -> Settings:
     """Settings from the environment, with explicit non-None overrides applied.
 
@@ -181,7 +209,7 @@ def get_settings(*, as_flags: bool = False, **overrides: object) -> Settings:
             env = f"TREADLE_{field.upper()}"
             given = f"--{field.replace('_', '-')}" if as_flags else f"{field}="
             where = f"{given} / {env}" if field in values else env
-            shown = "" if field == "store" else f" (got {err.get('input')!r})"
+            shown = "" if field in _UNSHOWN else f" (got {err.get('input')!r})"
             problems.append(f"{where}: {_readable(str(err.get('msg', 'invalid')))}{shown}")
         raise ConfigError("invalid setting " + "; ".join(problems)) from None
 

@@ -53,7 +53,7 @@ class ApiKey:
         return self.revoked_at is not None
 
 
-def check_tenant(tenant_id: str) -> str:
+def check_tenant(tenant_id: object) -> str:
     """``tenant_id`` if it is a valid tenant id, else InputError saying what one looks like."""
     if not isinstance(tenant_id, str) or not TENANT_PATTERN.fullmatch(tenant_id):
         raise InputError(
