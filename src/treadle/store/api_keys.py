@@ -24,7 +24,8 @@ from typing import Any
 from treadle.errors import ConflictError, InputError
 from treadle.store.connector import Connector
 
-__all__ = ["KEY_PREFIX", "ROLES", "TENANT_PATTERN", "ApiKey", "ApiKeyStore", "check_tenant"]
+__all__ = ["KEY_PREFIX", "ROLES", "TENANT_PATTERN", "ApiKey", "ApiKeyStore", "check_role",
+           "check_tenant"]
 
 #: The built-in roles, weakest first; each includes the ones before it.
 ROLES = ("viewer", "runner", "approver", "admin")
@@ -62,7 +63,8 @@ def check_tenant(tenant_id: object) -> str:
     return tenant_id
 
 
-def _check_role(role: str) -> str:
+def check_role(role: str) -> str:
+    """``role`` if it is a built-in role, else InputError naming the roles."""
     if role not in ROLES:
         raise InputError(f"unknown role {role!r} (use one of {', '.join(ROLES)})")
     return role
@@ -87,7 +89,7 @@ class ApiKeyStore:
         """A new key for ``tenant_id`` with ``role``: its record, and the key itself (the
         only time it is available). InputError for an unknown role or a bad tenant id."""
         check_tenant(tenant_id)
-        _check_role(role)
+        check_role(role)
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         row = self.db.one(f"creating an API key for tenant {tenant_id}", "api_key_insert", {
             "key_id": key_id, "tenant_id": tenant_id, "role": role, "name": name or None,
