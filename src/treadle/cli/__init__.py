@@ -17,7 +17,16 @@ from typing import Any, NoReturn
 import typer
 
 # Importing the command modules registers their commands on the app.
-from treadle.cli import admin, deploy, keys_command, run, runs_commands, server, threads_commands, worker_command  # noqa: E402,F401
+from treadle.cli import (  # noqa: E402,F401
+    admin,
+    deploy,
+    keys_command,
+    run,
+    runs_commands,
+    server,
+    threads_commands,
+    worker_command,
+)
 from treadle.cli._app import _STATE, app
 from treadle.cli._output import _error, _summary
 from treadle.errors import TreadleError
