@@ -4,7 +4,9 @@ A token is signed either with the shared secret ``TREADLE_JWT_SECRET`` (HS256) o
 of the JWKS at ``TREADLE_JWT_JWKS_URL`` (RS*, PS*, ES*, EdDSA; PyJWT's ``PyJWKClient`` fetches
 and caches it, and fetches again for a key id it has not seen, so key rotation at the
 issuer needs no restart). The algorithm list follows the key source, so a token cannot pick
-its own (no ``none``; no HS256 token "signed" with a JWKS public key). ``exp`` is always
+its own (no ``none``; no HS256 token "signed" with a JWKS public key). The JWKS is reused
+for :data:`JWKS_LIFESPAN` seconds; a key id it lacks fetches it again, at most once per
+:data:`JWKS_REFRESH_COOLDOWN` seconds. ``exp`` is always
 required; ``iss`` and ``aud`` when ``TREADLE_JWT_ISSUER`` / ``TREADLE_JWT_AUDIENCE`` are set.
 """
 
@@ -21,13 +23,19 @@ from langgraph_sdk.auth.exceptions import HTTPException
 from treadle.config import Settings
 from treadle.errors import ConfigError
 
-__all__ = ["ASYMMETRIC", "JwtVerifier", "unauthorized"]
+__all__ = ["ASYMMETRIC", "JWKS_LIFESPAN", "JWKS_REFRESH_COOLDOWN", "JwtVerifier", "unauthorized"]
 
 #: What a JWKS key may sign with (PyJWT's names).
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
               "ES512", "EdDSA")
 #: RFC 7518 3.2: an HS256 key is at least as long as the hash.
 _MIN_SECRET_BYTES = 32
+#: Seconds the JWKS is reused before it is fetched again (a key the issuer withdrew stops
+#: verifying after this long).
+JWKS_LIFESPAN = 300.0
+#: Seconds after a fetch before an unknown key id may fetch again: tokens naming random key
+#: ids cannot make the server hammer the issuer.
+JWKS_REFRESH_COOLDOWN = 30.0
 
 
 def unauthorized(detail: str) -> HTTPException:
@@ -64,7 +72,8 @@ class JwtVerifier:
         self.jwks: jwt.PyJWKClient | None = None
         if settings.jwt_jwks_url:
             self.jwks = jwt.PyJWKClient(_check_jwks_url(settings.jwt_jwks_url),
-                                        cache_keys=True, lifespan=300, timeout=10)
+                                        cache_keys=False, lifespan=JWKS_LIFESPAN, timeout=10,
+                                        cooldown_duration=JWKS_REFRESH_COOLDOWN)
         self.issuer = settings.jwt_issuer or None
         self.audience = settings.jwt_audience or None
         if not self.enabled and (self.issuer or self.audience):
