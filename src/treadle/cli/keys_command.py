@@ -38,7 +38,7 @@ def _when(seconds: float | None) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-@keys_app.command("create")
+@keys_app.command("create", short_help="Create an API key and print it, once.")
 def keys_create(
     tenant: str = typer.Option(..., "--tenant", help="The tenant the key acts for.",
                                show_default=False),
@@ -67,7 +67,7 @@ def keys_create(
     sys.stdout.flush()
 
 
-@keys_app.command("list")
+@keys_app.command("list", short_help="List the API keys (never the keys themselves).")
 def keys_list(
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's keys.",
                                       show_default=False),
