@@ -128,30 +128,6 @@ class Settings(BaseSettings):
         0.0, ge=0, description="On SIGTERM, seconds the API keeps serving with /readyz failing "
         "before it stops listening (lets a load balancer take it out of rotation).",
     )
-    # --- authentication (treadle.auth) -------------------------------------------------------
-    auth: str = Field(
-        "none", pattern="^(none|builtin)$",
-        description="Who may call the API: none (anyone), or builtin (API keys from `treadle "
-        "keys create` and JWT bearer tokens, mapped to a tenant and a role).",
-    )
-    jwt_secret: SecretStr | None = Field(
-        None, description="Built-in auth: the shared secret of HS256 JWT bearer tokens."
-    )
-    jwt_jwks_url: str | None = Field(
-        None, description="Built-in auth: the JWKS URL whose keys sign RS/ES/PS JWT bearer tokens."
-    )
-    jwt_issuer: str | None = Field(None, description="Built-in auth: the JWTs' required `iss`.")
-    jwt_audience: str | None = Field(None, description="Built-in auth: the JWTs' required `aud`.")
-    jwt_role_claim: str = Field(
-        "role", min_length=1, description="Built-in auth: the JWT claim holding the role."
-    )
-    jwt_tenant_claim: str = Field(
-        "tenant", min_length=1, description="Built-in auth: the JWT claim holding the tenant."
-    )
-    require_approver_to_resume: bool = Field(
-        True, description="Built-in auth: resuming an interrupt (a run with a resume command, "
-        "a state update of an interrupted thread) needs the approver role.",
-    )
     # --- operations: probes, metrics, traces, logs ------------------------------------------
     worker_port: int | None = Field(
         None, ge=0, le=65535,
@@ -172,6 +148,25 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP endpoint (e.g. http://collector:4318); unset: the standard "
         "OTEL_EXPORTER_OTLP_* variables decide.",
+    )
+    # --- built-in auth (TREADLE_AUTH=builtin: treadle.auth.builtin) ------------------------
+    jwt_secret: SecretStr | None = Field(
+        None, description="Built-in auth: the shared secret of HS256 JWT bearer tokens."
+    )
+    jwt_jwks_url: str | None = Field(
+        None, description="Built-in auth: the JWKS URL whose keys sign RS/ES/PS JWT bearer tokens."
+    )
+    jwt_issuer: str | None = Field(None, description="Built-in auth: the JWTs' required `iss`.")
+    jwt_audience: str | None = Field(None, description="Built-in auth: the JWTs' required `aud`.")
+    jwt_role_claim: str = Field(
+        "role", min_length=1, description="Built-in auth: the JWT claim holding the role."
+    )
+    jwt_tenant_claim: str = Field(
+        "tenant", min_length=1, description="Built-in auth: the JWT claim holding the tenant."
+    )
+    require_approver_to_resume: bool = Field(
+        True, description="Built-in auth: resuming an interrupt (a run with a resume command, "
+        "a state update of an interrupted thread) needs the approver role.",
     )
 
 

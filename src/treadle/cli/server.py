@@ -34,10 +34,6 @@ _CONFIG_OPTION = typer.Option(
 )
 _HOST_OPTION = typer.Option(None, "--host", help="Address to listen on [TREADLE_HOST].")
 _PORT_OPTION = typer.Option(None, "--port", "-p", help="Port to listen on [TREADLE_PORT].")
-_AUTH_OPTION = typer.Option(
-    None, "--auth", help="Who may call the API: none, or builtin (API keys from `treadle keys "
-    "create`, JWT bearer tokens) [TREADLE_AUTH].", show_default=False,
-)
 
 
 def _load(config: str) -> Loaded:
@@ -112,13 +108,12 @@ def dev(
     log_format: str | None = _LOG_FORMAT_OPTION,
     log_level: str | None = _LOG_LEVEL_OPTION,
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
-    auth: str | None = _AUTH_OPTION,
 ) -> None:
     """One process: the API, an in-process worker, an embedded SQLite store by default."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
                          run_timeout=run_timeout,
                          log_format=log_format, log_level=log_level,
-                         trace_exporter=trace_exporter, auth=auth)
+                         trace_exporter=trace_exporter)
     with _bind(settings) as sock:
         _logging(settings, auto_format="console")  # before reading: its warnings are logged
         loaded = _load(config)
@@ -152,13 +147,12 @@ def serve(
     log_format: str | None = _LOG_FORMAT_OPTION,
     log_level: str | None = _LOG_LEVEL_OPTION,
     trace_exporter: str | None = _TRACE_EXPORTER_OPTION,
-    auth: str | None = _AUTH_OPTION,
 ) -> None:
     """The production server: the API, plus --workers worker processes on the same store."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
                          run_timeout=run_timeout,
                          log_format=log_format, log_level=log_level,
-                         trace_exporter=trace_exporter, auth=auth)
+                         trace_exporter=trace_exporter)
     with _bind(settings) as sock:  # before the worker processes start
         _serve_with_workers(settings, sock, config, 0 if no_workers else workers,
                             concurrency, run_timeout)
