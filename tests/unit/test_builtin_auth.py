@@ -10,13 +10,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from langgraph_sdk import Auth
 from langgraph_sdk.auth.exceptions import HTTPException
+from starlette.datastructures import Headers
 
 from treadle.auth import jwt_bearer
 from treadle.auth.builtin import build_auth
@@ -78,6 +79,8 @@ async def test_an_api_key_in_x_api_key_or_as_a_bearer_token(store: Store) -> Non
     assert await authenticate(store, bearer(key)) == want
     assert await authenticate(store, {b"authorization": f"bearer   {key} ".encode()}) == want
     assert await authenticate(store, {"x-api-key": key}) == want  # str headers too
+    starlette = Headers(raw=[(b"x-api-key", key.encode())])  # a Starlette request's headers
+    assert await authenticate(store, cast(Any, starlette)) == want
 
 
 async def test_revoked_wrong_and_missing_keys_are_refused(store: Store) -> None:

@@ -48,13 +48,15 @@ def user_of(identity: str, tenant: str, role: str, *, how: str,
 def _header(headers: Any, name: str) -> str | None:
     """Header ``name`` (lower case) of ``headers``: LangGraph's ``dict[bytes, bytes]``, or a
     str mapping (Starlette's ``Headers`` is case-insensitive already)."""
-    if not isinstance(headers, Mapping):
+    if isinstance(headers, dict):
+        found = headers.get(name.encode("latin-1"), headers.get(name))
+    elif isinstance(headers, Mapping):
+        found = headers.get(name)
+    else:
         return None
-    for key in (name.encode("latin-1"), name):
-        found = headers.get(key)
-        if found is not None:
-            return found.decode("latin-1") if isinstance(found, bytes) else str(found)
-    return None
+    if found is None:
+        return None
+    return found.decode("latin-1") if isinstance(found, bytes) else str(found)
 
 
 def _role_claim(value: Any, claim: str) -> str:
