@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     retry_max_interval: float = Field(30.0, ge=0, description="Longest backoff, seconds.")
     retry_jitter: bool = Field(True, description="Randomise backoff to avoid thundering herds.")
     node_timeout: float | None = Field(None, gt=0, description="Default per-attempt timeout (s).")
+    sandbox_network: str = Field(
+        "required", pattern="^(required|best-effort)$",
+        description="A sandboxed node with network off when the kernel refuses a network "
+        "namespace: 'required' fails the attempt (SandboxUnavailableError), 'best-effort' runs "
+        "it with network and logs a warning.",
+    )
     breaker_threshold: int = Field(
         10,
         ge=0,

@@ -24,6 +24,8 @@
         ├── NodeTimeoutError        the attempt ran past its timeout
         ├── TaskCrashedError        the process running the attempt died
         ├── CircuitOpenError        the node's circuit breaker is open
+        ├── SandboxLimitError       a sandboxed attempt hit its memory, CPU or wall-time limit
+        ├── SandboxUnavailableError the kernel refused an isolation the sandbox requires
         └── RemoteNodeError         a node task another worker ran failed
 
 Driver errors are translated once, at the store boundary (``raise ... from exc``). The
@@ -54,6 +56,8 @@ __all__ = [
     "RemoteNodeError",
     "RunFailedError",
     "RunSpecVersionError",
+    "SandboxLimitError",
+    "SandboxUnavailableError",
     "TaskCrashedError",
     "ThreadBusyError",
     "TreadleError",
@@ -157,6 +161,26 @@ class NodeTimeoutError(NodeError, TimeoutError):
 
 class TaskCrashedError(NodeError):
     """The process running a node attempt died (os._exit, signal, segfault)."""
+
+    #: The process's exit code (negative: the signal that killed it), when known.
+    exitcode: int | None = None
+
+
+class SandboxLimitError(NodeError):
+    """A sandboxed node attempt hit one of its limits; ``limit`` names it ("memory",
+    "cpu" or "wall"). Its process was stopped; the worker and other runs go on."""
+
+    def __init__(self, message: str, limit: str = "") -> None:
+        super().__init__(message, limit)
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class SandboxUnavailableError(NodeError):
+    """A sandbox asked for an isolation this kernel refuses (a network namespace when
+    ``TREADLE_SANDBOX_NETWORK=required``, or no-new-privileges); the node did not run."""
 
 
 class CircuitOpenError(NodeError):

@@ -38,6 +38,8 @@ from treadle.errors import (
     FencedWriteError,
     NodeTimeoutError,
     RemoteNodeError,
+    SandboxLimitError,
+    SandboxUnavailableError,
     StoreUnavailableError,
     TaskCrashedError,
 )
@@ -179,6 +181,8 @@ PG = "PostgreSQL driver errors"
 CASES: list[tuple[str, BaseException, bool, str]] = [
     ("treadle-timeout", NodeTimeoutError("node 'n' exceeded its timeout"), True, "treadle `NodeTimeoutError`"),
     ("treadle-crash", TaskCrashedError("process died"), True, "treadle `NodeTimeoutError`"),
+    ("sandbox-limit", SandboxLimitError("node 'n' exceeded its memory limit of 256 MB", "memory"), False, "treadle `SandboxLimitError`"),
+    ("sandbox-unavailable", SandboxUnavailableError("no namespace"), False, "treadle `SandboxLimitError`"),
     ("remote-transient", RemoteNodeError("boom", transient=True), True, "treadle `RemoteNodeError`"),
     ("remote-permanent", RemoteNodeError("boom", transient=False), False, "treadle `RemoteNodeError`"),
     ("store-unavailable", StoreUnavailableError("db down"), True, "treadle `StoreUnavailableError`"),

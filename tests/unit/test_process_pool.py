@@ -191,6 +191,18 @@ def test_segfault(pool2: ProcessPool) -> None:
     assert pool2.run(pow, 2, 4) == 16
 
 
+def test_a_fresh_task_gets_a_process_of_its_own_discarded_after_it(pool2: ProcessPool) -> None:
+    shared = pool2.run(getpid)
+    fresh = [pool2.submit(getpid, fresh=True).result(timeout=10) for _ in range(2)]
+    assert len({shared, *fresh}) == 3
+    assert all(_wait_dead(pid, reaped=True) for pid in fresh)
+    assert pool2.run(getpid) == shared  # the shared worker stays warm, alone
+    with pytest.raises(TaskCrashedError, match="exit code 3") as info:
+        pool2.submit(exit_hard, 0, 3, fresh=True).result(timeout=10)
+    assert info.value.exitcode == 3
+    assert pool2.run(getpid) == shared
+
+
 def test_idle_worker_killed_from_outside_is_replaced(pool2: ProcessPool) -> None:
     pid = pool2.run(getpid)
     os.kill(pid, signal.SIGKILL)

@@ -23,6 +23,8 @@ EXPECTED = [
     "RemoteNodeError",
     "RunFailedError",
     "RunSpecVersionError",
+    "SandboxLimitError",
+    "SandboxUnavailableError",
     "SchemaError",
     "Settings",
     "Store",

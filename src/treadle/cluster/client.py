@@ -52,7 +52,10 @@ def _graph_id(graph: TreadleGraph) -> str:
         }
         nodes = {
             name: {"pool": n.bound.options.pool, "timeout": n.bound.options.timeout,
-                   "placement": n.bound.options.placement}
+                   "placement": n.bound.options.placement,
+                   # only when set: the ids of graphs without a sandbox stay as they were
+                   **({"sandbox": n.bound.options.sandbox}
+                      if n.bound.options.sandbox is not None else {})}
             for name, n in compiled.nodes.items() if hasattr(n.bound, "options")
         }
         gid, blob = by_value.pack(getattr(compiled, "builder", None), kwargs, nodes)

@@ -59,7 +59,8 @@ def wrap_nodes(graph: Pregel[Any, Any, Any, Any], node_options: Mapping[str, Map
         inherited: dict[str, Any] = {}
         if isinstance(bound, NodeProxy):
             inherited = {"pool": bound.options.pool, "timeout": bound.options.timeout,
-                         "placement": bound.options.placement}
+                         "placement": bound.options.placement,
+                         "sandbox": bound.options.sandbox}
             bound = bound.bound
         if isinstance(bound, Pregel):
             # A compiled subgraph added as a node: wrap a copy, leave the user's alone.

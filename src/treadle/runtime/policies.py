@@ -27,6 +27,8 @@ from treadle.errors import (
     CircuitOpenError,
     NodeTimeoutError,
     RemoteNodeError,
+    SandboxLimitError,
+    SandboxUnavailableError,
     StoreUnavailableError,
     TaskCrashedError,
     TreadleError,
@@ -191,6 +193,10 @@ TRANSIENCE: tuple[Rule, ...] = (
     Rule("treadle `NodeTimeoutError`, `TaskCrashedError`", True,
          "the attempt ran past its timeout or its process died; the next one starts afresh",
          _is(NodeTimeoutError, TaskCrashedError)),
+    Rule("treadle `SandboxLimitError`, `SandboxUnavailableError`", False,
+         "a sandboxed attempt hit its memory, CPU or wall-time limit (the same body would "
+         "hit it again), or the kernel refused an isolation the sandbox requires",
+         _is(SandboxLimitError, SandboxUnavailableError)),
     Rule("treadle `RemoteNodeError`", "as the original error", "another worker ran the "
          "node and classified its error with this table", _is(RemoteNodeError),
          lambda exc: bool(getattr(exc, "transient", False))),

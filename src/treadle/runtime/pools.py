@@ -50,6 +50,8 @@ from treadle.run_context import execution_of, limits_of
 from treadle.runtime.idempotency import key_from_config, set_process_key
 from treadle.runtime.node_threads import NodeThreads
 from treadle.runtime.policies import CircuitBreaker, is_transient
+from treadle.runtime.sandbox import Sandbox
+from treadle.runtime.sandbox import submit as submit_sandboxed
 
 __all__ = ["NodeOptions", "NodeProxy", "Pools", "RunLimits", "plain_config"]
 
@@ -69,11 +71,13 @@ class NodeOptions:
     # "remote": in a cluster run, the body becomes a durable task any worker may run
     # (on that worker's ``pool``); in a local run it runs here as usual.
     placement: str = "local"
+    # Limits for each attempt, in a process of its own (process pool only).
+    sandbox: Sandbox | None = None
 
     @classmethod
     def parse(cls, node: str, raw: Any, default_timeout: float | None) -> NodeOptions:
         raw = dict(raw or {})
-        unknown = set(raw) - {"pool", "timeout", "placement"}
+        unknown = set(raw) - {"pool", "timeout", "placement", "sandbox"}
         if unknown:
             raise ConfigError(f"node {node!r}: unknown treadle option(s) {sorted(unknown)}")
         pool = raw.get("pool", "auto")
@@ -87,8 +91,15 @@ class NodeOptions:
             raise ConfigError(
                 f"node {node!r}: placement must be one of {PLACEMENTS}, not {placement!r}"
             )
+        sandbox = Sandbox.parse(node, raw.get("sandbox"))
+        if sandbox is not None:
+            if pool == "auto":
+                pool = "process"
+            elif pool != "process":
+                raise ConfigError(f"node {node!r}: a sandbox runs on the process pool; "
+                                  f"set pool='process' (not {pool!r}) or drop the sandbox")
         return cls(pool=pool, timeout=float(timeout) if timeout is not None else None,
-                   placement=placement)
+                   placement=placement, sandbox=sandbox)
 
 
 class RunLimits:
@@ -235,10 +246,7 @@ class NodeProxy(_RunnableBase):
         started = time.perf_counter()
         try:
             if self.pool == "process":
-                result = self.pools.processes().run(
-                    _run_in_process, *self._process_args(input, config),
-                    timeout=self.options.timeout,
-                )
+                result = self._submit_process(input, config).result()
             elif self.options.timeout is None:
                 result = self.bound.invoke(input, config, **kwargs)
             else:
@@ -303,9 +311,7 @@ class NodeProxy(_RunnableBase):
                 started = time.perf_counter()  # the attempt starts once it has a slot
             try:
                 if self.pool == "process":
-                    result = await self.pools.processes().arun(
-                        _run_in_process, *self._process_args(input, config), timeout=timeout
-                    )
+                    result = await asyncio.wrap_future(self._submit_process(input, config))
                 elif self.is_async:
                     coro = self.bound.ainvoke(input, config, **kwargs)
                     result = await (coro if timeout is None else asyncio.wait_for(coro, timeout))
@@ -373,11 +379,19 @@ class NodeProxy(_RunnableBase):
         if node_attempt(config) > 1:
             metrics.node_retried(self.name)
 
-    def _process_args(self, input: Any, config: RunnableConfig) -> tuple[Any, ...]:
+    def _submit_process(self, input: Any, config: RunnableConfig) -> Future[Any]:
         kwargs: dict[str, Any] = {}
         if "config" in node_accepts(self.bound):
             kwargs["config"] = plain_config(config)
-        return (node_function(self.bound), input, key_from_config(config), kwargs)
+        func, key, pool = node_function(self.bound), key_from_config(config), self.pools.processes()
+        if self.options.sandbox is not None:
+            assert func is not None  # a process node is a plain function (see __init__)
+            return submit_sandboxed(pool, str(self.name), self.options.sandbox,
+                                    self.pools.settings.sandbox_network, self.options.timeout,
+                                    func, input, key, kwargs)
+        future: Future[Any] = pool.submit(_run_in_process, func, input, key, kwargs,
+                                          timeout=self.options.timeout)
+        return future
 
     def _wait(self, fut: Future[Any]) -> Any:
         try:

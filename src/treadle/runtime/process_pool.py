@@ -22,6 +22,12 @@ the same way. Workers exit when the parent dies, even mid-task: a watchdog threa
 in each worker waits for EOF on a pipe whose write end only the parent holds.
 With the default "forkserver" context the fork server preloads this module (and
 so ``treadle``), which makes starting or replacing a worker a cheap fork.
+
+A task submitted with ``fresh=True`` gets a process of its own, started for it and
+discarded after it: what the task changes in its process (resource limits,
+namespaces: see ``treadle.runtime.sandbox``) cannot leak into later tasks. That
+process runs no watchdog thread (so it is single-threaded, as ``unshare`` of a user
+namespace requires); the kernel kills it when its parent dies instead.
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import ctypes
 import multiprocessing
 import os
 import pickle
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -41,6 +49,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any, cast
@@ -79,10 +88,38 @@ def _execute(data: bytes) -> bytes:
         return pickle.dumps((False, blob, repr(exc), traceback.format_exc()))
 
 
-def _worker_main(conn: Any, alive_r: Any, alive_w: Any) -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(alive: Any) -> None:
+    """For a fresh worker: the kernel sends SIGKILL when its parent (the pool's process,
+    or with "forkserver" the fork server) dies."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The fork server exits once the pool's process and every worker have closed its
+    # "alive" pipe; each worker inherits that pipe's write end. A fresh worker closes
+    # its copy, so the fork server goes when the pool's process and its regular workers
+    # (their watchdogs) do, and this worker with it.
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(fd, int):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
+    if alive.poll(0):  # the pool's process died before the signal was armed
+        os._exit(1)
+
+
+def _worker_main(conn: Any, alive_r: Any, alive_w: Any, fresh: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     alive_w.close()
-    threading.Thread(target=_watch_parent, args=(alive_r, os.getppid()), daemon=True).start()
+    if fresh:
+        _die_with_parent(alive_r)
+    else:
+        threading.Thread(target=_watch_parent, args=(alive_r, os.getppid()),
+                         daemon=True).start()
     while True:
         try:
             data = conn.recv_bytes()
@@ -94,6 +131,8 @@ def _worker_main(conn: Any, alive_r: Any, alive_w: Any) -> None:
             conn.send_bytes(_execute(data))
         except OSError:
             return
+        if fresh:
+            return  # one task only
 
 
 # --------------------------------------------------------------------- parent side
@@ -104,6 +143,7 @@ class _Task:
     future: Future[Any]
     payload: bytes
     timeout: float | None
+    fresh: bool = False
 
 
 @dataclass(slots=True)
@@ -112,6 +152,7 @@ class _Slot:
     conn: Any
     task: _Task | None = None
     deadline: float | None = None
+    fresh: bool = False
 
 
 def _fail(future: Future[Any], exc: BaseException) -> None:
@@ -154,7 +195,8 @@ class ProcessPool:
 
     Processes start lazily on first use. ``timeout`` (seconds) counts from the
     moment a worker starts the task, not from ``submit``; it is reserved, so a
-    function's own ``timeout`` keyword cannot be passed through.
+    function's own ``timeout`` keyword cannot be passed through (nor can ``fresh``:
+    run the task in a process of its own, discarded after it).
     """
 
     def __init__(self, size: int, *, mp_context: str = "forkserver") -> None:
@@ -181,7 +223,7 @@ class ProcessPool:
     # public API ------------------------------------------------------------------
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None,
-               **kwargs: Any) -> Future[Any]:
+               fresh: bool = False, **kwargs: Any) -> Future[Any]:
         """Queue ``fn(*args, **kwargs)`` for a worker; never blocks."""
         payload = cloudpickle.dumps((fn, args, kwargs))
         future: Future[Any] = Future()
@@ -193,7 +235,7 @@ class ProcessPool:
                     target=self._run, name="treadle-process-pool", daemon=True)
                 self._thread.start()
                 _POOLS.add(self)
-            self._queue.append(_Task(future, payload, timeout))
+            self._queue.append(_Task(future, payload, timeout, fresh))
         self._wake()
         return future
 
@@ -240,18 +282,18 @@ class ProcessPool:
         except OSError:  # buffer full (a wake-up is pending anyway) or already closed
             pass
 
-    def _start_slot(self) -> _Slot:
+    def _start_slot(self, fresh: bool = False) -> _Slot:
         parent_conn, child_conn = self._ctx.Pipe()
         # typeshed types get_context(str) as BaseContext, which lacks Process; every
         # concrete context (fork, spawn, forkserver) has it.
         process = self._ctx.Process(  # type: ignore[attr-defined]
             target=_worker_main, name="treadle-process-worker",
-            args=(child_conn, self._alive_r, self._alive_w))
+            args=(child_conn, self._alive_r, self._alive_w, fresh))
         try:
             process.start()
         finally:
             child_conn.close()
-        slot = _Slot(process, parent_conn)
+        slot = _Slot(process, parent_conn, fresh=fresh)
         self._slots.append(slot)
         return slot
 
@@ -274,10 +316,13 @@ class ProcessPool:
         for _ in range(2):  # a second try if the idle worker turns out to be dead
             slot = None
             try:
-                slot = next((s for s in self._slots if s.task is None), None)
+                if task.fresh:
+                    slot = self._start_slot(fresh=True)
+                else:
+                    slot = next((s for s in self._slots if s.task is None and not s.fresh), None)
                 if slot is None:
                     slot = self._start_slot()
-                    self._warm = max(self._warm, len(self._slots))
+                    self._warm = max(self._warm, sum(not s.fresh for s in self._slots))
                 slot.conn.send_bytes(task.payload)
             except Exception as exc:  # noqa: BLE001 - broken pipe, or fork failed
                 if slot is not None:
@@ -334,19 +379,21 @@ class ProcessPool:
                     slot.task = slot.deadline = None
                     _deliver(task.future, raw)
                     task = None
-                if raw is None or slot.process.sentinel in ready:
+                if raw is None or slot.process.sentinel in ready or slot.fresh:
                     code = self._retire(slot, kill=True)
                     if task is not None:
-                        task.future.set_exception(TaskCrashedError(
+                        crashed = TaskCrashedError(
                             f"the worker process running this node attempt died "
-                            f"({_describe_exit(code)})"))
+                            f"({_describe_exit(code)})")
+                        crashed.exitcode = code
+                        task.future.set_exception(crashed)
             elif task is not None and slot.deadline is not None and now >= slot.deadline:
                 self._retire(slot, kill=True)
                 task.future.set_exception(NodeTimeoutError(
                     f"node attempt exceeded its timeout of {task.timeout:g}s; "
                     f"the process was killed"))
         try:  # replace dead processes now, so the next task finds a warm one
-            while len(self._slots) < self._warm and not self._closing:
+            while sum(not s.fresh for s in self._slots) < self._warm and not self._closing:
                 self._start_slot()
         except Exception:  # noqa: BLE001 - _dispatch will try again (and report) on demand
             pass
