@@ -201,6 +201,25 @@ class Settings(BaseSettings):
         None, description="OTLP/HTTP endpoint (e.g. http://collector:4318); unset: the standard "
         "OTEL_EXPORTER_OTLP_* variables decide.",
     )
+    # --- built-in auth (TREADLE_AUTH=builtin: treadle.auth.builtin) ------------------------
+    jwt_secret: SecretStr | None = Field(
+        None, description="Built-in auth: the shared secret of HS256 JWT bearer tokens."
+    )
+    jwt_jwks_url: str | None = Field(
+        None, description="Built-in auth: the JWKS URL whose keys sign RS/ES/PS JWT bearer tokens."
+    )
+    jwt_issuer: str | None = Field(None, description="Built-in auth: the JWTs' required `iss`.")
+    jwt_audience: str | None = Field(None, description="Built-in auth: the JWTs' required `aud`.")
+    jwt_role_claim: str = Field(
+        "role", min_length=1, description="Built-in auth: the JWT claim holding the role."
+    )
+    jwt_tenant_claim: str = Field(
+        "tenant", min_length=1, description="Built-in auth: the JWT claim holding the tenant."
+    )
+    require_approver_to_resume: bool = Field(
+        True, description="Built-in auth: resuming an interrupt (a run with a resume command, "
+        "a state update of an interrupted thread) needs the approver role.",
+    )
 
 
 
@@ -215,6 +234,10 @@ def merge_config(base: Mapping[str, Any] | None, given: Mapping[str, Any] | None
     merged["configurable"] = {**(base.get("configurable") or {}),
                               **(given.get("configurable") or {}), **configurable}
     return merged
+
+
+#: Settings whose values an error never repeats (they may hold passwords or keys).
+_UNSHOWN = frozenset({"store", "jwt_secret", "jwt_jwks_url"})
 
 
 def get_settings(*, as_flags: bool = False, **overrides: object) -> Settings:
@@ -234,7 +257,7 @@ def get_settings(*, as_flags: bool = False, **overrides: object) -> Settings:
             env = f"TREADLE_{field.upper()}"
             given = f"--{field.replace('_', '-')}" if as_flags else f"{field}="
             where = f"{given} / {env}" if field in values else env
-            shown = "" if field == "store" else f" (got {err.get('input')!r})"
+            shown = "" if field in _UNSHOWN else f" (got {err.get('input')!r})"
             problems.append(f"{where}: {_readable(str(err.get('msg', 'invalid')))}{shown}")
         raise ConfigError("invalid setting " + "; ".join(problems)) from None
 

@@ -21,6 +21,7 @@ from treadle.cli import (  # noqa: E402,F401
     admin,
     audit_command,
     deploy,
+    keys_command,
     run,
     runs_commands,
     server,

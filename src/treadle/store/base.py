@@ -1,9 +1,10 @@
 """The store: one database (SQLite embedded, PostgreSQL for clusters) holding treadle's
 durable state — checkpoints (:mod:`~treadle.store.checkpoints`), the run queue
 (:mod:`~treadle.store.run_records`, :mod:`~treadle.store.task_records`), the API resources
-(:mod:`~treadle.store.resources`), memory items (:mod:`~treadle.store.items`) and the audit
-log (:mod:`~treadle.store.audit_log`) — each
-written once over a connector (:mod:`~treadle.store.connector`).
+(:mod:`~treadle.store.resources`), memory items (:mod:`~treadle.store.items`), the audit
+log (:mod:`~treadle.store.audit_log`) and the built-in auth's API keys
+(:mod:`~treadle.store.api_keys`) — each written once over a connector
+(:mod:`~treadle.store.connector`).
 
 A store is synchronous; the checkpointer gives it async twins. Every checkpoint write goes
 through the store's one :class:`~treadle.store.writer.GroupCommitter`, so concurrent
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from treadle.store import migrate as migrations
+from treadle.store.api_keys import ApiKeyStore
 from treadle.store.audit_log import AuditLogStore
 from treadle.store.checkpoints import CheckpointStore, ClaimThread, WriteOp
 from treadle.store.connector import Connector
@@ -30,7 +32,8 @@ from treadle.store.writer import GroupCommitter
 __all__ = ["Store"]
 
 
-class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore, AuditLogStore):
+class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore, AuditLogStore,
+            ApiKeyStore):
     """A database holding treadle's durable state, over the connector ``db``. Opening it
     connects (PostgreSQL: the writer, then the reader pool); it does not migrate."""
 

@@ -903,6 +903,39 @@ UPDATE treadle_crons SET next_run_at = %(next_run_at)s::float8, enabled = %(enab
 WHERE cron_id = %(cron_id)s AND enabled AND next_run_at = %(expected)s::float8;
 
 
+-- ==== API keys (the built-in auth) ===========================================
+
+-- Columns of a key as read back: key_id, tenant_id, role, name, created_at, revoked_at
+-- (never its hash, except api_key_hash, which verification alone reads).
+
+-- name: api_key_insert
+INSERT INTO treadle_api_keys (key_id, tenant_id, role, name, hash)
+VALUES (%(key_id)s, %(tenant_id)s, %(role)s, %(name)s, %(hash)s)
+ON CONFLICT (key_id) DO NOTHING
+RETURNING key_id, tenant_id, role, name, extract(epoch FROM created_at)::float8,
+    extract(epoch FROM revoked_at)::float8;
+
+-- name: api_key_hash
+SELECT hash, key_id, tenant_id, role, name, extract(epoch FROM created_at)::float8,
+    extract(epoch FROM revoked_at)::float8
+FROM treadle_api_keys WHERE key_id = %(key_id)s;
+
+-- name: api_key_list
+-- Every key (or a tenant's), in creation order.
+SELECT key_id, tenant_id, role, name, extract(epoch FROM created_at)::float8,
+    extract(epoch FROM revoked_at)::float8
+FROM treadle_api_keys
+WHERE %(tenant_id)s::text IS NULL OR tenant_id = %(tenant_id)s::text
+ORDER BY seq;
+
+-- name: api_key_revoke
+-- A key revoked twice keeps its first revocation time.
+UPDATE treadle_api_keys SET revoked_at = coalesce(revoked_at, clock_timestamp())
+WHERE key_id = %(key_id)s
+RETURNING key_id, tenant_id, role, name, extract(epoch FROM created_at)::float8,
+    extract(epoch FROM revoked_at)::float8;
+
+
 -- ==== memory items ===========================================================
 
 -- Positional parameters (searches repeat fragments). Sets of keys travel as two text

@@ -781,6 +781,36 @@ UPDATE treadle_crons SET next_run_at = :next_run_at, enabled = :enabled,
 WHERE cron_id = :cron_id AND enabled AND next_run_at = :expected;
 
 
+-- ==== API keys (the built-in auth) ===========================================
+
+-- Columns of a key as read back: key_id, tenant_id, role, name, created_at, revoked_at
+-- (never its hash, except api_key_hash, which verification alone reads).
+
+-- name: api_key_insert
+INSERT INTO treadle_api_keys (key_id, tenant_id, role, name, hash)
+VALUES (:key_id, :tenant_id, :role, :name, :hash)
+ON CONFLICT (key_id) DO NOTHING
+RETURNING key_id, tenant_id, role, name, created_at, revoked_at;
+
+-- name: api_key_hash
+SELECT hash, key_id, tenant_id, role, name, created_at, revoked_at
+FROM treadle_api_keys WHERE key_id = :key_id;
+
+-- name: api_key_list
+-- Every key (or a tenant's), in creation order.
+SELECT key_id, tenant_id, role, name, created_at, revoked_at
+FROM treadle_api_keys
+WHERE :tenant_id IS NULL OR tenant_id = :tenant_id
+ORDER BY seq;
+
+-- name: api_key_revoke
+-- A key revoked twice keeps its first revocation time.
+UPDATE treadle_api_keys
+SET revoked_at = coalesce(revoked_at, ((julianday('now') - 2440587.5) * 86400.0))
+WHERE key_id = :key_id
+RETURNING key_id, tenant_id, role, name, created_at, revoked_at;
+
+
 -- ==== memory items ===========================================================
 
 -- Positional parameters (searches repeat fragments). Sets of keys travel as two arrays
