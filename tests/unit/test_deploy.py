@@ -221,6 +221,32 @@ def test_the_database_url_comes_from_a_secret(name: str) -> None:
         assert [(t["name"], t["key"]) for t in auth["spec"]["secretTargetRef"]] == [secret]
 
 
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+def test_security_secrets_come_from_an_optional_secret(name: str) -> None:
+    # Encryption keys, the webhook signing secret and the JWT secret reach the API and the
+    # worker (the batch Job opens the store: it needs the keys) from treadle-security.
+    wanted = {"TREADLE_ENCRYPTION_KEYS": "encryption-keys", "TREADLE_WEBHOOK_SECRET":
+              "webhook-secret", "TREADLE_JWT_SECRET": "jwt-secret"}
+    docs = _render(name)
+    seen: dict[str, set[str]] = {}
+    for doc, container in _containers(docs):
+        if container["name"] not in ("api", "worker", "batch"):
+            continue
+        for env in container["env"]:
+            if env["name"] in wanted:
+                ref = env["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "treadle-security", "key": wanted[env["name"]],
+                               "optional": True}
+                seen.setdefault(container["name"], set()).add(env["name"])
+    for deployment in _kind(docs, "Deployment"):
+        [main] = deployment["spec"]["template"]["spec"]["containers"]
+        assert seen.get(main["name"]) == set(wanted), main["name"]
+    if "batch" in seen:
+        assert seen["batch"] == {"TREADLE_ENCRYPTION_KEYS"}
+    for cm in _kind(docs, "ConfigMap"):
+        assert not set(wanted) & set(cm["data"])
+
+
 def test_pods_do_not_migrate_the_job_does() -> None:
     for name in ("dev", "prod"):
         docs = _render(name)
@@ -492,12 +518,9 @@ def test_the_prod_overlay_refuses_a_public_api_without_auth(tmp_path: Path) -> N
     config = tmp_path / "langgraph.json"
     config.write_text(json.dumps({**json.loads((EXAMPLES / "langgraph.json").read_text()),
                                   "auth": {"path": "./auth.py:auth"}}))
-    try:  # custom auth: langgraph.json's "auth" (refused by this branch's checks until the
-        docs, notes = render(K8sOptions(overlay="prod", config=config))  # auth work lands)
-    except ConfigError as exc:
-        assert 'unsupported key "auth"' in str(exc)
-    else:
-        assert not [n for n in notes if "authentication" in n]
+    docs, notes = render(K8sOptions(overlay="prod", config=config))  # custom auth: accepted
+    assert not [n for n in notes if "authentication" in n]
+    assert "TREADLE_AUTH" not in _one(docs, "ConfigMap", "treadle-env")["data"]
 
 
 def test_the_ingress_routes_the_api_but_not_metrics() -> None:
