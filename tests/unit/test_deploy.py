@@ -229,7 +229,7 @@ def test_security_secrets_come_from_an_optional_secret(name: str) -> None:
               "webhook-secret", "TREADLE_JWT_SECRET": "jwt-secret"}
     docs = _render(name)
     seen: dict[str, set[str]] = {}
-    for doc, container in _containers(docs):
+    for _doc, container in _containers(docs):
         if container["name"] not in ("api", "worker", "batch"):
             continue
         for env in container["env"]:

@@ -30,7 +30,7 @@ from langgraph_sdk import Auth
 from treadle.auth.jwt_bearer import JwtVerifier, unauthorized
 from treadle.auth.roles import Rules, implied_roles, role_level
 from treadle.config import Settings
-from treadle.errors import InputError
+from treadle.errors import ConfigError, InputError
 from treadle.store.api_keys import KEY_PREFIX, ROLES, check_tenant
 from treadle.store.base import Store
 
@@ -71,6 +71,9 @@ def _role_claim(value: Any, claim: str) -> str:
 def build_auth(settings: Settings, store: Store) -> Auth:
     """The built-in auth over ``store``'s API keys and the JWT settings. A JWT setting that
     cannot work (a short secret, a JWKS URL over plain HTTP) is a ConfigError here, at start."""
+    if store.at_rest.sealed_keys(["tenant_id"]):  # every query filters on it
+        raise ConfigError("built-in auth scopes every query by metadata 'tenant_id', which "
+                          "TREADLE_ENCRYPTED_METADATA_FIELDS encrypts: remove it from that list")
     verifier = JwtVerifier(settings)
     role_claim, tenant_claim = settings.jwt_role_claim, settings.jwt_tenant_claim
     auth = Auth()

@@ -34,7 +34,7 @@ from typing import Any
 from treadle.errors import AccessFilterError
 from treadle.store.connector import Connector
 
-__all__ = ["Access", "compile_access", "validate"]
+__all__ = ["Access", "compile_access", "filter_keys", "validate"]
 
 #: A filter dict as a handler returns it (None: no filter).
 Access = Mapping[str, Any] | None
@@ -66,6 +66,18 @@ def _check(filters: Any, where: str) -> None:
                 raise AccessFilterError(
                     f"{where}.{key}: unsupported operator(s) {sorted(map(str, value))!r} "
                     f"(treadle applies {', '.join(_OPERATORS)})")
+
+
+def filter_keys(filters: Access) -> set[str]:
+    """The metadata keys a (valid) filter compares."""
+    keys: set[str] = set()
+    for key, value in (filters or {}).items():
+        if key in ("$or", "$and"):
+            for sub in value:
+                keys |= filter_keys(sub)
+        else:
+            keys.add(key)
+    return keys
 
 
 def _is_operators(value: Any) -> bool:

@@ -95,7 +95,7 @@ class AssistantStore:
         """The assistant, or None when it is missing or ``access`` excludes it."""
         row = self.db.one(f"reading assistant {assistant_id}",
                           *scoped(self.db, "assistant_get", {"assistant_id": assistant_id},
-                                  access))
+                                  self.at_rest.guard(access)))
         return _assistant(row, self.at_rest) if row else None
 
     def patch_assistant(
@@ -126,7 +126,7 @@ class AssistantStore:
             return changed
 
         row = patch(self.db, f"updating assistant {assistant_id}", "assistant_lock", key, update,
-                    get="assistant_get", access=access)
+                    get="assistant_get", access=self.at_rest.guard(access))
         return _assistant(row, self.at_rest) if row else None
 
     def delete_assistant(self, assistant_id: str, *, access: Access = None) -> bool:
@@ -136,7 +136,7 @@ class AssistantStore:
 
         def delete(tx: Tx) -> int:
             if access is not None and tx.one(*scoped(self.db, "assistant_get", key,
-                                                     access)) is None:
+                                                     self.at_rest.guard(access))) is None:
                 return 0
             tx.execute("assistant_delete_versions", key)
             return tx.execute("assistant_delete", key)
@@ -145,7 +145,8 @@ class AssistantStore:
 
     def _assistant_search(self, graph_id: str | None, name: str | None,
                           metadata: dict[str, Any] | None, access: Access = None) -> Search:
-        return (Search(self.db).access(access)
+        self.at_rest.check_filterable(metadata or (), by_auth=False)
+        return (Search(self.db).access(self.at_rest.guard(access))
                 .match("assistant_where_graph_id", "graph_id", graph_id)
                 .match("assistant_where_name", "name", name or None)
                 .contains("resource_where_metadata", "metadata", metadata))

@@ -231,6 +231,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         conf = (config or {}).get("configurable", {})
         thread_id = conf.get("thread_id")
         ns = conf.get("checkpoint_ns")
+        self.store.at_rest.check_filterable(filter or (), by_auth=False)  # sealed: no match
         for rec in self.store.list_checkpoints(
             str(thread_id) if thread_id is not None else None,
             ns,

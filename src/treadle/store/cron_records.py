@@ -99,7 +99,7 @@ class CronStore:
     def get_cron(self, cron_id: str, *, access: Access = None) -> Cron | None:
         """The cron, or None when it is missing or ``access`` excludes it."""
         row = self.db.one(f"reading cron {cron_id}",
-                          *scoped(self.db, "cron_get", {"cron_id": cron_id}, access))
+                          *scoped(self.db, "cron_get", {"cron_id": cron_id}, self.at_rest.guard(access)))
         return _cron(row, self.at_rest) if row else None
 
     def patch_cron(
@@ -124,12 +124,12 @@ class CronStore:
             return tx.one("cron_update", _fields(new, self.at_rest))
 
         row = patch(self.db, f"updating cron {cron_id}", "cron_lock", {"cron_id": cron_id},
-                    update, get="cron_get", access=access)
+                    update, get="cron_get", access=self.at_rest.guard(access))
         return _cron(row, self.at_rest) if row else None
 
     def delete_cron(self, cron_id: str, *, access: Access = None) -> bool:
         return self.db.execute(f"deleting cron {cron_id}",
-                               *scoped(self.db, "cron_delete", {"cron_id": cron_id}, access)) == 1
+                               *scoped(self.db, "cron_delete", {"cron_id": cron_id}, self.at_rest.guard(access))) == 1
 
     def delete_crons_of_thread(self, thread_id: str) -> int:
         """Delete the crons bound to ``thread_id``; return how many."""
@@ -138,7 +138,7 @@ class CronStore:
 
     def _cron_search(self, assistant_id: str | None, thread_id: str | None,
                      access: Access = None) -> Search:
-        return (Search(self.db).access(access)
+        return (Search(self.db).access(self.at_rest.guard(access))
                 .match("resource_where_assistant_id", "assistant_id", assistant_id)
                 .match("cron_where_thread_id", "thread_id", thread_id))
 

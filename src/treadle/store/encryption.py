@@ -35,12 +35,13 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from treadle.errors import ConfigError, EncryptionError
+from treadle.errors import AccessFilterError, ConfigError, EncryptionError, InputError
 from treadle.store import jsonsafe
+from treadle.store.access import Access, filter_keys
 from treadle.store.cipher import Keyring, parse_keyring
 
 if TYPE_CHECKING:
@@ -242,6 +243,39 @@ class AtRest:
         return _TOKEN_RE.sub(lambda m: str(self._untoken(m.group(0), model, field)), text)
 
     # --- metadata -----------------------------------------------------------------------
+    def sealed_keys(self, keys: Iterable[str]) -> list[str]:
+        """Those of ``keys`` that this store encrypts in metadata
+        (``TREADLE_ENCRYPTED_METADATA_FIELDS`` with the built-in keyring), sorted. SQL cannot
+        compare them (each value is sealed with its own nonce): a filter on one would match
+        nothing, so callers refuse it instead (see :meth:`check_filterable`)."""
+        if self.cipher is None or (isinstance(self.cipher, UserCipher)
+                                   and self.cipher.json_encrypt is not None):
+            return []
+        return sorted(set(keys) & self.metadata_keys)
+
+    def check_filterable(self, keys: Iterable[str], *, by_auth: bool) -> None:
+        """Refuse a filter over encrypted metadata keys: an authorization handler's filter is
+        a configuration error (AccessFilterError, HTTP 500: fail closed, never allow), a
+        client's search filter is bad input (InputError, 422)."""
+        sealed = self.sealed_keys(keys)
+        if not sealed:
+            return
+        names = ", ".join(repr(k) for k in sealed)
+        if by_auth:
+            raise AccessFilterError(
+                f"an authorization filter compares metadata {names}, which "
+                "TREADLE_ENCRYPTED_METADATA_FIELDS encrypts at rest, so the store cannot compare "
+                "it: remove it from TREADLE_ENCRYPTED_METADATA_FIELDS or filter on another key")
+        raise InputError(f"metadata {names} is encrypted at rest "
+                         "(TREADLE_ENCRYPTED_METADATA_FIELDS) and cannot be searched: filter by "
+                         "another metadata key")
+
+    def guard(self, access: Access) -> Access:
+        """``access`` (an authorization filter), once checked by :meth:`check_filterable`."""
+        if access is not None and self.cipher is not None:
+            self.check_filterable(filter_keys(access), by_auth=True)
+        return access
+
     def seal_metadata(self, md: dict[str, Any], model: str) -> dict[str, Any]:
         if self.cipher is None or not md:
             return md

@@ -111,7 +111,7 @@ class ThreadStore:
         """The thread, or None when it is missing or the access filter ``access``
         (:mod:`treadle.store.access`) excludes it."""
         row = self.db.one(f"reading thread {thread_id}",
-                          *scoped(self.db, "thread_get", {"thread_id": thread_id}, access))
+                          *scoped(self.db, "thread_get", {"thread_id": thread_id}, self.at_rest.guard(access)))
         return _thread(row, self.at_rest) if row else None
 
     def patch_thread(
@@ -127,7 +127,7 @@ class ThreadStore:
                           {"thread_id": thread_id, "metadata": dump_json(sealed)})
 
         row = patch(self.db, f"updating thread {thread_id}", "thread_lock",
-                    {"thread_id": thread_id}, update, get="thread_get", access=access)
+                    {"thread_id": thread_id}, update, get="thread_get", access=self.at_rest.guard(access))
         return _thread(row, self.at_rest) if row else None
 
     def delete_thread_record(self, thread_id: str, *, access: Access = None) -> bool:
@@ -135,14 +135,15 @@ class ThreadStore:
         one ``access`` excludes)."""
         return self.db.execute(f"deleting thread {thread_id}",
                                *scoped(self.db, "thread_delete", {"thread_id": thread_id},
-                                       access)) == 1
+                                       self.at_rest.guard(access))) == 1
 
     def _thread_search(self, metadata: dict[str, Any] | None, values: dict[str, Any] | None,
                        status: str | None, access: Access) -> Search:
         if values and self.at_rest.enabled:
             raise InputError("threads cannot be searched by values while encryption at rest "
                              "is on (values are encrypted): filter by metadata instead")
-        return (Search(self.db).access(access)
+        self.at_rest.check_filterable(metadata or (), by_auth=False)
+        return (Search(self.db).access(self.at_rest.guard(access))
                 .contains("resource_where_metadata", "metadata", metadata)
                 .contains("thread_where_values", "values", values)
                 .match("thread_where_status", "status", status))

@@ -24,18 +24,19 @@ router = APIRouter(tags=["audit"])
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
 
 
-def _auth_configured(request: Request, ctx: Ctx) -> bool:
-    """Whether the server authenticates callers: a user on the request, the ``auth``
-    setting, or an Auth object the app put in ``ctx.extra["auth"]``."""
-    if getattr(request.state, "auth_user", None) is not None:
-        return True
-    setting = getattr(ctx.settings, "auth", None)
-    return (setting not in (None, "", "none")) or ctx.extra.get("auth") is not None
+def _auth_configured(request: Request) -> bool:
+    """Whether the server authenticates callers: the app installed an Auth (langgraph.json's
+    ``auth``, or the built-in one: ``server/app.py``'s ``_install_auth`` sets
+    ``app.state.auth`` / ``build_auth``), or the request carries a user."""
+    state = request.app.state
+    return (getattr(request.state, "auth_user", None) is not None
+            or getattr(state, "auth", None) is not None
+            or getattr(state, "build_auth", None) is not None)
 
 
-def require_admin(request: Request, ctx: CtxDep) -> None:
+def require_admin(request: Request) -> None:
     """403 unless the caller is an admin, when authentication is configured."""
-    if not _auth_configured(request, ctx):
+    if not _auth_configured(request):
         return
     user = getattr(request.state, "auth_user", None)
     permissions = getattr(user, "permissions", None)
