@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from treadle.auth.loading import AUTHENTICATE_PARAMETERS
 from treadle.auth.user import AuthUser, user_from
 from treadle.errors import ConfigError
+from treadle.graphs.factories import request_user
 
 __all__ = ["ALWAYS_PUBLIC", "Authenticate", "public_paths"]
 
@@ -85,7 +86,11 @@ class Authenticate:
         state["auth_user"] = user
         tenant = user.extra.get("tenant_id")
         state["auth_tenant"] = tenant if tenant is None else str(tenant)
-        await self.app(scope, receive, send)
+        current = request_user.set(user)  # a graph factory's runtime.user
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            request_user.reset(current)
 
 
 async def authenticate(auth: Any, scope: Scope, receive: Receive) -> AuthUser:

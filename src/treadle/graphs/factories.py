@@ -20,7 +20,8 @@ The runtime is langgraph-sdk's own ``ServerRuntime``: ``access_context`` says wh
 the server builds the graph (``"threads.create_run"`` to execute a run,
 ``"threads.read"`` and ``"threads.update"`` for a thread's state,
 ``"assistants.read"`` for schemas and drawings), ``store`` is the server's
-long-term memory store, ``user`` is None (treadle has no custom auth), and
+long-term memory store, ``user`` is the authenticated user (:class:`RunUser`, from the
+``langgraph_auth_user`` the server puts in the config; None without auth), and
 ``execution_runtime`` (with the run's ``context``) is set only for
 ``"threads.create_run"``.
 """
@@ -32,8 +33,9 @@ import copy
 import inspect
 import re
 import typing
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
@@ -45,7 +47,8 @@ from langgraph_sdk.runtime import ServerRuntime
 from treadle._langgraph import EXECUTION_RUNTIME, READ_RUNTIME
 from treadle.errors import ConfigError, GraphLoadError
 
-__all__ = ["ACCESS_CONTEXTS", "AccessContext", "Factory", "ServerRuntime", "server_runtime"]
+__all__ = ["ACCESS_CONTEXTS", "AccessContext", "Factory", "RunUser", "ServerRuntime", "request_user",
+           "server_runtime"]
 
 AccessContext = Literal["threads.create_run", "threads.update", "threads.read", "assistants.read"]
 ACCESS_CONTEXTS: tuple[str, ...] = get_args(AccessContext)
@@ -57,16 +60,67 @@ _RUNTIME_NAME = re.compile(r"\b(ServerRuntime|_ExecutionRuntime|_ReadRuntime)\b"
 _LOCALNS: dict[str, Any] = {"ServerRuntime": ServerRuntime, "RunnableConfig": RunnableConfig}
 
 
-def server_runtime(access_context: str, store: BaseStore, *, context: Any = None) -> Any:
+def server_runtime(access_context: str, store: BaseStore, *, context: Any = None,
+                   user: Any = None) -> Any:
     """The ``ServerRuntime`` a factory receives: the execution variant (carrying a copy
-    of the run's ``context``) for ``"threads.create_run"``, the read variant otherwise."""
+    of the run's ``context``) for ``"threads.create_run"``, the read variant otherwise;
+    ``user``: the authenticated user (None without auth)."""
     if access_context not in ACCESS_CONTEXTS:
         raise ConfigError(f"unknown access_context {access_context!r} "
                          f"(one of {', '.join(ACCESS_CONTEXTS)})")
     if access_context == "threads.create_run":
-        return EXECUTION_RUNTIME(access_context="threads.create_run", user=None, store=store,
+        return EXECUTION_RUNTIME(access_context="threads.create_run", user=user, store=store,
                                  context=copy.copy(context))
-    return READ_RUNTIME(access_context=access_context, user=None, store=store)
+    return READ_RUNTIME(access_context=access_context, user=user, store=store)
+
+
+#: The authenticated user of the request being served (set by the authentication
+#: middleware): ``runtime.user`` of the read contexts; a run's comes from its config.
+request_user: ContextVar[Any] = ContextVar("treadle_request_user", default=None)
+
+
+@dataclass(frozen=True)
+class RunUser:
+    """The authenticated user as a factory's ``runtime.user`` (langgraph_sdk's ``BaseUser``),
+    rebuilt from the ``langgraph_auth_user`` dict the server puts in a run's (or a read's)
+    ``configurable``: the dict crosses processes to ``treadle worker``, the request's user
+    object does not."""
+
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, config: dict[str, Any] | None) -> RunUser | None:
+        """The user named by ``config["configurable"]["langgraph_auth_user"]``, or None."""
+        value = ((config or {}).get("configurable") or {}).get("langgraph_auth_user")
+        return cls(dict(value)) if isinstance(value, dict) and "identity" in value else None
+
+    @property
+    def identity(self) -> str:
+        return str(self.data["identity"])
+
+    @property
+    def display_name(self) -> str:
+        return str(self.data.get("display_name") or self.identity)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return bool(self.data.get("is_authenticated", True))
+
+    @property
+    def permissions(self) -> list[str]:
+        return [str(p) for p in self.data.get("permissions") or ()]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
 
 
 @dataclass(frozen=True)

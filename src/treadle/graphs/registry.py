@@ -19,7 +19,7 @@ from typing import Any
 from treadle.config import Settings
 from treadle.errors import ConfigError, GraphLoadError, TreadleError
 from treadle.graphs import by_value
-from treadle.graphs.factories import Factory, server_runtime
+from treadle.graphs.factories import Factory, RunUser, request_user, server_runtime
 from treadle.graphs.refs import factory_failed, load_factory, load_graph, made_graph
 from treadle.langgraph_json import Loaded, load, read_langgraph_json
 from treadle.runtime import TreadleGraph, compile
@@ -104,7 +104,8 @@ class GraphRegistry:
             return
         config = dict(config or {})
         config["configurable"] = dict(config.get("configurable") or {})
-        runtime = server_runtime(access_context, self._memory(), context=context)
+        runtime = server_runtime(access_context, self._memory(), context=context,
+                                 user=RunUser.of(config) or request_user.get())
         entered = False  # past the factory: what is raised now is the caller's
         try:
             async with factory.open(config, runtime) as made:
