@@ -33,8 +33,9 @@ from treadle.config import Settings
 from treadle.errors import ConfigError, InputError
 from treadle.store.api_keys import KEY_PREFIX, ROLES, check_tenant
 from treadle.store.base import Store
+from treadle.store.encryption import AtRest
 
-__all__ = ["build_auth", "user_of"]
+__all__ = ["build_auth", "refuse_sealed_tenant", "user_of"]
 
 
 def user_of(identity: str, tenant: str, role: str, *, how: str,
@@ -68,12 +69,18 @@ def _role_claim(value: Any, claim: str) -> str:
     return ROLES[level]
 
 
+def refuse_sealed_tenant(at_rest: AtRest) -> None:
+    """ConfigError when the store encrypts metadata ``tenant_id``, which every query of the
+    built-in auth filters on (SQL cannot compare an encrypted value)."""
+    if at_rest.sealed_keys(["tenant_id"]):
+        raise ConfigError("built-in auth scopes every query by metadata 'tenant_id', which "
+                          "TREADLE_ENCRYPTED_METADATA_FIELDS encrypts: remove it from that list")
+
+
 def build_auth(settings: Settings, store: Store) -> Auth:
     """The built-in auth over ``store``'s API keys and the JWT settings. A JWT setting that
     cannot work (a short secret, a JWKS URL over plain HTTP) is a ConfigError here, at start."""
-    if store.at_rest.sealed_keys(["tenant_id"]):  # every query filters on it
-        raise ConfigError("built-in auth scopes every query by metadata 'tenant_id', which "
-                          "TREADLE_ENCRYPTED_METADATA_FIELDS encrypts: remove it from that list")
+    refuse_sealed_tenant(store.at_rest)
     verifier = JwtVerifier(settings)
     role_claim, tenant_claim = settings.jwt_role_claim, settings.jwt_tenant_claim
     auth = Auth()

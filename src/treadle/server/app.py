@@ -170,6 +170,11 @@ def _install_auth(app: FastAPI, settings: Settings, langgraph: Loaded, *, dev: b
             raise ConfigError(f"built-in auth is not available ({exc}): unset TREADLE_AUTH "
                               "/ --auth, or configure auth in langgraph.json") from exc
         app.state.build_auth = build_auth
+        if settings.encryption is None:  # the keyring's fields are known before the store opens
+            from treadle.auth.builtin import refuse_sealed_tenant
+            from treadle.store import encryption
+
+            refuse_sealed_tenant(encryption.build(settings))
     app.add_middleware(Authenticate, auth_of=lambda: getattr(app.state, "auth", None),
                        public=public_paths(info=settings.public_info,
                                            metrics=settings.public_metrics))

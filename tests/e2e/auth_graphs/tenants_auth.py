@@ -28,9 +28,8 @@ async def authenticate(authorization: str | None) -> dict[str, Any]:
 @auth.on.threads
 async def on_threads(ctx: Auth.types.AuthContext, value: dict[str, Any]) -> dict[str, str]:
     tenant = ctx.user["tenant_id"]
-    if isinstance(value.get("metadata"), dict) or ctx.action == "create":
-        value.setdefault("metadata", {})
-        value["metadata"]["tenant_id"] = tenant
+    if ctx.action in ("create", "update"):
+        value["metadata"] = {**(value.get("metadata") or {}), "tenant_id": tenant}
     return {"tenant_id": tenant}
 
 
