@@ -130,6 +130,11 @@ def test_a_graph_factory_gets_the_authenticated_user(custom: ServerProcess) -> N
     out, state = asyncio.run(session())
     assert (out["built_for"], out["access_context"]) == ("al", "threads.create_run")
     assert state["values"]["built_for"] == "al"
+    built = {line.split("factory-user: ", 1)[1] for line in custom.log().splitlines()
+             if "factory-user: " in line}
+    assert {"built for nobody in assistants.read",  # the load at start: no request
+            "built for al in threads.create_run", "built for al in assistants.read",
+            "built for al in threads.read"} <= built, built
 
 
 # --- built-in auth + encryption at rest -------------------------------------------------

@@ -19,6 +19,7 @@ def make_graph(runtime: ServerRuntime[Any]) -> Any:
     user = runtime.user
     built_for = user.identity if user is not None else "nobody"
     access_context = runtime.access_context
+    print(f"factory-user: built for {built_for} in {access_context}", flush=True)
 
     def node(state: State) -> dict[str, Any]:
         return {"n": state.get("n", 0) + 1, "built_for": built_for,
