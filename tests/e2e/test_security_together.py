@@ -6,6 +6,8 @@
   credentials, 403 to a non-admin, 200 to an admin, and a tenant's admin reads only its
   tenant's records;
 * a graph factory gets the authenticated user as ``runtime.user``;
+* a `treadle worker` (PostgreSQL) sending a webhook checks its langgraph.json policy at
+  send time and signs;
 * built-in auth and encryption at rest on one server: two tenants isolated, their stamping
   intact, a secret in an encrypted metadata field absent from the SQLite file, and a
   search (or an auth filter) on an encrypted field refused clearly, never matched silently.
@@ -14,16 +16,21 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
-from langgraph_sdk import get_client
+from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient
 
-from processes import SERVER_GRAPHS, ServerProcess, subprocess_env
+from processes import SERVER_GRAPHS, ServerProcess, StartServer, StartWorker, subprocess_env
+from treadle.server import webhook_signature
 from treadle.store import open_store
 from treadle.store.cipher import generate_key
 
@@ -32,6 +39,7 @@ pytestmark = pytest.mark.timeout(240)
 GRAPHS = Path(__file__).resolve().parent / "auth_graphs"
 TOKENS = {"ann": "ann-token", "al": "al-token", "bea": "bea-token"}  # tenants_auth.py
 SECRET = "cross-secret-7c1e55d0"
+WEBHOOK_SECRET = "cross-webhook-secret"
 
 
 def _stop(server: ServerProcess) -> None:
@@ -264,3 +272,69 @@ def test_an_auth_filter_on_an_encrypted_field_fails_closed(tmp_path: Path) -> No
         assert "Traceback" not in refused.log()
     finally:
         _stop(refused)
+
+
+# --- webhooks sent by a `treadle worker` (PostgreSQL) -----------------------------------
+
+
+def _webhook_config(path: Path, url_policy: dict[str, Any]) -> Path:
+    path.write_text(json.dumps({
+        "dependencies": [str(SERVER_GRAPHS)],
+        "graphs": {"chain": f"{SERVER_GRAPHS / 'graphs.py'}:chain"},
+        "webhooks": {"url": url_policy}}))
+    return path
+
+
+def test_a_worker_sends_webhooks_under_its_policy_and_signs(
+        start_server: StartServer, start_worker: StartWorker, pg_url: str,
+        tmp_path: Path) -> None:
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            received.append((dict(self.headers.items()),
+                             self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{srv.server_port}/hook"
+    env = {"TREADLE_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    try:
+        # The API accepts the loopback receiver; the worker that sends is what checks again.
+        api = start_server("serve", store=pg_url, args=["--workers", "0"], env=env,
+                           config=_webhook_config(tmp_path / "api.json",
+                                                  {"disable_loopback": False}))
+        client = get_sync_client(url=api.url)
+        strict = start_worker(pg_url, args=["--config", str(
+            _webhook_config(tmp_path / "strict.json", {}))], env=env)  # loopback refused
+        thread = client.threads.create()
+        refused = client.runs.create(thread["thread_id"], "chain", input={"n": 0}, webhook=hook)
+        assert client.runs.join(thread["thread_id"], refused["run_id"]) == {"n": 10}
+        said = (f"for run {refused['run_id']} failed after 1 attempt(s): webhook host "
+                "127.0.0.1 is a loopback address")
+        deadline = time.monotonic() + 30  # a guard against hanging, not a speed claim
+        while said not in strict.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert said in strict.log()
+        assert received == []
+        strict.stop(timeout=10)
+
+        start_worker(pg_url, args=["--config", str(_webhook_config(
+            tmp_path / "open.json", {"disable_loopback": False}))], env=env)
+        sent = client.runs.create(thread["thread_id"], "chain", input={"n": 0}, webhook=hook)
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [(headers, body)] = received
+        assert webhook_signature.verify(WEBHOOK_SECRET.encode(), body,
+                                        headers[webhook_signature.HEADER])
+        assert json.loads(body)["run_id"] == sent["run_id"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
