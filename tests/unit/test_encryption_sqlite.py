@@ -21,7 +21,7 @@ from checkpoint_contract import CheckpointContract
 from queue_contract import QueueContract
 from resources_contract import ResourcesContract
 from treadle.config import get_settings
-from treadle.errors import EncryptionError, InputError
+from treadle.errors import AccessFilterError, EncryptionError, InputError
 from treadle.store import open_store
 from treadle.store.base import Store
 from treadle.store.checkpointer import TreadleSaver
@@ -156,7 +156,19 @@ def test_only_chosen_metadata_keys_are_encrypted(tmp_path: Path) -> None:
         assert stored["owner"] == "alice" and SECRET not in stored["ssn"]
         # The others stay filterable; an encrypted key cannot be filtered on.
         assert [t.thread_id for t in store.search_threads(metadata={"owner": "alice"})] == ["t"]
-        assert store.search_threads(metadata={"ssn": SECRET}) == []
+        # a filter on an encrypted key is refused, not answered with nothing
+        with pytest.raises(InputError, match="'ssn' is encrypted at rest"):
+            store.search_threads(metadata={"ssn": SECRET})
+        with pytest.raises(InputError, match="'ssn' is encrypted at rest"):
+            store.count_assistants(metadata={"ssn": SECRET})
+        with pytest.raises(AccessFilterError, match="authorization filter compares metadata "
+                                                    "'ssn'"):
+            store.search_threads(access={"$or": [{"owner": "bob"}, {"ssn": SECRET}]})
+        with pytest.raises(AccessFilterError, match="'ssn'"):
+            store.get_thread("t", access={"ssn": SECRET})
+        with pytest.raises(AccessFilterError, match="'ssn'"):
+            store.delete_cron("c", access={"ssn": {"$eq": SECRET}})
+        assert store.get_thread("t", access={"owner": "alice"}) is not None
         with pytest.raises(InputError, match="cannot be searched by values"):
             store.search_threads(values={"x": 1})
         with pytest.raises(InputError, match="cannot be searched with a filter"):

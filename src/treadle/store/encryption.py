@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from treadle.errors import AccessFilterError, ConfigError, EncryptionError, InputError
 from treadle.store import jsonsafe
-from treadle.store.access import Access, filter_keys
+from treadle.store.access import Access, filter_keys, validate
 from treadle.store.cipher import Keyring, parse_keyring
 
 if TYPE_CHECKING:
@@ -273,6 +273,7 @@ class AtRest:
     def guard(self, access: Access) -> Access:
         """``access`` (an authorization filter), once checked by :meth:`check_filterable`."""
         if access is not None and self.cipher is not None:
+            validate(access)  # a malformed filter is refused as such first
             self.check_filterable(filter_keys(access), by_auth=True)
         return access
 
