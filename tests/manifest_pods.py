@@ -111,7 +111,10 @@ class LocalPod:
             source = var["valueFrom"]
             if "secretKeyRef" in source:
                 ref = source["secretKeyRef"]
-                env[var["name"]] = self.secrets[(ref["name"], ref["key"])]
+                if (ref["name"], ref["key"]) in self.secrets:
+                    env[var["name"]] = self.secrets[(ref["name"], ref["key"])]
+                else:  # as the kubelet: a missing optional key leaves the variable unset
+                    assert ref.get("optional"), f"Secret {ref['name']} key {ref['key']} is required"
             elif "configMapKeyRef" in source:
                 ref = source["configMapKeyRef"]
                 env[var["name"]] = self._configmap(ref["name"])["data"][ref["key"]]

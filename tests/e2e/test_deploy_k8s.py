@@ -27,6 +27,7 @@ import yaml
 from manifest_pods import REPO, LocalPod, find, pod_spec
 from processes import SRC, subprocess_env
 from treadle.deploy.manifests import K8S, K8sOptions, render
+from treadle.store.cipher import generate_key
 
 
 def _options(**given: Any) -> K8sOptions:
@@ -271,11 +272,13 @@ def _app_dir(tmp_path: Path, *files: Path) -> Path:
 @pytest.mark.postgres
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
 def test_every_container_runs_as_its_manifest_states(overlay: str, pg_url: str,
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     docs, _ = render(_options(overlay=overlay))
     post_docs, _ = render(_options(overlay=overlay, post_migrate=True))
     app = _app_dir(tmp_path, EXAMPLES / "pipeline.py")
-    secrets = {("treadle-database", "url"): pg_url}
+    keys = f"k1:{generate_key()}"  # treadle-security: the API, worker and batch share them
+    secrets = {("treadle-database", "url"): pg_url, ("treadle-security", "encryption-keys"): keys}
 
     def pod(kind: str, name: str, source: list[dict[str, Any]] = docs, **kw: Any) -> LocalPod:
         return LocalPod(docs=source, doc=find(source, kind, name), app_dir=app, secrets=secrets,
@@ -336,8 +339,12 @@ def test_every_container_runs_as_its_manifest_states(overlay: str, pg_url: str,
         assert "report" in json.loads(batch.stdout.strip().splitlines()[-1])
         from treadle.store import open_store
 
+        # What the pods wrote is encrypted with treadle-security's keys (the batch pod's
+        # checkpoints; the API and worker shared the keys, or the run above had failed).
+        monkeypatch.setenv("TREADLE_ENCRYPTION_KEYS", keys)
         with open_store(pg_url, auto_migrate=False) as store:  # the Job's name is the thread
-            assert list(store.list_checkpoints("treadle-batch-29300000", ""))
+            [*records] = store.list_checkpoints("treadle-batch-29300000", "")
+            assert records and all(r.row.checkpoint.startswith(b"tdl\x01") for r in records)
     finally:
         api.stop()
         worker.stop()
