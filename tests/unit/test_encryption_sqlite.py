@@ -169,6 +169,8 @@ def test_only_chosen_metadata_keys_are_encrypted(tmp_path: Path) -> None:
         with pytest.raises(AccessFilterError, match="'ssn'"):
             store.delete_cron("c", access={"ssn": {"$eq": SECRET}})
         assert store.get_thread("t", access={"owner": "alice"}) is not None
+        with pytest.raises(InputError, match="'ssn' is encrypted at rest"):
+            list(TreadleSaver(store).list(None, filter={"ssn": SECRET}))  # history's filter
         with pytest.raises(InputError, match="cannot be searched by values"):
             store.search_threads(values={"x": 1})
         with pytest.raises(InputError, match="cannot be searched with a filter"):
