@@ -39,7 +39,8 @@ async def _session(url: str, token: str, secret: str, header: dict[str, Any]) ->
     got = await reader.threads.get(tid)
     assert got["values"] == {"secret": secret, "echo": secret}  # the thread record's cache
     runs = await reader.runs.list(tid)
-    assert runs[0]["kwargs"]["input"] == {"secret": secret}  # the run's payload
+    run: dict[str, Any] = dict(runs[0])
+    assert run["kwargs"]["input"] == {"secret": secret}  # the run's payload
     replay = [p.data async for p in reader.runs.join_stream(tid, runs[0]["run_id"],
                                                             stream_mode=["custom"])]
     assert secret in str(replay)  # stream events
