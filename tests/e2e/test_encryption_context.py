@@ -15,7 +15,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from langgraph_sdk import get_client
+from psycopg import sql
 
 from processes import StartServer
 
@@ -48,23 +50,19 @@ async def _session(url: str, token: str, secret: str, header: dict[str, Any]) ->
     assert item is not None and item["value"] == {"v": secret}
 
 
-def _calls(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines()]
+SECRETS = {"acme": "S3CRET-acme-", "zeta": "S3CRET-zeta-"}
 
 
-def test_each_tenant_is_encrypted_and_decrypted_with_its_own_context(
-        start_server: StartServer, tmp_path: Path) -> None:
-    db = tmp_path / "tenants.db"
-    log = tmp_path / "calls.jsonl"
-    log.touch()
-    server = start_server("dev", store=f"sqlite:///{db}", config=GRAPHS / "langgraph.json",
-                          env={"TENANT_CIPHER_CALLS": str(log)})
-    secrets = {"acme": f"S3CRET-acme-{uuid.uuid4().hex}", "zeta": f"S3CRET-zeta-{uuid.uuid4().hex}"}
-    asyncio.run(_session(server.url, "alice-token", secrets["acme"], {"region": "eu"}))
-    asyncio.run(_session(server.url, "bob-token", secrets["zeta"],
+def _sessions(url: str) -> dict[str, str]:
+    secrets = {t: prefix + uuid.uuid4().hex for t, prefix in SECRETS.items()}
+    asyncio.run(_session(url, "alice-token", secrets["acme"], {"region": "eu"}))
+    asyncio.run(_session(url, "bob-token", secrets["zeta"],
                          {"region": "us", "tenant": "acme"}))  # the handler overrides tenant
+    return secrets
 
-    calls = _calls(log)
+
+def _check_calls(log: Path) -> None:
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
     by = {(c["op"], c["model"], json.dumps(c["metadata"], sort_keys=True)) for c in calls}
     for tenant, region in (("acme", "eu"), ("zeta", "us")):
         md = json.dumps({"region": region, "tenant": tenant}, sort_keys=True)
@@ -77,10 +75,46 @@ def test_each_tenant_is_encrypted_and_decrypted_with_its_own_context(
                 (c["model"] == "run" and c["field"] in ("kwargs", "result", "event")):
             assert c["metadata"].get("tenant") in ("acme", "zeta"), c
 
+
+def _context_text(tenant: str, region: str) -> str:
+    return json.dumps({"region": region, "tenant": tenant}, separators=(",", ":"))
+
+
+def test_each_tenant_is_encrypted_and_decrypted_with_its_own_context(
+        start_server: StartServer, tmp_path: Path) -> None:
+    db = tmp_path / "tenants.db"
+    log = tmp_path / "calls.jsonl"
+    log.touch()
+    server = start_server("dev", store=f"sqlite:///{db}", config=GRAPHS / "langgraph.json",
+                          env={"TENANT_CIPHER_CALLS": str(log)})
+    secrets = _sessions(server.url)
+    _check_calls(log)
     server.stop()
     raw = b"".join(f.read_bytes() for f in db.parent.glob(db.name + "*") if f.is_file())
     for secret in secrets.values():
         assert secret.encode() not in raw
     for tenant, region in (("acme", "eu"), ("zeta", "us")):  # the contexts are stored as is
-        assert json.dumps({"region": region, "tenant": tenant},
-                          separators=(",", ":")).encode() in raw
+        assert _context_text(tenant, region).encode() in raw
+
+
+def test_a_separate_worker_process_uses_the_runs_context(start_server: StartServer,
+                                                         pg_url: str, tmp_path: Path) -> None:
+    """`treadle serve` on PostgreSQL: its `treadle worker` process writes the checkpoints,
+    events and results with the context the API recorded in the run."""
+    log = tmp_path / "calls.jsonl"
+    log.touch()
+    server = start_server("serve", store=pg_url, config=GRAPHS / "langgraph.json",
+                          env={"TENANT_CIPHER_CALLS": str(log)})
+    secrets = _sessions(server.url)
+    _check_calls(log)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")]
+        text = "\n".join(row[0] for table in tables for row in conn.execute(
+            sql.SQL("SELECT t::text FROM {} t").format(sql.Identifier(table))))
+    assert "treadle_checkpoints" in tables
+    for secret in secrets.values():
+        assert secret not in text and secret.encode().hex() not in text
+    for tenant, region in (("acme", "eu"), ("zeta", "us")):  # bytea columns print as hex
+        assert _context_text(tenant, region).encode().hex() in text
