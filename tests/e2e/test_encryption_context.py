@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from langgraph_sdk import get_client
 from psycopg import sql
@@ -89,6 +90,9 @@ def test_each_tenant_is_encrypted_and_decrypted_with_its_own_context(
                           env={"TENANT_CIPHER_CALLS": str(log)})
     secrets = _sessions(server.url)
     _check_calls(log)
+    bad = httpx.post(f"{server.url}/threads", json={}, headers={
+        "Authorization": "Bearer alice-token", "X-Encryption-Context": "[1, 2]"})
+    assert bad.status_code == 400 and "X-Encryption-Context" in bad.json()["detail"]
     server.stop()
     raw = b"".join(f.read_bytes() for f in db.parent.glob(db.name + "*") if f.is_file())
     for secret in secrets.values():

@@ -5,7 +5,7 @@ With langgraph.json ``"encryption"`` (a ``langgraph_sdk.Encryption``), :class:`E
 
 * the ``X-Encryption-Context`` header, if sent: a JSON object, as text or base64 of it;
 * then, if the Encryption registers ``@encryption.context``, what that handler returns when
-  called with the authenticated user and an ``EncryptionContext`` whose ``metadata`` is the
+  called with the authenticated user (its fields as attributes or items) and an ``EncryptionContext`` whose ``metadata`` is the
   header's (``model`` and ``field`` are None). Without authentication there is no user and
   the handler is not called.
 
@@ -117,7 +117,7 @@ class EncryptionScope:
         from langgraph_sdk.encryption.types import EncryptionContext
 
         try:
-            out = await handler(user, EncryptionContext(metadata=dict(metadata)))
+            out = await handler(_HandlerUser(user), EncryptionContext(metadata=dict(metadata)))
         except Exception as exc:
             log.error("the @encryption.context handler failed: %s", type(exc).__name__)
             raise _HandlerFailed from None
@@ -130,3 +130,35 @@ class EncryptionScope:
 
 class _HandlerFailed(Exception):
     """The user's context handler raised or answered no JSON object (a 500)."""
+
+
+class _HandlerUser:
+    """The authenticated user as the context handler sees it: ``user.identity`` and the
+    authenticate handler's other fields as attributes too (``user.tenant_id``, as the SDK's
+    example writes it), besides ``user["tenant_id"]``."""
+
+    def __init__(self, user: Any) -> None:
+        self._user = user
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return getattr(self._user, name)
+        except AttributeError:
+            extra = getattr(self._user, "extra", None) or {}
+            if name in extra:
+                return extra[name]
+            raise
+
+    def __getitem__(self, key: str) -> Any:
+        return self._user[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._user
+
+    def __iter__(self) -> Any:
+        return iter(self._user)
+
+    def __repr__(self) -> str:
+        return repr(self._user)

@@ -1,4 +1,5 @@
-"""Bearer tokens of two users of two tenants (tests/e2e/test_encryption_context.py)."""
+"""Bearer tokens of two users of two tenants, given as the user's ``tenant_id``
+(tests/e2e/test_encryption_context.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ from langgraph_sdk import Auth
 
 auth = Auth()
 
-USERS = {"alice-token": "alice", "bob-token": "bob"}
+USERS = {"alice-token": ("alice", "acme"), "bob-token": ("bob", "zeta")}
 
 
 @auth.authenticate
 async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
-    user = USERS.get((authorization or "").removeprefix("Bearer "))
-    if user is None:
+    found = USERS.get((authorization or "").removeprefix("Bearer "))
+    if found is None:
         raise Auth.exceptions.HTTPException(status_code=401, detail="Invalid token")
-    return {"identity": user}
+    return {"identity": found[0], "tenant_id": found[1]}
 
 
 @auth.on

@@ -14,7 +14,6 @@ from langgraph_sdk import Encryption, EncryptionContext
 
 encryption = Encryption()
 
-TENANT_OF = {"alice": "acme", "bob": "zeta"}
 KEYS = {"acme": b"A" * 32, "zeta": b"Z" * 32, None: b"S" * 32}  # None: system writes
 
 
@@ -28,7 +27,8 @@ def _record(op: str, ctx: EncryptionContext) -> bytes:
 
 @encryption.context
 async def tenant_context(user: Any, ctx: EncryptionContext) -> dict[str, Any]:
-    return {**ctx.metadata, "tenant": TENANT_OF[user.identity]}  # the header cannot pick it
+    assert user.identity in ("alice", "bob")
+    return {**ctx.metadata, "tenant": user.tenant_id}  # the header cannot pick it
 
 
 @encryption.encrypt.blob
