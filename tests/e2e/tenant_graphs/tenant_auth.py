@@ -11,7 +11,7 @@ USERS = {"alice-token": ("alice", "acme"), "bob-token": ("bob", "zeta")}
 
 
 @auth.authenticate
-async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
+async def authenticate(authorization: str | None) -> dict[str, str]:
     found = USERS.get((authorization or "").removeprefix("Bearer "))
     if found is None:
         raise Auth.exceptions.HTTPException(status_code=401, detail="Invalid token")
