@@ -1,5 +1,5 @@
 """Bearer tokens of two users of two tenants, given as the user's ``tenant_id``
-(tests/e2e/test_encryption_context.py)."""
+(tests/e2e/test_encryption_tenants.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Per-tenant keys chosen from ``ctx.metadata["tenant"]``, which ``@encryption.context``
 derives from the authenticated user (as LangGraph's custom encryption guide does). Every
 handler call is appended to the JSON-lines file ``$TENANT_CIPHER_CALLS``
-(tests/e2e/test_encryption_context.py)."""
+(tests/e2e/test_encryption_tenants.py)."""
 
 from __future__ import annotations
 

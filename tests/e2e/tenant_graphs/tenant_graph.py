@@ -1,5 +1,5 @@
 """A graph that keeps its input secret in its state, a stream event and the store
-(tests/e2e/test_encryption_context.py)."""
+(tests/e2e/test_encryption_tenants.py)."""
 
 from __future__ import annotations
 
