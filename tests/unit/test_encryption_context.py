@@ -1,8 +1,8 @@
 """The encryption context (``ctx.metadata``) in sealed values: a user Encryption's value
 written inside a context scope records that context unencrypted (the v2 envelope) and is
 decrypted with it in any later scope; values without a context keep the v1 envelope; the
-keyring ignores contexts; the ``X-Encryption-Context`` header's formats; runs get the
-request's context."""
+keyring ignores contexts; the ``X-Encryption-Context`` header's formats; the middleware's
+header-then-handler context and its refusals; runs get the request's context."""
 
 from __future__ import annotations
 
@@ -12,11 +12,25 @@ from typing import Any
 
 import pytest
 from langgraph_sdk import Encryption, EncryptionContext
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 
+from treadle.auth.user import AuthUser
 from treadle.errors import EncryptionError
-from treadle.server.encryption_context import parse_header, with_encryption_context
+from treadle.server.encryption_context import EncryptionScope, parse_header, with_encryption_context
 from treadle.store.cipher import parse_keyring
-from treadle.store.encryption import CONTEXT_KEY, AtRest, KeyringCipher, UserCipher, context_scope
+from treadle.store.encryption import (
+    CONTEXT_KEY,
+    AtRest,
+    KeyringCipher,
+    UserCipher,
+    context_scope,
+    current_context,
+)
 
 SECRET = b"S3CRET-context-0042"
 KEYS = "k1:" + base64.b64encode(b"b" * 32).decode()
@@ -129,3 +143,55 @@ def test_a_run_gets_the_request_context_not_the_clients() -> None:
     scheduled = {CONTEXT_KEY: {"tenant": "acme"}}  # outside a request: a cron's run keeps it
     with_encryption_context(scheduled)
     assert scheduled == {CONTEXT_KEY: {"tenant": "acme"}}
+
+
+def _app(encryption: Encryption, user: AuthUser | None) -> Starlette:
+    async def show(request: Request) -> JSONResponse:
+        return JSONResponse(current_context())
+
+    inner = EncryptionScope(Starlette(routes=[Route("/ctx", show)]), lambda: encryption)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:  # as Authenticate does
+        if user is not None:
+            scope.setdefault("state", {})["auth_user"] = user
+        await inner(scope, receive, send)
+
+    return Starlette(routes=[Mount("/", app=app)])
+
+
+def test_the_request_context_is_the_header_then_the_handler() -> None:
+    enc = Encryption()
+    seen: list[Any] = []
+
+    @enc.context
+    async def tenant(user: Any, ctx: EncryptionContext) -> dict[str, Any]:
+        seen.append((ctx.model, ctx.field, dict(ctx.metadata)))
+        return {**ctx.metadata, "tenant": user.tenant_id, "who": user["identity"]}
+
+    header = {"X-Encryption-Context": json.dumps({"region": "eu", "tenant": "spoof"})}
+    alice = AuthUser("alice", extra={"tenant_id": "acme"})
+    with TestClient(_app(enc, alice)) as client:
+        assert client.get("/ctx", headers=header).json() == \
+            {"region": "eu", "tenant": "acme", "who": "alice"}
+        assert client.get("/ctx").json() == {"tenant": "acme", "who": "alice"}
+        bad = client.get("/ctx", headers={"X-Encryption-Context": "nope"})
+        assert bad.status_code == 400 and "X-Encryption-Context" in bad.json()["detail"]
+    assert seen[0] == (None, None, {"region": "eu", "tenant": "spoof"})
+    with TestClient(_app(enc, None)) as client:  # no authentication: the header alone
+        assert client.get("/ctx", headers=header).json() == {"region": "eu", "tenant": "spoof"}
+
+
+@pytest.mark.parametrize("answer", ["raise", "not a dict"])
+def test_a_failing_context_handler_is_a_500(answer: str) -> None:
+    enc = Encryption()
+
+    @enc.context
+    async def broken(user: Any, ctx: EncryptionContext) -> Any:
+        if answer == "raise":
+            raise RuntimeError("token=hunter2")
+        return ["not", "a", "dict"]
+
+    with TestClient(_app(enc, AuthUser("alice"))) as client:
+        res = client.get("/ctx")
+    assert res.status_code == 500 and "hunter2" not in res.text
+    assert res.json() == {"detail": "the encryption context handler failed"}
