@@ -60,8 +60,14 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(normal))
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@?#]*:)[^\s@/]+(?=@)")
-_NAME_SEP = re.compile(r"(?P<name>[A-Za-z_][\w.\-]*)(?P<sep>[\"']?\s*[:=]\s*)")
+# Every pattern starts where its token starts (a lookbehind, not \b, which also matches
+# inside "a-b-c") and bounds what it must scan before failing: redact() runs on request
+# errors that echo client input, so a pattern that rescans the text from every position
+# (quadratic: 40 kB of "a" took 26 s) would let one request pin a CPU.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>(?<![a-zA-Z0-9+.\-])[a-zA-Z][a-zA-Z0-9+.\-]{0,31}://[^\s:/@?#]{0,256}:)"
+    r"[^\s@/]{1,1024}(?=@)")
+_NAME_SEP = re.compile(r"(?<![\w.\-])(?P<name>[A-Za-z_][\w.\-]{0,127})(?P<sep>[\"']?\s{0,16}[:=]\s*)")
 _VALUE = re.compile(
     r"\"[^\"\n]*\"?|'[^'\n]*'?|(?:(?:Bearer|Basic|Token)\s+)?[^\s,;&)}\]\"']+"
 )
@@ -70,7 +76,7 @@ _KEY_SHAPES = re.compile(
     r"\b(?:sk-[A-Za-z0-9_\-]{12,}|lsv2_[A-Za-z0-9_]{12,}|gh[pousr]_[A-Za-z0-9]{20,}"
     r"|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16}"
     r"|tdl_[A-Za-z0-9_\-]{8,}"  # treadle's API keys: tdl_<key id>_<secret>
-    r"|eyJ[A-Za-z0-9_\-]{6,}\.eyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]*)"  # a JWT
+    r"|(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{6,8192}\.eyJ[A-Za-z0-9_\-]{6,65536}\.[A-Za-z0-9_\-]*)"  # a JWT
 )
 
 

@@ -46,6 +46,7 @@ from treadle.run_context import RunContext, with_run_context
 from treadle.runtime.execution import Execution
 from treadle.store.base import Store
 from treadle.store.checkpoints import ClaimThreadNow, PutWrites
+from treadle.store.encryption import CONTEXT_KEY, context_scope
 from treadle.store.queue import CANCEL_STATUS, CHANNEL_RUN_DONE, CHANNEL_RUNS, RunRow
 
 __all__ = ["AfterEnd", "AttemptDeps", "OnStart", "OnStatus", "RunAttempt", "RunHooks", "clean_error"]
@@ -131,6 +132,10 @@ class RunAttempt(Execution):
         metrics.set_graph(row.graph_id)  # this task's node metrics
         # Reported in _execute_attempt, where it is decoded for use.
         self.spec = RunSpec.read(row.payload) or RunSpec()
+        # What this run writes is sealed with the encryption context of the request that
+        # created it (a langgraph.json Encryption's ctx.metadata; ignored by the keyring).
+        configurable = (self.spec.config or {}).get("configurable") or {}
+        encryption_ctx = configurable.get(CONTEXT_KEY)
         # The attempt's log context and span (a child of the span that queued the run).
         with logs.bound(run_id=row.run_id, thread_id=row.thread_id, graph_id=row.graph_id,
                         attempt=row.attempt), \
@@ -138,7 +143,8 @@ class RunAttempt(Execution):
                     "treadle.run_id": row.run_id, "treadle.thread_id": row.thread_id,
                     "treadle.graph_id": row.graph_id, "treadle.attempt": row.attempt,
                     "treadle.epoch": row.epoch, "treadle.worker": self.deps.worker,
-                }, parent=self.spec.trace, kind="consumer"):
+                }, parent=self.spec.trace, kind="consumer"), \
+                context_scope(encryption_ctx if isinstance(encryption_ctx, dict) else None):
             try:
                 await self._execute_attempt()
             finally:

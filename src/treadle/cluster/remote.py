@@ -24,6 +24,7 @@ from treadle.runtime.idempotency import key_from_config, reset_process_key, set_
 from treadle.runtime.policies import is_transient
 from treadle.runtime.pools import NodeProxy
 from treadle.store import Store
+from treadle.store.encryption import CONTEXT_KEY, context_scope
 from treadle.store.queue import CHANNEL_TASK_DONE, CHANNEL_TASKS, NewTask, TaskRow
 
 if TYPE_CHECKING:
@@ -102,7 +103,11 @@ async def run_task(store: Store, registry: GraphRegistry, row: TaskRow) -> bool:
             error=f"{type(exc).__name__}: {exc}", result=encode({"transient": False}),
         )
     carried = payload.get("log") if isinstance(payload.get("log"), dict) else {}
-    with logs.bound(**{**carried, "run_id": row.run_id, "thread_id": row.thread_id,
+    config = payload.get("config")
+    configurable = config.get("configurable") if isinstance(config, dict) else None
+    encryption_ctx = configurable.get(CONTEXT_KEY) if isinstance(configurable, dict) else None  # the run's: the task's writes use it too
+    with context_scope(encryption_ctx if isinstance(encryption_ctx, dict) else None), \
+            logs.bound(**{**carried, "run_id": row.run_id, "thread_id": row.thread_id,
                        "graph_id": row.graph_id, "node": row.node, "task_key": row.task_key}), \
             tracing.span(f"treadle.task {row.node}", {
                 "treadle.node": row.node, "treadle.node_attempt": carried.get("node_attempt"),

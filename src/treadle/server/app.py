@@ -123,6 +123,12 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
             continue
         app.include_router(module.router)
     _error_handlers(app)
+    if settings.encryption:  # added first, so inside authentication: it sees the user
+        from treadle.server.encryption_context import EncryptionScope
+        from treadle.store.encryption import load_encryption
+
+        encryption = load_encryption(settings.encryption)
+        app.add_middleware(EncryptionScope, encryption_of=lambda: encryption)
     _install_auth(app, settings, langgraph, dev=in_process_worker)
     from treadle.server.host_check import HostCheck
     from treadle.server.origin_check import OriginCheck

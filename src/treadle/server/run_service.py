@@ -23,6 +23,7 @@ from treadle.errors import ConflictError, IdempotencyKeyError, InputError, NotFo
 from treadle.graphs.registry import REF_PREFIX
 from treadle.server.authz_deps import AUTH_CONFIG_KEYS, Authz
 from treadle.server.context import Ctx
+from treadle.server.encryption_context import with_encryption_context
 from treadle.server.idempotency_header import RunKey
 from treadle.server.run_config import check_client_config
 from treadle.server.schemas import RunCreate
@@ -181,6 +182,7 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
         for name in AUTH_CONFIG_KEYS:
             config["configurable"].pop(name, None)
         config["configurable"].update(authz.run_configurable())
+    with_encryption_context(config["configurable"])
     on_completion = body.on_completion
     regraph = False
     if stateless or thread_id is None:

@@ -18,9 +18,13 @@ classes call it for each column holding user data:
 The cipher is the built-in keyring (:mod:`treadle.store.cipher`, ``TREADLE_ENCRYPTION_KEYS``
 and/or ``LANGGRAPH_AES_KEY``) or a ``langgraph_sdk.Encryption`` (langgraph.json
 ``"encryption"``; its async handlers run on one private event loop thread). Sealed bytes
-start with ``tdl\\x01`` and a mode byte (``k`` keyring, ``u`` user handlers). With encryption
-on, a value without that prefix is plaintext written before encryption was turned on: it is
-refused (:class:`~treadle.errors.EncryptionError`) unless ``TREADLE_ENCRYPTION_ALLOW_PLAINTEXT``
+start with ``tdl\\x01`` and a mode byte (``k`` keyring, ``u`` user handlers). User handlers'
+values written with an encryption context (``ctx.metadata``: the request's
+``X-Encryption-Context`` / ``@encryption.context``, or the run's, see :func:`context_scope`)
+start with ``tdl\\x02``, the mode byte, then the context as length-prefixed JSON, stored
+unencrypted so any process decrypts with the context the value was encrypted with. With
+encryption on, a value without either prefix is plaintext written before encryption was
+turned on: it is refused (:class:`~treadle.errors.EncryptionError`) unless ``TREADLE_ENCRYPTION_ALLOW_PLAINTEXT``
 is set for a migration. (LangGraph's ``EncryptedSerializer`` would accept it silently.)
 """
 
@@ -33,9 +37,12 @@ import importlib.util
 import json
 import os
 import re
+import struct
 import sys
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -49,9 +56,52 @@ if TYPE_CHECKING:
 
     from treadle.config import Settings
 
-__all__ = ["PLAIN", "AtRest", "Cipher", "SealingSerde", "build", "load_encryption"]
+__all__ = ["CONTEXT_KEY", "PLAIN", "AtRest", "Cipher", "SealingSerde", "build", "check_context",
+           "context_scope", "current_context", "in_context_scope", "load_encryption"]
 
-_MAGIC = b"tdl\x01"
+_MAGIC = b"tdl\x01"  # v1: magic, mode byte, cipher output
+_MAGIC2 = b"tdl\x02"  # v2: magic, mode byte, u32 length + JSON context, cipher output
+_MAX_CONTEXT = 64 * 1024
+#: Where a run's ``configurable`` carries the encryption context of the request that made it.
+CONTEXT_KEY = "langgraph_encryption_context"
+
+_context: ContextVar[Mapping[str, Any] | None] = ContextVar("treadle_encryption_context",
+                                                             default=None)
+
+
+def current_context() -> dict[str, Any]:
+    """The encryption context (``ctx.metadata``) of what is being written now: the request's
+    (``X-Encryption-Context`` and/or ``@encryption.context``) or the run's; ``{}`` if none."""
+    return dict(_context.get() or {})
+
+
+@contextmanager
+def context_scope(metadata: Mapping[str, Any] | None) -> Iterator[None]:
+    """Seal what is written inside the block (this task and what it starts) with ``metadata``
+    as the encryption context."""
+    token = _context.set(dict(metadata or {}))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def in_context_scope() -> bool:
+    """Whether a request or run set the context (:func:`context_scope`), even to ``{}``."""
+    return _context.get() is not None
+
+
+def check_context(value: Any, where: str) -> dict[str, Any]:
+    """``value`` as an encryption context: a JSON object (its text is stored unencrypted)."""
+    if not isinstance(value, dict):
+        raise EncryptionError(f"{where} must be a JSON object, not {type(value).__name__}")
+    try:
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise EncryptionError(f"{where} must be JSON-serializable: {exc}") from None
+    if len(text) > _MAX_CONTEXT:
+        raise EncryptionError(f"{where} is larger than {_MAX_CONTEXT} bytes of JSON")
+    return dict(json.loads(text))
 _TOKEN = "tdl1:"
 _TOKEN_RE = re.compile(r"tdl1:[A-Za-z0-9+/=]+")
 _JSON_KEY = "$tdl"
@@ -62,21 +112,31 @@ class Cipher(Protocol):
 
     mode: bytes  # one byte, recorded in every sealed value
 
-    def encrypt(self, data: bytes, model: str, field: str) -> bytes: ...
+    #: whether the encryption context is recorded with each value (user handlers: yes)
+    uses_context: bool
 
-    def decrypt(self, data: bytes, model: str, field: str) -> bytes: ...
+    def encrypt(self, data: bytes, model: str, field: str,
+                metadata: Mapping[str, Any] | None = None) -> bytes: ...
+
+    def decrypt(self, data: bytes, model: str, field: str,
+                metadata: Mapping[str, Any] | None = None) -> bytes: ...
 
 
 class KeyringCipher:
+    """The built-in keyring; it ignores the encryption context."""
+
     mode = b"k"
+    uses_context = False
 
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
 
-    def encrypt(self, data: bytes, model: str, field: str) -> bytes:
+    def encrypt(self, data: bytes, model: str, field: str,
+                metadata: Mapping[str, Any] | None = None) -> bytes:
         return self.keyring.encrypt(data)
 
-    def decrypt(self, data: bytes, model: str, field: str) -> bytes:
+    def decrypt(self, data: bytes, model: str, field: str,
+                metadata: Mapping[str, Any] | None = None) -> bytes:
         return self.keyring.decrypt(data)
 
 
@@ -111,6 +171,7 @@ class UserCipher:
     registered) seal metadata."""
 
     mode = b"u"
+    uses_context = True
 
     def __init__(self, encryption: Any) -> None:
         from langgraph_sdk.encryption.types import EncryptionContext
@@ -120,6 +181,7 @@ class UserCipher:
         self.blob_decrypt = encryption._blob_decryptor
         self.json_encrypt = encryption._json_encryptor
         self.json_decrypt = encryption._json_decryptor
+        self.context_handler = getattr(encryption, "_context_handler", None)
         if self.blob_encrypt is None or self.blob_decrypt is None:
             raise ConfigError("the langgraph.json \"encryption\" object registers no blob "
                               "handlers: add @encryption.encrypt.blob and @encryption.decrypt.blob")
@@ -127,18 +189,22 @@ class UserCipher:
             raise ConfigError("the langgraph.json \"encryption\" object registers only one of "
                               "@encryption.encrypt.json / @encryption.decrypt.json: add both")
 
-    def context(self, model: str, field: str) -> Any:
-        return self._ctx(model=model, field=field, metadata={})
+    def context(self, model: str, field: str, metadata: Mapping[str, Any] | None = None) -> Any:
+        return self._ctx(model=model, field=field,
+                         metadata=dict(metadata) if metadata is not None else current_context())
 
-    def encrypt(self, data: bytes, model: str, field: str) -> bytes:
-        out = _handler_loop.run(self.blob_encrypt(self.context(model, field), data))
+    def encrypt(self, data: bytes, model: str, field: str,
+                metadata: Mapping[str, Any] | None = None) -> bytes:
+        out = _handler_loop.run(self.blob_encrypt(self.context(model, field, metadata), data))
         if not isinstance(out, bytes):
             raise EncryptionError(f"the blob encryptor returned {type(out).__name__}, not bytes")
         return out
 
-    def decrypt(self, data: bytes, model: str, field: str) -> bytes:
+    def decrypt(self, data: bytes, model: str, field: str,
+                metadata: Mapping[str, Any] | None = None) -> bytes:
         assert self.blob_decrypt is not None
-        out = _plaintext(_handler_loop.run(self.blob_decrypt(self.context(model, field), data)))
+        out = _plaintext(_handler_loop.run(self.blob_decrypt(self.context(model, field, metadata),
+                                                             data)))
         if not isinstance(out, bytes):
             raise EncryptionError(f"the blob decryptor returned {type(out).__name__}, not bytes")
         return out
@@ -179,14 +245,19 @@ class AtRest:
     def seal(self, data: bytes, model: str, field: str) -> bytes:
         if self.cipher is None:
             return data
-        return _MAGIC + self.cipher.mode + self.cipher.encrypt(bytes(data), model, field)
+        ctx = current_context() if self.cipher.uses_context else {}
+        body = self.cipher.encrypt(bytes(data), model, field, ctx)
+        if not ctx:  # the v1 envelope, as before contexts
+            return _MAGIC + self.cipher.mode + body
+        header = json.dumps(ctx, separators=(",", ":"), sort_keys=True).encode()
+        return _MAGIC2 + self.cipher.mode + struct.pack(">I", len(header)) + header + body
 
     def seal_opt(self, data: bytes | None, model: str, field: str) -> bytes | None:
         return None if data is None else self.seal(data, model, field)
 
     def open(self, data: bytes, model: str, field: str) -> bytes:
         data = bytes(data)
-        if not data.startswith(_MAGIC):
+        if not data.startswith((_MAGIC, _MAGIC2)):
             if self.cipher is not None and not self.allow_plaintext:
                 raise EncryptionError(
                     f"a {model} {field} in the store is not encrypted while encryption at rest "
@@ -203,7 +274,10 @@ class AtRest:
                 f"a {model} {field} was encrypted by "
                 f"{'the built-in keyring' if mode == b'k' else 'langgraph.json encryption handlers'}"
                 ", which is not the encryption configured now")
-        return self.cipher.decrypt(body, model, field)
+        ctx: dict[str, Any] = {}
+        if data.startswith(_MAGIC2):
+            ctx, body = _split_context(body, model, field)
+        return self.cipher.decrypt(body, model, field, ctx)
 
     def open_opt(self, data: bytes | None, model: str, field: str) -> bytes | None:
         return None if data is None else self.open(data, model, field)
@@ -319,6 +393,26 @@ class AtRest:
 
 
 PLAIN = AtRest()
+
+
+def _split_context(body: bytes, model: str, field: str) -> tuple[dict[str, Any], bytes]:
+    """A v2 envelope's recorded encryption context and the cipher output after it."""
+    if len(body) < 4:
+        raise EncryptionError(f"a {model} {field} in the store is truncated (its encryption "
+                              "context header is cut)")
+    (n,) = struct.unpack(">I", body[:4])
+    if n > _MAX_CONTEXT or len(body) < 4 + n:
+        raise EncryptionError(f"a {model} {field} in the store has a damaged encryption "
+                              "context header")
+    try:
+        ctx = json.loads(body[4:4 + n].decode())
+    except (UnicodeDecodeError, ValueError):
+        raise EncryptionError(f"a {model} {field} in the store has a damaged encryption "
+                              "context header") from None
+    if not isinstance(ctx, dict):
+        raise EncryptionError(f"a {model} {field} in the store has a damaged encryption "
+                              "context header")
+    return ctx, body[4 + n:]
 
 
 class SealingSerde:

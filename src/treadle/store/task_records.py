@@ -116,13 +116,15 @@ class TaskStore:
         """Append events if the run is ``running`` under ``epoch`` (duplicates of a seq are
         ignored; no events: only the check). Notifies CHANNEL_EVENTS. False when fenced."""
 
+        # Sealed here, in the caller's context (the run's encryption context), not in put.
+        rows = [(run_id, int(e.seq), e.kind, self.at_rest.seal(e.data, "run", "event"))
+                for e in events]
+
         def put(tx: Tx) -> bool:
             if tx.one("event_fence", {"run_id": run_id, "epoch": int(epoch)}) is None:
                 return False
-            if events:
-                tx.many("event_insert", [(run_id, int(e.seq), e.kind,
-                                          self.at_rest.seal(e.data, "run", "event"))
-                                         for e in events])
+            if rows:
+                tx.many("event_insert", rows)
             return True
 
         return self.db.transact(f"recording events of run {run_id}", put)

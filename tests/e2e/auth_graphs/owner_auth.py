@@ -12,6 +12,7 @@ auth = Auth()
 VALID_TOKENS: dict[str, dict[str, Any]] = {
     "alice-token": {"id": "alice", "name": "Alice", "permissions": ["write"]},
     "bob-token": {"id": "bob", "name": "Bob", "permissions": []},
+    "carol-token": {"id": "carol", "name": "Carol (another company)", "permissions": []},
 }
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 
 from treadle.server.authz_deps import AUTH_CONFIG_KEYS, Authz, AuthzDep
 from treadle.server.context import Ctx, get_ctx
+from treadle.server.encryption_context import with_encryption_context
 from treadle.server.routes.threads import authorized_thread
 from treadle.server.run_service import authorize_run, find_assistant, new_thread_metadata
 from treadle.server.scheduler import next_tick, parse_end_time, validate_schedule
@@ -43,6 +44,7 @@ async def _authorize_create(ctx: Ctx, authz: Authz, body: CronCreate, thread_id:
     configurable = {k: v for k, v in (config.get("configurable") or {}).items()
                     if k not in AUTH_CONFIG_KEYS}
     config["configurable"] = {**configurable, **authz.run_configurable()}
+    with_encryption_context(config["configurable"])
     payload["config"] = config
     value: dict[str, Any] = {
         "payload": payload, "schedule": body.schedule, "cron_id": str(uuid.uuid4()),
