@@ -79,6 +79,7 @@ _NOT_TREADLE = {
     "InvalidNamespaceError",  # LangGraph's BaseStore contract, in the memory adapter
     "KeyError", "TypeError", "AssertionError", "NotImplementedError",  # programming errors
     "OSError",  # the worker endpoint could not listen (the operating system's error)
+    "AttributeError",  # __getattr__'s protocol (server/encryption_context.py's user view)
 }
 _SRC = Path(treadle.__file__).parent
 
