@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
 from api_keys_contract import ApiKeysContract
-from treadle.store import Store, open_store
+from treadle.store import Store
 
 pytestmark = pytest.mark.postgres
 
@@ -17,12 +15,8 @@ class TestPostgresApiKeys(ApiKeysContract):
     """The backend-independent API keys contract (tests/api_keys_contract.py)."""
 
     @pytest.fixture
-    def store(self, pg_url: str) -> Iterator[Store]:
-        store = open_store(pg_url, auto_migrate=True)
-        try:
-            yield store
-        finally:
-            store.close()
+    def store(self, pg_store: Store) -> Store:
+        return pg_store  # tests/integration/conftest.py: a migrated store on a fresh database
 
 
 def test_migration_creates_the_keys_table_without_the_secret(pg_store: Store) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
 from audit_contract import AuditContract, entry
-from treadle.store import Store, open_store
+from treadle.store import Store
 
 pytestmark = pytest.mark.postgres
 
@@ -17,12 +15,8 @@ class TestPostgresAudit(AuditContract):
     """The backend-independent audit contract (tests/audit_contract.py)."""
 
     @pytest.fixture
-    def store(self, pg_url: str) -> Iterator[Store]:
-        store = open_store(pg_url, auto_migrate=True)
-        try:
-            yield store
-        finally:
-            store.close()
+    def store(self, pg_store: Store) -> Store:
+        return pg_store  # tests/integration/conftest.py: a migrated store on a fresh database
 
 
 def test_truncate_is_refused(pg_store: Store) -> None:

@@ -121,13 +121,13 @@ class AuditWriter:
                 self._give_up(batch, exc)
                 continue
             failures = 0
+            for record in stored:  # before flush() can return: its caller reads the lines
+                emit(record)
             with self._cond:
                 for _ in batch:
                     self._queue.popleft()
                 self._done += len(batch)
                 self._cond.notify_all()
-            for record in stored:
-                emit(record)
 
     def _give_up(self, batch: list[AuditEntry], exc: BaseException) -> None:
         """The store refused ``batch`` for good: log it whole rather than lose it."""
