@@ -26,6 +26,7 @@ from treadle.store.urls import redact
 
 keys_app = typer.Typer(
     name="keys", no_args_is_help=True, pretty_exceptions_enable=False,
+    short_help="Create, list and revoke the built-in auth's API keys.",
     help="API keys of the built-in auth (TREADLE_AUTH=builtin): each names a tenant and a "
     "role. The server checks keys against the store, so a revoked key stops working at once.",
 )
