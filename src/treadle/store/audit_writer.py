@@ -7,7 +7,7 @@ everything queued before it returns. While the database is unreachable, batches 
 retried (backing off up to 5 s) and kept in memory; past :data:`MAX_QUEUED` records, or
 when ``close`` gives up, the records not stored are logged at error level, whole, so the
 log still has them. A crash (SIGKILL, power loss) loses what is queued and not yet
-committed: normally the last few milliseconds of records.
+committed: the records of the last :data:`LINGER` (50 ms) and of the commit in flight.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ log = logging.getLogger("treadle.audit")
 _own = logging.getLogger("treadle.store")
 
 MAX_BATCH = 500  # records per transaction
+# How long a batch waits for more records before its transaction. Each append is a write
+# transaction of its own (SQLite: a turn of the one write lock and an fsync, beside the
+# checkpoints' group commits), so records arriving together must share one: a run through
+# the API writes four (thread and run created, run started and ended) within milliseconds.
+LINGER = 0.05
 MAX_QUEUED = 100_000  # records kept while the store is down, beyond which they are logged
 _CLOSE_ATTEMPTS = 3
 
@@ -55,6 +60,7 @@ class AuditWriter:
         self._cond = threading.Condition()
         self._queued = 0  # entries ever queued
         self._done = 0  # entries stored or given up on
+        self._flushers = 0  # callers of flush() waiting: no lingering for them
         self._closing = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -75,11 +81,16 @@ class AuditWriter:
         deadline = time.monotonic() + timeout
         with self._cond:
             target = self._queued
-            while self._done < target:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._thread.is_alive():
-                    return False
-                self._cond.wait(left)
+            self._flushers += 1
+            self._cond.notify_all()
+            try:
+                while self._done < target:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._thread.is_alive():
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._flushers -= 1
         return True
 
     def close(self, timeout: float = 30.0) -> None:
@@ -102,6 +113,12 @@ class AuditWriter:
                     self._cond.wait()
                 if not self._queue:
                     return
+                linger_until = time.monotonic() + LINGER
+                while not self._closing and not self._flushers and len(self._queue) < MAX_BATCH:
+                    left = linger_until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 batch = [self._queue[i] for i in range(min(MAX_BATCH, len(self._queue)))]
             try:
                 stored = self._append(batch)
