@@ -1,0 +1,14 @@
+-- treadle schema v11 (PostgreSQL): thread TTLs (langgraph.json checkpointer.ttl, a thread's
+-- own ttl; treadle.store.retention). "pre": only adds nullable columns and an index.
+--
+-- ttl_minutes / ttl_strategy: the thread's TTL (NULL: it never expires) and what its expiry
+-- does (delete | keep_latest). A thread expires ttl_minutes after its updated_at (create,
+-- patch, run start and end bump it). ttl_swept_at: when a sweep last claimed it; a thread
+-- is due again only once updated after that (or, for delete, when a claim was abandoned).
+ALTER TABLE treadle_thread_records ADD COLUMN IF NOT EXISTS ttl_minutes DOUBLE PRECISION;
+ALTER TABLE treadle_thread_records ADD COLUMN IF NOT EXISTS ttl_strategy TEXT
+    CHECK (ttl_strategy IN ('delete', 'keep_latest'));
+ALTER TABLE treadle_thread_records ADD COLUMN IF NOT EXISTS ttl_swept_at TIMESTAMPTZ;
+-- The sweep: threads with a TTL, oldest update first.
+CREATE INDEX IF NOT EXISTS treadle_thread_records_ttl
+    ON treadle_thread_records (updated_at) WHERE ttl_minutes IS NOT NULL;
