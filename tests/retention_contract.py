@@ -1,0 +1,182 @@
+"""Thread TTLs and storage figures, one contract for every backend (treadle.store.retention).
+
+Real time passes: TTLs are a fraction of a second (in minutes: 0.002 min = 0.12 s) and the
+tests poll for the outcome with a generous deadline; nothing asserts how long it took.
+Subclasses give ``store`` (a fresh store) and ``second`` (another store on the same
+database: a second replica).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+
+from treadle.errors import InputError
+from treadle.store import Store
+from treadle.store.checkpointer import TreadleSaver
+from treadle.store.queue import NewRun
+from treadle.store.retention import ThreadStorage, ThreadTTL
+from treadle.store.thread_records import Thread
+
+SHORT = ThreadTTL(0.002)  # 0.12 s
+DEADLINE = 20.0
+
+
+def poll(what: str, check: Callable[[], Any], deadline: float = DEADLINE) -> Any:
+    """``check()`` once it is truthy; fails after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def claim_all(store: Store) -> list[tuple[str, str]]:
+    return store.claim_expired_threads(100, 600.0)
+
+
+def put_checkpoints(store: Store, thread_id: str, n: int) -> None:
+    """``n`` checkpoints in a chain on ``thread_id``, each with a blob and a pending write."""
+    saver = TreadleSaver(store)
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    for i in range(n):
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"messages": ["x" * 100] * (i + 1)}
+        cp["channel_versions"] = {"messages": f"{i + 1:032}.0"}
+        config = saver.put(config, cp, {"step": i}, {"messages": f"{i + 1:032}.0"})
+        saver.put_writes(config, [("messages", ["w"])], task_id=f"task-{i}")
+
+
+class RetentionContract:
+    """The backend-independent retention contract."""
+
+    @pytest.fixture
+    def store(self) -> Iterator[Store]:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def second(self) -> Iterator[Store]:
+        raise NotImplementedError
+
+    def test_a_new_thread_gets_its_ttl_or_the_default_and_an_existing_one_keeps_its_own(
+            self, store: Store) -> None:
+        store.put_thread(Thread("own"), ttl=ThreadTTL(60, "keep_latest"))
+        store.put_thread(Thread("none"))
+        found = store.thread_ttl("own")
+        assert found is not None and found[0] == ThreadTTL(60, "keep_latest")
+        assert found[1] == pytest.approx(store.now() + 3600, abs=60)
+        assert store.thread_ttl("none") is None and store.thread_ttl("missing") is None
+        store.default_thread_ttl = ThreadTTL(5)
+        try:
+            store.put_thread(Thread("defaulted"))
+            store.put_thread(Thread("own"), if_exists="do_nothing")  # exists: unchanged
+            store.ensure_thread("by-run")  # as a run's thread is made
+        finally:
+            store.default_thread_ttl = None
+        assert store.thread_ttl("defaulted") is not None
+        assert store.thread_ttl("defaulted")[0] == ThreadTTL(5)  # type: ignore[index]
+        assert store.thread_ttl("by-run")[0] == ThreadTTL(5)  # type: ignore[index]
+        assert store.thread_ttl("own")[0] == ThreadTTL(60, "keep_latest")  # type: ignore[index]
+        assert store.set_thread_ttl("own", None) and store.thread_ttl("own") is None
+        assert not store.set_thread_ttl("missing", SHORT)
+
+    def test_a_ttl_must_be_positive_with_a_known_strategy(self) -> None:
+        with pytest.raises(InputError, match="above 0"):
+            ThreadTTL(0)
+        with pytest.raises(InputError, match="keep_latest"):
+            ThreadTTL(1, "archive")
+
+    def test_an_expired_thread_is_claimed_once_then_its_record_deleted(
+            self, store: Store) -> None:
+        store.put_thread(Thread("short"), ttl=SHORT)
+        store.put_thread(Thread("long"), ttl=ThreadTTL(60))
+        store.put_thread(Thread("forever"))
+        claimed = poll("the short thread to expire", lambda: claim_all(store))
+        assert claimed == [("short", "delete")]
+        assert claim_all(store) == []  # claimed: not again
+        assert store.expired_thread_unchanged("short")
+        assert store.delete_expired_thread_record("short")
+        assert store.get_thread("short") is None
+        assert not store.delete_expired_thread_record("short")
+        assert {t.thread_id for t in store.search_threads(limit=10)} == {"long", "forever"}
+
+    def test_an_update_restarts_the_clock_and_voids_a_claim(self, store: Store) -> None:
+        store.put_thread(Thread("t"), ttl=SHORT)
+        poll("t to expire", lambda: claim_all(store))
+        store.patch_thread("t", metadata={"touched": True})  # after the claim
+        assert not store.expired_thread_unchanged("t")
+        assert not store.delete_expired_thread_record("t")
+        assert store.get_thread("t") is not None
+        # ... and it expires again SHORT after that update
+        assert poll("t to expire again", lambda: claim_all(store)) == [("t", "delete")]
+
+    def test_a_thread_with_a_pending_or_running_run_is_never_claimed(
+            self, store: Store) -> None:
+        store.put_thread(Thread("busy"), ttl=SHORT)
+        store.put_thread(Thread("idle"), ttl=SHORT)
+        store.enqueue_run(NewRun(run_id="r1", thread_id="busy", graph_id="ref:g", payload=b""))
+        assert poll("idle to expire", lambda: claim_all(store)) == [("idle", "delete")]
+        time.sleep(0.3)  # well past busy's TTL too
+        assert claim_all(store) == []
+        assert store.get_thread("busy") is not None
+
+    def test_a_run_queued_after_the_claim_keeps_the_thread(self, store: Store) -> None:
+        store.put_thread(Thread("t"), ttl=SHORT)
+        poll("t to expire", lambda: claim_all(store))
+        store.enqueue_run(NewRun(run_id="r2", thread_id="t", graph_id="ref:g", payload=b""))
+        assert not store.expired_thread_unchanged("t")
+        assert not store.delete_expired_thread_record("t")
+        assert store.get_thread("t") is not None
+
+    def test_keep_latest_is_claimed_once_until_the_thread_is_updated(
+            self, store: Store) -> None:
+        store.put_thread(Thread("k"), ttl=ThreadTTL(SHORT.minutes, "keep_latest"))
+        assert poll("k to expire", lambda: claim_all(store)) == [("k", "keep_latest")]
+        time.sleep(0.3)
+        assert claim_all(store) == []  # pruned once; nothing new since
+        store.set_thread_state("k", status="idle")  # a run ended: the clock restarts
+        assert poll("k to expire again", lambda: claim_all(store)) == [("k", "keep_latest")]
+
+    def test_two_replicas_never_claim_the_same_thread(self, store: Store,
+                                                      second: Store) -> None:
+        ids = [f"t{i:03}" for i in range(60)]
+        for thread_id in ids:
+            store.put_thread(Thread(thread_id), ttl=SHORT)
+        time.sleep(0.3)
+        got: list[str] = []
+        while batch := store.claim_expired_threads(7, 600.0) + second.claim_expired_threads(
+                5, 600.0):
+            got += [t for t, _ in batch]
+        assert sorted(got) == ids  # each once, by one replica or the other
+
+    def test_the_storage_figure_counts_every_row_of_the_thread(self, store: Store) -> None:
+        store.put_thread(Thread("s", metadata={"owner": "me"}))
+        put_checkpoints(store, "s", 3)
+        store.enqueue_run(NewRun(run_id="rs", thread_id="s", graph_id="ref:g",
+                                 payload=b"p" * 50))
+        store.put_thread(Thread("other"))
+        put_checkpoints(store, "other", 2)
+        figure = store.thread_storage("s")
+        rows = {part: n for part, (n, _) in figure.parts.items()}
+        assert rows == {"thread": 1, "fence": 1, "checkpoints": 3, "blobs": 3, "writes": 3,
+                        "runs": 1, "tasks": 0, "events": 0}
+        assert figure.checkpoints == 3
+        sizes = {part: size for part, (_, size) in figure.parts.items()}
+        assert sizes["runs"] >= 50 + len("rs") + len("s") and sizes["tasks"] == 0
+        # blobs: each holds i+1 strings of 100 characters, so the figure grows with them
+        assert sizes["blobs"] > 100 * (1 + 2 + 3)
+        assert figure.bytes == sum(sizes.values())
+        assert figure.as_json()["tables"]["checkpoints"] == {  # type: ignore[index]
+            "rows": 3, "bytes": sizes["checkpoints"]}
+        store.prune(["s"], "keep_latest")
+        pruned = store.thread_storage("s")
+        assert pruned.checkpoints == 1 and pruned.bytes < figure.bytes
+        empty = store.thread_storage("missing")
+        assert isinstance(empty, ThreadStorage) and empty.bytes == 0 and not empty.exists
