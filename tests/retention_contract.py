@@ -9,10 +9,12 @@ database: a second replica).
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
 
 from treadle.errors import InputError
@@ -45,7 +47,7 @@ def claim_all(store: Store) -> list[tuple[str, str]]:
 def put_checkpoints(store: Store, thread_id: str, n: int) -> None:
     """``n`` checkpoints in a chain on ``thread_id``, each with a blob and a pending write."""
     saver = TreadleSaver(store)
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
     for i in range(n):
         cp = empty_checkpoint()
         cp["channel_values"] = {"messages": ["x" * 100] * (i + 1)}
@@ -180,3 +182,81 @@ class RetentionContract:
         assert pruned.checkpoints == 1 and pruned.bytes < figure.bytes
         empty = store.thread_storage("missing")
         assert isinstance(empty, ThreadStorage) and empty.bytes == 0 and not empty.exists
+
+
+class SweepContract:
+    """The API's sweep (treadle.server.retention) on a store at ``url``: real time passes,
+    sweeps every 0.2 s."""
+
+    @pytest.fixture
+    def url(self) -> Iterator[str]:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def client(self, url: str) -> Iterator[Any]:
+        from fastapi.testclient import TestClient
+
+        from treadle.config import Settings
+        from treadle.langgraph_json import Loaded, thread_ttl
+        from treadle.server.app import create_app
+
+        config = thread_ttl({"default_ttl": SHORT.minutes}, "test")
+        app = create_app(Settings(store=url, ttl_sweep_interval=0.2), {},
+                         langgraph=Loaded({}, thread_ttl=config))
+        with TestClient(app) as c:
+            yield c
+
+    def test_the_sweep_deletes_prunes_and_leaves_busy_threads(self, client: Any, url: str
+                                                                ) -> None:
+        from treadle import metrics
+        from treadle.store import open_store
+
+        deleted_before = metrics.THREADS_SWEPT.labels("delete")._value.get()
+        store = open_store(url)
+        try:
+            # Each thread gets its rows before its short TTL starts: no race with a sweep.
+            default = f"default-{uuid.uuid4()}"
+            put_checkpoints(store, default, 2)
+            made = {name: client.post("/threads", json=body).json()["thread_id"]
+                    for name, body in {"kept": {"ttl": {"ttl": 60}}, "latest": {"ttl": 60},
+                                       "busy": {"ttl": 60}}.items()}
+            put_checkpoints(store, made["latest"], 4)
+            store.enqueue_run(NewRun(run_id=f"run-{made['busy']}", thread_id=made["busy"],
+                                     graph_id="ref:g", payload=b""))
+            for name, strategy in (("latest", "keep_latest"), ("busy", "delete")):
+                assert client.patch(f"/threads/{made[name]}", json={
+                    "metadata": {}, "ttl": {"ttl": SHORT.minutes, "strategy": strategy}}
+                    ).status_code == 200
+            assert client.post("/threads", json={"thread_id": default}).status_code == 200
+            poll("the default thread to go", lambda: client.get(
+                f"/threads/{default}").status_code == 404)
+            poll("its checkpoints to go", lambda: store.thread_storage(default).checkpoints == 0)
+            poll("the keep_latest thread to be pruned", lambda: client.get(
+                f"/threads/{made['latest']}/storage").json()["checkpoints"] == 1)
+            time.sleep(0.6)  # several more sweeps
+            assert client.get(f"/threads/{made['latest']}").status_code == 200
+            assert client.get(f"/threads/{made['kept']}").status_code == 200
+            assert client.get(f"/threads/{made['busy']}").status_code == 200  # a pending run
+            assert store.get_run(f"run-{made['busy']}") is not None
+        finally:
+            store.close()
+        assert metrics.THREADS_SWEPT.labels("delete")._value.get() >= deleted_before + 1
+
+    def test_thread_ttl_through_the_api(self, client: Any) -> None:
+        thread_id = client.post("/threads", json={"ttl": {"ttl": 30, "strategy": "keep_latest"}}
+                                ).json()["thread_id"]
+        got = client.get(f"/threads/{thread_id}", params={"include": "ttl"}).json()
+        assert got["ttl"]["strategy"] == "keep_latest" and got["ttl"]["ttl_minutes"] == 30
+        assert "ttl" not in client.get(f"/threads/{thread_id}").json()
+        patched = client.patch(f"/threads/{thread_id}", json={"metadata": {}, "ttl": {"ttl": 90}})
+        assert patched.status_code == 200
+        storage = client.get(f"/threads/{thread_id}/storage").json()
+        assert storage["ttl"]["strategy"] == "delete" and storage["ttl"]["ttl_minutes"] == 90
+        assert storage["tables"]["thread"]["rows"] == 1 and storage["bytes"] > 0
+        for bad in ({"ttl": 0}, {"ttl": "soon"}, {"ttl": 5, "strategy": "archive"},
+                    {"minutes": 5}, True):
+            answer = client.post("/threads", json={"ttl": bad})
+            assert answer.status_code == 422, (bad, answer.text)
+        assert client.patch(f"/threads/{thread_id}", json={"metadata": {}, "ttl": -1}
+                            ).status_code == 422
+        assert client.get("/threads/missing/storage").status_code == 404

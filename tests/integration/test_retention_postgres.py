@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from retention_contract import RetentionContract
+from retention_contract import RetentionContract, SweepContract
 from treadle.store import Store, open_store
 
 pytestmark = pytest.mark.postgres
@@ -29,3 +29,9 @@ class TestPostgresRetention(RetentionContract):
             yield s
         finally:
             s.close()
+
+
+class TestPostgresSweep(SweepContract):
+    @pytest.fixture
+    def url(self, pg_url: str) -> Iterator[str]:
+        yield pg_url

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retention_contract import RetentionContract
+from retention_contract import RetentionContract, SweepContract
 from treadle.store import Store, open_store
 
 
@@ -27,3 +27,9 @@ class TestSqliteRetention(RetentionContract):
             yield s
         finally:
             s.close()
+
+
+class TestSqliteSweep(SweepContract):
+    @pytest.fixture
+    def url(self, tmp_path: Path) -> Iterator[str]:
+        yield f"sqlite:///{tmp_path}/sweep.db"

@@ -31,6 +31,7 @@ from typing import Any
 from treadle import metrics
 from treadle.config import Settings
 from treadle.errors import ConfigError, InputError, TreadleError
+from treadle.jsonable import iso
 from treadle.langgraph_json import thread_ttl
 from treadle.server.context import Ctx
 from treadle.server.limits import MAX_TTL_MINUTES
@@ -100,8 +101,6 @@ def thread_ttl_of(value: Any) -> ThreadTTL | None:
 
 def ttl_json(found: tuple[ThreadTTL, float] | None) -> dict[str, Any] | None:
     """A thread's TTL as langgraph-api shows it (``GET /threads/{id}?include=ttl``)."""
-    from treadle.server.serialize import iso
-
     if found is None:
         return None
     ttl, expires_at = found

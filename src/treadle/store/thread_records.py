@@ -18,7 +18,6 @@ from treadle.errors import InputError
 from treadle.store.access import Access
 from treadle.store.connector import Connector, Row, Tx
 from treadle.store.encryption import AtRest
-from treadle.store.retention import ThreadTTL, ttl_params
 from treadle.store.records import (
     UNSET,
     Search,
@@ -31,6 +30,7 @@ from treadle.store.records import (
     patch,
     scoped,
 )
+from treadle.store.retention import ThreadTTL, ttl_params
 
 __all__ = ["THREAD_SORT", "THREAD_STATUSES", "Thread", "ThreadStore", "ThreadUpdate",
            "thread_state_params"]
