@@ -185,7 +185,7 @@ class RetentionContract:
 
 
 class SweepContract:
-    """The API's sweep (treadle.server.retention) on a store at ``url``: real time passes,
+    """The API's sweep (treadle.server.ttl_sweep) on a store at ``url``: real time passes,
     sweeps every 0.2 s."""
 
     @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from treadle.config import Settings
 from treadle.errors import ConfigError, InputError
 from treadle.langgraph_json import load, thread_ttl
-from treadle.server.retention import Retention, retention_of, thread_ttl_of
+from treadle.server.ttl_sweep import Retention, retention_of, thread_ttl_of
 from treadle.store.retention import ThreadTTL
 
 

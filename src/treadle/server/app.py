@@ -47,7 +47,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     ``allowed_hosts``: the Host names answered (None: any)."""
     langgraph = langgraph or Loaded(refs)
     serde_policy.configure(langgraph.serde)  # before any graph or serializer is built
-    from treadle.server.retention import retention_of, run_sweeps
+    from treadle.server.ttl_sweep import retention_of, run_sweeps
 
     retention = retention_of(settings, langgraph.thread_ttl)  # a bad TTL stops here
     from treadle.server.webhook_policy import WebhookPolicy

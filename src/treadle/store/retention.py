@@ -6,7 +6,7 @@ langgraph.json's ``checkpointer.ttl`` gives threads made without one its ``defau
 thread's own on create or update. A thread expires its TTL after its ``updated_at``: create,
 patch and every run's start and end restart the clock.
 
-The sweep (``treadle.server.retention``) claims expired threads in batches
+The sweep (``treadle.server.ttl_sweep``) claims expired threads in batches
 (:meth:`~RetentionStore.claim_expired_threads`: PostgreSQL ``FOR UPDATE SKIP LOCKED``, SQLite's
 single writer), so replicas sweeping at once share the work and never act twice on a thread.
 A thread with a pending or running run is never claimed, and each action re-checks, in

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends
 
 from treadle.server.authz_deps import AuthzDep
 from treadle.server.context import Ctx, get_ctx
-from treadle.server.retention import ttl_json
 from treadle.server.routes.threads import authorized_thread
+from treadle.server.ttl_sweep import ttl_json
 
 __all__ = ["router"]
 

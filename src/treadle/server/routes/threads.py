@@ -100,7 +100,7 @@ async def _busy(ctx: Ctx, thread_id: str) -> bool:
 
 @router.post("/threads", summary="Create a thread")
 async def create_thread(body: ThreadCreate, ctx: CtxDep, authz: AuthzDep) -> dict[str, Any]:
-    from treadle.server.retention import thread_ttl_of
+    from treadle.server.ttl_sweep import thread_ttl_of
     from treadle.store.thread_records import Thread
 
     ttl = thread_ttl_of(body.ttl)  # None: langgraph.json's default_ttl, if any
@@ -199,7 +199,7 @@ async def get_thread(thread_id: str, ctx: CtxDep, authz: AuthzDep,
                      include: str | None = None) -> dict[str, Any]:
     found = thread_json(await authorized_thread(ctx, authz, thread_id))
     if "ttl" in (include or "").split(","):  # as langgraph-api: only when asked
-        from treadle.server.retention import ttl_json
+        from treadle.server.ttl_sweep import ttl_json
 
         ttl = ttl_json(await asyncio.to_thread(ctx.store.thread_ttl, thread_id))
         if ttl is not None:
@@ -210,7 +210,7 @@ async def get_thread(thread_id: str, ctx: CtxDep, authz: AuthzDep,
 @router.patch("/threads/{thread_id}", summary="Merge metadata into a thread")
 async def patch_thread(thread_id: str, body: ThreadPatch, ctx: CtxDep,
                        authz: AuthzDep) -> dict[str, Any]:
-    from treadle.server.retention import thread_ttl_of
+    from treadle.server.ttl_sweep import thread_ttl_of
 
     ttl = thread_ttl_of(body.ttl)  # None: the thread keeps its TTL
     value: dict[str, Any] = {"thread_id": thread_id, "metadata": dict(body.metadata or {})}
@@ -237,7 +237,7 @@ async def _delete_thread(ctx: Ctx, thread_id: str) -> None:
     await asyncio.to_thread(store.delete_runs, [r.run_id for r in runs])
 
 
-#: The delete path, shared with the thread TTL sweep (treadle.server.retention).
+#: The delete path, shared with the thread TTL sweep (treadle.server.ttl_sweep).
 delete_thread_data = _delete_thread
 
 
