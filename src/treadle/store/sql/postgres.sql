@@ -844,24 +844,24 @@ WHERE thread_id = %(thread_id)s;
 -- name: thread_ttl_get
 -- (minutes, strategy, expires_at as Unix seconds), or no row for an unknown thread.
 SELECT ttl_minutes, ttl_strategy, extract(epoch FROM
-    updated_at + ttl_minutes * interval '1 minute')::float8
+    treadle_ttl_expiry(updated_at, ttl_minutes))::float8
 FROM treadle_thread_records WHERE thread_id = %(thread_id)s;
 
 -- name: threads_ttl_claim
--- Claim up to %(limit)s expired threads with no pending or running run (oldest update
--- first; rows another replica's sweep holds are skipped): stamp ttl_swept_at, return
+-- Claim up to %(limit)s expired threads with no pending or running run (by expiry, through
+-- the index treadle_thread_records_ttl; rows another replica's sweep holds are skipped): stamp ttl_swept_at, return
 -- (thread_id, strategy). A delete claim older than %(retry)s seconds (its sweeper died)
 -- may be taken again.
 WITH due AS (
     SELECT r.thread_id FROM treadle_thread_records r
     WHERE r.ttl_minutes IS NOT NULL
-      AND r.updated_at + r.ttl_minutes * interval '1 minute' <= clock_timestamp()
+      AND treadle_ttl_expiry(r.updated_at, r.ttl_minutes) <= statement_timestamp()
       AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at < r.updated_at
            OR (r.ttl_strategy = 'delete'
                AND r.ttl_swept_at < clock_timestamp() - make_interval(secs => %(retry)s)))
       AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
                       AND q.status IN ('pending', 'running'))
-    ORDER BY r.updated_at LIMIT %(limit)s
+    ORDER BY treadle_ttl_expiry(r.updated_at, r.ttl_minutes) LIMIT %(limit)s
     FOR UPDATE OF r SKIP LOCKED)
 UPDATE treadle_thread_records t SET ttl_swept_at = clock_timestamp()
 FROM due WHERE t.thread_id = due.thread_id
