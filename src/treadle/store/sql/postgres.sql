@@ -856,7 +856,8 @@ WITH due AS (
     SELECT r.thread_id FROM treadle_thread_records r
     WHERE r.ttl_minutes IS NOT NULL
       AND treadle_ttl_expiry(r.updated_at, r.ttl_minutes) <= statement_timestamp()
-      AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at < r.updated_at
+      AND r.updated_at < statement_timestamp()
+      AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at <= r.updated_at
            OR (r.ttl_strategy = 'delete'
                AND r.ttl_swept_at < clock_timestamp() - make_interval(secs => %(retry)s)))
       AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
@@ -868,17 +869,19 @@ FROM due WHERE t.thread_id = due.thread_id
 RETURNING t.thread_id, coalesce(t.ttl_strategy, 'delete');
 
 -- name: thread_ttl_still_due
+-- (ttl_swept_at is strictly after the updated_at it claimed; an update in the same clock
+-- tick as the claim makes them equal, and voids the claim.)
 -- The claimed thread, if it was not updated since its claim and has no pending or running
 -- run: what makes acting on the claim safe.
 SELECT r.thread_id FROM treadle_thread_records r
-WHERE r.thread_id = %(thread_id)s AND r.ttl_swept_at >= r.updated_at
+WHERE r.thread_id = %(thread_id)s AND r.ttl_swept_at > r.updated_at
   AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
                   AND q.status IN ('pending', 'running'));
 
 -- name: thread_ttl_delete_record
 -- As thread_ttl_still_due, deleting the record (the rest goes as DELETE /threads/{id}).
 DELETE FROM treadle_thread_records r
-WHERE r.thread_id = %(thread_id)s AND r.ttl_swept_at >= r.updated_at
+WHERE r.thread_id = %(thread_id)s AND r.ttl_swept_at > r.updated_at
   AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
                   AND q.status IN ('pending', 'running'))
 RETURNING r.thread_id;

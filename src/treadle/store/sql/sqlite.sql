@@ -741,7 +741,8 @@ WHERE thread_id IN (
     SELECT r.thread_id FROM treadle_thread_records r
     WHERE r.ttl_minutes IS NOT NULL
       AND r.updated_at + r.ttl_minutes * 60.0 <= ((julianday('now') - 2440587.5) * 86400.0)
-      AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at < r.updated_at
+      AND r.updated_at < ((julianday('now') - 2440587.5) * 86400.0)
+      AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at <= r.updated_at
            OR (r.ttl_strategy = 'delete' AND r.ttl_swept_at
                < ((julianday('now') - 2440587.5) * 86400.0) - :retry))
       AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
@@ -750,17 +751,19 @@ WHERE thread_id IN (
 RETURNING thread_id, coalesce(ttl_strategy, 'delete');
 
 -- name: thread_ttl_still_due
+-- (ttl_swept_at is strictly after the updated_at it claimed; an update in the same clock
+-- tick as the claim makes them equal, and voids the claim.)
 -- The claimed thread, if it was not updated since its claim and has no pending or running
 -- run: what makes acting on the claim safe.
 SELECT r.thread_id FROM treadle_thread_records r
-WHERE r.thread_id = :thread_id AND r.ttl_swept_at >= r.updated_at
+WHERE r.thread_id = :thread_id AND r.ttl_swept_at > r.updated_at
   AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
                   AND q.status IN ('pending', 'running'));
 
 -- name: thread_ttl_delete_record
 -- As thread_ttl_still_due, deleting the record (the rest goes as DELETE /threads/{id}).
 DELETE FROM treadle_thread_records
-WHERE thread_id = :thread_id AND ttl_swept_at >= updated_at
+WHERE thread_id = :thread_id AND ttl_swept_at > updated_at
   AND NOT EXISTS (SELECT 1 FROM treadle_runs q
                   WHERE q.thread_id = treadle_thread_records.thread_id
                   AND q.status IN ('pending', 'running'))
