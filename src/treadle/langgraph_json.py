@@ -272,6 +272,7 @@ def check(doc: dict[str, Any], source: str) -> Checked:
         more = f" (also unsupported: {', '.join(n for _, n in refused[1:])})" if refused[1:] else ""
         raise ConfigError(f'{source}: unsupported key "{name}": {key.note}{more}')
     dependencies(doc, source)
+    thread_ttl((doc.get("checkpointer") or {}).get("ttl"), source)
     return found
 
 

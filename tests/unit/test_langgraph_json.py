@@ -99,9 +99,15 @@ KIND_SAMPLES: dict[str, Any] = {"boolean": True, "integer": 600, "number": 1.5, 
                                 "JSON object of strings": {"X-A": "b"}}
 
 
+# Keys whose value is one of a few words (checked beyond their JSON type).
+ENUM_SAMPLES: dict[str, Any] = {"checkpointer.ttl.strategy": "keep_latest"}
+
+
 def _sample(key: Key) -> Any:
     if key.accepted:
         return True  # the one value that changes something
+    if key.path in ENUM_SAMPLES:
+        return ENUM_SAMPLES[key.path]
     if key.kind is not None:
         return KIND_SAMPLES[key.kind]
     return SAMPLES.get(key.path, "x")

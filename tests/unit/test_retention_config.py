@@ -102,3 +102,16 @@ def test_a_threads_ttl_as_the_sdk_sends_it(sent: Any, ttl: ThreadTTL | None) -> 
 def test_a_bad_thread_ttl_is_an_input_error(sent: Any) -> None:
     with pytest.raises(InputError):
         thread_ttl_of(sent)
+
+
+def test_deploy_k8s_refuses_a_bad_checkpointer_ttl(tmp_path: Path) -> None:
+    from treadle.deploy.manifests import K8sOptions, render
+
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({"graphs": {"g": "./g.py:graph"},
+                                  "checkpointer": {"ttl": {"strategy": "forever"}}}))
+    with pytest.raises(ConfigError, match='"checkpointer.ttl.strategy" must be "delete"'):
+        render(K8sOptions(config=config, allow_unauthenticated=True))
+    config.write_text(json.dumps({"graphs": {"g": "./g.py:graph"},
+                                  "checkpointer": {"ttl": {"strategy": "keep_latest"}}}))
+    render(K8sOptions(config=config, allow_unauthenticated=True))
