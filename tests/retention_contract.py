@@ -41,7 +41,7 @@ def poll(what: str, check: Callable[[], Any], deadline: float = DEADLINE) -> Any
 
 
 def claim_all(store: Store) -> list[tuple[str, str]]:
-    return store.claim_expired_threads(100, 600.0)
+    return store.claim_expired_threads(100)
 
 
 def put_checkpoints(store: Store, thread_id: str, n: int) -> None:
@@ -109,6 +109,16 @@ class RetentionContract:
         assert not store.delete_expired_thread_record("short")
         assert {t.thread_id for t in store.search_threads(limit=10)} == {"long", "forever"}
 
+    def test_a_delete_claim_abandoned_by_its_sweeper_is_taken_again(
+            self, store: Store) -> None:
+        store.put_thread(Thread("orphan"), ttl=SHORT)
+        assert poll("orphan to expire", lambda: claim_all(store)) == [("orphan", "delete")]
+        # its sweeper died here; later sweeps release claims older than their retry
+        assert store.release_abandoned_claims(600.0) == 0 and claim_all(store) == []
+        time.sleep(0.1)
+        assert store.release_abandoned_claims(0.05) == 1
+        assert claim_all(store) == [("orphan", "delete")]
+
     def test_an_update_restarts_the_clock_and_voids_a_claim(self, store: Store) -> None:
         store.put_thread(Thread("t"), ttl=SHORT)
         poll("t to expire", lambda: claim_all(store))
@@ -153,8 +163,7 @@ class RetentionContract:
             store.put_thread(Thread(thread_id), ttl=SHORT)
         time.sleep(0.3)
         got: list[str] = []
-        while batch := store.claim_expired_threads(7, 600.0) + second.claim_expired_threads(
-                5, 600.0):
+        while batch := store.claim_expired_threads(7) + second.claim_expired_threads(5):
             got += [t for t, _ in batch]
         assert sorted(got) == ids  # each once, by one replica or the other
 

@@ -112,9 +112,9 @@ async def sweep(ctx: Ctx, limit: int) -> dict[str, int]:
     from treadle.server.routes.threads import delete_thread_data
 
     store, done = ctx.store, {"delete": 0, "keep_latest": 0}
+    await asyncio.to_thread(store.release_abandoned_claims, RETRY_DELETE)
     while (left := limit - sum(done.values())) > 0:
-        claimed = await asyncio.to_thread(store.claim_expired_threads,
-                                          min(CLAIM_BATCH, left), RETRY_DELETE)
+        claimed = await asyncio.to_thread(store.claim_expired_threads, min(CLAIM_BATCH, left))
         for thread_id, strategy in claimed:
             if strategy == "keep_latest":
                 if not await asyncio.to_thread(store.expired_thread_unchanged, thread_id):

@@ -91,13 +91,18 @@ class RetentionStore:
             return None
         return ThreadTTL(float(row[0]), row[1] or "delete"), float(row[2])
 
-    def claim_expired_threads(self, limit: int, retry: float) -> list[tuple[str, str]]:
-        """Claim up to ``limit`` expired threads without a pending or running run;
-        [(thread_id, strategy)]. A ``delete`` claim older than ``retry`` seconds that did not
-        end in a deletion (its sweeper died) is claimable again."""
+    def claim_expired_threads(self, limit: int) -> list[tuple[str, str]]:
+        """Claim up to ``limit`` expired threads without a pending or running run, not
+        claimed since their last update; [(thread_id, strategy)]."""
         rows = self.db.transact("claiming expired threads", lambda tx: tx.all(
-            "threads_ttl_claim", {"limit": int(limit), "retry": float(retry)}))
+            "threads_ttl_claim", {"limit": int(limit)}))
         return [(str(r[0]), str(r[1])) for r in rows]
+
+    def release_abandoned_claims(self, retry: float) -> int:
+        """Make ``delete`` claims older than ``retry`` seconds whose thread is still there
+        (their sweeper died) claimable again; how many."""
+        return self.db.execute("releasing abandoned thread TTL claims", "threads_ttl_release",
+                               {"retry": float(retry)})
 
     def expired_thread_unchanged(self, thread_id: str) -> bool:
         """Is the claimed thread still neither updated nor given a run since its claim?"""

@@ -848,18 +848,14 @@ SELECT ttl_minutes, ttl_strategy, extract(epoch FROM
 FROM treadle_thread_records WHERE thread_id = %(thread_id)s;
 
 -- name: threads_ttl_claim
--- Claim up to %(limit)s expired threads with no pending or running run (by expiry, through
--- the index treadle_thread_records_ttl; rows another replica's sweep holds are skipped): stamp ttl_swept_at, return
--- (thread_id, strategy). A delete claim older than %(retry)s seconds (its sweeper died)
--- may be taken again.
+-- Claim up to %(limit)s expired threads with no pending or running run, not claimed since
+-- their last update (by expiry, through the index treadle_thread_records_ttl; rows another
+-- replica's sweep holds are skipped): stamp ttl_swept_at, return (thread_id, strategy).
 WITH due AS (
     SELECT r.thread_id FROM treadle_thread_records r
-    WHERE r.ttl_minutes IS NOT NULL
+    WHERE r.ttl_minutes IS NOT NULL AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at <= r.updated_at)
       AND treadle_ttl_expiry(r.updated_at, r.ttl_minutes) <= statement_timestamp()
       AND r.updated_at < statement_timestamp()
-      AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at <= r.updated_at
-           OR (r.ttl_strategy = 'delete'
-               AND r.ttl_swept_at < clock_timestamp() - make_interval(secs => %(retry)s)))
       AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
                       AND q.status IN ('pending', 'running'))
     ORDER BY treadle_ttl_expiry(r.updated_at, r.ttl_minutes) LIMIT %(limit)s
@@ -867,6 +863,13 @@ WITH due AS (
 UPDATE treadle_thread_records t SET ttl_swept_at = clock_timestamp()
 FROM due WHERE t.thread_id = due.thread_id
 RETURNING t.thread_id, coalesce(t.ttl_strategy, 'delete');
+
+-- name: threads_ttl_release
+-- Delete claims older than %(retry)s seconds whose thread is still there (their sweeper
+-- died): claimable again.
+UPDATE treadle_thread_records SET ttl_swept_at = NULL
+WHERE ttl_strategy = 'delete' AND ttl_swept_at > updated_at
+  AND ttl_swept_at < clock_timestamp() - make_interval(secs => %(retry)s);
 
 -- name: thread_ttl_still_due
 -- (ttl_swept_at is strictly after the updated_at it claimed; an update in the same clock

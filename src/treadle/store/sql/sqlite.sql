@@ -732,23 +732,27 @@ SELECT ttl_minutes, ttl_strategy, updated_at + ttl_minutes * 60.0
 FROM treadle_thread_records WHERE thread_id = :thread_id;
 
 -- name: threads_ttl_claim
--- Claim up to :limit expired threads with no pending or running run (by expiry; SQLite has
--- one writer at a time, so two sweeps never claim the same thread): stamp ttl_swept_at,
--- return (thread_id, strategy). A delete claim older than :retry seconds (its sweeper
--- died) may be taken again.
+-- Claim up to :limit expired threads with no pending or running run, not claimed since their
+-- last update (by expiry, through the index treadle_thread_records_ttl; SQLite has one writer
+-- at a time, so two sweeps never claim the same thread): stamp ttl_swept_at, return
+-- (thread_id, strategy).
 UPDATE treadle_thread_records SET ttl_swept_at = ((julianday('now') - 2440587.5) * 86400.0)
 WHERE thread_id IN (
     SELECT r.thread_id FROM treadle_thread_records r
-    WHERE r.ttl_minutes IS NOT NULL
+    WHERE r.ttl_minutes IS NOT NULL AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at <= r.updated_at)
       AND r.updated_at + r.ttl_minutes * 60.0 <= ((julianday('now') - 2440587.5) * 86400.0)
       AND r.updated_at < ((julianday('now') - 2440587.5) * 86400.0)
-      AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at <= r.updated_at
-           OR (r.ttl_strategy = 'delete' AND r.ttl_swept_at
-               < ((julianday('now') - 2440587.5) * 86400.0) - :retry))
       AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
                       AND q.status IN ('pending', 'running'))
     ORDER BY r.updated_at + r.ttl_minutes * 60.0 LIMIT :limit)
 RETURNING thread_id, coalesce(ttl_strategy, 'delete');
+
+-- name: threads_ttl_release
+-- Delete claims older than :retry seconds whose thread is still there (their sweeper died):
+-- claimable again.
+UPDATE treadle_thread_records SET ttl_swept_at = NULL
+WHERE ttl_strategy = 'delete' AND ttl_swept_at > updated_at
+  AND ttl_swept_at < ((julianday('now') - 2440587.5) * 86400.0) - :retry;
 
 -- name: thread_ttl_still_due
 -- (ttl_swept_at is strictly after the updated_at it claimed; an update in the same clock

@@ -17,7 +17,12 @@ RETURNS timestamptz LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
     RETURN updated_at + minutes * interval '1 minute';
 END $$;
--- The sweep: threads with a TTL, by expiry.
+-- The sweep: threads with a TTL that are not claimed since their last update, by expiry
+-- (a thread pruned to its latest checkpoint leaves it until it is updated again).
 CREATE INDEX IF NOT EXISTS treadle_thread_records_ttl
     ON treadle_thread_records (treadle_ttl_expiry(updated_at, ttl_minutes))
-    WHERE ttl_minutes IS NOT NULL;
+    WHERE ttl_minutes IS NOT NULL AND (ttl_swept_at IS NULL OR ttl_swept_at <= updated_at);
+-- Delete claims in flight, or abandoned by a sweeper that died (a deleted thread leaves it).
+CREATE INDEX IF NOT EXISTS treadle_thread_records_ttl_claims
+    ON treadle_thread_records (ttl_swept_at)
+    WHERE ttl_strategy = 'delete' AND ttl_swept_at > updated_at;

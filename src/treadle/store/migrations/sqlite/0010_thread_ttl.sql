@@ -9,6 +9,12 @@ ALTER TABLE treadle_thread_records ADD COLUMN ttl_minutes REAL;
 ALTER TABLE treadle_thread_records ADD COLUMN ttl_strategy TEXT
     CHECK (ttl_strategy IN ('delete', 'keep_latest'));
 ALTER TABLE treadle_thread_records ADD COLUMN ttl_swept_at REAL;
--- The sweep: threads with a TTL, by expiry.
+-- The sweep: threads with a TTL that are not claimed since their last update, by expiry
+-- (a thread pruned to its latest checkpoint leaves it until it is updated again).
 CREATE INDEX IF NOT EXISTS treadle_thread_records_ttl
-    ON treadle_thread_records (updated_at + ttl_minutes * 60.0) WHERE ttl_minutes IS NOT NULL;
+    ON treadle_thread_records (updated_at + ttl_minutes * 60.0)
+    WHERE ttl_minutes IS NOT NULL AND (ttl_swept_at IS NULL OR ttl_swept_at <= updated_at);
+-- Delete claims in flight, or abandoned by a sweeper that died (a deleted thread leaves it).
+CREATE INDEX IF NOT EXISTS treadle_thread_records_ttl_claims
+    ON treadle_thread_records (ttl_swept_at)
+    WHERE ttl_strategy = 'delete' AND ttl_swept_at > updated_at;
