@@ -86,6 +86,17 @@ async def test_ttls_through_the_sdk_on_treadle_dev(start_server: StartServer,
     assert await client.runs.wait(by_run, "chain", input={"n": 0}, if_not_exists="create")
     await poll("the run's thread to be deleted", lambda: gone(client, by_run))
 
+    async def rows_gone() -> bool:  # the record goes first, then the rest, as on DELETE
+        with sqlite3.connect(db) as conn:
+            return sum(conn.execute(f"SELECT count(*) FROM treadle_{table} WHERE run_id IN "
+                                    "(SELECT run_id FROM treadle_runs WHERE thread_id = ?)",
+                                    (by_run,)).fetchone()[0] for table in ("events", "tasks")
+                       ) + sum(conn.execute(f"SELECT count(*) FROM treadle_{table} WHERE "
+                                            "thread_id = ?", (by_run,)).fetchone()[0]
+                               for table in ("checkpoints", "blobs", "writes", "runs")) == 0
+
+    await poll("its checkpoints, runs and events to be deleted", rows_gone)
+
     # keep_latest, given on create: pruned to its latest checkpoint, state kept
     kept = (await client.threads.create(ttl={"ttl": 60, "strategy": "keep_latest"}))["thread_id"]
     assert cast(dict[str, Any], await client.runs.wait(kept, "chain", input={"n": 0}))["n"] == 10
