@@ -1,5 +1,5 @@
 """treadle_apply (PostgreSQL): fencing is decided per operation, in batch order, even though a
-thread's ownership is looked up once per batch for a token (migration 0011): a claim in the
+thread's ownership is looked up once per batch for a token (migration 0012): a claim in the
 middle of a batch refuses the operations of the old token that follow it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
--- treadle schema v11 (PostgreSQL): treadle_apply v4, leaner per batch (same operations,
+-- treadle schema v12 (PostgreSQL): treadle_apply v4, leaner per batch (same operations,
 -- same results, same fencing). "pre": only replaces a function; code of earlier versions keeps working.
 --
 -- What changed from v3 (migration 0003): a thread's ownership is checked once per batch
