@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-BENCHES = ["chain", "concurrent", "fanout", "cluster", "server", "scaling"]
+BENCHES = ["chain", "concurrent", "fanout", "cluster", "server", "scaling", "storage"]
 # seconds per benchmark; each is designed to finish well under 60 s (cluster: ~100 s,
 # it starts worker processes and waits out a lease expiry three times; server: ~130 s, it
 # starts four HTTP servers, and on its first run installs langgraph dev into .bench/)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, cast
 
 import orjson
@@ -30,7 +30,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from treadle.run_context import fencing_token
-from treadle.store import serde_policy
+from treadle.store import chunked, serde_policy
 from treadle.store.base import Store
 from treadle.store.checkpoints import (
     BlobRow,
@@ -60,8 +60,15 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         # The process's serializer (langgraph.json's allow-lists, serde_policy) unless one is
         # given (e.g. LangGraph's EncryptedSerializer); the store's encryption at rest seals
         # what it writes.
-        super().__init__(serde=store.at_rest.serde(serde or serde_policy.serializer()))
+        inner = serde or serde_policy.serializer()
+        super().__init__(serde=store.at_rest.serde(inner))
         self.store = store
+        # Chunked lists: serialized in plaintext (so equal chunks hash alike), then sealed.
+        self._plain = inner
+        self._seal: Callable[[bytes], bytes] = (
+            (lambda data: data) if self.serde is inner
+            else (lambda data: store.at_rest.seal(data, "checkpoint", "blob")))
+        self._chunks = chunked.ChunkCache()
 
     # --- versions ----------------------------------------------------------------
     def get_next_version(self, current: str | None, channel: None = None) -> str:  # type: ignore[override]
@@ -86,12 +93,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         thread_id = str(conf["thread_id"])
         ns = conf.get("checkpoint_ns") or ""
         values = checkpoint.get("channel_values") or {}
-        blobs = [
-            BlobRow(ch, str(ver), *self.serde.dumps_typed(values[ch]))
-            if ch in values
-            else BlobRow(ch, str(ver), "empty", None)
-            for ch, ver in new_versions.items()
-        ]
+        blobs = self._blobs(thread_id, ns, values, new_versions)
         stripped = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         stripped["channel_values"] = {}
         cp_type, cp_bytes = self.serde.dumps_typed(stripped)
@@ -115,6 +117,36 @@ class TreadleSaver(BaseCheckpointSaver[str]):
             "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
         }
         return PutCheckpoint(thread_id, row=row, blobs=blobs, token=fencing_token(config)), next_config
+
+    def _blobs(self, thread_id: str, ns: str, values: dict[str, Any],
+               new_versions: ChannelVersions) -> list[BlobRow]:
+        """The rows of the channels' new versions: long lists chunked (store/chunked.py)."""
+        blobs: list[BlobRow] = []
+        for ch, ver in new_versions.items():
+            if ch not in values:
+                blobs.append(BlobRow(ch, str(ver), "empty", None))
+                continue
+            value = values[ch]
+            if type(value) is not list or len(value) < chunked.MIN_LENGTH:
+                blobs.append(BlobRow(ch, str(ver), *self.serde.dumps_typed(value)))
+                continue
+            key = (thread_id, ns, ch)
+            (kind, data), new_rows, refs = chunked.encode(
+                value, self._chunks.get(key), self._plain.dumps_typed, self._seal,
+                self.serde.dumps_typed)
+            blobs.extend(BlobRow(ch, version, k, b) for version, k, b in new_rows)
+            blobs.append(BlobRow(ch, str(ver), kind, data))
+            self._chunks.put(key, refs)
+        return blobs
+
+    def _value(self, rec: CheckpointRecord, b: BlobRow) -> Any:
+        if not b.type.startswith(chunked.TYPE_PREFIX):
+            return self.serde.loads_typed(cast("tuple[str, bytes]", (b.type, b.blob)))
+        row = rec.row
+        value, refs = chunked.decode(b.type, cast("bytes", b.blob), rec.chunks.get(b.channel, {}),
+                                     self.serde.loads_typed)
+        self._chunks.put((row.thread_id, row.checkpoint_ns, b.channel), refs)
+        return value
 
     def _metadata_json(self, md: CheckpointMetadata) -> str:
         """The metadata column (for filters): the chosen keys sealed when encryption is on."""
@@ -196,9 +228,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         # Blob columns are nullable (an "empty" channel, skipped here, stores no bytes);
         # the serde gets each row as stored.
         checkpoint["channel_values"] = {
-            b.channel: self.serde.loads_typed(cast("tuple[str, bytes]", (b.type, b.blob)))
-            for b in rec.blobs
-            if b.type != "empty"
+            b.channel: self._value(rec, b) for b in rec.blobs if b.type != "empty"
         }
         metadata = self.serde.loads_typed((row.metadata_type, row.metadata_blob))
         conf = {"thread_id": row.thread_id, "checkpoint_ns": row.checkpoint_ns}

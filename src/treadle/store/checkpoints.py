@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treadle.errors import ConfigError
+from treadle.store import chunked
 from treadle.store.connector import Connector, Row, Sql, Tx
 
 __all__ = [
@@ -74,6 +75,8 @@ class CheckpointRecord:
     row: CheckpointRow
     blobs: list[BlobRow]
     writes: list[WriteRow]
+    # The chunk rows its chunked values name (store/chunked.py): channel -> version -> row.
+    chunks: dict[str, dict[str, tuple[str, bytes | None]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -182,7 +185,25 @@ class CheckpointStore:
             sql += " " + self.db.sql("checkpoints_limit")
             params.append(int(limit))
         sql += "\n" + self.db.sql("checkpoints_tail")
-        return [_record(*r) for r in self.db.read_checkpoints(doing, Sql(sql), params)]
+        records = [_record(*r) for r in self.db.read_checkpoints(doing, Sql(sql), params)]
+        self._attach_chunks(doing, records)
+        return records
+
+    def _attach_chunks(self, doing: str, records: list[CheckpointRecord]) -> None:
+        """Read the chunk rows the records' chunked values name: one query per (thread,
+        namespace, channel)."""
+        wanted: dict[tuple[str, str, str], set[str]] = {}
+        for rec in records:
+            for b in rec.blobs:
+                if b.type.startswith(chunked.TYPE_PREFIX):
+                    key = (rec.row.thread_id, rec.row.checkpoint_ns, b.channel)
+                    wanted.setdefault(key, set()).update(chunked.chunk_ids(b.blob))
+        for (thread_id, ns, channel), versions in wanted.items():
+            rows = self.db.all(doing, "checkpoint_chunks", (thread_id, ns, channel, sorted(versions)))
+            found = {str(r[0]): (str(r[1]), r[2]) for r in rows}
+            for rec in records:
+                if rec.row.thread_id == thread_id and rec.row.checkpoint_ns == ns:
+                    rec.chunks[channel] = found
 
     def get_checkpoint(
         self, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
@@ -268,5 +289,24 @@ class CheckpointStore:
         if strategy == "delete":
             self._delete_threads(ids)
         elif ids:
-            self._maintain("pruning threads", ("threads_prune_checkpoints", "threads_prune_writes",
-                                               "threads_prune_blobs"), ids)
+            def run(tx: Tx) -> None:
+                for name in ("threads_prune_checkpoints", "threads_prune_writes",
+                             "threads_prune_blobs"):
+                    tx.execute(name, (ids,))
+                _drop_unreferenced_chunks(tx, ids)
+
+            self.db.transact("pruning threads", run)
+
+
+def _drop_unreferenced_chunks(tx: Tx, thread_ids: list[str]) -> None:
+    """Delete the chunk rows of ``thread_ids`` that no remaining value names (after a prune,
+    which keeps every chunk row: their references are inside the values' rows)."""
+    keep = {(str(t), str(ns), str(ch), version)
+            for t, ns, ch, kind, blob in tx.all("threads_chunked_values", (thread_ids,))
+            for version in chunked.referenced([(str(kind), blob)])}
+    drop = [(t, ns, ch, v) for t, ns, ch, v in
+            ((str(r[0]), str(r[1]), str(r[2]), str(r[3]))
+             for r in tx.all("threads_chunk_rows", (thread_ids,)))
+            if (t, ns, ch, v) not in keep]
+    if drop:
+        tx.many("chunk_delete", drop)

@@ -208,7 +208,28 @@ DELETE FROM treadle_blobs b
 WHERE b.thread_id = ANY(%s::text[]) AND NOT EXISTS (
     SELECT 1 FROM treadle_checkpoints c, jsonb_each_text(c.channel_versions) AS v
     WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns
-      AND v.key = b.channel AND v.value = b.version);
+      AND v.key = b.channel AND v.value = b.version)
+  AND b.version NOT LIKE 'c:%%';
+
+-- Chunked list values (store/chunked.py): a value's row names its chunk rows (version 'c:...',
+-- same thread, namespace and channel) inside its bytes, so prune keeps every chunk row and
+-- then drops, from Python, those no remaining value names.
+
+-- name: checkpoint_chunks
+SELECT version, type, blob FROM treadle_blobs
+WHERE thread_id = %s AND checkpoint_ns = %s AND channel = %s AND version = ANY(%s::text[]);
+
+-- name: threads_chunked_values
+SELECT thread_id, checkpoint_ns, channel, type, blob FROM treadle_blobs
+WHERE thread_id = ANY(%s::text[]) AND type LIKE 'chunks/%%';
+
+-- name: threads_chunk_rows
+SELECT thread_id, checkpoint_ns, channel, version FROM treadle_blobs
+WHERE thread_id = ANY(%s::text[]) AND version LIKE 'c:%%';
+
+-- name: chunk_delete
+DELETE FROM treadle_blobs
+WHERE thread_id = %s AND checkpoint_ns = %s AND channel = %s AND version = %s;
 
 -- name: postgres_apply_batch
 -- The group committer's batch (claims, checkpoints, task writes) as one JSON document,

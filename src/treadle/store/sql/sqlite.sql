@@ -166,10 +166,32 @@ DELETE FROM treadle_blobs
 WHERE thread_id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (
     SELECT 1 FROM treadle_checkpoints c, json_each(c.channel_versions) v
     WHERE c.thread_id = treadle_blobs.thread_id AND c.checkpoint_ns = treadle_blobs.checkpoint_ns
-      AND v.key = treadle_blobs.channel AND v.value = treadle_blobs.version);
+      AND v.key = treadle_blobs.channel AND v.value = treadle_blobs.version)
+  AND version NOT LIKE 'c:%';
 
 -- The group committer's batch (drivers/sqlite_batch.py): fencing decided in Python per
 -- operation, then the accepted rows written with one multi-row statement per kind.
+
+-- Chunked list values (store/chunked.py): a value's row names its chunk rows (version 'c:...',
+-- same thread, namespace and channel) inside its bytes, so prune keeps every chunk row and
+-- then drops, from Python, those no remaining value names.
+
+-- name: checkpoint_chunks
+-- ? = thread, namespace, channel, the chunk versions (JSON array).
+SELECT version, type, blob FROM treadle_blobs
+WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ?
+  AND version IN (SELECT value FROM json_each(?));
+
+-- name: threads_chunked_values
+SELECT thread_id, checkpoint_ns, channel, type, blob FROM treadle_blobs
+WHERE thread_id IN (SELECT value FROM json_each(?)) AND type LIKE 'chunks/%';
+
+-- name: threads_chunk_rows
+SELECT thread_id, checkpoint_ns, channel, version FROM treadle_blobs
+WHERE thread_id IN (SELECT value FROM json_each(?)) AND version LIKE 'c:%';
+
+-- name: chunk_delete
+DELETE FROM treadle_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?;
 
 -- name: sqlite_claim_thread
 -- ? = thread, token: the thread's new owner; returns the new epoch.
