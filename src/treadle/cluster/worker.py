@@ -1,11 +1,12 @@
 """``treadle worker``: claims queued runs and remote node tasks and executes them.
 
-One asyncio process with ``concurrency`` run slots and ``task_slots`` node-task
-slots. Loops: claim runs, claim tasks, heartbeat (extends leases, learns about
-cancel requests and lost leases), sweep (re-queues the runs and tasks of dead
-workers), advertise (keeps its row in ``treadle_workers``: the graphs it serves, so a
-caller waiting on a graph nobody serves is told). Store errors make a loop back off and
-log; they never kill the worker.
+One asyncio process carrying up to ``concurrency`` runs (1,000 by default: async runs are
+cheap; it stops claiming while its memory or loop lag is above its bounds,
+:mod:`treadle.cluster.backpressure`) and ``task_slots`` node tasks. Loops: claim runs,
+claim tasks, heartbeat (extends leases, learns about cancel requests and lost leases),
+sweep (re-queues the runs and tasks of dead workers), advertise (its row in
+``treadle_workers``: the graphs it serves, so a caller waiting on a graph nobody serves is
+told). Store errors make a loop back off and log; they never kill the worker.
 
 Failover without waiting for the lease: the worker holds a session lock for its whole
 life and claims under it; when it dies, the next sweep of any worker re-queues its runs
@@ -42,14 +43,12 @@ from typing import Any
 
 from treadle import listen, logs, metrics
 from treadle.cluster.attempt import AttemptDeps, RunAttempt, RunHooks
+from treadle.cluster.backpressure import PAUSE, Backpressure
 from treadle.cluster.notify import close_notifier, notifier_for
 from treadle.cluster.remote import run_task
 from treadle.cluster.sweeper import Sweeper
 from treadle.config import Settings
-from treadle.errors import (
-    StoreError,
-    StoreUnavailableError,
-)
+from treadle.errors import StoreError, StoreUnavailableError
 from treadle.graphs.registry import REF_PREFIX, GraphRegistry
 from treadle.runtime.node_threads import abandoned_threads
 from treadle.store import shared
@@ -102,6 +101,7 @@ class Worker:
         self.name = name or worker_name()
         self.worker_id = new_worker_id()
         self.concurrency = concurrency or settings.worker_concurrency
+        self.backpressure = Backpressure(settings)
         self.task_slots = settings.worker_task_slots if task_slots is None else task_slots
         self.ttl = settings.lease_ttl
         self.refs = refs
@@ -117,7 +117,6 @@ class Worker:
         self.ticked_at = time.monotonic()  # the heartbeat loop's last round (liveness)
         self.exit_code = 0  # EXIT_RECYCLE once it recycled itself
         self._recycles = False  # in its own process (run(handle_signals=True))
-        # Its own store calls (claims, heartbeats, advertisements): never behind node bodies.
         self._own = ThreadPoolExecutor(4, thread_name_prefix="treadle-worker-own")
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -165,8 +164,8 @@ class Worker:
         log_context = logs.bind(worker=self.name)  # every line of its loops, runs and tasks
         loop = asyncio.get_running_loop()
         self._recycles = handle_signals
-        if handle_signals:  # its own process: size the default executor for its runs
-            loop.set_default_executor(ThreadPoolExecutor(max(32, self.concurrency * 4),
+        if handle_signals:  # its own process: the store calls of its runs (not node bodies)
+            loop.set_default_executor(ThreadPoolExecutor(self.settings.store_threads,
                                                          thread_name_prefix="treadle-worker"))
         endpoint = None
         if self._listener is not None:  # listening before "serving": probes answer from then on
@@ -187,6 +186,7 @@ class Worker:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
+        self.backpressure.start()
         sweeper = self.sweeper
         sweeper.open(self.worker_id)
         await sweeper.check()
@@ -203,6 +203,7 @@ class Worker:
                 await self._stop.wait()
                 await self._drain()
         finally:
+            self.backpressure.stop()
             for t in loops:
                 t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
@@ -289,6 +290,9 @@ class Worker:
                 continue
             if not self.sweeper.held:  # a claim now would be swept at once
                 await self._sleep(self.settings.sweep_interval)
+                continue
+            if self.runs and not self.backpressure.check():  # never with nothing in flight
+                await self._sleep(PAUSE)
                 continue
             try:
                 row = await self._call(
