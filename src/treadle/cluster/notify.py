@@ -71,6 +71,7 @@ class Notifier:
         except StoreError as exc:
             log.warning("cannot listen for notifications (%s); polling instead", exc)
             listener = None
+        self.listener = listener
         if listener is not None:
             self.pushes = listener.pushes
             self.detects_changes = not listener.pushes
