@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,4 +124,5 @@ def test_the_bounds_have_flags(flag: str, env: str, value: float) -> None:
     for command in ("worker", "dev", "serve"):
         out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
         assert flag in out, (command, out)
-    assert getattr(get_settings(**{env: value}), env) == value
+    overrides: dict[str, Any] = {env: value}
+    assert getattr(get_settings(**overrides), env) == value

@@ -25,6 +25,7 @@ import logging
 import threading
 import weakref
 
+from treadle import metrics
 from treadle.cluster.notify import Notifier, Subscription, loop_callback, notifier_for
 from treadle.errors import StoreError
 from treadle.store import Store
@@ -78,6 +79,7 @@ class RunWaiters:
     def add(self, run_id: str, *, events: bool, after: int = 0) -> Waiter:
         waiter = Waiter(run_id, events, after)
         self._runs.setdefault(run_id, []).append(waiter)
+        metrics.RUN_WAITERS.inc()
         if self._sub is None:
             channels: tuple[str, ...] = (CHANNEL_EVENTS, CHANNEL_RUN_DONE)
             if self.notifier.detects_changes:
@@ -91,6 +93,7 @@ class RunWaiters:
         waiters = self._runs.get(waiter.run_id)
         if waiters is not None and waiter in waiters:
             waiters.remove(waiter)
+            metrics.RUN_WAITERS.dec()
             if not waiters:
                 del self._runs[waiter.run_id]
         if self._runs:
@@ -110,6 +113,7 @@ class RunWaiters:
         for waiter in self._runs.get(run_id, ()):
             if channel == CHANNEL_RUN_DONE or waiter.events:
                 self.notified += 1
+                metrics.RUN_WAITER_WAKES.labels("notification").inc()
                 waiter.wake.set()
 
     async def _probes(self) -> None:
@@ -133,11 +137,14 @@ class RunWaiters:
             log.debug("probing waited runs failed (%s)", exc)
             return
         self.probes += 1
+        metrics.RUN_WAITER_PROBES.inc()
         for run_id in ids:
             found = progress.get(run_id)
             for waiter in self._runs.get(run_id, ()):
                 if (found is None or found[0] in TERMINAL
-                        or (waiter.events and found[1] > waiter.after)):
+                        or (waiter.events and found[1] > waiter.after)) \
+                        and not waiter.wake.is_set():
+                    metrics.RUN_WAITER_WAKES.labels("probe").inc()
                     waiter.wake.set()
 
 
