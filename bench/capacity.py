@@ -64,8 +64,8 @@ COLUMNS = ["server", "runs", "R r/s", "R cores", "T s", "T bound s", "T/bound", 
 LEGEND = ("R = runs/s with the sleeps removed, all N at once; T = seconds for the N-run agent load (3 x 0.5 s "
           "sleeps); T bound = 1.5 s + N/R; T/bound: target <= 1.2; cores = cores used by the server's process "
           "group (and postgres for treadle serve) during that load; fail = ops failed or wrong; MB idle = RSS of "
-          "the server's process group before the load; KB/run = (peak RSS during the agent load - idle RSS) / "
-          "runs in flight at the peak; T/peer = langgraph dev's T / this T (target >= 2)")
+          "the server's process group after the warm-up, before any load; KB/run = (peak RSS during the agent "
+          "load - idle RSS) / runs in flight at the peak; T/peer = langgraph dev's T / this T (target >= 2)")
 
 
 @dataclass
@@ -242,15 +242,15 @@ def measure(runner: asyncio.Runner, s: System, n: int) -> None:
         progress(f"{s.label}: warm-up, {WARMUP_OPS} ops")
         runner.run(load(s, fresh(WARMUP_OPS), 0.0, inflight))
         s.failures.clear()
+        time.sleep(1.0)  # let the server settle
+        s.idle_rss = rss_bytes(pids)  # before any load: the baseline of memory per run
         progress(f"{s.label}: R: {n} ops at once, no sleeps")
         c0 = cpu_seconds(pids, postgres=pg)
         secs, ok = runner.run(load(s, fresh(n), 0.0, inflight))
         s.r_rate = ok / secs if ok == n else None
         s.r_cores = (cpu_seconds(pids, postgres=pg) - c0) / secs
         progress(f"{s.label}: R = {ok}/{secs:.1f} s = {ok / secs:.1f} runs/s")
-        time.sleep(1.0)  # let the server settle
         fresh(n)
-        s.idle_rss = rss_bytes(pids)
         progress(f"{s.label}: T: {n} ops at once, 3 x {DELAY:g} s sleeps")
         c0 = cpu_seconds(pids, postgres=pg)
         with Sampler(pids, inflight) as sampler:
