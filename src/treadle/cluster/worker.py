@@ -54,6 +54,7 @@ from treadle.runtime.node_threads import abandoned_threads
 from treadle.store import shared
 from treadle.store.queue import (
     CHANNEL_CANCEL,
+    CHANNEL_CHANGED,
     CHANNEL_RUNS,
     CHANNEL_TASK_DONE,
     CHANNEL_TASKS,
@@ -174,8 +175,12 @@ class Worker:
             endpoint = WorkerEndpoint(self, self._listener)
             self._listener = None  # the endpoint's now (its server closes it)
             await endpoint.start()
-        self._run_wake, run_sub = self.notifier.async_event(CHANNEL_RUNS)
-        self._task_wake, task_sub = self.notifier.async_event(CHANNEL_TASKS)
+        # SQLite: a commit by another connection (a run queued by another process) wakes the
+        # claims too, so an idle worker polls only every poll_interval, not every 50 ms.
+        changes = (CHANNEL_CHANGED,) if self.notifier.detects_changes else ()
+        self._idle = self.settings.poll_interval if self.notifier.pushes or changes else self.poll
+        self._run_wake, run_sub = self.notifier.async_event((CHANNEL_RUNS, *changes))
+        self._task_wake, task_sub = self.notifier.async_event((CHANNEL_TASKS, *changes))
 
         def on_cancel(_channel: str, run_id: str) -> None:
             loop.call_soon_threadsafe(self._on_cancel, run_id)
@@ -308,7 +313,7 @@ class Worker:
                 await asyncio.to_thread(self.store.release_run, row.run_id, row.epoch)
                 return
             if row is None:
-                await self._wait(self._run_wake)
+                await self._wait(self._run_wake, self._idle)
                 continue
             self._start_run(row)
 
@@ -335,12 +340,8 @@ class Worker:
                 failures += 1
                 await self._backoff("claiming tasks", exc, failures)
                 continue
-            if not rows:
-                # Without pushed notifications (SQLite), idle task polls are write
-                # transactions: poll tasks less often than runs. Tasks submitted in this
-                # process wake us at once (Notifier.emit).
-                await self._wait(self._task_wake, self.poll if self.notifier.pushes
-                                 else max(self.poll, 0.25))
+            if not rows:  # tasks submitted in this process wake us at once (Notifier.emit)
+                await self._wait(self._task_wake, max(self._idle, 0.25))
                 continue
             for row in rows:
                 task = asyncio.create_task(self._run_task(row))
