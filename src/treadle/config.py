@@ -182,6 +182,14 @@ class Settings(BaseSettings):
     cron_interval: float = Field(
         1.0, gt=0, description="Seconds between checks for due crons (each replica)."
     )
+    thread_ttl: str | None = Field(
+        None, description="Thread TTLs as langgraph.json's checkpointer.ttl (a JSON object, "
+        "or minutes: its default_ttl), replacing it (as LANGGRAPH_THREAD_TTL does).",
+    )
+    ttl_sweep_interval: float | None = Field(
+        None, gt=0, description="Seconds between the thread TTL sweeps of each API replica; "
+        "unset: checkpointer.ttl's sweep_interval_minutes (default 5 minutes).",
+    )
     shutdown_delay: float = Field(
         0.0, ge=0, description="On SIGTERM, seconds the API keeps serving with /readyz failing "
         "before it stops listening (lets a load balancer take it out of rotation).",

@@ -49,6 +49,7 @@ __all__ = [
     "read",
     "read_langgraph_json",
     "store_ttl",
+    "thread_ttl",
 ]
 
 log = logging.getLogger("treadle.config")
@@ -153,8 +154,20 @@ KEYS: tuple[Key, ...] = (
     Key("checkpointer", "honoured", "an object of the keys below", children=True),
     Key("checkpointer.path", "refused", "treadle's checkpointer is its store (TREADLE_STORE): "
         'remove "checkpointer.path"'),
-    Key("checkpointer.ttl", "refused", "treadle has no thread TTL sweeper: remove "
-        '"checkpointer.ttl" and prune threads with POST /threads/prune'),
+    Key("checkpointer.ttl", "honoured", "thread TTLs: a thread not updated (created, "
+        "patched, run) for its TTL is deleted or pruned by a sweep of the API (every replica "
+        "takes its share); a thread with a pending or running run is left alone",
+        children=True),
+    Key("checkpointer.ttl.strategy", "honoured", '"delete" (the thread with its checkpoints, '
+        'runs and events; the default) or "keep_latest" (its checkpoints but the latest)',
+        kind="string"),
+    Key("checkpointer.ttl.default_ttl", "honoured", "minutes a thread made without a `ttl` "
+        "of its own lives after its last update (absent: such threads never expire); "
+        "threads made before it was set keep none", kind="number"),
+    Key("checkpointer.ttl.sweep_interval_minutes", "honoured", "minutes between sweeps "
+        "(default 5; TREADLE_TTL_SWEEP_INTERVAL, in seconds, overrides it)", kind="number"),
+    Key("checkpointer.ttl.sweep_limit", "honoured", "most threads one sweep of one replica "
+        "handles (default 1000)", kind="integer"),
     Key("checkpointer.serde", "honoured", "what reading stored values may rebuild, for "
         "checkpoints, task writes, run payloads, results and events (on the API and every "
         "worker serving this file; see docs/security.md)", children=True),
@@ -259,6 +272,7 @@ def check(doc: dict[str, Any], source: str) -> Checked:
         more = f" (also unsupported: {', '.join(n for _, n in refused[1:])})" if refused[1:] else ""
         raise ConfigError(f'{source}: unsupported key "{name}": {key.note}{more}')
     dependencies(doc, source)
+    thread_ttl((doc.get("checkpointer") or {}).get("ttl"), source)
     return found
 
 
@@ -366,6 +380,7 @@ class Loaded:
     serde: dict[str, Any] | None = None  # checkpointer.serde (treadle.store.serde_policy)
     encryption: str | None = None  # "path:attr" of a langgraph_sdk Encryption (file made absolute)
     auth: str | None = None  # auth.path, its file made absolute ("/abs/auth.py:auth")
+    thread_ttl: dict[str, Any] | None = None  # checkpointer.ttl, checked (thread_ttl)
 
 
 def load(path: str | os.PathLike[str]) -> Loaded:
@@ -387,7 +402,8 @@ def load(path: str | os.PathLike[str]) -> Loaded:
                   webhooks=webhooks if isinstance(webhooks, dict) else None, source=str(file),
                   serde=(doc.get("checkpointer") or {}).get("serde"),
                   encryption=encryption_ref(doc, lambda target: str((base / target).resolve())),
-                  auth=auth_ref(doc, str(file), lambda target: str((base / target).resolve())))
+                  auth=auth_ref(doc, str(file), lambda target: str((base / target).resolve())),
+                  thread_ttl=thread_ttl((doc.get("checkpointer") or {}).get("ttl"), str(file)))
 
 
 def encryption_ref(doc: dict[str, Any], resolve: Callable[[str], str]) -> str | None:
@@ -423,6 +439,33 @@ def store_ttl(doc: dict[str, Any]) -> dict[str, Any] | None:
     ttl = (doc.get("store") or {}).get("ttl")
     known = ("default_ttl", "refresh_on_read", "sweep_interval_minutes")
     return None if ttl is None else {k: ttl[k] for k in known if ttl.get(k) is not None}
+
+
+def thread_ttl(ttl: Any, source: str) -> dict[str, Any] | None:
+    """``checkpointer.ttl`` (or TREADLE_THREAD_TTL: a number is a ``default_ttl``) with its
+    defaults filled in and its values checked (one ConfigError line), or None."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        ttl = {"default_ttl": ttl}
+    if not isinstance(ttl, dict):
+        raise ConfigError(f'{source}: "checkpointer.ttl" must be an object')
+    got = {"strategy": "delete", "default_ttl": None, "sweep_interval_minutes": 5,
+           "sweep_limit": 1000, **{k: v for k, v in ttl.items() if v is not None}}
+    if got["strategy"] not in ("delete", "keep_latest"):
+        raise ConfigError(f'{source}: "checkpointer.ttl.strategy" must be "delete" or '
+                          f'"keep_latest" (got {got["strategy"]!r})')
+    for name in ("default_ttl", "sweep_interval_minutes", "sweep_limit"):
+        value = got[name]
+        if value is None and name == "default_ttl":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or (
+                name == "sweep_limit" and not isinstance(value, int)):
+            kind = "a whole number" if name == "sweep_limit" else "a number"
+            raise ConfigError(f'{source}: "checkpointer.ttl.{name}" must be {kind} above 0 '
+                              f"(got {value!r})")
+    return {k: got[k] for k in ("strategy", "default_ttl", "sweep_interval_minutes",
+                                "sweep_limit")}
 
 
 def cors_options(doc: dict[str, Any]) -> dict[str, Any] | None:

@@ -12,7 +12,8 @@ docs/api.md#metrics describes every series; in short:
   ``treadle_node_retries_total`` {graph, node};
 * workers: ``treadle_worker_slots`` {kind, state}, ``treadle_lease_losses_total`` {kind};
 * store: ``treadle_checkpoint_write_seconds`` (one group commit);
-* API: ``treadle_stream_subscribers``, and the queue read from the store at scrape time
+* API: ``treadle_stream_subscribers``, ``treadle_threads_swept_total`` {strategy} (the
+  thread TTL sweep), and the queue read from the store at scrape time
   (cached about a second, so a storm of scrapes costs one query):
   ``treadle_queue_depth``, ``treadle_queue_oldest_pending_age_seconds``,
   ``treadle_queue_runs`` {status}. Workers do not export the queue: every replica would
@@ -49,6 +50,7 @@ __all__ = [
     "RUN_WAITER_PROBES",
     "RUN_WAITER_WAKES",
     "STREAM_SUBSCRIBERS",
+    "THREADS_SWEPT",
     "QueueCollector",
     "graph_label",
     "node_attempt",
@@ -110,8 +112,13 @@ ABANDONED_THREADS = Gauge(
     "treadle_abandoned_threads",
     "Node-pool threads still running a body whose run was cancelled or timed out "
     "(the worker recycles itself at TREADLE_MAX_ABANDONED_THREADS).")
+THREADS_SWEPT = Counter("treadle_threads_swept_total",
+                        "Expired threads this API process's TTL sweep deleted or pruned "
+                        "(checkpointer.ttl), by strategy.", ["strategy"])
 for _kind in ("run", "task"):
     LEASE_LOSSES.labels(_kind)
+for _strategy in ("delete", "keep_latest"):
+    THREADS_SWEPT.labels(_strategy)
 
 # The graph the current run or task belongs to, for the node metrics (node proxies do
 # not know their graph's name; asyncio tasks and LangGraph's executors copy it along).

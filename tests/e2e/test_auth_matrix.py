@@ -108,6 +108,7 @@ ENDPOINTS: dict[str, Endpoint] = {
                        {"metadata": {"k": 1}}),
     "threads.delete": E("DELETE", "/threads/{thread_id}", f"/threads/{T}", "id", fresh=True),
     "threads.copy": E("POST", "/threads/{thread_id}/copy", f"/threads/{T}/copy", "id"),
+    "threads.storage": E("GET", "/threads/{thread_id}/storage", f"/threads/{T}/storage", "id"),
     "threads.state": E("GET", "/threads/{thread_id}/state", f"/threads/{T}/state", "id"),
     "threads.state_at": E("GET", "/threads/{thread_id}/state/{checkpoint_id}",
                           f"/threads/{T}/state/{{checkpoint}}", "id"),

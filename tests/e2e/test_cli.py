@@ -182,6 +182,12 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
     assert info["values"]["done"] == ["n1", "n2"]
     assert info["pending_writes"] >= 1
     assert len(info["errors"]) == 1 and "marker file missing" in info["errors"][0]["error"]
+    storage = info["storage"]  # the thread's rows, per table (no API record: no TTL)
+    assert storage["checkpoints"] == storage["tables"]["checkpoints"]["rows"] >= 3
+    assert storage["tables"]["thread"]["rows"] == 0 and info["ttl"] is None
+    assert storage["bytes"] == sum(t["bytes"] for t in storage["tables"].values()) > 0
+    human = treadle(tmp_path, "threads", "show", "T")
+    assert re.search(rf"^storage +{storage['bytes']:,} bytes: ", human.stdout, re.M), human.stdout
     unknown = treadle(tmp_path, "threads", "show", "nope")
     assert unknown.returncode == 1
     assert _one_error_line(unknown).startswith("error: no thread 'nope' in sqlite:///")

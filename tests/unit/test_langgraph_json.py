@@ -40,6 +40,8 @@ SCHEMA_KEYS = {
     "http.cors.allow_credentials", "http.cors.allow_origin_regex", "http.cors.expose_headers",
     "http.cors.max_age",
     "store.ttl.default_ttl", "store.ttl.refresh_on_read", "store.ttl.sweep_interval_minutes",
+    "checkpointer.ttl.strategy", "checkpointer.ttl.default_ttl",
+    "checkpointer.ttl.sweep_interval_minutes", "checkpointer.ttl.sweep_limit",
     "auth.path", "auth.disable_studio_auth", "auth.openapi", "auth.cache",
     "webhooks.env_prefix", "webhooks.headers", "webhooks.url", "webhooks.url.require_https",
     "webhooks.url.allowed_domains", "webhooks.url.allowed_ports", "webhooks.url.max_url_length",
@@ -97,9 +99,15 @@ KIND_SAMPLES: dict[str, Any] = {"boolean": True, "integer": 600, "number": 1.5, 
                                 "JSON object of strings": {"X-A": "b"}}
 
 
+# Keys whose value is one of a few words (checked beyond their JSON type).
+ENUM_SAMPLES: dict[str, Any] = {"checkpointer.ttl.strategy": "keep_latest"}
+
+
 def _sample(key: Key) -> Any:
     if key.accepted:
         return True  # the one value that changes something
+    if key.path in ENUM_SAMPLES:
+        return ENUM_SAMPLES[key.path]
     if key.kind is not None:
         return KIND_SAMPLES[key.kind]
     return SAMPLES.get(key.path, "x")
@@ -263,8 +271,8 @@ def test_deploy_k8s_checks_the_config_it_ships(tmp_path: Path) -> None:
     config.write_text(json.dumps({**BASE, "colour": "blue", "dockerfile_lines": ["RUN true"]}))
     _, notes = render(K8sOptions(config=config, allow_unauthenticated=True))
     assert f'{config}: unknown key "colour" is ignored' in notes
-    config.write_text(json.dumps({**BASE, "checkpointer": {"ttl": {"default_ttl": 5}}}))
-    with pytest.raises(ConfigError, match='unsupported key "checkpointer.ttl"'):
+    config.write_text(json.dumps({**BASE, "checkpointer": {"path": "./saver.py:saver"}}))
+    with pytest.raises(ConfigError, match='unsupported key "checkpointer.path"'):
         render(K8sOptions(config=config))
 
 

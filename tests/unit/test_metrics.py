@@ -31,6 +31,7 @@ METRIC_NAMES = (
     "treadle_node_duration_seconds", "treadle_node_retries", "treadle_worker_slots",
     "treadle_lease_losses", "treadle_checkpoint_write_seconds", "treadle_stream_subscribers",
     "treadle_queue_depth", "treadle_queue_oldest_pending_age_seconds", "treadle_queue_runs",
+    "treadle_threads_swept",
 )
 
 

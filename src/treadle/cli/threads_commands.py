@@ -152,6 +152,8 @@ def threads_show(
             raise TreadleError(f"no thread {thread_id!r} in {redact(backend.url)}")
         epoch = backend.thread_epoch(thread_id)
         status = _status(backend, saver, thread_id, tup)
+        storage = backend.thread_storage(thread_id)
+        ttl = backend.thread_ttl(thread_id)
     finally:
         backend.close()
     checkpoint = tup.checkpoint
@@ -183,6 +185,9 @@ def threads_show(
         "errors": errors,
         "interrupts": interrupts,
         "values": values,
+        "storage": storage.as_json(),
+        "ttl": None if ttl is None else {"strategy": ttl[0].strategy,
+                                         "ttl_minutes": ttl[0].minutes, "expires_at": ttl[1]},
     }
     if json_output:
         _print_json_line(info)
@@ -196,6 +201,10 @@ def threads_show(
         grid.add_row(key.replace("_", " "), str(info[key] if info[key] is not None else "-"))
     grid.add_row("next", ", ".join(info["next"]) or "- (finished)")
     grid.add_row("pending writes", str(info["pending_writes"]))
+    grid.add_row("storage", _storage_line(storage))
+    if ttl is not None:
+        grid.add_row("ttl", f"{ttl[0].minutes:g} min, {ttl[0].strategy}, expires "
+                            f"{_when(ttl[1])}")
     for err in errors:
         grid.add_row("error", Text(f"task {err['task_id']}: {err['error']}", style="red"))
     for value in interrupts:
@@ -205,3 +214,16 @@ def threads_show(
     _pretty_json(out, info["metadata"])
     out.print(Text("values", style="bold"))
     _pretty_json(out, values)
+
+
+def _storage_line(storage: Any) -> str:
+    """``1,234 bytes: checkpoints 3 rows 800 B, blobs ...`` (the parts holding rows)."""
+    parts = ", ".join(f"{part} {rows} rows {size:,} B"
+                      for part, (rows, size) in storage.parts.items() if rows)
+    return f"{storage.bytes:,} bytes" + (f": {parts}" if parts else "")
+
+
+def _when(seconds: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")

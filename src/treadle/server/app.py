@@ -3,7 +3,7 @@
 ``create_app`` builds it; the lifespan opens the store, loads the graphs of
 ``langgraph.json``, creates each graph's default assistant and starts the
 background loops (the in-process worker of ``treadle dev``, the cron scheduler,
-the purge of old stream events). Any number of replicas may share one store.
+the purge of old stream events, the thread TTL sweep). Any number of replicas may share one store.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     ``allowed_hosts``: the Host names answered (None: any)."""
     langgraph = langgraph or Loaded(refs)
     serde_policy.configure(langgraph.serde)  # before any graph or serializer is built
+    from treadle.server.ttl_sweep import retention_of, run_sweeps
+
+    retention = retention_of(settings, langgraph.thread_ttl)  # a bad TTL stops here
     from treadle.server.webhook_policy import WebhookPolicy
 
     webhooks = WebhookPolicy.from_config(langgraph.webhooks, langgraph.source)
@@ -61,6 +64,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(settings.store_threads, thread_name_prefix="treadle-server"))
         store = await asyncio.to_thread(shared.acquire, settings.store, settings)
+        store.default_thread_ttl = retention.default  # threads made without a ttl get it
         if getattr(app.state, "build_auth", None) is not None:  # built-in auth needs the store
             _use_auth(app, app.state.build_auth(settings, store), "built-in auth")
         graphs = ServerGraphs(store, refs, settings, descriptions=langgraph.descriptions,
@@ -73,7 +77,8 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         from treadle import metrics
 
         metrics.watch_queue(store)  # /metrics reads the queue gauges from this store
-        loops = [asyncio.create_task(_purge_events(ctx))]
+        loops = [asyncio.create_task(_purge_events(ctx)),
+                 asyncio.create_task(run_sweeps(ctx, retention))]
         try:
             from treadle.server.scheduler import run_scheduler
 
@@ -116,7 +121,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     app.include_router(assistants.router)
     app.include_router(threads.router)
     app.include_router(runs.router)
-    for optional in ("store", "crons", "thread_stream", "audit"):
+    for optional in ("store", "crons", "thread_stream", "audit", "thread_storage"):
         try:
             module = __import__(f"treadle.server.routes.{optional}", fromlist=["router"])
         except ImportError:

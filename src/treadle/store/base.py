@@ -1,7 +1,7 @@
 """The store: one database (SQLite embedded, PostgreSQL for clusters) holding treadle's
 durable state — checkpoints (:mod:`~treadle.store.checkpoints`), the run queue
 (:mod:`~treadle.store.run_records`, :mod:`~treadle.store.task_records`), the API resources
-(:mod:`~treadle.store.resources`), memory items (:mod:`~treadle.store.items`), the audit
+(:mod:`~treadle.store.resources`, with thread TTLs: :mod:`~treadle.store.retention`), memory items (:mod:`~treadle.store.items`), the audit
 log (:mod:`~treadle.store.audit_log`) and the built-in auth's API keys
 (:mod:`~treadle.store.api_keys`) — each written once over a connector
 (:mod:`~treadle.store.connector`).
@@ -24,6 +24,7 @@ from treadle.store.connector import Connector
 from treadle.store.encryption import PLAIN, AtRest
 from treadle.store.items import ItemStore
 from treadle.store.resources import ResourceStore
+from treadle.store.retention import RetentionStore
 from treadle.store.run_records import RunStore
 from treadle.store.task_records import TaskStore
 from treadle.store.urls import redact
@@ -33,7 +34,7 @@ __all__ = ["Store"]
 
 
 class Store(CheckpointStore, RunStore, TaskStore, ResourceStore, ItemStore, AuditLogStore,
-            ApiKeyStore):
+            ApiKeyStore, RetentionStore):
     """A database holding treadle's durable state, over the connector ``db``. Opening it
     connects (PostgreSQL: the writer, then the reader pool); it does not migrate."""
 

@@ -30,6 +30,7 @@ from treadle.store.records import (
     patch,
     scoped,
 )
+from treadle.store.retention import ThreadTTL, ttl_params
 
 __all__ = ["THREAD_SORT", "THREAD_STATUSES", "Thread", "ThreadStore", "ThreadUpdate",
            "thread_state_params"]
@@ -89,13 +90,20 @@ class ThreadStore:
 
     db: Connector
     at_rest: AtRest
+    default_thread_ttl: ThreadTTL | None = None  # see treadle.store.retention
 
     def _t(self, row: Sequence[Any]) -> Thread:
         return _thread(row, self.at_rest)
 
-    def put_thread(self, t: Thread, *, if_exists: str = "raise") -> Thread:
-        """Create ``t`` (the store sets its times); ``if_exists`` as for assistants."""
+    def put_thread(self, t: Thread, *, if_exists: str = "raise",
+                   ttl: ThreadTTL | None = None) -> Thread:
+        """Create ``t`` (the store sets its times); ``if_exists`` as for assistants. A new
+        thread gets ``ttl``, else the store's ``default_thread_ttl`` (none: it never
+        expires); an existing one keeps its own."""
         check_choice("thread status", t.status, THREAD_STATUSES)
+        ttl = ttl or self.default_thread_ttl
+        then = None if ttl is None else (
+            lambda tx: tx.execute("thread_ttl_set", ttl_params(t.thread_id, ttl)))
         a = self.at_rest
         params = {"thread_id": t.thread_id,
                   "metadata": dump_json(a.seal_metadata(t.metadata, "thread")),
@@ -105,7 +113,8 @@ class ThreadStore:
                   if t.interrupts else "{}",
                   "config": dump_json(t.config), "error": a.seal_text(t.error, "thread", "error")}
         return self._t(create(self.db, f"creating thread {t.thread_id}", "thread_insert", params,
-                              "thread_get", {"thread_id": t.thread_id}, if_exists, "thread"))
+                              "thread_get", {"thread_id": t.thread_id}, if_exists, "thread",
+                              then))
 
     def get_thread(self, thread_id: str, *, access: Access = None) -> Thread | None:
         """The thread, or None when it is missing or the access filter ``access``

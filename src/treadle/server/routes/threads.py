@@ -28,7 +28,7 @@ from treadle.server.schemas import (
 from treadle.server.serialize import checkpoint_json, state_json, thread_json
 from treadle.store.queue import ACTIVE
 
-__all__ = ["authorized_thread", "router", "thread_graph"]
+__all__ = ["authorized_thread", "delete_thread_data", "router", "thread_graph"]
 
 router = APIRouter(tags=["threads"])
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
@@ -100,8 +100,10 @@ async def _busy(ctx: Ctx, thread_id: str) -> bool:
 
 @router.post("/threads", summary="Create a thread")
 async def create_thread(body: ThreadCreate, ctx: CtxDep, authz: AuthzDep) -> dict[str, Any]:
+    from treadle.server.ttl_sweep import thread_ttl_of
     from treadle.store.thread_records import Thread
 
+    ttl = thread_ttl_of(body.ttl)  # None: langgraph.json's default_ttl, if any
     metadata = dict(body.metadata or {})
     if body.graph_id:
         ctx.graphs.get(body.graph_id)
@@ -118,7 +120,8 @@ async def create_thread(body: ThreadCreate, ctx: CtxDep, authz: AuthzDep) -> dic
     existed = body.if_exists == "do_nothing" and bool(body.supersteps) and (
         await asyncio.to_thread(ctx.store.get_thread, thread.thread_id) is not None)
     try:
-        created = await asyncio.to_thread(ctx.store.put_thread, thread, if_exists=body.if_exists)
+        created = await asyncio.to_thread(ctx.store.put_thread, thread, if_exists=body.if_exists,
+                                          ttl=ttl)
     except ConflictError as exc:
         raise HTTPException(409, f"thread {thread.thread_id} already exists") from exc
     if authz.on and body.if_exists == "do_nothing":  # an existing thread must be the user's
@@ -192,19 +195,32 @@ async def prune_threads(body: ThreadPrune, ctx: CtxDep, authz: AuthzDep) -> dict
 
 
 @router.get("/threads/{thread_id}", summary="Get a thread")
-async def get_thread(thread_id: str, ctx: CtxDep, authz: AuthzDep) -> dict[str, Any]:
-    return thread_json(await authorized_thread(ctx, authz, thread_id))
+async def get_thread(thread_id: str, ctx: CtxDep, authz: AuthzDep,
+                     include: str | None = None) -> dict[str, Any]:
+    found = thread_json(await authorized_thread(ctx, authz, thread_id))
+    if "ttl" in (include or "").split(","):  # as langgraph-api: only when asked
+        from treadle.server.ttl_sweep import ttl_json
+
+        ttl = ttl_json(await asyncio.to_thread(ctx.store.thread_ttl, thread_id))
+        if ttl is not None:
+            found["ttl"] = ttl
+    return found
 
 
 @router.patch("/threads/{thread_id}", summary="Merge metadata into a thread")
 async def patch_thread(thread_id: str, body: ThreadPatch, ctx: CtxDep,
                        authz: AuthzDep) -> dict[str, Any]:
+    from treadle.server.ttl_sweep import thread_ttl_of
+
+    ttl = thread_ttl_of(body.ttl)  # None: the thread keeps its TTL
     value: dict[str, Any] = {"thread_id": thread_id, "metadata": dict(body.metadata or {})}
     access = await authz.resource("threads", "update", value, _missing(thread_id))
     found = await asyncio.to_thread(ctx.store.patch_thread, thread_id,
                                     metadata=value["metadata"], access=access)
     if found is None:
         raise HTTPException(404, f"thread {thread_id!r} not found")
+    if ttl is not None:
+        await asyncio.to_thread(ctx.store.set_thread_ttl, thread_id, ttl)
     return thread_json(found)
 
 
@@ -219,6 +235,10 @@ async def _delete_thread(ctx: Ctx, thread_id: str) -> None:
     await asyncio.to_thread(store.delete_thread, thread_id)
     runs = await asyncio.to_thread(store.list_runs, thread_id=thread_id, limit=100_000)
     await asyncio.to_thread(store.delete_runs, [r.run_id for r in runs])
+
+
+#: The delete path, shared with the thread TTL sweep (treadle.server.ttl_sweep).
+delete_thread_data = _delete_thread
 
 
 @router.delete("/threads/{thread_id}", status_code=204, summary="Delete a thread, its state and runs")

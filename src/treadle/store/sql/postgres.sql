@@ -840,6 +840,100 @@ status = %(status)s;
 -- name: thread_where_ids
 thread_id = ANY(%(ids)s::text[]);
 
+-- ==== thread TTLs and storage (treadle.store.retention) =======================
+
+-- name: thread_ttl_set
+-- A thread's TTL (minutes; NULL: none) and strategy; a new TTL makes it due again.
+UPDATE treadle_thread_records SET ttl_minutes = %(minutes)s, ttl_strategy = %(strategy)s,
+    ttl_swept_at = NULL
+WHERE thread_id = %(thread_id)s;
+
+-- name: thread_ttl_get
+-- (minutes, strategy, expires_at as Unix seconds), or no row for an unknown thread.
+SELECT ttl_minutes, ttl_strategy, extract(epoch FROM
+    treadle_ttl_expiry(updated_at, ttl_minutes))::float8
+FROM treadle_thread_records WHERE thread_id = %(thread_id)s;
+
+-- name: threads_ttl_claim
+-- Claim up to %(limit)s expired threads with no pending or running run, not claimed since
+-- their last update (by expiry, through the index treadle_thread_records_ttl; rows another
+-- replica's sweep holds are skipped): stamp ttl_swept_at, return (thread_id, strategy).
+WITH due AS (
+    SELECT r.thread_id FROM treadle_thread_records r
+    WHERE r.ttl_minutes IS NOT NULL AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at <= r.updated_at)
+      AND treadle_ttl_expiry(r.updated_at, r.ttl_minutes) <= statement_timestamp()
+      AND r.updated_at < statement_timestamp()
+      AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
+                      AND q.status IN ('pending', 'running'))
+    ORDER BY treadle_ttl_expiry(r.updated_at, r.ttl_minutes) LIMIT %(limit)s
+    FOR UPDATE OF r SKIP LOCKED)
+UPDATE treadle_thread_records t SET ttl_swept_at = clock_timestamp()
+FROM due WHERE t.thread_id = due.thread_id
+RETURNING t.thread_id, coalesce(t.ttl_strategy, 'delete');
+
+-- name: threads_ttl_release
+-- Delete claims older than %(retry)s seconds whose thread is still there (their sweeper
+-- died): claimable again.
+UPDATE treadle_thread_records SET ttl_swept_at = NULL
+WHERE ttl_strategy = 'delete' AND ttl_swept_at > updated_at
+  AND ttl_swept_at < clock_timestamp() - make_interval(secs => %(retry)s);
+
+-- name: thread_ttl_still_due
+-- (ttl_swept_at is strictly after the updated_at it claimed; an update in the same clock
+-- tick as the claim makes them equal, and voids the claim.)
+-- The claimed thread, if it was not updated since its claim and has no pending or running
+-- run: what makes acting on the claim safe.
+SELECT r.thread_id FROM treadle_thread_records r
+WHERE r.thread_id = %(thread_id)s AND r.ttl_swept_at > r.updated_at
+  AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
+                  AND q.status IN ('pending', 'running'));
+
+-- name: thread_ttl_delete_record
+-- As thread_ttl_still_due, deleting the record (the rest goes as DELETE /threads/{id}).
+DELETE FROM treadle_thread_records r
+WHERE r.thread_id = %(thread_id)s AND r.ttl_swept_at > r.updated_at
+  AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
+                  AND q.status IN ('pending', 'running'))
+RETURNING r.thread_id;
+
+-- name: thread_storage
+-- (part, rows, bytes) of every table holding a thread's rows: the bytes of their stored
+-- text, JSON and binary values (octet_length; numbers, times and the database's row and
+-- index overhead are not counted). One arm per table: a new table is one more arm.
+SELECT 'thread', count(*), coalesce(sum(octet_length(thread_id) + octet_length(metadata::text)
+    + coalesce(octet_length(state_values::text), 0) + octet_length(interrupts::text)
+    + octet_length(config::text) + coalesce(octet_length(error), 0) + coalesce(octet_length(
+    ttl_strategy), 0)), 0) FROM treadle_thread_records WHERE thread_id = %(thread_id)s
+UNION ALL SELECT 'fence', count(*), coalesce(sum(octet_length(thread_id) + coalesce(
+    octet_length(owner), 0)), 0) FROM treadle_threads WHERE thread_id = %(thread_id)s
+UNION ALL SELECT 'checkpoints', count(*), coalesce(sum(octet_length(thread_id)
+    + octet_length(checkpoint_ns) + octet_length(checkpoint_id) + coalesce(octet_length(
+    parent_checkpoint_id), 0) + coalesce(octet_length(run_id), 0) + octet_length(type)
+    + octet_length(checkpoint) + octet_length(channel_versions::text)
+    + octet_length(metadata_type) + octet_length(metadata_blob) + octet_length(metadata::text)
+    ), 0) FROM treadle_checkpoints WHERE thread_id = %(thread_id)s
+UNION ALL SELECT 'blobs', count(*), coalesce(sum(octet_length(thread_id)
+    + octet_length(checkpoint_ns) + octet_length(channel) + octet_length(version)
+    + octet_length(type) + coalesce(octet_length(blob), 0)), 0)
+    FROM treadle_blobs WHERE thread_id = %(thread_id)s
+UNION ALL SELECT 'writes', count(*), coalesce(sum(octet_length(thread_id)
+    + octet_length(checkpoint_ns) + octet_length(checkpoint_id) + octet_length(task_id)
+    + octet_length(channel) + coalesce(octet_length(type), 0) + coalesce(octet_length(blob), 0)
+    + octet_length(task_path)), 0) FROM treadle_writes WHERE thread_id = %(thread_id)s
+UNION ALL SELECT 'runs', count(*), coalesce(sum(octet_length(run_id) + octet_length(thread_id)
+    + octet_length(graph_id) + octet_length(payload) + coalesce(octet_length(worker), 0)
+    + octet_length(metadata) + coalesce(octet_length(result), 0) + coalesce(octet_length(
+    error), 0) + coalesce(octet_length(idempotency_key), 0) + coalesce(octet_length(
+    request_hash), 0)), 0) FROM treadle_runs WHERE thread_id = %(thread_id)s
+UNION ALL SELECT 'tasks', count(*), coalesce(sum(octet_length(task_key) + octet_length(run_id)
+    + octet_length(thread_id) + octet_length(graph_id) + octet_length(node)
+    + octet_length(payload) + coalesce(octet_length(worker), 0) + coalesce(octet_length(
+    result), 0) + coalesce(octet_length(error), 0)), 0) FROM treadle_tasks
+    WHERE run_id IN (SELECT run_id FROM treadle_runs WHERE thread_id = %(thread_id)s)
+UNION ALL SELECT 'events', count(*), coalesce(sum(octet_length(run_id) + octet_length(kind)
+    + octet_length(data)), 0) FROM treadle_events
+    WHERE run_id IN (SELECT run_id FROM treadle_runs WHERE thread_id = %(thread_id)s);
+
 -- name: cron_insert
 INSERT INTO treadle_crons
     (cron_id, assistant_id, thread_id, schedule, payload, metadata, end_time, next_run_at,

@@ -725,6 +725,107 @@ status = :status;
 -- name: thread_where_ids
 thread_id IN (SELECT value FROM json_each(:ids));
 
+-- ==== thread TTLs and storage (treadle.store.retention) =======================
+
+-- name: thread_ttl_set
+-- A thread's TTL (minutes; NULL: none) and strategy; a new TTL makes it due again.
+UPDATE treadle_thread_records SET ttl_minutes = :minutes, ttl_strategy = :strategy,
+    ttl_swept_at = NULL
+WHERE thread_id = :thread_id;
+
+-- name: thread_ttl_get
+-- (minutes, strategy, expires_at as Unix seconds), or no row for an unknown thread.
+SELECT ttl_minutes, ttl_strategy, updated_at + ttl_minutes * 60.0
+FROM treadle_thread_records WHERE thread_id = :thread_id;
+
+-- name: threads_ttl_claim
+-- Claim up to :limit expired threads with no pending or running run, not claimed since their
+-- last update (by expiry, through the index treadle_thread_records_ttl; SQLite has one writer
+-- at a time, so two sweeps never claim the same thread): stamp ttl_swept_at, return
+-- (thread_id, strategy).
+UPDATE treadle_thread_records SET ttl_swept_at = ((julianday('now') - 2440587.5) * 86400.0)
+WHERE thread_id IN (
+    SELECT r.thread_id FROM treadle_thread_records r
+    WHERE r.ttl_minutes IS NOT NULL AND (r.ttl_swept_at IS NULL OR r.ttl_swept_at <= r.updated_at)
+      AND r.updated_at + r.ttl_minutes * 60.0 <= ((julianday('now') - 2440587.5) * 86400.0)
+      AND r.updated_at < ((julianday('now') - 2440587.5) * 86400.0)
+      AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
+                      AND q.status IN ('pending', 'running'))
+    ORDER BY r.updated_at + r.ttl_minutes * 60.0 LIMIT :limit)
+RETURNING thread_id, coalesce(ttl_strategy, 'delete');
+
+-- name: threads_ttl_release
+-- Delete claims older than :retry seconds whose thread is still there (their sweeper died):
+-- claimable again.
+UPDATE treadle_thread_records SET ttl_swept_at = NULL
+WHERE ttl_strategy = 'delete' AND ttl_swept_at > updated_at
+  AND ttl_swept_at < ((julianday('now') - 2440587.5) * 86400.0) - :retry;
+
+-- name: thread_ttl_still_due
+-- (ttl_swept_at is strictly after the updated_at it claimed; an update in the same clock
+-- tick as the claim makes them equal, and voids the claim.)
+-- The claimed thread, if it was not updated since its claim and has no pending or running
+-- run: what makes acting on the claim safe.
+SELECT r.thread_id FROM treadle_thread_records r
+WHERE r.thread_id = :thread_id AND r.ttl_swept_at > r.updated_at
+  AND NOT EXISTS (SELECT 1 FROM treadle_runs q WHERE q.thread_id = r.thread_id
+                  AND q.status IN ('pending', 'running'));
+
+-- name: thread_ttl_delete_record
+-- As thread_ttl_still_due, deleting the record (the rest goes as DELETE /threads/{id}).
+DELETE FROM treadle_thread_records
+WHERE thread_id = :thread_id AND ttl_swept_at > updated_at
+  AND NOT EXISTS (SELECT 1 FROM treadle_runs q
+                  WHERE q.thread_id = treadle_thread_records.thread_id
+                  AND q.status IN ('pending', 'running'))
+RETURNING thread_id;
+
+-- name: thread_storage
+-- (part, rows, bytes) of every table holding a thread's rows: the bytes of their stored
+-- text, JSON and binary values (length of the value as a blob; numbers, times and the
+-- database's page and index overhead are not counted). One arm per table: a new table is
+-- one more arm.
+SELECT 'thread', count(*), coalesce(sum(length(CAST(thread_id AS BLOB))
+    + length(CAST(metadata AS BLOB)) + coalesce(length(CAST(state_values AS BLOB)), 0)
+    + length(CAST(interrupts AS BLOB)) + length(CAST(config AS BLOB))
+    + coalesce(length(CAST(error AS BLOB)), 0) + coalesce(length(CAST(ttl_strategy AS BLOB)),
+    0)), 0) FROM treadle_thread_records WHERE thread_id = :thread_id
+UNION ALL SELECT 'fence', count(*), coalesce(sum(length(CAST(thread_id AS BLOB))
+    + coalesce(length(CAST(owner AS BLOB)), 0)), 0) FROM treadle_threads
+    WHERE thread_id = :thread_id
+UNION ALL SELECT 'checkpoints', count(*), coalesce(sum(length(CAST(thread_id AS BLOB))
+    + length(CAST(checkpoint_ns AS BLOB)) + length(CAST(checkpoint_id AS BLOB))
+    + coalesce(length(CAST(parent_checkpoint_id AS BLOB)), 0)
+    + coalesce(length(CAST(run_id AS BLOB)), 0) + length(CAST(type AS BLOB))
+    + length(checkpoint) + length(CAST(channel_versions AS BLOB))
+    + length(CAST(metadata_type AS BLOB)) + length(metadata_blob)
+    + length(CAST(metadata AS BLOB))), 0) FROM treadle_checkpoints WHERE thread_id = :thread_id
+UNION ALL SELECT 'blobs', count(*), coalesce(sum(length(CAST(thread_id AS BLOB))
+    + length(CAST(checkpoint_ns AS BLOB)) + length(CAST(channel AS BLOB))
+    + length(CAST(version AS BLOB)) + length(CAST(type AS BLOB)) + coalesce(length(blob), 0)),
+    0) FROM treadle_blobs WHERE thread_id = :thread_id
+UNION ALL SELECT 'writes', count(*), coalesce(sum(length(CAST(thread_id AS BLOB))
+    + length(CAST(checkpoint_ns AS BLOB)) + length(CAST(checkpoint_id AS BLOB))
+    + length(CAST(task_id AS BLOB)) + length(CAST(channel AS BLOB))
+    + coalesce(length(CAST(type AS BLOB)), 0) + coalesce(length(blob), 0)
+    + length(CAST(task_path AS BLOB))), 0) FROM treadle_writes WHERE thread_id = :thread_id
+UNION ALL SELECT 'runs', count(*), coalesce(sum(length(CAST(run_id AS BLOB))
+    + length(CAST(thread_id AS BLOB)) + length(CAST(graph_id AS BLOB)) + length(payload)
+    + coalesce(length(CAST(worker AS BLOB)), 0) + length(CAST(metadata AS BLOB))
+    + coalesce(length(result), 0) + coalesce(length(CAST(error AS BLOB)), 0)
+    + coalesce(length(CAST(idempotency_key AS BLOB)), 0)
+    + coalesce(length(CAST(request_hash AS BLOB)), 0)), 0) FROM treadle_runs
+    WHERE thread_id = :thread_id
+UNION ALL SELECT 'tasks', count(*), coalesce(sum(length(CAST(task_key AS BLOB))
+    + length(CAST(run_id AS BLOB)) + length(CAST(thread_id AS BLOB))
+    + length(CAST(graph_id AS BLOB)) + length(CAST(node AS BLOB)) + length(payload)
+    + coalesce(length(CAST(worker AS BLOB)), 0) + coalesce(length(result), 0)
+    + coalesce(length(CAST(error AS BLOB)), 0)), 0) FROM treadle_tasks
+    WHERE run_id IN (SELECT run_id FROM treadle_runs WHERE thread_id = :thread_id)
+UNION ALL SELECT 'events', count(*), coalesce(sum(length(CAST(run_id AS BLOB))
+    + length(CAST(kind AS BLOB)) + length(data)), 0) FROM treadle_events
+    WHERE run_id IN (SELECT run_id FROM treadle_runs WHERE thread_id = :thread_id);
+
 -- name: cron_insert
 INSERT INTO treadle_crons
     (cron_id, assistant_id, thread_id, schedule, payload, metadata, end_time, next_run_at,
