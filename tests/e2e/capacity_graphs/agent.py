@@ -10,8 +10,6 @@ from typing import Annotated, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-CALLS = ("plan", "act", "answer")
-
 
 class State(TypedDict):
     delay: float
@@ -19,25 +17,27 @@ class State(TypedDict):
     calls: Annotated[list[str], operator.add]
 
 
-def _call(name: str):  # noqa: ANN202 - a node factory
-    async def model_call(state: State) -> dict[str, list[str]]:
-        if state["delay"]:
-            await asyncio.sleep(state["delay"])
-        return {"calls": [name]}
-
-    model_call.__name__ = name
-    return model_call
+async def plan(state: State) -> dict[str, list[str]]:
+    await asyncio.sleep(state["delay"])
+    return {"calls": ["plan"]}
 
 
-def _build() -> StateGraph:
-    builder = StateGraph(State)
-    prev = START
-    for name in CALLS:
-        builder.add_node(name, _call(name))
-        builder.add_edge(prev, name)
-        prev = name
-    builder.add_edge(prev, END)
-    return builder
+async def act(state: State) -> dict[str, list[str]]:
+    await asyncio.sleep(state["delay"])
+    return {"calls": ["act"]}
 
 
-graph = _build().compile()
+async def answer(state: State) -> dict[str, list[str]]:
+    await asyncio.sleep(state["delay"])
+    return {"calls": ["answer"]}
+
+
+builder = StateGraph(State)
+builder.add_node("plan", plan)
+builder.add_node("act", act)
+builder.add_node("answer", answer)
+builder.add_edge(START, "plan")
+builder.add_edge("plan", "act")
+builder.add_edge("act", "answer")
+builder.add_edge("answer", END)
+graph = builder.compile()
