@@ -175,14 +175,11 @@ class Notifier:
 
 
 def loop_callback(loop: asyncio.AbstractEventLoop, fn: Callback) -> Callback:
-    """A notification callback that runs ``fn(channel, payload)`` on ``loop`` (made from a
-    coroutine of that loop): directly when the notification comes from the loop's own
-    thread (an emit by this process's worker), else scheduled thread-safely; never after
-    the loop has closed."""
-    owner = threading.get_ident()
-
+    """A notification callback that runs ``fn(channel, payload)`` on ``loop``: directly when
+    the notification comes from inside that loop (an emit by this process's worker), else
+    scheduled thread-safely; never after the loop has closed."""
     def fire(channel: str, payload: str) -> None:
-        if threading.get_ident() == owner:
+        if asyncio._get_running_loop() is loop:  # on the loop's own thread, inside it
             fn(channel, payload)
             return
         try:
