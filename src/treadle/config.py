@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         "limit, or of the machine's RAM; 0: no bound.",
     )
     worker_max_loop_lag: float = Field(
-        0.5, ge=0, description="A worker stops claiming runs while its event loop lags more "
+        2.0, ge=0, description="A worker stops claiming runs while its event loop lags more "
         "than this many seconds (its CPU is saturated; another worker takes them); 0: no bound.",
     )
     store_threads: int = Field(

@@ -17,5 +17,5 @@ _MAX_RSS_OPTION = typer.Option(
 _MAX_LAG_OPTION = typer.Option(
     None, "--max-loop-lag", min=0,
     help="Stop claiming runs while the worker's event loop lags more than this many seconds "
-    "(default 0.5; 0: no bound) [TREADLE_WORKER_MAX_LOOP_LAG].",
+    "(default 2; 0: no bound) [TREADLE_WORKER_MAX_LOOP_LAG].",
 )

@@ -6,8 +6,12 @@ many as ``worker_concurrency`` (1,000 by default) and lets two measures hold it 
 * its resident memory (RSS) above ``worker_max_rss_mb`` (unset: 80 % of the memory it may
   use, the container's limit or else the machine's RAM): the runs in flight finish and
   release theirs before it takes more;
-* its event loop lagging more than ``worker_max_loop_lag`` seconds (the CPU is saturated:
-  another run would only slow every run in flight; a worker beside it takes it instead).
+* its event loop lagging more than ``worker_max_loop_lag`` seconds (2 s: the CPU is badly
+  saturated, another run would only slow every run in flight; a worker beside it takes it
+  instead). Not lower: a loop busy with 1,000 runs lags half a second at times, and pausing
+  then leaves the CPU idle while the runs in flight await their model calls (measured with
+  bench.capacity on treadle serve: T 19.6 s with a 0.5 s bound, 17.7 s with 2 s, 17.0 s
+  without).
 
 Either one pauses claiming, never a run in flight. Sync node bodies keep their own bound
 (``TREADLE_THREAD_WORKERS``, :mod:`treadle.runtime.pools`).
