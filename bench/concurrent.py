@@ -1,7 +1,14 @@
-"""Aggregate durable steps/s with 32 concurrent clients on Postgres.
+"""Aggregate durable steps/s with 32 concurrent clients, PostgreSQL and SQLite.
 
 32 Python threads each run the 10-node chain (``durability="sync"``) over and
 over, every run on a fresh thread_id, for a fixed window. Systems:
+
+* LangGraph with InMemorySaver, one compiled graph shared by 32 threads: the
+  same process's in-memory rate, the reference of the target (issue 15: treadle's
+  aggregate durable steps/s >= 0.8 of it, on each store: group commit should make
+  durability nearly free under concurrency);
+* treadle on SQLite (a file in WAL mode, ``synchronous=FULL``), one ``treadle.compile``
+  object shared by all threads;
 
 * PG commit rate: 32 connections, each committing one-row INSERTs (the
   database's multi-client commit rate as seen from this Python process);
@@ -41,6 +48,8 @@ from bench._common import (
     pg_url_variant,
     progress,
     run_threads_for,
+    scratch_dir,
+    sqlite_url,
 )
 from bench._report import Report
 
@@ -74,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = Report(
         bench="concurrent",
-        title=f"concurrent: {N_THREADS} threads x {N_NODES}-node chain, durability='sync', Postgres",
+        title=f"concurrent: {N_THREADS} threads x {N_NODES}-node chain, durability='sync', PostgreSQL and SQLite",
         columns=COLUMNS,
         quick=args.quick,
         params={"threads": N_THREADS, "nodes": N_NODES, "seconds_per_system": seconds, "rounds": rounds},
@@ -85,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         "pg_commit_limit": "commit limit (INSERT+COMMIT)",
         "langgraph_pg_pool": "LangGraph PostgresSaver, pool, shared saver",
         "langgraph_pg_pool_per_thread": "LangGraph PostgresSaver, pool, saver per thread",
-        "treadle_pg": "treadle",
+        "treadle_pg": "treadle (PostgreSQL)",
+        "treadle_sqlite": "treadle (SQLite)",
+        "langgraph_memory": "LangGraph InMemorySaver, shared graph (no I/O)",
     }
     per_run: dict[str, int] = {"pg_commit_limit": 1}
     errors: dict[str, str] = {}
@@ -148,8 +159,22 @@ def main(argv: list[str] | None = None) -> int:
     systems.append(("langgraph_pg_pool", langgraph_measure(shared=True)))
     systems.append(("langgraph_pg_pool_per_thread", langgraph_measure(shared=False)))
 
-    # 4. treadle on Postgres: one compiled object shared by all threads ---------
+    # 4. LangGraph in memory: the same process's in-memory rate (the target's reference)
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    mgraph = builder.compile(checkpointer=InMemorySaver())
+    per_run["langgraph_memory"] = steps_per_run
+
+    def memory_measure(secs: float) -> Window:
+        # A fresh saver each window: its dicts would otherwise grow with every run.
+        mgraph.checkpointer = InMemorySaver()
+        return run_threads_for(secs, N_THREADS, lambda t: _chain_worker(mgraph))
+
+    systems.append(("langgraph_memory", memory_measure))
+
+    # 5. treadle on Postgres and on SQLite: one compiled object shared by all threads
     with ExitStack() as stack:
+        tmp = stack.enter_context(scratch_dir())
         if treadle.available:
             progress("setup: treadle on Postgres")
             fresh_pg_database(url_tr)
@@ -163,8 +188,20 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001
                 traceback.print_exc()
                 errors["treadle_pg"] = f"error: {type(exc).__name__}: {exc}"
+            progress("setup: treadle on SQLite")
+            try:
+                gs = treadle.compile(builder, sqlite_url(tmp / "treadle.db"))
+                stack.callback(close_quietly, gs)
+                for _ in range(2):
+                    _chain_worker(gs)(0)
+                per_run["treadle_sqlite"] = steps_per_run
+                systems.append(("treadle_sqlite",
+                                lambda secs: run_threads_for(secs, N_THREADS, lambda t: _chain_worker(gs))))
+            except Exception as exc:  # noqa: BLE001
+                traceback.print_exc()
+                errors["treadle_sqlite"] = f"error: {type(exc).__name__}: {exc}"
         else:
-            errors["treadle_pg"] = treadle.reason or "unavailable"
+            errors["treadle_pg"] = errors["treadle_sqlite"] = treadle.reason or "unavailable"
 
         windows, run_errors = interleaved(systems, seconds, rounds)
         errors.update(run_errors)
@@ -190,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             **{"runs/s": w.rate, "steps/s": rate, "min/max per client": f"{min(pc)}/{max(pc)}"},
         )
 
+    report.ratio("treadle-PG / in-memory (same process, 32 threads)", rates.get("treadle_pg"),
+                 rates.get("langgraph_memory"), ">= 0.8")
+    report.ratio("treadle-SQLite / in-memory (same process, 32 threads)", rates.get("treadle_sqlite"),
+                 rates.get("langgraph_memory"), ">= 0.8")
     report.ratio("treadle-PG / PG commit rate (32 conns)", rates.get("treadle_pg"), rates.get("pg_commit_limit"))
     report.ratio(
         "treadle-PG / LangGraph PostgresSaver (pool, shared)", rates.get("treadle_pg"), rates.get("langgraph_pg_pool")
@@ -212,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         "client (GIL, 2 cores) and server share the machine",
         "PostgresSaver holds a per-instance threading.Lock around every DB call, so one shared saver "
         "serialises its 32 threads; the per-thread row shows LangGraph without that lock",
+        "in-memory: LangGraph's InMemorySaver, one compiled graph shared by the 32 threads; the target is "
+        "treadle's durable rate >= 0.8 of it (same process, same window length)",
+        "treadle (SQLite): a file in WAL mode, synchronous=FULL (treadle's default)",
         f"postgres {pg['server_version']}: fsync={pg['fsync']} synchronous_commit={pg['synchronous_commit']} "
         f"commit_delay={pg['commit_delay']}",
     ]

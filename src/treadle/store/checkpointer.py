@@ -16,6 +16,7 @@ import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 
+import orjson
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -41,6 +42,15 @@ from treadle.store.checkpoints import (
 )
 
 __all__ = ["TreadleSaver"]
+
+
+def _versions_json(versions: ChannelVersions) -> str:
+    """The channel_versions column: {channel: version as text}, as JSON text."""
+    doc = {k: str(v) for k, v in versions.items()}
+    try:
+        return orjson.dumps(doc).decode()
+    except TypeError:  # what orjson refuses (a lone surrogate in a name): as before
+        return json.dumps(doc)
 
 
 class TreadleSaver(BaseCheckpointSaver[str]):
@@ -96,9 +106,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
             run_id=str(run_id) if run_id is not None else None,
             type=cp_type,
             checkpoint=cp_bytes,
-            channel_versions=json.dumps(
-                {k: str(v) for k, v in checkpoint.get("channel_versions", {}).items()}
-            ),
+            channel_versions=_versions_json(checkpoint.get("channel_versions", {})),
             metadata_type=md_type,
             metadata_blob=md_bytes,
             metadata=self._metadata_json(md),

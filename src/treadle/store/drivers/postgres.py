@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import orjson
 import psycopg
 import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
@@ -58,6 +59,16 @@ def _value(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [_value(x) for x in v]
     return v
+
+
+def _dumps(doc: Any) -> str:
+    """JSON text of a batch, with orjson (a third of json.dumps's CPU per step); json.dumps
+    for what orjson refuses (a lone surrogate, an integer beyond 64 bits), which then fails
+    or passes exactly as it did."""
+    try:
+        return orjson.dumps(doc).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(doc)
 
 
 def adapt(params: Params) -> Params:
@@ -320,7 +331,7 @@ class PostgresConnector:
         transaction (autocommit) and one round trip, whatever the batch holds. Operations
         travel as JSON with bytes base64-encoded, both encoded in C — psycopg's
         Python-level array adaptation cost more CPU per step than the commit itself."""
-        payload = json.dumps([op_json(op) for op in ops])  # before any I/O: may raise
+        payload = _dumps([op_json(op) for op in ops])  # before any I/O: may raise
         self._writer_sent = len(payload)
         try:
             row = conn.execute(self.queries["postgres_apply_batch"], (payload,)).fetchone()

@@ -1,4 +1,4 @@
-"""The batch format of ``treadle_apply`` (PostgreSQL migrations 0002/0003): each write
+"""The batch format of ``treadle_apply`` (PostgreSQL migrations 0002/0003/0012): each write
 operation as one JSON document, bytes base64-encoded; and the per-operation results."""
 
 from __future__ import annotations

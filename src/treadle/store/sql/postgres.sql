@@ -212,7 +212,7 @@ WHERE b.thread_id = ANY(%s::text[]) AND NOT EXISTS (
 
 -- name: postgres_apply_batch
 -- The group committer's batch (claims, checkpoints, task writes) as one JSON document,
--- applied by treadle_apply (migrations 0002, 0003): one statement, so one transaction
+-- applied by treadle_apply (migrations 0002, 0003, 0012): one statement, so one transaction
 -- under autocommit and one round trip. Fencing is checked inside it, per operation,
 -- against the thread row read FOR SHARE.
 SELECT treadle_apply(%s::jsonb);
