@@ -893,3 +893,18 @@ class QueueContract:
         after = store.expire_pending_run("r2", "late")
         assert after is not None and after.status == "running" and after.error is None
         assert store.expire_pending_run("nope", "x") is None
+
+    def test_run_progress_reads_every_waited_run_at_once(self, store: Store) -> None:
+        assert store.run_progress([]) == {}
+        store.enqueue_run(new_run("r1", thread_id="t1"))
+        store.enqueue_run(new_run("r2", thread_id="t2"))
+        assert store.run_progress(["r1", "r2", "gone"]) == {"r1": ("pending", 0),
+                                                            "r2": ("pending", 0)}
+        r1 = claim(store)
+        assert r1 is not None and r1.run_id == "r1"
+        assert store.put_events("r1", r1.epoch, [Event(seq=1, kind="chunk", data=b"a"),
+                                                 Event(seq=2, kind="chunk", data=b"b")])
+        assert store.finish_run("r1", r1.epoch, "success")
+        assert store.run_progress(["r1", "r2"]) == {"r1": ("success", 2), "r2": ("pending", 0)}
+        many = [f"x{i}" for i in range(2000)] + ["r2"]  # one read, whatever the number
+        assert store.run_progress(many) == {"r2": ("pending", 0)}

@@ -90,7 +90,25 @@ class Settings(BaseSettings):
         "(migration only); off: such rows are refused.",
     )
     # --- cluster workers (treadle worker) ---------------------------------------------
-    worker_concurrency: int = Field(8, ge=1, description="Runs a worker executes at once.")
+    worker_concurrency: int = Field(
+        1000, ge=1, description="Most runs a worker carries at once. Async runs are cheap (tens "
+        "of KB each): memory and event-loop lag hold a worker back before this does "
+        "(worker_max_rss_mb, worker_max_loop_lag); sync node bodies keep their own bound "
+        "(thread_workers).",
+    )
+    worker_max_rss_mb: float | None = Field(
+        None, ge=0, description="A worker stops claiming runs while its resident memory is "
+        "above this many MB (its runs in flight go on); unset: 80% of the container's memory "
+        "limit, or of the machine's RAM; 0: no bound.",
+    )
+    worker_max_loop_lag: float = Field(
+        2.0, ge=0, description="A worker stops claiming runs while its event loop lags more "
+        "than this many seconds (its CPU is saturated; another worker takes them); 0: no bound.",
+    )
+    store_threads: int = Field(
+        64, ge=1, description="Threads running store calls for the event loop of a server or a "
+        "worker process (asyncio's default executor).",
+    )
     worker_task_slots: int = Field(
         4, ge=0, description="Remote node tasks a worker executes at once (0: none)."
     )

@@ -46,6 +46,9 @@ __all__ = [
     "RUN_DURATION",
     "RUN_OUTCOMES",
     "RUN_RETRIES",
+    "RUN_WAITERS",
+    "RUN_WAITER_PROBES",
+    "RUN_WAITER_WAKES",
     "STREAM_SUBSCRIBERS",
     "THREADS_SWEPT",
     "QueueCollector",
@@ -96,6 +99,15 @@ CHECKPOINT_WRITE_SECONDS = Histogram(
     buckets=_COMMIT_BUCKETS)
 STREAM_SUBSCRIBERS = Gauge("treadle_stream_subscribers",
                            "SSE streams and WebSockets open on this API process.")
+RUN_WAITERS = Gauge("treadle_run_waiters",
+                    "Readers of runs (wait, join, streams, callers) waiting in this process.")
+RUN_WAITER_WAKES = Counter(
+    "treadle_run_waiter_wakes_total",
+    "Waiters of runs woken, by cause: a notification naming the run, or a shared probe.",
+    ["cause"])
+RUN_WAITER_PROBES = Counter(
+    "treadle_run_waiter_probes_total",
+    "Shared reads of every waited run (a change detected, or the safety net).")
 ABANDONED_THREADS = Gauge(
     "treadle_abandoned_threads",
     "Node-pool threads still running a body whose run was cancelled or timed out "

@@ -22,6 +22,7 @@ from treadle.cli._telemetry import (
     setup_telemetry,
     telemetry_env,
 )
+from treadle.cli._worker_options import _CONCURRENCY_OPTION, _MAX_LAG_OPTION, _MAX_RSS_OPTION
 from treadle.errors import ConfigError
 from treadle.langgraph_json import Loaded
 from treadle.store.urls import redact
@@ -128,9 +129,9 @@ def dev(
     host: str | None = _HOST_OPTION,
     port: int | None = _PORT_OPTION,
     allowed_hosts: str | None = _ALLOWED_HOSTS_OPTION,
-    concurrency: int | None = typer.Option(
-        None, "--concurrency", min=1, help="Runs executed at once [TREADLE_WORKER_CONCURRENCY]."
-    ),
+    concurrency: int | None = _CONCURRENCY_OPTION,
+    max_rss_mb: float | None = _MAX_RSS_OPTION,
+    max_loop_lag: float | None = _MAX_LAG_OPTION,
     run_timeout: float | None = typer.Option(
         None, "--run-timeout", min=0,
         help="Default longest run in seconds (runs without their own run_timeout); 0: no "
@@ -146,6 +147,7 @@ def dev(
 ) -> None:
     """One process: the API, an in-process worker, an embedded SQLite store by default."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
+                         worker_max_rss_mb=max_rss_mb, worker_max_loop_lag=max_loop_lag,
                          run_timeout=run_timeout, allowed_hosts=allowed_hosts,
                          auth=auth, auth_default_deny=auth_default_deny,
                          public_info=public_info, public_metrics=public_metrics,
@@ -173,10 +175,9 @@ def serve(
         "workers separately).",
     ),
     no_workers: bool = typer.Option(False, "--no-workers", help="Same as --workers 0."),
-    concurrency: int | None = typer.Option(
-        None, "--concurrency", min=1,
-        help="Runs each worker executes at once [TREADLE_WORKER_CONCURRENCY].",
-    ),
+    concurrency: int | None = _CONCURRENCY_OPTION,
+    max_rss_mb: float | None = _MAX_RSS_OPTION,
+    max_loop_lag: float | None = _MAX_LAG_OPTION,
     run_timeout: float | None = typer.Option(
         None, "--run-timeout", min=0,
         help="Default longest run in seconds (runs without their own run_timeout); 0: no "
@@ -192,6 +193,7 @@ def serve(
 ) -> None:
     """The production server: the API, plus --workers worker processes on the same store."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
+                         worker_max_rss_mb=max_rss_mb, worker_max_loop_lag=max_loop_lag,
                          run_timeout=run_timeout, allowed_hosts=allowed_hosts,
                          auth=auth, auth_default_deny=auth_default_deny,
                          public_info=public_info, public_metrics=public_metrics,
@@ -199,11 +201,13 @@ def serve(
                          trace_exporter=trace_exporter)
     with _bind(settings) as sock:  # before the worker processes start
         _serve_with_workers(settings, sock, config, 0 if no_workers else workers,
-                            concurrency, run_timeout)
+                            concurrency, run_timeout, max_rss_mb, max_loop_lag)
 
 
 def _serve_with_workers(settings: Any, sock: socket.socket, config: str, count: int,
-                        concurrency: int | None, run_timeout: float | None) -> None:
+                        concurrency: int | None, run_timeout: float | None,
+                        max_rss_mb: float | None = None,
+                        max_loop_lag: float | None = None) -> None:
     _logging(settings, auto_format="json")  # before reading: its warnings are logged
     loaded = _load(config)
     children: list[subprocess.Popen[bytes]] = []
@@ -212,6 +216,10 @@ def _serve_with_workers(settings: Any, sock: socket.socket, config: str, count: 
         env["TREADLE_WORKER_CONCURRENCY"] = str(concurrency)
     if run_timeout is not None:
         env["TREADLE_RUN_TIMEOUT"] = str(run_timeout)
+    if max_rss_mb is not None:
+        env["TREADLE_WORKER_MAX_RSS_MB"] = str(max_rss_mb)
+    if max_loop_lag is not None:
+        env["TREADLE_WORKER_MAX_LOOP_LAG"] = str(max_loop_lag)
     try:
         if settings.worker_port is not None:  # their endpoints listen where the API does
             env["TREADLE_HOST"] = settings.host

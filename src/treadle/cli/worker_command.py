@@ -16,6 +16,7 @@ from treadle.cli._telemetry import (
     _TRACE_EXPORTER_OPTION,
     setup_telemetry,
 )
+from treadle.cli._worker_options import _CONCURRENCY_OPTION, _MAX_LAG_OPTION, _MAX_RSS_OPTION
 from treadle.errors import ConfigError
 from treadle.store.urls import redact
 
@@ -36,9 +37,9 @@ def worker(
     config: str | None = typer.Option(
         None, "--graphs", "--config", help="A langgraph.json whose graphs to serve (by their names)."
     ),
-    concurrency: int | None = typer.Option(
-        None, "--concurrency", min=1, help="Runs executed at once [TREADLE_WORKER_CONCURRENCY]."
-    ),
+    concurrency: int | None = _CONCURRENCY_OPTION,
+    max_rss_mb: float | None = _MAX_RSS_OPTION,
+    max_loop_lag: float | None = _MAX_LAG_OPTION,
     task_slots: int | None = typer.Option(
         None, "--task-slots", min=0,
         help="Remote node tasks executed at once; 0 for none [TREADLE_WORKER_TASK_SLOTS].",
@@ -100,6 +101,7 @@ def worker(
 
     settings = _settings(
         store=store, worker_concurrency=concurrency, worker_task_slots=task_slots,
+        worker_max_rss_mb=max_rss_mb, worker_max_loop_lag=max_loop_lag,
         lease_ttl=lease_ttl, drain_timeout=drain_timeout, poll_interval=poll_interval,
         max_worker_losses=max_worker_losses, sweep_interval=sweep_interval,
         allow_pickled_graphs=allow_pickled_graphs, log_format=log_format, log_level=log_level,

@@ -3,9 +3,10 @@
 :func:`watch` is the one loop every reader of a run uses: the HTTP API (``/wait``,
 ``/join``, SSE streams, the thread stream), a distributed run's caller (``invoke``,
 ``stream``, their async twins) and webhooks. It reads the store, so it works from any
-process; a notification (``treadle.cluster.notify``: pushed by PostgreSQL, or emitted by
-this process's worker) wakes it at once, and it polls as a safety net. Sync callers use
-:func:`iterate` (a private event loop, stepped from their thread).
+process, but only when woken (:mod:`treadle.cluster.waiters`): by a notification (pushed
+by PostgreSQL, or emitted by this process's worker), or by the probe the process's waiters
+share (one read for all, on SQLite's change detection and every second as a safety net).
+Sync callers use :func:`iterate` (a private event loop, stepped from their thread).
 """
 
 from __future__ import annotations
@@ -16,36 +17,37 @@ from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from treadle.cluster.events import END
-from treadle.cluster.notify import notifier_for
 from treadle.cluster.pending import PendingWatch
+from treadle.cluster.waiters import waiters_for
 from treadle.store import Store
-from treadle.store.queue import CHANNEL_EVENTS, CHANNEL_RUN_DONE, TERMINAL, Event, RunRow
+from treadle.store.queue import TERMINAL, Event, RunRow
 
-__all__ = ["POLL_CALLER", "POLL_PUSHED", "POLL_SERVER", "iterate", "run_sync", "wait", "watch"]
+__all__ = ["POLL", "POLL_CALLER", "POLL_PUSHED", "POLL_SERVER", "iterate", "run_sync", "wait",
+           "watch"]
 
 T = TypeVar("T")
 
-#: Seconds between polls when the store pushes notifications (a safety net only).
-POLL_PUSHED = 1.0
-#: Without pushed notifications (SQLite; another process's writes): the HTTP API's readers.
-POLL_SERVER = 0.05
-#: Without pushed notifications: the caller of a distributed run.
-POLL_CALLER = 0.02
+#: Seconds a waiter sleeps at most before reading its run again without being woken: a
+#: last resort only (notifications and the shared probes of treadle.cluster.waiters wake it).
+POLL = 5.0
+# Former names of the same bound (every reader is event-woken now).
+POLL_PUSHED = POLL_SERVER = POLL_CALLER = POLL
 
 
 async def watch(store: Store, run_id: str, after: int = 0, *, events: bool = True,
-                poll: float = POLL_SERVER, timeout: float | None = None,
+                poll: float = POLL, timeout: float | None = None,
                 pending: PendingWatch | None = None) -> AsyncIterator[Event | RunRow]:
     """The run's recorded events after seq ``after`` (END markers left out) as they are
     written, then the run's row once it has ended; nothing more if it was deleted.
 
     ``events=False``: only the final row. ``timeout`` (seconds): the row as it is then,
     ended or not. ``pending``: checked while the run waits in the queue (it warns when no
-    worker serves it, and raises QueueTimeoutError past its queue_timeout)."""
-    notifier = notifier_for(store)
-    every = POLL_PUSHED if notifier.pushes else poll
-    channels = (CHANNEL_EVENTS, CHANNEL_RUN_DONE) if events else (CHANNEL_RUN_DONE,)
-    wake, sub = notifier.async_event(channels, run_id)
+    worker serves it, and raises QueueTimeoutError past its queue_timeout). The store is
+    read when a notification or a shared probe says the run moved on
+    (:mod:`treadle.cluster.waiters`), and at the latest every ``poll`` seconds."""
+    hub = waiters_for(store)
+    waiter = hub.add(run_id, events=events, after=after)
+    wake = waiter.wake
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     try:
@@ -54,7 +56,7 @@ async def watch(store: Store, run_id: str, after: int = 0, *, events: bool = Tru
             if events:
                 batch = await asyncio.to_thread(store.read_events, run_id, after)
                 for event in batch:
-                    after = event.seq
+                    after = waiter.after = event.seq
                     if event.kind != END:
                         yield event
                 if batch:
@@ -74,17 +76,25 @@ async def watch(store: Store, run_id: str, after: int = 0, *, events: bool = Tru
             if left is not None and left <= 0:
                 yield row
                 return
-            sleep = every if pending is None else pending.next_wake(every)
-            try:
-                await asyncio.wait_for(wake.wait(), sleep if left is None else min(sleep, left))
-            except TimeoutError:
-                pass
+            sleep = poll if pending is None else pending.next_wake(poll)
+            await _woken(loop, wake, sleep if left is None else min(sleep, left))
     finally:
-        sub.close()
+        hub.remove(waiter)
+
+
+async def _woken(loop: asyncio.AbstractEventLoop, wake: asyncio.Event, seconds: float) -> None:
+    """Until ``wake`` is set or ``seconds`` passed (a timer, not a task per wait)."""
+    if wake.is_set():
+        return
+    timer = loop.call_later(max(seconds, 0.0), wake.set)
+    try:
+        await wake.wait()
+    finally:
+        timer.cancel()
 
 
 async def wait(store: Store, run_id: str, timeout: float | None = None, *,
-               poll: float = POLL_SERVER, pending: PendingWatch | None = None) -> RunRow | None:
+               poll: float = POLL, pending: PendingWatch | None = None) -> RunRow | None:
     """The run once it has ended (None: it was deleted); ``timeout``: as it is then."""
     last: RunRow | None = None
     async for item in watch(store, run_id, events=False, poll=poll, timeout=timeout,

@@ -1,11 +1,12 @@
 """``treadle worker``: claims queued runs and remote node tasks and executes them.
 
-One asyncio process with ``concurrency`` run slots and ``task_slots`` node-task
-slots. Loops: claim runs, claim tasks, heartbeat (extends leases, learns about
-cancel requests and lost leases), sweep (re-queues the runs and tasks of dead
-workers), advertise (keeps its row in ``treadle_workers``: the graphs it serves, so a
-caller waiting on a graph nobody serves is told). Store errors make a loop back off and
-log; they never kill the worker.
+One asyncio process carrying up to ``concurrency`` runs (1,000 by default: async runs are
+cheap; it stops claiming while its memory or loop lag is above its bounds,
+:mod:`treadle.cluster.backpressure`) and ``task_slots`` node tasks. Loops: claim runs,
+claim tasks, heartbeat (extends leases, learns about cancel requests and lost leases),
+sweep (re-queues the runs and tasks of dead workers), advertise (its row in
+``treadle_workers``: the graphs it serves, so a caller waiting on a graph nobody serves is
+told). Store errors make a loop back off and log; they never kill the worker.
 
 Failover without waiting for the lease: the worker holds a session lock for its whole
 life and claims under it; when it dies, the next sweep of any worker re-queues its runs
@@ -42,19 +43,18 @@ from typing import Any
 
 from treadle import listen, logs, metrics
 from treadle.cluster.attempt import AttemptDeps, RunAttempt, RunHooks
+from treadle.cluster.backpressure import PAUSE, Backpressure
 from treadle.cluster.notify import close_notifier, notifier_for
 from treadle.cluster.remote import run_task
 from treadle.cluster.sweeper import Sweeper
 from treadle.config import Settings
-from treadle.errors import (
-    StoreError,
-    StoreUnavailableError,
-)
+from treadle.errors import StoreError, StoreUnavailableError
 from treadle.graphs.registry import REF_PREFIX, GraphRegistry
 from treadle.runtime.node_threads import abandoned_threads
 from treadle.store import shared
 from treadle.store.queue import (
     CHANNEL_CANCEL,
+    CHANNEL_CHANGED,
     CHANNEL_RUNS,
     CHANNEL_TASK_DONE,
     CHANNEL_TASKS,
@@ -102,6 +102,7 @@ class Worker:
         self.name = name or worker_name()
         self.worker_id = new_worker_id()
         self.concurrency = concurrency or settings.worker_concurrency
+        self.backpressure = Backpressure(settings)
         self.task_slots = settings.worker_task_slots if task_slots is None else task_slots
         self.ttl = settings.lease_ttl
         self.refs = refs
@@ -117,7 +118,6 @@ class Worker:
         self.ticked_at = time.monotonic()  # the heartbeat loop's last round (liveness)
         self.exit_code = 0  # EXIT_RECYCLE once it recycled itself
         self._recycles = False  # in its own process (run(handle_signals=True))
-        # Its own store calls (claims, heartbeats, advertisements): never behind node bodies.
         self._own = ThreadPoolExecutor(4, thread_name_prefix="treadle-worker-own")
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -165,8 +165,8 @@ class Worker:
         log_context = logs.bind(worker=self.name)  # every line of its loops, runs and tasks
         loop = asyncio.get_running_loop()
         self._recycles = handle_signals
-        if handle_signals:  # its own process: size the default executor for its runs
-            loop.set_default_executor(ThreadPoolExecutor(max(32, self.concurrency * 4),
+        if handle_signals:  # its own process: the store calls of its runs (not node bodies)
+            loop.set_default_executor(ThreadPoolExecutor(self.settings.store_threads,
                                                          thread_name_prefix="treadle-worker"))
         endpoint = None
         if self._listener is not None:  # listening before "serving": probes answer from then on
@@ -175,8 +175,12 @@ class Worker:
             endpoint = WorkerEndpoint(self, self._listener)
             self._listener = None  # the endpoint's now (its server closes it)
             await endpoint.start()
-        self._run_wake, run_sub = self.notifier.async_event(CHANNEL_RUNS)
-        self._task_wake, task_sub = self.notifier.async_event(CHANNEL_TASKS)
+        # SQLite: a commit by another connection (a run queued by another process) wakes the
+        # claims too, so an idle worker polls only every poll_interval, not every 50 ms.
+        changes = (CHANNEL_CHANGED,) if self.notifier.detects_changes else ()
+        self._idle = self.settings.poll_interval if self.notifier.pushes or changes else self.poll
+        self._run_wake, run_sub = self.notifier.async_event((CHANNEL_RUNS, *changes))
+        self._task_wake, task_sub = self.notifier.async_event((CHANNEL_TASKS, *changes))
 
         def on_cancel(_channel: str, run_id: str) -> None:
             loop.call_soon_threadsafe(self._on_cancel, run_id)
@@ -187,6 +191,7 @@ class Worker:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
+        self.backpressure.start()
         sweeper = self.sweeper
         sweeper.open(self.worker_id)
         await sweeper.check()
@@ -203,6 +208,7 @@ class Worker:
                 await self._stop.wait()
                 await self._drain()
         finally:
+            self.backpressure.stop()
             for t in loops:
                 t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
@@ -290,6 +296,9 @@ class Worker:
             if not self.sweeper.held:  # a claim now would be swept at once
                 await self._sleep(self.settings.sweep_interval)
                 continue
+            if self.runs and not self.backpressure.check():  # never with nothing in flight
+                await self._sleep(PAUSE)
+                continue
             try:
                 row = await self._call(
                     self.store.claim_run, self.name, self.registry.graph_ids,
@@ -304,7 +313,7 @@ class Worker:
                 await asyncio.to_thread(self.store.release_run, row.run_id, row.epoch)
                 return
             if row is None:
-                await self._wait(self._run_wake)
+                await self._wait(self._run_wake, self._idle)
                 continue
             self._start_run(row)
 
@@ -331,12 +340,8 @@ class Worker:
                 failures += 1
                 await self._backoff("claiming tasks", exc, failures)
                 continue
-            if not rows:
-                # Without pushed notifications (SQLite), idle task polls are write
-                # transactions: poll tasks less often than runs. Tasks submitted in this
-                # process wake us at once (Notifier.emit).
-                await self._wait(self._task_wake, self.poll if self.notifier.pushes
-                                 else max(self.poll, 0.25))
+            if not rows:  # tasks submitted in this process wake us at once (Notifier.emit)
+                await self._wait(self._task_wake, max(self._idle, 0.25))
                 continue
             for row in rows:
                 task = asyncio.create_task(self._run_task(row))

@@ -62,7 +62,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
 
         # Store calls run in threads: size the pool for many concurrent requests.
         asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(64, thread_name_prefix="treadle-server"))
+            ThreadPoolExecutor(settings.store_threads, thread_name_prefix="treadle-server"))
         store = await asyncio.to_thread(shared.acquire, settings.store, settings)
         store.default_thread_ttl = retention.default  # threads made without a ttl get it
         if getattr(app.state, "build_auth", None) is not None:  # built-in auth needs the store

@@ -43,17 +43,15 @@ from treadle.server.run_service import create_run, stream_modes
 from treadle.server.schemas import RunCreate
 from treadle.server.serialize import RUN_STATUS, run_output, run_spec
 from treadle.server.sse import ChunkFormatter
-from treadle.store.queue import (
-    ACTIVE,
-    CHANNEL_RUNS,
-    RunRow,
-)
+from treadle.store.queue import ACTIVE, CHANNEL_CHANGED, CHANNEL_RUNS, RunRow
 from treadle.store.thread_records import Thread
 
 __all__ = ["CHANNELS", "PROTOCOL_STREAM_MODES", "EventFilter", "join_thread",
            "protocol_events", "run_command", "seq_of"]
 
 RUN_BITS = 24  # positions per run: 16.7 million protocol events
+FOLLOW_SAFETY = 1.0  # seconds between two reads of a thread's runs when nothing is notified
+FOLLOW_SPACING = 0.05  # shortest seconds between two reads of a thread's runs
 CHANNELS = ("values", "updates", "messages", "tools", "lifecycle", "input", "checkpoints",
             "tasks", "custom")
 # What a run started through the protocol records (subgraphs included).
@@ -79,8 +77,11 @@ async def _follow_runs(ctx: Ctx, thread_id: str, first: Callable[[list[RunRow]],
     then every run created later, forever. A run is handed over once; the caller follows it
     to its end before asking for the next."""
     notifier = notifier_for(ctx.store)
-    poll = 1.0 if notifier.pushes else 0.25
-    wake, sub = notifier.async_event(CHANNEL_RUNS)
+    # Woken by a run queued or ended (this process's emits, PostgreSQL's NOTIFY) or, on
+    # SQLite, by a commit of another connection; reads at most every FOLLOW_SPACING s, and
+    # every FOLLOW_SAFETY s whatever was notified.
+    channels = (CHANNEL_RUNS, CHANNEL_CHANGED) if notifier.detects_changes else (CHANNEL_RUNS,)
+    wake, sub = notifier.async_event(channels)
     floor: tuple[float, str] | None = None
     done: set[str] = set()
     try:
@@ -98,9 +99,10 @@ async def _follow_runs(ctx: Ctx, thread_id: str, first: Callable[[list[RunRow]],
                 yield ordinal, row
             if not todo:
                 try:
-                    await asyncio.wait_for(wake.wait(), poll)
+                    await asyncio.wait_for(wake.wait(), FOLLOW_SAFETY)
                 except TimeoutError:
                     pass
+                await asyncio.sleep(FOLLOW_SPACING)
     finally:
         sub.close()
 

@@ -95,6 +95,9 @@ CHANNEL_TASK_DONE = "treadle_task_done"  # a task finished [task_key]
 CHANNEL_EVENTS = "treadle_events"  # a run has new stream events [run_id]
 CHANNELS = (CHANNEL_RUNS, CHANNEL_RUN_DONE, CHANNEL_CANCEL, CHANNEL_TASKS, CHANNEL_TASK_DONE,
             CHANNEL_EVENTS)
+# Not a database channel: SQLite's change detector says "something was committed" on it
+# (treadle.store.drivers.sqlite_listen); waiters then read what they wait for again.
+CHANNEL_CHANGED = "treadle_changed"
 
 
 @dataclass(slots=True)
@@ -215,10 +218,14 @@ class Heartbeat:
 
 
 class Listener(abc.ABC):
-    """Wake-ups pushed by the database (PostgreSQL LISTEN/NOTIFY).
+    """Wake-ups from the database: PostgreSQL LISTEN/NOTIFY pushes each channel's
+    notifications (``pushes``); SQLite's change detector only reports CHANNEL_CHANGED.
 
     Never the only path: callers also poll, so a lost notification only delays.
     """
+
+    #: Whether it delivers the channels' own notifications (False: only CHANNEL_CHANGED).
+    pushes: bool = True
 
     @abc.abstractmethod
     def wait(self, timeout: float) -> list[tuple[str, str]]:

@@ -73,8 +73,9 @@ class RunStore:
         return self.db.now()
 
     def listener(self, channels: Sequence[str]) -> Listener | None:
-        """A :class:`Listener` for ``channels``, or None when the database has none
-        (SQLite: callers poll)."""
+        """A :class:`Listener` for ``channels`` (PostgreSQL: LISTEN; SQLite: a detector
+        of commits by other connections, :data:`~treadle.store.queue.CHANNEL_CHANGED`), or
+        None when there is none (callers poll)."""
         listener: Listener | None = self.db.listener(channels)
         return listener
 
@@ -282,6 +283,15 @@ class RunStore:
     def get_run(self, run_id: str) -> RunRow | None:
         row = self.db.one(f"reading run {run_id}", "run_get", {"run_id": run_id})
         return self._run(row) if row else None
+
+    def run_progress(self, run_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """``{run_id: (status, last event seq or 0)}`` of the runs that exist among
+        ``run_ids``, in one read (the process's waiters, :mod:`treadle.cluster.waiters`)."""
+        if not run_ids:
+            return {}
+        rows = self.db.all("reading the progress of waited runs", "run_progress",
+                           {"run_ids": list(run_ids)})
+        return {str(r[0]): (str(r[1]), int(r[2])) for r in rows}
 
     def list_runs(
         self, *, thread_id: str | None = None, status: str | None = None, limit: int = 100,

@@ -6,8 +6,8 @@ just a process crash. Several processes may share one file: writes take SQLite's
 (``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for it; writers of this process queue
 on one lock first, instead of on SQLite's busy handler, which sleeps while the file is locked.
 
-Each thread reads on its own autocommit connection. SQLite has no notifications: callers
-poll (:meth:`SqliteConnector.listener` is None).
+Each thread reads on its own autocommit connection. SQLite has no notifications:
+:meth:`SqliteConnector.listener` detects commits of other connections instead.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from treadle.errors import ConfigError, StoreDataError, StoreError, StoreUnavail
 from treadle.store.connector import CheckpointRows, Dialect, Params, Row, load_queries, query_text
 from treadle.store.drivers import sqlite_queue
 from treadle.store.drivers.sqlite_batch import apply_ops
+from treadle.store.drivers.sqlite_listen import SqliteChangeListener
 from treadle.store.drivers.sqlite_session import SqliteWorkerSession
 from treadle.store.urls import redact
 
@@ -284,9 +285,10 @@ class SqliteConnector:
         assert row is not None
         return float(row[0])
 
-    def listener(self, channels: Sequence[str]) -> None:
-        """SQLite has no notifications: callers poll."""
-        return None
+    def listener(self, channels: Sequence[str]) -> SqliteChangeListener:
+        """SQLite has no notifications: a detector of commits by other connections
+        (:mod:`~treadle.store.drivers.sqlite_listen`), whatever ``channels``."""
+        return SqliteChangeListener(self.connect)
 
     def read_checkpoints(self, doing: str, query: str, params: Params) -> list[CheckpointRows]:
         def read(tx: SqliteTx) -> list[CheckpointRows]:

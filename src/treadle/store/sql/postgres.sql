@@ -374,6 +374,13 @@ SELECT r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_
     r.lost_count
 FROM treadle_runs AS r WHERE r.run_id = %(run_id)s;
 
+-- name: run_progress
+-- Where each waited run stands, in one read for every waiter of a process
+-- (treadle.cluster.waiters): its status and its last event's seq (0: none).
+SELECT r.run_id, r.status,
+    coalesce((SELECT max(e.seq) FROM treadle_events AS e WHERE e.run_id = r.run_id), 0)
+FROM treadle_runs AS r WHERE r.run_id = ANY(%(run_ids)s::text[]);
+
 -- name: run_list
 -- list_runs: this, the filters (run_where_*) joined by AND, then run_list_page.
 SELECT r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_attempts,

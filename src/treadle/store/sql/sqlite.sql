@@ -353,6 +353,13 @@ SELECT run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoc
     started_at, ended_at, lost_count
 FROM treadle_runs WHERE run_id = :run_id;
 
+-- name: run_progress
+-- Where each waited run stands, in one read for every waiter of a process
+-- (treadle.cluster.waiters): its status and its last event's seq (0: none).
+SELECT r.run_id, r.status,
+    coalesce((SELECT max(e.seq) FROM treadle_events AS e WHERE e.run_id = r.run_id), 0)
+FROM treadle_runs AS r WHERE r.run_id IN (SELECT value FROM json_each(:run_ids));
+
 -- name: run_list
 -- list_runs: this, the filters (run_where_*) joined by AND, then run_list_page.
 SELECT run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
