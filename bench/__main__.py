@@ -19,7 +19,7 @@ BENCHES = ["chain", "concurrent", "fanout", "cluster", "server", "scaling", "sto
 TIMEOUT = 180
 # the server bench may first create the langgraph dev virtualenv (pip, about a minute);
 # capacity: three servers, each carrying 2 x 1,000 runs at once (~1 minute each)
-TIMEOUTS = {"server": 420, "capacity": 900}
+TIMEOUTS = {"server": 420, "capacity": 900, "storage": 420}
 
 
 def main(argv: list[str] | None = None) -> int:
