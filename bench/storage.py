@@ -10,6 +10,8 @@ Figures per system:
 - **total**: PostgreSQL, ``pg_total_relation_size`` (heap, TOAST and indexes) of the system's
   three checkpoint tables; SQLite, the file's size after ``wal_checkpoint(TRUNCATE)`` and
   ``VACUUM`` (the whole file: treadle's other, empty tables included).
+- **values MB**: the byte length of every payload column of the three tables, summed (what
+  the system asked the database to keep, before PostgreSQL's TOAST compression).
 - **bytes/step**: the growth of the stored values (the byte length of every payload column of
   the three tables, summed) per checkpoint, over turns 1-20 and over the last 20 turns: a
   saver that stores each version's whole list grows with the thread; the target is that
@@ -48,7 +50,7 @@ from bench._common import (
 )
 from bench._report import Report
 
-COLUMNS = ["system", "store", "turns", "checkpoints", "total MB", "bytes/step 1-20",
+COLUMNS = ["system", "store", "turns", "checkpoints", "total MB", "values MB", "bytes/step 1-20",
            "bytes/step last 20", "growth", "get_state ms"]
 TEXT = 500
 WINDOW = 20
@@ -127,7 +129,7 @@ def chat(graph: Any, turns: int, payload: Callable[[], int], seed: int) -> dict[
     per_turn = counts[1] - counts[0]  # checkpoints per turn (the first turn also writes the input)
     first = (sizes[WINDOW - 1] - sizes[0]) / ((WINDOW - 1) * per_turn)
     last = (sizes[-1] - sizes[-WINDOW]) / ((WINDOW - 1) * per_turn)
-    return {"checkpoints": counts[-1], "bytes/step 1-20": first, "bytes/step last 20": last,
+    return {"checkpoints": counts[-1], "values MB": sizes[-1] / 1e6, "bytes/step 1-20": first, "bytes/step last 20": last,
             "growth": last / first if first else None, "get_state ms": statistics.median(reads) * 1000}
 
 
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     loader = TreadleLoader(args.skip_treadle)
     totals: dict[str, float | None] = {}
     growth: dict[str, float | None] = {}
+    values: dict[str, float | None] = {}
     with ExitStack() as stack:
         tmp = stack.enter_context(scratch_dir())
         systems: list[tuple[str, str, str]] = [("LangGraph PostgresSaver", "PostgreSQL", "langgraph_pg"),
@@ -234,11 +237,16 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             totals[key] = total
             growth[key] = figures["growth"]
+            values[key] = figures["values MB"]
             report.add(system=system, store=store, turns=turns, **{"total MB": total / 1e6}, **figures)
     report.ratio("PostgresSaver total / treadle-PG total", totals.get("langgraph_pg"),
                  totals.get("treadle_pg"), ">= 10")
     report.ratio("SqliteSaver total / treadle-SQLite total", totals.get("langgraph_sqlite"),
                  totals.get("treadle_sqlite"), ">= 10")
+    report.ratio("PostgresSaver values / treadle-PG values (before TOAST compression)",
+                 values.get("langgraph_pg"), values.get("treadle_pg"))
+    report.ratio("SqliteSaver values / treadle-SQLite values", values.get("langgraph_sqlite"),
+                 values.get("treadle_sqlite"))
     for key, name in (("treadle_pg", "treadle-PG"), ("treadle_sqlite", "treadle-SQLite")):
         report.ratio(f"{name} bytes/step: last 20 turns / first 20", growth.get(key), 1.0, "<= 1.5")
     for key, name in (("langgraph_pg", "PostgresSaver"), ("langgraph_sqlite", "SqliteSaver")):
