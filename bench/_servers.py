@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench._common import BENCH_DIR, progress
+from bench._common import BENCH_DIR, fresh_pg_database, pg_url_variant, progress, sqlite_url
 
 __all__ = [
     "LANGGRAPH_DEV_ENV",
@@ -32,6 +32,7 @@ __all__ = [
     "ServerUnavailable",
     "free_port",
     "langgraph_dev_venv",
+    "launch",
     "offline_env",
 ]
 
@@ -148,6 +149,36 @@ def langgraph_dev_venv(install: bool = True) -> Path:
         raise ServerUnavailable(f"pip install {LANGGRAPH_DEV_REQUIREMENT} left no {venv}/bin/langgraph")
     marker.write_text(LANGGRAPH_DEV_REQUIREMENT + "\n")
     return venv
+
+
+def launch(key: str, config: str, port: int, *, tmp: Path, pg_url: str, suffix: str,
+           lg_jobs: int | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of one benchmarked server: ``langgraph_dev`` (its own
+    virtualenv; ``--n-jobs-per-worker lg_jobs`` unless None), ``treadle_dev`` (a SQLite file
+    in ``tmp``) or ``treadle_serve`` (one worker process, on the scratch database ``pg_url`` +
+    ``suffix``, dropped and recreated here)."""
+    if key == "langgraph_dev":
+        argv = [str(langgraph_dev_venv() / "bin" / "langgraph"), "dev", "--config", config,
+                "--port", str(port), "--no-browser", "--no-reload"]
+        if lg_jobs is not None:
+            argv += ["--n-jobs-per-worker", str(lg_jobs)]
+        env = offline_env()
+        env.pop("PYTHONPATH", None)
+        env.pop("VIRTUAL_ENV", None)
+        return argv, env
+    env = offline_env()
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH")) if p)
+    if key == "treadle_dev":
+        return [sys.executable, "-m", "treadle", "dev", "--config", config, "--port", str(port),
+                "--store", sqlite_url(tmp / f"{suffix.strip('_')}.db")], env
+    url = pg_url_variant(pg_url, suffix)
+    try:
+        fresh_pg_database(url)
+    except Exception as exc:  # noqa: BLE001
+        raise ServerUnavailable(f"PostgreSQL: {exc}") from exc
+    return [sys.executable, "-m", "treadle", "serve", "--config", config, "--port", str(port),
+            "--store", url, "--workers", "1"], env
 
 
 class ServerProc:

@@ -38,16 +38,14 @@ from typing import Any
 
 from bench._common import (
     BENCH_DIR,
-    fresh_pg_database,
     parse_args,
     pg_server_info,
     pg_url_variant,
     progress,
     scratch_dir,
-    sqlite_url,
 )
 from bench._report import Report
-from bench._servers import ServerProc, ServerUnavailable, free_port, langgraph_dev_venv, offline_env
+from bench._servers import ServerProc, ServerUnavailable, free_port, launch
 
 GRAPHS_DIR = BENCH_DIR / "server_graphs"
 ASSISTANT = "agent"
@@ -277,31 +275,10 @@ def measure(runner: asyncio.Runner, s: System, n: int) -> None:
 
 
 def start_server(s: System, n: int, args: Any, tmp: Path, config: str, work: Path) -> None:
-    root = BENCH_DIR.parent
-    tr_env = offline_env()
-    tr_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root / "src"), str(root), tr_env.get("PYTHONPATH")) if p)
     port = free_port()
     try:
-        if s.key == "langgraph_dev":
-            venv = langgraph_dev_venv()
-            argv = [str(venv / "bin" / "langgraph"), "dev", "--config", config, "--port", str(port),
-                    "--no-browser", "--no-reload", "--n-jobs-per-worker", str(n)]
-            env = offline_env()
-            env.pop("PYTHONPATH", None)
-            env.pop("VIRTUAL_ENV", None)
-        elif s.key == "treadle_dev":
-            argv = [sys.executable, "-m", "treadle", "dev", "--config", config, "--port", str(port),
-                    "--store", sqlite_url(tmp / "capacity.db")]
-            env = tr_env
-        else:
-            url = pg_url_variant(args.pg_url, "_capacity")
-            try:
-                fresh_pg_database(url)
-            except Exception as exc:  # noqa: BLE001
-                raise ServerUnavailable(f"PostgreSQL: {exc}") from exc
-            argv = [sys.executable, "-m", "treadle", "serve", "--config", config, "--port", str(port),
-                    "--store", url, "--workers", "1"]
-            env = tr_env
+        argv, env = launch(s.key, config, port, tmp=tmp, pg_url=args.pg_url, suffix="_capacity",
+                           lg_jobs=n)
         s.server = ServerProc(s.label, argv, port, cwd=work, env=env, log_dir=tmp)
         s.server.wait_ready(90.0)
         progress(f"{s.label} answers /ok after {s.server.ready_s:.1f} s: {' '.join(argv)}")

@@ -39,16 +39,14 @@ from typing import Any
 
 from bench._common import (
     BENCH_DIR,
-    fresh_pg_database,
     parse_args,
     pg_server_info,
     pg_url_variant,
     progress,
     scratch_dir,
-    sqlite_url,
 )
 from bench._report import Report
-from bench._servers import STUB_APP, ServerProc, ServerUnavailable, free_port, langgraph_dev_venv, offline_env
+from bench._servers import STUB_APP, ServerProc, ServerUnavailable, free_port, launch, offline_env
 
 GRAPHS_DIR = BENCH_DIR / "server_graphs"
 ASSISTANT = "chain"  # both servers create a default assistant per graph, id = graph name
@@ -252,32 +250,13 @@ def start_servers(systems: list[System], args: Any, tmp: Path) -> None:
             continue
         port = free_port()
         try:
-            if s.key == "langgraph_dev":
-                venv = langgraph_dev_venv()
-                argv = [str(venv / "bin" / "langgraph"), "dev", "--config", config, "--port", str(port),
-                        "--no-browser", "--no-reload"]
-                if LG_JOBS is not None:
-                    argv += ["--n-jobs-per-worker", str(LG_JOBS)]
-                env = offline_env()
-                env.pop("PYTHONPATH", None)
-                env.pop("VIRTUAL_ENV", None)
-            elif s.key == "stub":
+            if s.key == "stub":
                 argv = [sys.executable, "-m", "uvicorn", "--factory", STUB_APP, "--port", str(port),
                         "--log-level", "warning", "--no-access-log"]
                 env = tr_env
-            elif s.key == "treadle_dev":
-                argv = [sys.executable, "-m", "treadle", "dev", "--config", config, "--port", str(port),
-                        "--store", sqlite_url(tmp / "bench.db")]
-                env = tr_env
             else:
-                url = pg_url_variant(args.pg_url, "_server")
-                try:
-                    fresh_pg_database(url)
-                except Exception as exc:  # noqa: BLE001
-                    raise ServerUnavailable(f"PostgreSQL: {exc}") from exc
-                argv = [sys.executable, "-m", "treadle", "serve", "--config", config, "--port", str(port),
-                        "--store", url, "--workers", "1"]
-                env = tr_env
+                argv, env = launch(s.key, config, port, tmp=tmp, pg_url=args.pg_url, suffix="_server",
+                                   lg_jobs=LG_JOBS)
             s.server = ServerProc(s.label, argv, port, cwd=work, env=env, log_dir=tmp)
         except ServerUnavailable as exc:
             s.reason = str(exc).splitlines()[0]
