@@ -91,8 +91,8 @@ class Settings(BaseSettings):
     )
     # --- cluster workers (treadle worker) ---------------------------------------------
     worker_concurrency: int = Field(
-        1000, ge=1, description="Most runs a worker carries at once. Async runs are cheap (tens "
-        "of KB each): memory and event-loop lag hold a worker back before this does "
+        1000, ge=1, description="Most runs a worker carries at once. Async runs are cheap (a "
+        "coroutine and its state, no thread): memory and event-loop lag hold a worker back first "
         "(worker_max_rss_mb, worker_max_loop_lag); sync node bodies keep their own bound "
         "(thread_workers).",
     )
