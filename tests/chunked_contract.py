@@ -164,3 +164,22 @@ class ChunkedContract:
         saver.delete_thread("source")
         assert read(TreadleSaver(store), "copy", parent) == value
         assert saver.get_tuple({"configurable": {"thread_id": "source", "checkpoint_ns": ""}}) is None
+
+    def test_chunks_are_not_reused_after_another_process_pruned_them(self, store: Store) -> None:
+        """Process A wrote a value; process B (another saver) moved the thread on and pruned
+        it; A then writes on B's checkpoint without reading it first: it must not name the
+        chunks it knew, which the prune dropped."""
+        saver_a, saver_b = TreadleSaver(store), TreadleSaver(store)
+        value = [{"id": str(i), "text": "a" * 50} for i in range(64)]
+        parent: str | None = None
+        for step in range(3):
+            value = [*value, {"id": f"s{step}"}]
+            parent = put(saver_a, "stale", parent, value, step)
+        assert parent is not None
+        read(saver_b, "stale", parent)
+        moved = [{"id": "edited", "text": "b"}, *value[1:]]  # no chunk shared with A's value
+        latest = put(saver_b, "stale", parent, moved, 3)
+        saver_b.prune(["stale"], strategy="keep_latest")
+        again = [*value, {"id": "late"}]
+        written = put(saver_a, "stale", latest, again, 4)
+        assert read(TreadleSaver(store), "stale", written) == again

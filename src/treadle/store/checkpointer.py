@@ -93,7 +93,8 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         thread_id = str(conf["thread_id"])
         ns = conf.get("checkpoint_ns") or ""
         values = checkpoint.get("channel_values") or {}
-        blobs = self._blobs(thread_id, ns, values, new_versions)
+        blobs = self._blobs(thread_id, ns, values, new_versions, parent=conf.get("checkpoint_id"),
+                            own=checkpoint["id"])
         stripped = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         stripped["channel_values"] = {}
         cp_type, cp_bytes = self.serde.dumps_typed(stripped)
@@ -119,10 +120,13 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         return PutCheckpoint(thread_id, row=row, blobs=blobs, token=fencing_token(config)), next_config
 
     def _blobs(self, thread_id: str, ns: str, values: dict[str, Any],
-               new_versions: ChannelVersions) -> list[BlobRow]:
-        """The rows of the channels' new versions: long lists chunked (store/chunked.py)."""
+               new_versions: ChannelVersions, *, parent: str | None, own: str) -> list[BlobRow]:
+        """The rows of the channels' new versions: long lists chunked (store/chunked.py),
+        reusing the chunks of ``parent``'s values when this process wrote or read it last."""
         blobs: list[BlobRow] = []
+        written: dict[str, list[chunked.Chunk]] = {}
         for ch, ver in new_versions.items():
+            written[ch] = []
             if ch not in values:
                 blobs.append(BlobRow(ch, str(ver), "empty", None))
                 continue
@@ -130,23 +134,28 @@ class TreadleSaver(BaseCheckpointSaver[str]):
             if type(value) is not list or len(value) < chunked.MIN_LENGTH:
                 blobs.append(BlobRow(ch, str(ver), *self.serde.dumps_typed(value)))
                 continue
-            key = (thread_id, ns, ch)
-            (kind, data), new_rows, refs = chunked.encode(
-                value, self._chunks.get(key), self._plain.dumps_typed, self._seal,
-                self.serde.dumps_typed)
+            (kind, data), new_rows, written[ch] = chunked.encode(
+                value, self._chunks.chunks((thread_id, ns), parent, ch), self._plain.dumps_typed,
+                self._seal, self.serde.dumps_typed)
             blobs.extend(BlobRow(ch, version, k, b) for version, k, b in new_rows)
             blobs.append(BlobRow(ch, str(ver), kind, data))
-            self._chunks.put(key, refs)
+        self._chunks.wrote((thread_id, ns), parent, own, written)
         return blobs
 
-    def _value(self, rec: CheckpointRecord, b: BlobRow) -> Any:
-        if not b.type.startswith(chunked.TYPE_PREFIX):
-            return self.serde.loads_typed(cast("tuple[str, bytes]", (b.type, b.blob)))
-        row = rec.row
-        value, refs = chunked.decode(b.type, cast("bytes", b.blob), rec.chunks.get(b.channel, {}),
-                                     self.serde.loads_typed)
-        self._chunks.put((row.thread_id, row.checkpoint_ns, b.channel), refs)
-        return value
+    def _values(self, rec: CheckpointRecord) -> dict[str, Any]:
+        """The channel values of a checkpoint read back (chunked ones reassembled)."""
+        out: dict[str, Any] = {}
+        known: dict[str, list[chunked.Chunk]] = {}
+        for b in rec.blobs:
+            if b.type == "empty":
+                continue
+            if not b.type.startswith(chunked.TYPE_PREFIX):
+                out[b.channel] = self.serde.loads_typed(cast("tuple[str, bytes]", (b.type, b.blob)))
+                continue
+            out[b.channel], known[b.channel] = chunked.decode(
+                b.type, cast("bytes", b.blob), rec.chunks.get(b.channel, {}), self.serde.loads_typed)
+        self._chunks.read((rec.row.thread_id, rec.row.checkpoint_ns), rec.row.checkpoint_id, known)
+        return out
 
     def _metadata_json(self, md: CheckpointMetadata) -> str:
         """The metadata column (for filters): the chosen keys sealed when encryption is on."""
@@ -227,9 +236,7 @@ class TreadleSaver(BaseCheckpointSaver[str]):
         checkpoint: Checkpoint = self.serde.loads_typed((row.type, row.checkpoint))
         # Blob columns are nullable (an "empty" channel, skipped here, stores no bytes);
         # the serde gets each row as stored.
-        checkpoint["channel_values"] = {
-            b.channel: self._value(rec, b) for b in rec.blobs if b.type != "empty"
-        }
+        checkpoint["channel_values"] = self._values(rec)
         metadata = self.serde.loads_typed((row.metadata_type, row.metadata_blob))
         conf = {"thread_id": row.thread_id, "checkpoint_ns": row.checkpoint_ns}
         parent = (

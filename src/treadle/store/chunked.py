@@ -15,8 +15,10 @@ serialized (plaintext) bytes, never by object identity, so a mutated element can
 mistaken for a stored one.
 
 Which chunks exist is known per saver from the last value of each (thread, namespace,
-channel) it wrote or read: a run reads its thread before it writes, so a chunk is reused only
-while the checkpoint whose value names it exists. On a cold cache (another process, a restart)
+channel) it wrote or read, with the checkpoint that value belongs to; a new version reuses
+them only when it is written on that very checkpoint (its parent: LangGraph writes each step
+on the checkpoint it just wrote or read), so a chunk is reused only while a checkpoint whose
+value names it exists. Otherwise (another process, a restart, a fork from an older checkpoint)
 the value is written again in chunks of ``CHUNK``, once.
 
 Row format (``type`` ``chunks/<serde type>``): ``TRC1``, the number of chunks (2 bytes), each
@@ -65,27 +67,46 @@ Chunk = tuple[bytes, bytes, int]
 
 
 class ChunkCache:
-    """Per (thread, namespace, channel): the chunks of the value last written or read, in
-    order (replaced each time, so a chunk is reused only while a value naming it exists)."""
+    """Per (thread, namespace): the checkpoint this process last wrote or read, and the chunks
+    of each chunked channel value at that checkpoint. A new checkpoint reuses them only when it
+    is written on that very checkpoint (its parent, which therefore exists; a channel the step
+    did not write keeps its value, and so its chunks), so a chunk is never reused once the
+    values naming it may have been pruned away."""
 
     def __init__(self, size: int = _CACHED_CHANNELS) -> None:
-        self._known: OrderedDict[tuple[str, str, str], list[Chunk]] = OrderedDict()
+        self._known: OrderedDict[tuple[str, str], tuple[str, dict[str, list[Chunk]]]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, str]) -> list[Chunk]:
+    def chunks(self, thread: tuple[str, str], parent: str | None, channel: str) -> list[Chunk]:
+        """The chunks of ``channel``'s value at ``parent``, if that is the checkpoint known."""
         with self._lock:
-            found = self._known.get(key)
-            if found is not None:
-                self._known.move_to_end(key)
-            return found or []
+            found = self._known.get(thread)
+            if found is None or parent is None or found[0] != parent:
+                return []
+            return found[1].get(channel, [])
 
-    def put(self, key: tuple[str, str, str], chunks: list[Chunk]) -> None:
+    def wrote(self, thread: tuple[str, str], parent: str | None, own: str,
+              written: dict[str, list[Chunk]]) -> None:
+        """Checkpoint ``own`` was written on ``parent`` with ``written`` (channel -> chunks;
+        an empty list: the channel's new value is not chunked)."""
         with self._lock:
-            self._known[key] = chunks
-            self._known.move_to_end(key)
-            while len(self._known) > self._size:
-                self._known.popitem(last=False)
+            found = self._known.get(thread)
+            known = dict(found[1]) if found is not None and found[0] == parent else {}
+            known.update(written)
+            self._remember(thread, own, {ch: c for ch, c in known.items() if c})
+
+    def read(self, thread: tuple[str, str], checkpoint_id: str, known: dict[str, list[Chunk]]) -> None:
+        """Checkpoint ``checkpoint_id`` was read; ``known``: its chunked values' chunks."""
+        with self._lock:
+            self._remember(thread, checkpoint_id, known)
+
+    def _remember(self, thread: tuple[str, str], checkpoint_id: str,
+                  known: dict[str, list[Chunk]]) -> None:
+        self._known[thread] = (checkpoint_id, known)
+        self._known.move_to_end(thread)
+        while len(self._known) > self._size:
+            self._known.popitem(last=False)
 
 
 def _digest(kind: str, data: bytes) -> bytes:
