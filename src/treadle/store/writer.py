@@ -277,6 +277,9 @@ class GroupCommitter(Generic[C]):
                     else:
                         self._cv.wait()
             self._commit_and_hand_over(batch)
+            # Parked until the next batch, this frame must not keep the last one (its
+            # payloads, and through an error's traceback a whole run's state) alive.
+            del batch
 
     def _commit(self, batch: list[_Item]) -> None:
         started = time.perf_counter()
