@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from treadle.errors import ConfigError
+from treadle.langgraph_http import HttpOptions, http_keys, http_options
 
 __all__ = [
     "KEYS",
@@ -179,31 +180,13 @@ KEYS: tuple[Key, ...] = (
     Key("checkpointer.serde.pickle_fallback", "honoured", "pickle what msgpack cannot encode "
         "and read pickled values; default false (never unpickle)", kind="boolean"),
     Key("http", "honoured", "an object of the keys below", children=True),
-    Key("http.app", "refused", "treadle mounts no custom app: remove \"http.app\" and serve "
-        "your app beside treadle, behind one proxy"),
     Key("http.cors", "honoured", "CORS headers: its keys are given to Starlette's "
         "CORSMiddleware (as langgraph-api does); without it treadle sends none", children=True),
     *(Key(f"http.cors.{name}", "honoured", "as in Starlette's CORSMiddleware", kind=kind)
       for name, kind in _CORS.items()),
-    Key("http.mount_prefix", "refused", "treadle serves at /: remove \"http.mount_prefix\", or "
-        "strip the prefix in a proxy"),
-    Key("http.configurable_headers", "refused", "treadle copies no request header into a "
-        'run\'s config: remove "http.configurable_headers"'),
-    *(Key(f"http.disable_{routes}", "refused", f"treadle always serves its /{routes} routes: "
-          f'remove "http.disable_{routes}" (false is accepted)', accepted=(False,))
-      for routes in ("assistants", "threads", "runs", "store")),
-    Key("http.disable_meta", "refused", "treadle always serves /info, /openapi.json, /docs and "
-        '/metrics: remove "http.disable_meta" (false is accepted)', accepted=(False,)),
-    Key("http.disable_webhooks", "refused", "treadle always sends run webhooks: remove "
-        '"http.disable_webhooks" (false is accepted)', accepted=(False,)),
+    *http_keys(Key),
     Key("http.disable_mcp", "honoured", "treadle serves no /mcp routes"),
     Key("http.disable_a2a", "honoured", "treadle serves no /a2a routes"),
-    Key("http.disable_ui", "honoured", "treadle serves no /ui routes"),
-    Key("http.logging_headers", "honoured", "treadle logs no request headers"),
-    Key("http.middleware_order", "honoured", "no effect: treadle mounts no custom app, so "
-        "auth always runs before every route"),
-    Key("http.enable_custom_route_auth", "honoured", "no effect: treadle mounts no custom "
-        "app (its own routes are always authenticated)"),
 )
 
 _BY_PATH = {k.path: k for k in KEYS}
@@ -273,6 +256,7 @@ def check(doc: dict[str, Any], source: str) -> Checked:
         raise ConfigError(f'{source}: unsupported key "{name}": {key.note}{more}')
     dependencies(doc, source)
     thread_ttl((doc.get("checkpointer") or {}).get("ttl"), source)
+    http_options(doc, source, lambda target: target)
     return found
 
 
@@ -381,6 +365,7 @@ class Loaded:
     encryption: str | None = None  # "path:attr" of a langgraph_sdk Encryption (file made absolute)
     auth: str | None = None  # auth.path, its file made absolute ("/abs/auth.py:auth")
     thread_ttl: dict[str, Any] | None = None  # checkpointer.ttl, checked (thread_ttl)
+    http: HttpOptions = field(default_factory=HttpOptions)  # the http section but cors
 
 
 def load(path: str | os.PathLike[str]) -> Loaded:
@@ -403,7 +388,8 @@ def load(path: str | os.PathLike[str]) -> Loaded:
                   serde=(doc.get("checkpointer") or {}).get("serde"),
                   encryption=encryption_ref(doc, lambda target: str((base / target).resolve())),
                   auth=auth_ref(doc, str(file), lambda target: str((base / target).resolve())),
-                  thread_ttl=thread_ttl((doc.get("checkpointer") or {}).get("ttl"), str(file)))
+                  thread_ttl=thread_ttl((doc.get("checkpointer") or {}).get("ttl"), str(file)),
+                  http=http_options(doc, str(file), lambda target: str((base / target).resolve())))
 
 
 def encryption_ref(doc: dict[str, Any], resolve: Callable[[str], str]) -> str | None:

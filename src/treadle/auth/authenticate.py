@@ -5,7 +5,8 @@ handler with the parameters it names (``request``, ``headers`` (``dict[bytes, by
 ``authorization``, ``path``, ``method``, ``path_params``, ``query_params``, ``scopes``,
 ``scope``), turns its answer into an :class:`~treadle.auth.user.AuthUser` and puts it in
 ``scope["state"]["auth_user"]`` (and the user's ``tenant_id``, if any, in
-``scope["state"]["auth_tenant"]``).
+``scope["state"]["auth_tenant"]``), and as Starlette's ``request.user`` (``scope["user"]``,
+with ``request.auth.scopes`` its permissions).
 
 Refusals: ``Auth.exceptions.HTTPException`` answers its status, detail and headers;
 anything else the handler raises is a 401 ``Unauthorized`` whose message is never sent
@@ -25,6 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from starlette.authentication import AuthCredentials
 from starlette.datastructures import QueryParams
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
@@ -53,13 +55,16 @@ class Authenticate:
     """ASGI middleware: authenticate each request with the ``Auth`` ``auth_of()`` returns
     (None: auth is not ready yet, answered 503)."""
 
-    def __init__(self, app: ASGIApp, auth_of: Callable[[], Any], public: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, auth_of: Callable[[], Any], public: frozenset[str],
+                 skip: Callable[[Scope], bool] | None = None) -> None:
         self.app = app
         self.auth_of = auth_of
         self.public = public
+        self.skip = skip  # requests left unauthenticated (http.app's routes), if any
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] in self.public:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.public or (
+                self.skip is not None and self.skip(scope)):
             await self.app(scope, receive, send)
             return
         auth = self.auth_of()
@@ -84,6 +89,8 @@ class Authenticate:
             return
         state = scope.setdefault("state", {})
         state["auth_user"] = user
+        # Starlette's request.user / request.auth, as langgraph-api's routes see them.
+        scope["user"], scope["auth"] = user, AuthCredentials(list(user.permissions))
         tenant = user.extra.get("tenant_id")
         state["auth_tenant"] = tenant if tenant is None else str(tenant)
         current = request_user.set(user)  # a graph factory's runtime.user

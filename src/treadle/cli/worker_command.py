@@ -124,7 +124,8 @@ def worker(
         )
     from treadle.server.webhook_policy import WebhookPolicy
 
-    webhooks = WebhookPolicy.from_config(loaded.webhooks, loaded.source)
+    webhooks = WebhookPolicy.from_config(loaded.webhooks, loaded.source,
+                                         disabled=loaded.http.disable_webhooks)
     w = Worker(settings, refs, name=name, port=settings.worker_port,  # the API's semantics
                memory_ttl=loaded.store_ttl, hooks=api_hooks(webhooks))
     bind(worker=w.name)

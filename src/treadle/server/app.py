@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import Scope
 
 from treadle.config import Settings
 from treadle.errors import (
@@ -52,10 +54,17 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     retention = retention_of(settings, langgraph.thread_ttl)  # a bad TTL stops here
     from treadle.server.webhook_policy import WebhookPolicy
 
-    webhooks = WebhookPolicy.from_config(langgraph.webhooks, langgraph.source)
+    http = langgraph.http
+    webhooks = WebhookPolicy.from_config(langgraph.webhooks, langgraph.source,
+                                         disabled=http.disable_webhooks)
+    user_app = None
+    if http.app is not None:  # langgraph.json's http.app (treadle.server.custom_app)
+        from treadle.server.custom_app import load_custom_app
+
+        user_app = load_custom_app(http.app, langgraph.source)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         from concurrent.futures import ThreadPoolExecutor
 
         from treadle.store import shared
@@ -96,7 +105,13 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
             await asyncio.to_thread(worker.load)
             worker_task = asyncio.create_task(worker.run(handle_signals=False))
         try:
-            yield
+            if user_app is None:
+                yield
+            else:  # http.app's lifespan: inside treadle's; its state is request.state
+                from treadle.server.custom_app import user_lifespan
+
+                async with user_lifespan(user_app)() as state:
+                    yield state
         finally:
             ctx.extra["draining"] = True
             if worker is not None:
@@ -114,7 +129,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     app = FastAPI(title="treadle", version=_version(), lifespan=lifespan,
                   dependencies=[Depends(valid_request)],
                   summary="LangGraph Platform's HTTP API, served by treadle",
-                  docs_url="/docs", openapi_url="/openapi.json")
+                  **_meta_urls(meta="meta" not in http.disabled))
     from treadle.server.routes import assistants, meta, runs, threads
 
     app.include_router(meta.router)
@@ -127,14 +142,32 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         except ImportError:
             continue
         app.include_router(module.router)
+    from treadle.server.route_groups import prune
+
+    prune(app.router.routes, http.disabled)  # langgraph.json's http.disable_*
+    custom = None
+    if user_app is not None:
+        from treadle.server.custom_app import CustomRoutes, insert
+
+        custom = CustomRoutes(user_app)
+        insert(app.router.routes, custom)
     _error_handlers(app)
+    app.state.configurable_headers = http.headers  # read by get_authz (authz_deps)
     if settings.encryption:  # added first, so inside authentication: it sees the user
         from treadle.server.encryption_context import EncryptionScope
         from treadle.store.encryption import load_encryption
 
         encryption = load_encryption(settings.encryption)
         app.add_middleware(EncryptionScope, encryption_of=lambda: encryption)
-    _install_auth(app, settings, langgraph, dev=in_process_worker)
+    if user_app is not None and http.middleware_order == "auth_first":
+        _add_user_middleware(app, user_app)  # added before authentication: inside it
+    skip = None
+    if custom is not None and not http.custom_route_auth:
+        from treadle.server.custom_app import routed
+
+        routes = app.router.routes
+        skip = lambda scope: routed(routes, scope) is custom  # noqa: E731
+    _install_auth(app, settings, langgraph, dev=in_process_worker, skip=skip)
     from treadle.server.host_check import HostCheck
     from treadle.server.origin_check import OriginCheck
 
@@ -156,10 +189,31 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, **langgraph.cors)
+    if user_app is not None and http.middleware_order == "middleware_first":
+        _add_user_middleware(app, user_app)  # outermost: before authentication, CORS...
+    if http.mount_prefix:
+        from treadle.server.mount_prefix import MountPrefix
+
+        app.add_middleware(MountPrefix, prefix=http.mount_prefix)
     return app
 
 
-def _install_auth(app: FastAPI, settings: Settings, langgraph: Loaded, *, dev: bool) -> None:
+def _meta_urls(*, meta: bool) -> dict[str, Any]:
+    """FastAPI's documentation URLs (none with langgraph.json's http.disable_meta)."""
+    if meta:
+        return {"docs_url": "/docs", "openapi_url": "/openapi.json", "redoc_url": "/redoc"}
+    return {"docs_url": None, "openapi_url": None, "redoc_url": None}
+
+
+def _add_user_middleware(app: FastAPI, user_app: Any) -> None:
+    """http.app's middleware, in its order (its first is outermost), around what ``app``
+    has so far."""
+    for middleware in reversed(user_app.user_middleware):
+        app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
+
+
+def _install_auth(app: FastAPI, settings: Settings, langgraph: Loaded, *, dev: bool,
+                  skip: Callable[[Scope], bool] | None = None) -> None:
     """Authenticate every request but the public ones, with langgraph.json's Auth or the
     built-in one (built when the store is open); nothing when no auth is configured."""
     if langgraph.auth is not None and settings.auth == "builtin":
@@ -188,7 +242,7 @@ def _install_auth(app: FastAPI, settings: Settings, langgraph: Loaded, *, dev: b
             refuse_sealed_tenant(encryption.build(settings))
     app.add_middleware(Authenticate, auth_of=lambda: getattr(app.state, "auth", None),
                        public=public_paths(info=settings.public_info,
-                                           metrics=settings.public_metrics))
+                                           metrics=settings.public_metrics), skip=skip)
 
 
 def _use_auth(app: FastAPI, auth: object, where: str) -> None:

@@ -12,14 +12,15 @@ Every route takes ``authz: AuthzDep`` (the request's user and the app's
 both with a ``value`` dict shaped like langgraph_sdk's ``Auth.types`` for the action,
 which the handler may change (the route then uses the changed value). With no auth
 configured both return None at once. :meth:`Authz.run_configurable` is what runs receive
-in ``config["configurable"]``.
+in ``config["configurable"]`` (the user, and the request headers langgraph.json's
+``http.configurable_headers`` names).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException
@@ -41,6 +42,7 @@ AUTH_CONFIG_KEYS = ("langgraph_auth_user", "langgraph_auth_user_id", "langgraph_
 class Authz:
     authorizer: Authorizer | None = None
     user: AuthUser | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # http.configurable_headers
 
     @property
     def on(self) -> bool:
@@ -89,17 +91,20 @@ class Authz:
                                     "return None/False")
 
     def run_configurable(self) -> dict[str, Any]:
-        """What a run of this request gets in ``configurable`` (empty without auth)."""
+        """What a run of this request gets in ``configurable``: the request headers
+        langgraph.json's ``http.configurable_headers`` copies, then the user (if any)."""
         if self.user is None:
-            return {}
-        return {"langgraph_auth_user": self.user.to_dict(),
+            return dict(self.headers)
+        return {**self.headers, "langgraph_auth_user": self.user.to_dict(),
                 "langgraph_auth_user_id": self.user.identity,
                 "langgraph_auth_permissions": list(self.user.permissions)}
 
 
 def get_authz(conn: HTTPConnection) -> Authz:
     authorizer = getattr(conn.app.state, "authorizer", None)
-    return Authz(authorizer, (conn.scope.get("state") or {}).get("auth_user"))
+    patterns = getattr(conn.app.state, "configurable_headers", None)
+    return Authz(authorizer, (conn.scope.get("state") or {}).get("auth_user"),
+                 patterns.copied(conn.headers) if patterns is not None else {})
 
 
 AuthzDep = Annotated[Authz, Depends(get_authz)]

@@ -7,7 +7,7 @@ A worker serving the API (the server's own, or ``treadle worker``) registers the
   written with the run's final status in the same transaction;
 * ``on_completion="delete"`` (stateless runs): the run's thread is deleted once it ends;
 * ``webhook``: the run's record is POSTed to it (see :mod:`treadle.server.webhooks`), as
-  langgraph.json's ``webhooks`` policy allows;
+  langgraph.json's ``webhooks`` policy allows (nothing with ``http.disable_webhooks``);
 * the audit log: each attempt's start and the run's end (:mod:`treadle.server.run_audit`).
 """
 
@@ -61,7 +61,10 @@ class Webhook:
     policy: WebhookPolicy = field(default_factory=WebhookPolicy)
 
     async def __call__(self, attempt: RunAttempt, _status: str) -> None:
-        if attempt.spec.webhook:
+        if attempt.spec.webhook and self.policy.disabled:
+            log.info("run %s: its webhook is not sent (langgraph.json's "
+                     "http.disable_webhooks)", attempt.run_id)
+        elif attempt.spec.webhook:
             from treadle.server.webhooks import schedule_webhook
 
             schedule_webhook(attempt.store, str(attempt.spec.webhook), attempt.run_id,

@@ -77,15 +77,18 @@ class WebhookPolicy:
     allow_loopback: bool = False
     allow_private: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
+    disabled: bool = False  # http.disable_webhooks: URLs are checked, nothing is sent
 
     @classmethod
     def from_config(cls, webhooks: Mapping[str, Any] | None, source: str = "langgraph.json",
-                    environ: Mapping[str, str] | None = None) -> WebhookPolicy:
+                    environ: Mapping[str, str] | None = None, *,
+                    disabled: bool = False) -> WebhookPolicy:
         """The policy of a ``webhooks`` object (types already checked by
         :func:`treadle.langgraph_json.check`); header templates are resolved from
-        ``environ`` now, so a missing variable stops start-up in one line."""
+        ``environ`` now, so a missing variable stops start-up in one line. ``disabled``:
+        langgraph.json's ``http.disable_webhooks``."""
         if not webhooks:
-            return cls()
+            return cls(disabled=disabled)
         url = webhooks.get("url") or {}
         where = f"{source}: webhooks"
         length = url.get("max_url_length")
@@ -114,7 +117,7 @@ class WebhookPolicy:
                    max_url_length=length or cls.max_url_length,
                    allow_loopback=url.get("disable_loopback") is False,
                    allow_private=not url.get("disable_private", False),
-                   headers=headers)
+                   headers=headers, disabled=disabled)
 
     def target(self, url: str) -> Target:
         """The URL's target, or :class:`WebhookRefusedError` saying which rule refuses it."""
