@@ -36,6 +36,9 @@ SCHEMA_KEYS = {
     "http.disable_ui", "http.disable_webhooks", "http.cors", "http.configurable_headers",
     "http.logging_headers", "http.middleware_order", "http.enable_custom_route_auth",
     "http.mount_prefix",
+    "http.configurable_headers.includes", "http.configurable_headers.excludes",
+    "http.configurable_headers.include", "http.configurable_headers.exclude",  # langgraph-api's aliases
+    "http.disable_crons",  # treadle's addition (the cron routes alone)
     "http.cors.allow_origins", "http.cors.allow_methods", "http.cors.allow_headers",
     "http.cors.allow_credentials", "http.cors.allow_origin_regex", "http.cors.expose_headers",
     "http.cors.max_age",
@@ -100,7 +103,9 @@ KIND_SAMPLES: dict[str, Any] = {"boolean": True, "integer": 600, "number": 1.5, 
 
 
 # Keys whose value is one of a few words (checked beyond their JSON type).
-ENUM_SAMPLES: dict[str, Any] = {"checkpointer.ttl.strategy": "keep_latest"}
+ENUM_SAMPLES: dict[str, Any] = {"checkpointer.ttl.strategy": "keep_latest",
+                                "http.middleware_order": "auth_first",
+                                "http.app": "./webapp.py:app", "http.mount_prefix": "/my-api"}
 
 
 def _sample(key: Key) -> Any:
@@ -172,9 +177,9 @@ def test_an_auth_without_a_usable_path_is_one_line(tmp_path: Path, auth: dict[st
 
 
 def test_every_refused_key_is_named_in_the_one_line() -> None:
-    doc = {**BASE, "ui": {"a": "a.tsx"}, "http": {"mount_prefix": "/a", "app": "b.py:app"}}
+    doc = {**BASE, "ui": {"a": "a.tsx"}, "store": {"index": {"dims": 1}}, "priority": {}}
     with pytest.raises(ConfigError,
-                       match=r'"ui".*\(also unsupported: http\.mount_prefix, http\.app\)$'):
+                       match=r'"ui".*\(also unsupported: store\.index, priority\)$'):
         check(doc, "langgraph.json")
 
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import Scope
 
@@ -132,25 +132,25 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
                   **_meta_urls(meta="meta" not in http.disabled))
     from treadle.server.routes import assistants, meta, runs, threads
 
-    app.include_router(meta.router)
-    app.include_router(assistants.router)
-    app.include_router(threads.router)
-    app.include_router(runs.router)
+    routers = [meta.router, assistants.router, threads.router, runs.router]
     for optional in ("store", "crons", "thread_stream", "audit", "thread_storage"):
         try:
             module = __import__(f"treadle.server.routes.{optional}", fromlist=["router"])
         except ImportError:
             continue
-        app.include_router(module.router)
+        routers.append(module.router)
+    from treadle.server.custom_app import UNSHADOWABLE, CustomRoutes
     from treadle.server.route_groups import prune
 
-    prune(app.router.routes, http.disabled)  # langgraph.json's http.disable_*
+    routes = [route for router in routers for route in router.routes]
+    prune(routes, http.disabled)  # langgraph.json's http.disable_*
+    first = [r for r in routes if getattr(r, "path", None) in UNSHADOWABLE]
+    app.include_router(_router_of(first))
     custom = None
-    if user_app is not None:
-        from treadle.server.custom_app import CustomRoutes, insert
-
+    if user_app is not None:  # http.app's routes: after the probes, before the rest
         custom = CustomRoutes(user_app)
-        insert(app.router.routes, custom)
+        app.router.routes.append(custom)
+    app.include_router(_router_of([r for r in routes if r not in first]))
     _error_handlers(app)
     app.state.configurable_headers = http.headers  # read by get_authz (authz_deps)
     if settings.encryption:  # added first, so inside authentication: it sees the user
@@ -196,6 +196,12 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
 
         app.add_middleware(MountPrefix, prefix=http.mount_prefix)
     return app
+
+
+def _router_of(routes: list[Any]) -> APIRouter:
+    router = APIRouter()
+    router.routes.extend(routes)
+    return router
 
 
 def _meta_urls(*, meta: bool) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from treadle.errors import ConfigError, GraphLoadError
 
-__all__ = ["UNSHADOWABLE", "CustomRoutes", "insert", "load_custom_app", "routed", "user_lifespan"]
+__all__ = ["UNSHADOWABLE", "CustomRoutes", "load_custom_app", "routed", "user_lifespan"]
 
 #: treadle's paths a custom route cannot replace.
 UNSHADOWABLE = frozenset({"/ok", "/healthz", "/readyz", "/metrics", "/docs",
@@ -98,13 +98,6 @@ def routed(routes: list[BaseRoute], scope: Scope) -> BaseRoute | None:
         if match is Match.PARTIAL and partial is None:
             partial = route
     return partial
-
-
-def insert(routes: list[BaseRoute], custom: CustomRoutes) -> None:
-    """Put ``custom`` after treadle's unshadowable routes and before the others."""
-    first = [r for r in routes if getattr(r, "path", None) in UNSHADOWABLE]
-    rest = [r for r in routes if getattr(r, "path", None) not in UNSHADOWABLE]
-    routes[:] = [*first, custom, *rest]
 
 
 def user_lifespan(user_app: Starlette

@@ -10,12 +10,12 @@ from langgraph.graph import END, START, StateGraph
 
 
 class State(TypedDict, total=False):
-    configurable: dict[str, Any]
+    seen: dict[str, Any]
 
 
 def read(state: State, config: RunnableConfig) -> dict[str, Any]:
     conf = config.get("configurable") or {}
-    return {"configurable": {k: v for k, v in conf.items() if isinstance(v, str)
+    return {"seen": {k: v for k, v in conf.items() if isinstance(v, str)
                              and not k.startswith("__")}}
 
 
