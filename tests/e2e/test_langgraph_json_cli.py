@@ -44,13 +44,13 @@ def test_a_server_whose_auth_cannot_load_does_not_start(tmp_path: Path, command:
 
 
 def test_worker_and_run_refuse_it_too(tmp_path: Path) -> None:
-    config = _config(tmp_path, http={"app": "./app.py:app"})
+    config = _config(tmp_path, ui={"agent": "./ui.tsx"})
     store = f"sqlite:///{tmp_path / 'x.db'}"
     for args in (["worker", "--config", str(config), "--store", store],
                  ["run", "chain", "--config", str(config), "--store", store]):
         r = _treadle(*args)
         assert r.returncode == 1, r.stderr
-        assert r.stderr.startswith(f'error: {config}: unsupported key "http.app": ')
+        assert r.stderr.startswith(f'error: {config}: unsupported key "ui": ')
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 

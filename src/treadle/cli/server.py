@@ -76,6 +76,10 @@ def _load(config: str) -> Loaded:
         from treadle.auth.loading import load_auth
 
         load_auth(loaded.auth, config)
+    if loaded.http.app is not None:  # langgraph.json's http.app: checked before listening
+        from treadle.server.custom_app import load_custom_app
+
+        load_custom_app(loaded.http.app, config)
     return loaded
 
 
