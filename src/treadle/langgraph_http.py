@@ -92,16 +92,14 @@ class HeaderPatterns:
 
     def copied(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers (names lower-cased) to copy: matching an include and no exclude,
-        never one of :data:`NEVER_COPIED` nor a name a client's config may not hold."""
+        never one of :data:`NEVER_COPIED` (the server also drops the names a client's
+        config may not hold: ``treadle.server.run_config.run_headers``)."""
         if not self.includes:
             return {}
-        from treadle.server.run_config import INTERNAL_PREFIXES, REFUSED_KEYS
-
         out: dict[str, str] = {}
         for raw, value in headers.items():
             name = raw.lower()
-            if name in NEVER_COPIED or name in REFUSED_KEYS or name == "runtime" \
-                    or name.startswith(INTERNAL_PREFIXES):
+            if name in NEVER_COPIED:
                 continue
             if any(p.fullmatch(name) for p in self.excludes):
                 continue
@@ -158,10 +156,10 @@ def _prefix(prefix: str | None, source: str) -> str:
     if prefix is None:
         return ""
     cut = prefix.rstrip("/")
-    if not prefix.startswith("/") or re.search(r"[\s?#%]|//", prefix) or cut == "/":
+    if not prefix.startswith("/") or re.search(r"[\s?#%]|//", prefix):
         raise ConfigError(f'{source}: "http.mount_prefix" must be a path such as "/my-api" '
                           f"(starting with /, no spaces, ?, #, % or //; got {prefix!r})")
-    return cut
+    return cut  # "/" is no prefix, as in langgraph-api
 
 
 def _patterns(config: Mapping[str, Any], source: str) -> HeaderPatterns:

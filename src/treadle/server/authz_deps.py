@@ -29,6 +29,7 @@ from starlette.requests import HTTPConnection
 from treadle.auth.authorize import Authorizer, Decision
 from treadle.auth.user import AuthUser
 from treadle.errors import AccessFilterError
+from treadle.server.run_config import run_headers
 
 __all__ = ["AUTH_CONFIG_KEYS", "Authz", "AuthzDep", "both", "get_authz", "strip_prefix"]
 
@@ -104,7 +105,7 @@ def get_authz(conn: HTTPConnection) -> Authz:
     authorizer = getattr(conn.app.state, "authorizer", None)
     patterns = getattr(conn.app.state, "configurable_headers", None)
     return Authz(authorizer, (conn.scope.get("state") or {}).get("auth_user"),
-                 patterns.copied(conn.headers) if patterns is not None else {})
+                 run_headers(patterns, conn.headers) if patterns is not None else {})
 
 
 AuthzDep = Annotated[Authz, Depends(get_authz)]

@@ -16,8 +16,9 @@ from typing import Any
 
 from treadle._langgraph import CONFIG_KEY_PREFIX
 from treadle.errors import RefusedConfigError
+from treadle.langgraph_http import HeaderPatterns
 
-__all__ = ["INTERNAL_PREFIXES", "REFUSED_KEYS", "check_client_config"]
+__all__ = ["INTERNAL_PREFIXES", "REFUSED_KEYS", "check_client_config", "run_headers"]
 
 # Keys refused at the top level of a config and in its ``configurable``.
 REFUSED_KEYS = ("checkpoint_store",)
@@ -27,15 +28,23 @@ INTERNAL_PREFIXES = (CONFIG_KEY_PREFIX, "__treadle_")
 _RUNTIME_OK = ("local", None)
 
 
+def _steers(key: str, value: Any) -> bool:
+    return key in REFUSED_KEYS or key.startswith(INTERNAL_PREFIXES) or (
+        key == "runtime" and value not in _RUNTIME_OK)
+
+
 def _refused(config: Mapping[str, Any], prefix: str) -> str | None:
     for key, value in config.items():
-        if not isinstance(key, str):
-            continue
-        if key in REFUSED_KEYS or key.startswith(INTERNAL_PREFIXES):
-            return f"{prefix}{key}"
-        if key == "runtime" and value not in _RUNTIME_OK:
+        if isinstance(key, str) and _steers(key, value):
             return f"{prefix}{key}"
     return None
+
+
+def run_headers(patterns: HeaderPatterns, headers: Mapping[str, str]) -> dict[str, str]:
+    """The request headers langgraph.json's ``http.configurable_headers`` copies into a
+    run's ``configurable``, but those named as a key that steers treadle (dropped, not
+    refused: a client does not choose which headers proxies add)."""
+    return {k: v for k, v in patterns.copied(headers).items() if not _steers(k, v)}
 
 
 def check_client_config(config: Mapping[str, Any] | None, where: str = "config") -> None:

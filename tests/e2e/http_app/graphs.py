@@ -16,7 +16,7 @@ class State(TypedDict, total=False):
 def read(state: State, config: RunnableConfig) -> dict[str, Any]:
     conf = config.get("configurable") or {}
     return {"seen": {k: v for k, v in conf.items() if isinstance(v, str)
-                             and not k.startswith("__")}}
+                     and (not k.startswith("__") or k == "__treadle_steer")}}
 
 
 _builder = StateGraph(State)
