@@ -39,11 +39,11 @@ def http_keys(key: type[Key]) -> tuple[Key, ...]:
         "runs": "every run route: stateless /runs/*, /threads/{id}/runs/*, the crons "
                 "(/runs/crons/*, /threads/{id}/runs/crons) and the thread protocol "
                 "(/threads/{id}/commands, /threads/{id}/stream/events), as langgraph-api does",
-        "crons": "treadle's addition: the cron routes only (/runs/crons/*, "
-                 "/threads/{id}/runs/crons); crons already made still fire",
+        "crons": "the cron routes only (/runs/crons/*, /threads/{id}/runs/crons; "
+                 "treadle's addition)",
         "store": "the /store routes",
-        "meta": "/info, /metrics, /docs, /redoc and /openapi.json; /ok, /healthz and "
-                "/readyz stay",
+        "meta": "/info, /metrics, /docs, /redoc and /openapi.json (/ok, /healthz and "
+                "/readyz stay)",
     }
     return (
         key("http.app", "honoured", '"path.py:attr" or "module:attr" of a Starlette or '
@@ -65,10 +65,10 @@ def http_keys(key: type[Key]) -> tuple[Key, ...]:
             kind="list of strings"),
         key("http.configurable_headers.exclude", "honoured", "alias of excludes",
             kind="list of strings"),
-        *(key(f"http.disable_{group}", "honoured", f"true: treadle does not serve {what} "
-              "(404)", kind="boolean") for group, what in disabled.items()),
+        *(key(f"http.disable_{group}", "honoured", f"true: treadle does not serve {what}: "
+              "they answer 404", kind="boolean") for group, what in disabled.items()),
         key("http.disable_webhooks", "honoured", "true: runs with a webhook run, but no "
-            "webhook is sent (by the API's worker and every `treadle worker` reading this "
+            "webhook is sent (by the API's worker, and by `treadle worker --config` with this "
             "file); URLs are still checked when runs are created", kind="boolean"),
         key("http.disable_ui", "honoured", "treadle serves no /ui routes, so true or false "
             "changes nothing", kind="boolean"),

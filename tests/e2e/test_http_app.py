@@ -54,6 +54,11 @@ def test_the_apps_routes_middleware_and_lifespan_are_served_with_the_api(
     found = httpx.post(f"{server.url}/assistants/search", json={})
     assert found.status_code == 200 and found.headers["x-custom-middleware"] == "yes"
     assert httpx.get(f"{server.url}/custom/nothing").status_code == 404
+    teapot = httpx.get(f"{server.url}/custom/teapot")  # the app's exception handlers apply
+    assert teapot.status_code == 418 and teapot.text == "short and stout"
+    # treadle's browser guard applies to custom routes too (docs/security.md)
+    foreign = httpx.get(f"{server.url}/custom/hello", headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
     server.stop()
     assert events.read_text() == "started\nstopped\n"
 

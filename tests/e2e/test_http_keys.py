@@ -17,7 +17,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
-from processes import ServerProcess, StartServer
+from processes import ServerProcess, StartServer, StartWorker
 
 HERE = Path(__file__).resolve().parent / "http_app"
 
@@ -131,6 +131,25 @@ def test_disable_webhooks_runs_the_run_but_sends_nothing(
     assert err.value.response.status_code == 422
 
 
+def test_a_treadle_worker_reading_the_file_sends_no_webhook_either(
+        start_server: StartServer, start_worker: StartWorker, tmp_path: Path,
+        receiver: tuple[int, list[bytes]]) -> None:
+    port, received = receiver
+    config = _config(tmp_path, http={"disable_webhooks": True},
+                     webhooks={"url": {"disable_loopback": False}})
+    store = f"sqlite:///{tmp_path / 'shared.db'}"
+    server = start_server("serve", store=store, args=["--no-workers"], config=config)
+    worker = start_worker(store, args=["--config", str(config)])
+    client = get_sync_client(url=server.url)
+    run = client.runs.create(None, "headers", input={}, webhook=f"http://127.0.0.1:{port}/h")
+    client.runs.join(run["thread_id"], run["run_id"])
+    deadline = time.monotonic() + 30
+    while "its webhook is not sent" not in worker.log():
+        assert time.monotonic() < deadline, worker.log()
+        time.sleep(0.1)
+    assert received == []
+
+
 def test_configurable_headers_reach_the_graph(start_server: StartServer,
                                               tmp_path: Path) -> None:
     server = start_server(config=_config(tmp_path, http={"configurable_headers": {
@@ -160,7 +179,8 @@ def test_configurable_headers_reach_the_graph(start_server: StartServer,
 
 def test_without_configurable_headers_none_are_copied_and_the_prefix_serves_the_api(
         start_server: StartServer, tmp_path: Path) -> None:
-    server = start_server(config=_config(tmp_path, http={"mount_prefix": "/my-api/"}))
+    server = start_server(config=_config(tmp_path, http={
+        "mount_prefix": "/my-api/", "app": f"{HERE / 'webapp.py'}:app"}))
     base = f"{server.url}/my-api"
     client = get_sync_client(url=base)
     seen = _seen(client.runs.wait(None, "headers", input={}, headers={"x-user-id": "u-1"}))
@@ -172,7 +192,7 @@ def test_without_configurable_headers_none_are_copied_and_the_prefix_serves_the_
     assert chunks[-1].event == "values"
     # the whole API is under the prefix; the probes (and /metrics) also at the root
     assert httpx.post(f"{server.url}/threads/search", json={}).status_code == 404
-    assert httpx.get(f"{server.url}/info").status_code == 404
+    assert httpx.get(f"{server.url}/assistants/search").status_code == 404
     for probe in ("/ok", "/readyz", "/metrics"):
         assert httpx.get(f"{server.url}{probe}").status_code == 200, probe
         assert httpx.get(f"{base}{probe}").status_code == 200, probe
@@ -181,3 +201,6 @@ def test_without_configurable_headers_none_are_copied_and_the_prefix_serves_the_
     spec = httpx.get(f"{base}/openapi.json").json()
     assert "/threads/search" in spec["paths"]
     assert httpx.get(f"{server.url}/my-apix/info").status_code == 404
+    # http.app's routes are under the prefix too
+    assert httpx.get(f"{base}/custom/hello").json()["calls"] == 1
+    assert httpx.get(f"{server.url}/custom/hello").status_code == 404

@@ -54,6 +54,20 @@ async def whoami(request: Request) -> dict[str, Any]:
     return {"user": request.user.identity, "scopes": list(request.auth.scopes)}
 
 
+class Teapot(Exception):
+    pass
+
+
+@app.exception_handler(Teapot)
+async def teapot(_request: Request, _exc: Exception) -> Response:
+    return Response("short and stout", status_code=418)
+
+
+@app.get("/custom/teapot")
+async def brew() -> None:
+    raise Teapot
+
+
 @app.get("/info")
 async def info() -> dict[str, Any]:
     return {"custom": True}
