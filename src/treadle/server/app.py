@@ -3,7 +3,8 @@
 ``create_app`` builds it; the lifespan opens the store, loads the graphs of
 ``langgraph.json``, creates each graph's default assistant and starts the
 background loops (the in-process worker of ``treadle dev``, the cron scheduler,
-the purge of old stream events, the thread TTL sweep). Any number of replicas may share one store.
+the purge of old stream events, the thread TTL sweep), then langgraph.json's ``http.app``'s
+(:mod:`treadle.server.custom_app`). Any number of replicas may share one store.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
                langgraph: Loaded | None = None,
                allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     """The server app for graphs ``refs`` (name -> REF, as in langgraph.json); the rest of
-    the ``langgraph`` file it was read from (descriptions, CORS, webhooks) applies too.
-    ``allowed_hosts``: the Host names answered (None: any)."""
+    the ``langgraph`` file it was read from (descriptions, CORS, webhooks, the ``http``
+    section: ``http.app``, ``disable_*``, ``configurable_headers``, ``mount_prefix``)
+    applies too. ``allowed_hosts``: the Host names answered (None: any)."""
     langgraph = langgraph or Loaded(refs)
     serde_policy.configure(langgraph.serde)  # before any graph or serializer is built
     from treadle.server.ttl_sweep import retention_of, run_sweeps

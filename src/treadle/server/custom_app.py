@@ -59,7 +59,7 @@ class CustomRoutes(BaseRoute):
 
     def __init__(self, user_app: Starlette) -> None:
         self.user_app = user_app
-        self._inner: ASGIApp | None = None
+        self._inner = _without_middleware(user_app)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         partial: Scope | None = None
@@ -72,19 +72,18 @@ class CustomRoutes(BaseRoute):
         return (Match.PARTIAL, partial) if partial is not None else (Match.NONE, {})
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._stack()({**scope, "app": self.user_app}, receive, send)
+        await self._inner({**scope, "app": self.user_app}, receive, send)
 
-    def _stack(self) -> ASGIApp:
-        """The user's app without its middleware (treadle applies that around its own):
-        its exception handlers and router."""
-        if self._inner is None:
-            app, kept = self.user_app, self.user_app.user_middleware
-            app.user_middleware = []
-            try:
-                self._inner = app.build_middleware_stack()
-            finally:
-                app.user_middleware = kept
-        return self._inner
+
+def _without_middleware(app: Starlette) -> ASGIApp:
+    """The user's app without its middleware (treadle applies that around its own): its
+    exception handlers and its router."""
+    kept = app.user_middleware
+    app.user_middleware = []
+    try:
+        return app.build_middleware_stack()
+    finally:
+        app.user_middleware = kept
 
 
 def routed(routes: list[BaseRoute], scope: Scope) -> BaseRoute | None:
