@@ -1,5 +1,5 @@
 """langgraph.json's ``http`` section: each mistake is one ConfigError line; header patterns
-copy what they name and never credentials or keys that steer treadle; route groups."""
+copy what they name and never credentials or keys that steer treadle."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from treadle.errors import ConfigError
 from treadle.langgraph_http import NEVER_COPIED, HttpOptions, http_options
 from treadle.langgraph_json import check, load
-from treadle.server.route_groups import groups_of
 from treadle.server.run_config import run_headers
 
 BASE = {"graphs": {"g": "./g.py:graph"}}
@@ -89,22 +88,3 @@ def test_credentials_and_steering_keys_are_never_copied() -> None:
     assert run_headers(everything, headers) == {"x-ok": "1"}
     assert everything.copied({"runtime": "local"}) == {"runtime": "local"}  # what it says
     assert {"authorization", "cookie", "x-api-key", "proxy-authorization"} <= NEVER_COPIED
-
-
-@pytest.mark.parametrize(("path", "groups"), [
-    ("/assistants", {"assistants"}), ("/assistants/{assistant_id}/graph", {"assistants"}),
-    ("/threads", {"threads"}), ("/threads/{thread_id}/state", {"threads"}),
-    ("/threads/{thread_id}/stream", {"threads"}), ("/threads/{thread_id}/storage", {"threads"}),
-    ("/threads/{thread_id}/runs", {"runs"}), ("/threads/{thread_id}/runs/{run_id}/join", {"runs"}),
-    ("/threads/{thread_id}/commands", {"runs"}),
-    ("/threads/{thread_id}/stream/events", {"runs"}),
-    ("/runs", {"runs"}), ("/runs/wait", {"runs"}), ("/runs/batch", {"runs"}),
-    ("/runs/crons", {"runs", "crons"}), ("/runs/crons/{cron_id}", {"runs", "crons"}),
-    ("/threads/{thread_id}/runs/crons", {"runs", "crons"}),
-    ("/store/items", {"store"}), ("/info", {"meta"}), ("/metrics", {"meta"}),
-    ("/openapi.json", {"meta"}), ("/docs", {"meta"}),
-    ("/ok", set()), ("/healthz", set()), ("/readyz", set()), ("/audit", set()),
-    ("/assistantsx", set()),
-])
-def test_route_groups(path: str, groups: set[str]) -> None:
-    assert groups_of(path) == groups
