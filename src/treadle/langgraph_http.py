@@ -33,13 +33,12 @@ def http_keys(key: type[Key]) -> tuple[Key, ...]:
     """The ``http.*`` rows of :data:`treadle.langgraph_json.KEYS` (CORS's are there)."""
     disabled = {
         "assistants": "the /assistants routes",
-        "threads": "the /threads routes (GET /threads/{id}/stream included) but a thread's "
-                   "runs and its protocol (/commands, /stream/events), which disable_runs "
-                   "removes",
-        "runs": "every run route: stateless /runs/*, /threads/{id}/runs/*, the crons "
-                "(/runs/crons/*, /threads/{id}/runs/crons) and the thread protocol "
-                "(/threads/{id}/commands, /threads/{id}/stream/events), as langgraph-api does",
-        "crons": "the cron routes only (/runs/crons/*, /threads/{id}/runs/crons; "
+        "threads": "the /threads routes (GET /threads/{id}/stream included; a thread's runs "
+                   "and its protocol belong to disable_runs)",
+        "runs": "every run route (stateless /runs/*, /threads/{id}/runs/*, the crons, and "
+                "the thread protocol's /threads/{id}/commands and /stream/events), as in "
+                "langgraph-api",
+        "crons": "the cron routes alone (/runs/crons/*, /threads/{id}/runs/crons; "
                  "treadle's addition)",
         "store": "the /store routes",
         "meta": "/info, /metrics, /docs, /redoc and /openapi.json (/ok, /healthz and "
@@ -65,8 +64,8 @@ def http_keys(key: type[Key]) -> tuple[Key, ...]:
             kind="list of strings"),
         key("http.configurable_headers.exclude", "honoured", "alias of excludes",
             kind="list of strings"),
-        *(key(f"http.disable_{group}", "honoured", f"true: treadle does not serve {what}: "
-              "they answer 404", kind="boolean") for group, what in disabled.items()),
+        *(key(f"http.disable_{group}", "honoured", f"true: {what} answer 404",
+              kind="boolean") for group, what in disabled.items()),
         key("http.disable_webhooks", "honoured", "true: runs with a webhook run, but no "
             "webhook is sent (by the API's worker, and by `treadle worker --config` with this "
             "file); URLs are still checked when runs are created", kind="boolean"),
