@@ -35,9 +35,9 @@ def http_keys(key: type[Key]) -> tuple[Key, ...]:
         "assistants": "the /assistants routes",
         "threads": "the /threads routes (GET /threads/{id}/stream included; a thread's runs "
                    "and its protocol belong to disable_runs)",
-        "runs": "every run route (stateless /runs/*, /threads/{id}/runs/*, the crons, and "
-                "the thread protocol's /threads/{id}/commands and /stream/events), as in "
-                "langgraph-api",
+        "runs": "all the run routes (stateless /runs/*, /threads/{id}/runs/*, the crons, "
+                "and the thread protocol's /threads/{id}/commands and /stream/events, as "
+                "in langgraph-api)",
         "crons": "the cron routes alone (/runs/crons/*, /threads/{id}/runs/crons; "
                  "treadle's addition)",
         "store": "the /store routes",
