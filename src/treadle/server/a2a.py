@@ -31,6 +31,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from treadle.errors import InputError, NotFoundError, TreadleError
@@ -117,8 +118,6 @@ async def a2a_endpoint(assistant_id: str, request: Request, ctx: CtxDep,
         SendStreamingMessageRequest,
         UnsupportedOperationError,
     )
-    from pydantic import ValidationError
-
     assistant = await find_assistant(ctx, assistant_id, authz)
     try:
         doc = json.loads(await request.body())
@@ -159,13 +158,13 @@ async def a2a_endpoint(assistant_id: str, request: Request, ctx: CtxDep,
         return JSONResponse(_answer(ident, error=_refusal(exc)))
 
 
-def _invalid_params(exc: Exception) -> Any:
+def _invalid_params(exc: ValidationError) -> Any:
+    """-32602 naming the first field the params got wrong (no values echoed back)."""
     from a2a.types import InvalidParamsError
 
-    first = getattr(exc, "errors", lambda: [])()[:1]
-    where = ".".join(str(p) for p in first[0].get("loc", ())) if first else ""
-    what = first[0].get("msg", "invalid") if first else "invalid"
-    return InvalidParamsError(message=f"invalid params: {where}: {what}")
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return InvalidParamsError(message=f"invalid params: {where}: {first.get('msg', 'invalid')}")
 
 
 async def _start(ctx: Ctx, authz: Authz, assistant: Any, params: Any, *, stream: bool) -> Any:
@@ -224,8 +223,14 @@ async def _get(ctx: Ctx, authz: Authz, assistant: Any, params: Any) -> Any:
 async def _events(ctx: Ctx, row: Any) -> AsyncIterator[Any]:
     """The task, its status updates (one per new reply of the graph), then the reply
     artifact and the final status."""
-    from a2a.types import Message, Role, TaskArtifactUpdateEvent, TaskState, TaskStatus, \
-        TaskStatusUpdateEvent
+    from a2a.types import (
+        Message,
+        Role,
+        TaskArtifactUpdateEvent,
+        TaskState,
+        TaskStatus,
+        TaskStatusUpdateEvent,
+    )
 
     from treadle.server.sse import follow_run
 
