@@ -223,6 +223,13 @@ async def test_a_failed_run_is_a_failed_task(server: ServerProcess) -> None:
     assert "cannot answer 'x'" in _reply(task)
 
 
+async def test_a_paused_run_is_an_input_required_task(server: ServerProcess) -> None:
+    task = _final(await _send(server.url, "asks", _message("may I?")))
+    assert task.status.state.value == "input-required"
+    state = await get_client(url=server.url).threads.get_state(task.context_id)
+    assert state["next"] == ["ask"]  # the thread waits for its answer
+
+
 @pytest.mark.parametrize(("body", "code"), [
     ({"jsonrpc": "2.0", "id": 1, "method": "agents/dance", "params": {}}, -32601),
     ({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"nope": 1}}, -32602),

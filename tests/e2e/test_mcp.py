@@ -71,7 +71,7 @@ def _text(result: Any) -> str:
 
 async def test_every_assistant_is_a_tool_with_the_graphs_input_schema(server: ServerProcess) -> None:
     tools = await _tools(server.url)
-    assert set(tools) == {"echo", "questions", "broken"}
+    assert set(tools) == {"echo", "questions", "broken", "asks"}
     assert tools["echo"].description == "Echoes the last message"  # langgraph.json's
     schema = tools["questions"].inputSchema
     assert schema["type"] == "object" and schema["required"] == ["question"]
@@ -90,6 +90,18 @@ async def test_a_call_runs_the_assistant_and_answers_its_output(server: ServerPr
     chat = await _call(server.url, "echo", {"messages": [{"type": "human", "content": "hi"}]})
     assert not chat.isError
     assert chat.structuredContent["messages"][-1]["content"] == "echo: hi (1 seen)"
+
+
+async def test_answers_are_json_and_there_is_no_session(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        listed = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
+                                 headers={"Accept": "application/json, text/event-stream"})
+        stream = await http.get("/mcp", headers={"Accept": "text/event-stream"})
+    assert listed.status_code == 200
+    assert listed.headers["content-type"].startswith("application/json")
+    assert "mcp-session-id" not in listed.headers
+    assert listed.json()["id"] == 7 and listed.json()["result"]["tools"]
+    assert stream.status_code == 405  # no GET event stream (stateless)
 
 
 async def test_a_call_is_a_stateless_run(server: ServerProcess) -> None:

@@ -54,3 +54,17 @@ _broken.add_node("fail", _fail)
 _broken.add_edge(START, "fail")
 _broken.add_edge("fail", END)
 broken = _broken.compile()
+
+
+def _ask(state: MessagesState) -> dict[str, Any]:
+    from langgraph.types import interrupt
+
+    answer = interrupt("approve?")
+    return {"messages": [AIMessage(content=f"approved: {answer}")]}
+
+
+_asks = StateGraph(MessagesState)
+_asks.add_node("ask", _ask)
+_asks.add_edge(START, "ask")
+_asks.add_edge("ask", END)
+asks = _asks.compile()
