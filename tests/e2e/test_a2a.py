@@ -247,6 +247,19 @@ async def test_mistakes_are_json_rpc_errors(server: ServerProcess, body: Any, co
     assert answer.json()["id"] == body["id"]
 
 
+async def test_a_refused_stream_is_an_error_event(server: ServerProcess) -> None:
+    body = _send_body("x")
+    body["method"] = "message/stream"
+    body["params"]["message"]["role"] = "agent"
+    async with httpx.AsyncClient(timeout=60) as http:
+        answer = await http.post(f"{server.url}/a2a/echo", json=body)
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    frames = [json.loads(line.removeprefix("data:")) for line in answer.text.splitlines()
+              if line.startswith("data:")]
+    assert [f["error"]["code"] for f in frames] == [-32602]
+    assert "role must be user" in frames[0]["error"]["message"]
+
+
 async def test_unparsable_json_is_a_parse_error(server: ServerProcess) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         answer = await http.post(f"{server.url}/a2a/echo", content=b"{not json",

@@ -146,9 +146,8 @@ async def a2a_endpoint(assistant_id: str, request: Request, ctx: CtxDep,
     except ValidationError as exc:
         return JSONResponse(_answer(ident, error=_invalid_params(exc)))
     try:
-        if base.method == "message/stream":
-            row = await _start(ctx, authz, assistant, call.params, stream=True)
-            return _sse(ctx, ident, _events(ctx, row))
+        if base.method == "message/stream":  # a refusal is then an error event
+            return _sse(ctx, ident, _events(ctx, authz, assistant, call.params))
         if base.method == "message/send":
             return JSONResponse(_answer(ident, await _send(ctx, authz, assistant, call.params)))
         return JSONResponse(_answer(ident, await _get(ctx, authz, assistant, call.params)))
@@ -220,9 +219,9 @@ async def _get(ctx: Ctx, authz: Authz, assistant: Any, params: Any) -> Any:
     return task_of(row, params.history_length)
 
 
-async def _events(ctx: Ctx, row: Any) -> AsyncIterator[Any]:
-    """The task, its status updates (one per new reply of the graph), then the reply
-    artifact and the final status."""
+async def _events(ctx: Ctx, authz: Authz, assistant: Any, params: Any) -> AsyncIterator[Any]:
+    """Start the run; then the task, its status updates (one per new reply of the graph),
+    the reply artifact and the final status."""
     from a2a.types import (
         Message,
         Role,
@@ -234,6 +233,7 @@ async def _events(ctx: Ctx, row: Any) -> AsyncIterator[Any]:
 
     from treadle.server.sse import follow_run
 
+    row = await _start(ctx, authz, assistant, params, stream=True)
     task_id, context_id = row.run_id, row.thread_id
     yield task_of(row)
 
@@ -274,6 +274,8 @@ def _sse(ctx: Ctx, ident: Any, events: AsyncIterator[Any]) -> Response:
         try:
             async for event in events:
                 yield {"data": json.dumps(_answer(ident, event))}
+        except _RpcError as exc:
+            yield {"data": json.dumps(_answer(ident, error=exc.error))}
         except (HTTPException, TreadleError) as exc:
             yield {"data": json.dumps(_answer(ident, error=_refusal(exc)))}
 
