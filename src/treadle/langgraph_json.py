@@ -185,8 +185,11 @@ KEYS: tuple[Key, ...] = (
     *(Key(f"http.cors.{name}", "honoured", "as in Starlette's CORSMiddleware", kind=kind)
       for name, kind in _CORS.items()),
     *http_keys(Key),
-    Key("http.disable_mcp", "honoured", "treadle serves no /mcp routes"),
-    Key("http.disable_a2a", "honoured", "treadle serves no /a2a routes"),
+    Key("http.disable_mcp", "honoured", "true: treadle does not serve POST /mcp (the assistants "
+        "as MCP tools): it answers 404", kind="boolean"),
+    Key("http.disable_a2a", "honoured", "true: treadle does not serve POST /a2a/{assistant_id} "
+        "and GET /.well-known/agent-card.json (the assistants as A2A agents): they answer 404",
+        kind="boolean"),
 )
 
 _BY_PATH = {k.path: k for k in KEYS}
@@ -360,6 +363,8 @@ class Loaded:
     cors: dict[str, Any] | None = None  # CORSMiddleware's keyword arguments (http.cors)
     store_ttl: dict[str, Any] | None = None  # LangGraph's TTLConfig (store.ttl)
     webhooks: dict[str, Any] | None = None  # the webhooks object (server.webhook_policy)
+    disable_mcp: bool = False  # http.disable_mcp (treadle.server.mcp)
+    disable_a2a: bool = False  # http.disable_a2a (treadle.server.a2a)
     source: str = "langgraph.json"  # where it was read from, for messages
     serde: dict[str, Any] | None = None  # checkpointer.serde (treadle.store.serde_policy)
     encryption: str | None = None  # "path:attr" of a langgraph_sdk Encryption (file made absolute)
@@ -385,6 +390,8 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     webhooks = doc.get("webhooks")
     return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc),
                   webhooks=webhooks if isinstance(webhooks, dict) else None, source=str(file),
+                  disable_mcp=(doc.get("http") or {}).get("disable_mcp") is True,
+                  disable_a2a=(doc.get("http") or {}).get("disable_a2a") is True,
                   serde=(doc.get("checkpointer") or {}).get("serde"),
                   encryption=encryption_ref(doc, lambda target: str((base / target).resolve())),
                   auth=auth_ref(doc, str(file), lambda target: str((base / target).resolve())),

@@ -61,6 +61,7 @@ class Endpoint:
     fresh: bool = False
     sse: bool = False
     ws: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 T, R, A, C = "{thread}", "{run}", "{assistant}", "{cron}"
@@ -178,6 +179,16 @@ ENDPOINTS: dict[str, Endpoint] = {
                               sse=True),
     "thread_stream.events_ws": E("WS", "/threads/{thread_id}/stream/events",
                                  f"/threads/{T}/stream/events", "id", ws=True),
+    # the assistants as MCP tools (a tools/list shows only the assistants one may read) and
+    # as A2A agents (another's assistant is not found)
+    "mcp": E("POST", "/mcp", "/mcp", "search", {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+             headers={"Accept": "application/json"}),
+    "a2a.card": E("GET", "/.well-known/agent-card.json", "/.well-known/agent-card.json", "id",
+                  params={"assistant_id": A}),
+    "a2a.send": E("POST", "/a2a/{assistant_id}", f"/a2a/{A}", "id", {
+        "jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": {
+            "role": "user", "messageId": "m-1", "kind": "message",
+            "parts": [{"kind": "data", "data": "{input}"}]}}}),
     # audit (admin only)
     "audit": E("GET", "/audit", "/audit", "admin"),
     "audit.verify": E("GET", "/audit/verify", "/audit/verify", "admin"),
@@ -427,7 +438,8 @@ def _call(world: World, who: str, name: str, names: dict[str, Any]) -> tuple[int
         return asyncio.run(_ws_status(world, who, path)), None
     body = _fill(ep.body, names) if ep.body is not None else None
     with _http(world, who) as http:
-        request = http.build_request(ep.method, path, json=body, params=ep.params)
+        request = http.build_request(ep.method, path, json=body,
+                                     params=_fill(ep.params, names), headers=ep.headers)
         response = http.send(request, stream=ep.sse)
         if ep.sse:
             response.close()  # the status is what matters; the stream does not end

@@ -83,6 +83,10 @@ def test_classification() -> None:
     for path in READ_ONLY_POSTS:
         action = classify("POST", path)
         assert action is not None and not action.recorded and action.action == READ_ONLY, path
+    mcp = classify("POST", "/mcp")  # MCP and A2A requests: recorded
+    assert mcp is not None and mcp.action == "mcp.request"
+    a2a = classify("POST", "/a2a/a-1")
+    assert a2a is not None and (a2a.action, a2a.resource_id) == ("a2a.request", "a-1")
     assert classify("GET", "/threads/t1") is None
     assert classify("HEAD", "/threads") is None
     a = classify("POST", "/threads")

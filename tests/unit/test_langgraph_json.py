@@ -364,15 +364,17 @@ def test_the_store_api_reads_with_store_ttls_refresh_default(tmp_path: Path) -> 
 
 def test_what_the_table_says_treadle_does_not_do(tmp_path: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    """http.disable_mcp/a2a/ui: no such routes; http.configurable_headers: no header reaches
-    a run's config; http.logging_headers: no header is logged."""
+    """http.disable_mcp/a2a true, http.disable_ui: no such routes; http.configurable_headers:
+    no header reaches a run's config; http.logging_headers: no header is logged."""
     from fastapi.testclient import TestClient
 
     from treadle.config import Settings
+    from treadle.langgraph_json import Loaded
     from treadle.server.app import create_app
 
     chain = f"{REPO / 'tests' / 'server_graphs' / 'graphs.py'}:chain"
-    app = create_app(Settings(store=f"sqlite:///{tmp_path}/h.db"), {"chain": chain})
+    app = create_app(Settings(store=f"sqlite:///{tmp_path}/h.db"), {"chain": chain},
+                     langgraph=Loaded({"chain": chain}, disable_mcp=True, disable_a2a=True))
     headers = {"x-user-id": "header-value-1", "authorization": "Bearer header-value-2",
                "user-agent": "header-value-3"}
     with caplog.at_level(logging.DEBUG), TestClient(app) as client:
@@ -389,3 +391,21 @@ def test_what_the_table_says_treadle_does_not_do(tmp_path: Path,
     assert configurable["own"] == 1 and "header-value" not in json.dumps(configurable)
     assert not [k for k in configurable if k in headers or k.startswith("x-")]
     assert caplog.records and "header-value" not in caplog.text
+
+
+@pytest.mark.parametrize(("http", "mcp", "a2a"), [
+    ({}, False, False), ({"disable_mcp": True}, True, False),
+    ({"disable_a2a": True, "disable_mcp": False}, False, True), ({"disable_mcp": None}, False, False)])
+def test_disable_mcp_and_a2a_are_read(tmp_path: Path, http: dict[str, Any], mcp: bool,
+                                      a2a: bool) -> None:
+    file = tmp_path / "langgraph.json"
+    file.write_text(json.dumps({"graphs": {"g": "./g.py:graph"}, "http": http}))
+    loaded = load(file)
+    assert (loaded.disable_mcp, loaded.disable_a2a) == (mcp, a2a)
+
+
+def test_disable_mcp_must_be_a_boolean(tmp_path: Path) -> None:
+    file = tmp_path / "langgraph.json"
+    file.write_text(json.dumps({"graphs": {"g": "./g.py:graph"}, "http": {"disable_mcp": "yes"}}))
+    with pytest.raises(ConfigError, match="disable_mcp"):
+        load(file)

@@ -182,6 +182,11 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     from treadle.server.trace_context import TraceContext
 
     app.add_middleware(TraceContext)
+    # The assistants as MCP tools and A2A agents, unless langgraph.json's http.disable_mcp /
+    # http.disable_a2a (routes are matched at request time: their place here is free).
+    for protocol, disabled in (("mcp", langgraph.disable_mcp), ("a2a", langgraph.disable_a2a)):
+        if not disabled:
+            app.include_router(__import__(f"treadle.server.{protocol}", fromlist=["router"]).router)
     from treadle.server.audit_trail import AuditTrail
 
     # Outside authentication (added before it, it would be inside): refused calls are

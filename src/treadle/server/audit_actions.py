@@ -115,6 +115,9 @@ ROUTES = [
     _row("DELETE", "/store/items", "store.delete", "store", id_from="store_item"),
     _row("POST", "/store/items/search", READ_ONLY),
     _row("POST", "/store/namespaces", READ_ONLY),
+    # the assistants as MCP tools and A2A agents: every JSON-RPC request (reads included)
+    _row("POST", "/mcp", "mcp.request"),
+    _row("POST", "/a2a/{assistant_id}", "a2a.request", "assistants", id_param="assistant_id"),
 ]
 
 
