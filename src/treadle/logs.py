@@ -132,11 +132,24 @@ def configure_plain_logging() -> None:
     root.addHandler(_PlainHandler())
 
 
+class _StartupFailure(logging.Filter):
+    """uvicorn logs a lifespan that failed to start (a user's ``http.app`` lifespan, say) as
+    the text of its traceback: keep its last line, what went wrong, unless ``--debug``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Traceback (most recent call last)"):
+            last = message.strip().splitlines()[-1]
+            record.msg, record.args = (f"the application failed to start: {last} "
+                                       "(--debug shows the traceback)"), ()
+        return True
+
+
 def configure_logging(format: str = "auto", level: str = "info", *, auto: str = "json",
-                      stream: IO[str] | None = None) -> str:
+                      stream: IO[str] | None = None, debug: bool = False) -> str:
     """Route every log record through structlog: ``format`` json, console, or auto
     (``auto`` decides). Returns the format used. Safe to call again (it replaces its
-    handler)."""
+    handler). Without ``debug``, a failed start-up is one line, not a traceback."""
     fmt = _resolve(format.lower(), auto)
     if fmt not in ("json", "console"):
         raise ConfigError(f"log format must be json, console or auto, not {format!r}")
@@ -188,6 +201,11 @@ def configure_logging(format: str = "auto", level: str = "info", *, auto: str = 
         for own in list(logger.handlers):
             logger.removeHandler(own)
         logger.propagate = True
+    startup = logging.getLogger("uvicorn.error")
+    for old_filter in [f for f in startup.filters if isinstance(f, _StartupFailure)]:
+        startup.removeFilter(old_filter)
+    if not debug:
+        startup.addFilter(_StartupFailure())
     # structlog's own loggers (structlog.get_logger() in node code) render the same way.
     structlog.configure(
         processors=[structlog.stdlib.filter_by_level, *shared,

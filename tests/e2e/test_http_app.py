@@ -126,3 +126,17 @@ def test_an_app_that_cannot_be_served_stops_start_up_in_one_line(
     assert r.stderr.startswith(f"error: {config}: {expected}"), r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "x.db").exists()  # refused before opening anything
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_lifespan_that_fails_to_start_is_one_line_unless_debug(tmp_path: Path,
+                                                                 debug: bool) -> None:
+    config = _config(tmp_path, {"app": f"{HERE / 'webapp.py'}:failing"})
+    r = _treadle(*(["--debug"] if debug else []), "dev", "--config", str(config), "--port", "0",
+                 "--store", f"sqlite:///{tmp_path / 'x.db'}", "--log-format", "console")
+    assert r.returncode != 0
+    assert "RuntimeError: cannot reach the billing service" in r.stderr
+    assert ("Traceback" in r.stderr) is debug, r.stderr
+    if not debug:
+        assert "the application failed to start: RuntimeError: cannot reach the billing " \
+               "service (--debug shows the traceback)" in r.stderr

@@ -36,5 +36,8 @@ def setup_telemetry(settings: Any, service_name: str, *, auto_format: str) -> No
     from treadle.logs import configure_logging
     from treadle.tracing import configure_tracing
 
-    configure_logging(settings.log_format, settings.log_level, auto=auto_format)
+    from treadle.cli._app import _STATE
+
+    configure_logging(settings.log_format, settings.log_level, auto=auto_format,
+                      debug=_STATE.debug)
     configure_tracing(settings, service_name)

@@ -76,3 +76,12 @@ async def info() -> dict[str, Any]:
 @app.get("/ok")
 async def not_ok() -> dict[str, Any]:
     return {"custom": True}
+
+
+@contextlib.asynccontextmanager
+async def failing_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    raise RuntimeError("cannot reach the billing service")
+    yield  # pragma: no cover
+
+
+failing = FastAPI(lifespan=failing_lifespan)
