@@ -33,10 +33,9 @@ def telemetry_env(settings: Any) -> dict[str, str]:
 
 def setup_telemetry(settings: Any, service_name: str, *, auto_format: str) -> None:
     """Configure logging (``auto_format`` when the format is auto) and tracing."""
+    from treadle.cli._app import _STATE
     from treadle.logs import configure_logging
     from treadle.tracing import configure_tracing
-
-    from treadle.cli._app import _STATE
 
     configure_logging(settings.log_format, settings.log_level, auto=auto_format,
                       debug=_STATE.debug)
