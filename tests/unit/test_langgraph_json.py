@@ -43,6 +43,7 @@ SCHEMA_KEYS = {
     "http.cors.allow_credentials", "http.cors.allow_origin_regex", "http.cors.expose_headers",
     "http.cors.max_age",
     "store.ttl.default_ttl", "store.ttl.refresh_on_read", "store.ttl.sweep_interval_minutes",
+    "store.index.dims", "store.index.embed", "store.index.fields",
     "checkpointer.ttl.strategy", "checkpointer.ttl.default_ttl",
     "checkpointer.ttl.sweep_interval_minutes", "checkpointer.ttl.sweep_limit",
     "auth.path", "auth.disable_studio_auth", "auth.openapi", "auth.cache",
