@@ -51,7 +51,7 @@ def load_index(spec: dict[str, Any] | None, source: str = "langgraph.json", *,
             raise ConfigError(f'{source}: "store.index.fields" holds a bad path '
                               f"{field!r}: {exc}") from exc
     try:
-        embeddings = ensure_embeddings(_embedder(embed))
+        embeddings = ensure_embeddings(_embedder(embed, source))
     except ConfigError:
         raise
     except Exception as exc:  # an embedder is user code: any failure is a config problem
@@ -60,7 +60,7 @@ def load_index(spec: dict[str, Any] | None, source: str = "langgraph.json", *,
     return SemanticIndex(dims, embeddings, tuple(fields))
 
 
-def _embedder(embed: str) -> Any:
+def _embedder(embed: str, source: str) -> Any:
     """What ``embed`` names: the object of a file or module attribute, else the string
     (a "provider:model" for ``ensure_embeddings``)."""
     target, _, attr = embed.rpartition(":")
@@ -70,7 +70,7 @@ def _embedder(embed: str) -> Any:
         try:
             return load_object(embed)
         except TreadleError as exc:
-            raise ConfigError(f'"store.index.embed" {embed!r}: {exc}') from exc
+            raise ConfigError(f'{source}: "store.index.embed" {embed!r}: {exc}') from exc
     try:
         module = importlib.import_module(target)
     except ImportError:
