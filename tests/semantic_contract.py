@@ -142,3 +142,8 @@ class SemanticContract:
         memory.put(NS, "a", {"t": "dogs"}, index=["t"])
         assert [(i.key, i.score) for i in memory.search(NS, query="dogs")] == [("a", None)]
         assert vector_rows(store) == 0
+
+    def test_the_ranking_is_reported(self, store: Store) -> None:
+        said = store.vector_ranking()
+        assert said.startswith("exact cosine computed by treadle")
+        assert ("pgvector" in said) or ("sqlite3" in said)

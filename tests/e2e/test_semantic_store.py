@@ -25,6 +25,7 @@ async def test_search_items_by_query_and_in_a_node(start_server: StartServer,
                                                    tmp_path: Path) -> None:
     server = start_server("dev", store=f"sqlite:///{tmp_path / 's.db'}",
                           config=GRAPHS / "langgraph.json")
+    assert "store.index: 64 dims, fields ['text']; ranking: exact cosine" in server.log()
     client = get_client(url=server.url)
     ns = ["docs"]
     await client.store.put_item(ns, "dogs", {"text": "I like dogs and cats"})

@@ -81,6 +81,9 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         store = await asyncio.to_thread(shared.acquire, settings.store, settings)
         store.default_thread_ttl = retention.default  # threads made without a ttl get it
         store.item_index = memory_index  # langgraph.json store.index, for every TreadleStore
+        if memory_index is not None:
+            log.info("store.index: %d dims, fields %s; ranking: %s", memory_index.dims,
+                     list(memory_index.fields), await asyncio.to_thread(store.vector_ranking))
         if getattr(app.state, "build_auth", None) is not None:  # built-in auth needs the store
             _use_auth(app, app.state.build_auth(settings, store), "built-in auth")
         graphs = ServerGraphs(store, refs, settings, descriptions=langgraph.descriptions,

@@ -427,6 +427,22 @@ class ItemStore:
 
         self.db.transact(f"writing {len(final)} item(s)", write)
 
+    def vector_ranking(self) -> str:
+        """How searches by query are ranked here, for the start-up log: always exact cosine
+        in Python; says when the database could have done it (sqlite-vec loadable, pgvector
+        installed), which treadle does not use yet."""
+        if self.db.dialect == "postgres":
+            row = self.db.one("checking for pgvector", "pgvector_installed")
+            native = "pgvector is installed but not used" if row and row[0] \
+                else "pgvector is not installed"
+        else:
+            import sqlite3
+
+            native = "this Python's sqlite3 can load extensions (sqlite-vec not used)" \
+                if hasattr(sqlite3.Connection, "enable_load_extension") \
+                else "this Python's sqlite3 cannot load extensions (no sqlite-vec)"
+        return f"exact cosine computed by treadle over the candidate items; {native}"
+
     def sweep_items(self) -> int:
         """Delete expired items; return how many."""
         return self.db.execute("deleting expired items", "items_sweep")
