@@ -45,7 +45,8 @@ def test_module_attr_and_defaults() -> None:
 
 
 def test_vectors_round_trip_and_rank() -> None:
-    assert list(decode(encode([1.0, -2.5, 0.0]))) == [1.0, -2.5, 0.0]
+    assert list(decode(encode([3.0, -4.0, 0.0]))) == pytest.approx([0.6, -0.8, 0.0])
+    assert list(decode(encode([0.0, 0.0]))) == [0.0, 0.0]
     assert cosine([1.0, 0.0], 1.0, [2.0, 0.0]) == pytest.approx(1.0)
     assert cosine([1.0, 0.0], 1.0, [0.0, 0.0]) == 0.0
     a, b, c = object(), object(), object()

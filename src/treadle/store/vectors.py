@@ -34,8 +34,10 @@ VectorRow = tuple[str, int, bytes]  # (field, n, embedding bytes)
 
 
 def encode(vector: Sequence[float]) -> bytes:
-    """A vector as stored: little-endian float32."""
-    packed = array("f", vector)
+    """A vector as stored: scaled to unit length (a zero vector stays zero), little-endian
+    float32. Unit length makes a cosine one dot product (:func:`rank`)."""
+    norm = math.sqrt(sum(map(operator.mul, vector, vector)))
+    packed = array("f", [x / norm for x in vector] if norm else vector)
     if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
         packed.byteswap()
     return packed.tobytes()
@@ -70,7 +72,8 @@ def rank(query: Sequence[float], rows: Sequence[tuple[Any, bytes | None]]
             order.append(ident)
         if data is None:
             continue
-        score = cosine(query, norm, decode(data))
+        # stored vectors have unit length (encode): the cosine is the dot product over |query|
+        score = sum(map(operator.mul, query, decode(data))) / norm if norm else 0.0
         old = best[ident][1]
         if old is None or score > old:
             best[ident] = (item, score)
