@@ -137,3 +137,23 @@ async def test_the_readme_example_ranks_dogs_first_for_pets(start_server: StartS
     found = ast.literal_eval(printed.getvalue())
     assert [key for key, _ in found] == ["dogs", "tax"]
     assert found[0][1] > found[1][1]
+
+
+@pytest.mark.postgres
+async def test_serve_on_postgres_ranks_in_its_worker_process(start_server: StartServer,
+                                                             pg_url: str) -> None:
+    """`treadle serve`: the API ranks over HTTP, and its `treadle worker` subprocess (which
+    loads store.index itself) embeds a node's put and ranks its search."""
+    server = start_server("serve", store=pg_url, config=GRAPHS / "langgraph.json")
+    client = get_client(url=server.url)
+    await client.store.put_item(["docs"], "tax", {"text": "tax law and accounting"})
+    await client.store.put_item(["docs"], "dogs", {"text": "I like dogs"})
+    found = (await client.store.search_items(["docs"], query="accounting"))["items"]
+    assert [i["key"] for i in found] == ["tax", "dogs"] and found[0]["score"] > 0
+    thread = (await client.threads.create())["thread_id"]
+    out = cast(dict[str, Any], await client.runs.wait(
+        thread, "remember", input={"query": "zebra stripes"}))
+    assert out["found"] == [["from-node", pytest.approx(2 / 10 ** 0.5)]]
+    out = cast(dict[str, Any], await client.runs.wait(thread, "recall",
+                                                      input={"query": "dogs"}))
+    assert out["found"][0][0] == "dogs"
