@@ -433,8 +433,7 @@ def auth_ref(doc: dict[str, Any], source: str, resolve: Callable[[str], str]) ->
 
 
 def store_index(doc: dict[str, Any], resolve: Callable[[str], str]) -> dict[str, Any] | None:
-    """``store.index`` with a file path in ``embed`` made absolute by ``resolve``, or None
-    (checked when loaded: treadle.graphs.store_index)."""
+    """``store.index``, a file in ``embed`` made absolute (checked: graphs.store_index)."""
     index = (doc.get("store") or {}).get("index")
     if not isinstance(index, dict):
         return None
