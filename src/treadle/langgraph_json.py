@@ -141,8 +141,18 @@ KEYS: tuple[Key, ...] = (
     Key("ui", "refused", 'treadle serves no generative UI components: remove "ui"'),
     Key("ui_config", "refused", 'treadle serves no generative UI components: remove "ui_config"'),
     Key("store", "honoured", "an object of the keys below", children=True),
-    Key("store.index", "refused", "treadle's store has no vector index yet: remove "
-        '"store.index" (a search then filters without ranking by query)'),
+    Key("store.index", "honoured", "semantic search in the store: puts embed the texts at "
+        "`fields`, a search `query` ranks by cosine similarity (the item's `score`); exact "
+        "cosine computed by treadle (see docs/operations.md for its scale); refused with "
+        "encryption at rest", children=True),
+    Key("store.index.dims", "honoured", "required: the size of the embedder's vectors",
+        kind="integer"),
+    Key("store.index.embed", "honoured", 'required: `"provider:model"` (LangChain\'s '
+        '`init_embeddings`), `"./file.py:attr"` or `"module:attr"` (an `Embeddings` or a '
+        "function `list[str] -> list[list[float]]`, sync or async)", kind="string"),
+    Key("store.index.fields", "honoured", 'JSON paths of the texts to embed (default `["$"]`: '
+        "the whole value); a put's `index` list replaces them, `index=False` indexes nothing",
+        kind="list of strings"),
     Key("store.ttl", "honoured", "the TTL defaults of the graphs' store (a node's `store`), "
         "on the API and on every worker serving this file", children=True),
     Key("store.ttl.default_ttl", "honoured", "minutes an item lives when a node's put gives no "
@@ -362,6 +372,7 @@ class Loaded:
     descriptions: dict[str, str] = field(default_factory=dict)  # graph name -> description
     cors: dict[str, Any] | None = None  # CORSMiddleware's keyword arguments (http.cors)
     store_ttl: dict[str, Any] | None = None  # LangGraph's TTLConfig (store.ttl)
+    store_index: dict[str, Any] | None = None  # store.index, its embed file made absolute
     webhooks: dict[str, Any] | None = None  # the webhooks object (server.webhook_policy)
     disable_mcp: bool = False  # http.disable_mcp (treadle.server.mcp)
     disable_a2a: bool = False  # http.disable_a2a (treadle.server.a2a)
@@ -389,6 +400,7 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     apply(doc, file)
     webhooks = doc.get("webhooks")
     return Loaded(refs, graph_descriptions(doc), cors_options(doc), store_ttl(doc),
+                  store_index=store_index(doc, lambda target: str((base / target).resolve())),
                   webhooks=webhooks if isinstance(webhooks, dict) else None, source=str(file),
                   disable_mcp=(doc.get("http") or {}).get("disable_mcp") is True,
                   disable_a2a=(doc.get("http") or {}).get("disable_a2a") is True,
@@ -425,6 +437,18 @@ def auth_ref(doc: dict[str, Any], source: str, resolve: Callable[[str], str]) ->
     if target.endswith(".py") or "/" in target:
         ref = f"{resolve(target)}:{attr}"
     return ref
+
+
+def store_index(doc: dict[str, Any], resolve: Callable[[str], str]) -> dict[str, Any] | None:
+    """``store.index``, a file in ``embed`` made absolute (checked: graphs.store_index)."""
+    index = (doc.get("store") or {}).get("index")
+    if not isinstance(index, dict):
+        return None
+    embed = index.get("embed")
+    target, sep, attr = embed.rpartition(":") if isinstance(embed, str) else ("", "", "")
+    if sep and (target.endswith(".py") or "/" in target):
+        index = {**index, "embed": f"{resolve(target)}:{attr}"}
+    return index
 
 
 def store_ttl(doc: dict[str, Any]) -> dict[str, Any] | None:

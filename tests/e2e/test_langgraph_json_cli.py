@@ -55,10 +55,10 @@ def test_worker_and_run_refuse_it_too(tmp_path: Path) -> None:
 
 
 def test_deploy_k8s_refuses_it(tmp_path: Path) -> None:
-    config = _config(tmp_path, store={"index": {"dims": 2, "embed": "fake:x"}})
+    config = _config(tmp_path, ui={"agent": "./ui.tsx"})
     r = _treadle("deploy", "k8s", "--config", str(config))
     assert r.returncode == 1
-    assert r.stderr.startswith(f'error: {config}: unsupported key "store.index": ')
+    assert r.stderr.startswith(f'error: {config}: unsupported key "ui": ')
     assert r.stderr.count("\n") == 1
 
 

@@ -43,6 +43,7 @@ SCHEMA_KEYS = {
     "http.cors.allow_credentials", "http.cors.allow_origin_regex", "http.cors.expose_headers",
     "http.cors.max_age",
     "store.ttl.default_ttl", "store.ttl.refresh_on_read", "store.ttl.sweep_interval_minutes",
+    "store.index.dims", "store.index.embed", "store.index.fields",
     "checkpointer.ttl.strategy", "checkpointer.ttl.default_ttl",
     "checkpointer.ttl.sweep_interval_minutes", "checkpointer.ttl.sweep_limit",
     "auth.path", "auth.disable_studio_auth", "auth.openapi", "auth.cache",
@@ -177,9 +178,9 @@ def test_an_auth_without_a_usable_path_is_one_line(tmp_path: Path, auth: dict[st
 
 
 def test_every_refused_key_is_named_in_the_one_line() -> None:
-    doc = {**BASE, "ui": {"a": "a.tsx"}, "store": {"index": {"dims": 1}}, "priority": {}}
+    doc = {**BASE, "ui": {"a": "a.tsx"}, "checkpointer": {"path": "./s.py:s"}, "priority": {}}
     with pytest.raises(ConfigError,
-                       match=r'"ui".*\(also unsupported: store\.index, priority\)$'):
+                       match=r'"ui".*\(also unsupported: checkpointer\.path, priority\)$'):
         check(doc, "langgraph.json")
 
 

@@ -122,6 +122,10 @@ def worker(
             "this worker would serve nothing: name graphs (REF, name=REF or --graphs "
             "langgraph.json) or pass --allow-pickled-graphs"
         )
+    from treadle.graphs.store_index import load_index
+
+    memory_index = load_index(loaded.store_index, loaded.source, encrypted=bool(
+        settings.encryption or settings.encryption_keys))
     from treadle.server.webhook_policy import WebhookPolicy
 
     webhooks = WebhookPolicy.from_config(loaded.webhooks, loaded.source,
@@ -132,6 +136,7 @@ def worker(
     try:
         if not w.connect():
             return
+        w.store.item_index = memory_index  # langgraph.json store.index, for the graphs' store
         served = w.load()
         if refs and not served and not settings.allow_pickled_graphs:
             raise ConfigError("no graph could be loaded (see the errors above); nothing to serve")

@@ -54,6 +54,10 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     from treadle.server.ttl_sweep import retention_of, run_sweeps
 
     retention = retention_of(settings, langgraph.thread_ttl)  # a bad TTL stops here
+    from treadle.graphs.store_index import load_index
+
+    memory_index = load_index(langgraph.store_index, langgraph.source, encrypted=bool(
+        settings.encryption or settings.encryption_keys or langgraph.encryption))
     from treadle.server.webhook_policy import WebhookPolicy
 
     http = langgraph.http
@@ -76,6 +80,10 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
             ThreadPoolExecutor(settings.store_threads, thread_name_prefix="treadle-server"))
         store = await asyncio.to_thread(shared.acquire, settings.store, settings)
         store.default_thread_ttl = retention.default  # threads made without a ttl get it
+        store.item_index = memory_index  # langgraph.json store.index, for every TreadleStore
+        if memory_index is not None:
+            log.info("store.index: %d dims, fields %s; ranking: %s", memory_index.dims,
+                     list(memory_index.fields), await asyncio.to_thread(store.vector_ranking))
         if getattr(app.state, "build_auth", None) is not None:  # built-in auth needs the store
             _use_auth(app, app.state.build_auth(settings, store), "built-in auth")
         graphs = ServerGraphs(store, refs, settings, descriptions=langgraph.descriptions,

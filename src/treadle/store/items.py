@@ -44,6 +44,7 @@ from typing import Any, Literal
 from treadle.errors import InputError
 from treadle.store.connector import Connector, Row, Sql, Tx
 from treadle.store.encryption import AtRest
+from treadle.store.vectors import SemanticIndex, VectorRow, rank
 
 __all__ = [
     "COMPARISONS",
@@ -116,6 +117,7 @@ class ItemRow:
     updated_at: float
     ttl_minutes: float | None
     expires_at: float | None
+    score: float | None = None  # a search by query: the cosine similarity (store.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,9 @@ class ItemWrite:
     key: str
     value: str | None
     ttl_minutes: float | None = None
+    # store.index (treadle.store.vectors): the put's vectors, replacing the item's; None
+    # when the store has no index (the vector table is left alone)
+    vectors: tuple[VectorRow, ...] | None = None
 
     def __post_init__(self) -> None:
         check_namespace(self.namespace)
@@ -142,8 +147,10 @@ class ItemWrite:
 
     @classmethod
     def put(cls, namespace: Sequence[str], key: str, value: Mapping[str, Any],
-            ttl_minutes: float | None = None) -> ItemWrite:
-        return cls(tuple(namespace), key, encode_value(value), ttl_minutes)
+            ttl_minutes: float | None = None,
+            vectors: Sequence[VectorRow] | None = None) -> ItemWrite:
+        return cls(tuple(namespace), key, encode_value(value), ttl_minutes,
+                   None if vectors is None else tuple(vectors))
 
     @classmethod
     def delete(cls, namespace: Sequence[str], key: str) -> ItemWrite:
@@ -215,6 +222,7 @@ class ItemSearch:
     limit: int = 10
     offset: int = 0
     refresh_ttl: bool = True
+    query_vector: tuple[float, ...] | None = None  # rank by it (treadle.store.vectors)
 
     def __post_init__(self) -> None:
         check_namespace(self.prefix)
@@ -307,6 +315,7 @@ class ItemStore:
 
     db: Connector
     at_rest: AtRest
+    item_index: SemanticIndex | None = None  # langgraph.json store.index, set at start-up
 
     def get_items(self, keys: Sequence[ItemKey], *, refresh_ttl: bool = True) -> list[ItemRow | None]:
         """The live items at ``keys`` (None where there is none), in the order asked.
@@ -325,7 +334,8 @@ class ItemStore:
     def search_items(self, search: ItemSearch) -> list[ItemRow]:
         """Live items under ``search.prefix`` meeting every condition, most recently
         updated first, paged by ``limit`` / ``offset``; refreshes TTLs as get_items."""
-        sql = [self.db.sql("items_search")]
+        ranked = search.query_vector is not None
+        sql = [self.db.sql("items_search_vectors" if ranked else "items_search")]
         params: list[Any] = []
         if search.prefix:
             sql.append(self.db.sql("items_where_prefix"))
@@ -337,14 +347,34 @@ class ItemStore:
             fragment, values = self._condition(c)
             sql.append("AND " + fragment)
             params += values
-        sql.append(self.db.sql("items_search_page"))
-        params += [search.limit, search.offset]
-        rows = [_row(r, self.at_rest) for r in self.db.all("searching items", Sql("\n".join(sql)), params)]
+        if ranked:
+            sql.append(self.db.sql("items_search_vectors_order"))
+            rows, scores = self._ranked(search, Sql("\n".join(sql)), params)
+        else:
+            sql.append(self.db.sql("items_search_page"))
+            params += [search.limit, search.offset]
+            rows = [_row(r, self.at_rest)
+                    for r in self.db.all("searching items", Sql("\n".join(sql)), params)]
+            scores = [None] * len(rows)
         if search.refresh_ttl:
             found = {(r.namespace, r.key): r for r in rows}
             self._refresh(found)
             rows = [found[(r.namespace, r.key)] for r in rows]
-        return rows
+        return [dataclasses.replace(r, score=s) if s is not None else r
+                for r, s in zip(rows, scores, strict=True)]
+
+    def _ranked(self, search: ItemSearch, sql: Sql, params: list[Any]
+                ) -> tuple[list[ItemRow], list[float | None]]:
+        """The candidates of ``sql`` (one row per vector) ranked by ``search.query_vector``,
+        paged: exact cosine over every candidate (treadle.store.vectors)."""
+        assert search.query_vector is not None
+        items: dict[tuple[str, str], Sequence[Any]] = {}
+        pairs: list[tuple[Any, bytes | None]] = []
+        for r in self.db.all("searching items by similarity", sql, params):
+            item = items.setdefault((r[0], r[1]), r[:7])
+            pairs.append((item, r[7]))
+        page = rank(search.query_vector, pairs)[search.offset:search.offset + search.limit]
+        return [_row(r, self.at_rest) for r, _ in page], [score for _, score in page]
 
     def list_item_namespaces(self, query: NamespaceQuery) -> list[tuple[str, ...]]:
         """The distinct namespaces holding live items that meet every match, each cut to
@@ -374,6 +404,13 @@ class ItemStore:
         if not final:
             return
         deletes = [(w.namespace, w.key) for w in final if w.value is None]
+        indexed = [w for w in final if w.value is not None and w.vectors is not None]
+        if any(w.vectors for w in indexed) and self.at_rest.enabled:
+            raise InputError("store items cannot be indexed for semantic search while "
+                             "encryption at rest is on (vectors reveal the text): remove "
+                             "store.index or put with index=False")
+        vectors = [(join_namespace(w.namespace), w.key, field, n, data)
+                   for w in indexed for field, n, data in w.vectors or ()]
         puts = [{"ns": join_namespace(w.namespace), "labels": list(w.namespace), "k": w.key,
                  "v": self.at_rest.seal_json(w.value, "store", "value"),
                  "ttl": w.ttl_minutes} for w in final if w.value is not None]
@@ -383,8 +420,28 @@ class ItemStore:
                 tx.execute("items_delete", _pairs(deletes))
             if puts:
                 tx.execute("items_put", (json.dumps(puts, ensure_ascii=False),))
+            if indexed:
+                tx.execute("item_vectors_delete", _pairs([(w.namespace, w.key) for w in indexed]))
+            if vectors:
+                tx.many("item_vectors_put", vectors)
 
         self.db.transact(f"writing {len(final)} item(s)", write)
+
+    def vector_ranking(self) -> str:
+        """How searches by query are ranked here, for the start-up log: always exact cosine
+        in Python; says when the database could have done it (sqlite-vec loadable, pgvector
+        installed), which treadle does not use yet."""
+        if self.db.dialect == "postgres":
+            row = self.db.one("checking for pgvector", "pgvector_installed")
+            native = "pgvector is installed but not used" if row and row[0] \
+                else "pgvector is not installed"
+        else:
+            import sqlite3
+
+            native = "this Python's sqlite3 can load extensions (sqlite-vec not used)" \
+                if hasattr(sqlite3.Connection, "enable_load_extension") \
+                else "this Python's sqlite3 cannot load extensions (no sqlite-vec)"
+        return f"exact cosine computed by treadle over the candidate items; {native}"
 
     def sweep_items(self) -> int:
         """Delete expired items; return how many."""

@@ -15,9 +15,10 @@ that opens the store sees them. Semantics follow LangGraph's own stores (see
 * TTLs are in minutes (``put(..., ttl=5)``); reads refresh them unless
   ``refresh_ttl=False`` (or ``TTLConfig(refresh_on_read=False)``); expired items are
   invisible at once and deleted by :meth:`~TreadleStore.sweep_expired`.
-* There is no vector index: ``index`` is accepted and ignored, and a search ``query``
-  is ignored (results are filtered and ordered as without one), as in LangGraph's
-  ``InMemoryStore`` configured without an index.
+* With an ``index`` (langgraph.json ``store.index``, :mod:`treadle.store.vectors`), puts
+  embed the texts at the index's fields (or the put's ``index`` list; ``index=False``: none)
+  and a search ``query`` ranks by cosine similarity (``SearchItem.score``). Without one,
+  ``index`` and ``query`` are ignored, as in LangGraph's ``InMemoryStore`` without an index.
 
 Bad input raises ``langgraph.store.base.InvalidNamespaceError`` (a ``ValueError``) for
 namespaces, and :class:`~treadle.errors.InputError` for values, filters and paging.
@@ -54,6 +55,7 @@ from treadle.store.items import (
     NamespaceQuery,
     parse_filter,
 )
+from treadle.store.vectors import SemanticIndex, VectorRow, encode
 
 __all__ = ["TreadleStore"]
 
@@ -68,12 +70,47 @@ class TreadleStore(BaseStore):
 
     supports_ttl = True
 
-    def __init__(self, store: ItemStore, *, ttl: TTLConfig | None = None) -> None:
+    def __init__(self, store: ItemStore, *, ttl: TTLConfig | None = None,
+                 index: SemanticIndex | None = None) -> None:
         self.store = store
         self.ttl_config = ttl
+        self.semantic = index if index is not None else getattr(store, "item_index", None)
+        if self.semantic is not None:
+            self.index_config = {"dims": self.semantic.dims, "embed": self.semantic.embeddings,
+                                 "fields": list(self.semantic.fields)}
+            self.embeddings = self.semantic.embeddings
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
+        texts = self._texts(ops)
+        vectors = self.semantic.embeddings.embed_documents(texts) \
+            if texts and self.semantic else []
+        return self._run(ops, texts, vectors)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        texts = self._texts(ops)
+        vectors = await self.semantic.embeddings.aembed_documents(texts) \
+            if texts and self.semantic else []
+        return await asyncio.to_thread(self._run, ops, texts, vectors)
+
+    def _texts(self, ops: list[Op]) -> list[str]:
+        """The texts the batch needs embedded: search queries, then indexed put fields."""
+        if self.semantic is None:
+            return []
+        texts: list[str] = []
+        for op in ops:
+            if isinstance(op, SearchOp) and op.query:
+                texts.append(op.query)
+            elif isinstance(op, PutOp) and op.value is not None:
+                if not isinstance(op.value, dict):
+                    continue  # refused by _write, with its message
+                texts += [text for _, _, text in self.semantic.texts(op.value, op.index)]
+        return texts
+
+    def _run(self, ops: list[Op], texts: list[str], embedded: list[list[float]]
+             ) -> list[Result]:
+        vectors = iter(self.semantic.check(embedded, len(texts)) if self.semantic else [])
         results: list[Result] = [None] * len(ops)
         gets: dict[bool, list[tuple[int, ItemKey]]] = {}
         searches: list[tuple[int, ItemSearch]] = []
@@ -85,9 +122,10 @@ class TreadleStore(BaseStore):
             if isinstance(op, GetOp):
                 gets.setdefault(op.refresh_ttl, []).append((i, (op.namespace, op.key)))
             elif isinstance(op, SearchOp):
+                query_vector = tuple(next(vectors)) if self.semantic and op.query else None
                 searches.append((i, ItemSearch(
                     tuple(op.namespace_prefix), parse_filter(op.filter), op.limit, op.offset,
-                    op.refresh_ttl,
+                    op.refresh_ttl, query_vector,
                 )))
             elif isinstance(op, ListNamespacesOp):
                 listings.append((i, NamespaceQuery(
@@ -96,7 +134,11 @@ class TreadleStore(BaseStore):
                     op.max_depth, op.limit, op.offset,
                 )))
             elif isinstance(op, PutOp):
-                writes.append(_write(op))
+                put_vectors = None
+                if self.semantic is not None and isinstance(op.value, dict):
+                    put_vectors = [(field, n, encode(next(vectors)))
+                                   for field, n, _ in self.semantic.texts(op.value, op.index)]
+                writes.append(_write(op, put_vectors))
             else:
                 raise TypeError(f"unknown store operation {type(op).__name__}")
         for refresh, wanted in gets.items():
@@ -111,9 +153,6 @@ class TreadleStore(BaseStore):
             self.store.write_items(writes)
         return results
 
-    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        return await asyncio.to_thread(self.batch, list(ops))
-
     def sweep_expired(self) -> int:
         """Delete the expired items; return how many. Reads never see them anyway, so
         this only reclaims space: run it now and then."""
@@ -126,7 +165,7 @@ class TreadleStore(BaseStore):
         return f"TreadleStore({self.store!r})"
 
 
-def _write(op: PutOp) -> ItemWrite:
+def _write(op: PutOp, vectors: list[VectorRow] | None) -> ItemWrite:
     if op.value is None:
         return ItemWrite.delete(op.namespace, op.key)
     if not op.namespace:
@@ -135,7 +174,7 @@ def _write(op: PutOp) -> ItemWrite:
         raise InvalidNamespaceError(
             f'Root label for namespace cannot be "langgraph". Got: {op.namespace}'
         )
-    return ItemWrite.put(op.namespace, op.key, op.value, op.ttl)
+    return ItemWrite.put(op.namespace, op.key, op.value, op.ttl, vectors)
 
 
 def _when(seconds: float) -> datetime:
@@ -149,4 +188,4 @@ def _item(row: ItemRow) -> Item:
 
 def _search_item(row: ItemRow) -> SearchItem:
     return SearchItem(row.namespace, row.key, row.value, _when(row.created_at),
-                      _when(row.updated_at))
+                      _when(row.updated_at), row.score)

@@ -56,7 +56,8 @@ class PutItem(BaseModel):
     key: str = Field(min_length=1)
     value: dict[str, Any] = Field(description="The item: a JSON object.")
     index: Literal[False] | list[str] | None = Field(
-        default=None, description="Accepted for compatibility; treadle has no vector index.")
+        default=None, description="With langgraph.json store.index: false = not indexed, a "
+        "list = the JSON paths to embed (default: store.index.fields); else ignored.")
     ttl: Ttl | None = None
 
     check_namespace = field_validator("namespace")(_labels)
@@ -78,7 +79,8 @@ class SearchItems(BaseModel):
         "($eq, $ne, $gt, $gte, $lt, $lte).")
     limit: int = Field(default=10, ge=0, le=10_000)
     offset: int = Field(default=0, ge=0, le=2**63 - 1)
-    query: str | None = Field(default=None, description="Ignored: treadle has no vector index.")
+    query: str | None = Field(default=None, description="With langgraph.json store.index: rank "
+                              "by cosine similarity (each item's score); else ignored.")
     refresh_ttl: bool | None = None
 
     check_namespace = field_validator("namespace_prefix")(_labels)

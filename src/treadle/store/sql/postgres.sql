@@ -1119,6 +1119,30 @@ ORDER BY i.updated_at DESC, i.namespace, i.key LIMIT %s OFFSET %s;
 -- ('/' follows '.').
 AND (i.namespace = %s OR (i.namespace >= %s AND i.namespace < %s));
 
+-- name: item_vectors_delete
+-- The vectors of the (namespace, key) pairs of the two arrays.
+DELETE FROM treadle_item_vectors v USING unnest(%s::text[], %s::text[]) AS w (namespace, key)
+WHERE v.namespace = w.namespace AND v.key = w.key;
+
+-- name: item_vectors_put
+INSERT INTO treadle_item_vectors (namespace, key, field, n, embedding) VALUES (%s, %s, %s, %s, %s);
+
+-- name: items_search_vectors
+-- Every live item (then items_where_prefix and "AND" filters, then items_search_vectors_order)
+-- with one of its vectors per row (NULL: none).
+SELECT i.namespace, i.key, i.value::text, extract(epoch FROM i.created_at)::float8,
+       extract(epoch FROM i.updated_at)::float8, i.ttl_minutes,
+       extract(epoch FROM i.expires_at)::float8, v.embedding
+FROM treadle_items i
+LEFT JOIN treadle_item_vectors v ON v.namespace = i.namespace AND v.key = i.key
+WHERE (i.expires_at IS NULL OR i.expires_at > now());
+
+-- name: items_search_vectors_order
+ORDER BY i.updated_at DESC, i.namespace, i.key;
+
+-- name: pgvector_installed
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector');
+
 -- name: items_namespaces
 -- Distinct live namespaces cut to %s labels (NULL: whole); followed by items_where_prefix,
 -- then items_namespaces_filter, its filters and items_namespaces_page.

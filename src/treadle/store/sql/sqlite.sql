@@ -1007,6 +1007,27 @@ ORDER BY i.updated_at DESC, i.namespace, i.key LIMIT ? OFFSET ?;
 -- ('/' follows '.').
 AND (i.namespace = ? OR (i.namespace >= ? AND i.namespace < ?));
 
+-- name: item_vectors_delete
+-- The vectors of the (namespace, key) pairs of the two JSON arrays.
+DELETE FROM treadle_item_vectors
+WHERE (namespace, key) IN (SELECT n.value, k.value FROM json_each(?) AS n
+                           JOIN json_each(?) AS k ON k.key = n.key);
+
+-- name: item_vectors_put
+INSERT INTO treadle_item_vectors (namespace, key, field, n, embedding) VALUES (?, ?, ?, ?, ?);
+
+-- name: items_search_vectors
+-- Every live item (then items_where_prefix and "AND" filters, then items_search_vectors_order)
+-- with one of its vectors per row (NULL: none).
+SELECT i.namespace, i.key, i.value, i.created_at, i.updated_at, i.ttl_minutes, i.expires_at,
+       v.embedding
+FROM treadle_items AS i
+LEFT JOIN treadle_item_vectors AS v ON v.namespace = i.namespace AND v.key = i.key
+WHERE (i.expires_at IS NULL OR i.expires_at > ((julianday('now') - 2440587.5) * 86400.0));
+
+-- name: items_search_vectors_order
+ORDER BY i.updated_at DESC, i.namespace, i.key;
+
 -- name: items_namespaces
 -- Distinct live namespaces cut to ? labels (NULL: whole); followed by items_where_prefix,
 -- then items_namespaces_filter, its filters and items_namespaces_page.
