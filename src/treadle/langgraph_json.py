@@ -9,8 +9,7 @@ status, so nothing in the file is silently ignored:
   time. Start-up lists such keys in one info line;
 * **refused**: treadle does not implement it, so ``treadle dev``/``serve``/``worker``/``run``
   and ``treadle deploy k8s`` stop with one :class:`~treadle.errors.ConfigError` line naming
-  the key and what to do. A refused key set to ``null`` (or to one of its ``accepted``
-  values, the default) is taken as absent.
+  the key and what to do. A refused key set to ``null`` is taken as absent.
 
 A key the schema does not know is a warning naming it (as ``langgraph validate`` does),
 never an error. ``docs/api.md`` shows :func:`keys_markdown`; a test checks they agree.
@@ -75,7 +74,6 @@ class Key:
     path: str
     status: Status
     note: str  # what treadle does with it, or what to do instead
-    accepted: tuple[Any, ...] = ()  # values of a refused key that are its default: accepted
     children: bool = False  # an object whose own keys are in the table
     kind: Kind | None = None  # the JSON type an honoured key's value must have
 
@@ -253,7 +251,7 @@ def check(doc: dict[str, Any], source: str) -> Checked:
         key = _BY_PATH.get(pattern)
         if key is None:
             found.warnings.append(_unknown(name, pattern, source))
-        elif value is None or (value in key.accepted and type(value) is type(key.accepted[0])):
+        elif value is None:
             continue
         elif key.status == "refused":
             refused.append((key, name))
@@ -501,7 +499,5 @@ def keys_markdown() -> str:
     """:data:`KEYS` as the Markdown table docs/api.md shows."""
     lines = ["| Key | Status | What treadle does / what to do |", "|---|---|---|"]
     for key in KEYS:
-        status = key.status if not key.accepted else \
-            f"refused unless `{json.dumps(key.accepted[0])}`"
-        lines.append(f"| `{key.path}` | {status} | {key.note} |")
+        lines.append(f"| `{key.path}` | {key.status} | {key.note} |")
     return "\n".join(lines) + "\n"

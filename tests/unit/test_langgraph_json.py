@@ -110,8 +110,6 @@ ENUM_SAMPLES: dict[str, Any] = {"checkpointer.ttl.strategy": "keep_latest",
 
 
 def _sample(key: Key) -> Any:
-    if key.accepted:
-        return True  # the one value that changes something
     if key.path in ENUM_SAMPLES:
         return ENUM_SAMPLES[key.path]
     if key.kind is not None:
@@ -147,13 +145,6 @@ def test_each_key_does_what_its_status_says(key: Key) -> None:
         assert found.build_only == ([key.path] if key.status == "build-only" else [])
     # null is the key's absence, whatever its status
     assert check(_doc_with(key, None), "langgraph.json").warnings == []
-
-
-@pytest.mark.parametrize("key", [k for k in KEYS if k.accepted], ids=lambda k: k.path)
-def test_a_refused_key_at_its_default_is_accepted(key: Key) -> None:
-    assert check(_doc_with(key, key.accepted[0]), "x").warnings == []
-    with pytest.raises(ConfigError):
-        check(_doc_with(key, 0), "x")  # 0 is not false
 
 
 def test_auth_is_read_with_its_file_made_absolute(tmp_path: Path) -> None:
