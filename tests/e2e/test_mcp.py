@@ -193,3 +193,31 @@ def test_disable_mcp_and_disable_a2a_remove_the_routes(tmp_path: Path) -> None:
             assert "/mcp" not in http.get("/openapi.json").json()["paths"]
     finally:
         server.stop(timeout=10)
+
+
+def _readme_mcp_example() -> str:
+    """README's "MCP, A2A and your own routes" example (its Python)."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("**MCP, A2A and your own routes.**"):]
+    code = section[section.index("```python\n") + 10:]
+    return code[:code.index("```")]
+
+
+async def test_the_readme_mcp_example_runs_the_examples_graph(tmp_path: Path) -> None:
+    import textwrap
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "langgraph.json"
+    server = ServerProcess("dev", f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "server.log", [],
+                           subprocess_env(), examples)
+    try:
+        server.wait_ready()
+        code = _readme_mcp_example().replace("http://127.0.0.1:8123", server.url)
+        scope: dict[str, Any] = {}
+        exec("async def example():\n" + textwrap.indent(code, "    ")  # noqa: S102
+             + "\n    return tools, result", scope)
+        tools, result = await scope["example"]()
+    finally:
+        server.stop(timeout=10)
+    assert [t.name for t in tools] == ["pipeline"]
+    assert not result.isError, result
+    assert isinstance(result.structuredContent, dict) and result.structuredContent
