@@ -145,5 +145,5 @@ class SemanticContract:
 
     def test_the_ranking_is_reported(self, store: Store) -> None:
         said = store.vector_ranking()
-        assert said.startswith("exact cosine computed by treadle")
-        assert ("pgvector" in said) or ("sqlite3" in said)
+        assert said.startswith("exact cosine computed")
+        assert ("pgvector" in said) or ("sqlite" in said)

@@ -41,10 +41,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from treadle.errors import InputError
+from treadle.errors import InputError, StoreError
 from treadle.store.connector import Connector, Row, Sql, Tx
 from treadle.store.encryption import AtRest
-from treadle.store.vectors import SemanticIndex, VectorRow, rank
+from treadle.store.vectors import SemanticIndex, VectorRow, encode, rank, rank_scored
 
 __all__ = [
     "COMPARISONS",
@@ -316,6 +316,7 @@ class ItemStore:
     db: Connector
     at_rest: AtRest
     item_index: SemanticIndex | None = None  # langgraph.json store.index, set at start-up
+    _vec: bool | None = None  # SQLite: whether sqlite-vec is loaded (None: not asked yet)
 
     def get_items(self, keys: Sequence[ItemKey], *, refresh_ttl: bool = True) -> list[ItemRow | None]:
         """The live items at ``keys`` (None where there is none), in the order asked.
@@ -366,15 +367,38 @@ class ItemStore:
     def _ranked(self, search: ItemSearch, sql: Sql, params: list[Any]
                 ) -> tuple[list[ItemRow], list[float | None]]:
         """The candidates of ``sql`` (one row per vector) ranked by ``search.query_vector``,
-        paged: exact cosine over every candidate (treadle.store.vectors)."""
-        assert search.query_vector is not None
+        paged: exact cosine over every candidate, computed by sqlite-vec in SQL where it is
+        loaded, else here (treadle.store.vectors)."""
+        query = search.query_vector
+        assert query is not None
         items: dict[tuple[str, str], Sequence[Any]] = {}
-        pairs: list[tuple[Any, bytes | None]] = []
-        for r in self.db.all("searching items by similarity", sql, params):
-            item = items.setdefault((r[0], r[1]), r[:7])
-            pairs.append((item, r[7]))
-        page = rank(search.query_vector, pairs)[search.offset:search.offset + search.limit]
+        if self._sqlite_vec() and any(query):
+            scored: list[tuple[Any, float | None]] = []
+            rows = self.db.all("searching items by similarity (sqlite-vec)",
+                               Sql(f"{self.db.sql('items_vec_scored')}\n{sql}\n) AS c"),
+                               [encode(query), *params])
+            for r in rows:
+                scored.append((items.setdefault((r[0], r[1]), r[:7]), r[7]))
+            ranked = rank_scored(scored)
+        else:
+            pairs: list[tuple[Any, bytes | None]] = []
+            for r in self.db.all("searching items by similarity", sql, params):
+                pairs.append((items.setdefault((r[0], r[1]), r[:7]), r[7]))
+            ranked = rank(query, pairs)
+        page = ranked[search.offset:search.offset + search.limit]
         return [_row(r, self.at_rest) for r, _ in page], [score for _, score in page]
+
+    def _sqlite_vec(self) -> bool:
+        """Whether this store's SQLite connections have sqlite-vec (asked once)."""
+        if self.db.dialect != "sqlite":
+            return False
+        if self._vec is None:
+            try:
+                self._vec = self.db.one("checking for sqlite-vec", "sqlite_vec_version") \
+                    is not None
+            except StoreError:
+                self._vec = False
+        return self._vec
 
     def list_item_namespaces(self, query: NamespaceQuery) -> list[tuple[str, ...]]:
         """The distinct namespaces holding live items that meet every match, each cut to
@@ -428,20 +452,16 @@ class ItemStore:
         self.db.transact(f"writing {len(final)} item(s)", write)
 
     def vector_ranking(self) -> str:
-        """How searches by query are ranked here, for the start-up log: always exact cosine
-        in Python; says when the database could have done it (sqlite-vec loadable, pgvector
-        installed), which treadle does not use yet."""
+        """How searches by query are ranked here, for the start-up log."""
         if self.db.dialect == "postgres":
             row = self.db.one("checking for pgvector", "pgvector_installed")
             native = "pgvector is installed but not used" if row and row[0] \
                 else "pgvector is not installed"
-        else:
-            import sqlite3
-
-            native = "this Python's sqlite3 can load extensions (sqlite-vec not used)" \
-                if hasattr(sqlite3.Connection, "enable_load_extension") \
-                else "this Python's sqlite3 cannot load extensions (no sqlite-vec)"
-        return f"exact cosine computed by treadle over the candidate items; {native}"
+            return f"exact cosine computed by treadle over the candidate items; {native}"
+        if self._sqlite_vec():
+            return "exact cosine computed in SQL by sqlite-vec over the candidate items"
+        return ("exact cosine computed by treadle over the candidate items; this Python's "
+                "sqlite3 cannot load sqlite-vec")
 
     def sweep_items(self) -> int:
         """Delete expired items; return how many."""

@@ -9,9 +9,10 @@ match its namespace and filter by the cosine similarity of the query's vector wi
 item's closest vector (the item's ``score``), best first; items without vectors follow,
 without a score, most recently updated first; ``limit`` and ``offset`` page the result.
 
-Ranking is exact cosine computed here, in Python, over every candidate row (SQLite's
-``sqlite-vec`` and PostgreSQL's ``pgvector`` are not used: see docs/operations.md for the
-rate this scans at and hence the scale it suits).
+Ranking is exact cosine over every candidate row: in SQL by ``sqlite-vec`` on a SQLite
+store whose connections could load it (treadle.store.items), else here, in Python
+(PostgreSQL's ``pgvector`` is not used): see docs/operations.md for the rates these scan at
+and hence the scale they suit.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from langgraph.store.base import get_text_at_path, tokenize_path
 
 from treadle.errors import InputError
 
-__all__ = ["SemanticIndex", "VectorRow", "cosine", "decode", "encode", "rank"]
+__all__ = ["SemanticIndex", "VectorRow", "cosine", "decode", "encode", "rank", "rank_scored"]
 
 VectorRow = tuple[str, int, bytes]  # (field, n, embedding bytes)
 
@@ -63,17 +64,25 @@ def rank(query: Sequence[float], rows: Sequence[tuple[Any, bytes | None]]
     """``(item, embedding)`` rows (an item once per vector, in the order wanted among
     unscored items) as ``(item, score)``: each item once, scored ones best first."""
     norm = math.sqrt(sum(map(operator.mul, query, query)))
+    # stored vectors have unit length (encode): the cosine is the dot product over |query|
+    return rank_scored([
+        (item, None if data is None
+         else sum(map(operator.mul, query, decode(data))) / norm if norm else 0.0)
+        for item, data in rows])
+
+
+def rank_scored(rows: Sequence[tuple[Any, float | None]]) -> list[tuple[Any, float | None]]:
+    """``(item, score)`` rows (an item once per vector; None: no vector) as :func:`rank`
+    gives them: each item once with its best score, scored ones best first."""
     best: dict[int, tuple[Any, float | None]] = {}
     order: list[int] = []
-    for item, data in rows:
+    for item, score in rows:
         ident = id(item)
         if ident not in best:
             best[ident] = (item, None)
             order.append(ident)
-        if data is None:
+        if score is None:
             continue
-        # stored vectors have unit length (encode): the cosine is the dot product over |query|
-        score = sum(map(operator.mul, query, decode(data))) / norm if norm else 0.0
         old = best[ident][1]
         if old is None or score > old:
             best[ident] = (item, score)

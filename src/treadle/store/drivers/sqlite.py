@@ -186,6 +186,7 @@ class SqliteConnector:
             conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             if self._max_length > 0:
                 conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self._max_length)
+            _load_sqlite_vec(conn)
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"cannot open SQLite store {self.path}: {exc}") from exc
         return conn
@@ -337,3 +338,22 @@ class SqliteConnector:
 
     def worker_session(self, key: int) -> SqliteWorkerSession:
         return sqlite_queue.worker_session(self, key)
+
+
+def _load_sqlite_vec(conn: sqlite3.Connection) -> None:
+    """Load the ``sqlite-vec`` extension when this Python's sqlite3 can load extensions (a
+    semantic search then ranks in SQL: treadle.store.items); else nothing (treadle ranks in
+    Python)."""
+    if not hasattr(conn, "enable_load_extension"):
+        return  # a Python built without extension loading (pyenv's default build)
+    try:
+        import sqlite_vec
+    except ImportError:  # pragma: no cover - a dependency
+        return
+    try:
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+    except sqlite3.Error:
+        pass  # the extension cannot load here: exact cosine in Python
+    finally:
+        conn.enable_load_extension(False)

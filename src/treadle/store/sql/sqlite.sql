@@ -1028,6 +1028,18 @@ WHERE (i.expires_at IS NULL OR i.expires_at > ((julianday('now') - 2440587.5) * 
 -- name: items_search_vectors_order
 ORDER BY i.updated_at DESC, i.namespace, i.key;
 
+-- name: items_vec_scored
+-- With sqlite-vec loaded: the rows of the items_search_vectors query that follows (closed by
+-- ") AS c"), each with its vector's cosine similarity to ? (float32 bytes) computed in SQL (NULL:
+-- no vector; 0 for a zero vector, as treadle.store.vectors.rank scores it).
+SELECT c.namespace, c.key, c.value, c.created_at, c.updated_at, c.ttl_minutes, c.expires_at,
+       CASE WHEN c.embedding IS NULL THEN NULL
+            ELSE coalesce(1.0 - vec_distance_cosine(c.embedding, ?), 0.0) END
+FROM (
+
+-- name: sqlite_vec_version
+SELECT vec_version();
+
 -- name: items_namespaces
 -- Distinct live namespaces cut to ? labels (NULL: whole); followed by items_where_prefix,
 -- then items_namespaces_filter, its filters and items_namespaces_page.
