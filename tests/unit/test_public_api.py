@@ -80,6 +80,7 @@ _NOT_TREADLE = {
     "KeyError", "TypeError", "AssertionError", "NotImplementedError",  # programming errors
     "OSError",  # the worker endpoint could not listen (the operating system's error)
     "AttributeError",  # __getattr__'s protocol (server/encryption_context.py's user view)
+    "McpError",  # the mcp server's JSON-RPC error answer, in server/mcp.py (as HTTPException)
 }
 _SRC = Path(treadle.__file__).parent
 

@@ -375,7 +375,7 @@ class ItemStore:
         if self._sqlite_vec() and any(query):
             scored: list[tuple[Any, float | None]] = []
             rows = self.db.all("searching items by similarity (sqlite-vec)",
-                               Sql(f"{self.db.sql('items_vec_scored')}\n{sql}\n) AS c"),
+                               Sql(f"{self.db.sql('sqlite_items_vec_scored')}\n{sql}\n) AS c"),
                                [encode(query), *params])
             for r in rows:
                 scored.append((items.setdefault((r[0], r[1]), r[:7]), r[7]))
@@ -454,7 +454,7 @@ class ItemStore:
     def vector_ranking(self) -> str:
         """How searches by query are ranked here, for the start-up log."""
         if self.db.dialect == "postgres":
-            row = self.db.one("checking for pgvector", "pgvector_installed")
+            row = self.db.one("checking for pgvector", "postgres_pgvector_installed")
             native = "pgvector is installed but not used" if row and row[0] \
                 else "pgvector is not installed"
             return f"exact cosine computed by treadle over the candidate items; {native}"

@@ -1140,7 +1140,7 @@ WHERE (i.expires_at IS NULL OR i.expires_at > now());
 -- name: items_search_vectors_order
 ORDER BY i.updated_at DESC, i.namespace, i.key;
 
--- name: pgvector_installed
+-- name: postgres_pgvector_installed
 SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector');
 
 -- name: items_namespaces

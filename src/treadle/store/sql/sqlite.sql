@@ -1028,7 +1028,7 @@ WHERE (i.expires_at IS NULL OR i.expires_at > ((julianday('now') - 2440587.5) * 
 -- name: items_search_vectors_order
 ORDER BY i.updated_at DESC, i.namespace, i.key;
 
--- name: items_vec_scored
+-- name: sqlite_items_vec_scored
 -- With sqlite-vec loaded: the rows of the items_search_vectors query that follows (closed by
 -- ") AS c"), each with its vector's cosine similarity to ? (float32 bytes) computed in SQL (NULL:
 -- no vector; 0 for a zero vector, as treadle.store.vectors.rank scores it).
