@@ -128,13 +128,13 @@ class Podman:
         for kind in ("pod", "secret"):
             listed = self(kind, "ls" if kind == "secret" else "ps", "--format", "{{.Name}}",
                           check=False).stdout.split()
-            stale = [n for n in listed if (m := pattern.match(n)) and not _alive(int(m[1]))]
+            stale = [n for n in listed if (m := pattern.match(n)) and not alive(int(m[1]))]
             if stale:
                 self(kind, "rm", *(["-f"] if kind == "pod" else []), *stale, check=False,
                      timeout=120)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -10,6 +10,7 @@ needs root for podman and debootstrap). tests/image/podman_cluster.py holds the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -21,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 from langgraph_sdk import get_sync_client
-from podman_cluster import Cluster, Podman, start
+from podman_cluster import Cluster, Podman, alive, start
 from psycopg import sql
 
 # The module fixture builds the image (a few minutes cold, none when the build context is
@@ -38,8 +39,15 @@ NODES = ["one", "two", "three", "four", "five", "six"]
 
 @pytest.fixture(scope="module")
 def database(pg_server_url: str) -> Iterator[str]:
-    name = f"treadle_image_{uuid.uuid4().hex[:10]}"
+    name = f"treadle_image_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        # The databases of earlier runs killed before their teardown.
+        for (old,) in admin.execute("SELECT datname FROM pg_database "
+                                    "WHERE datname LIKE 'treadle\\_image\\_%'").fetchall():
+            pid = old.split("_")[2]
+            if pid.isdigit() and not alive(int(pid)):
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                              .format(sql.Identifier(old)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     base, _, _ = pg_server_url.rpartition("/")
     try:
