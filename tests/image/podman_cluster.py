@@ -22,8 +22,8 @@ does is transformed in the test's copy of the YAML, each in one place below (:fu
 * Services, Ingress, NetworkPolicies and the ServiceAccount are not run.
 
 The built image is tagged with a hash of the build context (the files git sees, the build
-arguments and the base image), so an unchanged checkout is not built again; a new build removes
-the test's older tags.
+arguments and the base image), so an unchanged checkout is not built again; a new build keeps no
+intermediate images and removes the test's older tags, so one image of the test stays.
 """
 
 from __future__ import annotations
@@ -71,9 +71,22 @@ class Podman:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 600,
                  stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([self.exe, *args], env=self.env, capture_output=True,
-                              timeout=timeout, input=stdin.decode() if stdin else None,
-                              text=True)
+        proc = subprocess.Popen([self.exe, *args], env=self.env, text=True,
+                                stdin=subprocess.PIPE if stdin else None,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(stdin.decode() if stdin else None, timeout=timeout)
+        except BaseException:
+            # Interrupted (or too slow): SIGTERM lets podman clean up after itself (a build
+            # killed outright leaves its working containers and half an image behind).
+            proc.terminate()
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            raise
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         if check and done.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} failed ({done.returncode}):\n"
                                  f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -113,14 +126,30 @@ class Podman:
         if Path("/etc/pip.conf").exists():
             mounts += ["-v", "/etc/pip.conf:/etc/pip.conf:ro"]
         args = [a for arg in build_args for a in ("--build-arg", arg)]
-        self("build", "--network", "host", *mounts, "-f", str(REPO / "deploy" / "Dockerfile"),
-             *args, "-t", ref, str(REPO), timeout=1800)
+        # --layers=false: no intermediate images kept (the builder stage's is half a
+        # gigabyte); the context changed, so its cached layers would be stale anyway.
+        before = self._build_containers()
+        try:
+            self("build", "--layers=false", "--network", "host", *mounts,
+                 "-f", str(REPO / "deploy" / "Dockerfile"), *args, "-t", ref, str(REPO),
+                 timeout=1800)
+        except BaseException:  # a build failed or interrupted leaves its working containers
+            if stale := self._build_containers() - before:
+                self("rm", "-f", *stale, check=False, timeout=120)
+            raise
         listed = self("images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO,
                       check=False).stdout.split()
         for old in listed:  # the test's earlier builds (one in use elsewhere stays)
             if old != ref and old.startswith(f"{IMAGE_REPO}:"):
                 self("rmi", old, check=False, timeout=120)
         return ref
+
+    def _build_containers(self) -> set[str]:
+        """The working containers of builds (buildah's, outside podman's own)."""
+        listed = self("ps", "-a", "--external", "--no-trunc", "--format", "{{.ID}} {{.Names}}",
+                      check=False).stdout.splitlines()
+        return {line.split()[0] for line in listed
+                if line.strip().endswith("-working-container")}
 
     def remove_leftovers(self) -> None:
         """Pods and secrets of earlier runs whose process is gone (killed before teardown)."""
