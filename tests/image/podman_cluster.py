@@ -71,9 +71,8 @@ class Podman:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 600,
                  stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.Popen([self.exe, *args], env=self.env, text=True,
-                                stdin=subprocess.PIPE if stdin else None,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = self.popen(*args, stdin=subprocess.PIPE if stdin else None,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             out, err = proc.communicate(stdin.decode() if stdin else None, timeout=timeout)
         except BaseException:
@@ -92,6 +91,13 @@ class Podman:
                                  f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return done
 
+    def popen(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        """podman started in a session of its own: a signal it sends to its process group
+        (twice, during a teardown, pytest got SIGTERM or SIGKILL while podman stopped pods)
+        cannot reach the test."""
+        return subprocess.Popen([self.exe, *args], env=self.env, text=True,
+                                start_new_session=True, **kw)
+
     def ensure_base_image(self) -> None:
         """Debian bookworm's Python as a local image, made with debootstrap once."""
         if self("image", "exists", BASE_IMAGE, check=False).returncode == 0:
@@ -107,11 +113,16 @@ class Podman:
                             "bookworm", str(root)], check=True, capture_output=True,
                            timeout=900)
             tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-            subprocess.run([self.exe, "import", "--change",
-                            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                            "-", BASE_IMAGE], stdin=tar.stdout, env=self.env, check=True,
-                           capture_output=True, timeout=600)
+            imported = self.popen(
+                "import", "--change",
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "-", BASE_IMAGE, stdin=tar.stdout, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+            assert tar.stdout is not None
+            tar.stdout.close()  # podman's now: tar gets SIGPIPE if podman dies
+            _out, err = imported.communicate(timeout=600)
             tar.wait(timeout=60)
+            assert imported.returncode == 0, f"podman import failed: {err[-3000:]}"
 
     def image(self) -> str:
         """deploy/Dockerfile built on the local base with this directory's graphs as /app;

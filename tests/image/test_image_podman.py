@@ -166,9 +166,8 @@ def test_the_api_container_drains_on_sigterm(cluster: Cluster) -> None:
     assert httpx.get(ready, timeout=5).status_code == 200
     client = get_sync_client(url=cluster.api_url)
     thread_id = client.threads.create()["thread_id"]
-    stop = subprocess.Popen([cluster.podman.exe, "stop", "--time", "30", container],
-                            env=cluster.podman.env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    stop = cluster.podman.popen("stop", "--time", "30", container,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         codes = []
         while stop.poll() is None and 503 not in codes:
