@@ -69,6 +69,11 @@ def http_keys(key: type[Key]) -> tuple[Key, ...]:
         key("http.disable_webhooks", "honoured", "true: runs with a webhook run, but no "
             "webhook is sent (by the API's worker, and by `treadle worker --config` with this "
             "file); URLs are still checked when runs are created", kind="boolean"),
+        key("http.disable_mcp", "honoured", "true: treadle does not serve POST /mcp (the "
+            "assistants as MCP tools): it answers 404", kind="boolean"),
+        key("http.disable_a2a", "honoured", "true: treadle does not serve POST "
+            "/a2a/{assistant_id} and GET /.well-known/agent-card.json (the assistants as A2A "
+            "agents): they answer 404", kind="boolean"),
         key("http.disable_ui", "honoured", "treadle serves no /ui routes, so true or false "
             "changes nothing", kind="boolean"),
         key("http.logging_headers", "honoured", "treadle logs no request headers (no access "

@@ -193,11 +193,6 @@ KEYS: tuple[Key, ...] = (
     *(Key(f"http.cors.{name}", "honoured", "as in Starlette's CORSMiddleware", kind=kind)
       for name, kind in _CORS.items()),
     *http_keys(Key),
-    Key("http.disable_mcp", "honoured", "true: treadle does not serve POST /mcp (the assistants "
-        "as MCP tools): it answers 404", kind="boolean"),
-    Key("http.disable_a2a", "honoured", "true: treadle does not serve POST /a2a/{assistant_id} "
-        "and GET /.well-known/agent-card.json (the assistants as A2A agents): they answer 404",
-        kind="boolean"),
 )
 
 _BY_PATH = {k.path: k for k in KEYS}
