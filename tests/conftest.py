@@ -29,6 +29,7 @@ from processes import (
     StartServer,
     StartWorker,
     WorkerProcess,
+    running_server,
     subprocess_env,
 )
 
@@ -256,11 +257,6 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
 @pytest.fixture(scope="module")
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A `treadle dev` serving tests/server_graphs on a fresh SQLite file (one per module)."""
-    tmp = tmp_path_factory.mktemp("dev-server")
-    server = ServerProcess("dev", f"sqlite:///{tmp / 'dev.db'}", tmp / "server.log", [],
-                           subprocess_env(TREADLE_LEASE_TTL="3"), SERVER_GRAPHS / "langgraph.json")
-    try:
-        server.wait_ready()
+    with running_server(tmp_path_factory.mktemp("dev-server"), SERVER_GRAPHS / "langgraph.json",
+                        TREADLE_LEASE_TTL="3") as server:
         yield server
-    finally:
-        server.stop(timeout=10)

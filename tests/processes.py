@@ -4,8 +4,10 @@ modules can import it by name: ``from processes import ServerProcess``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -81,6 +83,20 @@ class ServerProcess:
     def stop(self, timeout: float = 20) -> None:
         terminate(self.proc, timeout)
         self._out.close()
+
+
+@contextlib.contextmanager
+def running_server(tmp: Path, config: Path, command: str = "dev", **env: str
+                   ) -> Iterator[ServerProcess]:
+    """A ready `treadle dev` (or ``command``) serving ``config`` on a fresh SQLite file in
+    ``tmp``, stopped on exit (started in a module fixture, or around one test)."""
+    server = ServerProcess(command, f"sqlite:///{tmp / 'server.db'}", tmp / "server.log", [],
+                           subprocess_env(**env), config)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop(timeout=10)
 
 
 class WorkerProcess:

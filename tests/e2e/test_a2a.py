@@ -30,7 +30,7 @@ from a2a.types import (
 )
 from langgraph_sdk import get_client
 
-from processes import ServerProcess, subprocess_env
+from processes import ServerProcess, running_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -39,29 +39,18 @@ ALICE = {"Authorization": "Bearer alice-token"}
 BOB = {"Authorization": "Bearer bob-token"}
 
 
-def _server(tmp: Path, config: str) -> ServerProcess:
-    server = ServerProcess("dev", f"sqlite:///{tmp / 'a2a.db'}", tmp / "server.log", [],
-                           subprocess_env(TREADLE_LEASE_TTL="3"), AGENT_GRAPHS / config)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop(timeout=10)
-        raise
-    return server
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    s = _server(tmp_path_factory.mktemp("a2a"), "langgraph.json")
-    yield s
-    s.stop(timeout=10)
+    with running_server(tmp_path_factory.mktemp("a2a"), AGENT_GRAPHS / "langgraph.json",
+                        TREADLE_LEASE_TTL="3") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    s = _server(tmp_path_factory.mktemp("a2a-auth"), "langgraph_auth.json")
-    yield s
-    s.stop(timeout=10)
+    with running_server(tmp_path_factory.mktemp("a2a-auth"),
+                        AGENT_GRAPHS / "langgraph_auth.json", TREADLE_LEASE_TTL="3") as s:
+        yield s
 
 
 async def _card(http: httpx.AsyncClient, url: str, assistant: str) -> AgentCard:

@@ -16,36 +16,25 @@ from langgraph_sdk import get_client
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from processes import ServerProcess, subprocess_env
+from processes import ServerProcess, running_server
 
 pytestmark = pytest.mark.timeout(180)
 
 AGENT_GRAPHS = Path(__file__).resolve().parent / "agent_graphs"
 
 
-def _server(tmp: Path, config: str) -> ServerProcess:
-    server = ServerProcess("dev", f"sqlite:///{tmp / 'mcp.db'}", tmp / "server.log", [],
-                           subprocess_env(TREADLE_LEASE_TTL="3"), AGENT_GRAPHS / config)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop(timeout=10)
-        raise
-    return server
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    s = _server(tmp_path_factory.mktemp("mcp"), "langgraph.json")
-    yield s
-    s.stop(timeout=10)
+    with running_server(tmp_path_factory.mktemp("mcp"), AGENT_GRAPHS / "langgraph.json",
+                        TREADLE_LEASE_TTL="3") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    s = _server(tmp_path_factory.mktemp("mcp-auth"), "langgraph_auth.json")
-    yield s
-    s.stop(timeout=10)
+    with running_server(tmp_path_factory.mktemp("mcp-auth"),
+                        AGENT_GRAPHS / "langgraph_auth.json", TREADLE_LEASE_TTL="3") as s:
+        yield s
 
 
 async def _tools(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -180,8 +169,7 @@ async def test_a_user_sees_and_calls_only_the_assistants_they_may_read(
 # --- langgraph.json's switches ------------------------------------------------------------
 
 def test_disable_mcp_and_disable_a2a_remove_the_routes(tmp_path: Path) -> None:
-    server = _server(tmp_path, "langgraph_disabled.json")
-    try:
+    with running_server(tmp_path, AGENT_GRAPHS / "langgraph_disabled.json") as server:
         rpc = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
         with httpx.Client(base_url=server.url, timeout=30) as http:
             accept = {"Accept": "application/json, text/event-stream"}
@@ -191,8 +179,6 @@ def test_disable_mcp_and_disable_a2a_remove_the_routes(tmp_path: Path) -> None:
                             params={"assistant_id": "echo"}).status_code == 404
             assert http.post("/assistants/search", json={}).status_code == 200  # the rest stays
             assert "/mcp" not in http.get("/openapi.json").json()["paths"]
-    finally:
-        server.stop(timeout=10)
 
 
 def _readme_mcp_example() -> str:
@@ -207,17 +193,12 @@ async def test_the_readme_mcp_example_runs_the_examples_graph(tmp_path: Path) ->
     import textwrap
 
     examples = Path(__file__).resolve().parents[2] / "examples" / "langgraph.json"
-    server = ServerProcess("dev", f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "server.log", [],
-                           subprocess_env(), examples)
-    try:
-        server.wait_ready()
+    with running_server(tmp_path, examples) as server:
         code = _readme_mcp_example().replace("http://127.0.0.1:8123", server.url)
         scope: dict[str, Any] = {}
         exec("async def example():\n" + textwrap.indent(code, "    ")  # noqa: S102
              + "\n    return tools, result", scope)
         tools, result = await scope["example"]()
-    finally:
-        server.stop(timeout=10)
     assert [t.name for t in tools] == ["pipeline"]
     assert not result.isError, result
     assert isinstance(result.structuredContent, dict) and result.structuredContent
