@@ -61,9 +61,13 @@ class SemanticContract:
         assert all(s is not None for s in scores)
         assert scores[0] > scores[1] > scores[2]  # type: ignore[operator]
         assert scores[2] == pytest.approx(0.0, abs=1e-6)
-        # Without a query: no score, most recently updated first, as before.
+        # Without a query: no score, most recently updated first, as before (two puts in the
+        # same clock tick tie, and the tie goes by key).
         plain = memory.search(NS)
-        assert [i.key for i in plain] == ["bark", "tax", "dogs"]
+        assert {i.key for i in plain} == {"bark", "tax", "dogs"}
+        assert [i.key for i in plain] == [
+            i.key for i in sorted(plain, key=lambda i: (-i.updated_at.timestamp(), i.key))]
+        assert [i.updated_at for i in plain] == sorted((i.updated_at for i in plain), reverse=True)
         assert {i.score for i in plain} == {None}
 
     def test_filter_limit_and_offset_apply_to_ranked_results(self, memory: TreadleStore) -> None:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
+from priority_contract import PriorityContract
 from queue_contract import QueueContract
 from treadle.errors import ConfigError, FencedWriteError, StoreError, ThreadBusyError
 from treadle.store import Store, open_store
@@ -747,3 +748,15 @@ def test_a_session_retakes_its_key_after_a_disconnect(pg_url: str, pg_store: Sto
     other.close()
     session.close()
     assert not session.held()
+
+
+class TestPostgresPriority(PriorityContract):
+    """Run priority and fair queuing (tests/priority_contract.py)."""
+
+    @pytest.fixture
+    def store(self, pg_url: str) -> Iterator[Store]:
+        store = open_store(pg_url, auto_migrate=True)
+        try:
+            yield store
+        finally:
+            store.close()

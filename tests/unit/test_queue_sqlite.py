@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from priority_contract import PriorityContract
 from queue_contract import QueueContract, new_run
 from treadle.store import open_store
 from treadle.store.base import Store
@@ -130,3 +131,13 @@ def test_fenced_thread_claim_in_a_batch(tmp_path: Path) -> None:
         assert store.thread_epoch("t") == 1
     finally:
         store.close()
+
+
+class TestSqlitePriority(PriorityContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[Store]:
+        s = open_store(f"sqlite:///{tmp_path}/q.db")
+        try:
+            yield s
+        finally:
+            s.close()

@@ -33,6 +33,9 @@ __all__ = [
     "DEFAULT_MAX_WORKER_LOSSES",
     "SESSION_GRACE",
     "TERMINAL",
+    "DEFAULT_FAIR_GROUP",
+    "MAX_FAIR_GROUP",
+    "PRIORITY_RANGE",
     "Event",
     "Heartbeat",
     "Listener",
@@ -41,9 +44,11 @@ __all__ = [
     "QueueStats",
     "RunRow",
     "TaskRow",
+    "ThreadPriority",
     "WorkerInfo",
     "WorkerSession",
     "check",
+    "check_priority",
     "same_request",
     "serves",
 ]
@@ -84,6 +89,40 @@ def same_request(key: str, run_id: str, stored_hash: str | None, request_hash: s
 
     if (stored_hash or None) != (request_hash or None):
         raise IdempotencyKeyError(key, run_id)
+
+
+# A thread's priority settings (langgraph_sdk's PrioritySettings): claims take the lowest
+# priority first, then the fairness group claimed from least recently, then the oldest run.
+PRIORITY_RANGE = (-5, 5)
+DEFAULT_FAIR_GROUP = "default"
+MAX_FAIR_GROUP = 256  # characters
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadPriority:
+    """A thread's stored priority settings (``-5`` runs first, ``5`` last)."""
+
+    priority: int = 0
+    fair_group: str = DEFAULT_FAIR_GROUP
+
+
+def check_priority(priority: object, fair_group: object) -> ThreadPriority:
+    """Settings as the SDK defines them (None or ``""``: the default); ConfigError naming
+    what is wrong otherwise."""
+    from treadle.errors import ConfigError
+
+    low, high = PRIORITY_RANGE
+    if priority is None:
+        priority = 0
+    if isinstance(priority, bool) or not isinstance(priority, int) or not low <= priority <= high:
+        raise ConfigError(f"priority {priority!r} is not an integer from {low} to {high}")
+    if fair_group is None or fair_group == "":
+        fair_group = DEFAULT_FAIR_GROUP
+    if not isinstance(fair_group, str) or len(fair_group) > MAX_FAIR_GROUP:
+        shown = fair_group if not isinstance(fair_group, str) else f"{fair_group[:20]}..."
+        raise ConfigError(f"fairness_group {shown!r} is not a string of at most "
+                          f"{MAX_FAIR_GROUP} characters")
+    return ThreadPriority(priority, fair_group)
 
 
 # Notification channels (PostgreSQL LISTEN/NOTIFY; payload in brackets).

@@ -30,6 +30,7 @@ from treadle.store.queue import (
     NewRun,
     QueueStats,
     RunRow,
+    ThreadPriority,
     WorkerSession,
     check,
     same_request,
@@ -121,18 +122,40 @@ class RunStore:
         same_request(idempotency_key, row[1], row[0], request_hash)
         return self._run(row[1:])
 
+    def thread_priority(self, thread_id: str) -> ThreadPriority | None:
+        """The thread's stored priority settings; None: none stored yet."""
+        row = self.db.one("reading a thread's priority", "thread_priority",
+                          {"thread_id": thread_id})
+        return None if row is None else ThreadPriority(int(row[0]), str(row[1]))
+
+    def set_thread_priority(self, thread_id: str, settings: ThreadPriority) -> ThreadPriority:
+        """Store the thread's priority settings unless it has some (the first stored wins:
+        concurrent first runs agree); return those stored. The thread's runs queued from
+        then on carry them; runs already queued keep theirs."""
+
+        def store(tx: Tx) -> Row | None:
+            return tx.one("thread_priority_set", {
+                "thread_id": thread_id, "priority": settings.priority,
+                "fair_group": settings.fair_group})
+
+        row = self.db.transact(f"storing thread {thread_id}'s priority", store)
+        assert row is not None  # INSERT ... RETURNING
+        return ThreadPriority(int(row[0]), str(row[1]))
+
     def claim_run(
         self, worker: str, graph_ids: Sequence[str], allow_pickled: bool, ttl: float,
         lock: int | None = None,
     ) -> RunRow | None:
-        """Claim the oldest claimable run, or None.
+        """Claim the claimable run that comes first, or None.
 
         ``lock``: the key of the claimer's :class:`WorkerSession` (the run is recovered as
         soon as that session ends); None: the lease alone decides.
 
         Claimable: ``pending``; ``graph_id`` in ``graph_ids`` (or a ``pickle:`` id when
         ``allow_pickled``); no run of its thread is ``running``; no older pending run on its
-        thread. The claim sets running, ``worker``, ``epoch + 1``, ``attempt + 1``,
+        thread. First: the lowest priority (its thread's :class:`ThreadPriority`), then the
+        fairness group claimed from least recently (never: first), then the oldest; with no
+        priority set anywhere, simply the oldest. The claim sets running, ``worker``, ``epoch + 1``, ``attempt + 1``,
         ``lease_expires_at = now + ttl``, ``started_at`` if unset; the thread's record
         (threads made through the HTTP API) becomes ``busy`` in the same transaction.
         Concurrent claimers never get the same run.
@@ -144,6 +167,7 @@ class RunStore:
             row = tx.one("run_claim", params)
             if row is not None:
                 _record_thread(self.at_rest, tx, ThreadUpdate(row[1], "busy"))
+                tx.execute("run_served", {"run_id": row[0]})
             return row
 
         row = self.db.transact("claiming a run", claim)

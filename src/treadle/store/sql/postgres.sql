@@ -127,8 +127,9 @@ ORDER BY t.updated_at DESC LIMIT %s;
 
 -- name: threads_fence
 -- Deleting a thread also bumps its epoch and drops its owner, fencing any writer still
--- running on it. %s = thread ids.
-UPDATE treadle_threads SET epoch = epoch + 1, owner = NULL WHERE thread_id = ANY(%s::text[]);
+-- running on it, and its priority settings. %s = thread ids.
+UPDATE treadle_threads SET epoch = epoch + 1, owner = NULL, priority = NULL, fair_group = NULL
+WHERE thread_id = ANY(%s::text[]);
 
 -- name: threads_delete_writes
 DELETE FROM treadle_writes WHERE thread_id = ANY(%s::text[]);
@@ -273,9 +274,10 @@ SELECT r.request_hash, r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r
 FROM treadle_runs AS r WHERE r.idempotency_key = %(idempotency_key)s;
 
 -- name: run_claim
--- treadle_claim_run (migrations 0003, 0007): candidates locked FOR UPDATE SKIP LOCKED; a
+-- treadle_claim_run (migrations 0003, 0007, 0014): the lowest priority, then the group
+-- claimed from least recently, then the oldest; candidates locked FOR UPDATE SKIP LOCKED; a
 -- race lost for a thread (the partial unique index on running runs) means "look for
--- another run".
+-- another run". A run's priority settings come from its thread's row (0014's trigger).
 SELECT r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_attempts,
     r.epoch, r.worker, extract(epoch FROM r.lease_expires_at)::float8, r.timeout_s, r.stream,
     r.cancel, r.metadata, r.result, r.error, extract(epoch FROM r.created_at)::float8,
@@ -283,6 +285,27 @@ SELECT r.run_id, r.thread_id, r.graph_id, r.payload, r.status, r.attempt, r.max_
     r.lost_count
 FROM treadle_claim_run(%(worker)s::text, %(graph_ids)s::text[], %(allow_pickled)s::boolean,
                        %(ttl)s::float8, %(lock)s::bigint) AS r;
+
+-- name: run_served
+-- The claimed run's group was served last (run_claim's fairness), in the claim's transaction.
+INSERT INTO treadle_fair_groups (fair_group, served)
+SELECT fair_group, nextval('treadle_fair_served') FROM treadle_runs WHERE run_id = %(run_id)s
+ON CONFLICT (fair_group) DO UPDATE SET served = excluded.served;
+
+-- name: thread_priority
+-- A thread's stored priority settings (priority, fair_group); none: not set yet.
+SELECT priority, fair_group FROM treadle_threads
+WHERE thread_id = %(thread_id)s AND priority IS NOT NULL;
+
+-- name: thread_priority_set
+-- Store a thread's priority settings unless it has some: the first stored wins. The
+-- settings stored come back.
+INSERT INTO treadle_threads (thread_id, epoch, priority, fair_group)
+VALUES (%(thread_id)s, 0, %(priority)s, %(fair_group)s)
+ON CONFLICT (thread_id) DO UPDATE SET
+    priority = coalesce(treadle_threads.priority, excluded.priority),
+    fair_group = coalesce(treadle_threads.fair_group, excluded.fair_group)
+RETURNING priority, fair_group;
 
 -- name: run_heartbeat
 -- Extend the leases of the runs (%(run_ids)s, %(run_epochs)s, pairwise) still running

@@ -98,8 +98,8 @@ ORDER BY t.updated_at DESC LIMIT ?;
 
 -- name: threads_fence
 -- Deleting a thread also bumps its epoch and drops its owner, fencing any writer still
--- running on it. ? = thread ids.
-UPDATE treadle_threads SET epoch = epoch + 1, owner = NULL
+-- running on it, and its priority settings. ? = thread ids.
+UPDATE treadle_threads SET epoch = epoch + 1, owner = NULL, priority = NULL, fair_group = NULL
 WHERE thread_id IN (SELECT value FROM json_each(?));
 
 -- name: threads_delete_writes
@@ -245,11 +245,15 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 -- name: run_enqueue
 -- The run as queued, its stored request hash first. SQLite decides the multitask strategy
 -- before this, in Python, under the write lock (drivers/sqlite.py, enqueue_run).
+-- The run takes its thread's priority settings (thread_priority_set), or the defaults.
 INSERT INTO treadle_runs
     (run_id, thread_id, graph_id, payload, max_attempts, timeout_s, stream, metadata,
-     idempotency_key, request_hash)
+     idempotency_key, request_hash, priority, fair_group)
 VALUES (:run_id, :thread_id, :graph_id, :payload, :max_attempts, :timeout_s, :stream,
-        :metadata, :idempotency_key, :request_hash)
+        :metadata, :idempotency_key, :request_hash,
+        coalesce((SELECT priority FROM treadle_threads WHERE thread_id = :thread_id), 0),
+        coalesce((SELECT fair_group FROM treadle_threads WHERE thread_id = :thread_id),
+                 'default'))
 RETURNING request_hash, run_id, thread_id, graph_id, payload, status, attempt, max_attempts,
     epoch, worker, lease_expires_at, timeout_s, stream, cancel, metadata, result, error,
     created_at, started_at, ended_at, lost_count;
@@ -279,27 +283,65 @@ SELECT request_hash, run_id, thread_id, graph_id, payload, status, attempt, max_
 FROM treadle_runs WHERE idempotency_key = :idempotency_key;
 
 -- name: run_claim
--- The oldest pending run of an allowed graph (:graph_ids, a JSON array; or a pickled one
--- with :allow_pickled) whose thread has no running run and no older pending run. Writers
--- are serialised by BEGIN IMMEDIATE: nobody writes between the read and the update.
+-- Of the claimable runs (pending; an allowed graph, :graph_ids a JSON array, or a pickled
+-- one with :allow_pickled; no running run and no older pending run on its thread): the
+-- lowest priority, then the one of the group claimed from least recently (run_served),
+-- then the oldest. Each group's best run comes from treadle_runs_pending_fair, walking the
+-- groups with pending runs (migration 0012). Writers are serialised by BEGIN IMMEDIATE:
+-- nobody writes between the read and the update.
 UPDATE treadle_runs SET
     status = 'running', worker = :worker, worker_lock = :lock, epoch = epoch + 1,
     attempt = attempt + 1,
     lease_expires_at = ((julianday('now') - 2440587.5) * 86400.0) + :ttl,
     started_at = coalesce(started_at, ((julianday('now') - 2440587.5) * 86400.0))
 WHERE seq = (
-    SELECT r.seq FROM treadle_runs r
-    WHERE r.status = 'pending'
-      AND (r.graph_id IN (SELECT value FROM json_each(:graph_ids))
-           OR (:allow_pickled AND r.graph_id GLOB 'pickle:*'))
-      AND NOT EXISTS (SELECT 1 FROM treadle_runs o
-                      WHERE o.thread_id = r.thread_id AND o.status = 'running')
-      AND NOT EXISTS (SELECT 1 FROM treadle_runs o
-                      WHERE o.thread_id = r.thread_id AND o.status = 'pending' AND o.seq < r.seq)
-    ORDER BY r.seq LIMIT 1)
+    WITH RECURSIVE groups(g) AS (
+        SELECT (SELECT min(fair_group) FROM treadle_runs WHERE status = 'pending')
+        UNION ALL
+        SELECT (SELECT min(fair_group) FROM treadle_runs
+                WHERE status = 'pending' AND fair_group > groups.g)
+        FROM groups WHERE groups.g IS NOT NULL
+    ), heads(seq) AS (
+        SELECT (SELECT r.seq FROM treadle_runs r
+                WHERE r.status = 'pending' AND r.fair_group = groups.g
+                  AND (r.graph_id IN (SELECT value FROM json_each(:graph_ids))
+                       OR (:allow_pickled AND r.graph_id GLOB 'pickle:*'))
+                  AND NOT EXISTS (SELECT 1 FROM treadle_runs o
+                                  WHERE o.thread_id = r.thread_id AND o.status = 'running')
+                  AND NOT EXISTS (SELECT 1 FROM treadle_runs o
+                                  WHERE o.thread_id = r.thread_id AND o.status = 'pending'
+                                    AND o.seq < r.seq)
+                ORDER BY r.priority, r.seq LIMIT 1)
+        FROM groups WHERE groups.g IS NOT NULL
+    )
+    SELECT r.seq FROM heads h JOIN treadle_runs r ON r.seq = h.seq
+    LEFT JOIN treadle_fair_groups f ON f.fair_group = r.fair_group
+    ORDER BY r.priority, f.served NULLS FIRST, r.seq LIMIT 1)
 RETURNING run_id, thread_id, graph_id, payload, status, attempt, max_attempts, epoch, worker,
     lease_expires_at, timeout_s, stream, cancel, metadata, result, error, created_at,
     started_at, ended_at, lost_count;
+
+-- name: run_served
+-- The claimed run's group was served last (run_claim's fairness), in the claim's transaction.
+INSERT INTO treadle_fair_groups (fair_group, served)
+SELECT fair_group, (SELECT coalesce(max(served), 0) + 1 FROM treadle_fair_groups)
+FROM treadle_runs WHERE run_id = :run_id
+ON CONFLICT (fair_group) DO UPDATE SET served = excluded.served;
+
+-- name: thread_priority
+-- A thread's stored priority settings (priority, fair_group); none: not set yet.
+SELECT priority, fair_group FROM treadle_threads
+WHERE thread_id = :thread_id AND priority IS NOT NULL;
+
+-- name: thread_priority_set
+-- Store a thread's priority settings unless it has some: the first stored wins. The
+-- settings stored come back.
+INSERT INTO treadle_threads (thread_id, epoch, priority, fair_group)
+VALUES (:thread_id, 0, :priority, :fair_group)
+ON CONFLICT (thread_id) DO UPDATE SET
+    priority = coalesce(treadle_threads.priority, excluded.priority),
+    fair_group = coalesce(treadle_threads.fair_group, excluded.fair_group)
+RETURNING priority, fair_group;
 
 -- name: run_heartbeat
 -- Extend the leases of the runs (:run_ids, :run_epochs: JSON arrays, pairwise) still
