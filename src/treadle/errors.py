@@ -19,6 +19,7 @@
     │   ├── FencedWriteError        a write from a writer whose claim is stale
     │   └── SchemaError             schema newer than the code, or migrations missing
     │       └── MigrationsPendingError  pre migrations this code needs are not applied yet
+    ├── PriorityError          langgraph.json's priority handler failed (HTTP 500)
     ├── UsageError             called where it cannot work: outside a node, a shut-down pool
     ├── WaitTimeoutError       stopped waiting for a cluster run still going (also a TimeoutError)
     ├── RunFailedError         a cluster run ended without success
@@ -52,6 +53,7 @@ __all__ = [
     "NodeError",
     "NodeTimeoutError",
     "NotFoundError",
+    "PriorityError",
     "QueueTimeoutError",
     "RefusedConfigError",
     "SchemaError",
@@ -207,6 +209,11 @@ class SandboxUnavailableError(NodeError):
 
 class CircuitOpenError(NodeError):
     """A node failed too many times in a row; calls fail fast during the cool-down."""
+
+
+class PriorityError(TreadleError):
+    """langgraph.json's ``priority`` handler failed, or returned settings outside the SDK's
+    range; the run was not created (the deployment's code is at fault: a 500)."""
 
 
 class ThreadBusyError(ConflictError):

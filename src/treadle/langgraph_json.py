@@ -31,25 +31,9 @@ from treadle.errors import ConfigError
 from treadle.langgraph_http import HttpOptions, http_keys, http_options
 
 __all__ = [
-    "KEYS",
-    "Checked",
-    "Key",
-    "Loaded",
-    "apply",
-    "auth_ref",
-    "check",
-    "cors_options",
-    "dependencies",
-    "encryption_ref",
-    "graph_descriptions",
-    "graph_refs",
-    "keys_markdown",
-    "load",
-    "parse",
-    "read",
-    "read_langgraph_json",
-    "store_ttl",
-    "thread_ttl",
+    "KEYS", "Checked", "Key", "Loaded", "apply", "auth_ref", "check", "cors_options",
+    "dependencies", "graph_descriptions", "graph_refs", "keys_markdown", "load", "parse",
+    "path_ref", "read", "read_langgraph_json", "store_ttl", "thread_ttl"
 ]
 
 log = logging.getLogger("treadle.config")
@@ -115,8 +99,9 @@ KEYS: tuple[Key, ...] = (
     Key("encryption", "honoured", '{"path": "path.py:attr"} of a langgraph_sdk Encryption: its '
         "blob handlers encrypt checkpoints, task writes, runs, events and items at rest, its "
         "JSON handlers metadata (the API and every worker reading this file)"),
-    Key("priority", "refused", "treadle runs a thread's runs in order, without priorities: "
-        'remove "priority"'),
+    Key("priority", "honoured", '{"path": "path.py:attr"} of a langgraph_sdk Priority: its '
+        "@priority.assign settles a thread's priority and fairness_group at its first run "
+        "(fairness_group too is honoured: claims take turns between groups)"),
     Key("webhooks", "honoured", "where run webhooks may go, checked when the run is created "
         "and against the resolved address when sent (docs/security.md); without it: any "
         "http(s) URL but loopback, link-local and other special addresses", children=True),
@@ -372,6 +357,7 @@ class Loaded:
     source: str = "langgraph.json"  # where it was read from, for messages
     serde: dict[str, Any] | None = None  # checkpointer.serde (treadle.store.serde_policy)
     encryption: str | None = None  # "path:attr" of a langgraph_sdk Encryption (file made absolute)
+    priority: str | None = None  # "path:attr" of a langgraph_sdk Priority (treadle.server.priority)
     auth: str | None = None  # auth.path, its file made absolute ("/abs/auth.py:auth")
     thread_ttl: dict[str, Any] | None = None  # checkpointer.ttl, checked (thread_ttl)
     http: HttpOptions = field(default_factory=HttpOptions)  # the http section but cors
@@ -398,20 +384,22 @@ def load(path: str | os.PathLike[str]) -> Loaded:
                   disable_mcp=(doc.get("http") or {}).get("disable_mcp") is True,
                   disable_a2a=(doc.get("http") or {}).get("disable_a2a") is True,
                   serde=(doc.get("checkpointer") or {}).get("serde"),
-                  encryption=encryption_ref(doc, lambda target: str((base / target).resolve())),
+                  encryption=path_ref(doc, "encryption", lambda t: str((base / t).resolve())),
+                  priority=path_ref(doc, "priority", lambda t: str((base / t).resolve())),
                   auth=auth_ref(doc, str(file), lambda target: str((base / target).resolve())),
                   thread_ttl=thread_ttl((doc.get("checkpointer") or {}).get("ttl"), str(file)),
                   http=http_options(doc, str(file), lambda target: str((base / target).resolve())))
 
 
-def encryption_ref(doc: dict[str, Any], resolve: Callable[[str], str]) -> str | None:
-    """``encryption.path`` with its file made absolute by ``resolve``, or None."""
-    enc = doc.get("encryption")
-    if enc is None:
+def path_ref(doc: dict[str, Any], key: str, resolve: Callable[[str], str]) -> str | None:
+    """``<key>.path`` ("encryption", "priority") with its file made absolute by ``resolve``,
+    or None without ``key``."""
+    found = doc.get(key)
+    if found is None:
         return None
-    ref = enc.get("path") if isinstance(enc, dict) else None
+    ref = found.get("path") if isinstance(found, dict) else None
     if not isinstance(ref, str) or not ref.strip():
-        raise ConfigError('langgraph.json: "encryption" must be {"path": "path.py:attr"}')
+        raise ConfigError(f'langgraph.json: "{key}" must be {{"path": "path.py:attr"}}')
     target, sep, attr = str(ref).rpartition(":")
     return f"{resolve(target)}:{attr}" if sep and (target.endswith(".py") or "/" in target) \
         else str(ref)

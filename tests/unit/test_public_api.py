@@ -20,6 +20,7 @@ EXPECTED = [
     "NodeError",
     "NodeTimeoutError",
     "NotFoundError",
+    "PriorityError",
     "QueueTimeoutError",
     "RefusedConfigError",
     "RemoteNodeError",

@@ -63,6 +63,11 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     http = langgraph.http
     webhooks = WebhookPolicy.from_config(langgraph.webhooks, langgraph.source,
                                          disabled=http.disable_webhooks)
+    priorities = None
+    if langgraph.priority is not None:  # a bad reference stops here, before listening
+        from treadle.server.priority import ThreadPriorities, load_priority
+
+        priorities = ThreadPriorities(load_priority(langgraph.priority))
     user_app = None
     if http.app is not None:  # langgraph.json's http.app (treadle.server.custom_app)
         from treadle.server.custom_app import load_custom_app
@@ -91,7 +96,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
         await asyncio.to_thread(graphs.load)
         await asyncio.to_thread(graphs.ensure_default_assistants)
         ctx = Ctx(settings=settings, store=store, graphs=graphs, memory_ttl=langgraph.store_ttl,
-                  webhooks=webhooks)
+                  webhooks=webhooks, priority=priorities)
         app.state.ctx = ctx
         from treadle import metrics
 

@@ -26,6 +26,7 @@ class Ctx:
     graphs: Any  # treadle.server.served_graphs.ServerGraphs (the graphs of langgraph.json)
     memory_ttl: dict[str, Any] | None = None  # langgraph.json's store.ttl (TTLConfig)
     webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)  # langgraph.json's webhooks
+    priority: Any = None  # langgraph.json's priority (treadle.server.priority.ThreadPriorities)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -29,6 +29,7 @@ from treadle.server.run_config import check_client_config
 from treadle.server.schemas import RunCreate
 from treadle.server.served_graphs import default_assistant_id
 from treadle.store.queue import RunRow
+from treadle.store.thread_records import Thread
 
 __all__ = ["authorize_run", "check_run", "create_run", "find_assistant", "new_thread_metadata",
            "stream_modes"]
@@ -149,8 +150,8 @@ async def new_thread_metadata(authz: Authz | None, thread_id: str,
 
 async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream: bool,
                      stateless: bool = False, key: RunKey | None = None,
-                     authz: Authz | None = None, thread_metadata: dict[str, Any] | None = None
-                     ) -> tuple[RunRow, RunSpec | None]:
+                     authz: Authz | None = None, thread_metadata: dict[str, Any] | None = None,
+                     cron_id: str | None = None) -> tuple[RunRow, RunSpec | None]:
     """Queue a run; NotFoundError for an unknown assistant/thread, ConflictError when the
     thread is busy and ``multitask_strategy`` is ``reject``. Nothing is written on a
     rejection. Returns the run and its spec (None: unreadable, a run queued otherwise).
@@ -162,7 +163,9 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     authorized when the cron was made, does not): see :func:`authorize_run`; the run's
     ``configurable`` gets the user (and loses what the client sent under those keys).
     ``thread_metadata``: more metadata for the thread a stateless run creates (a cron's
-    ticks: what its creator's ``threads.create`` handler gave, such as the owner)."""
+    ticks: what its creator's ``threads.create`` handler gave, such as the owner).
+    ``cron_id``: the cron whose tick this is (langgraph.json's ``priority`` handler sees it).
+    """
     store = ctx.store
     access = None
     if authz is not None and authz.on:
@@ -185,11 +188,14 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
     with_encryption_context(config["configurable"])
     on_completion = body.on_completion
     regraph = False
+    given_thread = not stateless and thread_id is not None
+    thread: Thread | None
     if stateless or thread_id is None:
         thread_id = key.stateless_thread_id() if key is not None else str(uuid.uuid4())
-        await asyncio.to_thread(store.ensure_thread, thread_id, metadata=await new_thread_metadata(
-            authz, thread_id, {**(thread_metadata or {}), "graph_id": assistant.graph_id,
-                               "assistant_id": assistant.assistant_id}))
+        thread = await asyncio.to_thread(
+            store.ensure_thread, thread_id, metadata=await new_thread_metadata(
+                authz, thread_id, {**(thread_metadata or {}), "graph_id": assistant.graph_id,
+                                   "assistant_id": assistant.assistant_id}))
         on_completion = on_completion or "delete"
     else:
         thread = await asyncio.to_thread(store.get_thread, thread_id)
@@ -201,6 +207,11 @@ async def create_run(ctx: Ctx, body: RunCreate, thread_id: str | None, *, stream
                                              metadata=await new_thread_metadata(authz, thread_id, {}))
         await _authorized_thread(ctx, authz, thread_id, access)
         regraph = (thread.metadata or {}).get("graph_id") != assistant.graph_id
+    if ctx.priority is not None:  # the thread's settings, decided at its first run
+        await ctx.priority.settle(
+            store, thread_id, user=authz.user if authz is not None else None,
+            given_thread=given_thread, thread_metadata=thread.metadata if thread else {},
+            assistant=assistant, run_metadata=body.metadata or {}, cron_id=cron_id)
     conf = config["configurable"]
     conf.setdefault("assistant_id", assistant.assistant_id)
     conf.setdefault("graph_id", assistant.graph_id)

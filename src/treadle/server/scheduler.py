@@ -84,7 +84,7 @@ async def fire(ctx: Ctx, cron: Any) -> str | None:
         body.on_completion = extra.get("on_run_completed") or "delete"
     row, _ = await create_run(ctx, body, cron.thread_id, stream=True,
                               stateless=cron.thread_id is None,
-                              thread_metadata=extra.get("thread_metadata"))
+                              thread_metadata=extra.get("thread_metadata"), cron_id=cron.cron_id)
     return row.run_id
 
 
