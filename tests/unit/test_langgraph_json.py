@@ -169,9 +169,9 @@ def test_an_auth_without_a_usable_path_is_one_line(tmp_path: Path, auth: dict[st
 
 
 def test_every_refused_key_is_named_in_the_one_line() -> None:
-    doc = {**BASE, "ui": {"a": "a.tsx"}, "checkpointer": {"path": "./s.py:s"}, "priority": {}}
+    doc = {**BASE, "ui": {"a": "a.tsx"}, "checkpointer": {"path": "./s.py:s"}, "ui_config": {}}
     with pytest.raises(ConfigError,
-                       match=r'"ui".*\(also unsupported: checkpointer\.path, priority\)$'):
+                       match=r'"ui".*\(also unsupported: checkpointer\.path, ui_config\)$'):
         check(doc, "langgraph.json")
 
 

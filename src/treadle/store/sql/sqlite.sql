@@ -296,13 +296,14 @@ UPDATE treadle_runs SET
     started_at = coalesce(started_at, ((julianday('now') - 2440587.5) * 86400.0))
 WHERE seq = (
     WITH RECURSIVE groups(g) AS (
-        SELECT (SELECT min(fair_group) FROM treadle_runs WHERE status = 'pending')
+        SELECT (SELECT min(fair_group) FROM treadle_runs INDEXED BY treadle_runs_pending_fair
+                WHERE status = 'pending')
         UNION ALL
-        SELECT (SELECT min(fair_group) FROM treadle_runs
+        SELECT (SELECT min(fair_group) FROM treadle_runs INDEXED BY treadle_runs_pending_fair
                 WHERE status = 'pending' AND fair_group > groups.g)
         FROM groups WHERE groups.g IS NOT NULL
     ), heads(seq) AS (
-        SELECT (SELECT r.seq FROM treadle_runs r
+        SELECT (SELECT r.seq FROM treadle_runs r INDEXED BY treadle_runs_pending_fair
                 WHERE r.status = 'pending' AND r.fair_group = groups.g
                   AND (r.graph_id IN (SELECT value FROM json_each(:graph_ids))
                        OR (:allow_pickled AND r.graph_id GLOB 'pickle:*'))
