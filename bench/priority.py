@@ -11,6 +11,7 @@ deep, on SQLite (and PostgreSQL with ``--pg-url``), for:
 * ``groups=G``: the threads spread over G fairness groups with random priorities -5..5.
 
     PYTHONPATH=src python -m bench.priority [--pending 10000] [--claims 300] [--pg-url URL]
+    PYTHONPATH=<checkout of older code>/src python -m bench.priority --fifo-only [...]
 
 Prints the median and 95th percentile claim time and the ratio to ``fifo`` measured in the
 same run.
@@ -28,13 +29,15 @@ from collections.abc import Callable
 
 from treadle.store import open_store
 from treadle.store.base import Store
-from treadle.store.queue import NewRun, ThreadPriority
+from treadle.store.queue import NewRun
 
 GROUPS = (1, 10, 100, 1000)
 
 
 def fill(store: Store, pending: int, groups: int | None) -> None:
     rng = random.Random(11)
+    if groups is not None:
+        from treadle.store.queue import ThreadPriority
     for n in range(pending):
         thread = f"t{n}"
         if groups is not None:
@@ -63,11 +66,12 @@ def scenario(open_fresh: Callable[[], Store], pending: int, count: int, groups: 
     return statistics.median(times), times[int(len(times) * 0.95)]
 
 
-def run(name: str, open_fresh: Callable[[], Store], pending: int, count: int) -> None:
+def run(name: str, open_fresh: Callable[[], Store], pending: int, count: int,
+        fifo_only: bool) -> None:
     base, base95 = scenario(open_fresh, pending, count, None)
     print(f"{name}: {pending} pending, fifo: median {base * 1e3:.2f} ms, p95 "
           f"{base95 * 1e3:.2f} ms per claim (reference)")
-    for g in GROUPS:
+    for g in () if fifo_only else GROUPS:
         med, p95 = scenario(open_fresh, pending, count, g)
         print(f"{name}: {pending} pending, groups={g}: median {med * 1e3:.2f} ms, p95 "
               f"{p95 * 1e3:.2f} ms per claim, {med / base:.1f}x fifo")
@@ -77,6 +81,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pending", type=int, default=10_000)
     parser.add_argument("--claims", type=int, default=300)
+    parser.add_argument("--fifo-only", action="store_true",
+                        help="only the reference (runs against code older than priority: "
+                             "PYTHONPATH=<old checkout>/src)")
     parser.add_argument("--pg-url", default=None,
                         help="also measure on PostgreSQL: a server URL (a database per scenario "
                              "is created and dropped)")
@@ -84,7 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(1_000_000))
         run("sqlite", lambda: open_store(f"sqlite:///{tmp}/q{next(counter)}.db"),
-            args.pending, args.claims)
+            args.pending, args.claims, args.fifo_only)
     if args.pg_url:
         import psycopg
 
@@ -99,7 +106,7 @@ def main() -> None:
             return open_store(f"{base}/{name}", auto_migrate=True)
 
         try:
-            run("postgres", fresh, args.pending, args.claims)
+            run("postgres", fresh, args.pending, args.claims, args.fifo_only)
         finally:
             with psycopg.connect(args.pg_url, autocommit=True) as admin:
                 for name in made:
