@@ -12,6 +12,7 @@ when both have finished. In plain FIFO order both would wait for the whole burst
 from __future__ import annotations
 
 import asyncio
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -128,3 +129,40 @@ async def _exists(client: object, thread_id: str) -> bool:
     except Exception:
         return False
     return True
+
+
+def _readme_example() -> tuple[str, str]:
+    """README's "Priority and fair queuing" example: the handler, and the client's code."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("**Priority and fair queuing.**"):]
+    first = section[section.index("```python\n") + 10:]
+    handler, rest = first[:first.index("```")], first[first.index("```") + 3:]
+    client = rest[rest.index("```python\n") + 10:]
+    return handler, client[:client.index("```")]
+
+
+async def test_the_readme_example(start_server: StartServer, tmp_path: Path) -> None:
+    handler, code = _readme_example()
+    (tmp_path / "priority.py").write_text(handler)
+    (tmp_path / "step.py").write_text((CONFIG.parent / "step.py").read_text())
+    config = tmp_path / "langgraph.json"
+    config.write_text('{"graphs": {"agent": "./step.py:graph"}, '
+                      '"priority": {"path": "./priority.py:priority"}}')
+    db = tmp_path / "readme.db"
+    server = start_server("dev", store=f"sqlite:///{db}", config=config,
+                          env={"TREADLE_WORKER_CONCURRENCY": "1"})  # one slot: a real queue
+    client = get_client(url=server.url, api_key=None, timeout=120)
+    scope: dict[str, object] = {"client": client, "job": lambda n: {"delay": 0.2}}
+    exec("async def example():\n" + textwrap.indent(code, "    "), scope)  # noqa: S102
+    try:
+        await scope["example"]()  # type: ignore[operator]
+    finally:
+        await client.aclose()
+    store = open_store(f"sqlite:///{db}")
+    try:
+        waiting = store.queue_stats().pending
+    finally:
+        store.close()
+    # globex's run is done while most of acme's burst still waits (first in, first out, it
+    # would have waited for all 300: a minute at 0.2 s each on one slot).
+    assert waiting >= 100, waiting
