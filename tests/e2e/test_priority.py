@@ -21,7 +21,7 @@ from langgraph_sdk import get_client
 
 from processes import StartServer, StartWorker
 from treadle.store import open_store
-from treadle.store.queue import RunRow
+from treadle.store.queue import RunRow, ThreadPriority
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -114,8 +114,6 @@ async def test_settings_are_decided_once_per_thread_and_a_bad_handler_is_a_500(
     assert runs_of_bad == []
     store = open_store(f"sqlite:///{tmp_path / 'server.db'}")
     try:
-        from treadle.store.queue import ThreadPriority
-
         assert store.thread_priority(tid) == ThreadPriority(2, "t1")  # the first run's
         assert store.thread_priority(bad) is None  # nothing stored for a refused handler
     finally:
@@ -166,3 +164,33 @@ async def test_the_readme_example(start_server: StartServer, tmp_path: Path) -> 
     # globex's run is done while most of acme's burst still waits (first in, first out, it
     # would have waited for all 300: a minute at 0.2 s each on one slot).
     assert waiting >= 100, waiting
+
+
+async def test_a_crons_tick_tells_the_handler_its_cron(start_server: StartServer,
+                                                       tmp_path: Path) -> None:
+    db = tmp_path / "cron.db"
+    server = start_server("dev", store=f"sqlite:///{db}", config=CONFIG,
+                          env={"TREADLE_CRON_INTERVAL": "0.2"})
+    client = get_client(url=server.url, api_key=None, timeout=60)
+    try:
+        thread = await client.threads.create()
+        tid = thread["thread_id"]
+        cron = await client.crons.create_for_thread(tid, "step", schedule="0 0 1 1 *",
+                                                    input={})
+        cron_id = str(cron["cron_id"])  # type: ignore[typeddict-item]
+        store = open_store(f"sqlite:///{db}")
+        try:  # make the yearly tick due now, as the scheduler's clock would
+            found = store.get_cron(cron_id)
+            assert found is not None and found.next_run_at is not None
+            assert store.advance_cron(cron_id, found.next_run_at, store.now() - 1)
+            for _ in range(300):
+                if store.list_runs(thread_id=tid):
+                    break
+                await asyncio.sleep(0.1)
+            [run] = store.list_runs(thread_id=tid)
+            await client.runs.join(tid, run.run_id)
+            assert store.thread_priority(tid) == ThreadPriority(3, f"cron:{cron_id}")
+        finally:
+            store.close()
+    finally:
+        await client.aclose()

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
-from treadle.errors import ConflictError, InputError, NotFoundError, TreadleError
+from treadle.errors import ConflictError, InputError, NotFoundError, PriorityError, TreadleError
 from treadle.server.context import Ctx
 
 __all__ = ["fire", "next_tick", "parse_end_time", "run_scheduler", "validate_schedule"]
@@ -110,7 +110,7 @@ async def tick(ctx: Ctx) -> int:
             run_id = await fire(ctx, cron)
             fired += 1
             log.info("cron %s fired run %s", cron.cron_id, run_id)
-        except (NotFoundError, ConflictError, InputError) as exc:  # the run was refused
+        except (NotFoundError, ConflictError, InputError, PriorityError) as exc:  # refused
             log.warning("cron %s could not create its run: %s", cron.cron_id, exc)
     return fired
 
