@@ -1,13 +1,16 @@
 """Semantic search's exact-cosine scan rate (langgraph.json ``store.index``).
 
-treadle ranks a search ``query`` by exact cosine similarity computed in Python over every
-candidate vector (the items under the namespace prefix that pass the filter); there is no
-approximate index. This measures how many candidate items per second one search scans at
+treadle ranks a search ``query`` by exact cosine similarity over every candidate vector (the
+items under the namespace prefix that pass the filter), in SQL by sqlite-vec or pgvector where
+there is one, else in Python; there is no approximate index. This measures how many candidate items per second one search scans at
 384 dimensions (all-MiniLM-L6-v2's size), one vector per item, on SQLite (and PostgreSQL
 with ``--pg-url``): the time of ``ItemStore.search_items`` (reading the rows and ranking
 them), median of a few searches, divided into the number of items.
 
     PYTHONPATH=src python -m bench.semantic [--items 20000] [--dims 384] [--pg-url URL]
+
+With pgvector installed in the PostgreSQL database (CREATE EXTENSION vector), PostgreSQL ranks
+in SQL (the line printed says which ranking ran).
 
 A search's latency is about items / rate: keep the items one search ranks (those under its
 namespace prefix) to what your latency budget allows (docs/operations.md).
@@ -60,7 +63,8 @@ def main() -> None:
     if args.pg_url:
         with open_store(args.pg_url) as store:
             rate = measure(store, args.items, args.dims)
-            print(f"postgres: {args.items} items x {args.dims} dims: {rate:,.0f} items/s scanned")
+            print(f"postgres: {args.items} items x {args.dims} dims: {rate:,.0f} items/s scanned "
+                  f"({store.vector_ranking()})")
 
 
 if __name__ == "__main__":

@@ -156,6 +156,57 @@ def pg_server_url() -> Iterator[str]:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def pgvector_server_url() -> Iterator[str]:
+    """URL of a throwaway PostgreSQL server with the pgvector extension available: the
+    PostgreSQL and pgvector builds the ``pgserver`` wheel ships (test extra), copied where the
+    server's user can read them and started on a free port for the session. Fails under
+    CI=true, skips elsewhere, when the wheel is missing."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")  # located, not imported (no side effects)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    install = Path(locations[0]) / "pginstall" if locations else None
+    if install is None or not (install / "lib" / "postgresql" / "vector.so").exists():
+        message = "pgvector tests need the pgserver wheel: pip install -e '.[test]'"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    copy = Path(tempfile.mkdtemp(prefix="treadle-pgvector-"))
+    os.chmod(copy, 0o755)  # the server's user (postgres when running as root) reads it
+    shutil.copytree(install, copy / "pgserver" / "pginstall", symlinks=True)
+    libs = install.parent.parent / "pgserver.libs"  # the wheel's libraries ($ORIGIN rpath)
+    if libs.exists():
+        shutil.copytree(libs, copy / "pgserver.libs", symlinks=True)
+    cluster = _ThrowawayCluster(copy / "pgserver" / "pginstall" / "bin")
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+@pytest.fixture
+def pgvector_url(pgvector_server_url: str) -> Iterator[str]:
+    """A fresh database on the pgvector server, with ``CREATE EXTENSION vector`` done."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"treadle_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pgvector_server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _with_dbname(pgvector_server_url, name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
+    try:
+        yield url
+    finally:
+        with psycopg.connect(pgvector_server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
 @pytest.fixture
 def pg_url(pg_server_url: str) -> Iterator[str]:
     """URL of a fresh, empty database on the test server; dropped after the test.

@@ -126,7 +126,7 @@ KEYS: tuple[Key, ...] = (
     Key("store", "honoured", "an object of the keys below", children=True),
     Key("store.index", "honoured", "semantic search in the store: puts embed the texts at "
         "`fields`, a search `query` ranks by cosine similarity (the item's `score`); exact "
-        "cosine, by sqlite-vec or treadle (docs/operations.md: its scale); refused with "
+        "cosine, by sqlite-vec, pgvector or treadle (docs/operations.md: its scale); refused with "
         "encryption at rest", children=True),
     Key("store.index.dims", "honoured", "required: the size of the embedder's vectors",
         kind="integer"),

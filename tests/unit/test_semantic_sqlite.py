@@ -55,7 +55,7 @@ def test_sqlite_vec_ranks_as_treadle_does_in_python(tmp_path: Path) -> None:
     from treadle.store.memory import TreadleStore
 
     with open_store(f"sqlite:///{tmp_path}/v.db") as store:
-        vec = store._sqlite_vec()  # type: ignore[attr-defined]
+        vec = store._native_ranking() == "sqlite-vec"  # type: ignore[attr-defined]
         if not hasattr(sqlite3.Connection, "enable_load_extension"):
             assert not vec  # this Python's sqlite3 cannot load extensions
         if os.environ.get("TREADLE_EXPECT_SQLITE_VEC") == "1":
@@ -66,7 +66,7 @@ def test_sqlite_vec_ranks_as_treadle_does_in_python(tmp_path: Path) -> None:
             memory.put(("n",), key, {"t": text})
         memory.put(("n",), "plain", {"t": "red apple"}, index=False)  # no vector: last
         found = [(i.key, i.score) for i in memory.search(("n",), query="red apple", limit=10)]
-        store._vec = False  # type: ignore[attr-defined]
+        store._vec = ""  # type: ignore[attr-defined]
         python = [(i.key, i.score) for i in memory.search(("n",), query="red apple", limit=10)]
     assert [k for k, _ in found] == [k for k, _ in python] and found[-1] == ("plain", None)
     assert [s for _, s in found[:-1]] == pytest.approx([s for _, s in python[:-1]], abs=1e-5)

@@ -316,7 +316,7 @@ class ItemStore:
     db: Connector
     at_rest: AtRest
     item_index: SemanticIndex | None = None  # langgraph.json store.index, set at start-up
-    _vec: bool | None = None  # SQLite: whether sqlite-vec is loaded (None: not asked yet)
+    _vec: str | None = None  # the native ranking: "sqlite-vec", "pgvector" or "" (None: not asked)
 
     def get_items(self, keys: Sequence[ItemKey], *, refresh_ttl: bool = True) -> list[ItemRow | None]:
         """The live items at ``keys`` (None where there is none), in the order asked.
@@ -367,37 +367,40 @@ class ItemStore:
     def _ranked(self, search: ItemSearch, sql: Sql, params: list[Any]
                 ) -> tuple[list[ItemRow], list[float | None]]:
         """The candidates of ``sql`` (one row per vector) ranked by ``search.query_vector``,
-        paged: exact cosine over every candidate, computed by sqlite-vec in SQL where it is
-        loaded, else here (treadle.store.vectors)."""
+        paged: exact cosine over every candidate, in SQL by sqlite-vec or pgvector where
+        there is one, else here (treadle.store.vectors)."""
         query = search.query_vector
         assert query is not None
-        items: dict[tuple[str, str], Sequence[Any]] = {}
-        if self._sqlite_vec() and any(query):
-            scored: list[tuple[Any, float | None]] = []
-            rows = self.db.all("searching items by similarity (sqlite-vec)",
-                               Sql(f"{self.db.sql('sqlite_items_vec_scored')}\n{sql}\n) AS c"),
-                               [encode(query), *params])
-            for r in rows:
-                scored.append((items.setdefault((r[0], r[1]), r[:7]), r[7]))
-            ranked = rank_scored(scored)
+        native = self._native_ranking() if any(query) else ""
+        if native == "pgvector":  # ranked and paged in SQL
+            rows = self.db.all("searching items by similarity (pgvector)", Sql("\n".join([
+                self.db.sql("postgres_items_pgvector_ranked"), sql,
+                self.db.sql("postgres_items_pgvector_page")])),
+                [list(query), *params, search.limit, search.offset])
+            return [_row(r, self.at_rest) for r in rows], [r[7] for r in rows]
+        items: dict[tuple[str, str], Sequence[Any]] = {}  # one per item, its vectors' rows
+        if native:  # sqlite-vec: scored in SQL, ranked here
+            rows = self.db.all("searching items by similarity (sqlite-vec)", Sql(
+                f"{self.db.sql('sqlite_items_vec_scored')}\n{sql}\n) AS c"), [encode(query), *params])
+            ranked = rank_scored([(items.setdefault((r[0], r[1]), r[:7]), r[7]) for r in rows])
         else:
-            pairs: list[tuple[Any, bytes | None]] = []
-            for r in self.db.all("searching items by similarity", sql, params):
-                pairs.append((items.setdefault((r[0], r[1]), r[:7]), r[7]))
-            ranked = rank(query, pairs)
+            ranked = rank(query, [(items.setdefault((r[0], r[1]), r[:7]), r[7]) for r in
+                                  self.db.all("searching items by similarity", sql, params)])
         page = ranked[search.offset:search.offset + search.limit]
         return [_row(r, self.at_rest) for r, _ in page], [score for _, score in page]
 
-    def _sqlite_vec(self) -> bool:
-        """Whether this store's SQLite connections have sqlite-vec (asked once)."""
-        if self.db.dialect != "sqlite":
-            return False
+    def _native_ranking(self) -> str:
+        """"sqlite-vec" (loaded by SQLite's connections), "pgvector" (installed in this
+        database) or "" (treadle ranks in Python); asked once per store."""
         if self._vec is None:
+            sqlite = self.db.dialect == "sqlite"
             try:
-                self._vec = self.db.one("checking for sqlite-vec", "sqlite_vec_version") \
-                    is not None
+                row = self.db.one("checking for sqlite-vec or pgvector", "sqlite_vec_version"
+                                  if sqlite else "postgres_pgvector_installed")
             except StoreError:
-                self._vec = False
+                row = None
+            found = row is not None and (sqlite or bool(row[0]))
+            self._vec = ("sqlite-vec" if sqlite else "pgvector") if found else ""
         return self._vec
 
     def list_item_namespaces(self, query: NamespaceQuery) -> list[tuple[str, ...]]:
@@ -453,13 +456,12 @@ class ItemStore:
 
     def vector_ranking(self) -> str:
         """How searches by query are ranked here, for the start-up log."""
+        native = self._native_ranking()
+        if native:
+            return f"exact cosine computed in SQL by {native} over the candidate items"
         if self.db.dialect == "postgres":
-            row = self.db.one("checking for pgvector", "postgres_pgvector_installed")
-            native = "pgvector is installed but not used" if row and row[0] \
-                else "pgvector is not installed"
-            return f"exact cosine computed by treadle over the candidate items; {native}"
-        if self._sqlite_vec():
-            return "exact cosine computed in SQL by sqlite-vec over the candidate items"
+            return ("exact cosine computed by treadle over the candidate items; pgvector is "
+                    "not installed in this database (CREATE EXTENSION vector)")
         return ("exact cosine computed by treadle over the candidate items; this Python's "
                 "sqlite3 cannot load sqlite-vec")
 

@@ -1152,10 +1152,11 @@ INSERT INTO treadle_item_vectors (namespace, key, field, n, embedding) VALUES (%
 
 -- name: items_search_vectors
 -- Every live item (then items_where_prefix and "AND" filters, then items_search_vectors_order)
--- with one of its vectors per row (NULL: none).
-SELECT i.namespace, i.key, i.value::text, extract(epoch FROM i.created_at)::float8,
-       extract(epoch FROM i.updated_at)::float8, i.ttl_minutes,
-       extract(epoch FROM i.expires_at)::float8, v.embedding
+-- with one of its vectors per row (NULL: none); last, its components (migration 0015).
+SELECT i.namespace, i.key, i.value::text AS value,
+       extract(epoch FROM i.created_at)::float8 AS created_at,
+       extract(epoch FROM i.updated_at)::float8 AS updated_at, i.ttl_minutes,
+       extract(epoch FROM i.expires_at)::float8 AS expires_at, v.embedding, v.components
 FROM treadle_items i
 LEFT JOIN treadle_item_vectors v ON v.namespace = i.namespace AND v.key = i.key
 WHERE (i.expires_at IS NULL OR i.expires_at > now());
@@ -1165,6 +1166,28 @@ ORDER BY i.updated_at DESC, i.namespace, i.key;
 
 -- name: postgres_pgvector_installed
 SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector');
+
+-- name: postgres_items_pgvector_ranked
+-- With pgvector installed: the items of the items_search_vectors query that follows (closed
+-- by postgres_items_pgvector_page), each once with its best vector's cosine similarity to %s
+-- (the query, real[]) computed by pgvector, ranked and paged in SQL as
+-- treadle.store.vectors.rank does it: best first, ties and items without vectors (NULL) in
+-- the search's order. A zero vector scores 0. A row written before pgvector was installed
+-- has no components: its bytes are decoded here (treadle_f32le).
+SELECT s.namespace, s.key, s.value, s.created_at, s.updated_at, s.ttl_minutes, s.expires_at,
+       max(s.score)
+FROM (SELECT c.namespace, c.key, c.value, c.created_at, c.updated_at, c.ttl_minutes,
+             c.expires_at,
+             CASE WHEN c.embedding IS NULL THEN NULL
+                  ELSE coalesce(nullif(1.0 - (coalesce(c.components, treadle_f32le(c.embedding))
+                                              ::vector <=> %s::real[]::vector), 'NaN'::float8),
+                                0.0) END AS score
+      FROM (
+
+-- name: postgres_items_pgvector_page
+) AS c) AS s
+GROUP BY 1, 2, 3, 4, 5, 6, 7
+ORDER BY 8 DESC NULLS LAST, 5 DESC, 1, 2 LIMIT %s OFFSET %s;
 
 -- name: items_namespaces
 -- Distinct live namespaces cut to %s labels (NULL: whole); followed by items_where_prefix,
