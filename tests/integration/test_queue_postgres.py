@@ -760,3 +760,28 @@ class TestPostgresPriority(PriorityContract):
             yield store
         finally:
             store.close()
+
+
+def test_a_claim_never_waits_for_another_claims_fairness_mark(pg_url: str) -> None:
+    """run_served skips a group row another transaction holds (SKIP LOCKED): claims of one
+    group never queue behind each other's commits on that row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from queue_contract import new_run
+
+    store = open_store(pg_url, auto_migrate=True)
+    try:
+        store.enqueue_run(new_run("r1", "t1"))
+        with psycopg.connect(pg_url) as holder:  # a transaction holding the 'default' row
+            holder.execute("SELECT 1 FROM treadle_fair_groups WHERE fair_group = 'default' "
+                           "FOR UPDATE")
+            pool = ThreadPoolExecutor(1)
+            claimed = pool.submit(store.claim_run, "w", ["ref:g"], False, 60.0)
+            try:
+                row = claimed.result(timeout=30)  # blocked on the row lock: TimeoutError
+            finally:
+                holder.rollback()  # lets a blocked claim finish, so the pool can stop
+                pool.shutdown()
+        assert row is not None and row.run_id == "r1"
+    finally:
+        store.close()

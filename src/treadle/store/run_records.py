@@ -134,9 +134,12 @@ class RunStore:
         then on carry them; runs already queued keep theirs."""
 
         def store(tx: Tx) -> Row | None:
-            return tx.one("thread_priority_set", {
+            row = tx.one("thread_priority_set", {
                 "thread_id": thread_id, "priority": settings.priority,
                 "fair_group": settings.fair_group})
+            if row is not None:
+                tx.execute("fair_group_add", {"fair_group": row[1]})
+            return row
 
         row = self.db.transact(f"storing thread {thread_id}'s priority", store)
         assert row is not None  # INSERT ... RETURNING

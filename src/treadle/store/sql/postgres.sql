@@ -288,9 +288,17 @@ FROM treadle_claim_run(%(worker)s::text, %(graph_ids)s::text[], %(allow_pickled)
 
 -- name: run_served
 -- The claimed run's group was served last (run_claim's fairness), in the claim's transaction.
-INSERT INTO treadle_fair_groups (fair_group, served)
-SELECT fair_group, nextval('treadle_fair_served') FROM treadle_runs WHERE run_id = %(run_id)s
-ON CONFLICT (fair_group) DO UPDATE SET served = excluded.served;
+-- A group row another claim is marking right now (locked) is skipped, not waited for: that
+-- claim marks it served at the same moment, and claims never queue behind each other here.
+UPDATE treadle_fair_groups f SET served = nextval('treadle_fair_served')
+WHERE f.fair_group = (SELECT g.fair_group FROM treadle_fair_groups g
+                      WHERE g.fair_group = (SELECT r.fair_group FROM treadle_runs r
+                                            WHERE r.run_id = %(run_id)s)
+                      FOR UPDATE SKIP LOCKED);
+
+-- name: fair_group_add
+-- A fairness group's row (never served yet), when a thread's settings name a new one.
+INSERT INTO treadle_fair_groups (fair_group) VALUES (%(fair_group)s) ON CONFLICT DO NOTHING;
 
 -- name: thread_priority
 -- A thread's stored priority settings (priority, fair_group); none: not set yet.

@@ -324,10 +324,13 @@ RETURNING run_id, thread_id, graph_id, payload, status, attempt, max_attempts, e
 
 -- name: run_served
 -- The claimed run's group was served last (run_claim's fairness), in the claim's transaction.
-INSERT INTO treadle_fair_groups (fair_group, served)
-SELECT fair_group, (SELECT coalesce(max(served), 0) + 1 FROM treadle_fair_groups)
-FROM treadle_runs WHERE run_id = :run_id
-ON CONFLICT (fair_group) DO UPDATE SET served = excluded.served;
+UPDATE treadle_fair_groups
+SET served = (SELECT coalesce(max(served), 0) + 1 FROM treadle_fair_groups)
+WHERE fair_group = (SELECT fair_group FROM treadle_runs WHERE run_id = :run_id);
+
+-- name: fair_group_add
+-- A fairness group's row (never served yet), when a thread's settings name a new one.
+INSERT INTO treadle_fair_groups (fair_group) VALUES (:fair_group) ON CONFLICT DO NOTHING;
 
 -- name: thread_priority
 -- A thread's stored priority settings (priority, fair_group); none: not set yet.

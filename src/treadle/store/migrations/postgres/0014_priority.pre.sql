@@ -7,7 +7,8 @@
 -- A thread's settings (priority -5..5, lower first; fair_group) are stored once, at its
 -- first run, on its treadle_threads row: the first stored wins (thread_priority_set). Its
 -- runs copy them when inserted (the trigger below), so a claim reads runs alone.
--- treadle_fair_groups.served numbers the claims: the group claimed from least recently
+-- treadle_fair_groups has a row per group (thread_priority_set adds it; 'default' is
+-- here from the start); served numbers the claims: the group claimed from least recently
 -- (or never) has the smallest (or no) number.
 ALTER TABLE treadle_threads ADD COLUMN IF NOT EXISTS priority SMALLINT;
 ALTER TABLE treadle_threads ADD COLUMN IF NOT EXISTS fair_group TEXT;
@@ -15,9 +16,10 @@ ALTER TABLE treadle_runs ADD COLUMN IF NOT EXISTS priority SMALLINT NOT NULL DEF
 ALTER TABLE treadle_runs ADD COLUMN IF NOT EXISTS fair_group TEXT NOT NULL DEFAULT 'default';
 CREATE TABLE IF NOT EXISTS treadle_fair_groups (
     fair_group TEXT PRIMARY KEY,
-    served     BIGINT NOT NULL
+    served     BIGINT  -- NULL: never claimed from
 );
 CREATE SEQUENCE IF NOT EXISTS treadle_fair_served;
+INSERT INTO treadle_fair_groups (fair_group) VALUES ('default') ON CONFLICT DO NOTHING;
 -- Claims: each group's pending runs by priority then age; the claim also walks the groups
 -- that have pending runs along it (a loose index scan).
 CREATE INDEX IF NOT EXISTS treadle_runs_pending_fair
