@@ -290,10 +290,14 @@ FROM treadle_claim_run(%(worker)s::text, %(graph_ids)s::text[], %(allow_pickled)
 -- The claimed run's group was served last (run_claim's fairness), in the claim's transaction.
 -- A group row another claim is marking right now (locked) is skipped, not waited for: that
 -- claim marks it served at the same moment, and claims never queue behind each other here.
+-- The group served last already comes last: it is left alone (nothing written, as with a
+-- single group, first in first out).
 UPDATE treadle_fair_groups f SET served = nextval('treadle_fair_served')
 WHERE f.fair_group = (SELECT g.fair_group FROM treadle_fair_groups g
                       WHERE g.fair_group = (SELECT r.fair_group FROM treadle_runs r
                                             WHERE r.run_id = %(run_id)s)
+                        AND (g.served IS NULL OR g.served < (SELECT max(m.served)
+                                                             FROM treadle_fair_groups m))
                       FOR UPDATE SKIP LOCKED);
 
 -- name: fair_group_add

@@ -324,9 +324,11 @@ RETURNING run_id, thread_id, graph_id, payload, status, attempt, max_attempts, e
 
 -- name: run_served
 -- The claimed run's group was served last (run_claim's fairness), in the claim's transaction.
+-- The group served last already comes last: it is left alone (nothing written).
 UPDATE treadle_fair_groups
 SET served = (SELECT coalesce(max(served), 0) + 1 FROM treadle_fair_groups)
-WHERE fair_group = (SELECT fair_group FROM treadle_runs WHERE run_id = :run_id);
+WHERE fair_group = (SELECT fair_group FROM treadle_runs WHERE run_id = :run_id)
+  AND (served IS NULL OR served < (SELECT max(served) FROM treadle_fair_groups));
 
 -- name: fair_group_add
 -- A fairness group's row (never served yet), when a thread's settings name a new one.

@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS treadle_fair_groups (
 );
 CREATE SEQUENCE IF NOT EXISTS treadle_fair_served;
 INSERT INTO treadle_fair_groups (fair_group) VALUES ('default') ON CONFLICT DO NOTHING;
+CREATE INDEX IF NOT EXISTS treadle_fair_groups_served ON treadle_fair_groups (served);  -- its max
 -- Claims: each group's pending runs by priority then age; the claim also walks the groups
 -- that have pending runs along it (a loose index scan).
 CREATE INDEX IF NOT EXISTS treadle_runs_pending_fair

@@ -14,5 +14,6 @@ CREATE TABLE IF NOT EXISTS treadle_fair_groups (
     served     INTEGER  -- NULL: never claimed from
 ) WITHOUT ROWID;
 INSERT INTO treadle_fair_groups (fair_group) VALUES ('default') ON CONFLICT DO NOTHING;
+CREATE INDEX IF NOT EXISTS treadle_fair_groups_served ON treadle_fair_groups (served);  -- its max
 CREATE INDEX IF NOT EXISTS treadle_runs_pending_fair
     ON treadle_runs (fair_group, priority, seq) WHERE status = 'pending';
