@@ -215,7 +215,10 @@ def _serve_with_workers(settings: Any, sock: socket.socket, config: str, count: 
     _logging(settings, auto_format="json")  # before reading: its warnings are logged
     loaded = _load(config)
     children: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, "TREADLE_STORE": settings.store, **telemetry_env(settings)}
+    from treadle.cli.parent_watch import PARENT_ENV
+
+    env = {**os.environ, "TREADLE_STORE": settings.store, **telemetry_env(settings),
+           PARENT_ENV: str(os.getpid())}  # the workers stop if this process dies
     if concurrency:
         env["TREADLE_WORKER_CONCURRENCY"] = str(concurrency)
     if run_timeout is not None:

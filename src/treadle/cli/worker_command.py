@@ -108,10 +108,12 @@ def worker(
         trace_exporter=trace_exporter, worker_port=port, run_timeout=run_timeout,
         max_abandoned_threads=max_abandoned_threads, run_max_handbacks=max_handbacks,
     )
+    from treadle.cli.parent_watch import follow_parent
     from treadle.logs import bind
     from treadle.tracing import shutdown_tracing
 
     setup_telemetry(settings, "treadle-worker", auto_format="json")
+    follow_parent()  # started by `treadle serve`: stop when it dies
     loaded = parse_graph_args(graphs or [], config)  # after set-up: its warnings are logged
     refs = loaded.refs
     serde_policy.configure(loaded.serde)  # its checkpointer.serde, before graphs load

@@ -1,0 +1,97 @@
+"""treadle.cli.parent_watch: a process whose parent (named by TREADLE_PARENT_PID) dies gets
+SIGTERM; one whose parent is already gone stops at once; without the variable, nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from processes import subprocess_env
+
+# A child that follows its parent (the "middle" process), reports its pid, then sleeps; its
+# SIGTERM handler writes "terminated" to the file it was given and exits.
+CHILD = """
+import os, signal, sys, time
+from treadle.cli.parent_watch import follow_parent
+out = sys.argv[1]
+def done(*_):
+    open(out, "a").write("terminated\\n"); os._exit(0)
+signal.signal(signal.SIGTERM, done)
+print(follow_parent(poll=0.1), flush=True)
+open(out, "a").write(f"pid {os.getpid()}\\n")
+time.sleep(120)
+"""
+
+# The middle process: starts the child with TREADLE_PARENT_PID set to its own pid, then sleeps
+# (the test SIGKILLs it).
+MIDDLE = """
+import os, subprocess, sys, time
+env = {**os.environ, "TREADLE_PARENT_PID": sys.argv[2]  or str(os.getpid())}
+subprocess.Popen([sys.executable, "-c", sys.argv[3], sys.argv[1]], env=env)
+time.sleep(120)
+"""
+
+
+def _wait_for(path: Path, text: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = path.read_text() if path.exists() else ""
+        if text in found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not in {path}: {found!r}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _start(tmp_path: Path, parent_pid: str = "") -> tuple[subprocess.Popen[bytes], Path, int]:
+    out = tmp_path / "child.out"
+    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, str(out), parent_pid, CHILD],
+                              env=subprocess_env())
+    child = int(_wait_for(out, "pid ").split("pid ")[1].split()[0])
+    return middle, out, child
+
+
+def test_the_child_gets_sigterm_when_its_parent_is_killed(tmp_path: Path) -> None:
+    middle, out, child = _start(tmp_path)
+    try:
+        assert _alive(child)
+        middle.kill()
+        middle.wait(10)
+        _wait_for(out, "terminated")
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_parent_already_gone_stops_the_child_at_once(tmp_path: Path) -> None:
+    # TREADLE_PARENT_PID names a pid that is not the child's parent: as if serve had died
+    # between starting the worker and the worker asking the kernel. The child stops before
+    # it gets to write its pid.
+    out = tmp_path / "child.out"
+    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, str(out), "1", CHILD],
+                              env=subprocess_env())
+    try:
+        assert _wait_for(out, "terminated") == "terminated\n"
+    finally:
+        middle.kill()
+        middle.wait(10)
+
+
+def test_without_the_variable_nothing_is_watched() -> None:
+    from treadle.cli.parent_watch import PARENT_ENV, follow_parent
+
+    os.environ.pop(PARENT_ENV, None)
+    assert follow_parent() is False
+    os.environ[PARENT_ENV] = "not-a-pid"
+    assert follow_parent() is False and PARENT_ENV not in os.environ
