@@ -754,12 +754,8 @@ class TestPostgresPriority(PriorityContract):
     """Run priority and fair queuing (tests/priority_contract.py)."""
 
     @pytest.fixture
-    def store(self, pg_url: str) -> Iterator[Store]:
-        store = open_store(pg_url, auto_migrate=True)
-        try:
-            yield store
-        finally:
-            store.close()
+    def store(self, pg_store: Store) -> Store:
+        return pg_store
 
 
 def test_a_claim_never_waits_for_another_claims_fairness_mark(pg_url: str) -> None:

@@ -19,14 +19,19 @@ from treadle.store import open_store
 from treadle.store.base import Store
 
 
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path}/q.db")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
 class TestSqliteQueue(QueueContract):
     @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[Store]:
-        s = open_store(f"sqlite:///{tmp_path}/q.db")
-        try:
-            yield s
-        finally:
-            s.close()
+    def store(self, sqlite_store: Store) -> Store:
+        return sqlite_store
 
 
 def test_migration_creates_the_queue_tables(tmp_path: Path) -> None:
@@ -135,9 +140,5 @@ def test_fenced_thread_claim_in_a_batch(tmp_path: Path) -> None:
 
 class TestSqlitePriority(PriorityContract):
     @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[Store]:
-        s = open_store(f"sqlite:///{tmp_path}/q.db")
-        try:
-            yield s
-        finally:
-            s.close()
+    def store(self, sqlite_store: Store) -> Store:
+        return sqlite_store
