@@ -1,5 +1,6 @@
-"""treadle.cli.parent_watch: a process whose parent (named by TREADLE_PARENT_PID) dies gets
-SIGTERM; one whose parent is already gone stops at once; without the variable, nothing."""
+"""treadle.cli.parent_watch: a process whose parent (named by TREADLE_PARENT_PID) dies logs
+why and gets SIGTERM; one whose parent is already gone stops at once; without the variable,
+nothing."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from processes import subprocess_env
 
 # A child that follows its parent (the "middle" process), reports its pid, then sleeps; its
-# SIGTERM handler writes "terminated" to the file it was given and exits.
+# SIGTERM handler writes "terminated" to the file it was given and exits. Its log goes to the
+# same file.
 CHILD = """
-import os, signal, sys, time
+import logging, os, signal, sys, time
 from treadle.cli.parent_watch import follow_parent
 out = sys.argv[1]
+logging.basicConfig(filename=out, format="log %(message)s")
 def done(*_):
     open(out, "a").write("terminated\\n"); os._exit(0)
 signal.signal(signal.SIGTERM, done)
@@ -54,21 +59,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _start(tmp_path: Path, parent_pid: str = "") -> tuple[subprocess.Popen[bytes], Path, int]:
+# The same child without the kernel's help (as off Linux): its watcher thread notices.
+WATCHER_CHILD = CHILD.replace(
+    "print(", "import treadle.cli.parent_watch as pw; pw._death_signal = lambda _p: False\nprint(")
+
+
+def _start(tmp_path: Path, child_source: str) -> tuple[subprocess.Popen[bytes], Path, int]:
     out = tmp_path / "child.out"
-    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, str(out), parent_pid, CHILD],
+    middle = subprocess.Popen([sys.executable, "-c", MIDDLE, str(out), "", child_source],
                               env=subprocess_env())
-    child = int(_wait_for(out, "pid ").split("pid ")[1].split()[0])
+    try:
+        child = int(_wait_for(out, "pid ").split("pid ")[1].split()[0])
+    except BaseException:
+        middle.kill()  # its child, if any, follows it (or sleeps out its 120 s)
+        middle.wait(10)
+        raise
     return middle, out, child
 
 
-def test_the_child_gets_sigterm_when_its_parent_is_killed(tmp_path: Path) -> None:
-    middle, out, child = _start(tmp_path)
+@pytest.mark.parametrize("child_source", [CHILD, WATCHER_CHILD], ids=["kernel", "watcher"])
+def test_the_child_gets_sigterm_when_its_parent_is_killed(tmp_path: Path,
+                                                          child_source: str) -> None:
+    middle, out, child = _start(tmp_path, child_source)
     try:
         assert _alive(child)
         middle.kill()
         middle.wait(10)
-        _wait_for(out, "terminated")
+        found = _wait_for(out, "terminated")
+        assert f"log treadle serve (pid {middle.pid}) that started this worker died: draining\n" \
+            "terminated\n" in found
     finally:
         if _alive(child):
             os.kill(child, signal.SIGKILL)
@@ -82,7 +101,9 @@ def test_a_parent_already_gone_stops_the_child_at_once(tmp_path: Path) -> None:
     middle = subprocess.Popen([sys.executable, "-c", MIDDLE, str(out), "1", CHILD],
                               env=subprocess_env())
     try:
-        assert _wait_for(out, "terminated") == "terminated\n"
+        assert _wait_for(out, "terminated") == (
+            "log treadle serve (pid 1) that started this worker was gone when this worker "
+            "started: draining\nterminated\n")
     finally:
         middle.kill()
         middle.wait(10)
