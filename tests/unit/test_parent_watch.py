@@ -61,7 +61,11 @@ def _alive(pid: int) -> bool:
 
 # The same child without the kernel's help (as off Linux): its watcher thread notices.
 WATCHER_CHILD = CHILD.replace(
-    "print(", "import treadle.cli.parent_watch as pw; pw._death_signal = lambda _p: False\nprint(")
+    "print(", "import treadle.cli.parent_watch as pw; pw._death_signal = lambda *_: False\nprint(")
+
+# A child that drains already when its parent dies: it is not sent a second SIGTERM.
+DRAINING_CHILD = CHILD.replace("follow_parent(poll=0.1)",
+                               "follow_parent(poll=0.1, draining=lambda: True)")
 
 
 def _start(tmp_path: Path, child_source: str) -> tuple[subprocess.Popen[bytes], Path, int]:
@@ -88,6 +92,23 @@ def test_the_child_gets_sigterm_when_its_parent_is_killed(tmp_path: Path,
         found = _wait_for(out, "terminated")
         assert f"log treadle serve (pid {middle.pid}) that started this worker died: draining\n" \
             "terminated\n" in found
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_draining_child_is_not_stopped_again(tmp_path: Path) -> None:
+    middle, out, child = _start(tmp_path, DRAINING_CHILD)
+    try:
+        middle.kill()
+        middle.wait(10)
+        _wait_for(out, "the drain goes on")
+        with out.open("a") as f:  # anything the child wrote on its own comes before this
+            f.write("the test sends SIGTERM\n")
+        os.kill(child, signal.SIGTERM)
+        assert _wait_for(out, "terminated").endswith(
+            f"log treadle serve (pid {middle.pid}) that started this worker died: the drain "
+            "goes on\nthe test sends SIGTERM\nterminated\n")
     finally:
         if _alive(child):
             os.kill(child, signal.SIGKILL)

@@ -10,8 +10,8 @@ parent already gone at start-up stops the worker at once.
 The kernel's signal is :data:`DEATH_SIGNAL` (SIGUSR2), not SIGTERM itself: SIGTERM carries no
 sender, and the worker's handler for it belongs to the worker's event loop, so this module's
 own handler is what lets the log say *why* the worker drains. A serve killed while its workers
-already drain (it sent them SIGTERM first) makes that a second SIGTERM: the worker then stops
-at once, as on any second SIGTERM (its leases expire and the runs are re-queued).
+already drain (it sent them SIGTERM first, then was killed while waiting for them) sends no
+second SIGTERM (which would stop the worker at once): the drain goes on.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 __all__ = ["DEATH_SIGNAL", "PARENT_ENV", "follow_parent"]
@@ -35,23 +36,33 @@ _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("treadle.worker")
 
 
-def follow_parent(poll: float = 1.0) -> bool:
-    """Arrange for a drain (SIGTERM) when the parent named by :data:`PARENT_ENV` dies; False
-    when the variable is unset or not a pid (the process was not started by serve). Call it
-    from the main thread (it installs a signal handler)."""
+def follow_parent(poll: float = 1.0, draining: Callable[[], bool] = lambda: False) -> bool:
+    """Arrange for a drain (SIGTERM) when the parent named by :data:`PARENT_ENV` dies, unless
+    ``draining()`` says the process drains already; False when the variable is unset or not a
+    pid (the process was not started by serve). Call it from the main thread (it installs a
+    signal handler)."""
     raw = os.environ.pop(PARENT_ENV, "")  # popped: not passed on to this worker's children
     if not raw.isdigit():
         return False
     parent = int(raw)
-    if not _death_signal(parent):
-        threading.Thread(target=_watch, args=(parent, poll), name="treadle-parent-watch",
+
+    def stop(what: str) -> None:
+        if draining():
+            log.warning("treadle serve (pid %d) that started this worker %s: the drain goes on",
+                        parent, what)
+            return
+        log.warning("treadle serve (pid %d) that started this worker %s: draining", parent, what)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    if not _death_signal(parent, stop):
+        threading.Thread(target=_watch, args=(parent, poll, stop), name="treadle-parent-watch",
                          daemon=True).start()
     if os.getppid() != parent:  # it died before the kernel could be told
-        _stop(parent, "was gone when this worker started")
+        stop("was gone when this worker started")
     return True
 
 
-def _death_signal(parent: int) -> bool:
+def _death_signal(parent: int, stop: Callable[[str], None]) -> bool:
     """Ask the kernel for DEATH_SIGNAL when the parent dies (Linux only)."""
     if not sys.platform.startswith("linux") or DEATH_SIGNAL == signal.SIGTERM:
         return False
@@ -59,7 +70,7 @@ def _death_signal(parent: int) -> bool:
 
     def on_death(_sig: int, _frame: FrameType | None) -> None:
         if os.getppid() != parent:  # not a stray SIGUSR2 from someone else
-            _stop(parent, "died")
+            stop("died")
 
     previous = signal.signal(DEATH_SIGNAL, on_death)  # before the kernel may send it
     try:
@@ -72,14 +83,9 @@ def _death_signal(parent: int) -> bool:
     return False
 
 
-def _watch(parent: int, poll: float) -> None:
-    stop = threading.Event()
-    while not stop.wait(poll):
+def _watch(parent: int, poll: float, stop: Callable[[str], None]) -> None:
+    wait = threading.Event()
+    while not wait.wait(poll):
         if os.getppid() != parent:
-            _stop(parent, "died")
+            stop("died")
             return
-
-
-def _stop(parent: int, what: str) -> None:
-    log.warning("treadle serve (pid %d) that started this worker %s: draining", parent, what)
-    os.kill(os.getpid(), signal.SIGTERM)

@@ -113,7 +113,6 @@ def worker(
     from treadle.tracing import shutdown_tracing
 
     setup_telemetry(settings, "treadle-worker", auto_format="json")
-    follow_parent()  # started by `treadle serve`: stop when it dies
     loaded = parse_graph_args(graphs or [], config)  # after set-up: its warnings are logged
     refs = loaded.refs
     serde_policy.configure(loaded.serde)  # its checkpointer.serde, before graphs load
@@ -135,6 +134,7 @@ def worker(
     w = Worker(settings, refs, name=name, port=settings.worker_port,  # the API's semantics
                memory_ttl=loaded.store_ttl, hooks=api_hooks(webhooks))
     bind(worker=w.name)
+    follow_parent(draining=lambda: w.stopping)  # started by `treadle serve`: drain when it dies
     try:
         if not w.connect():
             return
