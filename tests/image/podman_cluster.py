@@ -209,6 +209,7 @@ class Pod:
 
     name: str
     main: str  # the container's name in the manifest
+    workload: str = ""  # the rendered Deployment it stands for, as Kind/name
     ports: dict[int, int] = field(default_factory=dict)  # containerPort -> host port
     named: dict[str, int] = field(default_factory=dict)  # port name -> containerPort
     probes: list[tuple[str, str, str]] = field(default_factory=list)
@@ -223,13 +224,16 @@ class Pod:
 
 @dataclass
 class Cluster:
-    """The played pods: the API, the workers, and how to take them down."""
+    """The played pods: the API, the workers, and how to take them down; the image and the
+    manifests as rendered (before the test's transformations)."""
 
     podman: Podman
     workdir: Path
     database_url: str
     prefix: str
     secret: str
+    image: str = ""
+    rendered: list[dict[str, Any]] = field(default_factory=list)
     api: Pod | None = None
     workers: dict[str, Pod] = field(default_factory=dict)  # pod name -> pod
     played: list[Path] = field(default_factory=list)
@@ -238,6 +242,9 @@ class Cluster:
     def api_url(self) -> str:
         assert self.api is not None
         return self.api.url(self.api.named["http"], "")
+
+    def pods(self) -> list[Pod]:
+        return [*([self.api] if self.api is not None else []), *self.workers.values()]
 
     def play(self, docs: list[dict[str, Any]], name: str) -> None:
         path = self.workdir / f"{name}.yaml"
@@ -367,7 +374,7 @@ def start(podman: Podman, image: str, workdir: Path, database_url: str, workers:
     graphs_file.chmod(0o644)
     env_cms = [d for d in by_kind["ConfigMap"] if d is not graphs_cm]
 
-    cluster = Cluster(podman, workdir, database_url, prefix, secret)
+    cluster = Cluster(podman, workdir, database_url, prefix, secret, image=image, rendered=docs)
     secret_file = workdir / "secret.json"
     secret_file.write_bytes(_secret_json(database_url))
     podman("secret", "create", secret, str(secret_file))
@@ -387,6 +394,7 @@ def start(podman: Podman, image: str, workdir: Path, database_url: str, workers:
                 env = {**extra_env, "IMAGE_E2E_POD": name} if component == "worker" else {}
                 doc, pod = _podman_pod(name, deployment["spec"]["template"], graphs_file,
                                        secret, env)
+                pod.workload = f"Deployment/{deployment['metadata']['name']}"
                 docs_to_play.append(doc)
                 if component == "api":
                     cluster.api = pod

@@ -3,6 +3,7 @@ manifests of ``treadle deploy k8s`` played as pods against this machine's Postgr
 through the official SDK, and a worker container killed (SIGKILL) or stopped (SIGTERM) in the
 middle of a run: the run completes on another worker, with every step committed once; last,
 the API container stopped (SIGTERM) drains: /readyz 503 while it still serves, then exit 0.
+Every exec command of the manifests (probes, postStart/preStop hooks) exits 0 in the image.
 
 Marker ``image``; ``.ci/run`` runs it where podman is installed (it is skipped elsewhere; it
 needs root for podman and debootstrap). tests/image/podman_cluster.py holds the recipe.
@@ -17,12 +18,13 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from langgraph_sdk import get_sync_client
-from podman_cluster import Cluster, Podman, alive, start
+from podman_cluster import PROBES, Cluster, Podman, alive, start
 from psycopg import sql
 
 # The module fixture builds the image (a few minutes cold, none when the build context is
@@ -125,6 +127,55 @@ def test_a_run_through_the_sdk_completes_on_the_pods(cluster: Cluster) -> None:
     starts = _check_committed_once(cluster, thread["thread_id"], runs[0]["run_id"])
     assert [node for node, _pod in starts] == NODES, starts  # each node ran once
     assert {pod for _node, pod in starts} <= set(cluster.workers), starts
+
+
+def test_the_manifests_commands_run_in_the_image(cluster: Cluster) -> None:
+    """Every exec probe and postStart/preStop exec hook of the rendered workloads exits 0 in
+    the image: the commands need no tool the image lacks (the HTTP probes are asked from the
+    host). Run in a played pod's container where one runs (its user, env, mounts and
+    read-only root), else in a new container of the image. Second: every pod still runs."""
+    commands = _exec_commands(cluster.rendered)
+    assert commands, "the rendered manifests have no exec probe or hook: nothing is checked"
+    for workload, container, what, command in commands:
+        done = _run_in_image(cluster, workload, container, command)
+        assert done.returncode == 0, (f"{workload} {container} {what} {command} exited "
+                                      f"{done.returncode}:\n{done.stdout}\n{done.stderr}")
+
+
+def _exec_commands(docs: list[dict[str, Any]]) -> list[tuple[str, str, str, list[str]]]:
+    """(workload as Kind/name, container, probe or hook, command) of each exec command of the
+    Deployments', StatefulSets', Jobs' and CronJobs' containers."""
+    found = []
+    for doc in docs:
+        spec = doc.get("spec", {})
+        if doc["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        elif doc["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        pod_spec = spec["template"]["spec"]
+        for container in [*pod_spec.get("initContainers", []), *pod_spec["containers"]]:
+            handlers = [(kind, container.get(kind) or {}) for kind in PROBES]
+            handlers += list((container.get("lifecycle") or {}).items())
+            found += [(f"{doc['kind']}/{doc['metadata']['name']}", container["name"], what,
+                       [str(arg) for arg in handler["exec"]["command"]])
+                      for what, handler in handlers if "exec" in handler]
+    return found
+
+
+def _run_in_image(cluster: Cluster, workload: str, container: str,
+                  command: list[str]) -> subprocess.CompletedProcess[str]:
+    """``podman exec`` in a running container of the workload's played pods, or (a Job's, or a
+    workload not played) ``podman run`` of the image as the manifests run it."""
+    done: subprocess.CompletedProcess[str]
+    for pod in cluster.pods():
+        name = f"{pod.name}-{container}"
+        if pod.workload == workload and cluster.state(name)[0] == "running":
+            done = cluster.podman("exec", name, *command, check=False, timeout=120)
+            return done
+    done = cluster.podman("run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL",
+                          "--entrypoint", command[0], cluster.image, *command[1:],
+                          check=False, timeout=120)
+    return done
 
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
