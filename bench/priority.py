@@ -11,6 +11,7 @@ deep, on SQLite (and PostgreSQL with ``--pg-url``), for:
 * ``groups=G``: the threads spread over G fairness groups with random priorities -5..5.
 
     PYTHONPATH=src python -m bench.priority [--pending 10000] [--claims 300] [--pg-url URL]
+        [--analyze]   # statistics gathered first, as autovacuum does within a minute
     PYTHONPATH=<checkout of older code>/src python -m bench.priority --fifo-only [...]
 
 Prints the median and 95th percentile claim time and the ratio to ``fifo`` measured in the
@@ -34,7 +35,7 @@ from treadle.store.queue import NewRun
 GROUPS = (1, 10, 100, 1000)
 
 
-def fill(store: Store, pending: int, groups: int | None) -> None:
+def fill(store: Store, pending: int, groups: int | None, analyze: bool = False) -> None:
     rng = random.Random(11)
     if groups is not None:
         from treadle.store.queue import ThreadPriority
@@ -45,6 +46,10 @@ def fill(store: Store, pending: int, groups: int | None) -> None:
                                                              f"g{rng.randrange(groups)}"))
         store.enqueue_run(NewRun(run_id=str(uuid.uuid4()), thread_id=thread, graph_id="ref:g",
                                  payload=b"{}"))
+    if analyze:  # statistics as autovacuum would have gathered them by now
+        from treadle.store.connector import Sql
+
+        store.db.execute("analysing the queue", Sql("ANALYZE"))
 
 
 def claims(store: Store, count: int) -> list[float]:
@@ -58,21 +63,21 @@ def claims(store: Store, count: int) -> list[float]:
     return times
 
 
-def scenario(open_fresh: Callable[[], Store], pending: int, count: int, groups: int | None
-             ) -> tuple[float, float]:
+def scenario(open_fresh: Callable[[], Store], pending: int, count: int, groups: int | None,
+             analyze: bool = False) -> tuple[float, float]:
     with open_fresh() as store:
-        fill(store, pending, groups)
+        fill(store, pending, groups, analyze)
         times = sorted(claims(store, count))
     return statistics.median(times), times[int(len(times) * 0.95)]
 
 
 def run(name: str, open_fresh: Callable[[], Store], pending: int, count: int,
-        fifo_only: bool) -> None:
-    base, base95 = scenario(open_fresh, pending, count, None)
+        fifo_only: bool, analyze: bool = False) -> None:
+    base, base95 = scenario(open_fresh, pending, count, None, analyze)
     print(f"{name}: {pending} pending, fifo: median {base * 1e3:.2f} ms, p95 "
           f"{base95 * 1e3:.2f} ms per claim (reference)")
     for g in () if fifo_only else GROUPS:
-        med, p95 = scenario(open_fresh, pending, count, g)
+        med, p95 = scenario(open_fresh, pending, count, g, analyze)
         print(f"{name}: {pending} pending, groups={g}: median {med * 1e3:.2f} ms, p95 "
               f"{p95 * 1e3:.2f} ms per claim, {med / base:.1f}x fifo")
 
@@ -84,6 +89,8 @@ def main() -> None:
     parser.add_argument("--fifo-only", action="store_true",
                         help="only the reference (runs against code older than priority: "
                              "PYTHONPATH=<old checkout>/src)")
+    parser.add_argument("--analyze", action="store_true",
+                        help="ANALYZE after filling (statistics as autovacuum gathers them)")
     parser.add_argument("--pg-url", default=None,
                         help="also measure on PostgreSQL: a server URL (a database per scenario "
                              "is created and dropped)")
@@ -91,7 +98,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(1_000_000))
         run("sqlite", lambda: open_store(f"sqlite:///{tmp}/q{next(counter)}.db"),
-            args.pending, args.claims, args.fifo_only)
+            args.pending, args.claims, args.fifo_only, args.analyze)
     if args.pg_url:
         import psycopg
 
@@ -106,7 +113,7 @@ def main() -> None:
             return open_store(f"{base}/{name}", auto_migrate=True)
 
         try:
-            run("postgres", fresh, args.pending, args.claims, args.fifo_only)
+            run("postgres", fresh, args.pending, args.claims, args.fifo_only, args.analyze)
         finally:
             with psycopg.connect(args.pg_url, autocommit=True) as admin:
                 for name in made:
