@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from treadle.errors import ConfigError, GraphLoadError
+from treadle.errors import ConfigError
 
 __all__ = ["AUTHENTICATE_PARAMETERS", "check_auth", "load_auth"]
 
@@ -24,11 +24,8 @@ def load_auth(ref: str, source: str = "langgraph.json") -> Any:
     """The ``langgraph_sdk.Auth`` instance ``ref`` ("path.py:attr") names, checked."""
     from treadle.graphs.refs import load_object
 
-    try:
-        found = load_object(ref)
-    except GraphLoadError as exc:
-        raise ConfigError(f'{source}: "auth.path" {ref!r} cannot be loaded: {exc}') from exc
-    return check_auth(found, f'{source}: "auth.path" {ref!r}')
+    where = f'{source}: "auth.path" {ref!r}'
+    return check_auth(load_object(ref, where), where)
 
 
 def check_auth(found: Any, where: str) -> Any:

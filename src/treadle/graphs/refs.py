@@ -117,10 +117,18 @@ def made_graph(made: Any, where: str) -> StateGraph[Any, Any, Any, Any] | Pregel
     return graph
 
 
-def load_object(ref: str) -> Any:
+def load_object(ref: str, where: str | None = None) -> Any:
     """The object ``ref`` ("path.py:attr" or "module:attr") names, whatever it is (the
-    auth object of langgraph.json); GraphLoadError when it cannot be loaded."""
-    return _resolve(ref)[0]
+    auth object of langgraph.json); GraphLoadError when it cannot be loaded, or, with
+    ``where`` (the setting that names it), ConfigError "<where> cannot be loaded: ..."."""
+    if where is None:
+        return _resolve(ref)[0]
+    try:
+        return _resolve(ref)[0]
+    except GraphLoadError as exc:
+        from treadle.errors import ConfigError
+
+        raise ConfigError(f"{where} cannot be loaded: {exc}") from exc
 
 
 def _resolve(ref: str) -> tuple[Any, str]:

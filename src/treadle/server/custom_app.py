@@ -31,7 +31,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from treadle.errors import ConfigError, GraphLoadError
+from treadle.errors import ConfigError
 
 __all__ = ["UNSHADOWABLE", "CustomRoutes", "load_custom_app", "routed", "user_lifespan"]
 
@@ -44,10 +44,7 @@ def load_custom_app(ref: str, source: str = "langgraph.json") -> Starlette:
     """The Starlette (or FastAPI) app ``ref`` ("path.py:attr" or "module:attr") names."""
     from treadle.graphs.refs import load_object
 
-    try:
-        found = load_object(ref)
-    except GraphLoadError as exc:
-        raise ConfigError(f'{source}: "http.app" {ref!r} cannot be loaded: {exc}') from exc
+    found = load_object(ref, f'{source}: "http.app" {ref!r}')
     if not isinstance(found, Starlette):
         raise ConfigError(f'{source}: "http.app" {ref!r} is a {type(found).__name__}, not a '
                           "Starlette or FastAPI app (app = FastAPI() or Starlette(...))")

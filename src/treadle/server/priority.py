@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from treadle.errors import ConfigError, GraphLoadError, PriorityError
+from treadle.errors import ConfigError, PriorityError
 from treadle.store import Store
 from treadle.store.queue import ThreadPriority, check_priority
 
@@ -33,10 +33,7 @@ def load_priority(ref: str) -> Handler:
 
     from treadle.graphs.refs import load_object
 
-    try:
-        obj = load_object(ref)
-    except GraphLoadError as exc:
-        raise ConfigError(f"priority {ref!r}: {exc}") from exc
+    obj = load_object(ref, f"priority {ref!r}")
     if not isinstance(obj, Priority):
         raise ConfigError(f"priority {ref!r} is a {type(obj).__name__}, not a "
                           "langgraph_sdk.Priority")
