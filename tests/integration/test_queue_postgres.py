@@ -781,3 +781,20 @@ def test_a_claim_never_waits_for_another_claims_fairness_mark(pg_url: str) -> No
         assert row is not None and row.run_id == "r1"
     finally:
         store.close()
+
+
+def test_code_older_than_priority_queues_and_claims_on_the_new_schema(pg_url: str) -> None:
+    """A rolling upgrade: a pod still running code from before migration 0014 calls the
+    functions it knows (the 9-argument enqueue of 0003, the 4-argument claim of 0007); its
+    run takes the defaults (priority 0, group 'default') and is claimed."""
+    store = open_store(pg_url, auto_migrate=True)
+    store.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("SELECT * FROM treadle_enqueue_run('old-1', 'old-thread', 'ref:g', "
+                     "'\\x00'::bytea, 3, NULL, false, '{}', 'enqueue')")
+        row = conn.execute("SELECT priority, fair_group FROM treadle_runs "
+                           "WHERE run_id = 'old-1'").fetchone()
+        assert row == (0, "default")
+        claimed = conn.execute("SELECT run_id, status FROM treadle_claim_run("
+                               "'old-worker', ARRAY['ref:g'], false, 60.0)").fetchall()
+        assert claimed == [("old-1", "running")]
