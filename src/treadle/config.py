@@ -204,6 +204,15 @@ class Settings(BaseSettings):
         None, description="Refuse any (resource, action) no auth handler covers; unset: on in "
         "`treadle serve` when auth is configured, off in `treadle dev`.",
     )
+    # --- the web console (treadle.console) ------------------------------------------------
+    console: bool = Field(
+        True, description="Serve the web console (graphs, threads, runs, approvals, operations) "
+        "at console_path; its pages call the API with the browser user's credentials.",
+    )
+    console_path: str = Field(
+        "/console", pattern=r"^(/[A-Za-z0-9._~-]+)+$",
+        description="Path of the web console, such as /console or /ops/console.",
+    )
     public_info: bool = Field(True, description="Serve /info without credentials.")
     public_metrics: bool = Field(True, description="Serve /metrics without credentials.")
     # --- operations: probes, metrics, traces, logs ------------------------------------------

@@ -15,7 +15,9 @@ user is a 500. A WebSocket is refused before it is accepted: closed with code 40
 status (4401, 4403), which the server turns into an HTTP 403 to the handshake.
 
 Public paths (no credentials): ``/ok``, ``/healthz``, ``/readyz``, and ``/info`` /
-``/metrics`` unless the settings say otherwise.
+``/metrics`` unless the settings say otherwise; and the web console's files (everything
+under ``public_prefixes``: static pages and scripts that hold no data; the API calls they
+make carry the browser user's credentials and are authenticated like any other).
 """
 
 from __future__ import annotations
@@ -56,15 +58,22 @@ class Authenticate:
     (None: auth is not ready yet, answered 503)."""
 
     def __init__(self, app: ASGIApp, auth_of: Callable[[], Any], public: frozenset[str],
-                 skip: Callable[[Scope], bool] | None = None) -> None:
+                 skip: Callable[[Scope], bool] | None = None,
+                 public_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.auth_of = auth_of
         self.public = public
+        self.public_prefixes = public_prefixes  # "/console": it and what is under "/console/"
         self.skip = skip  # requests left unauthenticated (http.app's routes), if any
+
+    def _public_prefix(self, scope: Scope) -> bool:
+        path: str = scope["path"]
+        return scope["type"] == "http" and scope.get("method") in ("GET", "HEAD") and any(
+            path == p or path.startswith(p + "/") for p in self.public_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"] in self.public or (
-                self.skip is not None and self.skip(scope)):
+                self.skip is not None and self.skip(scope)) or self._public_prefix(scope):
             await self.app(scope, receive, send)
             return
         auth = self.auth_of()

@@ -49,6 +49,12 @@ _PUBLIC_INFO_OPTION = typer.Option(
 _PUBLIC_METRICS_OPTION = typer.Option(
     None, "--public-metrics/--no-public-metrics", show_default=False,
     help="Serve /metrics without credentials (default: yes) [TREADLE_PUBLIC_METRICS].")
+_CONSOLE_OPTION = typer.Option(
+    None, "--console/--no-console", show_default=False,
+    help="Serve the web console (default: yes) [TREADLE_CONSOLE].")
+_CONSOLE_PATH_OPTION = typer.Option(
+    None, "--console-path", help="Path of the web console (default: /console) "
+    "[TREADLE_CONSOLE_PATH].")
 _ALLOWED_HOSTS_OPTION = typer.Option(
     None, "--allowed-hosts",
     help="Host names the API answers, comma-separated (*.domain: its subdomains; *: any) "
@@ -81,6 +87,15 @@ def _load(config: str) -> Loaded:
 
         load_custom_app(loaded.http.app, config)
     return loaded
+
+
+def _console_line(settings: Settings, loaded: Loaded) -> str:
+    """Where the web console is, for the start-up line ("" when it is off)."""
+    if not settings.console:
+        return ""
+    host = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
+    prefix = loaded.http.mount_prefix or ""
+    return f"; console: http://{host}:{settings.port}{prefix}{settings.console_path}/"
 
 
 def _bind(settings: object) -> socket.socket:
@@ -148,6 +163,8 @@ def dev(
     auth_default_deny: bool | None = _DEFAULT_DENY_OPTION,
     public_info: bool | None = _PUBLIC_INFO_OPTION,
     public_metrics: bool | None = _PUBLIC_METRICS_OPTION,
+    console: bool | None = _CONSOLE_OPTION,
+    console_path: str | None = _CONSOLE_PATH_OPTION,
 ) -> None:
     """One process: the API, an in-process worker, an embedded SQLite store by default."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
@@ -155,14 +172,15 @@ def dev(
                          run_timeout=run_timeout, allowed_hosts=allowed_hosts,
                          auth=auth, auth_default_deny=auth_default_deny,
                          public_info=public_info, public_metrics=public_metrics,
+                         console=console, console_path=console_path,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     with _bind(settings) as sock:
         _logging(settings, auto_format="console")  # before reading: its warnings are logged
         loaded = _load(config)
         logging.getLogger("treadle.server").info(
-            "treadle dev: %s on http://%s:%d (store %s)", ", ".join(loaded.refs), settings.host,
-            settings.port, redact(settings.store))
+            "treadle dev: %s on http://%s:%d (store %s)%s", ", ".join(loaded.refs), settings.host,
+            settings.port, redact(settings.store), _console_line(settings, loaded))
         _serve(settings, sock, loaded, in_process_worker=True, log_level="info")
 
 
@@ -194,6 +212,8 @@ def serve(
     auth_default_deny: bool | None = _DEFAULT_DENY_OPTION,
     public_info: bool | None = _PUBLIC_INFO_OPTION,
     public_metrics: bool | None = _PUBLIC_METRICS_OPTION,
+    console: bool | None = _CONSOLE_OPTION,
+    console_path: str | None = _CONSOLE_PATH_OPTION,
 ) -> None:
     """The production server: the API, plus --workers worker processes on the same store."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
@@ -201,6 +221,7 @@ def serve(
                          run_timeout=run_timeout, allowed_hosts=allowed_hosts,
                          auth=auth, auth_default_deny=auth_default_deny,
                          public_info=public_info, public_metrics=public_metrics,
+                         console=console, console_path=console_path,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     with _bind(settings) as sock:  # before the worker processes start
@@ -238,9 +259,9 @@ def _serve_with_workers(settings: Any, sock: socket.socket, config: str, count: 
                 [sys.executable, "-m", "treadle", "worker", "--config", config, *endpoint],
                 env=env))
         logging.getLogger("treadle.server").info(
-            "treadle serve: %s on http://%s:%d with %d worker process(es) (store %s)",
+            "treadle serve: %s on http://%s:%d with %d worker process(es) (store %s)%s",
             ", ".join(loaded.refs), settings.host, settings.port, count,
-            redact(settings.store))
+            redact(settings.store), _console_line(settings, loaded))
         _serve(settings, sock, loaded, in_process_worker=False, log_level="warning")
     finally:
         for child in children:

@@ -200,6 +200,12 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     for protocol, disabled in (("mcp", langgraph.disable_mcp), ("a2a", langgraph.disable_a2a)):
         if not disabled:
             app.include_router(__import__(f"treadle.server.{protocol}", fromlist=["router"]).router)
+    if settings.console:  # the web console's page and files (public: they hold no data)
+        from treadle.console import check_console_path, console_routes
+
+        check_console_path(settings.console_path,
+                           [p for r in app.router.routes if (p := getattr(r, "path", ""))])
+        app.router.routes.extend(console_routes(settings.console_path))
     from treadle.server.audit_trail import AuditTrail
 
     # Outside authentication (added before it, it would be inside): refused calls are
@@ -268,7 +274,8 @@ def _install_auth(app: FastAPI, settings: Settings, langgraph: Loaded, *, dev: b
             refuse_sealed_tenant(encryption.build(settings))
     app.add_middleware(Authenticate, auth_of=lambda: getattr(app.state, "auth", None),
                        public=public_paths(info=settings.public_info,
-                                           metrics=settings.public_metrics), skip=skip)
+                                           metrics=settings.public_metrics), skip=skip,
+                       public_prefixes=(settings.console_path,) if settings.console else ())
 
 
 def _use_auth(app: FastAPI, auth: object, where: str) -> None:
