@@ -22,7 +22,7 @@ function diffTable(before, after) {
 }
 
 function madeBy(parent) {
-  if (!parent) return h("span.muted", {}, "the thread's first checkpoint");
+  if (!parent) return h("span.muted", {}, "the input (the first checkpoint)");
   const tasks = parent.tasks || [];
   if (!tasks.length) return h("span.muted", {}, (parent.metadata || {}).source === "update" ? "a state update" : "–");
   return tasks.map((t) => h("span.task", { "data-task": t.name, class: t.error ? "task failed" : "task" },

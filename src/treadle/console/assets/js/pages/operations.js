@@ -11,6 +11,21 @@ function stat(label, value, testid) {
   return h("div.stat", { "data-stat": testid }, h("div.value", {}, value), h("div.label", {}, label));
 }
 
+function workersTable(ops) {
+  const workers = ops.workers || [];
+  if (!workers.length) return h("p.muted", {}, "No live worker.");
+  const head = ["worker", "graphs", "slots", "running", "last heartbeat", "up since"];
+  const rows = workers.map((w) => h("tr", {},
+    h("td", {}, h("code", {}, w.name)),
+    h("td", {}, (w.graphs || []).join(", ") + (w.allow_pickled ? " + pickled" : "")),
+    h("td.num", {}, String(w.slots)),
+    h("td.num", {}, String(w.running)),
+    h("td", {}, `${ago((ops.generated_at || 0) - (w.heartbeat_at || 0))} ago`),
+    h("td", {}, when(w.started_at))));
+  return h("table.list", { "data-testid": "workers" },
+    h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, c)))), h("tbody", {}, rows));
+}
+
 function show(box, ops) {
   const q = ops.queue || {};
   const slots = (ops.workers || []).reduce((n, w) => n + (w.slots || 0), 0);
@@ -26,14 +41,7 @@ function show(box, ops) {
       h("section", {}, h("h3", {}, "Runs by status"),
         h("table.list", { "data-testid": "runs-by-status" }, h("tbody", {}, Object.entries(ops.runs_by_status || {}).map(([s, n]) =>
           h("tr", { "data-status": s }, h("td", {}, badge(s)), h("td.num", {}, String(n))))))),
-      h("section.grow", {}, h("h3", {}, "Workers"),
-        (ops.workers || []).length ? h("table.list", { "data-testid": "workers" },
-          h("thead", {}, h("tr", {}, ["worker", "graphs", "slots", "running", "last heartbeat", "up since"].map((c) => h("th", {}, c)))),
-          h("tbody", {}, ops.workers.map((w) => h("tr", {},
-            h("td", {}, h("code", {}, w.name)), h("td", {}, (w.graphs || []).join(", ") + (w.allow_pickled ? " + pickled" : "")),
-            h("td.num", {}, String(w.slots)), h("td.num", {}, String(w.running)),
-            h("td", {}, ago((ops.generated_at || 0) - (w.heartbeat_at || 0)), " ago"), h("td", {}, when(w.started_at)))))))
-          : h("p.muted", {}, "No live worker."))),
+      h("section.grow", {}, h("h3", {}, "Workers"), workersTable(ops))),
     h("h3", {}, `Failovers (runs taken back from a lost worker: ${ops.failovers_total ?? 0})`),
     (ops.failovers || []).length ? h("table.list", { "data-testid": "failovers" },
       h("thead", {}, h("tr", {}, ["run", "thread", "graph", "status", "losses", "last worker", "created"].map((c) => h("th", {}, c)))),
