@@ -12,14 +12,19 @@ docs/console.md describes the pages.
 from __future__ import annotations
 
 import html
-import os
+import mimetypes
+from collections.abc import Iterable
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import BaseRoute, Route
 
 from treadle.errors import ConfigError
 
@@ -35,21 +40,39 @@ SECURITY_HEADERS = {
                                "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
-    "cache-control": "no-cache",  # revalidated (ETag): a new treadle's files are seen at once
+    "cache-control": "no-cache",  # revalidated: a new treadle's files are seen at once
 }
 
 
-class _Files(StaticFiles):
-    def file_response(self, full_path: str | os.PathLike[str], stat_result: os.stat_result,
-                      scope: Scope, status_code: int = 200) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers.update(SECURITY_HEADERS)
-        return response
+async def _file(request: Request) -> Response:
+    """A file under ASSETS (a Route, not a Mount: it works the same under http.mount_prefix)."""
+    full = (ASSETS / request.path_params["name"]).resolve()
+    if not full.is_relative_to(_ROOT) or not full.is_file():
+        return PlainTextResponse("Not Found", status_code=404)
+    kind = _TYPES.get(full.suffix) or mimetypes.guess_type(full.name)[0] or "text/plain"
+    return FileResponse(full, media_type=kind, headers=SECURITY_HEADERS)
 
 
-def check_console_path(path: str, api_paths: list[str]) -> None:
-    """A ConfigError when the console's path would hide part of the API."""
-    for api in api_paths:
+_ROOT = ASSETS.resolve()
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+          ".html": "text/html", ".png": "image/png", ".md": "text/plain"}
+
+
+def _paths(routes: Iterable[object]) -> list[str]:
+    """The paths of ``routes``, those of included routers too."""
+    out: list[str] = []
+    for route in routes:
+        if path := getattr(route, "path", None):
+            out.append(path)
+        inner = getattr(route, "original_router", None)  # FastAPI's included router
+        if inner is not None:
+            out.extend(_paths(inner.routes))
+    return out
+
+
+def check_console_path(path: str, routes: Iterable[object]) -> None:
+    """A ConfigError when the console's path would hide part of the API (``routes``)."""
+    for api in _paths(routes):
         head = "/" + api.strip("/").split("/", 1)[0]
         if path == head or path.startswith(head + "/") or api.startswith(path + "/"):
             raise ConfigError(f"console_path {path} collides with the API's {api}: choose "
@@ -73,4 +96,5 @@ def console_routes(path: str) -> list[BaseRoute]:
 
     return [Route(path, slash, methods=["GET", "HEAD"], include_in_schema=False),
             Route(path + "/", index, methods=["GET", "HEAD"], include_in_schema=False),
-            Mount(path + "/assets", _Files(directory=ASSETS), name="console-assets")]
+            Route(path + "/assets/{name:path}", _file, methods=["GET", "HEAD"],
+                  include_in_schema=False)]

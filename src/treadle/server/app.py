@@ -203,8 +203,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     if settings.console:  # the web console's page and files (public: they hold no data)
         from treadle.console import check_console_path, console_routes
 
-        check_console_path(settings.console_path,
-                           [p for r in app.router.routes if (p := getattr(r, "path", ""))])
+        check_console_path(settings.console_path, app.router.routes)
         app.router.routes.extend(console_routes(settings.console_path))
     from treadle.server.audit_trail import AuditTrail
 
