@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.processes import ServerProcess
+from processes import ServerProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
