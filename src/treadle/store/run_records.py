@@ -23,8 +23,10 @@ from treadle.store.encryption import AtRest
 from treadle.store.queue import (
     CANCEL_STATUS,
     DEFAULT_MAX_WORKER_LOSSES,
+    RUN_STATUSES,
     SESSION_GRACE,
     TERMINAL,
+    Failover,
     Heartbeat,
     Listener,
     NewRun,
@@ -367,6 +369,24 @@ class RunStore:
         pending, running, age = row
         return QueueStats(int(pending), int(running),
                           max(float(age), 0.0) if age is not None else None)
+
+    def run_status_counts(self) -> dict[str, int]:
+        """How many runs each status has (one read): every status of RUN_STATUSES, 0 when
+        none, in that order, then any other status found. It counts the whole runs table."""
+        rows = self.db.all("counting runs by status", "run_status_counts")
+        counts = dict.fromkeys(RUN_STATUSES, 0)
+        counts.update((str(status), int(n)) for status, n in rows)
+        return counts
+
+    def failovers(self, limit: int = 20) -> list[Failover]:
+        """The newest ``limit`` runs the sweeper took back from a lost worker (``lost > 0``,
+        see :meth:`sweep`), newest queued first, in one read of a small partial index."""
+        rows = self.db.all("listing runs taken back from lost workers", "run_failovers",
+                           {"limit": max(int(limit), 0)})
+        return [Failover(str(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), r[5],
+                         self.at_rest.open_text(r[6], "run", "error"), float(r[7]),
+                         None if r[8] is None else float(r[8]),
+                         None if r[9] is None else float(r[9])) for r in rows]
 
     def queue_depth(self) -> tuple[int, float | None]:
         """(pending runs, age in seconds of the oldest pending run or None)."""
