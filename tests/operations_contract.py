@@ -59,7 +59,7 @@ class OperationsContract:
         store.enqueue_run(new_run("r2", "t2"))
         assert claim(store, ttl=LONG) is not None
         assert store.sweep() == []
-        assert store.failovers() == []
+        assert store.failovers() == ([], 0)
 
     def test_failovers_are_the_swept_runs_newest_first(self, store: Store) -> None:
         store.enqueue_run(new_run("old", "t1"))
@@ -73,7 +73,8 @@ class OperationsContract:
         assert fine is not None and fine.run_id == "fine"
         assert store.finish_run("fine", fine.epoch, "success")
         lose(store, "new", "w4")
-        found = store.failovers()
+        found, total = store.failovers()
+        assert total == 2
         assert [(f.run_id, f.thread_id, f.graph_id, f.status, f.lost, f.worker)
                 for f in found] == [("new", "t3", "ref:g", "pending", 1, None),
                                     ("old", "t1", "ref:g", "running", 2, "w3")]
@@ -82,14 +83,16 @@ class OperationsContract:
         new = store.get_run("new")
         assert new is not None and found[0].created_at == new.created_at
         assert found[0].started_at == new.started_at and found[0].ended_at is None
-        assert [f.run_id for f in store.failovers(limit=1)] == ["new"]
+        newest, total = store.failovers(limit=1)
+        assert [f.run_id for f in newest] == ["new"] and total == 2
 
     def test_a_run_given_up_after_its_losses_stays_listed_as_ended(self, store: Store) -> None:
         store.enqueue_run(new_run("r1", "t1"))
         assert store.claim_run("w1", ["ref:g"], False, TTL) is not None
         time.sleep(EXPIRE)
         assert store.sweep(1) == [("r1", "error")]
-        (failover,) = store.failovers()
+        (failover,), total = store.failovers()
+        assert total == 1
         assert (failover.run_id, failover.status, failover.lost) == ("r1", "error", 1)
         assert failover.ended_at is not None and failover.error is not None
         assert store.run_status_counts()["error"] == 1

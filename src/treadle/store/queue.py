@@ -191,7 +191,7 @@ class Failover:
     status: str  # as it is now: pending again, running on another worker, or ended
     lost: int  # times its worker was lost
     worker: str | None  # the worker holding it now (None unless running)
-    error: str | None  # the sweeper's note of the last loss (names the lost worker)
+    error: str | None  # as stored now: until it ends, the sweeper's note naming the lost worker
     created_at: float
     started_at: float | None
     ended_at: float | None

@@ -51,6 +51,10 @@ def run_row(row: Sequence[Any]) -> RunRow:
     return run
 
 
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _record_thread(at_rest: AtRest, tx: Tx, update: ThreadUpdate) -> None:
     tx.execute("thread_state", thread_state_params(update, at_rest))
 
@@ -378,15 +382,17 @@ class RunStore:
         counts.update((str(status), int(n)) for status, n in rows)
         return counts
 
-    def failovers(self, limit: int = 20) -> list[Failover]:
-        """The newest ``limit`` runs the sweeper took back from a lost worker (``lost > 0``,
-        see :meth:`sweep`), newest queued first, in one read of a small partial index."""
+    def failovers(self, limit: int = 20) -> tuple[list[Failover], int]:
+        """The newest ``limit`` (at least 1) runs the sweeper took back from a lost worker
+        (``lost > 0``, see :meth:`sweep`), newest queued first, and how many such runs
+        there are in all: one read, of a small partial index."""
         rows = self.db.all("listing runs taken back from lost workers", "run_failovers",
-                           {"limit": max(int(limit), 0)})
-        return [Failover(str(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), r[5],
-                         self.at_rest.open_text(r[6], "run", "error"), float(r[7]),
-                         None if r[8] is None else float(r[8]),
-                         None if r[9] is None else float(r[9])) for r in rows]
+                           {"limit": max(int(limit), 1)})
+        opened = self.at_rest.open_text
+        runs = [Failover(str(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), r[5],
+                         opened(r[6], "run", "error"), float(r[7]), _opt_float(r[8]),
+                         _opt_float(r[9])) for r in rows]
+        return runs, int(rows[0][10]) if rows else 0
 
     def queue_depth(self) -> tuple[int, float | None]:
         """(pending runs, age in seconds of the oldest pending run or None)."""
