@@ -48,6 +48,7 @@ class Endpoint:
     ``open`` (creates the caller's own, or runs statelessly), ``search`` (lists; the owner's
     rows must not show to those who may not read them), ``bulk`` (names the owner's by id
     in a body: what the caller may not touch is skipped, unseen), ``admin`` (admin only),
+    ``cluster_admin`` (an admin of no tenant only: none here, every built-in user has one),
     ``write`` (as ``id``, but the built-in auth needs admin: assistants' writes).
     ``fresh``: the call destroys what it names, so the owner makes a new one for the cell.
     """
@@ -192,6 +193,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     # audit (admin only)
     "audit": E("GET", "/audit", "/audit", "admin"),
     "audit.verify": E("GET", "/audit/verify", "/audit/verify", "admin"),
+    # the operations view (admins of no tenant only)
+    "operations": E("GET", "/operations", "/operations", "cluster_admin"),
 }
 
 
@@ -275,6 +278,8 @@ def expected(flavour: str, who: str, ep: Endpoint) -> str:
     custom = flavour == "custom"
     # who may read the owner's: the owner; in the built-in auth, the owner's tenant too
     sees = who == "owner" or (not custom and who == "same_tenant")
+    if ep.kind == "cluster_admin":  # custom users are no admins; built-in ones have tenants
+        return "403"
     if ep.kind == "admin":  # custom users carry no admin permission; built-in: role admin
         return "403" if custom or who == "same_tenant" else "2xx"
     if ep.kind in ("open", "count"):

@@ -4,14 +4,13 @@ and principal; the admin check of ``GET /audit``. The real app (no graphs) on SQ
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fake_auth import FakeAuth
 from treadle.config import get_settings
 from treadle.server.app import create_app
 from treadle.server.audit_actions import MUTATING, READ_ONLY, ROUTES, classify, command_action
@@ -21,33 +20,6 @@ READ_ONLY_POSTS = ["/threads/search", "/threads/count", "/assistants/search",
                    "/store/items/search", "/store/namespaces", "/threads/t1/history",
                    "/threads/t1/state/checkpoint", "/assistants/a1/versions",
                    "/threads/t1/stream/events"]
-
-
-@dataclass(frozen=True)
-class User:
-    """What the authentication middleware leaves in scope["state"]["auth_user"]."""
-
-    identity: str
-    permissions: tuple[str, ...] = ()
-
-
-class FakeAuth:
-    """Stands in for the authentication middleware (another module's): it sets the
-    principal from an ``x-user: name:permission,...:tenant`` header, in the request's
-    own state."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope.get("headers", ()))
-        who = headers.get(b"x-user")
-        if who is not None and scope["type"] in ("http", "websocket"):
-            name, perms, tenant = (who.decode() + "::").split(":")[:3]
-            scope["state"]["auth_user"] = User(name, tuple(p for p in perms.split(",") if p))
-            if tenant:
-                scope["state"]["auth_tenant"] = tenant
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture

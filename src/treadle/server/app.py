@@ -148,7 +148,7 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     from treadle.server.routes import assistants, meta, runs, threads
 
     routers = [meta.router, assistants.router, threads.router, runs.router]
-    for optional in ("store", "crons", "thread_stream", "audit", "thread_storage"):
+    for optional in ("store", "crons", "thread_stream", "audit", "thread_storage", "operations"):
         try:
             module = __import__(f"treadle.server.routes.{optional}", fromlist=["router"])
         except ImportError:

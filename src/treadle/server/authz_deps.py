@@ -14,6 +14,9 @@ which the handler may change (the route then uses the changed value). With no au
 configured both return None at once. :meth:`Authz.run_configurable` is what runs receive
 in ``config["configurable"]`` (the user, and the request headers langgraph.json's
 ``http.configurable_headers`` names).
+
+The treadle extensions that are not about one resource (``/audit``, ``/operations``) ask
+:func:`admin_only` instead: admins only when authentication is configured, anyone without.
 """
 
 from __future__ import annotations
@@ -24,14 +27,15 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
 from treadle.auth.authorize import Authorizer, Decision
 from treadle.auth.user import AuthUser
 from treadle.errors import AccessFilterError
 from treadle.server.run_config import run_headers
 
-__all__ = ["AUTH_CONFIG_KEYS", "Authz", "AuthzDep", "both", "get_authz", "strip_prefix"]
+__all__ = ["AUTH_CONFIG_KEYS", "Authz", "AuthzDep", "admin_only", "auth_configured", "both",
+           "get_authz", "require_admin", "strip_prefix"]
 
 log = logging.getLogger("treadle.auth")
 
@@ -109,6 +113,39 @@ def get_authz(conn: HTTPConnection) -> Authz:
 
 
 AuthzDep = Annotated[Authz, Depends(get_authz)]
+
+
+def auth_configured(conn: HTTPConnection) -> bool:
+    """Whether the server authenticates callers: the app installed an Auth (langgraph.json's
+    ``auth``, or the built-in one: ``server/app.py``'s ``_install_auth`` sets
+    ``app.state.auth`` / ``build_auth``), or the request carries a user."""
+    state = conn.app.state
+    return (getattr(conn.state, "auth_user", None) is not None
+            or getattr(state, "auth", None) is not None
+            or getattr(state, "build_auth", None) is not None)
+
+
+def require_admin(conn: HTTPConnection, what: str) -> None:
+    """403 "``what`` needs the admin permission" unless the caller is an admin (its
+    permissions hold "admin"), when authentication is configured; nothing without it."""
+    if not auth_configured(conn):
+        return
+    user = getattr(conn.state, "auth_user", None)
+    permissions = getattr(user, "permissions", None)
+    if permissions is None and isinstance(user, dict):
+        permissions = user.get("permissions")
+    if not permissions or "admin" not in permissions:
+        raise HTTPException(403, f"{what} needs the admin permission")
+
+
+def admin_only(what: str) -> Any:
+    """A route dependency: :func:`require_admin` with ``what`` (e.g. "reading the audit
+    log") naming what is refused."""
+
+    def check(request: Request) -> None:
+        require_admin(request, what)
+
+    return Depends(check)
 
 
 def both(*filters: dict[str, Any] | None) -> dict[str, Any] | None:

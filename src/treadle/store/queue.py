@@ -37,6 +37,7 @@ __all__ = [
     "MAX_FAIR_GROUP",
     "PRIORITY_RANGE",
     "Event",
+    "Failover",
     "Heartbeat",
     "Listener",
     "NewRun",
@@ -178,6 +179,22 @@ class RunRow:
     started_at: float | None  # first claim
     ended_at: float | None
     lost: int = 0  # times the sweeper took it back from a lost worker (see sweep)
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    """A run the sweeper took back from a lost worker at least once (``RunRow.lost > 0``)."""
+
+    run_id: str
+    thread_id: str
+    graph_id: str
+    status: str  # as it is now: pending again, running on another worker, or ended
+    lost: int  # times its worker was lost
+    worker: str | None  # the worker holding it now (None unless running)
+    error: str | None  # as stored now: until it ends, the sweeper's note naming the lost worker
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
 
 
 @dataclass(slots=True)

@@ -23,8 +23,10 @@ from treadle.store.encryption import AtRest
 from treadle.store.queue import (
     CANCEL_STATUS,
     DEFAULT_MAX_WORKER_LOSSES,
+    RUN_STATUSES,
     SESSION_GRACE,
     TERMINAL,
+    Failover,
     Heartbeat,
     Listener,
     NewRun,
@@ -47,6 +49,10 @@ def run_row(row: Sequence[Any]) -> RunRow:
     run = RunRow(*row[:_RUN_FIELDS])
     run.stream = bool(run.stream)
     return run
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _record_thread(at_rest: AtRest, tx: Tx, update: ThreadUpdate) -> None:
@@ -367,6 +373,26 @@ class RunStore:
         pending, running, age = row
         return QueueStats(int(pending), int(running),
                           max(float(age), 0.0) if age is not None else None)
+
+    def run_status_counts(self) -> dict[str, int]:
+        """How many runs each status has (one read): every status of RUN_STATUSES, 0 when
+        none, in that order, then any other status found. It counts the whole runs table."""
+        rows = self.db.all("counting runs by status", "run_status_counts")
+        counts = dict.fromkeys(RUN_STATUSES, 0)
+        counts.update((str(status), int(n)) for status, n in rows)
+        return counts
+
+    def failovers(self, limit: int = 20) -> tuple[list[Failover], int]:
+        """The newest ``limit`` (at least 1) runs the sweeper took back from a lost worker
+        (``lost > 0``, see :meth:`sweep`), newest queued first, and how many such runs
+        there are in all: one read, of a small partial index."""
+        rows = self.db.all("listing runs taken back from lost workers", "run_failovers",
+                           {"limit": max(int(limit), 1)})
+        opened = self.at_rest.open_text
+        runs = [Failover(str(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), r[5],
+                         opened(r[6], "run", "error"), float(r[7]), _opt_float(r[8]),
+                         _opt_float(r[9])) for r in rows]
+        return runs, int(rows[0][10]) if rows else 0
 
     def queue_depth(self) -> tuple[int, float | None]:
         """(pending runs, age in seconds of the oldest pending run or None)."""

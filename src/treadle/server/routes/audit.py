@@ -1,12 +1,12 @@
 """The audit log over HTTP (a treadle extension): ``GET /audit`` and ``GET /audit/verify``.
 
 When authentication is configured only admins read them (a user whose permissions hold
-"admin"); anyone else gets 403. An admin of a tenant (``auth_tenant`` set by the
-authentication) lists that tenant's records only; verifying walks the whole chain and
-tells only whether it holds, its length and head. Without authentication they are readable like the rest
-of the API (``treadle dev`` on a laptop): put the server behind authentication before
-exposing it. What the log holds: :mod:`treadle.store.audit_log`,
-:mod:`treadle.server.audit_trail`.
+"admin": :func:`~treadle.server.authz_deps.admin_only`); anyone else gets 403. An admin of
+a tenant (``auth_tenant`` set by the authentication) lists that tenant's records only;
+verifying walks the whole chain and tells only whether it holds, its length and head.
+Without authentication they are readable like the rest of the API (``treadle dev`` on a
+laptop): put the server behind authentication before exposing it. What the log holds:
+:mod:`treadle.store.audit_log`, :mod:`treadle.server.audit_trail`.
 """
 
 from __future__ import annotations
@@ -14,39 +14,16 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
+from treadle.server.authz_deps import admin_only
 from treadle.server.context import Ctx, get_ctx
 
-__all__ = ["require_admin", "router"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["audit"])
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
-
-
-def _auth_configured(request: Request) -> bool:
-    """Whether the server authenticates callers: the app installed an Auth (langgraph.json's
-    ``auth``, or the built-in one: ``server/app.py``'s ``_install_auth`` sets
-    ``app.state.auth`` / ``build_auth``), or the request carries a user."""
-    state = request.app.state
-    return (getattr(request.state, "auth_user", None) is not None
-            or getattr(state, "auth", None) is not None
-            or getattr(state, "build_auth", None) is not None)
-
-
-def require_admin(request: Request) -> None:
-    """403 unless the caller is an admin, when authentication is configured."""
-    if not _auth_configured(request):
-        return
-    user = getattr(request.state, "auth_user", None)
-    permissions = getattr(user, "permissions", None)
-    if permissions is None and isinstance(user, dict):
-        permissions = user.get("permissions")
-    if not permissions or "admin" not in permissions:
-        raise HTTPException(403, "reading the audit log needs the admin permission")
-
-
-AdminDep = Depends(require_admin)
+AdminDep = admin_only("reading the audit log")
 
 
 @router.get("/audit", dependencies=[AdminDep],

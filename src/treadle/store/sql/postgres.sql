@@ -452,6 +452,19 @@ SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status
         - min(created_at) FILTER (WHERE status = 'pending'))::float8
 FROM treadle_runs WHERE status IN ('pending', 'running');
 
+-- name: run_status_counts
+-- Runs per status, in one read (GET /operations). Counts the whole table.
+SELECT status, count(*) FROM treadle_runs GROUP BY status;
+
+-- name: run_failovers
+-- Runs the sweeper took back from a lost worker (lost_count > 0), newest first, each with
+-- how many there are in all: a backward scan of the partial index treadle_runs_lost
+-- (migration 0016), which holds those runs only.
+SELECT r.run_id, r.thread_id, r.graph_id, r.status, r.lost_count, r.worker, r.error,
+    extract(epoch FROM r.created_at)::float8, extract(epoch FROM r.started_at)::float8,
+    extract(epoch FROM r.ended_at)::float8, count(*) OVER ()
+FROM treadle_runs AS r WHERE r.lost_count > 0 ORDER BY r.seq DESC LIMIT %(limit)s;
+
 -- name: run_sweep
 -- Lost claims: an expired lease or, with %(check_sessions)s, a claimer's session lock
 -- (migration 0007) no longer held by any session: its worker died. pg_locks shows a

@@ -442,6 +442,18 @@ SELECT count(CASE WHEN status = 'pending' THEN 1 END),
         - min(CASE WHEN status = 'pending' THEN created_at END)
 FROM treadle_runs WHERE status IN ('pending', 'running');
 
+-- name: run_status_counts
+-- Runs per status, in one read (GET /operations). Counts the whole table.
+SELECT status, count(*) FROM treadle_runs GROUP BY status;
+
+-- name: run_failovers
+-- Runs the sweeper took back from a lost worker (lost_count > 0), newest first, each with
+-- how many there are in all: a backward scan of the partial index treadle_runs_lost
+-- (migration 0013), which holds those runs only.
+SELECT run_id, thread_id, graph_id, status, lost_count, worker, error, created_at,
+    started_at, ended_at, count(*) OVER ()
+FROM treadle_runs WHERE lost_count > 0 ORDER BY seq DESC LIMIT :limit;
+
 -- name: sqlite_run_session_keys
 -- The worker-session keys of running claims (the driver checks which sessions ended:
 -- drivers/sqlite_queue.py, ended_sessions).
