@@ -137,6 +137,19 @@ def cycle() -> Any:
     return g.compile()
 
 
+def self_loop() -> Any:
+    """A node that routes back to itself until done (a counter, a retry loop)."""
+
+    def again(state: State) -> Literal["count", "__end__"]:
+        return "__end__"
+
+    g = new()
+    g.add_node("count", step("count"))
+    g.add_edge(START, "count")
+    g.add_conditional_edges("count", again)
+    return g.compile()
+
+
 def subgraph() -> Any:
     """A compiled graph as a node, between two plain nodes, left by a conditional edge."""
     g = new()
@@ -214,6 +227,7 @@ GRAPHS: dict[str, tuple[Callable[[], Any], bool | int]] = {
     "fanout_send": (fanout_send, True),
     "fanout_static": (fanout_static, True),
     "cycle": (cycle, True),
+    "self_loop": (self_loop, True),
     "subgraph_xray": (subgraph, True),
     "subgraph_no_xray": (subgraph, False),
     "subgraph_router": (subgraph_router, True),

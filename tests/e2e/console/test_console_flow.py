@@ -11,37 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 
+from console_pages import WAIT, live_status, node, server_with_gates
 from processes import ServerProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
-
-GRAPHS = Path(__file__).resolve().parents[1] / "console_graphs" / "langgraph.json"
-WAIT = 30_000  # ms: the longest any one expectation may take
-
-
-def server_with_gates(start_server: Callable[..., ServerProcess], tmp_path: Path,
-                      *gated: str, args: list[str] | None = None,
-                      env: dict[str, str] | None = None) -> tuple[ServerProcess, Path]:
-    gates = tmp_path / "gates"
-    gates.mkdir(exist_ok=True)
-    server = start_server("dev", config=GRAPHS, args=args, env={
-        "CONSOLE_GATE_DIR": str(gates), "CONSOLE_GATED": ",".join(gated), **(env or {})})
-    return server, gates
-
-
-def node(page: Page, name: str) -> Any:
-    return page.locator(f'[data-testid=graph] g.tg-node[data-node="{name}"]')
-
-
-def live_status(page: Page, status: str) -> None:
-    page.wait_for_selector(f'[data-testid=live][data-status="{status}"]', timeout=WAIT)
-
 
 def test_start_stream_interrupt_approve_timeline(
         page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
@@ -49,6 +27,8 @@ def test_start_stream_interrupt_approve_timeline(
     server, gates = server_with_gates(start_server, tmp_path, "draft", "publish")
     page.goto(f"{server.url}/console")  # redirected to /console/
     assert page.url.endswith("/console/")
+    page.click('.side-list a:text-is("approval")')
+    page.wait_for_url(re.compile("#/graphs/"), timeout=WAIT)
     # the graph, drawn from get_graph (xray): the subgraph's node inside its cluster
     for name in ("draft", "review", "publish", "checks:spelling"):
         node(page, name).wait_for(timeout=WAIT)

@@ -308,3 +308,28 @@ window.graphReady = true;
     page.wait_for_function("window.graphReady === true")
     assert page.evaluate("document.querySelectorAll('script[src$=\"dagre.min.js\"]').length") == 1
     assert page.evaluate("window.view.nodes.size") == 2
+
+
+def test_a_self_loop_is_a_closed_loop_beside_its_node(page: Page, static_server: StaticServer,
+                                                      shot: Callable[[str], Path]) -> None:
+    graph = json.loads((GRAPHS_DIR / "self_loop.json").read_text())
+    draw(page, static_server, graph)
+    shot("self-loop")
+    found = page.evaluate("""() => {
+      const rect = (el) => { const r = el.getBoundingClientRect();
+        return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; };
+      const node = document.querySelector('g.tg-node[data-node="count"] rect');
+      const loop = document.querySelector('path.tg-edge[data-source="count"][data-target="count"]');
+      const svg = document.querySelector('#graph svg');
+      const len = loop.getTotalLength();
+      const start = loop.getPointAtLength(0), end = loop.getPointAtLength(len);
+      const m = loop.getScreenCTM();
+      const at = (p) => ({x: p.x * m.a + m.e, y: p.y * m.d + m.f});
+      return {node: rect(node), loop: rect(loop), svg: rect(svg), start: at(start), end: at(end)};
+    }""")
+    node, loop, svg = found["node"], found["loop"], found["svg"]
+    assert loop["left"] >= node["right"] - 1 and loop["right"] > node["right"] + 10  # beside it
+    assert loop["top"] >= node["top"] - 25 and loop["bottom"] <= node["bottom"] + 25
+    assert inside(loop, svg)  # not clipped
+    for point in (found["start"], found["end"]):  # it leaves and comes back to the node
+        assert abs(point["x"] - node["right"]) < 6 and node["top"] <= point["y"] <= node["bottom"]

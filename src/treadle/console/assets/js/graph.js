@@ -157,6 +157,15 @@ function curve(points) {
   return d;
 }
 
+/** A node's edge to itself: a loop out of its right side and back (dagre's own points for
+ * self-edges do not make a closed curve). */
+function selfLoop(box) {
+  const x = box.x + box.width / 2;
+  const f = (n) => Math.round(n * 100) / 100;
+  return `M${f(x)},${f(box.y - 7)}C${f(x + 34)},${f(box.y - 26)} ${f(x + 34)},${f(box.y + 26)} ` +
+    `${f(x + 2)},${f(box.y + 8)}`;
+}
+
 function layout(ids, edges, clusterIds) {
   const nodeKey = (id) => "n" + id;
   const clusterKey = (id) => "c" + id;
@@ -174,7 +183,8 @@ function layout(ids, edges, clusterIds) {
   const clusterW = widths.slice(ids.length + edges.length);
 
   const g = new dagre.graphlib.Graph({ compound: true, multigraph: true });
-  g.setGraph({ rankdir: "TB", nodesep: 28, ranksep: 44, edgesep: 14, marginx: 16, marginy: 16 });
+  const loops = edges.some((e) => e.source === e.target); // drawn out of the right side
+  g.setGraph({ rankdir: "TB", nodesep: loops ? 48 : 28, ranksep: 44, edgesep: 14, marginx: loops ? 48 : 16, marginy: 16 });
   g.setDefaultEdgeLabel(() => ({}));
   for (const id of clusterIds) {
     g.setNode(clusterKey(id), {});
@@ -278,7 +288,8 @@ export function drawGraph(container, graphJson, options = {}) {
     const geo = laid.edge(e, i);
     const path = svgEl("path", {
       class: e.conditional ? "tg-edge tg-conditional" : "tg-edge",
-      d: curve(geo.points), "marker-end": `url(#${uid}-arrow)`,
+      d: e.source === e.target ? selfLoop(laid.node(e.source)) : curve(geo.points),
+      "marker-end": `url(#${uid}-arrow)`,
     });
     path.setAttribute("data-source", e.source);
     path.setAttribute("data-target", e.target);

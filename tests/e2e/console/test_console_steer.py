@@ -1,0 +1,135 @@
+"""Steering from the console in a real browser: joining a run started elsewhere and
+cancelling it, the approver role rule, a thread with thousands of checkpoints, and the
+operations page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from langgraph_sdk import get_sync_client
+
+from console_pages import WAIT, server_with_gates
+from processes import ServerProcess
+from treadle.store import open_store
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+
+def test_join_a_run_started_elsewhere_and_cancel_it(
+        page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
+        tmp_path: Path) -> None:
+    server, gates = server_with_gates(start_server, tmp_path, "draft")
+    sdk = get_sync_client(url=server.url, api_key=None)
+    thread = sdk.threads.create()
+    run = sdk.runs.create(thread["thread_id"], "approval", input={"topic": "cats"},
+                          stream_mode=["values", "updates"])
+    try:
+        page.goto(f"{server.url}/console/#/threads/{thread['thread_id']}")
+        # joined on its own: the run's id, its running node, from a stream without "tasks"
+        live = page.locator("[data-testid=live]")
+        live.locator(".run-id", has_text=run["run_id"]).wait_for(timeout=WAIT)
+        page.wait_for_selector('[data-testid=graph] g.tg-node.tg-running[data-node="draft"]',
+                               timeout=WAIT)
+        shot("joined")
+        live.locator("button[data-action=cancel]").click()
+        page.wait_for_selector("[data-testid=live][data-status]", timeout=WAIT)
+        status = live.get_attribute("data-status")
+        assert status == sdk.runs.get(thread["thread_id"], run["run_id"])["status"]
+        assert status not in ("success", "running", "pending"), status
+        assert page.locator("[data-testid=graph] g.tg-node.tg-running").count() == 0
+        shot("cancelled")
+    finally:
+        (gates / "draft").touch()  # the abandoned node body ends
+
+
+def _key(store_url: str, role: str) -> str:
+    store = open_store(store_url)
+    try:
+        return store.create_api_key("acme", role, f"console {role}")[1]
+    finally:
+        store.close()
+
+
+def _use(page: Page, key: str) -> None:
+    page.click("#credential-open")
+    page.select_option("#credential select[name=header]", "X-Api-Key")
+    page.fill("#credential input[name=value]", key)
+    page.click("#credential button[value=save]")
+    page.locator("#credential-state", has_text="API key set").wait_for(timeout=WAIT)
+
+
+@pytest.mark.allow_js_errors  # the browser logs the refused calls (401, 403) as errors
+def test_a_runner_cannot_approve_an_approver_can(
+        page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
+        tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'auth.db'}"
+    server, _ = server_with_gates(start_server, tmp_path, args=["--auth", "builtin"],
+                                  store=store)
+    runner, approver = _key(store, "runner"), _key(store, "approver")
+    page.goto(f"{server.url}/console/")
+    page.get_by_text("set a credential").first.wait_for(timeout=WAIT)  # 401, and what to do
+    _use(page, runner)
+    page.goto(f"{server.url}/console/#/graphs/approval")
+    page.fill("#field-topic", "dogs")
+    page.click("button[data-action=start-run]")
+    page.wait_for_selector('[data-testid=live][data-status="interrupted"]', timeout=WAIT)
+    thread_id = page.url.rsplit("/", 1)[1]
+    card = page.locator("[data-testid=interrupts] .interrupt")
+    card.locator("button[data-action=approve]").click()
+    card.locator(".error", has_text="403").wait_for(timeout=WAIT)
+    shot("runner-refused")
+    state = httpx.get(f"{server.url}/threads/{thread_id}/state", headers={"x-api-key": runner})
+    assert state.json()["next"] == ["review"]  # still waiting
+    _use(page, approver)
+    page.goto(f"{server.url}/console/#/inbox")
+    item = page.locator(f'.inbox-item[data-thread="{thread_id}"]')
+    item.locator("button[data-action=approve]").click()
+    page.wait_for_selector('[data-testid=live][data-status="success"]', timeout=WAIT)
+    shot("approver-approved")
+    values = httpx.get(f"{server.url}/threads/{thread_id}/state",
+                       headers={"x-api-key": approver}).json()["values"]
+    assert values["decision"] == "approved"
+
+
+def test_a_thread_of_thousands_of_checkpoints_pages_its_history(
+        page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
+        tmp_path: Path) -> None:
+    server, _ = server_with_gates(start_server, tmp_path)
+    sdk = get_sync_client(url=server.url, api_key=None)
+    thread = sdk.threads.create()
+    sdk.runs.wait(thread["thread_id"], "counter", input={"goal": 2500},
+                  config={"recursion_limit": 3000})
+    page.goto(f"{server.url}/console/#/threads/{thread['thread_id']}")
+    entries = page.locator("[data-testid=timeline] li.checkpoint")
+    entries.first.wait_for(timeout=WAIT)
+    assert entries.count() == 20  # one page, not 2,500
+    assert entries.first.get_attribute("data-step") == "2500"
+    page.click("button[data-action=older]")
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=timeline] li.checkpoint').length === 40",
+        timeout=WAIT)
+    steps = [int(entries.nth(i).get_attribute("data-step") or -9) for i in range(40)]
+    assert steps == list(range(2500, 2460, -1))  # newest first, none skipped, none twice
+    # each step's diff: count went up by one
+    assert entries.nth(25).locator("table.diff tr.changed td.after").inner_text().strip() == "2475"
+    shot("long-history")
+
+
+def test_operations_page(page: Page, shot: Callable[[str], Path],
+                         start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    server, _ = server_with_gates(start_server, tmp_path)
+    sdk = get_sync_client(url=server.url, api_key=None)
+    for goal in (1, 2):
+        sdk.runs.wait(None, "counter", input={"goal": goal})
+    page.goto(f"{server.url}/console/#/operations")
+    ops = page.locator("[data-testid=operations]")
+    ops.locator('[data-testid=runs-by-status] tr[data-status="success"] td.num',
+                has_text="2").wait_for(timeout=WAIT)
+    assert ops.locator('[data-stat="pending"] .value').inner_text() == "0"
+    assert ops.locator("[data-testid=workers] tbody tr").count() == 1  # dev's own worker
+    shot("operations")
