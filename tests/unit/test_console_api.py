@@ -142,21 +142,21 @@ def test_history_pages_fork_and_replay(client: TestClient) -> None:
     everything = client.post(f"/threads/{thread_id}/history", json={"limit": 1000}).json()
     assert len(everything) >= 5  # input, draft, checks, review, and the end
 
-    # timeline.js: pages of PAGE+1, the next asked for what is older than the extra one
+    # timeline.js: PAGE+1 asked for; the first not shown is carried to the next page,
+    # which asks for what is older than it
     page_size, seen = 2, list[dict[str, Any]]()
     cursor: str | None = None
-    carry: dict[str, Any] = {}
+    carry: dict[str, Any] | None = None
     while True:
         body: dict[str, Any] = {"limit": page_size + 1}
         if cursor:
             body["before"] = {"configurable": {"checkpoint_id": cursor}}
         page = client.post(f"/threads/{thread_id}/history", json=body).json()
-        states = [carry, *page] if cursor else page
-        shown = states[:-1] if len(page) > page_size else states
-        seen.extend(shown)
-        if len(page) <= page_size:
+        states = [carry, *page] if carry else page
+        seen.extend(states[:page_size])
+        carry = states[page_size] if len(states) > page_size else None
+        if carry is None:
             break
-        carry = page[-1]
         cursor = carry["checkpoint"]["checkpoint_id"]
     ids = [s["checkpoint"]["checkpoint_id"] for s in seen]
     assert ids == [s["checkpoint"]["checkpoint_id"] for s in everything]  # none lost, none twice

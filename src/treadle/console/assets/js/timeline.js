@@ -78,12 +78,13 @@ export function timeline(container, threadId, { assistantId, onRun }) {
     problems.replaceChildren();
     try {
       const page = await api.history(threadId, { limit: PAGE + 1, before: cursor });
+      // `carry` (fetched last time, not shown yet) is the newest; one more than a page is
+      // kept so the last one shown has its parent for its diff. The first not shown is
+      // carried to the next page, which asks for what is older than it.
       const states = carry ? [carry, ...page] : page;
-      const shown = page.length > PAGE ? states.slice(0, -1) : states;
+      const shown = states.slice(0, PAGE);
       shown.forEach((state, i) => list.append(entry(state, states[i + 1])));
-      // One more than a page was asked for: the extra one is the parent of this page's last
-      // (for its diff), shown first on the next page, which asks for what is older than it.
-      carry = page.length > PAGE ? page[page.length - 1] : null;
+      carry = states.length > PAGE ? states[PAGE] : null;
       cursor = carry ? carry.checkpoint.checkpoint_id : null;
       more.hidden = !carry;
     } catch (err) {

@@ -51,7 +51,7 @@ export async function render(main, { threadId }) {
       }
     }
     const pending = threadInterrupts(t);
-    mount(interruptsBox, pending.length ? [h("h3", {}, "Waiting for you"), pending.map((i) => interruptCard(t, i, pending.length, (body) => follow(body)))] : null);
+    mount(interruptsBox, pending.length ? [h("h3", {}, "Waiting for you"), pending.map((i) => interruptCard(t, i, pending.length, resume))] : null);
     const runs = await api.runs(threadId, 20).catch(() => []);
     mount(runsBox, runs.length ? h("table.list.runs", {}, h("tbody", {}, runs.map((r) => h("tr", { "data-run": r.run_id },
       h("td", {}, h("code", { title: r.run_id }, shortId(r.run_id))), h("td", {}, badge(r.status)), h("td.muted", {}, when(r.created_at)),
@@ -78,6 +78,12 @@ export async function render(main, { threadId }) {
     if (live) live.stop();
     live = livePanel(liveBox, { threadId, graphView, onEnd: ended });
     return live.start(body);
+  }
+
+  /** An approval: the run is queued here, so a refusal (403) shows on its card. */
+  async function resume(body) {
+    const run = await api.createRun(threadId, body);
+    watch(run.run_id);
   }
 
   function watch(runId) {
