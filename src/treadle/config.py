@@ -209,6 +209,11 @@ class Settings(BaseSettings):
         True, description="Serve the web console (graphs, threads, runs, approvals, operations) "
         "at console_path; its pages call the API with the browser user's credentials.",
     )
+    operator_tenants: str = Field(
+        "", description="Comma-separated tenants whose admins may read the cluster-wide views "
+        "(/operations, the console's Operations page); an admin of another tenant may not. "
+        "Built-in auth keys always belong to a tenant: make an operators' one (--tenant ops).",
+    )
     console_path: str = Field(
         "/console", pattern=r"^(/[A-Za-z0-9._~-]+)+$",
         description="Path of the web console, such as /console or /ops/console.",

@@ -76,6 +76,10 @@ ENDPOINTS: dict[str, Endpoint] = {
     "readyz": E("GET", "/readyz", "/readyz", "public"),
     "info": E("GET", "/info", "/info", "public"),
     "metrics": E("GET", "/metrics", "/metrics", "public"),
+    # the web console's files: public (they hold no data; its API calls are authenticated)
+    "console.moved": E("GET", "/console", "/console", "redirect"),
+    "console.page": E("GET", "/console/", "/console/", "public"),
+    "console.file": E("GET", "/console/assets/{name:path}", "/console/assets/js/api.js", "public"),
     # assistants
     "assistants.create": E("POST", "/assistants", "/assistants", "open_admin",
                            {"graph_id": G, "name": "made in a cell"}),
@@ -271,6 +275,8 @@ def expected(flavour: str, who: str, ep: Endpoint) -> str:
     search or read that succeeds without showing the owner's rows)."""
     if ep.kind == "public":
         return "2xx"
+    if ep.kind == "redirect":  # to a public page, for anyone
+        return "307"
     if ep.ws and who != "owner" and not (flavour != "custom" and who == "same_tenant"):
         return "403"  # refused before the handshake: every refusal is an HTTP 403
     if who == "nobody":

@@ -48,7 +48,7 @@ def client(url: str) -> Iterator[TestClient]:
 @pytest.fixture
 def authed(url: str) -> Iterator[TestClient]:
     """The app with authentication configured (any Auth: the stand-in decides who calls)."""
-    app = create_app(get_settings(store=url), {})
+    app = create_app(get_settings(store=url, operator_tenants="ops, sre"), {})
     app.add_middleware(FakeAuth)
     app.state.auth = object()  # what _install_auth leaves when langgraph.json has "auth"
     with TestClient(app) as http:
@@ -137,6 +137,9 @@ def test_with_authentication_only_an_admin_of_no_tenant(authed: TestClient) -> N
     assert status("root:admin", failovers_limit=0) == 422
     tenant = authed.get("/operations", headers={"x-user": "carol:admin:acme"})
     assert tenant.status_code == 403
-    assert "tenant" in tenant.json()["detail"]
+    assert "TREADLE_OPERATOR_TENANTS" in tenant.json()["detail"]
+    # the admins of an operator tenant (TREADLE_OPERATOR_TENANTS) read it; their runners not
+    assert status("dave:admin:ops") == 200 and status("erin:admin:sre") == 200
+    assert status("fay:runner:ops") == 403
     audit = authed.get("/audit", headers={"x-user": "bob:runner"})  # the same check, named
     assert audit.json()["detail"] == "reading the audit log needs the admin permission"

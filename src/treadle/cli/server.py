@@ -55,6 +55,9 @@ _CONSOLE_OPTION = typer.Option(
 _CONSOLE_PATH_OPTION = typer.Option(
     None, "--console-path", help="Path of the web console (default: /console) "
     "[TREADLE_CONSOLE_PATH].")
+_OPERATOR_TENANTS_OPTION = typer.Option(
+    None, "--operator-tenants", help="Tenants whose admins may read the cluster-wide views "
+    "(/operations), comma-separated [TREADLE_OPERATOR_TENANTS].")
 _ALLOWED_HOSTS_OPTION = typer.Option(
     None, "--allowed-hosts",
     help="Host names the API answers, comma-separated (*.domain: its subdomains; *: any) "
@@ -165,6 +168,7 @@ def dev(
     public_metrics: bool | None = _PUBLIC_METRICS_OPTION,
     console: bool | None = _CONSOLE_OPTION,
     console_path: str | None = _CONSOLE_PATH_OPTION,
+    operator_tenants: str | None = _OPERATOR_TENANTS_OPTION,
 ) -> None:
     """One process: the API, an in-process worker, an embedded SQLite store by default."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
@@ -173,6 +177,7 @@ def dev(
                          auth=auth, auth_default_deny=auth_default_deny,
                          public_info=public_info, public_metrics=public_metrics,
                          console=console, console_path=console_path,
+                         operator_tenants=operator_tenants,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     with _bind(settings) as sock:
@@ -214,6 +219,7 @@ def serve(
     public_metrics: bool | None = _PUBLIC_METRICS_OPTION,
     console: bool | None = _CONSOLE_OPTION,
     console_path: str | None = _CONSOLE_PATH_OPTION,
+    operator_tenants: str | None = _OPERATOR_TENANTS_OPTION,
 ) -> None:
     """The production server: the API, plus --workers worker processes on the same store."""
     settings = _settings(store=store, host=host, port=port, worker_concurrency=concurrency,
@@ -222,6 +228,7 @@ def serve(
                          auth=auth, auth_default_deny=auth_default_deny,
                          public_info=public_info, public_metrics=public_metrics,
                          console=console, console_path=console_path,
+                         operator_tenants=operator_tenants,
                          log_format=log_format, log_level=log_level,
                          trace_exporter=trace_exporter)
     with _bind(settings) as sock:  # before the worker processes start

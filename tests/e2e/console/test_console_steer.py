@@ -47,10 +47,10 @@ def test_join_a_run_started_elsewhere_and_cancel_it(
         (gates / "draft").touch()  # the abandoned node body ends
 
 
-def _key(store_url: str, role: str) -> str:
+def _key(store_url: str, role: str, tenant: str = "acme") -> str:
     store = open_store(store_url)
     try:
-        return store.create_api_key("acme", role, f"console {role}")[1]
+        return store.create_api_key(tenant, role, f"console {role}")[1]
     finally:
         store.close()
 
@@ -68,8 +68,8 @@ def test_a_runner_cannot_approve_an_approver_can(
         page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
         tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'auth.db'}"
-    server, _ = server_with_gates(start_server, tmp_path, args=["--auth", "builtin"],
-                                  store=store)
+    server, _ = server_with_gates(start_server, tmp_path, store=store,
+                                  args=["--auth", "builtin", "--operator-tenants", "ops"])
     runner, approver = _key(store, "runner"), _key(store, "approver")
     page.goto(f"{server.url}/console/")
     page.get_by_text("set a credential").first.wait_for(timeout=WAIT)  # 401, and what to do
@@ -94,6 +94,14 @@ def test_a_runner_cannot_approve_an_approver_can(
     values = httpx.get(f"{server.url}/threads/{thread_id}/state",
                        headers={"x-api-key": approver}).json()["values"]
     assert values["decision"] == "approved"
+
+    # the cluster-wide operations page: not for a tenant's approver, for an operators' admin
+    page.goto(f"{server.url}/console/#/operations")
+    page.locator("[data-testid=operations] .error", has_text="403").wait_for(timeout=WAIT)
+    _use(page, _key(store, "admin", tenant="ops"))
+    page.goto(f"{server.url}/console/#/operations")
+    page.locator("[data-testid=workers] tbody tr").first.wait_for(timeout=WAIT)
+    shot("operator")
 
 
 def test_a_thread_of_thousands_of_checkpoints_pages_its_history(

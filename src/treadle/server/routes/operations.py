@@ -7,8 +7,10 @@ workers as they advertise themselves, and the runs the sweeper took back from a 
 
 It covers every tenant, so when authentication is configured only an admin of the whole
 cluster reads it: a user whose permissions hold "admin" and who belongs to no tenant
-(``auth_tenant`` unset). A tenant's admin gets 403: counts and runs of the other tenants
-are theirs, and scoping queue, counts and workers to one tenant would be another view.
+(``auth_tenant`` unset) or to one of the ``operator_tenants`` setting (built-in auth keys
+always have a tenant: an operators' tenant is how its admins read it). Another tenant's
+admin gets 403: counts and runs of the other tenants are theirs, and scoping queue, counts
+and workers to one tenant would be another view.
 Without authentication anyone reads it (``treadle dev`` on a laptop).
 """
 
@@ -34,9 +36,15 @@ CtxDep = Annotated[Ctx, Depends(get_ctx)]
 def require_cluster_admin(request: Request) -> None:
     """403 unless an admin of no tenant calls, when authentication is configured."""
     require_admin(request, "reading /operations")
-    if getattr(request.state, "auth_tenant", None) is not None:
-        raise HTTPException(403, "/operations covers every tenant: a tenant's admin may not "
-                                 "read it (ask an admin of no tenant)")
+    tenant = getattr(request.state, "auth_tenant", None)
+    settings = request.app.state.ctx.settings
+    if tenant is not None and str(tenant) not in operator_tenants(settings.operator_tenants):
+        raise HTTPException(403, "/operations covers every tenant: only the admins of the "
+                                 "operator tenants (TREADLE_OPERATOR_TENANTS) may read it")
+
+
+def operator_tenants(setting: str) -> frozenset[str]:
+    return frozenset(t.strip() for t in setting.split(",") if t.strip())
 
 
 @router.get("/operations", dependencies=[Depends(require_cluster_admin)],
