@@ -59,7 +59,9 @@ def test_start_stream_interrupt_approve_timeline(
     assert page.locator("[data-testid=graph] g.tg-node.tg-running").count() == 0
     card = page.locator("[data-testid=interrupts] .interrupt")
     card.get_by_text("Publish this draft?").wait_for(timeout=WAIT)
-    shot("interrupted")
+    full = shot("interrupted")
+    page.evaluate("window.scrollTo(0, 0)")  # the README's picture: what a laptop shows
+    page.screenshot(path=full.with_name(full.stem + "-viewport.png"))
 
     # the approvals page lists it; approve from there
     page.click("nav.top a[data-section=inbox]")

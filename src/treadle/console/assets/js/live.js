@@ -77,7 +77,8 @@ export function livePanel(container, { threadId, graphView, onEnd }) {
       values.textContent = JSON.stringify(data, null, 2);
     } else if (mode === "updates") {
       for (const [node, update] of Object.entries(data || {})) {
-        updates.append(h("li", { "data-node": node }, h("strong", {}, node), h("pre.json", {}, JSON.stringify(update, null, 2))));
+        updates.append(h("li", { "data-node": node }, h("details", {}, h("summary", {}, h("strong", {}, node)),
+          h("pre.json", {}, JSON.stringify(update, null, 2)))));
       }
       pollNext();
     } else if (mode === "messages") {

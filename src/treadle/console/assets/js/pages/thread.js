@@ -29,7 +29,7 @@ export async function render(main, { threadId }) {
     head,
     h("div.split.thread", {},
       h("section.grow", {}, graphBox, h("h3", {}, "State now"), stateBox),
-      h("section.side", {}, liveBox, interruptsBox, h("h3", {}, "Runs"), runsBox,
+      h("section.side", {}, interruptsBox, liveBox, h("h3", {}, "Runs"), runsBox,
         h("h3", {}, "New run on this thread"), formBox, h("h3", {}, "Storage"), storageBox)),
     h("h3", {}, "History"), historyBox);
 
