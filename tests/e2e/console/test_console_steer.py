@@ -4,6 +4,7 @@ operations page."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,3 +142,61 @@ def test_operations_page(page: Page, shot: Callable[[str], Path],
     assert ops.locator('[data-stat="pending"] .value').inner_text() == "0"
     assert ops.locator("[data-testid=workers] tbody tr").count() == 1  # dev's own worker
     shot("operations")
+
+
+def test_two_pending_interrupts_each_resumed_by_its_card(
+        page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
+        tmp_path: Path) -> None:
+    server, _ = server_with_gates(start_server, tmp_path)
+    sdk = get_sync_client(url=server.url, api_key=None)
+    thread = sdk.threads.create()
+    sdk.runs.wait(thread["thread_id"], "pair", input={})
+    page.goto(f"{server.url}/console/#/threads/{thread['thread_id']}")
+    cards = page.locator("[data-testid=interrupts] .interrupt")
+    cards.nth(1).wait_for(timeout=WAIT)
+    assert cards.count() == 2
+    shot("two-pending")
+    left = cards.filter(has_text='"left"')
+    left.locator("button[data-action=approve]").click()
+    page.wait_for_selector('[data-testid=live][data-status="interrupted"]', timeout=WAIT)
+    state = sdk.threads.get_state(thread["thread_id"])
+    assert state["values"].get("left") is True and "right" not in state["values"]
+    right = page.locator("[data-testid=interrupts] .interrupt", has_text='"right"')
+    right.locator("summary", has_text="Resume value").click()
+    right.locator("textarea[name=resume]").fill('{"ship": "it"}')
+    right.locator("button[data-action=resume]").click()
+    page.wait_for_selector('[data-testid=live][data-status="success"]', timeout=WAIT)
+    values = sdk.threads.get_state(thread["thread_id"])["values"]
+    assert values == {"left": True, "right": {"ship": "it"}}
+    assert page.locator("[data-testid=interrupts] .interrupt").count() == 0
+
+
+def test_edit_the_state_then_approve_and_names_stay_text(
+        page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
+        tmp_path: Path) -> None:
+    server, _ = server_with_gates(start_server, tmp_path)
+    sdk = get_sync_client(url=server.url, api_key=None)
+    markup = "<img src=x onerror=window.__pwned=1>"
+    thread = sdk.threads.create(metadata={"note": markup})
+    sdk.runs.wait(thread["thread_id"], "approval", input={"topic": markup})
+    page.goto(f"{server.url}/console/#/threads/{thread['thread_id']}")
+    card = page.locator("[data-testid=interrupts] .interrupt")
+    card.locator("button[data-action=edit-state]").click()
+    box = card.locator("textarea[name=state]")
+    box.wait_for(timeout=WAIT)
+    edited = {**sdk.threads.get_state(thread["thread_id"])["values"], "draft": "A better draft"}
+    box.fill(json.dumps(edited))
+    card.locator("button[data-action=save-state]").click()
+    card.locator(".ok", has_text="State saved").wait_for(timeout=WAIT)
+    card.locator("button[data-action=approve]").click()
+    page.wait_for_selector('[data-testid=live][data-status="success"]', timeout=WAIT)
+    values = sdk.threads.get_state(thread["thread_id"])["values"]
+    assert values["draft"] == "A better draft" and values["decision"] == "approved"
+    # the markup in the metadata, the input and the state was shown as text on every page
+    page.goto(f"{server.url}/console/#/threads")
+    page.locator(f'tr[data-thread="{thread["thread_id"]}"]').wait_for(timeout=WAIT)
+    page.goto(f"{server.url}/console/#/threads/{thread['thread_id']}")
+    page.locator("[data-testid=timeline] li.checkpoint").first.wait_for(timeout=WAIT)
+    assert page.locator("pre", has_text=markup).count() >= 2  # the state, the history
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.__pwned") is None
