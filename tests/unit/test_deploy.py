@@ -529,7 +529,8 @@ def test_the_ingress_routes_the_api_but_not_metrics() -> None:
         paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
         assert "/" not in paths and "/metrics" not in paths
         assert not [p for p in paths if "/metrics".startswith(p.rstrip("/") + "/")]
-        assert {"/assistants", "/threads", "/runs", "/store", "/info", "/ok"} <= set(paths)
+        assert {"/assistants", "/threads", "/runs", "/store", "/info", "/ok", "/console",
+                "/operations"} <= set(paths)
         assert all(p["backend"]["service"]["name"] == "treadle-api"
                    for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"])
         # Prometheus scrapes the pods in-cluster: the API declares where.
