@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -144,6 +144,12 @@ def test_operations_page(page: Page, shot: Callable[[str], Path],
     shot("operations")
 
 
+def values_of(sdk: Any, thread_id: str) -> dict[str, Any]:
+    values = sdk.threads.get_state(thread_id)["values"]
+    assert isinstance(values, dict)
+    return values
+
+
 def test_two_pending_interrupts_each_resumed_by_its_card(
         page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
         tmp_path: Path) -> None:
@@ -159,15 +165,14 @@ def test_two_pending_interrupts_each_resumed_by_its_card(
     left = cards.filter(has_text='"left"')
     left.locator("button[data-action=approve]").click()
     page.wait_for_selector('[data-testid=live][data-status="interrupted"]', timeout=WAIT)
-    state = sdk.threads.get_state(thread["thread_id"])
-    assert state["values"].get("left") is True and "right" not in state["values"]
+    state = values_of(sdk, thread["thread_id"])
+    assert state.get("left") is True and "right" not in state
     right = page.locator("[data-testid=interrupts] .interrupt", has_text='"right"')
     right.locator("summary", has_text="Resume value").click()
     right.locator("textarea[name=resume]").fill('{"ship": "it"}')
     right.locator("button[data-action=resume]").click()
     page.wait_for_selector('[data-testid=live][data-status="success"]', timeout=WAIT)
-    values = sdk.threads.get_state(thread["thread_id"])["values"]
-    assert values == {"left": True, "right": {"ship": "it"}}
+    assert values_of(sdk, thread["thread_id"]) == {"left": True, "right": {"ship": "it"}}
     assert page.locator("[data-testid=interrupts] .interrupt").count() == 0
 
 
@@ -184,13 +189,13 @@ def test_edit_the_state_then_approve_and_names_stay_text(
     card.locator("button[data-action=edit-state]").click()
     box = card.locator("textarea[name=state]")
     box.wait_for(timeout=WAIT)
-    edited = {**sdk.threads.get_state(thread["thread_id"])["values"], "draft": "A better draft"}
+    edited = {**values_of(sdk, thread["thread_id"]), "draft": "A better draft"}
     box.fill(json.dumps(edited))
     card.locator("button[data-action=save-state]").click()
     card.locator(".ok", has_text="State saved").wait_for(timeout=WAIT)
     card.locator("button[data-action=approve]").click()
     page.wait_for_selector('[data-testid=live][data-status="success"]', timeout=WAIT)
-    values = sdk.threads.get_state(thread["thread_id"])["values"]
+    values = values_of(sdk, thread["thread_id"])
     assert values["draft"] == "A better draft" and values["decision"] == "approved"
     # the markup in the metadata, the input and the state was shown as text on every page
     page.goto(f"{server.url}/console/#/threads")
