@@ -74,9 +74,11 @@ ORDER BY checkpoint_id DESC;
 LIMIT ?;
 
 -- name: sqlite_checkpoint_blobs
--- ? = the checkpoint's channel_versions, thread_id, checkpoint_ns.
+-- ? = the checkpoint's channel_versions, thread_id, checkpoint_ns. CROSS JOIN keeps the
+-- versions the outer loop: one primary-key probe per channel, whatever the thread's length
+-- (SQLite otherwise may scan all of the thread's blobs for each checkpoint read).
 SELECT b.channel, b.version, b.type, b.blob
-FROM treadle_blobs b, json_each(?) v
+FROM json_each(?) v CROSS JOIN treadle_blobs b
 WHERE b.thread_id = ? AND b.checkpoint_ns = ? AND b.channel = v.key AND b.version = v.value;
 
 -- name: sqlite_checkpoint_writes
