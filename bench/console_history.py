@@ -38,6 +38,24 @@ def median_ms(call: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
+def pages(http: Any, thread: str, deep: str, repeat: int) -> list[tuple[str, float]]:
+    """The median ms of the first history page, the page before ``deep`` and the state."""
+
+    def first() -> None:
+        assert len(http.post(f"/threads/{thread}/history", json={"limit": 21}).json()) == 21
+
+    def last() -> None:
+        page = http.post(f"/threads/{thread}/history", json={
+            "limit": 21, "before": {"configurable": {"checkpoint_id": deep}}}).json()
+        assert len(page) == 21
+
+    def state() -> None:
+        assert http.get(f"/threads/{thread}/state").status_code == 200
+
+    return [(name, median_ms(call, repeat))
+            for name, call in (("first page", first), ("deepest page", last), ("state", state))]
+
+
 def measure(store: str, sizes: list[int], repeat: int) -> list[tuple[int, str, float]]:
     from fastapi.testclient import TestClient
 
@@ -45,7 +63,7 @@ def measure(store: str, sizes: list[int], repeat: int) -> list[tuple[int, str, f
     from treadle.server.app import create_app
 
     app = create_app(Settings(store=store), {"counter": f"{GRAPH}:graph"}, in_process_worker=True)
-    rows = []
+    rows: list[tuple[int, str, float]] = []
     with TestClient(app) as http:
         for size in [REFERENCE, *sizes]:
             thread = http.post("/threads", json={}).json()["thread_id"]
@@ -59,20 +77,7 @@ def measure(store: str, sizes: list[int], repeat: int) -> list[tuple[int, str, f
             deep = found[0]["checkpoint"]["checkpoint_id"]
             count = http.get(f"/threads/{thread}/storage").json()["checkpoints"]
 
-            def first() -> None:
-                assert len(http.post(f"/threads/{thread}/history", json={"limit": 21}).json()) == 21
-
-            def last() -> None:
-                page = http.post(f"/threads/{thread}/history", json={
-                    "limit": 21, "before": {"configurable": {"checkpoint_id": deep}}}).json()
-                assert len(page) == 21
-
-            def state() -> None:
-                assert http.get(f"/threads/{thread}/state").status_code == 200
-
-            for name, call in (("first page", first), ("deepest page", last),
-                               ("state", state)):
-                rows.append((count, name, median_ms(call, repeat)))
+            rows += [(count, name, ms) for name, ms in pages(http, thread, deep, repeat)]
     return rows
 
 
