@@ -1,6 +1,6 @@
 """Browser fixtures for the web console's tests: Debian's chromium driven by Playwright.
 
-``browser`` (session) is chromium from ``/usr/bin/chromium`` (``TREADLE_TEST_CHROMIUM``
+``browser`` (one per module) is chromium from ``/usr/bin/chromium`` (``TREADLE_TEST_CHROMIUM``
 overrides the path), headless, through Playwright's sync API; no browser is ever downloaded.
 Without chromium or the ``playwright`` module the tests skip, or fail under ``CI=true``.
 
@@ -72,9 +72,11 @@ def _missing(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's chromium, headless, for the whole session."""
+    """Debian's chromium, headless, for one test module. Not for the session: Playwright's
+    sync API keeps an event loop running in the main thread while it is started, which makes
+    every later ``asyncio.run`` of the session fail."""
     chromium = Path(os.environ.get("TREADLE_TEST_CHROMIUM", "/usr/bin/chromium"))
     if importlib.util.find_spec("playwright") is None:
         _missing('the console browser tests need the playwright module: pip install ".[test]"')
