@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from treadle.errors import ConfigError
@@ -215,9 +215,16 @@ class Settings(BaseSettings):
         "Built-in auth keys always belong to a tenant: make an operators' one (--tenant ops).",
     )
     console_path: str = Field(
-        "/console", pattern=r"^(/[A-Za-z0-9._~-]+)+$",
-        description="Path of the web console, such as /console or /ops/console.",
+        "/console", description="Path of the web console, such as /console or /ops/console.",
     )
+
+    @field_validator("console_path")
+    @classmethod
+    def _a_path(cls, value: str) -> str:
+        if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+            raise ValueError("must be a path such as /console or /ops/console (letters, digits "
+                             "and . _ ~ - between slashes, no trailing slash)")
+        return value
     public_info: bool = Field(True, description="Serve /info without credentials.")
     public_metrics: bool = Field(True, description="Serve /metrics without credentials.")
     # --- operations: probes, metrics, traces, logs ------------------------------------------
@@ -304,5 +311,6 @@ def get_settings(*, as_flags: bool = False, **overrides: object) -> Settings:
 
 def _readable(msg: str) -> str:
     """pydantic's "String should match pattern '^(a|b)$'" as "must be one of a, b"."""
+    msg = msg.removeprefix("Value error, ")  # a validator's own words
     match = re.fullmatch(r"String should match pattern '\^\((?:\?i:)?([\w|]+)\)\$'", msg)
     return f"must be one of {', '.join(match.group(1).split('|'))}" if match else msg

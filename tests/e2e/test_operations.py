@@ -43,3 +43,14 @@ def test_serve_lists_its_worker_and_counts_its_runs(start_server: StartServer) -
     assert body["generated_at"] >= worker["started_at"]
     assert httpx.get(f"{api.url}/operations", params={"failovers_limit": 201},
                      timeout=10).status_code == 422
+
+
+def test_serve_serves_the_console_where_told(start_server: StartServer) -> None:
+    api = start_server("serve", args=["--workers", "0", "--console-path", "/ops/console"])
+    page = httpx.get(f"{api.url}/ops/console/", timeout=10)
+    assert page.status_code == 200 and "treadle console" in page.text
+    assert httpx.get(f"{api.url}/console/", timeout=10).status_code == 404
+    assert "console: http://127.0.0.1:" in api.log() and "/ops/console/" in api.log()
+    off = start_server("serve", args=["--workers", "0", "--no-console"])
+    assert httpx.get(f"{off.url}/console/", timeout=10).status_code == 404
+    assert "console:" not in off.log()

@@ -95,3 +95,12 @@ def test_nothing_outside_the_assets_is_served(tmp_path: Path) -> None:
         for sneaky in ("..%2F__init__.py", "..%2F..%2Fconfig.py", "%2E%2E/__init__.py",
                        "js/..%2F..%2F__init__.py", "js", "nothing.js"):
             assert client.get(f"/console/assets/{sneaky}").status_code == 404, sneaky
+
+
+def test_a_malformed_path_says_what_a_path_is() -> None:
+    with pytest.raises(ConfigError) as caught:
+        get_settings(as_flags=True, console_path="console")
+    assert str(caught.value) == (
+        "invalid setting --console-path / TREADLE_CONSOLE_PATH: must be a path such as "
+        "/console or /ops/console (letters, digits and . _ ~ - between slashes, no trailing "
+        "slash) (got 'console')")
