@@ -57,6 +57,8 @@ def test_start_stream_interrupt_approve_timeline(
     assert tokens.first.inner_text() == "Five facts about otters you did not know"
     assert live.locator(".updates li[data-node=draft]").count() == 1
     assert page.locator("[data-testid=graph] g.tg-node.tg-running").count() == 0
+    page.wait_for_selector('[data-testid=graph] g.tg-node.tg-interrupted[data-node="review"]',
+                           timeout=WAIT)  # where it waits, marked once the run stopped
     card = page.locator("[data-testid=interrupts] .interrupt")
     card.get_by_text("Publish this draft?").wait_for(timeout=WAIT)
     full = shot("interrupted")

@@ -205,3 +205,40 @@ def test_edit_the_state_then_approve_and_names_stay_text(
     assert page.locator("pre", has_text=markup).count() >= 2  # the state, the history
     assert page.locator("main img").count() == 0
     assert page.evaluate("window.__pwned") is None
+
+
+def test_fork_and_replay_from_the_timeline(
+        page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
+        tmp_path: Path) -> None:
+    server, _ = server_with_gates(start_server, tmp_path)
+    sdk = get_sync_client(url=server.url, api_key=None)
+    thread = sdk.threads.create()
+    sdk.runs.wait(thread["thread_id"], "approval", input={"topic": "bees"})
+    sdk.runs.wait(thread["thread_id"], "approval", command={"resume": False})  # rejected
+    page.goto(f"{server.url}/console/#/threads/{thread['thread_id']}")
+    waiting = page.locator("[data-testid=timeline] li.checkpoint", has_text="next: review")
+    waiting.first.wait_for(timeout=WAIT)
+    before = len(sdk.threads.get_history(thread["thread_id"], limit=100))
+
+    # fork: edit that checkpoint's draft, write it as a branch, run from it
+    waiting.first.locator("button[data-action=fork]").click()
+    box = waiting.first.locator("textarea[name=fork-values]")
+    values = json.loads(box.input_value())
+    box.fill(json.dumps({**values, "draft": "A forked draft"}))
+    waiting.first.locator("button[data-action=fork-run]").click()
+    page.wait_for_selector('[data-testid=live][data-status="interrupted"]', timeout=WAIT)
+    state = sdk.threads.get_state(thread["thread_id"])
+    assert state["next"] == ["review"]
+    assert values_of(sdk, thread["thread_id"])["draft"] == "A forked draft"
+    shot("forked")
+
+    # replay from the first checkpoint: the whole graph again, from the input
+    page.locator("[data-testid=timeline] li.checkpoint[data-step='-1'] "
+                 "button[data-action=replay]").first.click()
+    page.wait_for_selector('[data-testid=live][data-status="interrupted"]', timeout=WAIT)
+    page.wait_for_function(
+        "n => document.querySelectorAll('[data-testid=timeline] li.checkpoint').length > n",
+        arg=before + 1, timeout=WAIT)
+    assert values_of(sdk, thread["thread_id"])["draft"].startswith("Five facts about bees")
+    runs = sdk.runs.list(thread["thread_id"])
+    assert len(runs) == 4  # the two above, the fork's run and the replay
