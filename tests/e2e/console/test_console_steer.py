@@ -5,6 +5,7 @@ operations page."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
-from console_pages import WAIT, server_with_gates
+from console_pages import GRAPHS, WAIT, server_with_gates
 from processes import ServerProcess
 from treadle.store import open_store
 
@@ -242,3 +243,33 @@ def test_fork_and_replay_from_the_timeline(
     assert values_of(sdk, thread["thread_id"])["draft"].startswith("Five facts about bees")
     runs = sdk.runs.list(thread["thread_id"])
     assert len(runs) == 4  # the two above, the fork's run and the replay
+
+
+def test_a_failover_shows_on_the_operations_page(
+        page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
+        start_worker: Callable[..., Any], tmp_path: Path) -> None:
+    """A worker killed (-9) mid-run: its run is taken back and finished by another; the
+    Operations page lists the failover."""
+    store = f"sqlite:///{tmp_path / 'failover.db'}"
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    env = {"CONSOLE_GATE_DIR": str(gates), "CONSOLE_GATED": "draft", "TREADLE_LEASE_TTL": "2"}
+    server = start_server("serve", store=store, args=["--workers", "0"], env=env,
+                          config=GRAPHS)
+    doomed = start_worker(store, args=["--config", str(GRAPHS)], env=env)
+    sdk = get_sync_client(url=server.url, api_key=None)
+    thread = sdk.threads.create()
+    run = sdk.runs.create(thread["thread_id"], "approval", input={"topic": "moles"})
+    page.goto(f"{server.url}/console/#/threads/{thread['thread_id']}")
+    page.wait_for_selector('[data-testid=graph] g.tg-node.tg-running[data-node="draft"]',
+                           timeout=WAIT)
+    doomed.signal(signal.SIGKILL)
+    start_worker(store, args=["--config", str(GRAPHS)], env=env)
+    (gates / "draft").touch()
+    page.goto(f"{server.url}/console/#/operations")
+    row = page.locator("[data-testid=failovers] tbody tr", has_text=run["run_id"][:8])
+    row.wait_for(timeout=60_000)
+    assert row.locator("td.num").inner_text() == "1"  # lost once
+    shot("failover")
+    done = sdk.runs.join(thread["thread_id"], run["run_id"])
+    assert isinstance(done, dict) and done.get("draft", "").startswith("Five facts about moles")
