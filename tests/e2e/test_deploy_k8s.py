@@ -88,7 +88,8 @@ def test_post_migrate_render_equals_kubectl_kustomize(tmp_path: Path) -> None:
 
 
 def test_deploy_works_from_the_built_wheel(tmp_path: Path) -> None:
-    """The manifests ship in the wheel: render from an unpacked wheel, not this checkout."""
+    """The manifests (and the console's files) ship in the wheel: render from an unpacked
+    wheel, not this checkout."""
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
                             str(tmp_path / "dist"), str(REPO)],
                            capture_output=True, text=True, timeout=300)
@@ -108,6 +109,12 @@ def test_deploy_works_from_the_built_wheel(tmp_path: Path) -> None:
     probe = subprocess.run([sys.executable, "-c", "import treadle; print(treadle.__file__)"],
                            env=env, cwd=tmp_path, capture_output=True, text=True)
     assert probe.stdout.startswith(str(site))
+    # the web console ships whole: every file of its assets is in the wheel, as is
+    console = REPO / "src" / "treadle" / "console" / "assets"
+    for path in console.rglob("*"):
+        if path.is_file():
+            packed = site / "treadle" / "console" / "assets" / path.relative_to(console)
+            assert packed.read_bytes() == path.read_bytes(), packed
 
 
 def test_the_install_step_installs_local_packages(tmp_path: Path) -> None:
