@@ -84,6 +84,7 @@ def test_a_runner_cannot_approve_an_approver_can(
     card = page.locator("[data-testid=interrupts] .interrupt")
     card.locator("button[data-action=approve]").click()
     card.locator(".error", has_text="403").wait_for(timeout=WAIT)
+    assert "needs the approver role" in card.inner_text()
     shot("runner-refused")
     state = httpx.get(f"{server.url}/threads/{thread_id}/state", headers={"x-api-key": runner})
     assert state.json()["next"] == ["review"]  # still waiting

@@ -46,6 +46,10 @@ export function interruptCard(thread, interrupt, pendingCount, onResume) {
       await fn();
     } catch (err) {
       problems.append(errorBox(err));
+      if (err.status === 403) {
+        problems.append(h("p.muted", {}, "The server refused: your credential may not resume this thread "
+          + "(with built-in auth, resuming needs the approver role). The thread keeps waiting."));
+      }
     } finally {
       buttons.forEach((b) => { b.disabled = false; });
     }
