@@ -274,3 +274,21 @@ def test_a_failover_shows_on_the_operations_page(
     shot("failover")
     done = sdk.runs.join(thread["thread_id"], run["run_id"])
     assert isinstance(done, dict) and done.get("draft", "").startswith("Five facts about moles")
+
+
+def test_a_failing_node_shows_its_error(
+        page: Page, shot: Callable[[str], Path], start_server: Callable[..., ServerProcess],
+        tmp_path: Path) -> None:
+    server, _ = server_with_gates(start_server, tmp_path)
+    page.goto(f"{server.url}/console/#/graphs/failing")
+    page.fill("#field-url", "https://api.example")
+    page.click("button[data-action=start-run]")
+    page.wait_for_selector('[data-testid=live][data-status="error"]', timeout=WAIT)
+    live = page.locator("[data-testid=live]")
+    assert "upstream said no to https://api.example" in live.locator(".problems").inner_text()
+    page.wait_for_selector('[data-testid=graph] g.tg-node.tg-error[data-node="fetch"]',
+                           timeout=WAIT)
+    failed = page.locator('[data-testid=timeline] .failed-from .task[data-task="fetch"]')
+    failed.wait_for(timeout=WAIT)
+    assert "upstream said no" in failed.inner_text()
+    shot("failed")

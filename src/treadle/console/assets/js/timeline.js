@@ -29,6 +29,14 @@ function madeBy(parent) {
     t.name, t.error ? ` ✗ ${t.error}` : "", (t.interrupts || []).length ? " ⏸ interrupted" : ""));
 }
 
+/** The tasks that ran from `state` and failed (their error is stored with it). */
+function failedFrom(state) {
+  const failed = (state.tasks || []).filter((t) => t.error);
+  if (!failed.length) return null;
+  return h("div.failed-from", {}, h("span.muted", {}, "failed from here: "),
+    failed.map((t) => h("span.task.failed", { "data-task": t.name }, `${t.name} ✗ ${t.error}`)));
+}
+
 /** timeline(container, threadId, {onRun(body)}): the history, paged. */
 export function timeline(container, threadId, { assistantId, onRun }) {
   const list = h("ol.timeline", { "data-testid": "timeline" });
@@ -67,6 +75,7 @@ export function timeline(container, threadId, { assistantId, onRun }) {
         h("code", { title: cp }, shortId(cp)), " ", h("span.muted", {}, when(state.created_at)),
         (state.next || []).length ? h("span.next", {}, ` next: ${state.next.join(", ")}`) : null),
       h("div.made-by", {}, h("span.muted", {}, "made by "), madeBy(parent)),
+      failedFrom(state),
       (state.interrupts || []).length ? jsonBlock(state.interrupts, { label: "interrupts", open: false }) : null,
       h("details.cp-diff", { open: true }, h("summary", {}, "diff"), diffTable(parent ? parent.values : undefined, state.values)),
       h("details", {}, h("summary", {}, "state"), jsonBlock(state.values)),
