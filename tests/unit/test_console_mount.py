@@ -104,3 +104,17 @@ def test_a_malformed_path_says_what_a_path_is() -> None:
         "invalid setting --console-path / TREADLE_CONSOLE_PATH: must be a path such as "
         "/console or /ops/console (letters, digits and . _ ~ - between slashes, no trailing "
         "slash) (got 'console')")
+
+
+def test_a_path_over_custom_routes_is_refused() -> None:
+    """http.app's routes under the console's path would be served without credentials."""
+    from starlette.routing import Route
+
+    from treadle.console import check_console_path
+
+    async def page(request: object) -> None:  # pragma: no cover - never called
+        return None
+
+    with pytest.raises(ConfigError, match="collides with the API's /console/admin"):
+        check_console_path("/console", [Route("/console/admin", page)])
+    check_console_path("/console", [Route("/consoles", page), Route("/admin", page)])

@@ -203,7 +203,9 @@ def create_app(settings: Settings, refs: dict[str, str], *, in_process_worker: b
     if settings.console:  # the web console's page and files (public: they hold no data)
         from treadle.console import check_console_path, console_routes
 
-        check_console_path(settings.console_path, app.router.routes)
+        # nor may it cover http.app's routes: they would be reached without credentials
+        check_console_path(settings.console_path,
+                           [*app.router.routes, *getattr(user_app, "routes", ())])
         app.router.routes.extend(console_routes(settings.console_path))
     from treadle.server.audit_trail import AuditTrail
 
