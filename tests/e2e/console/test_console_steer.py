@@ -14,7 +14,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
-from console_pages import GRAPHS, WAIT, server_with_gates
+from console_pages import GRAPHS, WAIT, node, server_with_gates
 from processes import ServerProcess
 from treadle.store import open_store
 
@@ -38,6 +38,13 @@ def test_join_a_run_started_elsewhere_and_cancel_it(
         page.wait_for_selector('[data-testid=graph] g.tg-node.tg-running[data-node="draft"]',
                                timeout=WAIT)
         shot("joined")
+        # watching it again replaces the panel: the first one's stream stops quietly
+        page.locator(f'tr[data-run="{run["run_id"]}"] button[data-action=watch]').click()
+        page.wait_for_selector('[data-testid=graph] g.tg-node.tg-running[data-node="draft"]',
+                               timeout=WAIT)
+        assert page.locator("[data-testid=live]").count() == 1
+        page.wait_for_timeout(1500)  # time for a stopped panel to (wrongly) clean up after itself
+        assert "tg-running" in (node(page, "draft").get_attribute("class") or "")
         live.locator("button[data-action=cancel]").click()
         page.wait_for_selector("[data-testid=live][data-status]", timeout=WAIT)
         status = live.get_attribute("data-status")

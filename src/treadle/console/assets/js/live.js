@@ -119,6 +119,9 @@ export function livePanel(container, { threadId, graphView, onEnd }) {
     } catch (err) {
       if (err.name !== "AbortError") problems.append(errorBox(err));
     }
+    // Stopped (another run followed in its place, or the page left): the new panel owns the
+    // graph's highlight now, and this run's end is not the page's business.
+    if (controller.signal.aborted) return null;
     setRunning([]);
     cancelBtn.disabled = true;
     let run = null;

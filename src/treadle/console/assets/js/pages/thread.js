@@ -69,15 +69,21 @@ export async function render(main, { threadId }) {
   function ended() {
     live = null;
     if (!alive) return;
-    refresh();
+    refresh().catch((err) => head.append(errorBox(err)));
     mount(historyBox);
     timeline(historyBox, threadId, { assistantId, onRun: follow });
   }
 
-  function follow(body) {
+  /** A new live panel in place of the current one (which stops). */
+  function panel() {
     if (live) live.stop();
-    live = livePanel(liveBox, { threadId, graphView, onEnd: ended });
-    return live.start(body);
+    const made = livePanel(liveBox, { threadId, graphView, onEnd: () => { if (live === made) ended(); } });
+    live = made;
+    return made;
+  }
+
+  function follow(body) {
+    return panel().start(body);
   }
 
   /** An approval: the run is queued here, so a refusal (403) shows on its card. */
@@ -87,9 +93,7 @@ export async function render(main, { threadId }) {
   }
 
   function watch(runId) {
-    if (live) live.stop();
-    live = livePanel(liveBox, { threadId, graphView, onEnd: ended });
-    return live.join(runId);
+    return panel().join(runId);
   }
 
   if (assistantId) {
