@@ -299,3 +299,19 @@ def test_a_failing_node_shows_its_error(
     failed.wait_for(timeout=WAIT)
     assert "upstream said no" in failed.inner_text()
     shot("failed")
+
+
+@pytest.mark.parametrize("action, decision", [
+    ("approve", {"type": "approve"}), ("reject", {"type": "reject", "message": "rejected"})])
+def test_hitl_middleware_requests_get_decisions(
+        page: Page, start_server: Callable[..., ServerProcess], tmp_path: Path, action: str,
+        decision: dict[str, str]) -> None:
+    server, _ = server_with_gates(start_server, tmp_path)
+    sdk = get_sync_client(url=server.url, api_key=None)
+    thread = sdk.threads.create()
+    sdk.runs.wait(thread["thread_id"], "review", input={"to": "ada@example.com"})
+    page.goto(f"{server.url}/console/#/inbox")
+    item = page.locator(f'.inbox-item[data-thread="{thread["thread_id"]}"]')
+    item.locator(f"button[data-action={action}]").click()
+    page.wait_for_selector('[data-testid=live][data-status="success"]', timeout=WAIT)
+    assert values_of(sdk, thread["thread_id"])["decisions"] == [decision, decision]
