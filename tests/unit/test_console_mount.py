@@ -86,6 +86,7 @@ def test_the_files_are_public_the_api_is_not(tmp_path: Path) -> None:
     with TestClient(create_app(settings(tmp_path, auth="builtin", jwt_secret="s" * 32), {})) as c:
         assert c.get("/console/").status_code == 200
         assert c.get("/console/assets/js/app.js").status_code == 200
+        assert c.head("/console/assets/js/app.js").status_code == 200
         assert c.post("/threads/search", json={}).status_code == 401
         assert c.post("/console/", json={}).status_code in (401, 405)  # only GET is public
 

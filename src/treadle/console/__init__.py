@@ -87,9 +87,7 @@ def console_routes(path: str) -> list[BaseRoute]:
     async def index(request: Request) -> Response:
         # Where the API is, as the browser sees it (behind http.mount_prefix: the prefix).
         base = html.escape(request.scope.get("root_path", ""), quote=True)
-        body = page.replace("__TREADLE_API_BASE__", base).replace(
-            "__TREADLE_CONSOLE_PATH__", html.escape(path, quote=True))
-        return HTMLResponse(body, headers=SECURITY_HEADERS)
+        return HTMLResponse(page.replace("__TREADLE_API_BASE__", base), headers=SECURITY_HEADERS)
 
     async def slash(request: Request) -> Response:
         return RedirectResponse(request.scope.get("root_path", "") + path + "/", status_code=307)

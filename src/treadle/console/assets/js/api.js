@@ -1,4 +1,4 @@
-// Every call the console makes to the HTTP API, in one place (tests/unit/test_console_api.py
+// Every call the console makes to the HTTP API, in one place (tests/integration/test_console_api.py
 // checks each against the server's routes). The page is served by the API it calls:
 // requests go to the same origin, under the API's base path (http.mount_prefix), with the
 // credential the user typed in (kept in this tab's sessionStorage only).
@@ -70,10 +70,9 @@ export async function call(method, path, { body, query, signal } = {}) {
 }
 
 /** A streaming call (SSE): yields {event, data, id} until the stream ends. */
-export async function* stream(method, path, { body, query, signal, lastEventId } = {}) {
+export async function* stream(method, path, { body, query, signal } = {}) {
   const extra = { accept: "text/event-stream" };
   if (body !== undefined) extra["content-type"] = "application/json";
-  if (lastEventId) extra["last-event-id"] = lastEventId;
   const init = { method, headers: headers(extra), signal };
   if (body !== undefined) init.body = JSON.stringify(body);
   const response = await fetch(url(path, query), init);

@@ -33,9 +33,9 @@ export function mount(el, ...children) {
 }
 
 /** Pretty JSON in a <pre>, folded when long. */
-export function jsonBlock(value, { open = true, label = null, cls = "" } = {}) {
+export function jsonBlock(value, { open = true, label = null } = {}) {
   const text = value === undefined ? "undefined" : JSON.stringify(value, null, 2);
-  const pre = h(`pre.json${cls ? "." + cls : ""}`, {}, text);
+  const pre = h("pre.json", {}, text);
   if (!label) return pre;
   const details = h("details.json-fold", { open: open || undefined }, h("summary", {}, label), pre);
   return details;
@@ -77,10 +77,6 @@ export function errorBox(err) {
 
 export function shortId(id) {
   return id ? String(id).slice(0, 8) : "";
-}
-
-export function link(hash, text, attrs = {}) {
-  return h("a", { href: hash, ...attrs }, text);
 }
 
 export function parseJson(text, what) {

@@ -15,18 +15,18 @@ function isActionRequest(value) {
   return value && typeof value === "object" && Array.isArray(value.action_requests);
 }
 
-export function approveValue(value) {
+function approveValue(value) {
   return isActionRequest(value) ? { decisions: value.action_requests.map(() => ({ type: "approve" })) } : true;
 }
 
-export function rejectValue(value, message) {
+function rejectValue(value, message) {
   return isActionRequest(value)
     ? { decisions: value.action_requests.map(() => ({ type: "reject", message: message || "rejected" })) }
     : false;
 }
 
 /** The run body that resumes `interrupt` of `thread` with `value`. */
-export function resumeBody(thread, interrupt, value, pendingCount) {
+function resumeBody(thread, interrupt, value, pendingCount) {
   const md = thread.metadata || {};
   const resume = pendingCount > 1 && interrupt.id ? { [interrupt.id]: value } : value;
   return { assistant_id: md.assistant_id || md.graph_id, command: { resume }, stream_mode: STREAM_MODES };

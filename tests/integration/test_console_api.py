@@ -3,7 +3,8 @@
 Every call in api.js names a route the server has (a renamed or removed route fails
 here, not in a user's browser); then each call is made as the console makes it, through
 the real app with an in-process worker, on the console's test graph (draft, a subgraph,
-an interrupting review, publish), and its answer has what the page reads.
+an interrupting review, publish), on SQLite and on PostgreSQL, and its answer has what the
+page reads.
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ def test_api_js_lists_its_calls() -> None:
     assert modes is not None and json.loads(modes.group(1)) == STREAM_MODES
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The app on each store (its own SQLite file, or a fresh PostgreSQL database)."""
     from treadle.server.app import create_app
 
-    settings = Settings(store=f"sqlite:///{tmp_path}/console.db", retry_initial_interval=0.01)
+    store = (f"sqlite:///{tmp_path}/console.db" if request.param == "sqlite"
+             else request.getfixturevalue("pg_url"))
+    settings = Settings(store=store, retry_initial_interval=0.01)
     app = create_app(settings, {"approval": f"{GRAPH}:graph"}, in_process_worker=True)
     with TestClient(app) as http:
         yield http
